@@ -1,0 +1,71 @@
+"""The ``anybit`` command: ``anybit types``, ``anybit layout EXPR``, ``anybit info``.
+
+Each command imports what it needs when it runs, so ``anybit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+
+def _types(args: argparse.Namespace) -> int:
+    from anybit.dtypes.table import types_table
+
+    print(types_table())
+    return 0
+
+
+def _layout(args: argparse.Namespace) -> int:
+    from anybit.layout import show_layout
+
+    print(show_layout(args.expression, args.draw))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from anybit.info import environment_report
+
+    print(environment_report())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per job."""
+    parser = argparse.ArgumentParser(
+        prog="anybit",
+        description="anybit: a virtual machine for GPU kernels over low-precision data of any bit width.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    types = commands.add_parser(
+        "types", help="list every data type: bits, range, smallest subnormal, inf/NaN, example encodings"
+    )
+    types.set_defaults(run=_types)
+    layout = commands.add_parser(
+        "layout", help='print a register layout\'s thread/register grid, e.g. "local(2,1).spatial(8,4).local(1,2)"'
+    )
+    layout.add_argument("expression", help="a layout expression")
+    layout.add_argument("--draw", metavar="PNG", help="also draw the layout to this PNG file")
+    layout.set_defaults(run=_layout)
+    info = commands.add_parser("info", help="versions, CUDA compiler and GPU availability")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``anybit`` console script and ``python -m anybit``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args)
+    except ValueError as error:
+        print(f"anybit {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,429 @@
+"""The VM's instruction set: one frozen dataclass per instruction kind, a closed set.
+
+Every instruction records the Python source line it came from (``source``) so that every error can point at
+the kernel author's code. Fields named in ``WRITES`` are the tensors an instruction writes; every other tensor
+field is read. An instruction that produces a register tensor writes ``output``; with ``out=`` in the front end
+that tensor already exists (the in-place variant of the paper's Table 1), otherwise it is defined here.
+Passes, the interpreter and the CUDA backend each handle every class below explicitly (see
+``INSTRUCTION_CLASSES``) and raise on anything else.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, ClassVar, Optional, Union
+
+from anybit.ir.expr import Expr, Var
+from anybit.ir.tensors import GlobalTensor, RegisterTensor, SharedTensor, Tensor
+
+if TYPE_CHECKING:
+    from anybit.layout import RegisterLayout
+
+Offsets = tuple  # a tuple of Expr | int, one per tensor dimension
+Operand = Union[RegisterTensor, Expr]  # element-wise operands: a register tensor or a broadcast scalar
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    """Where in the kernel author's Python source an instruction was written."""
+
+    filename: str
+    line: int
+    text: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.filename}:{self.line}"
+        return f"{where}: {self.text.strip()}" if self.text else where
+
+
+@dataclass(frozen=True, slots=True)
+class Instruction:
+    """Base of all instructions."""
+
+    WRITES: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def name(self) -> str:
+        """snake_case name of the instruction, e.g. ``load_global``."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__.removesuffix("Inst")).lower()
+
+
+def _source_field():
+    return field(default=None, kw_only=True, compare=False)
+
+
+# ----------------------------------------------------------------------------------------------- tensors
+@dataclass(frozen=True, slots=True)
+class GlobalViewInst(Instruction):
+    """Define ``output`` as a view of global memory starting at ``pointer`` (with the output's layout)."""
+
+    output: GlobalTensor
+    pointer: Expr
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class AllocateGlobalInst(Instruction):
+    """Allocate ``output`` in the run-time global workspace (zero-filled when ``requires_clean``)."""
+
+    output: GlobalTensor
+    requires_clean: bool = False
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class AllocateSharedInst(Instruction):
+    """Allocate ``output`` in shared memory (contents undefined until written)."""
+
+    output: SharedTensor
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSliceInst(Instruction):
+    """Define ``output`` as ``tensor[offsets]``: fix the leading dimensions (e.g. one pipeline stage)."""
+
+    output: SharedTensor
+    tensor: SharedTensor
+    offsets: Offsets
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class FreeSharedInst(Instruction):
+    """End the lifetime of a shared tensor so the planner can reuse its bytes."""
+
+    tensor: SharedTensor
+    source: Optional[SourceLocation] = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
+class AllocateRegisterInst(Instruction):
+    """Define register tensor ``output``, filled with ``init`` (undefined when None)."""
+
+    output: RegisterTensor
+    init: Union[int, float, None] = None
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class DeclareScalarInst(Instruction):
+    """Declare a run-time scalar variable with an initial value (loop-carried scalars)."""
+
+    var: Var
+    init: Expr
+    source: Optional[SourceLocation] = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
+class AssignScalarInst(Instruction):
+    """``var = value`` for a declared scalar."""
+
+    var: Var
+    value: Expr
+    source: Optional[SourceLocation] = _source_field()
+
+
+# ---------------------------------------------------------------------------------------------- transfer
+@dataclass(frozen=True, slots=True)
+class LoadGlobalInst(Instruction):
+    """Load the tile of ``output.shape`` at ``offsets`` of ``tensor`` into registers.
+
+    Elements outside the global tensor's shape, or where ``mask`` is false, read as ``other``.
+    """
+
+    output: RegisterTensor
+    tensor: GlobalTensor
+    offsets: Offsets
+    mask: Optional[RegisterTensor] = None
+    other: Union[int, float] = 0
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreGlobalInst(Instruction):
+    """Store register tile ``value`` at ``offsets`` of ``tensor``; out-of-bounds or masked elements are skipped."""
+
+    tensor: GlobalTensor
+    value: RegisterTensor
+    offsets: Offsets
+    mask: Optional[RegisterTensor] = None
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("tensor",)
+
+
+@dataclass(frozen=True, slots=True)
+class AtomicAddGlobalInst(Instruction):
+    """Atomically add register tile ``value`` into ``tensor`` at ``offsets`` (split-K reductions)."""
+
+    tensor: GlobalTensor
+    value: RegisterTensor
+    offsets: Offsets
+    mask: Optional[RegisterTensor] = None
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("tensor",)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSharedInst(Instruction):
+    """Load the tile of ``output.shape`` at ``offsets`` of shared ``tensor`` into registers."""
+
+    output: RegisterTensor
+    tensor: SharedTensor
+    offsets: Offsets
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSharedInst(Instruction):
+    """Store register tile ``value`` at ``offsets`` of shared ``tensor``."""
+
+    tensor: SharedTensor
+    value: RegisterTensor
+    offsets: Offsets
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("tensor",)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyAsyncInst(Instruction):
+    """Start copying the tile of ``destination.shape`` at ``offsets`` of ``tensor`` into shared ``destination``.
+
+    Out-of-bounds elements are zero-filled. The copy completes at a wait that covers its commit group.
+    ``evict`` is a cache hint: None, "evict_first" or "evict_last".
+    """
+
+    destination: SharedTensor
+    tensor: GlobalTensor
+    offsets: Offsets
+    evict: Optional[str] = None
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("destination",)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyAsyncCommitGroupInst(Instruction):
+    """Close the group of copies issued since the last commit."""
+
+    source: Optional[SourceLocation] = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
+class CopyAsyncWaitGroupInst(Instruction):
+    """Wait until at most ``n`` committed groups are still in flight."""
+
+    n: int
+    source: Optional[SourceLocation] = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
+class CopyAsyncWaitAllInst(Instruction):
+    """Wait until every issued copy has completed (committed or not)."""
+
+    source: Optional[SourceLocation] = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
+class LockSemaphoreInst(Instruction):
+    """Block until the int32 ``semaphore[index]`` in global memory equals ``value`` (acquire)."""
+
+    semaphore: GlobalTensor
+    index: Offsets
+    value: Expr
+    source: Optional[SourceLocation] = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseSemaphoreInst(Instruction):
+    """Set the int32 ``semaphore[index]`` to ``value`` after all earlier writes are visible (release)."""
+
+    semaphore: GlobalTensor
+    index: Offsets
+    value: Expr
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("semaphore",)
+
+
+# ----------------------------------------------------------------------------------------------- compute
+UNARY_TENSOR_OPS = frozenset(
+    {"neg", "abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "logical_not", "bit_not"}
+)
+BINARY_TENSOR_OPS = frozenset(
+    {"add", "sub", "mul", "div", "mod", "maximum", "minimum", "lt", "le", "gt", "ge", "eq", "ne",
+     "logical_and", "logical_or", "and", "or", "xor", "shl", "shr"}
+)
+REDUCE_OPS = frozenset({"sum", "max", "min"})
+
+
+@dataclass(frozen=True, slots=True)
+class UnaryInst(Instruction):
+    """Element-wise ``output = op(operand)``."""
+
+    output: RegisterTensor
+    op: str
+    operand: RegisterTensor
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryInst(Instruction):
+    """Element-wise ``output = lhs op rhs`` with broadcasting (numpy rules); scalars broadcast everywhere."""
+
+    output: RegisterTensor
+    op: str
+    lhs: Operand
+    rhs: Operand
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class WhereInst(Instruction):
+    """Element-wise ``output = on_true if condition else on_false`` with broadcasting."""
+
+    output: RegisterTensor
+    condition: Operand
+    on_true: Operand
+    on_false: Operand
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class CastInst(Instruction):
+    """``output = operand`` converted to ``output.dtype`` element-wise (DESIGN §4.1 rounding), same layout."""
+
+    output: RegisterTensor
+    operand: RegisterTensor
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewInst(Instruction):
+    """Reinterpret each thread's register bits of ``operand`` as ``output`` (same threads and bits per thread)."""
+
+    output: RegisterTensor
+    operand: RegisterTensor
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class AssignInst(Instruction):
+    """``output = operand`` (same shape; layouts may differ, then values move between threads)."""
+
+    output: RegisterTensor
+    operand: RegisterTensor
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class DotInst(Instruction):
+    """``output = a @ b + c`` on tensor cores: a [M, K], b [K, N], c and output [M, N], accumulating in c's type."""
+
+    output: RegisterTensor
+    a: RegisterTensor
+    b: RegisterTensor
+    c: RegisterTensor
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class ReduceInst(Instruction):
+    """``output = op(operand, dim)`` (sum, max or min), keeping ``dim`` with size 1 when ``keepdim``."""
+
+    output: RegisterTensor
+    op: str
+    operand: RegisterTensor
+    dim: int
+    keepdim: bool
+    source: Optional[SourceLocation] = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
+class AnnotateLayoutInst(Instruction):
+    """Require ``tensor`` to have ``layout`` (consumed by layout inference)."""
+
+    tensor: RegisterTensor
+    layout: RegisterLayout
+    source: Optional[SourceLocation] = _source_field()
+
+
+# ------------------------------------------------------------------------------------------------ control
+@dataclass(frozen=True, slots=True)
+class SyncInst(Instruction):
+    """Barrier for all threads of the block; makes earlier shared-memory writes visible."""
+
+    source: Optional[SourceLocation] = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
+class ExitInst(Instruction):
+    """End the thread block."""
+
+    source: Optional[SourceLocation] = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
+class PrintInst(Instruction):
+    """Print ``message`` and, when given, a register or shared tensor (debugging)."""
+
+    message: str
+    tensor: Optional[Tensor] = None
+    source: Optional[SourceLocation] = _source_field()
+
+
+INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = (
+    GlobalViewInst, AllocateGlobalInst, AllocateSharedInst, SharedSliceInst, FreeSharedInst,
+    AllocateRegisterInst, DeclareScalarInst, AssignScalarInst, LoadGlobalInst, StoreGlobalInst,
+    AtomicAddGlobalInst, LoadSharedInst, StoreSharedInst, CopyAsyncInst, CopyAsyncCommitGroupInst,
+    CopyAsyncWaitGroupInst, CopyAsyncWaitAllInst, LockSemaphoreInst, ReleaseSemaphoreInst, UnaryInst,
+    BinaryInst, WhereInst, CastInst, ViewInst, AssignInst, DotInst, ReduceInst, AnnotateLayoutInst, SyncInst,
+    ExitInst, PrintInst,
+)
+
+
+def written_tensors(inst: Instruction) -> list[Tensor]:
+    """The tensors ``inst`` writes."""
+    return [getattr(inst, name) for name in inst.WRITES]
+
+
+def read_tensors(inst: Instruction) -> list[Tensor]:
+    """The tensors ``inst`` reads (every tensor field not in ``WRITES``)."""
+    return [
+        value
+        for f in fields(inst)
+        if f.name not in inst.WRITES and isinstance(value := getattr(inst, f.name), Tensor)
+    ]
+
+
+def defined_tensor(inst: Instruction) -> Optional[Tensor]:
+    """The tensor that ``inst`` may define (its ``output`` field), if it has one."""
+    output = getattr(inst, "output", None)
+    return output if isinstance(output, Tensor) else None
+
+
+def register_operand_tensors(inst: Instruction) -> list[RegisterTensor]:
+    """All register tensors mentioned by ``inst`` (read or written)."""
+    return [
+        value for f in fields(inst) if isinstance(value := getattr(inst, f.name), RegisterTensor)
+    ]
+
+
+__all__ = [name for name in dir() if name.endswith("Inst")] + [
+    "Instruction", "SourceLocation", "INSTRUCTION_CLASSES", "UNARY_TENSOR_OPS", "BINARY_TENSOR_OPS",
+    "REDUCE_OPS", "written_tensors", "read_tensors", "defined_tensor", "register_operand_tensors", "Operand",
+]
