@@ -14,5 +14,21 @@ from anybit.dtypes import dtype as dtype
 globals().update({_type.name: _type for _type in all_types()})  # anybit.int4, anybit.float6_e3m2, ...
 
 # --- layouts (anybit.layout) ---
+from anybit import layout as layout  # noqa: E402
+from anybit.layout import GlobalLayout as GlobalLayout  # noqa: E402
+from anybit.layout import LayoutError as LayoutError  # noqa: E402
+from anybit.layout import RegisterLayout as RegisterLayout  # noqa: E402
+from anybit.layout import SharedLayout as SharedLayout  # noqa: E402
+from anybit.layout import parse_layout as parse_layout  # noqa: E402
 
 # --- the virtual machine (anybit.ir, anybit.lang, anybit.interp) ---
+from anybit import ir as ir  # noqa: E402
+from anybit import lang as lang  # noqa: E402
+from anybit.ir import Program as Program  # noqa: E402
+from anybit.ir import PointerType as PointerType  # noqa: E402
+from anybit.ir.errors import KernelDefinitionError as KernelDefinitionError  # noqa: E402
+from anybit.ir.errors import LayoutInferenceError as LayoutInferenceError  # noqa: E402
+from anybit.ir.errors import ProgramError as ProgramError  # noqa: E402
+from anybit.ir.errors import VerificationError as VerificationError  # noqa: E402
+from anybit.lang import Script as Script  # noqa: E402
+from anybit.lang import ptr as ptr  # noqa: E402

@@ -1,0 +1,33 @@
+"""The ``anybit`` command line: help, the types table, clear failures."""
+
+import subprocess
+import sys
+
+from anybit.cli import main
+
+
+def test_help_lists_the_commands(capsys):
+    assert main([]) == 0
+    text = capsys.readouterr().out
+    for command in ("types", "layout", "info"):
+        assert command in text
+
+
+def test_types_prints_every_family(capsys):
+    assert main(["types"]) == 0
+    text = capsys.readouterr().out
+    for name in ("uint1", "int8", "float3_e1m1", "float6_e3m2", "float8_e5m2", "bfloat16", "int64"):
+        assert name in text
+
+
+def test_python_dash_m_works_as_a_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "anybit", "--help"], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "types" in result.stdout
+
+
+def test_info_reports_versions(capsys):
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert "numpy" in text and "nvrtc" in text and "gpu" in text
