@@ -31,3 +31,16 @@ def test_info_reports_versions(capsys):
     assert main(["info"]) == 0
     text = capsys.readouterr().out
     assert "numpy" in text and "nvrtc" in text and "gpu" in text
+
+
+def test_layout_prints_the_thread_grid(capsys, tmp_path):
+    picture = tmp_path / "c.png"
+    assert main(["layout", "local(2,1).spatial(8,4).local(1,2)", "--draw", str(picture)]) == 0
+    text = capsys.readouterr().out
+    assert "0:0" in text and "31:3" in text
+    assert picture.stat().st_size > 1000
+
+
+def test_layout_reports_a_bad_expression(capsys):
+    assert main(["layout", "local(2,1"]) == 2
+    assert "layout" in capsys.readouterr().err
