@@ -1,4 +1,4 @@
-"""The ceilings every result is compared with, measured in the same run: read bandwidth and cuBLAS GEMM rate."""
+"""The ceilings every result is compared with, measured in the same run: read bandwidth, cuBLAS GEMM."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ Every figure this project publishes comes from here, with the ceilings measured 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -42,14 +42,14 @@ def time_cuda(fn: Callable[[], object], *, warmup: int = 10, runs: int = 100, fl
     torch.cuda.synchronize()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
-    for start, end in zip(starts, ends):
+    for start, end in zip(starts, ends, strict=True):
         if flusher is not None:
             flusher()
         start.record()
         fn()
         end.record()
     torch.cuda.synchronize()
-    samples = sorted(start.elapsed_time(end) * 1000.0 for start, end in zip(starts, ends))
+    samples = sorted(start.elapsed_time(end) * 1000.0 for start, end in zip(starts, ends, strict=True))
     return Timing(
         median_us=statistics.median(samples),
         p10_us=samples[len(samples) // 10],
@@ -58,7 +58,9 @@ def time_cuda(fn: Callable[[], object], *, warmup: int = 10, runs: int = 100, fl
     )
 
 
-def time_cuda_graph(fn: Callable[[], object], *, warmup: int = 3, runs: int = 100, flush: bool = True) -> Timing:
+def time_cuda_graph(
+    fn: Callable[[], object], *, warmup: int = 3, runs: int = 100, flush: bool = True
+) -> Timing:
     """Like :func:`time_cuda`, but ``fn`` is captured once in a CUDA graph and the replays are timed."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -76,6 +78,7 @@ def gpu_description() -> str:
     """The GPU's name, SM count and the torch/CUDA versions, for report headers."""
     properties = torch.cuda.get_device_properties(torch.cuda.current_device())
     return (
-        f"{properties.name} ({properties.multi_processor_count} SMs, sm_{properties.major}{properties.minor}), "
+        f"{properties.name} ({properties.multi_processor_count} SMs, "
+        f"sm_{properties.major}{properties.minor}), "
         f"torch {torch.__version__}, CUDA {torch.version.cuda}"
     )

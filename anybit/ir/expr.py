@@ -1,6 +1,7 @@
 """Scalar expressions of the VM: run-time integers and floats (block indices, parameters, loop variables).
 
-Expressions are frozen dataclasses; ``==`` on them is structural equality (so they hash and compare as values).
+Expressions are frozen dataclasses; ``==`` on them is structural equality (they hash and compare
+as values).
 Arithmetic and ordering operators build new expressions; run-time equality is written ``eq(a, b)`` (the front
 end rewrites ``a == b`` in a kernel into it). Variables compare by identity: two loop variables named ``i``
 are different variables.
@@ -10,13 +11,33 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Union
 
 from anybit.dtypes import DataType, boolean, float32, int32, int64
 
 BINARY_OPS = frozenset(
-    {"add", "sub", "mul", "div", "floordiv", "mod", "min", "max", "and", "or", "xor", "shl", "shr",
-     "lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or"}
+    {
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "floordiv",
+        "mod",
+        "min",
+        "max",
+        "and",
+        "or",
+        "xor",
+        "shl",
+        "shr",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "eq",
+        "ne",
+        "logical_and",
+        "logical_or",
+    }
 )
 COMPARISON_OPS = frozenset({"lt", "le", "gt", "ge", "eq", "ne"})
 LOGICAL_OPS = frozenset({"logical_and", "logical_or"})
@@ -24,10 +45,35 @@ UNARY_OPS = frozenset({"neg", "logical_not", "bit_not", "abs"})
 
 #: How each binary op prints (infix symbol or function name).
 BINARY_SYMBOLS = {
-    "add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "and": "&", "or": "|",
-    "xor": "^", "shl": "<<", "shr": ">>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==",
-    "ne": "!=", "logical_and": "and", "logical_or": "or",
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "div": "/",
+    "floordiv": "//",
+    "mod": "%",
+    "and": "&",
+    "or": "|",
+    "xor": "^",
+    "shl": "<<",
+    "shr": ">>",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "eq": "==",
+    "ne": "!=",
+    "logical_and": "and",
+    "logical_or": "or",
 }
+
+
+def _operator(op: str, lhs, rhs):
+    """``binary(op, lhs, rhs)`` for an operator, or NotImplemented so that e.g. a register tensor's reflected
+    operator handles ``expr + tensor``."""
+    for value in (lhs, rhs):
+        if not isinstance(value, (Expr, int, float, bool)):
+            return NotImplemented
+    return binary(op, lhs, rhs)
 
 
 class Expr:
@@ -39,39 +85,97 @@ class Expr:
     def dtype(self) -> DataType:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
-    def __add__(self, other): return binary("add", self, other)
-    def __radd__(self, other): return binary("add", other, self)
-    def __sub__(self, other): return binary("sub", self, other)
-    def __rsub__(self, other): return binary("sub", other, self)
-    def __mul__(self, other): return binary("mul", self, other)
-    def __rmul__(self, other): return binary("mul", other, self)
-    def __truediv__(self, other): return binary("div", self, other)
-    def __rtruediv__(self, other): return binary("div", other, self)
-    def __floordiv__(self, other): return binary("floordiv", self, other)
-    def __rfloordiv__(self, other): return binary("floordiv", other, self)
-    def __mod__(self, other): return binary("mod", self, other)
-    def __rmod__(self, other): return binary("mod", other, self)
-    def __and__(self, other): return binary("and", self, other)
-    def __rand__(self, other): return binary("and", other, self)
-    def __or__(self, other): return binary("or", self, other)
-    def __ror__(self, other): return binary("or", other, self)
-    def __xor__(self, other): return binary("xor", self, other)
-    def __rxor__(self, other): return binary("xor", other, self)
-    def __lshift__(self, other): return binary("shl", self, other)
-    def __rlshift__(self, other): return binary("shl", other, self)
-    def __rshift__(self, other): return binary("shr", self, other)
-    def __rrshift__(self, other): return binary("shr", other, self)
-    def __lt__(self, other): return binary("lt", self, other)
-    def __le__(self, other): return binary("le", self, other)
-    def __gt__(self, other): return binary("gt", self, other)
-    def __ge__(self, other): return binary("ge", self, other)
-    def __neg__(self): return unary("neg", self)
-    def __invert__(self): return unary("bit_not", self)
-    def __abs__(self): return unary("abs", self)
+    def __add__(self, other):
+        return _operator("add", self, other)
+
+    def __radd__(self, other):
+        return _operator("add", other, self)
+
+    def __sub__(self, other):
+        return _operator("sub", self, other)
+
+    def __rsub__(self, other):
+        return _operator("sub", other, self)
+
+    def __mul__(self, other):
+        return _operator("mul", self, other)
+
+    def __rmul__(self, other):
+        return _operator("mul", other, self)
+
+    def __truediv__(self, other):
+        return _operator("div", self, other)
+
+    def __rtruediv__(self, other):
+        return _operator("div", other, self)
+
+    def __floordiv__(self, other):
+        return _operator("floordiv", self, other)
+
+    def __rfloordiv__(self, other):
+        return _operator("floordiv", other, self)
+
+    def __mod__(self, other):
+        return _operator("mod", self, other)
+
+    def __rmod__(self, other):
+        return _operator("mod", other, self)
+
+    def __and__(self, other):
+        return _operator("and", self, other)
+
+    def __rand__(self, other):
+        return _operator("and", other, self)
+
+    def __or__(self, other):
+        return _operator("or", self, other)
+
+    def __ror__(self, other):
+        return _operator("or", other, self)
+
+    def __xor__(self, other):
+        return _operator("xor", self, other)
+
+    def __rxor__(self, other):
+        return _operator("xor", other, self)
+
+    def __lshift__(self, other):
+        return _operator("shl", self, other)
+
+    def __rlshift__(self, other):
+        return _operator("shl", other, self)
+
+    def __rshift__(self, other):
+        return _operator("shr", self, other)
+
+    def __rrshift__(self, other):
+        return _operator("shr", other, self)
+
+    def __lt__(self, other):
+        return _operator("lt", self, other)
+
+    def __le__(self, other):
+        return _operator("le", self, other)
+
+    def __gt__(self, other):
+        return _operator("gt", self, other)
+
+    def __ge__(self, other):
+        return _operator("ge", self, other)
+
+    def __neg__(self):
+        return unary("neg", self)
+
+    def __invert__(self):
+        return unary("bit_not", self)
+
+    def __abs__(self):
+        return unary("abs", self)
 
     def __bool__(self):
         raise TypeError(
-            f"the run-time value `{self}` was used where Python needs a bool; inside a kernel write the condition "
+            f"the run-time value `{self}` was used where Python needs a bool; inside a kernel write the "
+            "condition "
             "in an `if`/`while` of the kernel body (the front end turns it into VM control flow), or use "
             "self.where(...) for values"
         )
@@ -89,7 +193,7 @@ class Var(Expr):
     """A run-time scalar variable (parameter, loop variable, declared scalar); compares by identity."""
 
     name: str
-    type: Union[DataType, PointerType]
+    type: DataType | PointerType
 
     @property
     def dtype(self) -> DataType:
@@ -113,7 +217,7 @@ class PointerType:
 class Const(Expr):
     """A compile-time constant of a scalar type."""
 
-    value: Union[int, float, bool]
+    value: int | float | bool
     const_dtype: DataType = field(default=int32)
 
     @property
@@ -203,7 +307,7 @@ class Select(Expr):
         return f"({self.on_true!r} if {self.condition!r} else {self.on_false!r})"
 
 
-ExprLike = Union[Expr, int, float, bool]
+ExprLike = Expr | int | float | bool
 
 
 def as_expr(value: ExprLike) -> Expr:
@@ -303,8 +407,12 @@ def unary(op: str, operand: ExprLike) -> Expr:
     operand = as_expr(operand)
     if isinstance(operand, Const):
         value = operand.value
-        folded = {"neg": lambda: -value, "logical_not": lambda: not value, "bit_not": lambda: ~value,
-                  "abs": lambda: abs(value)}[op]()
+        folded = {
+            "neg": lambda: -value,
+            "logical_not": lambda: not value,
+            "bit_not": lambda: ~value,
+            "abs": lambda: abs(value),
+        }[op]()
         return Const(folded, boolean if op == "logical_not" else operand.dtype)
     return Unary(op, operand)
 
@@ -369,7 +477,29 @@ def _binary_divisor(expr: Binary) -> int:
 
 
 __all__ = [
-    "Expr", "Var", "PointerType", "Const", "BlockIndex", "Binary", "Unary", "ScalarCast", "Select", "ExprLike",
-    "as_expr", "binary", "unary", "eq", "ne", "minimum", "maximum", "cdiv", "constant_value", "gcd_divisor",
-    "binary_result_dtype", "is_power_of_two", "BINARY_OPS", "UNARY_OPS", "COMPARISON_OPS",
+    "Expr",
+    "Var",
+    "PointerType",
+    "Const",
+    "BlockIndex",
+    "Binary",
+    "Unary",
+    "ScalarCast",
+    "Select",
+    "ExprLike",
+    "as_expr",
+    "binary",
+    "unary",
+    "eq",
+    "ne",
+    "minimum",
+    "maximum",
+    "cdiv",
+    "constant_value",
+    "gcd_divisor",
+    "binary_result_dtype",
+    "is_power_of_two",
+    "BINARY_OPS",
+    "UNARY_OPS",
+    "COMPARISON_OPS",
 ]

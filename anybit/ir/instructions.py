@@ -2,7 +2,8 @@
 
 Every instruction records the Python source line it came from (``source``) so that every error can point at
 the kernel author's code. Fields named in ``WRITES`` are the tensors an instruction writes; every other tensor
-field is read. An instruction that produces a register tensor writes ``output``; with ``out=`` in the front end
+field is read. An instruction that produces a register tensor writes ``output``; with ``out=`` in the
+front end
 that tensor already exists (the in-place variant of the paper's Table 1), otherwise it is defined here.
 Passes, the interpreter and the CUDA backend each handle every class below explicitly (see
 ``INSTRUCTION_CLASSES``) and raise on anything else.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, ClassVar, Optional, Union
+from typing import TYPE_CHECKING, ClassVar
 
 from anybit.ir.expr import Expr, Var
 from anybit.ir.tensors import GlobalTensor, RegisterTensor, SharedTensor, Tensor
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from anybit.layout import RegisterLayout
 
 Offsets = tuple  # a tuple of Expr | int, one per tensor dimension
-Operand = Union[RegisterTensor, Expr]  # element-wise operands: a register tensor or a broadcast scalar
+Operand = RegisterTensor | Expr  # element-wise operands: a register tensor or a broadcast scalar
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ class GlobalViewInst(Instruction):
 
     output: GlobalTensor
     pointer: Expr
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -70,7 +71,7 @@ class AllocateGlobalInst(Instruction):
 
     output: GlobalTensor
     requires_clean: bool = False
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -79,7 +80,7 @@ class AllocateSharedInst(Instruction):
     """Allocate ``output`` in shared memory (contents undefined until written)."""
 
     output: SharedTensor
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -90,7 +91,7 @@ class SharedSliceInst(Instruction):
     output: SharedTensor
     tensor: SharedTensor
     offsets: Offsets
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -99,7 +100,7 @@ class FreeSharedInst(Instruction):
     """End the lifetime of a shared tensor so the planner can reuse its bytes."""
 
     tensor: SharedTensor
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +108,8 @@ class AllocateRegisterInst(Instruction):
     """Define register tensor ``output``, filled with ``init`` (undefined when None)."""
 
     output: RegisterTensor
-    init: Union[int, float, None] = None
-    source: Optional[SourceLocation] = _source_field()
+    init: int | float | None = None
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -118,7 +119,7 @@ class DeclareScalarInst(Instruction):
 
     var: Var
     init: Expr
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,7 @@ class AssignScalarInst(Instruction):
 
     var: Var
     value: Expr
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
 
 
 # ---------------------------------------------------------------------------------------------- transfer
@@ -141,21 +142,21 @@ class LoadGlobalInst(Instruction):
     output: RegisterTensor
     tensor: GlobalTensor
     offsets: Offsets
-    mask: Optional[RegisterTensor] = None
-    other: Union[int, float] = 0
-    source: Optional[SourceLocation] = _source_field()
+    mask: RegisterTensor | None = None
+    other: int | float = 0
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
 @dataclass(frozen=True, slots=True)
 class StoreGlobalInst(Instruction):
-    """Store register tile ``value`` at ``offsets`` of ``tensor``; out-of-bounds or masked elements are skipped."""
+    """Store register tile ``value`` at ``offsets`` of ``tensor``; skips out-of-bounds/masked."""
 
     tensor: GlobalTensor
     value: RegisterTensor
     offsets: Offsets
-    mask: Optional[RegisterTensor] = None
-    source: Optional[SourceLocation] = _source_field()
+    mask: RegisterTensor | None = None
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("tensor",)
 
 
@@ -166,8 +167,8 @@ class AtomicAddGlobalInst(Instruction):
     tensor: GlobalTensor
     value: RegisterTensor
     offsets: Offsets
-    mask: Optional[RegisterTensor] = None
-    source: Optional[SourceLocation] = _source_field()
+    mask: RegisterTensor | None = None
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("tensor",)
 
 
@@ -178,7 +179,7 @@ class LoadSharedInst(Instruction):
     output: RegisterTensor
     tensor: SharedTensor
     offsets: Offsets
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -189,13 +190,13 @@ class StoreSharedInst(Instruction):
     tensor: SharedTensor
     value: RegisterTensor
     offsets: Offsets
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("tensor",)
 
 
 @dataclass(frozen=True, slots=True)
 class CopyAsyncInst(Instruction):
-    """Start copying the tile of ``destination.shape`` at ``offsets`` of ``tensor`` into shared ``destination``.
+    """Start copying the tile of ``destination.shape`` at ``offsets`` of ``tensor`` into ``destination``.
 
     Out-of-bounds elements are zero-filled. The copy completes at a wait that covers its commit group.
     ``evict`` is a cache hint: None, "evict_first" or "evict_last".
@@ -204,8 +205,8 @@ class CopyAsyncInst(Instruction):
     destination: SharedTensor
     tensor: GlobalTensor
     offsets: Offsets
-    evict: Optional[str] = None
-    source: Optional[SourceLocation] = _source_field()
+    evict: str | None = None
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("destination",)
 
 
@@ -213,7 +214,7 @@ class CopyAsyncInst(Instruction):
 class CopyAsyncCommitGroupInst(Instruction):
     """Close the group of copies issued since the last commit."""
 
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,14 +222,14 @@ class CopyAsyncWaitGroupInst(Instruction):
     """Wait until at most ``n`` committed groups are still in flight."""
 
     n: int
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
 
 
 @dataclass(frozen=True, slots=True)
 class CopyAsyncWaitAllInst(Instruction):
     """Wait until every issued copy has completed (committed or not)."""
 
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +239,7 @@ class LockSemaphoreInst(Instruction):
     semaphore: GlobalTensor
     index: Offsets
     value: Expr
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,17 +249,51 @@ class ReleaseSemaphoreInst(Instruction):
     semaphore: GlobalTensor
     index: Offsets
     value: Expr
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("semaphore",)
 
 
 # ----------------------------------------------------------------------------------------------- compute
 UNARY_TENSOR_OPS = frozenset(
-    {"neg", "abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh", "logical_not", "bit_not"}
+    {
+        "neg",
+        "abs",
+        "exp",
+        "exp2",
+        "log",
+        "log2",
+        "sqrt",
+        "rsqrt",
+        "sin",
+        "cos",
+        "tanh",
+        "logical_not",
+        "bit_not",
+    }
 )
 BINARY_TENSOR_OPS = frozenset(
-    {"add", "sub", "mul", "div", "mod", "maximum", "minimum", "lt", "le", "gt", "ge", "eq", "ne",
-     "logical_and", "logical_or", "and", "or", "xor", "shl", "shr"}
+    {
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "mod",
+        "maximum",
+        "minimum",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "eq",
+        "ne",
+        "logical_and",
+        "logical_or",
+        "and",
+        "or",
+        "xor",
+        "shl",
+        "shr",
+    }
 )
 REDUCE_OPS = frozenset({"sum", "max", "min"})
 
@@ -270,7 +305,7 @@ class UnaryInst(Instruction):
     output: RegisterTensor
     op: str
     operand: RegisterTensor
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -282,7 +317,7 @@ class BinaryInst(Instruction):
     op: str
     lhs: Operand
     rhs: Operand
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -294,7 +329,7 @@ class WhereInst(Instruction):
     condition: Operand
     on_true: Operand
     on_false: Operand
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -304,17 +339,17 @@ class CastInst(Instruction):
 
     output: RegisterTensor
     operand: RegisterTensor
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
 @dataclass(frozen=True, slots=True)
 class ViewInst(Instruction):
-    """Reinterpret each thread's register bits of ``operand`` as ``output`` (same threads and bits per thread)."""
+    """Reinterpret each thread's register bits of ``operand`` as ``output`` (same threads and bits)."""
 
     output: RegisterTensor
     operand: RegisterTensor
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -324,19 +359,19 @@ class AssignInst(Instruction):
 
     output: RegisterTensor
     operand: RegisterTensor
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
 @dataclass(frozen=True, slots=True)
 class DotInst(Instruction):
-    """``output = a @ b + c`` on tensor cores: a [M, K], b [K, N], c and output [M, N], accumulating in c's type."""
+    """``output = a @ b + c`` on tensor cores: a [M, K], b [K, N], c and output [M, N], in c's type."""
 
     output: RegisterTensor
     a: RegisterTensor
     b: RegisterTensor
     c: RegisterTensor
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -349,7 +384,7 @@ class ReduceInst(Instruction):
     operand: RegisterTensor
     dim: int
     keepdim: bool
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -359,7 +394,7 @@ class AnnotateLayoutInst(Instruction):
 
     tensor: RegisterTensor
     layout: RegisterLayout
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
 
 
 # ------------------------------------------------------------------------------------------------ control
@@ -367,14 +402,14 @@ class AnnotateLayoutInst(Instruction):
 class SyncInst(Instruction):
     """Barrier for all threads of the block; makes earlier shared-memory writes visible."""
 
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
 
 
 @dataclass(frozen=True, slots=True)
 class ExitInst(Instruction):
     """End the thread block."""
 
-    source: Optional[SourceLocation] = _source_field()
+    source: SourceLocation | None = _source_field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,17 +417,42 @@ class PrintInst(Instruction):
     """Print ``message`` and, when given, a register or shared tensor (debugging)."""
 
     message: str
-    tensor: Optional[Tensor] = None
-    source: Optional[SourceLocation] = _source_field()
+    tensor: Tensor | None = None
+    source: SourceLocation | None = _source_field()
 
 
 INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = (
-    GlobalViewInst, AllocateGlobalInst, AllocateSharedInst, SharedSliceInst, FreeSharedInst,
-    AllocateRegisterInst, DeclareScalarInst, AssignScalarInst, LoadGlobalInst, StoreGlobalInst,
-    AtomicAddGlobalInst, LoadSharedInst, StoreSharedInst, CopyAsyncInst, CopyAsyncCommitGroupInst,
-    CopyAsyncWaitGroupInst, CopyAsyncWaitAllInst, LockSemaphoreInst, ReleaseSemaphoreInst, UnaryInst,
-    BinaryInst, WhereInst, CastInst, ViewInst, AssignInst, DotInst, ReduceInst, AnnotateLayoutInst, SyncInst,
-    ExitInst, PrintInst,
+    GlobalViewInst,
+    AllocateGlobalInst,
+    AllocateSharedInst,
+    SharedSliceInst,
+    FreeSharedInst,
+    AllocateRegisterInst,
+    DeclareScalarInst,
+    AssignScalarInst,
+    LoadGlobalInst,
+    StoreGlobalInst,
+    AtomicAddGlobalInst,
+    LoadSharedInst,
+    StoreSharedInst,
+    CopyAsyncInst,
+    CopyAsyncCommitGroupInst,
+    CopyAsyncWaitGroupInst,
+    CopyAsyncWaitAllInst,
+    LockSemaphoreInst,
+    ReleaseSemaphoreInst,
+    UnaryInst,
+    BinaryInst,
+    WhereInst,
+    CastInst,
+    ViewInst,
+    AssignInst,
+    DotInst,
+    ReduceInst,
+    AnnotateLayoutInst,
+    SyncInst,
+    ExitInst,
+    PrintInst,
 )
 
 
@@ -410,7 +470,7 @@ def read_tensors(inst: Instruction) -> list[Tensor]:
     ]
 
 
-def defined_tensor(inst: Instruction) -> Optional[Tensor]:
+def defined_tensor(inst: Instruction) -> Tensor | None:
     """The tensor that ``inst`` may define (its ``output`` field), if it has one."""
     output = getattr(inst, "output", None)
     return output if isinstance(output, Tensor) else None
@@ -418,12 +478,19 @@ def defined_tensor(inst: Instruction) -> Optional[Tensor]:
 
 def register_operand_tensors(inst: Instruction) -> list[RegisterTensor]:
     """All register tensors mentioned by ``inst`` (read or written)."""
-    return [
-        value for f in fields(inst) if isinstance(value := getattr(inst, f.name), RegisterTensor)
-    ]
+    return [value for f in fields(inst) if isinstance(value := getattr(inst, f.name), RegisterTensor)]
 
 
 __all__ = [name for name in dir() if name.endswith("Inst")] + [
-    "Instruction", "SourceLocation", "INSTRUCTION_CLASSES", "UNARY_TENSOR_OPS", "BINARY_TENSOR_OPS",
-    "REDUCE_OPS", "written_tensors", "read_tensors", "defined_tensor", "register_operand_tensors", "Operand",
+    "Instruction",
+    "SourceLocation",
+    "INSTRUCTION_CLASSES",
+    "UNARY_TENSOR_OPS",
+    "BINARY_TENSOR_OPS",
+    "REDUCE_OPS",
+    "written_tensors",
+    "read_tensors",
+    "defined_tensor",
+    "register_operand_tensors",
+    "Operand",
 ]

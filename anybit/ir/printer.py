@@ -26,12 +26,14 @@ def format_value(value) -> str:
 def format_instruction(inst: Instruction) -> str:
     """``out = name(arg=..., ...)  # type`` for one instruction."""
     output = defined_tensor(inst)
+    # element-wise and reduction instructions print as their operation: ``t = add(lhs=a, rhs=b)``
+    op = getattr(inst, "op", None)
     args = [
         f"{f.name}={format_value(getattr(inst, f.name))}"
         for f in fields(inst)
-        if f.name not in ("output", "source") and getattr(inst, f.name) is not None
+        if f.name not in ("output", "source", "op") and getattr(inst, f.name) is not None
     ]
-    call = f"{inst.name}({', '.join(args)})"
+    call = f"{op if isinstance(op, str) else inst.name}({', '.join(args)})"
     if output is None:
         return call
     return f"{output.name} = {call}  # {type_string(output)}"
@@ -44,7 +46,9 @@ def format_body(body: tuple, depth: int) -> list[str]:
     for stmt in body:
         if isinstance(stmt, ForStmt):
             unroll = f"  # unroll={stmt.unroll}" if stmt.unroll is not None else ""
-            lines.append(f"{pad}for {stmt.var!r} in range({stmt.start!r}, {stmt.stop!r}, {stmt.step!r}):{unroll}")
+            lines.append(
+                f"{pad}for {stmt.var!r} in range({stmt.start!r}, {stmt.stop!r}, {stmt.step!r}):{unroll}"
+            )
             lines += format_body(stmt.body, depth + 1) or [pad + INDENT + "pass"]
         elif isinstance(stmt, IfStmt):
             lines.append(f"{pad}if {stmt.condition!r}:")
@@ -66,8 +70,10 @@ def format_body(body: tuple, depth: int) -> list[str]:
 
 def format_program(program: Program) -> str:
     """The whole program: signature with grid and warps, then the body."""
-    params = ", ".join(f"{p.name}: {p.type!r}" if not hasattr(p.type, "name") else f"{p.name}: {p.type.name}"
-                       for p in program.params)
+    params = ", ".join(
+        f"{p.name}: {p.type!r}" if not hasattr(p.type, "name") else f"{p.name}: {p.type.name}"
+        for p in program.params
+    )
     grid = ", ".join(repr(g) for g in program.grid)
     header = f"def {program.name}({params})  # grid=[{grid}], warps={program.num_warps}"
     lines = [header]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 from anybit.ir.expr import Expr, Var
 from anybit.ir.instructions import Instruction, SourceLocation
@@ -11,15 +10,15 @@ from anybit.ir.instructions import Instruction, SourceLocation
 
 @dataclass(frozen=True, slots=True)
 class ForStmt:
-    """``for var in range(start, stop, step): body``; ``unroll`` is an unroll hint (None, True or a factor)."""
+    """``for var in range(start, stop, step): body``; ``unroll`` is a hint (None, True or a factor)."""
 
     var: Var
     start: Expr
     stop: Expr
     step: Expr
     body: tuple
-    unroll: Union[int, bool, None] = None
-    source: Optional[SourceLocation] = field(default=None, kw_only=True, compare=False)
+    unroll: int | bool | None = None
+    source: SourceLocation | None = field(default=None, kw_only=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +28,7 @@ class IfStmt:
     condition: Expr
     then_body: tuple
     else_body: tuple = ()
-    source: Optional[SourceLocation] = field(default=None, kw_only=True, compare=False)
+    source: SourceLocation | None = field(default=None, kw_only=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,17 +37,17 @@ class WhileStmt:
 
     condition: Expr
     body: tuple
-    source: Optional[SourceLocation] = field(default=None, kw_only=True, compare=False)
+    source: SourceLocation | None = field(default=None, kw_only=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class BreakStmt:
     """Leave the innermost run-time loop."""
 
-    source: Optional[SourceLocation] = field(default=None, kw_only=True, compare=False)
+    source: SourceLocation | None = field(default=None, kw_only=True, compare=False)
 
 
-Statement = Union[Instruction, ForStmt, IfStmt, WhileStmt, BreakStmt]
+Statement = Instruction | ForStmt | IfStmt | WhileStmt | BreakStmt
 STATEMENT_CLASSES = (ForStmt, IfStmt, WhileStmt, BreakStmt)
 
 

@@ -1,0 +1,105 @@
+"""Handlers of synchronisation and control: sync, exit, print, and the split-K semaphores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from anybit import ir
+from anybit.dtypes import int32
+from anybit.interp.errors import InterpreterError
+from anybit.interp.handlers.registry import register
+from anybit.interp.memory import SharedBinding
+from anybit.interp.registers import scatter_to_dense
+from anybit.interp.state import BlockState
+from anybit.interp.values import values_from_codes
+from anybit.ir.tensors import RegisterTensor, SharedTensor
+
+
+class BlockExit(Exception):
+    """Raised by ``exit`` to end the running thread block."""
+
+
+@dataclass(frozen=True)
+class SemaphoreWait:
+    """What a block yields while ``lock_semaphore`` waits: the instruction, the values, and whether this is a
+    repeated check that found nothing changed."""
+
+    instruction: ir.LockSemaphoreInst
+    block_index: tuple
+    index: tuple
+    expected: int
+    current: int
+    repeated: bool
+
+
+@register(ir.SyncInst)
+def sync(block: BlockState, inst: ir.SyncInst) -> None:
+    block.epoch += 1
+
+
+@register(ir.ExitInst)
+def exit_block(block: BlockState, inst: ir.ExitInst) -> None:
+    raise BlockExit()
+
+
+def _tensor_text(block: BlockState, tensor) -> str:
+    if isinstance(tensor, RegisterTensor):
+        values = scatter_to_dense(tensor, values_from_codes(block.registers.codes(tensor), tensor.dtype))
+    elif isinstance(tensor, SharedTensor):
+        binding: SharedBinding = block.shared_binding(tensor)
+        from anybit.interp import bits
+        from anybit.interp.memory import storage_bits
+
+        local = np.moveaxis(np.indices(binding.shape, dtype=np.int64), 0, -1)
+        codes = bits.read_codes(
+            binding.region.data, binding.bit_positions(local), storage_bits(binding.dtype)
+        )
+        values = values_from_codes(codes.astype(binding.dtype.code_dtype), binding.dtype)
+    else:
+        raise InterpreterError(f"print can show register or shared tensors, got {tensor!r}")
+    return f"{tensor.name}: {tensor.dtype.name}{list(values.shape)}\n{values}"
+
+
+@register(ir.PrintInst)
+def print_tensor(block: BlockState, inst: ir.PrintInst) -> None:
+    text = f"[block {block.block_index}] {inst.message}"
+    if inst.tensor is not None:
+        text += "\n" + _tensor_text(block, inst.tensor)
+    block.launch.print_fn(text)
+
+
+def _semaphore(block: BlockState, inst) -> tuple:
+    binding = block.global_binding(inst.semaphore)
+    if binding.dtype is not int32:
+        raise InterpreterError(f"semaphore {inst.semaphore.name} must be int32, got {binding.dtype.name}")
+    index = np.asarray(block.int_scalars(inst.index), dtype=np.int64)
+    if not binding.in_bounds(index):
+        raise InterpreterError(
+            f"semaphore index {tuple(index)} is outside {inst.semaphore.name}{list(binding.shape)}"
+        )
+    return binding, binding.bit_positions(index[None])
+
+
+@register(ir.LockSemaphoreInst)
+def lock_semaphore(block: BlockState, inst: ir.LockSemaphoreInst) -> Iterator[SemaphoreWait]:
+    binding, position = _semaphore(block, inst)
+    expected = int(block.scalar(inst.value))
+    repeated = False
+    while True:
+        current = int(values_from_codes(binding.read(position).astype(np.uint32), int32)[0])
+        if current == expected:
+            return
+        yield SemaphoreWait(
+            inst, block.block_index, block.int_scalars(inst.index), expected, current, repeated
+        )
+        repeated = True
+
+
+@register(ir.ReleaseSemaphoreInst)
+def release_semaphore(block: BlockState, inst: ir.ReleaseSemaphoreInst) -> None:
+    binding, position = _semaphore(block, inst)
+    value = int(block.scalar(inst.value))
+    binding.write(position, np.asarray([value & 0xFFFFFFFF], dtype=np.uint64))

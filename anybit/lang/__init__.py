@@ -1,0 +1,19 @@
+"""The kernel author's front end: ``Script`` classes whose ``__call__`` is transpiled into a VM program."""
+
+from anybit.ir.expr import PointerType as ptr
+from anybit.lang.builder import Builder, current_builder
+from anybit.lang.control import RangeSpec
+from anybit.lang.script import Attributes, BlockIndices, Parameter, Script
+from anybit.lang.transpiler import transpile
+
+__all__ = [
+    "Script",
+    "ptr",
+    "Attributes",
+    "BlockIndices",
+    "Parameter",
+    "RangeSpec",
+    "Builder",
+    "current_builder",
+    "transpile",
+]

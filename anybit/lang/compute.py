@@ -1,0 +1,308 @@
+"""Register-tensor computation for kernel authors: element-wise ops, casts, views, dot, reductions.
+
+Every function emits one instruction through the active builder and returns the result tensor (a new one, or
+``out`` when given: the in-place variant of the paper's Table 1). Layouts of new tensors are left to layout
+inference unless they follow directly (a cast keeps its operand's layout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from anybit.dtypes import DataType, boolean
+from anybit.dtypes import dtype as resolve_dtype
+from anybit.ir.expr import Expr, ScalarCast, as_expr, binary, unary
+from anybit.ir.instructions import (
+    BINARY_TENSOR_OPS,
+    UNARY_TENSOR_OPS,
+    AssignInst,
+    BinaryInst,
+    CastInst,
+    DotInst,
+    ReduceInst,
+    UnaryInst,
+    ViewInst,
+    WhereInst,
+)
+from anybit.ir.tensors import RegisterTensor, Tensor
+from anybit.lang.builder import Builder, current_builder
+
+COMPARISONS = frozenset({"lt", "le", "gt", "ge", "eq", "ne"})
+LOGICAL = frozenset({"logical_and", "logical_or", "logical_not"})
+FLOAT_ONLY = frozenset({"exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh"})
+INTEGER_ONLY = frozenset({"and", "or", "xor", "shl", "shr", "bit_not"})
+# Element-wise ops whose scalar-only form is an expression.
+_SCALAR_BINARY = {"maximum": "max", "minimum": "min"}
+
+
+def new_register(
+    builder: Builder, dtype: DataType, shape: Sequence[int], layout=None, hint: str = "t"
+) -> RegisterTensor:
+    """A fresh register tensor, auto-named (it takes the kernel variable's name when assigned)."""
+    tensor = RegisterTensor(builder.fresh_name(hint), dtype, tuple(int(d) for d in shape), layout)
+    builder.auto_named.add(id(tensor))
+    return tensor
+
+
+def check_register(builder: Builder, value, instruction: str, what: str) -> RegisterTensor:
+    """``value`` if it is a register tensor, else an "expected X, got Y" error."""
+    if not isinstance(value, RegisterTensor):
+        got = (
+            type(value).__name__ if not isinstance(value, Tensor) else f"the {type(value).__name__} {value!r}"
+        )
+        raise builder.error(f"expected a register tensor as {what}, got {got}", instruction)
+    return value
+
+
+def broadcast_shape(builder: Builder, instruction: str, tensors: Sequence[RegisterTensor]) -> tuple:
+    """The numpy broadcast of equal-rank shapes (size-1 dimensions stretch)."""
+    shapes = [tuple(t.shape) for t in tensors]
+    ranks = {len(s) for s in shapes}
+    if len(ranks) != 1:
+        raise builder.error(
+            f"expected operands of the same rank (keep reduced dimensions with keepdim=True), "
+            f"got shapes {', '.join(str(list(s)) for s in shapes)}",
+            instruction,
+        )
+    result = []
+    for sizes in zip(*shapes, strict=False):
+        stretched = {s for s in sizes if s != 1}
+        if len(stretched) > 1:
+            raise builder.error(
+                f"expected broadcastable shapes, got {', '.join(str(list(s)) for s in shapes)}", instruction
+            )
+        result.append(stretched.pop() if stretched else 1)
+    return tuple(result)
+
+
+def _scalar_operand(value, dtype: DataType, builder: Builder, instruction: str) -> Expr:
+    if isinstance(value, Tensor):
+        raise builder.error(
+            f"expected a register tensor or a scalar, got the {type(value).__name__} {value!r}", instruction
+        )
+    if isinstance(value, (bool, int, float)):
+        return as_expr(value)
+    if not isinstance(value, Expr):
+        raise builder.error(
+            f"expected a register tensor or a scalar, got {type(value).__name__}", instruction
+        )
+    return value if value.dtype is dtype or dtype is boolean else ScalarCast(value, dtype)
+
+
+def _check_out(builder: Builder, out, dtype: DataType, shape: tuple, instruction: str) -> None:
+    check_register(builder, out, instruction, "out")
+    if out.dtype is not dtype or tuple(out.shape) != shape:
+        raise builder.error(
+            f"expected out= to be a {dtype.name}{list(shape)} register tensor, got "
+            f"{out.dtype.name}{list(out.shape)}",
+            instruction,
+        )
+
+
+def elementwise(op: str, operands: Sequence, out: RegisterTensor | None = None):
+    """Emit ``op`` over register tensors and broadcast scalars (``where``: condition, on_true, on_false)."""
+    builder = current_builder()
+    instruction = "where" if op == "where" else ("unary" if len(operands) == 1 else "binary") + f" `{op}`"
+    tensors = [v for v in operands if isinstance(v, RegisterTensor)]
+    if not tensors:
+        return _scalar_elementwise(builder, op, operands, instruction)
+    if op not in UNARY_TENSOR_OPS | BINARY_TENSOR_OPS | {"where"}:
+        raise builder.error(f"expected an element-wise operation, got {op!r}", instruction)
+    value_tensors = tensors if op != "where" else [v for v in operands[1:] if isinstance(v, RegisterTensor)]
+    dtypes = {t.dtype for t in value_tensors}
+    if len(dtypes) > 1:
+        raise builder.error(
+            f"expected operands of one dtype, got {', '.join(sorted(d.name for d in dtypes))}; "
+            "convert one with self.cast(x, dtype)",
+            instruction,
+        )
+    dtype = (
+        value_tensors[0].dtype
+        if value_tensors
+        else _scalar_operand(operands[1], boolean, builder, instruction).dtype
+    )
+    if op in FLOAT_ONLY and not dtype.is_float:
+        raise builder.error(f"expected a float tensor, got {dtype.name}", instruction)
+    if op in INTEGER_ONLY and not dtype.is_integer:
+        raise builder.error(f"expected an integer tensor, got {dtype.name}", instruction)
+    shape = broadcast_shape(builder, instruction, tensors)
+    result_dtype = boolean if op in COMPARISONS | LOGICAL else dtype
+    if out is not None:
+        _check_out(builder, out, result_dtype, shape, instruction)
+    output = out if out is not None else new_register(builder, result_dtype, shape)
+    converted = [
+        v
+        if isinstance(v, RegisterTensor)
+        else _scalar_operand(
+            v, boolean if (op == "where" and k == 0) or op in LOGICAL else dtype, builder, instruction
+        )
+        for k, v in enumerate(operands)
+    ]
+    source = builder.location()
+    if op == "where":
+        if isinstance(converted[0], RegisterTensor) and converted[0].dtype is not boolean:
+            raise builder.error(f"expected a boolean condition, got {converted[0].dtype.name}", instruction)
+        builder.emit(WhereInst(output, *converted, source=source))
+    elif len(converted) == 1:
+        builder.emit(UnaryInst(output, op, converted[0], source=source))
+    else:
+        builder.emit(BinaryInst(output, op, converted[0], converted[1], source=source))
+    return output
+
+
+def _scalar_elementwise(builder: Builder, op: str, operands: Sequence, instruction: str):
+    """The expression form of an element-wise op on scalars only."""
+    if op == "where":
+        from anybit.lang.control import select
+
+        return select(operands[0], lambda: operands[1], lambda: operands[2])
+    if len(operands) == 1:
+        if op in ("neg", "abs", "logical_not", "bit_not"):
+            return unary(op, operands[0])
+    else:
+        name = _SCALAR_BINARY.get(op, op)
+        if name in (
+            "add",
+            "sub",
+            "mul",
+            "div",
+            "mod",
+            "min",
+            "max",
+            "lt",
+            "le",
+            "gt",
+            "ge",
+            "eq",
+            "ne",
+            "logical_and",
+            "logical_or",
+            "and",
+            "or",
+            "xor",
+            "shl",
+            "shr",
+        ):
+            return binary(name, operands[0], operands[1])
+    raise builder.error(
+        f"expected at least one register tensor operand, got {', '.join(map(repr, operands))}", instruction
+    )
+
+
+def operator_handler(op: str, *operands):
+    """Installed into ``anybit.ir.tensors``: register-tensor operators and shared-tensor indexing."""
+    from anybit.lang.builder import active_builder
+
+    if active_builder() is None:
+        raise TypeError(f"operator {op!r} on tensors is only available while a kernel is being built")
+    if op == "shared_slice":
+        from anybit.lang.memory import shared_slice
+
+        return shared_slice(*operands)
+    return elementwise(op, operands)
+
+
+def cast(tensor: RegisterTensor, dtype, out: RegisterTensor | None = None) -> RegisterTensor:
+    """Convert element-wise to ``dtype`` (DESIGN §4.1 rounding), keeping the layout."""
+    builder = current_builder()
+    check_register(builder, tensor, "cast", "the operand")
+    dtype = resolve_dtype(dtype)
+    if out is not None:
+        _check_out(builder, out, dtype, tuple(tensor.shape), "cast")
+    output = out if out is not None else new_register(builder, dtype, tensor.shape, tensor.layout)
+    builder.emit(CastInst(output, tensor, source=builder.location()))
+    return output
+
+
+def view(tensor: RegisterTensor, dtype=None, layout=None, *, shape=None) -> RegisterTensor:
+    """Reinterpret each thread's register bits as ``dtype`` with ``layout`` (no data movement).
+
+    Without ``layout``, give ``shape`` (or keep the bit width) and layout inference decides the layout.
+    """
+    builder = current_builder()
+    check_register(builder, tensor, "view", "the operand")
+    dtype = tensor.dtype if dtype is None else resolve_dtype(dtype)
+    if layout is not None:
+        shape = tuple(layout.shape)
+    elif shape is not None:
+        shape = tuple(int(d) for d in shape)
+        if _count(shape) * dtype.nbits != _count(tensor.shape) * tensor.dtype.nbits:
+            raise builder.error(
+                f"expected {dtype.name}{list(shape)} to hold the {tensor.dtype.name}"
+                f"{list(tensor.shape)} operand's bits exactly",
+                "view",
+            )
+    elif dtype.nbits == tensor.dtype.nbits:
+        shape, layout = tuple(tensor.shape), tensor.layout
+    else:
+        last_bits = tensor.shape[-1] * tensor.dtype.nbits
+        if last_bits % dtype.nbits:
+            raise builder.error(
+                f"expected the last dimension ({tensor.shape[-1]} x {tensor.dtype.nbits} bits) to "
+                f"hold a whole number of {dtype.name} values; pass layout= to choose the shape",
+                "view",
+            )
+        shape = (*tensor.shape[:-1], last_bits // dtype.nbits)
+    output = new_register(builder, dtype, shape, layout)
+    builder.emit(ViewInst(output, tensor, source=builder.location()))
+    return output
+
+
+def _count(shape) -> int:
+    count = 1
+    for extent in shape:
+        count *= extent
+    return count
+
+
+def dot(a: RegisterTensor, b: RegisterTensor, c: RegisterTensor, out: RegisterTensor | None = None):
+    """``a @ b + c`` on tensor cores; ``a`` is [M, K], ``b`` [K, N], ``c`` [M, N]."""
+    builder = current_builder()
+    for name, value in (("a", a), ("b", b), ("c", c)):
+        check_register(builder, value, "dot", f"operand {name}")
+        if value.rank != 2:
+            raise builder.error(f"expected a rank-2 operand {name}, got shape {list(value.shape)}", "dot")
+    (m, k), (k2, n) = a.shape, b.shape
+    if k != k2 or tuple(c.shape) != (m, n):
+        raise builder.error(
+            f"expected shapes a [M, K], b [K, N], c [M, N], got a {list(a.shape)}, b "
+            f"{list(b.shape)}, c {list(c.shape)}",
+            "dot",
+        )
+    if out is not None:
+        _check_out(builder, out, c.dtype, (m, n), "dot")
+    output = out if out is not None else new_register(builder, c.dtype, (m, n), c.layout)
+    builder.emit(DotInst(output, a, b, c, source=builder.location()))
+    return output
+
+
+def reduce(op: str, tensor: RegisterTensor, dim: int, keepdim: bool = False) -> RegisterTensor:
+    """``op`` (sum, max, min) over dimension ``dim``."""
+    builder = current_builder()
+    check_register(builder, tensor, op, "the operand")
+    if not -tensor.rank <= dim < tensor.rank:
+        raise builder.error(f"expected a dimension in [{-tensor.rank}, {tensor.rank}), got {dim}", op)
+    dim %= tensor.rank
+    shape = list(tensor.shape)
+    if keepdim:
+        shape[dim] = 1
+    else:
+        del shape[dim]
+    output = new_register(builder, tensor.dtype, shape)
+    builder.emit(ReduceInst(output, op, tensor, dim, keepdim, source=builder.location()))
+    return output
+
+
+def assign(destination: RegisterTensor, value: RegisterTensor) -> RegisterTensor:
+    """Copy ``value`` into ``destination`` (same shape and dtype; layouts may differ)."""
+    builder = current_builder()
+    check_register(builder, destination, "assign", "the destination")
+    check_register(builder, value, "assign", "the value")
+    if destination.dtype is not value.dtype or tuple(destination.shape) != tuple(value.shape):
+        raise builder.error(
+            f"expected a value of {destination.dtype.name}{list(destination.shape)}, got "
+            f"{value.dtype.name}{list(value.shape)}",
+            "assign",
+        )
+    builder.emit(AssignInst(destination, value, source=builder.location()))
+    return destination

@@ -1,0 +1,475 @@
+"""The verifier: rejects ill-formed programs with errors naming the instruction and its source line.
+
+Checks, per instruction: shapes, dtypes, offsets counts and tile ranks; element-wise broadcasting; ``cast``
+keeps the layout; ``view`` keeps the thread count and the bits per thread; ``dot`` operands have the
+tensor-core shapes, dtypes and layouts; layouts fit the block's threads. Across instructions: every tensor
+and scalar is defined before use on every path (run-time bodies do not leak definitions), and no shared
+tensor is read after a write (``store_shared``, or ``copy_async`` not yet waited for) without a ``sync`` in
+between, on straight-line paths where that is provable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from anybit.ir.errors import VerificationError, where
+from anybit.ir.expr import Expr, Var
+from anybit.ir.instructions import (
+    INSTRUCTION_CLASSES,
+    AllocateGlobalInst,
+    AllocateRegisterInst,
+    AllocateSharedInst,
+    AnnotateLayoutInst,
+    AssignInst,
+    AssignScalarInst,
+    AtomicAddGlobalInst,
+    BinaryInst,
+    CastInst,
+    CopyAsyncCommitGroupInst,
+    CopyAsyncInst,
+    CopyAsyncWaitAllInst,
+    CopyAsyncWaitGroupInst,
+    DeclareScalarInst,
+    DotInst,
+    ExitInst,
+    FreeSharedInst,
+    GlobalViewInst,
+    Instruction,
+    LoadGlobalInst,
+    LoadSharedInst,
+    LockSemaphoreInst,
+    PrintInst,
+    ReduceInst,
+    ReleaseSemaphoreInst,
+    SharedSliceInst,
+    StoreGlobalInst,
+    StoreSharedInst,
+    SyncInst,
+    UnaryInst,
+    ViewInst,
+    WhereInst,
+    defined_tensor,
+    register_operand_tensors,
+)
+from anybit.ir.statements import BreakStmt, ForStmt, IfStmt, Program, WhileStmt, instructions
+from anybit.ir.tensors import SharedTensor, Tensor
+
+_CHECKS: dict[type, Callable] = {}
+
+
+def _check(*classes):
+    def register(function):
+        for cls in classes:
+            assert cls not in _CHECKS, f"duplicate verifier check for {cls.__name__}"
+            _CHECKS[cls] = function
+        return function
+
+    return register
+
+
+def _fail(inst: Instruction, message: str) -> VerificationError:
+    return VerificationError(message, instruction=inst.name, source=inst.source)
+
+
+def _type(t: Tensor) -> str:
+    return f"{t.dtype.name}{list(t.shape)}"
+
+
+# ------------------------------------------------------------------------------------ per instruction
+def _tile(inst, tensor: Tensor, tile_shape, offsets) -> None:
+    if len(offsets) != tensor.rank:
+        raise _fail(
+            inst, f"expected {tensor.rank} offsets for {tensor.name} {_type(tensor)}, got {len(offsets)}"
+        )
+    if len(tile_shape) > tensor.rank:
+        raise _fail(
+            inst, f"expected a tile of rank at most {tensor.rank} for {tensor.name}, got {list(tile_shape)}"
+        )
+    if isinstance(tensor, SharedTensor):  # shared shapes are static: out-of-range tiles are provable
+        lead = tensor.rank - len(tile_shape)
+        for dim, offset in enumerate(offsets):
+            extent = 1 if dim < lead else tile_shape[dim - lead]
+            if isinstance(offset, int) and offset + extent > tensor.shape[dim]:
+                raise _fail(
+                    inst,
+                    f"tile {list(tile_shape)} at offsets {list(offsets)} runs past {tensor.name} "
+                    f"{_type(tensor)} along dimension {dim}",
+                )
+
+
+def _same_dtype(inst, a: Tensor, b: Tensor) -> None:
+    if a.dtype is not b.dtype:
+        raise _fail(
+            inst, f"expected {a.name} and {b.name} to have one dtype, got {a.dtype.name} and {b.dtype.name}"
+        )
+
+
+def _mask(inst, mask, tile: Tensor) -> None:
+    if mask is not None and (mask.dtype.name != "boolean" or tuple(mask.shape) != tuple(tile.shape)):
+        raise _fail(inst, f"expected a boolean{list(tile.shape)} mask, got {_type(mask)}")
+
+
+@_check(GlobalViewInst)
+def _global_view(inst: GlobalViewInst, program) -> None:
+    pointer_type = getattr(inst.pointer, "type", None)
+    if (
+        not isinstance(inst.pointer, Var)
+        or not hasattr(pointer_type, "dtype")
+        or hasattr(pointer_type, "nbits")
+    ):
+        raise _fail(inst, f"expected a pointer variable, got {inst.pointer!r}")
+
+
+@_check(
+    AllocateGlobalInst,
+    AllocateRegisterInst,
+    AllocateSharedInst,
+    DeclareScalarInst,
+    AssignScalarInst,
+    CopyAsyncCommitGroupInst,
+    CopyAsyncWaitAllInst,
+    FreeSharedInst,
+    SyncInst,
+    ExitInst,
+    PrintInst,
+)
+def _nothing(inst, program) -> None:
+    return None
+
+
+@_check(SharedSliceInst)
+def _shared_slice(inst: SharedSliceInst, program) -> None:
+    _tile(inst, inst.tensor, inst.output.shape, inst.offsets)
+    if tuple(inst.output.shape) != tuple(inst.tensor.shape[inst.tensor.rank - inst.output.rank :]):
+        raise _fail(
+            inst,
+            f"expected the slice shape to be trailing dimensions of {list(inst.tensor.shape)}, got "
+            f"{list(inst.output.shape)}",
+        )
+    _same_dtype(inst, inst.output, inst.tensor)
+
+
+@_check(LoadGlobalInst, LoadSharedInst)
+def _load(inst, program) -> None:
+    _tile(inst, inst.tensor, inst.output.shape, inst.offsets)
+    _same_dtype(inst, inst.output, inst.tensor)
+    _mask(inst, getattr(inst, "mask", None), inst.output)
+
+
+@_check(StoreGlobalInst, AtomicAddGlobalInst, StoreSharedInst)
+def _store(inst, program) -> None:
+    _tile(inst, inst.tensor, inst.value.shape, inst.offsets)
+    _same_dtype(inst, inst.value, inst.tensor)
+    _mask(inst, getattr(inst, "mask", None), inst.value)
+
+
+@_check(CopyAsyncInst)
+def _copy_async(inst: CopyAsyncInst, program) -> None:
+    _tile(inst, inst.tensor, inst.destination.shape, inst.offsets)
+    _same_dtype(inst, inst.destination, inst.tensor)
+
+
+@_check(CopyAsyncWaitGroupInst)
+def _wait_group(inst: CopyAsyncWaitGroupInst, program) -> None:
+    if not isinstance(inst.n, int) or inst.n < 0:
+        raise _fail(inst, f"expected a non-negative int, got {inst.n!r}")
+
+
+@_check(LockSemaphoreInst, ReleaseSemaphoreInst)
+def _semaphore(inst, program) -> None:
+    if inst.semaphore.dtype.name != "int32" or len(inst.index) != inst.semaphore.rank:
+        raise _fail(
+            inst,
+            f"expected an int32 semaphore tensor indexed by {inst.semaphore.rank} ints, got "
+            f"{_type(inst.semaphore)} indexed by {len(inst.index)}",
+        )
+
+
+@_check(UnaryInst)
+def _unary(inst: UnaryInst, program) -> None:
+    if tuple(inst.output.shape) != tuple(inst.operand.shape):
+        raise _fail(
+            inst, f"expected the result shape {list(inst.operand.shape)}, got {list(inst.output.shape)}"
+        )
+    if inst.op != "logical_not":
+        _same_dtype(inst, inst.output, inst.operand)
+
+
+@_check(BinaryInst, WhereInst)
+def _elementwise(inst, program) -> None:
+    output = inst.output
+    for operand in register_operand_tensors(inst):
+        if operand is output:
+            continue
+        pairs = zip(operand.shape, output.shape, strict=False)
+        if operand.rank != output.rank or any(a not in (1, b) for a, b in pairs):
+            raise _fail(
+                inst,
+                f"expected operand {operand.name} {_type(operand)} to broadcast to the result "
+                f"{_type(output)}",
+            )
+
+
+@_check(CastInst)
+def _cast(inst: CastInst, program) -> None:
+    if tuple(inst.output.shape) != tuple(inst.operand.shape):
+        raise _fail(
+            inst, f"expected the result shape {list(inst.operand.shape)}, got {list(inst.output.shape)}"
+        )
+    a, b = inst.operand.layout, inst.output.layout
+    if a is not None and b is not None and a != b:
+        raise _fail(inst, f"expected cast to keep the layout {a}, got {b}")
+
+
+@_check(AssignInst)
+def _assign(inst: AssignInst, program) -> None:
+    if tuple(inst.output.shape) != tuple(inst.operand.shape):
+        raise _fail(
+            inst,
+            f"expected {inst.output.name} and {inst.operand.name} to have one shape, got "
+            f"{list(inst.output.shape)} and {list(inst.operand.shape)}",
+        )
+    _same_dtype(inst, inst.output, inst.operand)
+
+
+@_check(ViewInst)
+def _view(inst: ViewInst, program) -> None:
+    a, b = inst.operand, inst.output
+    if a.layout is None or b.layout is None:
+        bits_a, bits_b = _numel(a) * a.dtype.nbits, _numel(b) * b.dtype.nbits
+        if bits_a != bits_b:
+            raise _fail(
+                inst,
+                f"expected a view to keep the total bits, got {_type(a)} ({bits_a} bits) viewed as "
+                f"{_type(b)} ({bits_b} bits)",
+            )
+        return
+    if a.layout.num_threads != b.layout.num_threads:
+        raise _fail(
+            inst,
+            f"expected a view over the same threads, got {a.layout.num_threads} threads for "
+            f"{a.name} ({a.layout}) and {b.layout.num_threads} for {b.name} ({b.layout})",
+        )
+    bits_a, bits_b = a.layout.local_size * a.dtype.nbits, b.layout.local_size * b.dtype.nbits
+    if bits_a != bits_b:
+        raise _fail(
+            inst,
+            f"expected the same bits per thread, got {bits_a} for {a.name} ({a.dtype.name} x "
+            f"{a.layout.local_size}) and {bits_b} for {b.name} ({b.dtype.name} x "
+            f"{b.layout.local_size})",
+        )
+
+
+@_check(DotInst)
+def _dot(inst: DotInst, program) -> None:
+    from anybit.passes.layout_rules import mma_layouts
+
+    a, b, c, d = inst.a, inst.b, inst.c, inst.output
+    if (
+        a.rank != 2
+        or b.rank != 2
+        or c.rank != 2
+        or a.shape[1] != b.shape[0]
+        or tuple(c.shape) != (a.shape[0], b.shape[1])
+        or tuple(d.shape) != tuple(c.shape)
+    ):
+        raise _fail(
+            inst,
+            f"expected a [M, K], b [K, N], c [M, N], got a {list(a.shape)}, b {list(b.shape)}, "
+            f"c {list(c.shape)}, result {list(d.shape)}",
+        )
+    _same_dtype(inst, a, b)
+    _same_dtype(inst, c, d)
+    layouts = mma_layouts(a.shape[0], b.shape[1], a.shape[1], a.dtype, program.num_warps)
+    if isinstance(layouts, str):
+        raise _fail(inst, layouts)
+    roles = zip((a, b, c, d), (*layouts, layouts[2]), ("A", "B", "C", "C"), strict=True)
+    for tensor, expected, role in roles:
+        if tensor.layout is not None and tensor.layout != expected:
+            raise _fail(
+                inst,
+                f"operand {tensor.name} has layout {tensor.layout}, incompatible with the "
+                f"tensor-core {role} layout {expected} for this tile over {program.num_warps} warps",
+            )
+
+
+@_check(ReduceInst)
+def _reduce(inst: ReduceInst, program) -> None:
+    shape = list(inst.operand.shape)
+    if not 0 <= inst.dim < len(shape):
+        raise _fail(inst, f"expected a dimension in [0, {len(shape)}), got {inst.dim}")
+    if inst.keepdim:
+        shape[inst.dim] = 1
+    else:
+        del shape[inst.dim]
+    if list(inst.output.shape) != shape:
+        raise _fail(inst, f"expected the result shape {shape}, got {list(inst.output.shape)}")
+    _same_dtype(inst, inst.output, inst.operand)
+
+
+@_check(AnnotateLayoutInst)
+def _annotate(inst: AnnotateLayoutInst, program) -> None:
+    if tuple(inst.layout.shape) != tuple(inst.tensor.shape):
+        raise _fail(inst, f"expected a layout of shape {list(inst.tensor.shape)}, got {inst.layout}")
+
+
+def _numel(tensor: Tensor) -> int:
+    count = 1
+    for extent in tensor.shape:
+        count *= extent
+    return count
+
+
+missing = [cls.__name__ for cls in INSTRUCTION_CLASSES if cls not in _CHECKS]
+assert not missing, f"verifier checks missing for {missing}"
+
+
+# --------------------------------------------------------------------------------------- def before use
+def _expr_vars(value):
+    """Variables inside ``value`` (an expression, a tuple of them, or anything else)."""
+    if isinstance(value, Var):
+        yield value
+    elif isinstance(value, tuple):
+        for item in value:
+            yield from _expr_vars(item)
+    elif isinstance(value, Expr) and dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            yield from _expr_vars(getattr(value, f.name))
+
+
+def _check_defined(body: tuple, defined: set, program: Program) -> None:
+    defined = set(defined)
+    for stmt in body:
+        if isinstance(stmt, Instruction):
+            output = defined_tensor(stmt)
+            declared = stmt.var if isinstance(stmt, DeclareScalarInst) else None
+            for f in dataclasses.fields(stmt):
+                value = getattr(stmt, f.name)
+                if value is declared or (value is output and id(value) not in defined):
+                    continue
+                used = [value] if isinstance(value, Tensor) else list(_expr_vars(value))
+                for item in used:
+                    if id(item) not in defined:
+                        kind = "tensor" if isinstance(item, Tensor) else "scalar"
+                        raise _fail(
+                            stmt,
+                            f"the {kind} {item.name} is used where it is not defined on every path "
+                            "(a value created inside a run-time loop or if does not exist after it; "
+                            "create it before, e.g. with self.register_tensor or self.scalar)",
+                        )
+            if output is not None:
+                defined.add(id(output))
+            if declared is not None:
+                defined.add(id(declared))
+            continue
+        for value in (getattr(stmt, name, None) for name in ("start", "stop", "step", "condition")):
+            for var in _expr_vars(value):
+                if id(var) not in defined:
+                    raise VerificationError(
+                        f"the scalar {var.name} is used where it is not defined on every path",
+                        instruction=type(stmt).__name__,
+                        source=stmt.source,
+                    )
+        inner = defined | ({id(stmt.var)} if isinstance(stmt, ForStmt) else set())
+        for child in (
+            [stmt.body]
+            if isinstance(stmt, (ForStmt, WhileStmt))
+            else [stmt.then_body, stmt.else_body]
+            if isinstance(stmt, IfStmt)
+            else []
+        ):
+            _check_defined(child, inner, program)
+
+
+# -------------------------------------------------------------------------------------- shared hazards
+class _SharedState:
+    """Shared tensors (by root allocation) written and not yet synchronised: id -> (kind, instruction)."""
+
+    def __init__(self) -> None:
+        self.roots: dict[int, SharedTensor] = {}
+
+    def root(self, tensor: SharedTensor) -> int:
+        return id(self.roots.get(id(tensor), tensor))
+
+
+def _merge(a: dict | None, b: dict | None) -> dict | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return {key: value for key, value in a.items() if key in b}
+
+
+def _hazards(body: tuple, pending: dict | None, shared: _SharedState) -> dict | None:
+    """Walk ``body`` from state ``pending``; return the state at its end (None when it cannot be reached)."""
+    if pending is None:
+        return None
+    pending = dict(pending)
+    for stmt in body:
+        if isinstance(stmt, SharedSliceInst):
+            shared.roots[id(stmt.output)] = shared.roots.get(id(stmt.tensor), stmt.tensor)
+        elif isinstance(stmt, StoreSharedInst):
+            pending[shared.root(stmt.tensor)] = ("written", stmt)
+        elif isinstance(stmt, CopyAsyncInst):
+            pending[shared.root(stmt.destination)] = ("async", stmt)
+        elif isinstance(stmt, (CopyAsyncWaitGroupInst, CopyAsyncWaitAllInst)):
+            pending = {key: ("written", inst) for key, (_, inst) in pending.items()}
+        elif isinstance(stmt, SyncInst):
+            pending = {key: value for key, value in pending.items() if value[0] == "async"}
+        elif isinstance(stmt, LoadSharedInst) and shared.root(stmt.tensor) in pending:
+            kind, writer = pending[shared.root(stmt.tensor)]
+            if kind == "written":
+                fix = "add self.sync() between them"
+            else:
+                fix = "wait for it (self.copy_async_wait_group / copy_async_wait_all) and then self.sync()"
+            raise _fail(
+                stmt,
+                f"reads shared tensor {stmt.tensor.name} after `{writer.name}` at {where(writer.source)} "
+                f"wrote it with no sync between them; {fix}",
+            )
+        elif isinstance(stmt, (BreakStmt, ExitInst)):
+            return None
+        elif isinstance(stmt, IfStmt):
+            pending = _merge(
+                _hazards(stmt.then_body, pending, shared), _hazards(stmt.else_body, pending, shared)
+            )
+        elif isinstance(stmt, (ForStmt, WhileStmt)):
+            pending = _merge(pending, _hazards(stmt.body, pending, shared))
+        if pending is None:
+            return None
+    return pending
+
+
+# ------------------------------------------------------------------------------------------------ entry
+def verify(program: Program, *, require_layouts: bool = False) -> Program:
+    """Check ``program``; raise :class:`VerificationError` on the first problem; return it unchanged.
+
+    With ``require_layouts`` every register tensor must have a layout (true after layout inference).
+    """
+    for inst in instructions(program.body):
+        check = _CHECKS.get(type(inst))
+        if check is None:
+            raise VerificationError(f"unknown instruction class {type(inst).__name__}", source=inst.source)
+        check(inst, program)
+        for tensor in register_operand_tensors(inst):
+            if tensor.layout is None:
+                if require_layouts:
+                    raise _fail(inst, f"register tensor {tensor.name} has no layout after layout inference")
+                continue
+            if tensor.layout.num_threads != program.num_threads:
+                raise _fail(
+                    inst,
+                    f"register tensor {tensor.name} has layout {tensor.layout} over "
+                    f"{tensor.layout.num_threads} threads, expected the block's "
+                    f"{program.num_threads} threads ({program.num_warps} warps)",
+                )
+            if tuple(tensor.layout.shape) != tuple(tensor.shape):
+                raise _fail(
+                    inst,
+                    f"register tensor {tensor.name} {_type(tensor)} has layout {tensor.layout} "
+                    f"of shape {list(tensor.layout.shape)}",
+                )
+    _check_defined(program.body, {id(p) for p in program.params}, program)
+    _hazards(program.body, {}, _SharedState())
+    return program
