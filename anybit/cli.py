@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 
 def _types(args: argparse.Namespace) -> int:
@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     types.set_defaults(run=_types)
     layout = commands.add_parser(
-        "layout", help='print a register layout\'s thread/register grid, e.g. "local(2,1).spatial(8,4).local(1,2)"'
+        "layout",
+        help='print a register layout\'s thread/register grid, e.g. "local(2,1).spatial(8,4).local(1,2)"',
     )
     layout.add_argument("expression", help="a layout expression")
     layout.add_argument("--draw", metavar="PNG", help="also draw the layout to this PNG file")
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anybit`` console script and ``python -m anybit``."""
     parser = build_parser()
     args = parser.parse_args(argv)
