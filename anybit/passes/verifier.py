@@ -384,13 +384,36 @@ def _check_defined(body: tuple, defined: set, program: Program) -> None:
 
 # -------------------------------------------------------------------------------------- shared hazards
 class _SharedState:
-    """Shared tensors (by root allocation) written and not yet synchronised: id -> (kind, instruction)."""
+    """Where each shared tensor lives: its root allocation and the slice offsets that lead to it.
+
+    A hazard is reported only where it is provable: a read and an unsynchronised write of the same root whose
+    regions are the same (structurally equal slice offsets) or where one of them is the whole tensor. Slices
+    with different run-time offsets (pipeline stages ``s[step % 3]`` vs ``s[(step + 2) % 3]``) are not
+    provably the same memory, so they are not reported.
+    """
 
     def __init__(self) -> None:
-        self.roots: dict[int, SharedTensor] = {}
+        self.regions: dict[int, tuple[SharedTensor, tuple]] = {}
 
-    def root(self, tensor: SharedTensor) -> int:
-        return id(self.roots.get(id(tensor), tensor))
+    def add_slice(self, inst: SharedSliceInst) -> None:
+        root, offsets = self.region(inst.tensor)
+        self.regions[id(inst.output)] = (root, offsets + tuple(inst.offsets))
+
+    def region(self, tensor: SharedTensor) -> tuple[SharedTensor, tuple]:
+        return self.regions.get(id(tensor), (tensor, ()))
+
+    def key(self, tensor: SharedTensor) -> tuple[int, tuple]:
+        root, offsets = self.region(tensor)
+        return id(root), offsets
+
+
+def _overlaps(read_key: tuple[int, tuple], write_key: tuple[int, tuple]) -> bool:
+    """True when two regions provably share memory (same root; one contains the other by offsets)."""
+    (read_root, read_offsets), (write_root, write_offsets) = read_key, write_key
+    if read_root != write_root:
+        return False
+    common = min(len(read_offsets), len(write_offsets))
+    return read_offsets[:common] == write_offsets[:common]
 
 
 def _merge(a: dict | None, b: dict | None) -> dict | None:
@@ -408,17 +431,19 @@ def _hazards(body: tuple, pending: dict | None, shared: _SharedState) -> dict | 
     pending = dict(pending)
     for stmt in body:
         if isinstance(stmt, SharedSliceInst):
-            shared.roots[id(stmt.output)] = shared.roots.get(id(stmt.tensor), stmt.tensor)
+            shared.add_slice(stmt)
         elif isinstance(stmt, StoreSharedInst):
-            pending[shared.root(stmt.tensor)] = ("written", stmt)
+            pending[shared.key(stmt.tensor)] = ("written", stmt)
         elif isinstance(stmt, CopyAsyncInst):
-            pending[shared.root(stmt.destination)] = ("async", stmt)
+            pending[shared.key(stmt.destination)] = ("async", stmt)
         elif isinstance(stmt, (CopyAsyncWaitGroupInst, CopyAsyncWaitAllInst)):
             pending = {key: ("written", inst) for key, (_, inst) in pending.items()}
         elif isinstance(stmt, SyncInst):
             pending = {key: value for key, value in pending.items() if value[0] == "async"}
-        elif isinstance(stmt, LoadSharedInst) and shared.root(stmt.tensor) in pending:
-            kind, writer = pending[shared.root(stmt.tensor)]
+        elif isinstance(stmt, LoadSharedInst) and (
+            conflicts := [value for key, value in pending.items() if _overlaps(shared.key(stmt.tensor), key)]
+        ):
+            kind, writer = conflicts[0]
             if kind == "written":
                 fix = "add self.sync() between them"
             else:

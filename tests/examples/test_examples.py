@@ -34,6 +34,14 @@ def test_matmul_f16(m, n, k):
     assert relative_error(result, reference) < 2e-3
 
 
+@pytest.mark.parametrize("m, n, k", [(64, 64, 96), (40, 36, 72)])
+def test_matmul_f16_multi_warp_pipeline(m, n, k):
+    """Several warps, three pipeline stages, swizzled shared tiles; K not a multiple of the tile."""
+    config = {"block_m": 32, "block_n": 32, "block_k": 32, "warps": 4, "stages": 3}
+    result, reference = matmul_f16.run(m, n, k, seed=m * k, **config)
+    assert relative_error(result, reference) < 2e-3
+
+
 WEIGHT_TYPES = [
     *(getattr(anybit, f"uint{n}") for n in range(1, 9)),
     *(getattr(anybit, f"int{n}") for n in range(2, 9)),

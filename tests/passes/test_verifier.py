@@ -28,7 +28,7 @@ class Shared(anybit.Script):
         g = self.global_view(p, float16, [64, 64])
         s = self.shared_tensor(float16, [2, 32, 32])
         if mode == 0:
-            self.store_shared(s[0], self.load_global(g, [0, 0], [32, 32]))
+            self.store_shared(s[1], self.load_global(g, [0, 0], [32, 32]))
         else:
             self.copy_async(g, s[1], [0, 0])
             self.copy_async_commit_group()
@@ -46,6 +46,28 @@ def test_shared_read_after_write_without_sync(mode, fix):
         verify(Shared().trace(mode=mode))
     assert info.value.instruction == "load_shared"
     assert info.value.source.text == "x = self.load_shared(s[1])"
+
+
+def test_writes_to_other_stages_are_not_reported():
+    """Only provable hazards are errors: a different constant stage, or a run-time stage index that is not
+    the same expression (a pipeline's prefetch into ``s[(k + 1) % 2]`` while reading ``s[k % 2]``)."""
+
+    class Pipelined(Shared):
+        def __call__(self, p: anybit.ptr(float16)):
+            self.attrs.blocks = [1]
+            g = self.global_view(p, float16, [64, 64])
+            s = self.shared_tensor(float16, [2, 32, 32])
+            self.store_shared(s[0], self.load_global(g, [0, 0], [32, 32]))
+            self.sync()
+            self.store_shared(s[1], self.load_shared(s[0]))
+            for k in self.range(4):
+                self.copy_async(g, s[(k + 1) % 2], [0, 0])
+                self.copy_async_commit_group()
+                self.store_global(g, self.load_shared(s[k % 2]), [0, 0])
+                self.copy_async_wait_group(0)
+                self.sync()
+
+    verify(infer_layouts(Pipelined().trace()))
 
 
 def test_shared_read_after_sync_is_fine():
