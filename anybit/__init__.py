@@ -33,3 +33,8 @@ from anybit.ir.errors import VerificationError as VerificationError  # noqa: E40
 from anybit.lang import Script as Script  # noqa: E402
 from anybit.lang import ptr as ptr  # noqa: E402
 from anybit.interp import interpret as interpret  # noqa: E402
+
+# --- runtime (anybit.runtime) ---
+from anybit.runtime.autotune import autotune as autotune  # noqa: E402
+from anybit.runtime.compiler import ArgSpec as ArgSpec  # noqa: E402
+from anybit.runtime.compiler import compile as compile  # noqa: E402

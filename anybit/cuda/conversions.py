@@ -1,0 +1,250 @@
+"""Fast low-precision conversions in registers, the generic per-element path, and test kernels for both.
+
+Fast paths (two values per 32-bit register, f16x2/bf16x2 arithmetic; ``lop3``/``prmt`` to place bits):
+
+* **uN → f16** (N ≤ 8): the two codes are placed in bits [0, N) and [16, 16+N), OR-ed with the exponent of
+  1024 (0x6400) and 1024 is subtracted (``sub.f16x2``): exact for every integer below 1024. 8-bit codes take
+  one ``prmt`` that inserts the 0x64 byte at the same time.
+* **iN → f16**: the sign bit is flipped first (offset binary, ``x ^ 2^(N-1)``), then as above subtracting
+  1024 + 2^(N-1).
+* **uN/iN → bf16**, N ≤ 7: the same with 128.0 (0x4300) whose ulp is 1, subtracting with ``fma.rn.bf16x2``
+  (x·1 − c; sm_80 has no ``sub.bf16x2``). N = 8: via f32 magic 2^23 and ``cvt.rn.bf16x2.f32`` (exact).
+* **floatN_eXmY → f16** (X ≤ 4, and float8_e5m2) **and → bf16** (every X ≤ 7): the magnitude bits
+  are shifted so the source
+  mantissa aligns with the top of the target mantissa and the sign goes to bit 15 (one ``lop3``), then one
+  multiply by 2^(bias_target − bias_source) re-biases; subnormals come out exact because the scale is a power
+  of two and f16/bf16 arithmetic keeps subnormals. float8_e5m2 → f16 is the identity on bits (inf/NaN kept).
+  Fix-ups (a select per value, documented): float8_e4m3's NaN (S.1111.111) and float8_e5m2's inf/NaN when
+  the target is bf16.
+
+Everything else, and narrowing casts (f32/f16 → any type, with nearest-even rounding and saturation per
+DESIGN §4.1), use the generic per-element path, which is correct for every (source, target) pair.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anybit.cuda.registers import get_value, read_bits, set_value, word_count, write_bits
+from anybit.dtypes import DataType, all_types, bfloat16, float16
+
+_SELECT_LOW_HALF = 0xE4  # lop3: c ? a : b
+_AND_OR = 0xEA  # lop3: (a & b) | c
+
+
+def contiguous_pairs(layout) -> int:
+    """Elements each thread holds next to each other in its register bits (all of its local elements)."""
+    return layout.local_size
+
+
+def has_fast_path(source: DataType, target: DataType) -> bool:
+    """Whether a two-values-per-instruction conversion from ``source`` to ``target`` exists."""
+    if target not in (float16, bfloat16) or source.nbits > 8:
+        return False
+    if source.kind in ("int", "uint"):
+        return True
+    if source.is_float:
+        # X = 5 types without inf would land their top binade on f16's inf/NaN codes
+        return target is bfloat16 or source.exponent_bits <= 4 or source.has_inf
+    return False
+
+
+def _half_bits(value: float, target: DataType) -> int:
+    if target is float16:
+        return int(np.array(value, dtype=np.float16).view(np.uint16))
+    return int(np.array(value, dtype=np.float32).view(np.uint32)) >> 16
+
+
+def _x2(bits16: int) -> str:
+    return hex(bits16 | (bits16 << 16)) + "u"
+
+
+def _pair_bits(src: str, n: int, p: int, magic_byte: int | None) -> str:
+    """C expression with element 2p at bits [0, n) and element 2p+1 at bits [16, 16+n) (other bits: junk,
+    except for the 8-bit ``prmt`` form, which puts ``magic_byte`` above each code)."""
+    lo_bit, hi_bit = 2 * p * n, (2 * p + 1) * n
+    same_word = lo_bit // 32 == (hi_bit + n - 1) // 32
+    if not same_word:
+        return f"({read_bits(src, lo_bit, n)} | ({read_bits(src, hi_bit, n)} << 16))"
+    word = f"{src}[{lo_bit // 32}]"
+    s0, s1 = lo_bit % 32, hi_bit % 32
+    if n == 8 and s0 % 8 == 0:
+        fill = 4 if magic_byte is not None else 7  # byte 4 = the magic byte; byte 7 = 0
+        selector = (s0 // 8) | (fill << 4) | ((s1 // 8) << 8) | (fill << 12)
+        other = hex(magic_byte) + "u" if magic_byte is not None else "0u"
+        return f"ab_prmt({word}, {other}, {hex(selector)}u)"
+    low = f"({word} >> {s0})" if s0 else word
+    high = f"({word} << {16 - s1})" if s1 <= 16 else f"({word} >> {s1 - 16})"
+    return f"ab_lop3<{hex(_SELECT_LOW_HALF)}>({low}, {high}, 0x0000ffffu)"
+
+
+def _fast_pair(src: str, source: DataType, target: DataType, p: int) -> list[str]:
+    """Statements leaving the converted pair (target x2) in ``q_``."""
+    n = source.nbits
+    field = (1 << n) - 1
+    both = field | (field << 16)
+    if source.kind in ("int", "uint"):
+        flip = (1 << (n - 1)) | (1 << (n + 15)) if source.kind == "int" else 0
+        offset = (1 << (n - 1)) if source.kind == "int" else 0
+        if target is float16 or n <= 7:
+            magic = 0x6400 if target is float16 else 0x4300
+            base = 1024 if target is float16 else 128
+            if n == 8:
+                pair = _pair_bits(src, n, p, magic >> 8)
+                code = f"({pair} ^ {hex(flip)}u)" if flip else pair
+                lines = [f"uint32_t q_ = {code};"]
+            else:
+                pair = _pair_bits(src, n, p, None)
+                lines = [f"uint32_t x_ = {pair};"]
+                if flip:
+                    lines.append(f"x_ ^= {hex(flip)}u;")
+                lines.append(f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_, {hex(both)}u, {_x2(magic)});")
+            subtract = _x2(_half_bits(base + offset, target))
+            if target is float16:
+                lines.append(f"q_ = ab_sub_f16x2(q_, {subtract});")
+            else:
+                neg = _x2(_half_bits(-(base + offset), target))
+                lines.append(f"q_ = ab_fma_bf16x2(q_, {_x2(0x3F80)}, {neg});")
+            return lines
+        pair = _pair_bits(src, n, p, None)
+        lines = [f"uint32_t x_ = {pair};"]
+        if flip:
+            lines.append(f"x_ ^= {hex(flip)}u;")
+        lines += [
+            f"float lo_ = __uint_as_float(0x4b000000u | (x_ & 0xffu)) - {float(2**23 + offset)}f;",
+            f"float hi_ = __uint_as_float(0x4b000000u | ((x_ >> 16) & 0xffu)) - {float(2**23 + offset)}f;",
+            "uint32_t q_ = ab_f32x2_to_bf16x2(lo_, hi_);",
+        ]
+        return lines
+    # floats: align magnitude to the target's mantissa, sign to bit 15, then re-bias by a power of two
+    m = source.mantissa_bits
+    target_mantissa = 10 if target is float16 else 7
+    target_bias = 15 if target is float16 else 127
+    shift = target_mantissa - m
+    magnitude = (1 << (n - 1)) - 1
+    magnitudes = (magnitude | (magnitude << 16)) << shift
+    lines = [
+        f"uint32_t x_ = {_pair_bits(src, n, p, None)};",
+        f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_ << {shift}, {hex(magnitudes)}u, "
+        f"(x_ << {16 - n}) & 0x80008000u);",
+    ]
+    scale = target_bias - source.exponent_bias
+    if scale:
+        factor = _x2(_half_bits(2.0**scale, target))
+        if target is float16:
+            lines.append(f"q_ = ab_mul_f16x2(q_, {factor});")
+        else:
+            lines.append(f"q_ = ab_fma_bf16x2(q_, {factor}, 0x80008000u);")
+    lines += _special_fixups(source, target)
+    return lines
+
+
+def _special_fixups(source: DataType, target: DataType) -> list[str]:
+    """Restore inf/NaN where the bit-aligning trick maps them to finite values."""
+    n = source.nbits
+    nan = 0x7E00 if target is float16 else 0x7FC0
+    inf = 0x7C00 if target is float16 else 0x7F80
+    lines = []
+    for half in range(2):
+        code = f"((x_ >> {16 * half}) & {hex((1 << n) - 1)}u)"
+        sign = f"(({code} >> {n - 1}) << 15)"
+        if source.has_nan and not source.has_inf:
+            lines.append(
+                f"if (({code} & 0x7fu) == 0x7fu) q_ = (q_ & {hex(0xFFFF << (16 * (1 - half)))}u) | "
+                f"(({sign} | {hex(nan)}u) << {16 * half});"
+            )
+        elif source.has_inf and target is bfloat16:
+            exponent = f"(({code} >> {source.mantissa_bits}) & {hex((1 << source.exponent_bits) - 1)}u)"
+            mantissa = f"({code} & {hex((1 << source.mantissa_bits) - 1)}u)"
+            lines.append(
+                f"if ({exponent} == {hex((1 << source.exponent_bits) - 1)}u) q_ = "
+                f"(q_ & {hex(0xFFFF << (16 * (1 - half)))}u) | "
+                f"(({sign} | ({mantissa} ? {hex(nan)}u : {hex(inf)}u)) << {16 * half});"
+            )
+    return lines
+
+
+def emit_cast(ctx, src: str, source: DataType, dst: str, target: DataType, count: int, *, fast: bool) -> None:
+    """Convert ``count`` local elements of word array ``src`` into word array ``dst``.
+
+    Pairs go through the fast path when ``fast`` and one exists for the pair of types; the rest (and every
+    other type pair) through the generic path: decode to the compute type, encode with DESIGN §4.1 rounding.
+    """
+    pairs = count // 2 if fast and has_fast_path(source, target) else 0
+    for p in range(pairs):
+        ctx.emit(
+            "{", *["  " + line for line in _fast_pair(src, source, target, p)], f"  {dst}[{p}] = q_;", "}"
+        )
+    for i in range(2 * pairs, count):
+        if source is target:
+            n = source.nbits
+            if n <= 32:
+                ctx.emit(*write_bits(dst, i * n, n, read_bits(src, i * n, n)))
+            else:
+                ctx.emit(f"{dst}[{2 * i}] = {src}[{2 * i}]; {dst}[{2 * i + 1}] = {src}[{2 * i + 1}];")
+            continue
+        ctx.emit(*set_value(dst, target, i, get_value(src, source, i), saturate=True))
+
+
+# ---------------------------------------------------------------------------------------- test kernels
+class _Lines:
+    """A minimal emission context for standalone kernels."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def emit(self, *lines: str) -> None:
+        self.lines.extend("  " + line for line in lines)
+
+
+def conversion_kernel_name(source: DataType, target: DataType) -> str:
+    """Name of the standalone conversion test kernel of a type pair."""
+    return f"ab_convert_{source.name}_to_{target.name}"
+
+
+def conversion_test_kernel(source: DataType, target: DataType, *, per_thread: int = 8) -> str:
+    """CUDA source of a kernel converting every code of ``source`` to ``target`` (16-bit results).
+
+    ``kernel(uint16_t* fast, uint16_t* generic)``: launch with at least ``2**n / per_thread`` threads
+    (one block of ``max(1, 2**n // 8)`` threads is enough for n ≤ 8). ``fast[c]`` is code ``c`` through the
+    fast path (the generic path where none exists), ``generic[c]`` through the generic path.
+    """
+    assert target.nbits == 16 and source.nbits <= 8
+    n = source.nbits
+    ctx = _Lines()
+    words = word_count(source, per_thread)
+    ctx.emit(
+        f"uint32_t src[{words}] = {{}};",
+        f"uint32_t fast_out[{per_thread // 2}] = {{}};",
+        f"uint32_t slow_out[{per_thread // 2}] = {{}};",
+    )
+    ctx.emit(f"const unsigned base = (blockIdx.x * blockDim.x + threadIdx.x) * {per_thread};")
+    ctx.emit(f"if (base >= {1 << n}u) return;")
+    for j in range(per_thread):
+        ctx.emit(*write_bits("src", j * n, n, f"(base + {j}u) & {hex((1 << n) - 1)}u"))
+    emit_cast(ctx, "src", source, "fast_out", target, per_thread, fast=True)
+    emit_cast(ctx, "src", source, "slow_out", target, per_thread, fast=False)
+    for j in range(per_thread):
+        ctx.emit(
+            f"if (base + {j}u < {1 << n}u) {{",
+            f"  fast[base + {j}u] = (uint16_t){read_bits('fast_out', 16 * j, 16)};",
+            f"  generic[base + {j}u] = (uint16_t){read_bits('slow_out', 16 * j, 16)};",
+            "}",
+        )
+    body = "\n".join(ctx.lines)
+    name = conversion_kernel_name(source, target)
+    return f'extern "C" __global__ void {name}(uint16_t* fast, uint16_t* generic) {{\n{body}\n}}\n'
+
+
+def conversion_test_module(pairs=None) -> tuple[str, list[str]]:
+    """One translation unit holding the test kernel of every (source, target) pair; returns (source, names).
+
+    By default: every 1–8-bit integer and float type to float16 and to bfloat16.
+    """
+    from anybit.cuda.prelude import PRELUDE
+
+    if pairs is None:
+        sources = [t for t in all_types() if t.nbits <= 8 and t.kind != "bool"]
+        pairs = [(s, t) for s in sources for t in (float16, bfloat16)]
+    kernels = [conversion_test_kernel(s, t) for s, t in pairs]
+    return PRELUDE + "\n" + "\n".join(kernels), [conversion_kernel_name(s, t) for s, t in pairs]

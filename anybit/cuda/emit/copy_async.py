@@ -1,0 +1,136 @@
+"""``copy_async``: global → shared with ``cp.async`` (16 B ``.cg``; 8/4 B ``.ca``), zero-filling the
+out-of-bounds part.
+
+The tile is cut into chunks along the dimension that is contiguous in both memories; chunk ``c`` goes to
+thread ``c % T``. The chunk size is the largest of 16/8/4 bytes allowed by the proven alignment of the
+global offsets, the shared addresses (checked for every chunk) and the bounds (a chunk is entirely inside
+or entirely outside). When no chunk size applies, elements are copied synchronously (correct, slower).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from anybit.cuda.emit.access import add, checked_dims, in_bounds, load_element, store_element
+from anybit.cuda.emit.memory import shared_base
+from anybit.cuda.emitter import EmitContext, register_emitter
+from anybit.cuda.expressions import THREAD
+from anybit.ir import CopyAsyncInst
+from anybit.ir.expr import as_expr, constant_value, gcd_divisor
+
+CHUNK_BYTES = (16, 8, 4)
+
+
+def _chunk_elements(ctx: EmitContext, inst: CopyAsyncInst, dims) -> tuple[int, int] | None:
+    """(dim, elements per chunk) of the widest legal chunk, or None."""
+    dest, tensor = inst.destination, inst.tensor
+    n = dest.dtype.nbits
+    lead = tensor.rank - dest.rank  # the tile covers the trailing dimensions of the tensor
+    strides = tensor.layout.strides[lead:]
+    offsets = tuple(inst.offsets)[lead:]
+    placement = ctx.globals[tensor]
+    fixed = 1 << 30
+    for k in range(lead):
+        fixed = math.gcd(fixed, gcd_divisor(as_expr(inst.offsets[k]) * tensor.layout.strides[k]))
+    for dim in reversed(range(dest.rank)):
+        if constant_value(strides[dim]) != 1:
+            continue
+        for chunk in CHUNK_BYTES:
+            if (chunk * 8) % n or chunk > placement.alignment or ctx.shared[dest].alignment % chunk:
+                continue
+            count = chunk * 8 // n
+            if dest.shape[dim] % count:
+                continue
+            divisor = math.gcd(gcd_divisor(offsets[dim]), fixed)
+            for k, stride in enumerate(strides):
+                if k != dim:
+                    value = stride if dest.shape[k] > 1 else as_expr(offsets[k]) * stride
+                    divisor = math.gcd(divisor, gcd_divisor(value))
+            if divisor % count:
+                continue
+            if dim + lead in dims and gcd_divisor(tensor.shape[dim + lead]) % count:
+                continue
+            if _shared_chunks_ok(dest, dim, count):
+                return dim, count
+    return None
+
+
+def _shared_chunks_ok(dest, dim: int, count: int) -> bool:
+    offsets = np.asarray(dest.layout.offsets_array(), dtype=np.int64)
+    moved = np.moveaxis(offsets, dim, -1)
+    chunks = moved.reshape(*moved.shape[:-1], -1, count)
+    if not (np.diff(chunks, axis=-1) == 1).all():
+        return False
+    return not ((chunks[..., 0] * dest.dtype.nbits) % (count * dest.dtype.nbits)).any()
+
+
+def _chunk_index(shape, dim: int, count: int, chunk):
+    """Logical index of the first element of chunk number ``chunk`` (row-major over the chunk grid)."""
+    grid = list(shape)
+    grid[dim] //= count
+    index = []
+    stride = 1
+    for extent in reversed(grid):
+        index.append(chunk // stride % extent if stride > 1 else chunk % extent)
+        stride *= extent
+    index = index[::-1]
+    index[dim] = index[dim] * count
+    return tuple(index)
+
+
+@register_emitter(CopyAsyncInst)
+def emit_copy_async(ctx: EmitContext, inst: CopyAsyncInst) -> None:
+    """See the module docstring."""
+    dest, tensor = inst.destination, inst.tensor
+    n = dest.dtype.nbits
+    threads = ctx.num_threads
+    dims = checked_dims(tensor.shape, inst.offsets, dest.shape)
+    choice = _chunk_elements(ctx, inst, dims)
+    count = choice[1] if choice else 1
+    dim = choice[0] if choice else dest.rank - 1
+    total = math.prod(dest.shape) // count
+    placement = ctx.globals[tensor]
+    policy = None
+    if inst.evict in ("evict_first", "evict_last") and choice:
+        policy = ctx.fresh("pol")
+        ctx.emit(f"uint64_t {policy};")
+        ctx.emit(f'asm volatile("createpolicy.fractional.L2::{inst.evict}.b64 %0, 1.0;" : "=l"({policy}));')
+    if choice:
+        ctx.require_alignment(placement, count * n // 8)
+    for k in range(-(-total // threads)):
+        chunk = THREAD + k * threads
+        index = _chunk_index(dest.shape, dim, count, chunk)
+        guard = f"if (tid + {k * threads} < {total})" if (k + 1) * threads > total else ""
+        with ctx.block(guard):
+            lead = tensor.rank - dest.rank
+            source_index = tuple(inst.offsets[:lead]) + tuple(
+                add(o, c) for o, c in zip(inst.offsets[lead:], index, strict=True)
+            )
+            global_offset = ctx.expr(tensor.layout.offset(source_index))
+            shared_offset = ctx.expr(dest.layout.offset(index))
+            conditions = in_bounds(ctx, source_index, tensor.shape, dims)
+            inside = " && ".join(conditions) if conditions else "true"
+            if choice:
+                nbytes = count * n // 8
+                cache = "cg" if nbytes == 16 else "ca"
+                src = f"{placement.pointer} + ((long long)({global_offset}) * {n}) / 8"
+                dst = f"ab_smem_addr({shared_base(ctx, dest)} + ((long long)({shared_offset}) * {n}) / 8)"
+                ctx.emit(f"int z_ = ({inside}) ? {nbytes} : 0;")
+                ctx.emit(f"const uint8_t* src_ = z_ ? ({src}) : {placement.pointer};")
+                if policy:
+                    ctx.emit(
+                        f'asm volatile("cp.async.{cache}.shared.global.L2::cache_hint [%0], [%1], {nbytes}, '
+                        f'%2, %3;" :: "r"({dst}), "l"(src_), "r"(z_), "l"({policy}) : "memory");'
+                    )
+                else:
+                    ctx.emit(
+                        f'asm volatile("cp.async.{cache}.shared.global [%0], [%1], {nbytes}, %2;" '
+                        f':: "r"({dst}), "l"(src_), "r"(z_) : "memory");'
+                    )
+            else:
+                ctx.emit("uint32_t e_[2] = {0u, 0u};")
+                with ctx.block(f"if ({inside})"):
+                    load_element(ctx, "e_", 0, n, placement.pointer, global_offset)
+                store_element(ctx, "e_", 0, n, shared_base(ctx, dest), shared_offset)

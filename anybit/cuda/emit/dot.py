@@ -1,0 +1,181 @@
+"""``dot``: ``mma.sync`` m16n8k16 (f16/bf16 → f32) and m16n8k32 (s8/u8 → s32) when the operand layouts are
+the MMA operand layouts tiled over warps (``anybit.layout.mma``); otherwise a SIMT dot when each thread holds
+the rows of ``a`` and columns of ``b`` its outputs need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from anybit.cuda.emit.locality import _inverse, local_sources
+from anybit.cuda.emitter import CodegenError, EmitContext, register_emitter, where
+from anybit.cuda.registers import compute_ctype, get_value, read_bits, set_value, word_count
+from anybit.ir import DotInst
+from anybit.layout import mma as mma_layouts
+
+
+@dataclass(frozen=True)
+class MmaCall:
+    """One ``mma.sync``: the local indices of its A, B and C fragments in every thread."""
+
+    a: tuple[int, ...]
+    b: tuple[int, ...]
+    c: tuple[int, ...]
+
+
+def _atom(inst: DotInst):
+    a, b, c = inst.a.dtype.name, inst.b.dtype.name, inst.c.dtype.name
+    if a == b and a in ("float16", "bfloat16") and c == "float32":
+        return mma_layouts.MMA_ATOMS[f"m16n8k16.{'f16' if a == 'float16' else 'bf16'}"]
+    if a == b and a in ("int8", "uint8") and c == "int32":
+        return mma_layouts.MMA_ATOMS[f"m16n8k32.{'s8' if a == 'int8' else 'u8'}"]
+    return None
+
+
+def mma_plan(inst: DotInst, num_threads: int) -> tuple[object, list[MmaCall]] | None:
+    """The MMA calls every warp makes (identical register positions in every warp), or None."""
+    atom = _atom(inst)
+    if atom is None or num_threads % 32:
+        return None
+    (m, k), (_, n) = inst.a.shape, inst.b.shape
+    if m % atom.m or n % atom.n or k % atom.k:
+        return None
+    for tensor in (inst.a, inst.b, inst.c):
+        if tensor.layout.num_threads % 32:
+            return None
+    maps = {name: getattr(atom, name).map_array() for name in ("a", "b", "c")}
+    inverse = {name: _inverse(getattr(inst, name).layout) for name in ("a", "b", "c")}
+    threads = {name: getattr(inst, name).layout.num_threads for name in ("a", "b", "c")}
+
+    def fragment(name: str, warp: int, row0: int, col0: int) -> tuple[int, ...] | None:
+        positions = None
+        for lane in range(32):
+            t = (warp * 32 + lane) % threads[name]
+            local = []
+            for r, c in maps[name][lane]:
+                j = inverse[name].get((t, (row0 + int(r), col0 + int(c))))
+                if j is None:
+                    return None
+                local.append(j)
+            if positions is None:
+                positions = tuple(local)
+            elif positions != tuple(local):
+                return None
+        return positions
+
+    per_warp = []
+    covered = set()
+    for warp in range(num_threads // 32):
+        calls = []
+        for mi in range(m // atom.m):
+            for ni in range(n // atom.n):
+                c_frag = fragment("c", warp, mi * atom.m, ni * atom.n)
+                if c_frag is None:
+                    continue
+                covered.add((mi, ni))
+                for ki in range(k // atom.k):
+                    a_frag = fragment("a", warp, mi * atom.m, ki * atom.k)
+                    b_frag = fragment("b", warp, ki * atom.k, ni * atom.n)
+                    if a_frag is None or b_frag is None:
+                        return None
+                    calls.append(MmaCall(a_frag, b_frag, c_frag))
+        per_warp.append(calls)
+    if len(covered) != (m // atom.m) * (n // atom.n) or any(calls != per_warp[0] for calls in per_warp):
+        return None
+    return atom, per_warp[0]
+
+
+def _words(array: str, locals_: tuple[int, ...], nbits: int) -> list[str]:
+    per_word = 32 // nbits
+    words = []
+    for q in range(0, len(locals_), per_word):
+        group = locals_[q : q + per_word]
+        if group[0] % per_word == 0 and list(group) == list(range(group[0], group[0] + per_word)):
+            words.append(f"{array}[{group[0] // per_word}]")
+        else:
+            parts = [f"({read_bits(array, j * nbits, nbits)} << {e * nbits})" for e, j in enumerate(group)]
+            words.append("(" + " | ".join(parts) + ")")
+    return words
+
+
+@register_emitter(DotInst)
+def emit_dot(ctx: EmitContext, inst: DotInst) -> None:
+    """See the module docstring."""
+    out, c = inst.output, inst.c
+    target, accumulator = ctx.register(out), ctx.register(c)
+    if out is not c:
+        if out.layout != c.layout:
+            raise CodegenError(
+                f"dot{where(inst)}: expected the output layout to equal c's, got {out.layout} and {c.layout}"
+            )
+        for w in range(word_count(out.dtype, out.layout.local_size)):
+            ctx.emit(f"{target}[{w}] = {accumulator}[{w}];")
+    plan = mma_plan(inst, ctx.num_threads)
+    if plan is not None:
+        _emit_mma(ctx, inst, plan[0], plan[1], target)
+        return
+    _emit_simt(ctx, inst, target)
+
+
+def _emit_mma(ctx: EmitContext, inst: DotInst, atom, calls: list[MmaCall], target: str) -> None:
+    a, b = ctx.register(inst.a), ctx.register(inst.b)
+    nbits = inst.a.dtype.nbits
+    is_float = inst.c.dtype.is_float
+    if atom.k == 16:
+        kind = "f16" if inst.a.dtype.name == "float16" else "bf16"
+        ptx = f"mma.sync.aligned.m16n8k16.row.col.f32.{kind}.{kind}.f32"
+    else:
+        kind = "s8" if inst.a.dtype.name == "int8" else "u8"
+        ptx = f"mma.sync.aligned.m16n8k32.row.col.s32.{kind}.{kind}.s32"
+    for call in calls:
+        a_words = _words(a, call.a, nbits)
+        b_words = _words(b, call.b, nbits)
+        with ctx.block(""):
+            for q, j in enumerate(call.c):
+                ctx.emit(
+                    f"{'float' if is_float else 'int'} d{q} = "
+                    f"{'__uint_as_float' if is_float else '(int)'}({target}[{j}]);"
+                )
+            na, nb = len(a_words), len(b_words)
+            operands = [f"%{k}" for k in range(4 + na + nb)]
+            d = ", ".join(operands[:4])
+            aa = ", ".join(operands[4 : 4 + na])
+            bb = ", ".join(operands[4 + na :])
+            constraint = "f" if is_float else "r"
+            outs = ", ".join(f'"+{constraint}"(d{q})' for q in range(4))
+            ins = ", ".join(f'"r"({w})' for w in a_words + b_words)
+            ctx.emit(f'asm volatile("{ptx} {{{d}}}, {{{aa}}}, {{{bb}}}, {{{d}}};" : {outs} : {ins});')
+            for q, j in enumerate(call.c):
+                ctx.emit(f"{target}[{j}] = {'__float_as_uint' if is_float else '(uint32_t)'}(d{q});")
+
+
+def _emit_simt(ctx: EmitContext, inst: DotInst, target: str) -> None:
+    out = inst.output
+    k_extent = inst.a.shape[1]
+    a_maps, b_maps = [], []
+    for k in range(k_extent):
+        a_map = local_sources(
+            out.layout, inst.a.layout, ctx.num_threads, index_map=lambda idx, k=k: (idx[0], k)
+        )
+        b_map = local_sources(
+            out.layout, inst.b.layout, ctx.num_threads, index_map=lambda idx, k=k: (k, idx[1])
+        )
+        if a_map is None or b_map is None:
+            raise CodegenError(
+                f"dot{where(inst)}: no tensor-core instruction applies (a {inst.a.dtype.name}"
+                f"{list(inst.a.shape)} layout {inst.a.layout}, b layout {inst.b.layout}, c "
+                f"{inst.c.dtype.name} layout {inst.c.layout}) and the SIMT fallback needs each thread to "
+                "hold the rows of a and columns of b of its outputs; "
+                "expected MMA operand layouts (anybit.layout.mma) or replicated operands"
+            )
+        a_maps.append(a_map)
+        b_maps.append(b_map)
+    ctype = compute_ctype(out.dtype)
+    a, b = ctx.register(inst.a), ctx.register(inst.b)
+    for i in range(out.layout.local_size):
+        with ctx.block(""):
+            ctx.emit(f"{ctype} s_ = {get_value(target, out.dtype, i)};")
+            for k in range(k_extent):
+                x = f"({ctype}){get_value(a, inst.a.dtype, a_maps[k][i])}"
+                y = f"({ctype}){get_value(b, inst.b.dtype, b_maps[k][i])}"
+                ctx.emit(f"s_ = fma({x}, {y}, s_);" if ctype in ("float", "double") else f"s_ += {x} * {y};")
+            ctx.emit(*set_value(target, out.dtype, i, "s_"))

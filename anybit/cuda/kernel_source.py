@@ -1,0 +1,38 @@
+"""The product of code generation: a CUDA C translation unit plus what the runtime needs to launch it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from anybit.dtypes import DataType
+
+
+@dataclass(frozen=True)
+class KernelParam:
+    """One kernel parameter in launch order; for a pointer, ``dtype`` is the element type."""
+
+    name: str
+    kind: Literal["pointer", "scalar"]
+    dtype: DataType
+
+
+@dataclass(frozen=True)
+class CudaKernelSource:
+    """A complete CUDA C translation unit for one VM program and its launch configuration.
+
+    ``grid`` holds three expressions over the program's parameters, evaluated by the runtime at launch.
+    ``params`` ends with a hidden pointer ``__workspace`` when the program allocates global workspace of
+    ``workspace_bytes`` (zeroed before launch when ``workspace_clean``). ``alignment_requirements`` lists
+    ``(param_name, bytes)``: the byte alignment the generated code assumes for each pointer parameter.
+    """
+
+    name: str
+    source: str
+    params: tuple[KernelParam, ...]
+    grid: tuple
+    block_threads: int
+    dynamic_shared_bytes: int
+    workspace_bytes: object
+    workspace_clean: bool
+    alignment_requirements: tuple

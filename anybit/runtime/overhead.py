@@ -1,0 +1,128 @@
+"""Host overhead per kernel launch, measured against an empty kernel: ``python -m anybit.runtime.overhead``.
+
+Host time (``time.perf_counter``), not device time: launches are issued in batches short enough that the
+launch queue never fills (a full queue would make the host wait for the GPU), with a synchronisation between
+batches that is not counted. Reports microseconds per launch for
+
+* ``anybit_launch_us``: an empty anybit kernel (pointer + int argument) through :class:`CompiledKernel`;
+* ``anybit_checks_us``: its argument checks and packing alone (no driver call);
+* ``cuLaunchKernel_ctypes_us`` / ``cuLaunchKernel_bindings_us``: the bare driver call, the floor;
+* ``torch_add_us``: ``x.add_(1)`` on a one-element tensor, a small torch op for comparison;
+* ``torch_empty_add_us``: ``empty.add_(1)`` on a zero-element tensor (torch's dispatch alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections.abc import Callable
+
+EMPTY_KERNEL = 'extern "C" __global__ void anybit_empty(float* x, int n) {}\n'
+
+
+def empty_kernel_source():
+    """The ``CudaKernelSource`` of a kernel that does nothing, with one pointer and one int parameter."""
+    from anybit.cuda.kernel_source import CudaKernelSource, KernelParam
+    from anybit.dtypes import float32, int32
+
+    return CudaKernelSource(
+        name="anybit_empty",
+        source=EMPTY_KERNEL,
+        params=(KernelParam("x", "pointer", float32), KernelParam("n", "scalar", int32)),
+        grid=(1, 1, 1),
+        block_threads=32,
+        dynamic_shared_bytes=0,
+        workspace_bytes=0,
+        workspace_clean=False,
+        alignment_requirements=(("x", 16),),
+    )
+
+
+def _host_microseconds(call: Callable[[], None], *, launches: int, batch: int) -> float:
+    import torch
+
+    for _ in range(batch):  # warm-up
+        call()
+    torch.cuda.synchronize()
+    total = 0.0
+    done = 0
+    while done < launches:
+        started = time.perf_counter()
+        for _ in range(batch):
+            call()
+        total += time.perf_counter() - started
+        done += batch
+        torch.cuda.synchronize()
+    return total / done * 1e6
+
+
+def measure_launch_overhead(*, launches: int = 20000, batch: int = 200) -> dict:
+    """Host microseconds per launch of an empty anybit kernel and of the baselines (see the module doc)."""
+    import torch
+
+    from anybit.runtime.compiler import compile_source
+    from anybit.runtime.launch import current_stream, launch_function
+
+    compiled = compile_source(empty_kernel_source())
+    x = torch.empty(256, device="cuda")
+    one = torch.ones(1, device="cuda")
+    empty = torch.empty(0, device="cuda")
+    compiled(x, 1)
+    torch.cuda.synchronize()
+    launcher = compiled.launcher
+    device = torch.cuda.current_device()
+    handle = compiled._load(device).handle
+    packing = launcher._packing(threading.get_ident())
+    stream = current_stream(device)
+    results = {
+        "gpu": torch.cuda.get_device_name(device),
+        "launches": launches,
+        "batch": batch,
+        "anybit_launch_us": _host_microseconds(lambda: compiled(x, 1), launches=launches, batch=batch),
+        "anybit_checks_us": _host_microseconds(lambda: launcher.check((x, 1), device), launches=launches,
+                                               batch=batch),
+        "torch_add_us": _host_microseconds(lambda: one.add_(1), launches=launches, batch=batch),
+        "torch_empty_add_us": _host_microseconds(lambda: empty.add_(1), launches=launches, batch=batch),
+    }
+    for backend in ("ctypes", "bindings"):
+        try:
+            function = launch_function(backend)
+        except (OSError, ImportError) as error:
+            results[f"cuLaunchKernel_{backend}_us"] = f"unavailable: {error}"
+            continue
+
+        def raw(function=function) -> None:
+            function(handle, 1, 1, 1, 32, 1, 1, 0, stream, packing.address, None)
+
+        results[f"cuLaunchKernel_{backend}_us"] = _host_microseconds(raw, launches=launches, batch=batch)
+    torch.cuda.synchronize()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the measurement as a table; with ``--out FILE`` also write it as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="write the results as JSON to this file")
+    parser.add_argument("--launches", type=int, default=20000)
+    options = parser.parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():
+        print("no CUDA GPU: the launch overhead can only be measured on a GPU")
+        return 1
+    results = measure_launch_overhead(launches=options.launches)
+    for key, value in results.items():
+        print(f"{key:30s} {value:.2f}" if isinstance(value, float) else f"{key:30s} {value}")
+    target = 10.0
+    verdict = "meets" if results["anybit_launch_us"] <= target else "MISSES"
+    print(f"anybit launch overhead {results['anybit_launch_us']:.2f} us {verdict} the {target:.0f} us target")
+    if options.out:
+        with open(options.out, "w") as handle:
+            json.dump(results, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""Autotuning without a GPU: the space, buckets, candidate filtering with a fake timer, the cache, pinning."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import pytest
+
+import anybit
+from anybit.runtime import autotune as tuning
+from anybit.runtime import compiler
+from anybit.runtime.autotune import TunedKernel, bucket_int, configurations, default_bucket, tune_space
+
+from .helpers import AXPY, axpy_source
+
+
+@anybit.autotune("block", [64, 128])
+@anybit.autotune("stages", [1, 2, 3])
+class Decorated(anybit.Script):
+    def __init__(self, block: int, stages: int, flavour: str = "plain") -> None:
+        super().__init__()
+        self.block, self.stages, self.flavour = block, stages, flavour
+
+    def __call__(self, x: anybit.ptr(anybit.float32), n: anybit.int32):
+        self.attrs.blocks = [1]
+
+
+def test_stacked_decorators_span_the_product_top_axis_slowest():
+    assert tune_space(Decorated) == (("block", (64, 128)), ("stages", (1, 2, 3)))
+    configs = configurations(tune_space(Decorated))
+    assert configs[:2] == [{"block": 64, "stages": 1}, {"block": 64, "stages": 2}] and len(configs) == 6
+
+
+def test_creating_without_tuned_arguments_gives_a_tuned_kernel():
+    tuned = Decorated(flavour="fancy")
+    assert isinstance(tuned, TunedKernel) and tuned.fixed == {"flavour": "fancy"} and len(tuned.configs) == 6
+    partial = Decorated(block=64)
+    assert isinstance(partial, TunedKernel)
+    assert partial.configs == [{"stages": 1}, {"stages": 2}, {"stages": 3}]
+    concrete = Decorated(128, stages=2)
+    assert isinstance(concrete, Decorated) and (concrete.block, concrete.stages) == (128, 2)
+    assert tuned.instance({"block": 64, "stages": 3}).stages == 3
+
+
+def test_decorator_rejects_mistakes():
+    with pytest.raises(ValueError, match="at least one value"):
+        anybit.autotune("block", [])
+    with pytest.raises(ValueError, match="needs an __init__ parameter named 'blocks'"):
+        anybit.autotune("blocks", [1])(Decorated)
+    with pytest.raises(ValueError, match="'block' is autotuned twice"):
+        anybit.autotune("block", [1])(Decorated)
+
+
+def test_buckets():
+    assert [bucket_int(v) for v in (1, 7, 32, 33, 64, 65, 1000)] == [1, 7, 32, 64, 64, 128, 1024]
+
+    class Tensor:
+        dtype, shape = "torch.float16", (3, 100)
+
+    assert default_bucket((Tensor(), 40, 5, 2.0, True, "s")) == [["float16", [3, 128]], 64, 5, "float", True,
+                                                                "str"]
+
+
+# -- tuning with a fake timer --------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeProgram:
+    block: int
+    constants: tuple = ()
+
+
+class FakeScript:
+    """A stand-in Script: block 3 fails to build, block 5 does not compile, block 7 needs too much shared
+    memory; the fake timer makes block 2 the fastest."""
+
+    def __init__(self, block: int) -> None:
+        self.block = block
+
+    def __call__(self, a, x, y, n):  # the block program's signature (names the kernel's parameters)
+        raise AssertionError("not launched on the CPU")
+
+    def program(self, *args):
+        if self.block == 3:
+            raise ValueError("layout does not divide the tile")
+        return FakeProgram(self.block)
+
+
+def fake_generate(program: FakeProgram, arch: str):
+    if program.block == 5:
+        return axpy_source(source=AXPY.replace("a * x[i]", "a * missing[i]"))
+    if program.block == 7:
+        return axpy_source(dynamic_shared_bytes=1 << 20)
+    return axpy_source(block=32 * program.block, source=AXPY + f"// block {program.block}\n")
+
+
+def call_args(n: int) -> tuple:
+    return (1.0, None, None, n)
+
+
+FAKE_TIMES = {1: 3.0, 2: 1.0, 3: 0.1, 4: 2.0, 5: 0.1, 7: 0.1}
+
+
+@pytest.fixture
+def tuned(monkeypatch):
+    monkeypatch.setattr(compiler, "generate_source", fake_generate)
+    timed = []
+
+    def timer(run, config):
+        timed.append(config["block"])
+        return FAKE_TIMES[config["block"]]
+
+    space = (("block", (1, 2, 3, 4, 5, 7)),)
+    monkeypatch.setattr(tuning, "tune_space", lambda cls: space)
+    kernel = TunedKernel(FakeScript, timer=timer)
+    kernel.timed = timed
+    return kernel
+
+
+def test_invalid_candidates_are_skipped_and_the_fastest_wins(tuned, caplog, private_cache):
+    caplog.set_level(logging.INFO, logger="anybit")
+    assert tuned.select(call_args(1000)) == {"block": 2}
+    assert sorted(tuned.timed) == [1, 2, 4]
+    assert "{'block': 3}: build failed: ValueError: layout does not divide the tile" in caplog.text
+    assert "{'block': 5}: compile failed: CompilationError" in caplog.text
+    assert "{'block': 7}: 1048576 B shared memory > 232448 B per block" in caplog.text
+    assert tuned.select(call_args(999)) == {"block": 2} and len(tuned.timed) == 3  # same bucket: no re-tuning
+    files = list((private_cache / "tuning").glob("FakeScript-*.json"))
+    assert len(files) == 1
+    stored = json.loads(files[0].read_text())
+    record = stored["results"]["no GPU|sm_90a"]['["float","NoneType","NoneType",1024]']
+    assert record["config"] == {"block": 2} and record["milliseconds"] == 1.0
+    assert {c["config"]["block"]: c["skipped"] is None for c in record["candidates"]} == {
+        1: True, 2: True, 3: False, 4: True, 5: False, 7: False}
+
+
+def test_disk_cache_is_reused_by_a_new_process(tuned, monkeypatch):
+    tuned.select(call_args(100))
+    again = TunedKernel(FakeScript, timer=lambda run, config: pytest.fail("tuned twice"))
+    assert again.select(call_args(100)) == {"block": 2}
+
+
+def test_all_candidates_invalid_is_an_error(monkeypatch):
+    monkeypatch.setattr(compiler, "generate_source", fake_generate)
+    monkeypatch.setattr(tuning, "tune_space", lambda cls: (("block", (3, 5)),))
+    kernel = TunedKernel(FakeScript, timer=lambda run, config: 1.0)
+    with pytest.raises(RuntimeError, match="no configuration of the space works"):
+        kernel.select(call_args(10))
+
+
+def test_autotune_off_uses_the_first_config(tuned, monkeypatch):
+    monkeypatch.setenv("ANYBIT_AUTOTUNE", "0")
+    assert tuned.select(call_args(10)) == {"block": 1} and tuned.timed == []
+
+
+def test_export_and_load_pin_configurations(tuned, tmp_path, monkeypatch):
+    tuned.select(call_args(100))
+    exported = tmp_path / "tuning.json"
+    assert tuning.export_tuning(exported) == 1
+    records = json.loads(exported.read_text())["records"]
+    assert records[0]["config"] == {"block": 2} and records[0]["kernel"] == tuned.identity
+    # A fresh machine (empty cache) that must never tune: the pinned config is used.
+    monkeypatch.setenv("ANYBIT_CACHE_DIR", str(tmp_path / "fresh"))
+    monkeypatch.setenv("ANYBIT_AUTOTUNE", "0")
+    records[0]["config"] = {"block": 4}
+    exported.write_text(json.dumps({"format": 1, "records": records}))
+    try:
+        assert tuning.load_tuning(exported) == 1
+        fresh = TunedKernel(FakeScript, timer=lambda run, config: pytest.fail("tuned on the hot path"))
+        assert fresh.select(call_args(100)) == {"block": 4}
+        assert fresh.select(call_args(5000)) == {"block": 1}  # unknown bucket, tuning off: the first config
+    finally:
+        tuning.clear_pinned()
+
+
+def test_load_rejects_other_files(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"format": 99}))
+    with pytest.raises(ValueError, match="expected an anybit tuning file"):
+        tuning.load_tuning(path)
