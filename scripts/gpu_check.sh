@@ -37,7 +37,8 @@ print('cuda-bindings', cuda.bindings.__version__, '| nvrtc', nvrtc.nvrtcVersion(
 from anybit.runtime.nvrtc import cuda_include_dirs
 print('cuda headers', cuda_include_dirs())
 PY"
-step gpu_tests 180 "$PYTHON" -m pytest -m gpu -q -rs tests
+# -v and a per-test limit (pytest-timeout): a hanging kernel shows up by name instead of eating the step.
+step gpu_tests 240 "$PYTHON" -m pytest -m gpu -v -rs -p timeout --timeout=45 tests
 tiers=()
 for directory in tests/cuda tests/runtime; do
     [ -d "$directory" ] && tiers+=("$directory")

@@ -19,7 +19,7 @@ from anybit.ir import (
     WhileStmt,
     instructions,
 )
-from anybit.ir.expr import PointerType, Var, as_expr, constant_value
+from anybit.ir.expr import PointerType, Var, as_expr, assumed_divisibility, constant_value
 
 WORKSPACE_PARAM = "__workspace"
 
@@ -75,6 +75,11 @@ def generate_cuda(program: Program, *, arch: str = "sm_90a") -> CudaKernelSource
     CudaKernelSource
         The source, the parameter list, the launch configuration and the alignment the code assumes.
     """
+    with assumed_divisibility(program.divisibility):
+        return _generate(program, arch)
+
+
+def _generate(program: Program, arch: str) -> CudaKernelSource:
     preflight(program)
     ctx = EmitContext(arch=_arch_number(arch), num_threads=program.num_threads)
     params: list[KernelParam] = []
@@ -119,6 +124,7 @@ def generate_cuda(program: Program, *, arch: str = "sm_90a") -> CudaKernelSource
         workspace_bytes=workspace_bytes,
         workspace_clean=workspace_clean,
         alignment_requirements=tuple(sorted(_requirement_names(ctx, program).items())),
+        divisibility_requirements=tuple((var.name, divisor) for var, divisor in program.divisibility),
     )
 
 

@@ -102,4 +102,10 @@ def bind(program: Program, args: tuple) -> dict[Var, object]:
             if param.type.is_integer and not param.type.min_value <= int(value) <= param.type.max_value:
                 raise InterpreterError(f"argument {param.name}: {value} does not fit in {param.type.name}")
             env[param] = round_to(value, param.type)
+    for param, divisor in program.divisibility:
+        if int(env[param]) % divisor:
+            raise InterpreterError(
+                f"argument {param.name}: the kernel assumes {param.name} % {divisor} == 0 "
+                f"(self.assume_divisible), got {int(env[param])}; pad it to a multiple of {divisor}"
+            )
     return env

@@ -9,8 +9,12 @@ are different variables.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from anybit.dtypes import DataType, boolean, float32, int32, int64
 
@@ -458,11 +462,35 @@ def is_power_of_two(value: int) -> bool:
     return value > 0 and (value & (value - 1)) == 0
 
 
+_NO_ASSUMPTIONS: Mapping = MappingProxyType({})
+_ASSUMED_DIVISORS: contextvars.ContextVar[Mapping] = contextvars.ContextVar("anybit_assumed_divisors")
+
+
+@contextlib.contextmanager
+def assumed_divisibility(divisibility):
+    """Within the block, :func:`gcd_divisor` knows that each ``(var, divisor)`` of ``divisibility`` holds.
+
+    Code generation runs inside it with a program's ``divisibility`` facts (declared by the kernel author
+    with ``self.assume_divisible`` and checked at launch), so vector widths can rely on them.
+    """
+    token = _ASSUMED_DIVISORS.set({var: divisor for var, divisor in divisibility})
+    try:
+        yield
+    finally:
+        _ASSUMED_DIVISORS.reset(token)
+
+
 def gcd_divisor(value: ExprLike) -> int:
-    """The largest power of two proven to divide ``value`` (0 divides by everything; run-time values: 1)."""
+    """The largest power of two proven to divide ``value`` (0 divides by everything).
+
+    A run-time variable divides by what :func:`assumed_divisibility` says of it (1 by default).
+    """
     known = constant_value(value)
     if isinstance(known, int):
         return 1 << 30 if known == 0 else known & -known
+    if isinstance(value, Var):
+        divisor = _ASSUMED_DIVISORS.get(_NO_ASSUMPTIONS).get(value, 1)
+        return divisor & -divisor
     return 1 if not isinstance(value, Binary) else _binary_divisor(value)
 
 
@@ -479,6 +507,7 @@ def _binary_divisor(expr: Binary) -> int:
 __all__ = [
     "Expr",
     "Var",
+    "assumed_divisibility",
     "PointerType",
     "Const",
     "BlockIndex",

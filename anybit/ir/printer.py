@@ -77,6 +77,9 @@ def format_program(program: Program) -> str:
     grid = ", ".join(repr(g) for g in program.grid)
     header = f"def {program.name}({params})  # grid=[{grid}], warps={program.num_warps}"
     lines = [header]
+    if program.divisibility:
+        facts = ", ".join(f"{var.name} % {divisor} == 0" for var, divisor in program.divisibility)
+        lines.append(INDENT + f"# assumes: {facts}")
     if program.constants:
         lines.append(INDENT + "# constants: " + ", ".join(f"{k}={v!r}" for k, v in program.constants))
     lines += format_body(program.body, 1) or [INDENT + "pass"]

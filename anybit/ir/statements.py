@@ -56,7 +56,9 @@ class Program:
     """A VM program: run-time parameters, a grid of thread blocks, the block's warps, and the body.
 
     ``constants`` records the compile-time parameters the program was specialised for (for printing and
-    cache keys); ``grid`` has three extents, expressions of the parameters.
+    cache keys); ``grid`` has three extents, expressions of the parameters. ``divisibility`` lists
+    ``(param, divisor)`` facts the author declared (``self.assume_divisible``): code generation relies on
+    them and every executor checks them against the arguments before running.
     """
 
     name: str
@@ -65,6 +67,7 @@ class Program:
     num_warps: int
     body: tuple
     constants: tuple[tuple[str, object], ...] = ()
+    divisibility: tuple[tuple[Var, int], ...] = ()
 
     @property
     def num_threads(self) -> int:

@@ -62,6 +62,8 @@ class Builder:
         ] = []  # "python"/"runtime" per enclosing loop, "if" per run-time if; innermost last
         self.frozen_instructions = 0
         self.on_first_instruction = None  # callback run before the first instruction is emitted
+        self.params: tuple = ()  # the program's run-time parameters (Vars)
+        self.divisibility: dict = {}  # run-time int parameter (Var) -> declared divisor (assume_divisible)
 
     # ------------------------------------------------------------------------------------------ context
     def __enter__(self) -> Builder:

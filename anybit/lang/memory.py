@@ -7,6 +7,7 @@ the last r dimensions starting at the offsets, and the leading R - r offsets ind
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from anybit.dtypes import DataType, int32
@@ -187,6 +188,25 @@ def scalar(value, dtype=int32) -> Var:
     builder.declared_scalars.add(id(var))
     builder.emit(DeclareScalarInst(var, as_expr(value), source=builder.location()))
     return var
+
+
+def assume_divisible(value: Var, divisor: int) -> None:
+    """Declare that the run-time integer parameter ``value`` is always a multiple of ``divisor``.
+
+    Code generation may then prove alignment (e.g. 16-byte vector loads of rows whose length is ``value``);
+    every executor checks the fact against the arguments before running and refuses a launch that breaks it.
+    Declaring it twice keeps the least common multiple.
+    """
+    builder = current_builder()
+    params = builder.params
+    if not isinstance(value, Var) or not any(value is p for p in params) or not value.dtype.is_integer:
+        raise builder.error(
+            f"expected a run-time integer parameter of the kernel (e.g. anybit.int32), got {value!r}",
+            "assume_divisible",
+        )
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise builder.error(f"expected a positive int divisor, got {divisor!r}", "assume_divisible")
+    builder.divisibility[value] = math.lcm(builder.divisibility.get(value, 1), divisor)
 
 
 def shared_slice(tensor: SharedTensor, index) -> SharedTensor:

@@ -187,6 +187,7 @@ class Script:
         body_function = transpile(block_program)
         self.attrs = Attributes()
         builder = Builder(type(self).__name__)
+        builder.params = tuple(v for v in values.values() if isinstance(v, Var))
         builder.on_first_instruction = lambda inst: self._check_attrs(inst)
         params = tuple(v for v in values.values() if isinstance(v, Var))
         for param in params:
@@ -196,7 +197,10 @@ class Script:
         if builder.on_first_instruction is not None:  # no instruction at all
             self._check_attrs(None)
         grid = self._grid()
-        return Program(type(self).__name__, params, grid, self.attrs.warps, tuple(builder.root.body), key)
+        divisibility = tuple(builder.divisibility.items())
+        return Program(
+            type(self).__name__, params, grid, self.attrs.warps, tuple(builder.root.body), key, divisibility
+        )
 
     def _check_attrs(self, inst) -> None:
         source = getattr(inst, "source", None)
@@ -253,6 +257,7 @@ class Script:
         return RangeSpec(start, stop, step, unroll)
 
     scalar = staticmethod(memory.scalar)
+    assume_divisible = staticmethod(memory.assume_divisible)
     global_view = staticmethod(memory.global_view)
     global_tensor = staticmethod(memory.global_tensor)
     shared_tensor = staticmethod(memory.shared_tensor)

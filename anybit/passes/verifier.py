@@ -495,6 +495,12 @@ def verify(program: Program, *, require_layouts: bool = False) -> Program:
                     f"register tensor {tensor.name} {_type(tensor)} has layout {tensor.layout} "
                     f"of shape {list(tensor.layout.shape)}",
                 )
+    for var, divisor in program.divisibility:
+        if not any(var is param for param in program.params) or not var.dtype.is_integer or divisor < 1:
+            raise VerificationError(
+                f"divisibility fact {var!r} % {divisor} == 0: expected a positive divisor of a run-time "
+                "integer parameter of the program"
+            )
     _check_defined(program.body, {id(p) for p in program.params}, program)
     _hazards(program.body, {}, _SharedState())
     return program

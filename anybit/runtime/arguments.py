@@ -58,8 +58,10 @@ def scalar_slot(dtype: DataType) -> ctypes._SimpleCData:
     kind = _CTYPES_OF_C.get(c_type)
     if kind is None:
         known = ", ".join(_CTYPES_OF_C)
-        raise TypeError(f"scalar kernel parameter of dtype {dtype.name}: the CUDA backend declares it as "
-                        f"{c_type!r}, which the runtime cannot pack; expected one of {known}")
+        raise TypeError(
+            f"scalar kernel parameter of dtype {dtype.name}: the CUDA backend declares it as "
+            f"{c_type!r}, which the runtime cannot pack; expected one of {known}"
+        )
     return kind()
 
 
@@ -163,16 +165,25 @@ def _as_tensor(argument: object, where: str):
 # -- scalars ---------------------------------------------------------------------------------------------
 
 
-def scalar_setter(name: str, position: int, dtype: DataType, slot) -> Setter:
-    """The setter of scalar parameter ``name`` (argument ``position``) of ``dtype``."""
+def scalar_setter(name: str, position: int, dtype: DataType, slot, divisor: int = 1) -> Setter:
+    """The setter of scalar parameter ``name`` (argument ``position``) of ``dtype``.
+
+    ``divisor`` > 1: the generated code assumes the value is a multiple of it (``self.assume_divisible``).
+    """
     if dtype.is_integer:
         low, high = int(dtype.min_value), int(dtype.max_value)
 
         def set_integer(argument: object, device: int) -> None:
-            if type(argument) is int and low <= argument <= high:
+            if type(argument) is int and low <= argument <= high and argument % divisor == 0:
                 slot.value = argument
                 return
-            slot.value = checked_integer(argument, name, position, dtype, low, high)
+            value = checked_integer(argument, name, position, dtype, low, high)
+            if value % divisor:
+                raise ValueError(
+                    f"{_scalar_where(name, position, dtype)}: the kernel assumes a multiple of {divisor} "
+                    f"(self.assume_divisible), got {value}; pad that dimension to a multiple of {divisor}"
+                )
+            slot.value = value
 
         return set_integer
     if dtype.is_float:
@@ -213,8 +224,9 @@ def checked_integer(argument: object, name: str, position: int, dtype: DataType,
 def checked_float(argument: object, name: str, position: int, dtype: DataType) -> float:
     """A float scalar argument (ints accepted), or a clear error."""
     if isinstance(argument, bool) or not isinstance(argument, numbers.Real):
-        raise TypeError(f"{_scalar_where(name, position, dtype)}: expected a Python float, got "
-                        f"{describe(argument)}")
+        raise TypeError(
+            f"{_scalar_where(name, position, dtype)}: expected a Python float, got {describe(argument)}"
+        )
     return float(argument)
 
 
@@ -224,5 +236,7 @@ def checked_bool(argument: object, name: str, position: int) -> bool:
         return bool(argument)
     if type(argument).__name__ == "bool_":
         return bool(argument)
-    raise TypeError(f"scalar parameter '{name}' (argument {position + 1}, boolean): expected a bool, got "
-                    f"{describe(argument)}")
+    raise TypeError(
+        f"scalar parameter '{name}' (argument {position + 1}, boolean): expected a bool, got "
+        f"{describe(argument)}"
+    )

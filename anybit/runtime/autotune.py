@@ -106,8 +106,10 @@ def tune_space(cls: type) -> tuple[tuple[str, tuple], ...]:
 def configurations(space: Sequence[tuple[str, Sequence[Any]]]) -> list[dict]:
     """The cartesian product of ``space`` as keyword dictionaries, the first axis varying slowest."""
     names = [name for name, _ in space]
-    return [dict(zip(names, combination, strict=True)) for combination in
-            itertools.product(*(values for _, values in space))]
+    return [
+        dict(zip(names, combination, strict=True))
+        for combination in itertools.product(*(values for _, values in space))
+    ]
 
 
 # -- shape buckets ---------------------------------------------------------------------------------------
@@ -223,8 +225,9 @@ class TunedKernel:
             record = _read_records(self.identity).get(gpu, {}).get(bucket)
             config = record["config"] if record else None
         if config is not None and config not in self.configs:
-            logger.info("%s: ignoring the stored configuration %s, which is not in the space", self.identity,
-                        config)
+            logger.info(
+                "%s: ignoring the stored configuration %s, which is not in the space", self.identity, config
+            )
             config = None
         if config is None and not tuning_enabled():
             config = self.configs[0]
@@ -240,16 +243,25 @@ class TunedKernel:
         self._time(candidates, args)
         for candidate in candidates:
             if candidate.skipped:
-                logger.info("autotune %s %s: skipped %s: %s", name, bucket, candidate.config,
-                            candidate.skipped)
+                logger.info(
+                    "autotune %s %s: skipped %s: %s", name, bucket, candidate.config, candidate.skipped
+                )
         timed = [c for c in candidates if c.milliseconds is not None]
         if not timed:
             reasons = "; ".join(f"{c.config}: {c.skipped}" for c in candidates)
-            raise RuntimeError(f"autotune {name}: no configuration of the space works for {bucket}: "
-                               f"{reasons}")
+            raise RuntimeError(
+                f"autotune {name}: no configuration of the space works for {bucket}: {reasons}"
+            )
         best = min(timed, key=lambda c: c.milliseconds)
-        logger.info("autotune %s %s on %s: %s (%.4f ms) out of %d timed", name, bucket, gpu, best.config,
-                    best.milliseconds, len(timed))
+        logger.info(
+            "autotune %s %s on %s: %s (%.4f ms) out of %d timed",
+            name,
+            bucket,
+            gpu,
+            best.config,
+            best.milliseconds,
+            len(timed),
+        )
         _write_record(self.identity, name, gpu, bucket, best, candidates)
         return best.config
 
@@ -303,9 +315,12 @@ def _compile_all(candidates: list[Candidate], arch: str, name: str) -> None:
         return compile_source(kernel_source, arch=arch, program=program)
 
     workers = max(1, min(len(todo), os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
-        total=len(todo), desc=f"anybit: compiling {name}", unit="config", disable=None, leave=False
-    ) as progress:
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(
+            total=len(todo), desc=f"anybit: compiling {name}", unit="config", disable=None, leave=False
+        ) as progress,
+    ):
         futures = [(candidate, pool.submit(build, candidate)) for candidate in todo]
         for candidate, future in futures:
             try:
@@ -331,8 +346,10 @@ def _check_limits(candidates: list[Candidate], arch: str) -> None:
         if threads > limits.max_threads_per_block:
             candidate.skipped = f"{threads} threads per block > {limits.max_threads_per_block}"
         elif resources.registers * threads > limits.registers_per_block:
-            candidate.skipped = (f"{resources.registers} registers x {threads} threads > "
-                                 f"{limits.registers_per_block} registers per block")
+            candidate.skipped = (
+                f"{resources.registers} registers x {threads} threads > "
+                f"{limits.registers_per_block} registers per block"
+            )
         elif shared > limits.max_shared_memory_per_block:
             candidate.skipped = f"{shared} B shared memory > {limits.max_shared_memory_per_block} B per block"
         elif resources.spills:
@@ -392,13 +409,15 @@ def _read_records(identity: str) -> dict:
         return {}
 
 
-def _write_record(identity: str, name: str, gpu: str, bucket: str, best: Candidate,
-                  candidates: list[Candidate]) -> None:
+def _write_record(
+    identity: str, name: str, gpu: str, bucket: str, best: Candidate, candidates: list[Candidate]
+) -> None:
     record = {
         "config": best.config,
         "milliseconds": best.milliseconds,
-        "candidates": [{"config": c.config, "milliseconds": c.milliseconds, "skipped": c.skipped}
-                       for c in candidates],
+        "candidates": [
+            {"config": c.config, "milliseconds": c.milliseconds, "skipped": c.skipped} for c in candidates
+        ],
     }
     with _disk_lock:
         results = _read_records(identity)
@@ -427,8 +446,10 @@ def export_tuning(path: str | os.PathLike) -> int:
     records.update(_pinned)
     data = {
         "format": TUNING_FORMAT,
-        "records": [{"kernel": k, "gpu": g, "bucket": b, "config": c} for (k, g, b), c in sorted(
-            records.items(), key=lambda item: item[0])],
+        "records": [
+            {"kernel": k, "gpu": g, "bucket": b, "config": c}
+            for (k, g, b), c in sorted(records.items(), key=lambda item: item[0])
+        ],
     }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

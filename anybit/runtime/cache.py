@@ -45,8 +45,14 @@ def cache_key(
     """SHA-256 (hex) of the source, kernel name, NVRTC version, architecture, options and cache format."""
     version = nvrtc_version() if version is None else version
     record = json.dumps(
-        {"format": CACHE_FORMAT, "source": source, "name": name, "arch": arch, "options": list(options),
-         "nvrtc": list(version)},
+        {
+            "format": CACHE_FORMAT,
+            "source": source,
+            "name": name,
+            "arch": arch,
+            "options": list(options),
+            "nvrtc": list(version),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(record.encode()).hexdigest()

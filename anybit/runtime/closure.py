@@ -12,9 +12,25 @@ from collections.abc import Callable, Sequence
 from anybit.ir.expr import Binary, BlockIndex, Const, Expr, ScalarCast, Select, Unary, Var, as_expr
 
 _INFIX = {
-    "add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%", "and": "&", "or": "|",
-    "xor": "^", "shl": "<<", "shr": ">>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==",
-    "ne": "!=", "logical_and": "and", "logical_or": "or",
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "div": "/",
+    "floordiv": "//",
+    "mod": "%",
+    "and": "&",
+    "or": "|",
+    "xor": "^",
+    "shl": "<<",
+    "shr": ">>",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "eq": "==",
+    "ne": "!=",
+    "logical_and": "and",
+    "logical_or": "or",
 }
 
 
@@ -36,14 +52,20 @@ def python_source(expr: Expr, positions: dict[str, int]) -> str:
         return f"({lhs} {_INFIX[expr.op]} {rhs})"
     if isinstance(expr, Unary):
         operand = python_source(expr.operand, positions)
-        return {"neg": f"(-{operand})", "logical_not": f"(not {operand})", "bit_not": f"(~{operand})",
-                "abs": f"abs({operand})"}[expr.op]
+        return {
+            "neg": f"(-{operand})",
+            "logical_not": f"(not {operand})",
+            "bit_not": f"(~{operand})",
+            "abs": f"abs({operand})",
+        }[expr.op]
     if isinstance(expr, ScalarCast):
         converter = "float" if expr.target.is_float else ("bool" if expr.target.kind == "bool" else "int")
         return f"{converter}({python_source(expr.operand, positions)})"
     if isinstance(expr, Select):
-        return (f"({python_source(expr.on_true, positions)} if {python_source(expr.condition, positions)} "
-                f"else {python_source(expr.on_false, positions)})")
+        return (
+            f"({python_source(expr.on_true, positions)} if {python_source(expr.condition, positions)} "
+            f"else {python_source(expr.on_false, positions)})"
+        )
     if isinstance(expr, BlockIndex):
         raise ValueError("a launch expression (grid or workspace size) cannot use the block index")
     raise TypeError(f"cannot evaluate {type(expr).__name__} `{expr!r}` on the host")
@@ -53,5 +75,15 @@ def compile_exprs(exprs: Sequence[Expr | int], positions: dict[str, int]) -> Cal
     """A function ``f(args) -> tuple`` evaluating every expression of ``exprs`` over the launch arguments."""
     parts = [python_source(as_expr(e), positions) for e in exprs]
     text = f"lambda args: ({', '.join(parts)},)"
-    return eval(compile(text, "<anybit launch expression>", "eval"), {"__builtins__": {}, "min": min,  # noqa: S307
-                "max": max, "abs": abs, "int": int, "float": float, "bool": bool})
+    return eval(
+        compile(text, "<anybit launch expression>", "eval"),
+        {
+            "__builtins__": {},
+            "min": min,  # noqa: S307
+            "max": max,
+            "abs": abs,
+            "int": int,
+            "float": float,
+            "bool": bool,
+        },
+    )

@@ -32,8 +32,9 @@ class ArgSpec:
     shape: tuple | None = None
 
 
-def compile_source(kernel_source, *, arch: str | None = None, options: tuple[str, ...] = (),
-                   program=None) -> CompiledKernel:
+def compile_source(
+    kernel_source, *, arch: str | None = None, options: tuple[str, ...] = (), program=None
+) -> CompiledKernel:
     """Compile a ``CudaKernelSource`` (generated or hand-written) for ``arch`` (default: the device's)."""
     arch = arch or default_arch()
     result = compile_cached(kernel_source.source, kernel_source.name, arch, tuple(options))
@@ -65,8 +66,10 @@ def compile(
     if hasattr(kernel, "source") and hasattr(kernel, "params") and hasattr(kernel, "grid"):
         return compile_source(kernel, arch=arch, options=options)
     if not hasattr(kernel, "program"):
-        raise TypeError(f"expected a Script kernel (with .program(*args)) or a CudaKernelSource, got "
-                        f"{type(kernel).__name__}")
+        raise TypeError(
+            f"expected a Script kernel (with .program(*args)) or a CudaKernelSource, got "
+            f"{type(kernel).__name__}"
+        )
     arch = arch or default_arch()
     program = kernel.program(*arg_specs)
     return compile_source(generate_source(program, arch), arch=arch, options=options, program=program)
@@ -112,14 +115,18 @@ def bind_arguments(kernel: Any, program, kernel_source, count: int) -> ArgumentB
     if len(names) != count:
         if count == len(params):  # no usable signature, but the arguments are exactly the parameters
             return ArgumentBinding((), tuple(range(count)))
-        raise TypeError(f"{type(kernel).__name__}: cannot match {count} arguments to the parameters "
-                        f"({', '.join(names)}) of its block program")
+        raise TypeError(
+            f"{type(kernel).__name__}: cannot match {count} arguments to the parameters "
+            f"({', '.join(names)}) of its block program"
+        )
     position = {name: index for index, name in enumerate(names)}
     missing = [name for name in params if name not in position]
     if missing:
-        raise TypeError(f"{type(kernel).__name__}: kernel parameters {missing} are not parameters "
-                        "of the block "
-                        f"program ({', '.join(names)})")
+        raise TypeError(
+            f"{type(kernel).__name__}: kernel parameters {missing} are not parameters "
+            "of the block "
+            f"program ({', '.join(names)})"
+        )
     constants = tuple(position[name] for name, _ in program.constants if name in position)
     return ArgumentBinding(constants, tuple(position[name] for name in params))
 

@@ -33,7 +33,7 @@ _CUDA_ERROR_INVALID_CONTEXT = 201
 class _Packing:
     """One thread's parameter buffer: ctypes slots, the ``void*`` array over them, and the setters."""
 
-    def __init__(self, params, alignments: dict[str, int]) -> None:
+    def __init__(self, params, alignments: dict[str, int], divisors: dict[str, int]) -> None:
         self.slots = []
         self.setters = []
         position = 0
@@ -45,10 +45,13 @@ class _Packing:
                     self.setters.append(pointer_setter(param.name, position, param.dtype, alignment, slot))
             elif param.kind == "scalar":
                 slot = scalar_slot(param.dtype)
-                self.setters.append(scalar_setter(param.name, position, param.dtype, slot))
+                divisor = divisors.get(param.name, 1)
+                self.setters.append(scalar_setter(param.name, position, param.dtype, slot, divisor))
             else:
-                raise ValueError(f"kernel parameter '{param.name}': expected kind 'pointer' or 'scalar', "
-                                 f"got {param.kind!r}")
+                raise ValueError(
+                    f"kernel parameter '{param.name}': expected kind 'pointer' or 'scalar', "
+                    f"got {param.kind!r}"
+                )
             if param.name != WORKSPACE_PARAM:
                 position += 1
             self.slots.append(slot)
@@ -69,11 +72,14 @@ class Launcher:
         self.user_params = tuple(p for p in self._params if p.name != WORKSPACE_PARAM)
         self._count = len(self.user_params)
         self._alignments = dict(kernel_source.alignment_requirements)
+        self._divisors = dict(getattr(kernel_source, "divisibility_requirements", ()))
         unknown = set(self._alignments) - {p.name for p in self.user_params if p.kind == "pointer"}
         if unknown:
-            raise ValueError(f"kernel '{self.name}': alignment requirements name {sorted(unknown)}, "
-                             "which are "
-                             "not pointer parameters")
+            raise ValueError(
+                f"kernel '{self.name}': alignment requirements name {sorted(unknown)}, "
+                "which are "
+                "not pointer parameters"
+            )
         self._block = int(kernel_source.block_threads)
         if not 0 < self._block <= 1024:
             raise ValueError(f"kernel '{self.name}': expected 1 to 1024 threads per block, got {self._block}")
@@ -82,8 +88,10 @@ class Launcher:
         for extent in kernel_source.grid:
             dtype = getattr(extent, "dtype", None)
             if dtype is not None and not (dtype.is_integer or dtype.kind == "bool"):
-                raise TypeError(f"kernel '{self.name}': grid extent `{extent!r}` has dtype {dtype.name}, "
-                                "expected an integer")
+                raise TypeError(
+                    f"kernel '{self.name}': grid extent `{extent!r}` has dtype {dtype.name}, "
+                    "expected an integer"
+                )
         if len(kernel_source.grid) != 3:
             raise ValueError(f"kernel '{self.name}': expected 3 grid extents, got {len(kernel_source.grid)}")
         self._grid = compile_exprs(kernel_source.grid, positions)
@@ -103,7 +111,9 @@ class Launcher:
         packing = self._packings.get(thread)
         if packing is None:
             with self._packing_lock:
-                packing = self._packings.setdefault(thread, _Packing(self._params, self._alignments))
+                packing = self._packings.setdefault(
+                    thread, _Packing(self._params, self._alignments, self._divisors)
+                )
         return packing
 
     def check(self, args: tuple, device: int = -1) -> None:
@@ -139,8 +149,9 @@ class Launcher:
         if self._workspace is not None:
             packing.workspace_slot.value = self._workspace.pointer(device, int(self._workspace_size(args)[0]))
         stream = current_stream(device)
-        status = self._call(handle, gx, gy, gz, self._block, 1, 1, self.dynamic_shared_bytes, stream,
-                            packing.address, None)
+        status = self._call(
+            handle, gx, gy, gz, self._block, 1, 1, self.dynamic_shared_bytes, stream, packing.address, None
+        )
         if status:
             self._launch_failed(status, device, (gx, gy, gz), stream, packing)
 
@@ -152,8 +163,9 @@ class Launcher:
     # -- slow paths ----------------------------------------------------------------------------------------
     def _check_count(self, args: tuple) -> None:
         if len(args) != self._count:
-            names = ", ".join(f"{p.name}: {'ptr ' if p.kind == 'pointer' else ''}{p.dtype.name}"
-                              for p in self.user_params)
+            names = ", ".join(
+                f"{p.name}: {'ptr ' if p.kind == 'pointer' else ''}{p.dtype.name}" for p in self.user_params
+            )
             raise TypeError(f"kernel '{self.name}' takes {self._count} arguments ({names}), got {len(args)}")
 
     def _check_grid(self, grid: tuple) -> bool:
@@ -172,8 +184,9 @@ class Launcher:
 
     def _load_on(self, device: int) -> int:
         if device < 0:
-            raise RuntimeError("no CUDA GPU is available: anybit compiles without a GPU, but "
-                               "launching needs one")
+            raise RuntimeError(
+                "no CUDA GPU is available: anybit compiles without a GPU, but launching needs one"
+            )
         loaded = self._load(device)
         if self._block > loaded.max_threads_per_block:
             raise CudaDriverError(
@@ -191,8 +204,17 @@ class Launcher:
 
         if status == _CUDA_ERROR_INVALID_CONTEXT:  # a thread where torch never made the context current
             ensure_context(device)
-            status = self._call(self._functions[device], *grid, self._block, 1, 1,
-                                        self.dynamic_shared_bytes, stream, packing.address, None)
+            status = self._call(
+                self._functions[device],
+                *grid,
+                self._block,
+                1,
+                1,
+                self.dynamic_shared_bytes,
+                stream,
+                packing.address,
+                None,
+            )
             if not status:
                 return
         raise CudaDriverError(
@@ -264,8 +286,13 @@ def launch_function(backend: str) -> Callable[..., int]:
     if backend == "ctypes":
         function = ctypes.CDLL("libcuda.so.1").cuLaunchKernel
         function.restype = ctypes.c_int
-        function.argtypes = [ctypes.c_void_p, *[ctypes.c_uint] * 7, ctypes.c_void_p, ctypes.c_void_p,
-                             ctypes.c_void_p]
+        function.argtypes = [
+            ctypes.c_void_p,
+            *[ctypes.c_uint] * 7,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         return function
     from cuda.bindings import driver
 

@@ -112,8 +112,9 @@ def load_function(cubin: bytes, name: str, *, device: int, dynamic_shared_bytes:
     ensure_context(device)
     image = ctypes.create_string_buffer(cubin, len(cubin))  # an address suits every cuda-bindings version
     module = driver_call(driver.cuModuleLoadData, ctypes.addressof(image), what="cuModuleLoadData")
-    function = driver_call(driver.cuModuleGetFunction, module, name.encode(),
-                           what=f"cuModuleGetFunction({name})")
+    function = driver_call(
+        driver.cuModuleGetFunction, module, name.encode(), what=f"cuModuleGetFunction({name})"
+    )
     attribute = driver.CUfunction_attribute
 
     def function_attribute(which) -> int:

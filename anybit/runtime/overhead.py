@@ -81,8 +81,9 @@ def measure_launch_overhead(*, launches: int = 20000, batch: int = 200) -> dict:
         "launches": launches,
         "batch": batch,
         "anybit_launch_us": _host_microseconds(lambda: compiled(x, 1), launches=launches, batch=batch),
-        "anybit_checks_us": _host_microseconds(lambda: launcher.check((x, 1), device), launches=launches,
-                                               batch=batch),
+        "anybit_checks_us": _host_microseconds(
+            lambda: launcher.check((x, 1), device), launches=launches, batch=batch
+        ),
         "torch_add_us": _host_microseconds(lambda: one.add_(1), launches=launches, batch=batch),
         "torch_empty_add_us": _host_microseconds(lambda: empty.add_(1), launches=launches, batch=batch),
     }

@@ -21,8 +21,14 @@ def l2_flush_buffer(device: int):
     return buffer
 
 
-def time_cuda(run: Callable[[], None], *, repetitions: int = 0, warmup: int = 3, budget_ms: float = 40.0,
-              flush_l2: bool = True) -> float:
+def time_cuda(
+    run: Callable[[], None],
+    *,
+    repetitions: int = 0,
+    warmup: int = 3,
+    budget_ms: float = 40.0,
+    flush_l2: bool = True,
+) -> float:
     """Median milliseconds of ``run()`` on the current stream, timed with CUDA events.
 
     ``warmup`` untimed runs come first. With ``repetitions=0`` the count is chosen so the timed runs take

@@ -22,8 +22,12 @@ def axpy_source(block: int = 128, **changes) -> CudaKernelSource:
     fields = dict(
         name="axpy",
         source=AXPY,
-        params=(KernelParam("a", "scalar", float32), KernelParam("x", "pointer", float32),
-                KernelParam("y", "pointer", float32), KernelParam("n", "scalar", int32)),
+        params=(
+            KernelParam("a", "scalar", float32),
+            KernelParam("x", "pointer", float32),
+            KernelParam("y", "pointer", float32),
+            KernelParam("n", "scalar", int32),
+        ),
         grid=(cdiv(n, block), 1, 1),
         block_threads=block,
         dynamic_shared_bytes=0,
@@ -41,7 +45,10 @@ def gpu_available() -> bool:
     return torch.cuda.is_available()
 
 
-requires_gpu = pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU "
-                                                              "(torch.cuda.is_available() "
-                                  "is False); the GPU tier runs on the device machine via "
-                                  "scripts/gpu_check.sh")
+requires_gpu = pytest.mark.skipif(
+    not gpu_available(),
+    reason="needs an NVIDIA GPU "
+    "(torch.cuda.is_available() "
+    "is False); the GPU tier runs on the device machine via "
+    "scripts/gpu_check.sh",
+)

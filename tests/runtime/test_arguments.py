@@ -26,8 +26,11 @@ def check(kernel, *args):
 
 
 def test_argument_count(axpy):
-    with pytest.raises(TypeError, match=r"takes 4 arguments \(a: float32, x: ptr float32, y: ptr float32, "
-                                        r"n: int32\), got 2"):
+    with pytest.raises(
+        TypeError,
+        match=r"takes 4 arguments \(a: float32, x: ptr float32, y: ptr float32, "
+        r"n: int32\), got 2",
+    ):
         axpy(1.0, 2)
 
 
@@ -52,8 +55,11 @@ def test_non_contiguous_and_misaligned_are_reported(axpy):
 
 
 def test_non_tensors_for_pointers(axpy):
-    with pytest.raises(TypeError, match=r"expected a torch CUDA tensor \(or an object with "
-                                        r"__cuda_array_interface__ or __dlpack__\), got list"):
+    with pytest.raises(
+        TypeError,
+        match=r"expected a torch CUDA tensor \(or an object with "
+        r"__cuda_array_interface__ or __dlpack__\), got list",
+    ):
         check(axpy, 1.0, [1.0, 2.0], torch.zeros(4), 2)
     # dlpack objects are converted, then checked
     with pytest.raises(ValueError, match="expected a CUDA tensor"):
@@ -63,21 +69,31 @@ def test_non_tensors_for_pointers(axpy):
 @pytest.fixture(scope="module")
 def scalars():
     """A kernel of scalar parameters only: (a: float32, x: int32, y: int32, n: int32)."""
-    return compile_source(axpy_source(
-        name="scalars",
-        source='extern "C" __global__ void scalars(float a, int x, int y, int n) {}\n',
-        params=(KernelParam("a", "scalar", float32), KernelParam("x", "scalar", int32),
-                KernelParam("y", "scalar", int32), KernelParam("n", "scalar", int32)),
-        alignment_requirements=(),
-    ), arch="sm_80")
+    return compile_source(
+        axpy_source(
+            name="scalars",
+            source='extern "C" __global__ void scalars(float a, int x, int y, int n) {}\n',
+            params=(
+                KernelParam("a", "scalar", float32),
+                KernelParam("x", "scalar", int32),
+                KernelParam("y", "scalar", int32),
+                KernelParam("n", "scalar", int32),
+            ),
+            alignment_requirements=(),
+        ),
+        arch="sm_80",
+    )
 
 
-@pytest.mark.parametrize(("value", "error", "pattern"), [
-    (2.5, TypeError, r"scalar parameter 'n' \(argument 4, int32\): expected a Python int, got float 2.5"),
-    (True, TypeError, "expected a Python int, got bool"),
-    (2**31, ValueError, r"expected an int in \[-2147483648, 2147483647\], got 2147483648"),
-    (torch.tensor(3), TypeError, r"\.item\(\) reads a tensor's value"),
-])
+@pytest.mark.parametrize(
+    ("value", "error", "pattern"),
+    [
+        (2.5, TypeError, r"scalar parameter 'n' \(argument 4, int32\): expected a Python int, got float 2.5"),
+        (True, TypeError, "expected a Python int, got bool"),
+        (2**31, ValueError, r"expected an int in \[-2147483648, 2147483647\], got 2147483648"),
+        (torch.tensor(3), TypeError, r"\.item\(\) reads a tensor's value"),
+    ],
+)
 def test_bad_integer_scalars(scalars, value, error, pattern):
     with pytest.raises(error, match=pattern):
         check(scalars, 1.0, 1, 1, value)
@@ -111,8 +127,12 @@ def test_launcher_rejects_bad_sources():
     with pytest.raises(ValueError, match="name \\['z'\\], which are not pointer parameters"):
         compile_source(axpy_source(alignment_requirements=(("z", 16),)), arch="sm_80")
     with pytest.raises(ValueError, match="'__workspace' must be the last parameter"):
-        compile_source(axpy_source(params=(KernelParam("__workspace", "pointer", uint8),
-                                           KernelParam("n", "scalar", int32))), arch="sm_80")
+        compile_source(
+            axpy_source(
+                params=(KernelParam("__workspace", "pointer", uint8), KernelParam("n", "scalar", int32))
+            ),
+            arch="sm_80",
+        )
 
 
 def test_empty_grid_launches_nothing(axpy):

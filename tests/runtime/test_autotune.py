@@ -59,8 +59,14 @@ def test_buckets():
     class Tensor:
         dtype, shape = "torch.float16", (3, 100)
 
-    assert default_bucket((Tensor(), 40, 5, 2.0, True, "s")) == [["float16", [3, 128]], 64, 5, "float", True,
-                                                                "str"]
+    assert default_bucket((Tensor(), 40, 5, 2.0, True, "s")) == [
+        ["float16", [3, 128]],
+        64,
+        5,
+        "float",
+        True,
+        "str",
+    ]
 
 
 # -- tuning with a fake timer --------------------------------------------------------------------------------
@@ -133,7 +139,13 @@ def test_invalid_candidates_are_skipped_and_the_fastest_wins(tuned, caplog, priv
     record = stored["results"]["no GPU|sm_90a"]['["float","NoneType","NoneType",1024]']
     assert record["config"] == {"block": 2} and record["milliseconds"] == 1.0
     assert {c["config"]["block"]: c["skipped"] is None for c in record["candidates"]} == {
-        1: True, 2: True, 3: False, 4: True, 5: False, 7: False}
+        1: True,
+        2: True,
+        3: False,
+        4: True,
+        5: False,
+        7: False,
+    }
 
 
 def test_disk_cache_is_reused_by_a_new_process(tuned, monkeypatch):

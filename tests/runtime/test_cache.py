@@ -38,8 +38,12 @@ def test_disk_round_trip_and_memory_cache(private_cache):
     cache.clear_memory_cache()
     again = compile_cached(AXPY, "axpy", "sm_80")
     assert again.from_cache
-    assert (again.cubin, again.ptx, again.log, again.resources) == (first.cubin, first.ptx, first.log,
-                                                                    first.resources)
+    assert (again.cubin, again.ptx, again.log, again.resources) == (
+        first.cubin,
+        first.ptx,
+        first.log,
+        first.resources,
+    )
     assert not [p for p in (private_cache / "kernels").iterdir() if p.name.endswith(".tmp")]
 
 

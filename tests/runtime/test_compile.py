@@ -26,19 +26,37 @@ class VectorAdd(anybit.Script):
         super().__init__()
         self.block_size = block_size
 
-    def __call__(self, x: anybit.ptr(anybit.float32), y: anybit.ptr(anybit.float32), unroll: int,
-                 z: anybit.ptr(anybit.float32), n: anybit.int32):
+    def __call__(
+        self,
+        x: anybit.ptr(anybit.float32),
+        y: anybit.ptr(anybit.float32),
+        unroll: int,
+        z: anybit.ptr(anybit.float32),
+        n: anybit.int32,
+    ):
         self.attrs.blocks = [(n + self.block_size - 1) // self.block_size]
         self.attrs.warps = self.block_size // 32
 
 
 def hand_written_generator(program, arch):
     """Stand-in for anybit.cuda.generate_cuda: the program's launch configuration, a hand-written body."""
-    params = tuple(KernelParam(p.name, "pointer" if p.name != "n" else "scalar",
-                               p.type.dtype if p.name != "n" else p.type) for p in program.params)
-    return CudaKernelSource(name="vector_add", source=VECTOR_ADD, params=params, grid=program.grid,
-                            block_threads=program.num_threads, dynamic_shared_bytes=0, workspace_bytes=0,
-                            workspace_clean=False, alignment_requirements=())
+    params = tuple(
+        KernelParam(
+            p.name, "pointer" if p.name != "n" else "scalar", p.type.dtype if p.name != "n" else p.type
+        )
+        for p in program.params
+    )
+    return CudaKernelSource(
+        name="vector_add",
+        source=VECTOR_ADD,
+        params=params,
+        grid=program.grid,
+        block_threads=program.num_threads,
+        dynamic_shared_bytes=0,
+        workspace_bytes=0,
+        workspace_clean=False,
+        alignment_requirements=(),
+    )
 
 
 def test_compile_a_hand_written_source_without_gpu():
@@ -52,8 +70,9 @@ def test_compile_a_hand_written_source_without_gpu():
 def test_compile_a_script_with_stand_ins(monkeypatch):
     monkeypatch.setattr(compiler, "generate_source", hand_written_generator)
     kernel = VectorAdd(128)
-    compiled = anybit.compile(kernel, ArgSpec(anybit.float32), None, 4, ArgSpec(anybit.float32), None,
-                              arch="sm_80")
+    compiled = anybit.compile(
+        kernel, ArgSpec(anybit.float32), None, 4, ArgSpec(anybit.float32), None, arch="sm_80"
+    )
     assert compiled.program.constants == (("unroll", 4),)
     assert [p.name for p in compiled.program.params] == ["x", "y", "z", "n"]
     assert compiled.kernel_source.block_threads == 128 and compiled.cubin and compiled.ptx

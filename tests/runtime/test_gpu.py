@@ -41,11 +41,19 @@ extern "C" __global__ void reverse_in_shared(const float* x, float* y, int n) {
 def counter_source(clean: bool) -> CudaKernelSource:
     n = Var("n", int32)
     return CudaKernelSource(
-        name="counter", source=COUNTER,
-        params=(KernelParam("out", "pointer", int32), KernelParam("n", "scalar", int32),
-                KernelParam("__workspace", "pointer", uint8)),
-        grid=(cdiv(n, 128), 1, 1), block_threads=128, dynamic_shared_bytes=0, workspace_bytes=n * 4,
-        workspace_clean=clean, alignment_requirements=(),
+        name="counter",
+        source=COUNTER,
+        params=(
+            KernelParam("out", "pointer", int32),
+            KernelParam("n", "scalar", int32),
+            KernelParam("__workspace", "pointer", uint8),
+        ),
+        grid=(cdiv(n, 128), 1, 1),
+        block_threads=128,
+        dynamic_shared_bytes=0,
+        workspace_bytes=n * 4,
+        workspace_clean=clean,
+        alignment_requirements=(),
     )
 
 
@@ -101,11 +109,19 @@ def test_cuda_array_interface_objects_are_accepted(axpy):
 def test_more_than_48_kb_of_dynamic_shared_memory():
     n = 100 * 1024 // 4
     source = CudaKernelSource(
-        name="reverse_in_shared", source=BIG_SHARED,
-        params=(KernelParam("x", "pointer", float32), KernelParam("y", "pointer", float32),
-                KernelParam("n", "scalar", int32)),
-        grid=(1, 1, 1), block_threads=256, dynamic_shared_bytes=n * 4, workspace_bytes=0,
-        workspace_clean=False, alignment_requirements=(),
+        name="reverse_in_shared",
+        source=BIG_SHARED,
+        params=(
+            KernelParam("x", "pointer", float32),
+            KernelParam("y", "pointer", float32),
+            KernelParam("n", "scalar", int32),
+        ),
+        grid=(1, 1, 1),
+        block_threads=256,
+        dynamic_shared_bytes=n * 4,
+        workspace_bytes=0,
+        workspace_clean=False,
+        alignment_requirements=(),
     )
     kernel = compile_source(source)
     x = random(n)
