@@ -56,6 +56,10 @@ def encode(values: Any, dtype: Any) -> np.ndarray:
     """
     data_type = resolve(dtype)
     array = _as_real_array(values, data_type)
+    return _encode(np.atleast_1d(array), data_type).reshape(array.shape)  # 0-d in, 0-d out
+
+
+def _encode(array: np.ndarray, data_type: DataType) -> np.ndarray:
     if data_type.kind == "bool":
         return (array != 0).astype(data_type.code_dtype)
     if data_type.is_integer:

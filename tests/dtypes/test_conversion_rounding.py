@@ -158,3 +158,9 @@ def test_boolean_and_integer_inputs():
 def test_conversion_errors(call, problem):
     with pytest.raises(ValueError, match=problem):
         call()
+
+
+def test_shapes_are_kept_including_zero_dimensional():
+    for name in ("float32", "float16", "float6_e3m2", "int4", "float64", "boolean"):
+        assert encode(np.asarray(1.0), name).shape == ()
+        assert encode(np.ones((2, 3)), name).shape == (2, 3)
