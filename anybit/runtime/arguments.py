@@ -92,11 +92,12 @@ def pointer_setter(
     tensor_type = torch.Tensor
 
     def set_pointer(argument: object, device: int) -> None:
+        # get_device() is -1 for a CPU tensor: with device >= 0 the comparison also proves it is on the GPU.
         if (
-            isinstance(argument, tensor_type)
-            and argument.dtype in accepted
-            and argument.is_cuda
+            device >= 0
+            and isinstance(argument, tensor_type)
             and argument.get_device() == device
+            and argument.dtype in accepted
             and argument.is_contiguous()
         ):
             address = argument.data_ptr()

@@ -27,7 +27,7 @@ from anybit.runtime.nvrtc import CompileResult, ResourceUsage, compile_cubin, nv
 
 logger = logging.getLogger("anybit")
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: resources read from the cubin, spills None when unknown
 _MAGIC = b"ANYBITK1\n"
 _memory: dict[str, CompileResult] = {}
 _memory_lock = threading.Lock()

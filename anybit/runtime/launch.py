@@ -1,11 +1,12 @@
 """Launching a compiled kernel: argument packing into a preallocated parameter buffer, and ``cuLaunchKernel``.
 
 Everything that does not depend on the arguments is done once, when the :class:`Launcher` is built: a ctypes
-slot per kernel parameter and the ``void*`` array pointing at them, a setter per parameter (checks + fill),
-the grid and workspace-size expressions compiled into Python closures. A launch then reads the current device
-and stream, runs the setters, evaluates the grid and calls ``cuLaunchKernel`` through ctypes on libcuda
-(``ANYBIT_LAUNCH_BACKEND=bindings`` switches to ``cuda.bindings``). It never synchronises and, once warm,
-never allocates, so launches can be captured in CUDA graphs.
+slot per kernel parameter and the ``void*`` array pointing at them, a setter per parameter (checks + fill)
+called from one generated function, the grid and workspace-size expressions compiled into Python closures (a
+constant grid is checked once). A launch then reads the current device and stream through torch's raw getters
+(bound once), runs the setters, evaluates the grid and calls ``cuLaunchKernel`` through ``cuda.bindings``
+(measured faster than ctypes on an H200; ``ANYBIT_LAUNCH_BACKEND=ctypes`` calls libcuda through ctypes). It
+never synchronises and, once warm, never allocates, so launches can be captured in CUDA graphs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from anybit.ir.expr import Const, as_expr
 from anybit.runtime.arguments import pointer_setter, scalar_setter, scalar_slot
 from anybit.runtime.closure import compile_exprs
 from anybit.runtime.errors import CudaDriverError
@@ -28,14 +31,21 @@ logger = logging.getLogger("anybit")
 WORKSPACE_PARAM = "__workspace"
 _MAX_GRID = (2**31 - 1, 65535, 65535)
 _CUDA_ERROR_INVALID_CONTEXT = 201
+_SUCCESS = (0,)
 
 
 class _Packing:
-    """One thread's parameter buffer: ctypes slots, the ``void*`` array over them, and the setters."""
+    """One thread's parameter buffer: ctypes slots, the ``void*`` array over them, and the setters.
+
+    ``pack(args, device)`` runs every setter (one generated function, no loop); ``raw_stream`` and ``stream``
+    cache the backend's handle of the last stream this thread launched on.
+    """
 
     def __init__(self, params, alignments: dict[str, int], divisors: dict[str, int]) -> None:
         self.slots = []
         self.setters = []
+        self.raw_stream: int | None = None
+        self.stream: object = None
         position = 0
         for param in params:
             if param.kind == "pointer":
@@ -58,6 +68,19 @@ class _Packing:
         self.array = (ctypes.c_void_p * max(1, len(self.slots)))(*(ctypes.addressof(s) for s in self.slots))
         self.address = ctypes.addressof(self.array)
         self.workspace_slot = self.slots[-1] if params and params[-1].name == WORKSPACE_PARAM else None
+        self.pack = _unrolled(self.setters)
+
+
+def _unrolled(setters: list) -> Callable[[tuple, int], None]:
+    """``pack(args, device)`` calling ``setters[i](args[i], device)`` for each i, unrolled (no loop)."""
+    names = [f"set{i}" for i in range(len(setters))]
+    calls = (
+        "".join(f"        {name}(args[{i}], device)\n" for i, name in enumerate(names)) or "        pass\n"
+    )
+    text = f"def bind({', '.join(names)}):\n    def pack(args, device):\n{calls}    return pack\n"
+    namespace: dict = {}
+    exec(compile(text, "<anybit argument packing>", "exec"), namespace)  # noqa: S102 - our own text
+    return namespace["bind"](*setters)
 
 
 class Launcher:
@@ -96,32 +119,43 @@ class Launcher:
             raise ValueError(f"kernel '{self.name}': expected 3 grid extents, got {len(kernel_source.grid)}")
         self._grid = compile_exprs(kernel_source.grid, positions)
         self.grid_source = kernel_source.grid
+        # A grid of constants is checked here once; the launch then skips evaluating and checking it.
+        constant = all(isinstance(as_expr(extent), Const) for extent in kernel_source.grid)
+        self._constant_grid = self._grid(()) if constant else None
+        if constant and self._check_grid(self._constant_grid, strict=True):
+            self._constant_grid = None  # an empty constant grid: take the general path, which skips it
         has_workspace = bool(self._params) and self._params[-1].name == WORKSPACE_PARAM
         clean = bool(kernel_source.workspace_clean)
         self._workspace = Workspace(self.name, clean=clean) if has_workspace else None
         self._workspace_size = compile_exprs([kernel_source.workspace_bytes or 0], positions)
         self._load = load
-        self._call: Callable[..., int] | None = None  # cuLaunchKernel, bound at the first load
-        self._functions: dict[int, int] = {}
-        self._packings: dict[int, _Packing] = {}
-        self._packing_lock = threading.Lock()
-        self._packing(threading.get_ident())  # build the first one now: parameter errors surface at compile
+        self.backend: LaunchBackend | None = None  # chosen at the first load
+        self._call: Callable[..., object] | None = None  # the backend's cuLaunchKernel
+        self._functions: dict[int, object] = {}  # device -> the backend's function handle
+        self._local = threading.local()
+        self.packing()  # build this thread's buffer now: parameter errors surface at compile time
 
-    def _packing(self, thread: int) -> _Packing:
-        packing = self._packings.get(thread)
-        if packing is None:
-            with self._packing_lock:
-                packing = self._packings.setdefault(
-                    thread, _Packing(self._params, self._alignments, self._divisors)
-                )
-        return packing
+    def packing(self) -> _Packing:
+        """This thread's parameter buffer (made at its first use on the thread)."""
+        try:
+            return self._local.packing
+        except AttributeError:
+            packing = self._local.packing = _Packing(self._params, self._alignments, self._divisors)
+            return packing
+
+    def use_backend(self, name: str) -> None:
+        """Launch through backend ``name`` (``"bindings"`` or ``"ctypes"``) from now on."""
+        self.backend = launch_backend(name)
+        self._call = self.backend.call
+        # Function and stream handles are the backend's own types: fetch them again, in fresh buffers.
+        self._functions.clear()
+        self._local = threading.local()
+        self.packing()
 
     def check(self, args: tuple, device: int = -1) -> None:
         """Run every argument check (and fill this thread's buffer) without launching."""
         self._check_count(args)
-        packing = self._packing(threading.get_ident())
-        for setter, argument in zip(packing.setters, args, strict=True):
-            setter(argument, device)
+        self.packing().pack(args, device)
 
     def grid(self, args: tuple) -> tuple[int, int, int]:
         """The grid the arguments launch."""
@@ -135,25 +169,46 @@ class Launcher:
         """Check and pack ``args`` and launch the kernel on the current device's current stream."""
         if len(args) != self._count:
             self._check_count(args)
-        device = current_device()
-        packing = self._packings.get(threading.get_ident()) or self._packing(threading.get_ident())
-        for setter, argument in zip(packing.setters, args, strict=True):
-            setter(argument, device)
-        gx, gy, gz = self._grid(args)
-        if not (0 < gx <= _MAX_GRID[0] and 0 < gy <= _MAX_GRID[1] and 0 < gz <= _MAX_GRID[2]):
-            if self._check_grid((gx, gy, gz)):
-                return  # an empty grid: nothing to do
+        device = _device_now()
+        try:
+            packing = self._local.packing
+        except AttributeError:  # the first launch on this thread
+            packing = self.packing()
+        packing.pack(args, device)
+        grid = self._constant_grid
+        if grid is None:
+            grid = self._grid(args)
+            gx, gy, gz = grid
+            if not (0 < gx <= _MAX_GRID[0] and 0 < gy <= _MAX_GRID[1] and 0 < gz <= _MAX_GRID[2]):
+                if self._check_grid(grid):
+                    return  # an empty grid: nothing to do
+        else:
+            gx, gy, gz = grid
         handle = self._functions.get(device)
         if handle is None:
             handle = self._load_on(device)
         if self._workspace is not None:
             packing.workspace_slot.value = self._workspace.pointer(device, int(self._workspace_size(args)[0]))
-        stream = current_stream(device)
+        raw_stream = _stream_now(device)
+        if raw_stream != packing.raw_stream:  # the backend's stream handle, made once per stream change
+            packing.stream = self.backend.stream(raw_stream)
+            packing.raw_stream = raw_stream
         status = self._call(
-            handle, gx, gy, gz, self._block, 1, 1, self.dynamic_shared_bytes, stream, packing.address, None
+            handle,
+            gx,
+            gy,
+            gz,
+            self._block,
+            1,
+            1,
+            self.dynamic_shared_bytes,
+            packing.stream,
+            packing.address,
+            0,
         )
-        if status:
-            self._launch_failed(status, device, (gx, gy, gz), stream, packing)
+        # ctypes returns the CUresult (0 on success), cuda.bindings a 1-tuple of it; both compare to (0,).
+        if status and status != _SUCCESS:
+            self._launch_failed(status, device, (gx, gy, gz), packing)
 
     def reserve_workspace(self, args: tuple) -> None:
         """Allocate the workspace these arguments need now (call before capturing a CUDA graph)."""
@@ -168,8 +223,11 @@ class Launcher:
             )
             raise TypeError(f"kernel '{self.name}' takes {self._count} arguments ({names}), got {len(args)}")
 
-    def _check_grid(self, grid: tuple) -> bool:
-        """True for an empty grid (some extent 0); raise for a negative or too large one."""
+    def _check_grid(self, grid: tuple, *, strict: bool = False) -> bool:
+        """True for an empty grid (some extent 0); raise for a negative or too large one.
+
+        With ``strict``, a valid non-empty grid returns False instead of being assumed empty.
+        """
         for axis, (extent, limit) in enumerate(zip(grid, _MAX_GRID, strict=True)):
             if not isinstance(extent, int):
                 raise TypeError(f"kernel '{self.name}': grid extent {'xyz'[axis]} = {extent!r} is not an int")
@@ -179,6 +237,8 @@ class Launcher:
                     f"`{self.grid_source[axis]!r}`)"
                     f" is outside [0, {limit}]; check the size arguments"
                 )
+        if strict and all(extent > 0 for extent in grid):
+            return False
         logger.debug("kernel %s: empty grid %s, nothing launched", self.name, grid)
         return True
 
@@ -195,13 +255,17 @@ class Launcher:
                 f"{loaded.max_threads_per_block}; use fewer "
                 "warps or a schedule that needs fewer registers"
             )
-        self._call = cu_launch_kernel()
-        self._functions[device] = loaded.handle
-        return loaded.handle
+        if self.backend is None:  # the first load: no buffer holds a stream handle yet
+            self.backend = launch_backend(default_backend())
+            self._call = self.backend.call
+        handle = self.backend.function(loaded)
+        self._functions[device] = handle
+        return handle
 
-    def _launch_failed(self, status: int, device: int, grid: tuple, stream: int, packing: _Packing) -> None:
+    def _launch_failed(self, status, device: int, grid: tuple, packing: _Packing) -> None:
         from anybit.runtime.module import ensure_context, error_name
 
+        status = int(status[0]) if isinstance(status, tuple) else int(status)
         if status == _CUDA_ERROR_INVALID_CONTEXT:  # a thread where torch never made the context current
             ensure_context(device)
             status = self._call(
@@ -211,10 +275,11 @@ class Launcher:
                 1,
                 1,
                 self.dynamic_shared_bytes,
-                stream,
+                packing.stream,
                 packing.address,
-                None,
+                0,
             )
+            status = int(status[0]) if isinstance(status, tuple) else int(status)
             if not status:
                 return
         raise CudaDriverError(
@@ -227,63 +292,84 @@ class Launcher:
 
 # -- device, stream and the launch call --------------------------------------------------------------------
 
-_state = {"device": None}
+
+def _resolve_device_getter() -> int:
+    """Bind :func:`_device_now` to torch's raw getter (or ``-1`` without a GPU) and return the device."""
+    global _device_now
+    import torch
+
+    if not torch.cuda.is_available():
+        _device_now = _no_device
+    else:
+        torch.cuda.init()
+        _device_now = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+    return _device_now()
+
+
+def _no_device() -> int:
+    return -1
+
+
+def _resolve_stream_getter(device: int) -> int:
+    """Bind :func:`_stream_now` to torch's raw ``cudaStream_t`` getter and return the stream of ``device``."""
+    global _stream_now
+    import torch
+
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    _stream_now = raw if raw is not None else lambda index: torch.cuda.current_stream(index).cuda_stream
+    return _stream_now(device)
+
+
+# Rebound to torch's own getters at their first call: a launch pays one global lookup and one C call each.
+_device_now: Callable[[], int] = _resolve_device_getter
+_stream_now: Callable[[int], int] = _resolve_stream_getter
 
 
 def current_device() -> int:
     """The current CUDA device index, or -1 without a GPU."""
-    getter = _state["device"]
-    if getter is None:
-        getter = _state["device"] = _device_getter()
-    return getter()
-
-
-def _device_getter() -> Callable[[], int]:
-    import torch
-
-    if not torch.cuda.is_available():
-        return lambda: -1
-    torch.cuda.init()
-    raw = getattr(torch._C, "_cuda_getDevice", None)
-    return raw if raw is not None else torch.cuda.current_device
+    return _device_now()
 
 
 def current_stream(device: int) -> int:
     """The raw ``cudaStream_t`` of torch's current stream on ``device``."""
-    return _stream_getter()(device)
+    return _stream_now(device)
 
 
-@functools.cache
-def _stream_getter() -> Callable[[int], int]:
-    import torch
+@dataclass(frozen=True)
+class LaunchBackend:
+    """One way to call ``cuLaunchKernel``, with the handle types it takes fastest.
 
-    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    if raw is not None:
-        return raw
-    return lambda device: torch.cuda.current_stream(device).cuda_stream
-
-
-def cu_launch_kernel() -> Callable[..., int]:
-    """``cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra) -> CUresult`` as an int.
-
-    Through ctypes on libcuda by default; ``ANYBIT_LAUNCH_BACKEND=bindings`` (or no loadable libcuda) uses
-    ``cuda.bindings``.
+    ``call(function, gx, gy, gz, bx, by, bz, shared, stream, params, extra)`` returns the CUresult (ctypes) or
+    a 1-tuple of it (cuda.bindings); ``function(loaded)`` and ``stream(raw)`` make the handles it takes.
     """
-    backend = os.environ.get("ANYBIT_LAUNCH_BACKEND", "ctypes")
-    if backend not in ("ctypes", "bindings"):
-        raise ValueError(f"ANYBIT_LAUNCH_BACKEND: expected 'ctypes' or 'bindings', got {backend!r}")
-    if backend == "ctypes":
-        try:
-            return launch_function("ctypes")
-        except OSError as error:
-            logger.info("libcuda.so.1 is not loadable through ctypes (%s); using cuda.bindings", error)
-    return launch_function("bindings")
+
+    name: str
+    call: Callable[..., object]
+    function: Callable[[LoadedFunction], object]
+    stream: Callable[[int], object]
+
+
+BACKENDS = ("bindings", "ctypes")
+
+
+def default_backend() -> str:
+    """``$ANYBIT_LAUNCH_BACKEND`` if set, else ``"bindings"``; the other one when that cannot be loaded."""
+    name = os.environ.get("ANYBIT_LAUNCH_BACKEND", "bindings")
+    if name not in BACKENDS:
+        raise ValueError(f"ANYBIT_LAUNCH_BACKEND: expected one of {', '.join(BACKENDS)}, got {name!r}")
+    try:
+        launch_backend(name)
+    except (OSError, ImportError, AttributeError) as error:
+        other = "ctypes" if name == "bindings" else "bindings"
+        logger.info("launch backend %s is not available (%s); using %s", name, error, other)
+        return other
+    return name
 
 
 @functools.cache
-def launch_function(backend: str) -> Callable[..., int]:
-    """The ``cuLaunchKernel`` caller of a backend: ``"ctypes"`` (libcuda) or ``"bindings"``."""
-    if backend == "ctypes":
+def launch_backend(name: str) -> LaunchBackend:
+    """The :class:`LaunchBackend` ``name``: ``"bindings"`` (cuda.bindings) or ``"ctypes"`` (libcuda)."""
+    if name == "ctypes":
         function = ctypes.CDLL("libcuda.so.1").cuLaunchKernel
         function.restype = ctypes.c_int
         function.argtypes = [
@@ -293,10 +379,12 @@ def launch_function(backend: str) -> Callable[..., int]:
             ctypes.c_void_p,
             ctypes.c_void_p,
         ]
-        return function
-    from cuda.bindings import driver
+        return LaunchBackend("ctypes", function, lambda loaded: loaded.handle, lambda raw: raw)
+    if name == "bindings":
+        from cuda.bindings import driver
 
-    def launch_with_bindings(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra) -> int:
-        return int(driver.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shared, stream, params, 0)[0])
-
-    return launch_with_bindings
+        # CUfunction/CUstream objects, not ints: the bindings would wrap an int in a new object every call.
+        return LaunchBackend(
+            "bindings", driver.cuLaunchKernel, lambda loaded: loaded.function, driver.CUstream
+        )
+    raise ValueError(f"unknown launch backend {name!r}: expected one of {', '.join(BACKENDS)}")

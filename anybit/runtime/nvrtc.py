@@ -2,9 +2,10 @@
 
 NVRTC comes from the ``nvidia-cuda-nvrtc`` wheel through ``cuda.bindings``; the CUDA headers
 (``cuda_fp16.h``, ...) from the ``nvidia-cuda-runtime`` wheel, found through the installed ``nvidia`` package.
-No system CUDA toolkit is needed. ``--ptxas-options=-v`` makes ptxas print, per kernel, the registers, shared
-memory, stack frame and spill bytes; :func:`parse_resource_report` turns that log into a
-:class:`ResourceUsage`.
+No system CUDA toolkit is needed. The kernel's :class:`ResourceUsage` is read from the cubin itself
+(:mod:`anybit.runtime.cubin`); ``--ptxas-options=-v`` asks ptxas for its report in the log too, the only
+source of the spill counts, but NVRTC builds differ in whether it reaches the log, so nothing else depends on
+it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anybit.runtime.cubin import CubinFormatError, cubin_resources
 from anybit.runtime.errors import CompilationError
+from anybit.runtime.resources import ResourceUsage, merge_resources, parse_resource_report
 
 logger = logging.getLogger("anybit")
 
@@ -25,31 +28,6 @@ logger = logging.getLogger("anybit")
 BASE_OPTIONS = ("-std=c++17", "--ptxas-options=-v", "-lineinfo")
 
 _ARCH_PATTERN = re.compile(r"^sm_(\d+)([af]?)$")
-
-
-@dataclass(frozen=True)
-class ResourceUsage:
-    """Per-thread and per-block resources of one compiled kernel, from the ptxas report."""
-
-    registers: int = 0
-    shared_memory_bytes: int = 0  # static shared memory; dynamic shared memory is a launch setting
-    stack_frame_bytes: int = 0
-    spill_store_bytes: int = 0
-    spill_load_bytes: int = 0
-    barriers: int = 0
-    constant_memory_bytes: int = 0
-
-    @property
-    def spills(self) -> bool:
-        """Whether ptxas spilled registers to local memory."""
-        return self.spill_store_bytes > 0 or self.spill_load_bytes > 0
-
-    def __str__(self) -> str:
-        return (
-            f"{self.registers} registers, {self.shared_memory_bytes} B static shared memory, "
-            f"{self.stack_frame_bytes} B stack frame, spills {self.spill_store_bytes} B stored / "
-            f"{self.spill_load_bytes} B loaded, {self.barriers} barriers"
-        )
 
 
 @dataclass(frozen=True)
@@ -162,7 +140,7 @@ def compile_cubin(
     if len(ptx) <= 1:  # older NVRTCs give no PTX when asked for SASS: ask again for the virtual arch
         ptx = _compile_ptx(source, name, arch, all_options)
     seconds = time.perf_counter() - started
-    resources = parse_resource_report(log, lowered)
+    resources = kernel_resources(cubin, log, lowered)
     logger.debug("compiled %s for %s in %.3f s: %s", name, arch, seconds, resources)
     return CompileResult(
         name=name,
@@ -176,6 +154,16 @@ def compile_cubin(
         nvrtc_version=nvrtc_version(),
         compile_seconds=seconds,
     )
+
+
+def kernel_resources(cubin: bytes, log: str, function: str) -> ResourceUsage:
+    """The resources of kernel ``function``: from the cubin, with the spill counts of the ptxas log if any."""
+    try:
+        from_cubin = cubin_resources(cubin, function)
+    except CubinFormatError as error:  # never fatal: the report is informative, the cubin still loads
+        logger.warning("could not read the resources of %s from its cubin: %s", function, error)
+        from_cubin = None
+    return merge_resources(from_cubin, parse_resource_report(log, function))
 
 
 def _compile_ptx(source: str, name: str, arch: str, options: tuple[str, ...]) -> bytes:
@@ -208,9 +196,9 @@ def _program_log(program) -> str:
 
     result, size = nvrtc.nvrtcGetProgramLogSize(program)
     _check(result, "nvrtcGetProgramLogSize")
-    buffer = b" " * size
+    buffer = bytearray(size)  # NVRTC writes into it: a mutable buffer, not an (immutable) bytes object
     _check(nvrtc.nvrtcGetProgramLog(program, buffer)[0], "nvrtcGetProgramLog")
-    return buffer.rstrip(b"\0").decode(errors="replace")
+    return bytes(buffer).rstrip(b"\0").decode(errors="replace")
 
 
 def _lowered_name(program, name: str) -> str:
@@ -227,9 +215,9 @@ def _read_blob(program, size_call, read_call, what: str) -> bytes:
     _check(result, f"nvrtcGet{what}Size")
     if size == 0:
         return b""
-    buffer = b" " * size
+    buffer = bytearray(size)
     _check(read_call(program, buffer)[0], f"nvrtcGet{what}")
-    return buffer
+    return bytes(buffer)
 
 
 def _check(result, call: str) -> None:
@@ -238,50 +226,6 @@ def _check(result, call: str) -> None:
     if result != nvrtc.nvrtcResult.NVRTC_SUCCESS:
         _, text = nvrtc.nvrtcGetErrorString(result)
         raise CompilationError(f"{call} failed: {text.decode() if isinstance(text, bytes) else text}")
-
-
-# -- the ptxas report ------------------------------------------------------------------------------------
-
-_FUNCTION_HEADER = re.compile(r"Function properties for (\S+)")
-_COMPILING_ENTRY = re.compile(r"Compiling entry function '([^']+)'")
-_NUMBERS = {
-    "registers": re.compile(r"Used (\d+) registers"),
-    "shared_memory_bytes": re.compile(r"(\d+) bytes smem"),
-    "stack_frame_bytes": re.compile(r"(\d+) bytes stack frame"),
-    "spill_store_bytes": re.compile(r"(\d+) bytes spill stores"),
-    "spill_load_bytes": re.compile(r"(\d+) bytes spill loads"),
-    "barriers": re.compile(r"used (\d+) barriers"),
-    "constant_memory_bytes": re.compile(r"(\d+) bytes cmem\[0\]"),
-}
-
-
-def parse_resource_report(log: str, function: str | None = None) -> ResourceUsage:
-    """Parse the ``ptxas -v`` lines of an NVRTC log for ``function`` (the first entry function if None).
-
-    The report comes in sections that start with ``Compiling entry function 'name'`` or ``Function properties
-    for name``; the numbers of the section of ``function`` (or the first one) are collected.
-    """
-    sections: dict[str, list[str]] = {}
-    current: str | None = None
-    for line in log.splitlines():
-        header = _COMPILING_ENTRY.search(line) or _FUNCTION_HEADER.search(line)
-        if header:
-            current = header.group(1)
-            sections.setdefault(current, [])
-            continue
-        if current is not None:
-            sections[current].append(line)
-    if not sections:
-        return ResourceUsage()
-    lines = sections.get(function) if function is not None else None
-    if lines is None:
-        lines = next(iter(sections.values()))
-    text = "\n".join(lines)
-    values = {}
-    for key, pattern in _NUMBERS.items():
-        match = pattern.search(text)
-        values[key] = int(match.group(1)) if match else 0
-    return ResourceUsage(**values)
 
 
 # -- error messages --------------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ Host time (``time.perf_counter``), not device time: launches are issued in batch
 launch queue never fills (a full queue would make the host wait for the GPU), with a synchronisation between
 batches that is not counted. Reports microseconds per launch for
 
-* ``anybit_launch_us``: an empty anybit kernel (pointer + int argument) through :class:`CompiledKernel`;
+* ``anybit_launch_us``: an empty anybit kernel (pointer + int argument, constant grid) through
+  :class:`CompiledKernel`, with the backend the runtime chose (``launch_backend``);
+* ``anybit_launch_<backend>_us``: the same through each launch backend;
+* ``anybit_launch_computed_grid_us``: the same kernel with its grid computed from the int argument;
 * ``anybit_checks_us``: its argument checks and packing alone (no driver call);
 * ``cuLaunchKernel_ctypes_us`` / ``cuLaunchKernel_bindings_us``: the bare driver call, the floor;
 * ``torch_add_us``: ``x.add_(1)`` on a one-element tensor, a small torch op for comparison;
@@ -15,23 +18,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from collections.abc import Callable
 
 EMPTY_KERNEL = 'extern "C" __global__ void anybit_empty(float* x, int n) {}\n'
 
 
-def empty_kernel_source():
-    """The ``CudaKernelSource`` of a kernel that does nothing, with one pointer and one int parameter."""
+def empty_kernel_source(*, computed_grid: bool = False):
+    """The ``CudaKernelSource`` of a kernel that does nothing, with one pointer and one int parameter.
+
+    Its grid is ``(1, 1, 1)``, or with ``computed_grid`` ``(cdiv(n, 32), 1, 1)`` (evaluated at each launch).
+    """
     from anybit.cuda.kernel_source import CudaKernelSource, KernelParam
     from anybit.dtypes import float32, int32
+    from anybit.ir.expr import Var, cdiv
 
     return CudaKernelSource(
         name="anybit_empty",
         source=EMPTY_KERNEL,
         params=(KernelParam("x", "pointer", float32), KernelParam("n", "scalar", int32)),
-        grid=(1, 1, 1),
+        grid=(cdiv(Var("n", int32), 32), 1, 1) if computed_grid else (1, 1, 1),
         block_threads=32,
         dynamic_shared_bytes=0,
         workspace_bytes=0,
@@ -63,41 +69,54 @@ def measure_launch_overhead(*, launches: int = 20000, batch: int = 200) -> dict:
     import torch
 
     from anybit.runtime.compiler import compile_source
-    from anybit.runtime.launch import current_stream, launch_function
+    from anybit.runtime.launch import BACKENDS, current_stream, launch_backend
+
+    def timed(call: Callable[[], None]) -> float:
+        return _host_microseconds(call, launches=launches, batch=batch)
 
     compiled = compile_source(empty_kernel_source())
+    computed = compile_source(empty_kernel_source(computed_grid=True))
     x = torch.empty(256, device="cuda")
     one = torch.ones(1, device="cuda")
     empty = torch.empty(0, device="cuda")
     compiled(x, 1)
+    computed(x, 1)
     torch.cuda.synchronize()
     launcher = compiled.launcher
+    chosen = launcher.backend.name
     device = torch.cuda.current_device()
-    handle = compiled._load(device).handle
-    packing = launcher._packing(threading.get_ident())
+    loaded = compiled._load(device)
+    packing = launcher.packing()  # kept alive here: use_backend below gives the launcher fresh buffers
+    address = packing.address
     stream = current_stream(device)
     results = {
         "gpu": torch.cuda.get_device_name(device),
         "launches": launches,
         "batch": batch,
-        "anybit_launch_us": _host_microseconds(lambda: compiled(x, 1), launches=launches, batch=batch),
-        "anybit_checks_us": _host_microseconds(
-            lambda: launcher.check((x, 1), device), launches=launches, batch=batch
-        ),
-        "torch_add_us": _host_microseconds(lambda: one.add_(1), launches=launches, batch=batch),
-        "torch_empty_add_us": _host_microseconds(lambda: empty.add_(1), launches=launches, batch=batch),
+        "launch_backend": chosen,
+        "anybit_launch_us": timed(lambda: compiled(x, 1)),
+        "anybit_launch_computed_grid_us": timed(lambda: computed(x, 1)),
+        "anybit_checks_us": timed(lambda: launcher.check((x, 1), device)),
+        "torch_add_us": timed(lambda: one.add_(1)),
+        "torch_empty_add_us": timed(lambda: empty.add_(1)),
     }
-    for backend in ("ctypes", "bindings"):
+    for name in BACKENDS:
         try:
-            function = launch_function(backend)
-        except (OSError, ImportError) as error:
-            results[f"cuLaunchKernel_{backend}_us"] = f"unavailable: {error}"
+            backend = launch_backend(name)
+        except (OSError, ImportError, AttributeError) as error:
+            results[f"anybit_launch_{name}_us"] = f"unavailable: {error}"
+            results[f"cuLaunchKernel_{name}_us"] = f"unavailable: {error}"
             continue
+        launcher.use_backend(name)
+        compiled(x, 1)
+        results[f"anybit_launch_{name}_us"] = timed(lambda: compiled(x, 1))
+        function, raw_stream, call = backend.function(loaded), backend.stream(stream), backend.call
 
-        def raw(function=function) -> None:
-            function(handle, 1, 1, 1, 32, 1, 1, 0, stream, packing.address, None)
+        def bare(function=function, raw_stream=raw_stream, call=call) -> None:
+            call(function, 1, 1, 1, 32, 1, 1, 0, raw_stream, address, 0)
 
-        results[f"cuLaunchKernel_{backend}_us"] = _host_microseconds(raw, launches=launches, batch=batch)
+        results[f"cuLaunchKernel_{name}_us"] = timed(bare)
+    launcher.use_backend(chosen)
     torch.cuda.synchronize()
     return results
 

@@ -126,17 +126,22 @@ def tuned(monkeypatch):
 
 
 def test_invalid_candidates_are_skipped_and_the_fastest_wins(tuned, caplog, private_cache):
+    from anybit.runtime.device import current_arch, limits_for
+
     caplog.set_level(logging.INFO, logger="anybit")
     assert tuned.select(call_args(1000)) == {"block": 2}
     assert sorted(tuned.timed) == [1, 2, 4]
     assert "{'block': 3}: build failed: ValueError: layout does not divide the tile" in caplog.text
     assert "{'block': 5}: compile failed: CompilationError" in caplog.text
-    assert "{'block': 7}: 1048576 B shared memory > 232448 B per block" in caplog.text
+    # The GPU key and the shared memory limit are the machine's ("no GPU|sm_90a" and the table's without one).
+    arch = current_arch()
+    limit = limits_for(arch).max_shared_memory_per_block
+    assert f"{{'block': 7}}: 1048576 B shared memory > {limit} B per block" in caplog.text
     assert tuned.select(call_args(999)) == {"block": 2} and len(tuned.timed) == 3  # same bucket: no re-tuning
     files = list((private_cache / "tuning").glob("FakeScript-*.json"))
     assert len(files) == 1
     stored = json.loads(files[0].read_text())
-    record = stored["results"]["no GPU|sm_90a"]['["float","NoneType","NoneType",1024]']
+    record = stored["results"][tuning._gpu_key(arch)]['["float","NoneType","NoneType",1024]']
     assert record["config"] == {"block": 2} and record["milliseconds"] == 1.0
     assert {c["config"]["block"]: c["skipped"] is None for c in record["candidates"]} == {
         1: True,

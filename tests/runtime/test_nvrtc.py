@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from anybit.runtime import CompilationError, compile_cubin, nvrtc_version
-from anybit.runtime.nvrtc import check_arch, cuda_include_dirs, parse_resource_report
+from anybit.runtime.nvrtc import check_arch, cuda_include_dirs
 
 from .helpers import AXPY
 
@@ -23,8 +23,8 @@ def test_compiles_a_cubin_with_resources_and_ptx(arch):
     result = compile_cubin(AXPY, "axpy", arch)
     assert result.cubin[:4] == b"\x7fELF"
     assert result.lowered_name == "axpy"
-    assert result.resources.registers > 0
-    assert result.resources.spill_store_bytes == 0 and not result.resources.spills
+    assert result.resources.registers > 0  # from the cubin: known with every NVRTC version
+    assert result.resources.spills is not True  # from the ptxas log, which some NVRTC builds leave out
     assert f".target {arch}" in result.ptx
     assert result.nvrtc_version == nvrtc_version() and result.arch == arch
 
@@ -60,23 +60,3 @@ def test_compile_error_shows_log_and_numbered_source():
 def test_bad_arch_is_rejected(arch):
     with pytest.raises(ValueError, match="expected an architecture like"):
         check_arch(arch)
-
-
-def test_parse_report_picks_the_named_function():
-    log = """ptxas info    : 0 bytes gmem
-ptxas info    : Compiling entry function 'first' for 'sm_90a'
-ptxas info    : Function properties for first
-    8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads
-ptxas info    : Used 40 registers, used 1 barriers, 2048 bytes smem, 400 bytes cmem[0]
-ptxas info    : Compiling entry function 'second' for 'sm_90a'
-ptxas info    : Function properties for second
-    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
-ptxas info    : Used 18 registers, 0 bytes smem
-"""
-    first = parse_resource_report(log, "first")
-    assert (first.registers, first.shared_memory_bytes, first.stack_frame_bytes) == (40, 2048, 8)
-    assert (first.spill_store_bytes, first.spill_load_bytes, first.barriers) == (4, 12, 1)
-    assert first.constant_memory_bytes == 400 and first.spills
-    assert parse_resource_report(log, "second").registers == 18
-    assert parse_resource_report(log).registers == 40
-    assert parse_resource_report("no report").registers == 0

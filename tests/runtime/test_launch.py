@@ -1,0 +1,145 @@
+"""The launch path without a GPU: fakes of torch's device and stream getters and of ``cuLaunchKernel``."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+
+import pytest
+
+from anybit.cuda.kernel_source import CudaKernelSource, KernelParam
+from anybit.dtypes import float32, int32
+from anybit.ir.expr import Var, cdiv
+from anybit.runtime import CudaDriverError, module
+from anybit.runtime.launch import LaunchBackend, Launcher
+from anybit.runtime.module import LoadedFunction
+
+# The package exports the function anybit.runtime.launch, which hides the module of the same name.
+launch = importlib.import_module("anybit.runtime.launch")
+
+SCALARS = 'extern "C" __global__ void scalars(float a, int n) {}\n'
+
+
+def scalars_source(grid) -> CudaKernelSource:
+    """A kernel with scalar parameters only, so no CUDA tensor is needed to pass the checks."""
+    return CudaKernelSource(
+        name="scalars",
+        source=SCALARS,
+        params=(KernelParam("a", "scalar", float32), KernelParam("n", "scalar", int32)),
+        grid=grid,
+        block_threads=64,
+        dynamic_shared_bytes=128,
+        workspace_bytes=0,
+        workspace_clean=False,
+        alignment_requirements=(),
+    )
+
+
+class FakeDriver:
+    """Records each launch; answers with ``status``."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.status = 0
+
+    def call(self, *arguments) -> int:
+        self.calls.append(arguments)
+        return self.status
+
+
+@pytest.fixture
+def driver(monkeypatch):
+    fake = FakeDriver()
+    backend = LaunchBackend(
+        "fake", fake.call, lambda loaded: ("function", loaded.handle), lambda raw: ("s", raw)
+    )
+    monkeypatch.setattr(launch, "launch_backend", lambda name: backend)
+    monkeypatch.setattr(launch, "default_backend", lambda: "fake")
+    monkeypatch.setattr(launch, "_device_now", lambda: 0)
+    monkeypatch.setattr(launch, "_stream_now", lambda device: 1000 + device)
+    return fake
+
+
+def loader(device: int) -> LoadedFunction:
+    return LoadedFunction(device, None, None, 77, 1024, 0, 16)
+
+
+def test_a_launch_passes_grid_block_stream_and_parameters(driver):
+    launcher = Launcher(scalars_source((cdiv(Var("n", int32), 64), 1, 1)), load=loader)
+    launcher.launch((2.0, 1000))
+    (call,) = driver.calls
+    address = launcher.packing().address
+    assert call == (("function", 77), 16, 1, 1, 64, 1, 1, 128, ("s", 1000), address, 0)
+    assert [slot.value for slot in launcher.packing().slots] == [2.0, 1000]
+    assert launcher.backend.name == "fake"
+
+
+def test_a_constant_grid_is_checked_once_and_reused(driver):
+    launcher = Launcher(scalars_source((3, 2, 1)), load=loader)
+    assert launcher._constant_grid == (3, 2, 1)
+    launcher.launch((1.0, 5))
+    assert driver.calls[0][1:4] == (3, 2, 1)
+    with pytest.raises(ValueError, match=r"grid extent y = 70000 .* is outside \[0, 65535\]"):
+        Launcher(scalars_source((1, 70000, 1)), load=loader)
+
+
+def test_empty_grids_launch_nothing(driver):
+    Launcher(scalars_source((0, 1, 1)), load=loader).launch((1.0, 5))
+    Launcher(scalars_source((cdiv(Var("n", int32), 64), 1, 1)), load=loader).launch((1.0, 0))
+    assert driver.calls == []
+
+
+def test_checks_still_run_on_the_fast_path(driver):
+    launcher = Launcher(scalars_source((1, 1, 1)), load=loader)
+    with pytest.raises(TypeError, match="expected a Python int, got float"):
+        launcher.launch((1.0, 5.0))
+    with pytest.raises(ValueError, match=r"expected an int in \[-2147483648, 2147483647\], got 4294967296"):
+        launcher.launch((1.0, 2**32))
+    with pytest.raises(TypeError, match="takes 2 arguments"):
+        launcher.launch((1.0,))
+    assert driver.calls == []
+
+
+def test_each_thread_packs_into_its_own_buffer(driver):
+    launcher = Launcher(scalars_source((1, 1, 1)), load=loader)
+    launcher.launch((1.0, 1))
+    addresses = []
+    thread = threading.Thread(
+        target=lambda: (launcher.launch((2.0, 2)), addresses.append(launcher.packing()))
+    )
+    thread.start()
+    thread.join()
+    (other,) = addresses
+    assert other is not launcher.packing() and other.address != launcher.packing().address
+    assert [driver.calls[0][9], driver.calls[1][9]] == [launcher.packing().address, other.address]
+    assert [slot.value for slot in launcher.packing().slots] == [1.0, 1]
+
+
+def test_the_stream_handle_follows_the_current_stream(driver, monkeypatch):
+    launcher = Launcher(scalars_source((1, 1, 1)), load=loader)
+    launcher.launch((1.0, 1))
+    monkeypatch.setattr(launch, "_stream_now", lambda device: 5)
+    launcher.launch((1.0, 1))
+    assert [call[8] for call in driver.calls] == [("s", 1000), ("s", 5)]
+
+
+def test_a_failed_launch_names_the_driver_error(driver, monkeypatch):
+    monkeypatch.setattr(module, "error_name", lambda code: f"CUDA_ERROR_{code}")
+    launcher = Launcher(scalars_source((1, 1, 1)), load=loader)
+    driver.status = (700,)  # the cuda.bindings shape of a CUresult
+    with pytest.raises(
+        CudaDriverError, match=r"cuLaunchKernel of 'scalars' .* failed: CUDA_ERROR_700"
+    ) as caught:
+        launcher.launch((1.0, 1))
+    assert caught.value.code == 700
+    driver.status = (0,)
+    launcher.launch((1.0, 1))  # success in the bindings shape
+
+
+def test_an_unknown_backend_is_rejected(monkeypatch):
+    monkeypatch.setenv("ANYBIT_LAUNCH_BACKEND", "cffi")
+    with pytest.raises(ValueError, match="expected one of bindings, ctypes, got 'cffi'"):
+        launch.default_backend()
+    monkeypatch.delenv("ANYBIT_LAUNCH_BACKEND")
+    assert launch.default_backend() == "bindings"
+    assert launch.launch_backend("bindings").name == "bindings"
