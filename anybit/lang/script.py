@@ -60,9 +60,11 @@ class Parameter:
         return isinstance(self.annotation, (DataType, PointerType))
 
 
-def _parameters(cls: type, function: Callable) -> list[Parameter]:
+def _parameters(cls: type, function: Callable, instance: Any = None) -> list[Parameter]:
     signature = inspect.signature(function)
     globalns = dict(function.__globals__)
+    # String annotations may name compile-time attributes: `x: anybit.ptr(self.act_dtype)`.
+    globalns["self"] = instance
     if function.__closure__:
         cells = (c.cell_contents for c in function.__closure__)
         globalns.update(zip(function.__code__.co_freevars, cells, strict=False))
@@ -129,7 +131,7 @@ class Script:
 
     def parameters(self) -> list[Parameter]:
         """The parameters of ``__call__`` (without ``self``)."""
-        return _parameters(type(self), self._check_ready())
+        return _parameters(type(self), self._check_ready(), self)
 
     def _bind(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         """Split arguments into the compile-time key and the values passed to the transpiled body."""

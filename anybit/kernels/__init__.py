@@ -1,0 +1,40 @@
+"""The kernel library: quantization, weight packing, the decode kernel (M ≤ 16, memory-bound) and the
+dequantize kernel (prefill: decode the weight once, then cuBLAS).
+
+Typical use::
+
+    q = quantize(linear.weight, "int4", group_size=128)      # natural codes + scales (+ zeros)
+    p = pack(q)                                               # the kernels' byte layout
+    y = decode_matmul(x, p, bias)                             # x [M ≤ 16, K] → y [M, N]
+    w = dequantize_weight(p)                                  # [N, K] activation-dtype weight
+"""
+
+from anybit.kernels.decode import DecodeMatmul
+from anybit.kernels.dequantize import DequantizeWeight
+from anybit.kernels.launch import DecodeConfig, decode_matmul, default_decode_config, dequantize_weight
+from anybit.kernels.layout import PackedLayout, check_act_compatible, choose_layout
+from anybit.kernels.pack_scripts import PackWeight, UnpackWeight
+from anybit.kernels.packing import PackedWeight, pack, pack_codes_numpy, unpack, unpack_codes_numpy
+from anybit.kernels.quantize import QuantizedWeight, dequantize, quantize
+
+__all__ = [
+    "DecodeConfig",
+    "DecodeMatmul",
+    "DequantizeWeight",
+    "PackWeight",
+    "PackedLayout",
+    "PackedWeight",
+    "QuantizedWeight",
+    "UnpackWeight",
+    "check_act_compatible",
+    "choose_layout",
+    "decode_matmul",
+    "default_decode_config",
+    "dequantize",
+    "dequantize_weight",
+    "pack",
+    "pack_codes_numpy",
+    "quantize",
+    "unpack",
+    "unpack_codes_numpy",
+]

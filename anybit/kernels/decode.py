@@ -1,0 +1,155 @@
+"""The decode kernel: y [M, N] = x [M, K] @ W^T (+ bias) for small M, with W packed at any 1–8 bits.
+
+Decode is memory-bound: the kernel exists to stream the packed weight at full bandwidth. A block of W warps
+owns W·8·NT output columns (each warp one warp tile column of the packed layout) and walks all of K in
+chunks of KC = k_chunk. Every chunk's weight bytes ([W, 32·bpt], one contiguous tile), x rows [16, KC] and
+scale/zero rows go through an S-stage ``copy_async`` ring, so S−1 chunks are in flight while one is
+computed. Per chunk: ``load_shared`` the bytes in the byte layout, ``view`` them as the weight type in the
+tensor-core B layout (free), ``cast`` to the activation dtype (lop3/prmt fast paths), subtract the zero row
+(exact: integers), ``dot`` into a fresh f32 accumulator and add it to the running one scaled by the group's
+scale row in f32. Scaling the [16, BN] partial sum instead of every weight removes one multiply per weight
+and rounds the scale in only once. Per-channel scales are applied once, after the loop.
+
+Rows of x beyond M are zero-filled by the bounds of the copies; a second grid axis covers M > 16.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import anybit
+from anybit.dtypes import float32, uint8
+from anybit.ir import cdiv
+from anybit.kernels.layout import PackedLayout
+from anybit.layout import shared_swizzled
+
+BLOCK_M = 16  # rows of x per block: the m of mma.m16n8k16
+
+
+class DecodeMatmul(anybit.Script):
+    """y = x @ W^T (+ bias) with a packed weight; x, scales, zeros, bias and y in the activation dtype.
+
+    Parameters
+    ----------
+    layout
+        The packed layout (only its type, k_chunk, n_per_warp and whether scales are per channel matter:
+        N and K are run-time arguments).
+    act_dtype
+        torch.float16 or torch.bfloat16 (or the anybit type).
+    has_zeros, has_bias
+        Whether ``zeros`` / ``bias`` are read (otherwise pass any act-dtype tensor, it is not touched).
+    warps
+        W: warps per block; the block covers W · n_per_warp columns, so N must be a multiple of it.
+    stages
+        S ≥ 2: chunks in the shared-memory ring.
+    """
+
+    def __init__(
+        self,
+        layout: PackedLayout,
+        act_dtype: torch.dtype | anybit.DataType,
+        *,
+        has_zeros: bool = False,
+        has_bias: bool = False,
+        warps: int = 4,
+        stages: int = 4,
+    ) -> None:
+        super().__init__()
+        if stages < 2:
+            raise ValueError(f"expected stages >= 2 (one chunk computes while the next loads), got {stages}")
+        if warps < 1 or warps > 32:
+            raise ValueError(f"expected 1 to 32 warps, got {warps}")
+        self.layout = layout
+        self.act = anybit.dtype(act_dtype)
+        self.has_zeros, self.has_bias = has_zeros, has_bias
+        self.warps, self.stages = warps, stages
+
+    @property
+    def block_n(self) -> int:
+        """Output columns per block: warps · n_per_warp."""
+        return self.warps * self.layout.n_per_warp
+
+    def __call__(
+        self,
+        x: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
+        weight: anybit.ptr(anybit.uint8),
+        scales: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
+        zeros: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
+        bias: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
+        y: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
+        m: anybit.int32,
+        n: anybit.int32,
+        k: anybit.int32,
+    ):
+        pl, act, stages, warps = self.layout, self.act, self.stages, self.warps
+        kc, npw, bn = pl.k_chunk, pl.n_per_warp, self.block_n
+        self.attrs.blocks = [n // bn, cdiv(m, BLOCK_M)]
+        self.attrs.warps = warps
+        # Whole chunks and whole blocks; rows of x and of the scales start 16-byte aligned.
+        self.assume_divisible(k, kc)
+        self.assume_divisible(n, bn)
+        group_rows = 1 if pl.per_channel else k // pl.group_size
+        gx = self.global_view(x, act, [m, k])
+        gw = self.global_view(weight, uint8, [k // kc, n // npw, pl.tile_bytes])
+        gs = self.global_view(scales, act, [group_rows, n])
+        gz = self.global_view(zeros, act, [group_rows, n])
+        gy = self.global_view(y, act, [m, n])
+        sx = self.shared_tensor(
+            act, [stages, BLOCK_M, kc], layout=shared_swizzled([BLOCK_M, kc], 2).prepend_dim(stages)
+        )
+        sw = self.shared_tensor(uint8, [stages, warps, pl.tile_bytes])
+        ss = self.shared_tensor(act, [stages, 1, bn])
+        sz = self.shared_tensor(act, [stages, 1, bn])
+        byte_layout = pl.block_byte_layout(warps)
+        weight_layout = pl.block_tile_layout(warps)
+        n0 = self.blockIdx.x * bn
+        m0 = self.blockIdx.y * BLOCK_M
+        column = self.blockIdx.x * warps
+        acc = self.register_tensor(float32, [BLOCK_M, bn], init=0.0)
+        if pl.per_channel and self.has_zeros:
+            zero_row = self.load_global(gz, [0, n0], [1, bn])
+        for stage in range(stages - 1):
+            self.copy_async(gw, sw[stage], [stage, column, 0])
+            self.copy_async(gx, sx[stage], [m0, stage * kc])
+            if not pl.per_channel:
+                self.copy_async(gs, ss[stage], [stage * kc // pl.group_size, n0])
+                if self.has_zeros:
+                    self.copy_async(gz, sz[stage], [stage * kc // pl.group_size, n0])
+            self.copy_async_commit_group()
+        for step in self.range(k // kc):
+            # This step's chunk has landed; the sync also frees the slot read in the previous step for the
+            # prefetch below. Prefetches past the end of K read nothing (zero-fill).
+            self.copy_async_wait_group(stages - 2)
+            self.sync()
+            ahead = step + stages - 1
+            slot = ahead % stages
+            self.copy_async(gw, sw[slot], [ahead, column, 0])
+            self.copy_async(gx, sx[slot], [m0, ahead * kc])
+            if not pl.per_channel:
+                self.copy_async(gs, ss[slot], [ahead * kc // pl.group_size, n0])
+                if self.has_zeros:
+                    self.copy_async(gz, sz[slot], [ahead * kc // pl.group_size, n0])
+            self.copy_async_commit_group()
+            current = step % stages
+            tile_x = self.load_shared(sx[current])
+            raw = self.load_shared(sw[current], layout=byte_layout)
+            codes = self.view(raw, dtype=pl.dtype, layout=weight_layout)
+            weights = self.cast(codes, act)
+            if self.has_zeros:
+                if pl.per_channel:
+                    weights = weights - zero_row
+                else:
+                    weights = weights - self.load_shared(sz[current])
+            if pl.per_channel:
+                self.dot(tile_x, weights, acc, out=acc)
+            else:
+                partial = self.register_tensor(float32, [BLOCK_M, bn], init=0.0)
+                self.dot(tile_x, weights, partial, out=partial)
+                scale = self.cast(self.load_shared(ss[current]), float32)
+                acc += partial * scale
+        if pl.per_channel:
+            acc = acc * self.cast(self.load_global(gs, [0, n0], [1, bn]), float32)
+        if self.has_bias:
+            gb = self.global_view(bias, act, [1, n])
+            acc = acc + self.cast(self.load_global(gb, [0, n0], [1, bn]), float32)
+        self.store_global(gy, self.cast(acc, act), [m0, n0])

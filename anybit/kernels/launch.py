@@ -1,0 +1,156 @@
+"""Run helpers: launch the decode and dequantize kernels on torch tensors, with argument checks.
+
+CUDA tensors launch on the GPU (compiled once per kernel specialisation, then cached); CPU tensors run on
+the interpreter (small sizes: tests and debugging). Kernel instances are cached per specialisation, which
+depends only on the weight type, the tile shape, the scale grouping and the options, not on N and K.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+
+import torch
+
+import anybit
+from anybit.kernels.decode import DecodeMatmul
+from anybit.kernels.dequantize import DequantizeWeight
+from anybit.kernels.layout import PackedLayout
+from anybit.kernels.packing import PackedWeight
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Tunables of :class:`DecodeMatmul`: warps per block (the block covers warps · n_per_warp columns) and
+    pipeline stages."""
+
+    warps: int = 4
+    stages: int = 4
+
+
+def kernel_layout(layout: PackedLayout) -> PackedLayout:
+    """The layout with N and K replaced by the smallest shape of the same specialisation (cache key)."""
+    if layout.per_channel:
+        return dataclasses.replace(layout, n=layout.n_per_warp, k=layout.k_chunk, group_size=layout.k_chunk)
+    return dataclasses.replace(layout, n=layout.n_per_warp, k=2 * layout.group_size)
+
+
+def default_decode_config(layout: PackedLayout) -> DecodeConfig:
+    """The most warps (4, 2 or 1) whose block width divides N, and 4 stages."""
+    warps = next(w for w in (4, 2, 1) if layout.n % (w * layout.n_per_warp) == 0)
+    return DecodeConfig(warps=warps, stages=4)
+
+
+@functools.cache
+def decode_kernel(
+    layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool, config: DecodeConfig
+) -> DecodeMatmul:
+    """The cached :class:`DecodeMatmul` of one specialisation (``layout`` as :func:`kernel_layout` gives)."""
+    return DecodeMatmul(
+        layout, act_dtype, has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages
+    )
+
+
+@functools.cache
+def dequantize_kernel(
+    layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, warps: int
+) -> DequantizeWeight:
+    """The cached :class:`DequantizeWeight` of one specialisation."""
+    return DequantizeWeight(layout, act_dtype, has_zeros=has_zeros, warps=warps)
+
+
+def _run(kernel, *args) -> None:
+    if args[0].device.type == "cpu":
+        anybit.interpret(kernel, *args)
+    else:
+        kernel(*args)
+
+
+def _check_tensor(name: str, tensor: torch.Tensor, shape: tuple, dtype: torch.dtype, device) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"expected {name} to be a torch.Tensor, got {type(tensor).__name__}")
+    if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype or tensor.device != device:
+        raise ValueError(
+            f"expected {name} {dtype} {list(shape)} on {device}, got {tensor.dtype} {list(tensor.shape)} "
+            f"on {tensor.device}"
+        )
+    if not tensor.is_contiguous():
+        raise ValueError(f"expected {name} to be contiguous")
+
+
+def decode_matmul(
+    x: torch.Tensor,
+    p: PackedWeight,
+    bias: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+    config: DecodeConfig | dict | None = None,
+) -> torch.Tensor:
+    """y = x @ W^T (+ bias) with the decode kernel (meant for M ≤ 16 rows; correct for any M).
+
+    Parameters
+    ----------
+    x
+        [..., K] activations in ``p.act_dtype``, on ``p``'s device (made contiguous).
+    p
+        The packed weight [N, K].
+    bias
+        Optional [N] in ``p.act_dtype``.
+    out
+        Optional contiguous [..., N] result tensor.
+    config
+        Warps and stages (a :class:`DecodeConfig` or a dict of its fields); default
+        :func:`default_decode_config`. N must be a multiple of warps · n_per_warp.
+
+    Returns
+    -------
+    torch.Tensor
+        [..., N] in ``p.act_dtype``.
+    """
+    layout = p.layout
+    n, k = layout.n, layout.k
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != k:
+        raise ValueError(f"expected x [..., K={k}], got {getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype != p.act_dtype or x.device != p.device:
+        raise ValueError(f"expected x {p.act_dtype} on {p.device}, got {x.dtype} on {x.device}")
+    config = DecodeConfig(**config) if isinstance(config, dict) else config or default_decode_config(layout)
+    if n % (config.warps * layout.n_per_warp):
+        raise ValueError(
+            f"expected N = {n} to be a multiple of warps · n_per_warp = {config.warps} · {layout.n_per_warp}"
+        )
+    lead = tuple(x.shape[:-1])
+    x2 = x.reshape(-1, k).contiguous()
+    m = x2.shape[0]
+    if out is None:
+        out = torch.empty((*lead, n), dtype=p.act_dtype, device=p.device)
+    _check_tensor("out", out, (*lead, n), p.act_dtype, p.device)
+    if bias is not None:
+        _check_tensor("bias", bias, (n,), p.act_dtype, p.device)
+    if m == 0:
+        return out
+    kernel = decode_kernel(kernel_layout(layout), p.act_dtype, p.zeros is not None, bias is not None, config)
+    zeros = p.zeros if p.zeros is not None else p.scales
+    _run(kernel, x2, p.data, p.scales, zeros, p.scales if bias is None else bias, out, m, n, k)
+    return out
+
+
+def dequantize_weight(p: PackedWeight, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The [N, K] weight ``(decode(W) − zeros) · scales`` in ``p.act_dtype`` (for prefill: then ``x @ w.T``).
+
+    Parameters
+    ----------
+    p
+        The packed weight.
+    out
+        Optional contiguous [N, K] result tensor in ``p.act_dtype`` on ``p``'s device.
+    """
+    layout = p.layout
+    n, k = layout.n, layout.k
+    if out is None:
+        out = torch.empty((n, k), dtype=p.act_dtype, device=p.device)
+    _check_tensor("out", out, (n, k), p.act_dtype, p.device)
+    warps = next(w for w in (4, 2, 1) if n % (w * layout.n_per_warp) == 0)
+    kernel = dequantize_kernel(kernel_layout(layout), p.act_dtype, p.zeros is not None, warps)
+    zeros = p.zeros if p.zeros is not None else p.scales
+    _run(kernel, p.data, p.scales, zeros, out, n, k)
+    return out

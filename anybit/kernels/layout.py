@@ -1,0 +1,177 @@
+"""The packed weight layout (digest §4.3, generalised): which bytes each thread of a warp loads.
+
+W^T, the B operand [K, N], is cut into warp tiles [KC, 8·NT] (KC = ``k_chunk``, 8·NT = ``n_per_warp``). In
+registers a warp tile has the tensor-core layout ``local(KC/16, NT) * MMA_M16N8K16_F16_B``: each thread holds
+KC·NT/4 weights, that is ``bytes_per_thread`` = KC·NT·b/32 bytes. As uint8 the tile is
+``local(bpt/g).spatial(32).local(g)`` with g = gcd(bpt, 16): every thread reads its bits with g-byte (at best
+16-byte) vector loads, and ``view`` turns them into weights in the tensor-core layout for free. Warp tiles are
+stored as ``[K/KC, N/(8·NT), 32·bpt]`` bytes, so the warps of a block read adjacent tiles of one k-chunk as
+one contiguous [warps, 32·bpt] tile.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from anybit.dtypes import DataType, decode
+from anybit.kernels.quantize import check_weight_dtype
+from anybit.layout import RegisterLayout, local, spatial
+from anybit.layout.mma import MMA_M16N8K16_F16_B
+
+WARP_THREADS = 32
+MAX_K_CHUNK = 128
+
+
+@dataclass(frozen=True)
+class PackedLayout:
+    """How an [N, K] weight of ``dtype`` is packed into bytes (see the module docstring).
+
+    Attributes
+    ----------
+    dtype
+        The weight type (b = ``dtype.nbits`` bits per weight).
+    n, k
+        The weight's shape [N, K].
+    group_size
+        k per scale group (K for per-channel scales).
+    k_chunk
+        KC: k rows of one warp tile; a multiple of 16 dividing K, and one scale group holds whole chunks.
+    n_per_warp
+        8·NT: columns (output features) of one warp tile; 8, 16 or 32.
+    bytes_per_thread
+        KC·NT·b/32: the bytes of one warp tile each of the 32 threads holds.
+    """
+
+    dtype: DataType
+    n: int
+    k: int
+    group_size: int
+    k_chunk: int
+    n_per_warp: int
+    bytes_per_thread: int
+
+    def __post_init__(self) -> None:
+        kc, npw = self.k_chunk, self.n_per_warp
+        if kc % 16 or npw % 8:
+            raise ValueError(f"expected k_chunk % 16 == 0 and n_per_warp % 8 == 0, got {kc} and {npw}")
+        expected = kc * (npw // 8) * self.dtype.nbits // WARP_THREADS
+        if expected * WARP_THREADS != kc * (npw // 8) * self.dtype.nbits or expected != self.bytes_per_thread:
+            raise ValueError(
+                f"expected bytes_per_thread = k_chunk·n_per_warp/8·nbits/32 = {expected} whole bytes, "
+                f"got {self.bytes_per_thread}"
+            )
+        if self.k % kc or self.n % npw:
+            raise ValueError(
+                f"{self.dtype.name} weight [N={self.n}, K={self.k}] with group size {self.group_size}: "
+                f"expected K a multiple of {kc} (k_chunk) and N a multiple of {npw} (n_per_warp)"
+            )
+        if self.group_size % kc:
+            raise ValueError(f"expected group_size a multiple of k_chunk {kc}, got {self.group_size}")
+
+    @property
+    def nbits(self) -> int:
+        """Bits per weight."""
+        return self.dtype.nbits
+
+    @property
+    def n_tiles(self) -> int:
+        """NT: mma n-tiles (8 columns each) of one warp tile."""
+        return self.n_per_warp // 8
+
+    @property
+    def vector_bytes(self) -> int:
+        """g = gcd(bytes_per_thread, 16): the bytes of one vector load."""
+        return math.gcd(self.bytes_per_thread, 16)
+
+    @property
+    def tile_bytes(self) -> int:
+        """Bytes of one warp tile (32 · bytes_per_thread)."""
+        return WARP_THREADS * self.bytes_per_thread
+
+    @property
+    def packed_shape(self) -> tuple[int, int, int]:
+        """[K / k_chunk, N / n_per_warp, 32 · bytes_per_thread]."""
+        return (self.k // self.k_chunk, self.n // self.n_per_warp, self.tile_bytes)
+
+    @property
+    def per_channel(self) -> bool:
+        """Whether there is one scale per output channel (group_size == K)."""
+        return self.group_size == self.k
+
+    @property
+    def tile_layout(self) -> RegisterLayout:
+        """Register layout of one warp tile [KC, 8·NT] of W^T (the tensor-core B operand)."""
+        return local(self.k_chunk // 16, self.n_tiles) * MMA_M16N8K16_F16_B
+
+    @property
+    def byte_layout(self) -> RegisterLayout:
+        """Register layout of one warp tile as uint8 [32 · bytes_per_thread]."""
+        g = self.vector_bytes
+        return local(self.bytes_per_thread // g).spatial(WARP_THREADS).local(g)
+
+    def block_tile_layout(self, warps: int) -> RegisterLayout:
+        """Register layout of ``warps`` adjacent warp tiles [KC, warps·8·NT] (warp w holds tile w)."""
+        return spatial(1, warps) * self.tile_layout
+
+    def block_byte_layout(self, warps: int) -> RegisterLayout:
+        """Register layout of ``warps`` adjacent warp tiles as uint8 [warps, 32 · bytes_per_thread]."""
+        g = self.vector_bytes
+        return spatial(warps, 1) * local(1, self.bytes_per_thread // g).spatial(1, WARP_THREADS).local(1, g)
+
+
+def choose_layout(dtype, n: int, k: int, group_size: int) -> PackedLayout:
+    """The default packing of an [n, k] weight of ``dtype`` with scale groups of ``group_size``.
+
+    k_chunk = group_size when it is at most 128, else 128 (per-channel scales: 128); n_per_warp = 8·NT with
+    NT the smallest of 1, 2, 4 that gives at least 16 bytes per thread (else 4).
+
+    Raises
+    ------
+    ValueError
+        For a type that is not a 1–8-bit weight type, or for a shape the packing cannot take (naming the
+        multiples K and N need).
+    """
+    data_type = check_weight_dtype(dtype)
+    group_size = k if group_size == -1 else group_size
+    if group_size < 16 or group_size % 16 or k % group_size:
+        raise ValueError(
+            f"expected group_size a multiple of 16 dividing K = {k} (or -1 for per channel), got {group_size}"
+        )
+    if group_size <= MAX_K_CHUNK:
+        k_chunk = group_size
+    elif group_size % MAX_K_CHUNK == 0:
+        k_chunk = MAX_K_CHUNK
+    else:
+        k_chunk = math.gcd(group_size, MAX_K_CHUNK)
+    n_tiles = next((t for t in (1, 2, 4) if k_chunk * t * data_type.nbits // WARP_THREADS >= 16), 4)
+    return PackedLayout(
+        dtype=data_type,
+        n=n,
+        k=k,
+        group_size=group_size,
+        k_chunk=k_chunk,
+        n_per_warp=8 * n_tiles,
+        bytes_per_thread=k_chunk * n_tiles * data_type.nbits // WARP_THREADS,
+    )
+
+
+def check_act_compatible(dtype: DataType, act_dtype: torch.dtype) -> None:
+    """Refuse a float weight type whose values the activation dtype cannot hold exactly (the kernels cast
+    weights to it before scaling): with float16, types with 6 or more exponent bits (float8_e6m1,
+    float7_e6m0, float8_e7m0…) and 5-bit exponents without inf (float7_e5m1: its top binade overflows)."""
+    if not dtype.is_float or act_dtype is not torch.float16:
+        return
+    values = decode(np.arange(1 << dtype.nbits, dtype=np.uint8), dtype)
+    finite = values[np.isfinite(values)]
+    with np.errstate(over="ignore"):  # values beyond float16's range become inf: not exact, as wanted
+        exact = np.array_equal(finite.astype(np.float16).astype(np.float64), finite)
+    if not exact:
+        raise ValueError(
+            f"{dtype.name} has values float16 cannot hold (magnitudes "
+            f"{np.abs(finite[finite != 0]).min():g} to {dtype.max_value:g}); use act_dtype=torch.bfloat16 "
+            "or a float type with at most 4 exponent bits"
+        )

@@ -1,0 +1,83 @@
+"""The VM programs that pack natural weight codes into the packed layout and back (one warp per warp tile).
+
+Packing loads the codes of one warp tile of W^T (a transposed, strided view of the [N, K] codes) straight
+into the tensor-core B layout, narrows each code to ``uint<b>`` (the bits are the code, whatever the weight
+type: a float's or a signed int's bits are its code), ``view``s the thread's bits as bytes in the byte layout
+and stores them. Unpacking is the same in reverse.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import anybit
+from anybit.dtypes import DataType, uint8
+from anybit.kernels.layout import PackedLayout
+
+
+def _bits_type(nbits: int) -> DataType:
+    return anybit.dtype(f"uint{nbits}")
+
+
+class PackWeight(anybit.Script):
+    """codes uint8 [N, K] → packed bytes [K/KC, N/(8·NT), 32·bpt]; grid = one 1-warp block per warp tile."""
+
+    def __init__(self, nbits: int, k_chunk: int, n_per_warp: int) -> None:
+        super().__init__()
+        layout = PackedLayout(
+            _bits_type(nbits),
+            n_per_warp,
+            k_chunk,
+            k_chunk,
+            k_chunk,
+            n_per_warp,
+            k_chunk * n_per_warp * nbits // 256,
+        )
+        self.tile = layout
+
+    def __call__(self, codes: anybit.ptr(uint8), packed: anybit.ptr(uint8), n: anybit.int32, k: anybit.int32):
+        tile = self.tile
+        kc, npw = tile.k_chunk, tile.n_per_warp
+        self.attrs.blocks = [k // kc, n // npw]
+        self.attrs.warps = 1
+        # W^T [K, N] over the row-major [N, K] codes: the B operand without a transpose pass.
+        gcodes = self.global_view(codes, uint8, [k, n], strides=[1, k])
+        gpacked = self.global_view(packed, uint8, [k // kc, n // npw, tile.tile_bytes])
+        chunk, column = self.blockIdx.x, self.blockIdx.y
+        natural = self.load_global(gcodes, [chunk * kc, column * npw], [kc, npw], layout=tile.tile_layout)
+        bits = natural if tile.nbits == 8 else self.cast(natural, tile.dtype)
+        as_bytes = self.view(bits, dtype=uint8, layout=tile.byte_layout)
+        self.store_global(gpacked, as_bytes, [chunk, column, 0])
+
+
+class UnpackWeight(anybit.Script):
+    """The inverse of :class:`PackWeight`: packed bytes → codes uint8 [N, K]."""
+
+    def __init__(self, nbits: int, k_chunk: int, n_per_warp: int) -> None:
+        super().__init__()
+        self.tile = PackWeight(nbits, k_chunk, n_per_warp).tile
+
+    def __call__(self, packed: anybit.ptr(uint8), codes: anybit.ptr(uint8), n: anybit.int32, k: anybit.int32):
+        tile = self.tile
+        kc, npw = tile.k_chunk, tile.n_per_warp
+        self.attrs.blocks = [k // kc, n // npw]
+        self.attrs.warps = 1
+        gcodes = self.global_view(codes, uint8, [k, n], strides=[1, k])
+        gpacked = self.global_view(packed, uint8, [k // kc, n // npw, tile.tile_bytes])
+        chunk, column = self.blockIdx.x, self.blockIdx.y
+        as_bytes = self.load_global(gpacked, [chunk, column, 0], [tile.tile_bytes], layout=tile.byte_layout)
+        bits = self.view(as_bytes, dtype=tile.dtype, layout=tile.tile_layout)
+        natural = bits if tile.nbits == 8 else self.cast(bits, uint8)
+        self.store_global(gcodes, natural, [chunk * kc, column * npw])
+
+
+@functools.cache
+def pack_script(nbits: int, k_chunk: int, n_per_warp: int) -> PackWeight:
+    """The (cached) packing program for one tile shape."""
+    return PackWeight(nbits, k_chunk, n_per_warp)
+
+
+@functools.cache
+def unpack_script(nbits: int, k_chunk: int, n_per_warp: int) -> UnpackWeight:
+    """The (cached) unpacking program for one tile shape."""
+    return UnpackWeight(nbits, k_chunk, n_per_warp)

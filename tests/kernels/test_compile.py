@@ -1,0 +1,66 @@
+"""The kernels compile with NVRTC for sm_90a (no GPU needed): no spills, no local memory, and the PTX has the
+instructions the design relies on (cp.async 16-byte copies, mma.sync, lop3/prmt casts, vector accesses)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+import anybit
+from anybit.kernels import DecodeMatmul, DequantizeWeight, choose_layout
+
+pytest.importorskip("cuda.bindings", reason="NVRTC bindings (the [cuda] extra) are not installed")
+
+# (type, group size, act dtype, zeros): b ∈ {1, 3, 4, 6, 8} and two floats.
+DECODE_CONFIGS = [
+    ("uint1", 128, torch.float16, True),
+    ("int3", 64, torch.float16, False),
+    ("int4", 128, torch.float16, False),
+    ("uint4", 32, torch.bfloat16, True),
+    ("uint6", -1, torch.bfloat16, True),
+    ("int8", 128, torch.float16, False),
+    ("float6_e3m2", 128, torch.float16, False),
+    ("float8_e4m3", 128, torch.bfloat16, False),
+]
+
+
+def _count(pattern: str, ptx: str) -> int:
+    return len(re.findall(pattern, ptx))
+
+
+def _check_resources(compiled) -> None:
+    resources = compiled.resources
+    assert (
+        resources.stack_frame_bytes == 0
+        and not resources.spill_store_bytes
+        and not resources.spill_load_bytes
+    )
+    assert _count(r"\bld\.local|\bst\.local", compiled.ptx) == 0
+
+
+@pytest.mark.parametrize(("dtype", "group_size", "act", "zeros"), DECODE_CONFIGS)
+def test_decode_kernel_compiles_to_the_expected_instructions(dtype, group_size, act, zeros):
+    layout = choose_layout(dtype, 4096, 4096, group_size)
+    kernel = DecodeMatmul(layout, act, has_zeros=zeros, has_bias=True, warps=4, stages=4)
+    compiled = anybit.compile(kernel, arch="sm_90a")
+    _check_resources(compiled)
+    ptx = compiled.ptx
+    assert _count(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 16", ptx) >= 3  # weights, x, scales
+    assert _count(r"mma\.sync\.aligned\.m16n8k16", ptx) >= layout.k_chunk // 16 * layout.n_tiles
+    assert _count(r"\blop3\.b32|\bprmt\.b32", ptx) > 0  # the fast in-register casts
+    if layout.vector_bytes == 16:
+        assert _count(r"ld\.shared\.v4", ptx) > 0  # the weight bytes: one 16-byte load per vector
+    else:
+        assert _count(r"ld\.shared\.v2", ptx) > 0
+
+
+@pytest.mark.parametrize(("dtype", "act"), [("int4", torch.float16), ("uint3", torch.bfloat16)])
+def test_dequantize_kernel_compiles(dtype, act):
+    layout = choose_layout(dtype, 4096, 4096, 128)
+    compiled = anybit.compile(DequantizeWeight(layout, act, has_zeros=dtype.startswith("u")), arch="sm_90a")
+    _check_resources(compiled)
+    vector = r"ld\.global(\.nc)?\.v4" if layout.vector_bytes == 16 else r"ld\.global(\.nc)?\.v2"
+    assert _count(vector, compiled.ptx) > 0
+    assert _count(r"st\.global\.(b32|u32)", compiled.ptx) > 0  # two adjacent k per store

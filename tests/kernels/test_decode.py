@@ -1,0 +1,108 @@
+"""The decode kernel on the interpreter: every type family, group sizes, zeros, bias, M, activation dtypes,
+against the float64 product with the dequantized weight (outputs start as NaN: a skipped store fails)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import anybit
+from anybit.interp import InterpreterError
+from anybit.kernels import DecodeConfig, DecodeMatmul, decode_matmul, pack
+
+from .helpers import TOLERANCE, WEIGHT_TYPES, WIDE_FLOAT, random_quantized, reference_matmul, relative_error
+
+F16, BF16 = torch.float16, torch.bfloat16
+GROUPS = (32, 64, 128, -1)
+
+# (type, group size, act dtype, M, bias, K): every type once, cycling the other knobs.
+CASES = [
+    (
+        dtype,
+        GROUPS[i % 4],
+        (F16, BF16)[i % 2 if i % 5 else 0],
+        (1, 3, 16)[i % 3],
+        i % 2 == 0,
+        (256, 512)[i % 2],
+    )
+    for i, dtype in enumerate(WEIGHT_TYPES)
+] + [(WIDE_FLOAT, 64, BF16, 5, True, 256), ("uint4", 128, BF16, 16, False, 1024)]
+
+
+def _run(dtype, group_size, act, m, with_bias, k, *, zero_point=None, config=None, n=64):
+    q = random_quantized(dtype, n, k, group_size, act, zero_point=zero_point)
+    p = pack(q)
+    generator = torch.Generator().manual_seed(m)
+    x = torch.randn(m, k, generator=generator).to(act)
+    bias = torch.randn(n, generator=generator).to(act) if with_bias else None
+    out = torch.full((m, n), float("nan"), dtype=act)
+    result = decode_matmul(x, p, bias, out=out, config=config)
+    assert result is out
+    return relative_error(out, reference_matmul(x, q, bias))
+
+
+@pytest.mark.parametrize(("dtype", "group_size", "act", "m", "with_bias", "k"), CASES)
+def test_decode_matches_the_float64_reference(dtype, group_size, act, m, with_bias, k):
+    assert _run(dtype, group_size, act, m, with_bias, k) <= TOLERANCE[act]
+
+
+@pytest.mark.parametrize("zero_point", [True, False])
+@pytest.mark.parametrize("group_size", [64, -1])
+def test_unsigned_with_and_without_zero_points(zero_point, group_size):
+    assert _run("uint5", group_size, F16, 3, True, 256, zero_point=zero_point) <= TOLERANCE[F16]
+
+
+@pytest.mark.parametrize(
+    "config", [DecodeConfig(warps=1, stages=2), DecodeConfig(warps=2, stages=6), {"warps": 4}]
+)
+def test_configs(config):
+    assert _run("int4", 32, F16, 2, False, 512, config=config, n=128) <= TOLERANCE[F16]
+
+
+def test_more_than_sixteen_rows_use_a_second_grid_axis():
+    assert _run("int6", 128, F16, 20, True, 256) <= TOLERANCE[F16]
+
+
+def test_leading_dimensions_and_a_fresh_output():
+    q = random_quantized("int4", 64, 128, 128, F16)
+    p = pack(q)
+    x = torch.randn(2, 3, 128).to(F16)
+    y = decode_matmul(x, p)
+    assert y.shape == (2, 3, 64) and y.dtype == F16
+    assert relative_error(y.reshape(6, 64), reference_matmul(x.reshape(6, 128), q, None)) <= TOLERANCE[F16]
+
+
+def test_program_layouts_are_the_packed_ones():
+    """The kernel's weight view has the block's tensor-core B layout and its byte load the byte layout."""
+    p = pack(random_quantized("int3", 64, 256, 128, F16))
+    program = DecodeMatmul(p.layout, F16, warps=2).program()
+    text = str(program)
+    assert str(p.layout.block_tile_layout(2)) in text and str(p.layout.block_byte_layout(2)) in text
+
+
+def test_argument_errors():
+    q = random_quantized("int4", 64, 128, 128, F16)
+    p = pack(q)
+    x = torch.randn(1, 128).to(F16)
+    with pytest.raises(ValueError, match=r"x \[..., K=128\]"):
+        decode_matmul(torch.randn(1, 64).to(F16), p)
+    with pytest.raises(ValueError, match="expected x torch.float16"):
+        decode_matmul(x.to(BF16), p)
+    with pytest.raises(ValueError, match="expected bias torch.float16 \\[64\\]"):
+        decode_matmul(x, p, bias=torch.zeros(32, dtype=F16))
+    with pytest.raises(ValueError, match="expected out"):
+        decode_matmul(x, p, out=torch.zeros(1, 64))
+    with pytest.raises(ValueError, match="multiple of warps"):
+        decode_matmul(x, p, config=DecodeConfig(warps=16))
+    with pytest.raises(ValueError, match="stages >= 2"):
+        DecodeMatmul(p.layout, F16, stages=1)
+
+
+def test_runtime_checks_divisibility():
+    """K and N are run-time arguments with declared multiples; the executors refuse others."""
+    p = pack(random_quantized("int4", 64, 256, 128, F16))
+    kernel = DecodeMatmul(p.layout, F16, warps=2)
+    x = torch.zeros(1, 200, dtype=F16)
+    y = torch.zeros(1, 64, dtype=F16)
+    with pytest.raises(InterpreterError, match="multiple of 128"):
+        anybit.interpret(kernel, x, p.data, p.scales, p.scales, p.scales, y, 1, 64, 200)

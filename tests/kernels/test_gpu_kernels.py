@@ -1,0 +1,64 @@
+"""GPU tier of the kernel library (skipped without a GPU; the lead runs it on the H200): decode and dequantize
+on CUDA for every type × group size × act dtype × zero option at a realistic size, against float64."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from anybit.kernels import decode_matmul, dequantize, dequantize_weight, pack, quantize, unpack
+
+from .helpers import TOLERANCE, UINT_TYPES, WEIGHT_TYPES, WIDE_FLOAT, reference_matmul, relative_error
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU"),
+]
+
+N, K = 1024, 2048
+ACTS = (torch.float16, torch.bfloat16)
+GROUPS = (32, 64, 128, -1)
+CASES = [
+    (dtype, group, act, zero)
+    for dtype, group, act in itertools.product([*WEIGHT_TYPES, WIDE_FLOAT], GROUPS, ACTS)
+    for zero in ((True, False) if dtype in UINT_TYPES else (None,))
+    if not (dtype == WIDE_FLOAT and act is torch.float16)
+]
+
+
+def _quantized(dtype, group, act, zero):
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(N, K, generator=generator).cuda()
+    return quantize(weight, dtype, group_size=group, zero_point=zero, act_dtype=act)
+
+
+@pytest.mark.parametrize(("dtype", "group", "act", "zero"), CASES)
+def test_decode_and_dequantize_on_cuda(dtype, group, act, zero):
+    q = _quantized(dtype, group, act, zero)
+    p = pack(q)
+    assert p.data.is_cuda
+    # The GPU packing program agrees with the numpy reference and unpacks exactly.
+    if group == 128:
+        cpu = pack(type(q)(q.codes.cpu(), q.dtype, q.group_size, q.scales.cpu(), None), method="numpy")
+        assert torch.equal(p.data.cpu(), cpu.data)
+    assert torch.equal(unpack(p).codes, q.codes)
+    bias = torch.randn(N, device="cuda").to(act)
+    for m in (1, 16):
+        x = torch.randn(m, K, device="cuda").to(act)
+        out = torch.full((m, N), float("nan"), dtype=act, device="cuda")
+        decode_matmul(x, p, bias, out=out)
+        assert relative_error(out, reference_matmul(x, q, bias)) <= TOLERANCE[act]
+    weight = torch.full((N, K), float("nan"), dtype=act, device="cuda")
+    dequantize_weight(p, out=weight)
+    assert torch.equal(weight, dequantize(q).to(act))
+
+
+def test_quantize_on_cuda_matches_cpu():
+    weight = torch.randn(256, 512)
+    for dtype in ("int4", "uint3", "float6_e3m2", "float8_e4m3"):
+        on_gpu = quantize(weight.cuda(), dtype, group_size=64)
+        on_cpu = quantize(weight, dtype, group_size=64)
+        assert torch.equal(on_gpu.codes.cpu(), on_cpu.codes)
+        assert torch.equal(on_gpu.scales.cpu(), on_cpu.scales)
