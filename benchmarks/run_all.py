@@ -22,9 +22,12 @@ from benchmarks.ceilings import cublas_tflops, read_bandwidth_bytes_per_s  # noq
 from benchmarks.harness import gpu_description, time_cuda  # noqa: E402
 
 MATMUL_CONFIGS = [
-    {"block_m": 128, "block_n": 128, "block_k": 32, "warps": 8, "stages": 4},
     {"block_m": 128, "block_n": 128, "block_k": 32, "warps": 4, "stages": 3},
+    {"block_m": 128, "block_n": 128, "block_k": 32, "warps": 8, "stages": 4},
+    {"block_m": 128, "block_n": 128, "block_k": 64, "warps": 8, "stages": 3},
     {"block_m": 128, "block_n": 256, "block_k": 32, "warps": 8, "stages": 3},
+    {"block_m": 256, "block_n": 128, "block_k": 32, "warps": 8, "stages": 3},
+    {"block_m": 128, "block_n": 256, "block_k": 64, "warps": 8, "stages": 3},
     {"block_m": 64, "block_n": 128, "block_k": 32, "warps": 4, "stages": 4},
 ]
 

@@ -2,7 +2,7 @@
 # One device call: environment report, the GPU test tier (plus the CPU tiers of tests/cuda and tests/runtime),
 # the launch-overhead measurement and, when present, the benchmarks. Logs and JSON go to $OUT.
 # Every step runs even if an earlier one failed; the exit status is non-zero if any step failed. Step limits
-# add up to 450 s, under the 8 minutes one device call may take.
+# add up to 475 s, under the 8 minutes one device call may take.
 # Usage on the device machine, from the repository root:  bash scripts/gpu_check.sh
 set -u
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output t
     fi
 }
 
-step environment 30 bash -c "nvidia-smi; $PYTHON - <<'PY'
+step environment 20 bash -c "nvidia-smi; $PYTHON - <<'PY'
 import sys, torch
 print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda', torch.version.cuda)
 print('gpu', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none')
@@ -37,18 +37,29 @@ print('cuda-bindings', cuda.bindings.__version__, '| nvrtc', nvrtc.nvrtcVersion(
 from anybit.runtime.nvrtc import cuda_include_dirs
 print('cuda headers', cuda_include_dirs())
 PY"
-# -v and a per-test limit (pytest-timeout): a hanging kernel shows up by name instead of eating the step.
-step gpu_tests 240 "$PYTHON" -m pytest -m gpu -v -rs -p timeout --timeout=45 tests
+# The GPU tier in separate pytest processes, the runtime's first: a kernel that kills its CUDA context
+# (illegal instruction, trap) can only fail the rest of its own step. Within test_gpu_programs and
+# test_examples_gpu every case runs in a process of its own as well. -v and a per-test limit
+# (pytest-timeout): a hanging kernel shows up by name instead of eating the step.
+gpu_pytest=("$PYTHON" -m pytest -m gpu -v -rs -p timeout --timeout=45)
+step gpu_runtime 40 "${gpu_pytest[@]}" tests/runtime
+step gpu_conversions 30 "${gpu_pytest[@]}" tests/cuda/test_conversions.py
+step gpu_programs 70 "${gpu_pytest[@]}" tests/cuda/test_gpu_programs.py
+step gpu_examples 75 "${gpu_pytest[@]}" tests/cuda/test_examples_gpu.py
+# Any other GPU test (exit 5: none collected, which is fine).
+step gpu_other 120 bash -c '"$@"; status=$?; [ $status -eq 5 ] && exit 0; exit $status' _ "${gpu_pytest[@]}" \
+    tests --ignore=tests/runtime --ignore=tests/cuda/test_conversions.py \
+    --ignore=tests/cuda/test_gpu_programs.py --ignore=tests/cuda/test_examples_gpu.py
 tiers=()
 for directory in tests/cuda tests/runtime; do
     [ -d "$directory" ] && tiers+=("$directory")
 done
 if [ ${#tiers[@]} -gt 0 ]; then
-    step cpu_tiers 75 "$PYTHON" -m pytest -m "not gpu" -q -rs "${tiers[@]}"
+    step cpu_tiers 40 "$PYTHON" -m pytest -m "not gpu" -q -rs "${tiers[@]}"
 fi
-step launch_overhead 45 "$PYTHON" -m anybit.runtime.overhead --out "$OUT/launch_overhead.json"
+step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$OUT/launch_overhead.json"
 if [ -f benchmarks/run_all.py ]; then
-    step benchmarks 120 "$PYTHON" benchmarks/run_all.py --out "$OUT"
+    step benchmarks 60 "$PYTHON" benchmarks/run_all.py --out "$OUT"
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

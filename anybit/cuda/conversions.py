@@ -248,3 +248,13 @@ def conversion_test_module(pairs=None) -> tuple[str, list[str]]:
         pairs = [(s, t) for s in sources for t in (float16, bfloat16)]
     kernels = [conversion_test_kernel(s, t) for s, t in pairs]
     return PRELUDE + "\n" + "\n".join(kernels), [conversion_kernel_name(s, t) for s, t in pairs]
+
+
+def conversion_test_modules() -> list[tuple[DataType, str, list[str]]]:
+    """One small translation unit per 1–8-bit source type (its kernels to float16 and to bfloat16).
+
+    Returns ``(source type, CUDA source, kernel names)`` per type. Small units compile in a fraction of a
+    second each and in parallel, where the single unit of all 86 kernels took NVRTC 13.0 over 45 s.
+    """
+    sources = [t for t in all_types() if t.nbits <= 8 and t.kind != "bool"]
+    return [(s, *conversion_test_module([(s, float16), (s, bfloat16)])) for s in sources]

@@ -87,6 +87,11 @@ class EmitContext:
     workspace_offsets: dict[int, str] = field(default_factory=dict)
     alignment_requirements: dict[str, int] = field(default_factory=dict)
     num_threads: int = 128
+    #: Lines run once at the kernel's start (after the register declarations): loop-invariant values that
+    #: depend only on the thread index, such as per-lane ``ldmatrix`` address offsets.
+    prologue: list[str] = field(default_factory=list)
+    #: Names of hoisted values by a key of what they compute, so equal values are computed once.
+    hoisted: dict[object, str] = field(default_factory=dict)
     _depth: int = 1
     _counter: int = 0
 
@@ -105,6 +110,10 @@ class EmitContext:
         finally:
             self._depth -= 1
             self.emit("}")
+
+    def hoist(self, *lines: str) -> None:
+        """Append C lines to the kernel's prologue (they may only use ``tid`` and kernel parameters)."""
+        self.prologue.extend(lines)
 
     def fresh(self, prefix: str) -> str:
         """A new unique C identifier."""

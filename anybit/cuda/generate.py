@@ -105,7 +105,7 @@ def _generate(program: Program, arch: str) -> CudaKernelSource:
     _emit_body(ctx, program.body)
     name = _kernel_name(program)
     body = "\n".join(ctx.lines)
-    declarations = "\n".join("  " + line for line in ctx.declarations())
+    declarations = "\n".join("  " + line for line in ctx.declarations() + ctx.prologue)
     source = (
         f"{PRELUDE}\n"
         f'extern "C" __global__ void __launch_bounds__({program.num_threads}) '

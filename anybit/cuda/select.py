@@ -103,33 +103,20 @@ def emit_ldmatrix(ctx, plan: LdmatrixPlan, array: str, layout, tensor, offsets, 
     Lane ``l`` supplies the address of row ``l % 8`` of matrix ``l // 8``: without ``.trans`` that row starts
     at the first element of the matrix's word in lane ``4 * (l % 8)``; with ``.trans`` row ``r`` starts at
     element ``r % 2`` of the word in lane ``r // 2``.
+
+    Each lane's byte offset from the tensor's base depends on the thread index alone (the tile offsets are
+    constants), so it is computed once in the kernel's prologue (:func:`_lane_offset`) and the instruction
+    itself costs one add: ``ldmatrix`` inside a main loop runs without index arithmetic.
     """
     from anybit.cuda.emit.memory import shared_base
-    from anybit.cuda.expressions import THREAD
 
-    n = tensor.dtype.nbits
-    per_word = 32 // n
-    lane = THREAD % 32
-    warp_base = (THREAD // 32) * 32
-    base = shared_base(ctx, tensor)
+    data = _shared_byte_offsets(layout, tensor, offsets)
+    base = ctx.fresh("sb")
+    ctx.emit(f"const uint32_t {base} = ab_smem_addr({shared_base(ctx, tensor)});")
     for group in plan.instructions:
         count = len(group)
-        address = ctx.fresh("m")
-        ctx.emit(f"uint32_t {address};")
-        for j, word in enumerate(group):
-            with ctx.block(f"if ((tid % 32) / 8 == {j})" if count > 1 else ""):
-                if not plan.trans:
-                    offset = _element_offset(
-                        ctx, layout, tensor, offsets, warp_base + (lane % 8) * 4, word * per_word
-                    )
-                    ctx.emit(f"{address} = ab_smem_addr({base} + ({offset}) * {n // 8});")
-                else:
-                    supplier = warp_base + (lane % 8) // 2
-                    even = _element_offset(ctx, layout, tensor, offsets, supplier, word * 2)
-                    odd = _element_offset(ctx, layout, tensor, offsets, supplier, word * 2 + 1)
-                    ctx.emit(
-                        f"{address} = ab_smem_addr({base} + ((tid & 1) ? ({odd}) : ({even})) * {n // 8});"
-                    )
+        offset = _lane_offset(ctx, plan, group, layout, tensor, offsets, data)
+        address = f"{base} + {offset}"
         registers = ", ".join(f"%{k}" for k in range(count))
         suffix = f".x{count}{'.trans' if plan.trans else ''}.shared.b16"
         if store:
@@ -144,6 +131,58 @@ def emit_ldmatrix(ctx, plan: LdmatrixPlan, array: str, layout, tensor, offsets, 
                 f'asm volatile("ldmatrix.sync.aligned.m8n8{suffix} {{{registers}}}, [%{count}];" '
                 f': {operands} : "r"({address}) : "memory");'
             )
+
+
+def _lane_table(plan: LdmatrixPlan, group: tuple[int, ...], data: np.ndarray, per_word: int) -> np.ndarray:
+    """Byte offset each thread supplies to one ``ldmatrix`` (see :func:`emit_ldmatrix`), from the byte
+    offsets ``data[thread, element]`` of the whole access."""
+    threads = np.arange(data.shape[0])
+    lanes, warp_base = threads % 32, threads // 32 * 32
+    words = np.asarray(group)[(lanes // 8) % len(group)]
+    if not plan.trans:
+        return data[warp_base + (lanes % 8) * 4, words * per_word]
+    return data[warp_base + (lanes % 8) // 2, words * 2 + (lanes & 1)]
+
+
+def _lane_offset(ctx, plan: LdmatrixPlan, group, layout, tensor, offsets, data: np.ndarray) -> str:
+    """A C expression of this thread's byte offset for one ``ldmatrix``: a prologue value, reused (plus or
+    xor a constant) when another instruction's offsets differ from these by a constant in every thread."""
+    from anybit.cuda.expressions import THREAD
+
+    n = tensor.dtype.nbits
+    per_word = 32 // n
+    table = _lane_table(plan, group, data, per_word)
+    exact = data.shape[0] == ctx.num_threads  # otherwise threads past the layout's wrap: no reuse
+    roots = ctx.hoisted.setdefault("ldmatrix lane offsets", [])
+    if exact:
+        for name, known in roots:
+            # (known ^ x) + c: the xor of a swizzle (a multiple of 16 bytes within a 128-byte row) is one
+            # shared LOP3; the constant folds into the instruction's immediate offset.
+            for x in range(0, 128, 16):
+                delta = table - (known ^ x)
+                if (delta == delta[0]).all():
+                    flipped = f"({name} ^ {x}u)" if x else name
+                    return flipped if delta[0] == 0 else f"({flipped} + {int(delta[0])}u)"
+    name = ctx.fresh("lo")
+    lane = THREAD % 32
+    warp_base = (THREAD // 32) * 32
+    ctx.hoist(f"uint32_t {name} = 0u;")
+    for j in range(4):
+        word = group[j % len(group)]
+        if not plan.trans:
+            element = _element_offset(
+                ctx, layout, tensor, offsets, warp_base + (lane % 8) * 4, word * per_word
+            )
+            value = f"({element}) * {n // 8}"
+        else:
+            supplier = warp_base + (lane % 8) // 2
+            even = _element_offset(ctx, layout, tensor, offsets, supplier, word * 2)
+            odd = _element_offset(ctx, layout, tensor, offsets, supplier, word * 2 + 1)
+            value = f"((tid & 1) ? ({odd}) : ({even})) * {n // 8}"
+        ctx.hoist(f"if ((tid % 32) / 8 == {j}) {name} = (uint32_t)({value});")
+    if exact:
+        roots.append((name, table))
+    return name
 
 
 def _element_offset(ctx, layout, tensor, offsets, thread, element: int) -> str:

@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import re
 import logging
 import os
 import threading
@@ -373,13 +374,20 @@ def _gpu_key(arch: str) -> str:
 
 
 def kernel_identity(script_class: type, space: Sequence, fixed: dict | None = None) -> str:
-    """``<qualname>-<hash>``: the hash covers the class's source, the tuned space and the fixed arguments."""
-    try:
-        source = inspect.getsource(script_class)
-    except (OSError, TypeError):
-        source = script_class.__qualname__
-    text = json.dumps([source, [[n, list(v)] for n, v in space], fixed or {}], sort_keys=True, default=repr)
-    return f"{script_class.__qualname__}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    """``<name>-<hash>``: a file-name-safe class name, and a hash over the source of the class and of every
+    base class it inherits the kernel from (a change to either retunes), the tuned space and the fixed
+    arguments."""
+    sources = []
+    for cls in script_class.__mro__:
+        if cls.__module__.startswith("anybit.") or cls is object:
+            continue  # the Script machinery itself is not part of the kernel
+        try:
+            sources.append(inspect.getsource(cls))
+        except (OSError, TypeError):
+            sources.append(cls.__qualname__)
+    text = json.dumps([sources, [[n, list(v)] for n, v in space], fixed or {}], sort_keys=True, default=repr)
+    name = re.sub(r"[^A-Za-z0-9_.]+", "_", script_class.__qualname__.replace(".<locals>.", "."))
+    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 # -- the tuning cache, export and pinning ----------------------------------------------------------------

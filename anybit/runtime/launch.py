@@ -127,7 +127,7 @@ class Launcher:
         has_workspace = bool(self._params) and self._params[-1].name == WORKSPACE_PARAM
         clean = bool(kernel_source.workspace_clean)
         self._workspace = Workspace(self.name, clean=clean) if has_workspace else None
-        self._workspace_size = compile_exprs([kernel_source.workspace_bytes or 0], positions)
+        self._workspace_size = compile_exprs([_or_zero(kernel_source.workspace_bytes)], positions)
         self._load = load
         self.backend: LaunchBackend | None = None  # chosen at the first load
         self._call: Callable[..., object] | None = None  # the backend's cuLaunchKernel
@@ -388,3 +388,8 @@ def launch_backend(name: str) -> LaunchBackend:
             "bindings", driver.cuLaunchKernel, lambda loaded: loaded.function, driver.CUstream
         )
     raise ValueError(f"unknown launch backend {name!r}: expected one of {', '.join(BACKENDS)}")
+
+
+def _or_zero(size):
+    """A workspace size (an int or a run-time expression), or 0 for None; never asks an expression for truth."""
+    return 0 if size is None else size

@@ -65,3 +65,25 @@ def test_kernel_source_fields() -> None:
 def test_stmatrix_only_from_sm90() -> None:
     source = generate_cuda(all_programs()["shared_roundtrip"], arch="sm_80").source
     assert "stmatrix" not in source
+
+
+def test_partial_copy_rounds_are_predicated_without_cache_hint() -> None:
+    # ptxas 13.0 mis-encoded a cache-hinted cp.async that only some threads run ("illegal instruction")
+    source = generate_cuda(all_programs()["matmul_i8"]).source
+    assert "@p_ cp.async.cg.shared.global [" in source
+    assert "@p_ cp.async.cg.shared.global.L2::cache_hint" not in source
+    assert "if (tid + 0 < 64)" not in source
+
+
+def test_every_lane_runs_every_shuffle() -> None:
+    # a shuffle inside max's conditional expression ran in some lanes only (wrong maxima, hangs)
+    source = generate_cuda(all_programs()["reductions"]).source
+    assert "__shfl_xor_sync" in source
+    assert not re.search(r"\?[^;]*__shfl_xor_sync", source)
+
+
+def test_ldmatrix_lane_offsets_are_hoisted() -> None:
+    # per-lane ldmatrix addresses are computed once in the prologue, not per instruction
+    source = generate_cuda(all_programs()["matmul_f16"]).source
+    body = source[source.index("__syncthreads();") :]
+    assert "ldmatrix" in body and "(tid % 32) / 8 ==" not in body

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from cuda_support import requires_gpu, requires_nvrtc
 
 from anybit import dtypes as dt
-from anybit.cuda.conversions import conversion_kernel_name, conversion_test_module, has_fast_path
+from anybit.cuda.conversions import conversion_kernel_name, conversion_test_modules, has_fast_path
 
 SOURCES = [t for t in dt.all_types() if t.nbits <= 8 and t.kind != "bool"]
 TARGETS = [dt.float16, dt.bfloat16]
@@ -26,18 +29,33 @@ def test_fast_path_coverage() -> None:
     assert all(target == "float16" for _, target in missing)
 
 
+def _compile_all(arch: str) -> dict:
+    """Every per-type conversion module compiled for ``arch``, in a thread pool (NVRTC releases the GIL)."""
+    from anybit.runtime.nvrtc import compile_cubin
+
+    modules = conversion_test_modules()
+
+    def build(module):
+        source_type, source, names = module
+        return source_type, source, names, compile_cubin(source, names[0], arch)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return {m[0]: m[1:] for m in pool.map(build, modules)}
+
+
 @requires_nvrtc
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
 def test_every_conversion_compiles(arch: str) -> None:
-    from anybit.runtime.nvrtc import compile_cubin
-
-    source, names = conversion_test_module()
-    result = compile_cubin(source, names[0], arch)
-    for name in names:
-        assert f".entry {name}(" in result.ptx, name
-    assert "prmt.b32" in result.ptx and "lop3.b32" in result.ptx
-    assert "sub.f16x2" in result.ptx and "fma.rn.bf16x2" in result.ptx and "mul.f16x2" in result.ptx
-    assert not result.resources.spills
+    built = _compile_all(arch)
+    assert sorted(t.name for t in built) == sorted(s.name for s in SOURCES)
+    ptx = ""
+    for source_type, (_, names, result) in built.items():
+        for name in names:
+            assert f".entry {name}(" in result.ptx, name
+        assert not result.resources.spills, (source_type.name, result.resources)
+        ptx += result.ptx
+    assert "prmt.b32" in ptx and "lop3.b32" in ptx
+    assert "sub.f16x2" in ptx and "fma.rn.bf16x2" in ptx and "mul.f16x2" in ptx
 
 
 def _expected_bits(source, target) -> np.ndarray:
@@ -52,46 +70,55 @@ def _same(got: np.ndarray, expected: np.ndarray, target) -> np.ndarray:
     return np.where(nan, np.isnan(got_values), got == expected)
 
 
+def _test_kernel(source: str, name: str):
+    from anybit.cuda.kernel_source import CudaKernelSource, KernelParam
+
+    return CudaKernelSource(
+        name=name,
+        source=source,
+        params=(KernelParam("fast", "pointer", dt.int16), KernelParam("generic", "pointer", dt.int16)),
+        grid=(1, 1, 1),
+        block_threads=32,
+        dynamic_shared_bytes=0,
+        workspace_bytes=0,
+        workspace_clean=False,
+        alignment_requirements=(),
+    )
+
+
 @pytest.mark.gpu
 @requires_gpu
 def test_every_code_converts_bit_for_bit() -> None:
+    """Every code of every 1–8-bit type, fast and generic path, against ``anybit.dtypes.decode``."""
     import torch
 
-    from anybit.cuda.kernel_source import CudaKernelSource, KernelParam
     from anybit.runtime import compile_source
+    from anybit.runtime.device import default_arch
 
-    source, _ = conversion_test_module()
+    arch = default_arch()
+    cases = [
+        (source_type, target, _test_kernel(source, name))
+        for source_type, source, names in conversion_test_modules()
+        for target, name in zip(TARGETS, names, strict=True)
+    ]
+    assert [c[2].name for c in cases] == [conversion_kernel_name(s, t) for s, t, _ in cases]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        compiled = list(pool.map(lambda case: compile_source(case[2], arch=arch), cases))
     failures = []
-    for s in SOURCES:
-        for t in TARGETS:
-            name = conversion_kernel_name(s, t)
-            kernel = CudaKernelSource(
-                name=name,
-                source=source,
-                params=(
-                    KernelParam("fast", "pointer", dt.int16),
-                    KernelParam("generic", "pointer", dt.int16),
-                ),
-                grid=(1, 1, 1),
-                block_threads=32,
-                dynamic_shared_bytes=0,
-                workspace_bytes=0,
-                workspace_clean=False,
-                alignment_requirements=(),
-            )
-            compiled = compile_source(kernel)
-            fast = torch.full((1 << s.nbits,), -1, dtype=torch.int16, device="cuda")
-            generic = torch.full_like(fast, -1)
-            compiled(fast, generic)
-            torch.cuda.synchronize()
-            expected = _expected_bits(s, t)
-            for label, got in (("fast", fast), ("generic", generic)):
-                ok = _same(got.cpu().numpy().view(np.uint16), expected, t)
-                if not ok.all():
-                    bad = int(np.flatnonzero(~ok)[0])
-                    failures.append(
-                        f"{s.name}->{t.name} {label}: code {bad:#x} gave "
-                        f"{int(got.cpu().numpy().view(np.uint16)[bad]):#06x}, "
-                        f"expected {int(expected[bad]):#06x}"
-                    )
+    for (source_type, target, _), kernel in zip(cases, compiled, strict=True):
+        fast = torch.full((1 << source_type.nbits,), -1, dtype=torch.int16, device="cuda")
+        generic = torch.full_like(fast, -1)
+        kernel(fast, generic)
+        torch.cuda.synchronize()
+        expected = _expected_bits(source_type, target)
+        for label, got in (("fast", fast), ("generic", generic)):
+            bits = got.cpu().numpy().view(np.uint16)
+            ok = _same(bits, expected, target)
+            if not ok.all():
+                bad = int(np.flatnonzero(~ok)[0])
+                failures.append(
+                    f"{source_type.name}->{target.name} {label}: {int((~ok).sum())} codes wrong, first "
+                    f"{bad:#x} gave {int(bits[bad]):#06x}, expected {int(expected[bad]):#06x}"
+                )
+    assert len(cases) == 2 * len(SOURCES)
     assert not failures, "\n".join(failures)

@@ -117,3 +117,11 @@ def test_generated_cuda_compiles_when_the_code_generator_is_present():
         compiled = anybit.compile(ExampleVectorAdd(), None, None, None, 1000, arch=arch)
         assert compiled.cubin[:4] == b"\x7fELF" and compiled.resources.registers > 0
         assert not compiled.resources.spills
+
+
+def test_a_run_time_workspace_size_compiles_without_a_gpu():
+    """A workspace sized by a run-time expression (n * 4 bytes) is evaluated per launch, never as a bool."""
+    from tests.runtime.test_gpu import counter_source
+
+    compiled = anybit.compile(counter_source(True), arch="sm_90a")
+    assert compiled.launcher.workspace_bytes((None, 1000)) == 4000

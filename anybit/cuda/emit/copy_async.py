@@ -102,7 +102,10 @@ def emit_copy_async(ctx: EmitContext, inst: CopyAsyncInst) -> None:
     for k in range(-(-total // threads)):
         chunk = THREAD + k * threads
         index = _chunk_index(dest.shape, dim, count, chunk)
-        guard = f"if (tid + {k * threads} < {total})" if (k + 1) * threads > total else ""
+        partial = (k + 1) * threads > total
+        # A partial round of chunks is predicated inside the asm rather than branched around it.
+        guard = f"if (tid + {k * threads} < {total})" if partial and not choice else ""
+        active = f"(tid + {k * threads} < {total})" if partial else "true"
         with ctx.block(guard):
             lead = tensor.rank - dest.rank
             source_index = tuple(inst.offsets[:lead]) + tuple(
@@ -119,18 +122,31 @@ def emit_copy_async(ctx: EmitContext, inst: CopyAsyncInst) -> None:
                 dst = f"ab_smem_addr({shared_base(ctx, dest)} + ((long long)({shared_offset}) * {n}) / 8)"
                 ctx.emit(f"int z_ = ({inside}) ? {nbytes} : 0;")
                 ctx.emit(f"const uint8_t* src_ = z_ ? ({src}) : {placement.pointer};")
-                if policy:
-                    ctx.emit(
-                        f'asm volatile("cp.async.{cache}.shared.global.L2::cache_hint [%0], [%1], {nbytes}, '
-                        f'%2, %3;" :: "r"({dst}), "l"(src_), "r"(z_), "l"({policy}) : "memory");'
-                    )
-                else:
-                    ctx.emit(
-                        f'asm volatile("cp.async.{cache}.shared.global [%0], [%1], {nbytes}, %2;" '
-                        f':: "r"({dst}), "l"(src_), "r"(z_) : "memory");'
-                    )
+                # ptxas 13.0 (NVRTC 13.0, the H200's) mis-encodes a cache-hinted cp.async whose chunks do
+                # not cover every thread, branched or predicated: LDGSTS with an odd uniform descriptor
+                # register, "illegal instruction". The hint is only a hint: partial rounds go without it.
+                _emit_cp_async(ctx, cache, nbytes, dst, policy if not partial else None, active)
             else:
                 ctx.emit("uint32_t e_[2] = {0u, 0u};")
                 with ctx.block(f"if ({inside})"):
                     load_element(ctx, "e_", 0, n, placement.pointer, global_offset)
                 store_element(ctx, "e_", 0, n, shared_base(ctx, dest), shared_offset)
+
+
+def _emit_cp_async(
+    ctx: EmitContext, cache: str, nbytes: int, dst: str, policy: str | None, active: str
+) -> None:
+    """One ``cp.async`` of ``nbytes`` from ``src_`` (``z_`` bytes read, the rest zero-filled), executed by the
+    threads where ``active`` holds (a predicate, not a branch; see the caller)."""
+    hint = ".L2::cache_hint" if policy else ""
+    operands = f'"r"({dst}), "l"(src_), "r"(z_)' + (f', "l"({policy})' if policy else "")
+    policy_operand = ", %3" if policy else ""
+    copy = f"cp.async.{cache}.shared.global{hint} [%0], [%1], {nbytes}, %2{policy_operand};"
+    if active == "true":
+        ctx.emit(f'asm volatile("{copy}" :: {operands} : "memory");')
+        return
+    predicate = "%4" if policy else "%3"
+    ctx.emit(
+        f'asm volatile("{{ .reg .pred p_; setp.ne.b32 p_, {predicate}, 0; @p_ {copy} }}" '
+        f':: {operands}, "r"((int){active}) : "memory");'
+    )

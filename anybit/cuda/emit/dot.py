@@ -143,7 +143,9 @@ def _emit_mma(ctx: EmitContext, inst: DotInst, atom, calls: list[MmaCall], targe
             constraint = "f" if is_float else "r"
             outs = ", ".join(f'"+{constraint}"(d{q})' for q in range(4))
             ins = ", ".join(f'"r"({w})' for w in a_words + b_words)
-            ctx.emit(f'asm volatile("{ptx} {{{d}}}, {{{aa}}}, {{{bb}}}, {{{d}}};" : {outs} : {ins});')
+            # Not volatile: an mma is a pure function of its registers, so the compiler may interleave it
+            # with the ldmatrix of the next k-step (software pipelining) instead of keeping program order.
+            ctx.emit(f'asm("{ptx} {{{d}}}, {{{aa}}}, {{{bb}}}, {{{d}}};" : {outs} : {ins});')
             for q, j in enumerate(call.c):
                 ctx.emit(f"{target}[{j}] = {'__float_as_uint' if is_float else '(uint32_t)'}(d{q});")
 

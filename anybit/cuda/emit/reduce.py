@@ -100,7 +100,11 @@ def emit_reduce(ctx: EmitContext, inst: ReduceInst) -> None:
                         f"p_ = {_combine(inst.op, 'p_', f'({ctype}){get_value(source, src.dtype, i)}')};"
                     )
                 for bit in masks:
-                    ctx.emit(f"p_ = {_combine(inst.op, 'p_', f'__shfl_xor_sync(0xffffffffu, p_, {bit})')};")
+                    # The shuffle goes into its own variable: inside max/min's conditional expression only
+                    # some lanes would execute it, a divergent full-mask shuffle (undefined: wrong values
+                    # or a hang on the H200).
+                    ctx.emit(f"{{ const {ctype} o_ = __shfl_xor_sync(0xffffffffu, p_, {bit});")
+                    ctx.emit(f"  p_ = {_combine(inst.op, 'p_', 'o_')}; }}")
                 ctx.emit(*set_value(target, out.dtype, j, "p_"))
         return
     _reduce_through_shared(ctx, inst, ctype, source, target)
