@@ -23,9 +23,9 @@ import hashlib
 import inspect
 import itertools
 import json
-import re
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor

@@ -391,5 +391,5 @@ def launch_backend(name: str) -> LaunchBackend:
 
 
 def _or_zero(size):
-    """A workspace size (an int or a run-time expression), or 0 for None; never asks an expression for truth."""
+    """A workspace size (int or run-time expression), 0 for None; never asks an expression for truth."""
     return 0 if size is None else size
