@@ -38,3 +38,7 @@ from anybit.interp import interpret as interpret  # noqa: E402
 from anybit.runtime.autotune import autotune as autotune  # noqa: E402
 from anybit.runtime.compiler import ArgSpec as ArgSpec  # noqa: E402
 from anybit.runtime.compiler import compile as compile  # noqa: E402
+
+# --- models (anybit.nn) ---
+from anybit.nn import QuantizedLinear as QuantizedLinear  # noqa: E402
+from anybit.nn import quantize_model as quantize_model  # noqa: E402

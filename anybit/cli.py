@@ -1,4 +1,5 @@
-"""The ``anybit`` command: ``anybit types``, ``anybit layout EXPR``, ``anybit info``.
+"""The ``anybit`` command: ``anybit types``, ``anybit layout EXPR``, ``anybit info``, ``anybit demo``,
+``anybit bench``.
 
 Each command imports what it needs when it runs, so ``anybit --help`` stays fast.
 """
@@ -31,6 +32,27 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from anybit.nn.demo import run_demo
+
+    return run_demo(device=args.device)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    # The benchmarks live next to the package in the repository, not in the installed package.
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "matmul.py").exists():
+        raise ValueError(f"benchmarks/matmul.py not found under {root}: run it from a repository checkout")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.matmul import main as bench_main
+
+    argv = ["--out", args.out, *(["--quick"] if args.quick else [])]
+    return bench_main(argv + (["--tuning", args.tuning] if args.tuning else []))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(
@@ -51,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     layout.set_defaults(run=_layout)
     info = commands.add_parser("info", help="versions, CUDA compiler and GPU availability")
     info.set_defaults(run=_info)
+    demo = commands.add_parser(
+        "demo",
+        help="with a GPU: fp16 vs int4/int3 decode of a Llama-shaped model; without: quantized matmuls on "
+        "the CPU interpreter and the CUDA they compile to",
+    )
+    demo.add_argument(
+        "--device", choices=("cpu", "cuda"), help="force the CPU or GPU demo (default: GPU if any)"
+    )
+    demo.set_defaults(run=_demo)
+    bench = commands.add_parser(
+        "bench", help="benchmark quantized matmul (decode, prefill, crossover) against ceilings and cuBLAS"
+    )
+    bench.add_argument("--quick", action="store_true", help="a subset that runs in under 90 s on an H200")
+    bench.add_argument("--out", default="out/bench", help="directory for matmul.json, matmul.md and the plot")
+    bench.add_argument("--tuning", help="tuning.json of an earlier run: pin its configurations first")
+    bench.set_defaults(run=_bench)
     return parser
 
 

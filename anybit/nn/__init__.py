@@ -1,0 +1,18 @@
+"""Models on anybit: ``QuantizedLinear``, ``quantize_model`` and checkpoint import (GPTQ, AWQ).
+
+| module | job |
+|---|---|
+| ``linear`` | :class:`QuantizedLinear`, the drop-in ``torch.nn.Linear`` over a packed weight |
+| ``convert`` | :func:`quantize_model`: replace a model's linear layers in place, with per-layer overrides |
+| ``checkpoints`` | GPTQ / AWQ tensors → :class:`QuantizedLinear`, codes to codes |
+| ``decode`` | greedy decode (static KV cache, CUDA graph) and logits agreement, for benchmarks |
+| ``demo`` | the ``anybit demo`` command |
+"""
+
+from anybit.nn.checkpoints import awq_linear as awq_linear
+from anybit.nn.checkpoints import gptq_linear as gptq_linear
+from anybit.nn.checkpoints import load_quantized_linears as load_quantized_linears
+from anybit.nn.convert import LayerQuantization as LayerQuantization
+from anybit.nn.convert import QuantizationSummary as QuantizationSummary
+from anybit.nn.convert import quantize_model as quantize_model
+from anybit.nn.linear import QuantizedLinear as QuantizedLinear

@@ -1,0 +1,97 @@
+"""``quantized_matmul(x, packed_weight, bias=None)``: the one call a model makes for a quantized linear layer.
+
+Eager calls on plain tensors go straight to the weight's :class:`~anybit.ops.plan.WeightPlan` (found by the
+weight object's identity), skipping the torch dispatcher's few microseconds; under ``torch.compile``, with
+tensor subclasses (fake tensors, proxies) or tensor modes, the call goes through the custom op
+``torch.ops.anybit.quantized_matmul``, whose fake implementation gives the output shape.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import torch
+
+from anybit.kernels import PackedWeight
+from anybit.ops.checks import OP, check_packed_weight
+from anybit.ops.library import call_op
+from anybit.ops.plan import WeightPlan, plan_for
+
+# id(PackedWeight) -> (weak reference to it, its plan); the reference tells a reused id from the same weight.
+_by_weight: dict[int, tuple[weakref.ref, WeightPlan]] = {}
+_by_weight_lock = threading.Lock()
+_is_compiling = torch.compiler.is_compiling
+_Tensor = torch.Tensor
+_function_mode = torch._C._is_torch_function_mode_enabled
+_dispatch_modes = torch._C._len_torch_dispatch_stack
+
+
+def quantized_matmul(
+    x: torch.Tensor, packed_weight: PackedWeight, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """y = x @ W^T (+ bias) for a packed low-bit weight W [N, K].
+
+    Parameters
+    ----------
+    x
+        [..., K] activations (any leading dimensions, any number of rows M) in the weight's activation
+        dtype (torch.float16 or torch.bfloat16), on the weight's device. A non-contiguous x is copied.
+    packed_weight
+        From ``anybit.kernels.pack(anybit.kernels.quantize(weight, dtype, ...))``.
+    bias
+        Optional [N] in the activation dtype.
+
+    Returns
+    -------
+    torch.Tensor
+        [..., N] in the activation dtype. M ≤ ``anybit.ops.decode_max_m()`` rows run the decode kernel
+        (tuned per M bucket, N, K, type and GPU); more rows dequantize the weight and call cuBLAS. CPU
+        tensors run the same kernels on the interpreter (exact, slow: for tests at small sizes).
+    """
+    if _is_compiling() or type(x) is not _Tensor or _function_mode() or _dispatch_modes():
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{OP}: expected x to be a torch.Tensor, got {type(x).__name__}")
+        p = packed_weight if _is_compiling() else check_packed_weight(packed_weight)
+        return call_op(x, p.data, p.scales, p.zeros, bias, p.layout)
+    entry = _by_weight.get(id(packed_weight))
+    if entry is None or entry[0]() is not packed_weight:
+        entry = _register(packed_weight)
+    p = packed_weight
+    return entry[1](x, p.data, p.scales, p.zeros, bias)
+
+
+def quantized_matmul_path(
+    x: torch.Tensor, packed_weight: PackedWeight, bias: torch.Tensor | None = None, *, path: str
+) -> torch.Tensor:
+    """:func:`quantized_matmul` forced onto one path, ``"decode"`` or ``"dequantize"`` (benchmarks, tests)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{OP}: expected x to be a torch.Tensor, got {type(x).__name__}")
+    plan = _register(packed_weight)[1]
+    p = packed_weight
+    return plan(x, p.data, p.scales, p.zeros, bias, path=path)
+
+
+def plan_of(packed_weight: PackedWeight) -> WeightPlan:
+    """The plan eager calls with this weight use (made and the weight checked on first use)."""
+    return _register(packed_weight)[1]
+
+
+def _register(packed_weight: PackedWeight) -> tuple[weakref.ref, WeightPlan]:
+    """Check a weight once and remember its plan by identity until it is garbage collected."""
+    p = check_packed_weight(packed_weight)
+    key = id(p)
+    with _by_weight_lock:
+        entry = _by_weight.get(key)
+        if entry is not None and entry[0]() is p:
+            return entry
+        entry = (weakref.ref(p, lambda _, key=key: _forget(key)), plan_for(p.layout, p.act_dtype, p.device))
+        _by_weight[key] = entry
+    return entry
+
+
+def _forget(key: int) -> None:
+    with _by_weight_lock:
+        entry = _by_weight.get(key)
+        if entry is not None and entry[0]() is None:
+            del _by_weight[key]

@@ -1,0 +1,182 @@
+"""The decode kernel's configuration per (M bucket, N, K, weight type, GPU), through the autotune cache.
+
+:class:`TunedDecodeMatmul` is :class:`~anybit.kernels.DecodeMatmul` with its schedule space (warps × stages)
+declared for :func:`anybit.autotune`. One :class:`DecodeTuner` exists per kernel specialisation (weight type,
+tile shape, scale grouping, activation dtype, zeros, bias); its shape bucket is (M bucket, N, K), so the
+runtime's tuning cache keys a winner by (specialisation, M bucket, N, K, GPU), and
+``anybit.runtime.autotune.export_tuning`` / ``load_tuning`` ship and pin them.
+
+N and K are run-time arguments of the kernel, so one specialisation compiles each configuration once for
+every shape: :class:`DecodeTuner` keeps each configuration's program and CUDA source, and later tunings (new
+shapes, new M buckets) only time. :func:`precompile_decode` compiles many specialisations up front with NVRTC
+in a thread pool (the benchmark's warm-up).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import logging
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+import anybit
+from anybit.kernels import DecodeMatmul, PackedLayout
+from anybit.kernels.launch import kernel_layout
+from anybit.runtime.autotune import Candidate, TunedKernel, bucket_text
+
+logger = logging.getLogger("anybit")
+
+#: Warps per block (the block covers warps · n_per_warp output columns): the first is the untuned default.
+WARPS: tuple[int, ...] = (4, 1, 2, 8)
+#: copy_async pipeline stages (chunks of K in flight + 1).
+STAGES: tuple[int, ...] = (4, 3, 6)
+#: Milliseconds of timed runs per candidate while tuning (5 to 100 runs, the L2 flushed before each).
+TUNING_BUDGET_MS = 10.0
+
+
+def m_bucket(m: int) -> int:
+    """The M bucket a tuned configuration is shared by: the next power of two (1, 2, 4, 8, 16, 32, ...)."""
+    return 1 if m <= 1 else 1 << (m - 1).bit_length()
+
+
+def decode_bucket(args: tuple) -> list[int]:
+    """Tuning bucket of a decode launch ``(x, weight, scales, zeros, bias, y, m, n, k)``: [M bucket, N, K]."""
+    return [m_bucket(int(args[6])), int(args[7]), int(args[8])]
+
+
+@functools.cache
+def kernel_revision() -> str:
+    """A hash of the decode kernel's source: stored tunings of an older kernel are not reused."""
+    return hashlib.sha256(inspect.getsource(DecodeMatmul).encode()).hexdigest()[:16]
+
+
+@anybit.autotune("warps", WARPS)
+@anybit.autotune("stages", STAGES, bucket=decode_bucket)
+class TunedDecodeMatmul(DecodeMatmul):
+    """:class:`~anybit.kernels.DecodeMatmul` with its tunable space declared (``revision``: see
+    :func:`kernel_revision`; it only keys the tuning cache)."""
+
+    def __init__(
+        self,
+        layout: PackedLayout,
+        act_dtype: torch.dtype,
+        *,
+        has_zeros: bool = False,
+        has_bias: bool = False,
+        revision: str = "",
+        warps: int = 4,
+        stages: int = 4,
+    ) -> None:
+        super().__init__(
+            layout, act_dtype, has_zeros=has_zeros, has_bias=has_bias, warps=warps, stages=stages
+        )
+        self.revision = revision
+
+
+def _time_candidate(run, config: dict) -> float:
+    from anybit.runtime.timing import time_cuda
+
+    return time_cuda(run, budget_ms=TUNING_BUDGET_MS)
+
+
+class DecodeTuner(TunedKernel):
+    """The :class:`TunedKernel` of one decode specialisation; builds each configuration once, not per bucket.
+
+    Use :func:`decode_tuner` to get the shared instance of a specialisation.
+    """
+
+    def __init__(self, **fixed) -> None:
+        super().__init__(TunedDecodeMatmul, timer=_time_candidate, **fixed)
+        self._built: dict[tuple[str, str], tuple | str] = {}
+
+    def built(self, config: dict, args: tuple, arch: str) -> tuple | str:
+        """(program, CUDA source) of one configuration for ``arch``, or why it cannot be built (cached)."""
+        key = (bucket_text(config), arch)
+        found = self._built.get(key)
+        if found is None:
+            try:
+                from anybit.runtime import compiler
+
+                program = self.instance(config).program(*args)
+                found = (program, compiler.generate_source(program, arch))
+            except Exception as error:  # one configuration that cannot be built only removes itself
+                lines = str(error).strip().splitlines()
+                found = f"build failed: {type(error).__name__}: {lines[0] if lines else ''}"
+            self._built[key] = found
+        return found
+
+    def _build(self, candidates: list[Candidate], args: tuple, arch: str) -> None:
+        for candidate in candidates:
+            candidate.instance = self.instance(candidate.config)
+            built = self.built(candidate.config, args, arch)
+            if isinstance(built, str):
+                candidate.skipped = built
+            else:
+                candidate.compiled = built
+
+
+@functools.cache
+def decode_tuner(
+    layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool
+) -> DecodeTuner:
+    """The shared tuner of one specialisation (``layout`` as :func:`~anybit.kernels.launch.kernel_layout`
+    gives: N and K do not matter)."""
+    return DecodeTuner(
+        layout=layout,
+        act_dtype=act_dtype,
+        has_zeros=has_zeros,
+        has_bias=has_bias,
+        revision=kernel_revision(),
+    )
+
+
+def tuner_for(layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool) -> DecodeTuner:
+    """The tuner of the specialisation a weight of ``layout`` runs with."""
+    return decode_tuner(kernel_layout(layout), act_dtype, has_zeros, has_bias)
+
+
+def precompile_decode(
+    specialisations: Iterable[tuple[PackedLayout, torch.dtype, bool, bool]], *, arch: str | None = None
+) -> dict[str, int]:
+    """Build and compile every configuration of each ``(layout, act_dtype, has_zeros, has_bias)`` now.
+
+    Programs and CUDA sources are built serially (the front end is not thread-safe); NVRTC runs in a
+    thread pool over all of them at once. Results land in the compile cache, so the first call of each
+    shape only times. Returns counts of ``compiled`` and ``failed`` configurations.
+    """
+    from anybit.runtime.compiler import compile_source
+    from anybit.runtime.device import current_arch
+
+    arch = arch or current_arch()
+    todo = []
+    failed = 0
+    unique = dict.fromkeys(
+        (kernel_layout(layout), act, zeros, bias) for layout, act, zeros, bias in specialisations
+    )
+    for layout, act_dtype, has_zeros, has_bias in unique:
+        tuner = decode_tuner(layout, act_dtype, has_zeros, has_bias)
+        for config in tuner.configs:
+            built = tuner.built(config, (), arch)
+            if isinstance(built, str):
+                failed += 1
+                logger.info("precompile %s %s: %s", layout.dtype.name, config, built)
+            else:
+                todo.append(built)
+
+    def build(item: tuple) -> None:
+        program, source = item
+        compile_source(source, arch=arch, program=program)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+        for future in [pool.submit(build, item) for item in todo]:
+            try:
+                future.result()
+            except Exception as error:  # reported again, per configuration, when that shape is tuned
+                failed += 1
+                logger.info("precompile: %s", error)
+    return {"compiled": len(todo), "failed": failed}

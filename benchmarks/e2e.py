@@ -1,0 +1,262 @@
+"""End-to-end decode: a Llama-architecture model in fp16 against anybit int4 / int3 / int2 / float6_e3m2.
+
+The model is built with ``transformers`` from a config (random weights from the config's own init, normal
+with std 0.02; no download). For each weight type, a copy of the fp16 model has every decoder linear layer
+quantized (``lm_head`` stays fp16, group size 128) and is measured for
+
+* greedy decode speed: ``--new-tokens`` steps at each ``--batches`` size with a static KV cache, one step
+  replayed as a CUDA graph (kernel time, not Python); tokens/s and speedup over fp16;
+* logits agreement with the fp16 model: top-1 agreement and KL(fp16 ‖ quantized) over every position of
+  ``--prompts`` random prompts, with the fp16 model's mean entropy next to ln(vocab) so the reader can see
+  how peaked (how meaningful) the random model's distributions are.
+
+Usage (repository root)::
+
+    python benchmarks/e2e.py --out DIR                    # GPU: Llama-3-8B shapes, 32 layers
+    python benchmarks/e2e.py --quick --out DIR            # GPU: 4 layers, 32 tokens, 32 prompts (short call)
+    python benchmarks/e2e.py --config tiny --device cpu   # CPU interpreter: tiny model (CI smoke run)
+
+Writes ``DIR/e2e.json`` and ``DIR/e2e.md`` and prints the markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import pathlib
+import sys
+import time
+import traceback
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import anybit  # noqa: E402
+from anybit.nn.convert import model_bytes  # noqa: E402
+from anybit.nn.decode import (  # noqa: E402
+    LLAMA_CONFIGS,
+    build_llama,
+    logits_agreement,
+    quantized_copy,
+    time_decode,
+)
+from anybit.nn.linear import format_bytes  # noqa: E402
+
+DEFAULT_TYPES = ("int4", "int3", "int2", "float6_e3m2")
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="llama-3-8b", choices=sorted(LLAMA_CONFIGS))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--layers", type=int, default=None, help="decoder layers (default: the config's)")
+    parser.add_argument("--types", default=",".join(DEFAULT_TYPES), help="comma-separated anybit types")
+    parser.add_argument("--batches", default="1,16", help="comma-separated batch sizes")
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--prompt-length", type=int, default=16, help="prompt tokens before timed decode")
+    parser.add_argument("--prompts", type=int, default=256, help="random prompts for logits agreement")
+    parser.add_argument("--agreement-length", type=int, default=32, help="tokens per agreement prompt")
+    parser.add_argument("--group-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="timed decodes per row (best is kept)")
+    parser.add_argument("--no-graph", action="store_true", help="decode eagerly (no CUDA graph)")
+    parser.add_argument("--quick", action="store_true", help="4 layers, 32 tokens, 32 prompts, 1 repeat")
+    parser.add_argument("--out", type=pathlib.Path, default=None, help="directory for e2e.json / e2e.md")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.layers = args.layers or 4
+        args.new_tokens, args.prompts, args.repeats = 32, 32, 1
+    if args.device == "cpu" and args.config != "tiny":
+        parser.error("the CPU interpreter runs only the tiny config (--config tiny)")
+    return args
+
+
+def environment() -> dict:
+    """Versions and the device, for the report header."""
+    import transformers
+
+    info = {
+        "anybit": anybit.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def measure_model(name: str, model, args, batches: list[int], fp16_rows: dict[int, float]) -> list[dict]:
+    """Decode speed rows of one model (one per batch size); errors are recorded, not raised."""
+    rows = []
+    for batch in batches:
+        row: dict = {"type": name, "batch": batch}
+        try:
+            timing, _ = time_decode(
+                model,
+                batch,
+                new_tokens=args.new_tokens,
+                prompt_length=args.prompt_length,
+                repeats=args.repeats,
+                use_graph=not args.no_graph,
+            )
+            row.update(
+                tokens_per_s=timing.tokens_per_second,
+                ms_per_step=timing.ms_per_step,
+                mode=timing.mode,
+                graph_error=timing.graph_error,
+            )
+            if name == "fp16":
+                fp16_rows[batch] = timing.tokens_per_second
+            if batch in fp16_rows:
+                row["speedup"] = timing.tokens_per_second / fp16_rows[batch]
+        except Exception as error:  # one failing row is a result: record it and go on
+            row["error"] = f"{type(error).__name__}: {error}"
+            row["traceback"] = traceback.format_exc(limit=8)
+        print(json.dumps({key: value for key, value in row.items() if key != "traceback"}), flush=True)
+        rows.append(row)
+    return rows
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    types = [name for name in args.types.split(",") if name]
+    batches = [int(batch) for batch in args.batches.split(",") if batch]
+    started = time.perf_counter()
+    reference = build_llama(args.config, device=device, dtype=torch.float16, layers=args.layers)
+    config = reference.config
+    report: dict = {
+        "environment": environment(),
+        "model": {
+            "config": args.config,
+            "layers": config.num_hidden_layers,
+            "hidden_size": config.hidden_size,
+            "intermediate_size": config.intermediate_size,
+            "vocab_size": config.vocab_size,
+            "init": f"random, normal std {config.initializer_range} (the config's default init)",
+            "fp16_bytes": model_bytes(reference),
+        },
+        "settings": {
+            "group_size": args.group_size,
+            "new_tokens": args.new_tokens,
+            "prompt_length": args.prompt_length,
+            "prompts": args.prompts,
+            "agreement_length": args.agreement_length,
+            "repeats": args.repeats,
+            "device": str(device),
+            "graph": not args.no_graph,
+            "lm_head": "fp16 (skipped)",
+        },
+        "decode": [],
+        "agreement": [],
+        "quantization": [],
+    }
+    fp16_rows: dict[int, float] = {}
+    report["decode"] += measure_model("fp16", reference, args, batches, fp16_rows)
+    for name in types:
+        entry: dict = {"type": name}
+        try:
+            began = time.perf_counter()
+            model, summary = quantized_copy(reference, name, group_size=args.group_size, progress=False)
+            entry.update(
+                seconds=time.perf_counter() - began,
+                model_bytes=summary.model_bytes_after,
+                linear_bytes=summary.linear_bytes_after,
+                skipped=[layer for layer, _ in summary.skipped],
+            )
+        except Exception as error:
+            entry["error"] = f"{type(error).__name__}: {error}"
+            entry["traceback"] = traceback.format_exc(limit=8)
+            report["quantization"].append(entry)
+            print(json.dumps({key: value for key, value in entry.items() if key != "traceback"}), flush=True)
+            continue
+        report["quantization"].append(entry)
+        report["decode"] += measure_model(name, model, args, batches, fp16_rows)
+        try:
+            agreement = logits_agreement(
+                reference,
+                model,
+                prompts=args.prompts,
+                prompt_length=args.agreement_length,
+                chunk=min(32, args.prompts),
+            )
+            report["agreement"].append({"type": name, **agreement.__dict__})
+        except Exception as error:
+            report["agreement"].append({"type": name, "error": f"{type(error).__name__}: {error}"})
+        print(json.dumps(report["agreement"][-1]), flush=True)
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    report["seconds"] = time.perf_counter() - started
+    return report
+
+
+def markdown(report: dict) -> str:
+    """The report as markdown tables."""
+    model, settings = report["model"], report["settings"]
+    graphed = settings["graph"] and settings["device"].startswith("cuda")
+    lines = [
+        f"## End-to-end greedy decode: {model['config']} shapes, {model['layers']} layers",
+        "",
+        f"{report['environment'].get('gpu', settings['device'])}, torch {report['environment']['torch']}, "
+        f"transformers {report['environment']['transformers']}. Weights: {model['init']}. "
+        f"Decoder linear layers quantized with group size {settings['group_size']}, "
+        f"lm_head {settings['lm_head']}. "
+        f"{settings['new_tokens']} decode steps after a {settings['prompt_length']}-token prompt, "
+        "static KV cache, "
+        f"{'one step replayed as a CUDA graph' if graphed else 'eager steps'}; best of "
+        f"{settings['repeats']}.",
+        "",
+        "| type | batch | tokens/s | ms/step | speedup vs fp16 | mode |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report["decode"]:
+        if "error" in row:
+            lines.append(f"| {row['type']} | {row['batch']} | error: {row['error'][:80]} | | | |")
+            continue
+        speedup = f"{row['speedup']:.2f}×" if "speedup" in row else "—"
+        lines.append(
+            f"| {row['type']} | {row['batch']} | {row['tokens_per_s']:.1f} | {row['ms_per_step']:.3f} | "
+            f"{speedup} | {row['mode']} |"
+        )
+    lines += [
+        "",
+        f"Logits agreement with fp16 over every position of {settings['prompts']} random prompts of "
+        f"{settings['agreement_length']} tokens. fp16 entropy vs uniform (ln vocab) shows how peaked the "
+        "random model's next-token distributions are: the closer to uniform, the less top-1 agreement means.",
+        "",
+        "| type | top-1 agreement | KL mean (nats) | KL max | fp16 entropy / uniform | model bytes |",
+        "|---|---|---|---|---|---|",
+    ]
+    sizes = {entry["type"]: entry.get("model_bytes") for entry in report["quantization"]}
+    for row in report["agreement"]:
+        if "error" in row:
+            lines.append(f"| {row['type']} | error: {row['error'][:80]} | | | | |")
+            continue
+        size = sizes.get(row["type"])
+        lines.append(
+            f"| {row['type']} | {100 * row['top1']:.1f}% | {row['kl_mean']:.4f} | {row['kl_max']:.4f} | "
+            f"{row['reference_entropy']:.2f} / {row['uniform_entropy']:.2f} | "
+            f"{format_bytes(size) if size else '—'} |"
+        )
+    lines.append(f"\nfp16 model: {format_bytes(model['fp16_bytes'])}. Total run {report['seconds']:.0f} s.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    report = run(args)
+    text = markdown(report)
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "e2e.json").write_text(json.dumps(report, indent=2))
+        (args.out / "e2e.md").write_text(text + "\n")
+    failed = any("error" in row for row in report["decode"] + report["agreement"] + report["quantization"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""The quantized-matmul benchmark: ``anybit.ops.quantized_matmul`` against the read ceiling and cuBLAS.
+
+Every Llama-3 layer shape and weight type, against the ceilings and anchors measured in the same run.
+
+Usage (on a GPU machine, from the repository root)::
+
+    python benchmarks/matmul.py [--quick] [--out DIR] [--tuning FILE]
+    python -m anybit bench [--quick] [--out DIR]
+
+Suites: ``decode`` (M ∈ {1, 4, 16}: the decode kernel), ``prefill`` (M ∈ {512, 4096}: dequantize + cuBLAS)
+and ``crossover`` (both paths over M, to place the dispatch threshold). Every row is checked against a float64
+reference and timed three ways (CUDA-graph replay with the L2 flushed; eager wall clock per call; host time
+per eager call at M = 1). Writes ``DIR/matmul.json``, ``DIR/matmul.md`` (the section BENCHMARKS.md keeps),
+``DIR/matmul_roofline.png`` and ``DIR/tuning.json`` (every tuned configuration: pass it back with
+``--tuning`` so the next run does not tune). ``--quick`` runs a subset in under 90 s; a time budget
+(``--budget-s``) skips what is left, saying so, rather than running past the device call's limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import pathlib
+import sys
+import time
+import traceback
+import zlib
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from benchmarks import matmul_cases as cases  # noqa: E402
+from benchmarks.harness import gpu_description  # noqa: E402
+from benchmarks.matmul_anchors import (  # noqa: E402
+    CublasAnchors,
+    compute_ceilings,
+    int4pack_rows,
+    read_ceilings,
+    relative_error,
+)
+from benchmarks.matmul_timing import eager_us, graph_us, host_us, rotation_count  # noqa: E402
+
+#: ‖y − ref‖ / ‖ref‖ a row must stay under (the output's rounding dominates: 2^-11 fp16, 2^-8 bf16).
+TOLERANCE = {"float16": 3e-3, "bfloat16": 1.5e-2}
+REFERENCE_ROWS = 64  # rows of x checked against the float64 reference (all of them up to 64)
+DEVICE = "cuda"  # the CPU smoke test of the benchmark's logic sets "cpu"
+
+
+class Budget:
+    """Seconds left for the run; suites check it before each weight and skip the rest once it is spent."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.perf_counter() - self.started
+
+    def spent(self) -> bool:
+        """Whether the budget is used up."""
+        return self.elapsed() > self.seconds
+
+
+class Run:
+    """One benchmark run: options, anchors, results, and where they are written."""
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        self.options = options
+        self.quick = options.quick
+        self.out = pathlib.Path(options.out)
+        self.budget = Budget(options.budget_s if options.budget_s else (80.0 if options.quick else 450.0))
+        self.cublas = CublasAnchors()
+        self.results: dict = {
+            "benchmark": "quantized_matmul",
+            "quick": self.quick,
+            "gpu": gpu_description(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "group_size": cases.GROUP_SIZE,
+            "budget_s": self.budget.seconds,
+            "rows": [],
+            "anchors": [],
+            "crossover": [],
+            "skipped": [],
+        }
+
+    # -- bookkeeping -------------------------------------------------------------------------------------
+    @property
+    def ceiling_tb_s(self) -> float:
+        """The measured read ceiling (TB/s)."""
+        return self.results["ceilings"]["read"]["best_tb_s"]
+
+    def save(self) -> None:
+        """Write what is measured so far (JSON), so a run cut short still leaves its rows."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.results["elapsed_s"] = round(self.budget.elapsed(), 1)
+        self.results["anchors"] = sorted(
+            list(self.cublas.rows.values()) + self.results.get("int4pack", []),
+            key=lambda row: (row["anchor"], row["n"], row["k"], row["m"]),
+        )
+        (self.out / "matmul.json").write_text(json.dumps(self.results, indent=1, default=str))
+
+    def log(self, text: str) -> None:
+        """Progress on stdout with the elapsed time."""
+        print(f"[{self.budget.elapsed():6.1f}s] {text}", flush=True)
+
+    # -- the run -----------------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Ceilings, warm-up compile, then the suites; write JSON, markdown and the roofline plot."""
+        import anybit.ops
+        from anybit.runtime.autotune import export_tuning, load_tuning
+
+        if self.options.tuning:
+            self.results["tuning_loaded"] = load_tuning(self.options.tuning)
+        self.log("ceilings")
+        self.results["ceilings"] = {"read": read_ceilings(), **compute_ceilings()}
+        self.log(f"read ceiling {self.ceiling_tb_s:.2f} TB/s ({self.results['ceilings']['read']['best']})")
+        self.results["decode_max_m"] = anybit.ops.decode_max_m()
+        layers = cases.layer_cases(self.quick)
+        crossover = cases.crossover_cases(self.quick)
+        self.precompile(layers + crossover)
+        self.save()
+        for suite, todo in (("layers", layers), ("crossover", crossover)):
+            self.log(f"suite {suite}: {len(todo)} weights")
+            for case in todo:
+                if self.budget.spent():
+                    self.results["skipped"].append(
+                        {
+                            "suite": suite,
+                            "layer": case.layer,
+                            "type": case.dtype,
+                            "act_dtype": case.act_dtype,
+                            "reason": f"time budget of {self.budget.seconds:.0f} s spent",
+                        }
+                    )
+                    continue
+                self.run_case(case)
+                self.save()
+        self.results["tuning_records"] = export_tuning(self.out / "tuning.json")
+        self.save()
+        self.report()
+        failures = [row for row in self.results["rows"] if row.get("error") or row.get("ok") is False]
+        self.log(
+            f"done: {len(self.results['rows'])} rows, {len(failures)} failed, "
+            f"{len(self.results['skipped'])} weights skipped"
+        )
+        return 1 if failures else 0
+
+    def precompile(self, todo: list[cases.Case]) -> None:
+        """Compile every decode specialisation the suites need, NVRTC in parallel (one thread pool)."""
+        from anybit.kernels import choose_layout
+        from anybit.ops import precompile_decode
+
+        started = time.perf_counter()
+        specialisations = [
+            (
+                choose_layout(case.dtype, case.n, case.k, cases.GROUP_SIZE),
+                getattr(torch, case.act_dtype),
+                case.dtype.startswith("uint"),
+                False,
+            )
+            for case in todo
+        ]
+        try:
+            counts = precompile_decode(specialisations)
+        except Exception as error:  # compiling again per shape later still works; say why it did not here
+            counts = {"error": f"{type(error).__name__}: {error}"}
+        counts["seconds"] = round(time.perf_counter() - started, 1)
+        self.results["precompile"] = counts
+        self.log(f"precompiled decode kernels: {counts}")
+
+    def run_case(self, case: cases.Case) -> None:
+        """Quantize and pack one weight, then measure each M of ``case`` (errors become rows, not crashes)."""
+        base = {
+            "layer": case.layer,
+            "n": case.n,
+            "k": case.k,
+            "type": case.dtype,
+            "act_dtype": case.act_dtype,
+        }
+        try:
+            weight = Weight(case)
+        except Exception as error:
+            self.results["rows"].append(
+                {
+                    "suite": cases.suite_of(min(case.ms)),
+                    **base,
+                    "error": f"quantize/pack: {type(error).__name__}: {error}",
+                    "traceback": traceback.format_exc(limit=4),
+                }
+            )
+            self.log(f"{case.layer} {case.dtype} {case.act_dtype}: quantize/pack failed: {error}")
+            return
+        for m in case.ms:
+            row = {"suite": "crossover" if case.suite == "crossover" else cases.suite_of(m), **base, "m": m}
+            try:
+                if case.suite == "crossover":
+                    self.crossover_row(weight, m, row)
+                else:
+                    self.measure_row(weight, m, row)
+            except Exception as error:
+                row["error"] = f"{type(error).__name__}: {error}"
+                row["traceback"] = traceback.format_exc(limit=6)
+            (self.results["crossover"] if case.suite == "crossover" else self.results["rows"]).append(row)
+            self.log(_one_line(row))
+        if case.dtype == "uint4" and case.act_dtype == "bfloat16" and case.suite != "crossover":
+            xs = {m: weight.x[:m] for m in case.ms if m <= 16 or not self.quick}
+            self.results.setdefault("int4pack", []).extend(
+                int4pack_rows(weight.q, xs, weight.reference, weight.reference_rows)
+            )
+        del weight
+
+    def measure_row(self, weight: Weight, m: int, row: dict) -> None:
+        """Correctness, graph µs, eager µs (and host µs at M = 1) of ``quantized_matmul`` at M rows."""
+        from anybit.ops import choose_path, quantized_matmul
+
+        p = weight.packed
+        x = weight.x[:m]
+        started = time.perf_counter()
+        y = quantized_matmul(x, p)
+        torch.cuda.synchronize()
+        row["first_call_s"] = round(time.perf_counter() - started, 3)
+        row["path"] = choose_path(m)
+        row.update(weight.check(y))
+        small = m <= 16
+        row["graph_us"] = graph_us(lambda: quantized_matmul(x, p), runs=100 if small else 20)
+        copies = weight.copies() if small else [p]  # prefill: device-bound, the weight is read M/16× anyway
+        row["eager_us"] = eager_us(
+            [lambda c=c: quantized_matmul(x, c) for c in copies], repeats=100 if small else 10
+        )
+        if m == 1:
+            row["host_us"] = host_us(lambda: quantized_matmul(x, p), launches=1000)
+        if row["path"] == "dequantize":
+            from anybit.kernels import dequantize_weight
+
+            row["dequantize_us"] = graph_us(lambda: dequantize_weight(p), runs=20)
+        self.derive(row, weight)
+
+    def crossover_row(self, weight: Weight, m: int, row: dict) -> None:
+        """Both paths at M rows: µs of each (graph, flushed) and which is faster."""
+        from anybit.ops import quantized_matmul_path
+
+        x, p = weight.x[:m], weight.packed
+        for path in ("decode", "dequantize"):
+            y = quantized_matmul_path(x, p, path=path)
+            check = weight.check(y)
+            row[f"{path}_relative_error"] = check["relative_error"]
+            row[f"{path}_ok"] = check["ok"]
+            row[f"{path}_us"] = graph_us(lambda path=path: quantized_matmul_path(x, p, path=path), runs=50)
+        row["faster"] = "decode" if row["decode_us"] <= row["dequantize_us"] else "dequantize"
+
+    def derive(self, row: dict, weight: Weight) -> None:
+        """Bytes, TB/s, % of the read ceiling, TFLOP/s and speedups over the anchors."""
+        case, m = weight.case, row["m"]
+        nbits = weight.q.dtype.nbits
+        moved = cases.bytes_moved(
+            m, case.n, case.k, nbits, group_size=cases.GROUP_SIZE, has_zeros=weight.q.zeros is not None
+        )
+        seconds = row["graph_us"] * 1e-6
+        row["nbits"] = nbits
+        row["bytes"] = moved
+        row["tb_s"] = moved / seconds / 1e12
+        row["pct_of_read_ceiling"] = 100.0 * row["tb_s"] / self.ceiling_tb_s
+        row["ideal_us"] = moved / (self.ceiling_tb_s * 1e12) * 1e6
+        row["tflops"] = cases.flops(m, case.n, case.k) / seconds / 1e12
+        row["intensity_flop_per_byte"] = cases.flops(m, case.n, case.k) / moved
+        row["cublas_fp16_us"] = self.cublas.time(m, case.n, case.k, "float16")
+        row["speedup_vs_cublas_fp16"] = row["cublas_fp16_us"] / row["graph_us"]
+        if case.act_dtype == "bfloat16":
+            row["cublas_bf16_us"] = self.cublas.time(m, case.n, case.k, "bfloat16")
+            row["speedup_vs_cublas_bf16"] = row["cublas_bf16_us"] / row["graph_us"]
+
+    def report(self) -> None:
+        """Markdown table and roofline plot from the results (printed and written under --out)."""
+        from benchmarks.matmul_report import markdown, roofline
+
+        text = markdown(self.results)
+        (self.out / "matmul.md").write_text(text)
+        print(text)
+        try:
+            roofline(self.results, self.out / "matmul_roofline.png")
+        except Exception as error:  # the numbers matter more than the picture
+            self.log(f"roofline plot failed: {type(error).__name__}: {error}")
+
+
+class Weight:
+    """One random weight of a case, quantized and packed on the GPU, with x and the float64 reference."""
+
+    def __init__(self, case: cases.Case) -> None:
+        from anybit.kernels import dequantize, pack, quantize
+
+        self.case = case
+        act = getattr(torch, case.act_dtype)
+        seed = zlib.crc32(f"{case.n}x{case.k} {case.dtype} {case.act_dtype}".encode())
+        generator = torch.Generator(device=DEVICE).manual_seed(seed)
+        full = torch.randn(case.n, case.k, device=DEVICE, generator=generator) * 0.02
+        self.q = quantize(full, case.dtype, group_size=cases.GROUP_SIZE, act_dtype=act)
+        del full
+        self.packed = pack(self.q)
+        self.x = torch.randn(max(case.ms), case.k, device=DEVICE, dtype=act, generator=generator)
+        self.reference_rows = min(REFERENCE_ROWS, max(case.ms))
+        dequantized = dequantize(self.q).double()
+        self.reference = self.x[: self.reference_rows].double() @ dequantized.T
+        del dequantized
+        self.tolerance = TOLERANCE[case.act_dtype]
+        self._copies: list | None = None
+
+    def check(self, y: torch.Tensor) -> dict:
+        """Relative error of the first rows of ``y`` against the float64 reference, and whether it passes."""
+        rows = min(self.reference_rows, y.shape[0])
+        error = relative_error(y[:rows], self.reference[:rows])
+        return {"relative_error": error, "ok": bool(error <= self.tolerance)}
+
+    def copies(self) -> list:
+        """The packed weight and enough copies of it that a round over them is 3× the L2."""
+        if self._copies is None:
+            from anybit.kernels import PackedWeight
+
+            p = self.packed
+            nbytes = p.data.numel() + p.scales.numel() * 2 * (2 if p.zeros is not None else 1)
+            self._copies = [p] + [
+                PackedWeight(
+                    p.data.clone(),
+                    p.scales.clone(),
+                    None if p.zeros is None else p.zeros.clone(),
+                    p.layout,
+                    p.act_dtype,
+                )
+                for _ in range(rotation_count(nbytes) - 1)
+            ]
+        return self._copies
+
+
+def _one_line(row: dict) -> str:
+    name = f"{row['suite']:9s} {row['layer']:11s} {row['type']:12s} {row['act_dtype']:8s} M={row['m']:<5d}"
+    if row.get("error"):
+        return f"{name} ERROR {row['error']}"
+    if row["suite"] == "crossover":
+        return f"{name} decode {row['decode_us']:.1f} us, dequantize+cuBLAS {row['dequantize_us']:.1f} us"
+    return (
+        f"{name} {row['graph_us']:8.1f} us  {row['pct_of_read_ceiling']:5.1f}% of ceiling  "
+        f"x{row['speedup_vs_cublas_fp16']:.2f} vs cuBLAS fp16  err {row['relative_error']:.1e}"
+        f"{'' if row['ok'] else '  WRONG'}  eager {row['eager_us']:.1f} us"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a subset that runs in under 90 s")
+    parser.add_argument("--out", default="out/bench", help="directory for matmul.json/.md/_roofline.png")
+    parser.add_argument("--tuning", help="a tuning file (from a previous run's tuning.json) to pin first")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=0.0,
+        help="stop starting new weights after this many seconds (default 80 quick, 450 full)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit status 1 if a row is wrong or failed, 2 without a GPU."""
+    options = build_parser().parse_args(argv)
+    if not torch.cuda.is_available():
+        print("benchmarks/matmul.py: no CUDA GPU (torch.cuda.is_available() is False); it only runs on a GPU")
+        return 2
+    run = Run(options)
+    try:
+        return run.run()
+    finally:
+        run.save()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,295 @@
+"""The quantized-matmul benchmark's results as the markdown section BENCHMARKS.md keeps, and a roofline
+plot."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import statistics
+from collections import defaultdict
+
+
+def _number(value, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _speedup(value) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.2f}×"
+
+
+def _error(row: dict) -> str:
+    if "relative_error" not in row:
+        return "–"
+    text = f"{row['relative_error']:.1e}"
+    return text if row.get("ok", True) else f"**{text} WRONG**"
+
+
+def _row_prefix(row: dict) -> str:
+    shape = f"{row['n']}×{row['k']}"
+    return f"| {row['layer']} | {shape} | {row['type']} | {row['act_dtype']} | {row.get('m', '–')} "
+
+
+def _failed(row: dict) -> str | None:
+    return row.get("error")
+
+
+def header(results: dict) -> list[str]:
+    """GPU, date and ceilings."""
+    ceilings = results.get("ceilings", {})
+    read = ceilings.get("read", {})
+    lines = [
+        "## Quantized matmul (`anybit.ops.quantized_matmul`, `benchmarks/matmul.py`)",
+        "",
+        f"GPU: {results.get('gpu', '?')}  ",
+        f"Date: {results.get('date', '?')}{' (quick subset)' if results.get('quick') else ''}  ",
+        f"Group size {results.get('group_size', 128)}; scales (and zero points for uint types) in the "
+        f"activation dtype; dispatch threshold M ≤ {results.get('decode_max_m', '?')} → decode kernel.  ",
+        'Times: CUDA-graph replay, L2 flushed before each replay, median. "eager": wall clock per call over '
+        "back-to-back eager calls (host + device). % of ceiling: bytes that must move (weights + scales + "
+        "zeros + x + y) / time / the read ceiling below.",
+        "",
+        "### Ceilings (measured in this run)",
+        "",
+        "| what | measured |",
+        "|---|---|",
+    ]
+    for name, rate in read.get("candidates", {}).items():
+        best = " (best: the read ceiling)" if name == read.get("best") else ""
+        lines.append(f"| {name} | {_number(rate, 2)} TB/s{best} |")
+    for key, label in (
+        ("cublas_fp16_tflops", "cuBLAS fp16 GEMM 8192³"),
+        ("cublas_bf16_tflops", "cuBLAS bf16 GEMM 8192³"),
+    ):
+        if key in ceilings:
+            lines.append(f"| {label} | {_number(ceilings[key], 0)} TFLOP/s |")
+    return lines
+
+
+def decode_table(rows: list[dict]) -> list[str]:
+    """One line per decode row."""
+    lines = [
+        "",
+        "| layer | N × K | type | act | M | µs | eager µs | TB/s | % of ceiling | × cuBLAS fp16 "
+        "| × cuBLAS bf16 | rel. error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        prefix = _row_prefix(row)
+        if _failed(row):
+            lines.append(prefix + f"| failed: {_failed(row)} |||||||")
+            continue
+        lines.append(
+            prefix
+            + f"| {_number(row['graph_us'])} | {_number(row.get('eager_us'))} | {_number(row['tb_s'], 2)} "
+            f"| {_number(row['pct_of_read_ceiling'], 0)}% | {_speedup(row['speedup_vs_cublas_fp16'])} "
+            f"| {_speedup(row.get('speedup_vs_cublas_bf16'))} | {_error(row)} |"
+        )
+    return lines
+
+
+def decode_summary(rows: list[dict]) -> list[str]:
+    """Per type and M: median % of the ceiling and median speedup over cuBLAS fp16 across shapes."""
+    groups: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
+    for row in rows:
+        if not _failed(row) and "graph_us" in row:
+            groups[(row["type"], row["act_dtype"], row["m"])].append(row)
+    if not groups:
+        return []
+    lines = [
+        "",
+        "Medians over the shapes, per type and M:",
+        "",
+        "| type | act | M | median % of ceiling | min–max % | median × cuBLAS fp16 | all correct |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (dtype, act, m), members in groups.items():
+        percents = [r["pct_of_read_ceiling"] for r in members]
+        speedups = [r["speedup_vs_cublas_fp16"] for r in members]
+        lines.append(
+            f"| {dtype} | {act} | {m} | {statistics.median(percents):.0f}% "
+            f"| {min(percents):.0f}–{max(percents):.0f}% | {statistics.median(speedups):.2f}× "
+            f"| {'yes' if all(r.get('ok') for r in members) else '**no**'} |"
+        )
+    return lines
+
+
+def prefill_table(rows: list[dict]) -> list[str]:
+    """One line per prefill row."""
+    lines = [
+        "",
+        "### Prefill (M > 16: dequantize + cuBLAS)",
+        "",
+        "| layer | N × K | type | act | M | µs | of which dequantize µs | TFLOP/s | × cuBLAS fp16 "
+        "| × cuBLAS bf16 | rel. error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        prefix = _row_prefix(row)
+        if _failed(row):
+            lines.append(prefix + f"| failed: {_failed(row)} ||||||")
+            continue
+        lines.append(
+            prefix + f"| {_number(row['graph_us'])} | {_number(row.get('dequantize_us'))} "
+            f"| {_number(row['tflops'], 0)} "
+            f"| {_speedup(row['speedup_vs_cublas_fp16'])} | {_speedup(row.get('speedup_vs_cublas_bf16'))} "
+            f"| {_error(row)} |"
+        )
+    return lines
+
+
+def recommended_threshold(crossover: list[dict]) -> int | None:
+    """The largest M up to which the decode kernel was faster for every measured weight (None: no data)."""
+    by_weight: dict[tuple, list[dict]] = defaultdict(list)
+    for row in crossover:
+        if not _failed(row):
+            by_weight[(row["layer"], row["type"], row["act_dtype"])].append(row)
+    if not by_weight:
+        return None
+    limits = []
+    for rows in by_weight.values():
+        best = 0
+        for row in sorted(rows, key=lambda r: r["m"]):
+            if row["faster"] != "decode":
+                break
+            best = row["m"]
+        limits.append(best)
+    return min(limits)
+
+
+def crossover_table(crossover: list[dict]) -> list[str]:
+    """Both paths over M, and the threshold they suggest."""
+    if not crossover:
+        return []
+    lines = [
+        "",
+        "### Crossover: decode kernel vs dequantize + cuBLAS",
+        "",
+        "| layer | type | act | M | decode µs | dequantize + cuBLAS µs | faster |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in crossover:
+        if _failed(row):
+            lines.append(
+                f"| {row['layer']} | {row['type']} | {row['act_dtype']} | {row.get('m')} | failed: "
+                f"{_failed(row)} |||"
+            )
+            continue
+        lines.append(
+            f"| {row['layer']} | {row['type']} | {row['act_dtype']} | {row['m']} "
+            f"| {_number(row['decode_us'])} | {_number(row['dequantize_us'])} | {row['faster']} |"
+        )
+    threshold = recommended_threshold(crossover)
+    if threshold is not None:
+        lines += [
+            "",
+            f"The decode kernel is faster up to M = {threshold} on every weight measured "
+            "(the dispatch threshold should not exceed it).",
+        ]
+    return lines
+
+
+def anchors_table(anchors: list[dict]) -> list[str]:
+    """cuBLAS and torch int4 rows."""
+    lines = [
+        "",
+        "### Anchors (same run)",
+        "",
+        "| anchor | N × K | M | µs | TB/s (weight bytes) | rel. error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in anchors:
+        if "us" not in row:
+            reason = row.get("skipped") or row.get("error") or "not measured"
+            lines.append(f"| {row['anchor']} | {row['n']}×{row['k']} | {row['m']} | {reason} |||")
+            continue
+        bits = 4 if "int4" in row["anchor"] else 16
+        rate = row["n"] * row["k"] * bits / 8 / (row["us"] * 1e-6) / 1e12
+        lines.append(
+            f"| {row['anchor']} | {row['n']}×{row['k']} | {row['m']} | {_number(row['us'])} "
+            f"| {_number(rate, 2)} | {_error(row)} |"
+        )
+    return lines
+
+
+def host_summary(rows: list[dict]) -> list[str]:
+    """Host µs per eager call at M = 1."""
+    values = [row["host_us"] for row in rows if "host_us" in row]
+    if not values:
+        return []
+    return [
+        "",
+        f"Host time per eager call at M = 1: median {statistics.median(values):.1f} µs "
+        f"(min {min(values):.1f}, max {max(values):.1f}; target ≤ 10 µs).",
+    ]
+
+
+def markdown(results: dict) -> str:
+    """The whole section."""
+    rows = results.get("rows", [])
+    decode = [r for r in rows if r["suite"] == "decode"]
+    prefill = [r for r in rows if r["suite"] == "prefill"]
+    lines = header(results)
+    lines += ["", "### Decode (M ≤ 16: the decode kernel)"] + host_summary(decode)
+    lines += decode_summary(decode) + decode_table(decode)
+    lines += prefill_table(prefill) + crossover_table(results.get("crossover", []))
+    lines += anchors_table(results.get("anchors", []))
+    skipped = results.get("skipped", [])
+    if skipped:
+        lines += ["", f"{len(skipped)} weights were not measured: {skipped[0]['reason']}."]
+    return "\n".join(lines) + "\n"
+
+
+def roofline(results: dict, path: pathlib.Path | str) -> None:
+    """Achieved TFLOP/s against arithmetic intensity (FLOP per byte moved), under the measured roofs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ceilings = results["ceilings"]
+    bandwidth = ceilings["read"]["best_tb_s"]
+    peak = ceilings.get("cublas_fp16_tflops", 700.0)
+    figure, axes = plt.subplots(figsize=(9, 6))
+    intensities = [10 ** (i / 20) for i in range(-20, 81)]
+    axes.plot(
+        intensities,
+        [min(peak, bandwidth * i) for i in intensities],
+        color="black",
+        linewidth=1.5,
+        label=f"roofline: {bandwidth:.2f} TB/s read, {peak:.0f} TFLOP/s cuBLAS fp16",
+    )
+    colours = plt.get_cmap("viridis")
+    for suite, marker in (("decode", "o"), ("prefill", "s")):
+        for row in results.get("rows", []):
+            if row["suite"] != suite or "tflops" not in row:
+                continue
+            axes.scatter(
+                row["intensity_flop_per_byte"],
+                row["tflops"],
+                marker=marker,
+                s=14,
+                color=colours(row.get("nbits", 4) / 8),
+                alpha=0.8,
+            )
+    for row in results.get("anchors", []):
+        if "us" in row and row["anchor"].startswith("cuBLAS"):
+            moved = 2 * (row["n"] * row["k"] + row["m"] * (row["k"] + row["n"]))
+            flop = 2 * row["m"] * row["n"] * row["k"]
+            axes.scatter(
+                flop / moved, flop / (row["us"] * 1e-6) / 1e12, marker="x", s=18, color="red", alpha=0.6
+            )
+    axes.scatter([], [], marker="o", color="grey", label="anybit decode (colour: bits)")
+    axes.scatter([], [], marker="s", color="grey", label="anybit prefill (dequantize + cuBLAS)")
+    axes.scatter([], [], marker="x", color="red", label="cuBLAS fp16/bf16")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("arithmetic intensity (FLOP per byte that must move)")
+    axes.set_ylabel("achieved TFLOP/s")
+    axes.set_title(f"Quantized matmul roofline — {results.get('gpu', '')}", fontsize=9)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

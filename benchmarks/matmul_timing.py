@@ -1,0 +1,59 @@
+"""Timing for the quantized-matmul benchmark, on top of :mod:`benchmarks.harness`.
+
+* ``graph_us``: the call captured once in a CUDA graph, replays timed with CUDA events, L2 flushed before each
+  replay (``harness.time_cuda_graph``): the device time a model running under CUDA graphs sees.
+* ``eager_us``: wall clock per eager call over many back-to-back calls (host + device: whichever is longer
+  sets the pace), rotating through several weight copies so that small weights do not stay in L2.
+* ``host_us``: host time per eager call alone, in batches short enough that the launch queue never fills.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from benchmarks.harness import time_cuda_graph
+
+
+def graph_us(fn: Callable[[], object], *, runs: int = 100) -> float:
+    """Median µs of ``fn`` replayed from a CUDA graph with the L2 flushed before every replay."""
+    return time_cuda_graph(fn, runs=runs, flush=True).median_us
+
+
+def rotation_count(weight_bytes: int, *, limit: int = 32) -> int:
+    """How many weight copies make one rotation at least 3× the L2 (1 when a weight already is)."""
+    properties = torch.cuda.get_device_properties(torch.cuda.current_device())
+    l2_bytes = getattr(properties, "L2_cache_size", 64 << 20) or (64 << 20)
+    return max(1, min(limit, -(-3 * l2_bytes // max(1, weight_bytes))))
+
+
+def eager_us(calls: Sequence[Callable[[], object]], *, repeats: int = 200) -> float:
+    """Wall-clock µs per call of ``calls`` run round-robin ``repeats`` times (after a warm-up round)."""
+    for call in calls:
+        call()
+    torch.cuda.synchronize()
+    count = len(calls)
+    started = time.perf_counter()
+    for index in range(repeats):
+        calls[index % count]()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - started) / repeats * 1e6
+
+
+def host_us(call: Callable[[], object], *, launches: int = 2000, batch: int = 50) -> float:
+    """Host µs per call, timed in batches of ``batch`` with an uncounted synchronisation between them."""
+    for _ in range(batch):
+        call()
+    torch.cuda.synchronize()
+    total = 0.0
+    done = 0
+    while done < launches:
+        started = time.perf_counter()
+        for _ in range(batch):
+            call()
+        total += time.perf_counter() - started
+        done += batch
+        torch.cuda.synchronize()
+    return total / done * 1e6

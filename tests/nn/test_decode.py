@@ -1,0 +1,83 @@
+"""Greedy decode with a static cache, logits agreement, the e2e benchmark and the demo, on the CPU."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from anybit.cli import main as cli_main  # noqa: E402
+from anybit.nn.decode import GreedyDecoder, build_llama, logits_agreement, quantized_copy, time_decode  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_greedy_decoder_matches_transformers_generate() -> None:
+    model = build_llama("tiny", dtype=torch.float32)
+    prompt = torch.randint(0, model.config.vocab_size, (2, 5), generator=torch.Generator().manual_seed(0))
+    expected = model.generate(
+        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6, do_sample=False, pad_token_id=0
+    )[:, 5:]
+    decoder = GreedyDecoder(model, 2, 16)
+    assert torch.equal(decoder.generate(prompt, 6), expected)
+    assert torch.equal(decoder.generate(prompt, 6), expected)  # the cache resets between generations
+    assert decoder.mode == "eager"
+
+
+def test_time_decode_and_agreement_of_a_quantized_model() -> None:
+    reference = build_llama("tiny", layers=1)
+    model, summary = quantized_copy(reference, "int4", progress=False)
+    assert len(summary.layers) == 7
+    timing, tokens = time_decode(model, 1, new_tokens=2, prompt_length=4, repeats=1)
+    assert tokens.shape == (1, 2) and timing.tokens_per_second > 0 and timing.mode == "eager"
+    same = logits_agreement(reference, reference, prompts=2, prompt_length=4)
+    assert same.top1 == 1.0 and same.kl_mean == pytest.approx(0, abs=1e-6) and same.positions == 8
+    found = logits_agreement(reference, model, prompts=2, prompt_length=4)
+    assert 0 <= found.kl_mean < 0.1 and found.reference_entropy <= found.uniform_entropy + 1e-4
+
+
+def test_e2e_benchmark_tiny_cpu(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    sys.modules.pop("benchmarks.e2e", None)
+    from benchmarks import e2e
+
+    arguments = [
+        "--config",
+        "tiny",
+        "--device",
+        "cpu",
+        "--layers",
+        "1",
+        "--types",
+        "int4",
+        "--batches",
+        "1",
+        "--new-tokens",
+        "2",
+        "--prompt-length",
+        "4",
+        "--prompts",
+        "2",
+        "--agreement-length",
+        "4",
+        "--repeats",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
+    assert e2e.main(arguments) == 0
+    report = json.loads((tmp_path / "e2e.json").read_text())
+    assert [row["type"] for row in report["decode"]] == ["fp16", "int4"]
+    assert report["agreement"][0]["type"] == "int4" and "std 0.02" in report["model"]["init"]
+    assert "| int4 | 1 |" in (tmp_path / "e2e.md").read_text()
+
+
+def test_cpu_demo_runs(capsys: pytest.CaptureFixture) -> None:
+    assert cli_main(["demo", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "float6_e3m2" in text and "FAIL" not in text and "__global__" in text

@@ -1,0 +1,44 @@
+"""The nn layer on a GPU: QuantizedLinear against its reference, and greedy decode under a CUDA graph."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import anybit
+from anybit.nn import QuantizedLinear
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA)"),
+]
+
+
+@pytest.mark.parametrize("dtype", ["int4", "uint4", "int3", "int2", "float6_e3m2"])
+@pytest.mark.parametrize("rows", [1, 16, 64])
+def test_quantized_linear_on_cuda(dtype: str, rows: int) -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(512, 256, device="cuda", dtype=torch.float16)
+    layer = QuantizedLinear.from_linear(linear, dtype, group_size=128)
+    assert layer.packed.is_cuda
+    x = torch.randn(rows, 512, device="cuda", dtype=torch.float16)
+    y = layer(x)
+    reference = x.double() @ layer.dequantize().double().t() + layer.bias.double()
+    error = float((y.double() - reference).norm() / reference.norm())
+    assert torch.isfinite(y).all() and error < 2e-3, error
+
+
+def test_greedy_decode_under_a_cuda_graph_matches_eager() -> None:
+    transformers = pytest.importorskip("transformers")
+    assert transformers
+    from anybit.nn.decode import GreedyDecoder, build_llama
+
+    model = build_llama("tiny", device="cuda")
+    anybit.quantize_model(model, "int4", progress=False)
+    prompt = torch.randint(0, model.config.vocab_size, (4, 8), generator=torch.Generator().manual_seed(0))
+    graphed = GreedyDecoder(model, 4, 32)
+    tokens = graphed.generate(prompt, 12)
+    assert graphed.mode == "cuda-graph", graphed.graph_error
+    eager = GreedyDecoder(model, 4, 32, use_graph=False).generate(prompt, 12)
+    assert torch.equal(tokens, eager)

@@ -1,0 +1,135 @@
+"""QuantizedLinear: construction, forward against the dequantized reference, state round trips, errors."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from anybit import kernels
+from anybit.nn import QuantizedLinear
+
+TYPES = ["int4", "uint4", "int3", "float6_e3m2"]
+
+
+def make_linear(k: int = 128, n: int = 32, bias: bool = True, seed: int = 0) -> nn.Linear:
+    torch.manual_seed(seed)
+    return nn.Linear(k, n, bias=bias)
+
+
+@pytest.mark.parametrize("dtype", TYPES)
+def test_from_linear_matches_kernels_quantize(dtype: str) -> None:
+    linear = make_linear()
+    layer = QuantizedLinear.from_linear(linear, dtype, group_size=64)
+    expected = kernels.dequantize(
+        kernels.quantize(linear.weight.detach(), dtype, group_size=64, act_dtype=torch.float16)
+    )
+    assert torch.equal(layer.dequantize(), expected)
+    assert layer.weight_dtype.name == dtype
+    assert layer.zero_point == (dtype == "uint4")
+    assert layer.bias.dtype == torch.float16
+
+
+@pytest.mark.parametrize("dtype", ["int4", "uint4", "float6_e3m2"])
+def test_forward_matches_dequantized_reference(dtype: str) -> None:
+    linear = make_linear()
+    layer = QuantizedLinear.from_linear(linear, dtype, group_size=128)
+    x = torch.randn(2, 128)
+    y = layer(x)
+    assert y.dtype == torch.float32 and y.shape == (2, 32)  # computed in fp16, returned in x's dtype
+    x16 = x.half().float()
+    reference = x16 @ layer.dequantize().t() + layer.bias.float()
+    assert torch.allclose(y, reference, atol=2e-2, rtol=1e-2), (y - reference).abs().max()
+
+
+def test_forward_keeps_leading_dims_and_no_bias() -> None:
+    layer = QuantizedLinear.from_linear(make_linear(bias=False), "int4", group_size=128)
+    assert layer.bias is None
+    x = torch.randn(2, 1, 128, dtype=torch.float16)
+    y = layer(x)
+    assert y.shape == (2, 1, 32) and y.dtype == torch.float16
+    reference = x.float() @ layer.dequantize().t()
+    assert torch.allclose(y.float(), reference, atol=2e-2, rtol=1e-2)
+
+
+def test_repr_names_type_group_and_bytes() -> None:
+    text = repr(QuantizedLinear.from_linear(make_linear(), "int3", group_size=64))
+    for part in (
+        "in_features=128",
+        "out_features=32",
+        "dtype=int3",
+        "group_size=64",
+        "bytes=",
+        "bits/weight",
+    ):
+        assert part in text
+
+
+def test_bits_per_weight_counts_scales() -> None:
+    layer = QuantizedLinear.from_linear(make_linear(k=256, n=64), "int4", group_size=128)
+    assert layer.bits_per_weight == pytest.approx(4 + 16 / 128)
+
+
+def test_state_dict_round_trip_into_empty_layer_of_other_type() -> None:
+    source = QuantizedLinear.from_linear(make_linear(), "uint4", group_size=64)
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert not any("weight" == key for key in state)  # only the packed form is saved
+    target = QuantizedLinear(128, 32, dtype="int8", group_size=128)  # other type, group, no zeros
+    target.load_state_dict(state)
+    assert target.weight_dtype.name == "uint4" and target.group_size == 64 and target.zero_point
+    assert torch.equal(target.dequantize(), source.dequantize())
+    assert torch.equal(target.bias, source.bias)
+
+
+def test_load_drops_zeros_absent_from_state() -> None:
+    source = QuantizedLinear.from_linear(make_linear(), "int4", group_size=128)
+    target = QuantizedLinear(128, 32, dtype="uint4", group_size=128)
+    assert target.zero_point
+    target.load_state_dict(source.state_dict())
+    assert not target.zero_point and target.weight_dtype.name == "int4"
+
+
+def test_dtype_changes_keep_packed_form() -> None:
+    layer = QuantizedLinear.from_linear(make_linear(), "uint4", group_size=128)
+    before = layer.dequantize()
+    layer.float()  # the kernels cannot compute in float32: scales stay float16
+    assert layer.act_dtype == torch.float16 and layer.scales.dtype == torch.float16
+    assert layer.packed.dtype == torch.uint8 and torch.equal(layer.dequantize(), before)
+    layer.to(torch.bfloat16)  # a bfloat16 model: the layer computes in bfloat16
+    assert layer.act_dtype == torch.bfloat16 and layer.zeros.dtype == torch.bfloat16
+    assert layer.bias.dtype == torch.bfloat16
+
+
+def test_bfloat16_linear_gives_bfloat16_layer() -> None:
+    linear = make_linear().to(torch.bfloat16)
+    layer = QuantizedLinear.from_linear(linear, "int4", group_size=128)
+    assert layer.act_dtype == torch.bfloat16 and layer.scales.dtype == torch.bfloat16
+    y = layer(torch.randn(1, 128, dtype=torch.bfloat16))
+    assert y.dtype == torch.bfloat16
+
+
+def test_to_linear_is_the_reference() -> None:
+    layer = QuantizedLinear.from_linear(make_linear(), "int4", group_size=128)
+    linear = layer.to_linear()
+    assert linear.weight.dtype == torch.float16
+    assert torch.equal(linear.weight.float(), layer.dequantize().half().float())
+
+
+def test_unsupported_shapes_say_what_is_needed() -> None:
+    with pytest.raises(ValueError, match=r"in_features=100.*expected"):
+        QuantizedLinear.from_linear(nn.Linear(100, 32), "int4", group_size=128)
+    with pytest.raises(ValueError, match="QuantizedLinear"):
+        QuantizedLinear.from_linear(nn.Linear(128, 30), "int4", group_size=128)
+    with pytest.raises(ValueError, match="int9"):
+        QuantizedLinear.from_linear(nn.Linear(128, 32), "int9")
+
+
+def test_wrong_input_width_is_refused() -> None:
+    layer = QuantizedLinear.from_linear(make_linear(), "int4", group_size=128)
+    with pytest.raises(ValueError, match=r"expected input \[\.\.\., 128\]"):
+        layer(torch.randn(1, 64))

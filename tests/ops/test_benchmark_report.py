@@ -1,0 +1,130 @@
+"""The quantized-matmul benchmark's CPU parts: its cases, byte model, markdown, roofline and CLI entry."""
+
+from __future__ import annotations
+
+import math
+
+from anybit.cli import main as cli_main
+from benchmarks import matmul_cases as cases
+from benchmarks.matmul import build_parser
+from benchmarks.matmul_report import markdown, recommended_threshold, roofline
+
+
+def test_suites_cover_the_brief():
+    full = cases.layer_cases(quick=False)
+    assert len(full) == 8 * 14 * 2 and all(c.ms == (1, 4, 16, 512, 4096) for c in full)
+    assert {cases.suite_of(m) for m in full[0].ms} == {"decode", "prefill"}
+    quick = cases.layer_cases(quick=True)
+    assert len(quick) == 3 * 5 + 1
+    assert sum(m > 16 for c in quick for m in c.ms) == 1  # one prefill row
+    assert {c.act_dtype for c in quick} == {"float16", "bfloat16"}
+    assert all(c.ms == cases.CROSSOVER_MS for c in cases.crossover_cases(quick=False))
+
+
+def test_bytes_that_must_move():
+    # int4 8192 × 8192, group 128, fp16 scales, no zeros, M = 1: 32 MiB + 1 MiB scales + x + y.
+    moved = cases.bytes_moved(1, 8192, 8192, 4, group_size=128, has_zeros=False)
+    assert moved == 8192 * 8192 // 2 + 64 * 8192 * 2 + 8192 * 2 + 8192 * 2
+    assert cases.bytes_moved(1, 8192, 8192, 4, group_size=128, has_zeros=True) == moved + 64 * 8192 * 2
+    assert cases.weight_bytes(8, 128, 3) == 384
+
+
+def results() -> dict:
+    row = {
+        "suite": "decode",
+        "layer": "70B o",
+        "n": 8192,
+        "k": 8192,
+        "type": "uint4",
+        "act_dtype": "bfloat16",
+        "m": 1,
+        "nbits": 4,
+        "graph_us": 10.0,
+        "eager_us": 14.0,
+        "host_us": 7.5,
+        "tb_s": 3.5,
+        "pct_of_read_ceiling": 80.0,
+        "speedup_vs_cublas_fp16": 3.0,
+        "speedup_vs_cublas_bf16": 2.9,
+        "relative_error": 1e-3,
+        "ok": True,
+        "tflops": 13.0,
+        "intensity_flop_per_byte": 3.9,
+    }
+    prefill = {
+        **row,
+        "suite": "prefill",
+        "m": 4096,
+        "graph_us": 900.0,
+        "dequantize_us": 60.0,
+        "tflops": 600.0,
+        "intensity_flop_per_byte": 2000.0,
+        "speedup_vs_cublas_fp16": 0.9,
+    }
+    crossover = [
+        {
+            "suite": "crossover",
+            "layer": "70B o",
+            "type": "uint4",
+            "act_dtype": "float16",
+            "m": m,
+            "decode_us": d,
+            "dequantize_us": q,
+            "faster": "decode" if d <= q else "dequantize",
+        }
+        for m, d, q in ((8, 10.0, 60.0), (16, 12.0, 61.0), (32, 70.0, 62.0))
+    ]
+    return {
+        "gpu": "NVIDIA H200",
+        "date": "2026-11-28",
+        "group_size": 128,
+        "decode_max_m": 16,
+        "ceilings": {
+            "read": {
+                "candidates": {"torch amax fp32 4 GiB": 4.35},
+                "best": "torch amax fp32 4 GiB",
+                "best_tb_s": 4.35,
+            },
+            "cublas_fp16_tflops": 742.0,
+            "cublas_bf16_tflops": 760.0,
+        },
+        "rows": [row, prefill, {**row, "m": 4, "error": "RuntimeError: boom"}],
+        "crossover": crossover,
+        "anchors": [
+            {"anchor": "cuBLAS float16", "m": 1, "n": 8192, "k": 8192, "us": 45.9},
+            {"anchor": "torch._weight_int4pack_mm", "m": 1, "n": 8192, "k": 8192, "skipped": "no such op"},
+        ],
+        "skipped": [],
+    }
+
+
+def test_markdown_has_every_section_and_no_placeholders():
+    text = markdown(results())
+    for heading in ("### Ceilings", "### Decode", "### Prefill", "### Crossover", "### Anchors"):
+        assert heading in text
+    assert "4.35 TB/s (best" in text and "742 TFLOP/s" in text
+    assert "| 70B o | 8192×8192 | uint4 | bfloat16 | 1 | 10.0 | 14.0 | 3.50 | 80% | 3.00× | 2.90× |" in text
+    assert "failed: RuntimeError: boom" in text and "no such op" in text
+    assert "faster up to M = 16" in text and "median 7.5 µs" in text
+    assert "nan" not in text.lower()
+
+
+def test_recommended_threshold():
+    assert recommended_threshold(results()["crossover"]) == 16
+    assert recommended_threshold([]) is None
+
+
+def test_roofline_png(tmp_path):
+    path = tmp_path / "roofline.png"
+    roofline(results(), path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_options_and_cli_entry(capsys):
+    options = build_parser().parse_args(["--quick", "--out", "x"])
+    assert options.quick and options.out == "x" and math.isclose(options.budget_s, 0.0)
+    try:
+        cli_main(["bench", "--help"])
+    except SystemExit as exit_:
+        assert exit_.code == 0
+    assert "--quick" in capsys.readouterr().out

@@ -1,0 +1,77 @@
+"""The benchmark's logic end to end on the CPU: small shapes on the interpreter, the timers and the anchors
+replaced by stand-ins (the numbers mean nothing; the rows, checks, files and report must all be there)."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import torch
+
+import anybit.ops
+from benchmarks import matmul, matmul_cases
+
+
+def run_once(fn, **_) -> float:
+    fn()
+    return 1.0
+
+
+def run_each(calls, **_) -> float:
+    for call in calls:
+        call()
+    return 2.0
+
+
+def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
+    monkeypatch.setattr(matmul, "DEVICE", "cpu")
+    small = (("8B o", 64, 256), ("70B o", 128, 256), ("70B gate_up", 256, 128))
+    monkeypatch.setattr(matmul_cases, "SHAPES", small)
+    monkeypatch.setattr(matmul, "graph_us", run_once)
+    monkeypatch.setattr(matmul, "eager_us", run_each)
+    monkeypatch.setattr(matmul, "host_us", run_once)
+    monkeypatch.setattr(matmul, "rotation_count", lambda nbytes: 2)
+    monkeypatch.setattr(matmul, "gpu_description", lambda: "CPU (smoke test)")
+    monkeypatch.setattr(
+        matmul,
+        "read_ceilings",
+        lambda: {"candidates": {"stand-in": 4.0}, "best": "stand-in", "best_tb_s": 4.0},
+    )
+    monkeypatch.setattr(matmul, "compute_ceilings", lambda: {"cublas_fp16_tflops": 700.0})
+    monkeypatch.setattr(
+        matmul.CublasAnchors,
+        "_measure",
+        staticmethod(
+            lambda m, n, k, act: {
+                "anchor": f"cuBLAS {act}",
+                "m": m,
+                "n": n,
+                "k": k,
+                "act_dtype": act,
+                "us": 3.0,
+            }
+        ),
+    )
+    monkeypatch.setattr(anybit.ops, "precompile_decode", lambda specialisations: {"compiled": 0, "failed": 0})
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    options = types.SimpleNamespace(quick=True, out=str(tmp_path), tuning=None, budget_s=600.0)
+    status = matmul.Run(options).run()
+    results = json.loads((tmp_path / "matmul.json").read_text())
+    failed = [row for row in results["rows"] if row.get("error") or not row.get("ok")]
+    assert not failed, failed
+    assert status == 0
+    suites = [row["suite"] for row in results["rows"]]
+    assert suites.count("decode") == 2 * (3 * 5 + 1) and suites.count("prefill") == 1
+    prefill = next(row for row in results["rows"] if row["suite"] == "prefill")
+    assert prefill["path"] == "dequantize" and prefill["m"] == 4096 and "dequantize_us" in prefill
+    decode = results["rows"][0]
+    assert decode["path"] == "decode" and decode["speedup_vs_cublas_fp16"] == 3.0 and "host_us" in decode
+    assert decode["bytes"] == matmul_cases.bytes_moved(1, 64, 256, 2, group_size=128, has_zeros=True)
+    assert len(results["crossover"]) == 4 and all(
+        r["decode_ok"] and r["dequantize_ok"] for r in results["crossover"]
+    )
+    int4 = [row for row in results["anchors"] if row["anchor"] == "torch._weight_int4pack_mm"]
+    assert [row["m"] for row in int4] == [1, 16]  # on the CPU they fail (a CUDA op), and say so
+    text = (tmp_path / "matmul.md").read_text()
+    assert "### Decode" in text and "### Prefill" in text and "### Anchors" in text
+    assert (tmp_path / "matmul_roofline.png").exists() and (tmp_path / "tuning.json").exists()

@@ -1,0 +1,131 @@
+"""Dispatch: the threshold, its environment variable, which path each M takes, the kept launch state."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import anybit.ops as ops
+from anybit.ops import plan as plan_module
+from anybit.ops.plan import WeightPlan
+
+from .helpers import packed_weight, reference, relative_error
+
+
+def test_threshold_defaults_to_16_and_can_be_set():
+    assert ops.decode_max_m() == 16
+    assert ops.choose_path(1) == "decode" and ops.choose_path(16) == "decode"
+    assert ops.choose_path(17) == "dequantize"
+    assert ops.set_decode_max_m(4) == 16
+    assert ops.choose_path(5) == "dequantize"
+    with pytest.raises(ValueError, match="non-negative int"):
+        ops.set_decode_max_m(-1)
+
+
+def test_threshold_from_the_environment():
+    code = "import anybit.ops as o; print(o.decode_max_m())"
+    env = {"ANYBIT_DECODE_MAX_M": "8", "PATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "8", result.stderr
+
+
+@pytest.mark.parametrize("m, path", [(1, "decode"), (16, "decode"), (17, "dequantize"), (64, "dequantize")])
+def test_each_m_takes_its_path(monkeypatch, m, path):
+    taken = []
+    monkeypatch.setattr(
+        WeightPlan, "decode_reference", lambda self, *a: taken.append("decode") or a[0][..., :1]
+    )
+    monkeypatch.setattr(
+        WeightPlan, "dequantize_matmul", lambda self, *a: taken.append("dequantize") or a[0][..., :1]
+    )
+    _, p = packed_weight("uint4", 32, 128)
+    ops.quantized_matmul(torch.randn(m, 128).half(), p)
+    assert taken == [path]
+
+
+def test_leading_dimensions_count_as_rows(monkeypatch):
+    taken = []
+    monkeypatch.setattr(WeightPlan, "dequantize_matmul", lambda self, *a: taken.append(a[0].shape) or a[0])
+    _, p = packed_weight("uint4", 32, 128)
+    ops.quantized_matmul(torch.randn(3, 6, 128).half(), p)  # 18 rows > 16
+    assert taken == [torch.Size([3, 6, 128])]
+
+
+def test_forced_paths_agree():
+    q, p = packed_weight("int4", 32, 256)
+    x = torch.randn(5, 256).half()
+    expected = reference(x, q)
+    for path in ("decode", "dequantize"):
+        assert relative_error(ops.quantized_matmul_path(x, p, path=path), expected) < 2e-3
+    with pytest.raises(ValueError, match="expected path 'decode', 'dequantize'"):
+        ops.quantized_matmul_path(x, p, path="fast")
+
+
+def test_one_plan_per_layout_and_weights_found_by_identity():
+    _, p = packed_weight("uint4", 32, 128, seed=1)
+    _, p2 = packed_weight("uint4", 32, 128, seed=2)
+    assert ops.plan_of(p) is ops.plan_of(p) is ops.plan_of(p2)
+    _, other = packed_weight("uint4", 64, 128)
+    assert ops.plan_of(other) is not ops.plan_of(p)
+
+
+class FakeCompiled:
+    """Stands in for a CompiledKernel: records launches."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.launches = []
+        self.launcher = self
+        self.user_params = [SimpleNamespace(name=name) for name in plan_module.DECODE_PARAMETERS]
+
+    def launch(self, args: tuple) -> None:
+        self.launches.append(args)
+
+
+class FakeTuner:
+    def __init__(self) -> None:
+        self.selected = []
+
+    def select(self, args: tuple) -> dict:
+        self.selected.append(args)
+        return {"warps": 2, "stages": 3}
+
+    def instance(self, config: dict) -> str:
+        return f"instance {config}"
+
+
+def test_gpu_path_tunes_once_then_launches_the_kept_kernel(monkeypatch):
+    """The CUDA branch of a plan, on CPU tensors with the tuner and the launch faked: argument order, and
+    that only the first call of each M selects a configuration."""
+    import anybit.runtime.compiler as compiler
+
+    tuner, compiled = FakeTuner(), FakeCompiled()
+    first = []
+    monkeypatch.setattr(plan_module, "tuner_for", lambda *a: tuner)
+    monkeypatch.setattr(
+        compiler, "launch_script", lambda kernel, args: first.append((kernel, args)) or compiled
+    )
+    _, p = packed_weight("uint4", 32, 128)
+    plan = ops.plan_of(p)
+    plan.on_cuda = True
+    bias = torch.randn(32).half()
+    x = torch.randn(2, 128).half()
+    ops.quantized_matmul(x, p, bias)
+    assert len(tuner.selected) == 1 and first[0][0] == "instance {'warps': 2, 'stages': 3}"
+    args = first[0][1]
+    assert (
+        args[0] is x and args[1] is p.data and args[2] is p.scales and args[3] is p.zeros and args[4] is bias
+    )
+    assert args[5].shape == (2, 32) and args[6:] == (2, 32, 128)
+    y = ops.quantized_matmul(x, p, bias)
+    assert len(tuner.selected) == 1 and len(compiled.launches) == 1
+    launched = compiled.launches[0]
+    assert launched[0] is x and launched[4] is bias and launched[5] is y and launched[6:] == (2, 32, 128)
+    ops.quantized_matmul(x, p)  # without bias: another specialisation, selected once more
+    assert len(tuner.selected) == 2 and first[1][1][4] is p.scales

@@ -1,0 +1,146 @@
+"""GPU tier of ``anybit.ops.quantized_matmul``: correctness on both paths, CUDA graphs, torch.compile, the
+autotune cache, and the eager host time per call (printed, not asserted)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+import anybit.ops as ops
+from anybit.runtime import cache
+
+from .helpers import packed_weight, reference, relative_error, requires_gpu
+
+pytestmark = [pytest.mark.gpu, requires_gpu]
+
+TOLERANCE = {torch.float16: 3e-3, torch.bfloat16: 1.5e-2}
+N, K = 1024, 2048
+
+
+def check(y: torch.Tensor, expected: torch.Tensor, act: torch.dtype, what: str) -> None:
+    error = relative_error(y, expected)
+    assert error < TOLERANCE[act], f"{what}: relative error {error:.3g} (NaN: wrong or unwritten output)"
+
+
+@pytest.mark.parametrize("act", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("dtype", ["uint4", "int8", "float6_e3m2", "uint3"])
+def test_correct_for_every_m_on_the_gpu(dtype, act):
+    q, p = packed_weight(dtype, N, K, act_dtype=act, device="cuda")
+    bias = torch.randn(N, device="cuda").to(act)
+    for m in (1, 4, 16, 33, 512):
+        x = torch.randn(m, K, device="cuda").to(act)
+        y = ops.quantized_matmul(x, p, bias)
+        assert y.shape == (m, N) and y.dtype == act and y.device == x.device
+        check(y, reference(x, q, bias), act, f"{dtype} {act} M={m} ({ops.choose_path(m)} path)")
+
+
+def test_both_paths_agree_with_leading_dimensions():
+    q, p = packed_weight("int4", N, K, device="cuda")
+    x = torch.randn(2, 5, K, device="cuda").half()
+    expected = reference(x.reshape(-1, K), q).reshape(2, 5, N)
+    for path in ("decode", "dequantize"):
+        check(ops.quantized_matmul_path(x, p, path=path), expected, torch.float16, f"{path} path")
+
+
+def test_cuda_graph_capture_and_replay():
+    q, p = packed_weight("uint4", N, K, device="cuda")
+    bias = torch.randn(N, device="cuda").half()
+    for m in (1, 64):  # the decode kernel and dequantize + cuBLAS
+        x = torch.randn(m, K, device="cuda").half()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            ops.quantized_matmul(x, p, bias)  # tune, compile and load outside the capture
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            y = ops.quantized_matmul(x, p, bias)
+        for _ in range(2):
+            x.copy_(torch.randn(m, K, device="cuda").half())
+            y.fill_(float("nan"))
+            graph.replay()
+            torch.cuda.synchronize()
+            check(y, reference(x, q, bias), torch.float16, f"graph replay M={m}")
+
+
+def test_torch_compile_fullgraph_on_the_gpu():
+    q, p = packed_weight("float4_e2m1", N, K, act_dtype=torch.bfloat16, device="cuda")
+    bias = torch.randn(N, device="cuda").bfloat16()
+
+    @torch.compile(fullgraph=True)
+    def layer(x):
+        return torch.nn.functional.silu(ops.quantized_matmul(x, p, bias))
+
+    for m in (1, 8, 40):
+        x = torch.randn(m, K, device="cuda").bfloat16()
+        expected = torch.nn.functional.silu(reference(x, q, bias))
+        check(layer(x), expected, torch.bfloat16, f"torch.compile M={m}")
+
+
+def test_first_call_tunes_fast_and_a_cached_call_compiles_nothing(monkeypatch, capsys):
+    q, p = packed_weight("int6", 3072, 4096, device="cuda")
+    x = torch.randn(1, 4096, device="cuda").half()
+    started = time.perf_counter()
+    y = ops.quantized_matmul(x, p)
+    torch.cuda.synchronize()
+    first = time.perf_counter() - started
+    check(y, reference(x, q), torch.float16, "first call")
+    with capsys.disabled():
+        print(
+            f"\nfirst call of a new shape and type (tuning {ops.decode_max_m()} ≥ M = 1, cold caches): "
+            f"{first:.2f} s"
+        )
+    assert first < 20.0, f"first-call tuning took {first:.1f} s, the target is < 20 s"
+    # As a new process would: no plans, no tuners, an empty memory cache; the disk caches stay.
+    ops.clear_plans()
+    from anybit.ops import tuning
+
+    tuning.decode_tuner.cache_clear()
+    cache.clear_memory_cache()
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("a cached call ran NVRTC")
+
+    monkeypatch.setattr(cache, "compile_cubin", no_compiling)
+    monkeypatch.setenv("ANYBIT_AUTOTUNE", "0")  # and would not tune: the disk tuning cache must answer
+    check(ops.quantized_matmul(x, p), reference(x, q), torch.float16, "cached call")
+
+
+def test_eager_host_time_per_call(capsys):
+    _, p = packed_weight("uint4", 4096, 4096, device="cuda")
+    x = torch.randn(1, 4096, device="cuda").half()
+    dense = torch.randn(4096, 4096, device="cuda").half()
+    for _ in range(20):
+        ops.quantized_matmul(x, p)
+        x @ dense.T
+    torch.cuda.synchronize()
+
+    def host_us(call, launches: int = 2000, batch: int = 50) -> float:
+        total = 0.0
+        for _ in range(launches // batch):
+            started = time.perf_counter()
+            for _ in range(batch):
+                call()
+            total += time.perf_counter() - started
+            torch.cuda.synchronize()
+        return total / launches * 1e6
+
+    ours = host_us(lambda: ops.quantized_matmul(x, p))
+    cublas = host_us(lambda: x @ dense.T)
+    plan = ops.plan_of(p)
+    launch = plan.decode_launch(1, has_zeros=True, has_bias=False)
+    y = torch.empty(1, 4096, device="cuda", dtype=torch.float16)
+    raw = host_us(lambda: launch((x, p.data, p.scales, p.zeros, p.scales, y, 1, 4096, 4096)))
+    with capsys.disabled():
+        print(
+            f"\nhost µs per eager call at M=1: quantized_matmul {ours:.2f} (target ≤ 10), its kernel launch "
+            f"alone {raw:.2f}, cuBLAS x @ w.T {cublas:.2f}"
+        )
+
+
+def test_cpu_x_with_a_gpu_weight_says_so():
+    _, p = packed_weight("uint4", 64, 256, device="cuda")
+    with pytest.raises(ValueError, match=r"expected x on cuda:0, where the packed weight is, got x on cpu"):
+        ops.quantized_matmul(torch.randn(1, 256).half(), p)

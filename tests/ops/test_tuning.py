@@ -1,0 +1,104 @@
+"""The decode configuration goes through the autotune cache per (M bucket, N, K, type, GPU).
+
+Without a GPU the whole selection runs except the timing: candidates compile with NVRTC, a fake timer ranks
+them, the winner is stored, exported, pinned, and read back with tuning off.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from anybit.kernels import choose_layout
+from anybit.kernels.launch import kernel_layout
+from anybit.ops.tuning import STAGES, WARPS, DecodeTuner, decode_bucket, kernel_revision, m_bucket, tuner_for
+from anybit.runtime.autotune import export_tuning, load_tuning
+
+from .helpers import packed_weight
+
+
+def test_m_buckets():
+    assert [m_bucket(m) for m in (1, 2, 3, 4, 5, 8, 9, 16, 17)] == [1, 2, 4, 4, 8, 8, 16, 16, 32]
+
+
+def test_bucket_is_m_bucket_n_k():
+    args = (None,) * 6 + (3, 4096, 14336)
+    assert decode_bucket(args) == [4, 4096, 14336]
+
+
+def test_one_tuner_per_specialisation_whatever_n_and_k():
+    small = choose_layout("uint4", 64, 256, 128)
+    large = choose_layout("uint4", 4096, 4096, 128)
+    assert kernel_layout(small) == kernel_layout(large)
+    assert tuner_for(small, torch.float16, True, False) is tuner_for(large, torch.float16, True, False)
+    assert tuner_for(small, torch.float16, True, True) is not tuner_for(small, torch.float16, True, False)
+    tuner = tuner_for(small, torch.float16, True, False)
+    assert len(tuner.configs) == len(WARPS) * len(STAGES)
+    assert tuner.configs[0] == {"warps": 4, "stages": 4}
+    assert tuner.fixed["revision"] == kernel_revision()
+
+
+def decode_args(p, m: int) -> tuple:
+    x = torch.randn(m, p.layout.k).half()
+    y = torch.empty(m, p.layout.n, dtype=torch.float16)
+    return (x, p.data, p.scales, p.zeros, p.scales, y, m, p.layout.n, p.layout.k)
+
+
+def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path):
+    _, p = packed_weight("uint4", 64, 256)
+    tuner = DecodeTuner(
+        layout=kernel_layout(p.layout),
+        act_dtype=torch.float16,
+        has_zeros=True,
+        has_bias=False,
+        revision="test",
+        stages=4,  # one axis only (warps): four NVRTC compiles
+    )
+    timed = []
+
+    def fake_timer(run, config):
+        timed.append(config["warps"])
+        return {1: 3.0, 2: 1.0, 4: 2.0, 8: 4.0}[config["warps"]]
+
+    tuner.timer = fake_timer
+    assert tuner.select(decode_args(p, 3)) == {"warps": 2}
+    assert sorted(timed) == [1, 2, 4, 8]
+    records = list((tmp_path / "anybit-cache" / "tuning").glob("TunedDecodeMatmul-*.json"))
+    assert len(records) == 1
+    stored = json.loads(records[0].read_text())["results"]
+    (gpu,) = stored
+    assert list(stored[gpu]) == ["[4,64,256]"]
+    # Built once per configuration: a new bucket only times.
+    assert tuner.select(decode_args(p, 16)) == {"warps": 2} and len(timed) == 8
+    exported = tmp_path / "tuning.json"
+    assert export_tuning(exported) == 2
+    # Tuning off: a fresh tuner of the same identity reads the stored winner without timing anything.
+    monkeypatch.setenv("ANYBIT_AUTOTUNE", "0")
+    fresh = DecodeTuner(
+        layout=kernel_layout(p.layout),
+        act_dtype=torch.float16,
+        has_zeros=True,
+        has_bias=False,
+        revision="test",
+        stages=4,
+    )
+    fresh.timer = lambda run, config: pytest.fail("tuned with ANYBIT_AUTOTUNE=0")
+    assert fresh.select(decode_args(p, 3)) == {"warps": 2}
+    assert fresh.select(decode_args(p, 1)) == {"warps": 4}  # nothing stored for M=1: the first config
+    # A pinned configuration wins.
+    data = json.loads(exported.read_text())
+    for record in data["records"]:
+        record["config"] = {"warps": 8}
+    exported.write_text(json.dumps(data))
+    assert load_tuning(exported) == 2
+    pinned = DecodeTuner(
+        layout=kernel_layout(p.layout),
+        act_dtype=torch.float16,
+        has_zeros=True,
+        has_bias=False,
+        revision="test",
+        stages=4,
+    )
+    assert pinned.select(decode_args(p, 3)) == {"warps": 8}
