@@ -4,22 +4,34 @@
 # Every step runs even if an earlier one failed; the exit status is non-zero if any step failed. Step limits
 # add up to 475 s, under the 8 minutes one device call may take.
 # Usage on the device machine, from the repository root:  bash scripts/gpu_check.sh
+#   STEPS=gpu_runtime,bench_quick bash scripts/gpu_check.sh   runs only the named steps (a short device call).
+# Everything is written under $RESULTS; at the end it is packed into $OUT/gpu_results.tgz and the markdown
+# summaries are copied to $OUT (the device tool brings back only a few files).
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/out}"
-mkdir -p "$OUT"
+RESULTS="${RESULTS:-/tmp/anybit-gpu-results}"
+mkdir -p "$OUT" "$RESULTS"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-export ANYBIT_CACHE_DIR="${ANYBIT_CACHE_DIR:-$OUT/anybit-cache}"
+export ANYBIT_CACHE_DIR="${ANYBIT_CACHE_DIR:-/tmp/anybit-cache}"
 PYTHON="${PYTHON:-python3}"
+STEPS="${STEPS:-}"
+ONLY_WHEN_NAMED="bench"  # the full matmul suite (~8 min) needs a call of its own: STEPS=bench
 failed=()
 
-step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $OUT/NAME.log
+step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
     local name="$1" seconds="$2"
     shift 2
+    if [ -n "$STEPS" ] && [[ ",$STEPS," != *",$name,"* ]]; then
+        return 0
+    fi
+    if [ -z "$STEPS" ] && [[ ",$ONLY_WHEN_NAMED," == *",$name,"* ]]; then
+        return 0  # too long for the default call: run it with STEPS=...
+    fi
     echo "=== $name: $* (limit ${seconds}s)"
     local started=$SECONDS
-    timeout --kill-after=10 "$seconds" "$@" 2>&1 | tee "$OUT/$name.log"
+    timeout --kill-after=10 "$seconds" "$@" 2>&1 | tee "$RESULTS/$name.log"
     local status=${PIPESTATUS[0]}
     echo "=== $name: exit $status after $((SECONDS - started))s"
     if [ "$status" -ne 0 ]; then
@@ -46,10 +58,16 @@ step gpu_runtime 40 "${gpu_pytest[@]}" tests/runtime
 step gpu_conversions 30 "${gpu_pytest[@]}" tests/cuda/test_conversions.py
 step gpu_programs 70 "${gpu_pytest[@]}" tests/cuda/test_gpu_programs.py
 step gpu_examples 75 "${gpu_pytest[@]}" tests/cuda/test_examples_gpu.py
+# The kernel library's sweep (every type x group x activation dtype x zero option) compiles hundreds of
+# kernels: spread it over processes (pytest-xdist) so NVRTC runs on every core.
+step gpu_kernels 170 "$PYTHON" -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels
+step gpu_ops 100 "${gpu_pytest[@]}" -s tests/ops
+step gpu_nn 90 "${gpu_pytest[@]}" tests/nn
 # Any other GPU test (exit 5: none collected, which is fine).
-step gpu_other 120 bash -c '"$@"; status=$?; [ $status -eq 5 ] && exit 0; exit $status' _ "${gpu_pytest[@]}" \
+step gpu_other 60 bash -c '"$@"; status=$?; [ $status -eq 5 ] && exit 0; exit $status' _ "${gpu_pytest[@]}" \
     tests --ignore=tests/runtime --ignore=tests/cuda/test_conversions.py \
-    --ignore=tests/cuda/test_gpu_programs.py --ignore=tests/cuda/test_examples_gpu.py
+    --ignore=tests/cuda/test_gpu_programs.py --ignore=tests/cuda/test_examples_gpu.py \
+    --ignore=tests/kernels --ignore=tests/ops --ignore=tests/nn
 tiers=()
 for directory in tests/cuda tests/runtime; do
     [ -d "$directory" ] && tiers+=("$directory")
@@ -57,10 +75,16 @@ done
 if [ ${#tiers[@]} -gt 0 ]; then
     step cpu_tiers 40 "$PYTHON" -m pytest -m "not gpu" -q -rs "${tiers[@]}"
 fi
-step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$OUT/launch_overhead.json"
-if [ -f benchmarks/run_all.py ]; then
-    step benchmarks 60 "$PYTHON" benchmarks/run_all.py --out "$OUT"
-fi
+step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$RESULTS/launch_overhead.json"
+step benchmarks 60 "$PYTHON" benchmarks/run_all.py --out "$RESULTS"
+step bench_quick 120 "$PYTHON" -m anybit bench --quick --out "$RESULTS/bench"
+step bench 470 "$PYTHON" -m anybit bench --out "$RESULTS/bench"
+step e2e_quick 120 "$PYTHON" benchmarks/e2e.py --quick --out "$RESULTS/e2e"
+
+tar czf "$OUT/gpu_results.tgz" -C "$RESULTS" . 2>/dev/null
+for summary in "$RESULTS"/benchmarks.md "$RESULTS"/bench/matmul.md "$RESULTS"/e2e/e2e.md; do
+    [ -f "$summary" ] && cp "$summary" "$OUT/$(basename "$(dirname "$summary")")-$(basename "$summary")"
+done
 
 if [ ${#failed[@]} -gt 0 ]; then
     echo "FAILED steps: ${failed[*]}"
