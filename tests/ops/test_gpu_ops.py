@@ -109,9 +109,11 @@ def test_first_call_tunes_fast_and_a_cached_call_compiles_nothing(monkeypatch, c
 
 
 def test_eager_host_time_per_call(capsys):
-    _, p = packed_weight("uint4", 4096, 4096, device="cuda")
-    x = torch.randn(1, 4096, device="cuda").half()
-    dense = torch.randn(4096, 4096, device="cuda").half()
+    # A small layer, so that each kernel takes less time on the GPU than its call takes on the host: then the
+    # loop below measures host time, not a queue waiting for the GPU.
+    _, p = packed_weight("uint4", 512, 512, device="cuda")
+    x = torch.randn(1, 512, device="cuda").half()
+    dense = torch.randn(512, 512, device="cuda").half()
     for _ in range(20):
         ops.quantized_matmul(x, p)
         x @ dense.T
@@ -131,8 +133,8 @@ def test_eager_host_time_per_call(capsys):
     cublas = host_us(lambda: x @ dense.T)
     plan = ops.plan_of(p)
     launch = plan.decode_launch(1, has_zeros=True, has_bias=False)
-    y = torch.empty(1, 4096, device="cuda", dtype=torch.float16)
-    raw = host_us(lambda: launch((x, p.data, p.scales, p.zeros, p.scales, y, 1, 4096, 4096)))
+    y = torch.empty(1, 512, device="cuda", dtype=torch.float16)
+    raw = host_us(lambda: launch((x, p.data, p.scales, p.zeros, p.scales, y, 1, 512, 512)))
     with capsys.disabled():
         print(
             f"\nhost µs per eager call at M=1: quantized_matmul {ours:.2f} (target ≤ 10), its kernel launch "
