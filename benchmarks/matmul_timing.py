@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from anybit.runtime.overhead import host_microseconds
 from benchmarks.harness import time_cuda_graph
 
 
@@ -44,16 +45,4 @@ def eager_us(calls: Sequence[Callable[[], object]], *, repeats: int = 200) -> fl
 
 def host_us(call: Callable[[], object], *, launches: int = 2000, batch: int = 50) -> float:
     """Host µs per call, timed in batches of ``batch`` with an uncounted synchronisation between them."""
-    for _ in range(batch):
-        call()
-    torch.cuda.synchronize()
-    total = 0.0
-    done = 0
-    while done < launches:
-        started = time.perf_counter()
-        for _ in range(batch):
-            call()
-        total += time.perf_counter() - started
-        done += batch
-        torch.cuda.synchronize()
-    return total / done * 1e6
+    return host_microseconds(call, launches=launches, batch=batch)

@@ -9,29 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from anybit.ir.expr import Binary, BlockIndex, Const, Expr, ScalarCast, Select, Unary, Var, as_expr
+from anybit.ir.expr import (
+    BINARY_SYMBOLS,
+    Binary,
+    BlockIndex,
+    Const,
+    Expr,
+    ScalarCast,
+    Select,
+    Unary,
+    Var,
+    as_expr,
+)
 
-_INFIX = {
-    "add": "+",
-    "sub": "-",
-    "mul": "*",
-    "div": "/",
-    "floordiv": "//",
-    "mod": "%",
-    "and": "&",
-    "or": "|",
-    "xor": "^",
-    "shl": "<<",
-    "shr": ">>",
-    "lt": "<",
-    "le": "<=",
-    "gt": ">",
-    "ge": ">=",
-    "eq": "==",
-    "ne": "!=",
-    "logical_and": "and",
-    "logical_or": "or",
-}
+_INFIX = BINARY_SYMBOLS  # Python spells every VM binary operator the way the IR prints it
 
 
 def python_source(expr: Expr, positions: dict[str, int]) -> str:
