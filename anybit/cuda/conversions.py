@@ -78,12 +78,62 @@ def _pair_bits(src: str, n: int, p: int, magic_byte: int | None) -> str:
     return f"ab_lop3<{hex(_SELECT_LOW_HALF)}>({low}, {high}, 0x0000ffffu)"
 
 
+def byte_pair_constants(
+    source: DataType, lo_bit: int, target: DataType
+) -> tuple[int, int, int, int, int] | None:
+    """(prmt selector, sign flip, lop3 mask, magic, subtrahend) of a pair of codes that share one byte.
+
+    Codes of n-bit ``source`` at bits ``lo_bit`` and ``lo_bit + n`` of a word, both in byte b:
+    ``y = prmt(word, 0, selector) ^ flip`` copies byte b to bytes 0 and 2 (and flips the sign bits of
+    signed codes: offset binary); ``(y & mask) | magic`` makes half h the float 2^(m − s_h) + code, its code
+    field starting at bit s_h of the mantissa (m mantissa bits, so the ulp is 1); subtracting the
+    ``subtrahend`` pair 2^(m − s_h) (+ 2^(n−1) for signed codes) leaves the value, exactly. None where the
+    pair straddles bytes or a code does not fit in the mantissa. One prmt serves every pair of a byte (nvcc
+    shares it), so a pair costs three instructions instead of five.
+    """
+    n = source.nbits
+    byte, s0 = divmod(lo_bit, 8)
+    s1 = s0 + n
+    mantissa, bias = (10, 15) if target is float16 else (7, 127)
+    if n >= 8 or s1 + n > 8 or s1 + n > mantissa:
+        return None
+    signed = source.kind == "int"
+    offset = 2 ** (n - 1) if signed else 0
+    selector = byte | (4 << 4) | (byte << 8) | (4 << 12)
+    flip = ((1 << (n - 1 + s0)) | (1 << (n - 1 + s1 + 16))) if signed else 0
+    mask = (((1 << n) - 1) << s0) | (((1 << n) - 1) << (16 + s1))
+    magic = ((bias + mantissa - s0) << mantissa) | ((bias + mantissa - s1) << (mantissa + 16))
+    low, high = (_half_bits(2.0 ** (mantissa - s) + offset, target) for s in (s0, s1))
+    return selector, flip, mask, magic, low | (high << 16)
+
+
+def _byte_pair(src: str, source: DataType, target: DataType, p: int) -> list[str] | None:
+    """The :func:`byte_pair_constants` form of pair ``p`` (None where it does not apply)."""
+    lo_bit = 2 * p * source.nbits
+    constants = byte_pair_constants(source, lo_bit % 32, target)
+    if constants is None:
+        return None
+    selector, flip, mask, magic, subtrahend = constants
+    lines = [f"uint32_t x_ = ab_prmt({src}[{lo_bit // 32}], 0u, {hex(selector)}u);"]
+    if flip:
+        lines.append(f"x_ ^= {hex(flip)}u;")
+    lines.append(f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_, {hex(mask)}u, {hex(magic)}u);")
+    if target is float16:
+        lines.append(f"q_ = ab_sub_f16x2(q_, {hex(subtrahend)}u);")
+    else:
+        lines.append(f"q_ = ab_fma_bf16x2(q_, {_x2(0x3F80)}, {hex(subtrahend ^ 0x80008000)}u);")
+    return lines
+
+
 def _fast_pair(src: str, source: DataType, target: DataType, p: int) -> list[str]:
     """Statements leaving the converted pair (target x2) in ``q_``."""
     n = source.nbits
     field = (1 << n) - 1
     both = field | (field << 16)
     if source.kind in ("int", "uint"):
+        byte_pair = _byte_pair(src, source, target, p)
+        if byte_pair is not None:
+            return byte_pair
         flip = (1 << (n - 1)) | (1 << (n + 15)) if source.kind == "int" else 0
         offset = (1 << (n - 1)) if source.kind == "int" else 0
         if target is float16 or n <= 7:

@@ -111,6 +111,16 @@ __device__ __forceinline__ uint32_t ab_prmt(uint32_t a, uint32_t b, uint32_t sel
 __device__ __forceinline__ uint32_t ab_sub_f16x2(uint32_t a, uint32_t b) {
   uint32_t d; asm("sub.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d;
 }
+/* element-wise f16x2 arithmetic: .rn forbids contracting a mul and an add into one fma */
+__device__ __forceinline__ uint32_t ab_add_rn_f16x2(uint32_t a, uint32_t b) {
+  uint32_t d; asm("add.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d;
+}
+__device__ __forceinline__ uint32_t ab_sub_rn_f16x2(uint32_t a, uint32_t b) {
+  uint32_t d; asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d;
+}
+__device__ __forceinline__ uint32_t ab_mul_rn_f16x2(uint32_t a, uint32_t b) {
+  uint32_t d; asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d;
+}
 __device__ __forceinline__ uint32_t ab_fma_f16x2(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t d; asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c)); return d;
 }

@@ -10,7 +10,12 @@ import pytest
 from cuda_support import requires_gpu, requires_nvrtc
 
 from anybit import dtypes as dt
-from anybit.cuda.conversions import conversion_kernel_name, conversion_test_modules, has_fast_path
+from anybit.cuda.conversions import (
+    byte_pair_constants,
+    conversion_kernel_name,
+    conversion_test_modules,
+    has_fast_path,
+)
 
 SOURCES = [t for t in dt.all_types() if t.nbits <= 8 and t.kind != "bool"]
 TARGETS = [dt.float16, dt.bfloat16]
@@ -27,6 +32,39 @@ def test_fast_path_coverage() -> None:
         "float8_e7m0",
     ], missing
     assert all(target == "float16" for _, target in missing)
+
+
+def _halves(words: np.ndarray, target) -> np.ndarray:
+    """The two 16-bit halves of uint32 ``words`` as float64 values of ``target`` ([..., 2])."""
+    halves = np.stack([words & 0xFFFF, words >> 16], axis=-1).astype(np.uint32)
+    if target is dt.float16:
+        return halves.astype(np.uint16).view(np.float16).astype(np.float64)
+    return (halves << 16).view(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+@pytest.mark.parametrize("source", [t for t in SOURCES if t.kind in ("int", "uint") and t.nbits < 8])
+def test_byte_pair_formula_every_code(source, target) -> None:
+    """The prmt/lop3/sub sequence of ``byte_pair_constants``, emulated bit for bit over every code pair at
+    every bit offset it accepts (f16/bf16 subtraction of two values rounds once, as numpy's does)."""
+    n = source.nbits
+    codes = np.arange(1 << n, dtype=np.uint32)
+    lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
+    expected = np.stack([dt.decode(lo.astype(np.uint8), source), dt.decode(hi.astype(np.uint8), source)], -1)
+    accepted = 0
+    for lo_bit in range(0, 32 - 2 * n + 1, n):
+        constants = byte_pair_constants(source, lo_bit, target)
+        if constants is None:
+            continue
+        accepted += 1
+        selector, flip, mask, magic, subtrahend = constants
+        word = (lo << lo_bit) | (hi << (lo_bit + n)) | np.uint32(0xA5A5A5A5 & ~(((1 << 2 * n) - 1) << lo_bit))
+        source_bytes = [(word >> (8 * b)) & 0xFF for b in range(4)] + [np.zeros_like(word)] * 4
+        y = sum((source_bytes[(selector >> (4 * r)) & 7] << (8 * r)) for r in range(4)) ^ np.uint32(flip)
+        q = (y & np.uint32(mask)) | np.uint32(magic)
+        got = _halves(q, target) - _halves(np.uint32(subtrahend), target)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} at bit {lo_bit}")
+    assert accepted > 0 or n in (3, 5, 6, 7) or target is dt.bfloat16 and n == 4
 
 
 def _compile_all(arch: str) -> dict:
