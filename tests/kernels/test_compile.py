@@ -56,11 +56,33 @@ def test_decode_kernel_compiles_to_the_expected_instructions(dtype, group_size, 
         assert _count(r"ld\.shared\.v2", ptx) > 0
 
 
-@pytest.mark.parametrize(("dtype", "act"), [("int4", torch.float16), ("uint3", torch.bfloat16)])
-def test_dequantize_kernel_compiles(dtype, act):
-    layout = choose_layout(dtype, 4096, 4096, 128)
-    compiled = anybit.compile(DequantizeWeight(layout, act, has_zeros=dtype.startswith("u")), arch="sm_90a")
+@pytest.mark.parametrize(
+    ("dtype", "group_size", "act"),
+    [
+        ("uint4", 128, torch.float16),
+        ("int8", 128, torch.float16),
+        ("int4", -1, torch.bfloat16),
+        ("uint3", 32, torch.bfloat16),
+        ("uint1", 128, torch.float16),
+    ],
+)
+def test_dequantize_kernel_compiles_to_16_byte_accesses(dtype, group_size, act):
+    """Every chunk's weight loads are issued before the first use; the output leaves in 16-byte stores of
+    8 consecutive k, through a shared tile written with stmatrix and read back with 16-byte loads."""
+    layout = choose_layout(dtype, 8192, 8192, group_size)
+    kernel = DequantizeWeight(layout, act, has_zeros=dtype.startswith("u"))
+    compiled = anybit.compile(kernel, arch="sm_90a")
     _check_resources(compiled)
-    vector = r"ld\.global(\.nc)?\.v4" if layout.vector_bytes == 16 else r"ld\.global(\.nc)?\.v2"
-    assert _count(vector, compiled.ptx) > 0
-    assert _count(r"st\.global\.(b32|u32)", compiled.ptx) > 0  # two adjacent k per store
+    ptx = compiled.ptx
+    threads = 32 * kernel.warps
+    vectors = kernel.block_k * kernel.block_n // (8 * threads)  # 16-byte output vectors per thread
+    assert _count(r"st\.global\.v4\.(b32|u32)|st\.global\.v2\.b64", ptx) == vectors
+    assert _count(r"st\.global\.(b32|u32|v2\.(b32|u32))\b", ptx) == 0  # no 4- or 8-byte stores
+    assert _count(r"ld\.shared\.v4", ptx) == vectors
+    assert _count(r"stmatrix\.sync\.aligned\.m8n8\.x4|st\.shared\.(b32|u32)", ptx) > 0
+    assert _count(r"bar\.sync", ptx) == 1
+    width = {16: r"\.v4", 8: r"\.v2", 4: r"\.(b32|u32)"}[layout.vector_bytes]
+    loads = kernel.chunks * layout.bytes_per_thread // layout.vector_bytes
+    assert _count(rf"ld\.global(\.nc)?{width}", ptx) == loads
+    first_use = re.search(r"stmatrix|st\.shared", ptx).start()
+    assert _count(rf"ld\.global(\.nc)?{width}", ptx[:first_use]) == loads  # all in flight together
