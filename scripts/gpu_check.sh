@@ -56,8 +56,8 @@ PY"
 gpu_pytest=("$PYTHON" -m pytest -m gpu -v -rs -p timeout --timeout=45)
 step gpu_runtime 90 "${gpu_pytest[@]}" tests/runtime
 step gpu_conversions 30 "${gpu_pytest[@]}" tests/cuda/test_conversions.py
-step gpu_programs 70 "${gpu_pytest[@]}" tests/cuda/test_gpu_programs.py
-step gpu_examples 75 "${gpu_pytest[@]}" tests/cuda/test_examples_gpu.py
+step gpu_programs 70 "${gpu_pytest[@]}" -n 8 tests/cuda/test_gpu_programs.py
+step gpu_examples 75 "${gpu_pytest[@]}" -n 8 tests/cuda/test_examples_gpu.py
 # The kernel library's sweep (every type x group x activation dtype x zero option) compiles hundreds of
 # kernels: spread it over processes (pytest-xdist) so NVRTC runs on every core.
 step gpu_kernels 170 "$PYTHON" -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels
