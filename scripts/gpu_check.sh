@@ -22,6 +22,8 @@ failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
     local name="$1" seconds="$2"
+    local override="LIMIT_$name"
+    seconds="${!override:-$seconds}"  # e.g. LIMIT_gpu_kernels=90 shortens one step for a tight call
     shift 2
     if [ -n "$STEPS" ] && [[ ",$STEPS," != *",$name,"* ]]; then
         return 0
@@ -34,6 +36,7 @@ step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output t
     timeout --kill-after=10 "$seconds" "$@" 2>&1 | tee "$RESULTS/$name.log"
     local status=${PIPESTATUS[0]}
     echo "=== $name: exit $status after $((SECONDS - started))s"
+    tar czf "$OUT/gpu_results.tgz" -C "$RESULTS" . 2>/dev/null  # a call cut short still brings these back
     if [ "$status" -ne 0 ]; then
         failed+=("$name($status)")
     fi
@@ -54,13 +57,15 @@ PY"
 # test_examples_gpu every case runs in a process of its own as well. -v and a per-test limit
 # (pytest-timeout): a hanging kernel shows up by name instead of eating the step.
 gpu_pytest=("$PYTHON" -m pytest -m gpu -v -rs -p timeout --timeout=45)
-step gpu_runtime 90 "${gpu_pytest[@]}" tests/runtime
 step gpu_conversions 30 "${gpu_pytest[@]}" tests/cuda/test_conversions.py
 step gpu_programs 70 "${gpu_pytest[@]}" -n 8 tests/cuda/test_gpu_programs.py
 step gpu_examples 75 "${gpu_pytest[@]}" -n 8 tests/cuda/test_examples_gpu.py
 # The kernel library's sweep (every type x group x activation dtype x zero option) compiles hundreds of
 # kernels: spread it over processes (pytest-xdist) so NVRTC runs on every core.
 step gpu_kernels 170 "$PYTHON" -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels
+step benchmarks 60 "$PYTHON" benchmarks/run_all.py --out "$RESULTS"
+step bench_quick 120 "$PYTHON" -m anybit bench --quick --out "$RESULTS/bench"
+step gpu_runtime 90 "${gpu_pytest[@]}" tests/runtime
 step gpu_ops 100 "${gpu_pytest[@]}" -s tests/ops
 step gpu_nn 90 "${gpu_pytest[@]}" tests/nn
 # Any other GPU test (exit 5: none collected, which is fine).
@@ -76,8 +81,6 @@ if [ ${#tiers[@]} -gt 0 ]; then
     step cpu_tiers 40 "$PYTHON" -m pytest -m "not gpu" -q -rs "${tiers[@]}"
 fi
 step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$RESULTS/launch_overhead.json"
-step benchmarks 60 "$PYTHON" benchmarks/run_all.py --out "$RESULTS"
-step bench_quick 120 "$PYTHON" -m anybit bench --quick --out "$RESULTS/bench"
 step bench 470 "$PYTHON" -m anybit bench --out "$RESULTS/bench"
 step e2e_quick 120 "$PYTHON" benchmarks/e2e.py --quick --out "$RESULTS/e2e"
 
