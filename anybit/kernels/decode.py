@@ -11,6 +11,13 @@ scale row in f32. Scaling the [16, BN] partial sum instead of every weight remov
 and rounds the scale in only once. Per-channel scales are applied once, after the loop.
 
 Rows of x beyond M are zero-filled by the bounds of the copies; a second grid axis covers M > 16.
+
+Split-K (``split`` = P > 1) keeps enough blocks when the warp tiles are wide and N is small: a third grid axis
+cuts the chunks of K into P runs, one per block. Each block adds its f32 partial sum into a zero-filled f32
+workspace [M, N] with ``atomic_add``, then takes its turn on the block column's semaphore (split p waits for
+the value p and releases p + 1: the releases chain every earlier add before the last split's acquire). The
+last split reads the complete sum back and finishes as the unsplit kernel does (per-channel scale, bias,
+rounding to the activation dtype, store).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import torch
 
 import anybit
-from anybit.dtypes import float32, uint8
+from anybit.dtypes import float32, int32, uint8
 from anybit.ir import cdiv
 from anybit.kernels.layout import PackedLayout
 from anybit.layout import shared_swizzled
@@ -42,6 +49,8 @@ class DecodeMatmul(anybit.Script):
         W: warps per block; the block covers W · n_per_warp columns, so N must be a multiple of it.
     stages
         S ≥ 2: chunks in the shared-memory ring.
+    split
+        P ≥ 1: blocks along K per block column (split-K, reduced in f32; see the module docstring).
     """
 
     def __init__(
@@ -53,16 +62,19 @@ class DecodeMatmul(anybit.Script):
         has_bias: bool = False,
         warps: int = 4,
         stages: int = 4,
+        split: int = 1,
     ) -> None:
         super().__init__()
         if stages < 2:
             raise ValueError(f"expected stages >= 2 (one chunk computes while the next loads), got {stages}")
         if warps < 1 or warps > 32:
             raise ValueError(f"expected 1 to 32 warps, got {warps}")
+        if split < 1:
+            raise ValueError(f"expected split >= 1 (blocks along K), got {split}")
         self.layout = layout
         self.act = anybit.dtype(act_dtype)
         self.has_zeros, self.has_bias = has_zeros, has_bias
-        self.warps, self.stages = warps, stages
+        self.warps, self.stages, self.split = warps, stages, split
 
     @property
     def block_n(self) -> int:
@@ -81,9 +93,9 @@ class DecodeMatmul(anybit.Script):
         n: anybit.int32,
         k: anybit.int32,
     ):
-        pl, act, stages, warps = self.layout, self.act, self.stages, self.warps
+        pl, act, stages, warps, split = self.layout, self.act, self.stages, self.warps, self.split
         kc, npw, bn = pl.k_chunk, pl.n_per_warp, self.block_n
-        self.attrs.blocks = [n // bn, cdiv(m, BLOCK_M)]
+        self.attrs.blocks = [n // bn, cdiv(m, BLOCK_M), split]
         self.attrs.warps = warps
         # Whole chunks and whole blocks; rows of x and of the scales start 16-byte aligned.
         self.assume_divisible(k, kc)
@@ -104,31 +116,33 @@ class DecodeMatmul(anybit.Script):
         weight_layout = pl.block_tile_layout(warps)
         n0 = self.blockIdx.x * bn
         m0 = self.blockIdx.y * BLOCK_M
-        column = self.blockIdx.x * warps
+        # This block's run of chunks: all of them, or split p's share chunks·p/P ... chunks·(p+1)/P.
+        first, count = 0, k // kc
+        if split > 1:
+            first = self.blockIdx.z * (k // kc) // split
+            count = (self.blockIdx.z + 1) * (k // kc) // split - first
         acc = self.register_tensor(float32, [BLOCK_M, bn], init=0.0)
         if pl.per_channel and self.has_zeros:
             zero_row = self.load_global(gz, [0, n0], [1, bn])
         for stage in range(stages - 1):
-            self.copy_async(gw, sw[stage], [stage, column, 0])
-            self.copy_async(gx, sx[stage], [m0, stage * kc])
-            if not pl.per_channel:
-                self.copy_async(gs, ss[stage], [stage * kc // pl.group_size, n0])
-                if self.has_zeros:
-                    self.copy_async(gz, sz[stage], [stage * kc // pl.group_size, n0])
+            self._copy_chunk(
+                gx, gw, gs, gz, sx[stage], sw[stage], ss[stage], sz[stage], first + stage, m0, n0
+            )
             self.copy_async_commit_group()
-        for step in self.range(k // kc):
+        for step in self.range(count):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
-            # prefetch below. Prefetches past the end of K read nothing (zero-fill).
+            # prefetch below. Prefetches past the end of K read nothing (zero-fill); past the end of a
+            # split's run they are skipped (they would read the next split's chunks for nothing).
             self.copy_async_wait_group(stages - 2)
             self.sync()
             ahead = step + stages - 1
             slot = ahead % stages
-            self.copy_async(gw, sw[slot], [ahead, column, 0])
-            self.copy_async(gx, sx[slot], [m0, ahead * kc])
-            if not pl.per_channel:
-                self.copy_async(gs, ss[slot], [ahead * kc // pl.group_size, n0])
-                if self.has_zeros:
-                    self.copy_async(gz, sz[slot], [ahead * kc // pl.group_size, n0])
+            if split == 1:
+                self._copy_chunk(gx, gw, gs, gz, sx[slot], sw[slot], ss[slot], sz[slot], ahead, m0, n0)
+            elif ahead < count:
+                self._copy_chunk(
+                    gx, gw, gs, gz, sx[slot], sw[slot], ss[slot], sz[slot], first + ahead, m0, n0
+                )
             self.copy_async_commit_group()
             current = step % stages
             tile_x = self.load_shared(sx[current])
@@ -147,9 +161,28 @@ class DecodeMatmul(anybit.Script):
                 self.dot(tile_x, weights, partial, out=partial)
                 scale = self.cast(self.load_shared(ss[current]), float32)
                 acc += partial * scale
+        if split > 1:
+            work = self.global_tensor(float32, [m, n], requires_clean=True)
+            turns = self.global_tensor(int32, [cdiv(m, BLOCK_M), n // bn], requires_clean=True)
+            self.atomic_add(work, acc, [m0, n0])
+            self.lock_semaphore(turns, [self.blockIdx.y, self.blockIdx.x], self.blockIdx.z)
+            self.release_semaphore(turns, [self.blockIdx.y, self.blockIdx.x], self.blockIdx.z + 1)
+            if self.blockIdx.z < split - 1:
+                self.exit()
+            acc = self.load_global(work, [m0, n0], [BLOCK_M, bn])
         if pl.per_channel:
             acc = acc * self.cast(self.load_global(gs, [0, n0], [1, bn]), float32)
         if self.has_bias:
             gb = self.global_view(bias, act, [1, n])
             acc = acc + self.cast(self.load_global(gb, [0, n0], [1, bn]), float32)
         self.store_global(gy, self.cast(acc, act), [m0, n0])
+
+    def _copy_chunk(self, gx, gw, gs, gz, sx, sw, ss, sz, chunk, m0, n0) -> None:
+        """Start copying chunk ``chunk`` (weight tiles, x columns, scale and zero rows) into one slot."""
+        pl = self.layout
+        self.copy_async(gw, sw, [chunk, self.blockIdx.x * self.warps, 0])
+        self.copy_async(gx, sx, [m0, chunk * pl.k_chunk])
+        if not pl.per_channel:
+            self.copy_async(gs, ss, [chunk * pl.k_chunk // pl.group_size, n0])
+            if self.has_zeros:
+                self.copy_async(gz, sz, [chunk * pl.k_chunk // pl.group_size, n0])

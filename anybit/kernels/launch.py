@@ -14,19 +14,26 @@ from dataclasses import dataclass
 import torch
 
 import anybit
-from anybit.kernels.decode import DecodeMatmul
-from anybit.kernels.dequantize import DequantizeWeight
+from anybit.kernels.decode import BLOCK_M, DecodeMatmul
+from anybit.kernels.dequantize import MAX_STAGED, DequantizeWeight
 from anybit.kernels.layout import PackedLayout
 from anybit.kernels.packing import PackedWeight
+
+#: Blocks a decode launch should have to keep the read bandwidth busy: two per SM of a 132-SM H200 (each
+#: block keeps stages − 1 chunks of its warps' tiles in flight).
+TARGET_BLOCKS = 264
+#: The most blocks along K (split-K) the default configuration and the tuning space use.
+MAX_SPLIT = 8
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Tunables of :class:`DecodeMatmul`: warps per block (the block covers warps · n_per_warp columns) and
-    pipeline stages."""
+    """Tunables of :class:`DecodeMatmul`: warps per block (the block covers warps · n_per_warp columns),
+    pipeline stages and blocks along K (split-K)."""
 
     warps: int = 4
     stages: int = 4
+    split: int = 1
 
 
 def kernel_layout(layout: PackedLayout) -> PackedLayout:
@@ -36,10 +43,30 @@ def kernel_layout(layout: PackedLayout) -> PackedLayout:
     return dataclasses.replace(layout, n=layout.n_per_warp, k=2 * layout.group_size)
 
 
-def default_decode_config(layout: PackedLayout) -> DecodeConfig:
-    """The most warps (4, 2 or 1) whose block width divides N, and 4 stages."""
+def useful_split(layout: PackedLayout, m: int, warps: int, stages: int, split: int) -> str | None:
+    """Why ``split`` blocks along K do not help this launch (None when they may): each split's run of chunks
+    must fill the pipeline, and a split is only worth it while the grid with half as many splits has fewer
+    than :data:`TARGET_BLOCKS` blocks."""
+    if split == 1:
+        return None
+    chunks = layout.k // layout.k_chunk
+    if chunks // split < stages:
+        return f"split {split} leaves runs of {chunks // split} chunks, fewer than {stages} stages"
+    blocks = layout.n // (warps * layout.n_per_warp) * -(-m // BLOCK_M)
+    if blocks * (split // 2) >= TARGET_BLOCKS:
+        return f"{blocks} blocks · split {split // 2} already reach {TARGET_BLOCKS}"
+    return None
+
+
+def default_decode_config(layout: PackedLayout, m: int = 1) -> DecodeConfig:
+    """The most warps (4, 2 or 1) whose block width divides N, 4 stages, and the smallest split-K (a power of
+    two up to :data:`MAX_SPLIT`) that gives :data:`TARGET_BLOCKS` blocks for ``m`` rows (or the largest that
+    :func:`useful_split` allows)."""
     warps = next(w for w in (4, 2, 1) if layout.n % (w * layout.n_per_warp) == 0)
-    return DecodeConfig(warps=warps, stages=4)
+    split = 1
+    while split < MAX_SPLIT and useful_split(layout, m, warps, 4, 2 * split) is None:
+        split *= 2
+    return DecodeConfig(warps=warps, stages=4, split=split)
 
 
 @functools.cache
@@ -48,7 +75,13 @@ def decode_kernel(
 ) -> DecodeMatmul:
     """The cached :class:`DecodeMatmul` of one specialisation (``layout`` as :func:`kernel_layout` gives)."""
     return DecodeMatmul(
-        layout, act_dtype, has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages
+        layout,
+        act_dtype,
+        has_zeros=has_zeros,
+        has_bias=has_bias,
+        warps=config.warps,
+        stages=config.stages,
+        split=config.split,
     )
 
 
@@ -99,8 +132,8 @@ def decode_matmul(
     out
         Optional contiguous [..., N] result tensor.
     config
-        Warps and stages (a :class:`DecodeConfig` or a dict of its fields); default
-        :func:`default_decode_config`. N must be a multiple of warps · n_per_warp.
+        Warps, stages and split-K (a :class:`DecodeConfig` or a dict of its fields); default
+        :func:`default_decode_config` for these M rows. N must be a multiple of warps · n_per_warp.
 
     Returns
     -------
@@ -113,14 +146,16 @@ def decode_matmul(
         raise ValueError(f"expected x [..., K={k}], got {getattr(x, 'shape', type(x).__name__)}")
     if x.dtype != p.act_dtype or x.device != p.device:
         raise ValueError(f"expected x {p.act_dtype} on {p.device}, got {x.dtype} on {x.device}")
-    config = DecodeConfig(**config) if isinstance(config, dict) else config or default_decode_config(layout)
+    lead = tuple(x.shape[:-1])
+    x2 = x.reshape(-1, k).contiguous()
+    m = x2.shape[0]
+    config = (
+        DecodeConfig(**config) if isinstance(config, dict) else config or default_decode_config(layout, m)
+    )
     if n % (config.warps * layout.n_per_warp):
         raise ValueError(
             f"expected N = {n} to be a multiple of warps · n_per_warp = {config.warps} · {layout.n_per_warp}"
         )
-    lead = tuple(x.shape[:-1])
-    x2 = x.reshape(-1, k).contiguous()
-    m = x2.shape[0]
     if out is None:
         out = torch.empty((*lead, n), dtype=p.act_dtype, device=p.device)
     _check_tensor("out", out, (*lead, n), p.act_dtype, p.device)
@@ -149,7 +184,15 @@ def dequantize_weight(p: PackedWeight, out: torch.Tensor | None = None) -> torch
     if out is None:
         out = torch.empty((n, k), dtype=p.act_dtype, device=p.device)
     _check_tensor("out", out, (n, k), p.act_dtype, p.device)
-    warps = next(w for w in (4, 2, 1) if n % (w * layout.n_per_warp) == 0)
+    # The most warps whose block divides N and whose staged chunk fits (wide warp tiles: fewer warps).
+    warps = next(
+        (
+            w
+            for w in (4, 2)
+            if n % (w * layout.n_per_warp) == 0 and layout.k_chunk * w * layout.n_per_warp <= MAX_STAGED
+        ),
+        1,
+    )
     kernel = dequantize_kernel(kernel_layout(layout), p.act_dtype, p.zeros is not None, warps)
     zeros = p.zeros if p.zeros is not None else p.scales
     _run(kernel, p.data, p.scales, zeros, out, n, k)

@@ -24,6 +24,9 @@ from anybit.layout.mma import MMA_M16N8K16_F16_B
 
 WARP_THREADS = 32
 MAX_K_CHUNK = 128
+#: The default packing's widest warp tile (8·NT columns) and most weight bytes per thread per chunk.
+MAX_N_TILES = 8
+MAX_BYTES_PER_THREAD = 64
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class PackedLayout:
     k_chunk
         KC: k rows of one warp tile; a multiple of 16 dividing K, and one scale group holds whole chunks.
     n_per_warp
-        8·NT: columns (output features) of one warp tile; 8, 16 or 32.
+        8·NT: columns (output features) of one warp tile; the default packing takes 8 to 64.
     bytes_per_thread
         KC·NT·b/32: the bytes of one warp tile each of the 32 threads holds.
     """
@@ -127,7 +130,11 @@ def choose_layout(dtype, n: int, k: int, group_size: int) -> PackedLayout:
     """The default packing of an [n, k] weight of ``dtype`` with scale groups of ``group_size``.
 
     k_chunk = group_size when it is at most 128, else 128 (per-channel scales: 128); n_per_warp = 8·NT with
-    NT the smallest of 1, 2, 4 that gives at least 16 bytes per thread (else 4).
+    NT the largest of 8, 4, 2, 1 that keeps at most 64 bytes per thread and divides N / 8. Wide warp tiles
+    amortise each chunk's copy, index and scale work over more weights: at k_chunk 128 the main loop's SASS
+    instructions per weight fall from 3.97 to 2.83 (uint2, NT 2 → 8), 5.88 to 3.62 (uint4, 1 → 4), 5.53 to
+    4.14 (int8, 1 → 2) and 8.47 to 6.80 (float6_e3m2, 1 → 2); see docs/notes/decode-kernel.md. Bits per
+    weight → NT at k_chunk 128: 1 → 8 (32 B), 2 → 8 (64 B), 3 and 4 → 4 (48, 64 B), 5 to 8 → 2 (40 to 64 B).
 
     Raises
     ------
@@ -147,7 +154,14 @@ def choose_layout(dtype, n: int, k: int, group_size: int) -> PackedLayout:
         k_chunk = MAX_K_CHUNK
     else:
         k_chunk = math.gcd(group_size, MAX_K_CHUNK)
-    n_tiles = next((t for t in (1, 2, 4) if k_chunk * t * data_type.nbits // WARP_THREADS >= 16), 4)
+    n_tiles = next(
+        (
+            t
+            for t in (MAX_N_TILES, 4, 2)
+            if k_chunk * t * data_type.nbits <= MAX_BYTES_PER_THREAD * WARP_THREADS and n % (8 * t) == 0
+        ),
+        1,
+    )
     return PackedLayout(
         dtype=data_type,
         n=n,

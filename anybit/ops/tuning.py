@@ -1,19 +1,22 @@
 """The decode kernel's configuration per (M bucket, N, K, weight type, GPU), through the autotune cache.
 
-:class:`TunedDecodeMatmul` is :class:`~anybit.kernels.DecodeMatmul` with its schedule space (warps × stages)
-declared for :func:`anybit.autotune`. One :class:`DecodeTuner` exists per kernel specialisation (weight type,
-tile shape, scale grouping, activation dtype, zeros, bias); its shape bucket is (M bucket, N, K), so the
-runtime's tuning cache keys a winner by (specialisation, M bucket, N, K, GPU), and
+:class:`TunedDecodeMatmul` is :class:`~anybit.kernels.DecodeMatmul` with its schedule space (warps × stages
+× split-K) declared for :func:`anybit.autotune`. One :class:`DecodeTuner` exists per kernel specialisation
+(weight type, tile shape, scale grouping, activation dtype, zeros, bias); its shape bucket is (M bucket, N,
+K), so the runtime's tuning cache keys a winner by (specialisation, M bucket, N, K, GPU), and
 ``anybit.runtime.autotune.export_tuning`` / ``load_tuning`` ship and pin them.
 
 N and K are run-time arguments of the kernel, so one specialisation compiles each configuration once for
 every shape: :class:`DecodeTuner` keeps each configuration's program and CUDA source, and later tunings (new
-shapes, new M buckets) only time. :func:`precompile_decode` compiles many specialisations up front with NVRTC
-in a thread pool (the benchmark's warm-up).
+shapes, new M buckets) only time. Per shape it skips, without building them, the configurations whose block
+does not divide N and the split-K values :func:`~anybit.kernels.launch.useful_split` rejects (runs shorter
+than the pipeline, or a grid already large without them). :func:`precompile_decode` compiles many
+specialisations up front with NVRTC in a thread pool (the benchmark's warm-up).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -26,15 +29,19 @@ import torch
 
 import anybit
 from anybit.kernels import DecodeMatmul, PackedLayout
-from anybit.kernels.launch import kernel_layout
+from anybit.kernels.launch import kernel_layout, useful_split
 from anybit.runtime.autotune import Candidate, TunedKernel, bucket_text
 
 logger = logging.getLogger("anybit")
 
 #: Warps per block (the block covers warps · n_per_warp output columns): the first is the untuned default.
 WARPS: tuple[int, ...] = (4, 1, 2, 8)
-#: copy_async pipeline stages (chunks of K in flight + 1).
-STAGES: tuple[int, ...] = (4, 3, 6)
+#: copy_async pipeline stages (chunks of K in flight + 1). Warp tiles of 32–64 B per thread carry enough bytes
+#: per stage that 3 stages rarely win; leaving them out keeps a first tuning near 26 builds (see
+#: :meth:`DecodeTuner.unsuited`).
+STAGES: tuple[int, ...] = (4, 6)
+#: Blocks along K (split-K, reduced in f32): more blocks when wide warp tiles leave few block columns.
+SPLITS: tuple[int, ...] = (1, 2, 4, 8)
 #: Milliseconds of timed runs per candidate while tuning (5 to 100 runs, the L2 flushed before each).
 TUNING_BUDGET_MS = 10.0
 
@@ -56,7 +63,8 @@ def kernel_revision() -> str:
 
 
 @anybit.autotune("warps", WARPS)
-@anybit.autotune("stages", STAGES, bucket=decode_bucket)
+@anybit.autotune("stages", STAGES)
+@anybit.autotune("split", SPLITS, bucket=decode_bucket)
 class TunedDecodeMatmul(DecodeMatmul):
     """:class:`~anybit.kernels.DecodeMatmul` with its tunable space declared (``revision``: see
     :func:`kernel_revision`; it only keys the tuning cache)."""
@@ -71,9 +79,16 @@ class TunedDecodeMatmul(DecodeMatmul):
         revision: str = "",
         warps: int = 4,
         stages: int = 4,
+        split: int = 1,
     ) -> None:
         super().__init__(
-            layout, act_dtype, has_zeros=has_zeros, has_bias=has_bias, warps=warps, stages=stages
+            layout,
+            act_dtype,
+            has_zeros=has_zeros,
+            has_bias=has_bias,
+            warps=warps,
+            stages=stages,
+            split=split,
         )
         self.revision = revision
 
@@ -110,8 +125,25 @@ class DecodeTuner(TunedKernel):
             self._built[key] = found
         return found
 
+    def unsuited(self, config: dict, args: tuple) -> str | None:
+        """Why ``config`` is not tried for the launch ``args`` (None when it is)."""
+        layout = self.fixed["layout"]
+        m, n, k = (int(value) for value in args[6:9])
+        warps = config.get("warps", 4)
+        if n % (warps * layout.n_per_warp):
+            return f"N = {n} is not a multiple of {warps} warps · {layout.n_per_warp} columns"
+        shape = dataclasses.replace(
+            layout, n=n, k=k, group_size=k if layout.per_channel else layout.group_size
+        )
+        return useful_split(shape, m, warps, config.get("stages", 4), config.get("split", 1))
+
     def _build(self, candidates: list[Candidate], args: tuple, arch: str) -> None:
         for candidate in candidates:
+            if len(args) == 9:
+                reason = self.unsuited(candidate.config, args)
+                if reason is not None:
+                    candidate.skipped = f"not for this shape: {reason}"
+                    continue
             candidate.instance = self.instance(candidate.config)
             built = self.built(candidate.config, args, arch)
             if isinstance(built, str):

@@ -3,12 +3,15 @@ against the float64 product with the dequantized weight (outputs start as NaN: a
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 import anybit
 from anybit.interp import InterpreterError
-from anybit.kernels import DecodeConfig, DecodeMatmul, decode_matmul, pack
+from anybit.kernels import DecodeConfig, DecodeMatmul, choose_layout, decode_matmul, pack
+from anybit.kernels.launch import default_decode_config
 
 from .helpers import TOLERANCE, WEIGHT_TYPES, WIDE_FLOAT, random_quantized, reference_matmul, relative_error
 
@@ -53,10 +56,51 @@ def test_unsigned_with_and_without_zero_points(zero_point, group_size):
 
 
 @pytest.mark.parametrize(
-    "config", [DecodeConfig(warps=1, stages=2), DecodeConfig(warps=2, stages=6), {"warps": 4}]
+    "config",
+    [
+        DecodeConfig(warps=1, stages=2),
+        DecodeConfig(warps=2, stages=6),
+        {"warps": 2},
+        DecodeConfig(warps=1, stages=3, split=3),
+        {"warps": 2, "split": 2},
+    ],
 )
 def test_configs(config):
     assert _run("int4", 32, F16, 2, False, 512, config=config, n=128) <= TOLERANCE[F16]
+
+
+# (type, group size, M, split, warps, K): per-group and per-channel scales, M > 16 (two row blocks), and more
+# splits than chunks (a split with no chunk adds zeros).
+SPLIT_CASES = [
+    ("uint4", 64, 1, 2, 1, 512),
+    ("int3", -1, 3, 3, 2, 512),
+    ("uint2", 32, 20, 4, 1, 256),
+    ("int8", 128, 16, 5, 1, 512),
+]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["in_order", "last_split_first"])
+@pytest.mark.parametrize(("dtype", "group_size", "m", "split", "warps", "k"), SPLIT_CASES)
+def test_split_k_reduces_in_f32_whatever_the_block_order(
+    monkeypatch, dtype, group_size, m, split, warps, k, reverse
+):
+    """Split-K over several blocks per column; with the blocks started in reverse (the last split first),
+    the semaphore makes every split's add land before the last split reads the sum back."""
+    if reverse:
+        interpret_module = importlib.import_module("anybit.interp.interpret")
+        run_grid = interpret_module.run_grid
+        monkeypatch.setattr(interpret_module, "run_grid", lambda blocks: run_grid(list(reversed(blocks))))
+    config = DecodeConfig(warps=warps, stages=3, split=split)
+    assert _run(dtype, group_size, F16, m, True, k, config=config) <= TOLERANCE[F16]
+
+
+def test_default_config_splits_k_for_few_block_columns():
+    """Split-K up to about 264 blocks, while each split's run fills the pipeline."""
+    layout = choose_layout("uint4", 8192, 8192, 128)  # 32-column warp tiles: 64 blocks of 4 warps
+    assert default_decode_config(layout) == DecodeConfig(warps=4, stages=4, split=8)
+    assert default_decode_config(layout, 20) == DecodeConfig(warps=4, stages=4, split=4)  # two row blocks
+    assert default_decode_config(choose_layout("uint4", 57344, 8192, 128)) == DecodeConfig(4, 4, 1)
+    assert default_decode_config(choose_layout("uint4", 8192, 1024, 128)).split == 2  # 8 chunks
 
 
 def test_more_than_sixteen_rows_use_a_second_grid_axis():
@@ -96,6 +140,8 @@ def test_argument_errors():
         decode_matmul(x, p, config=DecodeConfig(warps=16))
     with pytest.raises(ValueError, match="stages >= 2"):
         DecodeMatmul(p.layout, F16, stages=1)
+    with pytest.raises(ValueError, match="split >= 1"):
+        DecodeMatmul(p.layout, F16, split=0)
 
 
 def test_runtime_checks_divisibility():

@@ -39,9 +39,9 @@ def test_fresh_output_and_errors():
 # (type, N, K, group size, act): K = 5 or 6 k-chunks, so some chunk counts leave a partial last block; group
 # 256 spans two of four chunks (one scale row per chunk), group 32 is one chunk, -1 is one row for all.
 TAIL_CASES = [
-    ("uint4", 128, 160, 32, torch.float16),
-    ("int4", 32, 768, 256, torch.bfloat16),
-    ("int8", 32, 640, -1, torch.float16),
+    ("uint4", 256, 160, 32, torch.float16),
+    ("int4", 128, 768, 256, torch.bfloat16),
+    ("int8", 64, 640, -1, torch.float16),
 ]
 
 
@@ -74,8 +74,9 @@ def test_read_layout_gives_each_thread_consecutive_k_of_one_row(k_extent, n_exte
 
 
 def test_default_chunks_bound_the_staged_tile():
-    assert default_chunks(choose_layout("uint4", 8192, 8192, 128), 4) == 4
-    assert default_chunks(choose_layout("int8", 8192, 8192, 128), 4) == 4
-    assert default_chunks(choose_layout("uint1", 8192, 8192, 128), 4) == 1
+    assert default_chunks(choose_layout("uint4", 8192, 8192, 128), 1) == 4  # 128 × 32 per chunk
+    assert default_chunks(choose_layout("int8", 8192, 8192, 128), 2) == 4  # 128 × 2·16
+    assert default_chunks(choose_layout("uint4", 8192, 8192, 128), 4) == 1  # 128 × 4·32
+    assert default_chunks(choose_layout("uint1", 8192, 8192, 128), 2) == 1  # 128 × 2·64
     with pytest.raises(ValueError, match="expected chunks ≥ 1, got 0"):
         DequantizeWeight(choose_layout("uint4", 64, 256, 64), torch.float16, chunks=0)

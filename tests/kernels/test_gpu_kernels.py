@@ -45,10 +45,12 @@ def test_decode_and_dequantize_on_cuda(dtype, group, act, zero):
         assert torch.equal(p.data.cpu(), cpu.data)
     assert torch.equal(unpack(p).codes, q.codes)
     bias = torch.randn(N, device="cuda").to(act)
-    for m in (1, 16):
+    # The default configuration splits K over 4 to 8 blocks at this N (8 to 32 block columns); one warp
+    # per block without a split covers the unsplit kernel.
+    for m, config in ((1, None), (16, None), (1, {"warps": 1, "split": 1})):
         x = torch.randn(m, K, device="cuda").to(act)
         out = torch.full((m, N), float("nan"), dtype=act, device="cuda")
-        decode_matmul(x, p, bias, out=out)
+        decode_matmul(x, p, bias, out=out, config=config)
         assert relative_error(out, reference_matmul(x, q, bias)) <= TOLERANCE[act]
     weight = torch.full((N, K), float("nan"), dtype=act, device="cuda")
     dequantize_weight(p, out=weight)

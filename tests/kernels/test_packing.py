@@ -25,24 +25,30 @@ from .helpers import WEIGHT_TYPES, WIDE_FLOAT, random_quantized
 @pytest.mark.parametrize(
     ("dtype", "n_per_warp", "bytes_per_thread"),
     [
-        ("uint1", 32, 16),
-        ("uint2", 16, 16),
-        ("int3", 16, 24),
-        ("int4", 8, 16),
-        ("uint6", 8, 24),
-        ("int8", 8, 32),
+        ("uint1", 64, 32),
+        ("uint2", 64, 64),
+        ("int3", 32, 48),
+        ("int4", 32, 64),
+        ("uint5", 16, 40),
+        ("uint6", 16, 48),
+        ("int8", 16, 64),
     ],
 )
 def test_default_layout_per_bit_width(dtype, n_per_warp, bytes_per_thread):
     layout = choose_layout(dtype, 4096, 4096, 128)
     assert (layout.k_chunk, layout.n_per_warp, layout.bytes_per_thread) == (128, n_per_warp, bytes_per_thread)
     assert layout.packed_shape == (4096 // 128, 4096 // n_per_warp, 32 * bytes_per_thread)
-    assert layout.vector_bytes == (8 if bytes_per_thread == 24 else 16)
+    assert layout.vector_bytes == (8 if bytes_per_thread == 40 else 16)
+
+
+def test_narrow_n_takes_narrower_warp_tiles():
+    """The widest warp tile that divides N: uint2 takes 64 columns, else 32, 16 or 8."""
+    assert [choose_layout("uint2", n, 256, 128).n_per_warp for n in (128, 96, 80, 72)] == [64, 32, 16, 8]
 
 
 def test_k_chunk_follows_the_group_size():
     assert choose_layout("int4", 64, 512, 32).k_chunk == 32
-    assert choose_layout("int4", 64, 512, 32).n_per_warp == 32  # NT = 4: 16 bytes per thread
+    assert choose_layout("int4", 64, 512, 32).n_per_warp == 64  # NT = 8: 32 bytes per thread
     assert choose_layout("int4", 64, 512, 256).k_chunk == 128
     per_channel = choose_layout("int4", 64, 512, -1)
     assert per_channel.k_chunk == 128 and per_channel.per_channel and per_channel.group_size == 512

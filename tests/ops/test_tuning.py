@@ -13,7 +13,16 @@ import torch
 
 from anybit.kernels import choose_layout
 from anybit.kernels.launch import kernel_layout
-from anybit.ops.tuning import STAGES, WARPS, DecodeTuner, decode_bucket, kernel_revision, m_bucket, tuner_for
+from anybit.ops.tuning import (
+    SPLITS,
+    STAGES,
+    WARPS,
+    DecodeTuner,
+    decode_bucket,
+    kernel_revision,
+    m_bucket,
+    tuner_for,
+)
 from anybit.runtime.autotune import export_tuning, load_tuning
 
 from .helpers import packed_weight
@@ -35,9 +44,30 @@ def test_one_tuner_per_specialisation_whatever_n_and_k():
     assert tuner_for(small, torch.float16, True, False) is tuner_for(large, torch.float16, True, False)
     assert tuner_for(small, torch.float16, True, True) is not tuner_for(small, torch.float16, True, False)
     tuner = tuner_for(small, torch.float16, True, False)
-    assert len(tuner.configs) == len(WARPS) * len(STAGES)
-    assert tuner.configs[0] == {"warps": 4, "stages": 4}
+    assert len(tuner.configs) == len(WARPS) * len(STAGES) * len(SPLITS)
+    assert tuner.configs[0] == {"warps": 4, "stages": 4, "split": 1}
     assert tuner.fixed["revision"] == kernel_revision()
+
+
+def shape_args(m: int, n: int, k: int) -> tuple:
+    return (None,) * 6 + (m, n, k)
+
+
+def test_the_space_is_pruned_per_shape():
+    """Blocks that do not divide N and split-K values that do not help are not built: few split candidates
+    on a wide N, the split values up to about 264 blocks on a narrow one, and at most 26 builds."""
+    tuner = tuner_for(choose_layout("uint4", 8192, 8192, 128), torch.float16, True, False)
+    for (m, n, k), splits in [
+        ((1, 57344, 8192), {1, 2}),
+        ((1, 8192, 8192), {1, 2, 4, 8}),
+        ((16, 4096, 256), {1}),
+    ]:
+        kept = [c for c in tuner.configs if tuner.unsuited(c, shape_args(m, n, k)) is None]
+        assert {c["split"] for c in kept} == splits and len(kept) <= 26
+    assert tuner.unsuited({"warps": 4, "stages": 4, "split": 1}, shape_args(1, 96, 8192)).startswith("N = 96")
+    assert "fewer than 6 stages" in tuner.unsuited(
+        {"warps": 4, "stages": 6, "split": 8}, shape_args(1, 128, 4096)
+    )
 
 
 def decode_args(p, m: int) -> tuple:
@@ -47,14 +77,15 @@ def decode_args(p, m: int) -> tuple:
 
 
 def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path):
-    _, p = packed_weight("uint4", 64, 256)
+    _, p = packed_weight("uint4", 256, 256)  # 32-column warp tiles: 1 to 8 warps divide N
     tuner = DecodeTuner(
         layout=kernel_layout(p.layout),
         act_dtype=torch.float16,
         has_zeros=True,
         has_bias=False,
         revision="test",
-        stages=4,  # one axis only (warps): four NVRTC compiles
+        stages=4,
+        split=1,  # one axis only (warps): four NVRTC compiles
     )
     timed = []
 
@@ -69,7 +100,7 @@ def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path)
     assert len(records) == 1
     stored = json.loads(records[0].read_text())["results"]
     (gpu,) = stored
-    assert list(stored[gpu]) == ["[4,64,256]"]
+    assert list(stored[gpu]) == ["[4,256,256]"]
     # Built once per configuration: a new bucket only times.
     assert tuner.select(decode_args(p, 16)) == {"warps": 2} and len(timed) == 8
     exported = tmp_path / "tuning.json"
@@ -83,6 +114,7 @@ def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path)
         has_bias=False,
         revision="test",
         stages=4,
+        split=1,
     )
     fresh.timer = lambda run, config: pytest.fail("tuned with ANYBIT_AUTOTUNE=0")
     assert fresh.select(decode_args(p, 3)) == {"warps": 2}
@@ -100,5 +132,6 @@ def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path)
         has_bias=False,
         revision="test",
         stages=4,
+        split=1,
     )
     assert pinned.select(decode_args(p, 3)) == {"warps": 8}
