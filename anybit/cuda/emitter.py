@@ -95,6 +95,10 @@ class EmitContext:
     _depth: int = 1
     _counter: int = 0
 
+    def __post_init__(self) -> None:
+        if self.printer.hoist is None:
+            self.printer.hoist = self.hoist
+
     def emit(self, *lines: str) -> None:
         """Append C lines at the current indentation."""
         for line in lines:

@@ -86,6 +86,7 @@ def _generate(program: Program, arch: str) -> CudaKernelSource:
     signature: list[str] = []
     for var in program.params:
         name = ctx.printer.bind(var, name="p_" + "".join(c if c.isalnum() else "_" for c in var.name))
+        ctx.printer.invariant.add(var)
         if isinstance(var.type, PointerType):
             params.append(KernelParam(var.name, "pointer", var.type.dtype))
             signature.append(f"uint8_t* {name}")
@@ -146,8 +147,12 @@ def _emit_body(ctx: EmitContext, body: tuple) -> None:
                 with ctx.block("else"):
                     _emit_body(ctx, stmt.else_body)
         elif isinstance(stmt, WhileStmt):
-            with ctx.block(f"while ({ctx.expr(stmt.condition)})"):
-                _emit_body(ctx, stmt.body)
+            ctx.printer.loop_depth += 1
+            try:
+                with ctx.block(f"while ({ctx.expr(stmt.condition)})"):
+                    _emit_body(ctx, stmt.body)
+            finally:
+                ctx.printer.loop_depth -= 1
         elif isinstance(stmt, BreakStmt):
             ctx.emit("break;")
         else:
@@ -157,10 +162,22 @@ def _emit_body(ctx: EmitContext, body: tuple) -> None:
 def _emit_for(ctx: EmitContext, stmt: ForStmt) -> None:
     step = constant_value(stmt.step)
     start = ctx.expr(stmt.start)
+    ctx.printer.loop_depth += 1  # the stop and step are evaluated on every iteration
+    try:
+        _emit_loop(ctx, stmt, step, start)
+    finally:
+        ctx.printer.loop_depth -= 1
+
+
+def _emit_loop(ctx: EmitContext, stmt: ForStmt, step, start: str) -> None:
     stop = ctx.expr(stmt.stop)
-    nonnegative = ctx.printer.is_nonnegative(stmt.start) and (step is None or step > 0)
+    # The variable only grows from its start when the step is proven non-negative.
+    increasing = step > 0 if isinstance(step, (int, float)) else ctx.printer.is_nonnegative(stmt.step)
+    start_bound = ctx.printer.lower_bound(stmt.start)
     var = stmt.var
-    name = ctx.printer.bind(var, nonnegative=nonnegative)
+    name = ctx.printer.bind(var, nonnegative=increasing and start_bound is not None and start_bound >= 0)
+    if increasing and start_bound is not None:
+        ctx.printer.lower_bounds[var] = start_bound
     ctype = scalar_ctype(var.dtype)
     compare = ">" if isinstance(step, int) and step < 0 else "<"
     if stmt.unroll is True:

@@ -41,8 +41,9 @@ def test_floor_division_printing() -> None:
     printer = ExprPrinter()
     k = Var("k", dt.int32)
     printer.bind(k)
-    assert printer.print(THREAD // 4 % 8) == "((tid / 4) % 8)"
-    assert "ab_floordiv" in printer.print(k // 4) and "ab_floormod" in printer.print(k % 4)
+    assert printer.print(THREAD // 4 % 8) == "((tid >> 2) & 7)"
+    assert printer.print(THREAD // 3 % 5) == "((int)((unsigned)(((int)((unsigned)(tid) / 3u))) % 5u))"
+    assert "ab_floordiv" in printer.print(k // 3) and "ab_floormod" in printer.print(k % 3)
 
 
 def test_vector_width_follows_layout_and_alignment() -> None:

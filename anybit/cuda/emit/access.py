@@ -43,12 +43,15 @@ def checked_dims(shape, offsets, tile_shape) -> list[int]:
 
 
 def in_bounds(ctx: EmitContext, index, shape, dims) -> list[str]:
-    """C conditions that ``index`` lies inside ``shape`` along ``dims``."""
+    """C conditions that ``index`` lies inside ``shape`` along ``dims`` (``>= 0`` only where not proven).
+
+    Built as expressions, so a loop-invariant condition (a tile's row check) is hoisted out of loops.
+    """
     conditions = []
     for k in dims:
         if not ctx.printer.is_nonnegative(index[k]):
-            conditions.append(f"{ctx.expr(index[k])} >= 0")
-        conditions.append(f"{ctx.expr(index[k])} < {ctx.expr(shape[k])}")
+            conditions.append(ctx.expr(binary("ge", index[k], 0)))
+        conditions.append(ctx.expr(binary("lt", index[k], shape[k])))
     return conditions
 
 

@@ -24,7 +24,7 @@ from anybit.ir import (
     StoreGlobalInst,
     StoreSharedInst,
 )
-from anybit.ir.expr import constant_value
+from anybit.ir.expr import constant_value, gcd_divisor
 from anybit.layout.register import RegisterLayout
 
 
@@ -36,6 +36,18 @@ def _global_plan(ctx: EmitContext, layout: RegisterLayout, tensor, offsets, dims
         pass
     ctx.require_alignment(placement, plan.piece_bytes if plan.groups[0].pieces else 1)
     return plan
+
+
+def _all_or_nothing(plan: AccessPlan, group, first_index, shape, dims, mask) -> bool:
+    """Whether the group is entirely inside or entirely outside the tensor (no mask): its start along the
+    vectorized dimension and that dimension's extent are multiples of the group's length (divisibility facts
+    included), and along every other dimension its elements share one index."""
+    if mask is not None or plan.dim is None or plan.dim not in dims or group.count == 1:
+        return mask is None and group.count == 1
+    return (
+        gcd_divisor(shape[plan.dim]) % group.count == 0
+        and gcd_divisor(first_index[plan.dim]) % group.count == 0
+    )
 
 
 def _mask_conditions(mask_array: str | None, first: int, count: int) -> list[str]:
@@ -65,9 +77,10 @@ def emit_load_global(ctx: EmitContext, inst: LoadGlobalInst) -> None:
     for group in plan.groups:
         first_index = tile_index(layout, inst.offsets, group.first_local)
         last_index = tile_index(layout, inst.offsets, group.first_local + group.count - 1)
-        guard = in_bounds(ctx, first_index, tensor.shape, dims) + in_bounds(
-            ctx, last_index, tensor.shape, dims
-        )
+        whole = _all_or_nothing(plan, group, first_index, tensor.shape, dims, mask)
+        guard = in_bounds(ctx, first_index, tensor.shape, dims)
+        if not whole:
+            guard += in_bounds(ctx, last_index, tensor.shape, dims)
         guard += _mask_conditions(mask, group.first_local, group.count)
         offset = _element_offset(ctx, tensor, first_index)
         with ctx.block(""):
@@ -79,7 +92,10 @@ def emit_load_global(ctx: EmitContext, inst: LoadGlobalInst) -> None:
             _load_group(ctx, array, group, n, base, offset, address if group.pieces else None)
             if guard:
                 ctx.emit("} else {")
-                _load_elements_checked(ctx, inst, array, group, base, dims, mask, other)
+                if whole:  # the whole group is outside: every element reads `other`
+                    _fill_other(ctx, array, group, n, other)
+                else:
+                    _load_elements_checked(ctx, inst, array, group, base, dims, mask, other)
                 ctx.emit("}")
 
 
@@ -101,13 +117,20 @@ def _load_elements_checked(ctx, inst, array, group, base, dims, mask, other) -> 
         with ctx.block(f"if ({' && '.join(conditions)})"):
             load_element(ctx, array, i, n, base, _element_offset(ctx, tensor, index))
         with ctx.block("else"):
-            if n == 64:
-                ctx.emit(
-                    f"{array}[{2 * i}] = {hex(other & 0xFFFFFFFF)}u; "
-                    f"{array}[{2 * i + 1}] = {hex(other >> 32)}u;"
-                )
-            else:
-                ctx.emit(*write_bits(array, i * n, n, f"{hex(other)}u"))
+            _write_other(ctx, array, i, n, other)
+
+
+def _fill_other(ctx, array, group, n, other) -> None:
+    for j in range(group.count):
+        _write_other(ctx, array, group.first_local + j, n, other)
+
+
+def _write_other(ctx, array, i, n, other) -> None:
+    if n == 64:
+        ctx.emit(f"{array}[{2 * i}] = {hex(other & 0xFFFFFFFF)}u;")
+        ctx.emit(f"{array}[{2 * i + 1}] = {hex(other >> 32)}u;")
+    else:
+        ctx.emit(*write_bits(array, i * n, n, f"{hex(other)}u"))
 
 
 def _owner_condition(ctx: EmitContext, layout: RegisterLayout, i: int) -> list[str]:
@@ -132,9 +155,13 @@ def emit_store_global(ctx: EmitContext, inst: StoreGlobalInst) -> None:
     for group in plan.groups:
         first_index = tile_index(layout, inst.offsets, group.first_local)
         last_index = tile_index(layout, inst.offsets, group.first_local + group.count - 1)
-        guard = in_bounds(ctx, first_index, tensor.shape, dims) + in_bounds(
-            ctx, last_index, tensor.shape, dims
+        # Replicated values: the per-element fallback also picks each element's owner, so keep it.
+        whole = not layout.is_replicated and _all_or_nothing(
+            plan, group, first_index, tensor.shape, dims, mask
         )
+        guard = in_bounds(ctx, first_index, tensor.shape, dims)
+        if not whole:
+            guard += in_bounds(ctx, last_index, tensor.shape, dims)
         guard += _mask_conditions(mask, group.first_local, group.count)
         guard += _owner_condition(ctx, layout, group.first_local)
         offset = _element_offset(ctx, tensor, first_index)
@@ -148,7 +175,7 @@ def emit_store_global(ctx: EmitContext, inst: StoreGlobalInst) -> None:
                     store_piece(ctx, array, piece, f"{address} + {piece.byte_delta}")
             else:
                 store_element(ctx, array, group.first_local, n, base, offset)
-            if guard and group.count > 1:
+            if guard and group.count > 1 and not whole:
                 ctx.emit("} else {")
                 for j in range(group.count):
                     i = group.first_local + j
