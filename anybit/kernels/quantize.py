@@ -119,6 +119,16 @@ def _as_scale(raw: torch.Tensor, act_dtype: torch.dtype) -> torch.Tensor:
     return torch.where(scales == 0, torch.ones_like(scales), scales)
 
 
+def _divide(values: torch.Tensor, constant: float) -> torch.Tensor:
+    """``values / constant`` correctly rounded on every device.
+
+    torch divides a CUDA tensor by a Python scalar as a multiplication by its reciprocal, which can be one ulp
+    off the CPU's true division and then round a scale differently; dividing by a full tensor is IEEE division
+    everywhere, so CPU and GPU quantize to the same scales.
+    """
+    return values / torch.full_like(values, constant)
+
+
 def quantize(
     weight: torch.Tensor,
     dtype,
@@ -166,17 +176,17 @@ def quantize(
         top = float(data_type.max_value)
         if zero_point:
             low, high = low.clamp(max=0), high.clamp(min=0)  # the range holds 0, so z is a code
-            scales = _as_scale((high - low) / top, act_dtype)
+            scales = _as_scale(_divide(high - low, top), act_dtype)
             zeros = torch.round(-low / scales.float()).clamp(0, top)
             q = torch.round(groups / scales.float()[..., None]) + zeros[..., None]
             zeros = zeros.to(act_dtype)
         else:
-            scales = _as_scale(high.clamp(min=0) / top, act_dtype)
+            scales = _as_scale(_divide(high.clamp(min=0), top), act_dtype)
             q = torch.round(groups / scales.float()[..., None])
         codes = q.clamp(0, top).to(torch.uint8)
     else:
         absmax = torch.maximum(-low, high)
-        scales = _as_scale(absmax / float(data_type.max_value), act_dtype)
+        scales = _as_scale(_divide(absmax, float(data_type.max_value)), act_dtype)
         scaled = groups / scales.float()[..., None]
         if data_type.kind == "int":
             q = torch.round(scaled).clamp(data_type.min_value, data_type.max_value).to(torch.int16)
