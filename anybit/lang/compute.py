@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from anybit.dtypes import DataType, boolean
 from anybit.dtypes import dtype as resolve_dtype
-from anybit.ir.expr import Expr, ScalarCast, as_expr, binary, unary
+from anybit.ir.expr import BINARY_OPS, UNARY_OPS, Expr, ScalarCast, as_expr, binary, unary
 from anybit.ir.instructions import (
     BINARY_TENSOR_OPS,
     UNARY_TENSOR_OPS,
@@ -157,32 +157,11 @@ def _scalar_elementwise(builder: Builder, op: str, operands: Sequence, instructi
 
         return select(operands[0], lambda: operands[1], lambda: operands[2])
     if len(operands) == 1:
-        if op in ("neg", "abs", "logical_not", "bit_not"):
+        if op in UNARY_OPS:
             return unary(op, operands[0])
     else:
         name = _SCALAR_BINARY.get(op, op)
-        if name in (
-            "add",
-            "sub",
-            "mul",
-            "div",
-            "mod",
-            "min",
-            "max",
-            "lt",
-            "le",
-            "gt",
-            "ge",
-            "eq",
-            "ne",
-            "logical_and",
-            "logical_or",
-            "and",
-            "or",
-            "xor",
-            "shl",
-            "shr",
-        ):
+        if name in BINARY_OPS:
             return binary(name, operands[0], operands[1])
     raise builder.error(
         f"expected at least one register tensor operand, got {', '.join(map(repr, operands))}", instruction
