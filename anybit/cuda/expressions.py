@@ -48,7 +48,8 @@ _C_SCALAR = {
     "float64": "double",
 }
 
-_INFIX = {
+#: C spelling of the VM binary operators that map to one C operator (division and modulo need care).
+C_INFIX = {
     "add": "+",
     "sub": "-",
     "mul": "*",
@@ -269,9 +270,9 @@ class ExprPrinter:
         lhs, rhs = self.print(expr.lhs), self.print(expr.rhs)
         if isinstance(expr.lhs, Var) and isinstance(expr.lhs.type, PointerType) and op in ("add", "sub"):
             bits = expr.lhs.type.dtype.nbits
-            return f"({lhs} {_INFIX[op]} ((long long)({rhs}) * {bits}) / 8)"
-        if op in _INFIX:
-            return f"({lhs} {_INFIX[op]} {rhs})"
+            return f"({lhs} {C_INFIX[op]} ((long long)({rhs}) * {bits}) / 8)"
+        if op in C_INFIX:
+            return f"({lhs} {C_INFIX[op]} {rhs})"
         if op in ("min", "max"):
             return f"{op}({lhs}, {rhs})"
         if op == "div":

@@ -6,6 +6,7 @@ from anybit.cuda import conversions
 from anybit.cuda.emit.locality import local_sources, same_map
 from anybit.cuda.emit.scratch import register_scratch
 from anybit.cuda.emitter import CodegenError, EmitContext, register_emitter, where
+from anybit.cuda.expressions import C_INFIX
 from anybit.cuda.registers import (
     compute_ctype,
     constant_code,
@@ -33,24 +34,6 @@ _MATH = {
     "sin": "sin",
     "cos": "cos",
     "tanh": "tanh",
-}
-_INFIX = {
-    "add": "+",
-    "sub": "-",
-    "mul": "*",
-    "lt": "<",
-    "le": "<=",
-    "gt": ">",
-    "ge": ">=",
-    "eq": "==",
-    "ne": "!=",
-    "logical_and": "&&",
-    "logical_or": "||",
-    "and": "&",
-    "or": "|",
-    "xor": "^",
-    "shl": "<<",
-    "shr": ">>",
 }
 
 
@@ -106,8 +89,8 @@ def emit_unary(ctx: EmitContext, inst: UnaryInst) -> None:
 
 
 def _binary_value(op: str, a: str, b: str, ctype: str, is_float: bool) -> str:
-    if op in _INFIX:
-        return f"({a} {_INFIX[op]} {b})"
+    if op in C_INFIX:
+        return f"({a} {C_INFIX[op]} {b})"
     if op == "div":
         return f"({a} / {b})"
     if op == "mod":
