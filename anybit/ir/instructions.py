@@ -389,6 +389,16 @@ class ReduceInst(Instruction):
 
 
 @dataclass(frozen=True, slots=True)
+class IndexInst(Instruction):
+    """``output[i_0, ..., i_r] = i_dim``: every element holds its own index along ``dim`` (masks, iota)."""
+
+    output: RegisterTensor
+    dim: int
+    source: SourceLocation | None = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
 class AnnotateLayoutInst(Instruction):
     """Require ``tensor`` to have ``layout`` (consumed by layout inference)."""
 
@@ -449,6 +459,7 @@ INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = (
     AssignInst,
     DotInst,
     ReduceInst,
+    IndexInst,
     AnnotateLayoutInst,
     SyncInst,
     ExitInst,

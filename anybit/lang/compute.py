@@ -19,6 +19,7 @@ from anybit.ir.instructions import (
     BinaryInst,
     CastInst,
     DotInst,
+    IndexInst,
     ReduceInst,
     UnaryInst,
     ViewInst,
@@ -285,3 +286,49 @@ def assign(destination: RegisterTensor, value: RegisterTensor) -> RegisterTensor
         )
     builder.emit(AssignInst(destination, value, source=builder.location()))
     return destination
+
+
+def index(shape, dim: int, dtype=None, layout=None) -> RegisterTensor:
+    """A register tile of ``shape`` whose every element holds its own index along ``dim``.
+
+    Parameters
+    ----------
+    shape
+        Compile-time tile shape.
+    dim
+        The dimension whose index each element holds (negative counts from the end).
+    dtype
+        An integer dtype wide enough for the indices (default int32).
+    layout
+        Register layout; inferred from the consumers when omitted.
+
+    Compare it with run-time bounds to build masks: ``self.index([64], 0) + start < n``.
+    """
+    from anybit.dtypes import int32
+    from anybit.lang.memory import _static_shape
+
+    builder = current_builder()
+    shape = _static_shape(builder, shape, "index")
+    dtype = int32 if dtype is None else resolve_dtype(dtype)
+    rank = len(shape)
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -rank <= dim < rank:
+        raise builder.error(
+            f"expected a dimension in [{-rank}, {rank}) for shape {list(shape)}, got {dim!r}", "index"
+        )
+    dim %= rank
+    if not dtype.is_integer or shape[dim] - 1 > dtype.max_value:
+        raise builder.error(
+            f"expected an integer dtype that holds indices up to {shape[dim] - 1}, got {dtype.name}", "index"
+        )
+    if layout is not None and tuple(layout.shape) != tuple(shape):
+        raise builder.error(
+            f"expected a layout of shape {list(shape)}, got {layout!r} of shape {list(layout.shape)}", "index"
+        )
+    output = new_register(builder, dtype, shape, layout, hint="index")
+    builder.emit(IndexInst(output, dim, source=builder.location()))
+    return output
+
+
+def arange(extent: int, dtype=None, layout=None) -> RegisterTensor:
+    """``[0, 1, ..., extent - 1]`` as a 1-D register tile (``index([extent], 0)``)."""
+    return index([extent], 0, dtype=dtype, layout=layout)

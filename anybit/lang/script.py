@@ -284,6 +284,8 @@ class Script:
     view = staticmethod(compute.view)
     dot = staticmethod(compute.dot)
     assign = staticmethod(compute.assign)
+    index = staticmethod(compute.index)
+    arange = staticmethod(compute.arange)
 
     def sum(self, tensor, dim: int, keepdim: bool = False):
         """Sum over ``dim``."""

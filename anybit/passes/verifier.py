@@ -35,6 +35,7 @@ from anybit.ir.instructions import (
     ExitInst,
     FreeSharedInst,
     GlobalViewInst,
+    IndexInst,
     Instruction,
     LoadGlobalInst,
     LoadSharedInst,
@@ -136,6 +137,19 @@ def _global_view(inst: GlobalViewInst, program) -> None:
 )
 def _nothing(inst, program) -> None:
     return None
+
+
+@_check(IndexInst)
+def _index(inst: IndexInst, program) -> None:
+    output = inst.output
+    if not 0 <= inst.dim < output.rank:
+        raise _fail(inst, f"expected a dimension in [0, {output.rank}) of {_type(output)}, got {inst.dim}")
+    if not output.dtype.is_integer or output.shape[inst.dim] - 1 > output.dtype.max_value:
+        raise _fail(
+            inst,
+            f"expected an integer tile that holds indices up to {output.shape[inst.dim] - 1}, "
+            f"got {_type(output)}",
+        )
 
 
 @_check(SharedSliceInst)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from anybit.cuda.emitter import EmitContext, GlobalPlacement, SharedPlacement, register_emitter
-from anybit.cuda.expressions import scalar_ctype
-from anybit.cuda.registers import constant_code, word_count
+from anybit.cuda.expressions import THREAD, scalar_ctype
+from anybit.cuda.registers import constant_code, set_value, word_count
 from anybit.ir import (
     AllocateGlobalInst,
     AllocateRegisterInst,
@@ -16,6 +16,7 @@ from anybit.ir import (
     DeclareScalarInst,
     FreeSharedInst,
     GlobalViewInst,
+    IndexInst,
     SharedSliceInst,
     Var,
 )
@@ -84,6 +85,17 @@ def emit_allocate_register(ctx: EmitContext, inst: AllocateRegisterInst) -> None
         bits |= code << (i * dtype.nbits)
     for w in range(word_count(dtype, layout.local_size)):
         ctx.emit(f"{name}[{w}] = {hex((bits >> (32 * w)) & 0xFFFFFFFF)}u;")
+
+
+@register_emitter(IndexInst)
+def emit_index(ctx: EmitContext, inst: IndexInst) -> None:
+    """Each local element gets the ``dim`` coordinate of the logical index the layout maps it to."""
+    name = ctx.register(inst.output)
+    dtype, layout = inst.output.dtype, inst.output.layout
+    for i in range(layout.local_size):
+        coordinate = layout.logical(THREAD, i)[inst.dim]
+        for line in set_value(name, dtype, i, ctx.expr(coordinate)):
+            ctx.emit(line)
 
 
 @register_emitter(DeclareScalarInst)

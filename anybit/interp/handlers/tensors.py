@@ -8,10 +8,11 @@ import math
 import numpy as np
 
 from anybit import ir
+from anybit.dtypes import encode
 from anybit.interp.errors import InterpreterError
 from anybit.interp.handlers.registry import register
 from anybit.interp.memory import GlobalBinding, Pointer, SharedBinding, SharedRegion, storage_bits
-from anybit.interp.registers import storage_shape
+from anybit.interp.registers import layout_map, storage_shape
 from anybit.interp.state import BlockState
 from anybit.interp.values import constant_codes
 
@@ -92,6 +93,14 @@ def allocate_register(block: BlockState, inst: ir.AllocateRegisterInst) -> None:
     # An undefined register holds zero bits here; the CUDA backend leaves it as whatever the register held.
     code = constant_codes(0 if inst.init is None else inst.init, tensor.dtype)
     block.registers.set_codes(tensor, np.full(storage_shape(tensor), code, dtype=tensor.dtype.code_dtype))
+
+
+@register(ir.IndexInst)
+def index(block: BlockState, inst: ir.IndexInst) -> None:
+    tensor = inst.output
+    # Every (thread, local) slot holds the index along ``dim`` of the element it maps to (all owners alike).
+    indices = layout_map(tensor)[..., inst.dim]
+    block.registers.set_codes(tensor, encode(indices, tensor.dtype))
 
 
 @register(ir.DeclareScalarInst)
