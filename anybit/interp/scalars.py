@@ -15,7 +15,7 @@ import numpy as np
 from anybit.dtypes import DataType, decode, encode
 from anybit.interp.errors import InterpreterError
 from anybit.interp.memory import Pointer
-from anybit.ir.expr import Binary, BlockIndex, Const, Expr, ScalarCast, Select, Unary, Var
+from anybit.ir.expr import Binary, BlockIndex, Const, Expr, ScalarCast, Select, Unary, Var, apply_binary
 
 Scalar = object  # int | float | bool | Pointer
 
@@ -92,42 +92,12 @@ def _pointer_arithmetic(op: str, lhs: Scalar, rhs: Scalar) -> Pointer:
 
 
 def _binary(op: str, a: Scalar, b: Scalar) -> Scalar:
-    if op in ("floordiv", "mod", "div") and b == 0 and not isinstance(a, float) and not isinstance(b, float):
-        raise InterpreterError(f"integer {op} by zero in a scalar expression ({a} {op} {b})")
-    if op == "add":
-        return a + b
-    if op == "sub":
-        return a - b
-    if op == "mul":
-        return a * b
-    if op == "div":
-        return a / b if b != 0 else math.copysign(math.inf, a) if a != 0 else math.nan
-    if op == "floordiv":
-        return a // b if b != 0 else math.nan
-    if op == "mod":
-        return a % b if b != 0 else math.nan
-    if op == "min":
-        return min(a, b)
-    if op == "max":
-        return max(a, b)
-    if op == "and":
-        return a & b
-    if op == "or":
-        return a | b
-    if op == "xor":
-        return a ^ b
-    if op == "shl":
-        return a << b
-    if op == "shr":
-        return a >> b
-    if op == "logical_and":
-        return bool(a) and bool(b)
-    if op == "logical_or":
-        return bool(a) or bool(b)
-    comparisons = {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b, "eq": a == b, "ne": a != b}
-    if op in comparisons:
-        return comparisons[op]
-    raise InterpreterError(f"unknown scalar operator {op!r}")
+    try:
+        return apply_binary(op, a, b)
+    except ZeroDivisionError as error:
+        raise InterpreterError(f"{error} in a scalar expression") from None
+    except KeyError:
+        raise InterpreterError(f"unknown scalar operator {op!r}") from None
 
 
 def _unary(op: str, a: Scalar) -> Scalar:

@@ -342,8 +342,18 @@ def binary_result_dtype(op: str, lhs: DataType, rhs: DataType) -> DataType:
     return int64 if int64 in (lhs, rhs) else int32
 
 
-def _fold(op: str, a, b):
-    """Constant-fold ``a op b``; ``floordiv``/``mod`` are floor division and its remainder, as in Python."""
+def apply_binary(op: str, a, b):
+    """The value of ``a op b`` on Python numbers, as every executor defines it.
+
+    ``floordiv``/``mod`` are floor division and its remainder (as in Python); integer division by zero
+    raises ZeroDivisionError; float division by zero gives ±inf (or NaN for 0/0, floordiv and mod).
+    """
+    if op in ("div", "floordiv", "mod") and b == 0:
+        if not (isinstance(a, float) or isinstance(b, float)):
+            raise ZeroDivisionError(f"integer {op} by zero ({a} {BINARY_SYMBOLS[op]} {b})")
+        if op == "div" and a != 0:
+            return math.copysign(math.inf, a)
+        return math.nan
     if op == "add":
         return a + b
     if op == "sub":
@@ -384,7 +394,7 @@ def binary(op: str, lhs: ExprLike, rhs: ExprLike) -> Expr:
     if isinstance(lhs, Const) and isinstance(rhs, Const):
         if op in ("floordiv", "mod") and rhs.value == 0:
             raise ZeroDivisionError(f"constant {op} by zero in {lhs!r} {BINARY_SYMBOLS[op]} {rhs!r}")
-        value = _fold(op, lhs.value, rhs.value)
+        value = apply_binary(op, lhs.value, rhs.value)
         return Const(value, binary_result_dtype(op, lhs.dtype, rhs.dtype))
     if isinstance(rhs, Const) and not lhs.dtype.is_float:
         if op in ("add", "sub", "or", "xor", "shl", "shr") and rhs.value == 0:
@@ -507,6 +517,7 @@ def _binary_divisor(expr: Binary) -> int:
 __all__ = [
     "Expr",
     "Var",
+    "apply_binary",
     "assumed_divisibility",
     "PointerType",
     "Const",
