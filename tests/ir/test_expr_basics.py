@@ -55,3 +55,15 @@ def test_runtime_values_refuse_python_truth_and_indexing():
         bool(x < 3)
     with pytest.raises(TypeError, match="compile-time int"):
         range(x)
+
+
+def test_binary_operators_have_one_definition_with_division_by_zero_rules():
+    import math
+
+    from anybit.ir import apply_binary
+
+    assert apply_binary("floordiv", -7, 2) == -4 and apply_binary("mod", -7, 2) == 1
+    assert apply_binary("div", 1.0, 0.0) == math.inf and apply_binary("div", -2.0, 0.0) == -math.inf
+    assert math.isnan(apply_binary("div", 0.0, 0.0)) and math.isnan(apply_binary("mod", 1.5, 0.0))
+    with pytest.raises(ZeroDivisionError, match="integer floordiv by zero"):
+        apply_binary("floordiv", 3, 0)
