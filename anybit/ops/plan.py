@@ -10,6 +10,7 @@ and launch.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 
@@ -141,7 +142,7 @@ class WeightPlan:
             config = tuner.select(args)
             if self.n % (config["warps"] * self.layout.n_per_warp):
                 default = default_decode_config(self.layout)  # a stored config that cannot cover this N
-                config = {"warps": default.warps, "stages": default.stages}
+                config = dataclasses.asdict(default)  # warps, stages and split, as the default chose them
             compiled = launch_script(tuner.instance(config), args)
             self._launches[has_zeros][has_bias][m] = _launch_function(compiled)
 
