@@ -37,6 +37,7 @@ import anybit  # noqa: E402
 from anybit.nn.convert import model_bytes  # noqa: E402
 from anybit.nn.decode import (  # noqa: E402
     LLAMA_CONFIGS,
+    GreedyDecoder,
     build_llama,
     logits_agreement,
     quantized_copy,
@@ -61,7 +62,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--group-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="timed decodes per row (best is kept)")
     parser.add_argument("--no-graph", action="store_true", help="decode eagerly (no CUDA graph)")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the decode step (fuses the element-wise work)"
+    )
     parser.add_argument("--quick", action="store_true", help="4 layers, 32 tokens, 32 prompts, 1 repeat")
+    parser.add_argument(
+        "--profile", action="store_true", help="GPU time per kernel group of one step (torch.profiler)"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=None, help="directory for e2e.json / e2e.md")
     args = parser.parse_args(argv)
     if args.quick:
@@ -88,6 +95,10 @@ def environment() -> dict:
     return info
 
 
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 def measure_model(name: str, model, args, batches: list[int], fp16_rows: dict[int, float]) -> list[dict]:
     """Decode speed rows of one model (one per batch size); errors are recorded, not raised."""
     rows = []
@@ -101,6 +112,7 @@ def measure_model(name: str, model, args, batches: list[int], fp16_rows: dict[in
                 prompt_length=args.prompt_length,
                 repeats=args.repeats,
                 use_graph=not args.no_graph,
+                compile=args.compile,
             )
             row.update(
                 tokens_per_s=timing.tokens_per_second,
@@ -112,12 +124,52 @@ def measure_model(name: str, model, args, batches: list[int], fp16_rows: dict[in
                 fp16_rows[batch] = timing.tokens_per_second
             if batch in fp16_rows:
                 row["speedup"] = timing.tokens_per_second / fp16_rows[batch]
+            if args.profile and model_device(model).type == "cuda":
+                row["profile"] = profile_step(model, batch, compile=args.compile)
         except Exception as error:  # one failing row is a result: record it and go on
             row["error"] = f"{type(error).__name__}: {error}"
             row["traceback"] = traceback.format_exc(limit=8)
         print(json.dumps({key: value for key, value in row.items() if key != "traceback"}), flush=True)
         rows.append(row)
     return rows
+
+
+KERNEL_GROUPS = (  # (group, substrings of the kernel name), first match wins
+    ("anybit", ("decode", "dequant", "anybit")),
+    ("gemm", ("gemm", "gemv", "xmma", "cutlass", "cublas", "splitk")),
+    ("attention", ("flash", "fmha", "attention", "sdpa", "softmax")),
+)
+
+
+def profile_step(model, batch: int, steps: int = 4, compile: bool = False) -> dict:
+    """GPU microseconds per decode step by kernel group, and the 8 costliest kernels (eager steps)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    decoder = GreedyDecoder(model, batch, 64, use_graph=False, compile=compile)
+    prompt = torch.randint(0, model.config.vocab_size, (batch, 16))
+    decoder.prefill(prompt.to(decoder.device))
+    decoder.replay()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            decoder.replay()
+        torch.cuda.synchronize()
+    groups: dict[str, float] = {}
+    kernels: dict[str, tuple[float, int]] = {}
+    for event in prof.key_averages():
+        total = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0.0)
+        if not total or event.key.startswith("ProfilerStep"):
+            continue
+        name = event.key.lower()
+        group = next((g for g, keys in KERNEL_GROUPS if any(key in name for key in keys)), "other")
+        groups[group] = groups.get(group, 0.0) + total / steps
+        kernels[event.key[:90]] = (total / steps, event.count // steps)
+    top = sorted(kernels.items(), key=lambda item: -item[1][0])[:8]
+    return {
+        "us_per_step": {group: round(value, 1) for group, value in groups.items()},
+        "kernels_per_step": sum(count for _, count in kernels.values()),
+        "top": [{"kernel": name, "us": round(us, 1), "count": count} for name, (us, count) in top],
+    }
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -147,6 +199,7 @@ def run(args: argparse.Namespace) -> dict:
             "repeats": args.repeats,
             "device": str(device),
             "graph": not args.no_graph,
+            "compile": args.compile,
             "lm_head": "fp16 (skipped)",
         },
         "decode": [],
@@ -206,7 +259,8 @@ def markdown(report: dict) -> str:
         f"lm_head {settings['lm_head']}. "
         f"{settings['new_tokens']} decode steps after a {settings['prompt_length']}-token prompt, "
         "static KV cache, "
-        f"{'one step replayed as a CUDA graph' if graphed else 'eager steps'}; best of "
+        f"{'one step replayed as a CUDA graph' if graphed else 'eager steps'}"
+        f"{' (the step torch.compile-d)' if settings.get('compile') else ''}; best of "
         f"{settings['repeats']}.",
         "",
         "| type | batch | tokens/s | ms/step | speedup vs fp16 | mode |",

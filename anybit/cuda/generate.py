@@ -42,22 +42,34 @@ def preflight(program: Program) -> None:
         raise CodegenError(f"no CUDA emitter for: {', '.join(missing)}")
 
 
-def _workspace(program: Program, ctx: EmitContext) -> tuple[object, bool]:
+def _workspace(program: Program, ctx: EmitContext) -> tuple[object, bool, object]:
+    """(workspace bytes, zero them before every launch, bytes at the front the program keeps zero).
+
+    ``kept_clean`` tensors come first, so the region the kernel keeps zero is a prefix whatever the shapes;
+    the runtime zeroes a prefix once and again only when a launch needs a longer one."""
+    allocations = [inst for inst in instructions(program.body) if isinstance(inst, AllocateGlobalInst)]
+    allocations.sort(key=lambda inst: not inst.kept_clean)  # stable: kept-clean tensors first
     total: object = 0
     clean = False
-    for inst in instructions(program.body):
-        if isinstance(inst, AllocateGlobalInst):
-            tensor = inst.output
-            elements = 1
-            for extent in tensor.shape:
-                elements = elements * extent
-            size = (as_expr(elements) * tensor.dtype.nbits + 7) // 8
-            size = (size + 255) // 256 * 256
-            ctx.workspace_offsets[id(inst)] = ctx.expr(total)
-            total = as_expr(total) + size
-            clean = clean or inst.requires_clean
-    folded = constant_value(total)
-    return (folded if isinstance(folded, int) else total), clean
+    clean_bytes: object = 0
+    for inst in allocations:
+        tensor = inst.output
+        elements = 1
+        for extent in tensor.shape:
+            elements = elements * extent
+        size = (as_expr(elements) * tensor.dtype.nbits + 7) // 8
+        size = (size + 255) // 256 * 256
+        ctx.workspace_offsets[id(inst)] = ctx.expr(total)
+        total = as_expr(total) + size
+        clean = clean or inst.requires_clean
+        if inst.kept_clean:
+            clean_bytes = total
+
+    def folded(value: object) -> object:
+        constant = constant_value(value)
+        return constant if isinstance(constant, int) else value
+
+    return folded(total), clean, folded(clean_bytes)
 
 
 def generate_cuda(program: Program, *, arch: str = "sm_90a") -> CudaKernelSource:
@@ -95,7 +107,7 @@ def _generate(program: Program, arch: str) -> CudaKernelSource:
             signature.append(f"{scalar_ctype(var.type)} {name}")
             if var.type.kind in ("uint", "bool"):
                 ctx.printer.nonnegative.add(var)
-    workspace_bytes, workspace_clean = _workspace(program, ctx)
+    workspace_bytes, workspace_clean, workspace_clean_bytes = _workspace(program, ctx)
     if not (isinstance(workspace_bytes, int) and workspace_bytes == 0):
         params.append(KernelParam(WORKSPACE_PARAM, "pointer", uint8))
         signature.append(f"uint8_t* {WORKSPACE_PARAM}")
@@ -124,6 +136,7 @@ def _generate(program: Program, arch: str) -> CudaKernelSource:
         dynamic_shared_bytes=plan.total_bytes,
         workspace_bytes=workspace_bytes,
         workspace_clean=workspace_clean,
+        workspace_clean_bytes=workspace_clean_bytes,
         alignment_requirements=tuple(sorted(_requirement_names(ctx, program).items())),
         divisibility_requirements=tuple((var.name, divisor) for var, divisor in program.divisibility),
     )

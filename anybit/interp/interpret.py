@@ -73,6 +73,18 @@ def interpret(
                 index = (x, y, z)
                 blocks.append((index, partial(_start_block, launch, index, env)))
     run_grid(blocks)
+    _check_kept_clean(launch)
+
+
+def _check_kept_clean(launch: LaunchState) -> None:
+    """A workspace tensor allocated ``kept_clean`` must be all zeros again when the launch ends."""
+    for inst, buffer in launch.allocations.items():
+        if getattr(inst, "kept_clean", False) and buffer.data.any():
+            raise InterpreterError(
+                f"{launch.program.name}: workspace tensor {inst.output.name} was allocated kept_clean, but the "
+                "launch left non-zero bytes in it; the next launch would start from them (zero it before the "
+                "program ends, e.g. let every counter wrap with arrive, or use requires_clean=True)"
+            )
 
 
 def _start_block(launch: LaunchState, index: tuple, env: dict):

@@ -67,10 +67,16 @@ class GlobalViewInst(Instruction):
 
 @dataclass(frozen=True, slots=True)
 class AllocateGlobalInst(Instruction):
-    """Allocate ``output`` in the run-time global workspace (zero-filled when ``requires_clean``)."""
+    """Allocate ``output`` in the run-time global workspace.
+
+    ``requires_clean``: zero-filled before every launch. ``kept_clean``: zero-filled once, when first
+    allocated; the program promises to leave it zero when it ends (counters that :class:`ArriveInst` wraps
+    back to 0), so no launch pays for a fill.
+    """
 
     output: GlobalTensor
     requires_clean: bool = False
+    kept_clean: bool = False
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
@@ -251,6 +257,25 @@ class ReleaseSemaphoreInst(Instruction):
     value: Expr
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("semaphore",)
+
+
+@dataclass(frozen=True, slots=True)
+class ArriveInst(Instruction):
+    """``var = arrival order`` of this block at the int32 counter ``counter[index]`` shared by ``count`` blocks.
+
+    Block-wide: after a barrier, one thread increments the counter, wrapping to 0 on the ``count``-th
+    arrival (so the counter is zero again for the next launch), and every thread gets the value before the
+    increment: 0 for the first block to arrive, ``count − 1`` for the last. Release and acquire at device
+    scope: every write a block made before arriving is visible to the blocks that arrive after it (the last
+    one to arrive sees them all).
+    """
+
+    var: Var
+    counter: GlobalTensor
+    index: Offsets
+    count: Expr
+    source: SourceLocation | None = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("counter",)
 
 
 # ----------------------------------------------------------------------------------------------- compute
@@ -451,6 +476,7 @@ INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = (
     CopyAsyncWaitAllInst,
     LockSemaphoreInst,
     ReleaseSemaphoreInst,
+    ArriveInst,
     UnaryInst,
     BinaryInst,
     WhereInst,

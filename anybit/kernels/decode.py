@@ -13,11 +13,12 @@ and rounds the scale in only once. Per-channel scales are applied once, after th
 Rows of x beyond M are zero-filled by the bounds of the copies; a second grid axis covers M > 16.
 
 Split-K (``split`` = P > 1) keeps enough blocks when the warp tiles are wide and N is small: a third grid axis
-cuts the chunks of K into P runs, one per block. Each block adds its f32 partial sum into a zero-filled f32
-workspace [M, N] with ``atomic_add``, then takes its turn on the block column's semaphore (split p waits for
-the value p and releases p + 1: the releases chain every earlier add before the last split's acquire). The
-last split reads the complete sum back and finishes as the unsplit kernel does (per-channel scale, bias,
-rounding to the activation dtype, store).
+cuts the chunks of K into P runs, one per block. Each block stores its f32 partial sum into its own slice of
+an f32 workspace [P·M, N] and arrives at the block column's counter (``arrive``: one atomic, no waiting);
+the last block to arrive reads the P partials back, adds them in split order (deterministic: the result does
+not depend on which block finished last) and finishes as the unsplit kernel does (per-channel scale, bias,
+rounding to the activation dtype, store). The counter wraps to 0 on the last arrival, so nothing is filled
+before a launch.
 """
 
 from __future__ import annotations
@@ -162,14 +163,20 @@ class DecodeMatmul(anybit.Script):
                 scale = self.cast(self.load_shared(ss[current]), float32)
                 acc += partial * scale
         if split > 1:
-            work = self.global_tensor(float32, [m, n], requires_clean=True)
-            turns = self.global_tensor(int32, [cdiv(m, BLOCK_M), n // bn], requires_clean=True)
-            self.atomic_add(work, acc, [m0, n0])
-            self.lock_semaphore(turns, [self.blockIdx.y, self.blockIdx.x], self.blockIdx.z)
-            self.release_semaphore(turns, [self.blockIdx.y, self.blockIdx.x], self.blockIdx.z + 1)
-            if self.blockIdx.z < split - 1:
+            # Every split stores its partial sum (rows of x that exist only) and arrives at the block
+            # column's counter; the last to arrive adds the partials in split order (the same sum whatever
+            # order the blocks ran in) and finishes. The counter wraps back to 0: no fill before launches.
+            partials = self.global_tensor(float32, [split * m, n])
+            counters = self.global_tensor(int32, [cdiv(m, BLOCK_M), n // bn], kept_clean=True)
+            rows = self.index([BLOCK_M, bn], 0)
+            exists = rows < m - m0
+            self.store_global(partials, acc, [self.blockIdx.z * m + m0, n0], mask=exists)
+            arrival = self.arrive(counters, [self.blockIdx.y, self.blockIdx.x], split)
+            if arrival < split - 1:
                 self.exit()
-            acc = self.load_global(work, [m0, n0], [BLOCK_M, bn])
+            acc = self.load_global(partials, [m0, n0], [BLOCK_M, bn], mask=exists)
+            for part in range(1, split):
+                acc = acc + self.load_global(partials, [part * m + m0, n0], [BLOCK_M, bn], mask=exists)
         if pl.per_channel:
             acc = acc * self.cast(self.load_global(gs, [0, n0], [1, bn]), float32)
         if self.has_bias:

@@ -23,7 +23,7 @@ from anybit.kernels.packing import PackedWeight
 #: block keeps stages − 1 chunks of its warps' tiles in flight).
 TARGET_BLOCKS = 264
 #: The most blocks along K (split-K) the default configuration and the tuning space use.
-MAX_SPLIT = 8
+MAX_SPLIT = 16
 
 
 @dataclass(frozen=True)
@@ -43,18 +43,22 @@ def kernel_layout(layout: PackedLayout) -> PackedLayout:
     return dataclasses.replace(layout, n=layout.n_per_warp, k=2 * layout.group_size)
 
 
-def useful_split(layout: PackedLayout, m: int, warps: int, stages: int, split: int) -> str | None:
-    """Why ``split`` blocks along K do not help this launch (None when they may): each split's run of chunks
-    must fill the pipeline, and a split is only worth it while the grid with half as many splits has fewer
-    than :data:`TARGET_BLOCKS` blocks."""
+def useful_split(
+    layout: PackedLayout, m: int, warps: int, stages: int, split: int, target: int = TARGET_BLOCKS
+) -> str | None:
+    """Why ``split`` blocks along K do not help this launch (None when they may): each split runs at least
+    two chunks, more than 4 stages only where a run is long enough to use them, and a split is only worth it
+    while the grid with half as many splits has fewer than ``target`` blocks."""
+    chunks = layout.k // layout.k_chunk
+    if stages > 4 and chunks // split < stages:
+        return f"runs of {chunks // split} chunks do not use {stages} stages (4 hold them)"
     if split == 1:
         return None
-    chunks = layout.k // layout.k_chunk
-    if chunks // split < stages:
-        return f"split {split} leaves runs of {chunks // split} chunks, fewer than {stages} stages"
+    if chunks // split < 2:
+        return f"split {split} leaves runs of {chunks // split} chunk(s)"
     blocks = layout.n // (warps * layout.n_per_warp) * -(-m // BLOCK_M)
-    if blocks * (split // 2) >= TARGET_BLOCKS:
-        return f"{blocks} blocks · split {split // 2} already reach {TARGET_BLOCKS}"
+    if blocks * (split // 2) >= target:
+        return f"{blocks} blocks · split {split // 2} already reach {target}"
     return None
 
 

@@ -15,6 +15,7 @@ from anybit.dtypes import dtype as resolve_dtype
 from anybit.ir.expr import Expr, PointerType, Var, as_expr
 from anybit.ir.instructions import (
     AllocateGlobalInst,
+    ArriveInst,
     AllocateRegisterInst,
     AllocateSharedInst,
     AnnotateLayoutInst,
@@ -130,8 +131,13 @@ def global_view(pointer, dtype, shape, strides=None) -> GlobalTensor:
     return tensor
 
 
-def global_tensor(dtype, shape, requires_clean: bool = False) -> GlobalTensor:
-    """A row-major tensor in the run-time global workspace (zero-filled when ``requires_clean``)."""
+def global_tensor(dtype, shape, requires_clean: bool = False, kept_clean: bool = False) -> GlobalTensor:
+    """A row-major tensor in the run-time global workspace.
+
+    ``requires_clean`` zero-fills it before every launch (a fill the launch waits for). ``kept_clean``
+    zero-fills it once, when the workspace is first allocated, on the program's promise that every launch
+    leaves it zero (the interpreter checks the promise): counters used with :func:`arrive` are such.
+    """
     from anybit.layout import global_row_major
 
     builder = current_builder()
@@ -139,7 +145,9 @@ def global_tensor(dtype, shape, requires_clean: bool = False) -> GlobalTensor:
     shape = _dynamic_shape(builder, shape, "global_tensor")
     tensor = GlobalTensor(builder.fresh_name("g"), dtype, shape, global_row_major(*shape))
     builder.auto_named.add(id(tensor))
-    builder.emit(AllocateGlobalInst(tensor, bool(requires_clean), source=builder.location()))
+    builder.emit(
+        AllocateGlobalInst(tensor, bool(requires_clean), bool(kept_clean), source=builder.location())
+    )
     return tensor
 
 
@@ -393,6 +401,31 @@ def lock_semaphore(tensor: GlobalTensor, index, value) -> None:
 def release_semaphore(tensor: GlobalTensor, index, value) -> None:
     """Set ``tensor[index] = value`` once earlier writes are visible (release)."""
     _semaphore(ReleaseSemaphoreInst, "release_semaphore", tensor, index, value)
+
+
+def arrive(tensor: GlobalTensor, index, count) -> Var:
+    """Arrive at the int32 counter ``tensor[index]`` shared by ``count`` blocks; returns the arrival order.
+
+    The result is the same for every thread of the block: 0 for the first block to arrive, ``count − 1`` for
+    the last, which then sees every write the other blocks made before arriving (release/acquire at device
+    scope). The ``count``-th arrival wraps the counter back to 0, so a counter every launch arrives at
+    ``count`` times stays clean (allocate it with ``global_tensor(..., kept_clean=True)``). The usual use is
+    a split reduction without waiting: each block writes its partial result, arrives, and only the last one
+    (``arrival == count - 1``) combines them.
+    """
+    builder = current_builder()
+    if not isinstance(tensor, GlobalTensor) or tensor.dtype is not int32:
+        raise builder.error(f"expected an int32 global tensor of counters, got {tensor!r}", "arrive")
+    index = _offsets(builder, index, tensor, "arrive")
+    if isinstance(count, bool) or isinstance(count, Tensor) or not isinstance(count, (int, Expr)):
+        raise builder.error(f"expected an int count of blocks, got {count!r}", "arrive")
+    if isinstance(count, int) and count < 1:
+        raise builder.error(f"expected at least 1 block to arrive, got {count}", "arrive")
+    var = Var(builder.fresh_name("arrival"), int32)
+    builder.auto_named.add(id(var))
+    builder.declared_scalars.add(id(var))
+    builder.emit(ArriveInst(var, tensor, index, as_expr(count), source=builder.location()))
+    return var
 
 
 # ---------------------------------------------------------------------------------------------- misc

@@ -269,6 +269,7 @@ class Script:
     atomic_add = staticmethod(memory.atomic_add)
     lock_semaphore = staticmethod(memory.lock_semaphore)
     release_semaphore = staticmethod(memory.release_semaphore)
+    arrive = staticmethod(memory.arrive)
     load_shared = staticmethod(memory.load_shared)
     store_shared = staticmethod(memory.store_shared)
     copy_async = staticmethod(memory.copy_async)

@@ -29,19 +29,21 @@ import torch
 
 import anybit
 from anybit.kernels import DecodeMatmul, PackedLayout
-from anybit.kernels.launch import kernel_layout, useful_split
+from anybit.kernels.launch import TARGET_BLOCKS, kernel_layout, useful_split
 from anybit.runtime.autotune import Candidate, TunedKernel, bucket_text
 
 logger = logging.getLogger("anybit")
 
 #: Warps per block (the block covers warps · n_per_warp output columns): the first is the untuned default.
-WARPS: tuple[int, ...] = (4, 1, 2, 8)
+WARPS: tuple[int, ...] = (4, 2, 8)
 #: copy_async pipeline stages (chunks of K in flight + 1). Warp tiles of 32–64 B per thread carry enough bytes
 #: per stage that 3 stages rarely win; leaving them out keeps a first tuning near 26 builds (see
 #: :meth:`DecodeTuner.unsuited`).
 STAGES: tuple[int, ...] = (4, 6)
 #: Blocks along K (split-K, reduced in f32): more blocks when wide warp tiles leave few block columns.
-SPLITS: tuple[int, ...] = (1, 2, 4, 8)
+SPLITS: tuple[int, ...] = (1, 2, 4, 8, 16)
+#: Tuning tries split-K until the grid has this many blocks (twice the default's target).
+TUNING_TARGET_BLOCKS = 2 * TARGET_BLOCKS
 #: Milliseconds of timed runs per candidate while tuning (5 to 100 runs, the L2 flushed before each).
 TUNING_BUDGET_MS = 10.0
 
@@ -135,7 +137,9 @@ class DecodeTuner(TunedKernel):
         shape = dataclasses.replace(
             layout, n=n, k=k, group_size=k if layout.per_channel else layout.group_size
         )
-        return useful_split(shape, m, warps, config.get("stages", 4), config.get("split", 1))
+        return useful_split(
+            shape, m, warps, config.get("stages", 4), config.get("split", 1), TUNING_TARGET_BLOCKS
+        )
 
     def _build(self, candidates: list[Candidate], args: tuple, arch: str) -> None:
         for candidate in candidates:

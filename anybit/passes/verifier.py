@@ -22,6 +22,7 @@ from anybit.ir.instructions import (
     AllocateSharedInst,
     AnnotateLayoutInst,
     AssignInst,
+    ArriveInst,
     AssignScalarInst,
     AtomicAddGlobalInst,
     BinaryInst,
@@ -190,13 +191,14 @@ def _wait_group(inst: CopyAsyncWaitGroupInst, program) -> None:
         raise _fail(inst, f"expected a non-negative int, got {inst.n!r}")
 
 
-@_check(LockSemaphoreInst, ReleaseSemaphoreInst)
+@_check(LockSemaphoreInst, ReleaseSemaphoreInst, ArriveInst)
 def _semaphore(inst, program) -> None:
-    if inst.semaphore.dtype.name != "int32" or len(inst.index) != inst.semaphore.rank:
+    tensor = inst.counter if isinstance(inst, ArriveInst) else inst.semaphore
+    if tensor.dtype.name != "int32" or len(inst.index) != tensor.rank:
         raise _fail(
             inst,
-            f"expected an int32 semaphore tensor indexed by {inst.semaphore.rank} ints, got "
-            f"{_type(inst.semaphore)} indexed by {len(inst.index)}",
+            f"expected an int32 counter tensor indexed by {tensor.rank} ints, got "
+            f"{_type(tensor)} indexed by {len(inst.index)}",
         )
 
 
@@ -357,7 +359,7 @@ def _check_defined(body: tuple, defined: set, program: Program) -> None:
     for stmt in body:
         if isinstance(stmt, Instruction):
             output = defined_tensor(stmt)
-            declared = stmt.var if isinstance(stmt, DeclareScalarInst) else None
+            declared = stmt.var if isinstance(stmt, (DeclareScalarInst, ArriveInst)) else None
             for f in dataclasses.fields(stmt):
                 value = getattr(stmt, f.name)
                 if value is declared or (value is output and id(value) not in defined):

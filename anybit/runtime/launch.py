@@ -126,8 +126,14 @@ class Launcher:
             self._constant_grid = None  # an empty constant grid: take the general path, which skips it
         has_workspace = bool(self._params) and self._params[-1].name == WORKSPACE_PARAM
         clean = bool(kernel_source.workspace_clean)
-        self._workspace = Workspace(self.name, clean=clean) if has_workspace else None
-        self._workspace_size = compile_exprs([_or_zero(kernel_source.workspace_bytes)], positions)
+        clean_bytes = _or_zero(getattr(kernel_source, "workspace_clean_bytes", 0))
+        keeps_clean = not (isinstance(clean_bytes, int) and clean_bytes == 0)
+        self._workspace = (
+            Workspace(self.name, clean=clean, keeps_clean=keeps_clean) if has_workspace else None
+        )
+        self._workspace_size = compile_exprs(
+            [_or_zero(kernel_source.workspace_bytes), clean_bytes], positions
+        )
         self._load = load
         self.backend: LaunchBackend | None = None  # chosen at the first load
         self._call: Callable[..., object] | None = None  # the backend's cuLaunchKernel
@@ -188,7 +194,8 @@ class Launcher:
         if handle is None:
             handle = self._load_on(device)
         if self._workspace is not None:
-            packing.workspace_slot.value = self._workspace.pointer(device, int(self._workspace_size(args)[0]))
+            nbytes, clean_bytes = self._workspace_size(args)
+            packing.workspace_slot.value = self._workspace.pointer(device, int(nbytes), int(clean_bytes))
         raw_stream = _stream_now(device)
         if raw_stream != packing.raw_stream:  # the backend's stream handle, made once per stream change
             packing.stream = self.backend.stream(raw_stream)

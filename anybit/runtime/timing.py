@@ -6,19 +6,32 @@ import statistics
 from collections.abc import Callable
 
 _flush_buffers: dict[int, object] = {}
+_flush_sinks: dict[int, object] = {}
 
 
 def l2_flush_buffer(device: int):
-    """A buffer of at least twice the device's L2 size (min 64 MiB); writing it evicts the L2."""
+    """A buffer of at least four times the device's L2 size (min 256 MiB), written once when made."""
     buffer = _flush_buffers.get(device)
     if buffer is None:
         import torch
 
         from anybit.runtime.device import device_limits
 
-        size = max(2 * device_limits(device).l2_cache_bytes, 64 << 20)
-        buffer = _flush_buffers[device] = torch.empty(size, dtype=torch.uint8, device=f"cuda:{device}")
+        size = max(4 * device_limits(device).l2_cache_bytes, 256 << 20)
+        buffer = torch.ones(size // 4, dtype=torch.int32, device=f"cuda:{device}")
+        _flush_buffers[device] = buffer
     return buffer
+
+
+def flush_l2_cache(device: int) -> None:
+    """Evict the L2 by reading a buffer four times its size (enqueued on the current stream).
+
+    Reading, not writing: a written flush buffer leaves the L2 full of dirty lines, and the timed kernel
+    then pays for their write-back while it reads its own inputs (up to the L2's size of extra DRAM
+    traffic: a large share of a small kernel's time). After a read the cache holds clean lines, as it holds
+    the previous layer's weights in a model.
+    """
+    _flush_sinks[device] = l2_flush_buffer(device).amax()
 
 
 def time_cuda(
@@ -32,13 +45,12 @@ def time_cuda(
     """Median milliseconds of ``run()`` on the current stream, timed with CUDA events.
 
     ``warmup`` untimed runs come first. With ``repetitions=0`` the count is chosen so the timed runs take
-    about ``budget_ms`` (between 5 and 100). Before each timed run a buffer of twice the L2 size is written,
-    so every run starts with a cold cache, as it would in a model between layers.
+    about ``budget_ms`` (between 5 and 100). Before each timed run the L2 is flushed (:func:`flush_l2_cache`), so
+    every run starts with a cold cache, as it would in a model between layers.
     """
     import torch
 
     device = torch.cuda.current_device()
-    flush = l2_flush_buffer(device) if flush_l2 else None
     for _ in range(max(1, warmup)):
         run()
     torch.cuda.synchronize()
@@ -53,8 +65,8 @@ def time_cuda(
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(repetitions)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(repetitions)]
     for start, end in zip(starts, ends, strict=True):
-        if flush is not None:
-            flush.fill_(1)
+        if flush_l2:
+            flush_l2_cache(device)
         start.record()
         run()
         end.record()

@@ -55,17 +55,17 @@ def shape_args(m: int, n: int, k: int) -> tuple:
 
 def test_the_space_is_pruned_per_shape():
     """Blocks that do not divide N and split-K values that do not help are not built: few split candidates
-    on a wide N, the split values up to about 264 blocks on a narrow one, and at most 26 builds."""
+    on a wide N, the split values up to about 528 blocks on a narrow one, and at most 26 builds."""
     tuner = tuner_for(choose_layout("uint4", 8192, 8192, 128), torch.float16, True, False)
     for (m, n, k), splits in [
-        ((1, 57344, 8192), {1, 2}),
-        ((1, 8192, 8192), {1, 2, 4, 8}),
+        ((1, 57344, 8192), {1, 2, 4}),
+        ((1, 8192, 8192), {1, 2, 4, 8, 16}),
         ((16, 4096, 256), {1}),
     ]:
         kept = [c for c in tuner.configs if tuner.unsuited(c, shape_args(m, n, k)) is None]
         assert {c["split"] for c in kept} == splits and len(kept) <= 26
     assert tuner.unsuited({"warps": 4, "stages": 4, "split": 1}, shape_args(1, 96, 8192)).startswith("N = 96")
-    assert "fewer than 6 stages" in tuner.unsuited(
+    assert "do not use 6 stages" in tuner.unsuited(
         {"warps": 4, "stages": 6, "split": 8}, shape_args(1, 128, 4096)
     )
 
@@ -85,24 +85,24 @@ def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path)
         has_bias=False,
         revision="test",
         stages=4,
-        split=1,  # one axis only (warps): four NVRTC compiles
+        split=1,  # one axis only (warps): three NVRTC compiles
     )
     timed = []
 
     def fake_timer(run, config):
         timed.append(config["warps"])
-        return {1: 3.0, 2: 1.0, 4: 2.0, 8: 4.0}[config["warps"]]
+        return {2: 1.0, 4: 2.0, 8: 4.0}[config["warps"]]
 
     tuner.timer = fake_timer
     assert tuner.select(decode_args(p, 3)) == {"warps": 2}
-    assert sorted(timed) == [1, 2, 4, 8]
+    assert sorted(timed) == [2, 4, 8]
     records = list((tmp_path / "anybit-cache" / "tuning").glob("TunedDecodeMatmul-*.json"))
     assert len(records) == 1
     stored = json.loads(records[0].read_text())["results"]
     (gpu,) = stored
     assert list(stored[gpu]) == ["[4,256,256]"]
     # Built once per configuration: a new bucket only times.
-    assert tuner.select(decode_args(p, 16)) == {"warps": 2} and len(timed) == 8
+    assert tuner.select(decode_args(p, 16)) == {"warps": 2} and len(timed) == 6
     exported = tmp_path / "tuning.json"
     assert export_tuning(exported) == 2
     # Tuning off: a fresh tuner of the same identity reads the stored winner without timing anything.

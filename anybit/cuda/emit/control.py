@@ -1,10 +1,11 @@
-"""Barriers, exit, printing, async-copy groups and semaphores."""
+"""Barriers, exit, printing, async-copy groups, semaphores and arrival counters."""
 
 from __future__ import annotations
 
 from anybit.cuda.emitter import EmitContext, register_emitter
 from anybit.cuda.registers import get_value
 from anybit.ir import (
+    ArriveInst,
     CopyAsyncCommitGroupInst,
     CopyAsyncWaitAllInst,
     CopyAsyncWaitGroupInst,
@@ -48,9 +49,10 @@ def emit_wait_all(ctx: EmitContext, inst: CopyAsyncWaitAllInst) -> None:
 
 
 def _semaphore_address(ctx: EmitContext, inst) -> str:
-    placement = ctx.globals[inst.semaphore]
+    tensor = inst.counter if isinstance(inst, ArriveInst) else inst.semaphore
+    placement = ctx.globals[tensor]
     ctx.require_alignment(placement, 4)
-    offset = ctx.expr(inst.semaphore.layout.offset(tuple(inst.index)))
+    offset = ctx.expr(tensor.layout.offset(tuple(inst.index)))
     return f"(int*)({placement.pointer} + (long long)({offset}) * 4)"
 
 
@@ -78,6 +80,28 @@ def emit_release_semaphore(ctx: EmitContext, inst: ReleaseSemaphoreInst) -> None
             f'asm volatile("st.release.gpu.global.b32 [%0], %1;" :: "l"({address}), '
             f'"r"((int)({ctx.expr(inst.value)})) : "memory");'
         )
+
+
+@register_emitter(ArriveInst)
+def emit_arrive(ctx: EmitContext, inst: ArriveInst) -> None:
+    """A barrier, thread 0's ``atom.acq_rel.gpu.inc`` (wrapping at count), the old value broadcast through a
+    shared int, a barrier. The barriers carry the block's writes into thread 0's release and its acquire out
+    to every thread (the same pattern as the semaphores)."""
+    address = _semaphore_address(ctx, inst)
+    count = ctx.expr(inst.count)
+    shared = ctx.fresh("arrival_shared")
+    name = ctx.printer.bind(inst.var)
+    ctx.emit(f"__shared__ int {shared};")
+    ctx.emit("__syncthreads();")
+    with ctx.block("if (tid == 0)"):
+        ctx.emit("unsigned int old_;")
+        ctx.emit(
+            f'asm volatile("atom.acq_rel.gpu.global.inc.u32 %0, [%1], %2;" : "=r"(old_) : "l"({address}), '
+            f'"r"((unsigned int)(({count}) - 1)) : "memory");'
+        )
+        ctx.emit(f"{shared} = (int)old_;")
+    ctx.emit("__syncthreads();")
+    ctx.emit(f"int {name} = {shared};")
 
 
 @register_emitter(PrintInst)

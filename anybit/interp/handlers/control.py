@@ -72,14 +72,13 @@ def print_tensor(block: BlockState, inst: ir.PrintInst) -> None:
 
 
 def _semaphore(block: BlockState, inst) -> tuple:
-    binding = block.global_binding(inst.semaphore)
+    tensor = inst.counter if isinstance(inst, ir.ArriveInst) else inst.semaphore
+    binding = block.global_binding(tensor)
     if binding.dtype is not int32:
-        raise InterpreterError(f"semaphore {inst.semaphore.name} must be int32, got {binding.dtype.name}")
+        raise InterpreterError(f"semaphore {tensor.name} must be int32, got {binding.dtype.name}")
     index = np.asarray(block.int_scalars(inst.index), dtype=np.int64)
     if not binding.in_bounds(index):
-        raise InterpreterError(
-            f"semaphore index {tuple(index)} is outside {inst.semaphore.name}{list(binding.shape)}"
-        )
+        raise InterpreterError(f"semaphore index {tuple(index)} is outside {tensor.name}{list(binding.shape)}")
     return binding, binding.bit_positions(index[None])
 
 
@@ -103,3 +102,22 @@ def release_semaphore(block: BlockState, inst: ir.ReleaseSemaphoreInst) -> None:
     binding, position = _semaphore(block, inst)
     value = int(block.scalar(inst.value))
     binding.write(position, np.asarray([value & 0xFFFFFFFF], dtype=np.uint64))
+
+
+@register(ir.ArriveInst)
+def arrive(block: BlockState, inst: ir.ArriveInst) -> None:
+    """``var`` = the counter's value; the counter steps by one and wraps to 0 at ``count`` (``atom.inc``)."""
+    binding, position = _semaphore(block, inst)
+    count = int(block.scalar(inst.count))
+    if count < 1:
+        raise InterpreterError(f"arrive at {inst.counter.name}: expected a count of at least 1, got {count}")
+    current = int(values_from_codes(binding.read(position).astype(np.uint32), int32)[0])
+    if not 0 <= current < count:
+        raise InterpreterError(
+            f"arrive at {inst.counter.name}{list(block.int_scalars(inst.index))}: the counter holds {current}, "
+            f"outside [0, {count}); it must start at 0 (allocate it with kept_clean=True or requires_clean=True) "
+            "and every launch must arrive the same count of times"
+        )
+    following = 0 if current == count - 1 else current + 1
+    binding.write(position, np.asarray([following], dtype=np.uint64))
+    block.env[inst.var] = current

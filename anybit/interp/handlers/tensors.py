@@ -42,7 +42,9 @@ def allocate_global(block: BlockState, inst: ir.AllocateGlobalInst) -> None:
     tensor = inst.output
     shape = block.int_scalars(tensor.shape)
     nbytes = -(-math.prod(shape) * storage_bits(tensor.dtype) // 8)
-    buffer = block.launch.allocate_workspace(inst, tensor.name, nbytes, inst.requires_clean)
+    buffer = block.launch.allocate_workspace(
+        inst, tensor.name, nbytes, inst.requires_clean or inst.kept_clean
+    )
     block.global_tensors[tensor] = _global_binding(block, tensor, buffer, 0)
 
 

@@ -1,0 +1,127 @@
+"""Where a decode kernel's time goes: every tuning configuration of a few shapes, next to a plain read.
+
+For each (shape, type) at M = 1 this times every configuration of the decode kernel's tuning space (warps ×
+stages × split-K, the ones :meth:`~anybit.ops.tuning.DecodeTuner.unsuited` keeps), the same bytes read by a
+torch reduction (what one kernel can stream at that size), and cuBLAS fp16 on the same shape; optionally under
+both L2 flush modes (``--flush read,write``). A diagnostic, not a published benchmark: it prints one table and
+writes ``DIR/decode_probe.json``.
+
+Usage (GPU, repository root)::
+
+    python benchmarks/decode_probe.py --out DIR [--shapes 4096x4096,8192x8192] [--types uint4,uint2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from anybit.kernels import dequantize_weight, pack, quantize  # noqa: E402
+from anybit.ops.tuning import precompile_decode, tuner_for  # noqa: E402
+from anybit.runtime.compiler import launch_script  # noqa: E402
+from benchmarks import harness  # noqa: E402
+
+DEFAULT_SHAPES = "1024x4096,4096x4096,14336x4096,4096x14336,8192x8192,8192x28672,57344x8192"
+
+
+def read_probe_us(nbytes: int) -> float:
+    """µs for torch to read ``nbytes`` (an int32 amax): what one streaming kernel reaches at this size."""
+    data = torch.randint(0, 1 << 20, (max(1, nbytes // 4),), dtype=torch.int32, device="cuda")
+    return harness.time_cuda_graph(lambda: data.amax(), runs=50).median_us
+
+
+def probe(n: int, k: int, type_name: str, flush_modes: list[str]) -> dict:
+    weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
+    packed = pack(quantize(weight, type_name, group_size=128))
+    x = torch.randn(1, k, device="cuda", dtype=torch.float16)
+    y = torch.empty(1, n, device="cuda", dtype=torch.float16)
+    zeros = packed.zeros if packed.zeros is not None else packed.scales
+    args = (x, packed.data, packed.scales, zeros, packed.scales, y, 1, n, k)
+    tuner = tuner_for(packed.layout, torch.float16, packed.zeros is not None, False)
+    nbytes = packed.data.numel() + packed.scales.numel() * 2 * (2 if packed.zeros is not None else 1)
+    row: dict = {"n": n, "k": k, "type": type_name, "bytes": nbytes, "layout": str(packed.layout)}
+    row["read_probe_us"] = read_probe_us(nbytes)
+    dense = weight.clone()
+    row["cublas_fp16_us"] = harness.time_cuda_graph(
+        lambda: torch.nn.functional.linear(x, dense), runs=50
+    ).median_us
+    configs = []
+    reference = (x.double() @ dequantize_weight(packed).t().double()).float()
+    for config in tuner.configs:
+        reason = tuner.unsuited(config, args)
+        if reason is not None:
+            continue
+        instance = tuner.instance(config)
+        entry = dict(config)
+        try:
+            y.fill_(float("nan"))
+            launch_script(instance, args)
+            torch.cuda.synchronize()
+            error = float((y.float() - reference).norm() / reference.norm())
+            entry["rel_error"] = error
+            for mode in flush_modes:
+                harness.FLUSH_MODE["mode"] = mode
+                entry[f"us_{mode}"] = harness.time_cuda_graph(
+                    lambda instance=instance: launch_script(instance, args), runs=50
+                ).median_us
+        except Exception as failure:  # a failing configuration is a result
+            entry["error"] = f"{type(failure).__name__}: {str(failure)[:200]}"
+        configs.append(entry)
+    harness.FLUSH_MODE["mode"] = flush_modes[0]
+    row["configs"] = configs
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", default=DEFAULT_SHAPES)
+    parser.add_argument("--types", default="uint4")
+    parser.add_argument("--flush", default="read", help="comma-separated L2 flush modes: read, write")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
+    options = parser.parse_args(argv)
+    shapes = [tuple(int(v) for v in s.split("x")) for s in options.shapes.split(",") if s]
+    types = [t for t in options.types.split(",") if t]
+    modes = [m for m in options.flush.split(",") if m]
+    started = time.perf_counter()
+    specialisations = []
+    for type_name in types:
+        n, k = shapes[0]
+        packed = pack(
+            quantize(torch.randn(n, k, device="cuda", dtype=torch.float16), type_name, group_size=128)
+        )
+        specialisations.append((packed.layout, torch.float16, packed.zeros is not None, False))
+    print(
+        "precompile", precompile_decode(specialisations), f"{time.perf_counter() - started:.1f}s", flush=True
+    )
+    rows = []
+    for type_name in types:
+        for n, k in shapes:
+            row = probe(n, k, type_name, modes)
+            rows.append(row)
+            print(
+                f"\n{type_name} {n}x{k}: {row['bytes'] / 1e6:.1f} MB, "
+                f"read probe {row['read_probe_us']:.1f} µs, "
+                f"cuBLAS fp16 {row['cublas_fp16_us']:.1f} µs",
+                flush=True,
+            )
+            for entry in sorted(row["configs"], key=lambda e: e.get(f"us_{modes[0]}", 1e9)):
+                times = " ".join(f"{m}={entry.get(f'us_{m}', float('nan')):.1f}" for m in modes)
+                print(
+                    f"  warps={entry.get('warps')} stages={entry.get('stages')} split={entry.get('split')}: "
+                    f"{times} err={entry.get('rel_error', float('nan')):.1e} {entry.get('error', '')}"
+                )
+    options.out.mkdir(parents=True, exist_ok=True)
+    (options.out / "decode_probe.json").write_text(json.dumps(rows, indent=1))
+    print(f"total {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
