@@ -65,6 +65,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the decode step (fuses the element-wise work)"
     )
+    parser.add_argument(
+        "--fuse",
+        action="store_true",
+        help="fuse q/k/v and gate/up into one layer each (anybit.fuse_projections), fp16 and quantized alike",
+    )
     parser.add_argument("--quick", action="store_true", help="4 layers, 32 tokens, 32 prompts, 1 repeat")
     parser.add_argument(
         "--profile", action="store_true", help="GPU time per kernel group of one step (torch.profiler)"
@@ -178,6 +183,8 @@ def run(args: argparse.Namespace) -> dict:
     batches = [int(batch) for batch in args.batches.split(",") if batch]
     started = time.perf_counter()
     reference = build_llama(args.config, device=device, dtype=torch.float16, layers=args.layers)
+    if args.fuse:
+        anybit.fuse_projections(reference)
     config = reference.config
     report: dict = {
         "environment": environment(),
@@ -200,6 +207,7 @@ def run(args: argparse.Namespace) -> dict:
             "device": str(device),
             "graph": not args.no_graph,
             "compile": args.compile,
+            "fused_projections": args.fuse,
             "lm_head": "fp16 (skipped)",
         },
         "decode": [],
@@ -260,7 +268,8 @@ def markdown(report: dict) -> str:
         f"{settings['new_tokens']} decode steps after a {settings['prompt_length']}-token prompt, "
         "static KV cache, "
         f"{'one step replayed as a CUDA graph' if graphed else 'eager steps'}"
-        f"{' (the step torch.compile-d)' if settings.get('compile') else ''}; best of "
+        f"{' (the step torch.compile-d)' if settings.get('compile') else ''}"
+        f"{', q/k/v and gate/up fused' if settings.get('fused_projections') else ''}; best of "
         f"{settings['repeats']}.",
         "",
         "| type | batch | tokens/s | ms/step | speedup vs fp16 | mode |",

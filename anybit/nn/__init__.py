@@ -5,6 +5,7 @@
 | ``linear`` | :class:`QuantizedLinear`, the drop-in ``torch.nn.Linear`` over a packed weight |
 | ``convert`` | :func:`quantize_model`: replace a model's linear layers in place, with per-layer overrides |
 | ``checkpoints`` | GPTQ / AWQ tensors → :class:`QuantizedLinear`, codes to codes |
+| ``fuse`` | :func:`fuse_projections`: q/k/v and gate/up as one wider layer each (fewer decode launches) |
 | ``decode`` | greedy decode (static KV cache, CUDA graph) and logits agreement, for benchmarks |
 | ``demo`` | the ``anybit demo`` command |
 """
@@ -15,4 +16,7 @@ from anybit.nn.checkpoints import load_quantized_linears as load_quantized_linea
 from anybit.nn.convert import LayerQuantization as LayerQuantization
 from anybit.nn.convert import QuantizationSummary as QuantizationSummary
 from anybit.nn.convert import quantize_model as quantize_model
+from anybit.nn.fuse import FusedProjection as FusedProjection
+from anybit.nn.fuse import ProjectionSlice as ProjectionSlice
+from anybit.nn.fuse import fuse_projections as fuse_projections
 from anybit.nn.linear import QuantizedLinear as QuantizedLinear

@@ -1,0 +1,142 @@
+"""Fused projections: sibling linear layers that read the same input run as one wider layer.
+
+A Llama attention block projects its input three times (``q_proj``, ``k_proj``, ``v_proj``) and its MLP twice
+(``gate_proj``, ``up_proj``). At decode time every projection is a separate memory-bound launch, and the small
+ones (``k_proj``/``v_proj`` of a grouped-query model: 1024 × 4096) cost little bandwidth and a whole launch's
+fixed time each. Serving engines stack such weights into one matrix (vLLM's QKV and merged column layers,
+gpt-fast's ``wqkv``); :func:`fuse_projections` does the same to a model in place:
+
+* the siblings' weights (and biases) are concatenated along the output dimension into one ``nn.Linear``, held
+  by a :class:`FusedProjection` registered on the parent (``self_attn.qkv_proj``, ``mlp.gate_up_proj``);
+* each sibling is replaced by a :class:`ProjectionSlice`, so the model's own ``forward`` still calls
+  ``self.q_proj(x)``: the first slice computes the fused product, the others return their columns of it when
+  called with the same input tensor (and compute it again otherwise, so any call order stays correct).
+
+Fuse **before** :func:`~anybit.nn.quantize_model`: the fused ``nn.Linear`` is then quantized like any other
+layer, with results identical to quantizing the siblings one by one (scales are per output row and group of
+K). Name patterns given to ``quantize_model`` see the fused names (``*.self_attn.qkv_proj.linear``), and the
+model's ``state_dict`` has the fused keys, not the original checkpoint's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+#: The sibling groups of a Llama-architecture block: (parent attribute, fused name, sibling names).
+LLAMA_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("self_attn", "qkv_proj", ("q_proj", "k_proj", "v_proj")),
+    ("mlp", "gate_up_proj", ("gate_proj", "up_proj")),
+)
+
+
+class FusedProjection(nn.Module):
+    """One ``nn.Linear`` (or quantized layer) computing several sibling projections of the same input.
+
+    Parameters
+    ----------
+    linear
+        The fused layer: ``out_features`` = the sum of ``sizes``.
+    sizes
+        Output features of each sibling, in order.
+    """
+
+    def __init__(self, linear: nn.Module, sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.linear = linear
+        self.sizes = tuple(int(size) for size in sizes)
+        self.offsets = tuple(sum(self.sizes[:index]) for index in range(len(self.sizes)))
+        self._input: torch.Tensor | None = None
+        self._output: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """All siblings' outputs, concatenated along the last dimension."""
+        return self.linear(x)
+
+    def part(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        """Sibling ``index``'s output for input ``x`` (a view of the fused output)."""
+        if index == 0 or self._input is not x:
+            self._input, self._output = x, self.linear(x)
+        output = self._output
+        if index == len(self.sizes) - 1:
+            self._input = self._output = None  # hold no tensor between forward passes
+        return output.narrow(-1, self.offsets[index], self.sizes[index])
+
+    def extra_repr(self) -> str:
+        return f"sizes={list(self.sizes)}"
+
+
+class ProjectionSlice(nn.Module):
+    """Stands in for one fused sibling: ``forward(x)`` returns its columns of the fused product."""
+
+    def __init__(self, fused: FusedProjection, index: int, name: str) -> None:
+        super().__init__()
+        # A plain attribute, not a submodule: the fused layer's parameters belong to the parent only once.
+        self.__dict__["fused"] = fused
+        self.index = index
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fused.part(x, self.index)
+
+    def extra_repr(self) -> str:
+        fused = self.fused
+        start = fused.offsets[self.index]
+        return f"{self.name}: columns {start}:{start + fused.sizes[self.index]} of the fused projection"
+
+
+def _fused_linear(layers: Sequence[nn.Linear]) -> nn.Linear:
+    first = layers[0]
+    has_bias = first.bias is not None
+    fused = nn.Linear(
+        first.in_features,
+        sum(layer.out_features for layer in layers),
+        bias=has_bias,
+        device=first.weight.device,
+        dtype=first.weight.dtype,
+    )
+    with torch.no_grad():
+        fused.weight.copy_(torch.cat([layer.weight for layer in layers], dim=0))
+        if has_bias:
+            fused.bias.copy_(torch.cat([layer.bias for layer in layers], dim=0))
+    fused.weight.requires_grad_(first.weight.requires_grad)
+    return fused
+
+
+def fuse_projections(
+    model: nn.Module, groups: Sequence[tuple[str, str, tuple[str, ...]]] = LLAMA_GROUPS
+) -> list[str]:
+    """Fuse sibling projections of ``model`` in place (see the module docstring); returns the fused names.
+
+    For every module whose ``parent`` attribute holds all of a group's sibling ``nn.Linear`` layers with the
+    same input size, dtype, device and bias presence, the siblings become :class:`ProjectionSlice` views of
+    one :class:`FusedProjection` registered as ``parent.<fused name>``. Anything else is left alone (already
+    quantized siblings too: fuse first, then quantize).
+    """
+    fused_names = []
+    for module_name, module in list(model.named_modules()):
+        for parent_name, fused_name, siblings in groups:
+            parent = getattr(module, parent_name, None)
+            if not isinstance(parent, nn.Module) or hasattr(parent, fused_name):
+                continue
+            layers = [getattr(parent, sibling, None) for sibling in siblings]
+            if not all(type(layer) is nn.Linear for layer in layers):
+                continue
+            first = layers[0]
+            if any(
+                layer.in_features != first.in_features
+                or layer.weight.dtype != first.weight.dtype
+                or layer.weight.device != first.weight.device
+                or (layer.bias is None) != (first.bias is None)
+                for layer in layers
+            ):
+                continue
+            fused = FusedProjection(_fused_linear(layers), [layer.out_features for layer in layers])
+            parent.add_module(fused_name, fused)
+            for index, sibling in enumerate(siblings):
+                setattr(parent, sibling, ProjectionSlice(fused, index, sibling))
+            prefix = f"{module_name}.{parent_name}" if module_name else parent_name
+            fused_names.append(f"{prefix}.{fused_name}")
+    return fused_names
