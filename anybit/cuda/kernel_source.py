@@ -24,7 +24,8 @@ class CudaKernelSource:
     ``grid`` holds three expressions over the program's parameters, evaluated by the runtime at launch.
     ``params`` ends with a hidden pointer ``__workspace`` when the program allocates global workspace of
     ``workspace_bytes`` (zeroed before every launch when ``workspace_clean``; its first
-    ``workspace_clean_bytes`` hold ``kept_clean`` tensors the program leaves zero, zeroed once). ``alignment_requirements`` lists
+    ``workspace_clean_bytes`` hold ``kept_clean`` tensors the program leaves zero, zeroed once).
+    ``alignment_requirements`` lists
     ``(param_name, bytes)``: the byte alignment the generated code assumes for each pointer parameter;
     ``divisibility_requirements`` lists ``(param_name, divisor)`` for run-time integers the code assumes to be
     multiples of ``divisor`` (declared with ``self.assume_divisible``). The runtime checks both at launch.

@@ -81,7 +81,8 @@ def _check_kept_clean(launch: LaunchState) -> None:
     for inst, buffer in launch.allocations.items():
         if getattr(inst, "kept_clean", False) and buffer.data.any():
             raise InterpreterError(
-                f"{launch.program.name}: workspace tensor {inst.output.name} was allocated kept_clean, but the "
+                f"{launch.program.name}: workspace tensor {inst.output.name} was allocated kept_clean, but "
+                "the "
                 "launch left non-zero bytes in it; the next launch would start from them (zero it before the "
                 "program ends, e.g. let every counter wrap with arrive, or use requires_clean=True)"
             )

@@ -261,7 +261,7 @@ class ReleaseSemaphoreInst(Instruction):
 
 @dataclass(frozen=True, slots=True)
 class ArriveInst(Instruction):
-    """``var = arrival order`` of this block at the int32 counter ``counter[index]`` shared by ``count`` blocks.
+    """``var`` = the arrival order of this block at the int32 ``counter[index]`` shared by ``count`` blocks.
 
     Block-wide: after a barrier, one thread increments the counter, wrapping to 0 on the ``count``-th
     arrival (so the counter is zero again for the next launch), and every thread gets the value before the

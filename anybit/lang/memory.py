@@ -15,10 +15,10 @@ from anybit.dtypes import dtype as resolve_dtype
 from anybit.ir.expr import Expr, PointerType, Var, as_expr
 from anybit.ir.instructions import (
     AllocateGlobalInst,
-    ArriveInst,
     AllocateRegisterInst,
     AllocateSharedInst,
     AnnotateLayoutInst,
+    ArriveInst,
     AtomicAddGlobalInst,
     CopyAsyncCommitGroupInst,
     CopyAsyncInst,

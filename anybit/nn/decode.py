@@ -159,7 +159,9 @@ class GreedyDecoder:
         if self._pass_cache_position:
             kwargs["cache_position"] = positions
         position_ids = positions[None].expand(tokens.shape[0], -1)
-        output = (self.model if model is None else model)(input_ids=tokens, position_ids=position_ids, **kwargs)
+        output = (self.model if model is None else model)(
+            input_ids=tokens, position_ids=position_ids, **kwargs
+        )
         return output.logits[:, -1]
 
     @torch.no_grad()

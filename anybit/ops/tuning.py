@@ -37,9 +37,9 @@ logger = logging.getLogger("anybit")
 #: Warps per block (the block covers warps · n_per_warp output columns): the first is the untuned default.
 WARPS: tuple[int, ...] = (4, 2, 8)
 #: copy_async pipeline stages (chunks of K in flight + 1). Warp tiles of 32–64 B per thread carry enough bytes
-#: per stage that 3 stages rarely win; leaving them out keeps a first tuning near 26 builds (see
-#: :meth:`DecodeTuner.unsuited`).
-STAGES: tuple[int, ...] = (4, 6)
+#: per stage that 4 stages hold enough in flight: on the H200 (2026-11-28, every configuration of seven
+#: Llama shapes timed) 6 stages won one shape of seven, by 3%, and 3 stages none; one value halves the builds.
+STAGES: tuple[int, ...] = (4,)
 #: Blocks along K (split-K, reduced in f32): more blocks when wide warp tiles leave few block columns.
 SPLITS: tuple[int, ...] = (1, 2, 4, 8, 16)
 #: Tuning tries split-K until the grid has this many blocks (twice the default's target).
@@ -177,10 +177,14 @@ def tuner_for(layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has
 
 
 def precompile_decode(
-    specialisations: Iterable[tuple[PackedLayout, torch.dtype, bool, bool]], *, arch: str | None = None
+    specialisations: Iterable[tuple],
+    *,
+    arch: str | None = None,
 ) -> dict[str, int]:
-    """Build and compile every configuration of each ``(layout, act_dtype, has_zeros, has_bias)`` now.
+    """Build and compile the configurations of each ``(layout, act_dtype, has_zeros, has_bias)`` now.
 
+    An item may carry a fifth element, the launch shapes ``[(m, n, k), ...]`` it will run: then only the
+    configurations some shape keeps (:meth:`DecodeTuner.unsuited`) are built, not the whole space.
     Programs and CUDA sources are built serially (the front end is not thread-safe); NVRTC runs in a
     thread pool over all of them at once. Results land in the compile cache, so the first call of each
     shape only times. Returns counts of ``compiled`` and ``failed`` configurations.
@@ -191,12 +195,22 @@ def precompile_decode(
     arch = arch or current_arch()
     todo = []
     failed = 0
-    unique = dict.fromkeys(
-        (kernel_layout(layout), act, zeros, bias) for layout, act, zeros, bias in specialisations
-    )
-    for layout, act_dtype, has_zeros, has_bias in unique:
+    shapes_of: dict[tuple, set | None] = {}
+    for item in specialisations:
+        layout, act_dtype, has_zeros, has_bias = item[:4]
+        key = (kernel_layout(layout), act_dtype, has_zeros, has_bias)
+        shapes = set(item[4]) if len(item) > 4 else None
+        if key not in shapes_of:
+            shapes_of[key] = shapes
+        elif shapes_of[key] is not None:
+            shapes_of[key] = None if shapes is None else shapes_of[key] | shapes
+    for (layout, act_dtype, has_zeros, has_bias), shapes in shapes_of.items():
         tuner = decode_tuner(layout, act_dtype, has_zeros, has_bias)
         for config in tuner.configs:
+            if shapes is not None and all(
+                tuner.unsuited(config, (None,) * 6 + shape) is not None for shape in shapes
+            ):
+                continue
             built = tuner.built(config, (), arch)
             if isinstance(built, str):
                 failed += 1

@@ -45,8 +45,8 @@ def time_cuda(
     """Median milliseconds of ``run()`` on the current stream, timed with CUDA events.
 
     ``warmup`` untimed runs come first. With ``repetitions=0`` the count is chosen so the timed runs take
-    about ``budget_ms`` (between 5 and 100). Before each timed run the L2 is flushed (:func:`flush_l2_cache`), so
-    every run starts with a cold cache, as it would in a model between layers.
+    about ``budget_ms`` (between 5 and 100). Before each timed run the L2 is flushed
+    (:func:`flush_l2_cache`), so every run starts with a cold cache, as it would in a model between layers.
     """
     import torch
 

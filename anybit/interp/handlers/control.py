@@ -78,7 +78,9 @@ def _semaphore(block: BlockState, inst) -> tuple:
         raise InterpreterError(f"semaphore {tensor.name} must be int32, got {binding.dtype.name}")
     index = np.asarray(block.int_scalars(inst.index), dtype=np.int64)
     if not binding.in_bounds(index):
-        raise InterpreterError(f"semaphore index {tuple(index)} is outside {tensor.name}{list(binding.shape)}")
+        raise InterpreterError(
+            f"semaphore index {tuple(index)} is outside {tensor.name}{list(binding.shape)}"
+        )
     return binding, binding.bit_positions(index[None])
 
 
@@ -114,9 +116,9 @@ def arrive(block: BlockState, inst: ir.ArriveInst) -> None:
     current = int(values_from_codes(binding.read(position).astype(np.uint32), int32)[0])
     if not 0 <= current < count:
         raise InterpreterError(
-            f"arrive at {inst.counter.name}{list(block.int_scalars(inst.index))}: the counter holds {current}, "
-            f"outside [0, {count}); it must start at 0 (allocate it with kept_clean=True or requires_clean=True) "
-            "and every launch must arrive the same count of times"
+            f"arrive at {inst.counter.name}{list(block.int_scalars(inst.index))}: the counter holds "
+            f"{current}, outside [0, {count}); it must start at 0 (allocate it with kept_clean=True or "
+            "requires_clean=True) and every launch must arrive the same count of times"
         )
     following = 0 if current == count - 1 else current + 1
     binding.write(position, np.asarray([following], dtype=np.uint64))
