@@ -18,7 +18,10 @@ export PYTHONUNBUFFERED=1
 export ANYBIT_CACHE_DIR="${ANYBIT_CACHE_DIR:-/tmp/anybit-cache}"
 PYTHON="${PYTHON:-python3}"
 STEPS="${STEPS:-}"
-ONLY_WHEN_NAMED="bench"  # the full matmul suite (~8 min) needs a call of its own: STEPS=bench
+# Steps too long for the default call, run only when named: the full matmul suite (STEPS=bench, ~9 min), the
+# decode probe (every tuning configuration of seven shapes for uint4, int4 and uint2) and the full end-to-end
+# run (32 layers, fused projections, compiled step; int4 and int2 at batch 1 and 16).
+ONLY_WHEN_NAMED="bench,probe,e2e"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -84,9 +87,13 @@ fi
 step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$RESULTS/launch_overhead.json"
 step bench 580 "$PYTHON" -m anybit bench --out "$RESULTS/bench"
 step e2e_quick 120 "$PYTHON" benchmarks/e2e.py --quick --out "$RESULTS/e2e"
+step probe 300 "$PYTHON" benchmarks/decode_probe.py --types uint4,int4,uint2 --out "$RESULTS/probe"
+step e2e 560 "$PYTHON" benchmarks/e2e.py --compile --fuse --types int4,int2 --new-tokens 64 --prompts 32 \
+    --repeats 2 --out "$RESULTS/e2e_full"
 
 tar czf "$OUT/gpu_results.tgz" -C "$RESULTS" . 2>/dev/null
-for summary in "$RESULTS"/benchmarks.md "$RESULTS"/bench/matmul.md "$RESULTS"/e2e/e2e.md; do
+for summary in "$RESULTS"/benchmarks.md "$RESULTS"/bench/matmul.md "$RESULTS"/e2e/e2e.md \
+    "$RESULTS"/e2e_full/e2e.md; do
     [ -f "$summary" ] && cp "$summary" "$OUT/$(basename "$(dirname "$summary")")-$(basename "$summary")"
 done
 
