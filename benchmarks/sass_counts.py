@@ -1,0 +1,133 @@
+"""Instructions per weight in the decode kernel's main loop, read from SASS on this machine (no GPU).
+
+Compiles the decode kernel of each type (the default packing of an 8192×8192 weight, group 128, float16,
+zero points for unsigned types; warps, stages and split as given) for sm_90a with NVRTC, disassembles the
+cubin with ``nvdisasm`` and counts the instructions of the longest backward-branch loop — the K loop — with
+the most frequent opcodes. This is how docs/notes/decode-kernel.md's SASS tables are made: an issue-bound
+kernel's speed follows these counts, and they cost no device time.
+
+Usage (repository root; needs the ``sass`` extra, ``pip install -e ".[sass]"``, or nvdisasm on PATH)::
+
+    python benchmarks/sass_counts.py [--types uint4,int4,uint2] [--warps 4] [--stages 4] [--split 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import anybit  # noqa: E402
+from anybit.kernels import choose_layout  # noqa: E402
+from anybit.kernels.decode import DecodeMatmul  # noqa: E402
+
+DEFAULT_TYPES = (
+    "uint1,uint2,int2,uint3,int3,uint4,int4,float4_e2m1,uint5,int5,uint6,int6,float6_e3m2,float6_e2m3,"
+    "uint8,int8,float8_e4m3,float8_e5m2"
+)
+_INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
+_LABEL = re.compile(r"^\s*\.L_x_(\d+):")
+
+
+def nvdisasm() -> str:
+    """The nvdisasm executable: on PATH, or from the nvidia-cuda-nvdisasm wheel."""
+    found = shutil.which("nvdisasm")
+    if found:
+        return found
+    try:
+        import nvidia.cu13  # the wheel's namespace package
+
+        candidate = pathlib.Path(next(iter(nvidia.cu13.__path__))) / "bin" / "nvdisasm"
+        if candidate.exists():
+            return str(candidate)
+    except ImportError:
+        pass
+    raise SystemExit("nvdisasm not found: pip install -e '.[sass]' (nvidia-cuda-nvdisasm) or put it on PATH")
+
+
+def main_loop(text: str) -> list[str]:
+    """The instructions of the longest loop (a branch back to an earlier label) in nvdisasm's output."""
+    labels: dict[int, int] = {}
+    pending: int | None = None
+    instructions: list[tuple[int, str]] = []
+    for line in text.splitlines():
+        label = _LABEL.match(line)
+        if label:
+            pending = int(label.group(1))
+            continue
+        found = _INSTRUCTION.search(line)
+        if found:
+            address = int(found.group(1), 16)
+            instructions.append((address, found.group(2)))
+            if pending is not None:
+                labels[pending], pending = address, None
+    loops = []
+    for address, text_ in instructions:
+        target = re.search(r"BRA.*\.L_x_(\d+)", text_)
+        if target and labels.get(int(target.group(1)), address + 1) < address:
+            loops.append((labels[int(target.group(1))], address))
+    if not loops:
+        return []
+    start, end = max(loops, key=lambda loop: loop[1] - loop[0])
+    return [text_ for address, text_ in instructions if start <= address <= end]
+
+
+def opcode(instruction: str) -> str:
+    """The opcode without predicate and modifiers: ``@!P0 LOP3.LUT R1, ...`` → ``LOP3``."""
+    return re.sub(r"^@!?U?P\w+\s+", "", instruction).split()[0].split(".")[0]
+
+
+def count(type_name: str, warps: int, stages: int, split: int, tool: str) -> dict:
+    layout = choose_layout(type_name, 8192, 8192, 128)
+    kernel = DecodeMatmul(
+        layout, torch.float16, has_zeros=type_name.startswith("uint"), warps=warps, stages=stages, split=split
+    )
+    compiled = anybit.compile(kernel, *(None,) * 6, 1, 8192, 8192, arch="sm_90a")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(compiled.cubin)
+        cubin.flush()
+        text = subprocess.run([tool, "-c", cubin.name], capture_output=True, text=True, check=True).stdout
+    loop = main_loop(text)
+    weights = layout.k_chunk * layout.n_per_warp // 32
+    return {
+        "type": type_name,
+        "weights_per_thread": weights,
+        "loop": len(loop),
+        "per_weight": len(loop) / weights,
+        "top": collections.Counter(opcode(i) for i in loop).most_common(6),
+        "registers": compiled.resources.registers,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--types", default=DEFAULT_TYPES)
+    parser.add_argument("--warps", type=int, default=4)
+    parser.add_argument("--stages", type=int, default=4)
+    parser.add_argument("--split", type=int, default=1)
+    options = parser.parse_args(argv)
+    tool = nvdisasm()
+    print("| type | weights/thread | loop instructions | per weight | registers | most frequent |")
+    print("|---|---|---|---|---|---|")
+    for type_name in (t for t in options.types.split(",") if t):
+        row = count(type_name, options.warps, options.stages, options.split, tool)
+        top = ", ".join(f"{name} {n}" for name, n in row["top"])
+        print(
+            f"| {row['type']} | {row['weights_per_thread']} | {row['loop']} | {row['per_weight']:.2f} | "
+            f"{row['registers']} | {top} |",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
