@@ -85,12 +85,14 @@ def cpu_demo(say: Callable[[str], None] = print, *, m: int = 4, n: int = 64, k: 
 def gpu_demo(say: Callable[[str], None] = print, *, layers: int = 8, new_tokens: int = 64) -> bool:
     """fp16 vs int4/int3 decode speed and agreement on a TinyLlama-shaped model. True if every step ran."""
     from anybit.nn.decode import build_llama, logits_agreement, quantized_copy, time_decode
+    from anybit.nn.fuse import fuse_projections
 
     say(
         f"GPU: {torch.cuda.get_device_name()}. Model: TinyLlama-1.1B shapes ({layers} of 22 layers), random "
         "weights (normal, std 0.02), fp16."
     )
     reference = build_llama("tinyllama-1.1b", device="cuda", layers=layers)
+    fuse_projections(reference)  # q/k/v and gate/up as one layer each, for fp16 and quantized alike
     results: dict[str, dict[int, float]] = {}
     passed = True
     say(
@@ -122,8 +124,9 @@ def gpu_demo(say: Callable[[str], None] = print, *, layers: int = 8, new_tokens:
             del model
             torch.cuda.empty_cache()
     say(
-        "\nlm_head stays fp16. Random weights give flat next-token distributions, so top-1 agreement is a "
-        "lower bound on what a trained model shows; run benchmarks/e2e.py for Llama-3-8B shapes."
+        "\nq/k/v and gate/up fused (anybit.fuse_projections); lm_head stays fp16. Random weights give flat "
+        "next-token distributions, so top-1 agreement is a lower bound on what a trained model shows; run "
+        "benchmarks/e2e.py for Llama-3-8B shapes."
     )
     return passed
 
