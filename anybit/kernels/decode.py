@@ -126,9 +126,11 @@ class DecodeMatmul(anybit.Script):
         if pl.per_channel and self.has_zeros:
             zero_row = self.load_global(gz, [0, n0], [1, bn])
         for stage in range(stages - 1):
-            self._copy_chunk(
-                gx, gw, gs, gz, sx[stage], sw[stage], ss[stage], sz[stage], first + stage, m0, n0
-            )
+            # A split's run may be shorter than the pipeline: fetch only its own chunks.
+            if split == 1 or stage < count:
+                self._copy_chunk(
+                    gx, gw, gs, gz, sx[stage], sw[stage], ss[stage], sz[stage], first + stage, m0, n0
+                )
             self.copy_async_commit_group()
         for step in self.range(count):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
@@ -175,7 +177,7 @@ class DecodeMatmul(anybit.Script):
             if arrival < split - 1:
                 self.exit()
             acc = self.load_global(partials, [m0, n0], [BLOCK_M, bn], mask=exists)
-            for part in range(1, split):
+            for part in self.range(1, split):  # a run-time loop: one copy of the masked load, any split
                 acc = acc + self.load_global(partials, [part * m + m0, n0], [BLOCK_M, bn], mask=exists)
         if pl.per_channel:
             acc = acc * self.cast(self.load_global(gs, [0, n0], [1, bn]), float32)
