@@ -30,6 +30,7 @@ from anybit.dtypes import DataType, all_types, bfloat16, float16
 
 _SELECT_LOW_HALF = 0xE4  # lop3: c ? a : b
 _AND_OR = 0xEA  # lop3: (a & b) | c
+_AND_XOR = 0x6A  # lop3: (a & b) ^ c
 
 
 def contiguous_pairs(layout) -> int:
@@ -78,18 +79,17 @@ def _pair_bits(src: str, n: int, p: int, magic_byte: int | None) -> str:
     return f"ab_lop3<{hex(_SELECT_LOW_HALF)}>({low}, {high}, 0x0000ffffu)"
 
 
-def byte_pair_constants(
-    source: DataType, lo_bit: int, target: DataType
-) -> tuple[int, int, int, int, int] | None:
-    """(prmt selector, sign flip, lop3 mask, magic, subtrahend) of a pair of codes that share one byte.
+def byte_pair_constants(source: DataType, lo_bit: int, target: DataType) -> tuple[int, int, int, int] | None:
+    """(prmt selector, lop3 mask, lop3 bits, subtrahend) of a pair of codes that share one byte.
 
     Codes of n-bit ``source`` at bits ``lo_bit`` and ``lo_bit + n`` of a word, both in byte b:
-    ``y = prmt(word, 0, selector) ^ flip`` copies byte b to bytes 0 and 2 (and flips the sign bits of
-    signed codes: offset binary); ``(y & mask) | magic`` makes half h the float 2^(m − s_h) + code, its code
-    field starting at bit s_h of the mantissa (m mantissa bits, so the ulp is 1); subtracting the
-    ``subtrahend`` pair 2^(m − s_h) (+ 2^(n−1) for signed codes) leaves the value, exactly. None where the
-    pair straddles bytes or a code does not fit in the mantissa. One prmt serves every pair of a byte (nvcc
-    shares it), so a pair costs three instructions instead of five.
+    ``y = prmt(word, 0, selector)`` copies byte b to bytes 0 and 2; ``(y & mask) ^ bits`` makes half h the
+    float 2^(m − s_h) + code, its code field starting at bit s_h of the mantissa (m mantissa bits, so the
+    ulp is 1): ``bits`` holds the magic exponent (disjoint from the mask, so XOR sets it as OR would) and,
+    for signed codes, their sign bits (inside the mask: XOR flips them, making offset binary), one ``lop3``
+    for both. Subtracting the ``subtrahend`` pair 2^(m − s_h) (+ 2^(n−1) for signed codes) leaves the value,
+    exactly. None where the pair straddles bytes or a code does not fit in the mantissa. One prmt serves
+    every pair of a byte (nvcc shares it), so a pair costs three instructions, signed or not.
     """
     n = source.nbits
     byte, s0 = divmod(lo_bit, 8)
@@ -104,7 +104,25 @@ def byte_pair_constants(
     mask = (((1 << n) - 1) << s0) | (((1 << n) - 1) << (16 + s1))
     magic = ((bias + mantissa - s0) << mantissa) | ((bias + mantissa - s1) << (mantissa + 16))
     low, high = (_half_bits(2.0 ** (mantissa - s) + offset, target) for s in (s0, s1))
-    return selector, flip, mask, magic, low | (high << 16)
+    return selector, mask, magic ^ flip, low | (high << 16)
+
+
+def integer_pair_constants(source: DataType, target: DataType) -> tuple[int, int, int]:
+    """(lop3 mask, lop3 bits, subtrahend) of two n-bit integer codes (n ≤ 7) at bits [0, n) and [16, 16+n).
+
+    ``(x & mask) ^ bits`` keeps the codes, sets each half's magic exponent (1024.0 for f16, 128.0 for bf16:
+    ulp 1; outside the code fields, so XOR sets it as OR would) and, for signed codes, flips their sign bits
+    (offset binary) in the same ``lop3``; subtracting ``subtrahend`` (magic + 2^(n−1) for signed codes)
+    from both halves leaves the values, exactly.
+    """
+    n = source.nbits
+    magic = 0x6400 if target is float16 else 0x4300
+    base = 1024 if target is float16 else 128
+    signed = source.kind == "int"
+    flip = ((1 << (n - 1)) | (1 << (n + 15))) if signed else 0
+    field = (1 << n) - 1
+    subtrahend = _half_bits(base + (2 ** (n - 1) if signed else 0), target)
+    return field | (field << 16), (magic | (magic << 16)) ^ flip, subtrahend | (subtrahend << 16)
 
 
 def _byte_pair(src: str, source: DataType, target: DataType, p: int) -> list[str] | None:
@@ -113,11 +131,11 @@ def _byte_pair(src: str, source: DataType, target: DataType, p: int) -> list[str
     constants = byte_pair_constants(source, lo_bit % 32, target)
     if constants is None:
         return None
-    selector, flip, mask, magic, subtrahend = constants
-    lines = [f"uint32_t x_ = ab_prmt({src}[{lo_bit // 32}], 0u, {hex(selector)}u);"]
-    if flip:
-        lines.append(f"x_ ^= {hex(flip)}u;")
-    lines.append(f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_, {hex(mask)}u, {hex(magic)}u);")
+    selector, mask, bits, subtrahend = constants
+    lines = [
+        f"uint32_t x_ = ab_prmt({src}[{lo_bit // 32}], 0u, {hex(selector)}u);",
+        f"uint32_t q_ = ab_lop3<{hex(_AND_XOR)}>(x_, {hex(mask)}u, {hex(bits)}u);",
+    ]
     if target is float16:
         lines.append(f"q_ = ab_sub_f16x2(q_, {hex(subtrahend)}u);")
     else:
@@ -128,8 +146,6 @@ def _byte_pair(src: str, source: DataType, target: DataType, p: int) -> list[str
 def _fast_pair(src: str, source: DataType, target: DataType, p: int) -> list[str]:
     """Statements leaving the converted pair (target x2) in ``q_``."""
     n = source.nbits
-    field = (1 << n) - 1
-    both = field | (field << 16)
     if source.kind in ("int", "uint"):
         byte_pair = _byte_pair(src, source, target, p)
         if byte_pair is not None:
@@ -144,11 +160,11 @@ def _fast_pair(src: str, source: DataType, target: DataType, p: int) -> list[str
                 code = f"({pair} ^ {hex(flip)}u)" if flip else pair
                 lines = [f"uint32_t q_ = {code};"]
             else:
-                pair = _pair_bits(src, n, p, None)
-                lines = [f"uint32_t x_ = {pair};"]
-                if flip:
-                    lines.append(f"x_ ^= {hex(flip)}u;")
-                lines.append(f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_, {hex(both)}u, {_x2(magic)});")
+                mask, bits, _ = integer_pair_constants(source, target)
+                lines = [
+                    f"uint32_t x_ = {_pair_bits(src, n, p, None)};",
+                    f"uint32_t q_ = ab_lop3<{hex(_AND_XOR)}>(x_, {hex(mask)}u, {hex(bits)}u);",
+                ]
             subtract = _x2(_half_bits(base + offset, target))
             if target is float16:
                 lines.append(f"q_ = ab_sub_f16x2(q_, {subtract});")

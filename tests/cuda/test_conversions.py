@@ -15,6 +15,7 @@ from anybit.cuda.conversions import (
     conversion_kernel_name,
     conversion_test_modules,
     has_fast_path,
+    integer_pair_constants,
 )
 
 SOURCES = [t for t in dt.all_types() if t.nbits <= 8 and t.kind != "bool"]
@@ -46,7 +47,8 @@ def _halves(words: np.ndarray, target) -> np.ndarray:
 @pytest.mark.parametrize("source", [t for t in SOURCES if t.kind in ("int", "uint") and t.nbits < 8])
 def test_byte_pair_formula_every_code(source, target) -> None:
     """The prmt/lop3/sub sequence of ``byte_pair_constants``, emulated bit for bit over every code pair at
-    every bit offset it accepts (f16/bf16 subtraction of two values rounds once, as numpy's does)."""
+    every bit offset it accepts (f16/bf16 subtraction of two values rounds once, as numpy's does); signed
+    codes flip their sign bits inside the same lop3 that sets the magic exponent."""
     n = source.nbits
     codes = np.arange(1 << n, dtype=np.uint32)
     lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
@@ -57,14 +59,29 @@ def test_byte_pair_formula_every_code(source, target) -> None:
         if constants is None:
             continue
         accepted += 1
-        selector, flip, mask, magic, subtrahend = constants
+        selector, mask, bits, subtrahend = constants
         word = (lo << lo_bit) | (hi << (lo_bit + n)) | np.uint32(0xA5A5A5A5 & ~(((1 << 2 * n) - 1) << lo_bit))
         source_bytes = [(word >> (8 * b)) & 0xFF for b in range(4)] + [np.zeros_like(word)] * 4
-        y = sum((source_bytes[(selector >> (4 * r)) & 7] << (8 * r)) for r in range(4)) ^ np.uint32(flip)
-        q = (y & np.uint32(mask)) | np.uint32(magic)
+        y = sum((source_bytes[(selector >> (4 * r)) & 7] << (8 * r)) for r in range(4))
+        q = (y & np.uint32(mask)) ^ np.uint32(bits)
         got = _halves(q, target) - _halves(np.uint32(subtrahend), target)
         np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} at bit {lo_bit}")
     assert accepted > 0 or n in (3, 5, 6, 7) or target is dt.bfloat16 and n == 4
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+@pytest.mark.parametrize("source", [t for t in SOURCES if t.kind in ("int", "uint") and t.nbits < 8])
+def test_integer_pair_formula_every_code(source, target) -> None:
+    """``(x & mask) ^ bits`` then the subtraction, over every code pair with junk around the code fields."""
+    n = source.nbits
+    codes = np.arange(1 << n, dtype=np.uint32)
+    lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
+    expected = np.stack([dt.decode(lo.astype(np.uint8), source), dt.decode(hi.astype(np.uint8), source)], -1)
+    mask, bits, subtrahend = integer_pair_constants(source, target)
+    x = lo | (hi << 16) | np.uint32(0x5A5A5A5A & ~mask)
+    q = (x & np.uint32(mask)) ^ np.uint32(bits)
+    got = _halves(q, target) - _halves(np.uint32(subtrahend), target)
+    np.testing.assert_array_equal(got, expected)
 
 
 def _compile_all(arch: str) -> dict:
