@@ -23,6 +23,8 @@ DESIGN §4.1), use the generic per-element path, which is correct for every (sou
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from anybit.cuda.registers import get_value, read_bits, set_value, word_count, write_bits
@@ -125,8 +127,9 @@ def integer_pair_constants(source: DataType, target: DataType) -> tuple[int, int
     return field | (field << 16), (magic | (magic << 16)) ^ flip, subtrahend | (subtrahend << 16)
 
 
-def _byte_pair(src: str, source: DataType, target: DataType, p: int) -> list[str] | None:
-    """The :func:`byte_pair_constants` form of pair ``p`` (None where it does not apply)."""
+def _byte_pair(src: str, source: DataType, target: DataType, p: int) -> tuple[list[str], int] | None:
+    """The :func:`byte_pair_constants` form of pair ``p``: lines leaving magic + code in ``q_``, and the
+    subtrahend (None where it does not apply)."""
     lo_bit = 2 * p * source.nbits
     constants = byte_pair_constants(source, lo_bit % 32, target)
     if constants is None:
@@ -136,42 +139,52 @@ def _byte_pair(src: str, source: DataType, target: DataType, p: int) -> list[str
         f"uint32_t x_ = ab_prmt({src}[{lo_bit // 32}], 0u, {hex(selector)}u);",
         f"uint32_t q_ = ab_lop3<{hex(_AND_XOR)}>(x_, {hex(mask)}u, {hex(bits)}u);",
     ]
+    return lines, subtrahend
+
+
+def integer_pair(src: str, source: DataType, target: DataType, p: int) -> tuple[list[str], int] | None:
+    """Pair ``p`` of integer codes as f16/bf16 *before* the magic subtraction: lines leaving both halves'
+    magic + code in ``q_``, and the subtrahend pair word that turns them into the values (exact). None where
+    the conversion takes another route (8-bit codes to bf16: through f32)."""
+    if source.kind not in ("int", "uint") or source.nbits > 8 or target not in (float16, bfloat16):
+        return None
+    byte_pair = _byte_pair(src, source, target, p)
+    if byte_pair is not None:
+        return byte_pair
+    n = source.nbits
+    if target is bfloat16 and n == 8:
+        return None
+    if n == 8:  # one prmt places each code byte under the magic byte 0x64: 1024 + code
+        flip = 0x00800080 if source.kind == "int" else 0
+        pair = _pair_bits(src, n, p, 0x64)
+        code = f"({pair} ^ {hex(flip)}u)" if flip else pair
+        subtrahend = _half_bits(1024 + (128 if flip else 0), target)
+        return [f"uint32_t q_ = {code};"], subtrahend | (subtrahend << 16)
+    mask, bits, subtrahend = integer_pair_constants(source, target)
+    lines = [
+        f"uint32_t x_ = {_pair_bits(src, n, p, None)};",
+        f"uint32_t q_ = ab_lop3<{hex(_AND_XOR)}>(x_, {hex(mask)}u, {hex(bits)}u);",
+    ]
+    return lines, subtrahend
+
+
+def subtract_pair(target: DataType, subtrahend: str) -> str:
+    """``q_ -= subtrahend`` on both halves, rounded once (bf16: an fma, sm_80 has no ``sub.bf16x2``)."""
     if target is float16:
-        lines.append(f"q_ = ab_sub_f16x2(q_, {hex(subtrahend)}u);")
-    else:
-        lines.append(f"q_ = ab_fma_bf16x2(q_, {_x2(0x3F80)}, {hex(subtrahend ^ 0x80008000)}u);")
-    return lines
+        return f"q_ = ab_sub_f16x2(q_, {subtrahend});"
+    return f"q_ = ab_fma_bf16x2({subtrahend}, 0xbf80bf80u, q_);"
 
 
 def _fast_pair(src: str, source: DataType, target: DataType, p: int) -> list[str]:
     """Statements leaving the converted pair (target x2) in ``q_``."""
     n = source.nbits
     if source.kind in ("int", "uint"):
-        byte_pair = _byte_pair(src, source, target, p)
-        if byte_pair is not None:
-            return byte_pair
+        unsubtracted = integer_pair(src, source, target, p)
+        if unsubtracted is not None:
+            lines, subtrahend = unsubtracted
+            return [*lines, subtract_pair(target, f"{hex(subtrahend)}u")]
         flip = (1 << (n - 1)) | (1 << (n + 15)) if source.kind == "int" else 0
         offset = (1 << (n - 1)) if source.kind == "int" else 0
-        if target is float16 or n <= 7:
-            magic = 0x6400 if target is float16 else 0x4300
-            base = 1024 if target is float16 else 128
-            if n == 8:
-                pair = _pair_bits(src, n, p, magic >> 8)
-                code = f"({pair} ^ {hex(flip)}u)" if flip else pair
-                lines = [f"uint32_t q_ = {code};"]
-            else:
-                mask, bits, _ = integer_pair_constants(source, target)
-                lines = [
-                    f"uint32_t x_ = {_pair_bits(src, n, p, None)};",
-                    f"uint32_t q_ = ab_lop3<{hex(_AND_XOR)}>(x_, {hex(mask)}u, {hex(bits)}u);",
-                ]
-            subtract = _x2(_half_bits(base + offset, target))
-            if target is float16:
-                lines.append(f"q_ = ab_sub_f16x2(q_, {subtract});")
-            else:
-                neg = _x2(_half_bits(-(base + offset), target))
-                lines.append(f"q_ = ab_fma_bf16x2(q_, {_x2(0x3F80)}, {neg});")
-            return lines
         pair = _pair_bits(src, n, p, None)
         lines = [f"uint32_t x_ = {pair};"]
         if flip:
@@ -230,17 +243,43 @@ def _special_fixups(source: DataType, target: DataType) -> list[str]:
     return lines
 
 
-def emit_cast(ctx, src: str, source: DataType, dst: str, target: DataType, count: int, *, fast: bool) -> None:
+def emit_cast(
+    ctx,
+    src: str,
+    source: DataType,
+    dst: str,
+    target: DataType,
+    count: int,
+    *,
+    fast: bool,
+    zero_pair: Callable[[int], str] | None = None,
+    zero_element: Callable[[int], str] | None = None,
+) -> None:
     """Convert ``count`` local elements of word array ``src`` into word array ``dst``.
 
     Pairs go through the fast path when ``fast`` and one exists for the pair of types; the rest (and every
     other type pair) through the generic path: decode to the compute type, encode with DESIGN §4.1 rounding.
+    With zero points (``zero_pair(p)``: the f16/bf16 pair word of output elements 2p, 2p+1;
+    ``zero_element(i)``: one element as float), the result is ``cast − zero``: on the integer fast path the
+    zero is added to the magic subtrahend (``S + z`` is exact for integer zeros below 2^bits, so
+    ``(S + code) − (S + z)`` rounds once, as ``code − z`` does) — the zero costs no instruction per pair, only
+    one addition per distinct (subtrahend, zero) pair, which nvcc shares; elsewhere a subtraction per element.
     """
     pairs = count // 2 if fast and has_fast_path(source, target) else 0
+    folded: set[int] = set()  # output elements whose zero the fast path already subtracted
     for p in range(pairs):
-        ctx.emit(
-            "{", *["  " + line for line in _fast_pair(src, source, target, p)], f"  {dst}[{p}] = q_;", "}"
-        )
+        unsubtracted = integer_pair(src, source, target, p) if zero_pair is not None else None
+        if unsubtracted is not None:
+            lines, subtrahend = unsubtracted
+            if target is float16:
+                total = f"ab_add_rn_f16x2({hex(subtrahend)}u, {zero_pair(p)})"
+            else:
+                total = f"ab_fma_bf16x2({zero_pair(p)}, 0x3f803f80u, {hex(subtrahend)}u)"
+            lines = [*lines, subtract_pair(target, total)]
+            folded |= {2 * p, 2 * p + 1}
+        else:
+            lines = _fast_pair(src, source, target, p)
+        ctx.emit("{", *["  " + line for line in lines], f"  {dst}[{p}] = q_;", "}")
     for i in range(2 * pairs, count):
         if source is target:
             n = source.nbits
@@ -250,6 +289,9 @@ def emit_cast(ctx, src: str, source: DataType, dst: str, target: DataType, count
                 ctx.emit(f"{dst}[{2 * i}] = {src}[{2 * i}]; {dst}[{2 * i + 1}] = {src}[{2 * i + 1}];")
             continue
         ctx.emit(*set_value(dst, target, i, get_value(src, source, i), saturate=True))
+    if zero_element is not None:  # the elements the fold did not cover: cast, then subtract, rounded once
+        for i in (i for i in range(count) if i not in folded):
+            ctx.emit(*set_value(dst, target, i, f"({get_value(dst, target, i)} - {zero_element(i)})"))
 
 
 # ---------------------------------------------------------------------------------------- test kernels

@@ -5,8 +5,9 @@ owns W·8·NT output columns (each warp one warp tile column of the packed layou
 chunks of KC = k_chunk. Every chunk's weight bytes ([W, 32·bpt], one contiguous tile), x rows [16, KC] and
 scale/zero rows go through an S-stage ``copy_async`` ring, so S−1 chunks are in flight while one is
 computed. Per chunk: ``load_shared`` the bytes in the byte layout, ``view`` them as the weight type in the
-tensor-core B layout (free), ``cast`` to the activation dtype (lop3/prmt fast paths), subtract the zero row
-(exact: integers), ``dot`` into a fresh f32 accumulator and add it to the running one scaled by the group's
+tensor-core B layout (free), ``cast`` to the activation dtype (lop3/prmt fast paths) with the zero row
+subtracted inside the conversion (``cast(..., subtract=)``: exact, zero points are integer codes),
+``dot`` into a fresh f32 accumulator and add it to the running one scaled by the group's
 scale row in f32. Scaling the [16, BN] partial sum instead of every weight removes one multiply per weight
 and rounds the scale in only once. Per-channel scales are applied once, after the loop.
 
@@ -151,12 +152,11 @@ class DecodeMatmul(anybit.Script):
             tile_x = self.load_shared(sx[current])
             raw = self.load_shared(sw[current], layout=byte_layout)
             codes = self.view(raw, dtype=pl.dtype, layout=weight_layout)
-            weights = self.cast(codes, act)
-            if self.has_zeros:
-                if pl.per_channel:
-                    weights = weights - zero_row
-                else:
-                    weights = weights - self.load_shared(sz[current])
+            if self.has_zeros:  # zero points are codes: subtracted inside the conversion, for free
+                zero = zero_row if pl.per_channel else self.load_shared(sz[current])
+                weights = self.cast(codes, act, subtract=zero)
+            else:
+                weights = self.cast(codes, act)
             if pl.per_channel:
                 self.dot(tile_x, weights, acc, out=acc)
             else:

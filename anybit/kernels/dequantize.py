@@ -168,9 +168,10 @@ class DequantizeWeight(anybit.Script):
         for c in range(chunks):
             r = 0 if shared_row else c
             codes = self.view(raws[c], dtype=pl.dtype, layout=pl.block_tile_layout(warps))
-            values = self.cast(codes, act)
-            if self.has_zeros:
-                values = values - zero_rows[r]
+            if self.has_zeros:  # zero points are codes: subtracted inside the conversion
+                values = self.cast(codes, act, subtract=zero_rows[r])
+            else:
+                values = self.cast(codes, act)
             values = values * scale_rows[r]
             self.store_shared(staged, values, [c * kc, 0])
         self.sync()

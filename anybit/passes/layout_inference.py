@@ -97,7 +97,10 @@ class _Solver:
 
     # ----------------------------------------------------------------------------------------- rules
     def apply(self, inst: Instruction) -> None:
-        if isinstance(inst, (UnaryInst, CastInst)):
+        if isinstance(inst, CastInst) and inst.subtract is not None:
+            self._same(inst, [inst.output, inst.operand], "same layout as its operand")
+            self._elementwise(inst)  # subtract: the output's layout, reduced over broadcast dimensions
+        elif isinstance(inst, (UnaryInst, CastInst)):
             self._same(inst, [inst.output, inst.operand], "same layout as its operand")
         elif isinstance(inst, (BinaryInst, WhereInst)):
             self._elementwise(inst)

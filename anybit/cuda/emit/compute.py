@@ -196,8 +196,28 @@ def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
             f"{out.layout} and {src.layout}"
         )
     run = conversions.contiguous_pairs(src.layout)
+    zero_pair = zero_element = None
+    if inst.subtract is not None:
+        zeros = inst.subtract
+        sources = _sources(ctx, inst, out, [zeros])
+        ctype = compute_ctype(out.dtype)
+
+        def zero_pair(p: int) -> str:
+            return _pair_word(ctx, zeros, sources, 2 * p)
+
+        def zero_element(i: int) -> str:
+            return _operand(ctx, inst, out, zeros, sources, i, ctype)
+
     conversions.emit_cast(
-        ctx, ctx.register(src), src.dtype, ctx.register(out), out.dtype, src.layout.local_size, fast=run >= 2
+        ctx,
+        ctx.register(src),
+        src.dtype,
+        ctx.register(out),
+        out.dtype,
+        src.layout.local_size,
+        fast=run >= 2,
+        zero_pair=zero_pair,
+        zero_element=zero_element,
     )
 
 
