@@ -62,10 +62,9 @@ def _x2(bits16: int) -> str:
     return hex(bits16 | (bits16 << 16)) + "u"
 
 
-def _pair_bits(src: str, n: int, p: int, magic_byte: int | None) -> str:
-    """C expression with element 2p at bits [0, n) and element 2p+1 at bits [16, 16+n) (other bits: junk,
-    except for the 8-bit ``prmt`` form, which puts ``magic_byte`` above each code)."""
-    lo_bit, hi_bit = 2 * p * n, (2 * p + 1) * n
+def _pair_bits(src: str, n: int, lo_bit: int, hi_bit: int, magic_byte: int | None) -> str:
+    """C expression with the code at ``lo_bit`` in bits [0, n) and the one at ``hi_bit`` in bits [16, 16+n)
+    (other bits: junk, except for the 8-bit ``prmt`` form, which puts ``magic_byte`` above each code)."""
     same_word = lo_bit // 32 == (hi_bit + n - 1) // 32
     if not same_word:
         return f"({read_bits(src, lo_bit, n)} | ({read_bits(src, hi_bit, n)} << 16))"
@@ -127,10 +126,59 @@ def integer_pair_constants(source: DataType, target: DataType) -> tuple[int, int
     return field | (field << 16), (magic | (magic << 16)) ^ flip, subtrahend | (subtrahend << 16)
 
 
-def _byte_pair(src: str, source: DataType, target: DataType, p: int) -> tuple[list[str], int] | None:
-    """The :func:`byte_pair_constants` form of pair ``p``: lines leaving magic + code in ``q_``, and the
-    subtrahend (None where it does not apply)."""
-    lo_bit = 2 * p * source.nbits
+def half_word_pair_constants(
+    source: DataType, lo_bit: int, target: DataType
+) -> tuple[int, int, int, int] | None:
+    """(shift, lop3 mask, lop3 bits, subtrahend) of two codes 16 bits apart in one word (pair-interleaved
+    packing), the first at bit ``lo_bit`` < 16.
+
+    ``((word >> shift) & mask) ^ bits`` puts both codes at bit s = lo_bit − shift of their half's mantissa
+    under the magic exponent 2^(m − s) (ulp 1; shift is 0 when the code fits there, else a multiple of 8
+    that nvcc shares between pairs, else lo_bit), flipping the sign bits of signed codes; subtracting the
+    subtrahend pair 2^(m − s) (+ 2^(n−1) when signed) leaves the values, exactly. None for 8-bit codes.
+    """
+    n = source.nbits
+    mantissa, bias = (10, 15) if target is float16 else (7, 127)
+    if n >= 8 or lo_bit >= 16 or n > mantissa:
+        return None
+    if lo_bit + n <= mantissa:
+        shift = 0
+    elif lo_bit % 8 + n <= mantissa:
+        shift = lo_bit - lo_bit % 8
+    else:
+        shift = lo_bit
+    s = lo_bit - shift
+    signed = source.kind == "int"
+    field = (1 << n) - 1
+    mask = (field << s) | (field << (16 + s))
+    magic = (bias + mantissa - s) << mantissa
+    flip = ((1 << (s + n - 1)) | (1 << (s + n + 15))) if signed else 0
+    value = _half_bits(2.0 ** (mantissa - s) + (2 ** (n - 1) if signed else 0), target)
+    return shift, mask, (magic | (magic << 16)) ^ flip, value | (value << 16)
+
+
+def _half_word_pair(
+    src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int
+) -> tuple[list[str], int] | None:
+    """The :func:`half_word_pair_constants` form (None where the codes are not 16 bits apart in a word)."""
+    if hi_bit != lo_bit + 16 or lo_bit // 32 != hi_bit // 32:
+        return None
+    constants = half_word_pair_constants(source, lo_bit % 32, target)
+    if constants is None:
+        return None
+    shift, mask, bits, subtrahend = constants
+    word = f"{src}[{lo_bit // 32}]"
+    x = f"({word} >> {shift})" if shift else word
+    return [f"uint32_t q_ = ab_lop3<{hex(_AND_XOR)}>({x}, {hex(mask)}u, {hex(bits)}u);"], subtrahend
+
+
+def _byte_pair(
+    src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int
+) -> tuple[list[str], int] | None:
+    """The :func:`byte_pair_constants` form of the pair at ``lo_bit``: lines leaving magic + code in ``q_``,
+    and the subtrahend (None where it does not apply)."""
+    if hi_bit != lo_bit + source.nbits:
+        return None
     constants = byte_pair_constants(source, lo_bit % 32, target)
     if constants is None:
         return None
@@ -142,27 +190,30 @@ def _byte_pair(src: str, source: DataType, target: DataType, p: int) -> tuple[li
     return lines, subtrahend
 
 
-def integer_pair(src: str, source: DataType, target: DataType, p: int) -> tuple[list[str], int] | None:
-    """Pair ``p`` of integer codes as f16/bf16 *before* the magic subtraction: lines leaving both halves'
-    magic + code in ``q_``, and the subtrahend pair word that turns them into the values (exact). None where
-    the conversion takes another route (8-bit codes to bf16: through f32)."""
+def integer_pair(
+    src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int
+) -> tuple[list[str], int] | None:
+    """The integer codes at ``lo_bit`` and ``hi_bit`` as an f16/bf16 pair *before* the magic subtraction:
+    lines leaving both halves' magic + code in ``q_``, and the subtrahend pair word that turns them into the
+    values (exact). None where the conversion takes another route (8-bit codes to bf16: through f32)."""
     if source.kind not in ("int", "uint") or source.nbits > 8 or target not in (float16, bfloat16):
         return None
-    byte_pair = _byte_pair(src, source, target, p)
-    if byte_pair is not None:
-        return byte_pair
+    for form in (_half_word_pair, _byte_pair):
+        found = form(src, source, target, lo_bit, hi_bit)
+        if found is not None:
+            return found
     n = source.nbits
     if target is bfloat16 and n == 8:
         return None
     if n == 8:  # one prmt places each code byte under the magic byte 0x64: 1024 + code
         flip = 0x00800080 if source.kind == "int" else 0
-        pair = _pair_bits(src, n, p, 0x64)
+        pair = _pair_bits(src, n, lo_bit, hi_bit, 0x64)
         code = f"({pair} ^ {hex(flip)}u)" if flip else pair
         subtrahend = _half_bits(1024 + (128 if flip else 0), target)
         return [f"uint32_t q_ = {code};"], subtrahend | (subtrahend << 16)
     mask, bits, subtrahend = integer_pair_constants(source, target)
     lines = [
-        f"uint32_t x_ = {_pair_bits(src, n, p, None)};",
+        f"uint32_t x_ = {_pair_bits(src, n, lo_bit, hi_bit, None)};",
         f"uint32_t q_ = ab_lop3<{hex(_AND_XOR)}>(x_, {hex(mask)}u, {hex(bits)}u);",
     ]
     return lines, subtrahend
@@ -175,17 +226,17 @@ def subtract_pair(target: DataType, subtrahend: str) -> str:
     return f"q_ = ab_fma_bf16x2({subtrahend}, 0xbf80bf80u, q_);"
 
 
-def _fast_pair(src: str, source: DataType, target: DataType, p: int) -> list[str]:
-    """Statements leaving the converted pair (target x2) in ``q_``."""
+def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int) -> list[str]:
+    """Statements leaving the codes at ``lo_bit`` and ``hi_bit`` converted (a target x2 pair) in ``q_``."""
     n = source.nbits
     if source.kind in ("int", "uint"):
-        unsubtracted = integer_pair(src, source, target, p)
+        unsubtracted = integer_pair(src, source, target, lo_bit, hi_bit)
         if unsubtracted is not None:
             lines, subtrahend = unsubtracted
             return [*lines, subtract_pair(target, f"{hex(subtrahend)}u")]
         flip = (1 << (n - 1)) | (1 << (n + 15)) if source.kind == "int" else 0
         offset = (1 << (n - 1)) if source.kind == "int" else 0
-        pair = _pair_bits(src, n, p, None)
+        pair = _pair_bits(src, n, lo_bit, hi_bit, None)
         lines = [f"uint32_t x_ = {pair};"]
         if flip:
             lines.append(f"x_ ^= {hex(flip)}u;")
@@ -203,7 +254,7 @@ def _fast_pair(src: str, source: DataType, target: DataType, p: int) -> list[str
     magnitude = (1 << (n - 1)) - 1
     magnitudes = (magnitude | (magnitude << 16)) << shift
     lines = [
-        f"uint32_t x_ = {_pair_bits(src, n, p, None)};",
+        f"uint32_t x_ = {_pair_bits(src, n, lo_bit, hi_bit, None)};",
         f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_ << {shift}, {hex(magnitudes)}u, "
         f"(x_ << {16 - n}) & 0x80008000u);",
     ]
@@ -252,23 +303,29 @@ def emit_cast(
     count: int,
     *,
     fast: bool,
+    order: list[int] | None = None,
     zero_pair: Callable[[int], str] | None = None,
     zero_element: Callable[[int], str] | None = None,
 ) -> None:
     """Convert ``count`` local elements of word array ``src`` into word array ``dst``.
 
-    Pairs go through the fast path when ``fast`` and one exists for the pair of types; the rest (and every
-    other type pair) through the generic path: decode to the compute type, encode with DESIGN §4.1 rounding.
-    With zero points (``zero_pair(p)``: the f16/bf16 pair word of output elements 2p, 2p+1;
-    ``zero_element(i)``: one element as float), the result is ``cast − zero``: on the integer fast path the
-    zero is added to the magic subtrahend (``S + z`` is exact for integer zeros below 2^bits, so
-    ``(S + code) − (S + z)`` rounds once, as ``code − z`` does) — the zero costs no instruction per pair, only
-    one addition per distinct (subtrahend, zero) pair, which nvcc shares; elsewhere a subtraction per element.
+    ``order[i]``: the source local of output local i (a cast that reorders each thread's elements, e.g.
+    pair-interleaved codes into tensor-core order; default: the same local). Pairs go through the fast path
+    when ``fast`` and one exists for the pair of types; the rest (and every other type pair) through the
+    generic path: decode to the compute type, encode with DESIGN §4.1 rounding. With zero points
+    (``zero_pair(p)``: the f16/bf16 pair word of output elements 2p, 2p+1; ``zero_element(i)``: one element
+    as float), the result is ``cast − zero``: on the integer fast path the zero is added to the magic
+    subtrahend (``S + z`` is exact for integer zeros below 2^bits, so ``(S + code) − (S + z)`` rounds once,
+    as ``code − z`` does) — the zero costs no instruction per pair, only one addition per distinct
+    (subtrahend, zero) pair, which nvcc shares; elsewhere a subtraction per element.
     """
+    order = list(range(count)) if order is None else order
+    n = source.nbits
     pairs = count // 2 if fast and has_fast_path(source, target) else 0
     folded: set[int] = set()  # output elements whose zero the fast path already subtracted
     for p in range(pairs):
-        unsubtracted = integer_pair(src, source, target, p) if zero_pair is not None else None
+        lo_bit, hi_bit = order[2 * p] * n, order[2 * p + 1] * n
+        unsubtracted = integer_pair(src, source, target, lo_bit, hi_bit) if zero_pair is not None else None
         if unsubtracted is not None:
             lines, subtrahend = unsubtracted
             if target is float16:
@@ -278,17 +335,17 @@ def emit_cast(
             lines = [*lines, subtract_pair(target, total)]
             folded |= {2 * p, 2 * p + 1}
         else:
-            lines = _fast_pair(src, source, target, p)
+            lines = _fast_pair(src, source, target, lo_bit, hi_bit)
         ctx.emit("{", *["  " + line for line in lines], f"  {dst}[{p}] = q_;", "}")
     for i in range(2 * pairs, count):
+        j = order[i]
         if source is target:
-            n = source.nbits
             if n <= 32:
-                ctx.emit(*write_bits(dst, i * n, n, read_bits(src, i * n, n)))
+                ctx.emit(*write_bits(dst, i * n, n, read_bits(src, j * n, n)))
             else:
-                ctx.emit(f"{dst}[{2 * i}] = {src}[{2 * i}]; {dst}[{2 * i + 1}] = {src}[{2 * i + 1}];")
+                ctx.emit(f"{dst}[{2 * i}] = {src}[{2 * j}]; {dst}[{2 * i + 1}] = {src}[{2 * j + 1}];")
             continue
-        ctx.emit(*set_value(dst, target, i, get_value(src, source, i), saturate=True))
+        ctx.emit(*set_value(dst, target, i, get_value(src, source, j), saturate=True))
     if zero_element is not None:  # the elements the fold did not cover: cast, then subtract, rounded once
         for i in (i for i in range(count) if i not in folded):
             ctx.emit(*set_value(dst, target, i, f"({get_value(dst, target, i)} - {zero_element(i)})"))

@@ -117,7 +117,8 @@ class DecodeMatmul(anybit.Script):
         ss = self.shared_tensor(act, [stages, 1, bn])
         sz = self.shared_tensor(act, [stages, 1, bn])
         byte_layout = pl.block_byte_layout(warps)
-        weight_layout = pl.block_tile_layout(warps)
+        weight_layout = pl.block_tile_layout(warps)  # the tensor-core B operand
+        code_layout = pl.block_code_layout(warps)  # the same elements as stored (pairs interleaved)
         n0 = self.blockIdx.x * bn
         m0 = self.blockIdx.y * BLOCK_M
         # This block's run of chunks: all of them, or split p's share chunks·p/P ... chunks·(p+1)/P.
@@ -153,12 +154,12 @@ class DecodeMatmul(anybit.Script):
             current = step % stages
             tile_x = self.load_shared(sx[current])
             raw = self.load_shared(sw[current], layout=byte_layout)
-            codes = self.view(raw, dtype=pl.dtype, layout=weight_layout)
+            codes = self.view(raw, dtype=pl.dtype, layout=code_layout)
             if self.has_zeros:  # zero points are codes: subtracted inside the conversion, for free
                 zero = zero_row if pl.per_channel else self.load_shared(sz[current])
-                weights = self.cast(codes, act, subtract=zero)
+                weights = self.cast(codes, act, subtract=zero, layout=weight_layout)
             else:
-                weights = self.cast(codes, act)
+                weights = self.cast(codes, act, layout=weight_layout)
             if pl.per_channel:
                 self.dot(tile_x, weights, acc, out=acc)
             else:

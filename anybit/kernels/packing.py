@@ -80,8 +80,9 @@ class PackedWeight:
 
 
 def _element_grid(layout: PackedLayout) -> tuple[np.ndarray, np.ndarray]:
-    """(k, n) within a warp tile of each thread's local elements: two int arrays [32, local_size]."""
-    coordinates = layout.tile_layout.map_array()
+    """(k, n) within a warp tile of each thread's local elements, in stored order: two int arrays
+    [32, local_size]."""
+    coordinates = layout.code_layout.map_array()
     return coordinates[..., 0], coordinates[..., 1]
 
 

@@ -183,9 +183,17 @@ def operator_handler(op: str, *operands):
 
 
 def cast(
-    tensor: RegisterTensor, dtype, out: RegisterTensor | None = None, subtract: RegisterTensor | None = None
+    tensor: RegisterTensor,
+    dtype,
+    out: RegisterTensor | None = None,
+    subtract: RegisterTensor | None = None,
+    layout=None,
 ) -> RegisterTensor:
     """Convert element-wise to ``dtype`` (DESIGN §4.1 rounding), keeping the layout.
+
+    ``layout``: the result's layout, when it is to hold each thread's elements in another local order than
+    the operand (same elements per thread): the conversion reorders for free, e.g. codes stored
+    pair-interleaved into the tensor-core operand order.
 
     ``subtract``: zero points of unsigned integer codes, ``cast(tensor) − subtract`` in one instruction
     (broadcast like a binary operand, in ``dtype``). Its values must be integers in [0, 2^bits) of the codes'
@@ -213,7 +221,12 @@ def cast(
             raise builder.error(
                 f"expected subtract to broadcast to {list(tensor.shape)}, got {list(subtract.shape)}", "cast"
             )
-    output = out if out is not None else new_register(builder, dtype, tensor.shape, tensor.layout)
+    if layout is not None and tuple(layout.shape) != tuple(tensor.shape):
+        raise builder.error(f"expected a layout of shape {list(tensor.shape)}, got {layout!r}", "cast")
+    if out is not None:
+        output = out
+    else:
+        output = new_register(builder, dtype, tensor.shape, layout if layout is not None else tensor.layout)
     builder.emit(CastInst(output, tensor, subtract, source=builder.location()))
     return output
 

@@ -14,6 +14,7 @@ from anybit.cuda.conversions import (
     byte_pair_constants,
     conversion_kernel_name,
     conversion_test_modules,
+    half_word_pair_constants,
     has_fast_path,
     integer_pair_constants,
 )
@@ -82,6 +83,26 @@ def test_integer_pair_formula_every_code(source, target) -> None:
     q = (x & np.uint32(mask)) ^ np.uint32(bits)
     got = _halves(q, target) - _halves(np.uint32(subtrahend), target)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+@pytest.mark.parametrize("source", [t for t in SOURCES if t.kind in ("int", "uint") and t.nbits < 8])
+def test_half_word_pair_formula_every_code(source, target) -> None:
+    """Pair-interleaved codes (16 bits apart): ``((word >> shift) & mask) ^ bits`` then the subtraction, at
+    every offset below 16, over every code pair, with other codes' bits around them."""
+    n = source.nbits
+    codes = np.arange(1 << n, dtype=np.uint32)
+    lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
+    expected = np.stack([dt.decode(lo.astype(np.uint8), source), dt.decode(hi.astype(np.uint8), source)], -1)
+    for lo_bit in range(0, 16 - n + 1):
+        constants = half_word_pair_constants(source, lo_bit, target)
+        assert constants is not None
+        shift, mask, bits, subtrahend = constants
+        fields = ((1 << n) - 1) << lo_bit | ((1 << n) - 1) << (lo_bit + 16)
+        word = (lo << lo_bit) | (hi << (lo_bit + 16)) | np.uint32(0xC3A5965A & ~fields)
+        q = ((word >> np.uint32(shift)) & np.uint32(mask)) ^ np.uint32(bits)
+        got = _halves(q, target) - _halves(np.uint32(subtrahend), target)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} at bit {lo_bit}")
 
 
 def _compile_all(arch: str) -> dict:

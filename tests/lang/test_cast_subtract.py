@@ -5,7 +5,7 @@ import pytest
 
 import anybit
 from anybit import dtypes as dt
-from anybit.cuda.conversions import byte_pair_constants, integer_pair_constants
+from anybit.cuda.conversions import byte_pair_constants, half_word_pair_constants, integer_pair_constants
 from anybit.interp import InterpreterError
 from anybit.ir import KernelDefinitionError
 from anybit.layout import spatial
@@ -130,8 +130,8 @@ def _round(values, target):
 )
 def test_folded_subtrahend_is_exact_for_every_code_and_zero(source, target):
     """The fold's arithmetic in numpy: S + z is exact and (S + code) − (S + z) = code − z, for every code,
-    every zero point in [0, 2^n) and every subtrahend the conversions use (byte pairs at each offset, the
-    general pair form)."""
+    every zero point in [0, 2^n) and every subtrahend the conversions use (byte pairs and pair-interleaved
+    codes at each offset, the general pair form)."""
     n = source.nbits
     if n == 8 and target is dt.bfloat16:
         pytest.skip("uint8 → bf16 converts through f32: no fold")
@@ -140,6 +140,10 @@ def test_folded_subtrahend_is_exact_for_every_code_and_zero(source, target):
     subtrahends = [integer_pair_constants(source, target)[2]]
     for lo_bit in range(0, 32 - 2 * n + 1, n):
         constants = byte_pair_constants(source, lo_bit, target)
+        if constants is not None:
+            subtrahends.append(constants[3])
+    for lo_bit in range(0, 16 - n + 1):
+        constants = half_word_pair_constants(source, lo_bit, target)
         if constants is not None:
             subtrahends.append(constants[3])
     for word in subtrahends:

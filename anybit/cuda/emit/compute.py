@@ -190,11 +190,14 @@ def emit_where(ctx: EmitContext, inst: WhereInst) -> None:
 def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
     """Fast in-register conversion when one applies (``anybit.cuda.conversions``), else per element."""
     out, src = inst.output, inst.operand
-    if not same_map(out.layout, src.layout):
-        raise CodegenError(
-            f"cast{where(inst)}: expected the output layout to equal the operand's, got "
-            f"{out.layout} and {src.layout}"
-        )
+    order = None
+    if not same_map(out.layout, src.layout):  # a reordering cast: each thread's elements, another order
+        order = local_sources(out.layout, src.layout, ctx.num_threads, broadcast=False)
+        if order is None:
+            raise CodegenError(
+                f"cast{where(inst)}: expected the output layout to hold the operand's elements in each "
+                f"thread, got {out.layout} and {src.layout}"
+            )
     run = conversions.contiguous_pairs(src.layout)
     zero_pair = zero_element = None
     if inst.subtract is not None:
@@ -216,6 +219,7 @@ def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
         out.dtype,
         src.layout.local_size,
         fast=run >= 2,
+        order=order,
         zero_pair=zero_pair,
         zero_element=zero_element,
     )
