@@ -33,6 +33,7 @@ from anybit.dtypes import DataType, all_types, bfloat16, float16
 _SELECT_LOW_HALF = 0xE4  # lop3: c ? a : b
 _AND_OR = 0xEA  # lop3: (a & b) | c
 _AND_XOR = 0x6A  # lop3: (a & b) ^ c
+_XOR_AND = 0x78  # lop3: a ^ (b & c)
 
 
 def contiguous_pairs(layout) -> int:
@@ -269,8 +270,34 @@ def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit
     return lines
 
 
+def nan_fixup_constants(source: DataType) -> tuple[int, int] | None:
+    """(pseudo, flip) of a float type whose only special codes are NaN (magnitude all ones, no inf), to f16.
+
+    The bit-aligning conversion turns a NaN code into the finite ±``pseudo`` (f16 bits; no finite code gives
+    that magnitude). ``m = (|q| == pseudo)`` per half (one ``set.eq.u32.f16x2`` after clearing the signs)
+    and ``q ^ (m & flip)`` turn exactly those halves into the canonical NaN 0x7E00 with their sign, where a
+    test and a branch per value did. None for other types.
+    """
+    if not (source.is_float and source.has_nan and not source.has_inf):
+        return None
+    n, m = source.nbits, source.mantissa_bits
+    shift = 10 - m
+    magnitude = ((1 << (n - 1)) - 1) << shift
+    aligned = np.array(magnitude, dtype=np.uint16).view(np.float16)
+    scaled = aligned * np.float16(2.0 ** (15 - source.exponent_bias))
+    pseudo = int(np.array(scaled, dtype=np.float16).view(np.uint16))
+    return pseudo, pseudo ^ 0x7E00
+
+
 def _special_fixups(source: DataType, target: DataType) -> list[str]:
     """Restore inf/NaN where the bit-aligning trick maps them to finite values."""
+    constants = nan_fixup_constants(source) if target is float16 else None
+    if constants is not None:
+        pseudo, flip = constants
+        return [
+            f"uint32_t m_ = ab_eq_mask_f16x2(q_ & 0x7fff7fffu, {_x2(pseudo)});",
+            f"q_ = ab_lop3<{hex(_XOR_AND)}>(q_, m_, {_x2(flip)});",
+        ]
     n = source.nbits
     nan = 0x7E00 if target is float16 else 0x7FC0
     inf = 0x7C00 if target is float16 else 0x7F80

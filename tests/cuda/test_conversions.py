@@ -17,6 +17,7 @@ from anybit.cuda.conversions import (
     half_word_pair_constants,
     has_fast_path,
     integer_pair_constants,
+    nan_fixup_constants,
 )
 
 SOURCES = [t for t in dt.all_types() if t.nbits <= 8 and t.kind != "bool"]
@@ -103,6 +104,24 @@ def test_half_word_pair_formula_every_code(source, target) -> None:
         q = ((word >> np.uint32(shift)) & np.uint32(mask)) ^ np.uint32(bits)
         got = _halves(q, target) - _halves(np.uint32(subtrahend), target)
         np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} at bit {lo_bit}")
+
+
+def test_nan_fixup_formula_every_code() -> None:
+    """float8_e4m3 → f16: the bit-aligning conversion, then ``q ^ ((|q| == pseudo) & flip)``, emulated over
+    every code: finite codes keep their value, NaN codes become the canonical NaN with their sign."""
+    source = dt.float8_e4m3
+    pseudo, flip = nan_fixup_constants(source)
+    codes = np.arange(256, dtype=np.uint32)
+    magnitude = (codes & 0x7F) << (10 - source.mantissa_bits)
+    aligned = (magnitude | ((codes >> 7) << 15)).astype(np.uint16).view(np.float16)
+    q = (aligned * np.float16(2.0 ** (15 - source.exponent_bias))).view(np.uint16).astype(np.uint32)
+    mask = np.where((q & 0x7FFF) == pseudo, 0xFFFF, 0)
+    fixed = (q ^ (mask & flip)).astype(np.uint16)
+    expected = dt.decode(codes.astype(np.uint8), source).astype(np.float16)
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(fixed[finite].view(np.float16), expected[finite])
+    assert (fixed[~finite] == ((codes[~finite] >> 7) << 15 | 0x7E00)).all() and (~finite).sum() == 2
+    assert nan_fixup_constants(dt.float8_e5m2) is None and nan_fixup_constants(dt.float6_e3m2) is None
 
 
 def _compile_all(arch: str) -> dict:
