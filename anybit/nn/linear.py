@@ -359,8 +359,8 @@ class QuantizedLinear(nn.Module):
         """Adopt a saved layer's type, group size and activation dtype (and the default packing for them)."""
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise ValueError(
-                f"QuantizedLinear: expected extra state version {STATE_VERSION}, got {state!r}; a layer saved "
-                "by an older anybit packs its codes in another order: quantize (or import) it again"
+                f"QuantizedLinear: expected extra state version {STATE_VERSION}, got {state!r}; a layer "
+                "saved by an older anybit packs its codes in another order: quantize (or import) it again"
             )
         self._configure(state["dtype"], state["group_size"], getattr(torch, state["act_dtype"]))
 
