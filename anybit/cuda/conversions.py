@@ -23,6 +23,8 @@ DESIGN §4.1), use the generic per-element path, which is correct for every (sou
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from anybit.cuda.registers import get_value, read_bits, set_value, word_count, write_bits
@@ -30,6 +32,8 @@ from anybit.dtypes import DataType, all_types, bfloat16, float16
 
 _SELECT_LOW_HALF = 0xE4  # lop3: c ? a : b
 _AND_OR = 0xEA  # lop3: (a & b) | c
+_AND_XOR = 0x6A  # lop3: (a & b) ^ c
+_XOR_AND = 0x78  # lop3: a ^ (b & c)
 
 
 def contiguous_pairs(layout) -> int:
@@ -59,10 +63,9 @@ def _x2(bits16: int) -> str:
     return hex(bits16 | (bits16 << 16)) + "u"
 
 
-def _pair_bits(src: str, n: int, p: int, magic_byte: int | None) -> str:
-    """C expression with element 2p at bits [0, n) and element 2p+1 at bits [16, 16+n) (other bits: junk,
-    except for the 8-bit ``prmt`` form, which puts ``magic_byte`` above each code)."""
-    lo_bit, hi_bit = 2 * p * n, (2 * p + 1) * n
+def _pair_bits(src: str, n: int, lo_bit: int, hi_bit: int, magic_byte: int | None) -> str:
+    """C expression with the code at ``lo_bit`` in bits [0, n) and the one at ``hi_bit`` in bits [16, 16+n)
+    (other bits: junk, except for the 8-bit ``prmt`` form, which puts ``magic_byte`` above each code)."""
     same_word = lo_bit // 32 == (hi_bit + n - 1) // 32
     if not same_word:
         return f"({read_bits(src, lo_bit, n)} | ({read_bits(src, hi_bit, n)} << 16))"
@@ -78,18 +81,17 @@ def _pair_bits(src: str, n: int, p: int, magic_byte: int | None) -> str:
     return f"ab_lop3<{hex(_SELECT_LOW_HALF)}>({low}, {high}, 0x0000ffffu)"
 
 
-def byte_pair_constants(
-    source: DataType, lo_bit: int, target: DataType
-) -> tuple[int, int, int, int, int] | None:
-    """(prmt selector, sign flip, lop3 mask, magic, subtrahend) of a pair of codes that share one byte.
+def byte_pair_constants(source: DataType, lo_bit: int, target: DataType) -> tuple[int, int, int, int] | None:
+    """(prmt selector, lop3 mask, lop3 bits, subtrahend) of a pair of codes that share one byte.
 
     Codes of n-bit ``source`` at bits ``lo_bit`` and ``lo_bit + n`` of a word, both in byte b:
-    ``y = prmt(word, 0, selector) ^ flip`` copies byte b to bytes 0 and 2 (and flips the sign bits of
-    signed codes: offset binary); ``(y & mask) | magic`` makes half h the float 2^(m − s_h) + code, its code
-    field starting at bit s_h of the mantissa (m mantissa bits, so the ulp is 1); subtracting the
-    ``subtrahend`` pair 2^(m − s_h) (+ 2^(n−1) for signed codes) leaves the value, exactly. None where the
-    pair straddles bytes or a code does not fit in the mantissa. One prmt serves every pair of a byte (nvcc
-    shares it), so a pair costs three instructions instead of five.
+    ``y = prmt(word, 0, selector)`` copies byte b to bytes 0 and 2; ``(y & mask) ^ bits`` makes half h the
+    float 2^(m − s_h) + code, its code field starting at bit s_h of the mantissa (m mantissa bits, so the
+    ulp is 1): ``bits`` holds the magic exponent (disjoint from the mask, so XOR sets it as OR would) and,
+    for signed codes, their sign bits (inside the mask: XOR flips them, making offset binary), one ``lop3``
+    for both. Subtracting the ``subtrahend`` pair 2^(m − s_h) (+ 2^(n−1) for signed codes) leaves the value,
+    exactly. None where the pair straddles bytes or a code does not fit in the mantissa. One prmt serves
+    every pair of a byte (nvcc shares it), so a pair costs three instructions, signed or not.
     """
     n = source.nbits
     byte, s0 = divmod(lo_bit, 8)
@@ -104,59 +106,138 @@ def byte_pair_constants(
     mask = (((1 << n) - 1) << s0) | (((1 << n) - 1) << (16 + s1))
     magic = ((bias + mantissa - s0) << mantissa) | ((bias + mantissa - s1) << (mantissa + 16))
     low, high = (_half_bits(2.0 ** (mantissa - s) + offset, target) for s in (s0, s1))
-    return selector, flip, mask, magic, low | (high << 16)
+    return selector, mask, magic ^ flip, low | (high << 16)
 
 
-def _byte_pair(src: str, source: DataType, target: DataType, p: int) -> list[str] | None:
-    """The :func:`byte_pair_constants` form of pair ``p`` (None where it does not apply)."""
-    lo_bit = 2 * p * source.nbits
+def integer_pair_constants(source: DataType, target: DataType) -> tuple[int, int, int]:
+    """(lop3 mask, lop3 bits, subtrahend) of two n-bit integer codes (n ≤ 7) at bits [0, n) and [16, 16+n).
+
+    ``(x & mask) ^ bits`` keeps the codes, sets each half's magic exponent (1024.0 for f16, 128.0 for bf16:
+    ulp 1; outside the code fields, so XOR sets it as OR would) and, for signed codes, flips their sign bits
+    (offset binary) in the same ``lop3``; subtracting ``subtrahend`` (magic + 2^(n−1) for signed codes)
+    from both halves leaves the values, exactly.
+    """
+    n = source.nbits
+    magic = 0x6400 if target is float16 else 0x4300
+    base = 1024 if target is float16 else 128
+    signed = source.kind == "int"
+    flip = ((1 << (n - 1)) | (1 << (n + 15))) if signed else 0
+    field = (1 << n) - 1
+    subtrahend = _half_bits(base + (2 ** (n - 1) if signed else 0), target)
+    return field | (field << 16), (magic | (magic << 16)) ^ flip, subtrahend | (subtrahend << 16)
+
+
+def half_word_pair_constants(
+    source: DataType, lo_bit: int, target: DataType
+) -> tuple[int, int, int, int] | None:
+    """(shift, lop3 mask, lop3 bits, subtrahend) of two codes 16 bits apart in one word (pair-interleaved
+    packing), the first at bit ``lo_bit`` < 16.
+
+    ``((word >> shift) & mask) ^ bits`` puts both codes at bit s = lo_bit − shift of their half's mantissa
+    under the magic exponent 2^(m − s) (ulp 1; shift is 0 when the code fits there, else a multiple of 8
+    that nvcc shares between pairs, else lo_bit), flipping the sign bits of signed codes; subtracting the
+    subtrahend pair 2^(m − s) (+ 2^(n−1) when signed) leaves the values, exactly. None for 8-bit codes.
+    """
+    n = source.nbits
+    mantissa, bias = (10, 15) if target is float16 else (7, 127)
+    if n >= 8 or lo_bit >= 16 or n > mantissa:
+        return None
+    if lo_bit + n <= mantissa:
+        shift = 0
+    elif lo_bit % 8 + n <= mantissa:
+        shift = lo_bit - lo_bit % 8
+    else:
+        shift = lo_bit
+    s = lo_bit - shift
+    signed = source.kind == "int"
+    field = (1 << n) - 1
+    mask = (field << s) | (field << (16 + s))
+    magic = (bias + mantissa - s) << mantissa
+    flip = ((1 << (s + n - 1)) | (1 << (s + n + 15))) if signed else 0
+    value = _half_bits(2.0 ** (mantissa - s) + (2 ** (n - 1) if signed else 0), target)
+    return shift, mask, (magic | (magic << 16)) ^ flip, value | (value << 16)
+
+
+def _half_word_pair(
+    src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int
+) -> tuple[list[str], int] | None:
+    """The :func:`half_word_pair_constants` form (None where the codes are not 16 bits apart in a word)."""
+    if hi_bit != lo_bit + 16 or lo_bit // 32 != hi_bit // 32:
+        return None
+    constants = half_word_pair_constants(source, lo_bit % 32, target)
+    if constants is None:
+        return None
+    shift, mask, bits, subtrahend = constants
+    word = f"{src}[{lo_bit // 32}]"
+    x = f"({word} >> {shift})" if shift else word
+    return [f"uint32_t q_ = ab_lop3<{hex(_AND_XOR)}>({x}, {hex(mask)}u, {hex(bits)}u);"], subtrahend
+
+
+def _byte_pair(
+    src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int
+) -> tuple[list[str], int] | None:
+    """The :func:`byte_pair_constants` form of the pair at ``lo_bit``: lines leaving magic + code in ``q_``,
+    and the subtrahend (None where it does not apply)."""
+    if hi_bit != lo_bit + source.nbits:
+        return None
     constants = byte_pair_constants(source, lo_bit % 32, target)
     if constants is None:
         return None
-    selector, flip, mask, magic, subtrahend = constants
-    lines = [f"uint32_t x_ = ab_prmt({src}[{lo_bit // 32}], 0u, {hex(selector)}u);"]
-    if flip:
-        lines.append(f"x_ ^= {hex(flip)}u;")
-    lines.append(f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_, {hex(mask)}u, {hex(magic)}u);")
-    if target is float16:
-        lines.append(f"q_ = ab_sub_f16x2(q_, {hex(subtrahend)}u);")
-    else:
-        lines.append(f"q_ = ab_fma_bf16x2(q_, {_x2(0x3F80)}, {hex(subtrahend ^ 0x80008000)}u);")
-    return lines
+    selector, mask, bits, subtrahend = constants
+    lines = [
+        f"uint32_t x_ = ab_prmt({src}[{lo_bit // 32}], 0u, {hex(selector)}u);",
+        f"uint32_t q_ = ab_lop3<{hex(_AND_XOR)}>(x_, {hex(mask)}u, {hex(bits)}u);",
+    ]
+    return lines, subtrahend
 
 
-def _fast_pair(src: str, source: DataType, target: DataType, p: int) -> list[str]:
-    """Statements leaving the converted pair (target x2) in ``q_``."""
+def integer_pair(
+    src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int
+) -> tuple[list[str], int] | None:
+    """The integer codes at ``lo_bit`` and ``hi_bit`` as an f16/bf16 pair *before* the magic subtraction:
+    lines leaving both halves' magic + code in ``q_``, and the subtrahend pair word that turns them into the
+    values (exact). None where the conversion takes another route (8-bit codes to bf16: through f32)."""
+    if source.kind not in ("int", "uint") or source.nbits > 8 or target not in (float16, bfloat16):
+        return None
+    for form in (_half_word_pair, _byte_pair):
+        found = form(src, source, target, lo_bit, hi_bit)
+        if found is not None:
+            return found
     n = source.nbits
-    field = (1 << n) - 1
-    both = field | (field << 16)
+    if target is bfloat16 and n == 8:
+        return None
+    if n == 8:  # one prmt places each code byte under the magic byte 0x64: 1024 + code
+        flip = 0x00800080 if source.kind == "int" else 0
+        pair = _pair_bits(src, n, lo_bit, hi_bit, 0x64)
+        code = f"({pair} ^ {hex(flip)}u)" if flip else pair
+        subtrahend = _half_bits(1024 + (128 if flip else 0), target)
+        return [f"uint32_t q_ = {code};"], subtrahend | (subtrahend << 16)
+    mask, bits, subtrahend = integer_pair_constants(source, target)
+    lines = [
+        f"uint32_t x_ = {_pair_bits(src, n, lo_bit, hi_bit, None)};",
+        f"uint32_t q_ = ab_lop3<{hex(_AND_XOR)}>(x_, {hex(mask)}u, {hex(bits)}u);",
+    ]
+    return lines, subtrahend
+
+
+def subtract_pair(target: DataType, subtrahend: str) -> str:
+    """``q_ -= subtrahend`` on both halves, rounded once (bf16: an fma, sm_80 has no ``sub.bf16x2``)."""
+    if target is float16:
+        return f"q_ = ab_sub_f16x2(q_, {subtrahend});"
+    return f"q_ = ab_fma_bf16x2({subtrahend}, 0xbf80bf80u, q_);"
+
+
+def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int) -> list[str]:
+    """Statements leaving the codes at ``lo_bit`` and ``hi_bit`` converted (a target x2 pair) in ``q_``."""
+    n = source.nbits
     if source.kind in ("int", "uint"):
-        byte_pair = _byte_pair(src, source, target, p)
-        if byte_pair is not None:
-            return byte_pair
+        unsubtracted = integer_pair(src, source, target, lo_bit, hi_bit)
+        if unsubtracted is not None:
+            lines, subtrahend = unsubtracted
+            return [*lines, subtract_pair(target, f"{hex(subtrahend)}u")]
         flip = (1 << (n - 1)) | (1 << (n + 15)) if source.kind == "int" else 0
         offset = (1 << (n - 1)) if source.kind == "int" else 0
-        if target is float16 or n <= 7:
-            magic = 0x6400 if target is float16 else 0x4300
-            base = 1024 if target is float16 else 128
-            if n == 8:
-                pair = _pair_bits(src, n, p, magic >> 8)
-                code = f"({pair} ^ {hex(flip)}u)" if flip else pair
-                lines = [f"uint32_t q_ = {code};"]
-            else:
-                pair = _pair_bits(src, n, p, None)
-                lines = [f"uint32_t x_ = {pair};"]
-                if flip:
-                    lines.append(f"x_ ^= {hex(flip)}u;")
-                lines.append(f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_, {hex(both)}u, {_x2(magic)});")
-            subtract = _x2(_half_bits(base + offset, target))
-            if target is float16:
-                lines.append(f"q_ = ab_sub_f16x2(q_, {subtract});")
-            else:
-                neg = _x2(_half_bits(-(base + offset), target))
-                lines.append(f"q_ = ab_fma_bf16x2(q_, {_x2(0x3F80)}, {neg});")
-            return lines
-        pair = _pair_bits(src, n, p, None)
+        pair = _pair_bits(src, n, lo_bit, hi_bit, None)
         lines = [f"uint32_t x_ = {pair};"]
         if flip:
             lines.append(f"x_ ^= {hex(flip)}u;")
@@ -174,7 +255,7 @@ def _fast_pair(src: str, source: DataType, target: DataType, p: int) -> list[str
     magnitude = (1 << (n - 1)) - 1
     magnitudes = (magnitude | (magnitude << 16)) << shift
     lines = [
-        f"uint32_t x_ = {_pair_bits(src, n, p, None)};",
+        f"uint32_t x_ = {_pair_bits(src, n, lo_bit, hi_bit, None)};",
         f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_ << {shift}, {hex(magnitudes)}u, "
         f"(x_ << {16 - n}) & 0x80008000u);",
     ]
@@ -189,8 +270,34 @@ def _fast_pair(src: str, source: DataType, target: DataType, p: int) -> list[str
     return lines
 
 
+def nan_fixup_constants(source: DataType) -> tuple[int, int] | None:
+    """(pseudo, flip) of a float type whose only special codes are NaN (magnitude all ones, no inf), to f16.
+
+    The bit-aligning conversion turns a NaN code into the finite ±``pseudo`` (f16 bits; no finite code gives
+    that magnitude). ``m = (|q| == pseudo)`` per half (one ``set.eq.u32.f16x2`` after clearing the signs)
+    and ``q ^ (m & flip)`` turn exactly those halves into the canonical NaN 0x7E00 with their sign, where a
+    test and a branch per value did. None for other types.
+    """
+    if not (source.is_float and source.has_nan and not source.has_inf):
+        return None
+    n, m = source.nbits, source.mantissa_bits
+    shift = 10 - m
+    magnitude = ((1 << (n - 1)) - 1) << shift
+    aligned = np.array(magnitude, dtype=np.uint16).view(np.float16)
+    scaled = aligned * np.float16(2.0 ** (15 - source.exponent_bias))
+    pseudo = int(np.array(scaled, dtype=np.float16).view(np.uint16))
+    return pseudo, pseudo ^ 0x7E00
+
+
 def _special_fixups(source: DataType, target: DataType) -> list[str]:
     """Restore inf/NaN where the bit-aligning trick maps them to finite values."""
+    constants = nan_fixup_constants(source) if target is float16 else None
+    if constants is not None:
+        pseudo, flip = constants
+        return [
+            f"uint32_t m_ = ab_eq_mask_f16x2(q_ & 0x7fff7fffu, {_x2(pseudo)});",
+            f"q_ = ab_lop3<{hex(_XOR_AND)}>(q_, m_, {_x2(flip)});",
+        ]
     n = source.nbits
     nan = 0x7E00 if target is float16 else 0x7FC0
     inf = 0x7C00 if target is float16 else 0x7F80
@@ -214,26 +321,61 @@ def _special_fixups(source: DataType, target: DataType) -> list[str]:
     return lines
 
 
-def emit_cast(ctx, src: str, source: DataType, dst: str, target: DataType, count: int, *, fast: bool) -> None:
+def emit_cast(
+    ctx,
+    src: str,
+    source: DataType,
+    dst: str,
+    target: DataType,
+    count: int,
+    *,
+    fast: bool,
+    order: list[int] | None = None,
+    zero_pair: Callable[[int], str] | None = None,
+    zero_element: Callable[[int], str] | None = None,
+) -> None:
     """Convert ``count`` local elements of word array ``src`` into word array ``dst``.
 
-    Pairs go through the fast path when ``fast`` and one exists for the pair of types; the rest (and every
-    other type pair) through the generic path: decode to the compute type, encode with DESIGN §4.1 rounding.
+    ``order[i]``: the source local of output local i (a cast that reorders each thread's elements, e.g.
+    pair-interleaved codes into tensor-core order; default: the same local). Pairs go through the fast path
+    when ``fast`` and one exists for the pair of types; the rest (and every other type pair) through the
+    generic path: decode to the compute type, encode with DESIGN §4.1 rounding. With zero points
+    (``zero_pair(p)``: the f16/bf16 pair word of output elements 2p, 2p+1; ``zero_element(i)``: one element
+    as float), the result is ``cast − zero``: on the integer fast path the zero is added to the magic
+    subtrahend (``S + z`` is exact for integer zeros below 2^bits, so ``(S + code) − (S + z)`` rounds once,
+    as ``code − z`` does) — the zero costs no instruction per pair, only one addition per distinct
+    (subtrahend, zero) pair, which nvcc shares; elsewhere a subtraction per element.
     """
+    order = list(range(count)) if order is None else order
+    n = source.nbits
     pairs = count // 2 if fast and has_fast_path(source, target) else 0
+    folded: set[int] = set()  # output elements whose zero the fast path already subtracted
     for p in range(pairs):
-        ctx.emit(
-            "{", *["  " + line for line in _fast_pair(src, source, target, p)], f"  {dst}[{p}] = q_;", "}"
-        )
-    for i in range(2 * pairs, count):
-        if source is target:
-            n = source.nbits
-            if n <= 32:
-                ctx.emit(*write_bits(dst, i * n, n, read_bits(src, i * n, n)))
+        lo_bit, hi_bit = order[2 * p] * n, order[2 * p + 1] * n
+        unsubtracted = integer_pair(src, source, target, lo_bit, hi_bit) if zero_pair is not None else None
+        if unsubtracted is not None:
+            lines, subtrahend = unsubtracted
+            if target is float16:
+                total = f"ab_add_rn_f16x2({hex(subtrahend)}u, {zero_pair(p)})"
             else:
-                ctx.emit(f"{dst}[{2 * i}] = {src}[{2 * i}]; {dst}[{2 * i + 1}] = {src}[{2 * i + 1}];")
+                total = f"ab_fma_bf16x2({zero_pair(p)}, 0x3f803f80u, {hex(subtrahend)}u)"
+            lines = [*lines, subtract_pair(target, total)]
+            folded |= {2 * p, 2 * p + 1}
+        else:
+            lines = _fast_pair(src, source, target, lo_bit, hi_bit)
+        ctx.emit("{", *["  " + line for line in lines], f"  {dst}[{p}] = q_;", "}")
+    for i in range(2 * pairs, count):
+        j = order[i]
+        if source is target:
+            if n <= 32:
+                ctx.emit(*write_bits(dst, i * n, n, read_bits(src, j * n, n)))
+            else:
+                ctx.emit(f"{dst}[{2 * i}] = {src}[{2 * j}]; {dst}[{2 * i + 1}] = {src}[{2 * j + 1}];")
             continue
-        ctx.emit(*set_value(dst, target, i, get_value(src, source, i), saturate=True))
+        ctx.emit(*set_value(dst, target, i, get_value(src, source, j), saturate=True))
+    if zero_element is not None:  # the elements the fold did not cover: cast, then subtract, rounded once
+        for i in (i for i in range(count) if i not in folded):
+            ctx.emit(*set_value(dst, target, i, f"({get_value(dst, target, i)} - {zero_element(i)})"))
 
 
 # ---------------------------------------------------------------------------------------- test kernels

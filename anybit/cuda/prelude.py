@@ -124,6 +124,9 @@ __device__ __forceinline__ uint32_t ab_mul_rn_f16x2(uint32_t a, uint32_t b) {
 __device__ __forceinline__ uint32_t ab_fma_f16x2(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t d; asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c)); return d;
 }
+__device__ __forceinline__ uint32_t ab_eq_mask_f16x2(uint32_t a, uint32_t b) {
+  uint32_t d; asm("set.eq.u32.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d;
+}
 __device__ __forceinline__ uint32_t ab_mul_f16x2(uint32_t a, uint32_t b) {
   uint32_t d; asm("mul.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b)); return d;
 }

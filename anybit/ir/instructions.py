@@ -360,10 +360,16 @@ class WhereInst(Instruction):
 
 @dataclass(frozen=True, slots=True)
 class CastInst(Instruction):
-    """``output = operand`` converted to ``output.dtype`` element-wise (DESIGN §4.1 rounding), same layout."""
+    """``output = operand`` converted to ``output.dtype`` element-wise (DESIGN §4.1 rounding), same layout.
+
+    With ``subtract`` (unsigned integer operands only): ``output = cast(operand) − subtract`` (broadcast,
+    rounded once), where ``subtract`` holds zero points as codes, integers in [0, 2^bits): the code
+    generator may then fold the subtraction into the conversion's own (exact: both are small integers).
+    """
 
     output: RegisterTensor
     operand: RegisterTensor
+    subtract: RegisterTensor | None = None
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 

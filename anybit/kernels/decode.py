@@ -5,8 +5,9 @@ owns W·8·NT output columns (each warp one warp tile column of the packed layou
 chunks of KC = k_chunk. Every chunk's weight bytes ([W, 32·bpt], one contiguous tile), x rows [16, KC] and
 scale/zero rows go through an S-stage ``copy_async`` ring, so S−1 chunks are in flight while one is
 computed. Per chunk: ``load_shared`` the bytes in the byte layout, ``view`` them as the weight type in the
-tensor-core B layout (free), ``cast`` to the activation dtype (lop3/prmt fast paths), subtract the zero row
-(exact: integers), ``dot`` into a fresh f32 accumulator and add it to the running one scaled by the group's
+tensor-core B layout (free), ``cast`` to the activation dtype (lop3/prmt fast paths) with the zero row
+subtracted inside the conversion (``cast(..., subtract=)``: exact, zero points are integer codes),
+``dot`` into a fresh f32 accumulator and add it to the running one scaled by the group's
 scale row in f32. Scaling the [16, BN] partial sum instead of every weight removes one multiply per weight
 and rounds the scale in only once. Per-channel scales are applied once, after the loop.
 
@@ -14,11 +15,11 @@ Rows of x beyond M are zero-filled by the bounds of the copies; a second grid ax
 
 Split-K (``split`` = P > 1) keeps enough blocks when the warp tiles are wide and N is small: a third grid axis
 cuts the chunks of K into P runs, one per block. Each block stores its f32 partial sum into its own slice of
-an f32 workspace [P·M, N] and arrives at the block column's counter (``arrive``: one atomic, no waiting);
-the last block to arrive reads the P partials back, adds them in split order (deterministic: the result does
-not depend on which block finished last) and finishes as the unsplit kernel does (per-channel scale, bias,
-rounding to the activation dtype, store). The counter wraps to 0 on the last arrival, so nothing is filled
-before a launch.
+an f32 workspace [P·M', N] (M' = M rounded up to whole 16-row blocks) and arrives at the block column's
+counter (``arrive``: one atomic, no waiting); the last block to arrive reads the P partials back, four at a
+time, adds them in split order (deterministic: the result does not depend on which block finished last) and
+finishes as the unsplit kernel does (per-channel scale, bias, rounding to the activation dtype, store). The
+counter wraps to 0 on the last arrival, so nothing is filled before a launch.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from anybit.kernels.layout import PackedLayout
 from anybit.layout import shared_swizzled
 
 BLOCK_M = 16  # rows of x per block: the m of mma.m16n8k16
+#: Split-K partial sums the last block loads at once (each 16 f32 registers a thread at 4 warps, 32 columns).
+PARTIALS_IN_FLIGHT = 4
 
 
 class DecodeMatmul(anybit.Script):
@@ -114,7 +117,8 @@ class DecodeMatmul(anybit.Script):
         ss = self.shared_tensor(act, [stages, 1, bn])
         sz = self.shared_tensor(act, [stages, 1, bn])
         byte_layout = pl.block_byte_layout(warps)
-        weight_layout = pl.block_tile_layout(warps)
+        weight_layout = pl.block_tile_layout(warps)  # the tensor-core B operand
+        code_layout = pl.block_code_layout(warps)  # the same elements as stored (pairs interleaved)
         n0 = self.blockIdx.x * bn
         m0 = self.blockIdx.y * BLOCK_M
         # This block's run of chunks: all of them, or split p's share chunks·p/P ... chunks·(p+1)/P.
@@ -126,9 +130,11 @@ class DecodeMatmul(anybit.Script):
         if pl.per_channel and self.has_zeros:
             zero_row = self.load_global(gz, [0, n0], [1, bn])
         for stage in range(stages - 1):
-            self._copy_chunk(
-                gx, gw, gs, gz, sx[stage], sw[stage], ss[stage], sz[stage], first + stage, m0, n0
-            )
+            # A split's run may be shorter than the pipeline: fetch only its own chunks.
+            if split == 1 or stage < count:
+                self._copy_chunk(
+                    gx, gw, gs, gz, sx[stage], sw[stage], ss[stage], sz[stage], first + stage, m0, n0
+                )
             self.copy_async_commit_group()
         for step in self.range(count):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
@@ -148,13 +154,12 @@ class DecodeMatmul(anybit.Script):
             current = step % stages
             tile_x = self.load_shared(sx[current])
             raw = self.load_shared(sw[current], layout=byte_layout)
-            codes = self.view(raw, dtype=pl.dtype, layout=weight_layout)
-            weights = self.cast(codes, act)
-            if self.has_zeros:
-                if pl.per_channel:
-                    weights = weights - zero_row
-                else:
-                    weights = weights - self.load_shared(sz[current])
+            codes = self.view(raw, dtype=pl.dtype, layout=code_layout)
+            if self.has_zeros:  # zero points are codes: subtracted inside the conversion, for free
+                zero = zero_row if pl.per_channel else self.load_shared(sz[current])
+                weights = self.cast(codes, act, subtract=zero, layout=weight_layout)
+            else:
+                weights = self.cast(codes, act, layout=weight_layout)
             if pl.per_channel:
                 self.dot(tile_x, weights, acc, out=acc)
             else:
@@ -163,26 +168,42 @@ class DecodeMatmul(anybit.Script):
                 scale = self.cast(self.load_shared(ss[current]), float32)
                 acc += partial * scale
         if split > 1:
-            # Every split stores its partial sum (rows of x that exist only) and arrives at the block
-            # column's counter; the last to arrive adds the partials in split order (the same sum whatever
-            # order the blocks ran in) and finishes. The counter wraps back to 0: no fill before launches.
-            partials = self.global_tensor(float32, [split * m, n])
+            # Every split stores its partial sum into its own slice of whole 16-row blocks and arrives at the
+            # block column's counter; the last to arrive adds the partials in split order (the same sum
+            # whatever order the blocks ran in) and finishes. The counter wraps back to 0: no fill before
+            # launches. Slices of whole row blocks need no masks (rows past M hold the zero rows of x's
+            # tile, and are never stored to y).
+            rows = cdiv(m, BLOCK_M) * BLOCK_M
+            partials = self.global_tensor(float32, [split * rows, n])
             counters = self.global_tensor(int32, [cdiv(m, BLOCK_M), n // bn], kept_clean=True)
-            rows = self.index([BLOCK_M, bn], 0)
-            exists = rows < m - m0
-            self.store_global(partials, acc, [self.blockIdx.z * m + m0, n0], mask=exists)
+            self.store_global(partials, acc, [self.blockIdx.z * rows + m0, n0])
             arrival = self.arrive(counters, [self.blockIdx.y, self.blockIdx.x], split)
             if arrival < split - 1:
                 self.exit()
-            acc = self.load_global(partials, [m0, n0], [BLOCK_M, bn], mask=exists)
-            for part in range(1, split):
-                acc = acc + self.load_global(partials, [part * m + m0, n0], [BLOCK_M, bn], mask=exists)
+            # Read PARTIALS_IN_FLIGHT at a time, every load of a group issued before the first add (one L2
+            # round trip per group, not per split).
+            group = min(split, PARTIALS_IN_FLIGHT)
+            acc = self._sum_partials(partials, 0, group, rows, m0, n0)
+            for first_part in self.range(group, split - split % group, group):
+                acc = acc + self._sum_partials(partials, first_part, group, rows, m0, n0)
+            if split % group:
+                acc = acc + self._sum_partials(partials, split - split % group, split % group, rows, m0, n0)
         if pl.per_channel:
             acc = acc * self.cast(self.load_global(gs, [0, n0], [1, bn]), float32)
         if self.has_bias:
             gb = self.global_view(bias, act, [1, n])
             acc = acc + self.cast(self.load_global(gb, [0, n0], [1, bn]), float32)
         self.store_global(gy, self.cast(acc, act), [m0, n0])
+
+    def _sum_partials(self, partials, first, count, rows, m0, n0):
+        """Σ of split partials first … first + count − 1 (loads first, then the adds, in split order)."""
+        tiles = []
+        for j in range(count):
+            tiles.append(self.load_global(partials, [(first + j) * rows + m0, n0], [BLOCK_M, self.block_n]))
+        total = tiles[0]
+        for tile in tiles[1:]:
+            total = total + tile
+        return total
 
     def _copy_chunk(self, gx, gw, gs, gz, sx, sw, ss, sz, chunk, m0, n0) -> None:
         """Start copying chunk ``chunk`` (weight tiles, x columns, scale and zero rows) into one slot."""

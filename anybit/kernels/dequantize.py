@@ -167,10 +167,12 @@ class DequantizeWeight(anybit.Script):
             scale_rows.append(scale_row)
         for c in range(chunks):
             r = 0 if shared_row else c
-            codes = self.view(raws[c], dtype=pl.dtype, layout=pl.block_tile_layout(warps))
-            values = self.cast(codes, act)
-            if self.has_zeros:
-                values = values - zero_rows[r]
+            codes = self.view(raws[c], dtype=pl.dtype, layout=pl.block_code_layout(warps))
+            tile = pl.block_tile_layout(warps)
+            if self.has_zeros:  # zero points are codes: subtracted inside the conversion
+                values = self.cast(codes, act, subtract=zero_rows[r], layout=tile)
+            else:
+                values = self.cast(codes, act, layout=tile)
             values = values * scale_rows[r]
             self.store_shared(staged, values, [c * kc, 0])
         self.sync()

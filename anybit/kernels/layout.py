@@ -23,6 +23,7 @@ from anybit.layout import RegisterLayout, local, spatial
 from anybit.layout.mma import MMA_M16N8K16_F16_B
 
 WARP_THREADS = 32
+WORD_BITS = 32
 MAX_K_CHUNK = 128
 #: The default packing's widest warp tile (8·NT columns) and most weight bytes per thread per chunk.
 MAX_N_TILES = 8
@@ -116,6 +117,31 @@ class PackedLayout:
         g = self.vector_bytes
         return local(self.bytes_per_thread // g).spatial(WARP_THREADS).local(g)
 
+    @property
+    def interleaved(self) -> bool:
+        """Whether the codes of each 32-bit word are stored pair-interleaved (2- and 4-bit types).
+
+        The tensor-core B operand takes weights in pairs (k, k+1 of one column, one f16x2 register). In a word
+        of 32/b codes the packing stores the first element of pair p at slot p and the second at slot
+        p + 16/b, so the two codes of every pair sit 16 bits apart, one in each half of the word: a single
+        ``lop3`` (after at most one shift shared by several pairs) places both under a magic exponent, where
+        adjacent codes need a ``prmt`` per pair first. (1-bit codes keep the plain order: there one ``prmt``
+        serves the four pairs of a byte, and the interleaved form measured more SASS instructions.)
+        """
+        return self.nbits in (2, 4) and self.bytes_per_thread % 4 == 0
+
+    @property
+    def code_layout(self) -> RegisterLayout:
+        """Register layout of one warp tile's codes as stored: :attr:`tile_layout` with each word's pairs
+        interleaved (see :attr:`interleaved`); the same elements per thread, another order."""
+        if not self.interleaved:
+            return self.tile_layout
+        return interleave_pairs(self.tile_layout, WORD_BITS // self.nbits)
+
+    def block_code_layout(self, warps: int) -> RegisterLayout:
+        """:attr:`code_layout` of ``warps`` adjacent warp tiles (warp w holds tile w)."""
+        return spatial(1, warps) * self.code_layout
+
     def block_tile_layout(self, warps: int) -> RegisterLayout:
         """Register layout of ``warps`` adjacent warp tiles [KC, warps·8·NT] (warp w holds tile w)."""
         return spatial(1, warps) * self.tile_layout
@@ -124,6 +150,45 @@ class PackedLayout:
         """Register layout of ``warps`` adjacent warp tiles as uint8 [warps, 32 · bytes_per_thread]."""
         g = self.vector_bytes
         return spatial(warps, 1) * local(1, self.bytes_per_thread // g).spatial(1, WARP_THREADS).local(1, g)
+
+
+def interleave_pairs(layout: RegisterLayout, word_elements: int) -> RegisterLayout:
+    """``layout`` with the local order of every run of ``word_elements`` locals changed from pairs of
+    adjacent elements (p, e) to (e, p): element e of pair p moves from slot 2p + e to e · word/2 + p.
+
+    The pair element is the least significant local mode (size 2) of the tensor-core layouts; the modes
+    above it that make up word/2 locals are moved below it (the last one split if needed).
+    """
+    modes = list(layout.mode_shape)
+    local_modes = list(layout.local_modes)
+    spatial_modes = list(layout.spatial_modes)
+    if not local_modes or modes[local_modes[-1]] != 2:
+        raise ValueError(f"expected a layout whose least significant local mode is a pair, got {layout}")
+    pair = local_modes.pop()
+    needed, moved = word_elements // 2, []
+    while needed > 1:
+        if not local_modes:
+            raise ValueError(f"{layout} holds fewer than {word_elements} elements per thread")
+        mode = local_modes.pop()
+        size = modes[mode]
+        if size <= needed:
+            if needed % size:
+                raise ValueError(f"cannot split {layout}'s local modes into runs of {word_elements}")
+            moved.insert(0, mode)
+            needed //= size
+            continue
+        if size % needed:
+            raise ValueError(f"cannot split {layout}'s local modes into runs of {word_elements}")
+        # Split mode into (size / needed, needed): the low part moves below the pair element.
+        modes[mode : mode + 1] = [size // needed, needed]
+        local_modes = [m + (m > mode) for m in local_modes]  # the modes after the split one move up by one
+        moved = [m + (m > mode) for m in moved]
+        spatial_modes = [m if m < 0 else m + (m > mode) for m in spatial_modes]  # −k: replication, not a mode
+        pair += pair > mode
+        local_modes.append(mode)
+        moved.insert(0, mode + 1)
+        needed = 1
+    return RegisterLayout(layout.shape, modes, spatial_modes, [*local_modes, pair, *moved])
 
 
 def choose_layout(dtype, n: int, k: int, group_size: int) -> PackedLayout:

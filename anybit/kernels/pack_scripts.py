@@ -1,9 +1,10 @@
 """The VM programs that pack natural weight codes into the packed layout and back (one warp per warp tile).
 
 Packing loads the codes of one warp tile of W^T (a transposed, strided view of the [N, K] codes) straight
-into the tensor-core B layout, narrows each code to ``uint<b>`` (the bits are the code, whatever the weight
-type: a float's or a signed int's bits are its code), ``view``s the thread's bits as bytes in the byte layout
-and stores them. Unpacking is the same in reverse.
+into the stored code layout (the tensor-core B layout, pair-interleaved for 2- and 4-bit types), narrows
+each code to ``uint<b>`` (the bits are the code, whatever the weight type: a float's or a signed int's bits
+are its code), ``view``s the thread's bits as bytes in the byte layout and stores them. Unpacking is the same
+in reverse.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class PackWeight(anybit.Script):
         gcodes = self.global_view(codes, uint8, [k, n], strides=[1, k])
         gpacked = self.global_view(packed, uint8, [k // kc, n // npw, tile.tile_bytes])
         chunk, column = self.blockIdx.x, self.blockIdx.y
-        natural = self.load_global(gcodes, [chunk * kc, column * npw], [kc, npw], layout=tile.tile_layout)
+        natural = self.load_global(gcodes, [chunk * kc, column * npw], [kc, npw], layout=tile.code_layout)
         bits = natural if tile.nbits == 8 else self.cast(natural, tile.dtype)
         as_bytes = self.view(bits, dtype=uint8, layout=tile.byte_layout)
         self.store_global(gpacked, as_bytes, [chunk, column, 0])
@@ -66,7 +67,7 @@ class UnpackWeight(anybit.Script):
         gpacked = self.global_view(packed, uint8, [k // kc, n // npw, tile.tile_bytes])
         chunk, column = self.blockIdx.x, self.blockIdx.y
         as_bytes = self.load_global(gpacked, [chunk, column, 0], [tile.tile_bytes], layout=tile.byte_layout)
-        bits = self.view(as_bytes, dtype=tile.dtype, layout=tile.tile_layout)
+        bits = self.view(as_bytes, dtype=tile.dtype, layout=tile.code_layout)
         natural = bits if tile.nbits == 8 else self.cast(bits, uint8)
         self.store_global(gcodes, natural, [chunk * kc, column * npw])
 

@@ -24,6 +24,21 @@ Method = Literal["auto", "vm", "numpy"]
 INTERPRETER_LIMIT = 1 << 16
 
 
+def check_zero_points(zeros: torch.Tensor | None, dtype: anybit.DataType) -> None:
+    """Zero points must be codes of ``dtype``: integers in [0, 2^bits) (GPTQ's and AWQ's convention)."""
+    if zeros is None:
+        return
+    top = 2**dtype.nbits
+    values = zeros.float()
+    bad = (values != values.round()) | (values < 0) | (values >= top)
+    if bool(bad.any()):
+        example = float(values[bad].flatten()[0])
+        raise ValueError(
+            f"zero points must be integers in [0, {top}) (codes of {dtype.name}, as GPTQ and AWQ store "
+            f"them), got {example}; round them, or fold a fractional offset into the bias"
+        )
+
+
 @dataclass(frozen=True)
 class PackedWeight:
     """A quantized weight in the kernels' packed byte layout.
@@ -33,7 +48,9 @@ class PackedWeight:
     data
         uint8 tensor of ``layout.packed_shape``.
     scales, zeros
-        As in :class:`QuantizedWeight`: [K // group_size, N] in ``act_dtype`` (zeros: None or unsigned only).
+        As in :class:`QuantizedWeight`: [K // group_size, N] in ``act_dtype`` (zeros: None or unsigned only;
+        zero points are codes, integers in [0, 2^bits), as in GPTQ and AWQ: the kernels fold them into the
+        conversion, exact for such values; :func:`pack` checks).
     layout
         The packing.
     act_dtype
@@ -63,8 +80,9 @@ class PackedWeight:
 
 
 def _element_grid(layout: PackedLayout) -> tuple[np.ndarray, np.ndarray]:
-    """(k, n) within a warp tile of each thread's local elements: two int arrays [32, local_size]."""
-    coordinates = layout.tile_layout.map_array()
+    """(k, n) within a warp tile of each thread's local elements, in stored order: two int arrays
+    [32, local_size]."""
+    coordinates = layout.code_layout.map_array()
     return coordinates[..., 0], coordinates[..., 1]
 
 
@@ -134,8 +152,8 @@ def pack(q: QuantizedWeight, *, layout: PackedLayout | None = None, method: Meth
     Raises
     ------
     ValueError
-        For shapes the layout cannot take, a layout that does not match ``q``, or a float type the
-        activation dtype cannot hold (float16 with float8_e6m1, …).
+        For shapes the layout cannot take, a layout that does not match ``q``, a float type the
+        activation dtype cannot hold (float16 with float8_e6m1, …), or zero points that are not codes.
     """
     n, k = q.codes.shape
     layout = layout or choose_layout(q.dtype, n, k, q.group_size)
@@ -146,6 +164,7 @@ def pack(q: QuantizedWeight, *, layout: PackedLayout | None = None, method: Meth
             f"for {layout.dtype.name} [N={layout.n}, K={layout.k}] with group size {layout.group_size}"
         )
     check_act_compatible(q.dtype, q.act_dtype)
+    check_zero_points(q.zeros, q.dtype)
     codes = q.codes.contiguous()
     if codes.dtype != torch.uint8:
         raise ValueError(f"expected uint8 codes, got {codes.dtype}")

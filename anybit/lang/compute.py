@@ -182,15 +182,52 @@ def operator_handler(op: str, *operands):
     return elementwise(op, operands)
 
 
-def cast(tensor: RegisterTensor, dtype, out: RegisterTensor | None = None) -> RegisterTensor:
-    """Convert element-wise to ``dtype`` (DESIGN §4.1 rounding), keeping the layout."""
+def cast(
+    tensor: RegisterTensor,
+    dtype,
+    out: RegisterTensor | None = None,
+    subtract: RegisterTensor | None = None,
+    layout=None,
+) -> RegisterTensor:
+    """Convert element-wise to ``dtype`` (DESIGN §4.1 rounding), keeping the layout.
+
+    ``layout``: the result's layout, when it is to hold each thread's elements in another local order than
+    the operand (same elements per thread): the conversion reorders for free, e.g. codes stored
+    pair-interleaved into the tensor-core operand order.
+
+    ``subtract``: zero points of unsigned integer codes, ``cast(tensor) − subtract`` in one instruction
+    (broadcast like a binary operand, in ``dtype``). Its values must be integers in [0, 2^bits) of the codes'
+    type (as GPTQ/AWQ zero points are; the interpreter checks): the subtraction is then exact and the code
+    generator folds it into the conversion's own subtraction of the magic number.
+    """
     builder = current_builder()
     check_register(builder, tensor, "cast", "the operand")
     dtype = resolve_dtype(dtype)
     if out is not None:
         _check_out(builder, out, dtype, tuple(tensor.shape), "cast")
-    output = out if out is not None else new_register(builder, dtype, tensor.shape, tensor.layout)
-    builder.emit(CastInst(output, tensor, source=builder.location()))
+    if subtract is not None:
+        check_register(builder, subtract, "cast", "subtract")
+        if tensor.dtype.kind != "uint":
+            raise builder.error(
+                f"subtract= takes zero points of unsigned integer codes, got a {tensor.dtype.name} operand "
+                "(subtract after the cast instead)",
+                "cast",
+            )
+        if subtract.dtype is not dtype:
+            raise builder.error(
+                f"expected subtract in the result type {dtype.name}, got {subtract.dtype.name}", "cast"
+            )
+        if tuple(broadcast_shape(builder, "cast", [tensor, subtract])) != tuple(tensor.shape):
+            raise builder.error(
+                f"expected subtract to broadcast to {list(tensor.shape)}, got {list(subtract.shape)}", "cast"
+            )
+    if layout is not None and tuple(layout.shape) != tuple(tensor.shape):
+        raise builder.error(f"expected a layout of shape {list(tensor.shape)}, got {layout!r}", "cast")
+    if out is not None:
+        output = out
+    else:
+        output = new_register(builder, dtype, tensor.shape, layout if layout is not None else tensor.layout)
+    builder.emit(CastInst(output, tensor, subtract, source=builder.location()))
     return output
 
 

@@ -79,6 +79,18 @@ class RegisterLayout:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("RegisterLayout is immutable")
 
+    def holds_same_elements(self, other: RegisterLayout) -> bool:
+        """Whether ``other`` gives every thread the same elements as this layout (in any local order)."""
+        if self.shape != other.shape or self.num_threads != other.num_threads:
+            return False
+        if self.local_size != other.local_size:
+            return False
+        mine, theirs = self.map_array(), other.map_array()
+        return all(
+            sorted(map(tuple, mine[t].tolist())) == sorted(map(tuple, theirs[t].tolist()))
+            for t in range(mine.shape[0])
+        )
+
     # -------------------------------------------------------------------------------------- attributes
     @property
     def shape(self) -> tuple[int, ...]:

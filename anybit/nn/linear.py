@@ -26,7 +26,9 @@ ACTIVATION_DTYPES = (torch.float16, torch.bfloat16)
 
 # The tensors that make up the packed weight; optional ones are None when absent (and then not saved).
 PACKED_BUFFERS = ("packed", "scales", "zeros", "input_permutation")
-STATE_VERSION = 1
+#: Version of the saved packed form: 2 since 2- and 4-bit codes are stored pair-interleaved (version 1 files
+#: hold the plain order and are refused rather than misread).
+STATE_VERSION = 2
 
 
 def default_act_dtype(weight_dtype: torch.dtype) -> torch.dtype:
@@ -356,7 +358,10 @@ class QuantizedLinear(nn.Module):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Adopt a saved layer's type, group size and activation dtype (and the default packing for them)."""
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-            raise ValueError(f"QuantizedLinear: expected extra state version {STATE_VERSION}, got {state!r}")
+            raise ValueError(
+                f"QuantizedLinear: expected extra state version {STATE_VERSION}, got {state!r}; a layer "
+                "saved by an older anybit packs its codes in another order: quantize (or import) it again"
+            )
         self._configure(state["dtype"], state["group_size"], getattr(torch, state["act_dtype"]))
 
     def _load_from_state_dict(

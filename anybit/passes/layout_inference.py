@@ -97,7 +97,9 @@ class _Solver:
 
     # ----------------------------------------------------------------------------------------- rules
     def apply(self, inst: Instruction) -> None:
-        if isinstance(inst, (UnaryInst, CastInst)):
+        if isinstance(inst, CastInst):
+            self._cast(inst)
+        elif isinstance(inst, UnaryInst):
             self._same(inst, [inst.output, inst.operand], "same layout as its operand")
         elif isinstance(inst, (BinaryInst, WhereInst)):
             self._elementwise(inst)
@@ -133,6 +135,21 @@ class _Solver:
         if known is not None:
             for tensor in tensors:
                 self.set(tensor, known, inst, why)
+
+    def _cast(self, inst: CastInst) -> None:
+        """The operand's layout, or a given output layout holding the same elements per thread in another
+        local order (a cast that reorders, e.g. pair-interleaved codes into tensor-core order); ``subtract``
+        gets the output's layout reduced over its broadcast dimensions."""
+        output, operand = self.get(inst.output), self.get(inst.operand)
+        reorders = output is not None and operand is not None and output.holds_same_elements(operand)
+        if not reorders:
+            self._same(inst, [inst.output, inst.operand], "same layout as its operand")
+        subtract, known = inst.subtract, self.get(inst.output)
+        if subtract is not None and known is not None:
+            pairs = enumerate(zip(subtract.shape, inst.output.shape, strict=True))
+            dims = [d for d, (a, b) in pairs if a != b]
+            why = f"broadcast along dimensions {dims}: {inst.output.name}'s layout reduced over them"
+            self.set(subtract, reduce(known, dims, keepdims=True) if dims else known, inst, why)
 
     def _elementwise(self, inst: Instruction) -> None:
         output = inst.output

@@ -234,8 +234,25 @@ def _cast(inst: CastInst, program) -> None:
             inst, f"expected the result shape {list(inst.operand.shape)}, got {list(inst.output.shape)}"
         )
     a, b = inst.operand.layout, inst.output.layout
-    if a is not None and b is not None and a != b:
-        raise _fail(inst, f"expected cast to keep the layout {a}, got {b}")
+    if a is not None and b is not None and a != b and not a.holds_same_elements(b):
+        raise _fail(
+            inst, f"expected cast to keep the layout {a} (or to reorder each thread's elements), got {b}"
+        )
+    subtract = inst.subtract
+    if subtract is not None:
+        if inst.operand.dtype.kind != "uint" or subtract.dtype != inst.output.dtype:
+            raise _fail(
+                inst,
+                f"expected unsigned integer codes and subtract in the result type, got "
+                f"{inst.operand.dtype.name} codes and {subtract.dtype.name} zero points",
+            )
+        if subtract.rank != inst.output.rank or any(
+            s not in (1, o) for s, o in zip(subtract.shape, inst.output.shape, strict=True)
+        ):
+            raise _fail(
+                inst,
+                f"expected subtract to broadcast to {list(inst.output.shape)}, got {list(subtract.shape)}",
+            )
 
 
 @_check(AssignInst)

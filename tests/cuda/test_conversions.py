@@ -14,7 +14,10 @@ from anybit.cuda.conversions import (
     byte_pair_constants,
     conversion_kernel_name,
     conversion_test_modules,
+    half_word_pair_constants,
     has_fast_path,
+    integer_pair_constants,
+    nan_fixup_constants,
 )
 
 SOURCES = [t for t in dt.all_types() if t.nbits <= 8 and t.kind != "bool"]
@@ -46,7 +49,8 @@ def _halves(words: np.ndarray, target) -> np.ndarray:
 @pytest.mark.parametrize("source", [t for t in SOURCES if t.kind in ("int", "uint") and t.nbits < 8])
 def test_byte_pair_formula_every_code(source, target) -> None:
     """The prmt/lop3/sub sequence of ``byte_pair_constants``, emulated bit for bit over every code pair at
-    every bit offset it accepts (f16/bf16 subtraction of two values rounds once, as numpy's does)."""
+    every bit offset it accepts (f16/bf16 subtraction of two values rounds once, as numpy's does); signed
+    codes flip their sign bits inside the same lop3 that sets the magic exponent."""
     n = source.nbits
     codes = np.arange(1 << n, dtype=np.uint32)
     lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
@@ -57,14 +61,67 @@ def test_byte_pair_formula_every_code(source, target) -> None:
         if constants is None:
             continue
         accepted += 1
-        selector, flip, mask, magic, subtrahend = constants
+        selector, mask, bits, subtrahend = constants
         word = (lo << lo_bit) | (hi << (lo_bit + n)) | np.uint32(0xA5A5A5A5 & ~(((1 << 2 * n) - 1) << lo_bit))
         source_bytes = [(word >> (8 * b)) & 0xFF for b in range(4)] + [np.zeros_like(word)] * 4
-        y = sum((source_bytes[(selector >> (4 * r)) & 7] << (8 * r)) for r in range(4)) ^ np.uint32(flip)
-        q = (y & np.uint32(mask)) | np.uint32(magic)
+        y = sum((source_bytes[(selector >> (4 * r)) & 7] << (8 * r)) for r in range(4))
+        q = (y & np.uint32(mask)) ^ np.uint32(bits)
         got = _halves(q, target) - _halves(np.uint32(subtrahend), target)
         np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} at bit {lo_bit}")
     assert accepted > 0 or n in (3, 5, 6, 7) or target is dt.bfloat16 and n == 4
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+@pytest.mark.parametrize("source", [t for t in SOURCES if t.kind in ("int", "uint") and t.nbits < 8])
+def test_integer_pair_formula_every_code(source, target) -> None:
+    """``(x & mask) ^ bits`` then the subtraction, over every code pair with junk around the code fields."""
+    n = source.nbits
+    codes = np.arange(1 << n, dtype=np.uint32)
+    lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
+    expected = np.stack([dt.decode(lo.astype(np.uint8), source), dt.decode(hi.astype(np.uint8), source)], -1)
+    mask, bits, subtrahend = integer_pair_constants(source, target)
+    x = lo | (hi << 16) | np.uint32(0x5A5A5A5A & ~mask)
+    q = (x & np.uint32(mask)) ^ np.uint32(bits)
+    got = _halves(q, target) - _halves(np.uint32(subtrahend), target)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+@pytest.mark.parametrize("source", [t for t in SOURCES if t.kind in ("int", "uint") and t.nbits < 8])
+def test_half_word_pair_formula_every_code(source, target) -> None:
+    """Pair-interleaved codes (16 bits apart): ``((word >> shift) & mask) ^ bits`` then the subtraction, at
+    every offset below 16, over every code pair, with other codes' bits around them."""
+    n = source.nbits
+    codes = np.arange(1 << n, dtype=np.uint32)
+    lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
+    expected = np.stack([dt.decode(lo.astype(np.uint8), source), dt.decode(hi.astype(np.uint8), source)], -1)
+    for lo_bit in range(0, 16 - n + 1):
+        constants = half_word_pair_constants(source, lo_bit, target)
+        assert constants is not None
+        shift, mask, bits, subtrahend = constants
+        fields = ((1 << n) - 1) << lo_bit | ((1 << n) - 1) << (lo_bit + 16)
+        word = (lo << lo_bit) | (hi << (lo_bit + 16)) | np.uint32(0xC3A5965A & ~fields)
+        q = ((word >> np.uint32(shift)) & np.uint32(mask)) ^ np.uint32(bits)
+        got = _halves(q, target) - _halves(np.uint32(subtrahend), target)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} at bit {lo_bit}")
+
+
+def test_nan_fixup_formula_every_code() -> None:
+    """float8_e4m3 → f16: the bit-aligning conversion, then ``q ^ ((|q| == pseudo) & flip)``, emulated over
+    every code: finite codes keep their value, NaN codes become the canonical NaN with their sign."""
+    source = dt.float8_e4m3
+    pseudo, flip = nan_fixup_constants(source)
+    codes = np.arange(256, dtype=np.uint32)
+    magnitude = (codes & 0x7F) << (10 - source.mantissa_bits)
+    aligned = (magnitude | ((codes >> 7) << 15)).astype(np.uint16).view(np.float16)
+    q = (aligned * np.float16(2.0 ** (15 - source.exponent_bias))).view(np.uint16).astype(np.uint32)
+    mask = np.where((q & 0x7FFF) == pseudo, 0xFFFF, 0)
+    fixed = (q ^ (mask & flip)).astype(np.uint16)
+    expected = dt.decode(codes.astype(np.uint8), source).astype(np.float16)
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(fixed[finite].view(np.float16), expected[finite])
+    assert (fixed[~finite] == ((codes[~finite] >> 7) << 15 | 0x7E00)).all() and (~finite).sum() == 2
+    assert nan_fixup_constants(dt.float8_e5m2) is None and nan_fixup_constants(dt.float6_e3m2) is None
 
 
 def _compile_all(arch: str) -> dict:

@@ -93,16 +93,36 @@ def test_numpy_round_trip_for_every_packed_type(dtype):
 
 
 def test_packed_bytes_are_the_bit_stream_of_each_thread():
-    """Thread t's bytes, in byte-layout order, hold its elements' codes back to back (little end first)."""
+    """Thread t's bytes, in byte-layout order, hold its elements' codes back to back (little end first), in
+    the stored code order; in each 32-bit word the two codes of a tensor-core pair are 16 bits apart."""
     layout = choose_layout("uint4", 8, 128, 128)  # one warp tile, 16 bytes per thread
+    assert layout.interleaved
     rng = np.random.default_rng(1)
     codes = rng.integers(0, 16, (8, 128)).astype(np.uint8)
     packed = pack_codes_numpy(codes, layout).reshape(-1)
-    element = layout.tile_layout.map_array()  # [32, 32, (k, n)]
+    element = layout.code_layout.map_array()  # [32, 32, (k, n)]
     for thread in (0, 5, 31):
         values = codes[element[thread, :, 1], element[thread, :, 0]]
         expected = anybit.dtypes.pack(values, anybit.uint4)
         assert np.array_equal(packed[thread * 16 : thread * 16 + 16], expected)
+
+
+@pytest.mark.parametrize("name", ["uint2", "int2", "int4", "uint4"])
+def test_pairs_are_interleaved_sixteen_bits_apart(name):
+    """Element 2p and 2p+1 of the tensor-core order (one f16x2 register) are stored at bits o and o + 16 of
+    one 32-bit word, o < 16; 1-, 3-, 5- to 8-bit codes keep the tensor-core order."""
+    layout = choose_layout(name, 64, 256, 128)
+    tensor_core, stored = layout.tile_layout.map_array(), layout.code_layout.map_array()
+    b = layout.nbits
+    for thread in range(32):
+        slot = {tuple(e): j for j, e in enumerate(stored[thread].tolist())}
+        for p in range(tensor_core.shape[1] // 2):
+            lo = slot[tuple(tensor_core[thread, 2 * p])] * b
+            hi = slot[tuple(tensor_core[thread, 2 * p + 1])] * b
+            assert hi == lo + 16 and lo % 32 < 16
+    for other in ("uint1", "uint3", "int6", "int8"):
+        plain = choose_layout(other, 64, 256, 128)
+        assert not plain.interleaved and plain.code_layout == plain.tile_layout
 
 
 def test_custom_layout_with_more_columns_per_warp():

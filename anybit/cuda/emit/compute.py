@@ -190,14 +190,38 @@ def emit_where(ctx: EmitContext, inst: WhereInst) -> None:
 def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
     """Fast in-register conversion when one applies (``anybit.cuda.conversions``), else per element."""
     out, src = inst.output, inst.operand
-    if not same_map(out.layout, src.layout):
-        raise CodegenError(
-            f"cast{where(inst)}: expected the output layout to equal the operand's, got "
-            f"{out.layout} and {src.layout}"
-        )
+    order = None
+    if not same_map(out.layout, src.layout):  # a reordering cast: each thread's elements, another order
+        order = local_sources(out.layout, src.layout, ctx.num_threads, broadcast=False)
+        if order is None:
+            raise CodegenError(
+                f"cast{where(inst)}: expected the output layout to hold the operand's elements in each "
+                f"thread, got {out.layout} and {src.layout}"
+            )
     run = conversions.contiguous_pairs(src.layout)
+    zero_pair = zero_element = None
+    if inst.subtract is not None:
+        zeros = inst.subtract
+        sources = _sources(ctx, inst, out, [zeros])
+        ctype = compute_ctype(out.dtype)
+
+        def zero_pair(p: int) -> str:
+            return _pair_word(ctx, zeros, sources, 2 * p)
+
+        def zero_element(i: int) -> str:
+            return _operand(ctx, inst, out, zeros, sources, i, ctype)
+
     conversions.emit_cast(
-        ctx, ctx.register(src), src.dtype, ctx.register(out), out.dtype, src.layout.local_size, fast=run >= 2
+        ctx,
+        ctx.register(src),
+        src.dtype,
+        ctx.register(out),
+        out.dtype,
+        src.layout.local_size,
+        fast=run >= 2,
+        order=order,
+        zero_pair=zero_pair,
+        zero_element=zero_element,
     )
 
 

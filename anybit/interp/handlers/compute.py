@@ -20,7 +20,13 @@ from anybit.interp.errors import InterpreterError
 from anybit.interp.handlers.registry import register
 from anybit.interp.registers import gather_from_dense, layout_map
 from anybit.interp.state import BlockState
-from anybit.interp.values import codes_from_values, compute_type, convert_codes, to_compute
+from anybit.interp.values import (
+    codes_from_values,
+    compute_type,
+    convert_codes,
+    to_compute,
+    values_from_codes,
+)
 from anybit.ir.expr import binary_result_dtype
 from anybit.ir.tensors import RegisterTensor
 
@@ -140,7 +146,19 @@ def cast(block: BlockState, inst: ir.CastInst) -> None:
         codes = block.registers.codes(operand)
     else:
         codes = gather_from_dense(block.registers.dense_codes(operand), output)
-    block.registers.set_codes(output, convert_codes(codes, operand.dtype, output.dtype))
+    converted = convert_codes(codes, operand.dtype, output.dtype)
+    if inst.subtract is not None:
+        zeros = _operand(block, inst.subtract, output, output.dtype)
+        top = 2**operand.dtype.nbits
+        if not np.all((zeros == np.floor(zeros)) & (zeros >= 0) & (zeros < top)):
+            bad = zeros[(zeros != np.floor(zeros)) | (zeros < 0) | (zeros >= top)].ravel()[:3]
+            raise InterpreterError(
+                f"cast(subtract={inst.subtract.name}): zero points must be integers in [0, {top}) (codes of "
+                f"{operand.dtype.name}), got {bad.tolist()}; subtract after the cast for other values"
+            )
+        values = to_compute(values_from_codes(converted, output.dtype), output.dtype)
+        converted = codes_from_values(binary_values("sub", values, zeros), output.dtype)
+    block.registers.set_codes(output, converted)
 
 
 @register(ir.ViewInst)
