@@ -81,3 +81,15 @@ def test_cpu_demo_runs(capsys: pytest.CaptureFixture) -> None:
     assert cli_main(["demo", "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     assert "float6_e3m2" in text and "FAIL" not in text and "__global__" in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU gets")
+def test_layer_sequence_benchmark_says_it_needs_a_gpu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import layer_sequence
+
+    assert layer_sequence.main(["--types", "int4", "--model-layers", "2"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().out
+    assert [name for name, _, _ in layer_sequence.LAYER_SHAPES] == ["qkv", "o", "gate_up", "down"]

@@ -129,10 +129,7 @@ def emit_copy_async(ctx: EmitContext, inst: CopyAsyncInst) -> None:
                 dst = f"ab_smem_addr({shared_base(ctx, dest)} + ((long long)({shared_offset}) * {n}) / 8)"
                 ctx.emit(f"int z_ = ({inside}) ? {nbytes} : 0;")
                 # The base itself when nothing is read: one select of the offset, not of the pointer.
-                ctx.emit(
-                    f"const uint8_t* src_ = {placement.pointer} + "
-                    f"(z_ ? ({widened} * {n}) / 8 : 0LL);"
-                )
+                ctx.emit(f"const uint8_t* src_ = {placement.pointer} + (z_ ? ({widened} * {n}) / 8 : 0LL);")
                 # ptxas 13.0 (NVRTC 13.0, the H200's) mis-encodes a cache-hinted cp.async whose chunks do
                 # not cover every thread, branched or predicated: LDGSTS with an odd uniform descriptor
                 # register, "illegal instruction". The hint is only a hint: partial rounds go without it.
