@@ -278,6 +278,29 @@ class ArriveInst(Instruction):
     WRITES: ClassVar[tuple[str, ...]] = ("counter",)
 
 
+@dataclass(frozen=True, slots=True)
+class WaitPriorGridsInst(Instruction):
+    """Wait until the grids launched before this one on the stream have completed and their writes are
+    visible (``griddepcontrol.wait``; a no-op when the kernel was not launched as a dependent).
+
+    Programmatic dependent launch: a kernel that contains this instruction may be launched while the kernel
+    before it in the stream is still running. Before the wait it may only read global memory that the
+    preceding kernels do not write, and must not write global memory at all (the verifier checks the
+    writes). At most one per program, as a top-level statement of the body.
+    """
+
+    source: SourceLocation | None = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
+class AllowDependentGridsInst(Instruction):
+    """Let the next kernel in the stream, if launched as a dependent, start before this one ends
+    (``griddepcontrol.launch_dependents``): once every block has executed this or exited, its blocks may be
+    scheduled; its own wait still waits for this whole grid to complete. Only a hint about when."""
+
+    source: SourceLocation | None = _source_field()
+
+
 # ----------------------------------------------------------------------------------------------- compute
 UNARY_TENSOR_OPS = frozenset(
     {
@@ -483,6 +506,8 @@ INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = (
     LockSemaphoreInst,
     ReleaseSemaphoreInst,
     ArriveInst,
+    WaitPriorGridsInst,
+    AllowDependentGridsInst,
     UnaryInst,
     BinaryInst,
     WhereInst,

@@ -17,6 +17,7 @@ from anybit.ir.instructions import (
     AllocateGlobalInst,
     AllocateRegisterInst,
     AllocateSharedInst,
+    AllowDependentGridsInst,
     AnnotateLayoutInst,
     ArriveInst,
     AtomicAddGlobalInst,
@@ -37,6 +38,7 @@ from anybit.ir.instructions import (
     StoreGlobalInst,
     StoreSharedInst,
     SyncInst,
+    WaitPriorGridsInst,
 )
 from anybit.ir.tensors import GlobalTensor, RegisterTensor, SharedTensor, Tensor
 from anybit.lang.builder import Builder, current_builder
@@ -426,6 +428,34 @@ def arrive(tensor: GlobalTensor, index, count) -> Var:
     builder.declared_scalars.add(id(var))
     builder.emit(ArriveInst(var, tensor, index, as_expr(count), source=builder.location()))
     return var
+
+
+# ------------------------------------------------------------------------------ programmatic dependent launch
+def wait_prior_grids() -> None:
+    """Wait until the kernels before this one in the stream have completed and their writes are visible.
+
+    A kernel that calls this is launched as a *dependent* on sm_90+ (programmatic stream serialization): it
+    may start while the previous kernel is still running, so the work before the wait (index math, async
+    copies of weights) overlaps that kernel's tail. The contract: before the wait the kernel may only read
+    global memory that the preceding kernels in the stream do not write (weights, not activations), and
+    must not write global memory at all. The verifier rejects global writes and workspace accesses before
+    the wait. Call it once, as a top-level statement of the kernel (not inside a run-time loop or if). On
+    older architectures, and in the interpreter, which runs kernels one after another, it does nothing.
+    """
+    builder = current_builder()
+    builder.emit(WaitPriorGridsInst(source=builder.location()))
+
+
+def allow_dependent_grids() -> None:
+    """Let the next kernel in the stream start now if it waits with :func:`wait_prior_grids`.
+
+    A scheduling hint: the next kernel's blocks may start once every block of this one has called this or
+    exited, and its wait still waits for this kernel to complete, so calling it anywhere is correct. Call it
+    where the rest of this kernel is short (after a main loop), so the next kernel's prologue overlaps it.
+    Does nothing before sm_90 and in the interpreter.
+    """
+    builder = current_builder()
+    builder.emit(AllowDependentGridsInst(source=builder.location()))
 
 
 # ---------------------------------------------------------------------------------------------- misc
