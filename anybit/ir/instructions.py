@@ -204,14 +204,17 @@ class StoreSharedInst(Instruction):
 class CopyAsyncInst(Instruction):
     """Start copying the tile of ``destination.shape`` at ``offsets`` of ``tensor`` into ``destination``.
 
-    Out-of-bounds elements are zero-filled. The copy completes at a wait that covers its commit group.
-    ``evict`` is a cache hint: None, "evict_first" or "evict_last".
+    Out-of-bounds elements are zero-filled, except along the dimensions of ``tensor`` listed in
+    ``in_bounds``: there the program promises the tile lies inside (no check is generated; the interpreter
+    checks the promise). The copy completes at a wait that covers its commit group. ``evict`` is a cache
+    hint: None, "evict_first" or "evict_last".
     """
 
     destination: SharedTensor
     tensor: GlobalTensor
     offsets: Offsets
     evict: str | None = None
+    in_bounds: tuple[int, ...] = ()
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("destination",)
 

@@ -344,8 +344,20 @@ def store_shared(tensor: SharedTensor, value: RegisterTensor, offsets=None) -> N
     builder.emit(StoreSharedInst(tensor, value, offsets, source=builder.location()))
 
 
-def copy_async(source: GlobalTensor, destination: SharedTensor, offsets, evict: str | None = None) -> None:
-    """Start copying the tile of ``destination.shape`` at ``offsets`` of ``source`` into shared memory."""
+def copy_async(
+    source: GlobalTensor,
+    destination: SharedTensor,
+    offsets,
+    evict: str | None = None,
+    in_bounds: bool | Sequence[int] = (),
+) -> None:
+    """Start copying the tile of ``destination.shape`` at ``offsets`` of ``source`` into shared memory.
+
+    Elements outside ``source`` read as zero. ``in_bounds`` (True for every dimension, or the dimensions of
+    ``source`` by index) promises that the tile lies inside ``source`` along those dimensions: the generated
+    code then neither checks nor zero-fills there (a check per copy and dimension saved in a hot loop). The
+    interpreter verifies the promise and raises where it is broken; the GPU does not.
+    """
     builder = current_builder()
     if not isinstance(source, GlobalTensor) or not isinstance(destination, SharedTensor):
         raise builder.error(
@@ -362,7 +374,25 @@ def copy_async(source: GlobalTensor, destination: SharedTensor, offsets, evict: 
         )
     _tile_fits(builder, destination.shape, source, "copy_async")
     offsets = _offsets(builder, offsets, source, "copy_async")
-    builder.emit(CopyAsyncInst(destination, source, offsets, evict, source=builder.location()))
+    promised = _promised_dimensions(builder, in_bounds, source.rank, "copy_async")
+    builder.emit(CopyAsyncInst(destination, source, offsets, evict, promised, source=builder.location()))
+
+
+def _promised_dimensions(builder, in_bounds, rank: int, name: str) -> tuple[int, ...]:
+    """``in_bounds`` as sorted dimension indices (True: all of them); a clear error for anything else."""
+    if in_bounds is True:
+        return tuple(range(rank))
+    if in_bounds is False:
+        return ()
+    try:
+        dims = tuple(sorted(set(in_bounds)))
+    except TypeError:
+        dims = None
+    if dims is None or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < rank for d in dims):
+        raise builder.error(
+            f"expected in_bounds True or dimension indices in [0, {rank}), got {in_bounds!r}", name
+        )
+    return dims
 
 
 def copy_async_commit_group() -> None:

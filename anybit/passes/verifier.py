@@ -189,6 +189,8 @@ def _store(inst, program) -> None:
 def _copy_async(inst: CopyAsyncInst, program) -> None:
     _tile(inst, inst.tensor, inst.destination.shape, inst.offsets)
     _same_dtype(inst, inst.destination, inst.tensor)
+    if any(not 0 <= d < inst.tensor.rank for d in inst.in_bounds):
+        raise _fail(inst, f"in_bounds names dimensions {inst.in_bounds} of a rank-{inst.tensor.rank} tensor")
 
 
 @_check(CopyAsyncWaitGroupInst)

@@ -86,7 +86,8 @@ def emit_copy_async(ctx: EmitContext, inst: CopyAsyncInst) -> None:
     dest, tensor = inst.destination, inst.tensor
     n = dest.dtype.nbits
     threads = ctx.num_threads
-    dims = checked_dims(tensor.shape, inst.offsets, dest.shape)
+    # Dimensions the program promised in bounds (in_bounds) get no check and no zero-fill.
+    dims = [d for d in checked_dims(tensor.shape, inst.offsets, dest.shape) if d not in inst.in_bounds]
     choice = _chunk_elements(ctx, inst, dims)
     count = choice[1] if choice else 1
     dim = choice[0] if choice else dest.rank - 1
