@@ -149,26 +149,27 @@ class DecodeMatmul(anybit.Script):
         # commits group g for g ≥ S−1, holding all of chunk g. Step s waits until at most S−2 groups are in
         # flight out of the S−1+s committed, i.e. groups 0…s have landed: chunk s's weights (group 0 or s)
         # and x (group s) both, as with one group per chunk.
+        # Every copy is of a chunk below first + count ≤ K / k_chunk (the guards say so), in block columns
+        # the grid keeps inside N: the copies promise it (in_bounds) and carry no bounds checks. Only x's
+        # rows past M are checked (they read as zero).
         for stage in range(stages - 1):
-            if split == 1 or stage < count:
+            if stage < count:
                 self._copy_weights(gw, gs, gz, sw[stage], ss[stage], sz[stage], first + stage, n0)
         if self.dependent_launch:
             self.wait_prior_grids()
         for stage in range(stages - 1):
-            if split == 1 or stage < count:
+            if stage < count:
                 self._copy_x(gx, sx[stage], first + stage, m0)
             self.copy_async_commit_group()
         for step in self.range(count):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
-            # prefetch below. Prefetches past the end of K read nothing (zero-fill); past the end of a
-            # split's run they are skipped (they would read the next split's chunks for nothing).
+            # prefetch below. Prefetches past the end of the run are skipped (a uniform branch: cheaper than
+            # the bounds checks and zero-fill selects of every copy it lets the copies drop).
             self.copy_async_wait_group(stages - 2)
             self.sync()
             ahead = step + stages - 1
             slot = ahead % stages
-            if split == 1:
-                self._copy_chunk(gx, gw, gs, gz, sx[slot], sw[slot], ss[slot], sz[slot], ahead, m0, n0)
-            elif ahead < count:
+            if ahead < count:
                 self._copy_chunk(
                     gx, gw, gs, gz, sx[slot], sw[slot], ss[slot], sz[slot], first + ahead, m0, n0
                 )
@@ -248,16 +249,17 @@ class DecodeMatmul(anybit.Script):
 
     def _copy_weight_tiles(self, gw, sw, chunk) -> None:
         """Start copying chunk ``chunk``'s packed weight tiles of this block's warps."""
-        self.copy_async(gw, sw, [chunk, self.blockIdx.x * self.warps, 0])
+        self.copy_async(gw, sw, [chunk, self.blockIdx.x * self.warps, 0], in_bounds=True)
 
     def _copy_group_rows(self, gs, gz, ss, sz, chunk, n0) -> None:
         """Start copying chunk ``chunk``'s scale and zero-point rows (group-wise scales only)."""
         pl = self.layout
         if not pl.per_channel:
-            self.copy_async(gs, ss, [chunk * pl.k_chunk // pl.group_size, n0])
+            row = chunk * pl.k_chunk // pl.group_size
+            self.copy_async(gs, ss, [row, n0], in_bounds=True)
             if self.has_zeros:
-                self.copy_async(gz, sz, [chunk * pl.k_chunk // pl.group_size, n0])
+                self.copy_async(gz, sz, [row, n0], in_bounds=True)
 
     def _copy_x(self, gx, sx, chunk, m0) -> None:
         """Start copying chunk ``chunk``'s columns of x's 16 rows (written by the previous kernel)."""
-        self.copy_async(gx, sx, [m0, chunk * self.layout.k_chunk])
+        self.copy_async(gx, sx, [m0, chunk * self.layout.k_chunk], in_bounds=(1,))
