@@ -3,7 +3,7 @@
 # the launch-overhead measurement and, when present, the benchmarks. Logs and JSON go to $OUT.
 # Every step runs even if an earlier one failed; the exit status is non-zero if any step failed. The default
 # steps' limits add up to about 10 minutes, the most one device call may take; the full matmul suite (bench,
-# up to 580 s: a warm-up compile, then a 300 s measuring budget) needs a call of its own.
+# up to 580 s: a warm-up compile in a process pool, then a 460 s measuring budget) needs a call of its own.
 # Usage on the device machine, from the repository root:  bash scripts/gpu_check.sh
 #   STEPS=gpu_runtime,bench_quick bash scripts/gpu_check.sh   runs only the named steps (a short device call).
 # Everything is written under $RESULTS; at the end it is packed into $OUT/gpu_results.tgz and the markdown

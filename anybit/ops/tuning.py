@@ -129,6 +129,10 @@ class DecodeTuner(TunedKernel):
             self._built[key] = found
         return found
 
+    def keep_built(self, config: dict, arch: str, built: tuple) -> None:
+        """Adopt (program, CUDA source) of ``config`` built elsewhere (a precompile process)."""
+        self._built.setdefault((bucket_text(config), arch), built)
+
     def unsuited(self, config: dict, args: tuple) -> str | None:
         """Why ``config`` is not tried for the launch ``args`` (None when it is)."""
         layout = self.fixed["layout"]
@@ -182,21 +186,39 @@ def precompile_decode(
     specialisations: Iterable[tuple],
     *,
     arch: str | None = None,
+    processes: int | None = None,
 ) -> dict[str, int]:
     """Build and compile the configurations of each ``(layout, act_dtype, has_zeros, has_bias)`` now.
 
     An item may carry a fifth element, the launch shapes ``[(m, n, k), ...]`` it will run: then only the
     configurations some shape keeps (:meth:`DecodeTuner.unsuited`) are built, not the whole space.
-    Programs and CUDA sources are built serially (the front end is not thread-safe); NVRTC runs in a
-    thread pool over all of them at once. Results land in the compile cache, so the first call of each
-    shape only times. Returns counts of ``compiled`` and ``failed`` configurations.
+    Building a configuration (tracing the Script, generating its CUDA source) is Python and NVRTC holds the
+    GIL, so threads would run it one at a time: with ``processes`` > 1 (default: one per CPU, when there are
+    more configurations than that) a pool of spawned processes builds and compiles them and sends back each
+    (program, source), which the shared tuners keep. Results land in the compile cache, so the first call
+    of each shape only times. Returns counts of ``compiled`` and ``failed`` configurations and the
+    ``processes`` used.
     """
-    from anybit.runtime.compiler import compile_source
     from anybit.runtime.device import current_arch
 
     arch = arch or current_arch()
-    todo = []
+    todo = _configurations_to_build(specialisations)
+    workers = processes if processes is not None else (os.cpu_count() or 1)
+    workers = max(1, min(workers, len(todo)))
     failed = 0
+    if workers > 1 and len(todo) > workers:
+        try:
+            failed = _build_in_processes(todo, arch, workers)
+        except Exception as error:  # a pool that cannot start (no spawn, no fork): build here instead
+            logger.info("precompile: process pool unavailable (%s); building in this process", error)
+            workers = 1
+    if workers == 1:
+        failed = _build_here(todo, arch)
+    return {"compiled": len(todo) - failed, "failed": failed, "processes": workers}
+
+
+def _configurations_to_build(specialisations: Iterable[tuple]) -> list[tuple]:
+    """``(layout, act_dtype, has_zeros, has_bias, config)`` of every configuration some item needs."""
     shapes_of: dict[tuple, set | None] = {}
     for item in specialisations:
         layout, act_dtype, has_zeros, has_bias = item[:4]
@@ -206,29 +228,82 @@ def precompile_decode(
             shapes_of[key] = shapes
         elif shapes_of[key] is not None:
             shapes_of[key] = None if shapes is None else shapes_of[key] | shapes
-    for (layout, act_dtype, has_zeros, has_bias), shapes in shapes_of.items():
-        tuner = decode_tuner(layout, act_dtype, has_zeros, has_bias)
+    todo = []
+    for key, shapes in shapes_of.items():
+        tuner = decode_tuner(*key)
         for config in tuner.configs:
             if shapes is not None and all(
                 tuner.unsuited(config, (None,) * 6 + shape) is not None for shape in shapes
             ):
                 continue
-            built = tuner.built(config, (), arch)
-            if isinstance(built, str):
-                failed += 1
-                logger.info("precompile %s %s: %s", layout.dtype.name, config, built)
-            else:
-                todo.append(built)
+            todo.append((*key, config))
+    return todo
 
-    def build(item: tuple) -> None:
-        program, source = item
+
+def build_configuration(item: tuple, arch: str) -> tuple | str:
+    """Build and compile one ``(layout, act_dtype, has_zeros, has_bias, config)``: (program, source), or
+    why it failed. Runs in a pool process (or here); the compiled kernel lands in the compile cache."""
+    from anybit.runtime.compiler import compile_source
+
+    *key, config = item
+    built = decode_tuner(*key).built(config, (), arch)
+    if isinstance(built, str):
+        return built
+    program, source = built
+    try:
+        compile_source(source, arch=arch, program=program)
+    except Exception as error:  # reported again, per configuration, when that shape is tuned
+        return f"compile failed: {type(error).__name__}: {str(error).strip().splitlines()[0]}"
+    return built
+
+
+def _keep(item: tuple, built: tuple | str, arch: str) -> bool:
+    """Store a configuration's build in its shared tuner; whether it succeeded."""
+    *key, config = item
+    if isinstance(built, str):
+        logger.info("precompile %s %s: %s", key[0].dtype.name, config, built)
+        return False
+    decode_tuner(*key).keep_built(config, arch, built)
+    return True
+
+
+def _build_here(todo: list[tuple], arch: str) -> int:
+    """Build serially, compile with NVRTC in a thread pool (the front end is not thread-safe)."""
+    from anybit.runtime.compiler import compile_source
+
+    failed = 0
+    ready = []
+    for item in todo:
+        *key, config = item
+        built = decode_tuner(*key).built(config, (), arch)
+        if isinstance(built, str):
+            failed += not _keep(item, built, arch)
+        else:
+            ready.append(built)
+
+    def compile_one(built: tuple) -> None:
+        program, source = built
         compile_source(source, arch=arch, program=program)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), os.cpu_count() or 1))) as pool:
-        for future in [pool.submit(build, item) for item in todo]:
+    with ThreadPoolExecutor(max_workers=max(1, min(len(ready), os.cpu_count() or 1))) as pool:
+        for future in [pool.submit(compile_one, built) for built in ready]:
             try:
                 future.result()
             except Exception as error:  # reported again, per configuration, when that shape is tuned
                 failed += 1
                 logger.info("precompile: %s", error)
-    return {"compiled": len(todo), "failed": failed}
+    return failed
+
+
+def _build_in_processes(todo: list[tuple], arch: str, workers: int) -> int:
+    """Build and compile in ``workers`` spawned processes (no CUDA there: NVRTC only); keep the builds."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    failed = 0
+    context = multiprocessing.get_context("spawn")  # not fork: this process may hold a CUDA context
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(build_configuration, item, arch) for item in todo]
+        for item, future in zip(todo, futures, strict=True):
+            failed += not _keep(item, future.result(), arch)
+    return failed

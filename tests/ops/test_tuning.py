@@ -135,3 +135,27 @@ def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path)
         split=1,
     )
     assert pinned.select(decode_args(p, 3)) == {"warps": 8}
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_precompile_builds_every_kept_configuration_and_the_tuner_reuses_them(tmp_path, processes):
+    """Built here or in spawned processes, every configuration the shape keeps lands in the compile cache
+    and in the shared tuner, which then does not build it again."""
+    from anybit.ops.tuning import decode_tuner, precompile_decode
+    from anybit.runtime.autotune import bucket_text
+
+    layout = kernel_layout(choose_layout("uint2", 1024, 1024, 128))
+    shapes = [(1, 1024, 1024)]
+    counts = precompile_decode(
+        [(layout, torch.float16, True, False, shapes)], arch="sm_90a", processes=processes
+    )
+    tuner = decode_tuner(layout, torch.float16, True, False)
+    kept = [config for config in tuner.configs if tuner.unsuited(config, (None,) * 6 + shapes[0]) is None]
+    assert counts["compiled"] == len(kept) > 2 and counts["failed"] == 0
+    assert counts["processes"] == processes
+    for config in kept:
+        program, source = tuner.built(config, (), "sm_90a")  # kept: no new build
+        assert (bucket_text(config), "sm_90a") in tuner._built
+        assert source.name and "__global__" in source.source
+    entries = list((tmp_path / "anybit-cache" / "kernels").glob("*.cubin-entry"))
+    assert len(entries) == len(kept)  # one compiled kernel per configuration, in the shared cache

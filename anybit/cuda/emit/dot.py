@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anybit.cuda.emit.locality import _inverse, local_sources
+import numpy as np
+
+from anybit.cuda.emit.locality import dense_inverse, local_sources
 from anybit.cuda.emitter import CodegenError, EmitContext, register_emitter, where
 from anybit.cuda.registers import compute_ctype, get_value, read_bits, set_value, word_count
 from anybit.ir import DotInst
@@ -43,24 +45,22 @@ def mma_plan(inst: DotInst, num_threads: int) -> tuple[object, list[MmaCall]] | 
         if tensor.layout.num_threads % 32:
             return None
     maps = {name: getattr(atom, name).map_array() for name in ("a", "b", "c")}
-    inverse = {name: _inverse(getattr(inst, name).layout) for name in ("a", "b", "c")}
+    tables = {name: dense_inverse(getattr(inst, name).layout) for name in ("a", "b", "c")}
     threads = {name: getattr(inst, name).layout.num_threads for name in ("a", "b", "c")}
+    lanes = np.arange(32)
 
     def fragment(name: str, warp: int, row0: int, col0: int) -> tuple[int, ...] | None:
-        positions = None
-        for lane in range(32):
-            t = (warp * 32 + lane) % threads[name]
-            local = []
-            for r, c in maps[name][lane]:
-                j = inverse[name].get((t, (row0 + int(r), col0 + int(c))))
-                if j is None:
-                    return None
-                local.append(j)
-            if positions is None:
-                positions = tuple(local)
-            elif positions != tuple(local):
-                return None
-        return positions
+        """The local indices of the atom's fragment at (row0, col0), the same in every lane, or None."""
+        table = tables[name]
+        rows = row0 + maps[name][..., 0]  # [lane, fragment element]
+        cols = col0 + maps[name][..., 1]
+        if rows.max() >= table.shape[1] or cols.max() >= table.shape[2]:
+            return None
+        owners = ((warp * 32 + lanes) % threads[name])[:, None]
+        positions = table[owners, rows, cols]
+        if np.any(positions < 0) or np.any(positions != positions[0]):
+            return None
+        return tuple(int(j) for j in positions[0])
 
     per_warp = []
     covered = set()

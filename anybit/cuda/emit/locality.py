@@ -18,6 +18,46 @@ def _inverse(layout) -> dict:
     return table
 
 
+@functools.lru_cache(maxsize=256)
+def dense_inverse(layout) -> np.ndarray:
+    """``[thread, *shape] → local index`` of a layout (the first local index holding the element), −1 where
+    the thread holds nothing."""
+    data = layout.map_array()  # [threads, local, rank]
+    table = np.full((data.shape[0], *layout.shape), -1, dtype=np.int64)
+    threads = np.repeat(np.arange(data.shape[0]), data.shape[1])
+    locals_ = np.tile(np.arange(data.shape[1]), data.shape[0])
+    coordinates = data.reshape(-1, data.shape[2])
+    order = np.argsort(-locals_, kind="stable")  # assign the largest local first: the first one wins
+    table[(threads[order], *coordinates[order].T)] = locals_[order]
+    return table
+
+
+@functools.lru_cache(maxsize=1024)
+def _broadcast_sources(target, source, num_threads: int, broadcast: bool) -> tuple[int, ...] | None:
+    """:func:`local_sources` without ``index_map``, vectorised over threads and elements (it runs for
+    every element-wise instruction: the per-element loop took most of a decode kernel's code generation)."""
+    data = target.map_array()  # [target threads, local, rank]
+    threads = np.arange(num_threads)
+    index = data[threads % target.num_threads]  # [threads, local, rank]
+    if broadcast:
+        offset = target.rank - source.rank
+        index = index[..., offset:].copy()
+        for d in range(source.rank):
+            if source.shape[d] == 1:
+                index[..., d] = 0
+    elif target.rank != source.rank:
+        return None
+    if np.any(index < 0) or np.any(index >= np.asarray(source.shape)):
+        return None
+    table = dense_inverse(source)
+    j = table[((threads % source.num_threads)[:, None], *np.moveaxis(index, -1, 0))]  # [threads, local]
+    if j.size == 0:
+        return ()
+    if np.any(j < 0) or np.any(j != j[0]):
+        return None
+    return tuple(int(value) for value in j[0])
+
+
 def local_sources(
     target, source, num_threads: int, *, broadcast: bool = True, index_map=None
 ) -> list[int] | None:
@@ -25,6 +65,9 @@ def local_sources(
     holds for the same logical index (numpy broadcasting from the trailing dimensions when ``broadcast``;
     ``index_map`` maps a target index to a source index instead). None when some thread does not hold it or
     the position differs between threads (register indices must be compile-time constants)."""
+    if index_map is None:
+        found = _broadcast_sources(target, source, num_threads, broadcast)
+        return None if found is None else list(found)
     inverse = _inverse(source)
     data = target.map_array()
     offset = target.rank - source.rank
