@@ -22,7 +22,7 @@ STEPS="${STEPS:-}"
 # decode probe (every tuning configuration of seven shapes for uint4, int4 and uint2) and the full end-to-end
 # run (32 layers, fused projections, compiled step; int4 and int2 at batch 1 and 16) and the layer
 # sequence (a Llama-3-8B layer's fused projections alone, in a row, and inside a 32-layer model).
-ONLY_WHEN_NAMED="bench,probe,e2e,sequence"
+ONLY_WHEN_NAMED="bench,probe,e2e,sequence,pdl_ab"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -91,6 +91,10 @@ step e2e_quick 120 "$PYTHON" benchmarks/e2e.py --quick --out "$RESULTS/e2e"
 step probe 300 "$PYTHON" benchmarks/decode_probe.py --types uint4,int4,uint2 --out "$RESULTS/probe"
 step sequence 200 "$PYTHON" benchmarks/layer_sequence.py --types int4,int2 --model-layers 32 \
     --out "$RESULTS/sequence"
+# Dependent launches on and off: a Llama-3-8B layer's projections in a row (CUDA graph), int4 and int2.
+step pdl_ab 150 bash -c "ANYBIT_PDL=0 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
+    --out $RESULTS/pdl_off && $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
+    --out $RESULTS/pdl_on"
 step e2e 560 "$PYTHON" benchmarks/e2e.py --compile --fuse --types int4,int2 --new-tokens 64 --prompts 32 \
     --repeats 2 --out "$RESULTS/e2e_full"
 
