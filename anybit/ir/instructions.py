@@ -206,8 +206,9 @@ class CopyAsyncInst(Instruction):
 
     Out-of-bounds elements are zero-filled, except along the dimensions of ``tensor`` listed in
     ``in_bounds``: there the program promises the tile lies inside (no check is generated; the interpreter
-    checks the promise). The copy completes at a wait that covers its commit group. ``evict`` is a cache
-    hint: None, "evict_first" or "evict_last".
+    checks the promise); and along those in ``clamp``, where an index past either end reads the nearest
+    element inside (the edge row or column). The copy completes at a wait that covers its commit group.
+    ``evict`` is a cache hint: None, "evict_first" or "evict_last".
     """
 
     destination: SharedTensor
@@ -215,6 +216,7 @@ class CopyAsyncInst(Instruction):
     offsets: Offsets
     evict: str | None = None
     in_bounds: tuple[int, ...] = ()
+    clamp: tuple[int, ...] = ()
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("destination",)
 

@@ -150,8 +150,8 @@ class DecodeMatmul(anybit.Script):
         # flight out of the S−1+s committed, i.e. groups 0…s have landed: chunk s's weights (group 0 or s)
         # and x (group s) both, as with one group per chunk.
         # Every copy is of a chunk below first + count ≤ K / k_chunk (the guards say so), in block columns
-        # the grid keeps inside N: the copies promise it (in_bounds) and carry no bounds checks. Only x's
-        # rows past M are checked (they read as zero).
+        # the grid keeps inside N: the copies promise it (in_bounds) and carry no bounds checks; x's rows
+        # past M are clamped (see _copy_x).
         for stage in range(stages - 1):
             if stage < count:
                 self._copy_weights(gw, gs, gz, sw[stage], ss[stage], sz[stage], first + stage, n0)
@@ -199,8 +199,8 @@ class DecodeMatmul(anybit.Script):
             # Every split stores its partial sum into its own slice of whole 16-row blocks and arrives at the
             # block column's counter; the last to arrive adds the partials in split order (the same sum
             # whatever order the blocks ran in) and finishes. The counter wraps back to 0: no fill before
-            # launches. Slices of whole row blocks need no masks (rows past M hold the zero rows of x's
-            # tile, and are never stored to y).
+            # launches. Slices of whole row blocks need no masks (rows past M come from x's clamped rows
+            # and are never stored to y).
             rows = cdiv(m, BLOCK_M) * BLOCK_M
             partials = self.global_tensor(float32, [split * rows, n])
             counters = self.global_tensor(int32, [cdiv(m, BLOCK_M), n // bn], kept_clean=True)
@@ -262,4 +262,6 @@ class DecodeMatmul(anybit.Script):
 
     def _copy_x(self, gx, sx, chunk, m0) -> None:
         """Start copying chunk ``chunk``'s columns of x's 16 rows (written by the previous kernel)."""
-        self.copy_async(gx, sx, [m0, chunk * self.layout.k_chunk], in_bounds=(1,))
+        # Rows past M read row M − 1 (clamped, not zero-filled: no select per copy): they only feed output rows
+        # past M, which are never stored.
+        self.copy_async(gx, sx, [m0, chunk * self.layout.k_chunk], in_bounds=(1,), clamp=(0,))

@@ -350,13 +350,17 @@ def copy_async(
     offsets,
     evict: str | None = None,
     in_bounds: bool | Sequence[int] = (),
+    clamp: bool | Sequence[int] = (),
 ) -> None:
     """Start copying the tile of ``destination.shape`` at ``offsets`` of ``source`` into shared memory.
 
     Elements outside ``source`` read as zero. ``in_bounds`` (True for every dimension, or the dimensions of
     ``source`` by index) promises that the tile lies inside ``source`` along those dimensions: the generated
     code then neither checks nor zero-fills there (a check per copy and dimension saved in a hot loop). The
-    interpreter verifies the promise and raises where it is broken; the GPU does not.
+    interpreter verifies the promise and raises where it is broken; the GPU does not. ``clamp`` (the same
+    forms) makes an index past either end of those dimensions read the nearest element inside instead of
+    zero: no zero-fill select either, for tiles whose extra rows are never used (a 16-row MMA tile of a
+    matrix with fewer rows). A dimension cannot be both; clamped dimensions must not be empty.
     """
     builder = current_builder()
     if not isinstance(source, GlobalTensor) or not isinstance(destination, SharedTensor):
@@ -374,23 +378,32 @@ def copy_async(
         )
     _tile_fits(builder, destination.shape, source, "copy_async")
     offsets = _offsets(builder, offsets, source, "copy_async")
-    promised = _promised_dimensions(builder, in_bounds, source.rank, "copy_async")
-    builder.emit(CopyAsyncInst(destination, source, offsets, evict, promised, source=builder.location()))
+    promised = _dimension_set(builder, in_bounds, source.rank, "in_bounds")
+    clamped = _dimension_set(builder, clamp, source.rank, "clamp")
+    if set(promised) & set(clamped):
+        raise builder.error(
+            f"dimensions {sorted(set(promised) & set(clamped))} are both promised in bounds and clamped; "
+            "name each in one of in_bounds and clamp",
+            "copy_async",
+        )
+    builder.emit(
+        CopyAsyncInst(destination, source, offsets, evict, promised, clamped, source=builder.location())
+    )
 
 
-def _promised_dimensions(builder, in_bounds, rank: int, name: str) -> tuple[int, ...]:
-    """``in_bounds`` as sorted dimension indices (True: all of them); a clear error for anything else."""
-    if in_bounds is True:
+def _dimension_set(builder, value, rank: int, argument: str) -> tuple[int, ...]:
+    """``value`` (True: every dimension; False or (): none; else dimension indices) as sorted indices."""
+    if value is True:
         return tuple(range(rank))
-    if in_bounds is False:
+    if value is False:
         return ()
     try:
-        dims = tuple(sorted(set(in_bounds)))
+        dims = tuple(sorted(set(value)))
     except TypeError:
         dims = None
     if dims is None or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < rank for d in dims):
         raise builder.error(
-            f"expected in_bounds True or dimension indices in [0, {rank}), got {in_bounds!r}", name
+            f"expected {argument} True or dimension indices in [0, {rank}), got {value!r}", "copy_async"
         )
     return dims
 

@@ -189,8 +189,12 @@ def _store(inst, program) -> None:
 def _copy_async(inst: CopyAsyncInst, program) -> None:
     _tile(inst, inst.tensor, inst.destination.shape, inst.offsets)
     _same_dtype(inst, inst.destination, inst.tensor)
-    if any(not 0 <= d < inst.tensor.rank for d in inst.in_bounds):
-        raise _fail(inst, f"in_bounds names dimensions {inst.in_bounds} of a rank-{inst.tensor.rank} tensor")
+    for name, dims in (("in_bounds", inst.in_bounds), ("clamp", inst.clamp)):
+        if any(not 0 <= d < inst.tensor.rank for d in dims):
+            raise _fail(inst, f"{name} names dimensions {dims} of a rank-{inst.tensor.rank} tensor")
+    if set(inst.in_bounds) & set(inst.clamp):
+        both = sorted(set(inst.in_bounds) & set(inst.clamp))
+        raise _fail(inst, f"dimensions {both} are both in_bounds and clamp")
 
 
 @_check(CopyAsyncWaitGroupInst)

@@ -26,6 +26,10 @@ def copy_async(block: BlockState, inst: ir.CopyAsyncInst) -> None:
     start = np.asarray(block.int_scalars(inst.offsets), dtype=np.int64)
     local = np.moveaxis(np.indices(destination.shape, dtype=np.int64), 0, -1)
     indices = tile_indices(start, local, inst.tensor)
+    for d in inst.clamp:  # past either end: the nearest element inside
+        if int(source.shape[d]) < 1:
+            raise InterpreterError(f"copy_async of {inst.tensor.name}: clamped dimension {d} is empty")
+        indices[..., d] = np.clip(indices[..., d], 0, int(source.shape[d]) - 1)
     _check_promise(inst, source.shape, indices)
     valid = source.in_bounds(indices)
     codes = np.zeros(valid.shape, dtype=np.uint64)
