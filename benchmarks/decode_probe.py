@@ -23,7 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from anybit.kernels import dequantize_weight, pack, quantize  # noqa: E402
+from anybit.kernels import choose_layout, dequantize_weight, pack, quantize  # noqa: E402
 from anybit.ops.tuning import precompile_decode, tuner_for  # noqa: E402
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
@@ -37,9 +37,10 @@ def read_probe_us(nbytes: int) -> float:
     return harness.time_cuda_graph(lambda: data.amax(), runs=50).median_us
 
 
-def probe(n: int, k: int, type_name: str, flush_modes: list[str]) -> dict:
+def probe(n: int, k: int, type_name: str, flush_modes: list[str], tile_bytes: int = 64) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
-    packed = pack(quantize(weight, type_name, group_size=128))
+    q = quantize(weight, type_name, group_size=128)
+    packed = pack(q, layout=choose_layout(type_name, n, k, 128, max_bytes_per_thread=tile_bytes))
     x = torch.randn(1, k, device="cuda", dtype=torch.float16)
     y = torch.empty(1, n, device="cuda", dtype=torch.float16)
     zeros = packed.zeros if packed.zeros is not None else packed.scales
@@ -84,29 +85,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", default=DEFAULT_SHAPES)
     parser.add_argument("--types", default="uint4")
     parser.add_argument("--flush", default="read", help="comma-separated L2 flush modes: read, write")
+    parser.add_argument(
+        "--bytes-per-thread",
+        default="64",
+        help="comma-separated warp-tile widths to compare (choose_layout's max_bytes_per_thread: 64, 128)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split("x")) for s in options.shapes.split(",") if s]
     types = [t for t in options.types.split(",") if t]
     modes = [m for m in options.flush.split(",") if m]
+    widths = [int(w) for w in options.bytes_per_thread.split(",") if w]
     started = time.perf_counter()
     specialisations = []
     for type_name in types:
-        n, k = shapes[0]
-        packed = pack(
-            quantize(torch.randn(n, k, device="cuda", dtype=torch.float16), type_name, group_size=128)
-        )
-        specialisations.append((packed.layout, torch.float16, packed.zeros is not None, False))
+        for width in widths:
+            n, k = shapes[0]
+            layout = choose_layout(type_name, n, k, 128, max_bytes_per_thread=width)
+            zeros = type_name.startswith("uint")
+            specialisations.append((layout, torch.float16, zeros, False, [(1, n, k) for n, k in shapes]))
     print(
         "precompile", precompile_decode(specialisations), f"{time.perf_counter() - started:.1f}s", flush=True
     )
     rows = []
     for type_name in types:
-        for n, k in shapes:
-            row = probe(n, k, type_name, modes)
+        for (n, k), width in ((shape, width) for shape in shapes for width in widths):
+            row = probe(n, k, type_name, modes, width)
+            row["max_bytes_per_thread"] = width
             rows.append(row)
             print(
-                f"\n{type_name} {n}x{k}: {row['bytes'] / 1e6:.1f} MB, "
+                f"\n{type_name} {n}x{k} ({width} B/thread tiles): {row['bytes'] / 1e6:.1f} MB, "
                 f"read probe {row['read_probe_us']:.1f} µs, "
                 f"cuBLAS fp16 {row['cublas_fp16_us']:.1f} µs",
                 flush=True,

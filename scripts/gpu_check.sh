@@ -19,7 +19,8 @@ export ANYBIT_CACHE_DIR="${ANYBIT_CACHE_DIR:-/tmp/anybit-cache}"
 PYTHON="${PYTHON:-python3}"
 STEPS="${STEPS:-}"
 # Steps too long for the default call, run only when named: the full matmul suite (STEPS=bench, ~9 min), the
-# decode probe (every tuning configuration of seven shapes for uint4, int4 and uint2) and the full end-to-end
+# decode probe (every tuning configuration of seven shapes for uint4, int4 and int8, with 64- and 128-byte
+# warp tiles) and the full end-to-end
 # run (32 layers, fused projections, compiled step; int4 and int2 at batch 1 and 16) and the layer
 # sequence (a Llama-3-8B layer's fused projections alone, in a row, and inside a 32-layer model).
 ONLY_WHEN_NAMED="bench,probe,e2e,sequence,pdl_ab"
@@ -88,7 +89,8 @@ fi
 step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$RESULTS/launch_overhead.json"
 step bench 580 "$PYTHON" -m anybit bench --out "$RESULTS/bench"
 step e2e_quick 120 "$PYTHON" benchmarks/e2e.py --quick --out "$RESULTS/e2e"
-step probe 300 "$PYTHON" benchmarks/decode_probe.py --types uint4,int4,uint2 --out "$RESULTS/probe"
+step probe 300 "$PYTHON" benchmarks/decode_probe.py --types uint4,int4,int8 --bytes-per-thread 64,128 \
+    --out "$RESULTS/probe"
 step sequence 200 "$PYTHON" benchmarks/layer_sequence.py --types int4,int2 --model-layers 32 \
     --out "$RESULTS/sequence"
 # Dependent launches on and off: a Llama-3-8B layer's projections in a row (CUDA graph), int4 and int2.

@@ -191,11 +191,15 @@ def interleave_pairs(layout: RegisterLayout, word_elements: int) -> RegisterLayo
     return RegisterLayout(layout.shape, modes, spatial_modes, [*local_modes, pair, *moved])
 
 
-def choose_layout(dtype, n: int, k: int, group_size: int) -> PackedLayout:
+def choose_layout(
+    dtype, n: int, k: int, group_size: int, *, max_bytes_per_thread: int = MAX_BYTES_PER_THREAD
+) -> PackedLayout:
     """The default packing of an [n, k] weight of ``dtype`` with scale groups of ``group_size``.
 
     k_chunk = group_size when it is at most 128, else 128 (per-channel scales: 128); n_per_warp = 8·NT with
-    NT the largest of 8, 4, 2, 1 that keeps at most 64 bytes per thread and divides N / 8. Wide warp tiles
+    NT the largest of 8, 4, 2, 1 that keeps at most ``max_bytes_per_thread`` (default 64) bytes per thread
+    and divides N / 8 (wider tiles — 128 bytes — are an option to measure: fewer instructions per weight,
+    more registers and shared memory per block). Wide warp tiles
     amortise each chunk's copy, index and scale work over more weights: at k_chunk 128 the main loop's SASS
     instructions per weight fall from 3.97 to 2.83 (uint2, NT 2 → 8), 5.88 to 3.62 (uint4, 1 → 4), 5.53 to
     4.14 (int8, 1 → 2) and 8.47 to 6.80 (float6_e3m2, 1 → 2); see docs/notes/decode-kernel.md. Bits per
@@ -208,6 +212,8 @@ def choose_layout(dtype, n: int, k: int, group_size: int) -> PackedLayout:
         multiples K and N need).
     """
     data_type = check_weight_dtype(dtype)
+    if max_bytes_per_thread not in (16, 32, 64, 128, 256):
+        raise ValueError(f"expected max_bytes_per_thread 16, 32, 64, 128 or 256, got {max_bytes_per_thread}")
     group_size = k if group_size == -1 else group_size
     if group_size < 16 or group_size % 16 or k % group_size:
         raise ValueError(
@@ -223,7 +229,7 @@ def choose_layout(dtype, n: int, k: int, group_size: int) -> PackedLayout:
         (
             t
             for t in (MAX_N_TILES, 4, 2)
-            if k_chunk * t * data_type.nbits <= MAX_BYTES_PER_THREAD * WARP_THREADS and n % (8 * t) == 0
+            if k_chunk * t * data_type.nbits <= max_bytes_per_thread * WARP_THREADS and n % (8 * t) == 0
         ),
         1,
     )

@@ -34,9 +34,9 @@ CASES = [
 ] + [(WIDE_FLOAT, 64, BF16, 5, True, 256), ("uint4", 128, BF16, 16, False, 1024)]
 
 
-def _run(dtype, group_size, act, m, with_bias, k, *, zero_point=None, config=None, n=64):
+def _run(dtype, group_size, act, m, with_bias, k, *, zero_point=None, config=None, n=64, tile_bytes=64):
     q = random_quantized(dtype, n, k, group_size, act, zero_point=zero_point)
-    p = pack(q)
+    p = pack(q, layout=choose_layout(dtype, n, k, group_size, max_bytes_per_thread=tile_bytes))
     generator = torch.Generator().manual_seed(m)
     x = torch.randn(m, k, generator=generator).to(act)
     bias = torch.randn(n, generator=generator).to(act) if with_bias else None
@@ -69,6 +69,19 @@ def test_unsigned_with_and_without_zero_points(zero_point, group_size):
 )
 def test_configs(config):
     assert _run("int4", 32, F16, 2, False, 512, config=config, n=128) <= TOLERANCE[F16]
+
+
+@pytest.mark.parametrize(("dtype", "n"), [("uint4", 128), ("int8", 64), ("int3", 128), ("float6_e3m2", 64)])
+def test_wide_warp_tiles(dtype, n):
+    """Warp tiles of up to 128 bytes per thread (choose_layout(max_bytes_per_thread=128)): more columns."""
+    default = choose_layout(dtype, n, 256, 128)
+    layout = choose_layout(dtype, n, 256, 128, max_bytes_per_thread=128)
+    assert (
+        default.bytes_per_thread < layout.bytes_per_thread <= 128 and layout.n_per_warp > default.n_per_warp
+    )
+    assert _run(dtype, 128, F16, 3, True, 256, n=n, tile_bytes=128) <= TOLERANCE[F16]
+    with pytest.raises(ValueError, match="max_bytes_per_thread"):
+        choose_layout(dtype, n, 256, 128, max_bytes_per_thread=100)
 
 
 # (type, group size, M, split, warps, K): per-group and per-channel scales, M > 16 (two row blocks), and more

@@ -64,3 +64,21 @@ def test_quantize_on_cuda_matches_cpu():
         on_cpu = quantize(weight, dtype, group_size=64)
         assert torch.equal(on_gpu.codes.cpu(), on_cpu.codes)
         assert torch.equal(on_gpu.scales.cpu(), on_cpu.scales)
+
+
+@pytest.mark.parametrize("dtype", ["uint4", "int4", "int8", "uint3", "float6_e3m2"])
+def test_wide_warp_tiles_on_cuda(dtype):
+    """128-byte warp tiles (choose_layout(max_bytes_per_thread=128)): decode and dequantize agree."""
+    from anybit.kernels import choose_layout
+
+    q = _quantized(dtype, 128, torch.float16, None)
+    p = pack(q, layout=choose_layout(dtype, N, K, 128, max_bytes_per_thread=128))
+    assert p.layout.bytes_per_thread > 64
+    for m, config in ((1, None), (16, {"warps": 2, "split": 4})):
+        x = torch.randn(m, K, device="cuda").half()
+        out = torch.full((m, N), float("nan"), dtype=torch.float16, device="cuda")
+        decode_matmul(x, p, None, out=out, config=config)
+        assert relative_error(out, reference_matmul(x, q, None)) <= TOLERANCE[torch.float16]
+    weight = torch.full((N, K), float("nan"), dtype=torch.float16, device="cuda")
+    dequantize_weight(p, out=weight)
+    assert torch.equal(weight, dequantize(q).half())
