@@ -70,6 +70,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="fuse q/k/v and gate/up into one layer each (anybit.fuse_projections), fp16 and quantized alike",
     )
+    parser.add_argument(
+        "--quantize-lm-head",
+        action="store_true",
+        help="quantize lm_head too (quantize_model skips it by default; 1 GB of fp16 read per token at 8B)",
+    )
     parser.add_argument("--quick", action="store_true", help="4 layers, 32 tokens, 32 prompts, 1 repeat")
     parser.add_argument(
         "--profile", action="store_true", help="GPU time per kernel group of one step (torch.profiler)"
@@ -228,7 +233,7 @@ def run(args: argparse.Namespace) -> dict:
             "graph": not args.no_graph,
             "compile": args.compile,
             "fused_projections": args.fuse,
-            "lm_head": "fp16 (skipped)",
+            "lm_head": "quantized" if args.quantize_lm_head else "fp16 (skipped)",
         },
         "decode": [],
         "agreement": [],
@@ -244,7 +249,10 @@ def run(args: argparse.Namespace) -> dict:
         entry: dict = {"type": name}
         try:
             began = time.perf_counter()
-            model, summary = quantized_copy(reference, name, group_size=args.group_size, progress=False)
+            skip = () if args.quantize_lm_head else ("lm_head",)
+            model, summary = quantized_copy(
+                reference, name, group_size=args.group_size, skip=skip, progress=False
+            )
             entry.update(
                 seconds=time.perf_counter() - began,
                 model_bytes=summary.model_bytes_after,
