@@ -41,7 +41,10 @@ def test_time_decode_and_agreement_of_a_quantized_model() -> None:
     assert 0 <= found.kl_mean < 0.1 and found.reference_entropy <= found.uniform_entropy + 1e-4
 
 
-def test_e2e_benchmark_tiny_cpu(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("lm_head", [False, True], ids=["lm_head_fp16", "lm_head_quantized"])
+def test_e2e_benchmark_tiny_cpu(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, lm_head: bool
+) -> None:
     monkeypatch.syspath_prepend(str(ROOT))
     sys.modules.pop("benchmarks.e2e", None)
     from benchmarks import e2e
@@ -69,12 +72,14 @@ def test_e2e_benchmark_tiny_cpu(tmp_path: pathlib.Path, monkeypatch: pytest.Monk
         "1",
         "--out",
         str(tmp_path),
-    ]
+    ] + (["--quantize-lm-head"] if lm_head else [])
     assert e2e.main(arguments) == 0
     report = json.loads((tmp_path / "e2e.json").read_text())
     assert [row["type"] for row in report["decode"]] == ["fp16", "int4"]
     assert report["agreement"][0]["type"] == "int4" and "std 0.02" in report["model"]["init"]
     assert "| int4 | 1 |" in (tmp_path / "e2e.md").read_text()
+    assert report["quantization"][0]["skipped"] == ([] if lm_head else ["lm_head"])
+    assert report["settings"]["lm_head"] == ("quantized" if lm_head else "fp16 (skipped)")
 
 
 def test_cpu_demo_runs(capsys: pytest.CaptureFixture) -> None:
