@@ -202,7 +202,7 @@ def profile_step(model, batch: int, steps: int = 4, compile: bool = False) -> di
     }
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, save=None) -> dict:
     device = torch.device(args.device)
     types = [name for name in args.types.split(",") if name]
     batches = [int(batch) for batch in args.batches.split(",") if batch]
@@ -279,6 +279,9 @@ def run(args: argparse.Namespace) -> dict:
         except Exception as error:
             report["agreement"].append({"type": name, "error": f"{type(error).__name__}: {error}"})
         print(json.dumps(report["agreement"][-1]), flush=True)
+        if save is not None:  # a run cut short by its time limit keeps every model measured so far
+            report["seconds"] = time.perf_counter() - started
+            save(report)
         if to_profile:
             to_profile.append((name, model))
         del model
@@ -353,15 +356,21 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def write_report(report: dict, out: pathlib.Path) -> str:
+    """Write ``out/e2e.json`` and ``out/e2e.md``; returns the markdown."""
+    text = markdown(report)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "e2e.json").write_text(json.dumps(report, indent=2))
+    (out / "e2e.md").write_text(text + "\n")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
-    report = run(args)
-    text = markdown(report)
+    save = None if args.out is None else (lambda report: write_report(report, args.out))
+    report = run(args, save)
+    text = markdown(report) if args.out is None else write_report(report, args.out)
     print(text)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "e2e.json").write_text(json.dumps(report, indent=2))
-        (args.out / "e2e.md").write_text(text + "\n")
     failed = any("error" in row for row in report["decode"] + report["agreement"] + report["quantization"])
     return 1 if failed else 0
 

@@ -20,10 +20,10 @@ PYTHON="${PYTHON:-python3}"
 STEPS="${STEPS:-}"
 # Steps too long for the default call, run only when named: the full matmul suite (STEPS=bench, ~9 min), the
 # decode probe (every tuning configuration of seven shapes for uint4, int4 and int8, with 64- and 128-byte
-# warp tiles) and the full end-to-end
-# run (32 layers, fused projections, compiled step; int4 and int2 at batch 1 and 16) and the layer
+# warp tiles), the full end-to-end run (32 layers, fused projections, compiled step, profiled; int4, int3,
+# int2 and float6_e3m2 at batch 1 and 16), the same with lm_head quantized (int4, batch 1), and the layer
 # sequence (a Llama-3-8B layer's fused projections alone, in a row, and inside a 32-layer model).
-ONLY_WHEN_NAMED="bench,probe,e2e,sequence,pdl_ab"
+ONLY_WHEN_NAMED="bench,probe,e2e,e2e_lm_head,sequence,pdl_ab"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -97,12 +97,14 @@ step sequence 200 "$PYTHON" benchmarks/layer_sequence.py --types int4,int2 --mod
 step pdl_ab 150 bash -c "ANYBIT_PDL=0 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_off && $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_on"
-step e2e 560 "$PYTHON" benchmarks/e2e.py --compile --fuse --types int4,int2 --new-tokens 64 --prompts 32 \
-    --repeats 2 --out "$RESULTS/e2e_full"
+step e2e 560 "$PYTHON" benchmarks/e2e.py --compile --fuse --profile --types int4,int3,int2,float6_e3m2 \
+    --batches 1,16 --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_full"
+step e2e_lm_head 300 "$PYTHON" benchmarks/e2e.py --compile --fuse --quantize-lm-head --types int4 --batches 1 \
+    --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_lm_head"
 
 tar czf "$OUT/gpu_results.tgz" -C "$RESULTS" . 2>/dev/null
 for summary in "$RESULTS"/benchmarks.md "$RESULTS"/bench/matmul.md "$RESULTS"/e2e/e2e.md \
-    "$RESULTS"/e2e_full/e2e.md; do
+    "$RESULTS"/e2e_full/e2e.md "$RESULTS"/e2e_lm_head/e2e.md; do
     [ -f "$summary" ] && cp "$summary" "$OUT/$(basename "$(dirname "$summary")")-$(basename "$summary")"
 done
 
