@@ -15,7 +15,8 @@ Fast paths (two values per 32-bit register, f16x2/bf16x2 arithmetic; ``lop3``/``
   multiply by 2^(bias_target − bias_source) re-biases; subnormals come out exact because the scale is a power
   of two and f16/bf16 arithmetic keeps subnormals. float8_e5m2 → f16 is the identity on bits (inf/NaN kept).
   Fix-ups (a select per value, documented): float8_e4m3's NaN (S.1111.111) and float8_e5m2's inf/NaN when
-  the target is bf16.
+  the target is bf16. On sm_89+ a float8_e4m3/e5m2 pair in one 16-bit half goes to f16x2 in one
+  instruction instead (``cvt.rn.f16x2.e4m3x2``; the code keeps both forms under ``__CUDA_ARCH__``).
 
 Everything else, and narrowing casts (f32/f16 → any type, with nearest-even rounding and saturation per
 DESIGN §4.1), use the generic per-element path, which is correct for every (source, target) pair.
@@ -247,6 +248,7 @@ def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit
             "uint32_t q_ = ab_f32x2_to_bf16x2(lo_, hi_);",
         ]
         return lines
+    native = _native_fp8_pair(src, source, target, lo_bit, hi_bit)
     # floats: align magnitude to the target's mantissa, sign to bit 15, then re-bias by a power of two
     m = source.mantissa_bits
     target_mantissa = 10 if target is float16 else 7
@@ -267,7 +269,33 @@ def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit
         else:
             lines.append(f"q_ = ab_fma_bf16x2(q_, {factor}, 0x80008000u);")
     lines += _special_fixups(source, target)
-    return lines
+    if native is None:
+        return lines
+    return ["#if __CUDA_ARCH__ >= 890", *native, "#else", *lines, "#endif"]
+
+
+#: The 8-bit float types sm_89+ converts to f16x2 in one instruction (PTX ``cvt.rn.f16x2.<type>x2``).
+_NATIVE_FP8 = {"float8_e4m3": "e4m3x2", "float8_e5m2": "e5m2x2"}
+
+
+def _native_fp8_pair(
+    src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int
+) -> list[str] | None:
+    """``cvt.rn.f16x2.e4m3x2`` (or ``e5m2x2``) of a pair stored as the two bytes of one 16-bit half of a word
+    (element 2p in the low byte: the instruction converts the low byte into the low half), or None.
+
+    Exact (every float8 value is an f16 value) with NaN and inf kept, in one instruction per pair where the
+    bit-aligning path takes a shift, a ``lop3``, a multiply and, for e4m3, the NaN fix-up.
+    """
+    name = _NATIVE_FP8.get(source.name)
+    if name is None or target is not float16 or lo_bit % 16 or hi_bit != lo_bit + 8:
+        return None
+    word, shift = f"{src}[{lo_bit // 32}]", lo_bit % 32
+    half = f"(unsigned short)({word} >> {shift})" if shift else f"(unsigned short){word}"
+    return [
+        "uint32_t q_;",
+        f'asm("cvt.rn.f16x2.{name} %0, %1;" : "=r"(q_) : "h"({half}));',
+    ]
 
 
 def nan_fixup_constants(source: DataType) -> tuple[int, int] | None:

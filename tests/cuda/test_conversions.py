@@ -151,6 +151,9 @@ def test_every_conversion_compiles(arch: str) -> None:
         ptx += result.ptx
     assert "prmt.b32" in ptx and "lop3.b32" in ptx
     assert "sub.f16x2" in ptx and "fma.rn.bf16x2" in ptx and "mul.f16x2" in ptx
+    # sm_89+: float8_e4m3/e5m2 → f16 pairs in one instruction each; sm_80 keeps the bit-aligning path.
+    native = "cvt.rn.f16x2.e4m3x2" in ptx and "cvt.rn.f16x2.e5m2x2" in ptx
+    assert native == (arch == "sm_90a")
 
 
 def _expected_bits(source, target) -> np.ndarray:
