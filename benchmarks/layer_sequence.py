@@ -8,11 +8,14 @@ of each (distinct weights, as the model's layers are), and measures at M = 1
 * each shape alone: the configuration the first call chose (tuned) and its µs with the L2 flushed;
 * the whole sequence (copies × 4 calls) replayed as one CUDA graph: µs per call, next to the sum of the
   isolated times (the difference is what running in a row costs or saves);
-* the sequence's kernels under ``torch.profiler``: device µs per call per shape.
+* the sequence's kernels under ``torch.profiler``: device µs per call per shape;
+* with ``--model-layers L`` (first, so that the first calls tune inside the model as in
+  ``benchmarks/e2e.py``): an L-layer Llama-3-8B-shape model, fused and quantized with ``quantize_model``,
+  timed as the e2e benchmark times it, profiled per projection, and its own modules called in a row.
 
 Usage (GPU)::
 
-    python benchmarks/layer_sequence.py [--types int4,int2] [--copies 32] [--out DIR]
+    python benchmarks/layer_sequence.py [--types int4,int2] [--copies 32] [--model-layers 32] [--out DIR]
 """
 
 from __future__ import annotations

@@ -253,7 +253,8 @@ def build_configuration(item: tuple, arch: str) -> tuple | str:
     try:
         compile_source(source, arch=arch, program=program)
     except Exception as error:  # reported again, per configuration, when that shape is tuned
-        return f"compile failed: {type(error).__name__}: {str(error).strip().splitlines()[0]}"
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        return f"compile failed: {type(error).__name__}: {first_line}"
     return built
 
 
