@@ -64,6 +64,13 @@ def _x2(bits16: int) -> str:
     return hex(bits16 | (bits16 << 16)) + "u"
 
 
+def _shifted(word: str, distance: int) -> str:
+    """``word`` shifted left by ``distance`` bits (right for a negative one), as C."""
+    if distance > 0:
+        return f"({word} << {distance})"
+    return f"({word} >> {-distance})" if distance else word
+
+
 def _pair_bits(src: str, n: int, lo_bit: int, hi_bit: int, magic_byte: int | None) -> str:
     """C expression with the code at ``lo_bit`` in bits [0, n) and the one at ``hi_bit`` in bits [16, 16+n)
     (other bits: junk, except for the 8-bit ``prmt`` form, which puts ``magic_byte`` above each code)."""
@@ -250,18 +257,22 @@ def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit
         return lines
     native = _native_fp8_pair(src, source, target, lo_bit, hi_bit)
     # floats: align magnitude to the target's mantissa, sign to bit 15, then re-bias by a power of two
-    m = source.mantissa_bits
-    target_mantissa = 10 if target is float16 else 7
-    target_bias = 15 if target is float16 else 127
-    shift = target_mantissa - m
-    magnitude = (1 << (n - 1)) - 1
-    magnitudes = (magnitude | (magnitude << 16)) << shift
-    lines = [
-        f"uint32_t x_ = {_pair_bits(src, n, lo_bit, hi_bit, None)};",
-        f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_ << {shift}, {hex(magnitudes)}u, "
-        f"(x_ << {16 - n}) & 0x80008000u);",
-    ]
-    scale = target_bias - source.exponent_bias
+    shift, magnitudes, scale = aligned_float_constants(source, target)
+    if lo_bit // 32 == (hi_bit + n - 1) // 32 and hi_bit - lo_bit == 16:
+        # A pair-interleaved pair (its codes 16 bits apart in one word): both halves' magnitude and sign bits
+        # move into place with one shift each, straight from the stored word.
+        word, s0 = f"{src}[{lo_bit // 32}]", lo_bit % 32
+        lines = [
+            f"uint32_t x_ = {_shifted(word, -s0)};",  # the codes at bits 0 and 16, for the fix-ups below
+            f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>({_shifted(word, shift - s0)}, {hex(magnitudes)}u, "
+            f"{_shifted(word, 16 - n - s0)} & 0x80008000u);",
+        ]
+    else:
+        lines = [
+            f"uint32_t x_ = {_pair_bits(src, n, lo_bit, hi_bit, None)};",
+            f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_ << {shift}, {hex(magnitudes)}u, "
+            f"(x_ << {16 - n}) & 0x80008000u);",
+        ]
     if scale:
         factor = _x2(_half_bits(2.0**scale, target))
         if target is float16:
@@ -296,6 +307,16 @@ def _native_fp8_pair(
         "uint32_t q_;",
         f'asm("cvt.rn.f16x2.{name} %0, %1;" : "=r"(q_) : "h"({half}));',
     ]
+
+
+def aligned_float_constants(source: DataType, target: DataType) -> tuple[int, int, int]:
+    """(shift, magnitudes, scale) of the bit-aligning float conversion of a pair: a code's magnitude bits
+    shifted left by ``shift`` sit at the top of the target mantissa (``magnitudes``: their mask in both
+    halves), its sign goes to bit 15 of its half, and multiplying by 2^``scale`` re-biases the exponent."""
+    target_mantissa, target_bias = (10, 15) if target is float16 else (7, 127)
+    shift = target_mantissa - source.mantissa_bits
+    magnitude = (1 << (source.nbits - 1)) - 1
+    return shift, (magnitude | (magnitude << 16)) << shift, target_bias - source.exponent_bias
 
 
 def nan_fixup_constants(source: DataType) -> tuple[int, int] | None:

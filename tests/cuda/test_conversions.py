@@ -11,6 +11,7 @@ from cuda_support import requires_gpu, requires_nvrtc
 
 from anybit import dtypes as dt
 from anybit.cuda.conversions import (
+    aligned_float_constants,
     byte_pair_constants,
     conversion_kernel_name,
     conversion_test_modules,
@@ -104,6 +105,46 @@ def test_half_word_pair_formula_every_code(source, target) -> None:
         q = ((word >> np.uint32(shift)) & np.uint32(mask)) ^ np.uint32(bits)
         got = _halves(q, target) - _halves(np.uint32(subtrahend), target)
         np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} at bit {lo_bit}")
+
+
+def _shifted(words: np.ndarray, distance: int) -> np.ndarray:
+    return (words << distance if distance >= 0 else words >> -distance) & 0xFFFFFFFF
+
+
+def _times_power_of_two(words: np.ndarray, scale: int, target) -> np.ndarray:
+    """Both halves of ``words`` (target bits) multiplied by 2^scale, rounded as f16x2/bf16x2 arithmetic."""
+    halves = np.stack([words & 0xFFFF, words >> 16], axis=-1).astype(np.uint32)
+    if target is dt.float16:
+        scaled = (halves.astype(np.uint16).view(np.float16) * np.float16(2.0**scale)).view(np.uint16)
+    else:  # bf16 has f32's exponent range: the product of a power of two is exact
+        scaled = ((halves << 16).view(np.float32) * np.float32(2.0**scale)).view(np.uint32) >> 16
+    scaled = scaled.astype(np.uint32)
+    return scaled[..., 0] | (scaled[..., 1] << 16)
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+@pytest.mark.parametrize("source", [t for t in SOURCES if t.is_float and t.nbits in (2, 4)])
+def test_interleaved_float_pair_formula_every_code(source, target) -> None:
+    """Pair-interleaved float codes (16 bits apart in one word, other codes around them): the magnitude and
+    the sign bits shifted straight from the stored word, one lop3, the re-biasing multiply — emulated bit for
+    bit over every code pair at every offset of a half word."""
+    if not has_fast_path(source, target):
+        pytest.skip("no fast path")
+    n = source.nbits
+    shift, magnitudes, scale = aligned_float_constants(source, target)
+    codes = np.arange(1 << n, dtype=np.uint32)
+    lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
+    expected = np.stack([dt.decode(lo.astype(np.uint8), source), dt.decode(hi.astype(np.uint8), source)], -1)
+    rng = np.random.default_rng()
+    for s0 in range(0, 16, n):
+        noise = rng.integers(0, 1 << 32, size=lo.shape, dtype=np.uint64).astype(np.uint32)
+        field = ((1 << n) - 1) * ((1 << s0) | (1 << (s0 + 16)))
+        words = (noise & ~np.uint32(field)) | (lo << s0) | (hi << (s0 + 16))
+        q = (_shifted(words, shift - s0) & magnitudes) | (_shifted(words, 16 - n - s0) & 0x80008000)
+        if scale:
+            q = _times_power_of_two(q, scale, target)
+        got = _halves(q, target)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} → {target.name} at bit {s0}")
 
 
 def test_nan_fixup_formula_every_code() -> None:
