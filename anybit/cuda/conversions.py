@@ -216,6 +216,15 @@ def integer_pair(
         return None
     if n == 8:  # one prmt places each code byte under the magic byte 0x64: 1024 + code
         flip = 0x00800080 if source.kind == "int" else 0
+        if flip and lo_bit // 32 == hi_bit // 32 and lo_bit % 8 == 0 and hi_bit % 8 == 0:
+            # Signed codes flip their sign bits once per word (nvcc shares the XOR between the word's two
+            # pairs), before the prmt, instead of once per pair after it.
+            flipped = f"({src}[{lo_bit // 32}] ^ 0x80808080u)"
+            s0, s1 = lo_bit % 32, hi_bit % 32
+            selector = (s0 // 8) | (4 << 4) | ((s1 // 8) << 8) | (4 << 12)
+            code = f"ab_prmt({flipped}, 0x64u, {hex(selector)}u)"
+            subtrahend = _half_bits(1024 + 128, target)
+            return [f"uint32_t q_ = {code};"], subtrahend | (subtrahend << 16)
         pair = _pair_bits(src, n, lo_bit, hi_bit, 0x64)
         code = f"({pair} ^ {hex(flip)}u)" if flip else pair
         subtrahend = _half_bits(1024 + (128 if flip else 0), target)

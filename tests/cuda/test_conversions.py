@@ -107,6 +107,7 @@ def test_half_word_pair_formula_every_code(source, target) -> None:
         np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} at bit {lo_bit}")
 
 
+<<<<<<< HEAD
 def _shifted(words: np.ndarray, distance: int) -> np.ndarray:
     return (words << distance if distance >= 0 else words >> -distance) & 0xFFFFFFFF
 
@@ -145,6 +146,39 @@ def test_interleaved_float_pair_formula_every_code(source, target) -> None:
             q = _times_power_of_two(q, scale, target)
         got = _halves(q, target)
         np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} → {target.name} at bit {s0}")
+=======
+def _prmt(a: np.ndarray, b: int, selector: int) -> np.ndarray:
+    """PTX ``prmt.b32`` (default mode, no sign replication): byte i of the result is byte ``selector`` nibble
+    i of the eight bytes {b, a} (a's bytes 0–3, b's 4–7)."""
+    pool = a.astype(np.uint64) | (np.uint64(b) << np.uint64(32))
+    out = np.zeros_like(a, dtype=np.uint32)
+    for i in range(4):
+        index = (selector >> (4 * i)) & 0x7
+        out |= ((pool >> np.uint64(8 * index)) & np.uint64(0xFF)).astype(np.uint32) << (8 * i)
+    return out
+
+
+def test_signed_byte_pairs_flip_the_word_once() -> None:
+    """int8 → float16: the word's four sign bits flipped by one XOR, then one prmt per pair under the magic
+    byte 0x64 and the subtraction of 1024 + 128 — emulated over every code pair at both byte offsets."""
+    from anybit.cuda.conversions import integer_pair
+
+    codes = np.arange(256, dtype=np.uint32)
+    lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
+    expected = np.stack(
+        [dt.decode(lo.astype(np.uint8), dt.int8), dt.decode(hi.astype(np.uint8), dt.int8)], -1
+    )
+    for lo_bit in (0, 16):
+        selector = (lo_bit // 8) | (4 << 4) | ((lo_bit // 8 + 1) << 8) | (4 << 12)
+        lines, subtrahend = integer_pair("w", dt.int8, dt.float16, lo_bit, lo_bit + 8)
+        assert lines == [f"uint32_t q_ = ab_prmt((w[0] ^ 0x80808080u), 0x64u, {hex(selector)}u);"]
+        other = (lo_bit + 16) % 32  # the word's other pair: its sign bits flip too, its bytes are not read
+        words = (lo << lo_bit) | (hi << (lo_bit + 8)) | (np.uint32(0xA5C3) << other)
+        q = _prmt(words ^ np.uint32(0x80808080), 0x64, selector)
+        halves = np.stack([q & 0xFFFF, q >> 16], -1).astype(np.uint16).view(np.float16)
+        minuend = np.array([subtrahend & 0xFFFF], dtype=np.uint16).view(np.float16)[0]
+        np.testing.assert_array_equal((halves - minuend).astype(np.float64), expected)
+>>>>>>> next/int8-flip
 
 
 def test_nan_fixup_formula_every_code() -> None:
