@@ -107,7 +107,6 @@ def test_half_word_pair_formula_every_code(source, target) -> None:
         np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} at bit {lo_bit}")
 
 
-<<<<<<< HEAD
 def _shifted(words: np.ndarray, distance: int) -> np.ndarray:
     return (words << distance if distance >= 0 else words >> -distance) & 0xFFFFFFFF
 
@@ -146,7 +145,8 @@ def test_interleaved_float_pair_formula_every_code(source, target) -> None:
             q = _times_power_of_two(q, scale, target)
         got = _halves(q, target)
         np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} → {target.name} at bit {s0}")
-=======
+
+
 def _prmt(a: np.ndarray, b: int, selector: int) -> np.ndarray:
     """PTX ``prmt.b32`` (default mode, no sign replication): byte i of the result is byte ``selector`` nibble
     i of the eight bytes {b, a} (a's bytes 0–3, b's 4–7)."""
@@ -178,7 +178,6 @@ def test_signed_byte_pairs_flip_the_word_once() -> None:
         halves = np.stack([q & 0xFFFF, q >> 16], -1).astype(np.uint16).view(np.float16)
         minuend = np.array([subtrahend & 0xFFFF], dtype=np.uint16).view(np.float16)[0]
         np.testing.assert_array_equal((halves - minuend).astype(np.float64), expected)
->>>>>>> next/int8-flip
 
 
 def test_nan_fixup_formula_every_code() -> None:
