@@ -262,6 +262,6 @@ class DecodeMatmul(anybit.Script):
 
     def _copy_x(self, gx, sx, chunk, m0) -> None:
         """Start copying chunk ``chunk``'s columns of x's 16 rows (written by the previous kernel)."""
-        # Rows past M read row M − 1 (clamped, not zero-filled: no select per copy): they only feed output rows
-        # past M, which are never stored.
+        # Rows past M read row M − 1 (clamped, not zero-filled: no select per copy); they feed only
+        # output rows past M, which are never stored.
         self.copy_async(gx, sx, [m0, chunk * self.layout.k_chunk], in_bounds=(1,), clamp=(0,))
