@@ -70,23 +70,22 @@ class WeightPlan:
             if x.data_ptr() & 15:
                 x = x.clone()  # the kernel reads x with 16-byte vectors; a view may start anywhere
             y = torch.empty((*shape[:-1], self.n), dtype=self.act_dtype, device=self.device)
+            args = (
+                x,
+                data,
+                scales,
+                scales if zeros is None else zeros,
+                scales if bias is None else bias,
+                y,
+                m,
+                self.n,
+                self.k,
+            )
             launch = self._launches[zeros is not None][bias is not None].get(m)
             if launch is None:
-                self._first_launch(m, x, data, scales, zeros, bias, y)
+                self._first_launch(args, has_zeros=zeros is not None, has_bias=bias is not None)
             else:
-                launch(
-                    (
-                        x,
-                        data,
-                        scales,
-                        scales if zeros is None else zeros,
-                        scales if bias is None else bias,
-                        y,
-                        m,
-                        self.n,
-                        self.k,
-                    )
-                )
+                launch(args)
             return y
         if path == DEQUANTIZE:
             return self.dequantize_matmul(x, data, scales, zeros, bias)
@@ -121,22 +120,11 @@ class WeightPlan:
         result = F.linear(x.float(), weight.float(), None if bias is None else bias.float())
         return result.to(self.act_dtype)
 
-    def _first_launch(self, m: int, x, data, scales, zeros, bias, y) -> None:
-        """Choose (tune if needed) and compile the configuration for M, launch it, keep its launcher."""
+    def _first_launch(self, args: tuple, *, has_zeros: bool, has_bias: bool) -> None:
+        """Choose (tune if needed) and compile the configuration for the launch ``args`` (in
+        :data:`DECODE_PARAMETERS` order), launch it, keep its launcher for this M."""
         from anybit.runtime.compiler import launch_script
 
-        has_zeros, has_bias = zeros is not None, bias is not None
-        args = (
-            x,
-            data,
-            scales,
-            scales if zeros is None else zeros,
-            scales if bias is None else bias,
-            y,
-            m,
-            self.n,
-            self.k,
-        )
         with self._lock:
             tuner = tuner_for(self.layout, self.act_dtype, has_zeros, has_bias)
             config = tuner.select(args)
@@ -144,6 +132,7 @@ class WeightPlan:
                 default = default_decode_config(self.layout)  # a stored config that cannot cover this N
                 config = dataclasses.asdict(default)  # warps, stages and split, as the default chose them
             compiled = launch_script(tuner.instance(config), args)
+            m = args[DECODE_PARAMETERS.index("m")]
             self._launches[has_zeros][has_bias][m] = _launch_function(compiled)
 
     def decode_launch(self, m: int, *, has_zeros: bool, has_bias: bool) -> Callable[[tuple], None] | None:

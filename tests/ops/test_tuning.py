@@ -76,17 +76,23 @@ def decode_args(p, m: int) -> tuple:
     return (x, p.data, p.scales, p.zeros, p.scales, y, m, p.layout.n, p.layout.k)
 
 
-def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path):
-    _, p = packed_weight("uint4", 256, 256)  # 32-column warp tiles: 1 to 8 warps divide N
-    tuner = DecodeTuner(
+def _warps_only_tuner(p) -> DecodeTuner:
+    """A tuner of ``p``'s uint4 specialisation with stages and split fixed: one axis (warps), three NVRTC
+    compiles."""
+    return DecodeTuner(
         layout=kernel_layout(p.layout),
         act_dtype=torch.float16,
         has_zeros=True,
         has_bias=False,
         revision="test",
         stages=4,
-        split=1,  # one axis only (warps): three NVRTC compiles
+        split=1,
     )
+
+
+def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path):
+    _, p = packed_weight("uint4", 256, 256)  # 32-column warp tiles: 1 to 8 warps divide N
+    tuner = _warps_only_tuner(p)
     timed = []
 
     def fake_timer(run, config):
@@ -107,15 +113,7 @@ def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path)
     assert export_tuning(exported) == 2
     # Tuning off: a fresh tuner of the same identity reads the stored winner without timing anything.
     monkeypatch.setenv("ANYBIT_AUTOTUNE", "0")
-    fresh = DecodeTuner(
-        layout=kernel_layout(p.layout),
-        act_dtype=torch.float16,
-        has_zeros=True,
-        has_bias=False,
-        revision="test",
-        stages=4,
-        split=1,
-    )
+    fresh = _warps_only_tuner(p)
     fresh.timer = lambda run, config: pytest.fail("tuned with ANYBIT_AUTOTUNE=0")
     assert fresh.select(decode_args(p, 3)) == {"warps": 2}
     assert fresh.select(decode_args(p, 1)) == {"warps": 4}  # nothing stored for M=1: the first config
@@ -125,15 +123,7 @@ def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path)
         record["config"] = {"warps": 8}
     exported.write_text(json.dumps(data))
     assert load_tuning(exported) == 2
-    pinned = DecodeTuner(
-        layout=kernel_layout(p.layout),
-        act_dtype=torch.float16,
-        has_zeros=True,
-        has_bias=False,
-        revision="test",
-        stages=4,
-        split=1,
-    )
+    pinned = _warps_only_tuner(p)
     assert pinned.select(decode_args(p, 3)) == {"warps": 8}
 
 
