@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from anybit.runtime.timing import flush_l2_cache, l2_flush_buffer
+from anybit.runtime.timing import flush_l2_cache, host_enqueue_us, l2_flush_buffer, spin, spin_us_for
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,20 @@ FLUSH_MODE = {"mode": "read"}
 
 
 def time_cuda(fn: Callable[[], object], *, warmup: int = 10, runs: int = 100, flush: bool = True) -> Timing:
-    """Median time of ``fn`` over ``runs`` launches, each after an L2 flush, timed by CUDA events."""
+    """Median time of ``fn`` over ``runs`` launches, each after an L2 flush, timed by CUDA events.
+
+    Before each start event the GPU spins long enough for the host to enqueue ``fn`` (as
+    :func:`anybit.runtime.timing.time_cuda` does), so a slow host's launch time is not timed.
+    """
     flusher = L2Flusher(mode=FLUSH_MODE["mode"]) if flush else None
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
+    device = torch.cuda.current_device()
+    spin_us = spin_us_for(host_enqueue_us(fn, warmup))
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
     for start, end in zip(starts, ends, strict=True):
         if flusher is not None:
             flusher()
+        spin(device, spin_us)
         start.record()
         fn()
         end.record()

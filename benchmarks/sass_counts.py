@@ -8,7 +8,7 @@ kernel's speed follows these counts, and they cost no device time.
 
 Usage (repository root; needs the ``sass`` extra, ``pip install -e ".[sass]"``, or nvdisasm on PATH)::
 
-    python benchmarks/sass_counts.py [--types uint4,int4,uint2] [--warps 4] [--stages 4] [--split 1]
+    python benchmarks/sass_counts.py [--types uint4,int4] [--warps 4] [--stages 4] [--split 1] [--no-pdl]
 """
 
 from __future__ import annotations
@@ -86,10 +86,18 @@ def opcode(instruction: str) -> str:
     return re.sub(r"^@!?U?P\w+\s+", "", instruction).split()[0].split(".")[0]
 
 
-def count(type_name: str, warps: int, stages: int, split: int, tool: str) -> dict:
+def count(
+    type_name: str, warps: int, stages: int, split: int, tool: str, dependent_launch: bool = True
+) -> dict:
     layout = choose_layout(type_name, 8192, 8192, 128)
     kernel = DecodeMatmul(
-        layout, torch.float16, has_zeros=type_name.startswith("uint"), warps=warps, stages=stages, split=split
+        layout,
+        torch.float16,
+        has_zeros=type_name.startswith("uint"),
+        warps=warps,
+        stages=stages,
+        split=split,
+        dependent_launch=dependent_launch,
     )
     compiled = anybit.compile(kernel, *(None,) * 6, 1, 8192, 8192, arch="sm_90a")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
@@ -114,12 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warps", type=int, default=4)
     parser.add_argument("--stages", type=int, default=4)
     parser.add_argument("--split", type=int, default=1)
+    parser.add_argument("--no-pdl", action="store_true", help="the kernel without dependent launch")
     options = parser.parse_args(argv)
     tool = nvdisasm()
     print("| type | weights/thread | loop instructions | per weight | registers | most frequent |")
     print("|---|---|---|---|---|---|")
     for type_name in (t for t in options.types.split(",") if t):
-        row = count(type_name, options.warps, options.stages, options.split, tool)
+        row = count(type_name, options.warps, options.stages, options.split, tool, not options.no_pdl)
         top = ", ".join(f"{name} {n}" for name, n in row["top"])
         print(
             f"| {row['type']} | {row['weights_per_thread']} | {row['loop']} | {row['per_weight']:.2f} | "

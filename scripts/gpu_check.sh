@@ -23,7 +23,7 @@ STEPS="${STEPS:-}"
 # warp tiles), the full end-to-end run (32 layers, fused projections, compiled step, profiled; int4, int3,
 # int2 and float6_e3m2 at batch 1 and 16), the same with lm_head quantized (int4, batch 1), and the layer
 # sequence (a Llama-3-8B layer's fused projections alone, in a row, and inside a 32-layer model).
-ONLY_WHEN_NAMED="bench,probe,e2e,e2e_lm_head,sequence"
+ONLY_WHEN_NAMED="bench,probe,e2e,e2e_lm_head,sequence,pdl_ab"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -93,6 +93,10 @@ step probe 300 "$PYTHON" benchmarks/decode_probe.py --types uint4,int4,int8 --by
     --out "$RESULTS/probe"
 step sequence 200 "$PYTHON" benchmarks/layer_sequence.py --types int4,int2 --model-layers 32 \
     --out "$RESULTS/sequence"
+# Dependent launches on and off: a Llama-3-8B layer's projections in a row (CUDA graph), int4 and int2.
+step pdl_ab 150 bash -c "ANYBIT_PDL=0 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
+    --out $RESULTS/pdl_off && $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
+    --out $RESULTS/pdl_on"
 step e2e 560 "$PYTHON" benchmarks/e2e.py --compile --fuse --profile --types int4,int3,int2,float6_e3m2 \
     --batches 1,16 --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_full"
 step e2e_lm_head 300 "$PYTHON" benchmarks/e2e.py --compile --fuse --quantize-lm-head --types int4 --batches 1 \

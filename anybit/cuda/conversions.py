@@ -15,7 +15,8 @@ Fast paths (two values per 32-bit register, f16x2/bf16x2 arithmetic; ``lop3``/``
   multiply by 2^(bias_target − bias_source) re-biases; subnormals come out exact because the scale is a power
   of two and f16/bf16 arithmetic keeps subnormals. float8_e5m2 → f16 is the identity on bits (inf/NaN kept).
   Fix-ups (a select per value, documented): float8_e4m3's NaN (S.1111.111) and float8_e5m2's inf/NaN when
-  the target is bf16.
+  the target is bf16. On sm_89+ a float8_e4m3/e5m2 pair in one 16-bit half goes to f16x2 in one
+  instruction instead (``cvt.rn.f16x2.e4m3x2``; the code keeps both forms under ``__CUDA_ARCH__``).
 
 Everything else, and narrowing casts (f32/f16 → any type, with nearest-even rounding and saturation per
 DESIGN §4.1), use the generic per-element path, which is correct for every (source, target) pair.
@@ -61,6 +62,13 @@ def _half_bits(value: float, target: DataType) -> int:
 
 def _x2(bits16: int) -> str:
     return hex(bits16 | (bits16 << 16)) + "u"
+
+
+def _shifted(word: str, distance: int) -> str:
+    """``word`` shifted left by ``distance`` bits (right for a negative one), as C."""
+    if distance > 0:
+        return f"({word} << {distance})"
+    return f"({word} >> {-distance})" if distance else word
 
 
 def _pair_bits(src: str, n: int, lo_bit: int, hi_bit: int, magic_byte: int | None) -> str:
@@ -208,6 +216,15 @@ def integer_pair(
         return None
     if n == 8:  # one prmt places each code byte under the magic byte 0x64: 1024 + code
         flip = 0x00800080 if source.kind == "int" else 0
+        if flip and lo_bit // 32 == hi_bit // 32 and lo_bit % 8 == 0 and hi_bit % 8 == 0:
+            # Signed codes flip their sign bits once per word (nvcc shares the XOR between the word's two
+            # pairs), before the prmt, instead of once per pair after it.
+            flipped = f"({src}[{lo_bit // 32}] ^ 0x80808080u)"
+            s0, s1 = lo_bit % 32, hi_bit % 32
+            selector = (s0 // 8) | (4 << 4) | ((s1 // 8) << 8) | (4 << 12)
+            code = f"ab_prmt({flipped}, 0x64u, {hex(selector)}u)"
+            subtrahend = _half_bits(1024 + 128, target)
+            return [f"uint32_t q_ = {code};"], subtrahend | (subtrahend << 16)
         pair = _pair_bits(src, n, lo_bit, hi_bit, 0x64)
         code = f"({pair} ^ {hex(flip)}u)" if flip else pair
         subtrahend = _half_bits(1024 + (128 if flip else 0), target)
@@ -247,19 +264,24 @@ def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit
             "uint32_t q_ = ab_f32x2_to_bf16x2(lo_, hi_);",
         ]
         return lines
+    native = _native_fp8_pair(src, source, target, lo_bit, hi_bit)
     # floats: align magnitude to the target's mantissa, sign to bit 15, then re-bias by a power of two
-    m = source.mantissa_bits
-    target_mantissa = 10 if target is float16 else 7
-    target_bias = 15 if target is float16 else 127
-    shift = target_mantissa - m
-    magnitude = (1 << (n - 1)) - 1
-    magnitudes = (magnitude | (magnitude << 16)) << shift
-    lines = [
-        f"uint32_t x_ = {_pair_bits(src, n, lo_bit, hi_bit, None)};",
-        f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_ << {shift}, {hex(magnitudes)}u, "
-        f"(x_ << {16 - n}) & 0x80008000u);",
-    ]
-    scale = target_bias - source.exponent_bias
+    shift, magnitudes, scale = aligned_float_constants(source, target)
+    if lo_bit // 32 == (hi_bit + n - 1) // 32 and hi_bit - lo_bit == 16:
+        # A pair-interleaved pair (its codes 16 bits apart in one word): both halves' magnitude and sign bits
+        # move into place with one shift each, straight from the stored word.
+        word, s0 = f"{src}[{lo_bit // 32}]", lo_bit % 32
+        lines = [
+            f"uint32_t x_ = {_shifted(word, -s0)};",  # the codes at bits 0 and 16, for the fix-ups below
+            f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>({_shifted(word, shift - s0)}, {hex(magnitudes)}u, "
+            f"{_shifted(word, 16 - n - s0)} & 0x80008000u);",
+        ]
+    else:
+        lines = [
+            f"uint32_t x_ = {_pair_bits(src, n, lo_bit, hi_bit, None)};",
+            f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_ << {shift}, {hex(magnitudes)}u, "
+            f"(x_ << {16 - n}) & 0x80008000u);",
+        ]
     if scale:
         factor = _x2(_half_bits(2.0**scale, target))
         if target is float16:
@@ -267,7 +289,43 @@ def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit
         else:
             lines.append(f"q_ = ab_fma_bf16x2(q_, {factor}, 0x80008000u);")
     lines += _special_fixups(source, target)
-    return lines
+    if native is None:
+        return lines
+    return ["#if __CUDA_ARCH__ >= 890", *native, "#else", *lines, "#endif"]
+
+
+#: The 8-bit float types sm_89+ converts to f16x2 in one instruction (PTX ``cvt.rn.f16x2.<type>x2``).
+_NATIVE_FP8 = {"float8_e4m3": "e4m3x2", "float8_e5m2": "e5m2x2"}
+
+
+def _native_fp8_pair(
+    src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int
+) -> list[str] | None:
+    """``cvt.rn.f16x2.e4m3x2`` (or ``e5m2x2``) of a pair stored as the two bytes of one 16-bit half of a word
+    (element 2p in the low byte: the instruction converts the low byte into the low half), or None.
+
+    Exact (every float8 value is an f16 value) with NaN and inf kept, in one instruction per pair where the
+    bit-aligning path takes a shift, a ``lop3``, a multiply and, for e4m3, the NaN fix-up.
+    """
+    name = _NATIVE_FP8.get(source.name)
+    if name is None or target is not float16 or lo_bit % 16 or hi_bit != lo_bit + 8:
+        return None
+    word, shift = f"{src}[{lo_bit // 32}]", lo_bit % 32
+    half = f"(unsigned short)({word} >> {shift})" if shift else f"(unsigned short){word}"
+    return [
+        "uint32_t q_;",
+        f'asm("cvt.rn.f16x2.{name} %0, %1;" : "=r"(q_) : "h"({half}));',
+    ]
+
+
+def aligned_float_constants(source: DataType, target: DataType) -> tuple[int, int, int]:
+    """(shift, magnitudes, scale) of the bit-aligning float conversion of a pair: a code's magnitude bits
+    shifted left by ``shift`` sit at the top of the target mantissa (``magnitudes``: their mask in both
+    halves), its sign goes to bit 15 of its half, and multiplying by 2^``scale`` re-biases the exponent."""
+    target_mantissa, target_bias = (10, 15) if target is float16 else (7, 127)
+    shift = target_mantissa - source.mantissa_bits
+    magnitude = (1 << (source.nbits - 1)) - 1
+    return shift, (magnitude | (magnitude << 16)) << shift, target_bias - source.exponent_bias
 
 
 def nan_fixup_constants(source: DataType) -> tuple[int, int] | None:

@@ -92,6 +92,9 @@ class EmitContext:
     prologue: list[str] = field(default_factory=list)
     #: Names of hoisted values by a key of what they compute, so equal values are computed once.
     hoisted: dict[object, str] = field(default_factory=dict)
+    #: Whether the code waits for the prior grids (``griddepcontrol.wait``): the runtime then launches it as
+    #: a dependent (programmatic stream serialization).
+    waits_for_prior_grids: bool = False
     _depth: int = 1
     _counter: int = 0
 

@@ -137,6 +137,7 @@ def _generate(program: Program, arch: str) -> CudaKernelSource:
         workspace_bytes=workspace_bytes,
         workspace_clean=workspace_clean,
         workspace_clean_bytes=workspace_clean_bytes,
+        waits_for_prior_grids=ctx.waits_for_prior_grids,
         alignment_requirements=tuple(sorted(_requirement_names(ctx, program).items())),
         divisibility_requirements=tuple((var.name, divisor) for var, divisor in program.divisibility),
     )

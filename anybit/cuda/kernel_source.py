@@ -29,6 +29,8 @@ class CudaKernelSource:
     ``(param_name, bytes)``: the byte alignment the generated code assumes for each pointer parameter;
     ``divisibility_requirements`` lists ``(param_name, divisor)`` for run-time integers the code assumes to be
     multiples of ``divisor`` (declared with ``self.assume_divisible``). The runtime checks both at launch.
+    ``waits_for_prior_grids``: the code executes ``griddepcontrol.wait`` (``wait_prior_grids`` on sm_90+),
+    so the runtime may launch it as a dependent of the previous kernel (programmatic stream serialization).
     """
 
     name: str
@@ -42,3 +44,4 @@ class CudaKernelSource:
     alignment_requirements: tuple
     divisibility_requirements: tuple = ()
     workspace_clean_bytes: object = 0
+    waits_for_prior_grids: bool = False

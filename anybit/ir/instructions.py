@@ -204,7 +204,10 @@ class StoreSharedInst(Instruction):
 class CopyAsyncInst(Instruction):
     """Start copying the tile of ``destination.shape`` at ``offsets`` of ``tensor`` into ``destination``.
 
-    Out-of-bounds elements are zero-filled. The copy completes at a wait that covers its commit group.
+    Out-of-bounds elements are zero-filled, except along the dimensions of ``tensor`` listed in
+    ``in_bounds``: there the program promises the tile lies inside (no check is generated; the interpreter
+    checks the promise); and along those in ``clamp``, where an index past either end reads the nearest
+    element inside (the edge row or column). The copy completes at a wait that covers its commit group.
     ``evict`` is a cache hint: None, "evict_first" or "evict_last".
     """
 
@@ -212,6 +215,8 @@ class CopyAsyncInst(Instruction):
     tensor: GlobalTensor
     offsets: Offsets
     evict: str | None = None
+    in_bounds: tuple[int, ...] = ()
+    clamp: tuple[int, ...] = ()
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("destination",)
 
@@ -276,6 +281,29 @@ class ArriveInst(Instruction):
     count: Expr
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("counter",)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitPriorGridsInst(Instruction):
+    """Wait until the grids launched before this one on the stream have completed and their writes are
+    visible (``griddepcontrol.wait``; a no-op when the kernel was not launched as a dependent).
+
+    Programmatic dependent launch: a kernel that contains this instruction may be launched while the kernel
+    before it in the stream is still running. Before the wait it may only read global memory that the
+    preceding kernels do not write, and must not write global memory at all (the verifier checks the
+    writes). At most one per program, as a top-level statement of the body.
+    """
+
+    source: SourceLocation | None = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
+class AllowDependentGridsInst(Instruction):
+    """Let the next kernel in the stream, if launched as a dependent, start before this one ends
+    (``griddepcontrol.launch_dependents``): once every block has executed this or exited, its blocks may be
+    scheduled; its own wait still waits for this whole grid to complete. Only a hint about when."""
+
+    source: SourceLocation | None = _source_field()
 
 
 # ----------------------------------------------------------------------------------------------- compute
@@ -483,6 +511,8 @@ INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = (
     LockSemaphoreInst,
     ReleaseSemaphoreInst,
     ArriveInst,
+    WaitPriorGridsInst,
+    AllowDependentGridsInst,
     UnaryInst,
     BinaryInst,
     WhereInst,

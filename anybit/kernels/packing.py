@@ -171,6 +171,11 @@ def pack(q: QuantizedWeight, *, layout: PackedLayout | None = None, method: Meth
     if _use_vm(codes.device, n * k, method):
         data = torch.empty(layout.packed_shape, dtype=torch.uint8, device=codes.device)
         _run(pack_script(layout.nbits, layout.k_chunk, layout.n_per_warp), codes, data, n, k)
+        if data.is_cuda:
+            # The decode kernel reads weights before it waits for the kernel launched ahead of it
+            # (wait_prior_grids): the packed bytes and the scales must be written before it starts, not
+            # by the kernel right before it. Packing is offline: one synchronization costs nothing.
+            torch.cuda.synchronize(data.device)
     else:
         data = torch.from_numpy(pack_codes_numpy(codes.numpy(), layout))
     return PackedWeight(data, q.scales, q.zeros, layout, q.act_dtype)

@@ -17,6 +17,7 @@ from anybit.ir.instructions import (
     AllocateGlobalInst,
     AllocateRegisterInst,
     AllocateSharedInst,
+    AllowDependentGridsInst,
     AnnotateLayoutInst,
     ArriveInst,
     AtomicAddGlobalInst,
@@ -37,6 +38,7 @@ from anybit.ir.instructions import (
     StoreGlobalInst,
     StoreSharedInst,
     SyncInst,
+    WaitPriorGridsInst,
 )
 from anybit.ir.tensors import GlobalTensor, RegisterTensor, SharedTensor, Tensor
 from anybit.lang.builder import Builder, current_builder
@@ -342,8 +344,24 @@ def store_shared(tensor: SharedTensor, value: RegisterTensor, offsets=None) -> N
     builder.emit(StoreSharedInst(tensor, value, offsets, source=builder.location()))
 
 
-def copy_async(source: GlobalTensor, destination: SharedTensor, offsets, evict: str | None = None) -> None:
-    """Start copying the tile of ``destination.shape`` at ``offsets`` of ``source`` into shared memory."""
+def copy_async(
+    source: GlobalTensor,
+    destination: SharedTensor,
+    offsets,
+    evict: str | None = None,
+    in_bounds: bool | Sequence[int] = (),
+    clamp: bool | Sequence[int] = (),
+) -> None:
+    """Start copying the tile of ``destination.shape`` at ``offsets`` of ``source`` into shared memory.
+
+    Elements outside ``source`` read as zero. ``in_bounds`` (True for every dimension, or the dimensions of
+    ``source`` by index) promises that the tile lies inside ``source`` along those dimensions: the generated
+    code then neither checks nor zero-fills there (a check per copy and dimension saved in a hot loop). The
+    interpreter verifies the promise and raises where it is broken; the GPU does not. ``clamp`` (the same
+    forms) makes an index past either end of those dimensions read the nearest element inside instead of
+    zero: no zero-fill select either, for tiles whose extra rows are never used (a 16-row MMA tile of a
+    matrix with fewer rows). A dimension cannot be both; clamped dimensions must not be empty.
+    """
     builder = current_builder()
     if not isinstance(source, GlobalTensor) or not isinstance(destination, SharedTensor):
         raise builder.error(
@@ -360,7 +378,34 @@ def copy_async(source: GlobalTensor, destination: SharedTensor, offsets, evict: 
         )
     _tile_fits(builder, destination.shape, source, "copy_async")
     offsets = _offsets(builder, offsets, source, "copy_async")
-    builder.emit(CopyAsyncInst(destination, source, offsets, evict, source=builder.location()))
+    promised = _dimension_set(builder, in_bounds, source.rank, "in_bounds")
+    clamped = _dimension_set(builder, clamp, source.rank, "clamp")
+    if set(promised) & set(clamped):
+        raise builder.error(
+            f"dimensions {sorted(set(promised) & set(clamped))} are both promised in bounds and clamped; "
+            "name each in one of in_bounds and clamp",
+            "copy_async",
+        )
+    builder.emit(
+        CopyAsyncInst(destination, source, offsets, evict, promised, clamped, source=builder.location())
+    )
+
+
+def _dimension_set(builder, value, rank: int, argument: str) -> tuple[int, ...]:
+    """``value`` (True: every dimension; False or (): none; else dimension indices) as sorted indices."""
+    if value is True:
+        return tuple(range(rank))
+    if value is False:
+        return ()
+    try:
+        dims = tuple(sorted(set(value)))
+    except TypeError:
+        dims = None
+    if dims is None or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < rank for d in dims):
+        raise builder.error(
+            f"expected {argument} True or dimension indices in [0, {rank}), got {value!r}", "copy_async"
+        )
+    return dims
 
 
 def copy_async_commit_group() -> None:
@@ -426,6 +471,34 @@ def arrive(tensor: GlobalTensor, index, count) -> Var:
     builder.declared_scalars.add(id(var))
     builder.emit(ArriveInst(var, tensor, index, as_expr(count), source=builder.location()))
     return var
+
+
+# ------------------------------------------------------------------------------ programmatic dependent launch
+def wait_prior_grids() -> None:
+    """Wait until the kernels before this one in the stream have completed and their writes are visible.
+
+    A kernel that calls this is launched as a *dependent* on sm_90+ (programmatic stream serialization): it
+    may start while the previous kernel is still running, so the work before the wait (index math, async
+    copies of weights) overlaps that kernel's tail. The contract: before the wait the kernel may only read
+    global memory that the preceding kernels in the stream do not write (weights, not activations), and
+    must not write global memory at all. The verifier rejects global writes and workspace accesses before
+    the wait. Call it once, as a top-level statement of the kernel (not inside a run-time loop or if). On
+    older architectures, and in the interpreter, which runs kernels one after another, it does nothing.
+    """
+    builder = current_builder()
+    builder.emit(WaitPriorGridsInst(source=builder.location()))
+
+
+def allow_dependent_grids() -> None:
+    """Let the next kernel in the stream start now if it waits with :func:`wait_prior_grids`.
+
+    A scheduling hint: the next kernel's blocks may start once every block of this one has called this or
+    exited, and its wait still waits for this kernel to complete, so calling it anywhere is correct. Call it
+    where the rest of this kernel is short (after a main loop), so the next kernel's prologue overlaps it.
+    Does nothing before sm_90 and in the interpreter.
+    """
+    builder = current_builder()
+    builder.emit(AllowDependentGridsInst(source=builder.location()))
 
 
 # ---------------------------------------------------------------------------------------------- misc

@@ -270,6 +270,8 @@ class Script:
     lock_semaphore = staticmethod(memory.lock_semaphore)
     release_semaphore = staticmethod(memory.release_semaphore)
     arrive = staticmethod(memory.arrive)
+    wait_prior_grids = staticmethod(memory.wait_prior_grids)
+    allow_dependent_grids = staticmethod(memory.allow_dependent_grids)
     load_shared = staticmethod(memory.load_shared)
     store_shared = staticmethod(memory.store_shared)
     copy_async = staticmethod(memory.copy_async)

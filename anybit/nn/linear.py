@@ -386,3 +386,7 @@ class QuantizedLinear(nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+        if device.type == "cuda":
+            # The copies just made are kernels; the decode kernel reads the weight before waiting for the
+            # kernel ahead of it (wait_prior_grids), so they must be complete before the first forward.
+            torch.cuda.synchronize(device)

@@ -82,6 +82,7 @@ class TunedDecodeMatmul(DecodeMatmul):
         warps: int = 4,
         stages: int = 4,
         split: int = 1,
+        dependent_launch: bool = True,
     ) -> None:
         super().__init__(
             layout,
@@ -91,6 +92,7 @@ class TunedDecodeMatmul(DecodeMatmul):
             warps=warps,
             stages=stages,
             split=split,
+            dependent_launch=dependent_launch,
         )
         self.revision = revision
 

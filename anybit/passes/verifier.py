@@ -5,7 +5,8 @@ keeps the layout; ``view`` keeps the thread count and the bits per thread; ``dot
 tensor-core shapes, dtypes and layouts; layouts fit the block's threads. Across instructions: every tensor
 and scalar is defined before use on every path (run-time bodies do not leak definitions), and no shared
 tensor is read after a write (``store_shared``, or ``copy_async`` not yet waited for) without a ``sync`` in
-between, on straight-line paths where that is provable.
+between, on straight-line paths where that is provable; nothing before ``wait_prior_grids`` touches memory
+the previous kernels may still be using (:mod:`anybit.passes.dependent_launch`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from anybit.ir.instructions import (
     AllocateGlobalInst,
     AllocateRegisterInst,
     AllocateSharedInst,
+    AllowDependentGridsInst,
     AnnotateLayoutInst,
     ArriveInst,
     AssignInst,
@@ -50,12 +52,14 @@ from anybit.ir.instructions import (
     SyncInst,
     UnaryInst,
     ViewInst,
+    WaitPriorGridsInst,
     WhereInst,
     defined_tensor,
     register_operand_tensors,
 )
 from anybit.ir.statements import BreakStmt, ForStmt, IfStmt, Program, WhileStmt, instructions
 from anybit.ir.tensors import SharedTensor, Tensor
+from anybit.passes.dependent_launch import check_dependent_launch
 
 _CHECKS: dict[type, Callable] = {}
 
@@ -135,6 +139,8 @@ def _global_view(inst: GlobalViewInst, program) -> None:
     SyncInst,
     ExitInst,
     PrintInst,
+    WaitPriorGridsInst,
+    AllowDependentGridsInst,
 )
 def _nothing(inst, program) -> None:
     return None
@@ -183,6 +189,12 @@ def _store(inst, program) -> None:
 def _copy_async(inst: CopyAsyncInst, program) -> None:
     _tile(inst, inst.tensor, inst.destination.shape, inst.offsets)
     _same_dtype(inst, inst.destination, inst.tensor)
+    for name, dims in (("in_bounds", inst.in_bounds), ("clamp", inst.clamp)):
+        if any(not 0 <= d < inst.tensor.rank for d in dims):
+            raise _fail(inst, f"{name} names dimensions {dims} of a rank-{inst.tensor.rank} tensor")
+    if set(inst.in_bounds) & set(inst.clamp):
+        both = sorted(set(inst.in_bounds) & set(inst.clamp))
+        raise _fail(inst, f"dimensions {both} are both in_bounds and clamp")
 
 
 @_check(CopyAsyncWaitGroupInst)
@@ -536,4 +548,5 @@ def verify(program: Program, *, require_layouts: bool = False) -> Program:
             )
     _check_defined(program.body, {id(p) for p in program.params}, program)
     _hazards(program.body, {}, _SharedState())
+    check_dependent_launch(program)
     return program

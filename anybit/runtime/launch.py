@@ -7,6 +7,13 @@ constant grid is checked once). A launch then reads the current device and strea
 (bound once), runs the setters, evaluates the grid and calls ``cuLaunchKernel`` through ``cuda.bindings``
 (measured faster than ctypes on an H200; ``ANYBIT_LAUNCH_BACKEND=ctypes`` calls libcuda through ctypes). It
 never synchronises and, once warm, never allocates, so launches can be captured in CUDA graphs.
+
+A kernel whose code waits for the prior grids (``wait_prior_grids``; ``waits_for_prior_grids`` in its
+``CudaKernelSource``) is launched as a *dependent*: ``cuLaunchKernelEx`` with the programmatic-stream-
+serialization attribute, so it may start while the previous kernel in the stream finishes. Its launch config
+is built once per thread; a launch sets only the grid and the stream. ``ANYBIT_PDL=0`` launches it plainly
+(for A/B measurements), and so does a backend without ``cuLaunchKernelEx`` (ctypes): correct, since the
+kernel then starts after the previous one has completed and its wait returns at once.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ class _Packing:
     """One thread's parameter buffer: ctypes slots, the ``void*`` array over them, and the setters.
 
     ``pack(args, device)`` runs every setter (one generated function, no loop); ``raw_stream`` and ``stream``
-    cache the backend's handle of the last stream this thread launched on.
+    cache the backend's handle of the last stream this thread launched on; ``dependent_config`` is this
+    thread's launch config for dependent launches (made at the first one).
     """
 
     def __init__(self, params, alignments: dict[str, int], divisors: dict[str, int]) -> None:
@@ -46,6 +54,7 @@ class _Packing:
         self.setters = []
         self.raw_stream: int | None = None
         self.stream: object = None
+        self.dependent_config: object = None
         position = 0
         for param in params:
             if param.kind == "pointer":
@@ -138,6 +147,9 @@ class Launcher:
         self.backend: LaunchBackend | None = None  # chosen at the first load
         self._call: Callable[..., object] | None = None  # the backend's cuLaunchKernel
         self._functions: dict[int, object] = {}  # device -> the backend's function handle
+        self.waits_for_prior_grids = bool(getattr(kernel_source, "waits_for_prior_grids", False))
+        # Devices it is launched on as a dependent, decided at the first load on each.
+        self._dependent_devices: set[int] = set()
         self._local = threading.local()
         self.packing()  # build this thread's buffer now: parameter errors surface at compile time
 
@@ -155,6 +167,7 @@ class Launcher:
         self._call = self.backend.call
         # Function and stream handles are the backend's own types: fetch them again, in fresh buffers.
         self._functions.clear()
+        self._dependent_devices.clear()
         self._local = threading.local()
         self.packing()
 
@@ -200,22 +213,41 @@ class Launcher:
         if raw_stream != packing.raw_stream:  # the backend's stream handle, made once per stream change
             packing.stream = self.backend.stream(raw_stream)
             packing.raw_stream = raw_stream
-        status = self._call(
-            handle,
-            gx,
-            gy,
-            gz,
-            self._block,
-            1,
-            1,
-            self.dynamic_shared_bytes,
-            packing.stream,
-            packing.address,
-            0,
-        )
+        if self._dependent_devices and device in self._dependent_devices:
+            status = self._launch_dependent(handle, gx, gy, gz, packing)
+        else:
+            status = self._call(
+                handle,
+                gx,
+                gy,
+                gz,
+                self._block,
+                1,
+                1,
+                self.dynamic_shared_bytes,
+                packing.stream,
+                packing.address,
+                0,
+            )
         # ctypes returns the CUresult (0 on success), cuda.bindings a 1-tuple of it; both compare to (0,).
         if status and status != _SUCCESS:
             self._launch_failed(status, device, (gx, gy, gz), packing)
+
+    def launches_as_dependent(self, device: int) -> bool:
+        """Whether launches on ``device`` (once loaded there) are dependent launches (see the module doc)."""
+        return device in self._dependent_devices
+
+    def _launch_dependent(self, handle, gx: int, gy: int, gz: int, packing: _Packing) -> object:
+        """``cuLaunchKernelEx`` with this thread's dependent-launch config, its grid and stream updated."""
+        config = packing.dependent_config
+        if config is None:
+            config = self.backend.dependent_config(self._block, self.dynamic_shared_bytes)
+            packing.dependent_config = config
+        config.gridDimX = gx
+        config.gridDimY = gy
+        config.gridDimZ = gz
+        config.hStream = packing.stream
+        return self.backend.call_dependent(config, handle, packing.address, 0)
 
     def reserve_workspace(self, args: tuple) -> None:
         """Allocate the workspace these arguments need now (call before capturing a CUDA graph)."""
@@ -266,6 +298,14 @@ class Launcher:
             self.backend = launch_backend(default_backend())
             self._call = self.backend.call
         handle = self.backend.function(loaded)
+        # The code has griddepcontrol.wait only when built for sm_90+, and such a cubin only loads on a
+        # device of the same major version (checked at load): the attribute never reaches an older GPU.
+        if (
+            self.waits_for_prior_grids
+            and self.backend.call_dependent is not None
+            and dependent_launch_enabled()
+        ):
+            self._dependent_devices.add(device)
         self._functions[device] = handle
         return handle
 
@@ -273,24 +313,33 @@ class Launcher:
         from anybit.runtime.module import ensure_context, error_name
 
         status = int(status[0]) if isinstance(status, tuple) else int(status)
+        dependent = device in self._dependent_devices
         if status == _CUDA_ERROR_INVALID_CONTEXT:  # a thread where torch never made the context current
             ensure_context(device)
-            status = self._call(
-                self._functions[device],
-                *grid,
-                self._block,
-                1,
-                1,
-                self.dynamic_shared_bytes,
-                packing.stream,
-                packing.address,
-                0,
-            )
+            if dependent:
+                status = self._launch_dependent(self._functions[device], *grid, packing)
+            else:
+                status = self._call(
+                    self._functions[device],
+                    *grid,
+                    self._block,
+                    1,
+                    1,
+                    self.dynamic_shared_bytes,
+                    packing.stream,
+                    packing.address,
+                    0,
+                )
             status = int(status[0]) if isinstance(status, tuple) else int(status)
             if not status:
                 return
+        call = (
+            "cuLaunchKernelEx (a dependent launch; ANYBIT_PDL=0 turns it off)"
+            if dependent
+            else "cuLaunchKernel"
+        )
         raise CudaDriverError(
-            f"cuLaunchKernel of '{self.name}' (grid {grid}, {self._block} threads, "
+            f"{call} of '{self.name}' (grid {grid}, {self._block} threads, "
             f"{self.dynamic_shared_bytes} B dynamic shared memory) on cuda:{device} failed: "
             f"{error_name(status)}",
             code=status,
@@ -348,15 +397,47 @@ class LaunchBackend:
 
     ``call(function, gx, gy, gz, bx, by, bz, shared, stream, params, extra)`` returns the CUresult (ctypes) or
     a 1-tuple of it (cuda.bindings); ``function(loaded)`` and ``stream(raw)`` make the handles it takes.
+    Dependent launches, where the backend has them: ``dependent_config(block_threads, shared_bytes)`` makes a
+    launch config with the programmatic-stream-serialization attribute, whose ``gridDimX/Y/Z`` and
+    ``hStream`` the launcher sets; ``call_dependent(config, function, params, extra)`` launches it.
     """
 
     name: str
     call: Callable[..., object]
     function: Callable[[LoadedFunction], object]
     stream: Callable[[int], object]
+    dependent_config: Callable[[int, int], object] | None = None
+    call_dependent: Callable[..., object] | None = None
 
 
 BACKENDS = ("bindings", "ctypes")
+
+
+def dependent_launch_enabled() -> bool:
+    """False when ``ANYBIT_PDL=0``: kernels that wait for the prior grids are launched plainly."""
+    return os.environ.get("ANYBIT_PDL", "1") != "0"
+
+
+def dependent_launch_config(block_threads: int, shared_bytes: int):
+    """A ``cuda.bindings`` ``CUlaunchConfig`` for a dependent launch of ``block_threads`` threads a block.
+
+    One attribute, ``CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 1``: the kernel may start before
+    the previous kernel in the stream completes (stream capture records the same as a programmatic edge).
+    The grid is 1×1×1 and the stream the null stream until the caller sets ``gridDimX/Y/Z`` and ``hStream``.
+    """
+    from cuda.bindings import driver
+
+    attribute = driver.CUlaunchAttribute()
+    attribute.id = driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+    attribute.value.programmaticStreamSerializationAllowed = 1
+    config = driver.CUlaunchConfig()
+    config.gridDimX, config.gridDimY, config.gridDimZ = 1, 1, 1
+    config.blockDimX, config.blockDimY, config.blockDimZ = block_threads, 1, 1
+    config.sharedMemBytes = shared_bytes
+    config.hStream = driver.CUstream(0)
+    config.attrs = [attribute]  # copied into the config's own array
+    config.numAttrs = 1
+    return config
 
 
 def default_backend() -> str:
@@ -392,7 +473,12 @@ def launch_backend(name: str) -> LaunchBackend:
 
         # CUfunction/CUstream objects, not ints: the bindings would wrap an int in a new object every call.
         return LaunchBackend(
-            "bindings", driver.cuLaunchKernel, lambda loaded: loaded.function, driver.CUstream
+            "bindings",
+            driver.cuLaunchKernel,
+            lambda loaded: loaded.function,
+            driver.CUstream,
+            dependent_config=dependent_launch_config,
+            call_dependent=driver.cuLaunchKernelEx,
         )
     raise ValueError(f"unknown launch backend {name!r}: expected one of {', '.join(BACKENDS)}")
 

@@ -8,6 +8,8 @@ batches that is not counted. Reports microseconds per launch for
   :class:`CompiledKernel`, with the backend the runtime chose (``launch_backend``);
 * ``anybit_launch_<backend>_us``: the same through each launch backend;
 * ``anybit_launch_computed_grid_us``: the same kernel with its grid computed from the int argument;
+* ``anybit_launch_dependent_us``: the same kernel waiting for the prior grids, launched as a programmatic
+  dependent (``cuLaunchKernelEx``) as the decode kernel is on sm_90+ (a plain launch elsewhere);
 * ``anybit_checks_us``: its argument checks and packing alone (no driver call);
 * ``cuLaunchKernel_ctypes_us`` / ``cuLaunchKernel_bindings_us``: the bare driver call, the floor;
 * ``torch_add_us``: ``x.add_(1)`` on a one-element tensor, a small torch op for comparison;
@@ -22,12 +24,19 @@ import time
 from collections.abc import Callable
 
 EMPTY_KERNEL = 'extern "C" __global__ void anybit_empty(float* x, int n) {}\n'
+#: The same kernel waiting for the prior grids: the runtime launches it as a programmatic dependent
+#: (``cuLaunchKernelEx``), as it launches the decode kernel on sm_90+.
+DEPENDENT_KERNEL = (
+    'extern "C" __global__ void anybit_empty(float* x, int n) {\n'
+    '#if __CUDA_ARCH__ >= 900\n  asm volatile("griddepcontrol.wait;" ::: "memory");\n#endif\n}\n'
+)
 
 
-def empty_kernel_source(*, computed_grid: bool = False):
+def empty_kernel_source(*, computed_grid: bool = False, dependent: bool = False):
     """The ``CudaKernelSource`` of a kernel that does nothing, with one pointer and one int parameter.
 
     Its grid is ``(1, 1, 1)``, or with ``computed_grid`` ``(cdiv(n, 32), 1, 1)`` (evaluated at each launch).
+    ``dependent``: the kernel waits for the prior grids, so it goes through the dependent-launch path.
     """
     from anybit.cuda.kernel_source import CudaKernelSource, KernelParam
     from anybit.dtypes import float32, int32
@@ -35,7 +44,7 @@ def empty_kernel_source(*, computed_grid: bool = False):
 
     return CudaKernelSource(
         name="anybit_empty",
-        source=EMPTY_KERNEL,
+        source=DEPENDENT_KERNEL if dependent else EMPTY_KERNEL,
         params=(KernelParam("x", "pointer", float32), KernelParam("n", "scalar", int32)),
         grid=(cdiv(Var("n", int32), 32), 1, 1) if computed_grid else (1, 1, 1),
         block_threads=32,
@@ -43,6 +52,7 @@ def empty_kernel_source(*, computed_grid: bool = False):
         workspace_bytes=0,
         workspace_clean=False,
         alignment_requirements=(("x", 16),),
+        waits_for_prior_grids=dependent,
     )
 
 
@@ -78,11 +88,13 @@ def measure_launch_overhead(*, launches: int = 20000, batch: int = 200) -> dict:
 
     compiled = compile_source(empty_kernel_source())
     computed = compile_source(empty_kernel_source(computed_grid=True))
+    dependent = compile_source(empty_kernel_source(dependent=True))
     x = torch.empty(256, device="cuda")
     one = torch.ones(1, device="cuda")
     empty = torch.empty(0, device="cuda")
     compiled(x, 1)
     computed(x, 1)
+    dependent(x, 1)
     torch.cuda.synchronize()
     launcher = compiled.launcher
     chosen = launcher.backend.name
@@ -98,6 +110,7 @@ def measure_launch_overhead(*, launches: int = 20000, batch: int = 200) -> dict:
         "launch_backend": chosen,
         "anybit_launch_us": timed(lambda: compiled(x, 1)),
         "anybit_launch_computed_grid_us": timed(lambda: computed(x, 1)),
+        "anybit_launch_dependent_us": timed(lambda: dependent(x, 1)),
         "anybit_checks_us": timed(lambda: launcher.check((x, 1), device)),
         "torch_add_us": timed(lambda: one.add_(1)),
         "torch_empty_add_us": timed(lambda: empty.add_(1)),

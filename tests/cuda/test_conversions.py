@@ -11,6 +11,7 @@ from cuda_support import requires_gpu, requires_nvrtc
 
 from anybit import dtypes as dt
 from anybit.cuda.conversions import (
+    aligned_float_constants,
     byte_pair_constants,
     conversion_kernel_name,
     conversion_test_modules,
@@ -106,6 +107,79 @@ def test_half_word_pair_formula_every_code(source, target) -> None:
         np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} at bit {lo_bit}")
 
 
+def _shifted(words: np.ndarray, distance: int) -> np.ndarray:
+    return (words << distance if distance >= 0 else words >> -distance) & 0xFFFFFFFF
+
+
+def _times_power_of_two(words: np.ndarray, scale: int, target) -> np.ndarray:
+    """Both halves of ``words`` (target bits) multiplied by 2^scale, rounded as f16x2/bf16x2 arithmetic."""
+    halves = np.stack([words & 0xFFFF, words >> 16], axis=-1).astype(np.uint32)
+    if target is dt.float16:
+        scaled = (halves.astype(np.uint16).view(np.float16) * np.float16(2.0**scale)).view(np.uint16)
+    else:  # bf16 has f32's exponent range: the product of a power of two is exact
+        scaled = ((halves << 16).view(np.float32) * np.float32(2.0**scale)).view(np.uint32) >> 16
+    scaled = scaled.astype(np.uint32)
+    return scaled[..., 0] | (scaled[..., 1] << 16)
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+@pytest.mark.parametrize("source", [t for t in SOURCES if t.is_float and t.nbits in (2, 4)])
+def test_interleaved_float_pair_formula_every_code(source, target) -> None:
+    """Pair-interleaved float codes (16 bits apart in one word, other codes around them): the magnitude and
+    the sign bits shifted straight from the stored word, one lop3, the re-biasing multiply — emulated bit for
+    bit over every code pair at every offset of a half word."""
+    if not has_fast_path(source, target):
+        pytest.skip("no fast path")
+    n = source.nbits
+    shift, magnitudes, scale = aligned_float_constants(source, target)
+    codes = np.arange(1 << n, dtype=np.uint32)
+    lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
+    expected = np.stack([dt.decode(lo.astype(np.uint8), source), dt.decode(hi.astype(np.uint8), source)], -1)
+    rng = np.random.default_rng()
+    for s0 in range(0, 16, n):
+        noise = rng.integers(0, 1 << 32, size=lo.shape, dtype=np.uint64).astype(np.uint32)
+        field = ((1 << n) - 1) * ((1 << s0) | (1 << (s0 + 16)))
+        words = (noise & ~np.uint32(field)) | (lo << s0) | (hi << (s0 + 16))
+        q = (_shifted(words, shift - s0) & magnitudes) | (_shifted(words, 16 - n - s0) & 0x80008000)
+        if scale:
+            q = _times_power_of_two(q, scale, target)
+        got = _halves(q, target)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} → {target.name} at bit {s0}")
+
+
+def _prmt(a: np.ndarray, b: int, selector: int) -> np.ndarray:
+    """PTX ``prmt.b32`` (default mode, no sign replication): byte i of the result is byte ``selector`` nibble
+    i of the eight bytes {b, a} (a's bytes 0–3, b's 4–7)."""
+    pool = a.astype(np.uint64) | (np.uint64(b) << np.uint64(32))
+    out = np.zeros_like(a, dtype=np.uint32)
+    for i in range(4):
+        index = (selector >> (4 * i)) & 0x7
+        out |= ((pool >> np.uint64(8 * index)) & np.uint64(0xFF)).astype(np.uint32) << (8 * i)
+    return out
+
+
+def test_signed_byte_pairs_flip_the_word_once() -> None:
+    """int8 → float16: the word's four sign bits flipped by one XOR, then one prmt per pair under the magic
+    byte 0x64 and the subtraction of 1024 + 128 — emulated over every code pair at both byte offsets."""
+    from anybit.cuda.conversions import integer_pair
+
+    codes = np.arange(256, dtype=np.uint32)
+    lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
+    expected = np.stack(
+        [dt.decode(lo.astype(np.uint8), dt.int8), dt.decode(hi.astype(np.uint8), dt.int8)], -1
+    )
+    for lo_bit in (0, 16):
+        selector = (lo_bit // 8) | (4 << 4) | ((lo_bit // 8 + 1) << 8) | (4 << 12)
+        lines, subtrahend = integer_pair("w", dt.int8, dt.float16, lo_bit, lo_bit + 8)
+        assert lines == [f"uint32_t q_ = ab_prmt((w[0] ^ 0x80808080u), 0x64u, {hex(selector)}u);"]
+        other = (lo_bit + 16) % 32  # the word's other pair: its sign bits flip too, its bytes are not read
+        words = (lo << lo_bit) | (hi << (lo_bit + 8)) | (np.uint32(0xA5C3) << other)
+        q = _prmt(words ^ np.uint32(0x80808080), 0x64, selector)
+        halves = np.stack([q & 0xFFFF, q >> 16], -1).astype(np.uint16).view(np.float16)
+        minuend = np.array([subtrahend & 0xFFFF], dtype=np.uint16).view(np.float16)[0]
+        np.testing.assert_array_equal((halves - minuend).astype(np.float64), expected)
+
+
 def test_nan_fixup_formula_every_code() -> None:
     """float8_e4m3 → f16: the bit-aligning conversion, then ``q ^ ((|q| == pseudo) & flip)``, emulated over
     every code: finite codes keep their value, NaN codes become the canonical NaN with their sign."""
@@ -151,6 +225,9 @@ def test_every_conversion_compiles(arch: str) -> None:
         ptx += result.ptx
     assert "prmt.b32" in ptx and "lop3.b32" in ptx
     assert "sub.f16x2" in ptx and "fma.rn.bf16x2" in ptx and "mul.f16x2" in ptx
+    # sm_89+: float8_e4m3/e5m2 → f16 pairs in one instruction each; sm_80 keeps the bit-aligning path.
+    native = "cvt.rn.f16x2.e4m3x2" in ptx and "cvt.rn.f16x2.e5m2x2" in ptx
+    assert native == (arch == "sm_90a")
 
 
 def _expected_bits(source, target) -> np.ndarray:

@@ -86,3 +86,19 @@ def test_dequantize_kernel_compiles_to_16_byte_accesses(dtype, group_size, act):
     assert _count(rf"ld\.global(\.nc)?{width}", ptx) == loads
     first_use = re.search(r"stmatrix|st\.shared", ptx).start()
     assert _count(rf"ld\.global(\.nc)?{width}", ptx[:first_use]) == loads  # all in flight together
+
+
+@pytest.mark.parametrize("split", [1, 4])
+@pytest.mark.parametrize("arch", ["sm_90a", "sm_80"])
+def test_decode_kernel_waits_for_prior_grids_from_sm_90_on(arch, split):
+    """One ``griddepcontrol.wait`` and one ``launch_dependents`` on Hopper (the runtime then launches it as a
+    dependent); neither before, where the kernel is an ordinary one."""
+    layout = choose_layout("uint4", 4096, 4096, 128)
+    kernel = DecodeMatmul(layout, torch.float16, has_zeros=True, has_bias=True, split=split)
+    compiled = anybit.compile(kernel, arch=arch)
+    _check_resources(compiled)
+    hopper = arch == "sm_90a"
+    assert _count(r"griddepcontrol\.wait;", compiled.ptx) == int(hopper)
+    assert _count(r"griddepcontrol\.launch_dependents;", compiled.ptx) == int(hopper)
+    assert compiled.kernel_source.waits_for_prior_grids == hopper
+    assert compiled.launcher.waits_for_prior_grids == hopper

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import anybit
+from anybit import ir
 from anybit.interp import InterpreterError
+from anybit.ir import instructions
 from anybit.kernels import DecodeConfig, DecodeMatmul, choose_layout, decode_matmul, pack
 from anybit.kernels.launch import default_decode_config
 
@@ -166,3 +168,47 @@ def test_runtime_checks_divisibility():
     y = torch.zeros(1, 64, dtype=F16)
     with pytest.raises(InterpreterError, match="multiple of 128"):
         anybit.interpret(kernel, x, p.data, p.scales, p.scales, p.scales, y, 1, 64, 200)
+
+
+# -- programmatic dependent launch -----------------------------------------------------------------------
+def _global_reads(body) -> set[str]:
+    return {
+        inst.tensor.name
+        for inst in instructions(body)
+        if isinstance(inst, ir.CopyAsyncInst | ir.LoadGlobalInst)
+    }
+
+
+@pytest.mark.parametrize(("split", "zeros", "group_size"), [(1, True, 64), (2, True, 64), (1, True, -1)])
+def test_only_weights_are_read_before_the_wait(split, zeros, group_size):
+    """The prologue copies weight tiles, scale and zero rows before the wait; x only after it; nothing is
+    written before it (the verifier checks that part); the next kernel is allowed in after the K loop."""
+    layout = choose_layout("uint4", 256, 512, group_size)
+    body = DecodeMatmul(layout, F16, has_zeros=zeros, warps=2, split=split).program().body
+    (wait,) = [i for i, stmt in enumerate(body) if isinstance(stmt, ir.WaitPriorGridsInst)]
+    before = _global_reads(body[:wait])
+    assert before and "gx" not in before and before <= {"gw", "gs", "gz"}
+    assert "gx" in _global_reads(body[wait:])
+    (allow,) = [i for i, stmt in enumerate(body) if isinstance(stmt, ir.AllowDependentGridsInst)]
+    (loop,) = [i for i, stmt in enumerate(body) if isinstance(stmt, ir.ForStmt)][:1]
+    assert loop < allow
+
+
+def test_without_dependent_launch_the_results_are_the_same():
+    """Both variants on the interpreter, split and unsplit: the same bits (only the wait and the trigger
+    differ, and the interpreter runs them as no-ops)."""
+    p = pack(random_quantized("uint4", 128, 512, 64, F16, zero_point=True))
+    x = torch.randn(3, 512).to(F16)
+    for split in (1, 2):
+        results = []
+        for dependent in (True, False):
+            kernel = DecodeMatmul(
+                p.layout, F16, has_zeros=True, warps=2, split=split, dependent_launch=dependent
+            )
+            y = torch.full((3, 128), float("nan"), dtype=F16)
+            anybit.interpret(kernel, x, p.data, p.scales, p.zeros, p.scales, y, 3, 128, 512)
+            results.append(y)
+        assert torch.equal(results[0], results[1]) and not results[0].isnan().any()
+    program = DecodeMatmul(p.layout, F16, warps=2, dependent_launch=False).program()
+    kinds = {type(inst) for inst in instructions(program.body)}
+    assert ir.WaitPriorGridsInst not in kinds and ir.AllowDependentGridsInst not in kinds

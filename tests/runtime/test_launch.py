@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import threading
 
@@ -143,3 +144,101 @@ def test_an_unknown_backend_is_rejected(monkeypatch):
     monkeypatch.delenv("ANYBIT_LAUNCH_BACKEND")
     assert launch.default_backend() == "bindings"
     assert launch.launch_backend("bindings").name == "bindings"
+
+
+# -- dependent launches (programmatic stream serialization) -------------------------------------------------
+class FakeConfig:
+    """Stands in for ``CUlaunchConfig``: the fields the launcher sets."""
+
+    def __init__(self, block_threads: int, shared_bytes: int) -> None:
+        self.block = (block_threads, shared_bytes)
+        self.gridDimX = self.gridDimY = self.gridDimZ = 1  # noqa: N815 - the driver's field names
+        self.hStream = None  # noqa: N815
+
+
+@pytest.fixture
+def dependent_driver(monkeypatch):
+    """A backend with ``cuLaunchKernelEx``; ``calls`` gets plain launches, ``dependent`` the others."""
+    fake = FakeDriver()
+    fake.dependent = []
+
+    def call_dependent(config, function, params, extra):
+        fake.dependent.append((config, (config.gridDimX, config.gridDimY, config.gridDimZ), config.hStream))
+        return fake.status
+
+    backend = LaunchBackend(
+        "fake",
+        fake.call,
+        lambda loaded: ("function", loaded.handle),
+        lambda raw: ("s", raw),
+        dependent_config=FakeConfig,
+        call_dependent=call_dependent,
+    )
+    monkeypatch.setattr(launch, "launch_backend", lambda name: backend)
+    monkeypatch.setattr(launch, "default_backend", lambda: "fake")
+    monkeypatch.setattr(launch, "_device_now", lambda: 0)
+    monkeypatch.setattr(launch, "_stream_now", lambda device: 1000 + device)
+    monkeypatch.delenv("ANYBIT_PDL", raising=False)
+    return fake
+
+
+def dependent_source(grid) -> CudaKernelSource:
+    return dataclasses.replace(scalars_source(grid), waits_for_prior_grids=True)
+
+
+def test_a_kernel_that_waits_is_launched_as_a_dependent(dependent_driver, monkeypatch):
+    launcher = Launcher(dependent_source((cdiv(Var("n", int32), 64), 1, 1)), load=loader)
+    launcher.launch((1.0, 64))
+    launcher.launch((1.0, 640))
+    monkeypatch.setattr(launch, "_stream_now", lambda device: 5)
+    launcher.launch((1.0, 64))
+    assert dependent_driver.calls == [] and launcher.launches_as_dependent(0)
+    configs = [config for config, _, _ in dependent_driver.dependent]
+    assert all(config is configs[0] for config in configs)  # made once, only grid and stream change
+    assert configs[0].block == (64, 128)
+    assert [(grid, stream) for _, grid, stream in dependent_driver.dependent] == [
+        ((1, 1, 1), ("s", 1000)),
+        ((10, 1, 1), ("s", 1000)),
+        ((1, 1, 1), ("s", 5)),
+    ]
+
+
+def test_other_kernels_and_anybit_pdl_0_launch_plainly(dependent_driver, monkeypatch):
+    Launcher(scalars_source((1, 1, 1)), load=loader).launch((1.0, 1))
+    monkeypatch.setenv("ANYBIT_PDL", "0")
+    launcher = Launcher(dependent_source((1, 1, 1)), load=loader)
+    launcher.launch((1.0, 1))
+    assert len(dependent_driver.calls) == 2 and dependent_driver.dependent == []
+    assert not launcher.launches_as_dependent(0)
+
+
+def test_a_backend_without_launch_ex_launches_plainly(driver):
+    """ctypes has no dependent launch: the kernel then runs after the previous one, its wait a no-op."""
+    launcher = Launcher(dependent_source((1, 1, 1)), load=loader)
+    launcher.launch((1.0, 1))
+    assert len(driver.calls) == 1 and not launcher.launches_as_dependent(0)
+
+
+def test_a_failed_dependent_launch_names_cu_launch_kernel_ex(dependent_driver, monkeypatch):
+    monkeypatch.setattr(module, "error_name", lambda code: f"CUDA_ERROR_{code}")
+    launcher = Launcher(dependent_source((1, 1, 1)), load=loader)
+    dependent_driver.status = (1,)
+    with pytest.raises(CudaDriverError, match=r"cuLaunchKernelEx \(a dependent launch; ANYBIT_PDL=0"):
+        launcher.launch((1.0, 1))
+
+
+def test_the_bindings_dependent_launch_config():
+    """The real ``CUlaunchConfig`` (built without a GPU): one programmatic-serialization attribute."""
+    driver = pytest.importorskip("cuda.bindings.driver", reason="cuda.bindings is not installed")
+    config = launch.dependent_launch_config(256, 40960)
+    assert (config.blockDimX, config.blockDimY, config.blockDimZ) == (256, 1, 1)
+    assert (config.gridDimX, config.gridDimY, config.gridDimZ) == (1, 1, 1)
+    assert config.sharedMemBytes == 40960 and int(config.hStream) == 0
+    assert config.numAttrs == 1
+    (attribute,) = config.attrs
+    assert attribute.id == driver.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+    assert attribute.value.programmaticStreamSerializationAllowed == 1
+    config.gridDimX, config.hStream = 7, driver.CUstream(1234)  # what a launch sets
+    assert config.gridDimX == 7 and int(config.hStream) == 1234
+    backend = launch.launch_backend("bindings")
+    assert backend.call_dependent is driver.cuLaunchKernelEx and backend.dependent_config is not None

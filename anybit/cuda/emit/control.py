@@ -1,10 +1,11 @@
-"""Barriers, exit, printing, async-copy groups, semaphores and arrival counters."""
+"""Barriers, exit, printing, async-copy groups, semaphores, arrival counters and grid dependencies."""
 
 from __future__ import annotations
 
 from anybit.cuda.emitter import EmitContext, register_emitter
 from anybit.cuda.registers import get_value
 from anybit.ir import (
+    AllowDependentGridsInst,
     ArriveInst,
     CopyAsyncCommitGroupInst,
     CopyAsyncWaitAllInst,
@@ -15,7 +16,11 @@ from anybit.ir import (
     RegisterTensor,
     ReleaseSemaphoreInst,
     SyncInst,
+    WaitPriorGridsInst,
 )
+
+#: The first architecture with ``griddepcontrol`` (PTX ISA 7.8, sm_90).
+GRID_DEPENDENCY_ARCH = 90
 
 
 @register_emitter(SyncInst)
@@ -102,6 +107,23 @@ def emit_arrive(ctx: EmitContext, inst: ArriveInst) -> None:
         ctx.emit(f"{shared} = (int)old_;")
     ctx.emit("__syncthreads();")
     ctx.emit(f"int {name} = {shared};")
+
+
+@register_emitter(WaitPriorGridsInst)
+def emit_wait_prior_grids(ctx: EmitContext, inst: WaitPriorGridsInst) -> None:
+    """``griddepcontrol.wait`` from sm_90 on; nothing before, where no kernel is launched as a dependent.
+
+    The ``memory`` clobber keeps the compiler from moving global loads above the wait."""
+    if ctx.arch >= GRID_DEPENDENCY_ARCH:
+        ctx.emit('asm volatile("griddepcontrol.wait;" ::: "memory");')
+        ctx.waits_for_prior_grids = True
+
+
+@register_emitter(AllowDependentGridsInst)
+def emit_allow_dependent_grids(ctx: EmitContext, inst: AllowDependentGridsInst) -> None:
+    """``griddepcontrol.launch_dependents`` from sm_90 on; nothing before."""
+    if ctx.arch >= GRID_DEPENDENCY_ARCH:
+        ctx.emit('asm volatile("griddepcontrol.launch_dependents;" ::: "memory");')
 
 
 @register_emitter(PrintInst)

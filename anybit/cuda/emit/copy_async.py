@@ -18,7 +18,7 @@ from anybit.cuda.emit.memory import shared_base
 from anybit.cuda.emitter import EmitContext, register_emitter
 from anybit.cuda.expressions import THREAD
 from anybit.ir import CopyAsyncInst
-from anybit.ir.expr import as_expr, constant_value, gcd_divisor
+from anybit.ir.expr import as_expr, binary, constant_value, gcd_divisor, maximum, minimum
 
 CHUNK_BYTES = (16, 8, 4)
 
@@ -35,8 +35,8 @@ def _chunk_elements(ctx: EmitContext, inst: CopyAsyncInst, dims) -> tuple[int, i
     for k in range(lead):
         fixed = math.gcd(fixed, gcd_divisor(as_expr(inst.offsets[k]) * tensor.layout.strides[k]))
     for dim in reversed(range(dest.rank)):
-        if constant_value(strides[dim]) != 1:
-            continue
+        if constant_value(strides[dim]) != 1 or dim + lead in inst.clamp:
+            continue  # a chunk along a clamped dimension would clamp only its first element
         for chunk in CHUNK_BYTES:
             if (chunk * 8) % n or chunk > placement.alignment or ctx.shared[dest].alignment % chunk:
                 continue
@@ -80,13 +80,26 @@ def _chunk_index(shape, dim: int, count: int, chunk):
     return tuple(index)
 
 
+def _clamped(ctx: EmitContext, index: tuple, shape, dims) -> tuple:
+    """``index`` with the entries of ``dims`` clamped into [0, extent − 1] (the low end only where the
+    index is not provably non-negative)."""
+    index = list(index)
+    for d in dims:
+        clamped = minimum(index[d], binary("sub", shape[d], 1))
+        index[d] = clamped if ctx.printer.is_nonnegative(index[d]) else maximum(clamped, 0)
+    return tuple(index)
+
+
 @register_emitter(CopyAsyncInst)
 def emit_copy_async(ctx: EmitContext, inst: CopyAsyncInst) -> None:
     """See the module docstring."""
     dest, tensor = inst.destination, inst.tensor
     n = dest.dtype.nbits
     threads = ctx.num_threads
-    dims = checked_dims(tensor.shape, inst.offsets, dest.shape)
+    # Dimensions the program promised in bounds (in_bounds) get no check and no zero-fill; clamped ones
+    # neither: their index is clamped into the tensor instead.
+    unchecked = set(inst.in_bounds) | set(inst.clamp)
+    dims = [d for d in checked_dims(tensor.shape, inst.offsets, dest.shape) if d not in unchecked]
     choice = _chunk_elements(ctx, inst, dims)
     count = choice[1] if choice else 1
     dim = choice[0] if choice else dest.rank - 1
@@ -111,6 +124,7 @@ def emit_copy_async(ctx: EmitContext, inst: CopyAsyncInst) -> None:
             source_index = tuple(inst.offsets[:lead]) + tuple(
                 add(o, c) for o, c in zip(inst.offsets[lead:], index, strict=True)
             )
+            source_index = _clamped(ctx, source_index, tensor.shape, inst.clamp)
             offset_expr = tensor.layout.offset(source_index)
             global_offset = ctx.expr(offset_expr)
             # A proven non-negative offset widens by zero-extension: no sign extension, and the select of

@@ -1,4 +1,4 @@
-"""Handlers of synchronisation and control: sync, exit, print, and the split-K semaphores."""
+"""Handlers of synchronisation and control: sync, exit, print, split-K semaphores, grid dependencies."""
 
 from __future__ import annotations
 
@@ -123,3 +123,9 @@ def arrive(block: BlockState, inst: ir.ArriveInst) -> None:
     following = 0 if current == count - 1 else current + 1
     binding.write(position, np.asarray([following], dtype=np.uint64))
     block.env[inst.var] = current
+
+
+@register(ir.WaitPriorGridsInst)
+@register(ir.AllowDependentGridsInst)
+def grid_dependency(block: BlockState, inst) -> None:
+    """Nothing: the interpreter runs kernels one after another, so the prior grids have always completed."""
