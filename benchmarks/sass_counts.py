@@ -1,14 +1,15 @@
 """Instructions per weight in the decode kernel's main loop, read from SASS on this machine (no GPU).
 
-Compiles the decode kernel of each type (the default packing of an 8192×8192 weight, group 128, float16,
-zero points for unsigned types; warps, stages and split as given) for sm_90a with NVRTC, disassembles the
-cubin with ``nvdisasm`` and counts the instructions of the longest backward-branch loop — the K loop — with
-the most frequent opcodes. This is how docs/notes/decode-kernel.md's SASS tables are made: an issue-bound
-kernel's speed follows these counts, and they cost no device time.
+Compiles the decode kernel of each type (the default packing of an 8192×8192 weight, group 128, zero points
+for unsigned types; warps, stages, split and activation dtype as given, float16 by default) for sm_90a with
+NVRTC, disassembles the cubin with ``nvdisasm`` and counts the instructions of the longest backward-branch
+loop — the K loop — with the most frequent opcodes. This is how docs/notes/decode-kernel.md's SASS tables
+are made: an issue-bound kernel's speed follows these counts, and they cost no device time.
 
 Usage (repository root; needs the ``sass`` extra, ``pip install -e ".[sass]"``, or nvdisasm on PATH)::
 
     python benchmarks/sass_counts.py [--types uint4,int4] [--warps 4] [--stages 4] [--split 1] [--no-pdl]
+        [--act bfloat16]
 """
 
 from __future__ import annotations
@@ -87,12 +88,18 @@ def opcode(instruction: str) -> str:
 
 
 def count(
-    type_name: str, warps: int, stages: int, split: int, tool: str, dependent_launch: bool = True
+    type_name: str,
+    warps: int,
+    stages: int,
+    split: int,
+    tool: str,
+    dependent_launch: bool = True,
+    act: torch.dtype = torch.float16,
 ) -> dict:
     layout = choose_layout(type_name, 8192, 8192, 128)
     kernel = DecodeMatmul(
         layout,
-        torch.float16,
+        act,
         has_zeros=type_name.startswith("uint"),
         warps=warps,
         stages=stages,
@@ -123,12 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", type=int, default=4)
     parser.add_argument("--split", type=int, default=1)
     parser.add_argument("--no-pdl", action="store_true", help="the kernel without dependent launch")
+    parser.add_argument("--act", choices=("float16", "bfloat16"), default="float16", help="activation dtype")
     options = parser.parse_args(argv)
     tool = nvdisasm()
     print("| type | weights/thread | loop instructions | per weight | registers | most frequent |")
     print("|---|---|---|---|---|---|")
     for type_name in (t for t in options.types.split(",") if t):
-        row = count(type_name, options.warps, options.stages, options.split, tool, not options.no_pdl)
+        row = count(
+            type_name,
+            options.warps,
+            options.stages,
+            options.split,
+            tool,
+            not options.no_pdl,
+            getattr(torch, options.act),
+        )
         top = ", ".join(f"{name} {n}" for name, n in row["top"])
         print(
             f"| {row['type']} | {row['weights_per_thread']} | {row['loop']} | {row['per_weight']:.2f} | "

@@ -8,7 +8,9 @@ Fast paths (two values per 32-bit register, f16x2/bf16x2 arithmetic; ``lop3``/``
 * **iN → f16**: the sign bit is flipped first (offset binary, ``x ^ 2^(N-1)``), then as above subtracting
   1024 + 2^(N-1).
 * **uN/iN → bf16**, N ≤ 7: the same with 128.0 (0x4300) whose ulp is 1, subtracting with ``fma.rn.bf16x2``
-  (x·1 − c; sm_80 has no ``sub.bf16x2``). N = 8: via f32 magic 2^23 and ``cvt.rn.bf16x2.f32`` (exact).
+  (x·1 − c; sm_80 has no ``sub.bf16x2``). N = 8 (bf16 has 7 mantissa bits): one ``prmt`` per code builds the
+  f32 2^23 + code, one f32 subtraction of 2^23 (+ 128 for signed codes, + the zero point) and one
+  ``cvt.rn.bf16x2.f32`` per pair (exact).
 * **floatN_eXmY → f16** (X ≤ 4, and float8_e5m2) **and → bf16** (every X ≤ 7): the magnitude bits
   are shifted so the source
   mantissa aligns with the top of the target mantissa and the sign goes to bit 15 (one ``lop3``), then one
@@ -16,7 +18,9 @@ Fast paths (two values per 32-bit register, f16x2/bf16x2 arithmetic; ``lop3``/``
   of two and f16/bf16 arithmetic keeps subnormals. float8_e5m2 → f16 is the identity on bits (inf/NaN kept).
   Fix-ups (a select per value, documented): float8_e4m3's NaN (S.1111.111) and float8_e5m2's inf/NaN when
   the target is bf16. On sm_89+ a float8_e4m3/e5m2 pair in one 16-bit half goes to f16x2 in one
-  instruction instead (``cvt.rn.f16x2.e4m3x2``; the code keeps both forms under ``__CUDA_ARCH__``).
+  instruction instead (``cvt.rn.f16x2.e4m3x2``; the code keeps both forms under ``__CUDA_ARCH__``); to bf16
+  the f16 pair then goes through f32 (two ``cvt.f32.f16``, one ``cvt.rn.bf16x2.f32``: exact, inf/NaN kept)
+  instead of the bit-aligning path's per-value inf/NaN fix-ups.
 
 Everything else, and narrowing casts (f32/f16 → any type, with nearest-even rounding and saturation per
 DESIGN §4.1), use the generic per-element path, which is correct for every (source, target) pair.
@@ -237,6 +241,39 @@ def integer_pair(
     return lines, subtrahend
 
 
+def byte_f32_pair(
+    src: str, source: DataType, lo_bit: int, hi_bit: int, zero_pair: str | None = None
+) -> list[str] | None:
+    """8-bit integer codes at byte offsets ``lo_bit`` and ``hi_bit`` to a bf16 pair in ``q_`` (minus the
+    zero points of the bf16 pair word ``zero_pair``), or None where a code is not byte-aligned.
+
+    ``prmt(word, 0x4b000000, selector)`` puts the code byte under the f32 exponent of 2^23 (ulp 1), so the
+    float is 2^23 + code; subtracting 2^23 (+ 128 for signed codes, whose sign bits are flipped once per
+    word; + the zero point, an integer, widened from bf16 by a shift) is exact, and so is the final
+    ``cvt.rn.bf16x2.f32`` (|code − zero| ≤ 255 fits bf16's 8 significant bits). Five instructions a pair
+    where the masks and shifts of the generic f32 route took about nine.
+    """
+    if source.kind not in ("int", "uint") or source.nbits != 8 or lo_bit % 8 or hi_bit % 8:
+        return None
+    signed = source.kind == "int"
+    lines = []
+    for name, bit, zero in (
+        ("lo_", lo_bit, zero_pair and f"({zero_pair} << 16)"),
+        ("hi_", hi_bit, zero_pair and f"({zero_pair} & 0xffff0000u)"),
+    ):
+        word = f"{src}[{bit // 32}]"
+        if signed:
+            word = f"({word} ^ 0x80808080u)"  # offset binary; nvcc shares the XOR between a word's codes
+        selector = (bit % 32) // 8 | (4 << 4) | (4 << 8) | (7 << 12)
+        subtrahend = f"{float(2**23 + (128 if signed else 0))}f"
+        if zero is not None:
+            subtrahend = f"({subtrahend} + __uint_as_float{zero})"
+        lines.append(
+            f"float {name} = __uint_as_float(ab_prmt({word}, 0x4b000000u, {hex(selector)}u)) - {subtrahend};"
+        )
+    return [*lines, "uint32_t q_ = ab_f32x2_to_bf16x2(lo_, hi_);"]
+
+
 def subtract_pair(target: DataType, subtrahend: str) -> str:
     """``q_ -= subtrahend`` on both halves, rounded once (bf16: an fma, sm_80 has no ``sub.bf16x2``)."""
     if target is float16:
@@ -252,6 +289,9 @@ def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit
         if unsubtracted is not None:
             lines, subtrahend = unsubtracted
             return [*lines, subtract_pair(target, f"{hex(subtrahend)}u")]
+        by_bytes = byte_f32_pair(src, source, lo_bit, hi_bit) if target is bfloat16 else None
+        if by_bytes is not None:
+            return by_bytes
         flip = (1 << (n - 1)) | (1 << (n + 15)) if source.kind == "int" else 0
         offset = (1 << (n - 1)) if source.kind == "int" else 0
         pair = _pair_bits(src, n, lo_bit, hi_bit, None)
@@ -305,16 +345,23 @@ def _native_fp8_pair(
     (element 2p in the low byte: the instruction converts the low byte into the low half), or None.
 
     Exact (every float8 value is an f16 value) with NaN and inf kept, in one instruction per pair where the
-    bit-aligning path takes a shift, a ``lop3``, a multiply and, for e4m3, the NaN fix-up.
+    bit-aligning path takes a shift, a ``lop3``, a multiply and, for e4m3, the NaN fix-up. To bf16 the f16
+    pair widens to f32 and narrows to bf16 (every float8 value is a bf16 value too): four instructions a
+    pair where the bit-aligning path needs a test and a select per value for inf/NaN.
     """
     name = _NATIVE_FP8.get(source.name)
-    if name is None or target is not float16 or lo_bit % 16 or hi_bit != lo_bit + 8:
+    if name is None or target not in (float16, bfloat16) or lo_bit % 16 or hi_bit != lo_bit + 8:
         return None
     word, shift = f"{src}[{lo_bit // 32}]", lo_bit % 32
     half = f"(unsigned short)({word} >> {shift})" if shift else f"(unsigned short){word}"
+    if target is float16:
+        return ["uint32_t q_;", f'asm("cvt.rn.f16x2.{name} %0, %1;" : "=r"(q_) : "h"({half}));']
     return [
-        "uint32_t q_;",
-        f'asm("cvt.rn.f16x2.{name} %0, %1;" : "=r"(q_) : "h"({half}));',
+        "uint32_t h_; float lo_, hi_;",
+        f'asm("cvt.rn.f16x2.{name} %0, %1;" : "=r"(h_) : "h"({half}));',
+        'asm("cvt.f32.f16 %0, %1;" : "=f"(lo_) : "h"((unsigned short)h_));',
+        'asm("cvt.f32.f16 %0, %1;" : "=f"(hi_) : "h"((unsigned short)(h_ >> 16)));',
+        "uint32_t q_ = ab_f32x2_to_bf16x2(lo_, hi_);",
     ]
 
 
@@ -411,7 +458,13 @@ def emit_cast(
     for p in range(pairs):
         lo_bit, hi_bit = order[2 * p] * n, order[2 * p + 1] * n
         unsubtracted = integer_pair(src, source, target, lo_bit, hi_bit) if zero_pair is not None else None
-        if unsubtracted is not None:
+        by_bytes = None
+        if zero_pair is not None and unsubtracted is None and target is bfloat16:
+            by_bytes = byte_f32_pair(src, source, lo_bit, hi_bit, zero_pair(p))
+        if by_bytes is not None:
+            lines = by_bytes
+            folded |= {2 * p, 2 * p + 1}
+        elif unsubtracted is not None:
             lines, subtrahend = unsubtracted
             if target is float16:
                 total = f"ab_add_rn_f16x2({hex(subtrahend)}u, {zero_pair(p)})"

@@ -180,6 +180,56 @@ def test_signed_byte_pairs_flip_the_word_once() -> None:
         np.testing.assert_array_equal((halves - minuend).astype(np.float64), expected)
 
 
+def _bf16_rn(values: np.ndarray) -> np.ndarray:
+    """float32 values rounded to bfloat16 (nearest even) as float64, as ``cvt.rn.bf16x2.f32`` does."""
+    bits = values.astype(np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return (rounded.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("zeros", [False, True], ids=["plain", "zero-points"])
+@pytest.mark.parametrize("source", [dt.uint8, dt.int8], ids=lambda t: t.name)
+def test_byte_f32_pair_formula_every_code(source, zeros) -> None:
+    """8-bit codes → bfloat16: ``prmt`` under the f32 exponent of 2^23, the f32 subtraction of 2^23 (+ 128
+    for signed codes, + the zero point widened from its bf16 word) and ``cvt.rn.bf16x2.f32``, emulated over
+    every code pair at every byte offset, with random integer zero points: ``code − zero`` rounded once
+    (exact for uint8, |code − zero| ≤ 255; signed codes with zero points can need 9 bits)."""
+    from anybit.cuda.conversions import byte_f32_pair
+
+    rng = np.random.default_rng()
+    codes = np.arange(256, dtype=np.uint32)
+    lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
+    zero_lo, zero_hi = (rng.integers(0, 256, lo.size) if zeros else np.zeros(lo.size, int) for _ in "lh")
+    zero_word = (zero_lo.astype(np.float32).view(np.uint32) >> 16) | (
+        zero_hi.astype(np.float32).view(np.uint32) & 0xFFFF0000
+    )
+    expected = np.stack(
+        [
+            dt.decode(lo.astype(np.uint8), source) - zero_lo,
+            dt.decode(hi.astype(np.uint8), source) - zero_hi,
+        ],
+        -1,
+    )
+    signed = source.kind == "int"
+    for lo_bit, hi_bit in ((0, 8), (16, 24), (8, 40), (24, 48)):
+        lines = byte_f32_pair("w", source, lo_bit, hi_bit, "z" if zeros else None)
+        assert lines[-1] == "uint32_t q_ = ab_f32x2_to_bf16x2(lo_, hi_);" and len(lines) == 3
+        words = np.zeros((lo.size, 2), dtype=np.uint32)
+        for bit, code in ((lo_bit, lo), (hi_bit, hi)):
+            words[:, bit // 32] |= code << (bit % 32)
+        halves = []
+        for bit, zero in ((lo_bit, zero_word << 16), (hi_bit, zero_word & 0xFFFF0000)):
+            word = words[:, bit // 32] ^ (np.uint32(0x80808080) if signed else np.uint32(0))
+            assert (f"(w[{bit // 32}] ^ 0x80808080u)" in lines[len(halves)]) == signed
+            selector = (bit % 32) // 8 | (4 << 4) | (4 << 8) | (7 << 12)
+            assert f"{hex(selector)}u" in lines[len(halves)]
+            magic = _prmt(word, 0x4B000000, selector).view(np.float32)
+            subtrahend = np.float32(2**23 + (128 if signed else 0)) + zero.astype(np.uint32).view(np.float32)
+            halves.append(_bf16_rn(magic - subtrahend))
+        np.testing.assert_array_equal(np.stack(halves, -1), _bf16_rn(expected))
+    assert byte_f32_pair("w", source, 4, 12) is None and byte_f32_pair("w", dt.int4, 0, 8) is None
+
+
 def test_nan_fixup_formula_every_code() -> None:
     """float8_e4m3 → f16: the bit-aligning conversion, then ``q ^ ((|q| == pseudo) & flip)``, emulated over
     every code: finite codes keep their value, NaN codes become the canonical NaN with their sign."""
@@ -228,6 +278,8 @@ def test_every_conversion_compiles(arch: str) -> None:
     # sm_89+: float8_e4m3/e5m2 → f16 pairs in one instruction each; sm_80 keeps the bit-aligning path.
     native = "cvt.rn.f16x2.e4m3x2" in ptx and "cvt.rn.f16x2.e5m2x2" in ptx
     assert native == (arch == "sm_90a")
+    # 8-bit integer codes to bf16 through f32 (prmt under 2^23): both architectures
+    assert "cvt.rn.bf16x2.f32" in ptx
 
 
 def _expected_bits(source, target) -> np.ndarray:
