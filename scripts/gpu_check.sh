@@ -94,8 +94,8 @@ step probe 300 "$PYTHON" benchmarks/decode_probe.py --types uint4,int4,int8 --by
 step sequence 200 "$PYTHON" benchmarks/layer_sequence.py --types int4,int2 --model-layers 32 \
     --out "$RESULTS/sequence"
 # Dependent launches on and off: a Llama-3-8B layer's projections in a row (CUDA graph), int4 and int2.
-step pdl_ab 150 bash -c "ANYBIT_PDL=0 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
-    --out $RESULTS/pdl_off && $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
+step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
+    --out $RESULTS/pdl_off && ANYBIT_PDL=1 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_on"
 step e2e 560 "$PYTHON" benchmarks/e2e.py --compile --fuse --profile --types int4,int3,int2,float6_e3m2 \
     --batches 1,16 --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_full"

@@ -8,12 +8,13 @@ constant grid is checked once). A launch then reads the current device and strea
 (measured faster than ctypes on an H200; ``ANYBIT_LAUNCH_BACKEND=ctypes`` calls libcuda through ctypes). It
 never synchronises and, once warm, never allocates, so launches can be captured in CUDA graphs.
 
-A kernel whose code waits for the prior grids (``wait_prior_grids``; ``waits_for_prior_grids`` in its
-``CudaKernelSource``) is launched as a *dependent*: ``cuLaunchKernelEx`` with the programmatic-stream-
-serialization attribute, so it may start while the previous kernel in the stream finishes. Its launch config
-is built once per thread; a launch sets only the grid and the stream. ``ANYBIT_PDL=0`` launches it plainly
-(for A/B measurements), and so does a backend without ``cuLaunchKernelEx`` (ctypes): correct, since the
-kernel then starts after the previous one has completed and its wait returns at once.
+With ``ANYBIT_PDL=1``, a kernel whose code waits for the prior grids (``wait_prior_grids``;
+``waits_for_prior_grids`` in its ``CudaKernelSource``) is launched as a *dependent*: ``cuLaunchKernelEx``
+with the programmatic-stream-serialization attribute, so it may start while the previous kernel in the stream
+finishes. Its launch config is built once per thread; a launch sets only the grid and the stream. By default
+it is launched plainly: on the H200 the dependent launches made a Llama-3-8B layer's decode projections 3–5%
+slower (BENCHMARKS.md, fourth session). A backend without ``cuLaunchKernelEx`` (ctypes) launches plainly
+too: correct, since the kernel then starts after the previous one has completed and its wait returns at once.
 """
 
 from __future__ import annotations
@@ -334,7 +335,7 @@ class Launcher:
             if not status:
                 return
         call = (
-            "cuLaunchKernelEx (a dependent launch; ANYBIT_PDL=0 turns it off)"
+            "cuLaunchKernelEx (a dependent launch, asked for by ANYBIT_PDL=1; unset it to launch plainly)"
             if dependent
             else "cuLaunchKernel"
         )
@@ -414,8 +415,9 @@ BACKENDS = ("bindings", "ctypes")
 
 
 def dependent_launch_enabled() -> bool:
-    """False when ``ANYBIT_PDL=0``: kernels that wait for the prior grids are launched plainly."""
-    return os.environ.get("ANYBIT_PDL", "1") != "0"
+    """True when ``ANYBIT_PDL=1``: kernels that wait for the prior grids are launched as dependents (opt-in:
+    measured slower on the H200, see the module docstring)."""
+    return os.environ.get("ANYBIT_PDL", "0") == "1"
 
 
 def dependent_launch_config(block_threads: int, shared_bytes: int):

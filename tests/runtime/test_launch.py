@@ -178,7 +178,7 @@ def dependent_driver(monkeypatch):
     monkeypatch.setattr(launch, "default_backend", lambda: "fake")
     monkeypatch.setattr(launch, "_device_now", lambda: 0)
     monkeypatch.setattr(launch, "_stream_now", lambda device: 1000 + device)
-    monkeypatch.delenv("ANYBIT_PDL", raising=False)
+    monkeypatch.setenv("ANYBIT_PDL", "1")
     return fake
 
 
@@ -203,9 +203,14 @@ def test_a_kernel_that_waits_is_launched_as_a_dependent(dependent_driver, monkey
     ]
 
 
-def test_other_kernels_and_anybit_pdl_0_launch_plainly(dependent_driver, monkeypatch):
+@pytest.mark.parametrize("setting", [None, "0"], ids=["unset", "0"])
+def test_other_kernels_and_the_default_launch_plainly(dependent_driver, monkeypatch, setting):
+    """Dependent launches are opt-in (ANYBIT_PDL=1): unset or 0, a kernel that waits launches plainly."""
     Launcher(scalars_source((1, 1, 1)), load=loader).launch((1.0, 1))
-    monkeypatch.setenv("ANYBIT_PDL", "0")
+    if setting is None:
+        monkeypatch.delenv("ANYBIT_PDL", raising=False)
+    else:
+        monkeypatch.setenv("ANYBIT_PDL", setting)
     launcher = Launcher(dependent_source((1, 1, 1)), load=loader)
     launcher.launch((1.0, 1))
     assert len(dependent_driver.calls) == 2 and dependent_driver.dependent == []
@@ -223,7 +228,9 @@ def test_a_failed_dependent_launch_names_cu_launch_kernel_ex(dependent_driver, m
     monkeypatch.setattr(module, "error_name", lambda code: f"CUDA_ERROR_{code}")
     launcher = Launcher(dependent_source((1, 1, 1)), load=loader)
     dependent_driver.status = (1,)
-    with pytest.raises(CudaDriverError, match=r"cuLaunchKernelEx \(a dependent launch; ANYBIT_PDL=0"):
+    with pytest.raises(
+        CudaDriverError, match=r"cuLaunchKernelEx \(a dependent launch, asked for by ANYBIT_PDL=1"
+    ):
         launcher.launch((1.0, 1))
 
 
