@@ -166,7 +166,7 @@ def decode_configs(model, batch: int) -> dict[str, dict]:
 
 KERNEL_GROUPS = (  # (group, substrings of the kernel name), first match wins
     ("anybit", ("decode", "dequant", "anybit")),
-    ("gemm", ("gemm", "gemv", "xmma", "cutlass", "cublas", "splitk")),
+    ("gemm", ("gemm", "gemv", "xmma", "cutlass", "cublas", "splitk", "nvjet")),  # nvjet: cuBLAS on Hopper
     ("attention", ("flash", "fmha", "attention", "sdpa", "softmax")),
 )
 
