@@ -49,7 +49,8 @@ def test_decode_kernel_compiles_to_the_expected_instructions(dtype, group_size, 
     ptx = compiled.ptx
     assert _count(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 16", ptx) >= 3  # weights, x, scales
     assert _count(r"mma\.sync\.aligned\.m16n8k16", ptx) >= layout.k_chunk // 16 * layout.n_tiles
-    assert _count(r"\blop3\.b32|\bprmt\.b32", ptx) > 0  # the fast in-register casts
+    # the fast in-register casts (float8 on sm_89+: the native pair conversion)
+    assert _count(r"\blop3\.b32|\bprmt\.b32|\bcvt\.rn\.f16x2\.e[45]m[23]x2", ptx) > 0
     if layout.vector_bytes == 16:
         assert _count(r"ld\.shared\.v4", ptx) > 0  # the weight bytes: one 16-byte load per vector
     else:
