@@ -115,6 +115,61 @@ def decode_summary(rows: list[dict]) -> list[str]:
     return lines
 
 
+#: The decode targets: (N, K) → the % of the read ceiling to reach at M = 1 and M = 16, every type.
+DECODE_TARGETS = {(57344, 8192): 80, (8192, 28672): 80, (8192, 8192): 60}
+#: The prefill target: at M = 4096, 4- and 8-bit types reach this × cuBLAS fp16.
+PREFILL_TARGET = (4096, 0.9)
+
+
+def targets_table(decode: list[dict], prefill: list[dict]) -> list[str]:
+    """Per type and activation dtype: the decode targets' shapes at M = 1 and 16 (% of the read ceiling,
+    bold where short) and prefill at M = 4096 (× cuBLAS fp16) for the 4- and 8-bit types."""
+    shapes = list(DECODE_TARGETS)
+    found = {
+        (r["type"], r["act_dtype"], r["m"], r["n"], r["k"]): r
+        for r in decode + prefill
+        if not _failed(r) and "graph_us" in r
+    }
+    kinds = list(dict.fromkeys((r["type"], r["act_dtype"]) for r in decode))
+    if not kinds:
+        return []
+    m_prefill, goal = PREFILL_TARGET
+    columns = [f"{n}×{k} M={m} (≥ {DECODE_TARGETS[n, k]}%)" for n, k in shapes for m in (1, 16)]
+    lines = [
+        "",
+        "### Targets",
+        "",
+        "% of the read ceiling on the target shapes, bold where below the target; prefill at "
+        f"M = {m_prefill} as × cuBLAS fp16 (target ≥ {goal}× for 4- and 8-bit types).",
+        "",
+        "| type | act | " + " | ".join(columns) + f" | prefill M={m_prefill} |",
+        "|---|---|" + "---|" * (len(columns) + 1),
+    ]
+    reached = total = 0
+    for dtype, act in kinds:
+        cells = []
+        for n, k in shapes:
+            for m in (1, 16):
+                row = found.get((dtype, act, m, n, k))
+                if row is None:
+                    cells.append("–")
+                    continue
+                percent, total = row["pct_of_read_ceiling"], total + 1
+                met = percent >= DECODE_TARGETS[n, k]
+                reached += met
+                cells.append(f"{percent:.0f}%" if met else f"**{percent:.0f}%**")
+        measured = [r for (t, a, m, _, _), r in found.items() if (t, a, m) == (dtype, act, m_prefill)]
+        prefill_cell = "–"
+        if measured:
+            speedups = [r["speedup_vs_cublas_fp16"] for r in measured]
+            prefill_cell = f"{min(speedups):.2f}×–{max(speedups):.2f}×"
+            if measured[0].get("nbits") in (4, 8) and min(speedups) < goal:
+                prefill_cell = f"**{prefill_cell}**"
+        lines.append(f"| {dtype} | {act} | " + " | ".join(cells) + f" | {prefill_cell} |")
+    lines += ["", f"{reached} of {total} decode cells reach their target."]
+    return lines
+
+
 def prefill_table(rows: list[dict]) -> list[str]:
     """One line per prefill row."""
     lines = [
@@ -233,7 +288,7 @@ def markdown(results: dict) -> str:
     prefill = [r for r in rows if r["suite"] == "prefill"]
     lines = header(results)
     lines += ["", "### Decode (M ≤ 16: the decode kernel)"] + host_summary(decode)
-    lines += decode_summary(decode) + decode_table(decode)
+    lines += decode_summary(decode) + targets_table(decode, prefill) + decode_table(decode)
     lines += prefill_table(prefill) + crossover_table(results.get("crossover", []))
     lines += anchors_table(results.get("anchors", []))
     skipped = results.get("skipped", [])

@@ -7,7 +7,7 @@ import math
 from anybit.cli import main as cli_main
 from benchmarks import matmul_cases as cases
 from benchmarks.matmul import build_parser
-from benchmarks.matmul_report import markdown, recommended_threshold, roofline
+from benchmarks.matmul_report import markdown, recommended_threshold, roofline, targets_table
 
 
 def test_suites_cover_the_brief():
@@ -107,6 +107,27 @@ def test_markdown_has_every_section_and_no_placeholders():
     assert "failed: RuntimeError: boom" in text and "no such op" in text
     assert "faster up to M = 16" in text and "median 7.5 µs" in text
     assert "nan" not in text.lower()
+
+
+def test_targets_table_marks_what_falls_short():
+    """Each target shape's cell at M = 1 and 16, bold below its target (80% on the two large shapes, 60% on
+    8192×8192); missing cells are dashes; prefill below 0.9× cuBLAS fp16 is bold for 4- and 8-bit types."""
+    base = results()["rows"][0]
+    decode = [
+        {**base, "n": 57344, "k": 8192, "pct_of_read_ceiling": 81.2},
+        {**base, "n": 57344, "k": 8192, "m": 16, "pct_of_read_ceiling": 79.6},
+        {**base, "n": 8192, "k": 8192, "pct_of_read_ceiling": 61.0},
+        {**base, "n": 8192, "k": 8192, "m": 16, "error": "RuntimeError: boom"},
+    ]
+    prefill = [
+        {**base, "suite": "prefill", "m": 4096, "n": n, "speedup_vs_cublas_fp16": speedup}
+        for n, speedup in ((8192, 0.85), (4096, 1.1))
+    ]
+    lines = targets_table(decode, prefill)
+    (row,) = [line for line in lines if line.startswith("| uint4 | bfloat16 |")]
+    assert row == "| uint4 | bfloat16 | 81% | **80%** | – | – | 61% | – | **0.85×–1.10×** |"
+    assert lines[-1] == "2 of 3 decode cells reach their target."
+    assert "### Targets" in markdown(results())
 
 
 def test_recommended_threshold():
