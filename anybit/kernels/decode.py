@@ -25,9 +25,10 @@ Programmatic dependent launch (``dependent_launch``, in the code by default; sm_
 the kernel as a dependent only with ``ANYBIT_PDL=1``, as measured slower on the H200 otherwise): x is what
 the previous kernel in the stream writes, the packed weight, scales and zero points are not. So the
 prologue issues the weight-side copies of the first S−1 chunks, then ``wait_prior_grids``, then the x
-copies: the index math and the first weight bytes overlap the previous kernel's tail. Nothing is written to global memory before the wait (the
-verifier checks). After the main loop the kernel calls ``allow_dependent_grids``, so the next kernel's
-prologue overlaps this one's epilogue (split-K reduction, scales, bias, store).
+copies: the index math and the first weight bytes overlap the previous kernel's tail. Nothing is written
+to global memory before the wait (the verifier checks). After the main loop the kernel calls
+``allow_dependent_grids``, so the next kernel's prologue overlaps this one's epilogue (split-K reduction,
+scales, bias, store).
 """
 
 from __future__ import annotations
