@@ -153,6 +153,25 @@ def test_invalid_candidates_are_skipped_and_the_fastest_wins(tuned, caplog, priv
     }
 
 
+def test_close_finalists_are_timed_again_and_ranked_by_their_median(monkeypatch, private_cache):
+    """A lucky first timing does not win: the candidates within 15% of the best are timed twice more,
+    interleaved, and ranked by their medians; the others are timed once."""
+    monkeypatch.setattr(compiler, "generate_source", fake_generate)
+    sequences = {1: [0.90, 1.10, 1.12], 2: [1.00, 1.00, 0.99], 4: [1.02, 1.03, 1.01], 6: [2.0]}
+    timed = []
+
+    def timer(run, config):
+        block = config["block"]
+        timed.append(block)
+        return sequences[block][sum(1 for b in timed if b == block) - 1]
+
+    monkeypatch.setattr(tuning, "tune_space", lambda cls: (("block", (1, 2, 4, 6)),))
+    kernel = TunedKernel(FakeScript, timer=timer)
+    assert kernel.select(call_args(1000)) == {"block": 2}
+    # one round over all, then two interleaved rounds over the three finalists (6 is 2.2x the best)
+    assert timed == [1, 2, 4, 6, 1, 2, 4, 1, 2, 4]
+
+
 def test_disk_cache_is_reused_by_a_new_process(tuned, monkeypatch):
     tuned.select(call_args(100))
     again = TunedKernel(FakeScript, timer=lambda run, config: pytest.fail("tuned twice"))
