@@ -19,8 +19,8 @@ import torch
 
 from anybit.dtypes import DataType, decode
 from anybit.kernels.quantize import check_weight_dtype
-from anybit.layout import RegisterLayout, local, spatial
-from anybit.layout.mma import MMA_M16N8K16_F16_B
+from anybit.layout import RegisterLayout, local, permute, spatial
+from anybit.layout.mma import MMA_M16N8K16_F16_A, MMA_M16N8K16_F16_B
 
 WARP_THREADS = 32
 WORD_BITS = 32
@@ -48,6 +48,10 @@ class PackedLayout:
         8·NT: columns (output features) of one warp tile; the default packing takes 8 to 64.
     bytes_per_thread
         KC·NT·b/32: the bytes of one warp tile each of the 32 threads holds.
+    operand
+        Which tensor-core operand the weight is: "b" (the default: y = x·Wᵀ, x the m16 operand) or "a" (the
+        weight the m16 operand, x the n8 one: y^T = W·x^T, half the tensor-core work at M ≤ 8; 8·NT must
+        then be a multiple of 16). Only the order of the codes in each thread's bytes differs.
     """
 
     dtype: DataType
@@ -57,9 +61,18 @@ class PackedLayout:
     k_chunk: int
     n_per_warp: int
     bytes_per_thread: int
+    operand: str = "b"
 
     def __post_init__(self) -> None:
         kc, npw = self.k_chunk, self.n_per_warp
+        if self.operand not in ("a", "b"):
+            raise ValueError(
+                f"expected operand 'a' or 'b' (the tensor-core operand the weight is), got {self.operand!r}"
+            )
+        if self.operand == "a" and npw % 16:
+            raise ValueError(
+                f"operand 'a' takes the weight in 16-row tiles: expected n_per_warp % 16 == 0, got {npw}"
+            )
         if kc % 16 or npw % 8:
             raise ValueError(f"expected k_chunk % 16 == 0 and n_per_warp % 8 == 0, got {kc} and {npw}")
         expected = kc * (npw // 8) * self.dtype.nbits // WARP_THREADS
@@ -108,7 +121,10 @@ class PackedLayout:
 
     @property
     def tile_layout(self) -> RegisterLayout:
-        """Register layout of one warp tile [KC, 8·NT] of W^T (the tensor-core B operand)."""
+        """Register layout of one warp tile [KC, 8·NT] of W^T: the tensor-core B operand, or (operand "a")
+        the A operand of the tile of W [8·NT, KC] seen through the transpose."""
+        if self.operand == "a":
+            return permute(local(self.n_tiles // 2, self.k_chunk // 16) * MMA_M16N8K16_F16_A, (1, 0))
         return local(self.k_chunk // 16, self.n_tiles) * MMA_M16N8K16_F16_B
 
     @property
@@ -192,7 +208,13 @@ def interleave_pairs(layout: RegisterLayout, word_elements: int) -> RegisterLayo
 
 
 def choose_layout(
-    dtype, n: int, k: int, group_size: int, *, max_bytes_per_thread: int = MAX_BYTES_PER_THREAD
+    dtype,
+    n: int,
+    k: int,
+    group_size: int,
+    *,
+    max_bytes_per_thread: int = MAX_BYTES_PER_THREAD,
+    operand: str = "b",
 ) -> PackedLayout:
     """The default packing of an [n, k] weight of ``dtype`` with scale groups of ``group_size``.
 
@@ -204,6 +226,7 @@ def choose_layout(
     instructions per weight fall from 3.97 to 2.83 (uint2, NT 2 → 8), 5.88 to 3.62 (uint4, 1 → 4), 5.53 to
     4.14 (int8, 1 → 2) and 8.47 to 6.80 (float6_e3m2, 1 → 2); see docs/notes/decode-kernel.md. Bits per
     weight → NT at k_chunk 128: 1 → 8 (32 B), 2 → 8 (64 B), 3 and 4 → 4 (48, 64 B), 5 to 8 → 2 (40 to 64 B).
+    ``operand="a"`` packs for the transposed decode kernel (see :class:`PackedLayout`; NT at least 2).
 
     Raises
     ------
@@ -231,7 +254,7 @@ def choose_layout(
             for t in (MAX_N_TILES, 4, 2)
             if k_chunk * t * data_type.nbits <= max_bytes_per_thread * WARP_THREADS and n % (8 * t) == 0
         ),
-        1,
+        1 if operand == "b" else 2,
     )
     return PackedLayout(
         dtype=data_type,
@@ -241,6 +264,7 @@ def choose_layout(
         k_chunk=k_chunk,
         n_per_warp=8 * n_tiles,
         bytes_per_thread=k_chunk * n_tiles * data_type.nbits // WARP_THREADS,
+        operand=operand,
     )
 
 

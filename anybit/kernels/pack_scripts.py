@@ -23,7 +23,7 @@ def _bits_type(nbits: int) -> DataType:
 class PackWeight(anybit.Script):
     """codes uint8 [N, K] → packed bytes [K/KC, N/(8·NT), 32·bpt]; grid = one 1-warp block per warp tile."""
 
-    def __init__(self, nbits: int, k_chunk: int, n_per_warp: int) -> None:
+    def __init__(self, nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b") -> None:
         super().__init__()
         layout = PackedLayout(
             _bits_type(nbits),
@@ -33,6 +33,7 @@ class PackWeight(anybit.Script):
             k_chunk,
             n_per_warp,
             k_chunk * n_per_warp * nbits // 256,
+            operand,
         )
         self.tile = layout
 
@@ -54,9 +55,9 @@ class PackWeight(anybit.Script):
 class UnpackWeight(anybit.Script):
     """The inverse of :class:`PackWeight`: packed bytes → codes uint8 [N, K]."""
 
-    def __init__(self, nbits: int, k_chunk: int, n_per_warp: int) -> None:
+    def __init__(self, nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b") -> None:
         super().__init__()
-        self.tile = PackWeight(nbits, k_chunk, n_per_warp).tile
+        self.tile = PackWeight(nbits, k_chunk, n_per_warp, operand).tile
 
     def __call__(self, packed: anybit.ptr(uint8), codes: anybit.ptr(uint8), n: anybit.int32, k: anybit.int32):
         tile = self.tile
@@ -73,12 +74,12 @@ class UnpackWeight(anybit.Script):
 
 
 @functools.cache
-def pack_script(nbits: int, k_chunk: int, n_per_warp: int) -> PackWeight:
-    """The (cached) packing program for one tile shape."""
-    return PackWeight(nbits, k_chunk, n_per_warp)
+def pack_script(nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b") -> PackWeight:
+    """The (cached) packing program for one tile shape and operand."""
+    return PackWeight(nbits, k_chunk, n_per_warp, operand)
 
 
 @functools.cache
-def unpack_script(nbits: int, k_chunk: int, n_per_warp: int) -> UnpackWeight:
-    """The (cached) unpacking program for one tile shape."""
-    return UnpackWeight(nbits, k_chunk, n_per_warp)
+def unpack_script(nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b") -> UnpackWeight:
+    """The (cached) unpacking program for one tile shape and operand."""
+    return UnpackWeight(nbits, k_chunk, n_per_warp, operand)

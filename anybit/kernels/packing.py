@@ -170,7 +170,7 @@ def pack(q: QuantizedWeight, *, layout: PackedLayout | None = None, method: Meth
         raise ValueError(f"expected uint8 codes, got {codes.dtype}")
     if _use_vm(codes.device, n * k, method):
         data = torch.empty(layout.packed_shape, dtype=torch.uint8, device=codes.device)
-        _run(pack_script(layout.nbits, layout.k_chunk, layout.n_per_warp), codes, data, n, k)
+        _run(pack_script(layout.nbits, layout.k_chunk, layout.n_per_warp, layout.operand), codes, data, n, k)
         if data.is_cuda:
             # The decode kernel reads weights before it waits for the kernel launched ahead of it
             # (wait_prior_grids): the packed bytes and the scales must be written before it starts, not
@@ -192,7 +192,9 @@ def unpack(p: PackedWeight, *, method: Method = "auto") -> QuantizedWeight:
         )
     if _use_vm(data.device, n * k, method):
         codes = torch.empty((n, k), dtype=torch.uint8, device=data.device)
-        _run(unpack_script(layout.nbits, layout.k_chunk, layout.n_per_warp), data, codes, n, k)
+        _run(
+            unpack_script(layout.nbits, layout.k_chunk, layout.n_per_warp, layout.operand), data, codes, n, k
+        )
     else:
         codes = torch.from_numpy(unpack_codes_numpy(data.numpy(), layout))
     return QuantizedWeight(codes, layout.dtype, layout.group_size, p.scales, p.zeros)
