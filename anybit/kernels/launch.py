@@ -15,6 +15,7 @@ import torch
 
 import anybit
 from anybit.kernels.decode import BLOCK_M, DecodeMatmul
+from anybit.kernels.decode_transposed import DecodeMatmulTransposed
 from anybit.kernels.dequantize import MAX_STAGED, DequantizeWeight
 from anybit.kernels.layout import PackedLayout
 from anybit.kernels.packing import PackedWeight
@@ -29,11 +30,13 @@ MAX_SPLIT = 16
 @dataclass(frozen=True)
 class DecodeConfig:
     """Tunables of :class:`DecodeMatmul`: warps per block (the block covers warps · n_per_warp columns),
-    pipeline stages and blocks along K (split-K)."""
+    pipeline stages and blocks along K (split-K); for a weight packed with ``operand="a"``
+    (:class:`DecodeMatmulTransposed`) also the x rows per block (8 or 16)."""
 
     warps: int = 4
     stages: int = 4
     split: int = 1
+    rows: int = 8
 
 
 def kernel_layout(layout: PackedLayout) -> PackedLayout:
@@ -70,6 +73,8 @@ def default_decode_config(layout: PackedLayout, m: int = 1) -> DecodeConfig:
     split = 1
     while split < MAX_SPLIT and useful_split(layout, m, warps, 4, 2 * split) is None:
         split *= 2
+    if layout.operand == "a":  # x rows per block of the transposed kernel: 8 up to M = 8, else 16
+        return DecodeConfig(warps=warps, stages=4, split=split, rows=8 if m <= 8 else 16)
     return DecodeConfig(warps=warps, stages=4, split=split)
 
 
@@ -77,16 +82,12 @@ def default_decode_config(layout: PackedLayout, m: int = 1) -> DecodeConfig:
 def decode_kernel(
     layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool, config: DecodeConfig
 ) -> DecodeMatmul:
-    """The cached :class:`DecodeMatmul` of one specialisation (``layout`` as :func:`kernel_layout` gives)."""
-    return DecodeMatmul(
-        layout,
-        act_dtype,
-        has_zeros=has_zeros,
-        has_bias=has_bias,
-        warps=config.warps,
-        stages=config.stages,
-        split=config.split,
-    )
+    """The cached decode kernel of one specialisation (``layout`` as :func:`kernel_layout` gives):
+    :class:`DecodeMatmul`, or :class:`DecodeMatmulTransposed` for a weight packed with ``operand="a"``."""
+    options = dict(has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages)
+    if layout.operand == "a":
+        return DecodeMatmulTransposed(layout, act_dtype, rows=config.rows, split=config.split, **options)
+    return DecodeMatmul(layout, act_dtype, split=config.split, **options)
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from anybit.ops.plan import WeightPlan, plan_for
 NAMESPACE = "anybit"
 SCHEMA = (
     "quantized_matmul(Tensor x, Tensor data, Tensor scales, Tensor? zeros, Tensor? bias, str dtype, int n, "
-    "int k, int group_size, int k_chunk, int n_per_warp, int bytes_per_thread) -> Tensor"
+    "int k, int group_size, int k_chunk, int n_per_warp, int bytes_per_thread, str operand) -> Tensor"
 )
 
 _library = torch.library.Library(NAMESPACE, "FRAGMENT")
@@ -27,16 +27,24 @@ _library.define(SCHEMA)
 
 @functools.lru_cache(maxsize=1024)
 def layout_of(
-    dtype: str, n: int, k: int, group_size: int, k_chunk: int, n_per_warp: int, bytes_per_thread: int
+    dtype: str,
+    n: int,
+    k: int,
+    group_size: int,
+    k_chunk: int,
+    n_per_warp: int,
+    bytes_per_thread: int,
+    operand: str = "b",
 ) -> PackedLayout:
     """The :class:`~anybit.kernels.PackedLayout` of the op's layout arguments (checked by its constructor)."""
     import anybit
 
-    return PackedLayout(anybit.dtype(dtype), n, k, group_size, k_chunk, n_per_warp, bytes_per_thread)
+    return PackedLayout(anybit.dtype(dtype), n, k, group_size, k_chunk, n_per_warp, bytes_per_thread, operand)
 
 
-def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int, int]:
-    """The op's layout arguments of a layout: (dtype name, n, k, group_size, k_chunk, n_per_warp, bpt)."""
+def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int, int, str]:
+    """The op's layout arguments of a layout: (dtype name, n, k, group_size, k_chunk, n_per_warp, bpt,
+    operand)."""
     return (
         layout.dtype.name,
         layout.n,
@@ -45,6 +53,7 @@ def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int
         layout.k_chunk,
         layout.n_per_warp,
         layout.bytes_per_thread,
+        layout.operand,
     )
 
 
@@ -72,9 +81,11 @@ def _kernel(
     k_chunk: int,
     n_per_warp: int,
     bytes_per_thread: int,
+    operand: str,
 ) -> torch.Tensor:
     """The op on real tensors (CPU: interpreter; CUDA: the decode kernel or dequantize + cuBLAS)."""
-    plan = _plan(x, data, scales, zeros, (dtype, n, k, group_size, k_chunk, n_per_warp, bytes_per_thread))
+    layout_args = (dtype, n, k, group_size, k_chunk, n_per_warp, bytes_per_thread, operand)
+    plan = _plan(x, data, scales, zeros, layout_args)
     return plan(x, data, scales, zeros, bias)
 
 
@@ -96,6 +107,7 @@ def _fake(
     k_chunk: int,
     n_per_warp: int,
     bytes_per_thread: int,
+    operand: str,
 ) -> torch.Tensor:
     """Output shape and dtype only: [..., N] in the dtype of x (the same checks on what is known)."""
     torch._check(x.dim() >= 1, lambda: f"{OP}: expected x [..., K={k}], got a 0-d tensor")
@@ -131,4 +143,5 @@ def call_op(
         layout.k_chunk,
         layout.n_per_warp,
         layout.bytes_per_thread,
+        layout.operand,
     )

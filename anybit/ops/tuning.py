@@ -29,6 +29,7 @@ import torch
 
 import anybit
 from anybit.kernels import DecodeMatmul, PackedLayout
+from anybit.kernels.decode_transposed import DecodeMatmulTransposed
 from anybit.kernels.launch import TARGET_BLOCKS, kernel_layout, useful_split
 from anybit.runtime.autotune import Candidate, TunedKernel, bucket_text
 
@@ -60,8 +61,9 @@ def decode_bucket(args: tuple) -> list[int]:
 
 @functools.cache
 def kernel_revision() -> str:
-    """A hash of the decode kernel's source: stored tunings of an older kernel are not reused."""
-    return hashlib.sha256(inspect.getsource(DecodeMatmul).encode()).hexdigest()[:16]
+    """A hash of the decode kernels' source: stored tunings of an older kernel are not reused."""
+    source = inspect.getsource(DecodeMatmul) + inspect.getsource(DecodeMatmulTransposed)
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 @anybit.autotune("warps", WARPS)
@@ -97,6 +99,47 @@ class TunedDecodeMatmul(DecodeMatmul):
         self.revision = revision
 
 
+#: x rows per block of the transposed kernel (the n of its mma): 8 serves M ≤ 8 with half the tensor-core
+#: work, 16 serves M ≤ 16 in one block (tuned, each kept for the M it suits: see DecodeTuner.unsuited).
+ROWS: tuple[int, ...] = (8, 16)
+
+
+@anybit.autotune("rows", ROWS)
+@anybit.autotune("warps", WARPS)
+@anybit.autotune("stages", STAGES)
+@anybit.autotune("split", SPLITS, bucket=decode_bucket)
+class TunedDecodeMatmulTransposed(DecodeMatmulTransposed):
+    """:class:`~anybit.kernels.decode_transposed.DecodeMatmulTransposed` (weights packed with
+    ``operand="a"``) with its tunable space declared; ``revision`` as :class:`TunedDecodeMatmul`."""
+
+    def __init__(
+        self,
+        layout: PackedLayout,
+        act_dtype: torch.dtype,
+        *,
+        has_zeros: bool = False,
+        has_bias: bool = False,
+        revision: str = "",
+        rows: int = 8,
+        warps: int = 4,
+        stages: int = 4,
+        split: int = 1,
+        dependent_launch: bool = True,
+    ) -> None:
+        super().__init__(
+            layout,
+            act_dtype,
+            has_zeros=has_zeros,
+            has_bias=has_bias,
+            rows=rows,
+            warps=warps,
+            stages=stages,
+            split=split,
+            dependent_launch=dependent_launch,
+        )
+        self.revision = revision
+
+
 def _time_candidate(run, config: dict) -> float:
     from anybit.runtime.timing import time_cuda
 
@@ -110,7 +153,9 @@ class DecodeTuner(TunedKernel):
     """
 
     def __init__(self, **fixed) -> None:
-        super().__init__(TunedDecodeMatmul, timer=_time_candidate, **fixed)
+        transposed = fixed["layout"].operand == "a"
+        script = TunedDecodeMatmulTransposed if transposed else TunedDecodeMatmul
+        super().__init__(script, timer=_time_candidate, **fixed)
         self._built: dict[tuple[str, str], tuple | str] = {}
 
     def built(self, config: dict, args: tuple, arch: str) -> tuple | str:
@@ -137,6 +182,11 @@ class DecodeTuner(TunedKernel):
         """Why ``config`` is not tried for the launch ``args`` (None when it is)."""
         layout = self.fixed["layout"]
         m, n, k = (int(value) for value in args[6:9])
+        rows = config.get("rows")
+        if rows == 16 and m <= 8:
+            return "M ≤ 8 takes 8 rows a block (half the tensor-core work)"
+        if rows == 8 and m > 8:
+            return "M > 8 takes 16 rows a block (8 would read the weight once per 8 rows)"
         warps = config.get("warps", 4)
         if n % (warps * layout.n_per_warp):
             return f"N = {n} is not a multiple of {warps} warps · {layout.n_per_warp} columns"

@@ -82,3 +82,30 @@ def test_wide_warp_tiles_on_cuda(dtype):
     weight = torch.full((N, K), float("nan"), dtype=torch.float16, device="cuda")
     dequantize_weight(p, out=weight)
     assert torch.equal(weight, dequantize(q).half())
+
+
+TRANSPOSED_CASES = [
+    (dtype, act, zero)
+    for dtype, act in itertools.product(WEIGHT_TYPES, ACTS)
+    for zero in ((True,) if dtype in UINT_TYPES else (None,))
+]
+
+
+@pytest.mark.parametrize(("dtype", "act", "zero"), TRANSPOSED_CASES)
+def test_transposed_decode_on_cuda(dtype, act, zero):
+    """Weights packed as the A operand (choose_layout(operand="a")): the transposed decode kernel at 8 and
+    16 rows, split and unsplit, and the dequantize kernel, against float64 / the natural dequantization."""
+    from anybit.kernels import choose_layout
+
+    q = _quantized(dtype, 128, act, zero)
+    p = pack(q, layout=choose_layout(dtype, N, K, 128, operand="a"))
+    assert torch.equal(unpack(p).codes, q.codes)
+    bias = torch.randn(N, device="cuda").to(act)
+    for m, config in ((1, None), (5, {"warps": 2, "split": 4, "rows": 8}), (16, None), (12, {"rows": 8})):
+        x = torch.randn(m, K, device="cuda").to(act)
+        out = torch.full((m, N), float("nan"), dtype=act, device="cuda")
+        decode_matmul(x, p, bias, out=out, config=config)
+        assert relative_error(out, reference_matmul(x, q, bias)) <= TOLERANCE[act]
+    weight = torch.full((N, K), float("nan"), dtype=act, device="cuda")
+    dequantize_weight(p, out=weight)
+    assert torch.equal(weight, dequantize(q).to(act))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import anybit.ops as ops
+from anybit.ops.library import layout_arguments
 
 from .helpers import packed_weight, reference, relative_error
 
@@ -81,8 +82,11 @@ def test_op_rejects_a_bad_layout(weight):
     x = torch.randn(1, 128).half()
     with pytest.raises(ValueError, match="do not make a packed layout"):
         torch.ops.anybit.quantized_matmul(
-            x, p.data, p.scales, p.zeros, None, "uint4", 32, 128, 128, 100, 8, 16
+            x, p.data, p.scales, p.zeros, None, "uint4", 32, 128, 128, 100, 8, 16, "b"
         )
+    with pytest.raises(ValueError, match="expected operand 'a' or 'b'"):
+        arguments = (*layout_arguments(p.layout)[:-1], "c")
+        torch.ops.anybit.quantized_matmul(x, p.data, p.scales, p.zeros, None, *arguments)
 
 
 def test_non_contiguous_x_is_copied(weight):

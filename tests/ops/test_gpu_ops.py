@@ -3,6 +3,7 @@ autotune cache, and the eager host time per call (printed, not asserted)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -34,6 +35,24 @@ def test_correct_for_every_m_on_the_gpu(dtype, act):
         y = ops.quantized_matmul(x, p, bias)
         assert y.shape == (m, N) and y.dtype == act and y.device == x.device
         check(y, reference(x, q, bias), act, f"{dtype} {act} M={m} ({ops.choose_path(m)} path)")
+
+
+@pytest.mark.parametrize("dtype", ["uint4", "int4", "int8", "uint2"])
+def test_operand_a_weights_tune_the_transposed_kernel(dtype):
+    """A weight packed as the A operand runs the tuned transposed kernel: 8-row blocks chosen up to M = 8,
+    16-row blocks above, correct at every M and through the dequantize path."""
+    from anybit import kernels
+    from anybit.ops.tuning import tuner_for
+
+    q, _ = packed_weight(dtype, N, K, device="cuda")
+    p = kernels.pack(q, layout=kernels.choose_layout(dtype, N, K, 128, operand="a"))
+    for m in (1, 8, 16, 33):
+        x = torch.randn(m, K, device="cuda").half()
+        check(ops.quantized_matmul(x, p), reference(x, q), torch.float16, f"{dtype} operand a, M={m}")
+    tuner = tuner_for(p.layout, torch.float16, p.zeros is not None, False)
+    assert type(tuner.instance(tuner.configs[0])).__name__ == "TunedDecodeMatmulTransposed"
+    rows_by_m = {json.loads(bucket)[0]: config["rows"] for (_, bucket), config in tuner._chosen.items()}
+    assert rows_by_m == {1: 8, 8: 8, 16: 16}, rows_by_m
 
 
 def test_both_paths_agree_with_leading_dimensions():

@@ -1,0 +1,116 @@
+"""The transposed decode kernel (weight packed as the tensor-core A operand) on the interpreter: every
+feature of the decode kernel, against float64, outputs poisoned with NaN; its packing; its errors; its PTX."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+import torch
+
+import anybit
+from anybit.kernels import choose_layout, decode_matmul, pack, unpack
+from anybit.kernels.decode import DecodeMatmul
+from anybit.kernels.decode_transposed import DecodeMatmulTransposed
+from anybit.kernels.packing import pack_codes_numpy, unpack_codes_numpy
+
+from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
+
+F16, BF16 = torch.float16, torch.bfloat16
+
+
+def fresh_seed() -> int:
+    """A new seed per run: fresh random inputs every time."""
+    return random.randrange(2**31)
+
+
+# (type, N, K, group, M, zero points, split, warps, rows, bias, act)
+CASES = [
+    ("uint4", 128, 256, 64, 1, True, 1, 2, 8, False, F16),
+    ("uint4", 128, 512, 64, 5, True, 3, 2, 8, False, F16),  # split-K, uneven runs
+    ("int4", 256, 256, 128, 12, False, 1, 2, 8, True, F16),  # M > rows: two row blocks
+    ("int4", 128, 256, 128, 16, False, 2, 2, 16, False, F16),  # 16 rows: two n8 mma per A tile
+    ("uint1", 128, 256, -1, 3, True, 1, 2, 8, False, F16),  # per-channel scales and zero points
+    ("int8", 64, 256, 128, 2, False, 2, 2, 8, True, BF16),
+    ("float8_e4m3", 64, 256, 64, 1, False, 1, 2, 8, False, F16),
+    ("float6_e3m2", 64, 256, -1, 9, False, 1, 2, 16, True, F16),
+    ("uint3", 256, 256, 32, 7, True, 1, 4, 8, False, F16),
+    ("int2", 128, 128, 128, 1, False, 1, 1, 8, False, BF16),  # K = one chunk, a square 128 × 128 tile
+]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "group", "m", "zeros", "split", "warps", "rows", "bias", "act"), CASES
+)
+def test_transposed_decode_on_the_interpreter(dtype, n, k, group, m, zeros, split, warps, rows, bias, act):
+    q = random_quantized(dtype, n, k, group, act, zero_point=zeros, seed=fresh_seed())
+    p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
+    x = torch.randn(m, k).to(act)
+    b = torch.randn(n).to(act) if bias else None
+    y = torch.full((m, n), float("nan"), dtype=act)
+    kernel = DecodeMatmulTransposed(
+        p.layout, act, has_zeros=zeros, has_bias=bias, warps=warps, split=split, rows=rows
+    )
+    zero_arg = p.zeros if zeros else p.scales  # not read without zero points
+    bias_arg = p.scales if b is None else b
+    anybit.interpret(kernel, x, p.data, p.scales, zero_arg, bias_arg, y, m, n, k)
+    assert relative_error(y, reference_matmul(x, q, b)) <= TOLERANCE[act]
+
+
+def test_decode_matmul_and_prefill_take_operand_a_weights():
+    """The library entry points pick the transposed kernel (default configuration: 8 rows up to M = 8, then
+    16) and the dequantize kernel reads the same packing."""
+    q = random_quantized("uint4", 128, 256, 64, F16, zero_point=True, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("uint4", 128, 256, 64, operand="a"))
+    for m in (1, 12, 40):
+        x = torch.randn(m, 256).half()
+        y = anybit.ops.quantized_matmul(x, p)
+        assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[F16]
+    out = torch.full((3, 128), float("nan"), dtype=F16)
+    x = torch.randn(3, 256).half()
+    decode_matmul(x, p, None, out=out, config={"warps": 1, "split": 2, "rows": 16})
+    assert relative_error(out, reference_matmul(x, q, None)) <= TOLERANCE[F16]
+
+
+@pytest.mark.parametrize("dtype", ["uint1", "uint2", "int3", "uint4", "int5", "int8", "float6_e2m3"])
+def test_operand_a_packing_round_trips(dtype):
+    """The packing program and the numpy reference agree byte for byte, and unpack inverts both."""
+    q = random_quantized(dtype, 128, 256, 128, F16, zero_point=False, seed=fresh_seed())
+    layout = choose_layout(dtype, 128, 256, 128, operand="a")
+    assert layout.n_per_warp % 16 == 0
+    p = pack(q, layout=layout, method="vm")
+    assert torch.equal(p.data, torch.from_numpy(pack_codes_numpy(q.codes.numpy(), layout)))
+    assert torch.equal(unpack(p, method="vm").codes, q.codes)
+    assert torch.equal(torch.from_numpy(unpack_codes_numpy(p.data.numpy(), layout)), q.codes)
+    # The same codes in another order: the B packing differs.
+    assert not torch.equal(pack(q, layout=choose_layout(dtype, 128, 256, 128)).data, p.data)
+
+
+def test_errors_name_the_fix():
+    layout = choose_layout("uint4", 128, 256, 64)
+    with pytest.raises(ValueError, match=r"operand='a'"):
+        DecodeMatmulTransposed(layout, F16)
+    with pytest.raises(ValueError, match="expected rows 8 or 16"):
+        DecodeMatmulTransposed(choose_layout("uint4", 128, 256, 64, operand="a"), F16, rows=12)
+    with pytest.raises(ValueError, match="expected operand 'a' or 'b'"):
+        choose_layout("uint4", 128, 256, 64, operand="c")
+    with pytest.raises(ValueError, match="n_per_warp % 16 == 0"):
+        anybit.kernels.PackedLayout(anybit.uint4, 8, 128, 128, 128, 8, 16, "a")
+
+
+def _mma_count(kernel) -> int:
+    compiled = anybit.compile(kernel, *(None,) * 6, 1, 8192, 8192, arch="sm_90a")
+    return len(re.findall(r"mma\.sync\.aligned\.m16n8k16", compiled.ptx))
+
+
+@pytest.mark.parametrize("dtype", ["uint4", "int8"])
+def test_half_the_mma_at_eight_rows(dtype):
+    """The point of the kernel: per K loop step, 8-row blocks issue half the mma of the x-as-A kernel, and
+    16-row blocks as many."""
+    a = choose_layout(dtype, 8192, 8192, 128, operand="a")
+    b = choose_layout(dtype, 8192, 8192, 128)
+    assert a.n_per_warp == b.n_per_warp
+    reference = _mma_count(DecodeMatmul(b, F16, warps=4))
+    assert 2 * _mma_count(DecodeMatmulTransposed(a, F16, warps=4, rows=8)) == reference
+    assert _mma_count(DecodeMatmulTransposed(a, F16, warps=4, rows=16)) == reference
