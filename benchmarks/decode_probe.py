@@ -9,6 +9,10 @@ writes ``DIR/decode_probe.json``.
 Usage (GPU, repository root)::
 
     python benchmarks/decode_probe.py --out DIR [--shapes 4096x4096,8192x8192] [--types uint4,uint2]
+        [--bytes-per-thread 64,128] [--operands b,a]
+
+``--operands b,a`` compares the weight packed as the tensor-core B operand (x the m16 operand: the decode
+kernel) with the A operand (the transposed kernel, x the n8 operand: half the mma at M = 1).
 """
 
 from __future__ import annotations
@@ -37,10 +41,13 @@ def read_probe_us(nbytes: int) -> float:
     return harness.time_cuda_graph(lambda: data.amax(), runs=50).median_us
 
 
-def probe(n: int, k: int, type_name: str, flush_modes: list[str], tile_bytes: int = 64) -> dict:
+def probe(
+    n: int, k: int, type_name: str, flush_modes: list[str], tile_bytes: int = 64, operand: str = "b"
+) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
-    packed = pack(q, layout=choose_layout(type_name, n, k, 128, max_bytes_per_thread=tile_bytes))
+    layout = choose_layout(type_name, n, k, 128, max_bytes_per_thread=tile_bytes, operand=operand)
+    packed = pack(q, layout=layout)
     x = torch.randn(1, k, device="cuda", dtype=torch.float16)
     y = torch.empty(1, n, device="cuda", dtype=torch.float16)
     zeros = packed.zeros if packed.zeros is not None else packed.scales
@@ -90,18 +97,23 @@ def main(argv: list[str] | None = None) -> int:
         default="64",
         help="comma-separated warp-tile widths to compare (choose_layout's max_bytes_per_thread: 64, 128)",
     )
+    parser.add_argument(
+        "--operands", default="b", help="comma-separated tensor-core operands the weight is packed as: b, a"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split("x")) for s in options.shapes.split(",") if s]
     types = [t for t in options.types.split(",") if t]
     modes = [m for m in options.flush.split(",") if m]
     widths = [int(w) for w in options.bytes_per_thread.split(",") if w]
+    operands = [o for o in options.operands.split(",") if o]
+    variants = [(width, operand) for width in widths for operand in operands]
     started = time.perf_counter()
     specialisations = []
     for type_name in types:
-        for width in widths:
+        for width, operand in variants:
             n, k = shapes[0]
-            layout = choose_layout(type_name, n, k, 128, max_bytes_per_thread=width)
+            layout = choose_layout(type_name, n, k, 128, max_bytes_per_thread=width, operand=operand)
             zeros = type_name.startswith("uint")
             specialisations.append((layout, torch.float16, zeros, False, [(1, n, k) for n, k in shapes]))
     print(
@@ -109,20 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = []
     for type_name in types:
-        for (n, k), width in ((shape, width) for shape in shapes for width in widths):
-            row = probe(n, k, type_name, modes, width)
-            row["max_bytes_per_thread"] = width
+        for (n, k), (width, operand) in ((shape, variant) for shape in shapes for variant in variants):
+            row = probe(n, k, type_name, modes, width, operand)
+            row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
             print(
-                f"\n{type_name} {n}x{k} ({width} B/thread tiles): {row['bytes'] / 1e6:.1f} MB, "
+                f"\n{type_name} {n}x{k} ({width} B/thread tiles, operand {operand}): "
+                f"{row['bytes'] / 1e6:.1f} MB, "
                 f"read probe {row['read_probe_us']:.1f} µs, "
                 f"cuBLAS fp16 {row['cublas_fp16_us']:.1f} µs",
                 flush=True,
             )
             for entry in sorted(row["configs"], key=lambda e: e.get(f"us_{modes[0]}", 1e9)):
                 times = " ".join(f"{m}={entry.get(f'us_{m}', float('nan')):.1f}" for m in modes)
+                rows_text = f" rows={entry['rows']}" if "rows" in entry else ""
                 print(
-                    f"  warps={entry.get('warps')} stages={entry.get('stages')} split={entry.get('split')}: "
+                    f"  warps={entry.get('warps')} stages={entry.get('stages')} split={entry.get('split')}"
+                    f"{rows_text}: "
                     f"{times} err={entry.get('rel_error', float('nan')):.1e} {entry.get('error', '')}"
                 )
     options.out.mkdir(parents=True, exist_ok=True)

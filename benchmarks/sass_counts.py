@@ -9,7 +9,7 @@ are made: an issue-bound kernel's speed follows these counts, and they cost no d
 Usage (repository root; needs the ``sass`` extra, ``pip install -e ".[sass]"``, or nvdisasm on PATH)::
 
     python benchmarks/sass_counts.py [--types uint4,int4] [--warps 4] [--stages 4] [--split 1] [--no-pdl]
-        [--act bfloat16]
+        [--act bfloat16] [--operand a]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch  # noqa: E402
 import anybit  # noqa: E402
 from anybit.kernels import choose_layout  # noqa: E402
 from anybit.kernels.decode import DecodeMatmul  # noqa: E402
+from anybit.kernels.decode_transposed import DecodeMatmulTransposed  # noqa: E402
 
 DEFAULT_TYPES = (
     "uint1,uint2,int2,uint3,int3,uint4,int4,float4_e2m1,uint5,int5,uint6,int6,float6_e3m2,float6_e2m3,"
@@ -95,17 +96,20 @@ def count(
     tool: str,
     dependent_launch: bool = True,
     act: torch.dtype = torch.float16,
+    operand: str = "b",
 ) -> dict:
-    layout = choose_layout(type_name, 8192, 8192, 128)
-    kernel = DecodeMatmul(
-        layout,
-        act,
+    layout = choose_layout(type_name, 8192, 8192, 128, operand=operand)
+    options = dict(
         has_zeros=type_name.startswith("uint"),
         warps=warps,
         stages=stages,
         split=split,
         dependent_launch=dependent_launch,
     )
+    if operand == "a":  # the transposed kernel at M = 1: 8 rows of x per block
+        kernel = DecodeMatmulTransposed(layout, act, rows=8, **options)
+    else:
+        kernel = DecodeMatmul(layout, act, **options)
     compiled = anybit.compile(kernel, *(None,) * 6, 1, 8192, 8192, arch="sm_90a")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
         cubin.write(compiled.cubin)
@@ -131,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", type=int, default=1)
     parser.add_argument("--no-pdl", action="store_true", help="the kernel without dependent launch")
     parser.add_argument("--act", choices=("float16", "bfloat16"), default="float16", help="activation dtype")
+    parser.add_argument(
+        "--operand",
+        choices=("b", "a"),
+        default="b",
+        help="a: the weight as the A operand (transposed kernel)",
+    )
     options = parser.parse_args(argv)
     tool = nvdisasm()
     print("| type | weights/thread | loop instructions | per weight | registers | most frequent |")
@@ -144,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             tool,
             not options.no_pdl,
             getattr(torch, options.act),
+            options.operand,
         )
         top = ", ".join(f"{name} {n}" for name, n in row["top"])
         print(
