@@ -50,7 +50,8 @@ def _bench(args: argparse.Namespace) -> int:
     from benchmarks.matmul import main as bench_main
 
     argv = ["--out", args.out, *(["--quick"] if args.quick else [])]
-    return bench_main(argv + (["--tuning", args.tuning] if args.tuning else []))
+    argv += ["--tuning", args.tuning] if args.tuning else []
+    return bench_main(argv + ["--operand", args.operand])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a subset that runs in under 90 s on an H200")
     bench.add_argument("--out", default="out/bench", help="directory for matmul.json, matmul.md and the plot")
     bench.add_argument("--tuning", help="tuning.json of an earlier run: pin its configurations first")
+    bench.add_argument(
+        "--operand",
+        choices=("b", "a"),
+        default="b",
+        help="pack weights as the tensor-core B operand (default) or A (the transposed decode kernel)",
+    )
     bench.set_defaults(run=_bench)
     return parser
 

@@ -85,6 +85,7 @@ class Run:
         self.results: dict = {
             "benchmark": "quantized_matmul",
             "quick": self.quick,
+            "operand": getattr(options, "operand", "b"),
             "gpu": gpu_description(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "group_size": cases.GROUP_SIZE,
@@ -166,7 +167,7 @@ class Run:
         started = time.perf_counter()
         specialisations = [
             (
-                choose_layout(case.dtype, case.n, case.k, cases.GROUP_SIZE),
+                choose_layout(case.dtype, case.n, case.k, cases.GROUP_SIZE, operand=self.results["operand"]),
                 getattr(torch, case.act_dtype),
                 case.dtype.startswith("uint"),
                 False,
@@ -192,7 +193,7 @@ class Run:
             "act_dtype": case.act_dtype,
         }
         try:
-            weight = Weight(case)
+            weight = Weight(case, self.results["operand"])
         except Exception as error:
             self.results["rows"].append(
                 {
@@ -299,8 +300,8 @@ class Run:
 class Weight:
     """One random weight of a case, quantized and packed on the GPU, with x and the float64 reference."""
 
-    def __init__(self, case: cases.Case) -> None:
-        from anybit.kernels import dequantize, pack, quantize
+    def __init__(self, case: cases.Case, operand: str = "b") -> None:
+        from anybit.kernels import choose_layout, dequantize, pack, quantize
 
         self.case = case
         act = getattr(torch, case.act_dtype)
@@ -309,7 +310,9 @@ class Weight:
         full = torch.randn(case.n, case.k, device=DEVICE, generator=generator) * 0.02
         self.q = quantize(full, case.dtype, group_size=cases.GROUP_SIZE, act_dtype=act)
         del full
-        self.packed = pack(self.q)
+        self.packed = pack(
+            self.q, layout=choose_layout(case.dtype, case.n, case.k, cases.GROUP_SIZE, operand=operand)
+        )
         self.x = torch.randn(max(case.ms), case.k, device=DEVICE, dtype=act, generator=generator)
         self.reference_rows = min(REFERENCE_ROWS, max(case.ms))
         dequantized = dequantize(self.q).double()
@@ -363,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="a subset that runs in under 90 s")
     parser.add_argument("--out", default="out/bench", help="directory for matmul.json/.md/_roofline.png")
     parser.add_argument("--tuning", help="a tuning file (from a previous run's tuning.json) to pin first")
+    parser.add_argument(
+        "--operand",
+        choices=("b", "a"),
+        default="b",
+        help="pack the weights as the tensor-core B operand (default) or A (the transposed decode kernel)",
+    )
     parser.add_argument(
         "--budget-s",
         type=float,

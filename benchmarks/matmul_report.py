@@ -35,6 +35,9 @@ def _failed(row: dict) -> str | None:
     return row.get("error")
 
 
+TRANSPOSED_NOTE = " (weights packed as the A operand: the transposed decode kernel)"
+
+
 def header(results: dict) -> list[str]:
     """GPU, date and ceilings."""
     ceilings = results.get("ceilings", {})
@@ -45,7 +48,8 @@ def header(results: dict) -> list[str]:
         f"GPU: {results.get('gpu', '?')}  ",
         f"Date: {results.get('date', '?')}{' (quick subset)' if results.get('quick') else ''}  ",
         f"Group size {results.get('group_size', 128)}; scales (and zero points for uint types) in the "
-        f"activation dtype; dispatch threshold M ≤ {results.get('decode_max_m', '?')} → decode kernel.  ",
+        f"activation dtype; dispatch threshold M ≤ {results.get('decode_max_m', '?')} → decode kernel"
+        f"{TRANSPOSED_NOTE if results.get('operand') == 'a' else ''}.  ",
         'Times: CUDA-graph replay, L2 flushed before each replay, median. "eager": wall clock per call over '
         "back-to-back eager calls (host + device). % of ceiling: bytes that must move (weights + scales + "
         "zeros + x + y) / time / the read ceiling below.",

@@ -144,8 +144,10 @@ def test_roofline_png(tmp_path):
 def test_options_and_cli_entry(capsys):
     options = build_parser().parse_args(["--quick", "--out", "x"])
     assert options.quick and options.out == "x" and math.isclose(options.budget_s, 0.0)
+    assert options.operand == "b" and build_parser().parse_args(["--operand", "a"]).operand == "a"
     try:
         cli_main(["bench", "--help"])
     except SystemExit as exit_:
         assert exit_.code == 0
-    assert "--quick" in capsys.readouterr().out
+    help_text = capsys.readouterr().out
+    assert "--quick" in help_text and "--operand" in help_text
