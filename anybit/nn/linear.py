@@ -13,6 +13,7 @@ the CPU (exact, but slow: tiny layers only).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -29,6 +30,8 @@ PACKED_BUFFERS = ("packed", "scales", "zeros", "input_permutation")
 #: Version of the saved packed form: 2 since 2- and 4-bit codes are stored pair-interleaved (version 1 files
 #: hold the plain order and are refused rather than misread).
 STATE_VERSION = 2
+#: The PackedLayout fields a saved layer records when its packing is not the default (from_packed).
+PACKING_FIELDS = ("k_chunk", "n_per_warp", "bytes_per_thread", "operand")
 
 
 def default_act_dtype(weight_dtype: torch.dtype) -> torch.dtype:
@@ -347,22 +350,33 @@ class QuantizedLinear(nn.Module):
         return self
 
     def get_extra_state(self) -> dict[str, Any]:
-        """What the buffers do not say: the weight type, group size and activation dtype."""
-        return {
+        """What the buffers do not say: the weight type, group size and activation dtype, and the packing
+        when it is not the default one for them (a layer made by :meth:`from_packed`)."""
+        state = {
             "version": STATE_VERSION,
             "dtype": self.weight_dtype.name,
             "group_size": self.group_size,
             "act_dtype": str(self.act_dtype).removeprefix("torch."),
         }
+        default = kernels.choose_layout(
+            self.weight_dtype, self.out_features, self.in_features, self.group_size
+        )
+        if self.layout != default:
+            state["packing"] = {name: getattr(self.layout, name) for name in PACKING_FIELDS}
+        return state
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        """Adopt a saved layer's type, group size and activation dtype (and the default packing for them)."""
+        """Adopt a saved layer's type, group size, activation dtype and packing (the default one for them
+        unless the state names another)."""
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise ValueError(
                 f"QuantizedLinear: expected extra state version {STATE_VERSION}, got {state!r}; a layer "
                 "saved by an older anybit packs its codes in another order: quantize (or import) it again"
             )
         self._configure(state["dtype"], state["group_size"], getattr(torch, state["act_dtype"]))
+        packing = state.get("packing")
+        if packing is not None:
+            self.layout = dataclasses.replace(self.layout, **{name: packing[name] for name in PACKING_FIELDS})
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs

@@ -86,6 +86,26 @@ def test_state_dict_round_trip_into_empty_layer_of_other_type() -> None:
     assert torch.equal(target.bias, source.bias)
 
 
+@pytest.mark.parametrize(
+    "packing", [{"operand": "a"}, {"max_bytes_per_thread": 128}], ids=["operand-a", "wide-tiles"]
+)
+def test_a_non_default_packing_survives_the_state_dict(packing: dict) -> None:
+    """A layer made from a weight packed another way records that packing: a fresh layer loads it and
+    computes the same outputs (without it, same-shaped bytes would be read in the default order)."""
+    linear = make_linear(k=256, n=64)
+    q = kernels.quantize(linear.weight.detach(), "int4", group_size=128, act_dtype=torch.float16)
+    packed = kernels.pack(q, layout=kernels.choose_layout("int4", 64, 256, 128, **packing))
+    source = QuantizedLinear.from_packed(packed, bias=linear.bias.detach().half())
+    assert source.layout == packed.layout and source.get_extra_state()["packing"]
+    target = QuantizedLinear(256, 64, dtype="int4", group_size=128)
+    assert "packing" not in target.get_extra_state()
+    target.load_state_dict(source.state_dict())
+    assert target.layout == packed.layout
+    x = torch.randn(3, 256).half()
+    assert torch.equal(target(x), source(x))
+    assert torch.equal(target.dequantize(), kernels.dequantize(q))
+
+
 def test_load_drops_zeros_absent_from_state() -> None:
     source = QuantizedLinear.from_linear(make_linear(), "int4", group_size=128)
     target = QuantizedLinear(128, 32, dtype="uint4", group_size=128)
