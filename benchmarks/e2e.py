@@ -75,6 +75,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="quantize lm_head too (quantize_model skips it by default; 1 GB of fp16 read per token at 8B)",
     )
+    parser.add_argument(
+        "--operand",
+        choices=("b", "a"),
+        default="b",
+        help="pack quantized weights as the tensor-core B operand (default) or A (transposed decode kernel)",
+    )
     parser.add_argument("--quick", action="store_true", help="4 layers, 32 tokens, 32 prompts, 1 repeat")
     parser.add_argument(
         "--profile", action="store_true", help="GPU time per kernel group of one step (torch.profiler)"
@@ -234,6 +240,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             "compile": args.compile,
             "fused_projections": args.fuse,
             "lm_head": "quantized" if args.quantize_lm_head else "fp16 (skipped)",
+            "operand": args.operand,
         },
         "decode": [],
         "agreement": [],
@@ -251,7 +258,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             began = time.perf_counter()
             skip = () if args.quantize_lm_head else ("lm_head",)
             model, summary = quantized_copy(
-                reference, name, group_size=args.group_size, skip=skip, progress=False
+                reference, name, group_size=args.group_size, skip=skip, operand=args.operand, progress=False
             )
             entry.update(
                 seconds=time.perf_counter() - began,
@@ -312,7 +319,8 @@ def markdown(report: dict) -> str:
         f"{report['environment'].get('gpu', settings['device'])}, torch {report['environment']['torch']}, "
         f"transformers {report['environment']['transformers']}. Weights: {model['init']}. "
         f"Decoder linear layers quantized with group size {settings['group_size']}, "
-        f"lm_head {settings['lm_head']}. "
+        f"lm_head {settings['lm_head']}"
+        f"{', weights as the A operand (transposed kernel)' if settings.get('operand') == 'a' else ''}. "
         f"{settings['new_tokens']} decode steps after a {settings['prompt_length']}-token prompt, "
         "static KV cache, "
         f"{'one step replayed as a CUDA graph' if graphed else 'eager steps'}"

@@ -24,7 +24,7 @@ STEPS="${STEPS:-}"
 # operand), the full end-to-end run (32 layers, fused projections, compiled step, profiled; int4, int3,
 # int2 and float6_e3m2 at batch 1 and 16), the same with lm_head quantized (int4, batch 1), and the layer
 # sequence (a Llama-3-8B layer's fused projections alone, in a row, and inside a 32-layer model).
-ONLY_WHEN_NAMED="bench,bench_a,probe,e2e,e2e_lm_head,sequence,pdl_ab"
+ONLY_WHEN_NAMED="bench,bench_a,probe,e2e,e2e_a,e2e_lm_head,sequence,pdl_ab"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -101,6 +101,10 @@ step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 
     --out $RESULTS/pdl_on"
 step e2e 560 "$PYTHON" benchmarks/e2e.py --compile --fuse --profile --types int4,int3,int2,float6_e3m2 \
     --batches 1,16 --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_full"
+# The end-to-end int4 model packed both ways (B: the decode kernel; A: the transposed kernel), batch 1.
+step e2e_a 300 bash -c "$PYTHON benchmarks/e2e.py --compile --fuse --types int4 --batches 1 --new-tokens 64 \
+    --prompts 4 --repeats 2 --out $RESULTS/e2e_b && $PYTHON benchmarks/e2e.py --compile --fuse --types int4 \
+    --batches 1 --new-tokens 64 --prompts 4 --repeats 2 --operand a --out $RESULTS/e2e_a"
 step e2e_lm_head 300 "$PYTHON" benchmarks/e2e.py --compile --fuse --quantize-lm-head --types int4 --batches 1 \
     --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_lm_head"
 

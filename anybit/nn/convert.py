@@ -120,10 +120,10 @@ def _settings_for(
         if value is None:
             settings, reason = None, f"override {pattern!r} → None"
         elif isinstance(value, Mapping):
-            unknown = set(value) - {"dtype", "group_size", "zero_point", "act_dtype"}
+            unknown = set(value) - {"dtype", "group_size", "zero_point", "act_dtype", "operand"}
             if unknown:
                 raise ValueError(
-                    f"override {pattern!r}: expected keys dtype, group_size, zero_point, act_dtype, "
+                    f"override {pattern!r}: expected keys dtype, group_size, zero_point, act_dtype, operand, "
                     f"got {sorted(unknown)}"
                 )
             settings = {**base, **value}
@@ -140,6 +140,7 @@ def quantize_model(
     overrides: Mapping[str, Any] | None = None,
     *,
     zero_point: bool | None = None,
+    operand: str = "b",
     on_unsupported: str = "skip",
     progress: bool = True,
 ) -> QuantizationSummary:
@@ -152,8 +153,8 @@ def quantize_model(
     ----------
     model
         Any module; a Hugging Face ``transformers`` model above all.
-    dtype, group_size, zero_point
-        The default settings (see :class:`QuantizedLinear`).
+    dtype, group_size, zero_point, operand
+        The default settings (see :class:`QuantizedLinear` and :meth:`QuantizedLinear.from_linear`).
     skip
         fnmatch patterns of layer names to leave in floating point.
     overrides
@@ -177,7 +178,7 @@ def quantize_model(
     """
     if on_unsupported not in ("skip", "raise"):
         raise ValueError(f"expected on_unsupported 'skip' or 'raise', got {on_unsupported!r}")
-    base = {"dtype": dtype, "group_size": group_size, "zero_point": zero_point}
+    base = {"dtype": dtype, "group_size": group_size, "zero_point": zero_point, "operand": operand}
     overrides = dict(overrides or {})
     skip = tuple(skip)
     # Validate every type named before any work: a typo should not surface after half the model is done.

@@ -199,6 +199,7 @@ class QuantizedLinear(nn.Module):
         zero_point: bool | None = None,
         *,
         act_dtype: torch.dtype | None = None,
+        operand: str = "b",
     ) -> QuantizedLinear:
         """Quantize a ``torch.nn.Linear`` (round to nearest, group-wise) on the device its weight is on.
 
@@ -210,6 +211,9 @@ class QuantizedLinear(nn.Module):
             As for the constructor.
         act_dtype
             Default: the linear's dtype when it is float16 or bfloat16, else float16.
+        operand
+            The packing (:func:`anybit.kernels.choose_layout`): "b" (default) or "a", the weight as the m16
+            tensor-core operand for the transposed decode kernel (docs/quantized-matmul.md).
 
         Raises
         ------
@@ -220,7 +224,7 @@ class QuantizedLinear(nn.Module):
         act_dtype = act_dtype or default_act_dtype(weight.dtype)
         n, k = weight.shape
         try:  # fail before quantizing: the packing decides which shapes are possible
-            layout = kernels.choose_layout(dtype, n, k, group_size)
+            layout = kernels.choose_layout(dtype, n, k, group_size, operand=operand)
         except ValueError as error:
             raise ValueError(
                 f"QuantizedLinear.from_linear(in_features={k}, out_features={n}, dtype={dtype}, "

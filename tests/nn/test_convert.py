@@ -72,6 +72,35 @@ def test_mixed_precision_llama(caplog: pytest.LogCaptureFixture) -> None:
     assert "quantized 14 linear layers" in caplog.text and "whole model" in str(summary)
 
 
+def test_operand_a_packing_through_quantize_model() -> None:
+    """``operand="a"`` (default and per override) packs for the transposed decode kernel; the model computes
+    what its dequantized reference does, and the same codes as with the default packing."""
+    model = tiny_llama()
+    default = copy.deepcopy(model)
+    anybit.quantize_model(
+        model,
+        "int4",
+        group_size=64,
+        operand="a",
+        overrides={"*.mlp.down_proj": {"operand": "b"}},
+        skip=("lm_head", "*.mlp.gate_proj", "*.mlp.up_proj"),
+        progress=False,
+    )
+    anybit.quantize_model(
+        default, "int4", group_size=64, skip=("lm_head", "*.mlp.gate_proj", "*.mlp.up_proj"), progress=False
+    )
+    layers = model.model.layers[0]
+    assert layers.self_attn.q_proj.layout.operand == "a" and layers.mlp.down_proj.layout.operand == "b"
+    assert torch.equal(
+        layers.self_attn.q_proj.dequantize(), default.model.layers[0].self_attn.q_proj.dequantize()
+    )
+    tokens = torch.tensor([[1, 5, 9]])
+    with torch.no_grad():
+        logits = model(tokens).logits
+        expected = dequantized_copy(model)(tokens).logits
+    assert torch.allclose(logits, expected, atol=5e-2, rtol=0), (logits - expected).abs().max()
+
+
 def test_quantized_llama_runs_and_matches_its_dequantized_reference() -> None:
     model = tiny_llama()
     anybit.quantize_model(model, "int4", group_size=64, skip=("lm_head", "*.mlp.*"), progress=False)
