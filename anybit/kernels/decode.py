@@ -113,35 +113,33 @@ class DecodeMatmul(anybit.Script):
         k: anybit.int32,
     ):
         pl, act, stages, warps, split = self.layout, self.act, self.stages, self.warps, self.split
-        kc, npw, bn = pl.k_chunk, pl.n_per_warp, self.block_n
-        self.attrs.blocks = [n // bn, cdiv(m, BLOCK_M), split]
+        kc, npw, bn, rows = pl.k_chunk, pl.n_per_warp, self.block_n, self.block_m
+        self.attrs.blocks = [n // bn, cdiv(m, rows), split]
         self.attrs.warps = warps
         # Whole chunks and whole blocks; rows of x and of the scales start 16-byte aligned.
         self.assume_divisible(k, kc)
         self.assume_divisible(n, bn)
         group_rows = 1 if pl.per_channel else k // pl.group_size
-        gx = self.global_view(x, act, [m, k])
+        gx = self._x_view(x, m, k)
         gw = self.global_view(weight, uint8, [k // kc, n // npw, pl.tile_bytes])
-        gs = self.global_view(scales, act, [group_rows, n])
+        gs = self._scales_view(scales, group_rows, n)
         gz = self.global_view(zeros, act, [group_rows, n])
-        gy = self.global_view(y, act, [m, n])
-        sx = self.shared_tensor(
-            act, [stages, BLOCK_M, kc], layout=shared_swizzled([BLOCK_M, kc], 2).prepend_dim(stages)
-        )
+        gy = self._y_view(y, m, n)
+        sx = self._x_ring()
         sw = self.shared_tensor(uint8, [stages, warps, pl.tile_bytes])
-        ss = self.shared_tensor(act, [stages, 1, bn])
+        ss = self._scales_ring()
         sz = self.shared_tensor(act, [stages, 1, bn])
         byte_layout = pl.block_byte_layout(warps)
-        weight_layout = pl.block_tile_layout(warps)  # the tensor-core B operand
+        weight_layout = pl.block_tile_layout(warps)  # W^T [KC, block_n] in the packed operand's layout
         code_layout = pl.block_code_layout(warps)  # the same elements as stored (pairs interleaved)
         n0 = self.blockIdx.x * bn
-        m0 = self.blockIdx.y * BLOCK_M
+        m0 = self.blockIdx.y * rows
         # This block's run of chunks: all of them, or split p's share chunks·p/P ... chunks·(p+1)/P.
         first, count = 0, k // kc
         if split > 1:
             first = self.blockIdx.z * (k // kc) // split
             count = (self.blockIdx.z + 1) * (k // kc) // split - first
-        acc = self.register_tensor(float32, [BLOCK_M, bn], init=0.0)
+        acc = self._new_accumulator()
         if pl.per_channel and self.has_zeros:
             zero_row = self.load_global(gz, [0, n0], [1, bn])
         # The prologue: weight-side copies of the first S−1 chunks, the wait for the previous kernel (which
@@ -186,10 +184,10 @@ class DecodeMatmul(anybit.Script):
             else:
                 weights = self.cast(codes, act, layout=weight_layout)
             if pl.per_channel:
-                self.dot(tile_x, weights, acc, out=acc)
+                self._dot(tile_x, weights, acc)
             else:
-                partial = self.register_tensor(float32, [BLOCK_M, bn], init=0.0)
-                self.dot(tile_x, weights, partial, out=partial)
+                partial = self._new_accumulator()
+                self._dot(tile_x, weights, partial)
                 scale = self.cast(self.load_shared(ss[current]), float32)
                 acc += partial * scale
         if self.dependent_launch:
@@ -198,35 +196,92 @@ class DecodeMatmul(anybit.Script):
             # the two kernels does not compete. Its wait still waits for this whole grid to complete.
             self.allow_dependent_grids()
         if split > 1:
-            # Every split stores its partial sum into its own slice of whole 16-row blocks and arrives at the
+            # Every split stores its partial sum into its own slice of whole row blocks and arrives at the
             # block column's counter; the last to arrive adds the partials in split order (the same sum
             # whatever order the blocks ran in) and finishes. The counter wraps back to 0: no fill before
             # launches. Slices of whole row blocks need no masks (rows past M come from x's clamped rows
             # and are never stored to y).
-            rows = cdiv(m, BLOCK_M) * BLOCK_M
-            partials = self.global_tensor(float32, [split * rows, n])
-            counters = self.global_tensor(int32, [cdiv(m, BLOCK_M), n // bn], kept_clean=True)
-            self.store_global(partials, acc, [self.blockIdx.z * rows + m0, n0])
+            partials = self._partials(m, n)
+            counters = self.global_tensor(int32, [cdiv(m, rows), n // bn], kept_clean=True)
+            self._store_partial(partials, acc, m, n, m0, n0)
             arrival = self.arrive(counters, [self.blockIdx.y, self.blockIdx.x], split)
             if arrival < split - 1:
                 self.exit()
             # Read PARTIALS_IN_FLIGHT at a time, every load of a group issued before the first add (one L2
             # round trip per group, not per split).
             group = min(split, PARTIALS_IN_FLIGHT)
-            acc = self._sum_partials(partials, 0, group, rows, m0, n0)
+            acc = self._sum_partials(partials, 0, group, m, n, m0, n0)
             for first_part in self.range(group, split - split % group, group):
-                acc = acc + self._sum_partials(partials, first_part, group, rows, m0, n0)
+                acc = acc + self._sum_partials(partials, first_part, group, m, n, m0, n0)
             if split % group:
-                acc = acc + self._sum_partials(partials, split - split % group, split % group, rows, m0, n0)
+                acc = acc + self._sum_partials(partials, split - split % group, split % group, m, n, m0, n0)
         if pl.per_channel:
-            acc = acc * self.cast(self.load_global(gs, [0, n0], [1, bn]), float32)
+            acc = acc * self.cast(self._load_columns(gs, n0), float32)
         if self.has_bias:
-            gb = self.global_view(bias, act, [1, n])
-            acc = acc + self.cast(self.load_global(gb, [0, n0], [1, bn]), float32)
-        self.store_global(gy, self.cast(acc, act), [m0, n0])
+            gb = self._bias_view(bias, n)
+            acc = acc + self.cast(self._load_columns(gb, n0), float32)
+        self._store_y(gy, self.cast(acc, act), m0, n0)
 
-    def _sum_partials(self, partials, first, count, rows, m0, n0):
+    # -- what depends on which tensor-core operand the weight is (overridden by the transposed kernel) ----
+    @property
+    def block_m(self) -> int:
+        """Rows of x per block: the m of ``mma.m16n8k16`` (x is the A operand)."""
+        return BLOCK_M
+
+    def _x_view(self, x, m, k):
+        """x as the kernel indexes it: row-major [M, K]."""
+        return self.global_view(x, self.act, [m, k])
+
+    def _scales_view(self, scales, group_rows, n):
+        """The scales as the kernel indexes them: [groups, N]."""
+        return self.global_view(scales, self.act, [group_rows, n])
+
+    def _y_view(self, y, m, n):
+        """y as the kernel indexes it: row-major [M, N]."""
+        return self.global_view(y, self.act, [m, n])
+
+    def _bias_view(self, bias, n):
+        """The bias as a row [1, N]."""
+        return self.global_view(bias, self.act, [1, n])
+
+    def _x_ring(self):
+        """The shared ring of x chunks [16, KC], swizzled for ldmatrix."""
+        kc, stages = self.layout.k_chunk, self.stages
+        return self.shared_tensor(
+            self.act, [stages, BLOCK_M, kc], layout=shared_swizzled([BLOCK_M, kc], 2).prepend_dim(stages)
+        )
+
+    def _scales_ring(self):
+        """The shared ring of scale rows [1, block_n]."""
+        return self.shared_tensor(self.act, [self.stages, 1, self.block_n])
+
+    def _new_accumulator(self):
+        """A zero f32 [16, block_n]: the mma's C."""
+        return self.register_tensor(float32, [BLOCK_M, self.block_n], init=0.0)
+
+    def _dot(self, tile_x, weights, c) -> None:
+        """c += x · W^T: x [16, KC] the A operand, the weight tile W^T [KC, block_n] the B operand."""
+        self.dot(tile_x, weights, c, out=c)
+
+    def _load_columns(self, tensor, n0):
+        """This block's block_n columns of a [1, N] row (per-channel scales, bias) as [1, block_n]."""
+        return self.load_global(tensor, [0, n0], [1, self.block_n])
+
+    def _store_y(self, gy, value, m0, n0) -> None:
+        self.store_global(gy, value, [m0, n0])
+
+    def _partials(self, m, n):
+        """The split-K workspace: P slices of whole 16-row blocks, [P·M', N] f32."""
+        rows = cdiv(m, BLOCK_M) * BLOCK_M
+        return self.global_tensor(float32, [self.split * rows, n])
+
+    def _store_partial(self, partials, acc, m, n, m0, n0) -> None:
+        rows = cdiv(m, BLOCK_M) * BLOCK_M
+        self.store_global(partials, acc, [self.blockIdx.z * rows + m0, n0])
+
+    def _sum_partials(self, partials, first, count, m, n, m0, n0):
         """Σ of split partials first … first + count − 1 (loads first, then the adds, in split order)."""
+        rows = cdiv(m, BLOCK_M) * BLOCK_M
         tiles = []
         for j in range(count):
             tiles.append(self.load_global(partials, [(first + j) * rows + m0, n0], [BLOCK_M, self.block_n]))
