@@ -279,12 +279,14 @@ class DecodeMatmul(anybit.Script):
         rows = cdiv(m, BLOCK_M) * BLOCK_M
         self.store_global(partials, acc, [self.blockIdx.z * rows + m0, n0])
 
+    def _load_partial(self, partials, index, m, n, m0, n0):
+        """This block's tile of split ``index``'s partial sum."""
+        rows = cdiv(m, BLOCK_M) * BLOCK_M
+        return self.load_global(partials, [index * rows + m0, n0], [BLOCK_M, self.block_n])
+
     def _sum_partials(self, partials, first, count, m, n, m0, n0):
         """Σ of split partials first … first + count − 1 (loads first, then the adds, in split order)."""
-        rows = cdiv(m, BLOCK_M) * BLOCK_M
-        tiles = []
-        for j in range(count):
-            tiles.append(self.load_global(partials, [(first + j) * rows + m0, n0], [BLOCK_M, self.block_n]))
+        tiles = [self._load_partial(partials, first + j, m, n, m0, n0) for j in range(count)]
         total = tiles[0]
         for tile in tiles[1:]:
             total = total + tile

@@ -123,16 +123,9 @@ class DecodeMatmulTransposed(DecodeMatmul):
     def _store_partial(self, partials, acc, m, n, m0, n0) -> None:
         self.store_global(partials, acc, [self.blockIdx.z * n + n0, m0])
 
-    def _sum_partials(self, partials, first, count, m, n, m0, n0):
-        """Σ of split partials first … first + count − 1 (loads first, then the adds, in split order)."""
-        tiles = [
-            self.load_global(partials, [(first + j) * n + n0, m0], [self.block_n, self.rows])
-            for j in range(count)
-        ]
-        total = tiles[0]
-        for tile in tiles[1:]:
-            total = total + tile
-        return total
+    def _load_partial(self, partials, index, m, n, m0, n0):
+        """This block's tile of split ``index``'s partial sum (yᵀ order)."""
+        return self.load_global(partials, [index * n + n0, m0], [self.block_n, self.rows])
 
     def _copy_group_rows(self, gs, gz, ss, sz, chunk, n0) -> None:
         """Start copying chunk ``chunk``'s scale column (transposed view) and zero-point row."""
