@@ -322,9 +322,15 @@ def _refine(candidates: list[Candidate], runs: dict, timer: Callable) -> None:
     samples = {id(c): [c.milliseconds] for c in finalists}
     for _ in range(REFINE_ROUNDS):
         for candidate in finalists:
-            samples[id(candidate)].append(float(timer(runs[id(candidate)], candidate.config)))
+            if candidate.skipped:
+                continue
+            try:
+                samples[id(candidate)].append(float(timer(runs[id(candidate)], candidate.config)))
+            except Exception as error:  # as in the first round: a failing launch disqualifies only itself
+                candidate.skipped, candidate.milliseconds = f"launch failed: {_first_line(error)}", None
     for candidate in finalists:
-        candidate.milliseconds = statistics.median(samples[id(candidate)])
+        if not candidate.skipped:
+            candidate.milliseconds = statistics.median(samples[id(candidate)])
 
 
 def _default_timer(run: Callable[[], None], config: dict) -> float:

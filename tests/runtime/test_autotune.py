@@ -172,6 +172,23 @@ def test_close_finalists_are_timed_again_and_ranked_by_their_median(monkeypatch,
     assert timed == [1, 2, 4, 6, 1, 2, 4, 1, 2, 4]
 
 
+def test_a_finalist_that_fails_when_timed_again_is_skipped(monkeypatch, private_cache):
+    """A launch failing in the second round disqualifies that configuration only, with its reason."""
+    monkeypatch.setattr(compiler, "generate_source", fake_generate)
+    calls = []
+
+    def timer(run, config):
+        calls.append(config["block"])
+        if config["block"] == 1 and calls.count(1) > 1:
+            raise RuntimeError("launch timed out")
+        return {1: 0.9, 2: 1.0, 4: 1.02}[config["block"]]
+
+    monkeypatch.setattr(tuning, "tune_space", lambda cls: (("block", (1, 2, 4)),))
+    kernel = TunedKernel(FakeScript, timer=timer)
+    assert kernel.select(call_args(1000)) == {"block": 2}
+    assert calls == [1, 2, 4, 1, 2, 4, 2, 4]
+
+
 def test_disk_cache_is_reused_by_a_new_process(tuned, monkeypatch):
     tuned.select(call_args(100))
     again = TunedKernel(FakeScript, timer=lambda run, config: pytest.fail("tuned twice"))
