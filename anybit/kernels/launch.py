@@ -36,7 +36,7 @@ class DecodeConfig:
     warps: int = 4
     stages: int = 4
     split: int = 1
-    rows: int = 8
+    rows: int | None = None  # operand "a" only; None: 8 up to M = 8, else 16
 
 
 def kernel_layout(layout: PackedLayout) -> PackedLayout:
@@ -73,9 +73,14 @@ def default_decode_config(layout: PackedLayout, m: int = 1) -> DecodeConfig:
     split = 1
     while split < MAX_SPLIT and useful_split(layout, m, warps, 4, 2 * split) is None:
         split *= 2
-    if layout.operand == "a":  # x rows per block of the transposed kernel: 8 up to M = 8, else 16
-        return DecodeConfig(warps=warps, stages=4, split=split, rows=8 if m <= 8 else 16)
+    if layout.operand == "a":
+        return DecodeConfig(warps=warps, stages=4, split=split, rows=default_rows(m))
     return DecodeConfig(warps=warps, stages=4, split=split)
+
+
+def default_rows(m: int) -> int:
+    """x rows per block of the transposed kernel: 8 up to M = 8 (half the tensor-core work), else 16."""
+    return 8 if m <= 8 else 16
 
 
 @functools.cache
@@ -161,6 +166,13 @@ def decode_matmul(
         raise ValueError(
             f"expected N = {n} to be a multiple of warps · n_per_warp = {config.warps} · {layout.n_per_warp}"
         )
+    if layout.operand == "b" and config.rows is not None:
+        raise ValueError(
+            f"config rows={config.rows} applies to weights packed with operand='a' (the transposed kernel); "
+            "this weight is packed as operand 'b': drop rows"
+        )
+    if layout.operand == "a" and config.rows is None:
+        config = dataclasses.replace(config, rows=default_rows(m))
     if out is None:
         out = torch.empty((*lead, n), dtype=p.act_dtype, device=p.device)
     _check_tensor("out", out, (*lead, n), p.act_dtype, p.device)

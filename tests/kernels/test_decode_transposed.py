@@ -95,6 +95,9 @@ def test_errors_name_the_fix():
         DecodeMatmulTransposed(choose_layout("uint4", 128, 256, 64, operand="a"), F16, rows=12)
     with pytest.raises(ValueError, match="expected operand 'a' or 'b'"):
         choose_layout("uint4", 128, 256, 64, operand="c")
+    b_weight = pack(random_quantized("uint4", 128, 256, 64, F16, zero_point=False, seed=fresh_seed()))
+    with pytest.raises(ValueError, match="applies to weights packed with operand='a'"):
+        decode_matmul(torch.randn(1, 256).half(), b_weight, None, config={"warps": 1, "rows": 16})
     with pytest.raises(ValueError, match="n_per_warp % 16 == 0"):
         anybit.kernels.PackedLayout(anybit.uint4, 8, 128, 128, 128, 8, 16, "a")
 
