@@ -380,6 +380,9 @@ class QuantizedLinear(nn.Module):
         self._configure(state["dtype"], state["group_size"], getattr(torch, state["act_dtype"]))
         packing = state.get("packing")
         if packing is not None:
+            missing = [name for name in PACKING_FIELDS if name not in packing]
+            if missing:
+                raise ValueError(f"QuantizedLinear: the saved packing {packing!r} lacks {missing}")
             self.layout = dataclasses.replace(self.layout, **{name: packing[name] for name in PACKING_FIELDS})
 
     def _load_from_state_dict(

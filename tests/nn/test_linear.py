@@ -103,6 +103,9 @@ def test_a_non_default_packing_survives_the_state_dict(packing: dict) -> None:
     assert target.layout == packed.layout
     x = torch.randn(3, 256).half()
     assert torch.equal(target(x), source(x))
+    broken = {**source.get_extra_state(), "packing": {"operand": "a"}}
+    with pytest.raises(ValueError, match="lacks"):
+        target.set_extra_state(broken)
     assert torch.equal(target.dequantize(), kernels.dequantize(q))
 
 
