@@ -377,12 +377,12 @@ class QuantizedLinear(nn.Module):
                 f"QuantizedLinear: expected extra state version {STATE_VERSION}, got {state!r}; a layer "
                 "saved by an older anybit packs its codes in another order: quantize (or import) it again"
             )
-        self._configure(state["dtype"], state["group_size"], getattr(torch, state["act_dtype"]))
         packing = state.get("packing")
+        missing = [name for name in PACKING_FIELDS if packing is not None and name not in packing]
+        if missing:  # checked before anything changes: a refused state leaves the layer as it was
+            raise ValueError(f"QuantizedLinear: the saved packing {packing!r} lacks {missing}")
+        self._configure(state["dtype"], state["group_size"], getattr(torch, state["act_dtype"]))
         if packing is not None:
-            missing = [name for name in PACKING_FIELDS if name not in packing]
-            if missing:
-                raise ValueError(f"QuantizedLinear: the saved packing {packing!r} lacks {missing}")
             self.layout = dataclasses.replace(self.layout, **{name: packing[name] for name in PACKING_FIELDS})
 
     def _load_from_state_dict(
