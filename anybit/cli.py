@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--operand",
         choices=("b", "a"),
-        default="b",
-        help="pack weights as the tensor-core B operand (default) or A (the transposed decode kernel)",
+        default="a",
+        help="pack weights as the tensor-core A operand (default: the transposed decode kernel) or B",
     )
     bench.set_defaults(run=_bench)
     return parser

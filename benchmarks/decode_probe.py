@@ -42,7 +42,7 @@ def read_probe_us(nbytes: int) -> float:
 
 
 def probe(
-    n: int, k: int, type_name: str, flush_modes: list[str], tile_bytes: int = 64, operand: str = "b"
+    n: int, k: int, type_name: str, flush_modes: list[str], tile_bytes: int = 64, operand: str = "a"
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated warp-tile widths to compare (choose_layout's max_bytes_per_thread: 64, 128)",
     )
     parser.add_argument(
-        "--operands", default="b", help="comma-separated tensor-core operands the weight is packed as: b, a"
+        "--operands", default="a", help="comma-separated tensor-core operands the weight is packed as: b, a"
     )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)

@@ -78,8 +78,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--operand",
         choices=("b", "a"),
-        default="b",
-        help="pack quantized weights as the tensor-core B operand (default) or A (transposed decode kernel)",
+        default="a",
+        help="pack quantized weights as the tensor-core A operand (default: the transposed decode kernel) or B",
     )
     parser.add_argument("--quick", action="store_true", help="4 layers, 32 tokens, 32 prompts, 1 repeat")
     parser.add_argument(
@@ -320,7 +320,7 @@ def markdown(report: dict) -> str:
         f"transformers {report['environment']['transformers']}. Weights: {model['init']}. "
         f"Decoder linear layers quantized with group size {settings['group_size']}, "
         f"lm_head {settings['lm_head']}"
-        f"{', weights as the A operand (transposed kernel)' if settings.get('operand') == 'a' else ''}. "
+        f"{', weights as the B operand (x-as-A decode kernel)' if settings.get('operand') == 'b' else ''}. "
         f"{settings['new_tokens']} decode steps after a {settings['prompt_length']}-token prompt, "
         "static KV cache, "
         f"{'one step replayed as a CUDA graph' if graphed else 'eager steps'}"

@@ -85,7 +85,7 @@ class Run:
         self.results: dict = {
             "benchmark": "quantized_matmul",
             "quick": self.quick,
-            "operand": getattr(options, "operand", "b"),
+            "operand": getattr(options, "operand", "a"),
             "gpu": gpu_description(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "group_size": cases.GROUP_SIZE,
@@ -300,7 +300,7 @@ class Run:
 class Weight:
     """One random weight of a case, quantized and packed on the GPU, with x and the float64 reference."""
 
-    def __init__(self, case: cases.Case, operand: str = "b") -> None:
+    def __init__(self, case: cases.Case, operand: str = "a") -> None:
         from anybit.kernels import choose_layout, dequantize, pack, quantize
 
         self.case = case
@@ -369,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--operand",
         choices=("b", "a"),
-        default="b",
-        help="pack the weights as the tensor-core B operand (default) or A (the transposed decode kernel)",
+        default="a",
+        help="pack the weights as the tensor-core A operand (default: the transposed decode kernel) or B",
     )
     parser.add_argument(
         "--budget-s",

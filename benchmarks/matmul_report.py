@@ -35,7 +35,10 @@ def _failed(row: dict) -> str | None:
     return row.get("error")
 
 
-TRANSPOSED_NOTE = " (weights packed as the A operand: the transposed decode kernel)"
+OPERAND_NOTES = {
+    "a": " (weights packed as the A operand: the transposed decode kernel)",
+    "b": " (weights packed as the B operand: the x-as-A decode kernel)",
+}
 
 
 def header(results: dict) -> list[str]:
@@ -49,7 +52,7 @@ def header(results: dict) -> list[str]:
         f"Date: {results.get('date', '?')}{' (quick subset)' if results.get('quick') else ''}  ",
         f"Group size {results.get('group_size', 128)}; scales (and zero points for uint types) in the "
         f"activation dtype; dispatch threshold M ≤ {results.get('decode_max_m', '?')} → decode kernel"
-        f"{TRANSPOSED_NOTE if results.get('operand') == 'a' else ''}.  ",
+        f"{OPERAND_NOTES.get(results.get('operand', 'b'), '')}.  ",
         'Times: CUDA-graph replay, L2 flushed before each replay, median. "eager": wall clock per call over '
         "back-to-back eager calls (host + device). % of ceiling: bytes that must move (weights + scales + "
         "zeros + x + y) / time / the read ceiling below.",

@@ -9,7 +9,7 @@ are made: an issue-bound kernel's speed follows these counts, and they cost no d
 Usage (repository root; needs the ``sass`` extra, ``pip install -e ".[sass]"``, or nvdisasm on PATH)::
 
     python benchmarks/sass_counts.py [--types uint4,int4] [--warps 4] [--stages 4] [--split 1] [--no-pdl]
-        [--act bfloat16] [--operand a]
+        [--act bfloat16] [--operand b]
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def count(
     tool: str,
     dependent_launch: bool = True,
     act: torch.dtype = torch.float16,
-    operand: str = "b",
+    operand: str = "a",
 ) -> dict:
     layout = choose_layout(type_name, 8192, 8192, 128, operand=operand)
     options = dict(
@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--operand",
         choices=("b", "a"),
-        default="b",
-        help="a: the weight as the A operand (transposed kernel)",
+        default="a",
+        help="a (default): the weight as the A operand (transposed kernel); b: as the B operand",
     )
     options = parser.parse_args(argv)
     tool = nvdisasm()

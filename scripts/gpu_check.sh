@@ -18,13 +18,13 @@ export PYTHONUNBUFFERED=1
 export ANYBIT_CACHE_DIR="${ANYBIT_CACHE_DIR:-/tmp/anybit-cache}"
 PYTHON="${PYTHON:-python3}"
 STEPS="${STEPS:-}"
-# Steps too long for the default call, run only when named: the full matmul suite (STEPS=bench, ~6 min; and
-# STEPS=bench_a with the weights packed as the A operand: the transposed decode kernel), the decode probe
-# (every tuning configuration of seven shapes for uint4, int4, int8 and uint2, packed as the B and the A
-# operand), the full end-to-end run (32 layers, fused projections, compiled step, profiled; int4, int3,
+# Steps too long for the default call, run only when named: the full matmul suite (STEPS=bench, ~8 min,
+# the default packing: weights as the A operand, the transposed decode kernel; STEPS=bench_b the same packed
+# as the B operand: the x-as-A decode kernel), the decode probe (every tuning configuration of seven shapes
+# for uint4, int4, int8 and uint2, packed as the B and the A operand), the full end-to-end run (32 layers, fused projections, compiled step, profiled; int4, int3,
 # int2 and float6_e3m2 at batch 1 and 16), the same with lm_head quantized (int4, batch 1), and the layer
 # sequence (a Llama-3-8B layer's fused projections alone, in a row, and inside a 32-layer model).
-ONLY_WHEN_NAMED="bench,bench_a,probe,e2e,e2e_a,e2e_lm_head,sequence,pdl_ab"
+ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -90,7 +90,7 @@ fi
 step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$RESULTS/launch_overhead.json"
 step bench 580 "$PYTHON" -m anybit bench --out "$RESULTS/bench"
 step e2e_quick 120 "$PYTHON" benchmarks/e2e.py --quick --out "$RESULTS/e2e"
-step bench_a 580 "$PYTHON" -m anybit bench --operand a --out "$RESULTS/bench_a"
+step bench_b 580 "$PYTHON" -m anybit bench --operand b --out "$RESULTS/bench_b"
 step probe 300 "$PYTHON" benchmarks/decode_probe.py --types uint4,int4,int8,uint2 --operands b,a \
     --out "$RESULTS/probe"
 step sequence 200 "$PYTHON" benchmarks/layer_sequence.py --types int4,int2 --model-layers 32 \
@@ -102,8 +102,8 @@ step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 
 step e2e 560 "$PYTHON" benchmarks/e2e.py --compile --fuse --profile --types int4,int3,int2,float6_e3m2 \
     --batches 1,16 --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_full"
 # The end-to-end int4 model packed both ways (B: the decode kernel; A: the transposed kernel), batch 1.
-step e2e_a 300 bash -c "$PYTHON benchmarks/e2e.py --compile --fuse --types int4 --batches 1 --new-tokens 64 \
-    --prompts 4 --repeats 2 --out $RESULTS/e2e_b && $PYTHON benchmarks/e2e.py --compile --fuse --types int4 \
+step e2e_operands 300 bash -c "$PYTHON benchmarks/e2e.py --compile --fuse --types int4 --batches 1 --new-tokens 64 \
+    --prompts 4 --repeats 2 --operand b --out $RESULTS/e2e_b && $PYTHON benchmarks/e2e.py --compile --fuse --types int4 \
     --batches 1 --new-tokens 64 --prompts 4 --repeats 2 --operand a --out $RESULTS/e2e_a"
 step e2e_lm_head 300 "$PYTHON" benchmarks/e2e.py --compile --fuse --quantize-lm-head --types int4 --batches 1 \
     --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_lm_head"

@@ -28,6 +28,9 @@ MAX_K_CHUNK = 128
 #: The default packing's widest warp tile (8·NT columns) and most weight bytes per thread per chunk.
 MAX_N_TILES = 8
 MAX_BYTES_PER_THREAD = 64
+#: The default packing's tensor-core operand: the weight as the m16 "a" operand (the transposed decode kernel),
+#: measured faster at M ≤ 8 on the H200 (BENCHMARKS.md, fifth session).
+DEFAULT_OPERAND = "a"
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,10 @@ class PackedLayout:
     bytes_per_thread
         KC·NT·b/32: the bytes of one warp tile each of the 32 threads holds.
     operand
-        Which tensor-core operand the weight is: "b" (the default: y = x·Wᵀ, x the m16 operand) or "a" (the
-        weight the m16 operand, x the n8 one: y^T = W·x^T, half the tensor-core work at M ≤ 8; 8·NT must
-        then be a multiple of 16). Only the order of the codes in each thread's bytes differs.
+        Which tensor-core operand the weight is: "b" (y = x·Wᵀ, x the m16 operand; this field's default) or
+        "a" (the weight the m16 operand, x the n8 one: y^T = W·x^T, half the tensor-core work at M ≤ 8; 8·NT
+        must then be a multiple of 16; :func:`choose_layout`'s default). Only the order of the codes in each
+        thread's bytes differs.
     """
 
     dtype: DataType
@@ -214,7 +218,7 @@ def choose_layout(
     group_size: int,
     *,
     max_bytes_per_thread: int = MAX_BYTES_PER_THREAD,
-    operand: str = "b",
+    operand: str | None = None,
 ) -> PackedLayout:
     """The default packing of an [n, k] weight of ``dtype`` with scale groups of ``group_size``.
 
@@ -226,7 +230,9 @@ def choose_layout(
     instructions per weight fall from 3.97 to 2.83 (uint2, NT 2 → 8), 5.88 to 3.62 (uint4, 1 → 4), 5.53 to
     4.14 (int8, 1 → 2) and 8.47 to 6.80 (float6_e3m2, 1 → 2); see docs/notes/decode-kernel.md. Bits per
     weight → NT at k_chunk 128: 1 → 8 (32 B), 2 → 8 (64 B), 3 and 4 → 4 (48, 64 B), 5 to 8 → 2 (40 to 64 B).
-    ``operand="a"`` packs for the transposed decode kernel (see :class:`PackedLayout`; NT at least 2).
+    ``operand`` picks the tensor-core operand the weight is (see :class:`PackedLayout`): by default "a", the
+    transposed decode kernel (half the tensor-core work at M ≤ 8: 10–17% faster at M = 1 and 4 on the H200,
+    about 5% slower at M = 16), and "b" when N is not a multiple of 16 (operand "a" needs NT ≥ 2).
 
     Raises
     ------
@@ -235,6 +241,8 @@ def choose_layout(
         multiples K and N need).
     """
     data_type = check_weight_dtype(dtype)
+    if operand is None:
+        operand = DEFAULT_OPERAND if n % 16 == 0 else "b"
     if max_bytes_per_thread not in (16, 32, 64, 128, 256):
         raise ValueError(f"expected max_bytes_per_thread 16, 32, 64, 128 or 256, got {max_bytes_per_thread}")
     group_size = k if group_size == -1 else group_size

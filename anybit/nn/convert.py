@@ -140,7 +140,7 @@ def quantize_model(
     overrides: Mapping[str, Any] | None = None,
     *,
     zero_point: bool | None = None,
-    operand: str = "b",
+    operand: str | None = None,
     on_unsupported: str = "skip",
     progress: bool = True,
 ) -> QuantizationSummary:

@@ -27,10 +27,13 @@ ACTIVATION_DTYPES = (torch.float16, torch.bfloat16)
 
 # The tensors that make up the packed weight; optional ones are None when absent (and then not saved).
 PACKED_BUFFERS = ("packed", "scales", "zeros", "input_permutation")
-#: Version of the saved packed form: 2 since 2- and 4-bit codes are stored pair-interleaved (version 1 files
-#: hold the plain order and are refused rather than misread).
-STATE_VERSION = 2
-#: The PackedLayout fields a saved layer records when its packing is not the default (from_packed).
+#: Version of the saved packed form: 3 since every layer records its packing (the default packing changed
+#: to operand "a"); version 2 files (2- and 4-bit codes pair-interleaved) name their packing only when it
+#: was not that version's default, operand "b", and load as such; version 1 files hold the plain order and
+#: are refused rather than misread.
+STATE_VERSION = 3
+READABLE_STATE_VERSIONS = (2, 3)
+#: The PackedLayout fields a saved layer records (beyond type, group size and shape).
 PACKING_FIELDS = ("k_chunk", "n_per_warp", "bytes_per_thread", "operand")
 
 
@@ -199,7 +202,7 @@ class QuantizedLinear(nn.Module):
         zero_point: bool | None = None,
         *,
         act_dtype: torch.dtype | None = None,
-        operand: str = "b",
+        operand: str | None = None,
     ) -> QuantizedLinear:
         """Quantize a ``torch.nn.Linear`` (round to nearest, group-wise) on the device its weight is on.
 
@@ -212,8 +215,9 @@ class QuantizedLinear(nn.Module):
         act_dtype
             Default: the linear's dtype when it is float16 or bfloat16, else float16.
         operand
-            The packing (:func:`anybit.kernels.choose_layout`): "b" (default) or "a", the weight as the m16
-            tensor-core operand for the transposed decode kernel (docs/quantized-matmul.md).
+            The packing (:func:`anybit.kernels.choose_layout`): "a" (the default where N is a multiple of 16),
+            the weight as the m16 tensor-core operand for the transposed decode kernel, or "b", the weight as
+            the n8 operand (docs/quantized-matmul.md).
 
         Raises
         ------
@@ -354,35 +358,36 @@ class QuantizedLinear(nn.Module):
         return self
 
     def get_extra_state(self) -> dict[str, Any]:
-        """What the buffers do not say: the weight type, group size and activation dtype, and the packing
-        when it is not the default one for them (a layer made by :meth:`from_packed`)."""
-        state = {
+        """What the buffers do not say: the weight type, group size, activation dtype and packing."""
+        return {
             "version": STATE_VERSION,
             "dtype": self.weight_dtype.name,
             "group_size": self.group_size,
             "act_dtype": str(self.act_dtype).removeprefix("torch."),
+            "packing": {name: getattr(self.layout, name) for name in PACKING_FIELDS},
         }
-        default = kernels.choose_layout(
-            self.weight_dtype, self.out_features, self.in_features, self.group_size
-        )
-        if self.layout != default:
-            state["packing"] = {name: getattr(self.layout, name) for name in PACKING_FIELDS}
-        return state
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        """Adopt a saved layer's type, group size, activation dtype and packing (the default one for them
-        unless the state names another)."""
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        """Adopt a saved layer's type, group size, activation dtype and packing (a version 2 state without
+        a packing has that version's default: operand "b")."""
+        version = state.get("version") if isinstance(state, dict) else None
+        if version not in READABLE_STATE_VERSIONS:
             raise ValueError(
                 f"QuantizedLinear: expected extra state version {STATE_VERSION}, got {state!r}; a layer "
                 "saved by an older anybit packs its codes in another order: quantize (or import) it again"
             )
         packing = state.get("packing")
+        if packing is None and version >= 3:
+            raise ValueError(f"QuantizedLinear: the saved state {state!r} lacks its packing")
         missing = [name for name in PACKING_FIELDS if packing is not None and name not in packing]
         if missing:  # checked before anything changes: a refused state leaves the layer as it was
             raise ValueError(f"QuantizedLinear: the saved packing {packing!r} lacks {missing}")
         self._configure(state["dtype"], state["group_size"], getattr(torch, state["act_dtype"]))
-        if packing is not None:
+        if packing is None:  # version 2, saved with its default packing
+            self.layout = kernels.choose_layout(
+                self.weight_dtype, self.out_features, self.in_features, self.group_size, operand="b"
+            )
+        else:
             self.layout = dataclasses.replace(self.layout, **{name: packing[name] for name in PACKING_FIELDS})
 
     def _load_from_state_dict(

@@ -42,7 +42,7 @@ def _check_resources(compiled) -> None:
 
 @pytest.mark.parametrize(("dtype", "group_size", "act", "zeros"), DECODE_CONFIGS)
 def test_decode_kernel_compiles_to_the_expected_instructions(dtype, group_size, act, zeros):
-    layout = choose_layout(dtype, 4096, 4096, group_size)
+    layout = choose_layout(dtype, 4096, 4096, group_size, operand="b")
     kernel = DecodeMatmul(layout, act, has_zeros=zeros, has_bias=True, warps=4, stages=4)
     compiled = anybit.compile(kernel, arch="sm_90a")
     _check_resources(compiled)
@@ -94,7 +94,7 @@ def test_dequantize_kernel_compiles_to_16_byte_accesses(dtype, group_size, act):
 def test_decode_kernel_waits_for_prior_grids_from_sm_90_on(arch, split):
     """One ``griddepcontrol.wait`` and one ``launch_dependents`` on Hopper (the runtime then launches it as a
     dependent); neither before, where the kernel is an ordinary one."""
-    layout = choose_layout("uint4", 4096, 4096, 128)
+    layout = choose_layout("uint4", 4096, 4096, 128, operand="b")
     kernel = DecodeMatmul(layout, torch.float16, has_zeros=True, has_bias=True, split=split)
     compiled = anybit.compile(kernel, arch=arch)
     _check_resources(compiled)

@@ -34,9 +34,15 @@ CASES = [
 ] + [(WIDE_FLOAT, 64, BF16, 5, True, 256), ("uint4", 128, BF16, 16, False, 1024)]
 
 
+def _pack_b(q):
+    """The weight packed for this module's kernel, DecodeMatmul (operand "b"; the default packing is "a")."""
+    n, k = q.codes.shape
+    return pack(q, layout=choose_layout(q.dtype, n, k, q.group_size, operand="b"))
+
+
 def _run(dtype, group_size, act, m, with_bias, k, *, zero_point=None, config=None, n=64, tile_bytes=64):
     q = random_quantized(dtype, n, k, group_size, act, zero_point=zero_point)
-    p = pack(q, layout=choose_layout(dtype, n, k, group_size, max_bytes_per_thread=tile_bytes))
+    p = pack(q, layout=choose_layout(dtype, n, k, group_size, max_bytes_per_thread=tile_bytes, operand="b"))
     generator = torch.Generator().manual_seed(m)
     x = torch.randn(m, k, generator=generator).to(act)
     bias = torch.randn(n, generator=generator).to(act) if with_bias else None
@@ -74,14 +80,14 @@ def test_configs(config):
 @pytest.mark.parametrize(("dtype", "n"), [("uint4", 128), ("int8", 64), ("int3", 128), ("float6_e3m2", 64)])
 def test_wide_warp_tiles(dtype, n):
     """Warp tiles of up to 128 bytes per thread (choose_layout(max_bytes_per_thread=128)): more columns."""
-    default = choose_layout(dtype, n, 256, 128)
-    layout = choose_layout(dtype, n, 256, 128, max_bytes_per_thread=128)
+    default = choose_layout(dtype, n, 256, 128, operand="b")
+    layout = choose_layout(dtype, n, 256, 128, max_bytes_per_thread=128, operand="b")
     assert (
         default.bytes_per_thread < layout.bytes_per_thread <= 128 and layout.n_per_warp > default.n_per_warp
     )
     assert _run(dtype, 128, F16, 3, True, 256, n=n, tile_bytes=128) <= TOLERANCE[F16]
     with pytest.raises(ValueError, match="max_bytes_per_thread"):
-        choose_layout(dtype, n, 256, 128, max_bytes_per_thread=100)
+        choose_layout(dtype, n, 256, 128, max_bytes_per_thread=100, operand="b")
 
 
 # (type, group size, M, split, warps, K): per-group and per-channel scales, M > 16 (two row blocks), and more
@@ -111,12 +117,12 @@ def test_split_k_reduces_in_f32_whatever_the_block_order(
 
 def test_default_config_splits_k_for_few_block_columns():
     """Split-K up to about 264 blocks, while each split runs at least two chunks."""
-    layout = choose_layout("uint4", 8192, 8192, 128)  # 32-column warp tiles: 64 blocks of 4 warps
+    layout = choose_layout("uint4", 8192, 8192, 128, operand="b")  # 32-column warp tiles: 64 blocks of 4 warps
     assert default_decode_config(layout) == DecodeConfig(warps=4, stages=4, split=8)
     assert default_decode_config(layout, 20) == DecodeConfig(warps=4, stages=4, split=4)  # two row blocks
-    assert default_decode_config(choose_layout("uint4", 57344, 8192, 128)) == DecodeConfig(4, 4, 1)
-    assert default_decode_config(choose_layout("uint4", 8192, 1024, 128)).split == 4  # 8 chunks: runs of 2
-    assert default_decode_config(choose_layout("uint4", 8192, 256, 128)).split == 1  # 2 chunks
+    assert default_decode_config(choose_layout("uint4", 57344, 8192, 128, operand="b")) == DecodeConfig(4, 4, 1)
+    assert default_decode_config(choose_layout("uint4", 8192, 1024, 128, operand="b")).split == 4  # 8 chunks: runs of 2
+    assert default_decode_config(choose_layout("uint4", 8192, 256, 128, operand="b")).split == 1  # 2 chunks
 
 
 def test_more_than_sixteen_rows_use_a_second_grid_axis():
@@ -125,7 +131,7 @@ def test_more_than_sixteen_rows_use_a_second_grid_axis():
 
 def test_leading_dimensions_and_a_fresh_output():
     q = random_quantized("int4", 64, 128, 128, F16)
-    p = pack(q)
+    p = _pack_b(q)
     x = torch.randn(2, 3, 128).to(F16)
     y = decode_matmul(x, p)
     assert y.shape == (2, 3, 64) and y.dtype == F16
@@ -134,7 +140,7 @@ def test_leading_dimensions_and_a_fresh_output():
 
 def test_program_layouts_are_the_packed_ones():
     """The kernel's weight view has the block's tensor-core B layout and its byte load the byte layout."""
-    p = pack(random_quantized("int3", 64, 256, 128, F16))
+    p = _pack_b(random_quantized("int3", 64, 256, 128, F16))
     program = DecodeMatmul(p.layout, F16, warps=2).program()
     text = str(program)
     assert str(p.layout.block_tile_layout(2)) in text and str(p.layout.block_byte_layout(2)) in text
@@ -142,7 +148,7 @@ def test_program_layouts_are_the_packed_ones():
 
 def test_argument_errors():
     q = random_quantized("int4", 64, 128, 128, F16)
-    p = pack(q)
+    p = _pack_b(q)
     x = torch.randn(1, 128).to(F16)
     with pytest.raises(ValueError, match=r"x \[..., K=128\]"):
         decode_matmul(torch.randn(1, 64).to(F16), p)
@@ -162,7 +168,7 @@ def test_argument_errors():
 
 def test_runtime_checks_divisibility():
     """K and N are run-time arguments with declared multiples; the executors refuse others."""
-    p = pack(random_quantized("int4", 64, 256, 128, F16))
+    p = _pack_b(random_quantized("int4", 64, 256, 128, F16))
     kernel = DecodeMatmul(p.layout, F16, warps=2)
     x = torch.zeros(1, 200, dtype=F16)
     y = torch.zeros(1, 64, dtype=F16)
@@ -183,7 +189,7 @@ def _global_reads(body) -> set[str]:
 def test_only_weights_are_read_before_the_wait(split, zeros, group_size):
     """The prologue copies weight tiles, scale and zero rows before the wait; x only after it; nothing is
     written before it (the verifier checks that part); the next kernel is allowed in after the K loop."""
-    layout = choose_layout("uint4", 256, 512, group_size)
+    layout = choose_layout("uint4", 256, 512, group_size, operand="b")
     body = DecodeMatmul(layout, F16, has_zeros=zeros, warps=2, split=split).program().body
     (wait,) = [i for i, stmt in enumerate(body) if isinstance(stmt, ir.WaitPriorGridsInst)]
     before = _global_reads(body[:wait])
@@ -197,7 +203,7 @@ def test_only_weights_are_read_before_the_wait(split, zeros, group_size):
 def test_without_dependent_launch_the_results_are_the_same():
     """Both variants on the interpreter, split and unsplit: the same bits (only the wait and the trigger
     differ, and the interpreter runs them as no-ops)."""
-    p = pack(random_quantized("uint4", 128, 512, 64, F16, zero_point=True))
+    p = _pack_b(random_quantized("uint4", 128, 512, 64, F16, zero_point=True))
     x = torch.randn(3, 512).to(F16)
     for split in (1, 2):
         results = []

@@ -84,22 +84,29 @@ def test_operand_a_packing_round_trips(dtype):
     assert torch.equal(unpack(p, method="vm").codes, q.codes)
     assert torch.equal(torch.from_numpy(unpack_codes_numpy(p.data.numpy(), layout)), q.codes)
     # The same codes in another order: the B packing differs.
-    assert not torch.equal(pack(q, layout=choose_layout(dtype, 128, 256, 128)).data, p.data)
+    assert not torch.equal(pack(q, layout=choose_layout(dtype, 128, 256, 128, operand="b")).data, p.data)
 
 
 def test_errors_name_the_fix():
-    layout = choose_layout("uint4", 128, 256, 64)
+    layout = choose_layout("uint4", 128, 256, 64, operand="b")
     with pytest.raises(ValueError, match=r"operand='a'"):
         DecodeMatmulTransposed(layout, F16)
     with pytest.raises(ValueError, match="expected rows 8 or 16"):
         DecodeMatmulTransposed(choose_layout("uint4", 128, 256, 64, operand="a"), F16, rows=12)
     with pytest.raises(ValueError, match="expected operand 'a' or 'b'"):
         choose_layout("uint4", 128, 256, 64, operand="c")
-    b_weight = pack(random_quantized("uint4", 128, 256, 64, F16, zero_point=False, seed=fresh_seed()))
+    b_weight = pack(
+        random_quantized("uint4", 128, 256, 64, F16, zero_point=False, seed=fresh_seed()), layout=layout
+    )
     with pytest.raises(ValueError, match="applies to weights packed with operand='a'"):
         decode_matmul(torch.randn(1, 256).half(), b_weight, None, config={"warps": 1, "rows": 16})
     with pytest.raises(ValueError, match="n_per_warp % 16 == 0"):
         anybit.kernels.PackedLayout(anybit.uint4, 8, 128, 128, 128, 8, 16, "a")
+    # The default packing is "a" where N allows it, else "b" (an explicit "a" there is refused).
+    assert choose_layout("uint4", 128, 256, 64).operand == "a"
+    assert choose_layout("uint4", 72, 256, 64).operand == "b"
+    with pytest.raises(ValueError, match="N a multiple of 16"):
+        choose_layout("uint4", 72, 256, 64, operand="a")
 
 
 def _mma_count(kernel) -> int:
@@ -112,7 +119,7 @@ def test_half_the_mma_at_eight_rows(dtype):
     """The point of the kernel: per K loop step, 8-row blocks issue half the mma of the x-as-A kernel, and
     16-row blocks as many."""
     a = choose_layout(dtype, 8192, 8192, 128, operand="a")
-    b = choose_layout(dtype, 8192, 8192, 128)
+    b = choose_layout(dtype, 8192, 8192, 128, operand="b")
     assert a.n_per_warp == b.n_per_warp
     reference = _mma_count(DecodeMatmul(b, F16, warps=4))
     assert 2 * _mma_count(DecodeMatmulTransposed(a, F16, warps=4, rows=8)) == reference

@@ -8,7 +8,15 @@ import itertools
 import pytest
 import torch
 
-from anybit.kernels import decode_matmul, dequantize, dequantize_weight, pack, quantize, unpack
+from anybit.kernels import (
+    choose_layout,
+    decode_matmul,
+    dequantize,
+    dequantize_weight,
+    pack,
+    quantize,
+    unpack,
+)
 
 from .helpers import TOLERANCE, UINT_TYPES, WEIGHT_TYPES, WIDE_FLOAT, reference_matmul, relative_error
 
@@ -34,14 +42,18 @@ def _quantized(dtype, group, act, zero):
     return quantize(weight, dtype, group_size=group, zero_point=zero, act_dtype=act)
 
 
+@pytest.mark.parametrize("operand", ["a", "b"])
 @pytest.mark.parametrize(("dtype", "group", "act", "zero"), CASES)
-def test_decode_and_dequantize_on_cuda(dtype, group, act, zero):
+def test_decode_and_dequantize_on_cuda(dtype, group, act, zero, operand):
+    """Both packings (operand "a", the default: the transposed kernel; "b": the decode kernel)."""
     q = _quantized(dtype, group, act, zero)
-    p = pack(q)
+    layout = choose_layout(dtype, N, K, group, operand=operand)
+    p = pack(q, layout=layout)
     assert p.data.is_cuda
     # The GPU packing program agrees with the numpy reference and unpacks exactly.
     if group == 128:
-        cpu = pack(type(q)(q.codes.cpu(), q.dtype, q.group_size, q.scales.cpu(), None), method="numpy")
+        on_cpu = type(q)(q.codes.cpu(), q.dtype, q.group_size, q.scales.cpu(), None)
+        cpu = pack(on_cpu, layout=layout, method="numpy")
         assert torch.equal(p.data.cpu(), cpu.data)
     assert torch.equal(unpack(p).codes, q.codes)
     bias = torch.randn(N, device="cuda").to(act)

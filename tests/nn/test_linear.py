@@ -87,7 +87,7 @@ def test_state_dict_round_trip_into_empty_layer_of_other_type() -> None:
 
 
 @pytest.mark.parametrize(
-    "packing", [{"operand": "a"}, {"max_bytes_per_thread": 128}], ids=["operand-a", "wide-tiles"]
+    "packing", [{"operand": "b"}, {"max_bytes_per_thread": 128}], ids=["operand-b", "wide-tiles"]
 )
 def test_a_non_default_packing_survives_the_state_dict(packing: dict) -> None:
     """A layer made from a weight packed another way records that packing: a fresh layer loads it and
@@ -98,7 +98,7 @@ def test_a_non_default_packing_survives_the_state_dict(packing: dict) -> None:
     source = QuantizedLinear.from_packed(packed, bias=linear.bias.detach().half())
     assert source.layout == packed.layout and source.get_extra_state()["packing"]
     target = QuantizedLinear(256, 64, dtype="int4", group_size=128)
-    assert "packing" not in target.get_extra_state()
+    assert target.layout != packed.layout
     target.load_state_dict(source.state_dict())
     assert target.layout == packed.layout
     x = torch.randn(3, 256).half()
@@ -107,6 +107,26 @@ def test_a_non_default_packing_survives_the_state_dict(packing: dict) -> None:
     with pytest.raises(ValueError, match="lacks"):
         target.set_extra_state(broken)
     assert torch.equal(target.dequantize(), kernels.dequantize(q))
+
+
+def test_a_version_2_state_loads_with_that_version_default_packing() -> None:
+    """Layers saved before the default packing became operand "a" (state version 2, no packing recorded
+    for the then-default operand "b") load their bytes in operand "b" order and compute what they did."""
+    linear = make_linear(k=256, n=64)
+    q = kernels.quantize(linear.weight.detach(), "uint4", group_size=128, act_dtype=torch.float16)
+    packed = kernels.pack(q, layout=kernels.choose_layout("uint4", 64, 256, 128, operand="b"))
+    source = QuantizedLinear.from_packed(packed, bias=linear.bias.detach().half())
+    old_state = source.state_dict()
+    extra = {key: value for key, value in old_state["_extra_state"].items() if key != "packing"}
+    old_state["_extra_state"] = {**extra, "version": 2}
+    target = QuantizedLinear(256, 64, dtype="uint4", group_size=128)
+    assert target.layout.operand == "a"
+    target.load_state_dict(old_state)
+    assert target.layout == packed.layout
+    x = torch.randn(3, 256).half()
+    assert torch.equal(target(x), source(x))
+    with pytest.raises(ValueError, match="lacks its packing"):
+        target.set_extra_state({**extra, "version": 3})
 
 
 def test_load_drops_zeros_absent_from_state() -> None:

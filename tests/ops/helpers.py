@@ -17,12 +17,14 @@ def packed_weight(
     group_size: int = 128,
     device: str = "cpu",
     seed: int = 0,
+    operand: str | None = None,
 ):
-    """A random [n, k] weight quantized to ``dtype`` and packed: (QuantizedWeight, PackedWeight)."""
+    """A random [n, k] weight quantized to ``dtype`` and packed (the default packing, or as ``operand``):
+    (QuantizedWeight, PackedWeight)."""
     generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(n, k, generator=generator).to(device)
     q = kernels.quantize(weight, dtype, group_size=group_size, act_dtype=act_dtype)
-    return q, kernels.pack(q)
+    return q, kernels.pack(q, layout=kernels.choose_layout(dtype, n, k, group_size, operand=operand))
 
 
 def reference(x: torch.Tensor, q, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -38,8 +38,8 @@ def test_bucket_is_m_bucket_n_k():
 
 
 def test_one_tuner_per_specialisation_whatever_n_and_k():
-    small = choose_layout("uint4", 64, 256, 128)
-    large = choose_layout("uint4", 4096, 4096, 128)
+    small = choose_layout("uint4", 64, 256, 128, operand="b")
+    large = choose_layout("uint4", 4096, 4096, 128, operand="b")
     assert kernel_layout(small) == kernel_layout(large)
     assert tuner_for(small, torch.float16, True, False) is tuner_for(large, torch.float16, True, False)
     assert tuner_for(small, torch.float16, True, True) is not tuner_for(small, torch.float16, True, False)
@@ -91,7 +91,7 @@ def _warps_only_tuner(p) -> DecodeTuner:
 
 
 def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path):
-    _, p = packed_weight("uint4", 256, 256)  # 32-column warp tiles: 1 to 8 warps divide N
+    _, p = packed_weight("uint4", 256, 256, operand="b")  # 32-column warp tiles: 1 to 8 warps divide N
     tuner = _warps_only_tuner(p)
     timed = []
 
