@@ -8,7 +8,9 @@ quantized (``lm_head`` stays fp16, group size 128) and is measured for
   replayed as a CUDA graph (kernel time, not Python); tokens/s and speedup over fp16;
 * logits agreement with the fp16 model: top-1 agreement and KL(fp16 ‖ quantized) over every position of
   ``--prompts`` random prompts, with the fp16 model's mean entropy next to ln(vocab) so the reader can see
-  how peaked (how meaningful) the random model's distributions are.
+  how peaked (how meaningful) the random model's distributions are;
+* the kernels' share of that: the same agreement between the quantized model and a copy of it whose layers
+  hold the dequantized weights in fp16 (cuBLAS computes them), which random weights cannot blur.
 
 Usage (repository root)::
 
@@ -39,6 +41,7 @@ from anybit.nn.decode import (  # noqa: E402
     LLAMA_CONFIGS,
     GreedyDecoder,
     build_llama,
+    dequantized_copy,
     logits_agreement,
     quantized_copy,
     time_decode,
@@ -282,7 +285,19 @@ def run(args: argparse.Namespace, save=None) -> dict:
                 prompt_length=args.agreement_length,
                 chunk=min(32, args.prompts),
             )
-            report["agreement"].append({"type": name, **agreement.__dict__})
+            # The same weights through cuBLAS (dequantized to fp16): what differs is the kernels alone.
+            same_weights = dequantized_copy(model)
+            kernels_only = logits_agreement(
+                same_weights,
+                model,
+                prompts=args.prompts,
+                prompt_length=args.agreement_length,
+                chunk=min(32, args.prompts),
+            )
+            del same_weights
+            report["agreement"].append(
+                {"type": name, **agreement.__dict__, "kernels_only": kernels_only.__dict__}
+            )
         except Exception as error:
             report["agreement"].append({"type": name, "error": f"{type(error).__name__}: {error}"})
         print(json.dumps(report["agreement"][-1]), flush=True)
@@ -344,21 +359,28 @@ def markdown(report: dict) -> str:
         "",
         f"Logits agreement with fp16 over every position of {settings['prompts']} random prompts of "
         f"{settings['agreement_length']} tokens. fp16 entropy vs uniform (ln vocab) shows how peaked the "
-        "random model's next-token distributions are: the closer to uniform, the less top-1 agreement means.",
+        "random model's next-token distributions are: the closer to uniform, the less top-1 agreement means. "
+        "\"kernels only\": the quantized model against the same model with its dequantized weights in fp16 "
+        "(cuBLAS): the error of anybit's kernels, without the quantization's.",
         "",
-        "| type | top-1 agreement | KL mean (nats) | KL max | fp16 entropy / uniform | model bytes |",
-        "|---|---|---|---|---|---|",
+        "| type | top-1 agreement | KL mean (nats) | KL max | fp16 entropy / uniform | model bytes "
+        "| kernels only: top-1 | kernels only: KL mean |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     sizes = {entry["type"]: entry.get("model_bytes") for entry in report["quantization"]}
     for row in report["agreement"]:
         if "error" in row:
-            lines.append(f"| {row['type']} | error: {row['error'][:80]} | | | | |")
+            lines.append(f"| {row['type']} | error: {row['error'][:80]} | | | | | | |")
             continue
         size = sizes.get(row["type"])
+        kernels_only = row.get("kernels_only")
+        own = (
+            f"{100 * kernels_only['top1']:.1f}% | {kernels_only['kl_mean']:.2e}" if kernels_only else "— | —"
+        )
         lines.append(
             f"| {row['type']} | {100 * row['top1']:.1f}% | {row['kl_mean']:.4f} | {row['kl_max']:.4f} | "
             f"{row['reference_entropy']:.2f} / {row['uniform_entropy']:.2f} | "
-            f"{format_bytes(size) if size else '—'} |"
+            f"{format_bytes(size) if size else '—'} | {own} |"
         )
     lines.append(f"\nfp16 model: {format_bytes(model['fp16_bytes'])}. Total run {report['seconds']:.0f} s.")
     return "\n".join(lines)

@@ -343,6 +343,22 @@ def logits_agreement(
     )
 
 
+def dequantized_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with every :class:`~anybit.nn.QuantizedLinear` replaced by a float
+    ``torch.nn.Linear`` holding its dequantized weight (:meth:`~anybit.nn.QuantizedLinear.to_linear`).
+
+    The same weights computed by cuBLAS instead of anybit's kernels: agreement between the two isolates the
+    kernels' error from the quantization's (the original is untouched)."""
+    from anybit.nn.linear import QuantizedLinear
+
+    copied = copy.deepcopy(model)
+    for name, module in list(copied.named_modules()):
+        if isinstance(module, QuantizedLinear):
+            parent_name, _, child = name.rpartition(".")
+            setattr(copied.get_submodule(parent_name), child, module.to_linear())
+    return copied
+
+
 def quantized_copy(model: nn.Module, dtype: str, **settings) -> tuple[nn.Module, object]:
     """A deep copy of ``model`` quantized with :func:`anybit.quantize_model` (the original is untouched)."""
     from anybit.nn.convert import quantize_model

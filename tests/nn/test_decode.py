@@ -12,7 +12,15 @@ import torch
 pytest.importorskip("transformers")
 
 from anybit.cli import main as cli_main  # noqa: E402
-from anybit.nn.decode import GreedyDecoder, build_llama, logits_agreement, quantized_copy, time_decode  # noqa: E402
+from anybit.nn.decode import (  # noqa: E402
+    GreedyDecoder,
+    build_llama,
+    dequantized_copy,
+    logits_agreement,
+    quantized_copy,
+    time_decode,
+)
+from anybit.nn.linear import QuantizedLinear  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -39,6 +47,12 @@ def test_time_decode_and_agreement_of_a_quantized_model() -> None:
     assert same.top1 == 1.0 and same.kl_mean == pytest.approx(0, abs=1e-6) and same.positions == 8
     found = logits_agreement(reference, model, prompts=2, prompt_length=4)
     assert 0 <= found.kl_mean < 0.1 and found.reference_entropy <= found.uniform_entropy + 1e-4
+    # The same weights dequantized into float layers: only the kernels' rounding separates the two.
+    same_weights = dequantized_copy(model)
+    assert not any(isinstance(m, QuantizedLinear) for m in same_weights.modules())
+    assert any(isinstance(m, QuantizedLinear) for m in model.modules())  # the original is untouched
+    kernels_only = logits_agreement(same_weights, model, prompts=2, prompt_length=4)
+    assert kernels_only.top1 == 1.0 and kernels_only.kl_mean < 1e-4 < found.kl_mean
 
 
 @pytest.mark.parametrize("lm_head", [False, True], ids=["lm_head_fp16", "lm_head_quantized"])
@@ -77,6 +91,7 @@ def test_e2e_benchmark_tiny_cpu(
     report = json.loads((tmp_path / "e2e.json").read_text())
     assert [row["type"] for row in report["decode"]] == ["fp16", "int4"]
     assert report["agreement"][0]["type"] == "int4" and "std 0.02" in report["model"]["init"]
+    assert report["agreement"][0]["kernels_only"]["top1"] == 1.0
     assert "| int4 | 1 |" in (tmp_path / "e2e.md").read_text()
     assert report["quantization"][0]["skipped"] == ([] if lm_head else ["lm_head"])
     assert report["settings"]["lm_head"] == ("quantized" if lm_head else "fp16 (skipped)")
