@@ -82,7 +82,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--operand",
         choices=("b", "a"),
         default="a",
-        help="pack quantized weights as the tensor-core A operand (default: the transposed decode kernel) or B",
+        help="pack quantized weights as the tensor-core A operand (default: transposed decode kernel) or B",
     )
     parser.add_argument("--quick", action="store_true", help="4 layers, 32 tokens, 32 prompts, 1 repeat")
     parser.add_argument(
@@ -360,7 +360,7 @@ def markdown(report: dict) -> str:
         f"Logits agreement with fp16 over every position of {settings['prompts']} random prompts of "
         f"{settings['agreement_length']} tokens. fp16 entropy vs uniform (ln vocab) shows how peaked the "
         "random model's next-token distributions are: the closer to uniform, the less top-1 agreement means. "
-        "\"kernels only\": the quantized model against the same model with its dequantized weights in fp16 "
+        '"kernels only": the quantized model against the same model with its dequantized weights in fp16 '
         "(cuBLAS): the error of anybit's kernels, without the quantization's.",
         "",
         "| type | top-1 agreement | KL mean (nats) | KL max | fp16 entropy / uniform | model bytes "

@@ -28,8 +28,8 @@ MAX_K_CHUNK = 128
 #: The default packing's widest warp tile (8·NT columns) and most weight bytes per thread per chunk.
 MAX_N_TILES = 8
 MAX_BYTES_PER_THREAD = 64
-#: The default packing's tensor-core operand: the weight as the m16 "a" operand (the transposed decode kernel),
-#: measured faster at M ≤ 8 on the H200 (BENCHMARKS.md, fifth session).
+#: The default packing's tensor-core operand: the weight as the m16 "a" operand (the transposed decode
+#: kernel), measured faster at M ≤ 8 on the H200 (BENCHMARKS.md, fifth session).
 DEFAULT_OPERAND = "a"
 
 

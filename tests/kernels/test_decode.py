@@ -117,12 +117,16 @@ def test_split_k_reduces_in_f32_whatever_the_block_order(
 
 def test_default_config_splits_k_for_few_block_columns():
     """Split-K up to about 264 blocks, while each split runs at least two chunks."""
-    layout = choose_layout("uint4", 8192, 8192, 128, operand="b")  # 32-column warp tiles: 64 blocks of 4 warps
+
+    def uint4(n: int, k: int):
+        return choose_layout("uint4", n, k, 128, operand="b")
+
+    layout = uint4(8192, 8192)  # 32-column warp tiles: 64 blocks of 4 warps
     assert default_decode_config(layout) == DecodeConfig(warps=4, stages=4, split=8)
     assert default_decode_config(layout, 20) == DecodeConfig(warps=4, stages=4, split=4)  # two row blocks
-    assert default_decode_config(choose_layout("uint4", 57344, 8192, 128, operand="b")) == DecodeConfig(4, 4, 1)
-    assert default_decode_config(choose_layout("uint4", 8192, 1024, 128, operand="b")).split == 4  # 8 chunks: runs of 2
-    assert default_decode_config(choose_layout("uint4", 8192, 256, 128, operand="b")).split == 1  # 2 chunks
+    assert default_decode_config(uint4(57344, 8192)) == DecodeConfig(4, 4, 1)
+    assert default_decode_config(uint4(8192, 1024)).split == 4  # 8 chunks: runs of 2
+    assert default_decode_config(uint4(8192, 256)).split == 1  # 2 chunks
 
 
 def test_more_than_sixteen_rows_use_a_second_grid_axis():

@@ -130,6 +130,14 @@ def test_targets_table_marks_what_falls_short():
     assert "### Targets" in markdown(results())
 
 
+def test_the_header_names_the_packing():
+    """Runs packed either way say which kernel the decode rows measure (older results without the field
+    were packed as B)."""
+    assert "A operand: the transposed decode kernel" in markdown({**results(), "operand": "a"})
+    assert "B operand: the x-as-A decode kernel" in markdown({**results(), "operand": "b"})
+    assert "B operand" in markdown({key: value for key, value in results().items() if key != "operand"})
+
+
 def test_recommended_threshold():
     assert recommended_threshold(results()["crossover"]) == 16
     assert recommended_threshold([]) is None
@@ -144,7 +152,7 @@ def test_roofline_png(tmp_path):
 def test_options_and_cli_entry(capsys):
     options = build_parser().parse_args(["--quick", "--out", "x"])
     assert options.quick and options.out == "x" and math.isclose(options.budget_s, 0.0)
-    assert options.operand == "b" and build_parser().parse_args(["--operand", "a"]).operand == "a"
+    assert options.operand == "a" and build_parser().parse_args(["--operand", "b"]).operand == "b"
     try:
         cli_main(["bench", "--help"])
     except SystemExit as exit_:
