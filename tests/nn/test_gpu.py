@@ -42,3 +42,19 @@ def test_greedy_decode_under_a_cuda_graph_matches_eager() -> None:
     assert graphed.mode == "cuda-graph", graphed.graph_error
     eager = GreedyDecoder(model, 4, 32, use_graph=False).generate(prompt, 12)
     assert torch.equal(tokens, eager)
+
+
+@pytest.mark.timeout(140)  # tunes and compiles the int4 and int3 decode kernels of four shapes first
+def test_gpu_demo_runs() -> None:
+    """`anybit demo` on a GPU (here 2 layers, 8 tokens): every model decodes under a CUDA graph and the
+    table has a row per model and batch."""
+    pytest.importorskip("transformers")
+    from anybit.nn.demo import GPU_TYPES, gpu_demo
+
+    lines: list[str] = []
+    assert gpu_demo(lines.append, layers=2, new_tokens=8)
+    text = "\n".join(lines)
+    for name in ("fp16", *GPU_TYPES):
+        for batch in (1, 16):
+            assert any(line.split()[:2] == [name, str(batch)] for line in lines), (name, batch, text)
+    assert "CUDA graph capture failed" not in text
