@@ -84,7 +84,7 @@ def cpu_demo(say: Callable[[str], None] = print, *, m: int = 4, n: int = 64, k: 
 
 def gpu_demo(say: Callable[[str], None] = print, *, layers: int = 8, new_tokens: int = 64) -> bool:
     """fp16 vs int4/int3 decode speed and agreement on a TinyLlama-shaped model. True if every step ran."""
-    from anybit.nn.decode import build_llama, logits_agreement, quantized_copy, time_decode
+    from anybit.nn.decode import build_llama, dequantized_copy, logits_agreement, quantized_copy, time_decode
     from anybit.nn.fuse import fuse_projections
 
     say(
@@ -97,13 +97,15 @@ def gpu_demo(say: Callable[[str], None] = print, *, layers: int = 8, new_tokens:
     passed = True
     say(
         f"\n{'model':<8} {'batch':>5} {'tokens/s':>10} {'speedup':>8} {'top-1 agree':>12} {'KL':>8} "
-        f"{'bytes':>10}"
+        f"{'bytes':>10} {'kernel check':>13}"
     )
     for name in ("fp16", *GPU_TYPES):
-        model, agreement = reference, None
+        model, agreement, kernels_only = reference, None, None
         if name != "fp16":
             model, _ = quantized_copy(reference, name, group_size=128, progress=False)
             agreement = logits_agreement(reference, model, prompts=64, prompt_length=32)
+            # The same quantized weights dequantized into fp16 layers (cuBLAS): only the kernels differ.
+            kernels_only = logits_agreement(dequantized_copy(model), model, prompts=16, prompt_length=32)
         from anybit.nn.convert import model_bytes
 
         for batch in (1, 16):
@@ -113,10 +115,10 @@ def gpu_demo(say: Callable[[str], None] = print, *, layers: int = 8, new_tokens:
             speedup = timing.tokens_per_second / results["fp16"][batch]
             agree = f"{100 * agreement.top1:.1f}%" if agreement else "—"
             kl = f"{agreement.kl_mean:.4f}" if agreement else "—"
+            check = f"{100 * kernels_only.top1:.1f}% top-1" if kernels_only else "—"
             say(
                 f"{name:<8} {batch:>5} {timing.tokens_per_second:>10.1f} {speedup:>7.2f}× {agree:>12} "
-                f"{kl:>8} "
-                f"{format_bytes(model_bytes(model)):>10}"
+                f"{kl:>8} {format_bytes(model_bytes(model)):>10} {check:>13}"
             )
             if timing.graph_error:
                 say(f"  (CUDA graph capture failed, eager: {timing.graph_error})")
@@ -125,8 +127,9 @@ def gpu_demo(say: Callable[[str], None] = print, *, layers: int = 8, new_tokens:
             torch.cuda.empty_cache()
     say(
         "\nq/k/v and gate/up fused (anybit.fuse_projections); lm_head stays fp16. Random weights give flat "
-        "next-token distributions, so top-1 agreement is a lower bound on what a trained model shows; run "
-        "benchmarks/e2e.py for Llama-3-8B shapes."
+        "next-token distributions, so top-1 agreement is a lower bound on what a trained model shows. "
+        "Kernel check: top-1 agreement with the same quantized weights dequantized into fp16 layers "
+        "(cuBLAS), the kernels' own error. Run benchmarks/e2e.py for Llama-3-8B shapes."
     )
     return passed
 
