@@ -281,8 +281,28 @@ def subtract_pair(target: DataType, subtrahend: str) -> str:
     return f"q_ = ab_fma_bf16x2({subtrahend}, 0xbf80bf80u, q_);"
 
 
-def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int) -> list[str]:
-    """Statements leaving the codes at ``lo_bit`` and ``hi_bit`` converted (a target x2 pair) in ``q_``."""
+def scale_pair(target: DataType, exponent: int) -> list[str]:
+    """``q_ *= 2^exponent`` on both halves (exact where the result is representable; none for 0)."""
+    if not exponent:
+        return []
+    factor = _x2(_half_bits(2.0**exponent, target))
+    if target is float16:
+        return [f"q_ = ab_mul_f16x2(q_, {factor});"]
+    return [f"q_ = ab_fma_bf16x2(q_, {factor}, 0x80008000u);"]
+
+
+def _fast_pair(
+    src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int, exponent: int = 0
+) -> list[str]:
+    """Statements leaving the codes at ``lo_bit`` and ``hi_bit`` converted (a target x2 pair), times
+    2^``exponent``, in ``q_``."""
+    if source.is_float:
+        return _float_pair(src, source, target, lo_bit, hi_bit, exponent)
+    return [*_fast_pair_unscaled(src, source, target, lo_bit, hi_bit), *scale_pair(target, exponent)]
+
+
+def _fast_pair_unscaled(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int) -> list[str]:
+    """:func:`_fast_pair` of integer codes, before any 2^exponent."""
     n = source.nbits
     if source.kind in ("int", "uint"):
         unsubtracted = integer_pair(src, source, target, lo_bit, hi_bit)
@@ -304,6 +324,15 @@ def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit
             "uint32_t q_ = ab_f32x2_to_bf16x2(lo_, hi_);",
         ]
         return lines
+    raise AssertionError(f"no fast pair conversion from {source.name}")
+
+
+def _float_pair(
+    src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int, exponent: int
+) -> list[str]:
+    """A float pair: the native float8 conversion, or the bit-aligning one whose re-biasing multiply by
+    2^scale takes ``exponent`` along (none at all when they cancel), times 2^``exponent``."""
+    n = source.nbits
     native = _native_fp8_pair(src, source, target, lo_bit, hi_bit)
     # floats: align magnitude to the target's mantissa, sign to bit 15, then re-bias by a power of two
     shift, magnitudes, scale = aligned_float_constants(source, target)
@@ -322,16 +351,14 @@ def _fast_pair(src: str, source: DataType, target: DataType, lo_bit: int, hi_bit
             f"uint32_t q_ = ab_lop3<{hex(_AND_OR)}>(x_ << {shift}, {hex(magnitudes)}u, "
             f"(x_ << {16 - n}) & 0x80008000u);",
         ]
-    if scale:
-        factor = _x2(_half_bits(2.0**scale, target))
-        if target is float16:
-            lines.append(f"q_ = ab_mul_f16x2(q_, {factor});")
-        else:
-            lines.append(f"q_ = ab_fma_bf16x2(q_, {factor}, 0x80008000u);")
-    lines += _special_fixups(source, target)
+    fixups = _special_fixups(source, target)
+    if fixups:  # they test the re-biased values: re-bias fully, then scale
+        lines += [*scale_pair(target, scale), *fixups, *scale_pair(target, exponent)]
+    else:  # one multiply by 2^(scale + exponent), or none
+        lines += scale_pair(target, scale + exponent)
     if native is None:
         return lines
-    return ["#if __CUDA_ARCH__ >= 890", *native, "#else", *lines, "#endif"]
+    return ["#if __CUDA_ARCH__ >= 890", *native, *scale_pair(target, exponent), "#else", *lines, "#endif"]
 
 
 #: The 8-bit float types sm_89+ converts to f16x2 in one instruction (PTX ``cvt.rn.f16x2.<type>x2``).
@@ -438,8 +465,10 @@ def emit_cast(
     order: list[int] | None = None,
     zero_pair: Callable[[int], str] | None = None,
     zero_element: Callable[[int], str] | None = None,
+    exponent: int = 0,
 ) -> None:
-    """Convert ``count`` local elements of word array ``src`` into word array ``dst``.
+    """Convert ``count`` local elements of word array ``src`` into word array ``dst`` (times 2^``exponent``,
+    which the caller has checked is exact; not with zero points).
 
     ``order[i]``: the source local of output local i (a cast that reorders each thread's elements, e.g.
     pair-interleaved codes into tensor-core order; default: the same local). Pairs go through the fast path
@@ -473,17 +502,20 @@ def emit_cast(
             lines = [*lines, subtract_pair(target, total)]
             folded |= {2 * p, 2 * p + 1}
         else:
-            lines = _fast_pair(src, source, target, lo_bit, hi_bit)
+            lines = _fast_pair(src, source, target, lo_bit, hi_bit, exponent)
         ctx.emit("{", *["  " + line for line in lines], f"  {dst}[{p}] = q_;", "}")
     for i in range(2 * pairs, count):
         j = order[i]
-        if source is target:
+        if source is target and not exponent:
             if n <= 32:
                 ctx.emit(*write_bits(dst, i * n, n, read_bits(src, j * n, n)))
             else:
                 ctx.emit(f"{dst}[{2 * i}] = {src}[{2 * j}]; {dst}[{2 * i + 1}] = {src}[{2 * j + 1}];")
             continue
-        ctx.emit(*set_value(dst, target, i, get_value(src, source, j), saturate=True))
+        value = get_value(src, source, j)
+        if exponent:  # exact in f32 (the caller checked the result is a target value)
+            value = f"((float)({value}) * {float(2.0**exponent)!r}f)"
+        ctx.emit(*set_value(dst, target, i, value, saturate=True))
     if zero_element is not None:  # the elements the fold did not cover: cast, then subtract, rounded once
         for i in (i for i in range(count) if i not in folded):
             ctx.emit(*set_value(dst, target, i, f"({get_value(dst, target, i)} - {zero_element(i)})"))
@@ -500,13 +532,17 @@ class _Lines:
         self.lines.extend("  " + line for line in lines)
 
 
-def conversion_kernel_name(source: DataType, target: DataType) -> str:
-    """Name of the standalone conversion test kernel of a type pair."""
-    return f"ab_convert_{source.name}_to_{target.name}"
+def conversion_kernel_name(source: DataType, target: DataType, exponent: int = 0) -> str:
+    """Name of the standalone conversion test kernel of a type pair (and a 2^exponent scaling)."""
+    scaled = f"_times_2_{'m' if exponent < 0 else 'p'}{abs(exponent)}" if exponent else ""
+    return f"ab_convert_{source.name}_to_{target.name}{scaled}"
 
 
-def conversion_test_kernel(source: DataType, target: DataType, *, per_thread: int = 8) -> str:
-    """CUDA source of a kernel converting every code of ``source`` to ``target`` (16-bit results).
+def conversion_test_kernel(
+    source: DataType, target: DataType, *, per_thread: int = 8, exponent: int = 0
+) -> str:
+    """CUDA source of a kernel converting every code of ``source`` to ``target`` (16-bit results), times
+    2^``exponent`` (a ``cast(..., exponent=)``; the caller checks it is exact).
 
     ``kernel(uint16_t* fast, uint16_t* generic)``: launch with at least ``2**n / per_thread`` threads
     (one block of ``max(1, 2**n // 8)`` threads is enough for n ≤ 8). ``fast[c]`` is code ``c`` through the
@@ -525,8 +561,8 @@ def conversion_test_kernel(source: DataType, target: DataType, *, per_thread: in
     ctx.emit(f"if (base >= {1 << n}u) return;")
     for j in range(per_thread):
         ctx.emit(*write_bits("src", j * n, n, f"(base + {j}u) & {hex((1 << n) - 1)}u"))
-    emit_cast(ctx, "src", source, "fast_out", target, per_thread, fast=True)
-    emit_cast(ctx, "src", source, "slow_out", target, per_thread, fast=False)
+    emit_cast(ctx, "src", source, "fast_out", target, per_thread, fast=True, exponent=exponent)
+    emit_cast(ctx, "src", source, "slow_out", target, per_thread, fast=False, exponent=exponent)
     for j in range(per_thread):
         ctx.emit(
             f"if (base + {j}u < {1 << n}u) {{",
@@ -535,7 +571,7 @@ def conversion_test_kernel(source: DataType, target: DataType, *, per_thread: in
             "}",
         )
     body = "\n".join(ctx.lines)
-    name = conversion_kernel_name(source, target)
+    name = conversion_kernel_name(source, target, exponent)
     return f'extern "C" __global__ void {name}(uint16_t* fast, uint16_t* generic) {{\n{body}\n}}\n'
 
 
@@ -551,6 +587,34 @@ def conversion_test_module(pairs=None) -> tuple[str, list[str]]:
         pairs = [(s, t) for s in sources for t in (float16, bfloat16)]
     kernels = [conversion_test_kernel(s, t) for s, t in pairs]
     return PRELUDE + "\n" + "\n".join(kernels), [conversion_kernel_name(s, t) for s, t in pairs]
+
+
+def rebias_exponent(source: DataType, target: DataType) -> int:
+    """The ``cast(..., exponent=)`` that cancels the bit-aligning float conversion's re-biasing multiply
+    (2^(target bias − source bias)): with it the conversion is a shift and a ``lop3`` a pair."""
+    target_bias = 15 if target is float16 else 127
+    return source.exponent_bias - target_bias
+
+
+def exponent_test_cases() -> list[tuple[DataType, DataType, int]]:
+    """(source, target, exponent) conversions with an exact 2^exponent scaling, for the test kernels: every
+    1–8-bit float type to float16 with the exponent that cancels its re-biasing; the suite's float types
+    with that one plus one; float8 (native conversion, NaN/inf fix-ups) to both targets with −1; integer
+    codes with a small exponent."""
+    from anybit.dtypes import scaling_is_exact
+
+    def named(name: str) -> DataType:
+        return next(t for t in all_types() if t.name == name)
+
+    floats = [t for t in all_types() if t.is_float and t.nbits <= 8]
+    cases = [(source, float16, rebias_exponent(source, float16)) for source in floats]
+    for name in ("float4_e2m1", "float5_e2m2", "float6_e3m2", "float6_e2m3"):
+        cases.append((named(name), float16, rebias_exponent(named(name), float16) + 1))
+    for name in ("float8_e4m3", "float8_e5m2", "float6_e3m2"):
+        cases += [(named(name), target, -1) for target in (float16, bfloat16)]
+    for name in ("uint2", "int3", "uint4", "int8"):
+        cases += [(named(name), float16, -2), (named(name), bfloat16, 1)]
+    return [case for case in cases if case[2] and scaling_is_exact(*case)]
 
 
 def conversion_test_modules() -> list[tuple[DataType, str, list[str]]]:

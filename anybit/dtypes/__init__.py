@@ -5,7 +5,7 @@ the families in `anybit.dtypes.datatype`; `dtype` resolves names, aliases and nu
 """
 
 from anybit.dtypes.codes import check_codes
-from anybit.dtypes.conversion import decode, encode
+from anybit.dtypes.conversion import decode, encode, scaling_is_exact
 from anybit.dtypes.datatype import DataType, all_types, packed_types, standard_types, types_of_kind
 from anybit.dtypes.packing import pack, pack_values, packed_size, unpack, unpack_values
 from anybit.dtypes.resolve import dtype
@@ -25,6 +25,7 @@ __all__ = [
     "pack_values",
     "packed_size",
     "packed_types",
+    "scaling_is_exact",
     "standard_types",
     "types_of_kind",
     "types_table",

@@ -27,6 +27,7 @@ boolean: any nonzero value (NaN included, as in numpy) → 1, zero → 0.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,22 @@ def encode(values: Any, dtype: Any) -> np.ndarray:
     data_type = resolve(dtype)
     array = _as_real_array(values, data_type)
     return _encode(np.atleast_1d(array), data_type).reshape(array.shape)  # 0-d in, 0-d out
+
+
+@functools.cache
+def scaling_is_exact(source: DataType, target: DataType, exponent: int) -> bool:
+    """Whether every value of ``source`` times 2^``exponent`` is a value of ``target`` (inf and NaN kept):
+    then ``cast(x, target) · 2^exponent`` needs no rounding. Sources of at most 16 bits (all codes are
+    checked)."""
+    if source.nbits > 16:
+        return False
+    codes = np.arange(1 << source.nbits, dtype=np.uint32).astype(source.code_dtype)
+    scaled = decode(codes, source) * 2.0**exponent
+    if not source.is_float:
+        scaled = scaled.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        back = decode(encode(scaled, target), target)
+    return bool(np.array_equal(back, scaled, equal_nan=True))
 
 
 def _encode(array: np.ndarray, data_type: DataType) -> np.ndarray:

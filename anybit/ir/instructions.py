@@ -393,11 +393,17 @@ class CastInst(Instruction):
     With ``subtract`` (unsigned integer operands only): ``output = cast(operand) − subtract`` (broadcast,
     rounded once), where ``subtract`` holds zero points as codes, integers in [0, 2^bits): the code
     generator may then fold the subtraction into the conversion's own (exact: both are small integers).
+
+    With ``exponent`` e ≠ 0: ``output = value(operand) · 2^e``, exactly — every value of the operand's type
+    times 2^e is a value of the output type (checked when the kernel is built). A float conversion that
+    aligns bits and then re-biases the exponent by a power of two can then skip (part of) that multiply:
+    a kernel folds 2^−e into a per-group scale it applies anyway.
     """
 
     output: RegisterTensor
     operand: RegisterTensor
     subtract: RegisterTensor | None = None
+    exponent: int = 0
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from anybit.dtypes import DataType, boolean
+from anybit.dtypes import DataType, boolean, scaling_is_exact
 from anybit.dtypes import dtype as resolve_dtype
 from anybit.ir.expr import BINARY_OPS, UNARY_OPS, Expr, ScalarCast, as_expr, binary, unary
 from anybit.ir.instructions import (
@@ -188,6 +188,7 @@ def cast(
     out: RegisterTensor | None = None,
     subtract: RegisterTensor | None = None,
     layout=None,
+    exponent: int = 0,
 ) -> RegisterTensor:
     """Convert element-wise to ``dtype`` (DESIGN §4.1 rounding), keeping the layout.
 
@@ -199,6 +200,11 @@ def cast(
     (broadcast like a binary operand, in ``dtype``). Its values must be integers in [0, 2^bits) of the codes'
     type (as GPTQ/AWQ zero points are; the interpreter checks): the subtraction is then exact and the code
     generator folds it into the conversion's own subtraction of the magic number.
+
+    ``exponent``: the result is the value times 2^exponent, exactly: every value of the operand's type times
+    2^exponent must be a value of ``dtype`` (checked). Bit-aligning float conversions end with a multiply by
+    a power of two that re-biases the exponent; an ``exponent`` that cancels it removes that multiply (one
+    instruction per pair), and the kernel multiplies a per-group scale by 2^−exponent instead.
     """
     builder = current_builder()
     check_register(builder, tensor, "cast", "the operand")
@@ -223,11 +229,23 @@ def cast(
             )
     if layout is not None and tuple(layout.shape) != tuple(tensor.shape):
         raise builder.error(f"expected a layout of shape {list(tensor.shape)}, got {layout!r}", "cast")
+    if not isinstance(exponent, int) or isinstance(exponent, bool):
+        raise builder.error(f"expected exponent a Python int, got {exponent!r}", "cast")
+    if exponent:
+        if subtract is not None:
+            raise builder.error("exponent= and subtract= together are not supported: scale after", "cast")
+        if not scaling_is_exact(tensor.dtype, dtype, exponent):
+            raise builder.error(
+                f"exponent={exponent}: not every {tensor.dtype.name} value times 2^{exponent} is a "
+                f"{dtype.name} value (it would round or overflow); pick an exponent that keeps them exact, "
+                "or scale after the cast",
+                "cast",
+            )
     if out is not None:
         output = out
     else:
         output = new_register(builder, dtype, tensor.shape, layout if layout is not None else tensor.layout)
-    builder.emit(CastInst(output, tensor, subtract, source=builder.location()))
+    builder.emit(CastInst(output, tensor, subtract, exponent, source=builder.location()))
     return output
 
 

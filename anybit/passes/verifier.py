@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from anybit.dtypes import scaling_is_exact
 from anybit.ir.errors import VerificationError, where
 from anybit.ir.expr import Expr, Var
 from anybit.ir.instructions import (
@@ -249,6 +250,15 @@ def _cast(inst: CastInst, program) -> None:
     if a is not None and b is not None and a != b and not a.holds_same_elements(b):
         raise _fail(
             inst, f"expected cast to keep the layout {a} (or to reorder each thread's elements), got {b}"
+        )
+    if inst.exponent and (
+        inst.subtract is not None
+        or not scaling_is_exact(inst.operand.dtype, inst.output.dtype, inst.exponent)
+    ):
+        raise _fail(
+            inst,
+            f"expected exponent={inst.exponent} without subtract and exact for every "
+            f"{inst.operand.dtype.name} value in {inst.output.dtype.name}",
         )
     subtract = inst.subtract
     if subtract is not None:

@@ -14,11 +14,14 @@ from anybit.cuda.conversions import (
     aligned_float_constants,
     byte_pair_constants,
     conversion_kernel_name,
+    conversion_test_kernel,
     conversion_test_modules,
+    exponent_test_cases,
     half_word_pair_constants,
     has_fast_path,
     integer_pair_constants,
     nan_fixup_constants,
+    rebias_exponent,
 )
 
 SOURCES = [t for t in dt.all_types() if t.nbits <= 8 and t.kind != "bool"]
@@ -345,4 +348,99 @@ def test_every_code_converts_bit_for_bit() -> None:
                     f"{bad:#x} gave {int(bits[bad]):#06x}, expected {int(expected[bad]):#06x}"
                 )
     assert len(cases) == 2 * len(SOURCES)
+    assert not failures, "\n".join(failures)
+
+
+# -- cast(..., exponent=): the value times 2^exponent ----------------------------------------------------
+def _expected_scaled_bits(source, target, exponent: int) -> np.ndarray:
+    values = dt.decode(np.arange(1 << source.nbits), source) * 2.0**exponent
+    return dt.encode(values, target).astype(np.uint16)
+
+
+@pytest.mark.parametrize(
+    "source", [t for t in SOURCES if t.is_float and has_fast_path(t, dt.float16)], ids=lambda t: t.name
+)
+def test_aligned_bits_are_the_value_times_the_rebias(source) -> None:
+    """Without its re-biasing multiply, the bit-aligning conversion leaves value · 2^(source bias − 15) as
+    f16 bits for every code (subnormals included) but the NaN/inf codes: what ``cast(exponent=)`` with the
+    cancelling exponent returns, so that conversion is a shift and a lop3 a pair."""
+    n = source.nbits
+    shift, magnitudes, _ = aligned_float_constants(source, dt.float16)
+    codes = np.arange(1 << n, dtype=np.uint32)
+    q = ((codes << shift) & (magnitudes & 0xFFFF)) | (((codes >> (n - 1)) & 1) << 15)
+    got = q.astype(np.uint16).view(np.float16).astype(np.float64)
+    expected = dt.decode(codes.astype(np.uint8), source) * 2.0 ** rebias_exponent(source, dt.float16)
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(got[finite], expected[finite])
+
+
+def test_the_cancelling_exponent_drops_the_multiply() -> None:
+    """float4/5/6 → f16 with the cancelling exponent: no f16x2 multiply at all; one exponent off: one."""
+    for name in ("float4_e2m1", "float5_e2m2", "float6_e3m2", "float6_e2m3"):
+        source = dt.dtype(name)
+        cancel = rebias_exponent(source, dt.float16)
+        assert "ab_mul_f16x2(q_" not in conversion_test_kernel(source, dt.float16, exponent=cancel), name
+        assert "ab_mul_f16x2(q_" in conversion_test_kernel(source, dt.float16, exponent=cancel + 1), name
+        assert "ab_mul_f16x2(q_" in conversion_test_kernel(source, dt.float16), name
+
+
+def _exponent_modules() -> list[tuple[tuple, str, str]]:
+    """One small translation unit per exponent case: ((source, target, exponent), CUDA source, name)."""
+    from anybit.cuda.prelude import PRELUDE
+
+    return [
+        (
+            (s, t, e),
+            PRELUDE + "\n" + conversion_test_kernel(s, t, exponent=e),
+            conversion_kernel_name(s, t, e),
+        )
+        for s, t, e in exponent_test_cases()
+    ]
+
+
+@requires_nvrtc
+def test_exponent_casts_compile() -> None:
+    from anybit.runtime.nvrtc import compile_cubin
+
+    modules = _exponent_modules()
+    assert len({name for _, _, name in modules}) == len(modules) >= 30
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(lambda module: compile_cubin(module[1], module[2], "sm_90a"), modules))
+    for (_, _, name), result in zip(modules, results, strict=True):
+        assert f".entry {name}(" in result.ptx and not result.resources.spills, name
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_exponent_casts_bit_for_bit() -> None:
+    """Every code of each exponent case, fast and generic path, against decode(code) · 2^exponent."""
+    import torch
+
+    from anybit.runtime import compile_source
+    from anybit.runtime.device import default_arch
+
+    modules = _exponent_modules()
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        compiled = list(
+            pool.map(
+                lambda module: compile_source(_test_kernel(module[1], module[2]), arch=default_arch()),
+                modules,
+            )
+        )
+    failures = []
+    for ((source_type, target, exponent), _, name), kernel in zip(modules, compiled, strict=True):
+        fast = torch.full((1 << source_type.nbits,), -1, dtype=torch.int16, device="cuda")
+        generic = torch.full_like(fast, -1)
+        kernel(fast, generic)
+        torch.cuda.synchronize()
+        expected = _expected_scaled_bits(source_type, target, exponent)
+        for label, got in (("fast", fast), ("generic", generic)):
+            bits = got.cpu().numpy().view(np.uint16)
+            ok = _same(bits, expected, target)
+            if not ok.all():
+                bad = int(np.flatnonzero(~ok)[0])
+                failures.append(
+                    f"{name} {label}: {int((~ok).sum())} codes wrong, first {bad:#x} gave "
+                    f"{int(bits[bad]):#06x}, expected {int(expected[bad]):#06x}"
+                )
     assert not failures, "\n".join(failures)

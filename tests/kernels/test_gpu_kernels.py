@@ -8,6 +8,7 @@ import itertools
 import pytest
 import torch
 
+import anybit
 from anybit.kernels import (
     choose_layout,
     decode_matmul,
@@ -121,3 +122,30 @@ def test_transposed_decode_on_cuda(dtype, act, zero):
     weight = torch.full((N, K), float("nan"), dtype=act, device="cuda")
     dequantize_weight(p, out=weight)
     assert torch.equal(weight, dequantize(q).to(act))
+
+
+@pytest.mark.parametrize("operand", ["a", "b"])
+@pytest.mark.parametrize("dtype", ["float4_e2m1", "float6_e3m2"])
+def test_subnormal_weight_values_reach_the_tensor_cores(dtype, operand):
+    """Float weights go to the mma as value · 2^(bias − 15) (no re-biasing multiply: kernels.decode's
+    weight_exponent), which makes the type's smallest values f16 subnormals: a weight of only those codes
+    must give the float64 result, not zero (tensor cores that flushed subnormal inputs would)."""
+    from anybit.kernels import QuantizedWeight, choose_layout
+    from anybit.kernels.decode import weight_exponent
+
+    source = anybit.dtype(dtype)
+    exponent = weight_exponent(source, anybit.float16)
+    values = torch.arange(1 << source.nbits, dtype=torch.uint8)
+    decoded = torch.from_numpy(anybit.dtypes.decode(values.numpy(), source))
+    tiny = values[(decoded != 0) & (decoded.abs() * 2.0**exponent < 2.0**-14)]
+    assert exponent and len(tiny) >= 2, (dtype, exponent)
+    generator = torch.Generator().manual_seed(0)
+    codes = tiny[torch.randint(0, len(tiny), (N, K), generator=generator)]
+    scales = (torch.rand(K // 128, N, generator=generator) + 0.5).half()
+    q = QuantizedWeight(codes.cuda(), source, 128, scales.cuda(), None)
+    p = pack(q, layout=choose_layout(dtype, N, K, 128, operand=operand))
+    for m in (1, 16):
+        x = torch.randn(m, K, device="cuda").half()
+        out = torch.full((m, N), float("nan"), dtype=torch.float16, device="cuda")
+        decode_matmul(x, p, None, out=out)
+        assert relative_error(out, reference_matmul(x, q, None)) <= TOLERANCE[torch.float16]

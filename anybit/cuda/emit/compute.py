@@ -222,6 +222,7 @@ def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
         order=order,
         zero_pair=zero_pair,
         zero_element=zero_element,
+        exponent=inst.exponent,
     )
 
 

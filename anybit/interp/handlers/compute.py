@@ -146,6 +146,10 @@ def cast(block: BlockState, inst: ir.CastInst) -> None:
         codes = block.registers.codes(operand)
     else:
         codes = gather_from_dense(block.registers.dense_codes(operand), output)
+    if inst.exponent:  # exact by the builder's check: the source value times 2^exponent, encoded
+        scaled = values_from_codes(codes, operand.dtype).astype(np.float64) * 2.0**inst.exponent
+        block.registers.set_codes(output, codes_from_values(to_compute(scaled, output.dtype), output.dtype))
+        return
     converted = convert_codes(codes, operand.dtype, output.dtype)
     if inst.subtract is not None:
         zeros = _operand(block, inst.subtract, output, output.dtype)
