@@ -278,23 +278,19 @@ def run(args: argparse.Namespace, save=None) -> dict:
         report["quantization"].append(entry)
         report["decode"] += measure_model(name, model, args, batches, fp16_rows)
         try:
-            agreement = logits_agreement(
-                reference,
-                model,
-                prompts=args.prompts,
-                prompt_length=args.agreement_length,
-                chunk=min(32, args.prompts),
-            )
+
+            def agreement_with(baseline: torch.nn.Module, model=model):
+                return logits_agreement(
+                    baseline,
+                    model,
+                    prompts=args.prompts,
+                    prompt_length=args.agreement_length,
+                    chunk=min(32, args.prompts),
+                )
+
+            agreement = agreement_with(reference)
             # The same weights through cuBLAS (dequantized to fp16): what differs is the kernels alone.
-            same_weights = dequantized_copy(model)
-            kernels_only = logits_agreement(
-                same_weights,
-                model,
-                prompts=args.prompts,
-                prompt_length=args.agreement_length,
-                chunk=min(32, args.prompts),
-            )
-            del same_weights
+            kernels_only = agreement_with(dequantized_copy(model))
             report["agreement"].append(
                 {"type": name, **agreement.__dict__, "kernels_only": kernels_only.__dict__}
             )
