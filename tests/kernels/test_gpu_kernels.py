@@ -57,10 +57,16 @@ def test_decode_and_dequantize_on_cuda(dtype, group, act, zero, operand):
         cpu = pack(on_cpu, layout=layout, method="numpy")
         assert torch.equal(p.data.cpu(), cpu.data)
     assert torch.equal(unpack(p).codes, q.codes)
-    bias = torch.randn(N, device="cuda").to(act)
     # The default configuration splits K over 4 to 8 blocks at this N (8 to 32 block columns); one warp
     # per block without a split covers the unsplit kernel.
-    for m, config in ((1, None), (16, None), (1, {"warps": 1, "split": 1})):
+    _check_decode_and_dequantize(q, p, act, ((1, None), (16, None), (1, {"warps": 1, "split": 1})))
+
+
+def _check_decode_and_dequantize(q, p, act, runs) -> None:
+    """decode_matmul for each (M, config) of ``runs`` (with a bias) against float64, outputs poisoned
+    first; then the dequantize kernel against the natural dequantization, bit for bit."""
+    bias = torch.randn(N, device="cuda").to(act)
+    for m, config in runs:
         x = torch.randn(m, K, device="cuda").to(act)
         out = torch.full((m, N), float("nan"), dtype=act, device="cuda")
         decode_matmul(x, p, bias, out=out, config=config)
@@ -113,15 +119,8 @@ def test_transposed_decode_on_cuda(dtype, act, zero):
     q = _quantized(dtype, 128, act, zero)
     p = pack(q, layout=choose_layout(dtype, N, K, 128, operand="a"))
     assert torch.equal(unpack(p).codes, q.codes)
-    bias = torch.randn(N, device="cuda").to(act)
-    for m, config in ((1, None), (5, {"warps": 2, "split": 4, "rows": 8}), (16, None), (12, {"rows": 8})):
-        x = torch.randn(m, K, device="cuda").to(act)
-        out = torch.full((m, N), float("nan"), dtype=act, device="cuda")
-        decode_matmul(x, p, bias, out=out, config=config)
-        assert relative_error(out, reference_matmul(x, q, bias)) <= TOLERANCE[act]
-    weight = torch.full((N, K), float("nan"), dtype=act, device="cuda")
-    dequantize_weight(p, out=weight)
-    assert torch.equal(weight, dequantize(q).to(act))
+    runs = ((1, None), (5, {"warps": 2, "split": 4, "rows": 8}), (16, None), (12, {"rows": 8}))
+    _check_decode_and_dequantize(q, p, act, runs)
 
 
 @pytest.mark.parametrize("operand", ["a", "b"])
