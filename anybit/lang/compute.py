@@ -234,6 +234,12 @@ def cast(
     if exponent:
         if subtract is not None:
             raise builder.error("exponent= and subtract= together are not supported: scale after", "cast")
+        if tensor.dtype.nbits > 16:
+            raise builder.error(
+                f"exponent= takes operands of at most 16 bits (every value is checked), got "
+                f"{tensor.dtype.name}: multiply after the cast instead",
+                "cast",
+            )
         if not scaling_is_exact(tensor.dtype, dtype, exponent):
             raise builder.error(
                 f"exponent={exponent}: not every {tensor.dtype.name} value times 2^{exponent} is a "

@@ -89,6 +89,14 @@ def test_inexact_or_unsupported_exponents_are_named():
     with pytest.raises(KernelDefinitionError, match="exponent= and subtract= together"):
         WithZeros().program(None)
 
+    class Wide(anybit.Script):
+        def __call__(self, out: anybit.ptr(anybit.float16)):
+            self.attrs.blocks = [1]
+            self.cast(self.register_tensor(anybit.float32, [16, 8], init=1), anybit.float16, exponent=-1)
+
+    with pytest.raises(KernelDefinitionError, match="at most 16 bits"):
+        Wide().program(None)
+
     class NotAnInt(anybit.Script):
         def __call__(self, out: anybit.ptr(anybit.float16)):
             self.attrs.blocks = [1]
