@@ -9,13 +9,19 @@ of each (distinct weights, as the model's layers are), and measures at M = 1
 * the whole sequence (copies × 4 calls) replayed as one CUDA graph: µs per call, next to the sum of the
   isolated times (the difference is what running in a row costs or saves);
 * the sequence's kernels under ``torch.profiler``: device µs per call per shape;
+* with ``--sweep``: every configuration of the tuning space (rows, warps, split-K) of each shape, as
+  ``--copies`` calls in a row in one CUDA graph, launched plainly and as dependents (``ANYBIT_PDL``), next to
+  the floors of the same sequence: torch reading the same bytes (an int32 ``amax`` per copy) and cuBLAS fp16
+  on the same shapes: which configuration wins in a row, which the isolated tuning picked, how far both are
+  from a plain read;
 * with ``--model-layers L`` (first, so that the first calls tune inside the model as in
   ``benchmarks/e2e.py``): an L-layer Llama-3-8B-shape model, fused and quantized with ``quantize_model``,
   timed as the e2e benchmark times it, profiled per projection, and its own modules called in a row.
 
 Usage (GPU)::
 
-    python benchmarks/layer_sequence.py [--types int4,int2] [--copies 32] [--model-layers 32] [--out DIR]
+    python benchmarks/layer_sequence.py [--types int4,int2] [--copies 32] [--model-layers 32] [--sweep]
+        [--out DIR]
 """
 
 from __future__ import annotations
@@ -142,6 +148,82 @@ def run_type(dtype: str, copies: int) -> dict:
     return result
 
 
+def sweep_shape(dtype: str, name: str, n: int, k: int, copies: int) -> dict:
+    """µs per call of every configuration of one shape, ``copies`` distinct weights in a row (see the module
+    docstring), plainly and as dependents, with the sequence's read and cuBLAS floors."""
+    import os
+
+    from anybit.kernels import dequantize_weight
+    from anybit.nn import QuantizedLinear
+    from anybit.ops.tuning import tuner_for
+    from anybit.runtime.compiler import launch_script
+
+    x = torch.randn(1, k, device="cuda", dtype=torch.float16)
+    packed = []
+    for _ in range(copies):
+        linear = torch.nn.Linear(k, n, bias=False, device="cuda", dtype=torch.float16)
+        torch.nn.init.normal_(linear.weight, std=0.02)
+        packed.append(QuantizedLinear.from_linear(linear, dtype, group_size=128).packed_weight)
+        del linear
+    first = packed[0]
+    zeros = first.zeros is not None
+    nbytes = first.data.numel() + first.scales.numel() * 2 * (2 if zeros else 1)
+    outputs = [torch.empty(1, n, device="cuda", dtype=torch.float16) for _ in range(copies)]
+    argument_lists = [
+        (x, p.data, p.scales, p.zeros if zeros else p.scales, p.scales, y, 1, n, k)
+        for p, y in zip(packed, outputs, strict=True)
+    ]
+    row: dict = {"type": dtype, "name": name, "n": n, "k": k, "bytes": nbytes, "copies": copies}
+    buffers = [
+        torch.randint(0, 1 << 20, (nbytes // 4,), dtype=torch.int32, device="cuda") for _ in range(copies)
+    ]
+    row["read_us_per_call"] = round(graph_us_per_call([lambda b=b: b.amax() for b in buffers]), 2)
+    del buffers
+    dense = [torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02 for _ in range(min(copies, 8))]
+    row["cublas_fp16_us_per_call"] = round(
+        graph_us_per_call([lambda w=w: torch.nn.functional.linear(x, w) for w in dense]), 2
+    )
+    del dense
+    tuner = tuner_for(first.layout, torch.float16, zeros, False)
+    row["tuned"] = tuner.select(argument_lists[0])
+    reference = (x.double() @ dequantize_weight(first).t().double()).float()
+    configs = []
+    for config in tuner.configs:
+        if config.get("rows", 8) != 8 or n % (config["warps"] * first.layout.n_per_warp):
+            continue
+        if k // first.layout.k_chunk // config["split"] < 2:
+            continue
+        instance = tuner.instance(config)
+        entry = dict(config)
+        try:
+            outputs[0].fill_(float("nan"))
+            launch_script(instance, argument_lists[0])
+            torch.cuda.synchronize()
+            entry["rel_error"] = float((outputs[0].float() - reference).norm() / reference.norm())
+            calls = [lambda a=a, i=instance: launch_script(i, a) for a in argument_lists]
+            for label, pdl in (("plain_us", "0"), ("dependent_us", "1")):
+                os.environ["ANYBIT_PDL"] = pdl
+                entry[label] = round(graph_us_per_call(calls), 2)
+        except Exception as failure:  # a failing configuration is a result
+            entry["error"] = f"{type(failure).__name__}: {str(failure)[:200]}"
+        finally:
+            os.environ["ANYBIT_PDL"] = "0"
+        configs.append(entry)
+    row["configs"] = sorted(configs, key=lambda e: e.get("plain_us", 1e9))
+    best = row["configs"][0]
+    print(
+        f"{dtype} {name} {n}x{k} {nbytes / 1e6:.1f} MB: read {row['read_us_per_call']} µs, "
+        f"cuBLAS fp16 {row['cublas_fp16_us_per_call']} µs, tuned {row['tuned']}, "
+        f"ideal {nbytes / 4.46e6:.1f} µs",
+        flush=True,
+    )
+    for entry in row["configs"]:
+        print("   ", {key: value for key, value in entry.items()}, flush=True)
+    del packed
+    torch.cuda.empty_cache()
+    return row | {"best": best}
+
+
 def run_model(dtype: str, layers: int) -> dict:
     """The same projections inside a Llama-3-8B-shape model (fused, quantized with ``quantize_model``):
     the model's own modules called in a row, and one decode step of the model, eager and compiled."""
@@ -186,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--types", default="int4,int2")
     parser.add_argument("--copies", type=int, default=32)
     parser.add_argument("--model-layers", type=int, default=0, help="also run the projections in a model")
+    parser.add_argument("--sweep", action="store_true", help="every configuration of each shape in a row")
     parser.add_argument("--out", type=pathlib.Path, default=None)
     options = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -195,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     if options.model_layers:  # first: the model's first calls tune, as in benchmarks/e2e.py
         results += [run_model(dtype, options.model_layers) for dtype in types]
-    results += [run_type(dtype, options.copies) for dtype in types]
+    if options.sweep:
+        results += [sweep_shape(dtype, *shape, options.copies) for dtype in types for shape in LAYER_SHAPES]
+    else:
+        results += [run_type(dtype, options.copies) for dtype in types]
     if options.out is not None:
         options.out.mkdir(parents=True, exist_ok=True)
         (options.out / "layer_sequence.json").write_text(json.dumps(results, indent=1))
