@@ -58,6 +58,12 @@ def has_fast_path(source: DataType, target: DataType) -> bool:
     return False
 
 
+def _normal_power(target: DataType, exponent: int) -> bool:
+    """Whether 2^``exponent`` is a normal value of the 16-bit float ``target`` (a multiplier that is exact)."""
+    bias = 15 if target is float16 else 127
+    return 1 - bias <= exponent <= bias
+
+
 def _half_bits(value: float, target: DataType) -> int:
     if target is float16:
         return int(np.array(value, dtype=np.float16).view(np.uint16))
@@ -285,6 +291,8 @@ def scale_pair(target: DataType, exponent: int) -> list[str]:
     """``q_ *= 2^exponent`` on both halves (exact where the result is representable; none for 0)."""
     if not exponent:
         return []
+    if not _normal_power(target, exponent):
+        raise AssertionError(f"2^{exponent} is not a normal {target.name}: scale in two steps")
     factor = _x2(_half_bits(2.0**exponent, target))
     if target is float16:
         return [f"q_ = ab_mul_f16x2(q_, {factor});"]
@@ -354,8 +362,10 @@ def _float_pair(
     fixups = _special_fixups(source, target)
     if fixups:  # they test the re-biased values: re-bias fully, then scale
         lines += [*scale_pair(target, scale), *fixups, *scale_pair(target, exponent)]
-    else:  # one multiply by 2^(scale + exponent), or none
+    elif _normal_power(target, scale + exponent):  # one multiply by 2^(scale + exponent), or none
         lines += scale_pair(target, scale + exponent)
+    else:  # the product of the two factors is not a target value (float4 to bf16 has 2^126 · 2^3)
+        lines += [*scale_pair(target, scale), *scale_pair(target, exponent)]
     if native is None:
         return lines
     return ["#if __CUDA_ARCH__ >= 890", *native, *scale_pair(target, exponent), "#else", *lines, "#endif"]
