@@ -9,7 +9,7 @@ writes ``DIR/decode_probe.json``.
 Usage (GPU, repository root)::
 
     python benchmarks/decode_probe.py --out DIR [--shapes 4096x4096,8192x8192] [--types uint4,uint2]
-        [--bytes-per-thread 64,128] [--operands b,a]
+        [--bytes-per-thread 64,128] [--operands b,a] [--stages 4,8]
 
 ``--operands b,a`` compares the weight packed as the tensor-core B operand (x the m16 operand: the decode
 kernel) with the A operand (the transposed kernel, x the n8 operand: half the mma at M = 1).
@@ -28,7 +28,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from anybit.kernels import choose_layout, dequantize_weight, pack, quantize  # noqa: E402
-from anybit.ops.tuning import precompile_decode, tuner_for  # noqa: E402
+from anybit.ops.tuning import precompile_configurations, tuner_for  # noqa: E402
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
 
@@ -42,7 +42,13 @@ def read_probe_us(nbytes: int) -> float:
 
 
 def probe(
-    n: int, k: int, type_name: str, flush_modes: list[str], tile_bytes: int = 64, operand: str = "a"
+    n: int,
+    k: int,
+    type_name: str,
+    flush_modes: list[str],
+    tile_bytes: int = 64,
+    operand: str = "a",
+    stages: tuple[int, ...] = (4,),
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
@@ -62,13 +68,13 @@ def probe(
     ).median_us
     configs = []
     reference = (x.double() @ dequantize_weight(packed).t().double()).float()
-    for config in tuner.configs:
-        reason = tuner.unsuited(config, args)
-        if reason is not None:
-            continue
-        instance = tuner.instance(config)
+    space = [dict(config, stages=count) for config in tuner.configs for count in stages]
+    space = [config for config in space if tuner.unsuited(config, args) is None]
+    precompile_configurations((packed.layout, torch.float16, packed.zeros is not None, False), space)
+    for config in space:
         entry = dict(config)
         try:
+            instance = tuner.ready(config, args)
             y.fill_(float("nan"))
             launch_script(instance, args)
             torch.cuda.synchronize()
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--operands", default="a", help="comma-separated tensor-core operands the weight is packed as: b, a"
     )
+    parser.add_argument("--stages", default="4", help="comma-separated pipeline stage counts to time")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split("x")) for s in options.shapes.split(",") if s]
@@ -108,21 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     widths = [int(w) for w in options.bytes_per_thread.split(",") if w]
     operands = [o for o in options.operands.split(",") if o]
     variants = [(width, operand) for width in widths for operand in operands]
+    stages = tuple(int(count) for count in options.stages.split(",") if count)
     started = time.perf_counter()
-    specialisations = []
-    for type_name in types:
-        for width, operand in variants:
-            n, k = shapes[0]
-            layout = choose_layout(type_name, n, k, 128, max_bytes_per_thread=width, operand=operand)
-            zeros = type_name.startswith("uint")
-            specialisations.append((layout, torch.float16, zeros, False, [(1, n, k) for n, k in shapes]))
-    print(
-        "precompile", precompile_decode(specialisations), f"{time.perf_counter() - started:.1f}s", flush=True
-    )
     rows = []
     for type_name in types:
         for (n, k), (width, operand) in ((shape, variant) for shape in shapes for variant in variants):
-            row = probe(n, k, type_name, modes, width, operand)
+            row = probe(n, k, type_name, modes, width, operand, stages)
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
             print(

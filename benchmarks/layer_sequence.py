@@ -9,11 +9,10 @@ of each (distinct weights, as the model's layers are), and measures at M = 1
 * the whole sequence (copies × 4 calls) replayed as one CUDA graph: µs per call, next to the sum of the
   isolated times (the difference is what running in a row costs or saves);
 * the sequence's kernels under ``torch.profiler``: device µs per call per shape;
-* with ``--sweep``: every configuration of the tuning space (rows, warps, split-K) of each shape, as
-  ``--copies`` calls in a row in one CUDA graph, launched plainly and as dependents (``ANYBIT_PDL``), next to
-  the floors of the same sequence: torch reading the same bytes (an int32 ``amax`` per copy) and cuBLAS fp16
-  on the same shapes: which configuration wins in a row, which the isolated tuning picked, how far both are
-  from a plain read;
+* with ``--sweep``: every configuration of the tuning space at M = 1 (warps, split-K) of each shape with
+  each of ``--stages``, as ``--copies`` calls in a row in one CUDA graph, next to the floors of the same
+  sequence: torch reading the same bytes (an int32 ``amax`` per copy) and cuBLAS fp16 on the same shapes:
+  which configuration wins in a row, which the isolated tuning picked, how far both are from a plain read;
 * with ``--model-layers L`` (first, so that the first calls tune inside the model as in
   ``benchmarks/e2e.py``): an L-layer Llama-3-8B-shape model, fused and quantized with ``quantize_model``,
   timed as the e2e benchmark times it, profiled per projection, and its own modules called in a row.
@@ -148,14 +147,13 @@ def run_type(dtype: str, copies: int) -> dict:
     return result
 
 
-def sweep_shape(dtype: str, name: str, n: int, k: int, copies: int) -> dict:
-    """µs per call of every configuration of one shape, ``copies`` distinct weights in a row (see the module
-    docstring), plainly and as dependents, with the sequence's read and cuBLAS floors."""
-    import os
-
+def sweep_shape(dtype: str, name: str, n: int, k: int, copies: int, stages: list[int]) -> dict:
+    """µs per call of every configuration of one shape (the tuning space's warps and splits at M = 1, with
+    each of ``stages``), ``copies`` distinct weights in a row (see the module docstring), with the
+    sequence's read and cuBLAS floors."""
     from anybit.kernels import dequantize_weight
     from anybit.nn import QuantizedLinear
-    from anybit.ops.tuning import tuner_for
+    from anybit.ops.tuning import STAGES, precompile_configurations, tuner_for
     from anybit.runtime.compiler import launch_script
 
     x = torch.randn(1, k, device="cuda", dtype=torch.float16)
@@ -187,29 +185,30 @@ def sweep_shape(dtype: str, name: str, n: int, k: int, copies: int) -> dict:
     tuner = tuner_for(first.layout, torch.float16, zeros, False)
     row["tuned"] = tuner.select(argument_lists[0])
     reference = (x.double() @ dequantize_weight(first).t().double()).float()
+    chunks = k // first.layout.k_chunk
+    space = [
+        dict(config, stages=count)
+        for config in tuner.configs
+        if config.get("rows", 8) == 8 and config["stages"] == STAGES[0]
+        for count in stages
+        if n % (config["warps"] * first.layout.n_per_warp) == 0 and chunks // config["split"] >= 2
+    ]
+    precompile_configurations((first.layout, torch.float16, zeros, False), space)
     configs = []
-    for config in tuner.configs:
-        if config.get("rows", 8) != 8 or n % (config["warps"] * first.layout.n_per_warp):
-            continue
-        if k // first.layout.k_chunk // config["split"] < 2:
-            continue
-        instance = tuner.instance(config)
+    for config in space:
         entry = dict(config)
         try:
+            instance = tuner.ready(config, argument_lists[0])
             outputs[0].fill_(float("nan"))
             launch_script(instance, argument_lists[0])
             torch.cuda.synchronize()
             entry["rel_error"] = float((outputs[0].float() - reference).norm() / reference.norm())
             calls = [lambda a=a, i=instance: launch_script(i, a) for a in argument_lists]
-            for label, pdl in (("plain_us", "0"), ("dependent_us", "1")):
-                os.environ["ANYBIT_PDL"] = pdl
-                entry[label] = round(graph_us_per_call(calls), 2)
+            entry["us"] = round(graph_us_per_call(calls), 2)
         except Exception as failure:  # a failing configuration is a result
             entry["error"] = f"{type(failure).__name__}: {str(failure)[:200]}"
-        finally:
-            os.environ["ANYBIT_PDL"] = "0"
         configs.append(entry)
-    row["configs"] = sorted(configs, key=lambda e: e.get("plain_us", 1e9))
+    row["configs"] = sorted(configs, key=lambda e: e.get("us", 1e9))
     best = row["configs"][0]
     print(
         f"{dtype} {name} {n}x{k} {nbytes / 1e6:.1f} MB: read {row['read_us_per_call']} µs, "
@@ -269,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=32)
     parser.add_argument("--model-layers", type=int, default=0, help="also run the projections in a model")
     parser.add_argument("--sweep", action="store_true", help="every configuration of each shape in a row")
+    parser.add_argument("--stages", default="4", help="--sweep: comma-separated pipeline stage counts")
     parser.add_argument("--out", type=pathlib.Path, default=None)
     options = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -279,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     if options.model_layers:  # first: the model's first calls tune, as in benchmarks/e2e.py
         results += [run_model(dtype, options.model_layers) for dtype in types]
     if options.sweep:
-        results += [sweep_shape(dtype, *shape, options.copies) for dtype in types for shape in LAYER_SHAPES]
+        stages = [int(count) for count in options.stages.split(",") if count]
+        results += [
+            sweep_shape(dtype, *shape, options.copies, stages) for dtype in types for shape in LAYER_SHAPES
+        ]
     else:
         results += [run_type(dtype, options.copies) for dtype in types]
     if options.out is not None:

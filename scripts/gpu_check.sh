@@ -24,7 +24,7 @@ STEPS="${STEPS:-}"
 # for uint4, int4, int8 and uint2, packed as the B and the A operand), the full end-to-end run (32 layers, fused projections, compiled step, profiled; int4, int3,
 # int2 and float6_e3m2 at batch 1 and 16), the same with lm_head quantized (int4, batch 1), and the layer
 # sequence (a Llama-3-8B layer's fused projections alone, in a row, and inside a 32-layer model).
-ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep"
+ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -98,6 +98,10 @@ step sequence 200 "$PYTHON" benchmarks/layer_sequence.py --types int4,int2 --mod
 # Every configuration of a Llama-3-8B layer's four projections, 16 copies in a row, plain and dependent,
 # with torch's read and cuBLAS fp16 of the same sequence (int4 as the end-to-end model quantizes it).
 step sweep 240 "$PYTHON" benchmarks/layer_sequence.py --types int4 --copies 16 --sweep --out "$RESULTS/sweep"
+# Deeper copy rings: the layer's projections in a row and the issue's large shapes alone, 4 to 12 stages.
+step stages 300 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4 --copies 16 --sweep --stages 4,6,8,12 \
+    --out $RESULTS/stages_sequence && $PYTHON benchmarks/decode_probe.py --types int4,uint4 \
+    --shapes 8192x8192,8192x28672,57344x8192 --stages 4,8 --out $RESULTS/stages_probe"
 # Dependent launches on and off: a Llama-3-8B layer's projections in a row (CUDA graph), int4 and int2.
 step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_off && ANYBIT_PDL=1 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \

@@ -174,6 +174,23 @@ class DecodeTuner(TunedKernel):
             self._built[key] = found
         return found
 
+    def ready(self, config: dict, args: tuple):
+        """The Script instance of ``config`` with its build (kept from a precompile, or made now) registered
+        for launches like ``args``: ``launch_script(instance, args)`` then neither traces nor compiles."""
+        from anybit.runtime.compiler import register_compiled
+        from anybit.runtime.device import current_arch
+
+        instance = self.instance(config)
+        built = self.built(config, args, current_arch())
+        if isinstance(built, str):
+            raise RuntimeError(f"configuration {config}: {built}")
+        register_compiled(instance, args, built)
+        return instance
+
+    def has_built(self, config: dict, arch: str) -> bool:
+        """Whether ``config`` was built for ``arch`` already (here or kept from a precompile)."""
+        return isinstance(self._built.get((bucket_text(config), arch)), tuple)
+
     def keep_built(self, config: dict, arch: str, built: tuple) -> None:
         """Adopt (program, CUDA source) of ``config`` built elsewhere (a precompile process)."""
         self._built.setdefault((bucket_text(config), arch), built)
@@ -249,10 +266,28 @@ def precompile_decode(
     of each shape only times. Returns counts of ``compiled`` and ``failed`` configurations and the
     ``processes`` used.
     """
+    return _precompile(_configurations_to_build(specialisations), arch, processes)
+
+
+def precompile_configurations(
+    specialisation: tuple, configs: Iterable[dict], *, arch: str | None = None, processes: int | None = None
+) -> dict[str, int]:
+    """:func:`precompile_decode` of explicit ``configs`` of one ``(layout, act_dtype, has_zeros, has_bias)``
+    (any stage count or split, inside the tuning space or not: the benchmarks' sweeps)."""
+    from anybit.runtime.device import current_arch
+
+    layout, act_dtype, has_zeros, has_bias = specialisation
+    key = (kernel_layout(layout), act_dtype, has_zeros, has_bias)
+    arch = arch or current_arch()
+    tuner = decode_tuner(*key)
+    todo = [(*key, dict(config)) for config in configs if not tuner.has_built(config, arch)]
+    return _precompile(todo, arch, processes) if todo else {"compiled": 0, "failed": 0, "processes": 0}
+
+
+def _precompile(todo: list[tuple], arch: str | None, processes: int | None) -> dict[str, int]:
     from anybit.runtime.device import current_arch
 
     arch = arch or current_arch()
-    todo = _configurations_to_build(specialisations)
     workers = processes if processes is not None else (os.cpu_count() or 1)
     workers = max(1, min(workers, len(todo)))
     failed = 0

@@ -149,3 +149,21 @@ def test_precompile_builds_every_kept_configuration_and_the_tuner_reuses_them(tm
         assert source.name and "__global__" in source.source
     entries = list((tmp_path / "anybit-cache" / "kernels").glob("*.cubin-entry"))
     assert len(entries) == len(kept)  # one compiled kernel per configuration, in the shared cache
+
+
+def test_precompile_configurations_builds_stage_counts_outside_the_tuning_space(tmp_path):
+    """The sweeps' explicit configurations (8 stages: not in STAGES) are built once and kept by the shared
+    tuner; asking again builds nothing."""
+    from anybit.ops.tuning import STAGES, decode_tuner, precompile_configurations
+
+    assert 8 not in STAGES
+    layout = choose_layout("int4", 1024, 1024, 128)
+    configs = [dict(rows=8, warps=4, stages=8, split=1), dict(rows=8, warps=2, stages=6, split=2)]
+    specialisation = (layout, torch.float16, False, False)
+    counts = precompile_configurations(specialisation, configs, arch="sm_90a", processes=1)
+    assert counts == {"compiled": 2, "failed": 0, "processes": 1}
+    tuner = decode_tuner(kernel_layout(layout), torch.float16, False, False)
+    assert all(tuner.has_built(config, "sm_90a") for config in configs)
+    assert not tuner.has_built(dict(rows=8, warps=8, stages=8, split=1), "sm_90a")
+    again = precompile_configurations(specialisation, configs, arch="sm_90a", processes=1)
+    assert again["compiled"] == 0
