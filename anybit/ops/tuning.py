@@ -177,14 +177,16 @@ class DecodeTuner(TunedKernel):
     def ready(self, config: dict, args: tuple):
         """The Script instance of ``config`` with its build (kept from a precompile, or made now) registered
         for launches like ``args``: ``launch_script(instance, args)`` then neither traces nor compiles."""
-        from anybit.runtime.compiler import register_compiled
+        from anybit.runtime.compiler import compile_source, register_compiled
         from anybit.runtime.device import current_arch
 
-        instance = self.instance(config)
-        built = self.built(config, args, current_arch())
+        arch = current_arch()
+        built = self.built(config, args, arch)
         if isinstance(built, str):
             raise RuntimeError(f"configuration {config}: {built}")
-        register_compiled(instance, args, built)
+        instance = self.instance(config)
+        program, source = built
+        register_compiled(instance, args, compile_source(source, arch=arch, program=program))
         return instance
 
     def has_built(self, config: dict, arch: str) -> bool:

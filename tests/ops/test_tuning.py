@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from anybit.kernels import choose_layout
+from anybit.kernels import choose_layout, pack, quantize
 from anybit.kernels.launch import kernel_layout
 from anybit.ops.tuning import (
     SPLITS,
@@ -167,3 +167,26 @@ def test_precompile_configurations_builds_stage_counts_outside_the_tuning_space(
     assert not tuner.has_built(dict(rows=8, warps=8, stages=8, split=1), "sm_90a")
     again = precompile_configurations(specialisation, configs, arch="sm_90a", processes=1)
     assert again["compiled"] == 0
+
+
+def test_ready_registers_a_kept_build_for_launch_script(tmp_path):
+    """``DecodeTuner.ready`` hands ``launch_script`` the compiled kernel of a precompiled configuration,
+    so launching it neither traces nor compiles again."""
+    from anybit.ops.tuning import decode_tuner, precompile_configurations
+    from anybit.runtime.compiler import _specialisation, _state_of
+    from anybit.runtime.device import current_arch
+
+    layout = choose_layout("int4", 1024, 1024, 128)
+    config = dict(rows=8, warps=4, stages=6, split=2)
+    precompile_configurations((layout, torch.float16, False, False), [config], processes=1)
+    tuner = decode_tuner(kernel_layout(layout), torch.float16, False, False)
+    packed = pack(quantize(torch.randn(1024, 1024), "int4", group_size=128), layout=layout)
+    x = torch.randn(1, 1024, dtype=torch.float16)
+    y = torch.empty(1, 1024, dtype=torch.float16)
+    args = (x, packed.data, packed.scales, packed.scales, packed.scales, y, 1, 1024, 1024)
+    instance = tuner.ready(config, args)
+    state = _state_of(instance)
+    compiled = state.kernels[_specialisation(args, state.binding, current_arch())]
+    assert compiled.arch == current_arch() and compiled.program is not None
+    with pytest.raises(RuntimeError, match="build failed"):
+        tuner.ready(dict(rows=8, warps=4, stages=1, split=1), args)
