@@ -59,7 +59,7 @@ def has_fast_path(source: DataType, target: DataType) -> bool:
 
 
 def _normal_power(target: DataType, exponent: int) -> bool:
-    """Whether 2^``exponent`` is a normal value of the 16-bit float ``target`` (a multiplier that is exact)."""
+    """Whether 2^``exponent`` is a normal value of the 16-bit float ``target`` (an exact multiplier)."""
     bias = 15 if target is float16 else 127
     return 1 - bias <= exponent <= bias
 
