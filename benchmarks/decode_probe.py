@@ -9,7 +9,7 @@ writes ``DIR/decode_probe.json``.
 Usage (GPU, repository root)::
 
     python benchmarks/decode_probe.py --out DIR [--shapes 4096x4096,8192x8192] [--types uint4,uint2]
-        [--bytes-per-thread 64,128] [--operands b,a] [--stages 4,8]
+        [--bytes-per-thread 64,128] [--operands b,a] [--stages 4,8] [--warps 4,7,8]
 
 ``--operands b,a`` compares the weight packed as the tensor-core B operand (x the m16 operand: the decode
 kernel) with the A operand (the transposed kernel, x the n8 operand: half the mma at M = 1).
@@ -49,6 +49,7 @@ def probe(
     tile_bytes: int = 64,
     operand: str = "a",
     stages: tuple[int, ...] = (4,),
+    warps: tuple[int, ...] = (),
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
@@ -68,8 +69,9 @@ def probe(
     ).median_us
     configs = []
     reference = (x.double() @ dequantize_weight(packed).t().double()).float()
-    space = [dict(config, stages=count) for config in tuner.configs for count in stages]
-    space = [config for config in space if tuner.unsuited(config, args) is None]
+    space = [
+        config for config in tuner.sweep_space(warps=warps, stages=stages) if tuner.unsuited(config, args) is None
+    ]
     precompile_configurations((packed.layout, torch.float16, packed.zeros is not None, False), space)
     for config in space:
         entry = dict(config)
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "--operands", default="a", help="comma-separated tensor-core operands the weight is packed as: b, a"
     )
     parser.add_argument("--stages", default="4", help="comma-separated pipeline stage counts to time")
+    parser.add_argument("--warps", default="", help="comma-separated warp counts to time (default: tuned)")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split("x")) for s in options.shapes.split(",") if s]
@@ -116,11 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     operands = [o for o in options.operands.split(",") if o]
     variants = [(width, operand) for width in widths for operand in operands]
     stages = tuple(int(count) for count in options.stages.split(",") if count)
+    warps = tuple(int(count) for count in options.warps.split(",") if count)
     started = time.perf_counter()
     rows = []
     for type_name in types:
         for (n, k), (width, operand) in ((shape, variant) for shape in shapes for variant in variants):
-            row = probe(n, k, type_name, modes, width, operand, stages)
+            row = probe(n, k, type_name, modes, width, operand, stages, warps)
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
             print(

@@ -10,9 +10,10 @@ of each (distinct weights, as the model's layers are), and measures at M = 1
   isolated times (the difference is what running in a row costs or saves);
 * the sequence's kernels under ``torch.profiler``: device µs per call per shape;
 * with ``--sweep``: every configuration of the tuning space at M = 1 (warps, split-K) of each shape with
-  each of ``--stages``, as ``--copies`` calls in a row in one CUDA graph, next to the floors of the same
-  sequence: torch reading the same bytes (an int32 ``amax`` per copy) and cuBLAS fp16 on the same shapes:
-  which configuration wins in a row, which the isolated tuning picked, how far both are from a plain read;
+  each of ``--stages`` (and ``--warps``), as ``--copies`` calls in a row in one CUDA graph, next to the
+  floors of the same sequence: torch reading the same bytes (an int32 ``amax`` per copy) and cuBLAS fp16
+  on the same shapes: which configuration wins in a row, which the isolated tuning picked, how far both
+  are from a plain read;
 * with ``--model-layers L`` (first, so that the first calls tune inside the model as in
   ``benchmarks/e2e.py``): an L-layer Llama-3-8B-shape model, fused and quantized with ``quantize_model``,
   timed as the e2e benchmark times it, profiled per projection, and its own modules called in a row.
@@ -147,13 +148,15 @@ def run_type(dtype: str, copies: int) -> dict:
     return result
 
 
-def sweep_shape(dtype: str, name: str, n: int, k: int, copies: int, stages: list[int]) -> dict:
-    """µs per call of every configuration of one shape (the tuning space's warps and splits at M = 1, with
-    each of ``stages``), ``copies`` distinct weights in a row (see the module docstring), with the
-    sequence's read and cuBLAS floors."""
+def sweep_shape(
+    dtype: str, name: str, n: int, k: int, copies: int, stages: list[int], warps: list[int]
+) -> dict:
+    """µs per call of every configuration of one shape (the tuning space's splits at M = 1 with each of
+    ``warps`` and ``stages``, or the space's own where empty), ``copies`` distinct weights in a row (see the
+    module docstring), with the sequence's read and cuBLAS floors."""
     from anybit.kernels import dequantize_weight
     from anybit.nn import QuantizedLinear
-    from anybit.ops.tuning import STAGES, precompile_configurations, tuner_for
+    from anybit.ops.tuning import precompile_configurations, tuner_for
     from anybit.runtime.compiler import launch_script
 
     x = torch.randn(1, k, device="cuda", dtype=torch.float16)
@@ -187,11 +190,11 @@ def sweep_shape(dtype: str, name: str, n: int, k: int, copies: int, stages: list
     reference = (x.double() @ dequantize_weight(first).t().double()).float()
     chunks = k // first.layout.k_chunk
     space = [
-        dict(config, stages=count)
-        for config in tuner.configs
-        if config.get("rows", 8) == 8 and config["stages"] == STAGES[0]
-        for count in stages
-        if n % (config["warps"] * first.layout.n_per_warp) == 0 and chunks // config["split"] >= 2
+        config
+        for config in tuner.sweep_space(warps=warps, stages=stages)
+        if config.get("rows", 8) == 8
+        and n % (config["warps"] * first.layout.n_per_warp) == 0
+        and chunks // config["split"] >= 2
     ]
     precompile_configurations((first.layout, torch.float16, zeros, False), space)
     configs = []
@@ -269,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-layers", type=int, default=0, help="also run the projections in a model")
     parser.add_argument("--sweep", action="store_true", help="every configuration of each shape in a row")
     parser.add_argument("--stages", default="4", help="--sweep: comma-separated pipeline stage counts")
+    parser.add_argument("--warps", default="", help="--sweep: comma-separated warp counts (default: tuned)")
     parser.add_argument("--out", type=pathlib.Path, default=None)
     options = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -280,8 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         results += [run_model(dtype, options.model_layers) for dtype in types]
     if options.sweep:
         stages = [int(count) for count in options.stages.split(",") if count]
+        warps = [int(count) for count in options.warps.split(",") if count]
         results += [
-            sweep_shape(dtype, *shape, options.copies, stages) for dtype in types for shape in LAYER_SHAPES
+            sweep_shape(dtype, *shape, options.copies, stages, warps)
+            for dtype in types
+            for shape in LAYER_SHAPES
         ]
     else:
         results += [run_type(dtype, options.copies) for dtype in types]

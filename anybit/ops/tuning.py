@@ -189,6 +189,19 @@ class DecodeTuner(TunedKernel):
         register_compiled(instance, args, compile_source(source, arch=arch, program=program))
         return instance
 
+    def sweep_space(self, *, warps: Iterable[int] = (), stages: Iterable[int] = ()) -> list[dict]:
+        """The tuning space with its warp and stage counts replaced by ``warps`` / ``stages`` where given
+        (the benchmarks' sweeps of configurations outside it), each configuration once."""
+        warps, stages = tuple(warps), tuple(stages)
+        found: list[dict] = []
+        for config in self.configs:
+            for count in warps or (config["warps"],):
+                for depth in stages or (config["stages"],):
+                    candidate = dict(config, warps=count, stages=depth)
+                    if candidate not in found:
+                        found.append(candidate)
+        return found
+
     def has_built(self, config: dict, arch: str) -> bool:
         """Whether ``config`` was built for ``arch`` already (here or kept from a precompile)."""
         return isinstance(self._built.get((bucket_text(config), arch)), tuple)

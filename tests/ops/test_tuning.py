@@ -190,3 +190,14 @@ def test_ready_registers_a_kept_build_for_launch_script(tmp_path):
     assert compiled.arch == current_arch() and compiled.program is not None
     with pytest.raises(RuntimeError, match="build failed"):
         tuner.ready(dict(rows=8, warps=4, stages=1, split=1), args)
+
+
+def test_sweep_space_replaces_warp_and_stage_counts_and_keeps_the_splits():
+    from anybit.ops.tuning import SPLITS, decode_tuner
+
+    tuner = decode_tuner(kernel_layout(choose_layout("int4", 1024, 1024, 128)), torch.float16, False, False)
+    assert tuner.sweep_space() == tuner.configs
+    space = tuner.sweep_space(warps=(7, 14), stages=(4, 8))
+    assert {(c["warps"], c["stages"]) for c in space} == {(7, 4), (7, 8), (14, 4), (14, 8)}
+    assert {c["split"] for c in space} == set(SPLITS)
+    assert len(space) == len({tuple(sorted(c.items())) for c in space})
