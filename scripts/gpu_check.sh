@@ -24,7 +24,7 @@ STEPS="${STEPS:-}"
 # for uint4, int4, int8 and uint2, packed as the B and the A operand), the full end-to-end run (32 layers, fused projections, compiled step, profiled; int4, int3,
 # int2 and float6_e3m2 at batch 1 and 16), the same with lm_head quantized (int4, batch 1), and the layer
 # sequence (a Llama-3-8B layer's fused projections alone, in a row, and inside a 32-layer model).
-ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages"
+ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -102,6 +102,16 @@ step sweep 240 "$PYTHON" benchmarks/layer_sequence.py --types int4 --copies 16 -
 step stages 300 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4 --copies 16 --sweep --stages 4,6,8,12 \
     --out $RESULTS/stages_sequence && $PYTHON benchmarks/decode_probe.py --types int4,uint4 \
     --shapes 8192x8192,8192x28672,57344x8192 --stages 4,8 --out $RESULTS/stages_probe"
+# Warp counts that divide the grid more evenly over the SMs (7 warps: 28672 / 224 = 128 blocks for 132 SMs).
+step warps 240 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4 --copies 16 --sweep \
+    --warps 2,4,6,7,8,12,14,16 --out $RESULTS/warps_sequence && $PYTHON benchmarks/decode_probe.py \
+    --types int4,uint4 --shapes 14336x4096,8192x28672,57344x8192 --warps 4,7,8,14 --out $RESULTS/warps_probe"
+# Float weights, this tree against another (AB_TREE, e.g. a worktree of main carried along): every
+# configuration of the issue's shapes at M = 1, one process each, the same GPU.
+step float_ab 300 bash -c "$PYTHON benchmarks/decode_probe.py --types float4_e2m1,float5_e2m2,float6_e3m2 \
+    --shapes 8192x8192,8192x28672,57344x8192 --out $RESULTS/float_here && cd \"\${AB_TREE:?}\" && \
+    PYTHONPATH=\$PWD $PYTHON benchmarks/decode_probe.py --types float4_e2m1,float5_e2m2,float6_e3m2 \
+    --shapes 8192x8192,8192x28672,57344x8192 --out $RESULTS/float_other"
 # Dependent launches on and off: a Llama-3-8B layer's projections in a row (CUDA graph), int4 and int2.
 step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_off && ANYBIT_PDL=1 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
