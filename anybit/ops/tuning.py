@@ -36,7 +36,10 @@ from anybit.runtime.autotune import Candidate, TunedKernel, bucket_text
 logger = logging.getLogger("anybit")
 
 #: Warps per block (the block covers warps · n_per_warp output columns): the first is the untuned default.
-WARPS: tuple[int, ...] = (4, 2, 8)
+#: 7 spreads the grids of N = 14336 · 2^i more evenly over the H200's 132 SMs (57344 / 224 = 256 blocks, not
+#: 224): int4 and uint4 57344×8192 at M = 1 took 2.4–2.6% less time than with the best power of two
+#: (2026-11-28, `benchmarks/decode_probe.py --warps`); shapes whose N it does not divide never try it.
+WARPS: tuple[int, ...] = (4, 2, 8, 7)
 #: copy_async pipeline stages (chunks of K in flight + 1). Warp tiles of 32–64 B per thread carry enough bytes
 #: per stage that 4 stages hold enough in flight: on the H200 (2026-11-28, every configuration of seven
 #: Llama shapes timed) 6 stages won one shape of seven, by 3%, and 3 stages none; one value halves the builds.

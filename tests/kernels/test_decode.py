@@ -77,6 +77,11 @@ def test_configs(config):
     assert _run("int4", 32, F16, 2, False, 512, config=config, n=128) <= TOLERANCE[F16]
 
 
+def test_seven_warps_a_block():
+    """A warp count that is not a power of two (the tuning space's 7: N = 14336 · 2^i grids)."""
+    assert _run("uint4", 64, F16, 3, True, 256, config={"warps": 7, "split": 2}, n=448) <= TOLERANCE[F16]
+
+
 @pytest.mark.parametrize(("dtype", "n"), [("uint4", 128), ("int8", 64), ("int3", 128), ("float6_e3m2", 64)])
 def test_wide_warp_tiles(dtype, n):
     """Warp tiles of up to 128 bytes per thread (choose_layout(max_bytes_per_thread=128)): more columns."""

@@ -37,6 +37,7 @@ CASES = [
     ("float6_e3m2", 64, 256, -1, 9, False, 1, 2, 16, True, F16),
     ("uint3", 256, 256, 32, 7, True, 1, 4, 8, False, F16),
     ("int2", 128, 128, 128, 1, False, 1, 1, 8, False, BF16),  # K = one chunk, a square 128 × 128 tile
+    ("int4", 448, 512, 128, 2, False, 2, 7, 8, False, F16),  # 7 warps: a block of 224 columns, split-K
 ]
 
 

@@ -148,3 +148,19 @@ def test_subnormal_weight_values_reach_the_tensor_cores(dtype, operand):
         out = torch.full((m, N), float("nan"), dtype=torch.float16, device="cuda")
         decode_matmul(x, p, None, out=out)
         assert relative_error(out, reference_matmul(x, q, None)) <= TOLERANCE[torch.float16]
+
+
+@pytest.mark.parametrize("operand", ["a", "b"])
+@pytest.mark.parametrize("dtype", ["int4", "uint4", "float6_e3m2"])
+def test_seven_warps_a_block_on_cuda(dtype, operand):
+    """7 warps a block (in the tuning space for N = 14336 · 2^i): split and unsplit, M = 1 and 9."""
+    n = 448
+    weight = torch.randn(n, K, generator=torch.Generator().manual_seed(1)).cuda()
+    zero = True if dtype in UINT_TYPES else None
+    q = quantize(weight, dtype, group_size=128, zero_point=zero, act_dtype=torch.float16)
+    p = pack(q, layout=choose_layout(dtype, n, K, 128, operand=operand))
+    for m, split in ((1, 1), (1, 2), (9, 4)):
+        x = torch.randn(m, K, device="cuda").half()
+        out = torch.full((m, n), float("nan"), dtype=torch.float16, device="cuda")
+        decode_matmul(x, p, None, out=out, config={"warps": 7, "split": split})
+        assert relative_error(out, reference_matmul(x, q, None)) <= TOLERANCE[torch.float16]
