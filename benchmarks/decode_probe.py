@@ -70,7 +70,9 @@ def probe(
     configs = []
     reference = (x.double() @ dequantize_weight(packed).t().double()).float()
     space = [
-        config for config in tuner.sweep_space(warps=warps, stages=stages) if tuner.unsuited(config, args) is None
+        config
+        for config in tuner.sweep_space(warps=warps, stages=stages)
+        if tuner.unsuited(config, args) is None
     ]
     precompile_configurations((packed.layout, torch.float16, packed.zeros is not None, False), space)
     for config in space:
