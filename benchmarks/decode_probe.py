@@ -2,7 +2,8 @@
 
 For each (shape, type) at M = 1 this times every configuration of the decode kernel's tuning space (warps ×
 stages × split-K, the ones :meth:`~anybit.ops.tuning.DecodeTuner.unsuited` keeps), the same bytes read by a
-torch reduction (what one kernel can stream at that size), and cuBLAS fp16 on the same shape; optionally under
+torch reduction (what one kernel can stream at that size), cuBLAS fp16 on the same shape, and
+``quantized_matmul`` itself after it tuned the shape (the configuration it picked, its time); optionally under
 both L2 flush modes (``--flush read,write``). A diagnostic, not a published benchmark: it prints one table and
 writes ``DIR/decode_probe.json``.
 
@@ -94,6 +95,15 @@ def probe(
         configs.append(entry)
     harness.FLUSH_MODE["mode"] = flush_modes[0]
     row["configs"] = configs
+    # What a user's call gets: quantized_matmul tunes this shape's M bucket (the configuration it keeps),
+    # then the same call timed as the suite times it, next to the configurations' own times above.
+    from anybit.ops import quantized_matmul
+
+    quantized_matmul(x, packed)
+    row["tuned"] = tuner.select(args)
+    row["quantized_matmul_us"] = harness.time_cuda_graph(
+        lambda: quantized_matmul(x, packed), runs=50
+    ).median_us
     return row
 
 
@@ -136,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"cuBLAS fp16 {row['cublas_fp16_us']:.1f} µs",
                 flush=True,
             )
+            print(f"  quantized_matmul: {row['quantized_matmul_us']:.1f} µs, tuned {row['tuned']}")
             for entry in sorted(row["configs"], key=lambda e: e.get(f"us_{modes[0]}", 1e9)):
                 times = " ".join(f"{m}={entry.get(f'us_{m}', float('nan')):.1f}" for m in modes)
                 rows_text = f" rows={entry['rows']}" if "rows" in entry else ""
