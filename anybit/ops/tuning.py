@@ -74,31 +74,10 @@ def kernel_revision() -> str:
 @anybit.autotune("split", SPLITS, bucket=decode_bucket)
 class TunedDecodeMatmul(DecodeMatmul):
     """:class:`~anybit.kernels.DecodeMatmul` with its tunable space declared (``revision``: see
-    :func:`kernel_revision`; it only keys the tuning cache)."""
+    :func:`kernel_revision`; it only keys the tuning cache; the other options go to the kernel)."""
 
-    def __init__(
-        self,
-        layout: PackedLayout,
-        act_dtype: torch.dtype,
-        *,
-        has_zeros: bool = False,
-        has_bias: bool = False,
-        revision: str = "",
-        warps: int = 4,
-        stages: int = 4,
-        split: int = 1,
-        dependent_launch: bool = True,
-    ) -> None:
-        super().__init__(
-            layout,
-            act_dtype,
-            has_zeros=has_zeros,
-            has_bias=has_bias,
-            warps=warps,
-            stages=stages,
-            split=split,
-            dependent_launch=dependent_launch,
-        )
+    def __init__(self, layout: PackedLayout, act_dtype: torch.dtype, *, revision: str = "", **options):
+        super().__init__(layout, act_dtype, **options)
         self.revision = revision
 
 
@@ -115,31 +94,8 @@ class TunedDecodeMatmulTransposed(DecodeMatmulTransposed):
     """:class:`~anybit.kernels.decode_transposed.DecodeMatmulTransposed` (weights packed with
     ``operand="a"``) with its tunable space declared; ``revision`` as :class:`TunedDecodeMatmul`."""
 
-    def __init__(
-        self,
-        layout: PackedLayout,
-        act_dtype: torch.dtype,
-        *,
-        has_zeros: bool = False,
-        has_bias: bool = False,
-        revision: str = "",
-        rows: int = 8,
-        warps: int = 4,
-        stages: int = 4,
-        split: int = 1,
-        dependent_launch: bool = True,
-    ) -> None:
-        super().__init__(
-            layout,
-            act_dtype,
-            has_zeros=has_zeros,
-            has_bias=has_bias,
-            rows=rows,
-            warps=warps,
-            stages=stages,
-            split=split,
-            dependent_launch=dependent_launch,
-        )
+    def __init__(self, layout: PackedLayout, act_dtype: torch.dtype, *, revision: str = "", **options):
+        super().__init__(layout, act_dtype, **options)
         self.revision = revision
 
 

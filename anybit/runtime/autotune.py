@@ -96,8 +96,17 @@ def _install_new(cls: type) -> None:
 def _init_arguments(cls: type, args: tuple, kwargs: dict) -> dict:
     if not args:
         return dict(kwargs)
-    bound = inspect.signature(cls.__init__).bind_partial(None, *args, **kwargs)
-    return {k: v for i, (k, v) in enumerate(bound.arguments.items()) if i > 0}
+    signature = inspect.signature(cls.__init__)
+    bound = signature.bind_partial(None, *args, **kwargs)
+    given = {}
+    for i, (name, value) in enumerate(bound.arguments.items()):
+        if i == 0:
+            continue
+        if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            given.update(value)  # ``**options`` forwarded to the parent: its entries are arguments too
+        else:
+            given[name] = value
+    return given
 
 
 def tune_space(cls: type) -> tuple[tuple[str, tuple], ...]:

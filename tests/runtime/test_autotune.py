@@ -44,6 +44,25 @@ def test_creating_without_tuned_arguments_gives_a_tuned_kernel():
     assert tuned.instance({"block": 64, "stages": 3}).stages == 3
 
 
+@anybit.autotune("block", [64, 128])
+class ForwardsOptions(anybit.Script):
+    """A subclass taking its parent's arguments as ``**options`` (as the tuned decode kernels do)."""
+
+    def __init__(self, flavour: str, **options) -> None:
+        super().__init__()
+        self.flavour, self.options = flavour, options
+
+    def __call__(self, x: anybit.ptr(anybit.float32), n: anybit.int32):
+        self.attrs.blocks = [1]
+
+
+def test_tuned_arguments_given_through_keyword_options_count_as_given():
+    assert isinstance(ForwardsOptions("plain", block=64), ForwardsOptions)  # block came in **options
+    tuned = ForwardsOptions("plain", stages=2)
+    assert isinstance(tuned, TunedKernel) and tuned.fixed == {"flavour": "plain", "stages": 2}
+    assert tuned.instance({"block": 128}).options == {"stages": 2, "block": 128}
+
+
 def test_decorator_rejects_mistakes():
     with pytest.raises(ValueError, match="at least one value"):
         anybit.autotune("block", [])
