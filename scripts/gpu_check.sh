@@ -24,7 +24,7 @@ STEPS="${STEPS:-}"
 # for uint4, int4, int8 and uint2, packed as the B and the A operand), the full end-to-end run (32 layers, fused projections, compiled step, profiled; int4, int3,
 # int2 and float6_e3m2 at batch 1 and 16), the same with lm_head quantized (int4, batch 1), and the layer
 # sequence (a Llama-3-8B layer's fused projections alone, in a row, and inside a 32-layer model).
-ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab"
+ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -112,6 +112,9 @@ step float_ab 300 bash -c "$PYTHON benchmarks/decode_probe.py --types float4_e2m
     --shapes 8192x8192,8192x28672,57344x8192 --out $RESULTS/float_here && cd \"\${AB_TREE:?}\" && \
     PYTHONPATH=\$PWD $PYTHON benchmarks/decode_probe.py --types float4_e2m1,float5_e2m2,float6_e3m2 \
     --shapes 8192x8192,8192x28672,57344x8192 --out $RESULTS/float_other"
+# Would the next projection's weights read into L2 during a layer's other work pay off (an experiment: a
+# side stream in the graph reads them while attention and the element-wise stand-ins run)?
+step prefetch 200 "$PYTHON" benchmarks/l2_prefetch.py --layers 8 --out "$RESULTS/prefetch"
 # Dependent launches on and off: a Llama-3-8B layer's projections in a row (CUDA graph), int4 and int2.
 step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_off && ANYBIT_PDL=1 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \

@@ -113,3 +113,14 @@ def test_layer_sequence_benchmark_says_it_needs_a_gpu(
     assert layer_sequence.main(["--types", "int4", "--model-layers", "2"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().out
     assert [name for name, _, _ in layer_sequence.LAYER_SHAPES] == ["qkv", "o", "gate_up", "down"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU gets")
+def test_l2_prefetch_experiment_says_it_needs_a_gpu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import l2_prefetch
+
+    assert l2_prefetch.main(["--layers", "1"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().out

@@ -1,0 +1,136 @@
+"""Would pulling the next projection's weights into L2, while a decoder layer does its other work, pay off?
+
+An experiment for issue #5 before anything is built into the kernels. At batch 1 a Llama-3-8B layer spends
+~20 µs on attention and element-wise work during which DRAM is nearly idle, and each of its four quantized
+projections pays ~4–5 µs of fixed cost, the first DRAM round trips among it (BENCHMARKS.md, sixth session).
+This runs ``--layers`` decoder layers of int4 :class:`anybit.nn.QuantizedLinear` projections (qkv, o,
+gate_up, down; distinct weights) with stand-ins for the work between them (attention over a 145-token cache
+after qkv, a residual add and RMSNorm after o and after down, SiLU·up after gate_up), captured in one CUDA
+graph, three ways:
+
+* ``plain``: projections and stand-ins in order on one stream;
+* ``prefetched``: after each projection a second stream, forked inside the graph, reads the first
+  ``--prefetch-mb`` MB of the next projection's packed weight (an int32 ``amax``: the bytes land in L2)
+  while the first stream runs the stand-in; the next projection waits for both;
+* ``projections``: the projections alone, in a row (the floor without any work between them).
+
+Prints µs per layer of each and writes ``DIR/l2_prefetch.json``. If ``prefetched`` beats ``plain`` by
+several µs a layer, an in-kernel prefetch (each projection's blocks issuing ``prefetch.global.L2`` for the
+next projection's weights once their own are in flight) is worth building.
+
+Usage (GPU, repository root)::
+
+    python benchmarks/l2_prefetch.py [--type int4] [--layers 8] [--prefetch-mb 24] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from benchmarks.layer_sequence import LAYER_SHAPES, graph_us_per_call  # noqa: E402
+
+HIDDEN, HEADS, HEAD_DIM, CONTEXT, INTERMEDIATE = 4096, 32, 128, 145, 14336
+
+
+class Layer:
+    """One decoder layer's quantized projections, inputs, outputs and stand-in tensors."""
+
+    def __init__(self, dtype: str) -> None:
+        from anybit.nn import QuantizedLinear
+
+        self.projections = {}
+        for name, n, k in LAYER_SHAPES:
+            linear = torch.nn.Linear(k, n, bias=False, device="cuda", dtype=torch.float16)
+            torch.nn.init.normal_(linear.weight, std=0.02)
+            self.projections[name] = QuantizedLinear.from_linear(linear, dtype, group_size=128)
+            del linear
+        self.inputs = {k: torch.randn(1, k, device="cuda", dtype=torch.float16) for _, _, k in LAYER_SHAPES}
+        self.keys = torch.randn(1, HEADS, CONTEXT, HEAD_DIM, device="cuda", dtype=torch.float16)
+        self.values = torch.randn_like(self.keys)
+        self.residual = torch.randn(1, HIDDEN, device="cuda", dtype=torch.float16)
+        self.norm_weight = torch.ones(HIDDEN, device="cuda", dtype=torch.float16)
+
+    def project(self, name: str) -> torch.Tensor:
+        return self.projections[name](self.inputs[self.projections[name].in_features])
+
+    def stand_in(self, after: str, output: torch.Tensor) -> None:
+        """The work a model does between ``after`` and the next projection (on the current stream)."""
+        if after == "qkv":
+            q = output[:, :HIDDEN].reshape(1, HEADS, 1, HEAD_DIM)
+            torch.nn.functional.scaled_dot_product_attention(q, self.keys, self.values)
+        elif after == "gate_up":
+            gate, up = output.split(INTERMEDIATE, dim=-1)
+            torch.nn.functional.silu(gate) * up
+        else:  # o, down: the residual add and the next RMSNorm
+            hidden = self.residual + output
+            torch.nn.functional.rms_norm(hidden, (HIDDEN,), self.norm_weight, 1e-5)
+
+    def weight_bytes(self, name: str, limit: int) -> torch.Tensor:
+        """The first ``limit`` bytes of a projection's packed weight, as int32 words."""
+        data = self.projections[name].packed_weight.data.view(-1)
+        count = min(data.numel(), limit) // 4 * 4
+        return data[:count].view(torch.int32)
+
+
+def layer_calls(layers: list[Layer], mode: str, prefetch_bytes: int, side: torch.cuda.Stream) -> list:
+    """The calls of one pass over ``layers`` in ``mode`` (plain, prefetched or projections)."""
+    order = [name for name, _, _ in LAYER_SHAPES]
+    steps = [(layer, name) for layer in layers for name in order]
+    calls = []
+    for index, (layer, name) in enumerate(steps):
+        following = steps[(index + 1) % len(steps)]
+
+        def step(layer=layer, name=name, following=following) -> None:
+            output = layer.project(name)
+            if mode == "projections":
+                return
+            if mode == "prefetched":
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    following[0].weight_bytes(following[1], prefetch_bytes).amax()
+            layer.stand_in(name, output)
+            if mode == "prefetched":
+                torch.cuda.current_stream().wait_stream(side)
+
+        calls.append(step)
+    return calls
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--type", default="int4")
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--prefetch-mb", type=float, default=24.0)
+    parser.add_argument("--out", type=pathlib.Path, default=None)
+    options = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("benchmarks/l2_prefetch.py needs a CUDA GPU")
+        return 2
+    layers = [Layer(options.type) for _ in range(options.layers)]
+    for layer in layers:  # the first calls tune (or load) each shape's configuration
+        for name, _, _ in LAYER_SHAPES:
+            layer.project(name)
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()
+    prefetch_bytes = int(options.prefetch_mb * 1e6)
+    result = {"type": options.type, "layers": options.layers, "prefetch_mb": options.prefetch_mb}
+    for mode in ("plain", "prefetched", "projections"):
+        calls = layer_calls(layers, mode, prefetch_bytes, side)
+        per_call = graph_us_per_call(calls)
+        result[f"{mode}_us_per_layer"] = round(per_call * len(LAYER_SHAPES), 2)
+        print(f"{mode}: {result[f'{mode}_us_per_layer']} µs per layer", flush=True)
+    if options.out is not None:
+        options.out.mkdir(parents=True, exist_ok=True)
+        (options.out / "l2_prefetch.json").write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
