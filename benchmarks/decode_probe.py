@@ -19,7 +19,6 @@ kernel) with the A operand (the transposed kernel, x the n8 operand: half the mm
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -155,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{rows_text}: "
                     f"{times} err={entry.get('rel_error', float('nan')):.1e} {entry.get('error', '')}"
                 )
-    options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / "decode_probe.json").write_text(json.dumps(rows, indent=1))
+    harness.write_json(options.out, "decode_probe.json", rows)
     print(f"total {time.perf_counter() - started:.0f}s")
     return 0
 

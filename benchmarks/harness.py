@@ -5,6 +5,8 @@ Every figure this project publishes comes from here, with the ceilings measured 
 
 from __future__ import annotations
 
+import json
+import pathlib
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,3 +104,11 @@ def gpu_description() -> str:
         f"sm_{properties.major}{properties.minor}), "
         f"torch {torch.__version__}, CUDA {torch.version.cuda}"
     )
+
+
+def write_json(out: pathlib.Path | None, name: str, data: object) -> None:
+    """Write ``data`` as ``out/name`` (indented JSON), making ``out``; nothing when ``out`` is None."""
+    if out is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(json.dumps(data, indent=1))

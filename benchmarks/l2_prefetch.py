@@ -26,7 +26,6 @@ Usage (GPU, repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
@@ -34,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from benchmarks import harness  # noqa: E402
 from benchmarks.layer_sequence import LAYER_SHAPES, graph_us_per_call  # noqa: E402
 
 HIDDEN, HEADS, HEAD_DIM, CONTEXT, INTERMEDIATE = 4096, 32, 128, 145, 14336
@@ -126,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         per_call = graph_us_per_call(calls)
         result[f"{mode}_us_per_layer"] = round(per_call * len(LAYER_SHAPES), 2)
         print(f"{mode}: {result[f'{mode}_us_per_layer']} µs per layer", flush=True)
-    if options.out is not None:
-        options.out.mkdir(parents=True, exist_ok=True)
-        (options.out / "l2_prefetch.json").write_text(json.dumps(result, indent=1))
+    harness.write_json(options.out, "l2_prefetch.json", result)
     return 0
 
 

@@ -36,6 +36,8 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from benchmarks import harness  # noqa: E402
+
 #: The fused projections of one Llama-3-8B decoder layer: (name, N, K).
 LAYER_SHAPES: tuple[tuple[str, int, int], ...] = (
     ("qkv", 6144, 4096),
@@ -300,9 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     else:
         results += [run_type(dtype, options.copies) for dtype in types]
-    if options.out is not None:
-        options.out.mkdir(parents=True, exist_ok=True)
-        (options.out / "layer_sequence.json").write_text(json.dumps(results, indent=1))
+    harness.write_json(options.out, "layer_sequence.json", results)
     return 0
 
 

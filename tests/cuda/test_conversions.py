@@ -317,7 +317,6 @@ def _test_kernel(source: str, name: str):
 @requires_gpu
 def test_every_code_converts_bit_for_bit() -> None:
     """Every code of every 1–8-bit type, fast and generic path, against ``anybit.dtypes.decode``."""
-    import torch
 
     from anybit.runtime import compile_source
     from anybit.runtime.device import default_arch
@@ -333,20 +332,8 @@ def test_every_code_converts_bit_for_bit() -> None:
         compiled = list(pool.map(lambda case: compile_source(case[2], arch=arch), cases))
     failures = []
     for (source_type, target, _), kernel in zip(cases, compiled, strict=True):
-        fast = torch.full((1 << source_type.nbits,), -1, dtype=torch.int16, device="cuda")
-        generic = torch.full_like(fast, -1)
-        kernel(fast, generic)
-        torch.cuda.synchronize()
         expected = _expected_bits(source_type, target)
-        for label, got in (("fast", fast), ("generic", generic)):
-            bits = got.cpu().numpy().view(np.uint16)
-            ok = _same(bits, expected, target)
-            if not ok.all():
-                bad = int(np.flatnonzero(~ok)[0])
-                failures.append(
-                    f"{source_type.name}->{target.name} {label}: {int((~ok).sum())} codes wrong, first "
-                    f"{bad:#x} gave {int(bits[bad]):#06x}, expected {int(expected[bad]):#06x}"
-                )
+        failures += _wrong_codes(kernel, source_type, target, expected, f"{source_type.name}->{target.name}")
     assert len(cases) == 2 * len(SOURCES)
     assert not failures, "\n".join(failures)
 
@@ -414,7 +401,6 @@ def test_exponent_casts_compile() -> None:
 @requires_gpu
 def test_exponent_casts_bit_for_bit() -> None:
     """Every code of each exponent case, fast and generic path, against decode(code) · 2^exponent."""
-    import torch
 
     from anybit.runtime import compile_source
     from anybit.runtime.device import default_arch
@@ -429,18 +415,28 @@ def test_exponent_casts_bit_for_bit() -> None:
         )
     failures = []
     for ((source_type, target, exponent), _, name), kernel in zip(modules, compiled, strict=True):
-        fast = torch.full((1 << source_type.nbits,), -1, dtype=torch.int16, device="cuda")
-        generic = torch.full_like(fast, -1)
-        kernel(fast, generic)
-        torch.cuda.synchronize()
         expected = _expected_scaled_bits(source_type, target, exponent)
-        for label, got in (("fast", fast), ("generic", generic)):
-            bits = got.cpu().numpy().view(np.uint16)
-            ok = _same(bits, expected, target)
-            if not ok.all():
-                bad = int(np.flatnonzero(~ok)[0])
-                failures.append(
-                    f"{name} {label}: {int((~ok).sum())} codes wrong, first {bad:#x} gave "
-                    f"{int(bits[bad]):#06x}, expected {int(expected[bad]):#06x}"
-                )
+        failures += _wrong_codes(kernel, source_type, target, expected, name)
     assert not failures, "\n".join(failures)
+
+
+def _wrong_codes(kernel, source_type, target, expected: np.ndarray, name: str) -> list[str]:
+    """Run a conversion test kernel over every code (outputs poisoned first); what its fast and generic
+    paths got wrong against the ``expected`` bits."""
+    import torch
+
+    fast = torch.full((1 << source_type.nbits,), -1, dtype=torch.int16, device="cuda")
+    generic = torch.full_like(fast, -1)
+    kernel(fast, generic)
+    torch.cuda.synchronize()
+    failures = []
+    for label, got in (("fast", fast), ("generic", generic)):
+        bits = got.cpu().numpy().view(np.uint16)
+        ok = _same(bits, expected, target)
+        if not ok.all():
+            bad = int(np.flatnonzero(~ok)[0])
+            failures.append(
+                f"{name} {label}: {int((~ok).sum())} codes wrong, first {bad:#x} gave "
+                f"{int(bits[bad]):#06x}, expected {int(expected[bad]):#06x}"
+            )
+    return failures

@@ -7,9 +7,8 @@ import pytest
 import anybit
 from anybit import dtypes as dt
 from anybit.ir import KernelDefinitionError
-from anybit.layout import spatial
 
-ROWS, COLUMNS = 32, 16
+from .cast_helpers import COLUMNS, ROWS, load_codes, pack_codes
 
 
 class ScaledCast(anybit.Script):
@@ -22,15 +21,7 @@ class ScaledCast(anybit.Script):
     def __call__(self, packed: anybit.ptr(anybit.uint8), out: anybit.ptr(anybit.float32)):
         self.attrs.blocks = [1]
         self.attrs.warps = 1
-        per_thread = ROWS * COLUMNS // 32  # 16 elements per thread, along the rows of one column
-        nbytes = per_thread * self.source.nbits // 8
-        raw = self.load_global(
-            self.global_view(packed, anybit.uint8, [32, nbytes]),
-            [0, 0],
-            [32, nbytes],
-            layout=spatial(32, 1).local(1, nbytes),
-        )
-        codes = self.view(raw, dtype=self.source, layout=spatial(2, COLUMNS).local(per_thread, 1))
+        codes = load_codes(self, packed, self.source)
         values = self.cast(codes, self.target, exponent=self.exponent)
         self.store_global(
             self.global_view(out, anybit.float32, [ROWS, COLUMNS]), self.cast(values, anybit.float32), [0, 0]
@@ -42,15 +33,7 @@ def _inputs(source, rng):
     n = source.nbits
     codes = rng.integers(0, 1 << n, size=(ROWS, COLUMNS))
     codes.reshape(-1)[: 1 << n] = np.arange(1 << n)
-    per_thread = ROWS * COLUMNS // 32
-    packed = np.zeros((32, per_thread * n // 8), dtype=np.uint8)
-    for t in range(32):
-        r, c = divmod(t, COLUMNS)
-        bits = 0
-        for i in range(per_thread):
-            bits |= int(codes[r * per_thread + i, c]) << (i * n)
-        packed[t] = np.frombuffer(bits.to_bytes(per_thread * n // 8, "little"), dtype=np.uint8)
-    return codes, packed
+    return codes, pack_codes(codes, n)
 
 
 CASES = [

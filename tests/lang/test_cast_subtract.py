@@ -8,9 +8,8 @@ from anybit import dtypes as dt
 from anybit.cuda.conversions import byte_pair_constants, half_word_pair_constants, integer_pair_constants
 from anybit.interp import InterpreterError
 from anybit.ir import KernelDefinitionError
-from anybit.layout import spatial
 
-ROWS, COLUMNS = 32, 16
+from .cast_helpers import COLUMNS, ROWS, load_codes, pack_codes
 
 
 class ZeroPointCast(anybit.Script):
@@ -28,15 +27,7 @@ class ZeroPointCast(anybit.Script):
     ):
         self.attrs.blocks = [1]
         self.attrs.warps = 1
-        per_thread = ROWS * COLUMNS // 32  # elements per thread: 16, along the rows of one column
-        nbytes = per_thread * self.source.nbits // 8
-        raw = self.load_global(
-            self.global_view(packed, anybit.uint8, [32, nbytes]),
-            [0, 0],
-            [32, nbytes],
-            layout=spatial(32, 1).local(1, nbytes),
-        )
-        codes = self.view(raw, dtype=self.source, layout=spatial(2, COLUMNS).local(per_thread, 1))
+        codes = load_codes(self, packed, self.source)
         zero_row = self.cast(
             self.load_global(self.global_view(zeros, anybit.float32, [1, COLUMNS]), [0, 0], [1, COLUMNS]),
             self.target,
@@ -51,15 +42,7 @@ def _inputs(source, rng, zeros=None):
     n = source.nbits
     codes = rng.integers(0, 1 << n, size=(ROWS, COLUMNS))
     zeros = rng.integers(0, 1 << n, size=(1, COLUMNS)).astype(np.float32) if zeros is None else zeros
-    # thread t = (row block r, column c) holds rows 16r..16r+15 of column c: pack them into its bytes
-    per_thread = ROWS * COLUMNS // 32
-    packed = np.zeros((32, per_thread * n // 8), dtype=np.uint8)
-    for t in range(32):
-        r, c = divmod(t, COLUMNS)
-        bits = 0
-        for i in range(per_thread):
-            bits |= int(codes[r * per_thread + i, c]) << (i * n)
-        packed[t] = np.frombuffer(bits.to_bytes(per_thread * n // 8, "little"), dtype=np.uint8)
+    packed = pack_codes(codes, n)
     return codes, zeros, packed
 
 
