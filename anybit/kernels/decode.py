@@ -45,8 +45,12 @@ from anybit.kernels.layout import PackedLayout
 from anybit.layout import shared_swizzled
 
 BLOCK_M = 16  # rows of x per block: the m of mma.m16n8k16
-#: Split-K partial sums the last block loads at once (each 16 f32 registers a thread at 4 warps, 32 columns).
+#: Split-K partial sums the last block loads at once, at least (each 16 f32 registers a thread at 16 rows and
+#: 32 columns a warp) ...
 PARTIALS_IN_FLIGHT = 4
+#: ... and more while they fit this many f32 registers a thread (the main loop's are free by then): at 8 rows
+#: (the transposed kernel at M ≤ 8) a partial is 8 registers, so split 8 sums in one L2 round trip, not two.
+PARTIAL_REGISTERS = 64
 
 
 def weight_exponent(dtype: DataType, act: DataType) -> int:
@@ -221,9 +225,9 @@ class DecodeMatmul(anybit.Script):
             arrival = self.arrive(counters, [self.blockIdx.y, self.blockIdx.x], split)
             if arrival < split - 1:
                 self.exit()
-            # Read PARTIALS_IN_FLIGHT at a time, every load of a group issued before the first add (one L2
-            # round trip per group, not per split).
-            group = min(split, PARTIALS_IN_FLIGHT)
+            # Read a group of partials at a time (partials_in_flight), every load of a group issued before
+            # the first add (one L2 round trip per group, not per split).
+            group = min(split, self.partials_in_flight)
             acc = self._sum_partials(partials, 0, group, m, n, m0, n0)
             for first_part in self.range(group, split - split % group, group):
                 acc = acc + self._sum_partials(partials, first_part, group, m, n, m0, n0)
@@ -235,6 +239,13 @@ class DecodeMatmul(anybit.Script):
             gb = self._bias_view(bias, n)
             acc = acc + self.cast(self._load_columns(gb, n0), float32)
         self._store_y(gy, self.cast(acc, act), m0, n0)
+
+    @property
+    def partials_in_flight(self) -> int:
+        """Split-K partials the last block loads before adding (:data:`PARTIALS_IN_FLIGHT` at least, more
+        while they fit :data:`PARTIAL_REGISTERS` f32 registers a thread)."""
+        per_thread = self.block_m * self.block_n // (32 * self.warps)
+        return max(PARTIALS_IN_FLIGHT, PARTIAL_REGISTERS // per_thread)
 
     # -- what depends on which tensor-core operand the weight is (overridden by the transposed kernel) ----
     @property

@@ -38,6 +38,7 @@ CASES = [
     ("uint3", 256, 256, 32, 7, True, 1, 4, 8, False, F16),
     ("int2", 128, 128, 128, 1, False, 1, 1, 8, False, BF16),  # K = one chunk, a square 128 × 128 tile
     ("int4", 448, 512, 128, 2, False, 2, 7, 8, False, F16),  # 7 warps: a block of 224 columns, split-K
+    ("int4", 128, 3072, 128, 3, False, 12, 2, 8, True, F16),  # split 12: a group of 8 partials, then 4
 ]
 
 
@@ -125,3 +126,13 @@ def test_half_the_mma_at_eight_rows(dtype):
     reference = _mma_count(DecodeMatmul(b, F16, warps=4))
     assert 2 * _mma_count(DecodeMatmulTransposed(a, F16, warps=4, rows=8)) == reference
     assert _mma_count(DecodeMatmulTransposed(a, F16, warps=4, rows=16)) == reference
+
+
+def test_eight_row_blocks_sum_eight_partials_at_once():
+    """At 8 rows a split-K partial is 8 f32 registers a thread, so the last block loads 8 before adding
+    (one L2 round trip at split 8); 16-row blocks, and the x-as-A kernel, keep 4."""
+    layout = choose_layout("int4", 256, 1024, 128, operand="a")
+    assert DecodeMatmulTransposed(layout, F16, rows=8, warps=4, split=8).partials_in_flight == 8
+    assert DecodeMatmulTransposed(layout, F16, rows=16, warps=4, split=8).partials_in_flight == 4
+    b_layout = choose_layout("int4", 256, 1024, 128, operand="b")
+    assert DecodeMatmul(b_layout, F16, warps=4, split=8).partials_in_flight == 4
