@@ -24,6 +24,14 @@ STEPS="${STEPS:-}"
 # for uint4, int4, int8 and uint2, packed as the B and the A operand), the full end-to-end run (32 layers, fused projections, compiled step, profiled; int4, int3,
 # int2 and float6_e3m2 at batch 1 and 16), the same with lm_head quantized (int4, batch 1), and the layer
 # sequence (a Llama-3-8B layer's fused projections alone, in a row, and inside a 32-layer model).
+# The GPU's clocks, power, temperature and throttle reasons once a second for the whole call: long steps
+# (the full suite) can run at lower clocks than a fresh process, which changes kernel timings and rankings.
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_event_reasons.active \
+        --format=csv -lms 1000 >"$RESULTS/clocks.csv" 2>&1 &
+    clock_logger=$!
+    trap 'kill $clock_logger 2>/dev/null' EXIT
+fi
 ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch"
 failed=()
 
@@ -38,7 +46,7 @@ step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output t
     if [ -z "$STEPS" ] && [[ ",$ONLY_WHEN_NAMED," == *",$name,"* ]]; then
         return 0  # too long for the default call: run it with STEPS=...
     fi
-    echo "=== $name: $* (limit ${seconds}s)"
+    echo "=== $name: $* (limit ${seconds}s, $(date -u +%T) UTC)"
     local started=$SECONDS
     timeout --kill-after=10 "$seconds" "$@" 2>&1 | tee "$RESULTS/$name.log"
     local status=${PIPESTATUS[0]}
