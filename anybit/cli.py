@@ -51,6 +51,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     argv = ["--out", args.out, *(["--quick"] if args.quick else [])]
     argv += ["--tuning", args.tuning] if args.tuning else []
+    argv += ["--layers", args.layers, "--types", args.types]
     return bench_main(argv + ["--operand", args.operand])
 
 
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="a",
         help="pack weights as the tensor-core A operand (default: the transposed decode kernel) or B",
     )
+    bench.add_argument("--layers", default="", help='only these layer shapes, e.g. "70B gate_up,70B down"')
+    bench.add_argument("--types", default="", help="only these weight types, e.g. int4,uint2")
     bench.set_defaults(run=_bench)
     return parser
 

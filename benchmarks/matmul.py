@@ -7,7 +7,8 @@ Usage (on a GPU machine, from the repository root)::
     python benchmarks/matmul.py [--quick] [--out DIR] [--tuning FILE]
     python -m anybit bench [--quick] [--out DIR]
 
-Suites: ``decode`` (M ∈ {1, 4, 16}: the decode kernel), ``prefill`` (M ∈ {512, 4096}: dequantize + cuBLAS)
+Suites, in this order: ``decode`` (M ∈ {1, 4, 16}: the decode kernel; every weight's decode rows before any
+prefill row, see ``matmul_cases.decode_rows_first``), ``prefill`` (M ∈ {512, 4096}: dequantize + cuBLAS)
 and ``crossover`` (both paths over M, to place the dispatch threshold). Every row is checked against a float64
 reference and timed three ways (CUDA-graph replay with the L2 flushed; eager wall clock per call; host time
 per eager call at M = 1). Writes ``DIR/matmul.json``, ``DIR/matmul.md`` (the section BENCHMARKS.md keeps),
@@ -128,12 +129,14 @@ class Run:
         self.results["ceilings"] = {"read": read_ceilings(), **compute_ceilings()}
         self.log(f"read ceiling {self.ceiling_tb_s:.2f} TB/s ({self.results['ceilings']['read']['best']})")
         self.results["decode_max_m"] = anybit.ops.decode_max_m()
-        layers = cases.layer_cases(self.quick)
-        crossover = cases.crossover_cases(self.quick)
+        chosen = {"layers": self.options.layers, "types": self.options.types}
+        layers = cases.only(cases.layer_cases(self.quick), **chosen)
+        crossover = cases.only(cases.crossover_cases(self.quick), **chosen)
         self.precompile(layers + crossover)
         self.budget.restart()  # the budget is for measuring; the warm-up compile is reported on its own
         self.save()
-        for suite, todo in (("layers", layers), ("crossover", crossover)):
+        decode, prefill = cases.decode_rows_first(layers)
+        for suite, todo in (("decode", decode), ("prefill", prefill), ("crossover", crossover)):
             self.log(f"suite {suite}: {len(todo)} weights")
             for case in todo:
                 if self.budget.spent():
@@ -372,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="a",
         help="pack the weights as the tensor-core A operand (default: the transposed decode kernel) or B",
     )
+    parser.add_argument(
+        "--layers",
+        default="",
+        help='only these layer shapes, comma-separated (e.g. "70B gate_up,70B down,70B o")',
+    )
+    parser.add_argument("--types", default="", help="only these weight types, comma-separated (e.g. int4)")
     parser.add_argument(
         "--budget-s",
         type=float,

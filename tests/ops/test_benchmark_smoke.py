@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import types
 
+import pytest
 import torch
 
 import anybit.ops
@@ -54,7 +55,9 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     )
     monkeypatch.setattr(anybit.ops, "precompile_decode", lambda specialisations: {"compiled": 0, "failed": 0})
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
-    options = types.SimpleNamespace(quick=True, out=str(tmp_path), tuning=None, budget_s=600.0)
+    options = types.SimpleNamespace(
+        quick=True, out=str(tmp_path), tuning=None, budget_s=600.0, layers="", types=""
+    )
     status = matmul.Run(options).run()
     results = json.loads((tmp_path / "matmul.json").read_text())
     failed = [row for row in results["rows"] if row.get("error") or not row.get("ok")]
@@ -62,6 +65,7 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     assert status == 0
     suites = [row["suite"] for row in results["rows"]]
     assert suites.count("decode") == 2 * (3 * 5 + 1) and suites.count("prefill") == 1
+    assert suites == sorted(suites, key=["decode", "prefill"].index)  # no decode row after a prefill row
     prefill = next(row for row in results["rows"] if row["suite"] == "prefill")
     assert prefill["path"] == "dequantize" and prefill["m"] == 4096 and "dequantize_us" in prefill
     decode = results["rows"][0]
@@ -75,3 +79,26 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     text = (tmp_path / "matmul.md").read_text()
     assert "### Decode" in text and "### Prefill" in text and "### Anchors" in text
     assert (tmp_path / "matmul_roofline.png").exists() and (tmp_path / "tuning.json").exists()
+
+
+def test_decode_rows_come_first_and_every_row_stays():
+    todo = matmul_cases.layer_cases(quick=False)
+    decode, prefill = matmul_cases.decode_rows_first(todo)
+    assert all(m <= 16 for case in decode for m in case.ms)
+    assert all(m > 16 for case in prefill for m in case.ms)
+    rows = sorted((c.layer, c.dtype, c.act_dtype, m) for c in decode + prefill for m in c.ms)
+    assert rows == sorted((c.layer, c.dtype, c.act_dtype, m) for c in todo for m in c.ms)
+
+
+def test_only_the_named_layers_and_types():
+    todo = matmul_cases.layer_cases(quick=False)
+    chosen = matmul_cases.only(todo, layers="70B gate_up, 70B down", types="int4,uint2")
+    assert {(c.layer, c.dtype) for c in chosen} == {
+        (layer, dtype) for layer in ("70B gate_up", "70B down") for dtype in ("int4", "uint2")
+    }
+    assert len(chosen) == 2 * 2 * len(matmul_cases.ACT_DTYPES)
+    assert matmul_cases.only(todo) == todo
+    with pytest.raises(ValueError, match=r"unknown layer \['70B up'\]; expected names from \['8B qkv'"):
+        matmul_cases.only(todo, layers="70B up")
+    with pytest.raises(ValueError, match=r"unknown dtype \['int9'\]"):
+        matmul_cases.only(todo, types="int9")
