@@ -4,7 +4,7 @@ model ("bytes that must move") every row's bandwidth is computed from."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 #: Llama-3 linear layers as (name, N, K): N output features, K input features (the weight is [N, K]).
 SHAPES: tuple[tuple[str, int, int], ...] = (
@@ -114,21 +114,6 @@ def only(todo: list[Case], layers: str = "", types: str = "") -> list[Case]:
             raise ValueError(f"unknown {field} {unknown}; expected names from {list(known)}")
         chosen.append((field, set(names)))
     return [c for c in todo if all(not names or getattr(c, field) in names for field, names in chosen)]
-
-
-def decode_rows_first(todo: list[Case]) -> tuple[list[Case], list[Case]]:
-    """The layer cases split into (their decode rows, their prefill rows), so that every decode row runs
-    before any prefill row.
-
-    The prefill rows' GEMMs draw ~500 W, and the H200's power cap then lowers the SM clock for a second or
-    two (clocks logged through a full run: 1980 → 1455–1590 MHz). Measured in one pass, each weight's
-    M = 1 row (and its tuning) came right after the previous weight's M = 4096 row and ran up to 26% slower
-    than its own M = 4 row, with the same kernel and configuration; the bandwidth-bound 4- and 8-bit rows
-    on the large shapes lost the most. A weight in both lists is quantized again (same seed, same values).
-    """
-    decode = [replace(case, ms=tuple(m for m in case.ms if m <= 16)) for case in todo]
-    prefill = [replace(case, ms=tuple(m for m in case.ms if m > 16)) for case in todo]
-    return [case for case in decode if case.ms], [case for case in prefill if case.ms]
 
 
 def crossover_cases(quick: bool) -> list[Case]:
