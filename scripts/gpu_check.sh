@@ -32,7 +32,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch"
+ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -123,6 +123,12 @@ step float_ab 300 bash -c "$PYTHON benchmarks/decode_probe.py --types float4_e2m
 # Would the next projection's weights read into L2 during a layer's other work pay off (an experiment: a
 # side stream in the graph reads them while attention and the element-wise stand-ins run)?
 step prefetch 200 "$PYTHON" benchmarks/l2_prefetch.py --layers 8 --out "$RESULTS/prefetch"
+# Rows of x past M and the first measurement of a new weight: the decode kernel at M = 1, 4, 1, 2, 8, 16 on
+# one weight, plainly and settled as the suite settles it; with AB_TREE (a worktree of another branch,
+# carried along) its settled run too, e.g. next/x-zero-fill against main.
+step rows 240 bash -c "$PYTHON benchmarks/rows_probe.py --out $RESULTS/rows_plain && $PYTHON \
+    benchmarks/rows_probe.py --settle --out $RESULTS/rows_settled && if [ -n \"\${AB_TREE:-}\" ]; then \
+    cd \"\$AB_TREE\" && PYTHONPATH=\$PWD $PYTHON benchmarks/rows_probe.py --settle --out $RESULTS/rows_other; fi"
 # Dependent launches on and off: a Llama-3-8B layer's projections in a row (CUDA graph), int4 and int2.
 step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_off && ANYBIT_PDL=1 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
