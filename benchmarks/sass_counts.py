@@ -97,6 +97,7 @@ def count(
     dependent_launch: bool = True,
     act: torch.dtype = torch.float16,
     operand: str = "a",
+    rows: int = 8,
 ) -> dict:
     layout = choose_layout(type_name, 8192, 8192, 128, operand=operand)
     options = dict(
@@ -106,8 +107,8 @@ def count(
         split=split,
         dependent_launch=dependent_launch,
     )
-    if operand == "a":  # the transposed kernel at M = 1: 8 rows of x per block
-        kernel = DecodeMatmulTransposed(layout, act, rows=8, **options)
+    if operand == "a":  # the transposed kernel: 8 rows of x per block (M ≤ 8) or 16
+        kernel = DecodeMatmulTransposed(layout, act, rows=rows, **options)
     else:
         kernel = DecodeMatmul(layout, act, **options)
     compiled = anybit.compile(kernel, *(None,) * 6, 1, 8192, 8192, arch="sm_90a")
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         default="a",
         help="a (default): the weight as the A operand (transposed kernel); b: as the B operand",
     )
+    parser.add_argument("--rows", type=int, choices=(8, 16), default=8, help="rows of x a transposed block takes")
     options = parser.parse_args(argv)
     tool = nvdisasm()
     print("| type | weights/thread | loop instructions | per weight | registers | most frequent |")
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             not options.no_pdl,
             getattr(torch, options.act),
             options.operand,
+            options.rows,
         )
         top = ", ".join(f"{name} {n}" for name, n in row["top"])
         print(
