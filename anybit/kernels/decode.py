@@ -169,7 +169,7 @@ class DecodeMatmul(anybit.Script):
         # and x (group s) both, as with one group per chunk.
         # Every copy is of a chunk below first + count ≤ K / k_chunk (the guards say so), in block columns
         # the grid keeps inside N: the copies promise it (in_bounds) and carry no bounds checks; x's rows
-        # past M are clamped (see _copy_x).
+        # past M are zero-filled (see _copy_x).
         for stage in range(stages - 1):
             if stage < count:
                 self._copy_weights(gw, gs, gz, sw[stage], ss[stage], sz[stage], first + stage, n0)
@@ -217,8 +217,8 @@ class DecodeMatmul(anybit.Script):
             # Every split stores its partial sum into its own slice of whole row blocks and arrives at the
             # block column's counter; the last to arrive adds the partials in split order (the same sum
             # whatever order the blocks ran in) and finishes. The counter wraps back to 0: no fill before
-            # launches. Slices of whole row blocks need no masks (rows past M come from x's clamped rows
-            # and are never stored to y).
+            # launches. Slices of whole row blocks need no masks (rows past M come from x's zero-filled
+            # rows and are never stored to y).
             partials = self._partials(m, n)
             counters = self.global_tensor(int32, [cdiv(m, rows), n // bn], kept_clean=True)
             self._store_partial(partials, acc, m, n, m0, n0)
@@ -346,6 +346,7 @@ class DecodeMatmul(anybit.Script):
 
     def _copy_x(self, gx, sx, chunk, m0) -> None:
         """Start copying chunk ``chunk``'s columns of x's 16 rows (written by the previous kernel)."""
-        # Rows past M read row M − 1 (clamped, not zero-filled: no select per copy); they feed only
-        # output rows past M, which are never stored.
-        self.copy_async(gx, sx, [m0, chunk * self.layout.k_chunk], in_bounds=(1,), clamp=(0,))
+        # Rows past M are zero-filled, not read: clamped to row M − 1 they cost a select less per copy,
+        # but the H200 ran the same kernel slower the more duplicate rows a block copied (see the
+        # transposed kernel's _copy_x). They feed only output rows past M, which are never stored.
+        self.copy_async(gx, sx, [m0, chunk * self.layout.k_chunk], in_bounds=(1,))

@@ -137,5 +137,10 @@ class DecodeMatmulTransposed(DecodeMatmul):
                 self.copy_async(gz, sz, [row, n0], in_bounds=True)
 
     def _copy_x(self, gx, sx, chunk, m0) -> None:
-        """Start copying chunk ``chunk``'s columns of x^T (rows m of x past M clamped to M − 1)."""
-        self.copy_async(gx, sx, [chunk * self.layout.k_chunk, m0], in_bounds=(0,), clamp=(1,))
+        """Start copying chunk ``chunk``'s columns of x^T; rows m of x past M are zero-filled (no read).
+
+        Clamping them to row M − 1 instead (no bounds select per copy, 3–5 fewer main-loop instructions)
+        made every block copy row M − 1 up to 8 times per chunk, and the H200 timed the same kernel and
+        configuration slower the more rows were clamped: int4 57344×8192 at M = 1 / 2 / 4 / 8 took 68.8 /
+        67.1 / 65.4 / 64.7 µs, float8_e4m3 126.7 / 125.0 / 122.9 / 120.3 µs."""
+        self.copy_async(gx, sx, [chunk * self.layout.k_chunk, m0], in_bounds=(0,))
