@@ -112,6 +112,9 @@ def emit_copy_async(ctx: EmitContext, inst: CopyAsyncInst) -> None:
         ctx.emit(f'asm volatile("createpolicy.fractional.L2::{inst.evict}.b64 %0, 1.0;" : "=l"({policy}));')
     if choice:
         ctx.require_alignment(placement, count * n // 8)
+    if choice and not dims and not inst.clamp and _contiguous_tile(dest, tensor):
+        _emit_contiguous(ctx, inst, count, total, policy)
+        return
     for k in range(-(-total // threads)):
         chunk = THREAD + k * threads
         index = _chunk_index(dest.shape, dim, count, chunk)
@@ -153,6 +156,42 @@ def emit_copy_async(ctx: EmitContext, inst: CopyAsyncInst) -> None:
                 with ctx.block(f"if ({inside})"):
                     load_element(ctx, "e_", 0, n, placement.pointer, global_offset)
                 store_element(ctx, "e_", 0, n, shared_base(ctx, dest), shared_offset)
+
+
+def _contiguous_tile(dest, tensor) -> bool:
+    """Whether the tile is one run of elements in global memory and in ``dest`` (row-major, unswizzled), so
+    that copy round k of thread t moves the elements at (k·threads + t)·count of both: one base address per
+    thread and constant steps instead of per-round index arithmetic."""
+    from anybit.ir.bulk import bulk_tile_problem
+
+    problem = bulk_tile_problem(dest, tensor)
+    return problem is None or problem.startswith("expected a whole number")
+
+
+def _emit_contiguous(ctx: EmitContext, inst: CopyAsyncInst, count: int, total: int, policy) -> None:
+    """The copies of a contiguous tile (:func:`_contiguous_tile`): every chunk inside the tensor (no bounds
+    dimension is checked), thread t's round k at a constant byte step from its first."""
+    dest, tensor = inst.destination, inst.tensor
+    n, threads = dest.dtype.nbits, ctx.num_threads
+    nbytes = count * n // 8
+    cache = "cg" if nbytes == 16 else "ca"
+    placement = ctx.globals[tensor]
+    origin = ctx.expr(tensor.layout.offset(tuple(inst.offsets)))
+    with ctx.block(""):
+        ctx.emit(
+            f"const uint8_t* src0_ = {placement.pointer} + ((long long)({origin}) * {n}) / 8 "
+            f"+ (long long)tid * {nbytes};"
+        )
+        base = shared_base(ctx, dest)
+        ctx.emit(f"const uint32_t dst0_ = ab_smem_addr({base}) + (uint32_t)tid * {nbytes}u;")
+        for k in range(-(-total // threads)):
+            partial = (k + 1) * threads > total
+            active = f"(tid + {k * threads} < {total})" if partial else "true"
+            with ctx.block(""):
+                ctx.emit(f"const uint8_t* src_ = src0_ + {k * threads * nbytes}LL;")
+                ctx.emit(f"const int z_ = {nbytes};")
+                dst = f"dst0_ + {k * threads * nbytes}u"
+                _emit_cp_async(ctx, cache, nbytes, dst, policy if not partial else None, active)
 
 
 def _emit_cp_async(
