@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         default="a",
         help="a (default): the weight as the A operand (transposed kernel); b: as the B operand",
     )
-    parser.add_argument("--rows", type=int, choices=(8, 16), default=8, help="rows of x a transposed block takes")
+    parser.add_argument("--rows", type=int, choices=(8, 16), default=8, help="rows of x a transposed block")
     options = parser.parse_args(argv)
     tool = nvdisasm()
     print("| type | weights/thread | loop instructions | per weight | registers | most frequent |")
