@@ -357,8 +357,9 @@ def settle(weight: Weight) -> None:
     first measurement of a kernel on it ran 11–13% slow on the H200 and the next ones did not (int4
     57344×8192, M = 1: 77.5 µs, then 68.8 and 68.7; float8_e4m3 138.6, then 126.7), each a median of 100
     replays. The suite's first row of every weight is M = 1, and the tuner's first timings come even
-    earlier: both landed in that window. The cause is not known (clocks stay at 1980 MHz); this spends the
-    window on a plain read of the same bytes instead."""
+    earlier: both landed in that window. The cause is not known (that call logged no clocks; through the
+    suite the SM clock held 1980 MHz outside the prefill GEMMs); this spends the window on a plain read of
+    the same bytes instead."""
     data = weight.packed.data
     graph_us(lambda: torch.count_nonzero(data), runs=100)
 
