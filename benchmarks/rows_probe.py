@@ -60,10 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", action="store_true", help="settle the weight first, as the suite")
     parser.add_argument("--out", help="directory for rows_probe.json")
     options = parser.parse_args(argv)
+    try:
+        n, k = (int(side) for side in options.shape.lower().split("x"))
+    except ValueError:
+        parser.error(f"--shape expects N x K as two integers, e.g. 57344x8192; got {options.shape!r}")
     if not torch.cuda.is_available():
         print("benchmarks/rows_probe.py needs a CUDA GPU")
         return 2
-    n, k = (int(side) for side in options.shape.lower().split("x"))
     rows = [row for dtype in options.types.split(",") for row in probe(dtype, n, k, settled=options.settle)]
     harness.write_json(
         pathlib.Path(options.out) if options.out else None,
