@@ -181,7 +181,7 @@ KERNEL_GROUPS = (  # (group, substrings of the kernel name), first match wins
 
 
 def profile_step(model, batch: int, steps: int = 4, compile: bool = False) -> dict:
-    """GPU microseconds per decode step by kernel group, and the 8 costliest kernels (eager steps)."""
+    """GPU microseconds per decode step by kernel group, and the 16 costliest kernels (eager steps)."""
     from torch.profiler import ProfilerActivity, profile
 
     decoder = GreedyDecoder(model, batch, 64, use_graph=False, compile=compile)
@@ -203,7 +203,7 @@ def profile_step(model, batch: int, steps: int = 4, compile: bool = False) -> di
         group = next((g for g, keys in KERNEL_GROUPS if any(key in name for key in keys)), "other")
         groups[group] = groups.get(group, 0.0) + total / steps
         kernels[event.key[:90]] = (total / steps, event.count // steps)
-    top = sorted(kernels.items(), key=lambda item: -item[1][0])[:8]
+    top = sorted(kernels.items(), key=lambda item: -item[1][0])[:16]
     return {
         "us_per_step": {group: round(value, 1) for group, value in groups.items()},
         "kernels_per_step": sum(count for _, count in kernels.values()),
