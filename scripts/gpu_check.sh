@@ -32,7 +32,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows"
+ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -129,6 +129,15 @@ step prefetch 200 "$PYTHON" benchmarks/l2_prefetch.py --layers 8 --out "$RESULTS
 step rows 240 bash -c "$PYTHON benchmarks/rows_probe.py --out $RESULTS/rows_plain && $PYTHON \
     benchmarks/rows_probe.py --settle --out $RESULTS/rows_settled && if [ -n \"\${AB_TREE:-}\" ]; then \
     cd \"\$AB_TREE\" && PYTHONPATH=\$PWD $PYTHON benchmarks/rows_probe.py --settle --out $RESULTS/rows_other; fi"
+# The decode kernel under Nsight Compute (one launch per case: occupancy, issue, tensor pipe, stall reasons,
+# DRAM and L2 traffic): the report, its details page and its raw metrics as CSV, and the headline lines.
+step ncu 240 bash -c "NCU=\$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1); \
+    \${NCU:?ncu not found} --clock-control none --profile-from-start off --section SpeedOfLight \
+    --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
+    --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis -f -o $RESULTS/ncu_decode \
+    $PYTHON benchmarks/ncu_decode.py && \$NCU -i $RESULTS/ncu_decode.ncu-rep --page details \
+    >$RESULTS/ncu_details.txt && \$NCU -i $RESULTS/ncu_decode.ncu-rep --page raw --csv >$RESULTS/ncu_raw.csv; \
+    grep -E 'ab_Tuned|Duration|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Block Limit|stalled' $RESULTS/ncu_details.txt | cut -c1-200"
 # Dependent launches on and off: a Llama-3-8B layer's projections in a row (CUDA graph), int4 and int2.
 step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_off && ANYBIT_PDL=1 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \

@@ -92,3 +92,15 @@ def test_only_the_named_layers_and_types():
         matmul_cases.only(todo, layers="70B up")
     with pytest.raises(ValueError, match=r"unknown dtype \['int9'\]"):
         matmul_cases.only(todo, types="int9")
+
+
+def test_ncu_decode_cases_parse_and_reject_malformed_entries():
+    from benchmarks import ncu_decode
+
+    assert ncu_decode.parse_cases("int4:57344x8192:16,uint2:8192X8192:1") == [
+        ("int4", 57344, 8192, 16),
+        ("uint2", 8192, 8192, 1),
+    ]
+    assert len(ncu_decode.parse_cases(ncu_decode.DEFAULT_CASES)) == 7
+    with pytest.raises(SystemExit, match="type:NxK:M"):
+        ncu_decode.parse_cases("int4:57344:16")
