@@ -1,16 +1,17 @@
 """Where a decode kernel's time goes: every tuning configuration of a few shapes, next to a plain read.
 
-For each (shape, type) at M = 1 this times every configuration of the decode kernel's tuning space (warps ×
-stages × split-K, the ones :meth:`~anybit.ops.tuning.DecodeTuner.unsuited` keeps), the same bytes read by a
-torch reduction (what one kernel can stream at that size), cuBLAS fp16 on the same shape, and
-``quantized_matmul`` itself after it tuned the shape (the configuration it picked, its time); optionally under
-both L2 flush modes (``--flush read,write``). A diagnostic, not a published benchmark: it prints one table and
-writes ``DIR/decode_probe.json``.
+For each (shape, type) at M = 1 (``--m``: up to 16 rows) this times every configuration of the decode
+kernel's tuning space (warps × stages × split-K, the ones :meth:`~anybit.ops.tuning.DecodeTuner.unsuited`
+keeps), the same bytes read by a torch reduction (what one kernel can stream at that size), cuBLAS fp16 on
+the same shape, and ``quantized_matmul`` itself after it tuned the shape (the configuration it picked, its
+time); optionally under both L2 flush modes (``--flush read,write``). A diagnostic, not a published
+benchmark: it prints one table and writes ``DIR/decode_probe.json``.
 
 Usage (GPU, repository root)::
 
     python benchmarks/decode_probe.py --out DIR [--shapes 4096x4096,8192x8192] [--types uint4,uint2]
-        [--bytes-per-thread 64,128] [--operands b,a] [--stages 4,8] [--warps 4,7,8]
+        [--bytes-per-thread 64,128] [--operands b,a] [--stages 4,8] [--warps 4,7,8] [--m 16]
+        [--sm-warps 0,24]   # each configuration also compiled for 24 resident warps an SM (fewer registers)
 
 ``--operands b,a`` compares the weight packed as the tensor-core B operand (x the m16 operand: the decode
 kernel) with the A operand (the transposed kernel, x the n8 operand: half the mma at M = 1).
@@ -50,18 +51,20 @@ def probe(
     operand: str = "a",
     stages: tuple[int, ...] = (4,),
     warps: tuple[int, ...] = (),
+    m: int = 1,
+    sm_warps: tuple[int, ...] = (0,),
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
     layout = choose_layout(type_name, n, k, 128, max_bytes_per_thread=tile_bytes, operand=operand)
     packed = pack(q, layout=layout)
-    x = torch.randn(1, k, device="cuda", dtype=torch.float16)
-    y = torch.empty(1, n, device="cuda", dtype=torch.float16)
+    x = torch.randn(m, k, device="cuda", dtype=torch.float16)
+    y = torch.empty(m, n, device="cuda", dtype=torch.float16)
     zeros = packed.zeros if packed.zeros is not None else packed.scales
-    args = (x, packed.data, packed.scales, zeros, packed.scales, y, 1, n, k)
+    args = (x, packed.data, packed.scales, zeros, packed.scales, y, m, n, k)
     tuner = tuner_for(packed.layout, torch.float16, packed.zeros is not None, False)
     nbytes = packed.data.numel() + packed.scales.numel() * 2 * (2 if packed.zeros is not None else 1)
-    row: dict = {"n": n, "k": k, "type": type_name, "bytes": nbytes, "layout": str(packed.layout)}
+    row: dict = {"n": n, "k": k, "m": m, "type": type_name, "bytes": nbytes, "layout": str(packed.layout)}
     row["read_probe_us"] = read_probe_us(nbytes)
     dense = weight.clone()
     row["cublas_fp16_us"] = harness.time_cuda_graph(
@@ -69,10 +72,12 @@ def probe(
     ).median_us
     configs = []
     reference = (x.double() @ dequantize_weight(packed).t().double()).float()
+    # A target of resident warps per SM becomes a launch bound of target // warps blocks (0: no bound).
     space = [
-        config
+        dict(config, min_blocks=target // config["warps"]) if target else config
         for config in tuner.sweep_space(warps=warps, stages=stages)
         if tuner.unsuited(config, args) is None
+        for target in sm_warps
     ]
     precompile_configurations((packed.layout, torch.float16, packed.zeros is not None, False), space)
     for config in space:
@@ -121,8 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--stages", default="4", help="comma-separated pipeline stage counts to time")
     parser.add_argument("--warps", default="", help="comma-separated warp counts to time (default: tuned)")
+    parser.add_argument("--m", type=int, default=1, help="rows of x (1 to 16)")
+    parser.add_argument(
+        "--sm-warps",
+        default="0",
+        help="comma-separated resident warps an SM to compile for (min_blocks = this // warps; 0: no bound)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
+    if not 1 <= options.m <= 16:
+        parser.error(f"--m takes 1 to 16 rows (the decode kernels' range), got {options.m}")
     shapes = [tuple(int(v) for v in s.split("x")) for s in options.shapes.split(",") if s]
     types = [t for t in options.types.split(",") if t]
     modes = [m for m in options.flush.split(",") if m]
@@ -131,15 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     variants = [(width, operand) for width in widths for operand in operands]
     stages = tuple(int(count) for count in options.stages.split(",") if count)
     warps = tuple(int(count) for count in options.warps.split(",") if count)
+    sm_warps = tuple(int(count) for count in options.sm_warps.split(",") if count) or (0,)
     started = time.perf_counter()
     rows = []
     for type_name in types:
         for (n, k), (width, operand) in ((shape, variant) for shape in shapes for variant in variants):
-            row = probe(n, k, type_name, modes, width, operand, stages, warps)
+            row = probe(n, k, type_name, modes, width, operand, stages, warps, options.m, sm_warps)
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
             print(
-                f"\n{type_name} {n}x{k} ({width} B/thread tiles, operand {operand}): "
+                f"\n{type_name} {n}x{k} M={options.m} ({width} B/thread tiles, operand {operand}): "
                 f"{row['bytes'] / 1e6:.1f} MB, "
                 f"read probe {row['read_probe_us']:.1f} µs, "
                 f"cuBLAS fp16 {row['cublas_fp16_us']:.1f} µs",
@@ -149,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             for entry in sorted(row["configs"], key=lambda e: e.get(f"us_{modes[0]}", 1e9)):
                 times = " ".join(f"{m}={entry.get(f'us_{m}', float('nan')):.1f}" for m in modes)
                 rows_text = f" rows={entry['rows']}" if "rows" in entry else ""
+                rows_text += f" min_blocks={entry['min_blocks']}" if entry.get("min_blocks") else ""
                 print(
                     f"  warps={entry.get('warps')} stages={entry.get('stages')} split={entry.get('split')}"
                     f"{rows_text}: "

@@ -119,9 +119,11 @@ def _generate(program: Program, arch: str) -> CudaKernelSource:
     name = _kernel_name(program)
     body = "\n".join(ctx.lines)
     declarations = "\n".join("  " + line for line in ctx.declarations() + ctx.prologue)
+    # A minimum of blocks per SM makes the compiler cap registers a thread so that many blocks fit.
+    bounds = f"{program.num_threads}" + (f", {program.min_blocks}" if program.min_blocks else "")
     source = (
         f"{PRELUDE}\n"
-        f'extern "C" __global__ void __launch_bounds__({program.num_threads}) '
+        f'extern "C" __global__ void __launch_bounds__({bounds}) '
         f"{name}({', '.join(signature)}) {{\n"
         f"  const int tid = (int)threadIdx.x;\n"
         f"  extern __shared__ __align__(128) uint8_t smem[];\n"

@@ -68,6 +68,8 @@ class Program:
     body: tuple
     constants: tuple[tuple[str, object], ...] = ()
     divisibility: tuple[tuple[Var, int], ...] = ()
+    #: Blocks per SM the compiled code leaves room for (``__launch_bounds__``'s second argument; 0: none).
+    min_blocks: int = 0
 
     @property
     def num_threads(self) -> int:

@@ -85,6 +85,9 @@ class DecodeMatmul(anybit.Script):
         Launch as a programmatic dependent of the previous kernel (sm_90+; see the module docstring). The
         weight, scales and zeros must not be written by the kernels just before it in the stream (x may
         be). False gives the same kernel without ``wait_prior_grids`` / ``allow_dependent_grids``, for A/B.
+    min_blocks
+        Blocks per SM the compiled code must leave room for (0: the compiler's choice). A bound caps the
+        registers a thread, for more resident warps where registers, not shared memory, limit them.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class DecodeMatmul(anybit.Script):
         stages: int = 4,
         split: int = 1,
         dependent_launch: bool = True,
+        min_blocks: int = 0,
     ) -> None:
         super().__init__()
         if stages < 2:
@@ -111,6 +115,7 @@ class DecodeMatmul(anybit.Script):
         self.has_zeros, self.has_bias = has_zeros, has_bias
         self.warps, self.stages, self.split = warps, stages, split
         self.dependent_launch = dependent_launch
+        self.min_blocks = min_blocks
 
     @property
     def block_n(self) -> int:
@@ -133,6 +138,7 @@ class DecodeMatmul(anybit.Script):
         kc, npw, bn, rows = pl.k_chunk, pl.n_per_warp, self.block_n, self.block_m
         self.attrs.blocks = [n // bn, cdiv(m, rows), split]
         self.attrs.warps = warps
+        self.attrs.min_blocks = self.min_blocks
         # Whole chunks and whole blocks; rows of x and of the scales start 16-byte aligned.
         self.assume_divisible(k, kc)
         self.assume_divisible(n, bn)

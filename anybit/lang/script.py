@@ -26,11 +26,14 @@ set_operator_handler(operator_handler)
 
 
 class Attributes:
-    """``self.attrs``: ``blocks`` (1-3 grid extents, ints or expressions of the parameters) and ``warps``."""
+    """``self.attrs``: ``blocks`` (1-3 grid extents, ints or expressions of the parameters), ``warps``, and
+    ``min_blocks``: blocks per SM the compiled code must leave room for (``__launch_bounds__``'s second
+    argument: the compiler caps registers a thread so that many blocks fit; 0 leaves the choice to it)."""
 
     def __init__(self) -> None:
         self.blocks: list | None = None
         self.warps: int = 4
+        self.min_blocks: int = 0
 
 
 class BlockIndices:
@@ -200,8 +203,16 @@ class Script:
             self._check_attrs(None)
         grid = self._grid()
         divisibility = tuple(builder.divisibility.items())
+        self._check_attrs(None)  # again: attributes set after the first instruction count too
         return Program(
-            type(self).__name__, params, grid, self.attrs.warps, tuple(builder.root.body), key, divisibility
+            type(self).__name__,
+            params,
+            grid,
+            self.attrs.warps,
+            tuple(builder.root.body),
+            key,
+            divisibility,
+            self.attrs.min_blocks,
         )
 
     def _check_attrs(self, inst) -> None:
@@ -226,6 +237,13 @@ class Script:
         if isinstance(warps, bool) or not isinstance(warps, int) or not 1 <= warps <= 32:
             raise KernelDefinitionError(
                 f"expected self.attrs.warps to be an int in [1, 32], got {warps!r}", source=source
+            )
+        min_blocks = self.attrs.min_blocks
+        if isinstance(min_blocks, bool) or not isinstance(min_blocks, int) or not 0 <= min_blocks <= 32:
+            raise KernelDefinitionError(
+                f"expected self.attrs.min_blocks to be an int in [0, 32] (blocks per SM; 0: no bound), "
+                f"got {min_blocks!r}",
+                source=source,
             )
         self.attrs.blocks = blocks
 
