@@ -46,6 +46,14 @@ WARPS: tuple[int, ...] = (4, 2, 8, 7)
 STAGES: tuple[int, ...] = (4,)
 #: Blocks along K (split-K, reduced in f32): more blocks when wide warp tiles leave few block columns.
 SPLITS: tuple[int, ...] = (1, 2, 4, 8, 16)
+#: The transposed kernel at 16 rows also tries each 7- and 8-warp configuration with 3 stages and registers
+#: capped for 3 blocks an SM (``min_blocks``): 24 resident warps where shared memory (4 stages: 86 KB) and
+#: registers (82) otherwise fit 16, and the 16-row loop is latency-bound (Nsight Compute: 25% occupancy,
+#: issue slots 47% busy, DRAM 66%). On the H200 (2026-11-28, ``decode_probe.py --m 16 --stages 3,4
+#: --sm-warps 0,24``) int4 57344×8192 at M = 16 took 77.7 µs against 83.5; 8192×28672 and float6_e3m2 gained
+#: nothing, so the variants join the space instead of replacing it.
+OCCUPANCY_VARIANT: dict = {"stages": 3, "min_blocks": 3}
+OCCUPANCY_WARPS: tuple[int, ...] = (7, 8)
 #: Tuning tries split-K until the grid has this many blocks (twice the default's target).
 TUNING_TARGET_BLOCKS = 2 * TARGET_BLOCKS
 #: Milliseconds of timed runs per candidate while tuning (5 to 100 runs, the L2 flushed before each).
@@ -116,6 +124,13 @@ class DecodeTuner(TunedKernel):
         script = TunedDecodeMatmulTransposed if transposed else TunedDecodeMatmul
         super().__init__(script, timer=_time_candidate, **fixed)
         self._built: dict[tuple[str, str], tuple | str] = {}
+        self.base_configs = list(self.configs)
+        if transposed:
+            self.configs += [
+                dict(config, **OCCUPANCY_VARIANT)
+                for config in self.base_configs
+                if config["rows"] == 16 and config["warps"] in OCCUPANCY_WARPS
+            ]
 
     def built(self, config: dict, args: tuple, arch: str) -> tuple | str:
         """(program, CUDA source) of one configuration for ``arch``, or why it cannot be built (cached)."""
@@ -149,11 +164,12 @@ class DecodeTuner(TunedKernel):
         return instance
 
     def sweep_space(self, *, warps: Iterable[int] = (), stages: Iterable[int] = ()) -> list[dict]:
-        """The tuning space with its warp and stage counts replaced by ``warps`` / ``stages`` where given
-        (the benchmarks' sweeps of configurations outside it), each configuration once."""
+        """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp and stage
+        counts replaced by ``warps`` / ``stages`` where given (the benchmarks' sweeps of configurations
+        outside it), each configuration once."""
         warps, stages = tuple(warps), tuple(stages)
         found: list[dict] = []
-        for config in self.configs:
+        for config in self.base_configs:
             for count in warps or (config["warps"],):
                 for depth in stages or (config["stages"],):
                     candidate = dict(config, warps=count, stages=depth)

@@ -196,8 +196,28 @@ def test_sweep_space_replaces_warp_and_stage_counts_and_keeps_the_splits():
     from anybit.ops.tuning import SPLITS, decode_tuner
 
     tuner = decode_tuner(kernel_layout(choose_layout("int4", 1024, 1024, 128)), torch.float16, False, False)
-    assert tuner.sweep_space() == tuner.configs
+    assert tuner.sweep_space() == tuner.base_configs
     space = tuner.sweep_space(warps=(7, 14), stages=(4, 8))
     assert {(c["warps"], c["stages"]) for c in space} == {(7, 4), (7, 8), (14, 4), (14, 8)}
     assert {c["split"] for c in space} == set(SPLITS)
     assert len(space) == len({tuple(sorted(c.items())) for c in space})
+
+
+def test_the_transposed_kernel_tries_more_resident_warps_at_16_rows():
+    """7- and 8-warp blocks of 16 rows come once more with 3 stages and registers capped for 3 blocks an SM;
+    nothing else does, the sweeps leave them out, and a variant builds with its launch bound."""
+    from anybit.ops.tuning import OCCUPANCY_VARIANT, OCCUPANCY_WARPS
+
+    tuner = tuner_for(choose_layout("int4", 57344, 8192, 128), torch.float16, False, False)
+    variants = [config for config in tuner.configs if config.get("min_blocks")]
+    assert variants and len(tuner.configs) == len(tuner.base_configs) + len(variants)
+    assert all(c["rows"] == 16 and c["warps"] in OCCUPANCY_WARPS for c in variants)
+    assert all(c["stages"] == OCCUPANCY_VARIANT["stages"] for c in variants)
+    assert {c["split"] for c in variants} == {c["split"] for c in tuner.base_configs}
+    assert not any(c.get("min_blocks") for c in tuner.sweep_space())
+    kept = [c for c in variants if tuner.unsuited(c, shape_args(16, 57344, 8192)) is None]
+    assert kept and all(tuner.unsuited(c, shape_args(1, 57344, 8192)) for c in variants)
+    program, source = tuner.built(kept[0], (None,) * 6 + (16, 57344, 8192), "sm_90a")
+    assert program.min_blocks == 3 and f"__launch_bounds__({32 * kept[0]['warps']}, 3)" in source.source
+    b_tuner = tuner_for(choose_layout("int4", 57344, 8192, 128, operand="b"), torch.float16, False, False)
+    assert b_tuner.configs == b_tuner.base_configs
