@@ -379,7 +379,36 @@ def markdown(report: dict) -> str:
             f"{format_bytes(size) if size else '—'} | {own} |"
         )
     lines.append(f"\nfp16 model: {format_bytes(model['fp16_bytes'])}. Total run {report['seconds']:.0f} s.")
+    lines += profile_lines(report)
     return "\n".join(lines)
+
+
+def profile_lines(report: dict) -> list[str]:
+    """Where a step's GPU time goes (``--profile``), per profiled row: µs per kernel group, the kernels a
+    step launches, and the step's time not covered by any kernel (the gaps between them); [] without."""
+    rows = [row for row in report["decode"] if row.get("profile")]
+    if not rows:
+        return []
+    groups = [group for group, _ in KERNEL_GROUPS] + ["other"]
+    lines = [
+        "",
+        "GPU time per step by kernel group (`torch.profiler` over eager steps of the same model; µs). "
+        '"between kernels": the timed step (graph replay) less the kernels\' sum.',
+        "",
+        "| type | batch | " + " | ".join(groups) + " | kernels a step | kernels' sum | between kernels |",
+        "|---|---|" + "---|" * (len(groups) + 3),
+    ]
+    for row in rows:
+        profile = row["profile"]
+        per_group = profile["us_per_step"]
+        total = sum(per_group.values())
+        between = 1000 * row["ms_per_step"] - total
+        cells = " | ".join(f"{per_group[group]:.1f}" if group in per_group else "–" for group in groups)
+        lines.append(
+            f"| {row['type']} | {row['batch']} | {cells} | {profile['kernels_per_step']} | {total:.1f} | "
+            f"{between:.1f} |"
+        )
+    return lines
 
 
 def write_report(report: dict, out: pathlib.Path) -> str:

@@ -124,3 +124,17 @@ def test_l2_prefetch_experiment_says_it_needs_a_gpu(
 
     assert l2_prefetch.main(["--layers", "1"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().out
+
+
+def test_e2e_markdown_shows_where_a_profiled_step_goes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import e2e
+
+    profile = {"us_per_step": {"anybit": 1477.8, "gemm": 240.5, "other": 325.7}, "kernels_per_step": 392}
+    profiled = {"type": "int4", "batch": 1, "ms_per_step": 2.553, "profile": profile}
+    report = {"decode": [profiled, {"type": "fp16", "batch": 1, "ms_per_step": 4.8}]}
+    lines = e2e.profile_lines(report)
+    header = next(line for line in lines if line.startswith("| type |"))
+    assert header.split(" | ")[2:6] == ["anybit", "gemm", "attention", "other"]
+    assert "| int4 | 1 | 1477.8 | 240.5 | – | 325.7 | 392 | 2044.0 | 509.0 |" in lines
+    assert e2e.profile_lines({"decode": [{"type": "fp16", "batch": 1}]}) == []
