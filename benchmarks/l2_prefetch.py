@@ -6,17 +6,22 @@ projections pays ~4–5 µs of fixed cost, the first DRAM round trips among it (
 This runs ``--layers`` decoder layers of int4 :class:`anybit.nn.QuantizedLinear` projections (qkv, o,
 gate_up, down; distinct weights) with stand-ins for the work between them (attention over a 145-token cache
 after qkv, a residual add and RMSNorm after o and after down, SiLU·up after gate_up), captured in one CUDA
-graph, three ways:
+graph, five ways:
 
 * ``plain``: projections and stand-ins in order on one stream;
 * ``prefetched``: after each projection a second stream, forked inside the graph, reads the first
   ``--prefetch-mb`` MB of the next projection's packed weight (an int32 ``amax``: the bytes land in L2)
   while the first stream runs the stand-in; the next projection waits for both;
+* ``bulk``: the same bytes (at most the weight) asked of the L2 by a small kernel of
+  ``cp.async.bulk.prefetch.L2`` instructions (:data:`PREFETCH_BLOCKS` blocks, 4 KB each; the copy engine
+  fills the L2 after the kernel exits), and nothing waits for it until the end of the pass: a hint that
+  never holds the next projection back (measured in the eighth session: ``prefetched`` took a layer from
+  72 to 110 µs — a full-GPU reduction competing for the SMs, then a join the next projection waited on);
+* ``bulk_joined``: the bulk prefetch with the next projection waiting for it, as ``prefetched`` does;
 * ``projections``: the projections alone, in a row (the floor without any work between them).
 
-Prints µs per layer of each and writes ``DIR/l2_prefetch.json``. If ``prefetched`` beats ``plain`` by
-several µs a layer, an in-kernel prefetch (each projection's blocks issuing ``prefetch.global.L2`` for the
-next projection's weights once their own are in flight) is worth building.
+Prints µs per layer of each and writes ``DIR/l2_prefetch.json``. If a prefetching mode beats ``plain`` by
+several µs a layer, building it into the model (a prefetch after each projection) is worth it.
 
 Usage (GPU, repository root)::
 
@@ -37,6 +42,36 @@ from benchmarks import harness  # noqa: E402
 from benchmarks.layer_sequence import LAYER_SHAPES, graph_us_per_call  # noqa: E402
 
 HIDDEN, HEADS, HEAD_DIM, CONTEXT, INTERMEDIATE = 4096, 32, 128, 145, 14336
+MODES = ("plain", "prefetched", "bulk", "bulk_joined", "projections")
+#: Blocks of 128 threads of the bulk-prefetch kernel, and the bytes one prefetch instruction asks for.
+PREFETCH_BLOCKS, PREFETCH_CHUNK = 4, 4096
+
+BULK_PREFETCH = """
+extern "C" __global__ void anybit_l2_bulk_prefetch(const unsigned char* data, int chunks) {
+  for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" :: "l"(data + (long long)c * CHUNK), "r"(CHUNK)
+                 : "memory");
+  }
+}
+""".replace("CHUNK", str(PREFETCH_CHUNK))
+
+
+def bulk_prefetch_source():
+    """The ``CudaKernelSource`` of the bulk L2 prefetch (sm_90+: ``cp.async.bulk.prefetch.L2.global``)."""
+    from anybit.cuda.kernel_source import CudaKernelSource, KernelParam
+    from anybit.dtypes import int32, uint8
+
+    return CudaKernelSource(
+        name="anybit_l2_bulk_prefetch",
+        source=BULK_PREFETCH,
+        params=(KernelParam("data", "pointer", uint8), KernelParam("chunks", "scalar", int32)),
+        grid=(PREFETCH_BLOCKS, 1, 1),
+        block_threads=128,
+        dynamic_shared_bytes=0,
+        workspace_bytes=0,
+        workspace_clean=False,
+        alignment_requirements=(("data", 16),),
+    )
 
 
 class Layer:
@@ -79,24 +114,32 @@ class Layer:
         return data[:count].view(torch.int32)
 
 
-def layer_calls(layers: list[Layer], mode: str, prefetch_bytes: int, side: torch.cuda.Stream) -> list:
-    """The calls of one pass over ``layers`` in ``mode`` (plain, prefetched or projections)."""
+def layer_calls(
+    layers: list[Layer], mode: str, prefetch_bytes: int, side: torch.cuda.Stream, prefetch=None
+) -> list:
+    """The calls of one pass over ``layers`` in ``mode`` (:data:`MODES`); ``prefetch``: the compiled bulk
+    prefetch kernel (the bulk modes). The bulk mode's side stream rejoins once, in the pass's last call."""
     order = [name for name, _, _ in LAYER_SHAPES]
     steps = [(layer, name) for layer in layers for name in order]
     calls = []
     for index, (layer, name) in enumerate(steps):
         following = steps[(index + 1) % len(steps)]
+        last = index == len(steps) - 1
 
-        def step(layer=layer, name=name, following=following) -> None:
+        def step(layer=layer, name=name, following=following, last=last) -> None:
             output = layer.project(name)
             if mode == "projections":
                 return
-            if mode == "prefetched":
+            if mode != "plain":
                 side.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(side):
-                    following[0].weight_bytes(following[1], prefetch_bytes).amax()
+                    data = following[0].weight_bytes(following[1], prefetch_bytes)
+                    if mode == "prefetched":
+                        data.amax()
+                    else:
+                        prefetch(data.view(torch.uint8), data.numel() * 4 // PREFETCH_CHUNK)
             layer.stand_in(name, output)
-            if mode == "prefetched":
+            if mode in ("prefetched", "bulk_joined") or (mode == "bulk" and last):
                 torch.cuda.current_stream().wait_stream(side)
 
         calls.append(step)
@@ -121,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     side = torch.cuda.Stream()
     prefetch_bytes = int(options.prefetch_mb * 1e6)
     result = {"type": options.type, "layers": options.layers, "prefetch_mb": options.prefetch_mb}
-    for mode in ("plain", "prefetched", "projections"):
-        calls = layer_calls(layers, mode, prefetch_bytes, side)
+    from anybit.runtime.compiler import compile_source
+
+    prefetch = compile_source(bulk_prefetch_source())
+    for mode in MODES:
+        calls = layer_calls(layers, mode, prefetch_bytes, side, prefetch)
         per_call = graph_us_per_call(calls)
         result[f"{mode}_us_per_layer"] = round(per_call * len(LAYER_SHAPES), 2)
         print(f"{mode}: {result[f'{mode}_us_per_layer']} µs per layer", flush=True)

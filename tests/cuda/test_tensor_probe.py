@@ -1,4 +1,4 @@
-"""benchmarks/tensor_probe.py: its mma.sync and wgmma kernels compile for sm_90a; the product counting."""
+"""benchmarks/tensor_probe.py and the bulk L2 prefetch of benchmarks/l2_prefetch.py compile for sm_90a."""
 
 from __future__ import annotations
 
@@ -30,3 +30,14 @@ def test_products_per_step():
     assert tensor_probe.products_per_step("mma", 8, 4, 8) == 32  # 8 warps x 4 chains
     # 2 warpgroups x 2 chains, each m64n16k16 = 4 m16 x 2 n8 products of 16x8x16
     assert tensor_probe.products_per_step("wgmma", 16, 2, 8) == 2 * 2 * 4 * 2
+
+
+def test_the_bulk_l2_prefetch_kernel_compiles_for_sm90a():
+    pytest.importorskip("cuda.bindings", reason="NVRTC bindings (the [cuda] extra) are not installed")
+    from anybit.runtime.nvrtc import compile_cubin
+    from benchmarks import l2_prefetch
+
+    source = l2_prefetch.bulk_prefetch_source()
+    assert source.grid == (l2_prefetch.PREFETCH_BLOCKS, 1, 1) and "bulk" in l2_prefetch.MODES
+    ptx = compile_cubin(source.source, source.name, "sm_90a").ptx
+    assert "cp.async.bulk.prefetch.L2.global" in ptx
