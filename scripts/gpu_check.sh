@@ -32,7 +32,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor"
+ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -155,6 +155,10 @@ step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 
     --out $RESULTS/pdl_on"
 step e2e 560 "$PYTHON" benchmarks/e2e.py --compile --fuse --profile --types int4,int3,int2,float6_e3m2 \
     --batches 1,16 --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_full"
+# Serving batch sizes end to end: fp16 and int4 at batch 1, 16, 32 and 64 (32 and 64: M above the decode
+# threshold, where branch next/measured-path lets each weight take the faster path).
+step e2e_batches 420 "$PYTHON" benchmarks/e2e.py --compile --fuse --types int4 --batches 1,16,32,64 \
+    --new-tokens 64 --prompts 4 --repeats 2 --out "$RESULTS/e2e_batches"
 # The end-to-end int4 model packed both ways (B: the decode kernel; A: the transposed kernel), batch 1.
 step e2e_operands 300 bash -c "$PYTHON benchmarks/e2e.py --compile --fuse --types int4 --batches 1 --new-tokens 64 \
     --prompts 4 --repeats 2 --operand b --out $RESULTS/e2e_b && $PYTHON benchmarks/e2e.py --compile --fuse --types int4 \
