@@ -32,7 +32,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu"
+ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -140,6 +140,13 @@ step ncu 240 bash -c "NCU=\$(command -v ncu || ls /opt/nvidia/nsight-compute/*/n
     $PYTHON benchmarks/ncu_decode.py && \$NCU -i $RESULTS/ncu_decode.ncu-rep --page details \
     >$RESULTS/ncu_details.txt && \$NCU -i $RESULTS/ncu_decode.ncu-rep --page raw --csv >$RESULTS/ncu_raw.csv; \
     grep -E 'ab_Tuned|Duration|DRAM Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Block Limit|stalled' $RESULTS/ncu_details.txt | cut -c1-200"
+# More resident warps for the warp-starved kernels (BENCHMARKS.md, eighth session: uint1/uint2 hold 80–176
+# registers a thread; int4 at 16 rows is latency-bound): every configuration with 3 and 4 stages, unbounded
+# and compiled for 24 and 32 resident warps an SM (min_blocks), at M = 1 and M = 16.
+step occupancy 420 bash -c "$PYTHON benchmarks/decode_probe.py --types uint1,uint2,int4 \
+    --shapes 57344x8192,8192x28672,8192x8192 --stages 3,4 --sm-warps 0,24,32 --out $RESULTS/occupancy_m1 && \
+    $PYTHON benchmarks/decode_probe.py --types uint2,int4,int8 --shapes 57344x8192,8192x28672 --m 16 \
+    --stages 3,4 --sm-warps 0,24,32 --out $RESULTS/occupancy_m16"
 # Dependent launches on and off: a Llama-3-8B layer's projections in a row (CUDA graph), int4 and int2.
 step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_off && ANYBIT_PDL=1 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \

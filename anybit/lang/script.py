@@ -199,11 +199,11 @@ class Script:
             builder.fresh_name(param.name)
         with builder:
             body_function(self, **values)
-        if builder.on_first_instruction is not None:  # no instruction at all
-            self._check_attrs(None)
+        # Checked at the first instruction (so errors point there) and again here: a program may have no
+        # instruction, and attributes set after the first one count too.
+        self._check_attrs(None)
         grid = self._grid()
         divisibility = tuple(builder.divisibility.items())
-        self._check_attrs(None)  # again: attributes set after the first instruction count too
         return Program(
             type(self).__name__,
             params,

@@ -1,0 +1,234 @@
+"""What limits each decode row of a quantized-matmul suite run, with the evidence, worked out on the CPU.
+
+Issue #6 asks, for every row short of its target, what limits it: achieved bandwidth, SASS, occupancy. The
+suite (``python -m anybit bench``) measures the first and writes the configuration it tuned for every row
+(``tuning.json``); this script rebuilds each of those kernels, compiles it for sm_90a with NVRTC and reads
+its SASS with ``nvdisasm`` — no GPU needed — and puts per row:
+
+* the tuned configuration, registers a thread, shared memory a block, and the blocks an SM can hold
+  (theoretical occupancy: the smallest of the register, shared-memory, warp and block limits of sm_90);
+* the main loop's SASS instructions per weight, and from them the **issue time**: every warp's loop
+  instructions spread over the 4 schedulers of every SM at the SM clock (a lower bound: one instruction a
+  cycle, no stall counted);
+* the **memory time**: the bytes that must move at the measured read ceiling (the suite's ``ideal_us``);
+* the bound these imply against the measured time: ``memory`` where the row reaches 80% of the read
+  ceiling, ``issue`` where the issue time is at least half the measured time (:data:`ISSUE_BOUND_SHARE`),
+  else ``latency``: neither the memory system nor the schedulers are near full, so launch, first DRAM round
+  trips, split-K tails and the dependent chain of each loop step (few warps to hide it) take the time.
+
+Nsight Compute confirmed the classes on seven kernels of the eighth session (``benchmarks/ncu_decode.py``):
+DRAM 82–84% busy on the memory-bound rows, the ALU pipe 70% busy on the issue-bound float6 row.
+
+Run it with the code the suite ran: tuning records are keyed by a hash of the kernel's source, so a
+record made by other code is not found (the row says so). Usage (repository root)::
+
+    python benchmarks/limits.py DIR [--all] [--clock-mhz 1980] [--out DIR2]
+
+``DIR`` holds the suite's ``matmul.json`` and ``tuning.json``; ``--all`` covers every decode row, not only the
+issue's target shapes; writes ``limits.json`` and ``limits.md`` (to ``--out``, default ``DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import anybit  # noqa: E402
+from anybit.kernels import choose_layout  # noqa: E402
+from anybit.ops.tuning import m_bucket, tuner_for  # noqa: E402
+from anybit.runtime.autotune import bucket_text  # noqa: E402
+from benchmarks.sass_counts import main_loop, nvdisasm, opcode  # noqa: E402
+
+TARGET_SHAPES = ((57344, 8192), (8192, 28672), (8192, 8192))
+ARCH = "sm_90a"
+#: sm_90 per-SM limits: registers, register allocation unit (per warp), warps, blocks, shared memory (bytes),
+#: and the shared memory the system reserves per block.
+SM90 = {"registers": 65536, "register_unit": 256, "warps": 64, "blocks": 32, "shared": 228 * 1024}
+SM90_RESERVED_SHARED = 1024
+SMS, SCHEDULERS = 132, 4
+MEMORY_BOUND_PCT = 80.0
+#: The loop model counts the K loop only; on the seven kernels Nsight Compute profiled (eighth session) the
+#: schedulers' measured issue activity was 1.25–1.4× the model's share, so a model share of 0.5 means about
+#: 65–70% of the issue slots busy.
+ISSUE_BOUND_SHARE = 0.5
+ROW_KEYS = ("type", "act_dtype", "n", "k", "m", "graph_us", "pct_of_read_ceiling")
+
+
+def blocks_per_sm(registers: int, warps: int, shared_bytes: int) -> dict[str, int]:
+    """How many blocks of ``warps`` warps an sm_90 SM holds, by each limit, and the smallest (``blocks``)."""
+    per_warp = math.ceil(registers * 32 / SM90["register_unit"]) * SM90["register_unit"]
+    limits = {
+        "registers": SM90["registers"] // (per_warp * warps) if registers else SM90["blocks"],
+        "shared": SM90["shared"] // (shared_bytes + SM90_RESERVED_SHARED),
+        "warps": SM90["warps"] // warps,
+        "blocks": SM90["blocks"],
+    }
+    limits["resident"] = min(limits.values())
+    return limits
+
+
+def issue_us(
+    n: int, k: int, m: int, rows: int, weights_per_thread: int, loop: int, clock_mhz: float
+) -> float:
+    """µs to issue every warp's main-loop instructions: (N·K / weights a warp-iteration) iterations per row
+    block, ``loop`` instructions each, over every scheduler of the GPU at one instruction a cycle."""
+    iterations = n * k / (32 * weights_per_thread) * math.ceil(m / rows)
+    return iterations * loop / (SMS * SCHEDULERS) / clock_mhz
+
+
+def classify(pct_of_ceiling: float, issue: float, measured: float) -> str:
+    """``memory``, ``issue`` or ``latency`` (see the module docstring)."""
+    if pct_of_ceiling >= MEMORY_BOUND_PCT:
+        return "memory"
+    if issue >= ISSUE_BOUND_SHARE * measured:
+        return "issue"
+    return "latency"
+
+
+class KernelFacts:
+    """Compiled facts of a tuned decode configuration, each configuration compiled and disassembled once."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, dict] = {}
+        self._tool: str | None = None
+
+    def of(self, layout, act: torch.dtype, has_zeros: bool, config: dict, m: int, n: int, k: int) -> dict:
+        tuner = tuner_for(layout, act, has_zeros, False)
+        key = (tuner.identity, json.dumps(config, sort_keys=True))
+        found = self._cache.get(key)
+        if found is None:
+            self._tool = self._tool or nvdisasm()
+            compiled = anybit.compile(tuner.instance(config), *(None,) * 6, m, n, k, arch=ARCH)
+            with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+                cubin.write(compiled.cubin)
+                cubin.flush()
+                text = subprocess.run(
+                    [self._tool, "-c", cubin.name], capture_output=True, text=True, check=True
+                ).stdout
+            loop = main_loop(text)
+            resources = compiled.resources
+            shared = compiled.kernel_source.dynamic_shared_bytes + resources.shared_memory_bytes
+            found = {
+                "registers": resources.registers,
+                "spills": resources.spills,
+                "shared_bytes": shared,
+                "loop_instructions": len(loop),
+                "hmma": collections.Counter(opcode(i) for i in loop)["HMMA"],
+                "weights_per_thread": tuner.fixed["layout"].k_chunk * tuner.fixed["layout"].n_per_warp // 32,
+            }
+            self._cache[key] = found
+        return found
+
+
+def analyse(results: dict, records: list[dict], *, every_row: bool, clock_mhz: float) -> list[dict]:
+    """One entry per decode row (of the target shapes unless ``every_row``)."""
+    operand = results.get("operand", "a")
+    configs = {(r["kernel"], r["bucket"]): r["config"] for r in records}
+    facts = KernelFacts()
+    entries = []
+    for row in results["rows"]:
+        if row.get("suite") != "decode" or row.get("error"):
+            continue
+        n, k, m = row["n"], row["k"], row["m"]
+        if not every_row and (n, k) not in TARGET_SHAPES:
+            continue
+        act = getattr(torch, row["act_dtype"])
+        has_zeros = row["type"].startswith("uint")
+        layout = choose_layout(row["type"], n, k, 128, operand=operand)
+        tuner = tuner_for(layout, act, has_zeros, False)
+        entry = {key: row[key] for key in ROW_KEYS}
+        config = configs.get((tuner.identity, bucket_text([m_bucket(m), n, k])))
+        if config is None:
+            entry["missing"] = "no tuning record for this kernel (tuned by other code?)"
+            entries.append(entry)
+            continue
+        found = facts.of(layout, act, has_zeros, config, m, n, k)
+        warps, rows = config["warps"], config.get("rows", 16)
+        occupancy = blocks_per_sm(found["registers"], warps, found["shared_bytes"])
+        issue = issue_us(n, k, m, rows, found["weights_per_thread"], found["loop_instructions"], clock_mhz)
+        entry.update(
+            config=config,
+            **found,
+            blocks_per_sm=occupancy,
+            occupancy_pct=100.0 * occupancy["resident"] * warps / SM90["warps"],
+            loop_per_weight=found["loop_instructions"] / found["weights_per_thread"],
+            issue_us=issue,
+            memory_us=row["ideal_us"],
+            bound=classify(row["pct_of_read_ceiling"], issue, row["graph_us"]),
+        )
+        entries.append(entry)
+    return entries
+
+
+def limiting_resource(limits: dict[str, int]) -> str:
+    """The limit(s) that set the resident blocks, e.g. ``shared`` or ``registers+shared``."""
+    names = ("registers", "shared", "warps", "blocks")
+    return "+".join(name for name in names if limits[name] == limits["resident"])
+
+
+def markdown(entries: list[dict], clock_mhz: float) -> str:
+    lines = [
+        "| type | act | N × K | M | µs | % of ceiling | config (rows, warps, stages, split) | regs | smem KB "
+        "| blocks/SM (limit) | occupancy | loop instr./weight | memory µs | issue µs | bound |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        head = f"| {e['type']} | {e['act_dtype']} | {e['n']}×{e['k']} | {e['m']} | {e['graph_us']:.1f} "
+        if "missing" in e:
+            lines.append(head + f"| {e['pct_of_read_ceiling']:.0f}% | {e['missing']} |||||||||")
+            continue
+        c = e["config"]
+        shape = f"{c.get('rows', 16)}, {c['warps']}, {c['stages']}, {c['split']}"
+        if c.get("min_blocks"):
+            shape += f", {c['min_blocks']}/SM"
+        resident = f"{e['blocks_per_sm']['resident']} ({limiting_resource(e['blocks_per_sm'])})"
+        lines.append(
+            head + f"| {e['pct_of_read_ceiling']:.0f}% | {shape} | {e['registers']} "
+            f"| {e['shared_bytes'] / 1024:.0f} | {resident} | {e['occupancy_pct']:.0f}% "
+            f"| {e['loop_per_weight']:.2f} | {e['memory_us']:.1f} | {e['issue_us']:.1f} | {e['bound']} |"
+        )
+    counts = collections.Counter(e.get("bound", "missing") for e in entries)
+    lines += [
+        "",
+        f"Bounds: {', '.join(f'{name} {count}' for name, count in sorted(counts.items()))} (issue time at "
+        f"{clock_mhz:.0f} MHz, {SMS} SMs × {SCHEDULERS} schedulers, one instruction a cycle: a lower bound).",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write limits.json and limits.md; exit status 1 when the suite's files are missing."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", type=pathlib.Path, help="the suite's output (matmul.json, tuning.json)")
+    parser.add_argument("--all", action="store_true", help="every decode row, not only the target shapes")
+    parser.add_argument("--clock-mhz", type=float, default=1980.0, help="the SM clock the rows ran at")
+    parser.add_argument("--out", type=pathlib.Path, default=None)
+    options = parser.parse_args(argv)
+    files = [options.directory / name for name in ("matmul.json", "tuning.json")]
+    missing = [str(path) for path in files if not path.exists()]
+    if missing:
+        print(f"benchmarks/limits.py: {', '.join(missing)} not found; point it at a suite's --out directory")
+        return 1
+    results, tuning = (json.loads(path.read_text()) for path in files)
+    entries = analyse(results, tuning["records"], every_row=options.all, clock_mhz=options.clock_mhz)
+    text = markdown(entries, options.clock_mhz)
+    out = options.out or options.directory
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "limits.json").write_text(json.dumps(entries, indent=1))
+    (out / "limits.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

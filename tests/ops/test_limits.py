@@ -1,0 +1,86 @@
+"""benchmarks/limits.py: occupancy, the issue-time model, the bound of a row, and the report, on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import limits
+
+
+def test_blocks_per_sm_takes_the_tightest_sm90_limit():
+    # 8 warps, 82 registers (88 allocated a thread: 22528 a block), 86 KB: registers and shared memory
+    # both allow 2 (the eighth session's int4 M = 16 kernel, Nsight Compute: theoretical occupancy 25%).
+    found = limits.blocks_per_sm(82, 8, 86016)
+    assert found == {"registers": 2, "shared": 2, "warps": 8, "blocks": 32, "resident": 2}
+    assert limits.limiting_resource(found) == "registers+shared"
+    # 7 warps, 65 registers, 69 KB: 3 blocks by shared memory (the int4 M = 4 kernel: 33%).
+    assert limits.blocks_per_sm(65, 7, 69120)["resident"] == 3
+    assert limits.blocks_per_sm(24, 2, 1024)["resident"] == 32  # the block limit
+    assert limits.blocks_per_sm(40, 2, 1024)["resident"] == 25  # 2560 registers a block
+
+
+def test_issue_time_model_and_bounds():
+    # 57344 x 8192 int4 at M = 1: 128 weights a thread, 259 loop instructions, one 8-row block.
+    us = limits.issue_us(57344, 8192, 1, 8, 128, 259, 1980.0)
+    assert us == pytest.approx(57344 * 8192 / (32 * 128) * 259 / 528 / 1980.0)
+    assert limits.issue_us(57344, 8192, 16, 8, 128, 259, 1980.0) == pytest.approx(2 * us)  # two row blocks
+    assert limits.classify(85.0, 10.0, 60.0) == "memory"
+    assert limits.classify(60.0, 40.0, 70.0) == "issue"
+    assert limits.classify(60.0, 20.0, 70.0) == "latency"
+
+
+def suite(tmp_path, records):
+    row = {
+        "suite": "decode",
+        "type": "int4",
+        "act_dtype": "float16",
+        "n": 8192,
+        "k": 8192,
+        "m": 1,
+        "graph_us": 16.2,
+        "pct_of_read_ceiling": 49.0,
+        "ideal_us": 7.9,
+    }
+    other = dict(row, n=4096, k=4096)  # not a target shape: left out unless --all
+    (tmp_path / "matmul.json").write_text(json.dumps({"operand": "a", "rows": [row, other]}))
+    (tmp_path / "tuning.json").write_text(json.dumps({"format": 1, "records": records}))
+    return row
+
+
+def test_a_row_without_its_tuning_record_says_so(tmp_path, capsys):
+    suite(tmp_path, [])
+    assert limits.main([str(tmp_path)]) == 0
+    entries = json.loads((tmp_path / "limits.json").read_text())
+    assert len(entries) == 1 and "no tuning record" in entries[0]["missing"]
+    assert "Bounds: missing 1" in (tmp_path / "limits.md").read_text()
+    assert limits.main([str(tmp_path / "absent")]) == 1
+    assert "not found" in capsys.readouterr().out
+
+
+def has_nvdisasm() -> bool:
+    try:
+        limits.nvdisasm()
+    except SystemExit:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not has_nvdisasm(), reason="needs nvdisasm (the [sass] extra, or on PATH)")
+def test_a_tuned_row_is_compiled_and_read_from_sass(tmp_path):
+    pytest.importorskip("cuda.bindings", reason="NVRTC bindings (the [cuda] extra) are not installed")
+    from anybit.kernels import choose_layout
+    from anybit.ops.tuning import tuner_for
+
+    tuner = tuner_for(choose_layout("int4", 8192, 8192, 128), torch.float16, False, False)
+    config = {"rows": 8, "warps": 4, "stages": 4, "split": 4}
+    suite(tmp_path, [{"kernel": tuner.identity, "gpu": "H200", "bucket": "[1,8192,8192]", "config": config}])
+    assert limits.main([str(tmp_path), "--all"]) == 0
+    entries = json.loads((tmp_path / "limits.json").read_text())
+    assert len(entries) == 2 and entries[1]["missing"]  # the 4096 x 4096 row has no record
+    found = entries[0]
+    assert found["config"] == config and found["registers"] > 0 and found["weights_per_thread"] == 128
+    assert 1.5 < found["loop_per_weight"] < 3.0 and found["hmma"] >= 8
+    assert found["bound"] == "latency" and 0 < found["occupancy_pct"] <= 100
