@@ -34,10 +34,13 @@ import argparse
 import collections
 import json
 import math
+import multiprocessing
+import os
 import pathlib
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -95,47 +98,39 @@ def classify(pct_of_ceiling: float, issue: float, measured: float) -> str:
     return "latency"
 
 
-class KernelFacts:
-    """Compiled facts of a tuned decode configuration, each configuration compiled and disassembled once."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple, dict] = {}
-        self._tool: str | None = None
-
-    def of(self, layout, act: torch.dtype, has_zeros: bool, config: dict, m: int, n: int, k: int) -> dict:
-        tuner = tuner_for(layout, act, has_zeros, False)
-        key = (tuner.identity, json.dumps(config, sort_keys=True))
-        found = self._cache.get(key)
-        if found is None:
-            self._tool = self._tool or nvdisasm()
-            compiled = anybit.compile(tuner.instance(config), *(None,) * 6, m, n, k, arch=ARCH)
-            with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
-                cubin.write(compiled.cubin)
-                cubin.flush()
-                text = subprocess.run(
-                    [self._tool, "-c", cubin.name], capture_output=True, text=True, check=True
-                ).stdout
-            loop = main_loop(text)
-            resources = compiled.resources
-            shared = compiled.kernel_source.dynamic_shared_bytes + resources.shared_memory_bytes
-            found = {
-                "registers": resources.registers,
-                "spills": resources.spills,
-                "shared_bytes": shared,
-                "loop_instructions": len(loop),
-                "hmma": collections.Counter(opcode(i) for i in loop)["HMMA"],
-                "weights_per_thread": tuner.fixed["layout"].k_chunk * tuner.fixed["layout"].n_per_warp // 32,
-            }
-            self._cache[key] = found
-        return found
+def kernel_facts(type_name: str, act_name: str, operand: str, config: dict, m: int, n: int, k: int) -> dict:
+    """Registers, shared memory and main-loop SASS of one tuned decode configuration (in a worker process:
+    NVRTC and nvdisasm, no GPU)."""
+    layout = choose_layout(type_name, n, k, 128, operand=operand)
+    tuner = tuner_for(layout, getattr(torch, act_name), type_name.startswith("uint"), False)
+    compiled = anybit.compile(tuner.instance(config), *(None,) * 6, m, n, k, arch=ARCH)
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(compiled.cubin)
+        cubin.flush()
+        text = subprocess.run(
+            [nvdisasm(), "-c", cubin.name], capture_output=True, text=True, check=True
+        ).stdout
+    loop = main_loop(text)
+    resources = compiled.resources
+    fixed = tuner.fixed["layout"]
+    return {
+        "registers": resources.registers,
+        "spills": resources.spills,
+        "shared_bytes": compiled.kernel_source.dynamic_shared_bytes + resources.shared_memory_bytes,
+        "loop_instructions": len(loop),
+        "hmma": collections.Counter(opcode(i) for i in loop)["HMMA"],
+        "weights_per_thread": fixed.k_chunk * fixed.n_per_warp // 32,
+    }
 
 
-def analyse(results: dict, records: list[dict], *, every_row: bool, clock_mhz: float) -> list[dict]:
-    """One entry per decode row (of the target shapes unless ``every_row``)."""
+def analyse(
+    results: dict, records: list[dict], *, every_row: bool, clock_mhz: float, processes: int | None = None
+) -> list[dict]:
+    """One entry per decode row (of the target shapes unless ``every_row``); each distinct configuration is
+    compiled once, in a pool of ``processes`` (default: one per CPU)."""
     operand = results.get("operand", "a")
     configs = {(r["kernel"], r["bucket"]): r["config"] for r in records}
-    facts = KernelFacts()
-    entries = []
+    entries, jobs = [], {}
     for row in results["rows"]:
         if row.get("suite") != "decode" or row.get("error"):
             continue
@@ -143,21 +138,38 @@ def analyse(results: dict, records: list[dict], *, every_row: bool, clock_mhz: f
         if not every_row and (n, k) not in TARGET_SHAPES:
             continue
         act = getattr(torch, row["act_dtype"])
-        has_zeros = row["type"].startswith("uint")
         layout = choose_layout(row["type"], n, k, 128, operand=operand)
-        tuner = tuner_for(layout, act, has_zeros, False)
+        tuner = tuner_for(layout, act, row["type"].startswith("uint"), False)
         entry = {key: row[key] for key in ROW_KEYS}
         config = configs.get((tuner.identity, bucket_text([m_bucket(m), n, k])))
         if config is None:
             entry["missing"] = "no tuning record for this kernel (tuned by other code?)"
-            entries.append(entry)
+        else:
+            entry["config"] = config
+            key = (tuner.identity, json.dumps(config, sort_keys=True))
+            entry["_job"] = key
+            jobs.setdefault(key, (row["type"], row["act_dtype"], operand, config, m, n, k))
+        entry["_row"] = row
+        entries.append(entry)
+    facts = _run_jobs(jobs, processes)
+    for entry in entries:
+        row = entry.pop("_row")
+        if "missing" in entry:
             continue
-        found = facts.of(layout, act, has_zeros, config, m, n, k)
+        found = facts[entry.pop("_job")]
+        config = entry["config"]
         warps, rows = config["warps"], config.get("rows", 16)
         occupancy = blocks_per_sm(found["registers"], warps, found["shared_bytes"])
-        issue = issue_us(n, k, m, rows, found["weights_per_thread"], found["loop_instructions"], clock_mhz)
+        issue = issue_us(
+            row["n"],
+            row["k"],
+            row["m"],
+            rows,
+            found["weights_per_thread"],
+            found["loop_instructions"],
+            clock_mhz,
+        )
         entry.update(
-            config=config,
             **found,
             blocks_per_sm=occupancy,
             occupancy_pct=100.0 * occupancy["resident"] * warps / SM90["warps"],
@@ -166,8 +178,19 @@ def analyse(results: dict, records: list[dict], *, every_row: bool, clock_mhz: f
             memory_us=row["ideal_us"],
             bound=classify(row["pct_of_read_ceiling"], issue, row["graph_us"]),
         )
-        entries.append(entry)
     return entries
+
+
+def _run_jobs(jobs: dict, processes: int | None) -> dict:
+    """:func:`kernel_facts` of every job, in spawned worker processes when there are several."""
+    if not jobs:
+        return {}
+    workers = min(len(jobs), processes or os.cpu_count() or 1)
+    if workers <= 1:
+        return {key: kernel_facts(*job) for key, job in jobs.items()}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {key: pool.submit(kernel_facts, *job) for key, job in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}
 
 
 def limiting_resource(limits: dict[str, int]) -> str:
@@ -213,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every decode row, not only the target shapes")
     parser.add_argument("--clock-mhz", type=float, default=1980.0, help="the SM clock the rows ran at")
     parser.add_argument("--out", type=pathlib.Path, default=None)
+    parser.add_argument("--processes", type=int, default=None, help="compiling workers (default: one a CPU)")
     options = parser.parse_args(argv)
     files = [options.directory / name for name in ("matmul.json", "tuning.json")]
     missing = [str(path) for path in files if not path.exists()]
@@ -220,7 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmarks/limits.py: {', '.join(missing)} not found; point it at a suite's --out directory")
         return 1
     results, tuning = (json.loads(path.read_text()) for path in files)
-    entries = analyse(results, tuning["records"], every_row=options.all, clock_mhz=options.clock_mhz)
+    entries = analyse(
+        results,
+        tuning["records"],
+        every_row=options.all,
+        clock_mhz=options.clock_mhz,
+        processes=options.processes,
+    )
     text = markdown(entries, options.clock_mhz)
     out = options.out or options.directory
     out.mkdir(parents=True, exist_ok=True)

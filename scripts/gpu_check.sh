@@ -32,7 +32,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy"
+ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -147,6 +147,9 @@ step occupancy 420 bash -c "$PYTHON benchmarks/decode_probe.py --types uint1,uin
     --shapes 57344x8192,8192x28672,8192x8192 --stages 3,4 --sm-warps 0,24,32 --out $RESULTS/occupancy_m1 && \
     $PYTHON benchmarks/decode_probe.py --types uint2,int4,int8 --shapes 57344x8192,8192x28672 --m 16 \
     --stages 3,4 --sm-warps 0,24,32 --out $RESULTS/occupancy_m16"
+# Tensor-core throughput at the decode kernel's shapes, mma.sync against wgmma.m64n8k16 / m64n16k16 with A
+# from registers and B from shared memory (~1 min): whether a wgmma path would pay at 8 and 16 rows of x.
+step tensor 120 "$PYTHON" benchmarks/tensor_probe.py --out "$RESULTS/tensor"
 # Dependent launches on and off: a Llama-3-8B layer's projections in a row (CUDA graph), int4 and int2.
 step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_off && ANYBIT_PDL=1 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \

@@ -76,10 +76,16 @@ def test_a_tuned_row_is_compiled_and_read_from_sass(tmp_path):
 
     tuner = tuner_for(choose_layout("int4", 8192, 8192, 128), torch.float16, False, False)
     config = {"rows": 8, "warps": 4, "stages": 4, "split": 4}
-    suite(tmp_path, [{"kernel": tuner.identity, "gpu": "H200", "bucket": "[1,8192,8192]", "config": config}])
-    assert limits.main([str(tmp_path), "--all"]) == 0
+    other = {"rows": 8, "warps": 2, "stages": 4, "split": 4}
+    records = [
+        {"kernel": tuner.identity, "gpu": "H200", "bucket": "[1,8192,8192]", "config": config},
+        {"kernel": tuner.identity, "gpu": "H200", "bucket": "[1,4096,4096]", "config": other},
+    ]
+    suite(tmp_path, records)
+    assert limits.main([str(tmp_path), "--all", "--processes", "2"]) == 0  # two configurations: the pool
     entries = json.loads((tmp_path / "limits.json").read_text())
-    assert len(entries) == 2 and entries[1]["missing"]  # the 4096 x 4096 row has no record
+    assert [entry["config"] for entry in entries] == [config, other]
+    assert entries[1]["blocks_per_sm"]["warps"] == 32  # 2-warp blocks
     found = entries[0]
     assert found["config"] == config and found["registers"] > 0 and found["weights_per_thread"] == 128
     assert 1.5 < found["loop_per_weight"] < 3.0 and found["hmma"] >= 8
