@@ -52,6 +52,10 @@ DEVICE = "cuda"  # the CPU smoke test of the benchmark's logic sets "cpu"
 FULL_BUDGET_S = 500.0
 
 
+#: The results a crossover row checks against the float64 reference: each path forced, and the plain call.
+CROSSOVER_CHECKS = ("decode", "dequantize", "dispatched")
+
+
 class Budget:
     """Seconds left for the run; suites check it before each weight and skip the rest once it is spent."""
 
@@ -154,6 +158,11 @@ class Run:
         self.save()
         self.report()
         failures = [row for row in self.results["rows"] if row.get("error") or row.get("ok") is False]
+        failures += [
+            row
+            for row in self.results["crossover"]
+            if row.get("error") or False in (row.get(f"{what}_ok") for what in CROSSOVER_CHECKS)
+        ]
         self.log(
             f"done: {len(self.results['rows'])} rows, {len(failures)} failed, "
             f"{len(self.results['skipped'])} weights skipped"
@@ -253,8 +262,9 @@ class Run:
         self.derive(row, weight)
 
     def crossover_row(self, weight: Weight, m: int, row: dict) -> None:
-        """Both paths at M rows: µs of each (graph, flushed) and which is faster."""
-        from anybit.ops import quantized_matmul_path
+        """Both paths at M rows: µs of each (graph, flushed) and which is faster; then what a plain
+        ``quantized_matmul`` call takes there (its path: the rule, or measured on its first call), its µs."""
+        from anybit.ops import choose_path, plan_of, quantized_matmul, quantized_matmul_path
 
         x, p = weight.x[:m], weight.packed
         for path in ("decode", "dequantize"):
@@ -264,6 +274,12 @@ class Run:
             row[f"{path}_ok"] = check["ok"]
             row[f"{path}_us"] = graph_us(lambda path=path: quantized_matmul_path(x, p, path=path), runs=50)
         row["faster"] = "decode" if row["decode_us"] <= row["dequantize_us"] else "dequantize"
+        y = quantized_matmul(x, p)  # the first call of this M may time both paths (outside the graph)
+        check = weight.check(y)
+        row["dispatched_ok"] = check["ok"]
+        has_zeros = p.zeros is not None
+        row["dispatched_path"] = plan_of(p)._paths.get((has_zeros, False, m), choose_path(m))
+        row["dispatched_us"] = graph_us(lambda: quantized_matmul(x, p), runs=50)
 
     def derive(self, row: dict, weight: Weight) -> None:
         """Bytes, TB/s, % of the read ceiling, TFLOP/s and speedups over the anchors."""

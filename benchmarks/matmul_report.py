@@ -31,6 +31,13 @@ def _row_prefix(row: dict) -> str:
     return f"| {row['layer']} | {shape} | {row['type']} | {row['act_dtype']} | {row.get('m', '–')} "
 
 
+def _dispatched(row: dict) -> str:
+    """A plain call's µs and path in a crossover row ("–" in rows written before it was measured)."""
+    if "dispatched_us" not in row:
+        return "–"
+    return f"{_number(row['dispatched_us'])} ({row['dispatched_path']})"
+
+
 def _failed(row: dict) -> str | None:
     return row.get("error")
 
@@ -228,19 +235,21 @@ def crossover_table(crossover: list[dict]) -> list[str]:
         "",
         "### Crossover: decode kernel vs dequantize + cuBLAS",
         "",
-        "| layer | type | act | M | decode µs | dequantize + cuBLAS µs | faster |",
-        "|---|---|---|---|---|---|---|",
+        "| layer | type | act | M | decode µs | dequantize + cuBLAS µs | faster "
+        "| quantized_matmul µs (path) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in crossover:
         if _failed(row):
             lines.append(
                 f"| {row['layer']} | {row['type']} | {row['act_dtype']} | {row.get('m')} | failed: "
-                f"{_failed(row)} |||"
+                f"{_failed(row)} ||||"
             )
             continue
         lines.append(
             f"| {row['layer']} | {row['type']} | {row['act_dtype']} | {row['m']} "
-            f"| {_number(row['decode_us'])} | {_number(row['dequantize_us'])} | {row['faster']} |"
+            f"| {_number(row['decode_us'])} | {_number(row['dequantize_us'])} | {row['faster']} "
+            f"| {_dispatched(row)} |"
         )
     threshold = recommended_threshold(crossover)
     if threshold is not None:

@@ -5,7 +5,9 @@ weight once per 16 rows, wins; above it the product turns compute-bound and deco
 the activation dtype, then ``torch.matmul`` (cuBLAS, tensor cores at full rate) wins. The default, 16, is
 where the decode kernel's single row tile ends; ``benchmarks/matmul.py`` measures both paths over M (its
 crossover suite) and reports the best threshold on the machine. Set it with :func:`set_decode_max_m` or the
-environment variable ``ANYBIT_DECODE_MAX_M``.
+environment variable ``ANYBIT_DECODE_MAX_M``. Between it and 128 rows a weight on the GPU takes whichever path
+its first call of that M bucket measured faster (:mod:`anybit.ops.path_choice`); :func:`choose_path` is the
+rule without that measurement.
 """
 
 from __future__ import annotations
@@ -57,5 +59,6 @@ def set_decode_max_m(m: int) -> int:
 
 
 def choose_path(m: int) -> str:
-    """``"decode"`` for M ≤ :func:`decode_max_m`, else ``"dequantize"`` (dequantize + cuBLAS)."""
+    """``"decode"`` for M ≤ :func:`decode_max_m`, else ``"dequantize"`` (dequantize + cuBLAS): the rule, which
+    on the GPU rows up to 128 refine by measurement (:mod:`anybit.ops.path_choice`)."""
     return DECODE if m <= threshold.decode_max_m else DEQUANTIZE

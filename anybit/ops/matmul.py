@@ -46,7 +46,8 @@ def quantized_matmul(
     -------
     torch.Tensor
         [..., N] in the activation dtype. M ≤ ``anybit.ops.decode_max_m()`` rows run the decode kernel
-        (tuned per M bucket, N, K, type and GPU); more rows dequantize the weight and call cuBLAS. CPU
+        (tuned per M bucket, N, K, type and GPU); up to 128 rows on the GPU, whichever of the two paths the
+        first call of that M bucket measured faster; more rows dequantize the weight and call cuBLAS. CPU
         tensors run the same kernels on the interpreter (exact, slow: for tests at small sizes).
     """
     if _is_compiling() or type(x) is not _Tensor or _function_mode() or _dispatch_modes():

@@ -21,7 +21,8 @@ from anybit.kernels import PackedLayout, PackedWeight, decode_matmul, dequantize
 from anybit.kernels.launch import default_decode_config
 from anybit.ops.checks import raise_bad_input
 from anybit.ops.dispatch import DECODE, DEQUANTIZE, threshold
-from anybit.ops.tuning import tuner_for
+from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
+from anybit.ops.tuning import m_bucket, tuner_for
 
 
 class WeightPlan:
@@ -36,6 +37,8 @@ class WeightPlan:
         self.on_cuda = device.type == "cuda"
         # m -> launch function, one dictionary per (zeros, bias) variant: [has_zeros][has_bias]
         self._launches: tuple[tuple[dict, dict], tuple[dict, dict]] = (({}, {}), ({}, {}))
+        # (has_zeros, has_bias, m) -> the measured path, for decode_max_m < m ≤ MEASURED_MAX_M
+        self._paths: dict[tuple[bool, bool, int], str] = {}
         self._lock = threading.Lock()
 
     def __call__(
@@ -63,7 +66,14 @@ class WeightPlan:
             x = x.contiguous()  # documented: a non-contiguous x is copied
         m = x.numel() // self.k
         if path is None:
-            path = DECODE if m <= threshold.decode_max_m else DEQUANTIZE
+            if m <= threshold.decode_max_m:
+                path = DECODE
+            elif m <= MEASURED_MAX_M and self.on_cuda:
+                path = self._paths.get((zeros is not None, bias is not None, m)) or self.measured_path(
+                    x, data, scales, zeros, bias
+                )
+            else:
+                path = DEQUANTIZE
         if path == DECODE:
             if not self.on_cuda or m == 0:
                 return self.decode_reference(x, data, scales, zeros, bias)
@@ -90,6 +100,31 @@ class WeightPlan:
         if path == DEQUANTIZE:
             return self.dequantize_matmul(x, data, scales, zeros, bias)
         raise ValueError(f"quantized_matmul: expected path 'decode', 'dequantize' or None, got {path!r}")
+
+    def measured_path(self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros, bias) -> str:
+        """The faster path for this call's M bucket (:mod:`anybit.ops.path_choice`): stored, else timed now
+        on these arguments (the decode kernel tuned and compiled first, outside the timing), else — while a
+        CUDA graph is being captured, or with tuning disabled and nothing stored — dequantize + cuBLAS."""
+        from anybit.runtime.device import current_arch
+
+        m = x.numel() // self.k
+        tuner = tuner_for(self.layout, self.act_dtype, zeros is not None, bias is not None)
+
+        def measure() -> dict[str, float]:
+            from anybit.runtime.timing import time_cuda
+
+            runs = {path: (lambda path=path: self(x, data, scales, zeros, bias, path=path)) for path in PATHS}
+            runs[DECODE]()
+            return {path: time_cuda(run, budget_ms=PATH_BUDGET_MS) for path, run in runs.items()}
+
+        capturing = torch.cuda.is_current_stream_capturing()
+        chosen = path_chooser(tuner.identity).choose(
+            [m_bucket(m), self.n, self.k], current_arch(), None if capturing else measure
+        )
+        if chosen is None:
+            return DEQUANTIZE
+        self._paths[(zeros is not None, bias is not None, m)] = chosen
+        return chosen
 
     def bad_input(self, x: object, bias: object) -> None:
         """Raise the error describing what is wrong with ``x`` or ``bias``."""
@@ -141,6 +176,7 @@ class WeightPlan:
 
 
 DECODE_PARAMETERS = ("x", "weight", "scales", "zeros", "bias", "y", "m", "n", "k")
+PATHS = (DECODE, DEQUANTIZE)
 
 
 def _launch_function(compiled) -> Callable[[tuple], None]:

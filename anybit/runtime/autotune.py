@@ -229,12 +229,9 @@ class TunedKernel:
             return config
 
     def _lookup(self, gpu: str, bucket: str) -> dict | None:
-        config = _pinned.get((self.identity, gpu, bucket))
-        if config is None and not tuning_enabled():
+        config = stored_config(self.identity, gpu, bucket)
+        if config is None and not tuning_enabled():  # pinned for another GPU: better than the default
             config = next((c for (k, _, b), c in _pinned.items() if k == self.identity and b == bucket), None)
-        if config is None:
-            record = _read_records(self.identity).get(gpu, {}).get(bucket)
-            config = record["config"] if record else None
         if config is not None and config not in self.configs:
             logger.info(
                 "%s: ignoring the stored configuration %s, which is not in the space", self.identity, config
@@ -455,6 +452,33 @@ def tuning_dir() -> Path:
 
 def _record_path(identity: str) -> Path:
     return tuning_dir() / f"{identity}.json"
+
+
+def stored_config(identity: str, gpu: str, bucket: str) -> dict | None:
+    """The configuration pinned for (kernel ``identity``, ``gpu``, ``bucket``), else the one the tuning cache
+    holds on disk, else None. For choices tuned outside :class:`TunedKernel` (e.g. which path a quantized
+    matmul takes), which share its cache, export and pinning."""
+    config = _pinned.get((identity, gpu, bucket))
+    if config is None:
+        record = _read_records(identity).get(gpu, {}).get(bucket)
+        config = record["config"] if record else None
+    return config
+
+
+def store_tuned(identity: str, name: str, gpu: str, bucket: str, candidates: list[Candidate]) -> Candidate:
+    """Write the fastest timed candidate to the tuning cache (with every candidate's time) and return it;
+    the counterpart of :func:`stored_config`."""
+    timed = [candidate for candidate in candidates if candidate.milliseconds is not None]
+    if not timed:
+        raise ValueError(f"{name} {bucket}: no candidate was timed")
+    best = min(timed, key=lambda candidate: candidate.milliseconds)
+    _write_record(identity, name, gpu, bucket, best, candidates)
+    return best
+
+
+def gpu_key(arch: str) -> str:
+    """The GPU part of a tuning record's key (the device's identity, or "no GPU|arch")."""
+    return _gpu_key(arch)
 
 
 def _read_records(identity: str) -> dict:

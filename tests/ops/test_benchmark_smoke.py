@@ -71,7 +71,12 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     assert decode["path"] == "decode" and decode["speedup_vs_cublas_fp16"] == 3.0 and "host_us" in decode
     assert decode["bytes"] == matmul_cases.bytes_moved(1, 64, 256, 2, group_size=128, has_zeros=True)
     assert len(results["crossover"]) == 4 and all(
-        r["decode_ok"] and r["dequantize_ok"] for r in results["crossover"]
+        r["decode_ok"] and r["dequantize_ok"] and r["dispatched_ok"] for r in results["crossover"]
+    )
+    # On the CPU a plain call follows the rule (no measurement): decode up to 16 rows, then dequantize.
+    assert all(
+        r["dispatched_path"] == ("decode" if r["m"] <= 16 else "dequantize") and r["dispatched_us"] == 1.0
+        for r in results["crossover"]
     )
     int4 = [row for row in results["anchors"] if row["anchor"] == "torch._weight_int4pack_mm"]
     assert [row["m"] for row in int4] == [1, 16]  # on the CPU they fail (a CUDA op), and say so

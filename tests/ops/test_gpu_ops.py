@@ -52,7 +52,30 @@ def test_operand_a_weights_tune_the_transposed_kernel(dtype):
     tuner = tuner_for(p.layout, torch.float16, p.zeros is not None, False)
     assert type(tuner.instance(tuner.configs[0])).__name__ == "TunedDecodeMatmulTransposed"
     rows_by_m = {json.loads(bucket)[0]: config["rows"] for (_, bucket), config in tuner._chosen.items()}
-    assert rows_by_m == {1: 8, 8: 8, 16: 16}, rows_by_m
+    assert {m: rows for m, rows in rows_by_m.items() if m <= 16} == {1: 8, 8: 8, 16: 16}, rows_by_m
+    assert all(rows == 16 for m, rows in rows_by_m.items() if m > 16), rows_by_m  # M = 33: the measured path
+
+
+def test_rows_above_the_threshold_take_the_measured_faster_path(monkeypatch):
+    """16 < M ≤ 128: the first call of an M bucket times the decode kernel and dequantize + cuBLAS on its
+    arguments and keeps the faster; the result is right either way and later calls do not time again."""
+    from anybit.ops.path_choice import path_chooser
+    from anybit.ops.tuning import tuner_for
+    from anybit.runtime import timing
+
+    q, p = packed_weight("int4", 4096, 4096, device="cuda")
+    plan = ops.plan_of(p)
+    for m in (32, 64, 128):
+        x = torch.randn(m, 4096, device="cuda").half()
+        y = ops.quantized_matmul(x, p)
+        check(y, reference(x, q), torch.float16, f"int4 4096x4096 M={m} (measured path)")
+        assert plan._paths[(False, False, m)] in ("decode", "dequantize")
+    chooser = path_chooser(tuner_for(p.layout, torch.float16, False, False).identity)
+    print("\npaths chosen, int4 4096x4096:", {m: plan._paths[(False, False, m)] for m in (32, 64, 128)})
+    assert len(chooser._chosen) >= 3
+    monkeypatch.setattr(timing, "time_cuda", lambda *args, **kwargs: pytest.fail("timed again"))
+    x = torch.randn(32, 4096, device="cuda").half()
+    check(ops.quantized_matmul(x, p), reference(x, q), torch.float16, "int4 M=32, the kept path")
 
 
 def test_both_paths_agree_with_leading_dimensions():
