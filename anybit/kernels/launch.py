@@ -85,11 +85,19 @@ def default_rows(m: int) -> int:
 
 @functools.cache
 def decode_kernel(
-    layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool, config: DecodeConfig
+    layout: PackedLayout,
+    act_dtype: torch.dtype,
+    has_zeros: bool,
+    has_bias: bool,
+    config: DecodeConfig,
+    gated: bool = False,
 ) -> DecodeMatmul:
     """The cached decode kernel of one specialisation (``layout`` as :func:`kernel_layout` gives):
-    :class:`DecodeMatmul`, or :class:`DecodeMatmulTransposed` for a weight packed with ``operand="a"``."""
-    options = dict(has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages)
+    :class:`DecodeMatmul`, or :class:`DecodeMatmulTransposed` for a weight packed with ``operand="a"``;
+    ``gated``: the fused SiLU · up epilogue (see :mod:`anybit.kernels.gated`)."""
+    options = dict(
+        has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages, gated=gated
+    )
     if layout.operand == "a":
         return DecodeMatmulTransposed(layout, act_dtype, rows=config.rows, split=config.split, **options)
     return DecodeMatmul(layout, act_dtype, split=config.split, **options)
@@ -128,6 +136,7 @@ def decode_matmul(
     bias: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
     config: DecodeConfig | dict | None = None,
+    gated: bool = False,
 ) -> torch.Tensor:
     """y = x @ W^T (+ bias) with the decode kernel (meant for M ≤ 16 rows; correct for any M).
 
@@ -144,11 +153,15 @@ def decode_matmul(
     config
         Warps, stages and split-K (a :class:`DecodeConfig` or a dict of its fields); default
         :func:`default_decode_config` for these M rows. N must be a multiple of warps · n_per_warp.
+    gated
+        ``p`` is a gated pair (gate and up rows interleaved by :func:`~anybit.kernels.interleave_gated`,
+        packed as the A operand): y [..., N/2] = silu(x @ gate^T) · (x @ up^T); ``out`` is [..., N/2], the
+        ``bias`` [N] interleaved the same way.
 
     Returns
     -------
     torch.Tensor
-        [..., N] in ``p.act_dtype``.
+        [..., N] in ``p.act_dtype`` ([..., N/2] when ``gated``).
     """
     layout = p.layout
     n, k = layout.n, layout.k
@@ -173,14 +186,22 @@ def decode_matmul(
         )
     if layout.operand == "a" and config.rows is None:
         config = dataclasses.replace(config, rows=default_rows(m))
+    if gated and layout.operand != "a":
+        raise ValueError(
+            "gated=True needs the weight packed as the A operand (the transposed decode kernel): "
+            "choose_layout(..., operand='a')"
+        )
+    width = n // 2 if gated else n
     if out is None:
-        out = torch.empty((*lead, n), dtype=p.act_dtype, device=p.device)
-    _check_tensor("out", out, (*lead, n), p.act_dtype, p.device)
+        out = torch.empty((*lead, width), dtype=p.act_dtype, device=p.device)
+    _check_tensor("out", out, (*lead, width), p.act_dtype, p.device)
     if bias is not None:
         _check_tensor("bias", bias, (n,), p.act_dtype, p.device)
     if m == 0:
         return out
-    kernel = decode_kernel(kernel_layout(layout), p.act_dtype, p.zeros is not None, bias is not None, config)
+    kernel = decode_kernel(
+        kernel_layout(layout), p.act_dtype, p.zeros is not None, bias is not None, config, gated
+    )
     zeros = p.zeros if p.zeros is not None else p.scales
     _run(kernel, x2, p.data, p.scales, zeros, p.scales if bias is None else bias, out, m, n, k)
     return out
