@@ -88,10 +88,6 @@ class DecodeMatmul(anybit.Script):
     min_blocks
         Blocks per SM the compiled code must leave room for (0: the compiler's choice). A bound caps the
         registers a thread, for more resident warps where registers, not shared memory, limit them.
-    gated
-        The weight is a gated pair (gate and up projections, rows interleaved by
-        :func:`~anybit.kernels.interleave_gated`) and y [M, N/2] = silu(x @ gate^T) · (x @ up^T), in f32
-        before the one rounding (the transposed kernel only).
     """
 
     def __init__(
@@ -106,7 +102,6 @@ class DecodeMatmul(anybit.Script):
         split: int = 1,
         dependent_launch: bool = True,
         min_blocks: int = 0,
-        gated: bool = False,
     ) -> None:
         super().__init__()
         if stages < 2:
@@ -121,7 +116,9 @@ class DecodeMatmul(anybit.Script):
         self.warps, self.stages, self.split = warps, stages, split
         self.dependent_launch = dependent_launch
         self.min_blocks = min_blocks
-        self.gated = gated
+        # A gated pair (layout.gated, the transposed kernel): y [M, N/2] = silu(x·gateᵀ)·(x·upᵀ), the pairing
+        # in f32 before the one rounding (DecodeMatmulTransposed._gate).
+        self.gated = layout.gated
 
     @property
     def block_n(self) -> int:
@@ -277,11 +274,9 @@ class DecodeMatmul(anybit.Script):
         return self.global_view(scales, self.act, [group_rows, n])
 
     def _gate(self, acc):
-        """silu(gate) · up of a gated pair's accumulator (the transposed kernel's; see ``gated``)."""
-        raise ValueError(
-            "gated=True needs the weight packed as the A operand (the transposed decode kernel): "
-            "choose_layout(..., operand='a')"
-        )
+        """silu(gate) · up of a gated pair's accumulator: the transposed kernel's (PackedLayout refuses a
+        gated pair packed as the B operand, so this one never runs)."""
+        raise AssertionError("a gated pair packed as the B operand")
 
     def _y_view(self, y, m, n):
         """y as the kernel indexes it: row-major [M, N]."""

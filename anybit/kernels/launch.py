@@ -90,14 +90,10 @@ def decode_kernel(
     has_zeros: bool,
     has_bias: bool,
     config: DecodeConfig,
-    gated: bool = False,
 ) -> DecodeMatmul:
     """The cached decode kernel of one specialisation (``layout`` as :func:`kernel_layout` gives):
-    :class:`DecodeMatmul`, or :class:`DecodeMatmulTransposed` for a weight packed with ``operand="a"``;
-    ``gated``: the fused SiLU · up epilogue (see :mod:`anybit.kernels.gated`)."""
-    options = dict(
-        has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages, gated=gated
-    )
+    :class:`DecodeMatmul`, or :class:`DecodeMatmulTransposed` for a weight packed with ``operand="a"``."""
+    options = dict(has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages)
     if layout.operand == "a":
         return DecodeMatmulTransposed(layout, act_dtype, rows=config.rows, split=config.split, **options)
     return DecodeMatmul(layout, act_dtype, split=config.split, **options)
@@ -136,7 +132,6 @@ def decode_matmul(
     bias: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
     config: DecodeConfig | dict | None = None,
-    gated: bool = False,
 ) -> torch.Tensor:
     """y = x @ W^T (+ bias) with the decode kernel (meant for M ≤ 16 rows; correct for any M).
 
@@ -153,15 +148,13 @@ def decode_matmul(
     config
         Warps, stages and split-K (a :class:`DecodeConfig` or a dict of its fields); default
         :func:`default_decode_config` for these M rows. N must be a multiple of warps · n_per_warp.
-    gated
-        ``p`` is a gated pair (gate and up rows interleaved by :func:`~anybit.kernels.interleave_gated`,
-        packed as the A operand): y [..., N/2] = silu(x @ gate^T) · (x @ up^T); ``out`` is [..., N/2], the
-        ``bias`` [N] interleaved the same way.
 
     Returns
     -------
     torch.Tensor
-        [..., N] in ``p.act_dtype`` ([..., N/2] when ``gated``).
+        [..., N] in ``p.act_dtype``; for a gated pair (``p.layout.gated``: gate and up rows interleaved by
+        :func:`~anybit.kernels.interleave_gated`) [..., N/2] = silu(x @ gate^T) · (x @ up^T), with ``out``
+        [..., N/2] and the ``bias`` [N] interleaved as the weight.
     """
     layout = p.layout
     n, k = layout.n, layout.k
@@ -186,12 +179,7 @@ def decode_matmul(
         )
     if layout.operand == "a" and config.rows is None:
         config = dataclasses.replace(config, rows=default_rows(m))
-    if gated and layout.operand != "a":
-        raise ValueError(
-            "gated=True needs the weight packed as the A operand (the transposed decode kernel): "
-            "choose_layout(..., operand='a')"
-        )
-    width = n // 2 if gated else n
+    width = n // 2 if layout.gated else n
     if out is None:
         out = torch.empty((*lead, width), dtype=p.act_dtype, device=p.device)
     _check_tensor("out", out, (*lead, width), p.act_dtype, p.device)
@@ -199,9 +187,7 @@ def decode_matmul(
         _check_tensor("bias", bias, (n,), p.act_dtype, p.device)
     if m == 0:
         return out
-    kernel = decode_kernel(
-        kernel_layout(layout), p.act_dtype, p.zeros is not None, bias is not None, config, gated
-    )
+    kernel = decode_kernel(kernel_layout(layout), p.act_dtype, p.zeros is not None, bias is not None, config)
     zeros = p.zeros if p.zeros is not None else p.scales
     _run(kernel, x2, p.data, p.scales, zeros, p.scales if bias is None else bias, out, m, n, k)
     return out

@@ -39,10 +39,11 @@ def test_gated_decode_matches_silu_of_gate_times_up(dtype, m, config):
     gate = torch.randn(intermediate, k) * 0.05
     up = torch.randn(intermediate, k) * 0.05
     q = kernels.quantize(interleave_gated(gate, up), dtype, group_size=128)
-    p = kernels.pack(q, layout=kernels.choose_layout(dtype, 2 * intermediate, k, 128, operand="a"))
+    p = kernels.pack(q, layout=kernels.choose_layout(dtype, 2 * intermediate, k, 128, gated=True))
+    assert p.layout.gated and p.layout.operand == "a"
     x = torch.randn(m, k).half()
     out = torch.full((m, intermediate), float("nan"), dtype=torch.float16)
-    y = kernels.decode_matmul(x, p, out=out, config=config, gated=True)
+    y = kernels.decode_matmul(x, p, out=out, config=config)
     assert y is out and not y.isnan().any()
     products = x.double() @ kernels.dequantize(q).double().T  # interleaved [m, 2I]
     expected = gated_reference(products)
@@ -51,10 +52,8 @@ def test_gated_decode_matches_silu_of_gate_times_up(dtype, m, config):
 
 
 def test_gated_needs_the_a_packing():
-    q = kernels.quantize(torch.randn(32, 256), "int4", group_size=128)
-    p = kernels.pack(q, layout=kernels.choose_layout("int4", 32, 256, 128, operand="b"))
-    with pytest.raises(ValueError, match="operand='a'"):
-        kernels.decode_matmul(torch.randn(1, 256).half(), p, gated=True)
+    with pytest.raises(ValueError, match="operand='a', gated=True"):
+        kernels.choose_layout("int4", 32, 256, 128, operand="b", gated=True)
 
 
 @pytest.mark.parametrize("rows", [8, 16])
@@ -63,7 +62,7 @@ def test_gated_kernels_compile(rows):
     import anybit
     from anybit.kernels.decode_transposed import DecodeMatmulTransposed
 
-    layout = kernels.choose_layout("int4", 28672, 4096, 128, operand="a")
-    kernel = DecodeMatmulTransposed(layout, torch.float16, warps=8, split=2, rows=rows, gated=True)
+    layout = kernels.choose_layout("int4", 28672, 4096, 128, gated=True)
+    kernel = DecodeMatmulTransposed(layout, torch.float16, warps=8, split=2, rows=rows)
     compiled = anybit.compile(kernel, *(None,) * 6, rows, 28672, 4096, arch="sm_90a")
     assert compiled.resources.spills == 0 and "ex2" in compiled.ptx  # the sigmoid's exp
