@@ -66,3 +66,22 @@ def test_gated_kernels_compile(rows):
     kernel = DecodeMatmulTransposed(layout, torch.float16, warps=8, split=2, rows=rows)
     compiled = anybit.compile(kernel, *(None,) * 6, rows, 28672, 4096, arch="sm_90a")
     assert compiled.resources.spills == 0 and "ex2" in compiled.ptx  # the sigmoid's exp
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA)")
+@pytest.mark.parametrize("dtype", ["int4", "uint4", "float6_e3m2"])
+@pytest.mark.parametrize("m", [1, 8, 16])
+def test_gated_decode_on_the_gpu(dtype, m):
+    """The tuned gated kernel through quantized_matmul: every M bucket's tuning, against float64."""
+    from anybit import ops
+
+    intermediate, k = 1024, 2048
+    gate, up = torch.randn(intermediate, k) * 0.02, torch.randn(intermediate, k) * 0.02
+    q = kernels.quantize(interleave_gated(gate, up).cuda(), dtype, group_size=128)
+    p = kernels.pack(q, layout=kernels.choose_layout(dtype, 2 * intermediate, k, 128, gated=True))
+    x = torch.randn(m, k, device="cuda").half()
+    y = ops.quantized_matmul(x, p)
+    expected = gated_reference(x.double() @ kernels.dequantize(q).double().T.cuda())
+    assert y.shape == (m, intermediate) and torch.isfinite(y).all()
+    assert float((y.double() - expected).norm() / expected.norm()) < 3e-3
