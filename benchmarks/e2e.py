@@ -74,6 +74,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="fuse q/k/v and gate/up into one layer each (anybit.fuse_projections), fp16 and quantized alike",
     )
     parser.add_argument(
+        "--gated-mlp",
+        action="store_true",
+        help="with --fuse: the MLP's silu(gate) · up in the gate/up layer's epilogue (fuse_projections' "
+        "gated_mlp; fp16 pairs them in torch)",
+    )
+    parser.add_argument(
         "--quantize-lm-head",
         action="store_true",
         help="quantize lm_head too (quantize_model skips it by default; 1 GB of fp16 read per token at 8B)",
@@ -218,7 +224,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
     started = time.perf_counter()
     reference = build_llama(args.config, device=device, dtype=torch.float16, layers=args.layers)
     if args.fuse:
-        anybit.fuse_projections(reference)
+        anybit.fuse_projections(reference, gated_mlp=args.gated_mlp)
     config = reference.config
     report: dict = {
         "environment": environment(),
@@ -242,6 +248,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             "graph": not args.no_graph,
             "compile": args.compile,
             "fused_projections": args.fuse,
+            "gated_mlp": args.fuse and args.gated_mlp,
             "lm_head": "quantized" if args.quantize_lm_head else "fp16 (skipped)",
             "operand": args.operand,
         },
@@ -336,7 +343,8 @@ def markdown(report: dict) -> str:
         "static KV cache, "
         f"{'one step replayed as a CUDA graph' if graphed else 'eager steps'}"
         f"{' (the step torch.compile-d)' if settings.get('compile') else ''}"
-        f"{', q/k/v and gate/up fused' if settings.get('fused_projections') else ''}; best of "
+        f"{', q/k/v and gate/up fused' if settings.get('fused_projections') else ''}"
+        f"{' (silu · up in the gate/up epilogue)' if settings.get('gated_mlp') else ''}; best of "
         f"{settings['repeats']}.",
         "",
         "| type | batch | tokens/s | ms/step | speedup vs fp16 | mode |",

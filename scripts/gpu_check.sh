@@ -32,7 +32,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches"
+ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -160,6 +160,11 @@ step e2e 560 "$PYTHON" benchmarks/e2e.py --compile --fuse --profile --types int4
 # threshold, where branch next/measured-path lets each weight take the faster path).
 step e2e_batches 420 "$PYTHON" benchmarks/e2e.py --compile --fuse --types int4 --batches 1,16,32,64 \
     --new-tokens 64 --prompts 4 --repeats 2 --out "$RESULTS/e2e_batches"
+# The gated MLP epilogue end to end (branch next/gated-epilogue): int4 at batch 1 with q/k/v and gate/up
+# fused, then the same with silu · up in the gate/up kernel (one element-wise kernel fewer a layer).
+step e2e_gated 300 bash -c "$PYTHON benchmarks/e2e.py --compile --fuse --types int4 --batches 1 \
+    --new-tokens 64 --prompts 4 --repeats 2 --out $RESULTS/e2e_fused && $PYTHON benchmarks/e2e.py --compile \
+    --fuse --gated-mlp --types int4 --batches 1 --new-tokens 64 --prompts 4 --repeats 2 --out $RESULTS/e2e_gated"
 # The end-to-end int4 model packed both ways (B: the decode kernel; A: the transposed kernel), batch 1.
 step e2e_operands 300 bash -c "$PYTHON benchmarks/e2e.py --compile --fuse --types int4 --batches 1 --new-tokens 64 \
     --prompts 4 --repeats 2 --operand b --out $RESULTS/e2e_b && $PYTHON benchmarks/e2e.py --compile --fuse --types int4 \

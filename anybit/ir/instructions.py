@@ -348,7 +348,7 @@ BINARY_TENSOR_OPS = frozenset(
         "shr",
     }
 )
-REDUCE_OPS = frozenset({"sum", "max", "min"})
+REDUCE_OPS = frozenset({"sum", "prod", "max", "min"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +442,7 @@ class DotInst(Instruction):
 
 @dataclass(frozen=True, slots=True)
 class ReduceInst(Instruction):
-    """``output = op(operand, dim)`` (sum, max or min), keeping ``dim`` with size 1 when ``keepdim``."""
+    """``output = op(operand, dim)`` (sum, prod, max or min), keeping ``dim`` with size 1 when ``keepdim``."""
 
     output: RegisterTensor
     op: str

@@ -11,6 +11,7 @@ Typical use::
 
 from anybit.kernels.decode import DecodeMatmul
 from anybit.kernels.dequantize import DequantizeWeight
+from anybit.kernels.gated import gated_reference, interleave_gated, split_gated
 from anybit.kernels.launch import DecodeConfig, decode_matmul, default_decode_config, dequantize_weight
 from anybit.kernels.layout import PackedLayout, check_act_compatible, choose_layout
 from anybit.kernels.pack_scripts import PackWeight, UnpackWeight
@@ -32,9 +33,12 @@ __all__ = [
     "default_decode_config",
     "dequantize",
     "dequantize_weight",
+    "gated_reference",
+    "interleave_gated",
     "pack",
     "pack_codes_numpy",
     "quantize",
+    "split_gated",
     "unpack",
     "unpack_codes_numpy",
 ]

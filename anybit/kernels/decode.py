@@ -116,6 +116,9 @@ class DecodeMatmul(anybit.Script):
         self.warps, self.stages, self.split = warps, stages, split
         self.dependent_launch = dependent_launch
         self.min_blocks = min_blocks
+        # A gated pair (layout.gated, the transposed kernel): y [M, N/2] = silu(x·gateᵀ)·(x·upᵀ), the pairing
+        # in f32 before the one rounding (DecodeMatmulTransposed._gate).
+        self.gated = layout.gated
 
     @property
     def block_n(self) -> int:
@@ -147,7 +150,7 @@ class DecodeMatmul(anybit.Script):
         gw = self.global_view(weight, uint8, [k // kc, n // npw, pl.tile_bytes])
         gs = self._scales_view(scales, group_rows, n)
         gz = self.global_view(zeros, act, [group_rows, n])
-        gy = self._y_view(y, m, n)
+        gy = self._y_view(y, m, n // 2 if self.gated else n)
         sx = self._x_ring()
         sw = self.shared_tensor(uint8, [stages, warps, pl.tile_bytes])
         ss = self._scales_ring()
@@ -244,7 +247,10 @@ class DecodeMatmul(anybit.Script):
         if self.has_bias:
             gb = self._bias_view(bias, n)
             acc = acc + self.cast(self._load_columns(gb, n0), float32)
-        self._store_y(gy, self.cast(acc, act), m0, n0)
+        if self.gated:
+            self._store_y(gy, self.cast(self._gate(acc), act), m0, n0 // 2)
+        else:
+            self._store_y(gy, self.cast(acc, act), m0, n0)
 
     @property
     def partials_in_flight(self) -> int:
@@ -266,6 +272,11 @@ class DecodeMatmul(anybit.Script):
     def _scales_view(self, scales, group_rows, n):
         """The scales as the kernel indexes them: [groups, N]."""
         return self.global_view(scales, self.act, [group_rows, n])
+
+    def _gate(self, acc):
+        """silu(gate) · up of a gated pair's accumulator: the transposed kernel's (PackedLayout refuses a
+        gated pair packed as the B operand, so this one never runs)."""
+        raise AssertionError("a gated pair packed as the B operand")
 
     def _y_view(self, y, m, n):
         """y as the kernel indexes it: row-major [M, N]."""

@@ -81,6 +81,18 @@ class DecodeMatmulTransposed(DecodeMatmul):
         """The scales^T [N, groups]: a transposed view, so a group's scales are a column."""
         return self.global_view(scales, self.act, [n, group_rows], strides=[1, n])
 
+    def _gate(self, acc):
+        """silu(gate) · up from yᵀ [block_n, rows] of a gated pair: each 16 rows of the block hold 8 gate
+        rows then the 8 up rows of the same outputs (:func:`~anybit.kernels.interleave_gated`), which the mma
+        accumulator keeps in one thread (rows g and g + 8 of an m16 tile), so the pairing is in registers:
+        [block_n/16, 2, 8, rows], silu on the gate half, the product over the pair → yᵀ [block_n/2, rows]."""
+        bn, rows = self.block_n, self.rows
+        grouped = self.view(acc, shape=[bn // 16, 2, 8, rows])
+        silu = self.div(grouped, self.add(self.exp(self.neg(grouped)), 1.0))
+        is_gate = self.index([bn // 16, 2, 8, rows], 1) < 1  # (a helper is not transpiled: no tensor ==)
+        picked = self.where(is_gate, silu, grouped)
+        return self.view(self.prod(picked, 1), shape=[bn // 2, rows])
+
     def _y_view(self, y, m, n):
         """y^T [N, M]: a transposed view of the row-major y."""
         return self.global_view(y, self.act, [n, m], strides=[1, n])

@@ -85,7 +85,11 @@ def default_rows(m: int) -> int:
 
 @functools.cache
 def decode_kernel(
-    layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool, config: DecodeConfig
+    layout: PackedLayout,
+    act_dtype: torch.dtype,
+    has_zeros: bool,
+    has_bias: bool,
+    config: DecodeConfig,
 ) -> DecodeMatmul:
     """The cached decode kernel of one specialisation (``layout`` as :func:`kernel_layout` gives):
     :class:`DecodeMatmul`, or :class:`DecodeMatmulTransposed` for a weight packed with ``operand="a"``."""
@@ -148,7 +152,9 @@ def decode_matmul(
     Returns
     -------
     torch.Tensor
-        [..., N] in ``p.act_dtype``.
+        [..., N] in ``p.act_dtype``; for a gated pair (``p.layout.gated``: gate and up rows interleaved by
+        :func:`~anybit.kernels.interleave_gated`) [..., N/2] = silu(x @ gate^T) · (x @ up^T), with ``out``
+        [..., N/2] and the ``bias`` [N] interleaved as the weight.
     """
     layout = p.layout
     n, k = layout.n, layout.k
@@ -173,9 +179,10 @@ def decode_matmul(
         )
     if layout.operand == "a" and config.rows is None:
         config = dataclasses.replace(config, rows=default_rows(m))
+    width = n // 2 if layout.gated else n
     if out is None:
-        out = torch.empty((*lead, n), dtype=p.act_dtype, device=p.device)
-    _check_tensor("out", out, (*lead, n), p.act_dtype, p.device)
+        out = torch.empty((*lead, width), dtype=p.act_dtype, device=p.device)
+    _check_tensor("out", out, (*lead, width), p.act_dtype, p.device)
     if bias is not None:
         _check_tensor("bias", bias, (n,), p.act_dtype, p.device)
     if m == 0:

@@ -56,6 +56,10 @@ class PackedLayout:
         "a" (the weight the m16 operand, x the n8 one: y^T = W·x^T, half the tensor-core work at M ≤ 8; 8·NT
         must then be a multiple of 16; :func:`choose_layout`'s default). Only the order of the codes in each
         thread's bytes differs.
+    gated
+        The weight is a gated pair, gate and up rows interleaved in blocks of 8
+        (:func:`~anybit.kernels.interleave_gated`), and the product is silu(x·gateᵀ)·(x·upᵀ) [M, N/2] (the
+        decode kernel's fused epilogue; the dequantize path does the same after cuBLAS). Operand "a" only.
     """
 
     dtype: DataType
@@ -66,12 +70,18 @@ class PackedLayout:
     n_per_warp: int
     bytes_per_thread: int
     operand: str = "b"
+    gated: bool = False
 
     def __post_init__(self) -> None:
         kc, npw = self.k_chunk, self.n_per_warp
         if self.operand not in ("a", "b"):
             raise ValueError(
                 f"expected operand 'a' or 'b' (the tensor-core operand the weight is), got {self.operand!r}"
+            )
+        if self.gated and self.operand != "a":
+            raise ValueError(
+                "a gated pair is packed as the A operand (its epilogue pairs rows g and g + 8 of each m16 "
+                "tile): choose_layout(..., operand='a', gated=True)"
             )
         if self.operand == "a" and npw % 16:
             raise ValueError(
@@ -219,6 +229,7 @@ def choose_layout(
     *,
     max_bytes_per_thread: int = MAX_BYTES_PER_THREAD,
     operand: str | None = None,
+    gated: bool = False,
 ) -> PackedLayout:
     """The default packing of an [n, k] weight of ``dtype`` with scale groups of ``group_size``.
 
@@ -233,6 +244,7 @@ def choose_layout(
     ``operand`` picks the tensor-core operand the weight is (see :class:`PackedLayout`): by default "a", the
     transposed decode kernel (half the tensor-core work at M ≤ 8: 10–17% faster at M = 1 and 4 on the H200,
     about 5% slower at M = 16), and "b" when N is not a multiple of 16 (operand "a" needs NT ≥ 2).
+    ``gated``: the weight is a row-interleaved gated pair (see :class:`PackedLayout`; operand "a").
 
     Raises
     ------
@@ -242,7 +254,7 @@ def choose_layout(
     """
     data_type = check_weight_dtype(dtype)
     if operand is None:
-        operand = DEFAULT_OPERAND if n % 16 == 0 else "b"
+        operand = DEFAULT_OPERAND if n % 16 == 0 or gated else "b"
     if max_bytes_per_thread not in (16, 32, 64, 128, 256):
         raise ValueError(f"expected max_bytes_per_thread 16, 32, 64, 128 or 256, got {max_bytes_per_thread}")
     group_size = k if group_size == -1 else group_size
@@ -273,6 +285,7 @@ def choose_layout(
         n_per_warp=8 * n_tiles,
         bytes_per_thread=k_chunk * n_tiles * data_type.nbits // WARP_THREADS,
         operand=operand,
+        gated=gated,
     )
 
 

@@ -318,7 +318,7 @@ def dot(a: RegisterTensor, b: RegisterTensor, c: RegisterTensor, out: RegisterTe
 
 
 def reduce(op: str, tensor: RegisterTensor, dim: int, keepdim: bool = False) -> RegisterTensor:
-    """``op`` (sum, max, min) over dimension ``dim``."""
+    """``op`` (sum, prod, max, min) over dimension ``dim``."""
     builder = current_builder()
     check_register(builder, tensor, op, "the operand")
     if not -tensor.rank <= dim < tensor.rank:

@@ -312,6 +312,10 @@ class Script:
         """Sum over ``dim``."""
         return compute.reduce("sum", tensor, dim, keepdim)
 
+    def prod(self, tensor, dim: int, keepdim: bool = False):
+        """Product over ``dim`` (floats in float32, as ``sum``; e.g. gate · up of a fused projection)."""
+        return compute.reduce("prod", tensor, dim, keepdim)
+
     def max(self, tensor, dim: int, keepdim: bool = False):
         """Maximum over ``dim``."""
         return compute.reduce("max", tensor, dim, keepdim)

@@ -5,7 +5,8 @@
 | ``linear`` | :class:`QuantizedLinear`, the drop-in ``torch.nn.Linear`` over a packed weight |
 | ``convert`` | :func:`quantize_model`: replace a model's linear layers in place, with per-layer overrides |
 | ``checkpoints`` | GPTQ / AWQ tensors → :class:`QuantizedLinear`, codes to codes |
-| ``fuse`` | :func:`fuse_projections`: q/k/v and gate/up as one wider layer each (fewer decode launches) |
+| ``fuse`` | :func:`fuse_projections`: q/k/v and gate/up as one wider layer each (fewer decode launches); a |
+| | SiLU-gated MLP's silu(gate) · up in the gate/up layer's epilogue (``gated_mlp=True``) |
 | ``decode`` | greedy decode (static KV cache, CUDA graph) and logits agreement, for benchmarks |
 | ``demo`` | the ``anybit demo`` command |
 """
@@ -17,6 +18,8 @@ from anybit.nn.convert import LayerQuantization as LayerQuantization
 from anybit.nn.convert import QuantizationSummary as QuantizationSummary
 from anybit.nn.convert import quantize_model as quantize_model
 from anybit.nn.fuse import FusedProjection as FusedProjection
+from anybit.nn.fuse import GatedMLP as GatedMLP
+from anybit.nn.fuse import GatedProjection as GatedProjection
 from anybit.nn.fuse import ProjectionSlice as ProjectionSlice
 from anybit.nn.fuse import fuse_projections as fuse_projections
 from anybit.nn.linear import QuantizedLinear as QuantizedLinear

@@ -31,10 +31,12 @@ PACKED_BUFFERS = ("packed", "scales", "zeros", "input_permutation")
 #: to operand "a"); version 2 files (2- and 4-bit codes pair-interleaved) name their packing only when it
 #: was not that version's default, operand "b", and load as such; version 1 files hold the plain order and
 #: are refused rather than misread.
-STATE_VERSION = 3
-READABLE_STATE_VERSIONS = (2, 3)
-#: The PackedLayout fields a saved layer records (beyond type, group size and shape).
+STATE_VERSION = 4
+READABLE_STATE_VERSIONS = (2, 3, 4)
+#: The PackedLayout fields a saved layer records (beyond type, group size and shape); version 4 adds
+#: ``gated`` (a gated pair, :mod:`anybit.kernels.gated`), False in older files.
 PACKING_FIELDS = ("k_chunk", "n_per_warp", "bytes_per_thread", "operand")
+GATED_FIELD = "gated"
 
 
 def default_act_dtype(weight_dtype: torch.dtype) -> torch.dtype:
@@ -203,6 +205,7 @@ class QuantizedLinear(nn.Module):
         *,
         act_dtype: torch.dtype | None = None,
         operand: str | None = None,
+        gated: bool | None = None,
     ) -> QuantizedLinear:
         """Quantize a ``torch.nn.Linear`` (round to nearest, group-wise) on the device its weight is on.
 
@@ -218,6 +221,10 @@ class QuantizedLinear(nn.Module):
             The packing (:func:`anybit.kernels.choose_layout`): "a" (the default where N is a multiple of 16),
             the weight as the m16 tensor-core operand for the transposed decode kernel, or "b", the weight as
             the n8 operand (docs/quantized-matmul.md).
+        gated
+            The linear is a gated pair (gate and up rows interleaved, :mod:`anybit.kernels.gated`): the layer
+            then returns silu(gate) · up, [..., out_features / 2]. Default: the marker
+            ``fuse_projections(..., gated_mlp=True)`` sets on such a linear.
 
         Raises
         ------
@@ -227,8 +234,12 @@ class QuantizedLinear(nn.Module):
         weight = linear.weight.detach()
         act_dtype = act_dtype or default_act_dtype(weight.dtype)
         n, k = weight.shape
+        if gated is None:
+            from anybit.nn.fuse import GATED_MARKER
+
+            gated = bool(getattr(linear, GATED_MARKER, False))
         try:  # fail before quantizing: the packing decides which shapes are possible
-            layout = kernels.choose_layout(dtype, n, k, group_size, operand=operand)
+            layout = kernels.choose_layout(dtype, n, k, group_size, operand=operand, gated=gated)
         except ValueError as error:
             raise ValueError(
                 f"QuantizedLinear.from_linear(in_features={k}, out_features={n}, dtype={dtype}, "
@@ -364,7 +375,7 @@ class QuantizedLinear(nn.Module):
             "dtype": self.weight_dtype.name,
             "group_size": self.group_size,
             "act_dtype": str(self.act_dtype).removeprefix("torch."),
-            "packing": {name: getattr(self.layout, name) for name in PACKING_FIELDS},
+            "packing": {name: getattr(self.layout, name) for name in (*PACKING_FIELDS, GATED_FIELD)},
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
@@ -388,7 +399,9 @@ class QuantizedLinear(nn.Module):
                 self.weight_dtype, self.out_features, self.in_features, self.group_size, operand="b"
             )
         else:
-            self.layout = dataclasses.replace(self.layout, **{name: packing[name] for name in PACKING_FIELDS})
+            fields = {name: packing[name] for name in PACKING_FIELDS}
+            fields[GATED_FIELD] = bool(packing.get(GATED_FIELD, False))  # absent before version 4
+            self.layout = dataclasses.replace(self.layout, **fields)
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs

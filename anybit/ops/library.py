@@ -2,7 +2,8 @@
 
 The op takes the packed weight as its tensors plus its layout's fields as plain ints and a string, so that
 ``torch.compile`` (dynamo, AOTAutograd, Inductor) and CUDA-graph capture see an ordinary op with a known
-output shape. The fake implementation gives that shape ([..., N], the dtype of x) without running anything.
+output shape. The fake implementation gives that shape ([..., N], or [..., N/2] for a gated pair; the dtype of
+x) without running anything.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from anybit.ops.plan import WeightPlan, plan_for
 NAMESPACE = "anybit"
 SCHEMA = (
     "quantized_matmul(Tensor x, Tensor data, Tensor scales, Tensor? zeros, Tensor? bias, str dtype, int n, "
-    "int k, int group_size, int k_chunk, int n_per_warp, int bytes_per_thread, str operand) -> Tensor"
+    "int k, int group_size, int k_chunk, int n_per_warp, int bytes_per_thread, str operand, bool gated=False)"
+    " -> Tensor"
 )
 
 _library = torch.library.Library(NAMESPACE, "FRAGMENT")
@@ -35,16 +37,19 @@ def layout_of(
     n_per_warp: int,
     bytes_per_thread: int,
     operand: str = "b",
+    gated: bool = False,
 ) -> PackedLayout:
     """The :class:`~anybit.kernels.PackedLayout` of the op's layout arguments (checked by its constructor)."""
     import anybit
 
-    return PackedLayout(anybit.dtype(dtype), n, k, group_size, k_chunk, n_per_warp, bytes_per_thread, operand)
+    return PackedLayout(
+        anybit.dtype(dtype), n, k, group_size, k_chunk, n_per_warp, bytes_per_thread, operand, gated
+    )
 
 
-def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int, int, str]:
+def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int, int, str, bool]:
     """The op's layout arguments of a layout: (dtype name, n, k, group_size, k_chunk, n_per_warp, bpt,
-    operand)."""
+    operand, gated)."""
     return (
         layout.dtype.name,
         layout.n,
@@ -54,6 +59,7 @@ def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int
         layout.n_per_warp,
         layout.bytes_per_thread,
         layout.operand,
+        layout.gated,
     )
 
 
@@ -82,9 +88,10 @@ def _kernel(
     n_per_warp: int,
     bytes_per_thread: int,
     operand: str,
+    gated: bool = False,
 ) -> torch.Tensor:
     """The op on real tensors (CPU: interpreter; CUDA: the decode kernel or dequantize + cuBLAS)."""
-    layout_args = (dtype, n, k, group_size, k_chunk, n_per_warp, bytes_per_thread, operand)
+    layout_args = (dtype, n, k, group_size, k_chunk, n_per_warp, bytes_per_thread, operand, gated)
     plan = _plan(x, data, scales, zeros, layout_args)
     return plan(x, data, scales, zeros, bias)
 
@@ -108,8 +115,10 @@ def _fake(
     n_per_warp: int,
     bytes_per_thread: int,
     operand: str,
+    gated: bool = False,
 ) -> torch.Tensor:
-    """Output shape and dtype only: [..., N] in the dtype of x (the same checks on what is known)."""
+    """Output shape and dtype only: [..., N] ([..., N/2] for a gated pair) in the dtype of x (the same checks
+    on what is known)."""
     torch._check(x.dim() >= 1, lambda: f"{OP}: expected x [..., K={k}], got a 0-d tensor")
     torch._check(x.shape[-1] == k, lambda: f"{OP}: expected x [..., K={k}], got x of shape {list(x.shape)}")
     torch._check(
@@ -118,7 +127,7 @@ def _fake(
     )
     if bias is not None:
         torch._check(bias.shape == (n,), lambda: f"{OP}: expected bias [N={n}], got {list(bias.shape)}")
-    return x.new_empty((*x.shape[:-1], n))
+    return x.new_empty((*x.shape[:-1], n // 2 if gated else n))
 
 
 def call_op(
@@ -144,4 +153,5 @@ def call_op(
         layout.n_per_warp,
         layout.bytes_per_thread,
         layout.operand,
+        layout.gated,
     )

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from anybit.kernels import PackedLayout, PackedWeight, decode_matmul, dequantize_weight
+from anybit.kernels import PackedLayout, PackedWeight, decode_matmul, dequantize_weight, gated_reference
 from anybit.kernels.launch import default_decode_config
 from anybit.ops.checks import raise_bad_input
 from anybit.ops.dispatch import DECODE, DEQUANTIZE, threshold
@@ -34,6 +34,7 @@ class WeightPlan:
         self.device = device
         self.n = layout.n
         self.k = layout.k
+        self.width = layout.n // 2 if layout.gated else layout.n  # a gated pair gives silu(gate) · up
         self.on_cuda = device.type == "cuda"
         # m -> launch function, one dictionary per (zeros, bias) variant: [has_zeros][has_bias]
         self._launches: tuple[tuple[dict, dict], tuple[dict, dict]] = (({}, {}), ({}, {}))
@@ -79,7 +80,7 @@ class WeightPlan:
                 return self.decode_reference(x, data, scales, zeros, bias)
             if x.data_ptr() & 15:
                 x = x.clone()  # the kernel reads x with 16-byte vectors; a view may start anywhere
-            y = torch.empty((*shape[:-1], self.n), dtype=self.act_dtype, device=self.device)
+            y = torch.empty((*shape[:-1], self.width), dtype=self.act_dtype, device=self.device)
             args = (
                 x,
                 data,
@@ -144,15 +145,19 @@ class WeightPlan:
     def dequantize_matmul(
         self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros, bias
     ) -> torch.Tensor:
-        """Dequantize the weight to the activation dtype, then ``F.linear`` (cuBLAS on the GPU).
+        """Dequantize the weight to the activation dtype, then ``F.linear`` (cuBLAS on the GPU); for a gated
+        pair then silu(gate) · up (:func:`~anybit.kernels.gated_reference`).
 
         On the CPU the product runs in float32 and is rounded once to the activation dtype, as the GPU's
         fp32 accumulation does.
         """
         weight = dequantize_weight(self.packed(data, scales, zeros))
         if self.on_cuda:
-            return F.linear(x, weight, bias)
-        result = F.linear(x.float(), weight.float(), None if bias is None else bias.float())
+            result = F.linear(x, weight, bias)
+        else:
+            result = F.linear(x.float(), weight.float(), None if bias is None else bias.float())
+        if self.layout.gated:
+            result = gated_reference(result)
         return result.to(self.act_dtype)
 
     def _first_launch(self, args: tuple, *, has_zeros: bool, has_bias: bool) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 from anybit.dtypes import DataType
-from anybit.layout import RegisterLayout, local, reduce, spatial
+from anybit.layout import LayoutError, RegisterLayout, local, reduce, reshape, spatial
 from anybit.layout.mma import MMA_ATOMS, MmaAtom
 
 
@@ -103,7 +103,15 @@ def default_layout(shape: tuple[int, ...], dtype: DataType, num_threads: int) ->
 def view_layout(
     known: RegisterLayout, known_bits: int, shape: tuple[int, ...], bits: int
 ) -> RegisterLayout | None:
-    """The 1-D layout holding each thread's ``known`` register bits as contiguous ``bits``-wide elements."""
+    """The layout of a view of a tensor laid out as ``known``: with the same element width and count, the
+    elements reshaped in row-major order where the layout allows it (each thread keeps its registers, e.g. an
+    accumulator [64, 8] viewed as [4, 2, 8, 8]); otherwise the 1-D layout holding each thread's ``known``
+    register bits as contiguous ``bits``-wide elements."""
+    if bits == known_bits and math.prod(shape) == known.num_elements and len(shape) != 1:
+        try:
+            return reshape(known, shape)
+        except LayoutError:
+            return None
     if len(shape) != 1 or known.is_replicated:
         return None
     total_bits = known.local_size * known_bits

@@ -194,6 +194,29 @@ def reductions(dtype=dt.float32) -> Program:
     return program("reductions", [px, py, pz], body, warps=1)
 
 
+def products(dtype=dt.float32) -> Program:
+    """Row products within a warp (shuffles), column products within each thread (a local dimension)."""
+    px, py, pz = pointer("x", dtype), pointer("y", dtype), pointer("z", dtype)
+    gx, vx = global_view("gx", px, dtype, 32, 32)
+    gy, vy = global_view("gy", py, dtype, 32, 1)
+    gz, vz = global_view("gz", pz, dtype, 1, 32)
+    layout = spatial(4, 8).local(8, 4)
+    x = reg("x", dtype, layout)
+    row_prod = reg("row_prod", dtype, layout.reduce([1], keepdims=True))
+    col_prod = reg("col_prod", dtype, layout.reduce([0], keepdims=True))
+    body = [
+        vx,
+        vy,
+        vz,
+        LoadGlobalInst(x, gx, (0, 0)),
+        ReduceInst(row_prod, "prod", x, 1, True),
+        ReduceInst(col_prod, "prod", x, 0, True),
+        StoreGlobalInst(gy, row_prod, (0, 0)),
+        StoreGlobalInst(gz, col_prod, (0, 0)),
+    ]
+    return program("products", [px, py, pz], body, warps=1)
+
+
 def split_k(dtype=dt.float32) -> Program:
     """Workspace, atomics, semaphores, loops, ifs, print and exit."""
     po, n = pointer("out", dtype), scalar("n")
@@ -249,6 +272,7 @@ def all_programs() -> dict[str, Program]:
         "dequant_uint4_bf16": quantized_dequant(dt.uint4, dt.bfloat16),
         "dequant_e4m3_f16": quantized_dequant(dt.float8_e4m3, dt.float16),
         "reductions": reductions(),
+        "products": products(),
         "split_k": split_k(),
         "shared_roundtrip": shared_roundtrip(),
     }

@@ -26,6 +26,7 @@ EXPECTED = {
     "dequant_uint4_bf16": ["lop3.b32", "fma.rn.bf16x2", "st.global.v4.u32"],
     "dequant_e4m3_f16": ["ld.global.v2.u32"],
     "reductions": ["shfl.sync.bfly.b32", "bar.sync", "st.global.v4.f32"],
+    "products": ["shfl.sync.bfly.b32", "mul.f32"],
     "split_k": ["atom.global.add.f32", "ld.acquire.gpu", "st.release.gpu"],
     "shared_roundtrip": ["st.global.v4.u32"],
 }

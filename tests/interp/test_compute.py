@@ -109,7 +109,7 @@ def test_broadcast_row_operand_and_scalar():
     np.testing.assert_array_equal(got, (a - a.max(1, keepdims=True)) * np.float32(2))
 
 
-@pytest.mark.parametrize("op", ["sum", "max", "min"])
+@pytest.mark.parametrize("op", ["sum", "prod", "max", "min"])
 @pytest.mark.parametrize("dim", [0, 1])
 def test_reduce(op, dim):
     a = np.random.default_rng(4).standard_normal((8, 16)).astype(np.float32)

@@ -55,38 +55,46 @@ def test_time_decode_and_agreement_of_a_quantized_model() -> None:
     assert kernels_only.top1 == 1.0 and kernels_only.kl_mean < 1e-4 < found.kl_mean
 
 
-@pytest.mark.parametrize("lm_head", [False, True], ids=["lm_head_fp16", "lm_head_quantized"])
+@pytest.mark.parametrize(
+    ("lm_head", "fusion"),
+    [(False, []), (True, []), (False, ["--fuse", "--gated-mlp"])],
+    ids=["lm_head_fp16", "lm_head_quantized", "gated_mlp"],
+)
 def test_e2e_benchmark_tiny_cpu(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, lm_head: bool
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, lm_head: bool, fusion: list[str]
 ) -> None:
     monkeypatch.syspath_prepend(str(ROOT))
     sys.modules.pop("benchmarks.e2e", None)
     from benchmarks import e2e
 
-    arguments = [
-        "--config",
-        "tiny",
-        "--device",
-        "cpu",
-        "--layers",
-        "1",
-        "--types",
-        "int4",
-        "--batches",
-        "1",
-        "--new-tokens",
-        "2",
-        "--prompt-length",
-        "4",
-        "--prompts",
-        "2",
-        "--agreement-length",
-        "4",
-        "--repeats",
-        "1",
-        "--out",
-        str(tmp_path),
-    ] + (["--quantize-lm-head"] if lm_head else [])
+    arguments = (
+        [
+            "--config",
+            "tiny",
+            "--device",
+            "cpu",
+            "--layers",
+            "1",
+            "--types",
+            "int4",
+            "--batches",
+            "1",
+            "--new-tokens",
+            "2",
+            "--prompt-length",
+            "4",
+            "--prompts",
+            "2",
+            "--agreement-length",
+            "4",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+        + (["--quantize-lm-head"] if lm_head else [])
+        + fusion
+    )
     assert e2e.main(arguments) == 0
     report = json.loads((tmp_path / "e2e.json").read_text())
     assert [row["type"] for row in report["decode"]] == ["fp16", "int4"]
@@ -95,6 +103,7 @@ def test_e2e_benchmark_tiny_cpu(
     assert "| int4 | 1 |" in (tmp_path / "e2e.md").read_text()
     assert report["quantization"][0]["skipped"] == ([] if lm_head else ["lm_head"])
     assert report["settings"]["lm_head"] == ("quantized" if lm_head else "fp16 (skipped)")
+    assert report["settings"]["gated_mlp"] == bool(fusion)
 
 
 def test_cpu_demo_runs(capsys: pytest.CaptureFixture) -> None:

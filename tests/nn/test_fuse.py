@@ -95,13 +95,15 @@ def test_mismatched_siblings_are_left_alone():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA)")
-def test_fused_quantized_model_on_the_gpu_matches_unfused():
-    """Decode-kernel rows (12 ≤ 16) and dequantize rows (64): fused and separate agree to the rounding."""
+@pytest.mark.parametrize("gated_mlp", [False, True], ids=["fused", "gated"])
+def test_fused_quantized_model_on_the_gpu_matches_unfused(gated_mlp):
+    """Decode-kernel rows (12 ≤ 16) and dequantize rows (64): fused (and with the gated epilogue) and
+    separate agree to the rounding."""
     from anybit.nn.decode import build_llama
 
     model = build_llama("tiny", device="cuda")
     fused = copy.deepcopy(model)
-    fuse_projections(fused)
+    fuse_projections(fused, gated_mlp=gated_mlp)
     anybit.quantize_model(model, "int4", progress=False)
     anybit.quantize_model(fused, "int4", progress=False)
     for batch, length in ((2, 6), (4, 16)):
@@ -111,3 +113,40 @@ def test_fused_quantized_model_on_the_gpu_matches_unfused():
             found = fused(tokens, use_cache=False).logits.double()
         assert torch.isfinite(found).all()
         assert float((found - expected).norm() / expected.norm()) < 2e-3
+
+
+def test_gated_mlp_computes_the_same_logits_float_and_quantized():
+    """gated_mlp: the MLP becomes down_proj(silu·up of one interleaved layer); float logits equal, and the
+    quantized model (the epilogue pairs the rows) agrees with the unfused quantized one to the rounding."""
+    from anybit.nn import GatedMLP, GatedProjection, QuantizedLinear
+
+    model = _model(torch.float16)
+    reference = copy.deepcopy(model)
+    names = fuse_projections(model, gated_mlp=True)
+    assert "model.layers.0.mlp.gate_up_proj" in names and "model.layers.0.self_attn.qkv_proj" in names
+    mlp = model.model.layers[0].mlp
+    assert isinstance(mlp, GatedMLP) and isinstance(mlp.gate_up_proj, GatedProjection)
+    assert not hasattr(mlp, "gate_proj")
+    tokens = _tokens(model, batch=1, length=5)
+    with torch.no_grad():
+        expected = reference(tokens, use_cache=False).logits.float()
+        found = model(tokens, use_cache=False).logits.float()
+    assert float((found - expected).norm() / expected.norm()) < 2e-3
+    anybit.quantize_model(model, "int4", group_size=64, progress=False)
+    anybit.quantize_model(reference, "int4", group_size=64, progress=False)
+    gated_layer = model.model.layers[0].mlp.gate_up_proj.linear
+    assert isinstance(gated_layer, QuantizedLinear) and gated_layer.layout.gated
+    with torch.no_grad():
+        expected = reference(tokens, use_cache=False).logits.float()
+        found = model(tokens, use_cache=False).logits.float()
+    assert torch.isfinite(found).all()
+    assert float((found - expected).norm() / expected.norm()) < 5e-3
+    # The packed form saves and loads with its gating (state version 4).
+    state = gated_layer.state_dict()
+    assert state["_extra_state"]["packing"]["gated"] is True
+    plain = nn.Linear(gated_layer.in_features, gated_layer.out_features, bias=False).half()
+    fresh = QuantizedLinear.from_linear(plain, "int4", 64)
+    assert not fresh.layout.gated
+    fresh.load_state_dict(state)
+    x = torch.randn(2, gated_layer.in_features).half()
+    torch.testing.assert_close(fresh(x), gated_layer(x), rtol=0, atol=0)

@@ -1,5 +1,5 @@
-"""``reduce`` (sum/max/min along one dimension): within each thread, then across the threads of a warp with
-``__shfl_xor_sync`` butterflies; when the reduced dimension spans warps (or the layouts do not allow the
+"""``reduce`` (sum/prod/max/min along one dimension): within each thread, then across the threads of a warp
+with ``__shfl_xor_sync`` butterflies; when the reduced dimension spans warps (or the layouts do not allow the
 butterfly), through a shared-memory scratch copy of the operand."""
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ register_scratch(ReduceInst)(_scratch)
 def _combine(op: str, a: str, b: str) -> str:
     if op == "sum":
         return f"({a} + {b})"
+    if op == "prod":
+        return f"({a} * {b})"
     cmp = ">" if op == "max" else "<"
     return f"(({a} {cmp} {b} || {a} != {a}) ? {a} : {b})"
 

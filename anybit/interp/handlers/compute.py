@@ -237,14 +237,16 @@ def dot(block: BlockState, inst: ir.DotInst) -> None:
 
 @register(ir.ReduceInst)
 def reduce(block: BlockState, inst: ir.ReduceInst) -> None:
-    """Sums accumulate in float32 (float64 for float64, int64 wrapped for integers); max/min are exact."""
+    """Sums and products accumulate in float32 (float64 for float64, int64 wrapped for integers); max/min
+    are exact."""
     operand, output = inst.operand, inst.output
     values = block.registers.dense_values(operand)
     dtype = operand.dtype
-    if inst.op == "sum":
+    if inst.op in ("sum", "prod"):
         wide = np.float64 if dtype is float64 else np.float32 if dtype.is_float else np.int64
+        combine = np.sum if inst.op == "sum" else np.prod
         with np.errstate(all="ignore"):
-            result = values.astype(wide).sum(axis=inst.dim, keepdims=inst.keepdim)
+            result = combine(values.astype(wide), axis=inst.dim, keepdims=inst.keepdim)
         result_dtype = float64 if wide is np.float64 else float32 if wide is np.float32 else None
     elif inst.op in ("max", "min"):
         function = np.max if inst.op == "max" else np.min
