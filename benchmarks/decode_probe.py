@@ -144,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     variants = [(width, operand) for width in widths for operand in operands]
     stages = tuple(int(count) for count in options.stages.split(",") if count)
     warps = tuple(int(count) for count in options.warps.split(",") if count)
-    sm_warps = tuple(int(count) for count in options.sm_warps.split(",") if count) or (0,)
+    try:
+        sm_warps = tuple(int(count) for count in options.sm_warps.split(",") if count) or (0,)
+    except ValueError:
+        parser.error(f"--sm-warps takes comma-separated warp counts, e.g. 0,24; got {options.sm_warps!r}")
+    if any(count < 0 or count > 64 for count in sm_warps):
+        parser.error(f"--sm-warps takes 0 (no bound) to 64 resident warps an SM, got {options.sm_warps!r}")
     started = time.perf_counter()
     rows = []
     for type_name in types:
