@@ -42,6 +42,15 @@ def read_probe_us(nbytes: int) -> float:
     return harness.time_cuda_graph(lambda: data.amax(), runs=50).median_us
 
 
+def eligible_for_planes(type_name: str) -> bool:
+    """Whether choose_layout can store ``type_name`` codes as bit planes (3-, 5- and 6-bit types)."""
+    try:
+        choose_layout(type_name, 1024, 1024, 128, planar=True)
+    except ValueError:
+        return False
+    return True
+
+
 def probe(
     n: int,
     k: int,
@@ -53,10 +62,13 @@ def probe(
     warps: tuple[int, ...] = (),
     m: int = 1,
     sm_warps: tuple[int, ...] = (0,),
+    planar: bool | None = None,
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
-    layout = choose_layout(type_name, n, k, 128, max_bytes_per_thread=tile_bytes, operand=operand)
+    layout = choose_layout(
+        type_name, n, k, 128, max_bytes_per_thread=tile_bytes, operand=operand, planar=planar
+    )
     packed = pack(q, layout=layout)
     x = torch.randn(m, k, device="cuda", dtype=torch.float16)
     y = torch.empty(m, n, device="cuda", dtype=torch.float16)
@@ -132,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         default="0",
         help="comma-separated resident warps an SM to compile for (min_blocks = this // warps; 0: no bound)",
     )
+    parser.add_argument(
+        "--planar",
+        default="auto",
+        choices=("auto", "on", "off", "both"),
+        help="3-, 5- and 6-bit codes stored as bit planes (on), whole (off), as choose_layout picks (auto), "
+        "or both in turn (an A/B in one process)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     if not 1 <= options.m <= 16:
@@ -141,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m for m in options.flush.split(",") if m]
     widths = [int(w) for w in options.bytes_per_thread.split(",") if w]
     operands = [o for o in options.operands.split(",") if o]
-    variants = [(width, operand) for width in widths for operand in operands]
+    storage = {"auto": (None,), "on": (True,), "off": (False,), "both": (False, True)}[options.planar]
+    variants = [(width, operand, planar) for width in widths for operand in operands for planar in storage]
     stages = tuple(int(count) for count in options.stages.split(",") if count)
     warps = tuple(int(count) for count in options.warps.split(",") if count)
     try:
@@ -153,12 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = []
     for type_name in types:
-        for (n, k), (width, operand) in ((shape, variant) for shape in shapes for variant in variants):
-            row = probe(n, k, type_name, modes, width, operand, stages, warps, options.m, sm_warps)
+        for (n, k), (width, operand, planar) in ((shape, variant) for shape in shapes for variant in variants):
+            if planar and not eligible_for_planes(type_name):
+                continue
+            row = probe(n, k, type_name, modes, width, operand, stages, warps, options.m, sm_warps, planar)
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
+            stored = "" if planar is None else (", bit planes" if planar else ", whole codes")
             print(
-                f"\n{type_name} {n}x{k} M={options.m} ({width} B/thread tiles, operand {operand}): "
+                f"\n{type_name} {n}x{k} M={options.m} ({width} B/thread tiles, operand {operand}{stored}): "
                 f"{row['bytes'] / 1e6:.1f} MB, "
                 f"read probe {row['read_probe_us']:.1f} µs, "
                 f"cuBLAS fp16 {row['cublas_fp16_us']:.1f} µs",

@@ -32,7 +32,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated"
+ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -147,6 +147,14 @@ step occupancy 420 bash -c "$PYTHON benchmarks/decode_probe.py --types uint1,uin
     --shapes 57344x8192,8192x28672,8192x8192 --stages 3,4 --sm-warps 0,24,32 --out $RESULTS/occupancy_m1 && \
     $PYTHON benchmarks/decode_probe.py --types uint2,int4,int8 --shapes 57344x8192,8192x28672 --m 16 \
     --stages 3,4 --sm-warps 0,24,32 --out $RESULTS/occupancy_m16"
+# Bit planes against whole codes (3-, 5- and 6-bit types), every configuration at M = 1 on the issue's two
+# large shapes, both storages in one process: what the two-plane conversion buys.
+step planes 330 "$PYTHON" benchmarks/decode_probe.py --types uint3,uint5,int6,float5_e2m2,float6_e3m2,float6_e2m3 \
+    --shapes 57344x8192,8192x28672 --planar both --out "$RESULTS/planes"
+# The suite's rows of the planar types on the issue's three target shapes (decode and prefill, both activation
+# dtypes): the figures BENCHMARKS.md takes for them.
+step bench_planes 400 "$PYTHON" -m anybit bench --types uint3,uint5,int6,float5_e2m2,float6_e3m2,float6_e2m3 \
+    --layers "70B gate_up,70B down,70B o" --out "$RESULTS/bench_planes"
 # Tensor-core throughput at the decode kernel's shapes, mma.sync against wgmma.m64n8k16 / m64n16k16 with A
 # from registers and B from shared memory (~1 min): whether a wgmma path would pay at 8 and 16 rows of x.
 step tensor 120 "$PYTHON" benchmarks/tensor_probe.py --out "$RESULTS/tensor"
@@ -173,7 +181,7 @@ step e2e_lm_head 300 "$PYTHON" benchmarks/e2e.py --compile --fuse --quantize-lm-
     --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_lm_head"
 
 tar czf "$OUT/gpu_results.tgz" -C "$RESULTS" . 2>/dev/null
-for summary in "$RESULTS"/benchmarks.md "$RESULTS"/bench/matmul.md "$RESULTS"/e2e/e2e.md \
+for summary in "$RESULTS"/benchmarks.md "$RESULTS"/bench/matmul.md "$RESULTS"/bench_planes/matmul.md "$RESULTS"/e2e/e2e.md \
     "$RESULTS"/e2e_full/e2e.md "$RESULTS"/e2e_lm_head/e2e.md; do
     [ -f "$summary" ] && cp "$summary" "$OUT/$(basename "$(dirname "$summary")")-$(basename "$summary")"
 done

@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from anybit.cuda.registers import get_value, read_bits, set_value, word_count, write_bits
+from anybit.cuda.registers import decode_code, get_value, read_bits, set_value, word_count, write_bits
 from anybit.dtypes import DataType, all_types, bfloat16, float16
 
 _SELECT_LOW_HALF = 0xE4  # lop3: c ? a : b
@@ -527,6 +527,159 @@ def emit_cast(
             value = f"((float)({value}) * {float(2.0**exponent)!r}f)"
         ctx.emit(*set_value(dst, target, i, value, saturate=True))
     if zero_element is not None:  # the elements the fold did not cover: cast, then subtract, rounded once
+        for i in (i for i in range(count) if i not in folded):
+            ctx.emit(*set_value(dst, target, i, f"({get_value(dst, target, i)} - {zero_element(i)})"))
+
+
+# ---------------------------------------------------------------------------------------- bit planes
+#: A plane of a planar cast: (its word array, its unsigned type, order: the plane local of each output local).
+Plane = tuple[str, DataType, list[int]]
+
+
+def planar_targets(source: DataType, target: DataType) -> tuple[list[int], int] | None:
+    """Where each code bit of ``source`` goes in a 16-bit half of the ``target`` pair, and the constant bits
+    of the pair word (magic exponent, flipped sign bits), for the bit-gathering planar conversion — or None
+    where it does not apply.
+
+    Integers: bit b to mantissa bit b under the exponent of 1024 (f16) or 128 (bf16), whose ulp is 1; a
+    signed code's sign bit flipped (offset binary, one XOR in the constant). Floats without inf or NaN: the
+    bit-aligning layout (:func:`aligned_float_constants`): magnitude bits to the top of the target mantissa,
+    the sign to bit 15.
+    """
+    n = source.nbits
+    if target not in (float16, bfloat16):
+        return None
+    mantissa, bias = (10, 15) if target is float16 else (7, 127)
+    if source.kind in ("int", "uint"):
+        if n > mantissa:
+            return None
+        magic = (bias + mantissa) << mantissa
+        flip = 1 << (n - 1) if source.kind == "int" else 0
+        return list(range(n)), (magic ^ flip) | ((magic ^ flip) << 16)
+    if source.is_float and not source.has_inf and not source.has_nan and has_fast_path(source, target):
+        shift = aligned_float_constants(source, target)[0]
+        return [b + shift for b in range(n - 1)] + [15], 0
+    return None
+
+
+def planar_integer_subtrahend(source: DataType, target: DataType) -> int:
+    """The pair word subtracted from the gathered integer pair: the magic number (plus 2^(n−1) signed)."""
+    offset = 2 ** (source.nbits - 1) if source.kind == "int" else 0
+    magic = 1024 if target is float16 else 128
+    half = _half_bits(magic + offset, target)
+    return half | (half << 16)
+
+
+def planar_groups(
+    planes: list[Plane], source: DataType, target: DataType, p: int
+) -> tuple[int, list[tuple[str, int, int, int]]] | None:
+    """How output pair ``p`` gathers its codes from bit ``planes``: (constant pair bits, groups of
+    (word array, word, left rotation, mask)) — the pair word is the constant XOR each group's rotated word
+    masked — or None where no such form applies (:func:`planar_targets`).
+
+    Every code bit goes to its :func:`planar_targets` place; bits that share a word and a rotation form one
+    group. Planes stored so that the two codes of a pair sit 16 bits apart in one word (pair-interleaved)
+    take one group per plane, or two for a float plane holding the sign and another bit (they land at
+    unrelated places).
+    """
+    placement = planar_targets(source, target)
+    if placement is None:
+        return None
+    targets, constant = placement
+    groups: dict[tuple[str, int, int], int] = {}
+    first_bit = 0
+    for array, plane_dtype, order in planes:
+        width = plane_dtype.nbits
+        for half, local in enumerate((order[2 * p], order[2 * p + 1])):
+            for b in range(width):
+                word, bit = divmod(local * width + b, 32)
+                destination = targets[first_bit + b] + 16 * half
+                key = (array, word, (destination - bit) % 32)
+                groups[key] = groups.get(key, 0) | (1 << destination)
+        first_bit += width
+    if first_bit != source.nbits:
+        return None
+    ordered = sorted(groups.items(), key=lambda item: (item[0][2] != 0, item[0]))
+    return constant, [(array, word, rotation, mask) for (array, word, rotation), mask in ordered]
+
+
+def planar_gather(planes: list[Plane], source: DataType, target: DataType, p: int) -> list[str] | None:
+    """Statements leaving output pair ``p``'s codes gathered from their planes in ``q_`` (before any
+    subtraction or re-biasing; :func:`planar_groups`): per group one rotate (``shf``, none for 0) and one
+    ``lop3`` that masks it and merges it into the pair word. None where no such form applies."""
+    found = planar_groups(planes, source, target, p)
+    if found is None:
+        return None
+    constant, groups = found
+    lines, merged = [], hex(constant) + "u"
+    for index, (array, word, rotation, mask) in enumerate(groups):
+        value = f"{array}[{word}]"
+        if rotation:
+            value = f"__funnelshift_l({value}, {value}, {rotation})"
+        declare = "uint32_t q_ = " if index == 0 else "q_ = "
+        lines.append(f"{declare}ab_lop3<{hex(_AND_XOR)}>({value}, {hex(mask)}u, {merged});")
+        merged = "q_"
+    return lines
+
+
+def emit_planar_cast(
+    ctx,
+    planes: list[Plane],
+    source: DataType,
+    dst: str,
+    target: DataType,
+    count: int,
+    *,
+    zero_pair: Callable[[int], str] | None = None,
+    zero_element: Callable[[int], str] | None = None,
+    exponent: int = 0,
+) -> None:
+    """Convert ``count`` output elements whose ``source`` codes are split over bit ``planes`` (low plane
+    first: code = Σ plane << its first bit) into word array ``dst`` (times 2^``exponent``; with zero points
+    as in :func:`emit_cast`).
+
+    Pairs gather their bits from the planes (:func:`planar_gather`), then integers subtract the magic
+    number (with the zero point folded in, as :func:`emit_cast` does) and floats re-bias by a power of two;
+    elements without such a form take the generic path on the reassembled code.
+    """
+    pairs = count // 2
+    folded: set[int] = set()
+    for p in range(pairs):
+        lines = planar_gather(planes, source, target, p)
+        if lines is None:
+            break
+        if source.kind in ("int", "uint"):
+            subtrahend = planar_integer_subtrahend(source, target)
+            if zero_pair is not None:
+                if target is float16:
+                    total = f"ab_add_rn_f16x2({hex(subtrahend)}u, {zero_pair(p)})"
+                else:
+                    total = f"ab_fma_bf16x2({zero_pair(p)}, 0x3f803f80u, {hex(subtrahend)}u)"
+                folded |= {2 * p, 2 * p + 1}
+            else:
+                total = f"{hex(subtrahend)}u"
+            lines += [subtract_pair(target, total), *scale_pair(target, exponent)]
+        else:
+            scale = aligned_float_constants(source, target)[2]
+            if _normal_power(target, scale + exponent):
+                lines += scale_pair(target, scale + exponent)
+            else:
+                lines += [*scale_pair(target, scale), *scale_pair(target, exponent)]
+        ctx.emit("{", *["  " + line for line in lines], f"  {dst}[{p}] = q_;", "}")
+    else:
+        p = pairs
+    for i in range(2 * p, count):
+        code, first_bit = [], 0
+        for array, plane_dtype, order in planes:
+            width = plane_dtype.nbits
+            bits = read_bits(array, order[i] * width, width)
+            code.append(f"({bits} << {first_bit})" if first_bit else bits)
+            first_bit += width
+        value = decode_code(f"(uint32_t)({' | '.join(code)})", source)
+        if exponent:
+            value = f"((float)({value}) * {float(2.0**exponent)!r}f)"
+        ctx.emit(*set_value(dst, target, i, value, saturate=True))
+    if zero_element is not None:
         for i in (i for i in range(count) if i not in folded):
             ctx.emit(*set_value(dst, target, i, f"({get_value(dst, target, i)} - {zero_element(i)})"))
 

@@ -19,6 +19,7 @@ from anybit.ir.expr import Expr, Var
 from anybit.ir.tensors import GlobalTensor, RegisterTensor, SharedTensor, Tensor
 
 if TYPE_CHECKING:
+    from anybit.dtypes import DataType
     from anybit.layout import RegisterLayout
 
 Offsets = tuple  # a tuple of Expr | int, one per tensor dimension
@@ -398,12 +399,19 @@ class CastInst(Instruction):
     times 2^e is a value of the output type (checked when the kernel is built). A float conversion that
     aligns bits and then re-biases the exponent by a power of two can then skip (part of) that multiply:
     a kernel folds 2^−e into a per-group scale it applies anyway.
+
+    With ``high`` (bit planes): each code is split over two unsigned-integer tensors of the same shape, the
+    operand holding its low ``operand.dtype.nbits`` bits and ``high`` the rest: the code is
+    ``operand | high << operand.dtype.nbits``, a code of ``code_dtype`` (whose width is the two widths
+    summed), and the cast converts that code. The planes' layouts hold the output's elements per thread.
     """
 
     output: RegisterTensor
     operand: RegisterTensor
     subtract: RegisterTensor | None = None
     exponent: int = 0
+    high: RegisterTensor | None = None
+    code_dtype: DataType | None = None
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 

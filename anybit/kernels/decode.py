@@ -42,6 +42,7 @@ import anybit
 from anybit.dtypes import DataType, float16, float32, int32, scaling_is_exact, uint8
 from anybit.ir import cdiv
 from anybit.kernels.layout import PackedLayout
+from anybit.kernels.planes import decode_tile
 from anybit.layout import shared_swizzled
 
 BLOCK_M = 16  # rows of x per block: the m of mma.m16n8k16
@@ -155,9 +156,6 @@ class DecodeMatmul(anybit.Script):
         sw = self.shared_tensor(uint8, [stages, warps, pl.tile_bytes])
         ss = self._scales_ring()
         sz = self.shared_tensor(act, [stages, 1, bn])
-        byte_layout = pl.block_byte_layout(warps)
-        weight_layout = pl.block_tile_layout(warps)  # W^T [KC, block_n] in the packed operand's layout
-        code_layout = pl.block_code_layout(warps)  # the same elements as stored (pairs interleaved)
         exponent = weight_exponent(pl.dtype, act)  # weights times 2^exponent, scales times 2^−exponent
         n0 = self.blockIdx.x * bn
         m0 = self.blockIdx.y * rows
@@ -203,13 +201,18 @@ class DecodeMatmul(anybit.Script):
             self.copy_async_commit_group()
             current = step % stages
             tile_x = self.load_shared(sx[current])
-            raw = self.load_shared(sw[current], layout=byte_layout)
-            codes = self.view(raw, dtype=pl.dtype, layout=code_layout)
+            zero = None
             if self.has_zeros:  # zero points are codes: subtracted inside the conversion, for free
                 zero = zero_row if pl.per_channel else self.load_shared(sz[current])
-                weights = self.cast(codes, act, subtract=zero, layout=weight_layout)
-            else:
-                weights = self.cast(codes, act, layout=weight_layout, exponent=exponent)
+            weights = decode_tile(
+                self,
+                pl,
+                warps,
+                act,
+                lambda part, first_byte, tile=sw[current]: self._tile_bytes(tile, part, first_byte),
+                zero=zero,
+                exponent=0 if self.has_zeros else exponent,
+            )
             if pl.per_channel:
                 self._dot(tile_x, weights, acc)
             else:
@@ -333,6 +336,14 @@ class DecodeMatmul(anybit.Script):
         for tile in tiles[1:]:
             total = total + tile
         return total
+
+    def _tile_bytes(self, tile, part, first_byte):
+        """The block tile's bytes of ``part`` (the packed layout itself, or one of its bit planes), from
+        the shared slot ``tile`` [warps, tile_bytes]."""
+        layout = part.block_byte_layout(self.warps)
+        if part is self.layout:
+            return self.load_shared(tile, layout=layout)
+        return self.load_shared(tile, [0, first_byte], [self.warps, part.tile_bytes], layout=layout)
 
     def _copy_chunk(self, gx, gw, gs, gz, sx, sw, ss, sz, chunk, m0, n0) -> None:
         """Start copying chunk ``chunk`` (weight tiles, x columns, scale and zero rows) into one slot.

@@ -32,6 +32,7 @@ import anybit
 from anybit.dtypes import uint8
 from anybit.ir import cdiv
 from anybit.kernels.layout import WARP_THREADS, PackedLayout
+from anybit.kernels.planes import decode_tile
 from anybit.layout import RegisterLayout, local, shared_strided
 
 # Elements of one 16-byte vector of float16/bfloat16.
@@ -148,14 +149,22 @@ class DequantizeWeight(anybit.Script):
         n0 = self.blockIdx.y * bn
         # A block's chunks share one scale row when a group spans them all (per-channel scales included).
         shared_row = pl.per_channel or pl.group_size % bk == 0
-        tiles = [warps, pl.tile_bytes]
-        # Every load first: chunks · bytes_per_thread / vector_bytes independent vector loads per thread.
+        # Every load first: chunks · bytes_per_thread / vector_bytes independent vector loads per thread
+        # (per plane where the codes are stored as bit planes: each plane's bytes of the warp tiles).
+        parts = tuple(zip(pl.plane_layouts(), pl.plane_byte_offsets, strict=True)) if pl.planar else ((pl, 0),)
         raws = []
         for c in range(chunks):
-            raw = self.load_global(
-                gw, [first + c, self.blockIdx.y * warps, 0], tiles, layout=pl.block_byte_layout(warps)
+            raws.append(
+                {
+                    first_byte: self.load_global(
+                        gw,
+                        [first + c, self.blockIdx.y * warps, first_byte],
+                        [warps, part.tile_bytes],
+                        layout=part.block_byte_layout(warps),
+                    )
+                    for part, first_byte in parts
+                }
             )
-            raws.append(raw)
         zero_rows = []
         scale_rows = []
         for c in range(1 if shared_row else chunks):
@@ -167,12 +176,10 @@ class DequantizeWeight(anybit.Script):
             scale_rows.append(scale_row)
         for c in range(chunks):
             r = 0 if shared_row else c
-            codes = self.view(raws[c], dtype=pl.dtype, layout=pl.block_code_layout(warps))
-            tile = pl.block_tile_layout(warps)
-            if self.has_zeros:  # zero points are codes: subtracted inside the conversion
-                values = self.cast(codes, act, subtract=zero_rows[r], layout=tile)
-            else:
-                values = self.cast(codes, act, layout=tile)
+            zero = zero_rows[r] if self.has_zeros else None
+            values = decode_tile(
+                self, pl, warps, act, lambda part, first_byte, c=c: raws[c][first_byte], zero=zero
+            )
             values = values * scale_rows[r]
             self.store_shared(staged, values, [c * kc, 0])
         self.sync()

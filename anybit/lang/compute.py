@@ -189,6 +189,8 @@ def cast(
     subtract: RegisterTensor | None = None,
     layout=None,
     exponent: int = 0,
+    high: RegisterTensor | None = None,
+    code_dtype=None,
 ) -> RegisterTensor:
     """Convert element-wise to ``dtype`` (DESIGN §4.1 rounding), keeping the layout.
 
@@ -205,17 +207,46 @@ def cast(
     2^exponent must be a value of ``dtype`` (checked). Bit-aligning float conversions end with a multiply by
     a power of two that re-biases the exponent; an ``exponent`` that cancels it removes that multiply (one
     instruction per pair), and the kernel multiplies a per-group scale by 2^−exponent instead.
+
+    ``high`` and ``code_dtype`` (bit planes): codes stored split in two unsigned planes of the same shape —
+    ``tensor`` the low bits, ``high`` the high bits — are the codes ``tensor | high << tensor.dtype.nbits``
+    of ``code_dtype`` (its width the two summed); the cast converts those. Each plane's layout must hold the
+    result's elements per thread (``layout``). A plane pair whose two codes of every result pair sit 16 bits
+    apart in one word converts with a shift and a ``lop3`` per plane: no code straddles a word.
     """
     builder = current_builder()
     check_register(builder, tensor, "cast", "the operand")
     dtype = resolve_dtype(dtype)
+    if (high is None) != (code_dtype is None):
+        raise builder.error("high= and code_dtype= go together (bit planes: both, else neither)", "cast")
+    source_dtype = tensor.dtype
+    if high is not None:
+        check_register(builder, high, "cast", "high")
+        code_dtype = resolve_dtype(code_dtype)
+        for name, plane in (("the operand", tensor), ("high", high)):
+            if plane.dtype.kind != "uint":
+                raise builder.error(
+                    f"expected {name} of bit planes in an unsigned integer type, got {plane.dtype.name}",
+                    "cast",
+                )
+        if tuple(high.shape) != tuple(tensor.shape):
+            raise builder.error(
+                f"expected high of the operand's shape {list(tensor.shape)}, got {list(high.shape)}", "cast"
+            )
+        if tensor.dtype.nbits + high.dtype.nbits != code_dtype.nbits:
+            raise builder.error(
+                f"expected the planes' widths ({tensor.dtype.nbits} + {high.dtype.nbits}) to sum to "
+                f"{code_dtype.name}'s {code_dtype.nbits} bits",
+                "cast",
+            )
+        source_dtype = code_dtype
     if out is not None:
         _check_out(builder, out, dtype, tuple(tensor.shape), "cast")
     if subtract is not None:
         check_register(builder, subtract, "cast", "subtract")
-        if tensor.dtype.kind != "uint":
+        if source_dtype.kind != "uint":
             raise builder.error(
-                f"subtract= takes zero points of unsigned integer codes, got a {tensor.dtype.name} operand "
+                f"subtract= takes zero points of unsigned integer codes, got a {source_dtype.name} operand "
                 "(subtract after the cast instead)",
                 "cast",
             )
@@ -234,15 +265,15 @@ def cast(
     if exponent:
         if subtract is not None:
             raise builder.error("exponent= and subtract= together are not supported: scale after", "cast")
-        if tensor.dtype.nbits > 16:
+        if source_dtype.nbits > 16:
             raise builder.error(
                 f"exponent= takes operands of at most 16 bits (every value is checked), got "
-                f"{tensor.dtype.name}: multiply after the cast instead",
+                f"{source_dtype.name}: multiply after the cast instead",
                 "cast",
             )
-        if not scaling_is_exact(tensor.dtype, dtype, exponent):
+        if not scaling_is_exact(source_dtype, dtype, exponent):
             raise builder.error(
-                f"exponent={exponent}: not every {tensor.dtype.name} value times 2^{exponent} is a "
+                f"exponent={exponent}: not every {source_dtype.name} value times 2^{exponent} is a "
                 f"{dtype.name} value (it would round or overflow); pick an exponent that keeps them exact, "
                 "or scale after the cast",
                 "cast",
@@ -251,7 +282,17 @@ def cast(
         output = out
     else:
         output = new_register(builder, dtype, tensor.shape, layout if layout is not None else tensor.layout)
-    builder.emit(CastInst(output, tensor, subtract, exponent, source=builder.location()))
+    builder.emit(
+        CastInst(
+            output,
+            tensor,
+            subtract,
+            exponent,
+            high,
+            code_dtype if high is not None else None,
+            source=builder.location(),
+        )
+    )
     return output
 
 

@@ -140,10 +140,11 @@ class _Solver:
         """The operand's layout, or a given output layout holding the same elements per thread in another
         local order (a cast that reorders, e.g. pair-interleaved codes into tensor-core order); ``subtract``
         gets the output's layout reduced over its broadcast dimensions."""
-        output, operand = self.get(inst.output), self.get(inst.operand)
-        reorders = output is not None and operand is not None and output.holds_same_elements(operand)
-        if not reorders:
-            self._same(inst, [inst.output, inst.operand], "same layout as its operand")
+        for plane in (inst.operand,) if inst.high is None else (inst.operand, inst.high):
+            output, operand = self.get(inst.output), self.get(plane)
+            reorders = output is not None and operand is not None and output.holds_same_elements(operand)
+            if not reorders:
+                self._same(inst, [inst.output, plane], "same layout as its operand")
         subtract, known = inst.subtract, self.get(inst.output)
         if subtract is not None and known is not None:
             pairs = enumerate(zip(subtract.shape, inst.output.shape, strict=True))

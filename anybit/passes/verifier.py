@@ -246,27 +246,45 @@ def _cast(inst: CastInst, program) -> None:
         raise _fail(
             inst, f"expected the result shape {list(inst.operand.shape)}, got {list(inst.output.shape)}"
         )
-    a, b = inst.operand.layout, inst.output.layout
-    if a is not None and b is not None and a != b and not a.holds_same_elements(b):
-        raise _fail(
-            inst, f"expected cast to keep the layout {a} (or to reorder each thread's elements), got {b}"
-        )
+    planes = [inst.operand] if inst.high is None else [inst.operand, inst.high]
+    for plane in planes:
+        a, b = plane.layout, inst.output.layout
+        if a is not None and b is not None and a != b and not a.holds_same_elements(b):
+            raise _fail(
+                inst, f"expected cast to keep the layout {a} (or to reorder each thread's elements), got {b}"
+            )
+    source = inst.operand.dtype
+    if inst.high is not None:
+        source = inst.code_dtype
+        widths = inst.operand.dtype.nbits + inst.high.dtype.nbits
+        if (
+            source is None
+            or inst.operand.dtype.kind != "uint"
+            or inst.high.dtype.kind != "uint"
+            or tuple(inst.high.shape) != tuple(inst.operand.shape)
+            or widths != source.nbits
+        ):
+            raise _fail(
+                inst,
+                f"expected two unsigned bit planes of one shape whose widths sum to the code type's, got "
+                f"{_type(inst.operand)} and {_type(inst.high)} for "
+                f"{source.name if source is not None else 'no code type'}",
+            )
     if inst.exponent and (
-        inst.subtract is not None
-        or not scaling_is_exact(inst.operand.dtype, inst.output.dtype, inst.exponent)
+        inst.subtract is not None or not scaling_is_exact(source, inst.output.dtype, inst.exponent)
     ):
         raise _fail(
             inst,
             f"expected exponent={inst.exponent} without subtract and exact for every "
-            f"{inst.operand.dtype.name} value in {inst.output.dtype.name}",
+            f"{source.name} value in {inst.output.dtype.name}",
         )
     subtract = inst.subtract
     if subtract is not None:
-        if inst.operand.dtype.kind != "uint" or subtract.dtype != inst.output.dtype:
+        if source.kind != "uint" or subtract.dtype != inst.output.dtype:
             raise _fail(
                 inst,
                 f"expected unsigned integer codes and subtract in the result type, got "
-                f"{inst.operand.dtype.name} codes and {subtract.dtype.name} zero points",
+                f"{source.name} codes and {subtract.dtype.name} zero points",
             )
         if subtract.rank != inst.output.rank or any(
             s not in (1, o) for s, o in zip(subtract.shape, inst.output.shape, strict=True)

@@ -164,6 +164,42 @@ def quantized_dequant(dtype=dt.int6, target=dt.float16) -> Program:
     return program(f"dequant_{dtype.name}_{target.name}", [pw, po], body)
 
 
+#: Bit-plane widths (low plane first) of the planar test programs, by code width.
+PLANE_WIDTHS = {3: (2, 1), 5: (4, 1), 6: (4, 2)}
+
+
+def plane_layouts(dtype, operand: str = "a"):
+    """The packed layouts of one 64×16 warp tile's planes for codes of ``dtype`` (the decode kernel's)."""
+    from anybit.kernels.layout import PackedLayout
+
+    return [
+        PackedLayout(dt.dtype(f"uint{w}"), 16, 64, 64, 64, 16, w * 4, operand=operand)
+        for w in PLANE_WIDTHS[dtype.nbits]
+    ]
+
+
+def planar_dequant(dtype=dt.int6, target=dt.float16, operand: str = "a") -> Program:
+    """One warp tile's codes stored as two bit planes (the packing's plane layouts: 2- and 4-bit planes
+    pair-interleaved): load each plane's bytes, view them as its codes, cast both planes at once into the
+    tensor-core tile, store."""
+    planes = plane_layouts(dtype, operand)
+    params, body, codes = [], [], []
+    for index, plane in enumerate(planes):
+        pointer_var = pointer(f"plane{index}", dt.uint8)
+        view_tensor, view_inst = global_view(f"g{index}", pointer_var, dt.uint8, plane.tile_bytes)
+        raw = reg(f"raw{index}", dt.uint8, plane.byte_layout)
+        code = reg(f"codes{index}", plane.dtype, plane.code_layout)
+        params.append(pointer_var)
+        body += [view_inst, LoadGlobalInst(raw, view_tensor, (0,)), ViewInst(code, raw)]
+        codes.append(code)
+    tile = planes[0].tile_layout
+    po = pointer("out", target)
+    go, vo = global_view("go", po, target, *tile.shape)
+    out = reg("out", target, tile)
+    body += [vo, CastInst(out, codes[0], high=codes[1], code_dtype=dtype), StoreGlobalInst(go, out, (0, 0))]
+    return program(f"planar_{dtype.name}_{target.name}_{operand}", [*params, po], body, warps=1)
+
+
 def reductions(dtype=dt.float32) -> Program:
     """Row sums within a warp (shuffles) and column maxima across warps (shared scratch); where/assign."""
     px, py, pz = pointer("x", dtype), pointer("y", dtype), pointer("z", dtype)
@@ -273,6 +309,12 @@ def all_programs() -> dict[str, Program]:
         "dequant_e4m3_f16": quantized_dequant(dt.float8_e4m3, dt.float16),
         "reductions": reductions(),
         "products": products(),
+        "planar_int6_f16": planar_dequant(dt.int6, dt.float16),
+        "planar_uint5_bf16": planar_dequant(dt.uint5, dt.bfloat16),
+        "planar_uint3_f16_b": planar_dequant(dt.uint3, dt.float16, "b"),
+        "planar_e3m2_f16": planar_dequant(dt.float6_e3m2, dt.float16),
+        "planar_e2m3_bf16": planar_dequant(dt.float6_e2m3, dt.bfloat16),
+        "planar_e2m2_f16_b": planar_dequant(dt.float5_e2m2, dt.float16, "b"),
         "split_k": split_k(),
         "shared_roundtrip": shared_roundtrip(),
     }

@@ -190,14 +190,7 @@ def emit_where(ctx: EmitContext, inst: WhereInst) -> None:
 def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
     """Fast in-register conversion when one applies (``anybit.cuda.conversions``), else per element."""
     out, src = inst.output, inst.operand
-    order = None
-    if not same_map(out.layout, src.layout):  # a reordering cast: each thread's elements, another order
-        order = local_sources(out.layout, src.layout, ctx.num_threads, broadcast=False)
-        if order is None:
-            raise CodegenError(
-                f"cast{where(inst)}: expected the output layout to hold the operand's elements in each "
-                f"thread, got {out.layout} and {src.layout}"
-            )
+    order = _cast_order(ctx, inst, src)
     run = conversions.contiguous_pairs(src.layout)
     zero_pair = zero_element = None
     if inst.subtract is not None:
@@ -211,6 +204,24 @@ def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
         def zero_element(i: int) -> str:
             return _operand(ctx, inst, out, zeros, sources, i, ctype)
 
+    if inst.high is not None:  # bit planes: each output pair gathers its code bits from both
+        planes = []
+        for plane in (src, inst.high):
+            plane_order = _cast_order(ctx, inst, plane)
+            local = list(range(plane.layout.local_size)) if plane_order is None else plane_order
+            planes.append((ctx.register(plane), plane.dtype, local))
+        conversions.emit_planar_cast(
+            ctx,
+            planes,
+            inst.code_dtype,
+            ctx.register(out),
+            out.dtype,
+            out.layout.local_size,
+            zero_pair=zero_pair,
+            zero_element=zero_element,
+            exponent=inst.exponent,
+        )
+        return
     conversions.emit_cast(
         ctx,
         ctx.register(src),
@@ -224,6 +235,20 @@ def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
         zero_element=zero_element,
         exponent=inst.exponent,
     )
+
+
+def _cast_order(ctx: EmitContext, inst: CastInst, plane: RegisterTensor) -> list[int] | None:
+    """The plane local of each output local of a reordering cast (None: the same order)."""
+    out = inst.output
+    if same_map(out.layout, plane.layout):
+        return None
+    order = local_sources(out.layout, plane.layout, ctx.num_threads, broadcast=False)
+    if order is None:
+        raise CodegenError(
+            f"cast{where(inst)}: expected the output layout to hold the operand's elements in each "
+            f"thread, got {out.layout} and {plane.layout}"
+        )
+    return order
 
 
 @register_emitter(ViewInst)

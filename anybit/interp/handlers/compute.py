@@ -139,26 +139,34 @@ def where(block: BlockState, inst: ir.WhereInst) -> None:
     block.registers.set_codes(output, codes_from_values(np.where(condition, on_true, on_false), output.dtype))
 
 
+def _codes_in_output_layout(block: BlockState, tensor: ir.RegisterTensor, output: ir.RegisterTensor):
+    if tensor.layout == output.layout:
+        return block.registers.codes(tensor)
+    return gather_from_dense(block.registers.dense_codes(tensor), output)
+
+
 @register(ir.CastInst)
 def cast(block: BlockState, inst: ir.CastInst) -> None:
     operand, output = inst.operand, inst.output
-    if operand.layout == output.layout:
-        codes = block.registers.codes(operand)
-    else:
-        codes = gather_from_dense(block.registers.dense_codes(operand), output)
+    codes = _codes_in_output_layout(block, operand, output)
+    source = operand.dtype
+    if inst.high is not None:  # bit planes: the code is low | high << (the low plane's width)
+        high = _codes_in_output_layout(block, inst.high, output).astype(np.uint64)
+        source = inst.code_dtype
+        codes = (codes.astype(np.uint64) | (high << np.uint64(operand.dtype.nbits))).astype(source.code_dtype)
     if inst.exponent:  # exact by the builder's check: the source value times 2^exponent, encoded
-        scaled = values_from_codes(codes, operand.dtype).astype(np.float64) * 2.0**inst.exponent
+        scaled = values_from_codes(codes, source).astype(np.float64) * 2.0**inst.exponent
         block.registers.set_codes(output, codes_from_values(to_compute(scaled, output.dtype), output.dtype))
         return
-    converted = convert_codes(codes, operand.dtype, output.dtype)
+    converted = convert_codes(codes, source, output.dtype)
     if inst.subtract is not None:
         zeros = _operand(block, inst.subtract, output, output.dtype)
-        top = 2**operand.dtype.nbits
+        top = 2**source.nbits
         if not np.all((zeros == np.floor(zeros)) & (zeros >= 0) & (zeros < top)):
             bad = zeros[(zeros != np.floor(zeros)) | (zeros < 0) | (zeros >= top)].ravel()[:3]
             raise InterpreterError(
                 f"cast(subtract={inst.subtract.name}): zero points must be integers in [0, {top}) (codes of "
-                f"{operand.dtype.name}), got {bad.tolist()}; subtract after the cast for other values"
+                f"{source.name}), got {bad.tolist()}; subtract after the cast for other values"
             )
         values = to_compute(values_from_codes(converted, output.dtype), output.dtype)
         converted = codes_from_values(binary_values("sub", values, zeros), output.dtype)
