@@ -15,6 +15,7 @@ packed as unsigned codes of its width with the same tile shape, the planes of a 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -161,13 +162,13 @@ class PackedLayout:
         if self.plane:
             raise ValueError("a plane layout (plane=True) cannot itself have planes")
         elements = self.k_chunk * self.n_tiles  # 4x the elements per thread: plane bits per thread = this·w/4
-        short = [w for w in planes if elements * w % (4 * WORD_BITS)]
-        if short:
+        if not _planes_fit(self.k_chunk, self.n_tiles, planes):
+            w = min(planes)
             raise ValueError(
                 f"planes {planes}: each plane must fill whole 32-bit words per thread, but k_chunk "
                 f"{self.k_chunk} x n_per_warp {self.n_per_warp} gives {elements // 4} codes per thread, "
-                f"{elements * short[0] // 4} bits for the {short[0]}-bit plane; use a larger k_chunk or "
-                "n_per_warp (k_chunk·n_per_warp/8 a multiple of 128), or planes=()"
+                f"{elements * w // 4} bits for the {w}-bit plane; use a larger k_chunk or n_per_warp "
+                f"(k_chunk·n_per_warp/8 a multiple of {_planes_multiple(planes)}), or planes=()"
             )
         for plane in self.plane_layouts():
             try:
@@ -191,21 +192,7 @@ class PackedLayout:
     def plane_layouts(self) -> tuple[PackedLayout, ...]:
         """One layout per plane, low plane first: ``uint<w>`` codes of the same shape, group size, tile shape,
         operand and gating, ``plane=True`` (so a 1-bit plane is pair-interleaved). Empty when not planar."""
-        return tuple(
-            PackedLayout(
-                resolve_dtype(f"uint{w}"),
-                self.n,
-                self.k,
-                self.group_size,
-                self.k_chunk,
-                self.n_per_warp,
-                self.k_chunk * self.n_tiles * w // WARP_THREADS,
-                self.operand,
-                self.gated,
-                plane=True,
-            )
-            for w in self.planes
-        )
+        return _plane_layouts(self)  # cached: the same objects each call
 
     @property
     def plane_bit_offsets(self) -> tuple[int, ...]:
@@ -305,9 +292,33 @@ def planes_supported(dtype: DataType) -> bool:
     return not (dtype.is_float and (dtype.has_inf or dtype.has_nan))
 
 
+def _planes_multiple(widths: tuple[int, ...]) -> int:
+    """What KC·NT must be a multiple of for every plane to fill whole 32-bit words per thread."""
+    return 4 * WORD_BITS // min(widths)
+
+
 def _planes_fit(k_chunk: int, n_tiles: int, widths: tuple[int, ...]) -> bool:
     """Whether every plane fills whole 32-bit words per thread (KC·NT/4 codes of w bits each)."""
-    return all(k_chunk * n_tiles * w % (4 * WORD_BITS) == 0 for w in widths)
+    return k_chunk * n_tiles % _planes_multiple(widths) == 0
+
+
+@functools.lru_cache(maxsize=1024)
+def _plane_layouts(layout: PackedLayout) -> tuple[PackedLayout, ...]:
+    return tuple(
+        PackedLayout(
+            resolve_dtype(f"uint{w}"),
+            layout.n,
+            layout.k,
+            layout.group_size,
+            layout.k_chunk,
+            layout.n_per_warp,
+            layout.k_chunk * layout.n_tiles * w // WARP_THREADS,
+            layout.operand,
+            layout.gated,
+            plane=True,
+        )
+        for w in layout.planes
+    )
 
 
 def interleave_pairs(layout: RegisterLayout, word_elements: int) -> RegisterLayout:
@@ -417,8 +428,8 @@ def choose_layout(
             "only 3-, 5- and 6-bit ints, uints and floats without inf or NaN can"
             if not planes_supported(data_type)
             else f"the planes {widths} would not fill whole 32-bit words per thread with k_chunk {k_chunk} "
-            f"and n_per_warp {8 * n_tiles} (k_chunk·n_per_warp/8 must be a multiple of 128): use a larger "
-            "group size or N, or planar=False"
+            f"and n_per_warp {8 * n_tiles} (k_chunk·n_per_warp/8 must be a multiple of "
+            f"{_planes_multiple(widths)}): use a larger group size or N, or planar=False"
         )
         raise ValueError(f"{data_type.name} [N={n}, K={k}] cannot be stored as bit planes: {reason}")
     use_planes = eligible and (PLANAR_BY_DEFAULT if planar is None else planar)
