@@ -7,10 +7,15 @@ KC·NT/4 weights, that is ``bytes_per_thread`` = KC·NT·b/32 bytes. As uint8 th
 16-byte) vector loads, and ``view`` turns them into weights in the tensor-core layout for free. Warp tiles are
 stored as ``[K/KC, N/(8·NT), 32·bpt]`` bytes, so the warps of a block read adjacent tiles of one k-chunk as
 one contiguous [warps, 32·bpt] tile.
+
+Bit planes: 3-, 5- and 6-bit codes straddle bytes and words, so a layout may store them as two planes of
+power-of-two widths (:attr:`PackedLayout.planes`, low plane first: 3 = 2 + 1, 5 = 4 + 1, 6 = 4 + 2), each
+packed as unsigned codes of its width with the same tile shape, the planes of a warp tile back to back.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -18,6 +23,7 @@ import numpy as np
 import torch
 
 from anybit.dtypes import DataType, decode
+from anybit.dtypes import dtype as resolve_dtype
 from anybit.kernels.quantize import check_weight_dtype
 from anybit.layout import RegisterLayout, local, permute, spatial
 from anybit.layout.mma import MMA_M16N8K16_F16_A, MMA_M16N8K16_F16_B
@@ -31,6 +37,13 @@ MAX_BYTES_PER_THREAD = 64
 #: The default packing's tensor-core operand: the weight as the m16 "a" operand (the transposed decode
 #: kernel), measured faster at M ≤ 8 on the H200 (BENCHMARKS.md, fifth session).
 DEFAULT_OPERAND = "a"
+#: Plane widths (low plane first) of the codes :func:`choose_layout` stores as bit planes: each plane a width
+#: the fast pair conversions take (1, 2, 4 bits, all pair-interleaved), where 3-, 5- and 6-bit codes straddle
+#: bytes and words and need shifts and masks per pair.
+PLANE_WIDTHS: dict[int, tuple[int, int]] = {3: (2, 1), 5: (4, 1), 6: (4, 2)}
+#: Whether :func:`choose_layout` stores eligible types as bit planes unless told otherwise. False until the
+#: kernels' two-plane conversion reads them.
+PLANAR_BY_DEFAULT = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,17 @@ class PackedLayout:
         The weight is a gated pair, gate and up rows interleaved in blocks of 8
         (:func:`~anybit.kernels.interleave_gated`), and the product is silu(x·gateᵀ)·(x·upᵀ) [M, N/2] (the
         decode kernel's fused epilogue; the dequantize path does the same after cuBLAS). Operand "a" only.
+    planes
+        Bit-plane widths, low plane first; ``()`` (the default): the codes are stored whole. Otherwise two
+        widths of 1, 2 or 4 bits summing to b: code = low | high << w0 on the raw code bits (two's complement
+        for signed ints, the float's bits for floats). Each plane is packed exactly as ``uint<w>`` codes of
+        the same tile shape (:meth:`plane_layouts`; 1-, 2- and 4-bit planes all pair-interleaved), and the
+        planes of one warp tile are stored back to back in its 32·bpt bytes (:attr:`plane_byte_offsets`).
+        Every plane must fill whole 32-bit words per thread. bytes_per_thread and the packed shape are the
+        same as stored whole.
+    plane
+        This layout is one plane of a planar layout (a ``uint1``/``uint2``/``uint4`` layout): 1-bit codes are
+        then stored pair-interleaved like 2- and 4-bit ones (see :attr:`interleaved`).
     """
 
     dtype: DataType
@@ -71,6 +95,8 @@ class PackedLayout:
     bytes_per_thread: int
     operand: str = "b"
     gated: bool = False
+    planes: tuple[int, ...] = ()
+    plane: bool = False
 
     def __post_init__(self) -> None:
         kc, npw = self.k_chunk, self.n_per_warp
@@ -102,11 +128,83 @@ class PackedLayout:
             )
         if self.group_size % kc:
             raise ValueError(f"expected group_size a multiple of k_chunk {kc}, got {self.group_size}")
+        if self.plane:
+            self._check_plane()
+        if self.planes:
+            self._check_planes()
+
+    def _check_plane(self) -> None:
+        if self.planes or self.dtype.kind != "uint" or self.nbits not in (1, 2, 4):
+            raise ValueError(
+                "a plane layout (plane=True) holds one plane of unsigned 1-, 2- or 4-bit codes and no planes "
+                f"of its own, got {self.dtype.name} with planes {self.planes}; build it with plane_layouts()"
+            )
+        if self.bytes_per_thread % 4:
+            raise ValueError(
+                f"a plane layout fills whole 32-bit words per thread, got {self.bytes_per_thread} bytes per "
+                "thread; use a larger k_chunk or n_per_warp"
+            )
+
+    def _check_planes(self) -> None:
+        planes = self.planes
+        if not isinstance(planes, tuple) or not all(isinstance(w, int) for w in planes):
+            raise ValueError(f"expected planes a tuple of ints (widths, low plane first), got {planes!r}")
+        if not planes_supported(self.dtype):
+            raise ValueError(
+                f"{self.dtype.name} cannot be stored as bit planes (3-, 5- and 6-bit ints, uints and floats "
+                "without inf or NaN can); use planes=()"
+            )
+        if len(planes) != 2 or any(w not in (1, 2, 4) for w in planes) or sum(planes) != self.nbits:
+            raise ValueError(
+                f"expected planes two widths of 1, 2 or 4 bits summing to {self.nbits} ({self.dtype.name}), "
+                f"e.g. {PLANE_WIDTHS[self.nbits]}, got {planes}"
+            )
+        if self.plane:
+            raise ValueError("a plane layout (plane=True) cannot itself have planes")
+        elements = self.k_chunk * self.n_tiles  # 4x the elements per thread: plane bits per thread = this·w/4
+        if not _planes_fit(self.k_chunk, self.n_tiles, planes):
+            w = min(planes)
+            raise ValueError(
+                f"planes {planes}: each plane must fill whole 32-bit words per thread, but k_chunk "
+                f"{self.k_chunk} x n_per_warp {self.n_per_warp} gives {elements // 4} codes per thread, "
+                f"{elements * w // 4} bits for the {w}-bit plane; use a larger k_chunk or n_per_warp "
+                f"(k_chunk·n_per_warp/8 a multiple of {_planes_multiple(planes)}), or planes=()"
+            )
+        for plane in self.plane_layouts():
+            try:
+                plane.code_layout  # noqa: B018 - the 1-bit plane's pair interleave must exist for this tile
+            except ValueError as error:
+                raise ValueError(
+                    f"planes {planes}: the {plane.nbits}-bit plane cannot be pair-interleaved in this tile "
+                    f"(k_chunk {self.k_chunk}, n_per_warp {self.n_per_warp}): {error}; use planes=()"
+                ) from error
 
     @property
     def nbits(self) -> int:
         """Bits per weight."""
         return self.dtype.nbits
+
+    @property
+    def planar(self) -> bool:
+        """Whether the codes are stored as bit planes (:attr:`planes` is not empty)."""
+        return bool(self.planes)
+
+    def plane_layouts(self) -> tuple[PackedLayout, ...]:
+        """One layout per plane, low plane first: ``uint<w>`` codes of the same shape, group size, tile shape,
+        operand and gating, ``plane=True`` (so a 1-bit plane is pair-interleaved). Empty when not planar."""
+        return _plane_layouts(self)  # cached: the same objects each call
+
+    @property
+    def plane_bit_offsets(self) -> tuple[int, ...]:
+        """The code bit where each plane starts: (0, w0); code = Σ plane code << offset."""
+        return tuple(sum(self.planes[:p]) for p in range(len(self.planes)))
+
+    @property
+    def plane_byte_offsets(self) -> tuple[int, ...]:
+        """The byte where each plane starts within one warp tile's 32·bytes_per_thread bytes:
+        (0, 32 · bytes_per_thread of the low plane)."""
+        sizes = [plane.tile_bytes for plane in self.plane_layouts()]
+        return tuple(sum(sizes[:p]) for p in range(len(sizes)))
 
     @property
     def n_tiles(self) -> int:
@@ -149,16 +247,20 @@ class PackedLayout:
 
     @property
     def interleaved(self) -> bool:
-        """Whether the codes of each 32-bit word are stored pair-interleaved (2- and 4-bit types).
+        """Whether the codes of each 32-bit word are stored pair-interleaved (2- and 4-bit types, and 1-bit
+        planes).
 
         The tensor-core B operand takes weights in pairs (k, k+1 of one column, one f16x2 register). In a word
         of 32/b codes the packing stores the first element of pair p at slot p and the second at slot
         p + 16/b, so the two codes of every pair sit 16 bits apart, one in each half of the word: a single
         ``lop3`` (after at most one shift shared by several pairs) places both under a magic exponent, where
         adjacent codes need a ``prmt`` per pair first. (1-bit codes keep the plain order: there one ``prmt``
-        serves the four pairs of a byte, and the interleaved form measured more SASS instructions.)
+        serves the four pairs of a byte, and the interleaved form measured more SASS instructions. A 1-bit
+        *plane* is interleaved, 32 codes a word, pair p at slots p and p + 16, so that in every plane of a
+        planar layout the two codes of a pair sit 16 bits apart.)
         """
-        return self.nbits in (2, 4) and self.bytes_per_thread % 4 == 0
+        interleaved_width = self.nbits in (2, 4) or (self.nbits == 1 and self.plane)
+        return interleaved_width and self.bytes_per_thread % 4 == 0
 
     @property
     def code_layout(self) -> RegisterLayout:
@@ -180,6 +282,43 @@ class PackedLayout:
         """Register layout of ``warps`` adjacent warp tiles as uint8 [warps, 32 · bytes_per_thread]."""
         g = self.vector_bytes
         return spatial(warps, 1) * local(1, self.bytes_per_thread // g).spatial(1, WARP_THREADS).local(1, g)
+
+
+def planes_supported(dtype: DataType) -> bool:
+    """Whether codes of ``dtype`` may be stored as bit planes: 3-, 5- and 6-bit ints and uints, and floats of
+    those widths without inf or NaN (whose special codes a two-plane conversion would have to test whole)."""
+    if dtype.nbits not in PLANE_WIDTHS or dtype.kind not in ("int", "uint", "float"):
+        return False
+    return not (dtype.is_float and (dtype.has_inf or dtype.has_nan))
+
+
+def _planes_multiple(widths: tuple[int, ...]) -> int:
+    """What KC·NT must be a multiple of for every plane to fill whole 32-bit words per thread."""
+    return 4 * WORD_BITS // min(widths)
+
+
+def _planes_fit(k_chunk: int, n_tiles: int, widths: tuple[int, ...]) -> bool:
+    """Whether every plane fills whole 32-bit words per thread (KC·NT/4 codes of w bits each)."""
+    return k_chunk * n_tiles % _planes_multiple(widths) == 0
+
+
+@functools.lru_cache(maxsize=1024)
+def _plane_layouts(layout: PackedLayout) -> tuple[PackedLayout, ...]:
+    return tuple(
+        PackedLayout(
+            resolve_dtype(f"uint{w}"),
+            layout.n,
+            layout.k,
+            layout.group_size,
+            layout.k_chunk,
+            layout.n_per_warp,
+            layout.k_chunk * layout.n_tiles * w // WARP_THREADS,
+            layout.operand,
+            layout.gated,
+            plane=True,
+        )
+        for w in layout.planes
+    )
 
 
 def interleave_pairs(layout: RegisterLayout, word_elements: int) -> RegisterLayout:
@@ -230,6 +369,7 @@ def choose_layout(
     max_bytes_per_thread: int = MAX_BYTES_PER_THREAD,
     operand: str | None = None,
     gated: bool = False,
+    planar: bool | None = None,
 ) -> PackedLayout:
     """The default packing of an [n, k] weight of ``dtype`` with scale groups of ``group_size``.
 
@@ -245,12 +385,17 @@ def choose_layout(
     transposed decode kernel (half the tensor-core work at M ≤ 8: 10–17% faster at M = 1 and 4 on the H200,
     about 5% slower at M = 16), and "b" when N is not a multiple of 16 (operand "a" needs NT ≥ 2).
     ``gated``: the weight is a row-interleaved gated pair (see :class:`PackedLayout`; operand "a").
+    ``planar``: store the codes as bit planes (:attr:`PackedLayout.planes`, widths :data:`PLANE_WIDTHS`):
+    True forces them, False forbids them, None (default) takes them when :data:`PLANAR_BY_DEFAULT` is set and
+    the type (:func:`planes_supported`) and tile shape (every plane whole 32-bit words per thread: k_chunk ·
+    NT a multiple of 128 for a 1-bit plane, of 64 for a 2-bit one) allow. The tile shape is chosen as for
+    codes stored whole, so bytes_per_thread and the packed shape do not depend on ``planar``.
 
     Raises
     ------
     ValueError
-        For a type that is not a 1–8-bit weight type, or for a shape the packing cannot take (naming the
-        multiples K and N need).
+        For a type that is not a 1–8-bit weight type, for a shape the packing cannot take (naming the
+        multiples K and N need), or for ``planar=True`` with a type or tile shape that cannot be planar.
     """
     data_type = check_weight_dtype(dtype)
     if operand is None:
@@ -276,6 +421,18 @@ def choose_layout(
         ),
         1 if operand == "b" else 2,
     )
+    widths = PLANE_WIDTHS.get(data_type.nbits, ())
+    eligible = planes_supported(data_type) and _planes_fit(k_chunk, n_tiles, widths)
+    if planar and not eligible:
+        reason = (
+            "only 3-, 5- and 6-bit ints, uints and floats without inf or NaN can"
+            if not planes_supported(data_type)
+            else f"the planes {widths} would not fill whole 32-bit words per thread with k_chunk {k_chunk} "
+            f"and n_per_warp {8 * n_tiles} (k_chunk·n_per_warp/8 must be a multiple of "
+            f"{_planes_multiple(widths)}): use a larger group size or N, or planar=False"
+        )
+        raise ValueError(f"{data_type.name} [N={n}, K={k}] cannot be stored as bit planes: {reason}")
+    use_planes = eligible and (PLANAR_BY_DEFAULT if planar is None else planar)
     return PackedLayout(
         dtype=data_type,
         n=n,
@@ -286,6 +443,7 @@ def choose_layout(
         bytes_per_thread=k_chunk * n_tiles * data_type.nbits // WARP_THREADS,
         operand=operand,
         gated=gated,
+        planes=widths if use_planes else (),
     )
 
 

@@ -1,10 +1,11 @@
 """The VM programs that pack natural weight codes into the packed layout and back (one warp per warp tile).
 
 Packing loads the codes of one warp tile of W^T (a transposed, strided view of the [N, K] codes) straight
-into the stored code layout (the tensor-core B layout, pair-interleaved for 2- and 4-bit types), narrows
-each code to ``uint<b>`` (the bits are the code, whatever the weight type: a float's or a signed int's bits
-are its code), ``view``s the thread's bits as bytes in the byte layout and stores them. Unpacking is the same
-in reverse.
+into the stored code layout (the tensor-core layout, pair-interleaved for 2- and 4-bit types and 1-bit
+planes), narrows each code to ``uint<b>`` (the bits are the code, whatever the weight type: a float's or a
+signed int's bits are its code), ``view``s the thread's bits as bytes in the byte layout and stores them.
+Unpacking is the same in reverse. A planar layout runs the programs once per plane
+(:mod:`anybit.kernels.packing`), each on a ``plane=True`` tile.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ def _bits_type(nbits: int) -> DataType:
 class PackWeight(anybit.Script):
     """codes uint8 [N, K] → packed bytes [K/KC, N/(8·NT), 32·bpt]; grid = one 1-warp block per warp tile."""
 
-    def __init__(self, nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b") -> None:
+    def __init__(
+        self, nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b", plane: bool = False
+    ) -> None:
         super().__init__()
         layout = PackedLayout(
             _bits_type(nbits),
@@ -34,6 +37,7 @@ class PackWeight(anybit.Script):
             n_per_warp,
             k_chunk * n_per_warp * nbits // 256,
             operand,
+            plane=plane,  # a plane's 1-bit codes are pair-interleaved (PackedLayout.interleaved)
         )
         self.tile = layout
 
@@ -55,9 +59,11 @@ class PackWeight(anybit.Script):
 class UnpackWeight(anybit.Script):
     """The inverse of :class:`PackWeight`: packed bytes → codes uint8 [N, K]."""
 
-    def __init__(self, nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b") -> None:
+    def __init__(
+        self, nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b", plane: bool = False
+    ) -> None:
         super().__init__()
-        self.tile = PackWeight(nbits, k_chunk, n_per_warp, operand).tile
+        self.tile = PackWeight(nbits, k_chunk, n_per_warp, operand, plane).tile
 
     def __call__(self, packed: anybit.ptr(uint8), codes: anybit.ptr(uint8), n: anybit.int32, k: anybit.int32):
         tile = self.tile
@@ -74,12 +80,17 @@ class UnpackWeight(anybit.Script):
 
 
 @functools.cache
-def pack_script(nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b") -> PackWeight:
-    """The (cached) packing program for one tile shape and operand."""
-    return PackWeight(nbits, k_chunk, n_per_warp, operand)
+def pack_script(
+    nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b", plane: bool = False
+) -> PackWeight:
+    """The (cached) packing program for one tile shape and operand (``plane``: one plane of a planar layout,
+    :attr:`~anybit.kernels.PackedLayout.plane`)."""
+    return PackWeight(nbits, k_chunk, n_per_warp, operand, plane)
 
 
 @functools.cache
-def unpack_script(nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b") -> UnpackWeight:
-    """The (cached) unpacking program for one tile shape and operand."""
-    return UnpackWeight(nbits, k_chunk, n_per_warp, operand)
+def unpack_script(
+    nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b", plane: bool = False
+) -> UnpackWeight:
+    """The (cached) unpacking program for one tile shape and operand (``plane``: as for pack_script)."""
+    return UnpackWeight(nbits, k_chunk, n_per_warp, operand, plane)

@@ -2,7 +2,9 @@
 
 ``pack`` runs the VM program :class:`~anybit.kernels.pack_scripts.PackWeight` where the codes live: a GPU
 launch for CUDA tensors, the interpreter for small CPU weights. Large CPU weights take the numpy reference
-(:func:`pack_codes_numpy`), which the tests check byte for byte against the VM program.
+(:func:`pack_codes_numpy`), which the tests check byte for byte against the VM program. A planar layout
+(:attr:`~anybit.kernels.PackedLayout.planes`) packs each plane's bits alone with its plane layout and stores
+the planes of every warp tile back to back.
 """
 
 from __future__ import annotations
@@ -86,8 +88,23 @@ def _element_grid(layout: PackedLayout) -> tuple[np.ndarray, np.ndarray]:
     return coordinates[..., 0], coordinates[..., 1]
 
 
+def _planes(layout: PackedLayout):
+    """(plane layout, first byte within a warp tile, first code bit, code mask) of each plane."""
+    return [
+        (plane, start, offset, (1 << plane.nbits) - 1)
+        for plane, start, offset in zip(
+            layout.plane_layouts(), layout.plane_byte_offsets, layout.plane_bit_offsets, strict=True
+        )
+    ]
+
+
 def pack_codes_numpy(codes: np.ndarray, layout: PackedLayout) -> np.ndarray:
     """The numpy reference of packing: uint8 codes [N, K] → uint8 ``layout.packed_shape``."""
+    if layout.planar:
+        # [K/KC, N/NPW, 32·bpt_p] per plane: concatenated on the last axis = back to back in each warp tile.
+        codes = np.asarray(codes, dtype=np.uint8)
+        parts = [pack_codes_numpy((codes >> at) & mask, plane) for plane, _, at, mask in _planes(layout)]
+        return np.concatenate(parts, axis=-1)
     n, k = layout.n, layout.k
     kc, npw, b = layout.k_chunk, layout.n_per_warp, layout.nbits
     tile_k, tile_n = _element_grid(layout)
@@ -103,6 +120,12 @@ def pack_codes_numpy(codes: np.ndarray, layout: PackedLayout) -> np.ndarray:
 
 def unpack_codes_numpy(data: np.ndarray, layout: PackedLayout) -> np.ndarray:
     """The numpy reference of unpacking: uint8 ``layout.packed_shape`` → uint8 codes [N, K]."""
+    if layout.planar:
+        data = np.asarray(data, dtype=np.uint8).reshape(layout.packed_shape)
+        codes = np.zeros((layout.n, layout.k), dtype=np.uint8)
+        for plane, start, offset, _ in _planes(layout):
+            codes |= unpack_codes_numpy(data[..., start : start + plane.tile_bytes], plane) << offset
+        return codes
     n, k = layout.n, layout.k
     kc, npw, b = layout.k_chunk, layout.n_per_warp, layout.nbits
     g = layout.vector_bytes
@@ -134,6 +157,30 @@ def _run(script, *args) -> None:
         anybit.interpret(script, *args)
     else:
         script(*args)
+
+
+def _pack_vm(codes: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    """The packing program over ``codes`` [N, K] (planar: once per plane on its bits, then concatenated)."""
+    if layout.planar:
+        parts = [_pack_vm((codes >> offset) & mask, plane) for plane, _, offset, mask in _planes(layout)]
+        return torch.cat(parts, dim=-1)
+    data = torch.empty(layout.packed_shape, dtype=torch.uint8, device=codes.device)
+    script = pack_script(layout.nbits, layout.k_chunk, layout.n_per_warp, layout.operand, layout.plane)
+    _run(script, codes.contiguous(), data, layout.n, layout.k)
+    return data
+
+
+def _unpack_vm(data: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    """The unpacking program over ``data`` (planar: once per plane, the plane codes shifted and OR-ed)."""
+    if layout.planar:
+        codes = torch.zeros((layout.n, layout.k), dtype=torch.uint8, device=data.device)
+        for plane, start, offset, _ in _planes(layout):
+            codes |= _unpack_vm(data[..., start : start + plane.tile_bytes], plane) << offset
+        return codes
+    codes = torch.empty((layout.n, layout.k), dtype=torch.uint8, device=data.device)
+    script = unpack_script(layout.nbits, layout.k_chunk, layout.n_per_warp, layout.operand, layout.plane)
+    _run(script, data.contiguous(), codes, layout.n, layout.k)
+    return codes
 
 
 def pack(q: QuantizedWeight, *, layout: PackedLayout | None = None, method: Method = "auto") -> PackedWeight:
@@ -169,8 +216,7 @@ def pack(q: QuantizedWeight, *, layout: PackedLayout | None = None, method: Meth
     if codes.dtype != torch.uint8:
         raise ValueError(f"expected uint8 codes, got {codes.dtype}")
     if _use_vm(codes.device, n * k, method):
-        data = torch.empty(layout.packed_shape, dtype=torch.uint8, device=codes.device)
-        _run(pack_script(layout.nbits, layout.k_chunk, layout.n_per_warp, layout.operand), codes, data, n, k)
+        data = _pack_vm(codes, layout)
         if data.is_cuda:
             # The decode kernel reads weights before it waits for the kernel launched ahead of it
             # (wait_prior_grids): the packed bytes and the scales must be written before it starts, not
@@ -191,10 +237,7 @@ def unpack(p: PackedWeight, *, method: Method = "auto") -> QuantizedWeight:
             f"expected uint8 data of shape {list(layout.packed_shape)}, got {data.dtype} {list(data.shape)}"
         )
     if _use_vm(data.device, n * k, method):
-        codes = torch.empty((n, k), dtype=torch.uint8, device=data.device)
-        _run(
-            unpack_script(layout.nbits, layout.k_chunk, layout.n_per_warp, layout.operand), data, codes, n, k
-        )
+        codes = _unpack_vm(data, layout)
     else:
         codes = torch.from_numpy(unpack_codes_numpy(data.numpy(), layout))
     return QuantizedWeight(codes, layout.dtype, layout.group_size, p.scales, p.zeros)

@@ -31,12 +31,14 @@ PACKED_BUFFERS = ("packed", "scales", "zeros", "input_permutation")
 #: to operand "a"); version 2 files (2- and 4-bit codes pair-interleaved) name their packing only when it
 #: was not that version's default, operand "b", and load as such; version 1 files hold the plain order and
 #: are refused rather than misread.
-STATE_VERSION = 4
-READABLE_STATE_VERSIONS = (2, 3, 4)
+STATE_VERSION = 5
+READABLE_STATE_VERSIONS = (2, 3, 4, 5)
 #: The PackedLayout fields a saved layer records (beyond type, group size and shape); version 4 adds
-#: ``gated`` (a gated pair, :mod:`anybit.kernels.gated`), False in older files.
+#: ``gated`` (a gated pair, :mod:`anybit.kernels.gated`), False in older files; version 5 adds ``planes``
+#: (the bit-plane widths, a list; empty: codes stored whole), empty in older files (they packed codes whole).
 PACKING_FIELDS = ("k_chunk", "n_per_warp", "bytes_per_thread", "operand")
 GATED_FIELD = "gated"
+PLANES_FIELD = "planes"
 
 
 def default_act_dtype(weight_dtype: torch.dtype) -> torch.dtype:
@@ -206,6 +208,7 @@ class QuantizedLinear(nn.Module):
         act_dtype: torch.dtype | None = None,
         operand: str | None = None,
         gated: bool | None = None,
+        planar: bool | None = None,
     ) -> QuantizedLinear:
         """Quantize a ``torch.nn.Linear`` (round to nearest, group-wise) on the device its weight is on.
 
@@ -225,6 +228,9 @@ class QuantizedLinear(nn.Module):
             The linear is a gated pair (gate and up rows interleaved, :mod:`anybit.kernels.gated`): the layer
             then returns silu(gate) · up, [..., out_features / 2]. Default: the marker
             ``fuse_projections(..., gated_mlp=True)`` sets on such a linear.
+        planar
+            Store 3-, 5- and 6-bit codes as bit planes (:func:`anybit.kernels.choose_layout`): True forces
+            them, False forbids them, None follows the packing's default.
 
         Raises
         ------
@@ -239,7 +245,9 @@ class QuantizedLinear(nn.Module):
 
             gated = bool(getattr(linear, GATED_MARKER, False))
         try:  # fail before quantizing: the packing decides which shapes are possible
-            layout = kernels.choose_layout(dtype, n, k, group_size, operand=operand, gated=gated)
+            layout = kernels.choose_layout(
+                dtype, n, k, group_size, operand=operand, gated=gated, planar=planar
+            )
         except ValueError as error:
             raise ValueError(
                 f"QuantizedLinear.from_linear(in_features={k}, out_features={n}, dtype={dtype}, "
@@ -375,12 +383,16 @@ class QuantizedLinear(nn.Module):
             "dtype": self.weight_dtype.name,
             "group_size": self.group_size,
             "act_dtype": str(self.act_dtype).removeprefix("torch."),
-            "packing": {name: getattr(self.layout, name) for name in (*PACKING_FIELDS, GATED_FIELD)},
+            "packing": {
+                **{name: getattr(self.layout, name) for name in (*PACKING_FIELDS, GATED_FIELD)},
+                PLANES_FIELD: list(self.layout.planes),
+            },
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Adopt a saved layer's type, group size, activation dtype and packing (a version 2 state without
-        a packing has that version's default: operand "b")."""
+        a packing has that version's default: operand "b"; states before version 5 hold codes stored whole,
+        ``planes=()``)."""
         version = state.get("version") if isinstance(state, dict) else None
         if version not in READABLE_STATE_VERSIONS:
             raise ValueError(
@@ -393,15 +405,29 @@ class QuantizedLinear(nn.Module):
         missing = [name for name in PACKING_FIELDS if packing is not None and name not in packing]
         if missing:  # checked before anything changes: a refused state leaves the layer as it was
             raise ValueError(f"QuantizedLinear: the saved packing {packing!r} lacks {missing}")
-        self._configure(state["dtype"], state["group_size"], getattr(torch, state["act_dtype"]))
-        if packing is None:  # version 2, saved with its default packing
-            self.layout = kernels.choose_layout(
-                self.weight_dtype, self.out_features, self.in_features, self.group_size, operand="b"
-            )
-        else:
-            fields = {name: packing[name] for name in PACKING_FIELDS}
-            fields[GATED_FIELD] = bool(packing.get(GATED_FIELD, False))  # absent before version 4
-            self.layout = dataclasses.replace(self.layout, **fields)
+        planes = packing.get(PLANES_FIELD, []) if packing is not None and version >= 5 else []
+        if not isinstance(planes, (list, tuple)) or not all(isinstance(w, int) for w in planes):
+            raise ValueError(f"QuantizedLinear: expected the saved planes a list of ints, got {planes!r}")
+        before = (self.weight_dtype, self.group_size, self.act_dtype, self.layout)
+        try:
+            self._configure(state["dtype"], state["group_size"], getattr(torch, state["act_dtype"]))
+            if packing is None:  # version 2, saved with its default packing (codes whole)
+                self.layout = kernels.choose_layout(
+                    self.weight_dtype,
+                    self.out_features,
+                    self.in_features,
+                    self.group_size,
+                    operand="b",
+                    planar=False,
+                )
+            else:
+                fields = {name: packing[name] for name in PACKING_FIELDS}
+                fields[GATED_FIELD] = bool(packing.get(GATED_FIELD, False))  # absent before version 4
+                fields[PLANES_FIELD] = tuple(planes)  # before version 5 the codes were packed whole
+                self.layout = dataclasses.replace(self.layout, **fields)
+        except ValueError:  # a refused state leaves the layer as it was
+            self.weight_dtype, self.group_size, self.act_dtype, self.layout = before
+            raise
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs

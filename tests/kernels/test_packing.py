@@ -172,3 +172,158 @@ def test_layout_mismatch_and_bad_inputs():
     packed = pack(q)
     with pytest.raises(ValueError, match="uint8 data of shape"):
         unpack(dataclasses.replace(packed, data=packed.data[:1]))
+
+
+# --- bit planes ----------------------------------------------------------------------------------------
+
+PLANAR_TYPES = [
+    "uint3",
+    "int3",
+    "uint5",
+    "int5",
+    "uint6",
+    "int6",
+    "float5_e2m2",
+    "float6_e3m2",
+    "float6_e2m3",
+]
+# (N, K, group size): KC·NT = 128 (one word per thread for a 1-bit plane), 256, and per-channel scales.
+PLANAR_SHAPES = [(16, 128, 64), (32, 128, 64), (16, 256, -1)]
+
+
+def random_codes(layout: PackedLayout, seed: int = 0) -> np.ndarray:
+    """Fresh uniform codes [N, K] of the layout's type (every bit pattern, not only quantized values)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 1 << layout.nbits, (layout.n, layout.k)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("operand", ["a", "b"])
+@pytest.mark.parametrize("shape", PLANAR_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", PLANAR_TYPES)
+def test_forced_planes_keep_the_dense_shape_and_split_the_code_bits(dtype, shape, operand):
+    n, k, group_size = shape
+    layout = choose_layout(dtype, n, k, group_size, operand=operand, planar=True)
+    dense = choose_layout(dtype, n, k, group_size, operand=operand, planar=False)
+    assert layout.planar and not dense.planar and dense.planes == ()
+    assert layout.planes == anybit.kernels.layout.PLANE_WIDTHS[layout.nbits]
+    assert dataclasses.replace(layout, planes=()) == dense
+    assert (layout.packed_shape, layout.bytes_per_thread) == (dense.packed_shape, dense.bytes_per_thread)
+    assert not choose_layout(dtype, n, k, group_size, operand=operand).planar  # PLANAR_BY_DEFAULT is False
+
+    planes = layout.plane_layouts()
+    low, high = layout.planes
+    assert [plane.dtype.name for plane in planes] == [f"uint{low}", f"uint{high}"]
+    assert layout.plane_bit_offsets == (0, low)
+    assert layout.plane_byte_offsets == (0, 32 * planes[0].bytes_per_thread)
+    assert sum(plane.bytes_per_thread for plane in planes) == layout.bytes_per_thread
+    for plane in planes:
+        assert plane.plane and not plane.planar and plane.interleaved
+        assert plane.bytes_per_thread % 4 == 0  # whole 32-bit words per thread
+        same = ("n", "k", "group_size", "k_chunk", "n_per_warp", "operand", "gated")
+        assert all(getattr(plane, name) == getattr(layout, name) for name in same)
+
+    codes = random_codes(layout, seed=sum(shape))
+    packed = pack_codes_numpy(codes, layout)
+    assert packed.shape == layout.packed_shape
+    assert np.array_equal(unpack_codes_numpy(packed, layout), codes)
+    for plane, start, offset in zip(planes, layout.plane_byte_offsets, layout.plane_bit_offsets, strict=True):
+        part = packed[..., start : start + plane.tile_bytes]
+        plane_codes = (codes >> offset) & ((1 << plane.nbits) - 1)
+        assert np.array_equal(unpack_codes_numpy(part, plane), plane_codes)
+        assert np.array_equal(part, pack_codes_numpy(plane_codes, plane))
+
+
+@pytest.mark.parametrize("operand", ["a", "b"])
+@pytest.mark.parametrize("dtype", PLANAR_TYPES)
+def test_vm_packing_of_planes_matches_numpy(dtype, operand):
+    """The packing and unpacking programs (interpreter, per plane) give the numpy reference's bytes."""
+    for index, (n, k, group_size) in enumerate(PLANAR_SHAPES[:2]):
+        q = random_quantized(dtype, n, k, group_size, torch.float16, seed=index)
+        layout = choose_layout(dtype, n, k, group_size, operand=operand, planar=True)
+        codes = torch.from_numpy(random_codes(layout, seed=index))
+        if q.zeros is not None:  # keep the zero points codes of the type
+            q = dataclasses.replace(q, zeros=q.zeros.clamp(0, (1 << layout.nbits) - 1))
+        q = dataclasses.replace(q, codes=codes)
+        by_vm = pack(q, layout=layout, method="vm")
+        by_numpy = pack(q, layout=layout, method="numpy")
+        assert by_vm.layout is layout and tuple(by_vm.data.shape) == layout.packed_shape
+        assert torch.equal(by_vm.data, by_numpy.data)
+        for method in ("vm", "numpy"):
+            assert torch.equal(unpack(by_vm, method=method).codes, codes)
+
+
+@pytest.mark.parametrize("operand", ["a", "b"])
+@pytest.mark.parametrize("dtype", ["int3", "uint5", "float6_e2m3"])
+def test_every_plane_holds_each_pair_sixteen_bits_apart(dtype, operand):
+    """Read each thread's words of each plane bit by bit: in word j of a w-bit plane, tensor-core element
+    (32/w)·j + 2p + e (pair p, e = 0 or 1) sits at bits 16·e + w·p .. + w; the 1-bit plane too."""
+    layout = choose_layout(dtype, 32, 64, 64, operand=operand, planar=True)
+    assert layout.packed_shape[:2] == (1, 1)  # one warp tile
+    codes = random_codes(layout, seed=3)
+    packed = pack_codes_numpy(codes, layout).reshape(-1)
+    planes = layout.plane_layouts()
+    for plane, start, offset in zip(planes, layout.plane_byte_offsets, layout.plane_bit_offsets, strict=True):
+        w, g, bpt = plane.nbits, plane.vector_bytes, plane.bytes_per_thread
+        per_word = 32 // w
+        tile = plane.tile_layout.map_array()  # [32, local, (k, n)]: the tensor-core order
+        for thread in range(32):
+            # byte_layout local(bpt/g).spatial(32).local(g): local byte i of the thread
+            local = [start + (i // g) * 32 * g + thread * g + i % g for i in range(bpt)]
+            bits = np.unpackbits(packed[local], bitorder="little")
+            for word in range(bpt // 4):
+                for p in range(per_word // 2):
+                    for e in (0, 1):
+                        kk, nn = tile[thread, per_word * word + 2 * p + e]
+                        at = 32 * word + 16 * e + w * p
+                        value = int(np.packbits(bits[at : at + w], bitorder="little")[0])
+                        assert value == (codes[nn, kk] >> offset) & ((1 << w) - 1)
+
+
+def test_planar_by_default_picks_planes_where_they_fit(monkeypatch):
+    monkeypatch.setattr(anybit.kernels.layout, "PLANAR_BY_DEFAULT", True)
+    assert choose_layout("int3", 64, 256, 128).planes == (2, 1)
+    assert choose_layout("float6_e3m2", 64, 256, 128, operand="b").planes == (4, 2)
+    assert choose_layout("int3", 64, 256, 128, planar=False).planes == ()
+    assert choose_layout("int4", 64, 256, 128).planes == ()  # a power-of-two width: stored whole
+    assert choose_layout("int3", 8, 256, 32, operand="b").planes == ()  # KC·NT = 32: not whole words
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "group_size", "kwargs", "message"),
+    [
+        ("int4", 64, 256, 128, {}, "int4 .* cannot be stored as bit planes: only 3-, 5- and 6-bit"),
+        ("float8_e4m3", 64, 256, 128, {}, "cannot be stored as bit planes"),
+        ("int3", 8, 256, 32, {"operand": "b"}, "whole 32-bit words per thread.*planar=False"),
+    ],
+)
+def test_forcing_planes_where_they_cannot_be_is_refused(dtype, n, k, group_size, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        choose_layout(dtype, n, k, group_size, planar=True, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"planes": (2, 2)}, r"two widths of 1, 2 or 4 bits summing to 3 \(int3\), e.g. \(2, 1\)"),
+        ({"planes": (3,)}, "two widths of 1, 2 or 4 bits"),
+        ({"planes": (1, 1, 1)}, "two widths of 1, 2 or 4 bits"),
+        ({"planes": [2, 1]}, "expected planes a tuple of ints"),
+        ({"dtype": anybit.int4, "bytes_per_thread": 64}, "int4 cannot be stored as bit planes"),
+        ({"k_chunk": 16, "group_size": 16, "bytes_per_thread": 6}, "whole 32-bit words per thread"),
+        ({"plane": True}, "a plane layout"),
+    ],
+)
+def test_bad_planes_are_refused_with_the_fix(changes, message):
+    layout = choose_layout("int3", 32, 256, 128, planar=True)
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(layout, **changes)
+
+
+def test_a_plane_layout_must_be_narrow_unsigned_whole_words():
+    plane = choose_layout("int5", 32, 256, 128, planar=True).plane_layouts()[1]
+    assert plane.dtype is anybit.uint1 and plane.interleaved
+    assert not dataclasses.replace(plane, plane=False).interleaved  # 1-bit codes stored whole: plain order
+    with pytest.raises(ValueError, match="a plane layout .* unsigned 1-, 2- or 4-bit"):
+        dataclasses.replace(plane, dtype=anybit.int2, bytes_per_thread=2 * plane.bytes_per_thread)
+    with pytest.raises(ValueError, match="whole 32-bit words"):
+        PackedLayout(anybit.uint1, 16, 16, 16, 16, 16, 1, plane=True)  # 8 codes per thread: one byte

@@ -129,6 +129,67 @@ def test_a_version_2_state_loads_with_that_version_default_packing() -> None:
         target.set_extra_state({**extra, "version": 3})
 
 
+@pytest.mark.parametrize("dtype", ["int3", "uint5", "float6_e2m3"])
+def test_a_planar_packing_survives_the_state_dict(dtype: str) -> None:
+    """A layer packed as bit planes records them (state version 5, ``planes`` a list): a fresh layer loads
+    the same layout and unpacks the same codes. (No forward: the kernels do not read planes yet.)"""
+    linear = make_linear(k=256, n=64)
+    q = kernels.quantize(linear.weight.detach(), dtype, group_size=128, act_dtype=torch.float16)
+    layout = kernels.choose_layout(dtype, 64, 256, 128, planar=True)
+    source = QuantizedLinear.from_packed(kernels.pack(q, layout=layout), bias=linear.bias.detach().half())
+    assert source.layout.planar and source.layout == layout
+    extra = source.get_extra_state()
+    assert extra["version"] == 5 and extra["packing"]["planes"] == list(layout.planes)
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    buffer.seek(0)
+    target = QuantizedLinear(256, 64, dtype=dtype, group_size=128)
+    assert not target.layout.planar
+    target.load_state_dict(torch.load(buffer, weights_only=True))
+    assert target.layout == layout
+    assert torch.equal(target.quantized().codes, q.codes)
+    assert torch.equal(target.dequantize(), kernels.dequantize(q))
+    dense = QuantizedLinear.from_linear(linear, dtype, group_size=128, planar=False)
+    assert not dense.layout.planar and dense.get_extra_state()["packing"]["planes"] == []
+    assert dense.packed.shape == source.packed.shape and not torch.equal(dense.packed, source.packed)
+    planar = QuantizedLinear.from_linear(linear, dtype, group_size=128, planar=True)
+    assert planar.layout == layout and torch.equal(planar.packed, source.packed)
+
+
+def test_older_states_load_as_codes_stored_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """States before version 5 packed every code whole: they load with planes=(), even into a planar layer
+    and once planes are the default; a bad ``planes`` is refused and leaves the layer as it was."""
+    monkeypatch.setattr(kernels.layout, "PLANAR_BY_DEFAULT", True)
+    linear = make_linear(k=256, n=64)
+    q = kernels.quantize(linear.weight.detach(), "int3", group_size=128, act_dtype=torch.float16)
+    dense = kernels.pack(q, layout=kernels.choose_layout("int3", 64, 256, 128, planar=False))
+    source = QuantizedLinear.from_packed(dense, bias=linear.bias.detach().half())
+    old_state = source.state_dict()
+    extra = old_state["_extra_state"]
+    packing = {key: value for key, value in extra["packing"].items() if key != "planes"}
+    version_2 = kernels.pack(q, layout=kernels.choose_layout("int3", 64, 256, 128, operand="b", planar=False))
+    cases = {  # version 2 records no packing and holds that version's default, operand "b"
+        2: ({key: value for key, value in extra.items() if key != "packing"}, version_2),
+        3: ({**extra, "packing": packing}, dense),
+        4: ({**extra, "packing": packing}, dense),
+    }
+    for version, (saved, expected) in cases.items():
+        target = QuantizedLinear(256, 64, dtype="int3", group_size=128)
+        assert target.layout.planes == (2, 1)  # planes by default (monkeypatched)
+        state = {**old_state, "packed": expected.data, "_extra_state": {**saved, "version": version}}
+        target.load_state_dict(state)
+        assert target.layout == expected.layout and target.layout.planes == ()
+        assert torch.equal(target.quantized().codes, q.codes)
+    layout = target.layout
+    uint5 = QuantizedLinear.from_linear(linear, "uint5", group_size=128, act_dtype=torch.bfloat16)
+    for other in (extra, uint5.get_extra_state()):  # the same type, and another type and act dtype
+        for planes in ([2, 2], [4, 2], "21"):
+            with pytest.raises(ValueError, match="planes"):
+                target.set_extra_state({**other, "packing": {**other["packing"], "planes": planes}})
+            assert target.layout is layout and target.weight_dtype.name == "int3"
+            assert target.act_dtype == torch.float16
+
+
 def test_load_drops_zeros_absent_from_state() -> None:
     source = QuantizedLinear.from_linear(make_linear(), "int4", group_size=128)
     target = QuantizedLinear(128, 32, dtype="uint4", group_size=128)
