@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = []
     for type_name in types:
-        for (n, k), (width, operand, planar) in ((shape, variant) for shape in shapes for variant in variants):
+        for (n, k), (width, operand, planar) in ((s, v) for s in shapes for v in variants):
             if planar and not eligible_for_planes(type_name):
                 continue
             row = probe(n, k, type_name, modes, width, operand, stages, warps, options.m, sm_warps, planar)

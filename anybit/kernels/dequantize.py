@@ -151,7 +151,9 @@ class DequantizeWeight(anybit.Script):
         shared_row = pl.per_channel or pl.group_size % bk == 0
         # Every load first: chunks · bytes_per_thread / vector_bytes independent vector loads per thread
         # (per plane where the codes are stored as bit planes: each plane's bytes of the warp tiles).
-        parts = tuple(zip(pl.plane_layouts(), pl.plane_byte_offsets, strict=True)) if pl.planar else ((pl, 0),)
+        parts = ((pl, 0),)
+        if pl.planar:
+            parts = tuple(zip(pl.plane_layouts(), pl.plane_byte_offsets, strict=True))
         raws = []
         for c in range(chunks):
             raws.append(

@@ -41,9 +41,10 @@ DEFAULT_OPERAND = "a"
 #: the fast pair conversions take (1, 2, 4 bits, all pair-interleaved), where 3-, 5- and 6-bit codes straddle
 #: bytes and words and need shifts and masks per pair.
 PLANE_WIDTHS: dict[int, tuple[int, int]] = {3: (2, 1), 5: (4, 1), 6: (4, 2)}
-#: Whether :func:`choose_layout` stores eligible types as bit planes unless told otherwise. False until the
-#: kernels' two-plane conversion reads them.
-PLANAR_BY_DEFAULT = False
+#: Whether :func:`choose_layout` stores eligible types as bit planes unless told otherwise (the decode and
+#: dequantize kernels convert both planes of a pair with a rotate and a ``lop3`` each, where codes stored
+#: whole straddle bytes and words: see ``cast(..., high=)``).
+PLANAR_BY_DEFAULT = True
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from anybit.ops.plan import WeightPlan, plan_for
 NAMESPACE = "anybit"
 SCHEMA = (
     "quantized_matmul(Tensor x, Tensor data, Tensor scales, Tensor? zeros, Tensor? bias, str dtype, int n, "
-    "int k, int group_size, int k_chunk, int n_per_warp, int bytes_per_thread, str operand, bool gated=False)"
-    " -> Tensor"
+    "int k, int group_size, int k_chunk, int n_per_warp, int bytes_per_thread, str operand, "
+    "bool gated=False, int[] planes=[]) -> Tensor"
 )
 
 _library = torch.library.Library(NAMESPACE, "FRAGMENT")
@@ -38,18 +38,29 @@ def layout_of(
     bytes_per_thread: int,
     operand: str = "b",
     gated: bool = False,
+    planes: tuple[int, ...] = (),
 ) -> PackedLayout:
-    """The :class:`~anybit.kernels.PackedLayout` of the op's layout arguments (checked by its constructor)."""
+    """The :class:`~anybit.kernels.PackedLayout` of the op's layout arguments (checked by its constructor;
+    ``planes`` a tuple: the op's ``int[]`` arrives as a list)."""
     import anybit
 
     return PackedLayout(
-        anybit.dtype(dtype), n, k, group_size, k_chunk, n_per_warp, bytes_per_thread, operand, gated
+        anybit.dtype(dtype),
+        n,
+        k,
+        group_size,
+        k_chunk,
+        n_per_warp,
+        bytes_per_thread,
+        operand,
+        gated,
+        planes=tuple(planes),
     )
 
 
-def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int, int, str, bool]:
+def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int, int, str, bool, tuple]:
     """The op's layout arguments of a layout: (dtype name, n, k, group_size, k_chunk, n_per_warp, bpt,
-    operand, gated)."""
+    operand, gated, planes)."""
     return (
         layout.dtype.name,
         layout.n,
@@ -60,12 +71,13 @@ def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int
         layout.bytes_per_thread,
         layout.operand,
         layout.gated,
+        tuple(layout.planes),
     )
 
 
 def _plan(x: torch.Tensor, data, scales, zeros, layout_args: tuple) -> WeightPlan:
     try:
-        layout = layout_of(*layout_args)
+        layout = layout_of(*layout_args[:-1], tuple(layout_args[-1]))
     except (ValueError, TypeError, KeyError) as error:
         raise ValueError(
             f"{OP}: the layout arguments {layout_args} do not make a packed layout: {error}"
@@ -89,9 +101,11 @@ def _kernel(
     bytes_per_thread: int,
     operand: str,
     gated: bool = False,
+    planes: list[int] | None = None,
 ) -> torch.Tensor:
     """The op on real tensors (CPU: interpreter; CUDA: the decode kernel or dequantize + cuBLAS)."""
-    layout_args = (dtype, n, k, group_size, k_chunk, n_per_warp, bytes_per_thread, operand, gated)
+    planes = planes or []
+    layout_args = (dtype, n, k, group_size, k_chunk, n_per_warp, bytes_per_thread, operand, gated, planes)
     plan = _plan(x, data, scales, zeros, layout_args)
     return plan(x, data, scales, zeros, bias)
 
@@ -116,6 +130,7 @@ def _fake(
     bytes_per_thread: int,
     operand: str,
     gated: bool = False,
+    planes: list[int] | None = None,
 ) -> torch.Tensor:
     """Output shape and dtype only: [..., N] ([..., N/2] for a gated pair) in the dtype of x (the same checks
     on what is known)."""
@@ -154,4 +169,5 @@ def call_op(
         layout.bytes_per_thread,
         layout.operand,
         layout.gated,
+        list(layout.planes),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cuda_programs import PLANE_WIDTHS, plane_layouts, planar_dequant
+from cuda_programs import PLANE_WIDTHS, planar_dequant, plane_layouts
 
 import anybit
 from anybit import dtypes as dt
@@ -76,9 +76,8 @@ def test_pair_gather_places_every_code_bit(dtype, target, interleaved) -> None:
     for index, width in enumerate(widths):
         per_word = 32 // width
         if interleaved:  # element 2p + e of a word's run at slot e · per_word/2 + p (pairs 16 bits apart)
-            order = [
-                (i // per_word) * per_word + (i % 2) * (per_word // 2) + (i % per_word) // 2 for i in range(count)
-            ]
+            half_word = per_word // 2
+            order = [i - i % per_word + (i % 2) * half_word + (i % per_word) // 2 for i in range(count)]
         else:
             order = list(range(count))
         name = f"w{index}"
@@ -93,7 +92,7 @@ def test_pair_gather_places_every_code_bit(dtype, target, interleaved) -> None:
             pair ^= _rotl(words[array][word], rotation) & mask
         for half in range(2):
             code, first = 0, 0
-            for (name, plane_dtype, order), width in zip(planes, widths, strict=True):
+            for (name, _, order), width in zip(planes, widths, strict=True):
                 local = order[2 * p + half]
                 word, bit = divmod(local * width, 32)
                 code |= ((words[name][word] >> bit) & ((1 << width) - 1)) << first
@@ -115,7 +114,8 @@ def test_generated_cuda_gathers_with_rotations_and_compiles_for_sm90() -> None:
 
     for dtype, target in ((dt.int6, dt.float16), (dt.float6_e3m2, dt.bfloat16), (dt.uint3, dt.float16)):
         kernel = generate_cuda(planar_dequant(dtype, target), arch="sm_90a")
-        assert "__funnelshift_l" in kernel.source and "ab_decode_float(" not in kernel.source.split("__global__", 1)[1]
+        body = kernel.source.split("__global__", 1)[1]
+        assert "__funnelshift_l" in body and "ab_decode_float(" not in body
         compile_cubin(kernel.source, kernel.name, "sm_90a")
 
 

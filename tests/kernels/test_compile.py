@@ -82,11 +82,15 @@ def test_dequantize_kernel_compiles_to_16_byte_accesses(dtype, group_size, act):
     assert _count(r"ld\.shared\.v4", ptx) == vectors
     assert _count(r"stmatrix\.sync\.aligned\.m8n8\.x4|st\.shared\.(b32|u32)", ptx) > 0
     assert _count(r"bar\.sync", ptx) == 1
-    width = {16: r"\.v4", 8: r"\.v2", 4: r"\.(b32|u32)"}[layout.vector_bytes]
-    loads = kernel.chunks * layout.bytes_per_thread // layout.vector_bytes
-    assert _count(rf"ld\.global(\.nc)?{width}", ptx) == loads
+    # Per part (the codes whole, or each bit plane): chunks · its bytes per thread / its vector loads.
+    loads: dict[str, int] = {}
+    for part in layout.plane_layouts() if layout.planar else (layout,):
+        width = {16: r"\.v4", 8: r"\.v2", 4: r"\.(b32|u32)"}[part.vector_bytes]
+        loads[width] = loads.get(width, 0) + kernel.chunks * part.bytes_per_thread // part.vector_bytes
     first_use = re.search(r"stmatrix|st\.shared", ptx).start()
-    assert _count(rf"ld\.global(\.nc)?{width}", ptx[:first_use]) == loads  # all in flight together
+    for width, count in loads.items():
+        assert _count(rf"ld\.global(\.nc)?{width}", ptx) == count
+        assert _count(rf"ld\.global(\.nc)?{width}", ptx[:first_use]) == count  # all in flight together
 
 
 @pytest.mark.parametrize("split", [1, 4])

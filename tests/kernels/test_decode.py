@@ -147,12 +147,17 @@ def test_leading_dimensions_and_a_fresh_output():
     assert relative_error(y.reshape(6, 64), reference_matmul(x.reshape(6, 128), q, None)) <= TOLERANCE[F16]
 
 
-def test_program_layouts_are_the_packed_ones():
-    """The kernel's weight view has the block's tensor-core B layout and its byte load the byte layout."""
-    p = _pack_b(random_quantized("int3", 64, 256, 128, F16))
+@pytest.mark.parametrize("dtype", ["int4", "int3"])
+def test_program_layouts_are_the_packed_ones(dtype):
+    """The kernel's weight view has the block's tensor-core B layout and its byte loads the byte layouts
+    (of the codes, or of each bit plane: int3 is stored as planes of 2 and 1 bits)."""
+    p = _pack_b(random_quantized(dtype, 64, 256, 128, F16))
     program = DecodeMatmul(p.layout, F16, warps=2).program()
     text = str(program)
-    assert str(p.layout.block_tile_layout(2)) in text and str(p.layout.block_byte_layout(2)) in text
+    parts = p.layout.plane_layouts() if p.layout.planar else (p.layout,)
+    assert p.layout.planar == (dtype == "int3")
+    assert str(p.layout.block_tile_layout(2)) in text
+    assert all(str(part.block_byte_layout(2)) in text for part in parts)
 
 
 def test_argument_errors():

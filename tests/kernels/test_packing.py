@@ -208,7 +208,7 @@ def test_forced_planes_keep_the_dense_shape_and_split_the_code_bits(dtype, shape
     assert layout.planes == anybit.kernels.layout.PLANE_WIDTHS[layout.nbits]
     assert dataclasses.replace(layout, planes=()) == dense
     assert (layout.packed_shape, layout.bytes_per_thread) == (dense.packed_shape, dense.bytes_per_thread)
-    assert not choose_layout(dtype, n, k, group_size, operand=operand).planar  # PLANAR_BY_DEFAULT is False
+    assert choose_layout(dtype, n, k, group_size, operand=operand) == layout  # planes by default
 
     planes = layout.plane_layouts()
     low, high = layout.planes

@@ -130,9 +130,9 @@ def test_a_version_2_state_loads_with_that_version_default_packing() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["int3", "uint5", "float6_e2m3"])
-def test_a_planar_packing_survives_the_state_dict(dtype: str) -> None:
+def test_a_planar_packing_survives_the_state_dict(dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A layer packed as bit planes records them (state version 5, ``planes`` a list): a fresh layer loads
-    the same layout and unpacks the same codes. (No forward: the kernels do not read planes yet.)"""
+    the same layout, unpacks the same codes and computes the same product (CPU interpreter)."""
     linear = make_linear(k=256, n=64)
     q = kernels.quantize(linear.weight.detach(), dtype, group_size=128, act_dtype=torch.float16)
     layout = kernels.choose_layout(dtype, 64, 256, 128, planar=True)
@@ -143,12 +143,18 @@ def test_a_planar_packing_survives_the_state_dict(dtype: str) -> None:
     buffer = io.BytesIO()
     torch.save(source.state_dict(), buffer)
     buffer.seek(0)
-    target = QuantizedLinear(256, 64, dtype=dtype, group_size=128)
+    with monkeypatch.context() as patch:  # a fresh layer of codes stored whole, which the load replaces
+        patch.setattr(kernels.layout, "PLANAR_BY_DEFAULT", False)
+        target = QuantizedLinear(256, 64, dtype=dtype, group_size=128)
     assert not target.layout.planar
     target.load_state_dict(torch.load(buffer, weights_only=True))
     assert target.layout == layout
     assert torch.equal(target.quantized().codes, q.codes)
     assert torch.equal(target.dequantize(), kernels.dequantize(q))
+    x = torch.randn(3, 256).half()
+    expected = x.double() @ target.dequantize().double().t() + linear.bias.double()
+    got = target(x).double()
+    assert torch.isfinite(got).all() and float((got - expected).norm() / expected.norm()) < 2e-3
     dense = QuantizedLinear.from_linear(linear, dtype, group_size=128, planar=False)
     assert not dense.layout.planar and dense.get_extra_state()["packing"]["planes"] == []
     assert dense.packed.shape == source.packed.shape and not torch.equal(dense.packed, source.packed)
