@@ -536,90 +536,108 @@ def emit_cast(
 Plane = tuple[str, DataType, list[int]]
 
 
-def planar_targets(source: DataType, target: DataType) -> tuple[list[int], int] | None:
-    """Where each code bit of ``source`` goes in a 16-bit half of the ``target`` pair, and the constant bits
-    of the pair word (magic exponent, flipped sign bits), for the bit-gathering planar conversion — or None
-    where it does not apply.
+def planar_placements(source: DataType, target: DataType) -> list[tuple[list[int], int, int]]:
+    """The ways the bit-gathering planar conversion may place a ``source`` code in a 16-bit half of a
+    ``target`` pair: (the place of each code bit, the constant bits of the pair word, the pair word to
+    subtract afterwards — 0 for floats); empty where it does not apply.
 
-    Integers: bit b to mantissa bit b under the exponent of 1024 (f16) or 128 (bf16), whose ulp is 1; a
-    signed code's sign bit flipped (offset binary, one XOR in the constant). Floats without inf or NaN: the
-    bit-aligning layout (:func:`aligned_float_constants`): magnitude bits to the top of the target mantissa,
-    the sign to bit 15.
+    Integers: bits b..b+n−1 of the mantissa under the exponent that makes the half 2^(m−b) + code (m
+    mantissa bits, so the code's ulp is 1), for any base b with b + n ≤ m — the conversion picks per pair
+    the base its planes need the fewest shifts for; a signed code's sign bit flipped (offset binary, in the
+    constant) and 2^(n−1) added to the subtrahend. Floats without inf or NaN: the bit-aligning layout
+    (:func:`aligned_float_constants`): magnitude bits to the top of the target mantissa, the sign to bit 15.
     """
     n = source.nbits
     if target not in (float16, bfloat16):
-        return None
+        return []
     mantissa, bias = (10, 15) if target is float16 else (7, 127)
     if source.kind in ("int", "uint"):
-        if n > mantissa:
-            return None
-        magic = (bias + mantissa) << mantissa
-        flip = 1 << (n - 1) if source.kind == "int" else 0
-        return list(range(n)), (magic ^ flip) | ((magic ^ flip) << 16)
+        signed = source.kind == "int"
+        placements = []
+        for base in range(mantissa - n + 1):
+            constant = ((bias + mantissa - base) << mantissa) ^ ((1 << (base + n - 1)) if signed else 0)
+            half = _half_bits(2.0 ** (mantissa - base) + (2 ** (n - 1) if signed else 0), target)
+            placements.append((list(range(base, base + n)), constant | (constant << 16), half | (half << 16)))
+        return placements
     if source.is_float and not source.has_inf and not source.has_nan and has_fast_path(source, target):
         shift = aligned_float_constants(source, target)[0]
-        return [b + shift for b in range(n - 1)] + [15], 0
-    return None
+        return [([b + shift for b in range(n - 1)] + [15], 0, 0)]
+    return []
 
 
-def planar_integer_subtrahend(source: DataType, target: DataType) -> int:
-    """The pair word subtracted from the gathered integer pair: the magic number (plus 2^(n−1) signed)."""
-    offset = 2 ** (source.nbits - 1) if source.kind == "int" else 0
-    magic = 1024 if target is float16 else 128
-    half = _half_bits(magic + offset, target)
-    return half | (half << 16)
+def _shifted_source(word: str, rotation: int, mask: int) -> tuple[str, float]:
+    """``word`` rotated left by ``rotation`` as far as the bits under ``mask`` see it, and a cost in
+    instructions (the ALU pipe, which the ``lop3``s load, counted 1.5): none for 0; a left shift (which nvcc
+    may issue as ``IMAD.SHL`` on the FMA pipe); a right shift (counted 0.5 by a multiple of 8: the pairs of
+    a word whose fields sit 8 or 16 bits up share it — nvcc computes it once); else a funnel shift. (Right
+    shifts written as a shared ``word >> 8k`` and a left shift measured no fewer issue slots in SASS.)"""
+    if not rotation:
+        return word, 0.0
+    destinations = [bit for bit in range(32) if mask >> bit & 1]
+    if all(bit >= rotation for bit in destinations):
+        return f"({word} << {rotation})", 1.0
+    if all(bit < rotation for bit in destinations):
+        right = 32 - rotation
+        lowest = min(destinations) + right  # the lowest source bit
+        if right % 8 == 0 and right <= lowest:
+            return f"({word} >> {right})", 0.5
+        return f"({word} >> {right})", 1.5
+    return f"__funnelshift_l({word}, {word}, {rotation})", 1.5
 
 
 def planar_groups(
     planes: list[Plane], source: DataType, target: DataType, p: int
-) -> tuple[int, list[tuple[str, int, int, int]]] | None:
-    """How output pair ``p`` gathers its codes from bit ``planes``: (constant pair bits, groups of
-    (word array, word, left rotation, mask)) — the pair word is the constant XOR each group's rotated word
-    masked — or None where no such form applies (:func:`planar_targets`).
+) -> tuple[int, int, list[tuple[str, int, int, int]]] | None:
+    """How output pair ``p`` gathers its codes from bit ``planes``: (constant pair bits, subtrahend pair
+    word, groups of (word array, word, left rotation, mask)) — the pair word is the constant XOR each
+    group's rotated word masked — or None where no such form applies (:func:`planar_placements`).
 
-    Every code bit goes to its :func:`planar_targets` place; bits that share a word and a rotation form one
-    group. Planes stored so that the two codes of a pair sit 16 bits apart in one word (pair-interleaved)
-    take one group per plane, or two for a float plane holding the sign and another bit (they land at
-    unrelated places).
+    Every code bit goes to its place; bits that share a word and a rotation form one group. Planes stored so
+    that the two codes of a pair sit 16 bits apart in one word (pair-interleaved) take one group per plane,
+    or two for a float plane holding the sign and another bit (they land at unrelated places). Of the
+    placements, the one whose groups cost the fewest shift instructions (:func:`_shifted_source`) wins.
     """
-    placement = planar_targets(source, target)
-    if placement is None:
-        return None
-    targets, constant = placement
-    groups: dict[tuple[str, int, int], int] = {}
-    first_bit = 0
-    for array, plane_dtype, order in planes:
-        width = plane_dtype.nbits
-        for half, local in enumerate((order[2 * p], order[2 * p + 1])):
-            for b in range(width):
-                word, bit = divmod(local * width + b, 32)
-                destination = targets[first_bit + b] + 16 * half
-                key = (array, word, (destination - bit) % 32)
-                groups[key] = groups.get(key, 0) | (1 << destination)
-        first_bit += width
-    if first_bit != source.nbits:
-        return None
-    ordered = sorted(groups.items(), key=lambda item: (item[0][2] != 0, item[0]))
-    return constant, [(array, word, rotation, mask) for (array, word, rotation), mask in ordered]
+    best = None
+    for targets, constant, subtrahend in planar_placements(source, target):
+        groups: dict[tuple[str, int, int], int] = {}
+        first_bit = 0
+        for array, plane_dtype, order in planes:
+            width = plane_dtype.nbits
+            for half, local in enumerate((order[2 * p], order[2 * p + 1])):
+                for b in range(width):
+                    word, bit = divmod(local * width + b, 32)
+                    destination = targets[first_bit + b] + 16 * half
+                    key = (array, word, (destination - bit) % 32)
+                    groups[key] = groups.get(key, 0) | (1 << destination)
+            first_bit += width
+        if first_bit != source.nbits:
+            return None
+        ordered = sorted(groups.items(), key=lambda item: (item[0][2] != 0, item[0]))
+        cost = sum(_shifted_source("w", rotation, mask)[1] for (_, _, rotation), mask in ordered)
+        if best is None or cost < best[0]:
+            flat = [(array, word, rotation, mask) for (array, word, rotation), mask in ordered]
+            best = (cost, (constant, subtrahend, flat))
+    return None if best is None else best[1]
 
 
-def planar_gather(planes: list[Plane], source: DataType, target: DataType, p: int) -> list[str] | None:
+def planar_gather(
+    planes: list[Plane], source: DataType, target: DataType, p: int
+) -> tuple[list[str], int] | None:
     """Statements leaving output pair ``p``'s codes gathered from their planes in ``q_`` (before any
-    subtraction or re-biasing; :func:`planar_groups`): per group one rotate (``shf``, none for 0) and one
-    ``lop3`` that masks it and merges it into the pair word. None where no such form applies."""
+    subtraction or re-biasing; :func:`planar_groups`) — per group one shift (none for 0) and one ``lop3``
+    that masks it and merges it into the pair word — and the pair word an integer pair then subtracts.
+    None where no such form applies."""
     found = planar_groups(planes, source, target, p)
     if found is None:
         return None
-    constant, groups = found
+    constant, subtrahend, groups = found
     lines, merged = [], hex(constant) + "u"
     for index, (array, word, rotation, mask) in enumerate(groups):
-        value = f"{array}[{word}]"
-        if rotation:
-            value = f"__funnelshift_l({value}, {value}, {rotation})"
+        value = _shifted_source(f"{array}[{word}]", rotation, mask)[0]
         declare = "uint32_t q_ = " if index == 0 else "q_ = "
         lines.append(f"{declare}ab_lop3<{hex(_AND_XOR)}>({value}, {hex(mask)}u, {merged});")
         merged = "q_"
-    return lines
+    return lines, subtrahend
 
 
 def emit_planar_cast(
@@ -645,11 +663,11 @@ def emit_planar_cast(
     pairs = count // 2
     folded: set[int] = set()
     for p in range(pairs):
-        lines = planar_gather(planes, source, target, p)
-        if lines is None:
+        gathered = planar_gather(planes, source, target, p)
+        if gathered is None:
             break
+        lines, subtrahend = gathered
         if source.kind in ("int", "uint"):
-            subtrahend = planar_integer_subtrahend(source, target)
             if zero_pair is not None:
                 if target is float16:
                     total = f"ab_add_rn_f16x2({hex(subtrahend)}u, {zero_pair(p)})"

@@ -83,10 +83,10 @@ def test_pair_gather_places_every_code_bit(dtype, target, interleaved) -> None:
         name = f"w{index}"
         planes.append((name, anybit.dtype(f"uint{width}"), order))
         words[name] = [int(w) for w in np.random.default_rng().integers(0, 2**32, size=count * width // 32)]
-    if conversions.planar_targets(dtype, target) is None:
+    if not conversions.planar_placements(dtype, target):
         pytest.skip(f"{dtype.name} → {target.name} has no bit-gathering form (generic path)")
     for p in range(count // 2):
-        constant, groups = conversions.planar_groups(planes, dtype, target, p)
+        constant, subtrahend, groups = conversions.planar_groups(planes, dtype, target, p)
         pair = constant
         for array, word, rotation, mask in groups:
             pair ^= _rotl(words[array][word], rotation) & mask
@@ -99,8 +99,7 @@ def test_pair_gather_places_every_code_bit(dtype, target, interleaved) -> None:
                 first += width
             value = _half_value((pair >> (16 * half)) & 0xFFFF, target)
             if dtype.kind in ("int", "uint"):
-                offset = 2 ** (dtype.nbits - 1) if dtype.kind == "int" else 0
-                value -= (1024 if target is dt.float16 else 128) + offset
+                value -= _half_value((subtrahend >> (16 * half)) & 0xFFFF, target)
             else:
                 value *= 2.0 ** conversions.aligned_float_constants(dtype, target)[2]
             assert value == float(decode(np.array([code], dtype=np.uint8), dtype)[0]), (p, half, code)
@@ -108,14 +107,14 @@ def test_pair_gather_places_every_code_bit(dtype, target, interleaved) -> None:
             assert len(groups) <= len(widths) + (1 if dtype.is_float else 0)
 
 
-def test_generated_cuda_gathers_with_rotations_and_compiles_for_sm90() -> None:
+def test_generated_cuda_gathers_with_lop3_and_compiles_for_sm90() -> None:
     from anybit.cuda import generate_cuda
     from anybit.runtime.nvrtc import compile_cubin
 
     for dtype, target in ((dt.int6, dt.float16), (dt.float6_e3m2, dt.bfloat16), (dt.uint3, dt.float16)):
         kernel = generate_cuda(planar_dequant(dtype, target), arch="sm_90a")
         body = kernel.source.split("__global__", 1)[1]
-        assert "__funnelshift_l" in body and "ab_decode_float(" not in body
+        assert "ab_lop3<0x6a>" in body and "ab_decode_float(" not in body
         compile_cubin(kernel.source, kernel.name, "sm_90a")
 
 
