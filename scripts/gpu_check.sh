@@ -77,7 +77,7 @@ step gpu_programs 70 "${gpu_pytest[@]}" -n 8 tests/cuda/test_gpu_programs.py
 step gpu_examples 75 "${gpu_pytest[@]}" -n 8 tests/cuda/test_examples_gpu.py
 # The kernel library's sweep (every type x group x activation dtype x zero option) compiles hundreds of
 # kernels: spread it over processes (pytest-xdist) so NVRTC runs on every core.
-step gpu_kernels 170 "$PYTHON" -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels
+step gpu_kernels 170 "$PYTHON" -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels ${KERNELS_K:+-k "$KERNELS_K"}
 step benchmarks 60 "$PYTHON" benchmarks/run_all.py --out "$RESULTS"
 step bench_quick 200 "$PYTHON" -m anybit bench --quick --out "$RESULTS/bench"
 step gpu_runtime 90 "${gpu_pytest[@]}" tests/runtime
