@@ -42,7 +42,7 @@ DEFAULT_OPERAND = "a"
 #: bytes and words and need shifts and masks per pair.
 PLANE_WIDTHS: dict[int, tuple[int, int]] = {3: (2, 1), 5: (4, 1), 6: (4, 2)}
 #: Whether :func:`choose_layout` stores eligible types as bit planes unless told otherwise (the decode and
-#: dequantize kernels convert both planes of a pair with a rotate and a ``lop3`` each, where codes stored
+#: dequantize kernels convert both planes of a pair with a shift and a ``lop3`` each, where codes stored
 #: whole straddle bytes and words: see ``cast(..., high=)``).
 PLANAR_BY_DEFAULT = True
 
