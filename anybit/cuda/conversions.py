@@ -492,6 +492,15 @@ def emit_cast(
     """
     order = list(range(count)) if order is None else order
     n = source.nbits
+    gatherable = zero_pair is not None and source.kind == "uint" and planar_placements(source, target)
+    if fast and gatherable and _pairs_sixteen_apart(order, n, count):
+        # Zero points of pair-interleaved codes: the gathering form picks each pair's magic base so that
+        # pairs of a column share (subtrahend + zero) sums, one addition each instead of one per shift form.
+        plane = (src, source, order)
+        emit_planar_cast(
+            ctx, [plane], source, dst, target, count, zero_pair=zero_pair, zero_element=zero_element
+        )
+        return
     pairs = count // 2 if fast and has_fast_path(source, target) else 0
     folded: set[int] = set()  # output elements whose zero the fast path already subtracted
     for p in range(pairs):
@@ -529,6 +538,17 @@ def emit_cast(
     if zero_element is not None:  # the elements the fold did not cover: cast, then subtract, rounded once
         for i in (i for i in range(count) if i not in folded):
             ctx.emit(*set_value(dst, target, i, f"({get_value(dst, target, i)} - {zero_element(i)})"))
+
+
+def _pairs_sixteen_apart(order: list[int], n: int, count: int) -> bool:
+    """Whether every output pair's two codes sit 16 bits apart in one word (pair-interleaved codes)."""
+    if count % 2 or n > 8:
+        return False
+    for p in range(count // 2):
+        lo, hi = order[2 * p] * n, order[2 * p + 1] * n
+        if hi != lo + 16 or lo // 32 != (hi + n - 1) // 32:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------- bit planes
