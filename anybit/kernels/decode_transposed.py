@@ -24,7 +24,7 @@ from anybit.dtypes import float32
 from anybit.ir import cdiv
 from anybit.kernels.decode import DecodeMatmul
 from anybit.kernels.layout import PackedLayout
-from anybit.layout import XorSwizzle, permute, shared_strided
+from anybit.layout import XorSwizzle, permute, shared_strided, spatial
 
 
 def transposed_x_layout(k_chunk: int, rows: int, element_bytes: int = 2):
@@ -127,6 +127,41 @@ class DecodeMatmulTransposed(DecodeMatmul):
 
     def _store_y(self, gy, value, m0, n0) -> None:
         self.store_global(gy, value, [n0, m0])
+
+    def _load_y(self, gy, m0, n0):
+        """This block's tile of yᵀ [block_n, rows] (rows past M read as zeros)."""
+        return self.load_global(gy, [n0, m0], [self.block_n, self.rows])
+
+    def _rms_layout(self):
+        """The row-RMS prologue's tile [rows, width] of x: the block's threads split the rows, each reading 8
+        elements (16 bytes) of its row a step."""
+        per_row = 32 * self.warps // self.rows
+        return spatial(self.rows, per_row).local(1, 8)
+
+    def _rms_start(self, x, m, k):
+        """(x as [M, K], zeroed f32 squares [rows, width], width): the row-RMS prologue's start. The mean of
+        squares of x's rows m0 … m0 + rows − 1 is summed over K in steps of ``width`` (loads bounds-checked:
+        K need not be a multiple, rows past M read zeros), in registers, one reduction at the end."""
+        layout = self._rms_layout()
+        width = layout.shape[1]
+        squares = self.register_tensor(float32, [self.rows, width], layout=layout, init=0.0)
+        return self.global_view(x, self.act, [m, k]), squares, width
+
+    def _rms_step(self, gx_rows, squares, m0, k0):
+        """``squares`` plus the squares of x's tile [rows, width] at (m0, k0), in f32."""
+        layout = self._rms_layout()
+        tile = self.load_global(gx_rows, [m0, k0], list(layout.shape), layout=layout)
+        value = self.cast(tile, float32)
+        return squares + value * value
+
+    def _rms_finish(self, squares, k):
+        """[1, rows] f32: 1 / sqrt(mean_k x² + eps) per row (rows past M: 1 / sqrt(eps), never stored), moved
+        through shared memory into the layout of the accumulator's columns."""
+        sums = self.view(self.sum(squares, 1, keepdim=True), shape=[1, self.rows])
+        staged = self.shared_tensor(float32, [1, self.rows])
+        self.store_shared(staged, sums)
+        self.sync()
+        return self.rsqrt(self.load_shared(staged) / k + self.rms_eps)
 
     def _partials(self, m, n):
         """The split-K workspace in yᵀ order: P slices [N, M'], [P·N, M'] f32 (M' whole row blocks)."""
