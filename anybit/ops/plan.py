@@ -75,8 +75,10 @@ class WeightPlan:
         if not x.is_contiguous():
             x = x.contiguous()  # documented: a non-contiguous x is copied
         fused = rms_eps is not None or into is not None
+        options = {}  # the fused options, passed on only where given
         if fused:
             self._check_fused(shape, rms_eps, into)
+            options = {"rms_eps": rms_eps, "into": into}
         m = x.numel() // self.k
         if path is None:
             if m <= threshold.decode_max_m:
@@ -89,7 +91,7 @@ class WeightPlan:
                 path = DEQUANTIZE
         if path == DECODE:
             if not self.on_cuda or m == 0:
-                return self.decode_reference(x, data, scales, zeros, bias, rms_eps=rms_eps, into=into)
+                return self.decode_reference(x, data, scales, zeros, bias, **options)
             if x.data_ptr() & 15:
                 x = x.clone()  # the kernel reads x with 16-byte vectors; a view may start anywhere
             if into is not None:
@@ -117,7 +119,7 @@ class WeightPlan:
                 launch(args)
             return y
         if path == DEQUANTIZE:
-            return self.dequantize_matmul(x, data, scales, zeros, bias, rms_eps=rms_eps, into=into)
+            return self.dequantize_matmul(x, data, scales, zeros, bias, **options)
         raise ValueError(f"quantized_matmul: expected path 'decode', 'dequantize' or None, got {path!r}")
 
     def measured_path(self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros, bias) -> str:
