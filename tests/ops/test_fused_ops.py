@@ -114,3 +114,34 @@ def test_opcheck_passes_for_both_ops():
     arguments = (out, x, p.data, p.scales, p.zeros, None, *layout_args)
     add = torch.library.opcheck(torch.ops.anybit.quantized_matmul_add_.default, arguments)
     assert all(value == "SUCCESS" for value in add.values()), add
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU (CUDA)")
+@pytest.mark.parametrize("m", [1, 8, 16, 40])
+def test_fused_ops_on_the_gpu_eager_and_in_a_cuda_graph(m):
+    """The plan's fused launches (tuned on a scratch output, kept per M) and the dequantize path past 16
+    rows, eager and replayed from a CUDA graph, against float64."""
+    w = torch.randn(4096, 2048, device="cuda") * 0.02
+    q = kernels.quantize(w, "int4", group_size=128)
+    p = kernels.pack(q)
+    dense = kernels.dequantize(q).double()
+    x = (torch.randn(m, 2048, device="cuda") * 2.0).half()
+    residual = torch.randn(m, 4096, device="cuda").half()
+    expected_rms = normalised(x) @ dense.t()
+    expected_add = residual.double() + x.double() @ dense.t()
+    assert relative_error(ops.quantized_matmul_rms(x, p, EPS), expected_rms) < 2e-3
+    out = residual.clone()
+    ops.quantized_matmul_add_(out, x, p)
+    assert relative_error(out, expected_add) < 2e-3
+    static_out = residual.clone()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        normed = ops.quantized_matmul_rms(x, p, EPS)
+        ops.quantized_matmul_add_(static_out, x, p)
+    static_out.copy_(residual)
+    normed.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert relative_error(normed, expected_rms) < 2e-3
+    assert relative_error(static_out, expected_add) < 2e-3
