@@ -52,6 +52,8 @@ PARTIALS_IN_FLIGHT = 4
 #: ... and more while they fit this many f32 registers a thread (the main loop's are free by then): at 8 rows
 #: (the transposed kernel at M ≤ 8) a partial is 8 registers, so split 8 sums in one L2 round trip, not two.
 PARTIAL_REGISTERS = 64
+#: Rows of x the row-RMS prologue (``rms_eps``) sums at a time.
+RMS_ROWS = 8
 
 
 def weight_exponent(dtype: DataType, act: DataType) -> int:
@@ -204,10 +206,15 @@ class DecodeMatmul(anybit.Script):
                 self._copy_x(gx, sx[stage], first + stage, m0)
             self.copy_async_commit_group()
         if self.rms_eps is not None:  # while the first chunks load: 1 / rms of this block's rows of x
-            gx_rows, squares, width = self._rms_start(x, m, k)
-            for step in self.range(cdiv(k, width)):
-                squares = self._rms_step(gx_rows, squares, m0, step * width)
-            inverse_rms = self._rms_finish(squares, k)
+            # Every thread reads 16 bytes of each row a step (rows past M: predicated off, no memory
+            # traffic), two steps in flight; its squares summed in f32 per row, then across the block.
+            gx_rows, steps, table = self._rms_start(x, m, k)
+            for part in range(self.block_m // RMS_ROWS):  # 8 rows at a time: fewer registers at 16 rows
+                squares = self._rms_zeros()
+                for step in self.range(steps, unroll=2):
+                    squares = self._rms_step(gx_rows, squares, m0 + part * RMS_ROWS, step)
+                self._rms_stash(table, squares, part)
+            inverse_rms = self._rms_finish(table, k)
         for step in self.range(count):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
             # prefetch below. Prefetches past the end of the run are skipped (a uniform branch: cheaper than
