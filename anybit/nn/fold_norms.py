@@ -29,6 +29,7 @@ from torch import nn
 
 from anybit import ops
 from anybit.nn.fuse import FusedProjection, GatedProjection
+from anybit.ops.plan import rms_normalized
 
 
 class NormFoldedLinear(nn.Module):
@@ -45,9 +46,7 @@ class NormFoldedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if isinstance(self.linear, nn.Linear):
-            wide = x.float()
-            normed = (wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
-            return self.linear(normed)
+            return self.linear(rms_normalized(x, self.eps))
         layer = _plain_quantized(self.linear)
         return ops.quantized_matmul_rms(x, layer.packed_weight, self.eps, layer.bias)
 

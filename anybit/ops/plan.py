@@ -25,6 +25,13 @@ from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
 from anybit.ops.tuning import m_bucket, tuner_for
 
 
+def rms_normalized(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / sqrt(mean(x², last dim) + eps), in f32 and rounded once to x's dtype, as a Llama RMSNorm does
+    before its weight (the torch form of the decode kernel's ``rms_eps`` prologue)."""
+    wide = x.float()
+    return (wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
 class WeightPlan:
     """Launch state of one (layout, activation dtype, device); call it with x and the weight's tensors."""
 
@@ -175,9 +182,8 @@ class WeightPlan:
         """
         weight = dequantize_weight(self.packed(data, scales, zeros))
         rms_eps, into = fused.get("rms_eps"), fused.get("into")
-        if rms_eps is not None:  # in f32, rounded once to the activation dtype, as a Llama RMSNorm does
-            wide = x.float()
-            x = (wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + rms_eps)).to(self.act_dtype)
+        if rms_eps is not None:
+            x = rms_normalized(x, rms_eps)
         if self.on_cuda:
             result = F.linear(x, weight, bias)
         else:
