@@ -52,6 +52,8 @@ PARTIALS_IN_FLIGHT = 4
 #: ... and more while they fit this many f32 registers a thread (the main loop's are free by then): at 8 rows
 #: (the transposed kernel at M ≤ 8) a partial is 8 registers, so split 8 sums in one L2 round trip, not two.
 PARTIAL_REGISTERS = 64
+#: Rows of x the row-RMS prologue (``rms_eps``) sums at a time.
+RMS_ROWS = 8
 
 
 def weight_exponent(dtype: DataType, act: DataType) -> int:
@@ -89,6 +91,14 @@ class DecodeMatmul(anybit.Script):
     min_blocks
         Blocks per SM the compiled code must leave room for (0: the compiler's choice). A bound caps the
         registers a thread, for more resident warps where registers, not shared memory, limit them.
+    accumulate
+        y += x @ W^T: the kernel reads y and adds the product to it (one rounding), so a residual stream
+        takes a projection's output without an element-wise kernel (not for gated pairs).
+    rms_eps
+        Row RMS normalisation of x folded in: y = (x / rms(x)) @ W^T with rms(x)_m = sqrt(mean_k x_m² + eps),
+        the norm's own weight folded into W beforehand (a Llama RMSNorm followed by this projection). Each
+        block reads its rows of x once more for the mean of squares, while its first weight chunks load.
+        The transposed kernel (weights packed as the A operand) only.
     """
 
     def __init__(
@@ -103,6 +113,8 @@ class DecodeMatmul(anybit.Script):
         split: int = 1,
         dependent_launch: bool = True,
         min_blocks: int = 0,
+        accumulate: bool = False,
+        rms_eps: float | None = None,
     ) -> None:
         super().__init__()
         if stages < 2:
@@ -117,6 +129,13 @@ class DecodeMatmul(anybit.Script):
         self.warps, self.stages, self.split = warps, stages, split
         self.dependent_launch = dependent_launch
         self.min_blocks = min_blocks
+        if accumulate and layout.gated:
+            raise ValueError("accumulate=True adds y to the product; a gated pair's product is not added to")
+        if rms_eps is not None and not (isinstance(rms_eps, float) and rms_eps > 0.0):
+            raise ValueError(
+                f"expected rms_eps a positive float (the RMSNorm's epsilon) or None, got {rms_eps!r}"
+            )
+        self.accumulate, self.rms_eps = accumulate, rms_eps
         # A gated pair (layout.gated, the transposed kernel): y [M, N/2] = silu(x·gateᵀ)·(x·upᵀ), the pairing
         # in f32 before the one rounding (DecodeMatmulTransposed._gate).
         self.gated = layout.gated
@@ -186,6 +205,16 @@ class DecodeMatmul(anybit.Script):
             if stage < count:
                 self._copy_x(gx, sx[stage], first + stage, m0)
             self.copy_async_commit_group()
+        if self.rms_eps is not None:  # while the first chunks load: 1 / rms of this block's rows of x
+            # Every thread reads 16 bytes of each row a step (rows past M: predicated off, no memory
+            # traffic), two steps in flight; its squares summed in f32 per row, then across the block.
+            gx_rows, steps, table = self._rms_start(x, m, k)
+            for part in range(self.block_m // RMS_ROWS):  # 8 rows at a time: fewer registers at 16 rows
+                squares = self._rms_zeros()
+                for step in self.range(steps, unroll=2):
+                    squares = self._rms_step(gx_rows, squares, m0 + part * RMS_ROWS, step)
+                self._rms_stash(table, squares, part)
+            inverse_rms = self._rms_finish(table, k)
         for step in self.range(count):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
             # prefetch below. Prefetches past the end of the run are skipped (a uniform branch: cheaper than
@@ -247,9 +276,13 @@ class DecodeMatmul(anybit.Script):
                 acc = acc + self._sum_partials(partials, split - split % group, split % group, m, n, m0, n0)
         if pl.per_channel:
             acc = acc * self.cast(self._load_columns(gs, n0), float32, exponent=-exponent)
+        if self.rms_eps is not None:
+            acc = acc * inverse_rms
         if self.has_bias:
             gb = self._bias_view(bias, n)
             acc = acc + self.cast(self._load_columns(gb, n0), float32)
+        if self.accumulate:
+            acc = acc + self.cast(self._load_y(gy, m0, n0), float32)
         if self.gated:
             self._store_y(gy, self.cast(self._gate(acc), act), m0, n0 // 2)
         else:
@@ -314,6 +347,14 @@ class DecodeMatmul(anybit.Script):
 
     def _store_y(self, gy, value, m0, n0) -> None:
         self.store_global(gy, value, [m0, n0])
+
+    def _load_y(self, gy, m0, n0):
+        """This block's tile of y (rows past M read as zeros): what ``accumulate`` adds to."""
+        return self.load_global(gy, [m0, n0], [BLOCK_M, self.block_n])
+
+    def _rms_start(self, x, m, k):
+        """The row-RMS prologue's start (the transposed kernel's; see DecodeMatmulTransposed)."""
+        raise ValueError("rms_eps needs the weight packed as the A operand (the transposed decode kernel)")
 
     def _partials(self, m, n):
         """The split-K workspace: P slices of whole 16-row blocks, [P·M', N] f32."""

@@ -22,9 +22,9 @@ import torch
 import anybit
 from anybit.dtypes import float32
 from anybit.ir import cdiv
-from anybit.kernels.decode import DecodeMatmul
+from anybit.kernels.decode import RMS_ROWS, DecodeMatmul
 from anybit.kernels.layout import PackedLayout
-from anybit.layout import XorSwizzle, permute, shared_strided
+from anybit.layout import XorSwizzle, local, permute, reduce, shared_strided, spatial
 
 
 def transposed_x_layout(k_chunk: int, rows: int, element_bytes: int = 2):
@@ -127,6 +127,57 @@ class DecodeMatmulTransposed(DecodeMatmul):
 
     def _store_y(self, gy, value, m0, n0) -> None:
         self.store_global(gy, value, [n0, m0])
+
+    def _load_y(self, gy, m0, n0):
+        """This block's tile of yᵀ [block_n, rows] (rows past M read as zeros)."""
+        return self.load_global(gy, [n0, m0], [self.block_n, self.rows])
+
+    def _rms_layout(self):
+        """The row-RMS prologue's tile of x [8, threads, 8] (x viewed as [M, K/8, 8]): every thread holds 8
+        consecutive elements (16 bytes) of each of 8 rows."""
+        return local(RMS_ROWS, 1, 1).spatial(1, 32 * self.warps, 1).local(1, 1, 8)
+
+    def _rms_start(self, x, m, k):
+        """(x as [M, K/8, 8], steps, the shared table [rows, warps] of the warps' partial sums): the row-RMS
+        prologue's start. A step reads 16 bytes a thread of 8 rows; loads are bounds-checked, so K/8 need not
+        be a multiple of the threads and rows past M read zeros without touching memory."""
+        threads = 32 * self.warps
+        table = self.shared_tensor(float32, [self.rows, self.warps])
+        return self.global_view(x, self.act, [m, k // 8, 8]), cdiv(k // 8, threads), table
+
+    def _rms_zeros(self):
+        """Zeroed f32 sums of squares [8, threads, 1]: one a row a thread."""
+        layout = reduce(self._rms_layout(), [2], keepdims=True)
+        return self.register_tensor(float32, list(layout.shape), layout=layout, init=0.0)
+
+    def _rms_step(self, gx_rows, squares, row, step):
+        """``squares`` plus the squares of this thread's 8 elements of each row of step ``step``, in f32."""
+        layout = self._rms_layout()
+        threads = 32 * self.warps
+        tile = self.load_global(gx_rows, [row, step * threads, 0], list(layout.shape), layout=layout)
+        value = self.cast(tile, float32)
+        return squares + self.sum(value * value, 2, keepdim=True)
+
+    def _rms_stash(self, table, squares, part) -> None:
+        """Each warp's sums of 8 rows (shuffles over its lanes) into the table at rows 8·part …"""
+        by_warp = self.view(squares, shape=[RMS_ROWS, self.warps, 32])
+        sums = self.view(self.sum(by_warp, 2, keepdim=True), shape=[RMS_ROWS, self.warps])
+        self.store_shared(table, sums, [part * RMS_ROWS, 0])
+
+    def _rms_finish(self, table, k):
+        """[1, rows] f32: 1 / sqrt(mean_k x² + eps) per row (rows past M: 1 / sqrt(eps), never stored) from
+        the warps' partial sums: a thread per row adds its row's (the other threads repeat it: a replicated
+        mode), and the totals go through shared memory into the layout of the accumulator's columns."""
+        rows, threads = self.rows, 32 * self.warps
+        self.sync()
+        per_row = reduce(spatial(threads // rows, rows, 1).local(1, 1, self.warps), [0])
+        totals = self.view(
+            self.sum(self.load_shared(table, layout=per_row), 1, keepdim=True), shape=[1, rows]
+        )
+        staged = self.shared_tensor(float32, [1, rows])
+        self.store_shared(staged, totals)
+        self.sync()
+        return self.rsqrt(self.load_shared(staged) / k + self.rms_eps)
 
     def _partials(self, m, n):
         """The split-K workspace in yᵀ order: P slices [N, M'], [P·N, M'] f32 (M' whole row blocks)."""
