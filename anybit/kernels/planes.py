@@ -4,7 +4,7 @@ dequantize kernels).
 Codes of 3, 5 and 6 bits may be stored as two bit planes of 1, 2 and 4 bits (:attr:`PackedLayout.planes
 <anybit.kernels.PackedLayout>`), each plane laid out as unsigned codes of its width are (2- and 4-bit planes
 pair-interleaved, so are 1-bit planes): the two codes of every tensor-core pair then sit 16 bits apart in
-one word of each plane, and one ``cast`` of both planes (``high=``) gathers each pair's bits with a rotate
+one word of each plane, and one ``cast`` of both planes (``high=``) gathers each pair's bits with a shift
 and a ``lop3`` per plane — no code straddles a byte or a word, as the same codes stored whole do.
 """
 
