@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 import anybit
-from anybit.kernels.decode import BLOCK_M, DecodeMatmul
+from anybit.kernels.decode import BLOCK_M, RMS_ROWS, DecodeMatmul
 from anybit.kernels.decode_transposed import DecodeMatmulTransposed
 from anybit.kernels.dequantize import MAX_STAGED, DequantizeWeight
 from anybit.kernels.layout import PackedLayout
@@ -92,15 +92,22 @@ def decode_kernel(
     config: DecodeConfig,
     accumulate: bool = False,
     rms_eps: float | None = None,
+    rms_rows: int | None = None,
 ) -> DecodeMatmul:
     """The cached decode kernel of one specialisation (``layout`` as :func:`kernel_layout` gives):
     :class:`DecodeMatmul`, or :class:`DecodeMatmulTransposed` for a weight packed with ``operand="a"``
-    (``accumulate`` and ``rms_eps``: see :class:`DecodeMatmul`)."""
+    (``accumulate``, ``rms_eps`` and ``rms_rows``: see :class:`DecodeMatmul`)."""
     options = dict(has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages)
-    options.update(accumulate=accumulate, rms_eps=rms_eps)
+    options.update(accumulate=accumulate, rms_eps=rms_eps, rms_rows=rms_rows)
     if layout.operand == "a":
         return DecodeMatmulTransposed(layout, act_dtype, rows=config.rows, split=config.split, **options)
     return DecodeMatmul(layout, act_dtype, split=config.split, **options)
+
+
+def rms_rows(m: int, rows: int | None) -> int | None:
+    """The ``rms_rows`` of a transposed decode kernel for M rows of x in blocks of ``rows``: the rows a block
+    has (fewer than 8 only at M < 8), so the row RMS sums no padding; None (all) for 16-row blocks."""
+    return min(m, RMS_ROWS) if rows == RMS_ROWS else None
 
 
 @functools.cache
@@ -202,7 +209,14 @@ def decode_matmul(
     if m == 0:
         return out
     kernel = decode_kernel(
-        kernel_layout(layout), p.act_dtype, p.zeros is not None, bias is not None, config, accumulate, rms_eps
+        kernel_layout(layout),
+        p.act_dtype,
+        p.zeros is not None,
+        bias is not None,
+        config,
+        accumulate,
+        rms_eps,
+        rms_rows(m, config.rows) if rms_eps is not None else None,
     )
     zeros = p.zeros if p.zeros is not None else p.scales
     _run(kernel, x2, p.data, p.scales, zeros, p.scales if bias is None else bias, out, m, n, k)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from anybit.kernels import PackedLayout, PackedWeight, decode_matmul, dequantize_weight, gated_reference
-from anybit.kernels.launch import default_decode_config
+from anybit.kernels.launch import default_decode_config, rms_rows
 from anybit.ops.checks import raise_bad_input
 from anybit.ops.dispatch import DECODE, DEQUANTIZE, threshold
 from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
@@ -259,7 +259,10 @@ class WeightPlan:
             config = tuner.select(tuple(scratch))
             if self.n % (config["warps"] * self.layout.n_per_warp):
                 config = dataclasses.asdict(default_decode_config(self.layout))
-            instance = tuner.script_class(**tuner.fixed, **config, accumulate=accumulate, rms_eps=rms_eps)
+            fused = dict(accumulate=accumulate, rms_eps=rms_eps)
+            if rms_eps is not None:
+                fused["rms_rows"] = rms_rows(m, config.get("rows"))
+            instance = tuner.script_class(**tuner.fixed, **config, **fused)
             compiled = launch_script(instance, args)
             launches[m] = _launch_function(compiled)
 

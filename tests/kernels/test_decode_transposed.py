@@ -13,6 +13,7 @@ import anybit
 from anybit.kernels import choose_layout, decode_matmul, dequantize, pack, unpack
 from anybit.kernels.decode import DecodeMatmul
 from anybit.kernels.decode_transposed import DecodeMatmulTransposed
+from anybit.kernels.launch import rms_rows
 from anybit.kernels.packing import pack_codes_numpy, unpack_codes_numpy
 
 from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
@@ -145,6 +146,8 @@ FUSED_CASES = [
     ("int4", 256, 384, 128, 12, False, 2, 4, 8, BF16, False, True),  # two row blocks; K not a step multiple
     ("int6", 128, 256, 128, 16, False, 1, 2, 16, F16, True, True),  # bit planes, 16 rows
     ("int4", 448, 512, 128, 2, False, 2, 7, 8, F16, True, True),  # 7 warps: 224 threads, 28 a row
+    ("int4", 128, 1024, 128, 3, False, 8, 2, 8, F16, True, True),  # x's rows copied to shared, split 8
+    ("int4", 128, 2048, 128, 6, False, 2, 2, 8, F16, False, True),  # 6 rows too many to copy: read first
 ]
 
 
@@ -172,6 +175,7 @@ def test_residual_and_rms_norm_fold_into_the_kernel(
         rows=rows,
         accumulate=accumulate,
         rms_eps=eps if rms else None,
+        rms_rows=rms_rows(m, rows) if rms else None,
     )
     anybit.interpret(kernel, x, p.data, p.scales, p.zeros if zeros else p.scales, p.scales, y, m, n, k)
     xd = x.double()
@@ -187,6 +191,8 @@ def test_fused_options_are_checked():
     p = pack(q, layout=choose_layout("int4", 128, 256, 128, operand="a"))
     with pytest.raises(ValueError, match="rms_eps"):
         DecodeMatmulTransposed(p.layout, F16, rms_eps=0.0)
+    with pytest.raises(ValueError, match="rms_rows"):
+        DecodeMatmulTransposed(p.layout, F16, rms_eps=1e-5, rms_rows=9)
     gated = pack(q, layout=choose_layout("int4", 128, 256, 128, operand="a", gated=True))
     with pytest.raises(ValueError, match="gated"):
         DecodeMatmulTransposed(gated.layout, F16, accumulate=True)
