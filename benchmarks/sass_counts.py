@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             accumulate=options.accumulate,
             rms_eps=1e-5 if options.rms else None,
             rms_rows=options.rms_rows if options.rms else None,
+            rms_k=8192 if options.rms else None,
         )
         top = ", ".join(f"{name} {n}" for name, n in row["top"])
         print(

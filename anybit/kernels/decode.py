@@ -107,6 +107,10 @@ class DecodeMatmul(anybit.Script):
         Rows of x a block sums squares of (1 to its 8 rows; default all): at M = 1 one row, not eight, so
         the copy and the sums cost an eighth. Rows past it get no norm: launch with M ≤ rms_rows (the
         launchers pick min(M, rows)). Blocks of 16 rows sum all 16.
+    rms_k
+        K of x, for the row RMS: with it, a block may copy its rows of x into shared memory sized for this K
+        (see the transposed kernel's ``rms_from_shared``); launch with this K (the launchers pass it).
+        None: x is read before the main loop, for any K.
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class DecodeMatmul(anybit.Script):
         accumulate: bool = False,
         rms_eps: float | None = None,
         rms_rows: int | None = None,
+        rms_k: int | None = None,
     ) -> None:
         super().__init__()
         if stages < 2:
@@ -148,6 +153,7 @@ class DecodeMatmul(anybit.Script):
         if rms_rows is not None and not 1 <= rms_rows <= RMS_ROWS:
             raise ValueError(f"expected rms_rows 1 to {RMS_ROWS} (rows of x a block has), got {rms_rows}")
         self.rms_rows = rms_rows or RMS_ROWS
+        self.rms_k = rms_k
         # A gated pair (layout.gated, the transposed kernel): y [M, N/2] = silu(x·gateᵀ)·(x·upᵀ), the pairing
         # in f32 before the one rounding (DecodeMatmulTransposed._gate).
         self.gated = layout.gated

@@ -147,15 +147,15 @@ class DecodeMatmulTransposed(DecodeMatmul):
         """Whether the row RMS sums a shared copy of this block's ``rms_rows`` rows of x (copied with the
         first chunk, summed after the main loop: no load latency of its own) — while the copy takes at most
         :data:`RMS_SHARED_BYTES` (M ≤ 2 at K = 4096) — rather than reading x before the main loop."""
-        if self.block_m != RMS_ROWS:
+        if self.block_m != RMS_ROWS or self.rms_k is None:
             return False
         return self.rms_rows * self._rms_padded_k * self.act.nbits // 8 <= RMS_SHARED_BYTES
 
     @property
     def _rms_padded_k(self) -> int:
-        """K rounded up to whole steps of 8 elements a thread."""
+        """``rms_k`` rounded up to whole steps of 8 elements a thread."""
         threads = 32 * self.warps
-        return cdiv(self.layout.k // 8, threads) * threads * 8
+        return cdiv(self.rms_k // 8, threads) * threads * 8
 
     @property
     def _rms_tile_rows(self) -> int:

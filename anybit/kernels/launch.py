@@ -93,21 +93,23 @@ def decode_kernel(
     accumulate: bool = False,
     rms_eps: float | None = None,
     rms_rows: int | None = None,
+    rms_k: int | None = None,
 ) -> DecodeMatmul:
     """The cached decode kernel of one specialisation (``layout`` as :func:`kernel_layout` gives):
     :class:`DecodeMatmul`, or :class:`DecodeMatmulTransposed` for a weight packed with ``operand="a"``
-    (``accumulate``, ``rms_eps`` and ``rms_rows``: see :class:`DecodeMatmul`)."""
+    (``accumulate``, ``rms_eps``, ``rms_rows`` and ``rms_k``: see :class:`DecodeMatmul`)."""
     options = dict(has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages)
-    options.update(accumulate=accumulate, rms_eps=rms_eps, rms_rows=rms_rows)
+    options.update(accumulate=accumulate, rms_eps=rms_eps, rms_rows=rms_rows, rms_k=rms_k)
     if layout.operand == "a":
         return DecodeMatmulTransposed(layout, act_dtype, rows=config.rows, split=config.split, **options)
     return DecodeMatmul(layout, act_dtype, split=config.split, **options)
 
 
-def rms_rows(m: int, rows: int | None) -> int | None:
-    """The ``rms_rows`` of a transposed decode kernel for M rows of x in blocks of ``rows``: the rows a block
-    has (fewer than 8 only at M < 8), so the row RMS sums no padding; None (all) for 16-row blocks."""
-    return min(m, RMS_ROWS) if rows == RMS_ROWS else None
+def rms_options(m: int, rows: int | None, k: int) -> dict:
+    """``rms_rows`` and ``rms_k`` of a transposed decode kernel with the row RMS, for M rows of x [M, K] in
+    blocks of ``rows``: the rows a block has (fewer than 8 only at M < 8; None, all, for 16-row blocks), so
+    the row RMS sums no padding, and K, so x's rows may be copied into shared memory."""
+    return {"rms_rows": min(m, RMS_ROWS) if rows == RMS_ROWS else None, "rms_k": k}
 
 
 @functools.cache
@@ -216,7 +218,7 @@ def decode_matmul(
         config,
         accumulate,
         rms_eps,
-        rms_rows(m, config.rows) if rms_eps is not None else None,
+        **(rms_options(m, config.rows, k) if rms_eps is not None else {}),
     )
     zeros = p.zeros if p.zeros is not None else p.scales
     _run(kernel, x2, p.data, p.scales, zeros, p.scales if bias is None else bias, out, m, n, k)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from anybit.kernels import PackedLayout, PackedWeight, decode_matmul, dequantize_weight, gated_reference
-from anybit.kernels.launch import default_decode_config, rms_rows
+from anybit.kernels.launch import default_decode_config, rms_options
 from anybit.ops.checks import raise_bad_input
 from anybit.ops.dispatch import DECODE, DEQUANTIZE, threshold
 from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
@@ -261,7 +261,7 @@ class WeightPlan:
                 config = dataclasses.asdict(default_decode_config(self.layout))
             fused = dict(accumulate=accumulate, rms_eps=rms_eps)
             if rms_eps is not None:
-                fused["rms_rows"] = rms_rows(m, config.get("rows"))
+                fused.update(rms_options(m, config.get("rows"), self.k))
             instance = tuner.script_class(**tuner.fixed, **config, **fused)
             compiled = launch_script(instance, args)
             launches[m] = _launch_function(compiled)

@@ -13,7 +13,7 @@ import anybit
 from anybit.kernels import choose_layout, decode_matmul, dequantize, pack, unpack
 from anybit.kernels.decode import DecodeMatmul
 from anybit.kernels.decode_transposed import DecodeMatmulTransposed
-from anybit.kernels.launch import rms_rows
+from anybit.kernels.launch import rms_options
 from anybit.kernels.packing import pack_codes_numpy, unpack_codes_numpy
 
 from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
@@ -175,7 +175,7 @@ def test_residual_and_rms_norm_fold_into_the_kernel(
         rows=rows,
         accumulate=accumulate,
         rms_eps=eps if rms else None,
-        rms_rows=rms_rows(m, rows) if rms else None,
+        **(rms_options(m, rows, k) if rms else {}),
     )
     anybit.interpret(kernel, x, p.data, p.scales, p.zeros if zeros else p.scales, p.scales, y, m, n, k)
     xd = x.double()
@@ -200,3 +200,20 @@ def test_fused_options_are_checked():
     kernel = DecodeMatmul(b_layout, F16, rms_eps=1e-5)
     with pytest.raises(Exception, match="A operand"):
         kernel.program()
+
+
+@pytest.mark.parametrize(("m", "split", "accumulate"), [(1, 4, False), (3, 8, True)])
+def test_decode_matmul_folds_the_rms_through_the_cached_kernel(m, split, accumulate):
+    """decode_matmul's cached kernels are K-generic: the launcher passes K, x fits the shared copy."""
+    n, k = 256, 2048
+    q = random_quantized("int4", n, k, 128, F16, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("int4", n, k, 128, operand="a"))
+    x = (torch.randn(m, k) * 3.0).to(F16)
+    residual = torch.randn(m, n).to(F16)
+    out = residual.clone() if accumulate else torch.full((m, n), float("nan"), dtype=F16)
+    config = {"warps": 4, "stages": 4, "split": split, "rows": 8}
+    y = decode_matmul(x, p, out=out, config=config, accumulate=accumulate, rms_eps=1e-5)
+    xd = x.double() / torch.sqrt(x.double().pow(2).mean(dim=1, keepdim=True) + 1e-5)
+    expected = xd @ dequantize(q).double().t() + (residual.double() if accumulate else 0.0)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, expected) <= TOLERANCE[F16]
