@@ -80,6 +80,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "gated_mlp; fp16 pairs them in torch)",
     )
     parser.add_argument(
+        "--fold-norms",
+        action="store_true",
+        help="with --fuse: the quantized models' RMSNorms and residual adds folded into their projections "
+        "(anybit.fold_norms: no element-wise kernels between projections; fp16 keeps its layers)",
+    )
+    parser.add_argument(
         "--quantize-lm-head",
         action="store_true",
         help="quantize lm_head too (quantize_model skips it by default; 1 GB of fp16 read per token at 8B)",
@@ -249,6 +255,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             "compile": args.compile,
             "fused_projections": args.fuse,
             "gated_mlp": args.fuse and args.gated_mlp,
+            "fold_norms": args.fuse and args.fold_norms,
             "lm_head": "quantized" if args.quantize_lm_head else "fp16 (skipped)",
             "operand": args.operand,
         },
@@ -268,7 +275,13 @@ def run(args: argparse.Namespace, save=None) -> dict:
             began = time.perf_counter()
             skip = () if args.quantize_lm_head else ("lm_head",)
             model, summary = quantized_copy(
-                reference, name, group_size=args.group_size, skip=skip, operand=args.operand, progress=False
+                reference,
+                name,
+                fold_norms=args.fuse and args.fold_norms,
+                group_size=args.group_size,
+                skip=skip,
+                operand=args.operand,
+                progress=False,
             )
             entry.update(
                 seconds=time.perf_counter() - began,
@@ -344,7 +357,9 @@ def markdown(report: dict) -> str:
         f"{'one step replayed as a CUDA graph' if graphed else 'eager steps'}"
         f"{' (the step torch.compile-d)' if settings.get('compile') else ''}"
         f"{', q/k/v and gate/up fused' if settings.get('fused_projections') else ''}"
-        f"{' (silu · up in the gate/up epilogue)' if settings.get('gated_mlp') else ''}; best of "
+        f"{' (silu · up in the gate/up epilogue)' if settings.get('gated_mlp') else ''}"
+        f"{'; quantized layers with norms and residual adds folded in' if settings.get('fold_norms') else ''}"
+        "; best of "
         f"{settings['repeats']}.",
         "",
         "| type | batch | tokens/s | ms/step | speedup vs fp16 | mode |",

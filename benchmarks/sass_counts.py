@@ -9,7 +9,7 @@ are made: an issue-bound kernel's speed follows these counts, and they cost no d
 Usage (repository root; needs the ``sass`` extra, ``pip install -e ".[sass]"``, or nvdisasm on PATH)::
 
     python benchmarks/sass_counts.py [--types uint4,int4] [--warps 4] [--stages 4] [--split 1] [--no-pdl]
-        [--act bfloat16] [--operand b]
+        [--act bfloat16] [--operand b] [--accumulate] [--rms [--rms-rows 1]]
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def count(
     act: torch.dtype = torch.float16,
     operand: str = "a",
     rows: int = 8,
+    **fused,
 ) -> dict:
     layout = choose_layout(type_name, 8192, 8192, 128, operand=operand)
     options = dict(
@@ -106,6 +107,7 @@ def count(
         stages=stages,
         split=split,
         dependent_launch=dependent_launch,
+        **fused,  # accumulate, rms_eps: the fused decoder-layer forms
     )
     if operand == "a":  # the transposed kernel: 8 rows of x per block (M ≤ 8) or 16
         kernel = DecodeMatmulTransposed(layout, act, rows=rows, **options)
@@ -143,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a (default): the weight as the A operand (transposed kernel); b: as the B operand",
     )
     parser.add_argument("--rows", type=int, choices=(8, 16), default=8, help="rows of x a transposed block")
+    parser.add_argument("--accumulate", action="store_true", help="the kernel that adds into y (a residual)")
+    parser.add_argument("--rms", action="store_true", help="the kernel that normalises x's rows by their RMS")
+    parser.add_argument("--rms-rows", type=int, default=1, help="with --rms: rows of x present (M ≤ 8)")
     options = parser.parse_args(argv)
     tool = nvdisasm()
     print("| type | weights/thread | loop instructions | per weight | registers | most frequent |")
@@ -158,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             getattr(torch, options.act),
             options.operand,
             options.rows,
+            accumulate=options.accumulate,
+            rms_eps=1e-5 if options.rms else None,
+            rms_rows=options.rms_rows if options.rms else None,
+            rms_k=8192 if options.rms else None,
         )
         top = ", ".join(f"{name} {n}" for name, n in row["top"])
         print(

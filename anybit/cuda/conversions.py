@@ -492,6 +492,15 @@ def emit_cast(
     """
     order = list(range(count)) if order is None else order
     n = source.nbits
+    gatherable = zero_pair is not None and source.kind == "uint" and planar_placements(source, target)
+    if fast and gatherable and _pairs_sixteen_apart(order, n, count):
+        # Zero points of pair-interleaved codes: the gathering form picks each pair's magic base so that
+        # pairs of a column share (subtrahend + zero) sums, one addition each instead of one per shift form.
+        plane = (src, source, order)
+        emit_planar_cast(
+            ctx, [plane], source, dst, target, count, zero_pair=zero_pair, zero_element=zero_element
+        )
+        return
     pairs = count // 2 if fast and has_fast_path(source, target) else 0
     folded: set[int] = set()  # output elements whose zero the fast path already subtracted
     for p in range(pairs):
@@ -529,6 +538,17 @@ def emit_cast(
     if zero_element is not None:  # the elements the fold did not cover: cast, then subtract, rounded once
         for i in (i for i in range(count) if i not in folded):
             ctx.emit(*set_value(dst, target, i, f"({get_value(dst, target, i)} - {zero_element(i)})"))
+
+
+def _pairs_sixteen_apart(order: list[int], n: int, count: int) -> bool:
+    """Whether every output pair's two codes sit 16 bits apart in one word (pair-interleaved codes)."""
+    if count % 2 or n > 8:
+        return False
+    for p in range(count // 2):
+        lo, hi = order[2 * p] * n, order[2 * p + 1] * n
+        if hi != lo + 16 or lo // 32 != (hi + n - 1) // 32:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------- bit planes
@@ -586,7 +606,11 @@ def _shifted_source(word: str, rotation: int, mask: int) -> tuple[str, float]:
 
 
 def planar_groups(
-    planes: list[Plane], source: DataType, target: DataType, p: int
+    planes: list[Plane],
+    source: DataType,
+    target: DataType,
+    p: int,
+    subtrahend_cost: Callable[[int], float] | None = None,
 ) -> tuple[int, int, list[tuple[str, int, int, int]]] | None:
     """How output pair ``p`` gathers its codes from bit ``planes``: (constant pair bits, subtrahend pair
     word, groups of (word array, word, left rotation, mask)) — the pair word is the constant XOR each
@@ -595,7 +619,9 @@ def planar_groups(
     Every code bit goes to its place; bits that share a word and a rotation form one group. Planes stored so
     that the two codes of a pair sit 16 bits apart in one word (pair-interleaved) take one group per plane,
     or two for a float plane holding the sign and another bit (they land at unrelated places). Of the
-    placements, the one whose groups cost the fewest shift instructions (:func:`_shifted_source`) wins.
+    placements, the one whose groups cost the fewest shift instructions (:func:`_shifted_source`) wins,
+    plus ``subtrahend_cost(subtrahend)`` where given (the zero-point fold adds the zero pair to each distinct
+    subtrahend once: a base no other pair of that column uses costs that addition).
     """
     best = None
     for targets, constant, subtrahend in planar_placements(source, target):
@@ -614,6 +640,7 @@ def planar_groups(
             return None
         ordered = sorted(groups.items(), key=lambda item: (item[0][2] != 0, item[0]))
         cost = sum(_shifted_source("w", rotation, mask)[1] for (_, _, rotation), mask in ordered)
+        cost += subtrahend_cost(subtrahend) if subtrahend_cost is not None else 0.0
         if best is None or cost < best[0]:
             flat = [(array, word, rotation, mask) for (array, word, rotation), mask in ordered]
             best = (cost, (constant, subtrahend, flat))
@@ -621,13 +648,17 @@ def planar_groups(
 
 
 def planar_gather(
-    planes: list[Plane], source: DataType, target: DataType, p: int
+    planes: list[Plane],
+    source: DataType,
+    target: DataType,
+    p: int,
+    subtrahend_cost: Callable[[int], float] | None = None,
 ) -> tuple[list[str], int] | None:
     """Statements leaving output pair ``p``'s codes gathered from their planes in ``q_`` (before any
     subtraction or re-biasing; :func:`planar_groups`) — per group one shift (none for 0) and one ``lop3``
     that masks it and merges it into the pair word — and the pair word an integer pair then subtracts.
     None where no such form applies."""
-    found = planar_groups(planes, source, target, p)
+    found = planar_groups(planes, source, target, p, subtrahend_cost)
     if found is None:
         return None
     constant, subtrahend, groups = found
@@ -662,13 +693,22 @@ def emit_planar_cast(
     """
     pairs = count // 2
     folded: set[int] = set()
+    summed: set[tuple[int, str]] = set()  # (subtrahend, zero pair) sums already emitted (nvcc shares them)
     for p in range(pairs):
-        gathered = planar_gather(planes, source, target, p)
+        cost = None
+        if zero_pair is not None:
+            zero = zero_pair(p)
+
+            def cost(subtrahend: int, zero: str = zero) -> float:
+                return 0.0 if (subtrahend, zero) in summed else 1.0
+
+        gathered = planar_gather(planes, source, target, p, cost)
         if gathered is None:
             break
         lines, subtrahend = gathered
         if source.kind in ("int", "uint"):
             if zero_pair is not None:
+                summed.add((subtrahend, zero_pair(p)))
                 if target is float16:
                     total = f"ab_add_rn_f16x2({hex(subtrahend)}u, {zero_pair(p)})"
                 else:

@@ -52,6 +52,11 @@ PARTIALS_IN_FLIGHT = 4
 #: ... and more while they fit this many f32 registers a thread (the main loop's are free by then): at 8 rows
 #: (the transposed kernel at M ≤ 8) a partial is 8 registers, so split 8 sums in one L2 round trip, not two.
 PARTIAL_REGISTERS = 64
+#: Rows of x the row-RMS prologue (``rms_eps``) sums at a time.
+RMS_ROWS = 8
+#: The most shared memory a block's copy of its rows of x for the row RMS may take (else x is read before
+#: the main loop): 16 KB keeps the blocks a SM of the plain kernel.
+RMS_SHARED_BYTES = 16 * 1024
 
 
 def weight_exponent(dtype: DataType, act: DataType) -> int:
@@ -89,6 +94,23 @@ class DecodeMatmul(anybit.Script):
     min_blocks
         Blocks per SM the compiled code must leave room for (0: the compiler's choice). A bound caps the
         registers a thread, for more resident warps where registers, not shared memory, limit them.
+    accumulate
+        y += x @ W^T: the kernel reads y and adds the product to it (one rounding), so a residual stream
+        takes a projection's output without an element-wise kernel (not for gated pairs).
+    rms_eps
+        Row RMS normalisation of x folded in: y = (x / rms(x)) @ W^T with rms(x)_m = sqrt(mean_k x_m² + eps),
+        the norm's own weight folded into W beforehand (a Llama RMSNorm followed by this projection). Each
+        block reads its rows of x once more for the mean of squares: copied into shared memory with the
+        first chunk when small (``rms_from_shared``), else before the main loop. The transposed kernel
+        (weights packed as the A operand) only.
+    rms_rows
+        Rows of x a block sums squares of (1 to its 8 rows; default all): at M = 1 one row, not eight, so
+        the copy and the sums cost an eighth. Rows past it get no norm: launch with M ≤ rms_rows (the
+        launchers pick min(M, rows)). Blocks of 16 rows sum all 16.
+    rms_k
+        K of x, for the row RMS: with it, a block may copy its rows of x into shared memory sized for this K
+        (see the transposed kernel's ``rms_from_shared``); launch with this K (the launchers pass it).
+        None: x is read before the main loop, for any K.
     """
 
     def __init__(
@@ -103,6 +125,10 @@ class DecodeMatmul(anybit.Script):
         split: int = 1,
         dependent_launch: bool = True,
         min_blocks: int = 0,
+        accumulate: bool = False,
+        rms_eps: float | None = None,
+        rms_rows: int | None = None,
+        rms_k: int | None = None,
     ) -> None:
         super().__init__()
         if stages < 2:
@@ -117,6 +143,17 @@ class DecodeMatmul(anybit.Script):
         self.warps, self.stages, self.split = warps, stages, split
         self.dependent_launch = dependent_launch
         self.min_blocks = min_blocks
+        if accumulate and layout.gated:
+            raise ValueError("accumulate=True adds y to the product; a gated pair's product is not added to")
+        if rms_eps is not None and not (isinstance(rms_eps, float) and rms_eps > 0.0):
+            raise ValueError(
+                f"expected rms_eps a positive float (the RMSNorm's epsilon) or None, got {rms_eps!r}"
+            )
+        self.accumulate, self.rms_eps = accumulate, rms_eps
+        if rms_rows is not None and not 1 <= rms_rows <= RMS_ROWS:
+            raise ValueError(f"expected rms_rows 1 to {RMS_ROWS} (rows of x a block has), got {rms_rows}")
+        self.rms_rows = rms_rows or RMS_ROWS
+        self.rms_k = rms_k
         # A gated pair (layout.gated, the transposed kernel): y [M, N/2] = silu(x·gateᵀ)·(x·upᵀ), the pairing
         # in f32 before the one rounding (DecodeMatmulTransposed._gate).
         self.gated = layout.gated
@@ -182,10 +219,29 @@ class DecodeMatmul(anybit.Script):
                 self._copy_weights(gw, gs, gz, sw[stage], ss[stage], sz[stage], first + stage, n0)
         if self.dependent_launch:
             self.wait_prior_grids()
+        # The row RMS of x (rms_eps) from a shared copy of this block's rows of x when it is small (M ≤ 2
+        # at K = 4096): copied with chunk 0, summed after the main loop from shared memory, no load latency
+        # of its own. Else, before the main loop: every thread reads 16 bytes of each of 8 rows a step
+        # (rows past M: predicated off, no memory traffic), its squares summed in f32 per row, then the
+        # block adds the threads' sums.
+        x_copy = self.rms_eps is not None and self.rms_from_shared
+        if x_copy:
+            gx_rows, steps, table = self._rms_start(x, m, k)
+            x_rows = self._copy_x_rows(gx_rows, m0)
+        if self.accumulate:  # the residual y, copied with chunk 0: its latency hidden behind the main loop
+            prior = self._prefetch_y(gy, m0, n0)
         for stage in range(stages - 1):
             if stage < count:
                 self._copy_x(gx, sx[stage], first + stage, m0)
             self.copy_async_commit_group()
+        if self.rms_eps is not None and not x_copy:
+            gx_rows, steps, table = self._rms_start(x, m, k)
+            for part in range(self.block_m // RMS_ROWS):  # 8 rows at a time: fewer registers at 16 rows
+                squares = self._rms_zeros()
+                for rms_step in self.range(steps, unroll=2):
+                    squares = self._rms_add(squares, self._rms_load(gx_rows, m0 + part * RMS_ROWS, rms_step))
+                self._rms_stash(table, squares, part)
+            inverse_rms = self._rms_finish(table, k)
         for step in self.range(count):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
             # prefetch below. Prefetches past the end of the run are skipped (a uniform branch: cheaper than
@@ -220,6 +276,12 @@ class DecodeMatmul(anybit.Script):
                 self._dot(tile_x, weights, partial)
                 scale = self.cast(self.load_shared(ss[current]), float32, exponent=-exponent)
                 acc += partial * scale
+        if x_copy:  # chunk 0's wait covered the copy of x's rows
+            squares = self._rms_zeros()
+            for rms_step in self.range(steps):
+                squares = self._rms_add(squares, self._rms_load_shared(x_rows, rms_step))
+            self._rms_stash(table, squares, 0)
+            inverse_rms = self._rms_finish(table, k)
         if self.dependent_launch:
             # Every weight byte has been read: what is left (split-K reduction, scales, bias, store) is
             # short, so the next kernel's blocks may start their prologue now, and the weight streaming of
@@ -247,9 +309,13 @@ class DecodeMatmul(anybit.Script):
                 acc = acc + self._sum_partials(partials, split - split % group, split % group, m, n, m0, n0)
         if pl.per_channel:
             acc = acc * self.cast(self._load_columns(gs, n0), float32, exponent=-exponent)
+        if self.rms_eps is not None:
+            acc = acc * inverse_rms
         if self.has_bias:
             gb = self._bias_view(bias, n)
             acc = acc + self.cast(self._load_columns(gb, n0), float32)
+        if self.accumulate:
+            acc = acc + self.cast(self._prior_y(prior), float32)
         if self.gated:
             self._store_y(gy, self.cast(self._gate(acc), act), m0, n0 // 2)
         else:
@@ -314,6 +380,23 @@ class DecodeMatmul(anybit.Script):
 
     def _store_y(self, gy, value, m0, n0) -> None:
         self.store_global(gy, value, [m0, n0])
+
+    def _prefetch_y(self, gy, m0, n0):
+        """This block's tile of y (rows past M read as zeros), what ``accumulate`` adds to, loaded early."""
+        return self.load_global(gy, [m0, n0], [BLOCK_M, self.block_n])
+
+    def _prior_y(self, prefetched):
+        """The tile :meth:`_prefetch_y` started, in registers."""
+        return prefetched
+
+    @property
+    def rms_from_shared(self) -> bool:
+        """Whether the row RMS reads a shared copy of x's rows (the transposed kernel's; see there)."""
+        return False
+
+    def _rms_start(self, x, m, k):
+        """The row-RMS prologue's start (the transposed kernel's; see DecodeMatmulTransposed)."""
+        raise ValueError("rms_eps needs the weight packed as the A operand (the transposed decode kernel)")
 
     def _partials(self, m, n):
         """The split-K workspace: P slices of whole 16-row blocks, [P·M', N] f32."""

@@ -22,9 +22,9 @@ import torch
 import anybit
 from anybit.dtypes import float32
 from anybit.ir import cdiv
-from anybit.kernels.decode import DecodeMatmul
+from anybit.kernels.decode import RMS_ROWS, RMS_SHARED_BYTES, DecodeMatmul
 from anybit.kernels.layout import PackedLayout
-from anybit.layout import XorSwizzle, permute, shared_strided
+from anybit.layout import XorSwizzle, local, permute, reduce, shared_strided, spatial
 
 
 def transposed_x_layout(k_chunk: int, rows: int, element_bytes: int = 2):
@@ -127,6 +127,107 @@ class DecodeMatmulTransposed(DecodeMatmul):
 
     def _store_y(self, gy, value, m0, n0) -> None:
         self.store_global(gy, value, [n0, m0])
+
+    def _prefetch_y(self, gy, m0, n0):
+        """Start copying this block's tile of yᵀ [block_n, rows] (rows past M: zeros) into shared memory,
+        n-contiguous as y is: what ``accumulate`` adds, read at the end without a global round trip."""
+        tile = self.shared_tensor(
+            self.act,
+            [self.block_n, self.rows],
+            layout=shared_strided([self.block_n, self.rows], [1, self.block_n]),
+        )
+        self.copy_async(gy, tile, [n0, m0], in_bounds=(0,))
+        return tile
+
+    def _prior_y(self, prefetched):
+        return self.load_shared(prefetched)
+
+    @property
+    def rms_from_shared(self) -> bool:
+        """Whether the row RMS sums a shared copy of this block's ``rms_rows`` rows of x (copied with the
+        first chunk, summed after the main loop: no load latency of its own) — while the copy takes at most
+        :data:`RMS_SHARED_BYTES` (M ≤ 2 at K = 4096) — rather than reading x before the main loop."""
+        if self.block_m != RMS_ROWS or self.rms_k is None:
+            return False
+        return self.rms_rows * self._rms_padded_k * self.act.nbits // 8 <= RMS_SHARED_BYTES
+
+    @property
+    def _rms_padded_k(self) -> int:
+        """``rms_k`` rounded up to whole steps of 8 elements a thread."""
+        threads = 32 * self.warps
+        return cdiv(self.rms_k // 8, threads) * threads * 8
+
+    @property
+    def _rms_tile_rows(self) -> int:
+        """Rows of x a row-RMS step reads: ``rms_rows`` in 8-row blocks, else 8 a pass."""
+        return self.rms_rows if self.block_m == RMS_ROWS else RMS_ROWS
+
+    def _rms_layout(self):
+        """The row-RMS tile of x [r, threads, 8] (x viewed as [M, K/8, 8]; r rows, see ``_rms_tile_rows``):
+        every thread holds 8 consecutive elements (16 bytes) of each row."""
+        return local(self._rms_tile_rows, 1, 1).spatial(1, 32 * self.warps, 1).local(1, 1, 8)
+
+    def _rms_start(self, x, m, k):
+        """(x as [M, K/8, 8], steps, the shared table [rows, warps] of the warps' partial sums): the row
+        RMS's start. Loads are bounds-checked, so K/8 need not be a multiple of the threads and rows past M
+        read zeros without touching memory."""
+        threads = 32 * self.warps
+        table = self.shared_tensor(float32, [self.rows, self.warps])
+        return self.global_view(x, self.act, [m, k // 8, 8]), cdiv(k // 8, threads), table
+
+    def _copy_x_rows(self, gx_rows, m0):
+        """Start copying this block's ``rms_rows`` rows of x [r, K/8 rounded up to whole steps, 8] into shared
+        memory (past K and past M: zeros)."""
+        rows = self._rms_tile_rows
+        copy = self.shared_tensor(self.act, [rows, self._rms_padded_k // 8, 8])
+        self.copy_async(gx_rows, copy, [m0, 0, 0], in_bounds=(2,))
+        return copy
+
+    def _rms_zeros(self):
+        """Zeroed f32 sums of squares [r, threads, 1]: one a row a thread."""
+        layout = reduce(self._rms_layout(), [2], keepdims=True)
+        return self.register_tensor(float32, list(layout.shape), layout=layout, init=0.0)
+
+    def _rms_load(self, gx_rows, row, step):
+        """Step ``step``'s tile of x [r, threads, 8] from row ``row`` on, from global memory."""
+        layout = self._rms_layout()
+        return self.load_global(gx_rows, [row, step * 32 * self.warps, 0], list(layout.shape), layout=layout)
+
+    def _rms_load_shared(self, x_rows, step):
+        """Step ``step``'s tile of x [r, threads, 8] from the shared copy of the rows."""
+        layout = self._rms_layout()
+        return self.load_shared(x_rows, [0, step * 32 * self.warps, 0], list(layout.shape), layout=layout)
+
+    def _rms_add(self, squares, tile):
+        """``squares`` plus the squares of this thread's elements of each row of ``tile``, in f32."""
+        value = self.cast(tile, float32)
+        return squares + self.sum(value * value, 2, keepdim=True)
+
+    def _rms_stash(self, table, squares, part) -> None:
+        """Each warp's sums of its rows (shuffles over its lanes) into the table at rows 8·part …"""
+        rows = self._rms_tile_rows
+        by_warp = self.view(squares, shape=[rows, self.warps, 32])
+        sums = self.view(self.sum(by_warp, 2, keepdim=True), shape=[rows, self.warps])
+        self.store_shared(table, sums, [part * RMS_ROWS, 0])
+        if self.block_m == RMS_ROWS and rows < RMS_ROWS:  # rows past rms_rows (past M) sum zeros, not garbage
+            rest = RMS_ROWS - rows
+            self.store_shared(table, self.register_tensor(float32, [rest, self.warps], init=0.0), [rows, 0])
+
+    def _rms_finish(self, table, k):
+        """[1, rows] f32: 1 / sqrt(mean_k x² + eps) per row (rows past M or rms_rows: 1 / sqrt(eps), never
+        stored) from the warps' partial sums: a thread per row adds its row's (the other threads repeat it:
+        a replicated mode), and the totals go through shared memory into the layout of the accumulator's
+        columns."""
+        rows, threads = self.rows, 32 * self.warps
+        self.sync()
+        per_row = reduce(spatial(threads // rows, rows, 1).local(1, 1, self.warps), [0])
+        totals = self.view(
+            self.sum(self.load_shared(table, layout=per_row), 1, keepdim=True), shape=[1, rows]
+        )
+        staged = self.shared_tensor(float32, [1, rows])
+        self.store_shared(staged, totals)
+        self.sync()
+        return self.rsqrt(self.load_shared(staged) / k + self.rms_eps)
 
     def _partials(self, m, n):
         """The split-K workspace in yᵀ order: P slices [N, M'], [P·N, M'] f32 (M' whole row blocks)."""

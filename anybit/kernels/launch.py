@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 import anybit
-from anybit.kernels.decode import BLOCK_M, DecodeMatmul
+from anybit.kernels.decode import BLOCK_M, RMS_ROWS, DecodeMatmul
 from anybit.kernels.decode_transposed import DecodeMatmulTransposed
 from anybit.kernels.dequantize import MAX_STAGED, DequantizeWeight
 from anybit.kernels.layout import PackedLayout
@@ -90,13 +90,26 @@ def decode_kernel(
     has_zeros: bool,
     has_bias: bool,
     config: DecodeConfig,
+    accumulate: bool = False,
+    rms_eps: float | None = None,
+    rms_rows: int | None = None,
+    rms_k: int | None = None,
 ) -> DecodeMatmul:
     """The cached decode kernel of one specialisation (``layout`` as :func:`kernel_layout` gives):
-    :class:`DecodeMatmul`, or :class:`DecodeMatmulTransposed` for a weight packed with ``operand="a"``."""
+    :class:`DecodeMatmul`, or :class:`DecodeMatmulTransposed` for a weight packed with ``operand="a"``
+    (``accumulate``, ``rms_eps``, ``rms_rows`` and ``rms_k``: see :class:`DecodeMatmul`)."""
     options = dict(has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages)
+    options.update(accumulate=accumulate, rms_eps=rms_eps, rms_rows=rms_rows, rms_k=rms_k)
     if layout.operand == "a":
         return DecodeMatmulTransposed(layout, act_dtype, rows=config.rows, split=config.split, **options)
     return DecodeMatmul(layout, act_dtype, split=config.split, **options)
+
+
+def rms_options(m: int, rows: int | None, k: int) -> dict:
+    """``rms_rows`` and ``rms_k`` of a transposed decode kernel with the row RMS, for M rows of x [M, K] in
+    blocks of ``rows``: the rows a block has (fewer than 8 only at M < 8; None, all, for 16-row blocks), so
+    the row RMS sums no padding, and K, so x's rows may be copied into shared memory."""
+    return {"rms_rows": min(m, RMS_ROWS) if rows == RMS_ROWS else None, "rms_k": k}
 
 
 @functools.cache
@@ -132,6 +145,9 @@ def decode_matmul(
     bias: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
     config: DecodeConfig | dict | None = None,
+    *,
+    accumulate: bool = False,
+    rms_eps: float | None = None,
 ) -> torch.Tensor:
     """y = x @ W^T (+ bias) with the decode kernel (meant for M ≤ 16 rows; correct for any M).
 
@@ -148,6 +164,11 @@ def decode_matmul(
     config
         Warps, stages and split-K (a :class:`DecodeConfig` or a dict of its fields); default
         :func:`default_decode_config` for these M rows. N must be a multiple of warps · n_per_warp.
+    accumulate
+        Add the product to ``out`` (required then) in place: out += x @ W^T (+ bias), one rounding.
+    rms_eps
+        Normalise x's rows by their RMS first: (x / sqrt(mean_k x² + rms_eps)) @ W^T — a Llama RMSNorm whose
+        weight was folded into W. Weights packed as the A operand only.
 
     Returns
     -------
@@ -180,6 +201,8 @@ def decode_matmul(
     if layout.operand == "a" and config.rows is None:
         config = dataclasses.replace(config, rows=default_rows(m))
     width = n // 2 if layout.gated else n
+    if accumulate and out is None:
+        raise ValueError("accumulate=True adds the product to out: pass out (the tensor to add to)")
     if out is None:
         out = torch.empty((*lead, width), dtype=p.act_dtype, device=p.device)
     _check_tensor("out", out, (*lead, width), p.act_dtype, p.device)
@@ -187,7 +210,16 @@ def decode_matmul(
         _check_tensor("bias", bias, (n,), p.act_dtype, p.device)
     if m == 0:
         return out
-    kernel = decode_kernel(kernel_layout(layout), p.act_dtype, p.zeros is not None, bias is not None, config)
+    kernel = decode_kernel(
+        kernel_layout(layout),
+        p.act_dtype,
+        p.zeros is not None,
+        bias is not None,
+        config,
+        accumulate,
+        rms_eps,
+        **(rms_options(m, config.rows, k) if rms_eps is not None else {}),
+    )
     zeros = p.zeros if p.zeros is not None else p.scales
     _run(kernel, x2, p.data, p.scales, zeros, p.scales if bias is None else bias, out, m, n, k)
     return out

@@ -7,6 +7,8 @@
 | ``checkpoints`` | GPTQ / AWQ tensors → :class:`QuantizedLinear`, codes to codes |
 | ``fuse`` | :func:`fuse_projections`: q/k/v and gate/up as one wider layer each (fewer decode launches); a |
 | | SiLU-gated MLP's silu(gate) · up in the gate/up layer's epilogue (``gated_mlp=True``) |
+| ``fold_norms`` | :func:`fold_norms`: a Llama layer's RMSNorms folded into the projections after them, its |
+| | residual adds into the projections before them (no element-wise kernels between projections) |
 | ``decode`` | greedy decode (static KV cache, CUDA graph) and logits agreement, for benchmarks |
 | ``demo`` | the ``anybit demo`` command |
 """
@@ -17,6 +19,9 @@ from anybit.nn.checkpoints import load_quantized_linears as load_quantized_linea
 from anybit.nn.convert import LayerQuantization as LayerQuantization
 from anybit.nn.convert import QuantizationSummary as QuantizationSummary
 from anybit.nn.convert import quantize_model as quantize_model
+from anybit.nn.fold_norms import NormFoldedLinear as NormFoldedLinear
+from anybit.nn.fold_norms import ResidualProjection as ResidualProjection
+from anybit.nn.fold_norms import fold_norms as fold_norms
 from anybit.nn.fuse import FusedProjection as FusedProjection
 from anybit.nn.fuse import GatedMLP as GatedMLP
 from anybit.nn.fuse import GatedProjection as GatedProjection

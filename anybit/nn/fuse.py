@@ -109,7 +109,9 @@ class GatedProjection(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output = self.linear(x)
-        return gated_reference(output) if isinstance(self.linear, nn.Linear) else output
+        # Float: paired here. (The layer may sit inside a wrapper, e.g. fold_norms' NormFoldedLinear.)
+        inner = getattr(self.linear, "linear", self.linear)
+        return gated_reference(output) if isinstance(inner, nn.Linear) else output
 
 
 class GatedMLP(nn.Module):

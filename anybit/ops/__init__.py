@@ -5,7 +5,13 @@ linear layer: the decode kernel for few rows, dequantize + cuBLAS for many, a ``
 
 from anybit.ops import library as library
 from anybit.ops.dispatch import DEFAULT_DECODE_MAX_M, choose_path, decode_max_m, set_decode_max_m
-from anybit.ops.matmul import plan_of, quantized_matmul, quantized_matmul_path
+from anybit.ops.matmul import (
+    plan_of,
+    quantized_matmul,
+    quantized_matmul_add_,
+    quantized_matmul_path,
+    quantized_matmul_rms,
+)
 from anybit.ops.plan import WeightPlan, clear_plans
 from anybit.ops.tuning import TunedDecodeMatmul, m_bucket, precompile_decode
 
@@ -21,6 +27,8 @@ __all__ = [
     "plan_of",
     "precompile_decode",
     "quantized_matmul",
+    "quantized_matmul_add_",
     "quantized_matmul_path",
+    "quantized_matmul_rms",
     "set_decode_max_m",
 ]

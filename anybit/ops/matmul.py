@@ -15,6 +15,7 @@ import torch
 
 from anybit.kernels import PackedWeight
 from anybit.ops.checks import OP, check_packed_weight
+from anybit.ops.fused_library import call_add_op, call_rms_op
 from anybit.ops.library import call_op
 from anybit.ops.plan import WeightPlan, plan_for
 
@@ -60,6 +61,46 @@ def quantized_matmul(
         entry = _register(packed_weight)
     p = packed_weight
     return entry[1](x, p.data, p.scales, p.zeros, bias)
+
+
+def _special(x: torch.Tensor) -> bool:
+    """Whether a call must go through the custom op (tracing, subclasses, modes) rather than the plan."""
+    return _is_compiling() or type(x) is not _Tensor or _function_mode() or _dispatch_modes()
+
+
+def quantized_matmul_rms(
+    x: torch.Tensor, packed_weight: PackedWeight, rms_eps: float, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """y = (x / rms(x)) @ W^T (+ bias): x's rows normalised by sqrt(mean_k x² + rms_eps) first.
+
+    A Llama RMSNorm followed by a projection, with the norm's weight γ folded into the projection's weight
+    before quantization (W·diag(γ); :func:`anybit.fold_norms` does it): the decode kernel computes each
+    row's RMS itself (every block copies its rows of x into shared memory with its first weight chunk, or
+    reads them before its main loop where the copy would be large), so no norm kernel runs. Weights packed as the A operand (the default); shapes and dtypes as
+    :func:`quantized_matmul`.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{OP}: expected x to be a torch.Tensor, got {type(x).__name__}")
+    if _special(x):
+        p = packed_weight if _is_compiling() else check_packed_weight(packed_weight)
+        return call_rms_op(x, p.data, p.scales, p.zeros, bias, p.layout, rms_eps)
+    p = packed_weight
+    return _register(p)[1](x, p.data, p.scales, p.zeros, bias, rms_eps=rms_eps)
+
+
+def quantized_matmul_add_(
+    out: torch.Tensor, x: torch.Tensor, packed_weight: PackedWeight, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """out += x @ W^T (+ bias), in place, one rounding: a projection that feeds a residual stream (a decoder
+    layer's o_proj and down_proj) without an element-wise add kernel. ``out`` [..., N] contiguous in the
+    weight's activation dtype; returns it."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{OP}: expected x to be a torch.Tensor, got {type(x).__name__}")
+    if _special(x) or _special(out):
+        p = packed_weight if _is_compiling() else check_packed_weight(packed_weight)
+        return call_add_op(out, x, p.data, p.scales, p.zeros, bias, p.layout)
+    p = packed_weight
+    return _register(p)[1](x, p.data, p.scales, p.zeros, bias, into=out)
 
 
 def quantized_matmul_path(

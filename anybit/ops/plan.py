@@ -18,11 +18,18 @@ import torch
 import torch.nn.functional as F
 
 from anybit.kernels import PackedLayout, PackedWeight, decode_matmul, dequantize_weight, gated_reference
-from anybit.kernels.launch import default_decode_config
+from anybit.kernels.launch import default_decode_config, rms_options
 from anybit.ops.checks import raise_bad_input
 from anybit.ops.dispatch import DECODE, DEQUANTIZE, threshold
 from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
 from anybit.ops.tuning import m_bucket, tuner_for
+
+
+def rms_normalized(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / sqrt(mean(x², last dim) + eps), in f32 and rounded once to x's dtype, as a Llama RMSNorm does
+    before its weight (the torch form of the decode kernel's ``rms_eps`` prologue)."""
+    wide = x.float()
+    return (wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
 class WeightPlan:
@@ -40,6 +47,8 @@ class WeightPlan:
         self._launches: tuple[tuple[dict, dict], tuple[dict, dict]] = (({}, {}), ({}, {}))
         # (has_zeros, has_bias, m) -> the measured path, for decode_max_m < m ≤ MEASURED_MAX_M
         self._paths: dict[tuple[bool, bool, int], str] = {}
+        # (has_zeros, has_bias, accumulate, rms_eps) -> m -> launch function of the fused kernels
+        self._fused: dict[tuple[bool, bool, bool, float | None], dict[int, Callable[[tuple], None]]] = {}
         self._lock = threading.Lock()
 
     def __call__(
@@ -50,8 +59,15 @@ class WeightPlan:
         zeros: torch.Tensor | None,
         bias: torch.Tensor | None,
         path: str | None = None,
+        *,
+        rms_eps: float | None = None,
+        into: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """y [..., N] = x [..., K] @ W^T (+ bias); ``path`` forces "decode" or "dequantize" (default: M)."""
+        """y [..., N] = x [..., K] @ W^T (+ bias); ``path`` forces "decode" or "dequantize" (default: M).
+
+        ``rms_eps``: x's rows normalised by their RMS first (a Llama RMSNorm whose weight was folded into
+        W); ``into``: the product added to this [..., N] tensor in place (a residual stream), returned.
+        """
         shape = x.shape
         if x.dtype is not self.act_dtype or x.device != self.device or not shape or shape[-1] != self.k:
             self.bad_input(x, bias)
@@ -65,6 +81,11 @@ class WeightPlan:
             self.bad_input(x, bias)
         if not x.is_contiguous():
             x = x.contiguous()  # documented: a non-contiguous x is copied
+        fused = rms_eps is not None or into is not None
+        options = {}  # the fused options, passed on only where given
+        if fused:
+            self._check_fused(shape, rms_eps, into)
+            options = {"rms_eps": rms_eps, "into": into}
         m = x.numel() // self.k
         if path is None:
             if m <= threshold.decode_max_m:
@@ -77,10 +98,13 @@ class WeightPlan:
                 path = DEQUANTIZE
         if path == DECODE:
             if not self.on_cuda or m == 0:
-                return self.decode_reference(x, data, scales, zeros, bias)
+                return self.decode_reference(x, data, scales, zeros, bias, **options)
             if x.data_ptr() & 15:
                 x = x.clone()  # the kernel reads x with 16-byte vectors; a view may start anywhere
-            y = torch.empty((*shape[:-1], self.width), dtype=self.act_dtype, device=self.device)
+            if into is not None:
+                y = into
+            else:
+                y = torch.empty((*shape[:-1], self.width), dtype=self.act_dtype, device=self.device)
             args = (
                 x,
                 data,
@@ -92,6 +116,9 @@ class WeightPlan:
                 self.n,
                 self.k,
             )
+            if fused:
+                self._fused_launch(args, zeros is not None, bias is not None, into is not None, rms_eps)
+                return y
             launch = self._launches[zeros is not None][bias is not None].get(m)
             if launch is None:
                 self._first_launch(args, has_zeros=zeros is not None, has_bias=bias is not None)
@@ -99,7 +126,7 @@ class WeightPlan:
                 launch(args)
             return y
         if path == DEQUANTIZE:
-            return self.dequantize_matmul(x, data, scales, zeros, bias)
+            return self.dequantize_matmul(x, data, scales, zeros, bias, **options)
         raise ValueError(f"quantized_matmul: expected path 'decode', 'dequantize' or None, got {path!r}")
 
     def measured_path(self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros, bias) -> str:
@@ -137,27 +164,35 @@ class WeightPlan:
 
     # -- the two paths -----------------------------------------------------------------------------------
     def decode_reference(
-        self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros, bias
+        self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros, bias, **fused
     ) -> torch.Tensor:
         """The decode kernel through :func:`anybit.kernels.decode_matmul` (the interpreter on the CPU)."""
-        return decode_matmul(x, self.packed(data, scales, zeros), bias)
+        packed, into, rms_eps = self.packed(data, scales, zeros), fused.get("into"), fused.get("rms_eps")
+        return decode_matmul(x, packed, bias, out=into, accumulate=into is not None, rms_eps=rms_eps)
 
     def dequantize_matmul(
-        self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros, bias
+        self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros, bias, **fused
     ) -> torch.Tensor:
         """Dequantize the weight to the activation dtype, then ``F.linear`` (cuBLAS on the GPU); for a gated
         pair then silu(gate) · up (:func:`~anybit.kernels.gated_reference`).
 
         On the CPU the product runs in float32 and is rounded once to the activation dtype, as the GPU's
-        fp32 accumulation does.
+        fp32 accumulation does. ``fused``: ``rms_eps`` and ``into`` as :meth:`__call__` takes them (x
+        normalised in f32 and rounded, as a Llama RMSNorm does; the product added to ``into``).
         """
         weight = dequantize_weight(self.packed(data, scales, zeros))
+        rms_eps, into = fused.get("rms_eps"), fused.get("into")
+        if rms_eps is not None:
+            x = rms_normalized(x, rms_eps)
         if self.on_cuda:
             result = F.linear(x, weight, bias)
         else:
             result = F.linear(x.float(), weight.float(), None if bias is None else bias.float())
         if self.layout.gated:
             result = gated_reference(result)
+        if into is not None:
+            into += result.to(self.act_dtype)
+            return into
         return result.to(self.act_dtype)
 
     def _first_launch(self, args: tuple, *, has_zeros: bool, has_bias: bool) -> None:
@@ -174,6 +209,62 @@ class WeightPlan:
             compiled = launch_script(tuner.instance(config), args)
             m = args[DECODE_PARAMETERS.index("m")]
             self._launches[has_zeros][has_bias][m] = _launch_function(compiled)
+
+    def _check_fused(self, shape: torch.Size, rms_eps: float | None, into: torch.Tensor | None) -> None:
+        """Refuse fused options the kernels cannot take, naming the fix."""
+        if rms_eps is not None and not (isinstance(rms_eps, float) and rms_eps > 0.0):
+            raise ValueError(f"quantized_matmul: expected rms_eps a positive float or None, got {rms_eps!r}")
+        if rms_eps is not None and self.layout.operand != "a":
+            raise ValueError(
+                "quantized_matmul: rms_eps needs the weight packed as the A operand (choose_layout's default "
+                "where N is a multiple of 16)"
+            )
+        if into is None:
+            return
+        if self.layout.gated:
+            raise ValueError("quantized_matmul: a gated pair's product cannot be added into a tensor")
+        expected = (*shape[:-1], self.width)
+        if (
+            not isinstance(into, torch.Tensor)
+            or tuple(into.shape) != expected
+            or into.dtype is not self.act_dtype
+            or into.device != self.device
+            or not into.is_contiguous()
+        ):
+            raise ValueError(
+                f"quantized_matmul: expected the tensor to add into contiguous {self.act_dtype} "
+                f"{list(expected)} on {self.device}, got {getattr(into, 'dtype', type(into).__name__)} "
+                f"{list(getattr(into, 'shape', []))} on {getattr(into, 'device', '?')}"
+            )
+
+    def _fused_launch(
+        self, args: tuple, has_zeros: bool, has_bias: bool, accumulate: bool, rms_eps: float | None
+    ) -> None:
+        """Launch the decode kernel with the residual add and/or the row RMS folded in, in the configuration
+        the plain kernel of this M is tuned to (same weight traffic; tuned on a scratch output, since
+        ``accumulate`` reads y); its launcher kept per M."""
+        from anybit.runtime.compiler import launch_script
+
+        m = args[DECODE_PARAMETERS.index("m")]
+        launches = self._fused.setdefault((has_zeros, has_bias, accumulate, rms_eps), {})
+        launch = launches.get(m)
+        if launch is not None:
+            launch(args)
+            return
+        with self._lock:
+            tuner = tuner_for(self.layout, self.act_dtype, has_zeros, has_bias)
+            y = args[DECODE_PARAMETERS.index("y")]
+            scratch = list(args)
+            scratch[DECODE_PARAMETERS.index("y")] = torch.empty_like(y)
+            config = tuner.select(tuple(scratch))
+            if self.n % (config["warps"] * self.layout.n_per_warp):
+                config = dataclasses.asdict(default_decode_config(self.layout))
+            fused = dict(accumulate=accumulate, rms_eps=rms_eps)
+            if rms_eps is not None:
+                fused.update(rms_options(m, config.get("rows"), self.k))
+            instance = tuner.script_class(**tuner.fixed, **config, **fused)
+            compiled = launch_script(instance, args)
+            launches[m] = _launch_function(compiled)
 
     def decode_launch(self, m: int, *, has_zeros: bool, has_bias: bool) -> Callable[[tuple], None] | None:
         """The kept launch function for M rows (None before the first decode call of that M)."""

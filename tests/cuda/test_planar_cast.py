@@ -64,12 +64,15 @@ def _half_value(bits: int, target) -> float:
     return float(decode(np.array([bits], dtype=np.uint16), target)[0])
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["per-pair", "shared-subtrahends"])
 @pytest.mark.parametrize("interleaved", [True, False])
 @pytest.mark.parametrize("target", [dt.float16, dt.bfloat16], ids=lambda t: t.name)
 @pytest.mark.parametrize("dtype", PLANAR_TYPES, ids=lambda t: t.name)
-def test_pair_gather_places_every_code_bit(dtype, target, interleaved) -> None:
+def test_pair_gather_places_every_code_bit(dtype, target, interleaved, shared) -> None:
     """planar_groups' rotations and masks, evaluated bit by bit on random plane words: after the magic
-    subtraction (integers) or the re-biasing power of two (floats) every pair holds the codes' values."""
+    subtraction (integers) or the re-biasing power of two (floats) every pair holds the codes' values —
+    with each pair's cheapest base, and with bases steered towards subtrahends already used (as the
+    zero-point fold does)."""
     widths = PLANE_WIDTHS[dtype.nbits]
     count = 32  # elements per thread: one word of each plane holds a whole number of pairs
     planes, words = [], {}
@@ -85,8 +88,11 @@ def test_pair_gather_places_every_code_bit(dtype, target, interleaved) -> None:
         words[name] = [int(w) for w in np.random.default_rng().integers(0, 2**32, size=count * width // 32)]
     if not conversions.planar_placements(dtype, target):
         pytest.skip(f"{dtype.name} → {target.name} has no bit-gathering form (generic path)")
+    used: set[int] = set()
     for p in range(count // 2):
-        constant, subtrahend, groups = conversions.planar_groups(planes, dtype, target, p)
+        cost = (lambda subtrahend: 0.0 if subtrahend in used else 1.0) if shared else None
+        constant, subtrahend, groups = conversions.planar_groups(planes, dtype, target, p, cost)
+        used.add(subtrahend)
         pair = constant
         for array, word, rotation, mask in groups:
             pair ^= _rotl(words[array][word], rotation) & mask

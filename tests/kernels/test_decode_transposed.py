@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import anybit
-from anybit.kernels import choose_layout, decode_matmul, pack, unpack
+from anybit.kernels import choose_layout, decode_matmul, dequantize, pack, unpack
 from anybit.kernels.decode import DecodeMatmul
 from anybit.kernels.decode_transposed import DecodeMatmulTransposed
+from anybit.kernels.launch import rms_options
 from anybit.kernels.packing import pack_codes_numpy, unpack_codes_numpy
 
 from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
@@ -136,3 +137,83 @@ def test_eight_row_blocks_sum_eight_partials_at_once():
     assert DecodeMatmulTransposed(layout, F16, rows=16, warps=4, split=8).partials_in_flight == 4
     b_layout = choose_layout("int4", 256, 1024, 128, operand="b")
     assert DecodeMatmul(b_layout, F16, warps=4, split=8).partials_in_flight == 4
+
+
+FUSED_CASES = [
+    # dtype, n, k, group, m, zeros, split, warps, rows, act, accumulate, rms
+    ("int4", 128, 256, 128, 1, False, 1, 2, 8, F16, True, True),
+    ("uint4", 128, 512, 64, 5, True, 3, 2, 8, F16, True, False),  # split-K, uneven runs
+    ("int4", 256, 384, 128, 12, False, 2, 4, 8, BF16, False, True),  # two row blocks; K not a step multiple
+    ("int6", 128, 256, 128, 16, False, 1, 2, 16, F16, True, True),  # bit planes, 16 rows
+    ("int4", 448, 512, 128, 2, False, 2, 7, 8, F16, True, True),  # 7 warps: 224 threads, 28 a row
+    ("int4", 128, 1024, 128, 3, False, 8, 2, 8, F16, True, True),  # x's rows copied to shared, split 8
+    ("int4", 128, 2048, 128, 6, False, 2, 2, 8, F16, False, True),  # 6 rows too many to copy: read first
+]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "group", "m", "zeros", "split", "warps", "rows", "act", "accumulate", "rms"),
+    FUSED_CASES,
+)
+def test_residual_and_rms_norm_fold_into_the_kernel(
+    dtype, n, k, group, m, zeros, split, warps, rows, act, accumulate, rms
+):
+    """y (+)= (x / rms(x)) @ W^T: the residual read from y and added before the one rounding, the rows of x
+    normalised by their RMS computed in the kernel (the norm's weight folded into W beforehand)."""
+    q = random_quantized(dtype, n, k, group, act, zero_point=zeros, seed=fresh_seed())
+    p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
+    x = (torch.randn(m, k) * 3.0).to(act)
+    residual = torch.randn(m, n).to(act)
+    y = residual.clone() if accumulate else torch.full((m, n), float("nan"), dtype=act)
+    eps = 1e-5
+    kernel = DecodeMatmulTransposed(
+        p.layout,
+        act,
+        has_zeros=zeros,
+        warps=warps,
+        split=split,
+        rows=rows,
+        accumulate=accumulate,
+        rms_eps=eps if rms else None,
+        **(rms_options(m, rows, k) if rms else {}),
+    )
+    anybit.interpret(kernel, x, p.data, p.scales, p.zeros if zeros else p.scales, p.scales, y, m, n, k)
+    xd = x.double()
+    if rms:
+        xd = xd / torch.sqrt(xd.pow(2).mean(dim=1, keepdim=True) + eps)
+    expected = xd @ dequantize(q).double().t() + (residual.double() if accumulate else 0.0)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, expected) <= TOLERANCE[act]
+
+
+def test_fused_options_are_checked():
+    q = random_quantized("int4", 128, 256, 128, F16, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("int4", 128, 256, 128, operand="a"))
+    with pytest.raises(ValueError, match="rms_eps"):
+        DecodeMatmulTransposed(p.layout, F16, rms_eps=0.0)
+    with pytest.raises(ValueError, match="rms_rows"):
+        DecodeMatmulTransposed(p.layout, F16, rms_eps=1e-5, rms_rows=9)
+    gated = pack(q, layout=choose_layout("int4", 128, 256, 128, operand="a", gated=True))
+    with pytest.raises(ValueError, match="gated"):
+        DecodeMatmulTransposed(gated.layout, F16, accumulate=True)
+    b_layout = pack(q, layout=choose_layout("int4", 128, 256, 128, operand="b")).layout
+    kernel = DecodeMatmul(b_layout, F16, rms_eps=1e-5)
+    with pytest.raises(Exception, match="A operand"):
+        kernel.program()
+
+
+@pytest.mark.parametrize(("m", "split", "accumulate"), [(1, 4, False), (3, 8, True)])
+def test_decode_matmul_folds_the_rms_through_the_cached_kernel(m, split, accumulate):
+    """decode_matmul's cached kernels are K-generic: the launcher passes K, x fits the shared copy."""
+    n, k = 256, 2048
+    q = random_quantized("int4", n, k, 128, F16, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("int4", n, k, 128, operand="a"))
+    x = (torch.randn(m, k) * 3.0).to(F16)
+    residual = torch.randn(m, n).to(F16)
+    out = residual.clone() if accumulate else torch.full((m, n), float("nan"), dtype=F16)
+    config = {"warps": 4, "stages": 4, "split": split, "rows": 8}
+    y = decode_matmul(x, p, out=out, config=config, accumulate=accumulate, rms_eps=1e-5)
+    xd = x.double() / torch.sqrt(x.double().pow(2).mean(dim=1, keepdim=True) + 1e-5)
+    expected = xd @ dequantize(q).double().t() + (residual.double() if accumulate else 0.0)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, expected) <= TOLERANCE[F16]

@@ -37,9 +37,9 @@ CASES = [
 ]
 
 
-def _quantized(dtype, group, act, zero):
+def _quantized(dtype, group, act, zero, n=N):
     generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(N, K, generator=generator).cuda()
+    weight = torch.randn(n, K, generator=generator).cuda()
     return quantize(weight, dtype, group_size=group, zero_point=zero, act_dtype=act)
 
 
@@ -164,3 +164,34 @@ def test_seven_warps_a_block_on_cuda(dtype, operand):
         out = torch.full((m, n), float("nan"), dtype=torch.float16, device="cuda")
         decode_matmul(x, p, None, out=out, config={"warps": 7, "split": split})
         assert relative_error(out, reference_matmul(x, q, None)) <= TOLERANCE[torch.float16]
+
+
+FUSED_GPU_CASES = [
+    # dtype, act, m, split, warps, rows, n (7 warps: a block count of warps that is no power of two)
+    ("int4", torch.float16, 1, 4, 4, 8, N),
+    ("uint4", torch.bfloat16, 5, 1, 7, 8, 7 * 32 * 8),
+    ("int6", torch.float16, 16, 2, 8, 16, N),
+    ("float6_e3m2", torch.float16, 3, 8, 2, 8, N),
+]
+
+
+@pytest.mark.parametrize(("dtype", "act", "m", "split", "warps", "rows", "n"), FUSED_GPU_CASES)
+@pytest.mark.parametrize("fusion", ["rms", "accumulate", "both"])
+def test_residual_and_rms_norm_on_cuda(dtype, act, m, split, warps, rows, n, fusion):
+    """y (+)= (x / rms(x)) @ W^T on the GPU: the row RMS computed by every block from global x, the residual
+    read from y and added before the one rounding, split-K or not, against float64."""
+    zero = dtype.startswith("u") or None
+    q = _quantized(dtype, 128, act, zero, n)
+    p = pack(q, layout=choose_layout(dtype, n, K, 128, operand="a"))
+    x = (torch.randn(m, K, device="cuda") * 3.0).to(act)
+    residual = torch.randn(m, n, device="cuda").to(act)
+    accumulate, rms = fusion in ("accumulate", "both"), fusion in ("rms", "both")
+    out = residual.clone() if accumulate else torch.full((m, n), float("nan"), device="cuda", dtype=act)
+    config = {"warps": warps, "stages": 4, "split": split, "rows": rows}
+    y = decode_matmul(x, p, out=out, config=config, accumulate=accumulate, rms_eps=1e-5 if rms else None)
+    assert y is out and torch.isfinite(y).all()
+    xd = x.double()
+    if rms:
+        xd = xd / torch.sqrt(xd.pow(2).mean(dim=1, keepdim=True) + 1e-5)
+    expected = xd @ dequantize(q).double().t() + (residual.double() if accumulate else 0.0)
+    assert relative_error(y, expected) <= TOLERANCE[act]

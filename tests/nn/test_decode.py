@@ -57,8 +57,13 @@ def test_time_decode_and_agreement_of_a_quantized_model() -> None:
 
 @pytest.mark.parametrize(
     ("lm_head", "fusion"),
-    [(False, []), (True, []), (False, ["--fuse", "--gated-mlp"])],
-    ids=["lm_head_fp16", "lm_head_quantized", "gated_mlp"],
+    [
+        (False, []),
+        (True, []),
+        (False, ["--fuse", "--gated-mlp"]),
+        (False, ["--fuse", "--gated-mlp", "--fold-norms"]),
+    ],
+    ids=["lm_head_fp16", "lm_head_quantized", "gated_mlp", "fold_norms"],
 )
 def test_e2e_benchmark_tiny_cpu(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, lm_head: bool, fusion: list[str]
@@ -104,6 +109,7 @@ def test_e2e_benchmark_tiny_cpu(
     assert report["quantization"][0]["skipped"] == ([] if lm_head else ["lm_head"])
     assert report["settings"]["lm_head"] == ("quantized" if lm_head else "fp16 (skipped)")
     assert report["settings"]["gated_mlp"] == bool(fusion)
+    assert report["settings"]["fold_norms"] == ("--fold-norms" in fusion)
 
 
 def test_cpu_demo_runs(capsys: pytest.CaptureFixture) -> None:
