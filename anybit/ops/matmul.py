@@ -76,8 +76,8 @@ def quantized_matmul_rms(
     A Llama RMSNorm followed by a projection, with the norm's weight γ folded into the projection's weight
     before quantization (W·diag(γ); :func:`anybit.fold_norms` does it): the decode kernel computes each
     row's RMS itself (every block copies its rows of x into shared memory with its first weight chunk, or
-    reads them before its main loop where the copy would be large), so no norm kernel runs. Weights packed as the A operand (the default); shapes and dtypes as
-    :func:`quantized_matmul`.
+    reads them before its main loop where the copy would be large), so no norm kernel runs. Weights packed
+    as the A operand (the default); shapes and dtypes as :func:`quantized_matmul`.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{OP}: expected x to be a torch.Tensor, got {type(x).__name__}")
