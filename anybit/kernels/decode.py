@@ -219,6 +219,10 @@ class DecodeMatmul(anybit.Script):
                 self._copy_weights(gw, gs, gz, sw[stage], ss[stage], sz[stage], first + stage, n0)
         if self.dependent_launch:
             self.wait_prior_grids()
+            # The previous kernel has completed: let the next one launch now, so its blocks take the SMs'
+            # spare room, fetch their first weight chunks under this kernel's main loop and wait for it (one
+            # kernel ahead at most: the next one triggers only after its own wait).
+            self.allow_dependent_grids()
         # The row RMS of x (rms_eps) from a shared copy of this block's rows of x when it is small (M ≤ 2
         # at K = 4096): copied with chunk 0, summed after the main loop from shared memory, no load latency
         # of its own. Else, before the main loop: every thread reads 16 bytes of each of 8 rows a step
@@ -282,11 +286,6 @@ class DecodeMatmul(anybit.Script):
                 squares = self._rms_add(squares, self._rms_load_shared(x_rows, rms_step))
             self._rms_stash(table, squares, 0)
             inverse_rms = self._rms_finish(table, k)
-        if self.dependent_launch:
-            # Every weight byte has been read: what is left (split-K reduction, scales, bias, store) is
-            # short, so the next kernel's blocks may start their prologue now, and the weight streaming of
-            # the two kernels does not compete. Its wait still waits for this whole grid to complete.
-            self.allow_dependent_grids()
         if split > 1:
             # Every split stores its partial sum into its own slice of whole row blocks and arrives at the
             # block column's counter; the last to arrive adds the partials in split order (the same sum
