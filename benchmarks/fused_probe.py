@@ -45,6 +45,17 @@ def _weights(type_name: str, n: int, k: int, copies: int) -> list:
     return weights
 
 
+def _chosen_config(weight, x: torch.Tensor) -> dict:
+    """The configuration the plain op of ``weight`` runs at ``x``'s M (the folded forms run the same)."""
+    from anybit.ops.tuning import tuner_for
+
+    y = torch.empty(x.shape[0], weight.layout.n, dtype=x.dtype, device=x.device)
+    zeros = weight.scales if weight.zeros is None else weight.zeros
+    m, n, k = x.shape[0], weight.layout.n, weight.layout.k
+    args = (x, weight.data, weight.scales, zeros, weight.scales, y, m, n, k)
+    return tuner_for(weight.layout, x.dtype, weight.zeros is not None, False).select(args)
+
+
 def probe(type_name: str, copies: int) -> list[dict]:
     """One row a projection: plain and folded, alone (flushed) and in a row (graph), µs."""
     from anybit import ops
@@ -78,6 +89,7 @@ def probe(type_name: str, copies: int) -> list[dict]:
             "n": n,
             "k": k,
             "form": form,
+            "config": _chosen_config(weights[0], x),
             "alone_plain_us": harness.time_cuda(plain[0]).median_us,
             "alone_folded_us": harness.time_cuda(folded[0]).median_us,
             "row_plain_us": graph_us_per_call(plain),
@@ -88,7 +100,7 @@ def probe(type_name: str, copies: int) -> list[dict]:
         print(
             f"{type_name} {name} {n}x{k} {form}: alone {row['alone_plain_us']:.1f} → "
             f"{row['alone_folded_us']:.1f} µs, in a row {row['row_plain_us']:.1f} → "
-            f"{row['row_folded_us']:.1f} µs a call (error {error:.1e})",
+            f"{row['row_folded_us']:.1f} µs a call (error {error:.1e}, {row['config']})",
             flush=True,
         )
         del weights

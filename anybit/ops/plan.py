@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from anybit.kernels import PackedLayout, PackedWeight, decode_matmul, dequantize_weight, gated_reference
-from anybit.kernels.launch import default_decode_config, rms_options
+from anybit.kernels.launch import default_decode_config, default_rows, rms_options
 from anybit.ops.checks import raise_bad_input
 from anybit.ops.dispatch import DECODE, DEQUANTIZE, threshold
 from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
-from anybit.ops.tuning import m_bucket, tuner_for
+from anybit.ops.tuning import DECODE_PARAMETERS, m_bucket, tuner_for
 
 
 def rms_normalized(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -241,8 +241,8 @@ class WeightPlan:
         self, args: tuple, has_zeros: bool, has_bias: bool, accumulate: bool, rms_eps: float | None
     ) -> None:
         """Launch the decode kernel with the residual add and/or the row RMS folded in, in the configuration
-        the plain kernel of this M is tuned to (same weight traffic; tuned on a scratch output, since
-        ``accumulate`` reads y); its launcher kept per M."""
+        tuned for that kernel at this M (timed on scratch outputs: ``accumulate`` reads y); its launcher kept
+        per M."""
         from anybit.runtime.compiler import launch_script
 
         m = args[DECODE_PARAMETERS.index("m")]
@@ -252,17 +252,17 @@ class WeightPlan:
             launch(args)
             return
         with self._lock:
-            tuner = tuner_for(self.layout, self.act_dtype, has_zeros, has_bias)
+            fused = dict(accumulate=accumulate, rms_eps=rms_eps)
+            if rms_eps is not None:
+                fused.update(rms_options(m, default_rows(m), self.k))
+            tuner = tuner_for(self.layout, self.act_dtype, has_zeros, has_bias, **fused)
             y = args[DECODE_PARAMETERS.index("y")]
             scratch = list(args)
             scratch[DECODE_PARAMETERS.index("y")] = torch.empty_like(y)
             config = tuner.select(tuple(scratch))
             if self.n % (config["warps"] * self.layout.n_per_warp):
-                config = dataclasses.asdict(default_decode_config(self.layout))
-            fused = dict(accumulate=accumulate, rms_eps=rms_eps)
-            if rms_eps is not None:
-                fused.update(rms_options(m, config.get("rows"), self.k))
-            instance = tuner.script_class(**tuner.fixed, **config, **fused)
+                config = dataclasses.asdict(default_decode_config(self.layout, m))
+            instance = tuner.script_class(**tuner.fixed, **config)
             compiled = launch_script(instance, args)
             launches[m] = _launch_function(compiled)
 
@@ -271,7 +271,6 @@ class WeightPlan:
         return self._launches[has_zeros][has_bias].get(m)
 
 
-DECODE_PARAMETERS = ("x", "weight", "scales", "zeros", "bias", "y", "m", "n", "k")
 PATHS = (DECODE, DEQUANTIZE)
 
 

@@ -65,6 +65,10 @@ def m_bucket(m: int) -> int:
     return 1 if m <= 1 else 1 << (m - 1).bit_length()
 
 
+#: The decode kernels' launch arguments, in order.
+DECODE_PARAMETERS = ("x", "weight", "scales", "zeros", "bias", "y", "m", "n", "k")
+
+
 def decode_bucket(args: tuple) -> list[int]:
     """Tuning bucket of a decode launch ``(x, weight, scales, zeros, bias, y, m, n, k)``: [M bucket, N, K]."""
     return [m_bucket(int(args[6])), int(args[7]), int(args[8])]
@@ -73,7 +77,11 @@ def decode_bucket(args: tuple) -> list[int]:
 @functools.cache
 def kernel_revision() -> str:
     """A hash of the decode kernels' source: stored tunings of an older kernel are not reused."""
+    from anybit.ops import row_timing
+
+    # The timing method is part of it: configurations tuned alone are not the ones tuned in a row.
     source = inspect.getsource(DecodeMatmul) + inspect.getsource(DecodeMatmulTransposed)
+    source += f"row timing: {row_timing.ROW_LAUNCHES} launches, {row_timing.ROW_L2_MULTIPLE} L2"
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
@@ -124,6 +132,7 @@ class DecodeTuner(TunedKernel):
         script = TunedDecodeMatmulTransposed if transposed else TunedDecodeMatmul
         super().__init__(script, timer=_time_candidate, **fixed)
         self._built: dict[tuple[str, str], tuple | str] = {}
+        self._row: list[tuple] | None = None  # the launch arguments of the row being timed (tune)
         self.base_configs = list(self.configs)
         if transposed:
             self.configs += [
@@ -131,6 +140,27 @@ class DecodeTuner(TunedKernel):
                 for config in self.base_configs
                 if config["rows"] == 16 and config["warps"] in OCCUPANCY_WARPS
             ]
+
+    def tune(self, args: tuple, *, arch: str, gpu: str, bucket: str) -> dict:
+        """Tune as :class:`TunedKernel` does, each candidate timed in a row (:meth:`timed_run`)."""
+        self._row = None
+        try:
+            return super().tune(args, arch=arch, gpu=gpu, bucket=bucket)
+        finally:
+            self._row = None  # the weight copies and scratch output go with the tuning
+
+    def timed_run(self, instance, args: tuple):
+        """The candidate launched :data:`~anybit.ops.row_timing.ROW_LAUNCHES` times in a row on distinct
+        weight copies, from one CUDA graph (see :mod:`anybit.ops.row_timing`); one launch for arguments
+        that are not a decode launch's on the GPU."""
+        if len(args) != len(DECODE_PARAMETERS) or not args[1].is_cuda:
+            return super().timed_run(instance, args)
+        from anybit.ops.row_timing import graph_row, row_arguments
+        from anybit.runtime.compiler import launch_script
+
+        if self._row is None:
+            self._row = row_arguments(args, self.fixed["has_zeros"])
+        return graph_row(lambda launch_args: launch_script(instance, launch_args), self._row)
 
     def built(self, config: dict, args: tuple, arch: str) -> tuple | str:
         """(program, CUDA source) of one configuration for ``arch``, or why it cannot be built (cached)."""
@@ -221,22 +251,30 @@ class DecodeTuner(TunedKernel):
 
 @functools.cache
 def decode_tuner(
-    layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool
+    layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool, fused: tuple = ()
 ) -> DecodeTuner:
     """The shared tuner of one specialisation (``layout`` as :func:`~anybit.kernels.launch.kernel_layout`
-    gives: N and K do not matter)."""
+    gives: N and K do not matter); ``fused``: the folded options' ``(name, value)`` pairs (see
+    :func:`tuner_for`)."""
     return DecodeTuner(
         layout=layout,
         act_dtype=act_dtype,
         has_zeros=has_zeros,
         has_bias=has_bias,
         revision=kernel_revision(),
+        **dict(fused),
     )
 
 
-def tuner_for(layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool) -> DecodeTuner:
-    """The tuner of the specialisation a weight of ``layout`` runs with."""
-    return decode_tuner(kernel_layout(layout), act_dtype, has_zeros, has_bias)
+def tuner_for(
+    layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool, **fused
+) -> DecodeTuner:
+    """The tuner of the specialisation a weight of ``layout`` runs with; ``fused``: the kernel's folded
+    options (``accumulate``, ``rms_eps``, ``rms_rows``, ``rms_k``), tuned on their own: in a row, the row RMS
+    changes which configuration is fastest (see :mod:`anybit.ops.row_timing`)."""
+    given = ((name, value) for name, value in fused.items() if value is not None and value is not False)
+    options = tuple(sorted(given))
+    return decode_tuner(kernel_layout(layout), act_dtype, has_zeros, has_bias, options)
 
 
 def precompile_decode(

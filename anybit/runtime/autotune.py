@@ -287,7 +287,7 @@ class TunedKernel:
 
     def _time(self, candidates: list[Candidate], args: tuple) -> None:
         """Time every candidate once, then the finalists again (:data:`REFINE_FINALISTS`)."""
-        from anybit.runtime.compiler import launch_script, register_compiled
+        from anybit.runtime.compiler import register_compiled
 
         timer = self.timer or _default_timer
         runs = {}
@@ -295,22 +295,37 @@ class TunedKernel:
         for candidate in candidates:
             if candidate.skipped:
                 continue
-            instance = candidate.instance
-            register_compiled(instance, args, candidate.compiled)
-
-            def run(instance=instance) -> None:
-                launch_script(instance, args)
-
+            register_compiled(candidate.instance, args, candidate.compiled)
             try:
+                run = self.timed_run(candidate.instance, args)
                 if not settled:  # one discarded timing first (SETTLE_TIMINGS)
                     for _ in range(SETTLE_TIMINGS):
                         timer(run, candidate.config)
                     settled = True
-                candidate.milliseconds = float(timer(run, candidate.config))
+                candidate.milliseconds = float(timer(run, candidate.config)) / run.launches
                 runs[id(candidate)] = run
             except Exception as error:
                 candidate.skipped = f"launch failed: {_first_line(error)}"
         _refine(candidates, runs, timer)
+
+    def timed_run(self, instance: Any, args: tuple) -> TimedRun:
+        """What timing a candidate runs: one launch with ``args`` (a subclass may time a row of launches, as
+        a model runs them)."""
+        from anybit.runtime.compiler import launch_script
+
+        return TimedRun(lambda: launch_script(instance, args))
+
+
+@dataclass
+class TimedRun:
+    """A candidate's timed work: ``run()`` makes ``launches`` launches; its time is divided by them."""
+
+    run: Callable[[], None]
+    launches: int = 1
+    keep: Any = None  # what ``run`` needs alive (a CUDA graph's tensors)
+
+    def __call__(self) -> None:
+        self.run()
 
 
 #: Timings of the first candidate thrown away before the first round: on the H200 the first measurement on
@@ -341,7 +356,8 @@ def _refine(candidates: list[Candidate], runs: dict, timer: Callable) -> None:
             if candidate.skipped:
                 continue
             try:
-                samples[id(candidate)].append(float(timer(runs[id(candidate)], candidate.config)))
+                run = runs[id(candidate)]
+                samples[id(candidate)].append(float(timer(run, candidate.config)) / run.launches)
             except Exception as error:  # as in the first round: a failing launch disqualifies only itself
                 candidate.skipped, candidate.milliseconds = f"launch failed: {_first_line(error)}", None
     for candidate in finalists:

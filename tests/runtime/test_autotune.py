@@ -254,3 +254,22 @@ def test_load_rejects_other_files(tmp_path):
     path.write_text(json.dumps({"format": 99}))
     with pytest.raises(ValueError, match="expected an anybit tuning file"):
         tuning.load_tuning(path)
+
+
+def test_a_timed_run_of_several_launches_is_timed_a_launch(monkeypatch, private_cache):
+    """A subclass's timed_run may make several launches (a row, as a model runs them): the stored time is
+    the run's divided by its launches, and the ranking follows it."""
+    from anybit.runtime.autotune import TimedRun
+
+    monkeypatch.setattr(compiler, "generate_source", fake_generate)
+    monkeypatch.setattr(tuning, "tune_space", lambda cls: (("block", (1, 2)),))
+
+    class RowKernel(TunedKernel):
+        def timed_run(self, instance, args):
+            return TimedRun(lambda: None, launches=4 if instance.block == 1 else 1)
+
+    kernel = RowKernel(FakeScript, timer=lambda run, config: {1: 8.0, 2: 3.0}[config["block"]])
+    assert kernel.select(call_args(1000)) == {"block": 1}  # 8 ms for 4 launches beats 3 ms for one
+    (record_file,) = (private_cache / "tuning").glob("FakeScript-*.json")
+    (records,) = json.loads(record_file.read_text())["results"].values()
+    assert next(iter(records.values()))["milliseconds"] == 2.0

@@ -203,18 +203,21 @@ def test_a_kernel_that_waits_is_launched_as_a_dependent(dependent_driver, monkey
     ]
 
 
-@pytest.mark.parametrize("setting", [None, "0"], ids=["unset", "0"])
-def test_other_kernels_and_the_default_launch_plainly(dependent_driver, monkeypatch, setting):
-    """Dependent launches are opt-in (ANYBIT_PDL=1): unset or 0, a kernel that waits launches plainly."""
+def test_other_kernels_and_pdl_0_launch_plainly(dependent_driver, monkeypatch):
+    """A kernel that does not wait launches plainly; with ANYBIT_PDL=0 one that waits does too."""
     Launcher(scalars_source((1, 1, 1)), load=loader).launch((1.0, 1))
-    if setting is None:
-        monkeypatch.delenv("ANYBIT_PDL", raising=False)
-    else:
-        monkeypatch.setenv("ANYBIT_PDL", setting)
+    monkeypatch.setenv("ANYBIT_PDL", "0")
     launcher = Launcher(dependent_source((1, 1, 1)), load=loader)
     launcher.launch((1.0, 1))
     assert len(dependent_driver.calls) == 2 and dependent_driver.dependent == []
     assert not launcher.launches_as_dependent(0)
+
+
+def test_dependent_launches_are_the_default(dependent_driver, monkeypatch):
+    monkeypatch.delenv("ANYBIT_PDL", raising=False)
+    launcher = Launcher(dependent_source((1, 1, 1)), load=loader)
+    launcher.launch((1.0, 1))
+    assert dependent_driver.calls == [] and launcher.launches_as_dependent(0)
 
 
 def test_a_backend_without_launch_ex_launches_plainly(driver):
@@ -229,7 +232,7 @@ def test_a_failed_dependent_launch_names_cu_launch_kernel_ex(dependent_driver, m
     launcher = Launcher(dependent_source((1, 1, 1)), load=loader)
     dependent_driver.status = (1,)
     with pytest.raises(
-        CudaDriverError, match=r"cuLaunchKernelEx \(a dependent launch, asked for by ANYBIT_PDL=1"
+        CudaDriverError, match=r"cuLaunchKernelEx \(a dependent launch; ANYBIT_PDL=0 launches plainly"
     ):
         launcher.launch((1.0, 1))
 
