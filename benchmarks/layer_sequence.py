@@ -13,7 +13,8 @@ of each (distinct weights, as the model's layers are), and measures at M = 1
   each of ``--stages`` (and ``--warps``), as ``--copies`` calls in a row in one CUDA graph, next to the
   floors of the same sequence: torch reading the same bytes (an int32 ``amax`` per copy) and cuBLAS fp16
   on the same shapes: which configuration wins in a row, which the isolated tuning picked, how far both
-  are from a plain read, and the best one with its weight resident in L2 (one copy called again and again);
+  are from a plain read, and each one with its weight resident in L2 (one copy called again and again:
+  ``l2_us``, what the configuration costs where DRAM is not the limit);
 * with ``--model-layers L`` (first, so that the first calls tune inside the model as in
   ``benchmarks/e2e.py``): an L-layer Llama-3-8B-shape model, fused and quantized with ``quantize_model``,
   timed as the e2e benchmark times it, profiled per projection, and its own modules called in a row.
@@ -210,6 +211,9 @@ def sweep_shape(
             entry["rel_error"] = float((outputs[0].float() - reference).norm() / reference.norm())
             calls = [lambda a=a, i=instance: launch_script(i, a) for a in argument_lists]
             entry["us"] = round(graph_us_per_call(calls), 2)
+            # The same launches on one weight, in L2 after the first: what the configuration costs when
+            # DRAM is not the limit (its launch, pipeline fill and split-K tail).
+            entry["l2_us"] = round(graph_us_per_call([calls[0]] * copies), 2)
         except Exception as failure:  # a failing configuration is a result
             entry["error"] = f"{type(failure).__name__}: {str(failure)[:200]}"
         configs.append(entry)

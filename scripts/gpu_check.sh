@@ -32,7 +32,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe"
+ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -181,6 +181,10 @@ step e2e_folded 330 bash -c "$PYTHON benchmarks/e2e.py --compile --fuse --gated-
     --repeats 2 --out $RESULTS/e2e_folded"
 # What folding the norms and residual adds costs each projection (int4, M = 1, alone and 32 in a row).
 step fused_probe 150 "$PYTHON" benchmarks/fused_probe.py --out "$RESULTS/fused_probe"
+# What a decode projection's ~5 µs floor is made of: a chain of empty kernels in one CUDA graph (dependent,
+# plain, torch add), then every int4 configuration of the layer's shapes in a row, from DRAM and from L2.
+step floor 240 bash -c "$PYTHON benchmarks/launch_floor.py --out $RESULTS/floor && $PYTHON \
+    benchmarks/layer_sequence.py --types int4 --copies 16 --sweep --out $RESULTS/floor_sweep"
 # The end-to-end int4 model packed both ways (B: the decode kernel; A: the transposed kernel), batch 1.
 step e2e_operands 300 bash -c "$PYTHON benchmarks/e2e.py --compile --fuse --types int4 --batches 1 --new-tokens 64 \
     --prompts 4 --repeats 2 --operand b --out $RESULTS/e2e_b && $PYTHON benchmarks/e2e.py --compile --fuse --types int4 \

@@ -109,3 +109,22 @@ def test_ncu_decode_cases_parse_and_reject_malformed_entries():
     assert len(ncu_decode.parse_cases(ncu_decode.DEFAULT_CASES)) == 7
     with pytest.raises(SystemExit, match="type:NxK:M"):
         ncu_decode.parse_cases("int4:57344:16")
+
+
+@pytest.mark.parametrize("dependent", [True, False])
+def test_the_launch_floor_chain_step_adds_one_on_the_interpreter(dependent):
+    """benchmarks/launch_floor.py's kernel: y = x + 1 a tile a block; the dependent form carries the wait
+    (so the runtime launches it as a dependent) and the plain one does not."""
+    import numpy as np
+
+    import anybit
+    from anybit.runtime import compiler
+    from benchmarks.launch_floor import TILE, ChainStep
+
+    step = ChainStep(dependent, warps=4)
+    x = np.random.default_rng().standard_normal(3 * TILE).astype(np.float32)
+    y = np.full_like(x, np.nan)
+    anybit.interpret(step, x, y, 3)
+    np.testing.assert_array_equal(y, x + 1.0)
+    source = compiler.generate_source(step.program(None, None, 3), "sm_90a")
+    assert source.waits_for_prior_grids is dependent
