@@ -76,9 +76,7 @@ def torch_chain_us(blocks: int, length: int) -> float:
     a = torch.zeros(blocks * TILE, device="cuda")
     b = torch.empty_like(a)
     buffers = (a, b)
-    calls = [
-        lambda i=i: torch.add(buffers[i % 2], 1.0, out=buffers[(i + 1) % 2]) for i in range(length)
-    ]
+    calls = [lambda i=i: torch.add(buffers[i % 2], 1.0, out=buffers[(i + 1) % 2]) for i in range(length)]
     return graph_us_per_call(calls)
 
 
