@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Copies of anybit/, benchmarks/, tests/ and pyproject.toml from each named branch under
-# ab/<branch, / as _>/, for A/B runs of the probes in one device call: `python3 ab/<tree>/benchmarks/fused_probe.py` imports that tree's anybit (the
+# ab/<branch, / as _>/, for A/B runs of the probes in one device call:
+# `python3 ab/<tree>/benchmarks/fused_probe.py` imports that tree's anybit (the
 # benchmarks put their own repository root first on sys.path; PYTHONPATH cannot choose the tree).
 # ab/ is not ignored, so it travels to the device with the working tree; do not commit it.
 # Usage: bash scripts/ab_trees.sh main next/own-prefetch
