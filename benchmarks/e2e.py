@@ -123,6 +123,10 @@ def environment() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
+    # Inductor's own dependent launches of its Triton kernels (TORCHINDUCTOR_ENABLE_PDL=1, both models
+    # alike), where this torch has them: they change what overlaps around the decode kernels.
+    triton_config = getattr(torch._inductor.config, "triton", None)
+    info["inductor_pdl"] = getattr(triton_config, "enable_pdl", None)
     return info
 
 
@@ -359,6 +363,7 @@ def markdown(report: dict) -> str:
         f"{', q/k/v and gate/up fused' if settings.get('fused_projections') else ''}"
         f"{' (silu · up in the gate/up epilogue)' if settings.get('gated_mlp') else ''}"
         f"{'; quantized layers with norms and residual adds folded in' if settings.get('fold_norms') else ''}"
+        f"{'; Inductor kernels launched as dependents' if report['environment'].get('inductor_pdl') else ''}"
         "; best of "
         f"{settings['repeats']}.",
         "",

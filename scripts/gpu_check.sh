@@ -32,7 +32,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor"
+ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -179,6 +179,11 @@ step e2e_folded 330 bash -c "$PYTHON benchmarks/e2e.py --compile --fuse --gated-
     --new-tokens 64 --prompts 4 --repeats 2 --out $RESULTS/e2e_gated_only && $PYTHON benchmarks/e2e.py \
     --compile --fuse --gated-mlp --fold-norms --profile --types int4 --batches 1 --new-tokens 64 --prompts 4 \
     --repeats 2 --out $RESULTS/e2e_folded"
+# The same folded model with Inductor's Triton kernels launched as dependents too (both models alike, where
+# this torch has TORCHINDUCTOR_ENABLE_PDL): the decode kernels then overlap the element-wise ones as well.
+step e2e_inductor_pdl 200 env TORCHINDUCTOR_ENABLE_PDL=1 "$PYTHON" benchmarks/e2e.py --compile --fuse \
+    --gated-mlp --fold-norms --types int4 --batches 1 --new-tokens 64 --prompts 4 --repeats 2 \
+    --out "$RESULTS/e2e_inductor_pdl"
 # What folding the norms and residual adds costs each projection (int4, M = 1, alone and 32 in a row).
 step fused_probe 150 "$PYTHON" benchmarks/fused_probe.py --out "$RESULTS/fused_probe"
 # What a decode projection's ~5 µs floor is made of: a chain of empty kernels in one CUDA graph (dependent,
