@@ -25,9 +25,8 @@ class BatchedDot(anybit.Script):
         self.attrs.warps = self.warps
         batch, m, n, k = self.batch, self.m, self.n, self.k
         shapes = ([batch, m, k], [batch, k, n], [batch, m, n]) if batch > 1 else ([m, k], [k, n], [m, n])
-        ga, gb, gc = (
-            self.global_view(p, t, s) for p, t, s in zip((a, b, c), (float16, float16, float32), shapes, strict=True)
-        )
+        dtypes = (float16, float16, float32)
+        ga, gb, gc = (self.global_view(p, t, s) for p, t, s in zip((a, b, c), dtypes, shapes, strict=True))
         zero = [0] * len(shapes[0])
         acc = self.register_tensor(float32, shapes[2], init=0.0)
         self.dot(self.load_global(ga, zero, shapes[0]), self.load_global(gb, zero, shapes[1]), acc, out=acc)
