@@ -195,3 +195,35 @@ def test_residual_and_rms_norm_on_cuda(dtype, act, m, split, warps, rows, n, fus
         xd = xd / torch.sqrt(xd.pow(2).mean(dim=1, keepdim=True) + 1e-5)
     expected = xd @ dequantize(q).double().t() + (residual.double() if accumulate else 0.0)
     assert relative_error(y, expected) <= TOLERANCE[act]
+
+
+ALONG_K_GPU_CASES = [
+    # dtype, act, group, m, split, warps, rows
+    ("int4", torch.float16, 128, 1, 1, 8, 8),
+    ("int4", torch.float16, 128, 3, 2, 4, 8),
+    ("int2", torch.bfloat16, 64, 1, 1, 2, 8),
+    ("int3", torch.float16, 128, 12, 1, 4, 16),
+    ("float6_e3m2", torch.float16, -1, 1, 2, 2, 8),
+    ("int8", torch.bfloat16, 32, 5, 1, 8, 8),
+]
+
+
+@pytest.mark.parametrize(("dtype", "act", "group", "m", "split", "warps", "rows"), ALONG_K_GPU_CASES)
+@pytest.mark.parametrize("fusion", ["none", "both"])
+def test_warps_along_k_on_cuda(dtype, act, group, m, split, warps, rows, fusion):
+    """The transposed kernel with its warps splitting K (a batched dot, the groups' sums added through shared
+    memory), plain and with the row RMS and the residual folded in, against float64."""
+    q = _quantized(dtype, group, act, False)
+    p = pack(q, layout=choose_layout(dtype, N, K, group, operand="a"))
+    x = (torch.randn(m, K, device="cuda") * 3.0).to(act)
+    residual = torch.randn(m, N, device="cuda").to(act)
+    fused = fusion == "both"
+    out = residual.clone() if fused else torch.full((m, N), float("nan"), device="cuda", dtype=act)
+    config = {"warps": warps, "stages": 4, "split": split, "rows": rows, "warps_along_k": True}
+    y = decode_matmul(x, p, out=out, config=config, accumulate=fused, rms_eps=1e-5 if fused else None)
+    assert y is out and torch.isfinite(y).all()
+    xd = x.double()
+    if fused:
+        xd = xd / torch.sqrt(xd.pow(2).mean(dim=1, keepdim=True) + 1e-5)
+    expected = xd @ dequantize(q).double().t() + (residual.double() if fused else 0.0)
+    assert relative_error(y, expected) <= TOLERANCE[act]
