@@ -151,6 +151,27 @@ FUSED_CASES = [
 ]
 
 
+def _fold_inputs(m: int, k: int, width: int, act, accumulate: bool):
+    """x (scaled, so the RMS is not 1), a residual [M, width], and y: the residual's copy or NaN poison."""
+    x = (torch.randn(m, k) * 3.0).to(act)
+    residual = torch.randn(m, width).to(act)
+    y = residual.clone() if accumulate else torch.full((m, width), float("nan"), dtype=act)
+    return x, residual, y
+
+
+def _fold_reference(x, q, eps, rms, residual, accumulate, bias=None, gated=False):
+    """(x / rms(x) if rms) @ W^T (+ bias), silu(gate) · up for a gated pair, (+ residual), in float64."""
+    from anybit.kernels.gated import gated_reference
+
+    xd = x.double()
+    if rms:
+        xd = xd / torch.sqrt(xd.pow(2).mean(dim=1, keepdim=True) + eps)
+    product = xd @ dequantize(q).double().t() + (0.0 if bias is None else bias.double())
+    if gated:  # rows 16j … 16j + 7 of the pair are gate's, the next 8 up's
+        product = gated_reference(product)
+    return product + (residual.double() if accumulate else 0.0)
+
+
 @pytest.mark.parametrize(
     ("dtype", "n", "k", "group", "m", "zeros", "split", "warps", "rows", "act", "accumulate", "rms"),
     FUSED_CASES,
@@ -162,9 +183,7 @@ def test_residual_and_rms_norm_fold_into_the_kernel(
     normalised by their RMS computed in the kernel (the norm's weight folded into W beforehand)."""
     q = random_quantized(dtype, n, k, group, act, zero_point=zeros, seed=fresh_seed())
     p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
-    x = (torch.randn(m, k) * 3.0).to(act)
-    residual = torch.randn(m, n).to(act)
-    y = residual.clone() if accumulate else torch.full((m, n), float("nan"), dtype=act)
+    x, residual, y = _fold_inputs(m, k, n, act, accumulate)
     eps = 1e-5
     kernel = DecodeMatmulTransposed(
         p.layout,
@@ -178,10 +197,7 @@ def test_residual_and_rms_norm_fold_into_the_kernel(
         **(rms_options(m, rows, k) if rms else {}),
     )
     anybit.interpret(kernel, x, p.data, p.scales, p.zeros if zeros else p.scales, p.scales, y, m, n, k)
-    xd = x.double()
-    if rms:
-        xd = xd / torch.sqrt(xd.pow(2).mean(dim=1, keepdim=True) + eps)
-    expected = xd @ dequantize(q).double().t() + (residual.double() if accumulate else 0.0)
+    expected = _fold_reference(x, q, eps, rms, residual, accumulate)
     assert torch.isfinite(y).all()
     assert relative_error(y, expected) <= TOLERANCE[act]
 
@@ -242,15 +258,10 @@ def test_warps_along_k_split_the_chunks_and_sum_through_shared_memory(
 ):
     """The block's warps take a chunk each a step (a batched dot) and add their sums after the main loop:
     the same product as the plain kernel, with every fold, split-K, 8 and 16 rows, bit planes and gates."""
-    from anybit.kernels.gated import gated_reference
-
     q = random_quantized(dtype, n, k, group, act, zero_point=False, seed=fresh_seed())  # gated: interleaved
     p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a", gated=gated))
-    x = (torch.randn(m, k) * 3.0).to(act)
+    x, residual, y = _fold_inputs(m, k, n // 2 if gated else n, act, accumulate)
     b = torch.randn(n).to(act) if bias else None
-    width = n // 2 if gated else n
-    residual = torch.randn(m, width).to(act)
-    y = residual.clone() if accumulate else torch.full((m, width), float("nan"), dtype=act)
     eps = 1e-5
     kernel = DecodeMatmulTransposed(
         p.layout,
@@ -266,13 +277,7 @@ def test_warps_along_k_split_the_chunks_and_sum_through_shared_memory(
     )
     assert kernel.block_n == p.layout.n_per_warp and kernel.k_groups == warps
     anybit.interpret(kernel, x, p.data, p.scales, p.scales, p.scales if b is None else b, y, m, n, k)
-    xd = x.double()
-    if rms:
-        xd = xd / torch.sqrt(xd.pow(2).mean(dim=1, keepdim=True) + eps)
-    product = xd @ dequantize(q).double().t() + (0.0 if b is None else b.double())
-    if gated:  # rows 16j … 16j + 7 of the pair are gate's, the next 8 up's
-        product = gated_reference(product)
-    expected = product + (residual.double() if accumulate else 0.0)
+    expected = _fold_reference(x, q, eps, rms, residual, accumulate, b, gated)
     assert torch.isfinite(y).all()
     assert relative_error(y, expected) <= TOLERANCE[act]
 
