@@ -290,7 +290,7 @@ class DecodeMatmul(anybit.Script):
             else:
                 partial = self._new_accumulator()
                 self._dot(tile_x, weights, partial)
-                scale = self.cast(self.load_shared(ss[current]), float32, exponent=-exponent)
+                scale = self.cast(self._load_scales(ss[current]), float32, exponent=-exponent)
                 acc += partial * scale
         if kw > 1:  # the K groups' partial sums added through shared memory, before anything else
             acc = self._sum_k_groups(acc)
@@ -463,6 +463,10 @@ class DecodeMatmul(anybit.Script):
     def _copy_weight_tiles(self, gw, sw, chunk) -> None:
         """Start copying chunk ``chunk``'s packed weight tiles of this block's warps."""
         self.copy_async(gw, sw, [chunk, self.blockIdx.x * self.warps, 0], in_bounds=True)
+
+    def _load_scales(self, slot):
+        """A step's scale row(s) from their ring slot, shaped to multiply the step's partial sum."""
+        return self.load_shared(slot)
 
     def _copy_group_rows(self, gs, gz, ss, sz, chunk, n0) -> None:
         """Start copying chunk ``chunk``'s scale and zero-point rows (group-wise scales only)."""

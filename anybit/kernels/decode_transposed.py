@@ -106,8 +106,18 @@ class DecodeMatmulTransposed(DecodeMatmul):
         return self.global_view(x, self.act, [k, m], strides=[1, k])
 
     def _scales_view(self, scales, group_rows, n):
-        """The scales^T [N, groups]: a transposed view, so a group's scales are a column."""
+        """The scales^T [N, groups]: a transposed view, so a group's scales are a column. With K groups and
+        group-wise scales, [groups, r, N, 1] with r = :attr:`_chunks_a_scale_row` and a stride of 0 along r:
+        a step's k_groups scale columns, a group's repeated for each of its chunks, are one copy."""
+        if self.k_groups > 1 and not self.layout.per_channel:
+            r = self._chunks_a_scale_row
+            return self.global_view(scales, self.act, [group_rows, r, n, 1], strides=[n, 0, 1, 1])
         return self.global_view(scales, self.act, [n, group_rows], strides=[1, n])
+
+    @property
+    def _chunks_a_scale_row(self) -> int:
+        """Consecutive chunks of a step that share a scale row: group_size / k_chunk, at most k_groups."""
+        return min(self.layout.group_size // self.layout.k_chunk, self.k_groups)
 
     def _gate(self, acc):
         """silu(gate) · up from yᵀ [block_n, rows] of a gated pair: each 16 rows of the block hold 8 gate
@@ -141,10 +151,19 @@ class DecodeMatmulTransposed(DecodeMatmul):
         return self.shared_tensor(self.act, shape, layout=layout)
 
     def _scales_ring(self):
-        """The shared ring of scale columns [block_n, 1]; with K groups, a step's [k_groups, block_n, 1]."""
-        if self.k_groups > 1:
-            return self.shared_tensor(self.act, [self.stages, self.k_groups, self.block_n, 1])
+        """The shared ring of scale columns [block_n, 1]; with K groups a step's k_groups columns, [rows,
+        r, block_n, 1] (see :meth:`_scales_view`)."""
+        if self.k_groups > 1 and not self.layout.per_channel:
+            r = self._chunks_a_scale_row
+            return self.shared_tensor(self.act, [self.stages, self.k_groups // r, r, self.block_n, 1])
         return self.shared_tensor(self.act, [self.stages, self.block_n, 1])
+
+    def _load_scales(self, slot):
+        """A step's scale columns; with K groups as [k_groups, block_n, 1], a group's for each chunk."""
+        scales = self.load_shared(slot)
+        if self.k_groups > 1:
+            return self.view(scales, shape=[self.k_groups, self.block_n, 1])
+        return scales
 
     def _new_accumulator(self):
         """A zero f32 [block_n, rows]: yᵀ, the mma's C; with K groups one a group, [k_groups, block_n,
@@ -317,10 +336,8 @@ class DecodeMatmulTransposed(DecodeMatmul):
         the columns of the step's k_groups chunks."""
         pl = self.layout
         if self.k_groups > 1:
-            if not pl.per_channel:
-                for group in range(self.k_groups):
-                    row = (chunk + group) * pl.k_chunk // pl.group_size
-                    self.copy_async(gs, ss[group], [n0, row], in_bounds=True)
+            if not pl.per_channel:  # the step's rows, each repeated for its chunks (a zero stride): one copy
+                self.copy_async(gs, ss, [chunk * pl.k_chunk // pl.group_size, 0, n0, 0], in_bounds=True)
             return
         if not pl.per_channel:
             row = chunk * pl.k_chunk // pl.group_size
