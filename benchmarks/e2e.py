@@ -96,6 +96,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default="a",
         help="pack quantized weights as the tensor-core A operand (default: transposed decode kernel) or B",
     )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="do not time the fp16 model (A/B runs of the quantized model: no speedup column)",
+    )
+    parser.add_argument(
+        "--no-agreement", action="store_true", help="skip the logits agreement (A/B runs of the kernels)"
+    )
     parser.add_argument("--quick", action="store_true", help="4 layers, 32 tokens, 32 prompts, 1 repeat")
     parser.add_argument(
         "--profile", action="store_true", help="GPU time per kernel group of one step (torch.profiler)"
@@ -108,6 +116,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     if args.device == "cpu" and args.config != "tiny":
         parser.error("the CPU interpreter runs only the tiny config (--config tiny)")
     return args
+
+
+class _Skipped(Exception):
+    """A measurement the options left out (recorded as skipped, not as an error)."""
 
 
 def environment() -> dict:
@@ -268,11 +280,13 @@ def run(args: argparse.Namespace, save=None) -> dict:
         "quantization": [],
     }
     fp16_rows: dict[int, float] = {}
-    report["decode"] += measure_model("fp16", reference, args, batches, fp16_rows)
+    if not args.no_baseline:
+        report["decode"] += measure_model("fp16", reference, args, batches, fp16_rows)
     # Profiled after every model is timed: a torch.profiler session earlier in the process made the decode
     # kernel's first-call tuning pick slow configurations (H200, 2026-11-28: int4 at 1.36x instead of
     # 1.72x), so no profiler runs before the last tuning.
-    to_profile = [("fp16", reference)] if args.profile and device.type == "cuda" else []
+    profiling = args.profile and device.type == "cuda"
+    to_profile = [("fp16", reference)] if profiling and not args.no_baseline else []
     for name in types:
         entry: dict = {"type": name}
         try:
@@ -312,19 +326,23 @@ def run(args: argparse.Namespace, save=None) -> dict:
                     chunk=min(32, args.prompts),
                 )
 
+            if args.no_agreement:
+                raise _Skipped("not measured (--no-agreement)")
             agreement = agreement_with(reference)
             # The same weights through cuBLAS (dequantized to fp16): what differs is the kernels alone.
             kernels_only = agreement_with(dequantized_copy(model))
             report["agreement"].append(
                 {"type": name, **agreement.__dict__, "kernels_only": kernels_only.__dict__}
             )
+        except _Skipped as skipped:
+            report["agreement"].append({"type": name, "skipped": str(skipped)})
         except Exception as error:
             report["agreement"].append({"type": name, "error": f"{type(error).__name__}: {error}"})
         print(json.dumps(report["agreement"][-1]), flush=True)
         if save is not None:  # a run cut short by its time limit keeps every model measured so far
             report["seconds"] = time.perf_counter() - started
             save(report)
-        if to_profile:
+        if profiling:
             to_profile.append((name, model))
         del model
         if device.type == "cuda":
@@ -393,8 +411,9 @@ def markdown(report: dict) -> str:
     ]
     sizes = {entry["type"]: entry.get("model_bytes") for entry in report["quantization"]}
     for row in report["agreement"]:
-        if "error" in row:
-            lines.append(f"| {row['type']} | error: {row['error'][:80]} | | | | | | |")
+        if "error" in row or "skipped" in row:
+            reason = f"error: {row['error'][:80]}" if "error" in row else row["skipped"]
+            lines.append(f"| {row['type']} | {reason} | | | | | | |")
             continue
         size = sizes.get(row["type"])
         kernels_only = row.get("kernels_only")

@@ -62,8 +62,9 @@ def test_time_decode_and_agreement_of_a_quantized_model() -> None:
         (True, []),
         (False, ["--fuse", "--gated-mlp"]),
         (False, ["--fuse", "--gated-mlp", "--fold-norms"]),
+        (False, ["--no-baseline", "--no-agreement"]),
     ],
-    ids=["lm_head_fp16", "lm_head_quantized", "gated_mlp", "fold_norms"],
+    ids=["lm_head_fp16", "lm_head_quantized", "gated_mlp", "fold_norms", "ab_run"],
 )
 def test_e2e_benchmark_tiny_cpu(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, lm_head: bool, fusion: list[str]
@@ -102,13 +103,18 @@ def test_e2e_benchmark_tiny_cpu(
     )
     assert e2e.main(arguments) == 0
     report = json.loads((tmp_path / "e2e.json").read_text())
-    assert [row["type"] for row in report["decode"]] == ["fp16", "int4"]
+    ab_run = "--no-baseline" in fusion
+    assert [row["type"] for row in report["decode"]] == (["int4"] if ab_run else ["fp16", "int4"])
     assert report["agreement"][0]["type"] == "int4" and "std 0.02" in report["model"]["init"]
-    assert report["agreement"][0]["kernels_only"]["top1"] == 1.0
+    if ab_run:  # the quantized model's speed alone: no fp16 timing, no agreement, no speedup
+        assert "--no-agreement" in report["agreement"][0]["skipped"]
+        assert "speedup" not in report["decode"][0]
+    else:
+        assert report["agreement"][0]["kernels_only"]["top1"] == 1.0
     assert "| int4 | 1 |" in (tmp_path / "e2e.md").read_text()
     assert report["quantization"][0]["skipped"] == ([] if lm_head else ["lm_head"])
     assert report["settings"]["lm_head"] == ("quantized" if lm_head else "fp16 (skipped)")
-    assert report["settings"]["gated_mlp"] == bool(fusion)
+    assert report["settings"]["gated_mlp"] == ("--gated-mlp" in fusion)
     assert report["settings"]["fold_norms"] == ("--fold-norms" in fusion)
 
 
