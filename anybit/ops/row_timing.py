@@ -13,9 +13,13 @@ each replay; the time a launch is the replay's divided by the launches.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from anybit.runtime.autotune import TimedRun
+
+logger = logging.getLogger("anybit")
 
 #: Launches in one timed row: a layer's worth of projections and more, so the row's first launch (cold,
 #: nothing ahead of it to overlap) weighs an eighth of the time.
@@ -41,14 +45,22 @@ def row_arguments(args: tuple, has_zeros: bool) -> list[tuple]:
     per_copy = weight.nbytes + scales.nbytes + (zeros.nbytes if has_zeros else 0)
     l2_bytes = torch.cuda.get_device_properties(weight.device).L2_cache_size
     copies = [(weight, scales, zeros)]
-    for _ in range(row_copies(per_copy, l2_bytes) - 1):
-        copies.append((weight.clone(), scales.clone(), zeros.clone() if has_zeros else scales))
+    try:
+        for _ in range(row_copies(per_copy, l2_bytes) - 1):
+            copies.append((_copy(weight), _copy(scales), _copy(zeros) if has_zeros else scales))
+    except torch.cuda.OutOfMemoryError:  # a nearly full GPU: fewer copies (repeats then partly hit L2)
+        logger.info("row timing: memory for %d weight copies only", len(copies))
     scratch = torch.zeros_like(y)
     rows = []
     for launch in range(ROW_LAUNCHES):
         w, s, z = copies[launch % len(copies)]
         rows.append((x, w, s, z if has_zeros else s, bias, scratch, m, n, k))
     return rows
+
+
+def _copy(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy of one of the weight's tensors for the row (the tests replace it to run out of memory)."""
+    return tensor.clone()
 
 
 def graph_row(launch, rows: list[tuple]) -> TimedRun:

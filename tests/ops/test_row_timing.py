@@ -69,3 +69,29 @@ def test_a_row_of_launches_replays_from_a_cuda_graph_on_scratch_outputs(zero_poi
     expected = x.double() @ kernels.dequantize(q).double().t()
     assert relative_error(scratch, expected) < 2e-3
     assert torch.isnan(y).all()
+
+
+def test_a_full_gpu_times_the_row_on_fewer_weight_copies(monkeypatch):
+    """Copies the GPU has no memory for are left out (the row then repeats the ones it has); the row keeps
+    its launches and never writes the caller's y."""
+    from types import SimpleNamespace
+
+    from anybit.ops import row_timing
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(L2_cache_size=L2))
+    made = []
+
+    def copy_until_full(tensor):
+        if len(made) >= 3:  # one copy (weight, scales, zeros) fits, the next does not
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        made.append(tensor)
+        return tensor.clone()
+
+    monkeypatch.setattr(row_timing, "_copy", copy_until_full)
+    weight = torch.randint(0, 255, (1024,), dtype=torch.uint8)
+    scales, zeros = torch.randn(8), torch.randn(8)
+    y = torch.full((1, 16), float("nan"))
+    rows = row_arguments((torch.randn(1, 64), weight, scales, zeros, scales, y, 1, 16, 64), has_zeros=True)
+    assert len(rows) == ROW_LAUNCHES
+    assert len({r[1].data_ptr() for r in rows}) == 2  # the caller's and one copy
+    assert all(r[5] is rows[0][5] and r[5].data_ptr() != y.data_ptr() for r in rows)
