@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from benchmarks import harness  # noqa: E402
-from benchmarks.layer_sequence import graph_us_per_call  # noqa: E402
+from benchmarks.layer_sequence import chosen_config, graph_us_per_call  # noqa: E402
 
 #: (name, N, K, the folded form): a Llama-3-8B layer's projections, q/k/v and gate/up fused.
 PROJECTIONS = (
@@ -43,17 +43,6 @@ def _weights(type_name: str, n: int, k: int, copies: int) -> list:
         w = torch.randn(n, k, device="cuda") * 0.02
         weights.append(pack(quantize(w, type_name, group_size=128, act_dtype=torch.float16)))
     return weights
-
-
-def _chosen_config(weight, x: torch.Tensor) -> dict:
-    """The configuration the plain op of ``weight`` runs at ``x``'s M (the folded forms run the same)."""
-    from anybit.ops.tuning import tuner_for
-
-    y = torch.empty(x.shape[0], weight.layout.n, dtype=x.dtype, device=x.device)
-    zeros = weight.scales if weight.zeros is None else weight.zeros
-    m, n, k = x.shape[0], weight.layout.n, weight.layout.k
-    args = (x, weight.data, weight.scales, zeros, weight.scales, y, m, n, k)
-    return tuner_for(weight.layout, x.dtype, weight.zeros is not None, False).select(args)
 
 
 def probe(type_name: str, copies: int) -> list[dict]:
@@ -89,7 +78,7 @@ def probe(type_name: str, copies: int) -> list[dict]:
             "n": n,
             "k": k,
             "form": form,
-            "config": _chosen_config(weights[0], x),
+            "plain_config": chosen_config(weights[0], x),
             "alone_plain_us": harness.time_cuda(plain[0]).median_us,
             "alone_folded_us": harness.time_cuda(folded[0]).median_us,
             "row_plain_us": graph_us_per_call(plain),
@@ -100,7 +89,7 @@ def probe(type_name: str, copies: int) -> list[dict]:
         print(
             f"{type_name} {name} {n}x{k} {form}: alone {row['alone_plain_us']:.1f} → "
             f"{row['alone_folded_us']:.1f} µs, in a row {row['row_plain_us']:.1f} → "
-            f"{row['row_folded_us']:.1f} µs a call (error {error:.1e}, {row['config']})",
+            f"{row['row_folded_us']:.1f} µs a call (error {error:.1e}, plain {row['plain_config']})",
             flush=True,
         )
         del weights

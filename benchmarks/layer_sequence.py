@@ -49,10 +49,11 @@ LAYER_SHAPES: tuple[tuple[str, int, int], ...] = (
 
 
 def chosen_config(layer, x: torch.Tensor) -> dict:
-    """The decode configuration the first call of ``layer`` at ``x``'s M chose (from the tuning cache)."""
+    """The decode configuration the first call of ``layer`` (a quantized layer or its packed weight) at
+    ``x``'s M chose (from the tuning cache): the plain op's (the folded forms are tuned on their own)."""
     from anybit.ops.tuning import tuner_for
 
-    p = layer.packed_weight
+    p = getattr(layer, "packed_weight", layer)
     y = torch.empty(x.shape[0], p.layout.n, dtype=x.dtype, device=x.device)
     zeros = p.scales if p.zeros is None else p.zeros
     args = (x, p.data, p.scales, zeros, p.scales, y, x.shape[0], p.layout.n, p.layout.k)
