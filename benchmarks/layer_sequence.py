@@ -193,13 +193,13 @@ def sweep_shape(
     row["tuned"] = tuner.select(argument_lists[0])
     reference = (x.double() @ dequantize_weight(first).t().double()).float()
     chunks = k // first.layout.k_chunk
-    space = [
-        config
-        for config in tuner.sweep_space(warps=warps, stages=stages)
-        if config.get("rows", 8) == 8
-        and n % (config["warps"] * first.layout.n_per_warp) == 0
-        and chunks // config["split"] >= 2
-    ]
+
+    def swept(config: dict) -> bool:  # every split that runs, warps along K where the kernel takes them
+        if config.get("warps_along_k"):
+            return tuner.unsuited(config, argument_lists[0]) is None
+        return n % (config["warps"] * first.layout.n_per_warp) == 0 and chunks // config["split"] >= 2
+
+    space = [c for c in tuner.sweep_space(warps=warps, stages=stages) if c.get("rows", 8) == 8 and swept(c)]
     precompile_configurations((first.layout, torch.float16, zeros, False), space)
     configs = []
     for config in space:

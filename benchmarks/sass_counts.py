@@ -148,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accumulate", action="store_true", help="the kernel that adds into y (a residual)")
     parser.add_argument("--rms", action="store_true", help="the kernel that normalises x's rows by their RMS")
     parser.add_argument("--rms-rows", type=int, default=1, help="with --rms: rows of x present (M ≤ 8)")
+    parser.add_argument(
+        "--warps-along-k",
+        action="store_true",
+        help="the transposed kernel with its warps splitting K (types without zero points)",
+    )
     options = parser.parse_args(argv)
+    along_k = {"warps_along_k": True} if options.warps_along_k else {}
     tool = nvdisasm()
     print("| type | weights/thread | loop instructions | per weight | registers | most frequent |")
     print("|---|---|---|---|---|---|")
@@ -167,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             rms_eps=1e-5 if options.rms else None,
             rms_rows=options.rms_rows if options.rms else None,
             rms_k=8192 if options.rms else None,
+            **along_k,
         )
         top = ", ".join(f"{name} {n}" for name, n in row["top"])
         print(

@@ -165,6 +165,12 @@ class DecodeMatmul(anybit.Script):
         """Output columns per block: warps · n_per_warp."""
         return self.warps * self.layout.n_per_warp
 
+    @property
+    def k_groups(self) -> int:
+        """Warp groups along K in a block (1: every warp its own columns over the block's whole run of K;
+        the transposed kernel's ``warps_along_k`` makes it the warps)."""
+        return 1
+
     def __call__(
         self,
         x: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
@@ -178,16 +184,18 @@ class DecodeMatmul(anybit.Script):
         k: anybit.int32,
     ):
         pl, act, stages, warps, split = self.layout, self.act, self.stages, self.warps, self.split
-        kc, npw, bn, rows = pl.k_chunk, pl.n_per_warp, self.block_n, self.block_m
+        kc, bn, rows = pl.k_chunk, self.block_n, self.block_m
         self.attrs.blocks = [n // bn, cdiv(m, rows), split]
         self.attrs.warps = warps
         self.attrs.min_blocks = self.min_blocks
-        # Whole chunks and whole blocks; rows of x and of the scales start 16-byte aligned.
-        self.assume_divisible(k, kc)
+        # Whole chunks and whole blocks; rows of x and of the scales start 16-byte aligned. K groups (warps
+        # along K, k_groups > 1) take k_groups chunks a step: every split's run is whole steps.
+        kw = self.k_groups
+        self.assume_divisible(k, kc * (kw * split if kw > 1 else 1))
         self.assume_divisible(n, bn)
         group_rows = 1 if pl.per_channel else k // pl.group_size
         gx = self._x_view(x, m, k)
-        gw = self.global_view(weight, uint8, [k // kc, n // npw, pl.tile_bytes])
+        gw = self._weight_view(weight, k, n)
         gs = self._scales_view(scales, group_rows, n)
         gz = self.global_view(zeros, act, [group_rows, n])
         gy = self._y_view(y, m, n // 2 if self.gated else n)
@@ -203,6 +211,8 @@ class DecodeMatmul(anybit.Script):
         if split > 1:
             first = self.blockIdx.z * (k // kc) // split
             count = (self.blockIdx.z + 1) * (k // kc) // split - first
+        # Steps of the main loop: a chunk each, or with K groups k_groups chunks each (one a group).
+        runs = count // kw if kw > 1 else count
         acc = self._new_accumulator()
         if pl.per_channel and self.has_zeros:
             zero_row = self.load_global(gz, [0, n0], [1, bn])
@@ -217,8 +227,8 @@ class DecodeMatmul(anybit.Script):
         # the grid keeps inside N: the copies promise it (in_bounds) and carry no bounds checks; x's rows
         # past M are zero-filled (see _copy_x).
         for stage in range(stages - 1):
-            if stage < count:
-                self._copy_weights(gw, gs, gz, sw[stage], ss[stage], sz[stage], first + stage, n0)
+            if stage < runs:
+                self._copy_weights(gw, gs, gz, sw[stage], ss[stage], sz[stage], first + stage * kw, n0)
         if self.dependent_launch:
             self.wait_prior_grids()
             # The previous kernel has completed: let the next one launch now, so its blocks take the SMs'
@@ -237,8 +247,8 @@ class DecodeMatmul(anybit.Script):
         if self.accumulate:  # the residual y, copied with chunk 0: its latency hidden behind the main loop
             prior = self._prefetch_y(gy, m0, n0)
         for stage in range(stages - 1):
-            if stage < count:
-                self._copy_x(gx, sx[stage], first + stage, m0)
+            if stage < runs:
+                self._copy_x(gx, sx[stage], first + stage * kw, m0)
             self.copy_async_commit_group()
         if self.rms_eps is not None and not x_copy:
             gx_rows, steps, table = self._rms_start(x, m, k)
@@ -248,7 +258,7 @@ class DecodeMatmul(anybit.Script):
                     squares = self._rms_add(squares, self._rms_load(gx_rows, m0 + part * RMS_ROWS, rms_step))
                 self._rms_stash(table, squares, part)
             inverse_rms = self._rms_finish(table, k)
-        for step in self.range(count):
+        for step in self.range(runs):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
             # prefetch below. Prefetches past the end of the run are skipped (a uniform branch: cheaper than
             # the bounds checks and zero-fill selects of every copy it lets the copies drop).
@@ -256,9 +266,9 @@ class DecodeMatmul(anybit.Script):
             self.sync()
             ahead = step + stages - 1
             slot = ahead % stages
-            if ahead < count:
+            if ahead < runs:
                 self._copy_chunk(
-                    gx, gw, gs, gz, sx[slot], sw[slot], ss[slot], sz[slot], first + ahead, m0, n0
+                    gx, gw, gs, gz, sx[slot], sw[slot], ss[slot], sz[slot], first + ahead * kw, m0, n0
                 )
             self.copy_async_commit_group()
             current = step % stages
@@ -280,8 +290,10 @@ class DecodeMatmul(anybit.Script):
             else:
                 partial = self._new_accumulator()
                 self._dot(tile_x, weights, partial)
-                scale = self.cast(self.load_shared(ss[current]), float32, exponent=-exponent)
+                scale = self.cast(self._load_scales(ss[current]), float32, exponent=-exponent)
                 acc += partial * scale
+        if kw > 1:  # the K groups' partial sums added through shared memory, before anything else
+            acc = self._sum_k_groups(acc)
         if x_copy:  # chunk 0's wait covered the copy of x's rows
             squares = self._rms_zeros()
             for rms_step in self.range(steps):
@@ -443,9 +455,18 @@ class DecodeMatmul(anybit.Script):
         self._copy_weight_tiles(gw, sw, chunk)
         self._copy_group_rows(gs, gz, ss, sz, chunk, n0)
 
+    def _weight_view(self, weight, k, n):
+        """The packed weight as [K / k_chunk, N / n_per_warp, tile_bytes]: a chunk's warp tiles."""
+        pl = self.layout
+        return self.global_view(weight, uint8, [k // pl.k_chunk, n // pl.n_per_warp, pl.tile_bytes])
+
     def _copy_weight_tiles(self, gw, sw, chunk) -> None:
         """Start copying chunk ``chunk``'s packed weight tiles of this block's warps."""
         self.copy_async(gw, sw, [chunk, self.blockIdx.x * self.warps, 0], in_bounds=True)
+
+    def _load_scales(self, slot):
+        """A step's scale row(s) from their ring slot, shaped to multiply the step's partial sum."""
+        return self.load_shared(slot)
 
     def _copy_group_rows(self, gs, gz, ss, sz, chunk, n0) -> None:
         """Start copying chunk ``chunk``'s scale and zero-point rows (group-wise scales only)."""

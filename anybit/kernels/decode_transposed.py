@@ -20,11 +20,12 @@ from __future__ import annotations
 import torch
 
 import anybit
-from anybit.dtypes import float32
+from anybit.dtypes import float32, uint8
 from anybit.ir import cdiv
 from anybit.kernels.decode import RMS_ROWS, RMS_SHARED_BYTES, DecodeMatmul
 from anybit.kernels.layout import PackedLayout
-from anybit.layout import XorSwizzle, local, permute, reduce, shared_strided, spatial
+from anybit.layout import XorSwizzle, local, permute, reduce, shared_strided, spatial, unsqueeze
+from anybit.passes.layout_rules import mma_layouts
 
 
 def transposed_x_layout(k_chunk: int, rows: int, element_bytes: int = 2):
@@ -48,6 +49,12 @@ class DecodeMatmulTransposed(DecodeMatmul):
 
     rows
         8 or 16: rows of x per block (the n of the ``mma``; M > rows takes more blocks along the grid's y).
+    warps_along_k
+        The block's warps split K instead of owning columns: the block covers one warp tile of columns
+        (n_per_warp), each step takes one chunk a warp (``warps`` chunks), the warps multiply their own chunk
+        (a batched ``dot``) and their partial sums are added through shared memory after the main loop —
+        split-K's parallelism inside the block, without its partials' round trips through L2. K must be a
+        multiple of k_chunk · warps · split. Weights without zero points only.
     """
 
     def __init__(
@@ -56,6 +63,7 @@ class DecodeMatmulTransposed(DecodeMatmul):
         act_dtype: torch.dtype | anybit.DataType,
         *,
         rows: int = 8,
+        warps_along_k: bool = False,
         **options,
     ) -> None:
         if layout.operand != "a":
@@ -67,6 +75,22 @@ class DecodeMatmulTransposed(DecodeMatmul):
             raise ValueError(f"expected rows 8 or 16 (the n of mma.m16n8k16, once or twice), got {rows}")
         super().__init__(layout, act_dtype, **options)
         self.rows = rows
+        self.warps_along_k = warps_along_k
+        if warps_along_k and self.has_zeros:
+            raise ValueError(
+                "warps_along_k takes weights without zero points (signed integer and float types); "
+                "use warps_along_k=False for zero points"
+            )
+
+    @property
+    def k_groups(self) -> int:
+        """The warps when they split K (``warps_along_k``), else 1."""
+        return self.warps if self.warps_along_k else 1
+
+    @property
+    def block_n(self) -> int:
+        """Output columns per block: warps · n_per_warp, or one warp tile with ``warps_along_k``."""
+        return self.layout.n_per_warp * (1 if self.warps_along_k else self.warps)
 
     @property
     def block_m(self) -> int:
@@ -74,12 +98,26 @@ class DecodeMatmulTransposed(DecodeMatmul):
         return self.rows
 
     def _x_view(self, x, m, k):
-        """x^T [K, M]: a transposed view of the row-major x."""
+        """x^T [K, M]: a transposed view of the row-major x; with K groups [K / k_chunk, k_chunk, M], so a
+        step's chunks are one copy."""
+        if self.k_groups > 1:
+            kc = self.layout.k_chunk
+            return self.global_view(x, self.act, [k // kc, kc, m], strides=[kc, 1, k])
         return self.global_view(x, self.act, [k, m], strides=[1, k])
 
     def _scales_view(self, scales, group_rows, n):
-        """The scales^T [N, groups]: a transposed view, so a group's scales are a column."""
+        """The scales^T [N, groups]: a transposed view, so a group's scales are a column. With K groups and
+        group-wise scales, [groups, r, N, 1] with r = :attr:`_chunks_a_scale_row` and a stride of 0 along r:
+        a step's k_groups scale columns, a group's repeated for each of its chunks, are one copy."""
+        if self.k_groups > 1 and not self.layout.per_channel:
+            r = self._chunks_a_scale_row
+            return self.global_view(scales, self.act, [group_rows, r, n, 1], strides=[n, 0, 1, 1])
         return self.global_view(scales, self.act, [n, group_rows], strides=[1, n])
+
+    @property
+    def _chunks_a_scale_row(self) -> int:
+        """Consecutive chunks of a step that share a scale row: group_size / k_chunk, at most k_groups."""
+        return min(self.layout.group_size // self.layout.k_chunk, self.k_groups)
 
     def _gate(self, acc):
         """silu(gate) · up from yᵀ [block_n, rows] of a gated pair: each 16 rows of the block hold 8 gate
@@ -102,24 +140,61 @@ class DecodeMatmulTransposed(DecodeMatmul):
         return self.global_view(bias, self.act, [n, 1])
 
     def _x_ring(self):
-        """The shared ring of x^T chunks [KC, rows], k-contiguous, swizzled (:func:`transposed_x_layout`)."""
-        kc, stages = self.layout.k_chunk, self.stages
-        return self.shared_tensor(
-            self.act, [stages, kc, self.rows], layout=transposed_x_layout(kc, self.rows).prepend_dim(stages)
-        )
+        """The shared ring of x^T chunks [KC, rows], k-contiguous, swizzled (:func:`transposed_x_layout`);
+        with K groups, a step's chunks [k_groups, KC, rows]."""
+        kc, stages, kw = self.layout.k_chunk, self.stages, self.k_groups
+        layout = transposed_x_layout(kc, self.rows)
+        if kw > 1:
+            shape, layout = [stages, kw, kc, self.rows], layout.prepend_dim(kw).prepend_dim(stages)
+        else:
+            shape, layout = [stages, kc, self.rows], layout.prepend_dim(stages)
+        return self.shared_tensor(self.act, shape, layout=layout)
 
     def _scales_ring(self):
-        """The shared ring of scale columns [block_n, 1]."""
+        """The shared ring of scale columns [block_n, 1]; with K groups a step's k_groups columns, [rows,
+        r, block_n, 1] (see :meth:`_scales_view`)."""
+        if self.k_groups > 1 and not self.layout.per_channel:
+            r = self._chunks_a_scale_row
+            return self.shared_tensor(self.act, [self.stages, self.k_groups // r, r, self.block_n, 1])
         return self.shared_tensor(self.act, [self.stages, self.block_n, 1])
 
+    def _load_scales(self, slot):
+        """A step's scale columns; with K groups as [k_groups, block_n, 1], a group's for each chunk."""
+        scales = self.load_shared(slot)
+        if self.k_groups > 1:
+            return self.view(scales, shape=[self.k_groups, self.block_n, 1])
+        return scales
+
     def _new_accumulator(self):
-        """A zero f32 [block_n, rows]: yᵀ, the mma's C."""
+        """A zero f32 [block_n, rows]: yᵀ, the mma's C; with K groups one a group, [k_groups, block_n,
+        rows]."""
+        if self.k_groups > 1:
+            return self.register_tensor(float32, [self.k_groups, self.block_n, self.rows], init=0.0)
         return self.register_tensor(float32, [self.block_n, self.rows], init=0.0)
 
     def _dot(self, tile_x, weights, c) -> None:
-        """c += W · x^T: the converted W^T tile viewed as W (same registers) is the A operand, x^T the B."""
+        """c += W · x^T: the converted W^T tile viewed as W (same registers) is the A operand, x^T the B.
+        With K groups the tile's warp tiles are the groups' chunks: W [k_groups, block_n, KC] times each
+        group's x^T chunk (a batched dot)."""
         as_w = self.view(weights, layout=permute(weights.layout, (1, 0)))
+        if self.k_groups > 1:
+            as_w = self.view(as_w, shape=[self.k_groups, self.block_n, self.layout.k_chunk])
         self.dot(as_w, tile_x, c, out=c)
+
+    def _sum_k_groups(self, acc):
+        """The K groups' partial sums [k_groups, block_n, rows] added: through shared memory, into the
+        accumulator layout of one warp's tile repeated over the groups (every warp then holds the sum, as
+        the epilogue's loads and stores expect)."""
+        kw, bn, rows = self.k_groups, self.block_n, self.rows
+        table = self.shared_tensor(float32, [kw, bn, rows])
+        self.store_shared(table, acc)
+        self.sync()
+        one_warp = mma_layouts(bn, rows, self.layout.k_chunk, self.act, 1)[2]
+        layout = reduce(spatial(kw, 1, 1) * unsqueeze(one_warp, 0), [0])
+        total = self.load_shared(table[0], layout=layout)
+        for group in range(1, kw):
+            total = total + self.load_shared(table[group], layout=layout)
+        return total
 
     def _load_columns(self, tensor, n0):
         """This block's block_n entries of a per-channel row (scales^T [N, 1], bias) as [block_n, 1]."""
@@ -240,9 +315,30 @@ class DecodeMatmulTransposed(DecodeMatmul):
         """This block's tile of split ``index``'s partial sum (yᵀ order)."""
         return self.load_global(partials, [index * n + n0, m0], [self.block_n, self.rows])
 
+    def _weight_view(self, weight, k, n):
+        """With K groups, the packed weight as [K / k_chunk, N / n_per_warp · tile_bytes]: a step's chunks
+        of one warp tile are one copy of k_groups rows."""
+        if self.k_groups > 1:
+            pl = self.layout
+            return self.global_view(weight, uint8, [k // pl.k_chunk, n // pl.n_per_warp * pl.tile_bytes])
+        return super()._weight_view(weight, k, n)
+
+    def _copy_weight_tiles(self, gw, sw, chunk) -> None:
+        """With K groups, chunks chunk … chunk + k_groups − 1 of this block's warp tile, a warp's each."""
+        if self.k_groups > 1:
+            tile_bytes = self.layout.tile_bytes
+            self.copy_async(gw, sw, [chunk, self.blockIdx.x * tile_bytes], in_bounds=True)
+            return
+        super()._copy_weight_tiles(gw, sw, chunk)
+
     def _copy_group_rows(self, gs, gz, ss, sz, chunk, n0) -> None:
-        """Start copying chunk ``chunk``'s scale column (transposed view) and zero-point row."""
+        """Start copying chunk ``chunk``'s scale column (transposed view) and zero-point row; with K groups,
+        the columns of the step's k_groups chunks."""
         pl = self.layout
+        if self.k_groups > 1:
+            if not pl.per_channel:  # the step's rows, each repeated for its chunks (a zero stride): one copy
+                self.copy_async(gs, ss, [chunk * pl.k_chunk // pl.group_size, 0, n0, 0], in_bounds=True)
+            return
         if not pl.per_channel:
             row = chunk * pl.k_chunk // pl.group_size
             self.copy_async(gs, ss, [n0, row], in_bounds=True)
@@ -256,4 +352,7 @@ class DecodeMatmulTransposed(DecodeMatmul):
         made every block copy row M − 1 up to 8 times per chunk, and the H200 timed the same kernel and
         configuration slower the more rows were clamped: int4 57344×8192 at M = 1 / 2 / 4 / 8 took 68.8 /
         67.1 / 65.4 / 64.7 µs, float8_e4m3 126.7 / 125.0 / 122.9 / 120.3 µs."""
+        if self.k_groups > 1:
+            self.copy_async(gx, sx, [chunk, 0, m0], in_bounds=(0, 1))
+            return
         self.copy_async(gx, sx, [chunk * self.layout.k_chunk, m0], in_bounds=(0,))

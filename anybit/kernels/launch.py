@@ -31,12 +31,18 @@ MAX_SPLIT = 16
 class DecodeConfig:
     """Tunables of :class:`DecodeMatmul`: warps per block (the block covers warps · n_per_warp columns),
     pipeline stages and blocks along K (split-K); for a weight packed with ``operand="a"``
-    (:class:`DecodeMatmulTransposed`) also the x rows per block (8 or 16)."""
+    (:class:`DecodeMatmulTransposed`) also the x rows per block (8 or 16) and whether the block's warps
+    split K instead (``warps_along_k``: the block covers n_per_warp columns)."""
 
     warps: int = 4
     stages: int = 4
     split: int = 1
     rows: int | None = None  # operand "a" only; None: 8 up to M = 8, else 16
+    warps_along_k: bool = False  # operand "a" only
+
+    def block_columns(self, layout: PackedLayout) -> int:
+        """Output columns a block of this configuration covers for ``layout``."""
+        return layout.n_per_warp * (1 if self.warps_along_k else self.warps)
 
 
 def kernel_layout(layout: PackedLayout) -> PackedLayout:
@@ -101,7 +107,14 @@ def decode_kernel(
     options = dict(has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages)
     options.update(accumulate=accumulate, rms_eps=rms_eps, rms_rows=rms_rows, rms_k=rms_k)
     if layout.operand == "a":
-        return DecodeMatmulTransposed(layout, act_dtype, rows=config.rows, split=config.split, **options)
+        return DecodeMatmulTransposed(
+            layout,
+            act_dtype,
+            rows=config.rows,
+            split=config.split,
+            warps_along_k=config.warps_along_k,
+            **options,
+        )
     return DecodeMatmul(layout, act_dtype, split=config.split, **options)
 
 
@@ -189,9 +202,15 @@ def decode_matmul(
     config = (
         DecodeConfig(**config) if isinstance(config, dict) else config or default_decode_config(layout, m)
     )
-    if n % (config.warps * layout.n_per_warp):
+    if config.warps_along_k and layout.operand != "a":
         raise ValueError(
-            f"expected N = {n} to be a multiple of warps · n_per_warp = {config.warps} · {layout.n_per_warp}"
+            "config warps_along_k=True applies to weights packed with operand='a' (the transposed kernel); "
+            "this weight is packed as operand 'b': drop warps_along_k"
+        )
+    if n % config.block_columns(layout):
+        raise ValueError(
+            f"expected N = {n} to be a multiple of the block's {config.block_columns(layout)} columns "
+            f"(warps · n_per_warp = {config.warps} · {layout.n_per_warp})"
         )
     if layout.operand == "b" and config.rows is not None:
         raise ValueError(

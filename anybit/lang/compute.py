@@ -338,22 +338,33 @@ def _count(shape) -> int:
 
 
 def dot(a: RegisterTensor, b: RegisterTensor, c: RegisterTensor, out: RegisterTensor | None = None):
-    """``a @ b + c`` on tensor cores; ``a`` is [M, K], ``b`` [K, N], ``c`` [M, N]."""
+    """``a @ b + c`` on tensor cores; ``a`` is [M, K], ``b`` [K, N], ``c`` [M, N].
+
+    Batched: ``a`` [B, M, K], ``b`` [B, K, N], ``c`` [B, M, N], one product a batch; layout inference spreads
+    the batch over warps first (each warp group multiplies its own batch's operands), so a block's warps can
+    split K among them (docs/programming-guide.md).
+    """
     builder = current_builder()
+    rank = a.rank if isinstance(a, RegisterTensor) else 2
     for name, value in (("a", a), ("b", b), ("c", c)):
         check_register(builder, value, "dot", f"operand {name}")
-        if value.rank != 2:
-            raise builder.error(f"expected a rank-2 operand {name}, got shape {list(value.shape)}", "dot")
-    (m, k), (k2, n) = a.shape, b.shape
-    if k != k2 or tuple(c.shape) != (m, n):
+        if value.rank not in (2, 3) or value.rank != rank:
+            raise builder.error(
+                f"expected operands of rank 2 (or all of rank 3: batched), got {name} of shape "
+                f"{list(value.shape)} with a of rank {rank}",
+                "dot",
+            )
+    batch = tuple(a.shape[:-2])
+    (m, k), (k2, n) = a.shape[-2:], b.shape[-2:]
+    if k != k2 or tuple(c.shape) != (*batch, m, n) or tuple(b.shape[:-2]) != batch:
         raise builder.error(
-            f"expected shapes a [M, K], b [K, N], c [M, N], got a {list(a.shape)}, b "
-            f"{list(b.shape)}, c {list(c.shape)}",
+            f"expected shapes a [{'B, ' if batch else ''}M, K], b [{'B, ' if batch else ''}K, N], "
+            f"c [{'B, ' if batch else ''}M, N], got a {list(a.shape)}, b {list(b.shape)}, c {list(c.shape)}",
             "dot",
         )
     if out is not None:
-        _check_out(builder, out, c.dtype, (m, n), "dot")
-    output = out if out is not None else new_register(builder, c.dtype, (m, n), c.layout)
+        _check_out(builder, out, c.dtype, (*batch, m, n), "dot")
+    output = out if out is not None else new_register(builder, c.dtype, (*batch, m, n), c.layout)
     builder.emit(DotInst(output, a, b, c, source=builder.location()))
     return output
 

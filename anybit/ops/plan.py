@@ -22,7 +22,7 @@ from anybit.kernels.launch import default_decode_config, default_rows, rms_optio
 from anybit.ops.checks import raise_bad_input
 from anybit.ops.dispatch import DECODE, DEQUANTIZE, threshold
 from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
-from anybit.ops.tuning import DECODE_PARAMETERS, m_bucket, tuner_for
+from anybit.ops.tuning import DECODE_PARAMETERS, block_columns, m_bucket, tuner_for
 
 
 def rms_normalized(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -203,7 +203,7 @@ class WeightPlan:
         with self._lock:
             tuner = tuner_for(self.layout, self.act_dtype, has_zeros, has_bias)
             config = tuner.select(args)
-            if self.n % (config["warps"] * self.layout.n_per_warp):
+            if self.n % block_columns(config, self.layout):
                 default = default_decode_config(self.layout)  # a stored config that cannot cover this N
                 config = dataclasses.asdict(default)  # warps, stages and split, as the default chose them
             compiled = launch_script(tuner.instance(config), args)
@@ -260,7 +260,7 @@ class WeightPlan:
             scratch = list(args)
             scratch[DECODE_PARAMETERS.index("y")] = torch.empty_like(y)
             config = tuner.select(tuple(scratch))
-            if self.n % (config["warps"] * self.layout.n_per_warp):
+            if self.n % block_columns(config, self.layout):
                 config = dataclasses.asdict(default_decode_config(self.layout, m))
             instance = tuner.script_class(**tuner.fixed, **config)
             compiled = launch_script(instance, args)

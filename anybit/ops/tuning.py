@@ -102,10 +102,22 @@ class TunedDecodeMatmul(DecodeMatmul):
 ROWS: tuple[int, ...] = (8, 16)
 
 
+#: Whether the transposed kernel's warps split K inside the block (a batched dot and a shared-memory sum)
+#: instead of owning columns: split-K's parallelism without its partials' round trips through L2, for the
+#: small projections whose time is mostly fixed cost (weights without zero points only).
+WARPS_ALONG_K: tuple[bool, ...] = (False, True)
+
+
+def block_columns(config: dict, layout: PackedLayout) -> int:
+    """Output columns a block of ``config`` covers (n_per_warp with its warps along K)."""
+    return layout.n_per_warp * (1 if config.get("warps_along_k") else config.get("warps", 4))
+
+
 @anybit.autotune("rows", ROWS)
 @anybit.autotune("warps", WARPS)
 @anybit.autotune("stages", STAGES)
 @anybit.autotune("split", SPLITS, bucket=decode_bucket)
+@anybit.autotune("warps_along_k", WARPS_ALONG_K)
 class TunedDecodeMatmulTransposed(DecodeMatmulTransposed):
     """:class:`~anybit.kernels.decode_transposed.DecodeMatmulTransposed` (weights packed with
     ``operand="a"``) with its tunable space declared; ``revision`` as :class:`TunedDecodeMatmul`."""
@@ -140,6 +152,12 @@ class DecodeTuner(TunedKernel):
                 for config in self.base_configs
                 if config["rows"] == 16 and config["warps"] in OCCUPANCY_WARPS
             ]
+
+    def instance(self, config: dict):
+        """The Script instance of one configuration; an axis ``config`` does not name (a record made before
+        the axis existed, e.g. ``warps_along_k``) takes its first value."""
+        missing = {name: values[0] for name, values in self.space if name not in config}
+        return super().instance({**config, **missing} if missing else config)
 
     def tune(self, args: tuple, *, arch: str, gpu: str, bucket: str) -> dict:
         """Tune as :class:`TunedKernel` does, each candidate timed in a row (:meth:`timed_run`)."""
@@ -225,14 +243,21 @@ class DecodeTuner(TunedKernel):
         if rows == 8 and m > 8:
             return "M > 8 takes 16 rows a block (8 would read the weight once per 8 rows)"
         warps = config.get("warps", 4)
-        if n % (warps * layout.n_per_warp):
-            return f"N = {n} is not a multiple of {warps} warps · {layout.n_per_warp} columns"
+        columns = block_columns(config, layout)
+        if n % columns:
+            return f"N = {n} is not a multiple of the block's {columns} columns"
         shape = dataclasses.replace(
             layout, n=n, k=k, group_size=k if layout.per_channel else layout.group_size
         )
-        return useful_split(
-            shape, m, warps, config.get("stages", 4), config.get("split", 1), TUNING_TARGET_BLOCKS
-        )
+        split = config.get("split", 1)
+        if config.get("warps_along_k"):
+            if self.fixed["has_zeros"]:
+                return "warps along K take weights without zero points"
+            chunks, step = k // layout.k_chunk, warps * split
+            if chunks % step or chunks // step < 2:
+                return f"{chunks} chunks of K are not whole runs of 2+ steps of warps · split = {step}"
+            return useful_split(shape, m, 1, config.get("stages", 4), split, TUNING_TARGET_BLOCKS)
+        return useful_split(shape, m, warps, config.get("stages", 4), split, TUNING_TARGET_BLOCKS)
 
     def _build(self, candidates: list[Candidate], args: tuple, arch: str) -> None:
         for candidate in candidates:

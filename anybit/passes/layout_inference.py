@@ -197,13 +197,14 @@ class _Solver:
                 )
 
     def _dot(self, inst: DotInst) -> None:
-        (m, k), n = inst.a.shape, inst.b.shape[1]
+        (m, k), n = inst.a.shape[-2:], inst.b.shape[-1]
+        batch = inst.a.shape[0] if inst.a.rank == 3 else None
         if inst.a.dtype is not inst.b.dtype:
             raise self.fail(
                 inst,
                 f"expected operands a and b of one dtype, got {inst.a.dtype.name} and {inst.b.dtype.name}",
             )
-        layouts = mma_layouts(m, n, k, inst.a.dtype, self.program.num_warps)
+        layouts = mma_layouts(m, n, k, inst.a.dtype, self.program.num_warps, batch)
         if isinstance(layouts, str):
             raise self.fail(inst, layouts)
         a, b, c = layouts

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 from anybit.dtypes import DataType
-from anybit.layout import LayoutError, RegisterLayout, local, reduce, reshape, spatial
+from anybit.layout import LayoutError, RegisterLayout, local, reduce, reshape, spatial, unsqueeze
 from anybit.layout.mma import MMA_ATOMS, MmaAtom
 
 
@@ -51,8 +51,12 @@ def warp_grid(m: int, n: int, warps: int, atom: MmaAtom) -> tuple[int, int] | No
     return None if best is None else best[1]
 
 
-def mma_layouts(m: int, n: int, k: int, dtype: DataType, warps: int):
-    """(A, B, C) layouts for a [m, k] x [k, n] dot over ``warps`` warps, or why there are none."""
+def mma_layouts(m: int, n: int, k: int, dtype: DataType, warps: int, batch: int | None = None):
+    """(A, B, C) layouts for a [m, k] x [k, n] dot over ``warps`` warps, or why there are none; with
+    ``batch``, for [batch, m, k] x [batch, k, n]: gcd(batch, warps) warp groups along the batch first (each
+    group its own batches), the other warps over each product as above."""
+    if batch is not None:
+        return _batched_mma_layouts(batch, m, n, k, dtype, warps)
     atom = mma_atom(dtype)
     if atom is None:
         return f"expected float16, bfloat16, int8 or uint8 operands for tensor cores, got {dtype.name}"
@@ -73,6 +77,21 @@ def mma_layouts(m: int, n: int, k: int, dtype: DataType, warps: int):
     c = warp_layout * local(rm, rn) * atom.c
     a = reduce(warp_layout, [1], keepdims=True) * local(rm, rk) * atom.a
     b = reduce(warp_layout, [0], keepdims=True) * local(rk, rn) * atom.b
+    return a, b, c
+
+
+def _batched_mma_layouts(batch: int, m: int, n: int, k: int, dtype: DataType, warps: int):
+    groups = math.gcd(batch, warps)
+    per_product = mma_layouts(m, n, k, dtype, warps // groups)
+    if isinstance(per_product, str):
+        return per_product
+    atom = mma_atom(dtype)
+    wm, wn = warp_grid(m, n, warps // groups, atom)
+    rb, rm, rn, rk = batch // groups, m // (atom.m * wm), n // (atom.n * wn), k // atom.k
+    warp_layout = spatial(groups, wm, wn)
+    c = warp_layout * local(rb, rm, rn) * unsqueeze(atom.c, 0)
+    a = reduce(warp_layout, [2], keepdims=True) * local(rb, rm, rk) * unsqueeze(atom.a, 0)
+    b = reduce(warp_layout, [1], keepdims=True) * local(rb, rk, rn) * unsqueeze(atom.b, 0)
     return a, b, c
 
 

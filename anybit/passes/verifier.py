@@ -339,22 +339,25 @@ def _dot(inst: DotInst, program) -> None:
     from anybit.passes.layout_rules import mma_layouts
 
     a, b, c, d = inst.a, inst.b, inst.c, inst.output
+    batch = tuple(a.shape[:-2])
     if (
-        a.rank != 2
-        or b.rank != 2
-        or c.rank != 2
-        or a.shape[1] != b.shape[0]
-        or tuple(c.shape) != (a.shape[0], b.shape[1])
+        a.rank not in (2, 3)
+        or {b.rank, c.rank, d.rank} != {a.rank}
+        or tuple(b.shape[:-2]) != batch
+        or a.shape[-1] != b.shape[-2]
+        or tuple(c.shape) != (*batch, a.shape[-2], b.shape[-1])
         or tuple(d.shape) != tuple(c.shape)
     ):
         raise _fail(
             inst,
-            f"expected a [M, K], b [K, N], c [M, N], got a {list(a.shape)}, b {list(b.shape)}, "
-            f"c {list(c.shape)}, result {list(d.shape)}",
+            f"expected a [(B,) M, K], b [(B,) K, N], c [(B,) M, N], got a {list(a.shape)}, b "
+            f"{list(b.shape)}, c {list(c.shape)}, result {list(d.shape)}",
         )
     _same_dtype(inst, a, b)
     _same_dtype(inst, c, d)
-    layouts = mma_layouts(a.shape[0], b.shape[1], a.shape[1], a.dtype, program.num_warps)
+    layouts = mma_layouts(
+        a.shape[-2], b.shape[-1], a.shape[-1], a.dtype, program.num_warps, batch[0] if batch else None
+    )
     if isinstance(layouts, str):
         raise _fail(inst, layouts)
     roles = zip((a, b, c, d), (*layouts, layouts[2]), ("A", "B", "C", "C"), strict=True)

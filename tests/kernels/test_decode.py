@@ -172,8 +172,12 @@ def test_argument_errors():
         decode_matmul(x, p, bias=torch.zeros(32, dtype=F16))
     with pytest.raises(ValueError, match="expected out"):
         decode_matmul(x, p, out=torch.zeros(1, 64))
-    with pytest.raises(ValueError, match="multiple of warps"):
+    with pytest.raises(
+        ValueError, match=r"multiple of the block's 512 columns \(warps · n_per_warp = 16 · 32"
+    ):
         decode_matmul(x, p, config=DecodeConfig(warps=16))
+    with pytest.raises(ValueError, match="warps_along_k=True applies to weights packed with operand='a'"):
+        decode_matmul(x, p, config=DecodeConfig(warps_along_k=True))
     with pytest.raises(ValueError, match="stages >= 2"):
         DecodeMatmul(p.layout, F16, stages=1)
     with pytest.raises(ValueError, match="split >= 1"):

@@ -151,6 +151,27 @@ FUSED_CASES = [
 ]
 
 
+def _fold_inputs(m: int, k: int, width: int, act, accumulate: bool):
+    """x (scaled, so the RMS is not 1), a residual [M, width], and y: the residual's copy or NaN poison."""
+    x = (torch.randn(m, k) * 3.0).to(act)
+    residual = torch.randn(m, width).to(act)
+    y = residual.clone() if accumulate else torch.full((m, width), float("nan"), dtype=act)
+    return x, residual, y
+
+
+def _fold_reference(x, q, eps, rms, residual, accumulate, bias=None, gated=False):
+    """(x / rms(x) if rms) @ W^T (+ bias), silu(gate) · up for a gated pair, (+ residual), in float64."""
+    from anybit.kernels.gated import gated_reference
+
+    xd = x.double()
+    if rms:
+        xd = xd / torch.sqrt(xd.pow(2).mean(dim=1, keepdim=True) + eps)
+    product = xd @ dequantize(q).double().t() + (0.0 if bias is None else bias.double())
+    if gated:  # rows 16j … 16j + 7 of the pair are gate's, the next 8 up's
+        product = gated_reference(product)
+    return product + (residual.double() if accumulate else 0.0)
+
+
 @pytest.mark.parametrize(
     ("dtype", "n", "k", "group", "m", "zeros", "split", "warps", "rows", "act", "accumulate", "rms"),
     FUSED_CASES,
@@ -162,9 +183,7 @@ def test_residual_and_rms_norm_fold_into_the_kernel(
     normalised by their RMS computed in the kernel (the norm's weight folded into W beforehand)."""
     q = random_quantized(dtype, n, k, group, act, zero_point=zeros, seed=fresh_seed())
     p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
-    x = (torch.randn(m, k) * 3.0).to(act)
-    residual = torch.randn(m, n).to(act)
-    y = residual.clone() if accumulate else torch.full((m, n), float("nan"), dtype=act)
+    x, residual, y = _fold_inputs(m, k, n, act, accumulate)
     eps = 1e-5
     kernel = DecodeMatmulTransposed(
         p.layout,
@@ -178,10 +197,7 @@ def test_residual_and_rms_norm_fold_into_the_kernel(
         **(rms_options(m, rows, k) if rms else {}),
     )
     anybit.interpret(kernel, x, p.data, p.scales, p.zeros if zeros else p.scales, p.scales, y, m, n, k)
-    xd = x.double()
-    if rms:
-        xd = xd / torch.sqrt(xd.pow(2).mean(dim=1, keepdim=True) + eps)
-    expected = xd @ dequantize(q).double().t() + (residual.double() if accumulate else 0.0)
+    expected = _fold_reference(x, q, eps, rms, residual, accumulate)
     assert torch.isfinite(y).all()
     assert relative_error(y, expected) <= TOLERANCE[act]
 
@@ -217,3 +233,65 @@ def test_decode_matmul_folds_the_rms_through_the_cached_kernel(m, split, accumul
     expected = xd @ dequantize(q).double().t() + (residual.double() if accumulate else 0.0)
     assert torch.isfinite(y).all()
     assert relative_error(y, expected) <= TOLERANCE[F16]
+
+
+# (type, N, K, group, M, split, warps, rows, bias, act, accumulate, rms, gated)
+ALONG_K_CASES = [
+    ("int4", 64, 1024, 128, 1, 1, 4, 8, False, F16, False, False, False),
+    ("int4", 96, 1024, 128, 3, 2, 4, 8, True, F16, False, False, False),  # split-K on top: 2 · 4 · 64
+    ("int2", 64, 1024, 64, 5, 1, 8, 8, False, BF16, False, False, False),  # a group every chunk
+    ("int3", 64, 512, 128, 2, 1, 2, 8, False, F16, False, False, False),  # bit planes
+    ("float6_e3m2", 48, 512, -1, 1, 1, 2, 8, False, F16, False, False, False),  # per-channel scales
+    ("int4", 32, 512, 128, 12, 1, 2, 16, False, F16, False, False, False),  # 16 rows
+    ("int4", 64, 1024, 128, 1, 2, 4, 8, False, F16, True, True, False),  # residual + RMS, split
+    ("int8", 64, 512, 128, 2, 1, 2, 8, False, F16, True, False, False),
+    ("int4", 64, 512, 128, 1, 1, 2, 8, False, F16, False, True, True),  # gated pair, RMS
+]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "group", "m", "split", "warps", "rows", "bias", "act", "accumulate", "rms", "gated"),
+    ALONG_K_CASES,
+)
+def test_warps_along_k_split_the_chunks_and_sum_through_shared_memory(
+    dtype, n, k, group, m, split, warps, rows, bias, act, accumulate, rms, gated
+):
+    """The block's warps take a chunk each a step (a batched dot) and add their sums after the main loop:
+    the same product as the plain kernel, with every fold, split-K, 8 and 16 rows, bit planes and gates."""
+    q = random_quantized(dtype, n, k, group, act, zero_point=False, seed=fresh_seed())  # gated: interleaved
+    p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a", gated=gated))
+    x, residual, y = _fold_inputs(m, k, n // 2 if gated else n, act, accumulate)
+    b = torch.randn(n).to(act) if bias else None
+    eps = 1e-5
+    kernel = DecodeMatmulTransposed(
+        p.layout,
+        act,
+        has_bias=bias,
+        warps=warps,
+        split=split,
+        rows=rows,
+        warps_along_k=True,
+        accumulate=accumulate,
+        rms_eps=eps if rms else None,
+        **(rms_options(m, rows, k) if rms else {}),
+    )
+    assert kernel.block_n == p.layout.n_per_warp and kernel.k_groups == warps
+    anybit.interpret(kernel, x, p.data, p.scales, p.scales, p.scales if b is None else b, y, m, n, k)
+    expected = _fold_reference(x, q, eps, rms, residual, accumulate, b, gated)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, expected) <= TOLERANCE[act]
+
+
+def test_warps_along_k_refuse_zero_points_and_uneven_steps():
+    q = random_quantized("uint4", 64, 512, 128, F16, zero_point=True, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("uint4", 64, 512, 128, operand="a"))
+    with pytest.raises(ValueError, match="warps_along_k takes weights without zero points"):
+        DecodeMatmulTransposed(p.layout, F16, has_zeros=True, warps=2, warps_along_k=True)
+    q = random_quantized("int4", 64, 384, 128, F16, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("int4", 64, 384, 128, operand="a"))
+    kernel = DecodeMatmulTransposed(p.layout, F16, warps=4, warps_along_k=True)  # 6 chunks, steps of 4
+    y = torch.full((1, 64), float("nan"), dtype=F16)
+    with pytest.raises(Exception, match=r"assumes k % 512 == 0 .* pad it to a multiple of 512"):
+        anybit.interpret(
+            kernel, torch.randn(1, 384).half(), p.data, p.scales, p.scales, p.scales, y, 1, 64, 384
+        )

@@ -167,19 +167,26 @@ def test_seven_warps_a_block_on_cuda(dtype, operand):
 
 
 FUSED_GPU_CASES = [
-    # dtype, act, m, split, warps, rows, n (7 warps: a block count of warps that is no power of two)
-    ("int4", torch.float16, 1, 4, 4, 8, N),
-    ("uint4", torch.bfloat16, 5, 1, 7, 8, 7 * 32 * 8),
-    ("int6", torch.float16, 16, 2, 8, 16, N),
-    ("float6_e3m2", torch.float16, 3, 8, 2, 8, N),
+    # dtype, act, m, split, warps, rows, n, warps along K (7 warps: a block count that is no power of two)
+    ("int4", torch.float16, 1, 4, 4, 8, N, False),
+    ("uint4", torch.bfloat16, 5, 1, 7, 8, 7 * 32 * 8, False),
+    ("int6", torch.float16, 16, 2, 8, 16, N, False),
+    ("float6_e3m2", torch.float16, 3, 8, 2, 8, N, False),
+    ("int4", torch.float16, 1, 1, 8, 8, N, True),
+    ("int4", torch.float16, 3, 2, 4, 8, N, True),
+    ("int2", torch.bfloat16, 1, 1, 2, 8, N, True),
+    ("int3", torch.float16, 12, 1, 4, 16, N, True),
+    ("float6_e3m2", torch.float16, 1, 2, 2, 8, N, True),
+    ("int8", torch.bfloat16, 5, 1, 8, 8, N, True),
 ]
 
 
-@pytest.mark.parametrize(("dtype", "act", "m", "split", "warps", "rows", "n"), FUSED_GPU_CASES)
-@pytest.mark.parametrize("fusion", ["rms", "accumulate", "both"])
-def test_residual_and_rms_norm_on_cuda(dtype, act, m, split, warps, rows, n, fusion):
+@pytest.mark.parametrize(("dtype", "act", "m", "split", "warps", "rows", "n", "along_k"), FUSED_GPU_CASES)
+@pytest.mark.parametrize("fusion", ["none", "rms", "accumulate", "both"])
+def test_residual_and_rms_norm_on_cuda(dtype, act, m, split, warps, rows, n, along_k, fusion):
     """y (+)= (x / rms(x)) @ W^T on the GPU: the row RMS computed by every block from global x, the residual
-    read from y and added before the one rounding, split-K or not, against float64."""
+    read from y and added before the one rounding, split-K or not, the warps owning columns or splitting K
+    (a batched dot, their sums added through shared memory), against float64."""
     zero = dtype.startswith("u") or None
     q = _quantized(dtype, 128, act, zero, n)
     p = pack(q, layout=choose_layout(dtype, n, K, 128, operand="a"))
@@ -187,7 +194,7 @@ def test_residual_and_rms_norm_on_cuda(dtype, act, m, split, warps, rows, n, fus
     residual = torch.randn(m, n, device="cuda").to(act)
     accumulate, rms = fusion in ("accumulate", "both"), fusion in ("rms", "both")
     out = residual.clone() if accumulate else torch.full((m, n), float("nan"), device="cuda", dtype=act)
-    config = {"warps": warps, "stages": 4, "split": split, "rows": rows}
+    config = {"warps": warps, "stages": 4, "split": split, "rows": rows, "warps_along_k": along_k}
     y = decode_matmul(x, p, out=out, config=config, accumulate=accumulate, rms_eps=1e-5 if rms else None)
     assert y is out and torch.isfinite(y).all()
     xd = x.double()

@@ -65,6 +65,30 @@ def test_the_space_is_pruned_per_shape():
         kept = [c for c in tuner.configs if tuner.unsuited(c, shape_args(m, n, k)) is None]
         assert {c["split"] for c in kept} == splits and len(kept) <= 26
     assert tuner.unsuited({"warps": 4, "stages": 4, "split": 1}, shape_args(1, 96, 8192)).startswith("N = 96")
+    along_k = {"rows": 8, "warps": 4, "stages": 4, "split": 1, "warps_along_k": True}
+    assert (
+        tuner.unsuited(along_k, shape_args(1, 4096, 4096)) == "warps along K take weights without zero points"
+    )
+
+
+def test_warps_along_k_join_the_transposed_space_where_the_steps_divide_k():
+    """Signed and float weights also try their warps along K (a block of one warp tile of columns): where
+    K's chunks make whole steps of warps · split (two at least), and the split still adds blocks."""
+    layout = choose_layout("int4", 4096, 4096, 128)
+    tuner = tuner_for(layout, torch.float16, False, False)
+    chunks = 4096 // layout.k_chunk
+    kept = [c for c in tuner.configs if tuner.unsuited(c, shape_args(1, 4096, 4096)) is None]
+    along = [c for c in kept if c["warps_along_k"]]
+    assert along and all(chunks % (c["warps"] * c["split"]) == 0 for c in along)
+    assert all(chunks // (c["warps"] * c["split"]) >= 2 for c in along)
+    assert not any(c["warps"] == 7 for c in along)  # 7 does not divide the chunks
+    reason = tuner.unsuited(
+        {"rows": 8, "warps": 8, "stages": 4, "split": 4, "warps_along_k": True}, shape_args(1, 4096, 1024)
+    )
+    assert "not whole runs of 2+ steps of warps · split = 32" in reason
+    # A stored configuration from before the axis existed is built with its first value (False).
+    old = tuner.instance({"rows": 8, "warps": 2, "stages": 4, "split": 1})
+    assert not old.warps_along_k and old.block_n == 2 * layout.n_per_warp
     assert "do not use 6 stages" in tuner.unsuited(
         {"warps": 4, "stages": 6, "split": 8}, shape_args(1, 128, 4096)
     )

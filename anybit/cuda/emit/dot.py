@@ -34,11 +34,13 @@ def _atom(inst: DotInst):
 
 
 def mma_plan(inst: DotInst, num_threads: int) -> tuple[object, list[MmaCall]] | None:
-    """The MMA calls every warp makes (identical register positions in every warp), or None."""
+    """The MMA calls every warp makes (identical register positions in every warp), or None. A batched
+    dot's warps each take the products of the batches their C fragments hold."""
     atom = _atom(inst)
     if atom is None or num_threads % 32:
         return None
-    (m, k), (_, n) = inst.a.shape, inst.b.shape
+    (m, k), n = inst.a.shape[-2:], inst.b.shape[-1]
+    batches = inst.a.shape[0] if inst.a.rank == 3 else 1
     if m % atom.m or n % atom.n or k % atom.k:
         return None
     for tensor in (inst.a, inst.b, inst.c):
@@ -49,15 +51,19 @@ def mma_plan(inst: DotInst, num_threads: int) -> tuple[object, list[MmaCall]] | 
     threads = {name: getattr(inst, name).layout.num_threads for name in ("a", "b", "c")}
     lanes = np.arange(32)
 
-    def fragment(name: str, warp: int, row0: int, col0: int) -> tuple[int, ...] | None:
-        """The local indices of the atom's fragment at (row0, col0), the same in every lane, or None."""
+    def fragment(name: str, warp: int, batch: int, row0: int, col0: int) -> tuple[int, ...] | None:
+        """The local indices of the atom's fragment at (row0, col0) of ``batch``, the same in every lane, or
+        None."""
         table = tables[name]
         rows = row0 + maps[name][..., 0]  # [lane, fragment element]
         cols = col0 + maps[name][..., 1]
-        if rows.max() >= table.shape[1] or cols.max() >= table.shape[2]:
+        if rows.max() >= table.shape[-2] or cols.max() >= table.shape[-1]:
             return None
         owners = ((warp * 32 + lanes) % threads[name])[:, None]
-        positions = table[owners, rows, cols]
+        if table.ndim == 4:  # batched: [thread, batch, row, column]
+            positions = table[owners, batch, rows, cols]
+        else:
+            positions = table[owners, rows, cols]
         if np.any(positions < 0) or np.any(positions != positions[0]):
             return None
         return tuple(int(j) for j in positions[0])
@@ -66,20 +72,22 @@ def mma_plan(inst: DotInst, num_threads: int) -> tuple[object, list[MmaCall]] | 
     covered = set()
     for warp in range(num_threads // 32):
         calls = []
-        for mi in range(m // atom.m):
-            for ni in range(n // atom.n):
-                c_frag = fragment("c", warp, mi * atom.m, ni * atom.n)
-                if c_frag is None:
-                    continue
-                covered.add((mi, ni))
-                for ki in range(k // atom.k):
-                    a_frag = fragment("a", warp, mi * atom.m, ki * atom.k)
-                    b_frag = fragment("b", warp, ki * atom.k, ni * atom.n)
-                    if a_frag is None or b_frag is None:
-                        return None
-                    calls.append(MmaCall(a_frag, b_frag, c_frag))
+        for bi in range(batches):
+            for mi in range(m // atom.m):
+                for ni in range(n // atom.n):
+                    c_frag = fragment("c", warp, bi, mi * atom.m, ni * atom.n)
+                    if c_frag is None:
+                        continue
+                    covered.add((bi, mi, ni))
+                    for ki in range(k // atom.k):
+                        a_frag = fragment("a", warp, bi, mi * atom.m, ki * atom.k)
+                        b_frag = fragment("b", warp, bi, ki * atom.k, ni * atom.n)
+                        if a_frag is None or b_frag is None:
+                            return None
+                        calls.append(MmaCall(a_frag, b_frag, c_frag))
         per_warp.append(calls)
-    if len(covered) != (m // atom.m) * (n // atom.n) or any(calls != per_warp[0] for calls in per_warp):
+    tiles = batches * (m // atom.m) * (n // atom.n)
+    if len(covered) != tiles or any(calls != per_warp[0] for calls in per_warp):
         return None
     return atom, per_warp[0]
 
@@ -152,6 +160,12 @@ def _emit_mma(ctx: EmitContext, inst: DotInst, atom, calls: list[MmaCall], targe
 
 def _emit_simt(ctx: EmitContext, inst: DotInst, target: str) -> None:
     out = inst.output
+    if out.rank != 2:
+        raise CodegenError(
+            f"dot{where(inst)}: a batched dot runs on tensor cores only, and no MMA plan fits its layouts "
+            f"(a {inst.a.dtype.name}{list(inst.a.shape)} layout {inst.a.layout}, b layout {inst.b.layout}, "
+            f"c layout {inst.c.layout}); expected the layouts inference gives a batched dot"
+        )
     k_extent = inst.a.shape[1]
     a_maps, b_maps = [], []
     for k in range(k_extent):

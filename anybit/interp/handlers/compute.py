@@ -219,10 +219,15 @@ def dot(block: BlockState, inst: ir.DotInst) -> None:
     """``output = a @ b + c``: products exact, sums in float32 (int32 for integer inputs), as tensor cores do;
     the summation order is numpy's, which the hardware's may differ from in the last bits."""
     a, b, c, output = inst.a, inst.b, inst.c, inst.output
-    if a.shape[-1] != b.shape[0] or tuple(c.shape) != (a.shape[0], b.shape[-1]):
+    batch = tuple(a.shape[:-2])
+    if (
+        a.shape[-1] != b.shape[-2]
+        or tuple(b.shape[:-2]) != batch
+        or tuple(c.shape) != (*batch, a.shape[-2], b.shape[-1])
+    ):
         raise InterpreterError(
-            f"dot needs a [M, K], b [K, N], c [M, N]; got a {list(a.shape)}, b {list(b.shape)}, "
-            f"c {list(c.shape)}"
+            f"dot needs a [(B,) M, K], b [(B,) K, N], c [(B,) M, N]; got a {list(a.shape)}, b "
+            f"{list(b.shape)}, c {list(c.shape)}"
         )
     accumulate, result_dtype = _accumulation(a.dtype, b.dtype, c.dtype)
     registers = block.registers
