@@ -138,9 +138,6 @@ class GreedyDecoder:
     ) -> None:
         self.model = model
         self._step_model = torch.compile(model, dynamic=False) if compile else model
-        # The greedy pick compiled too: eager argmax over a 128K vocabulary is one block's reduction (~37 µs
-        # on the H200, 2026-11-28 profile), Inductor splits it over the GPU (a few µs). Both models alike.
-        self._next_token = torch.compile(greedy_token, dynamic=False) if compile else greedy_token
         self.batch = batch
         self.max_length = max_length
         self.device = next(model.parameters()).device
@@ -173,14 +170,14 @@ class GreedyDecoder:
         self.cache.reset()
         length = prompt.shape[1]
         logits = self._forward(prompt.to(self.device), torch.arange(length, device=self.device))
-        self.token.copy_(greedy_token(logits))
+        self.token.copy_(logits.argmax(-1, keepdim=True))
         self.position.fill_(length)
         return self.token[:, 0].clone()
 
     @torch.no_grad()
     def _step(self) -> None:
         logits = self._forward(self.token, self.position, self._step_model)
-        self.token.copy_(self._next_token(logits))
+        self.token.copy_(logits.argmax(-1, keepdim=True))
         self.position.add_(1)
 
     def _capture(self, prompt: torch.Tensor) -> None:
@@ -229,11 +226,6 @@ class GreedyDecoder:
     def mode(self) -> str:
         """How steps run: ``cuda-graph`` or ``eager``."""
         return "cuda-graph" if self.graph is not None else "eager"
-
-
-def greedy_token(logits: torch.Tensor) -> torch.Tensor:
-    """The greedy next token [B, 1] of last-position logits [B, V]."""
-    return logits.argmax(-1, keepdim=True)
 
 
 @dataclass(frozen=True)
