@@ -86,6 +86,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "(anybit.fold_norms: no element-wise kernels between projections; fp16 keeps its layers)",
     )
     parser.add_argument(
+        "--fuse-attention",
+        choices=("quantized", "both"),
+        default=None,
+        help="with --fuse: a decode step's rotary embedding, cache write and attention in one kernel "
+        "(anybit.fuse_attention) in the quantized models, or in the fp16 baseline as well (the like-for-like "
+        "comparison)",
+    )
+    parser.add_argument(
         "--quantize-lm-head",
         action="store_true",
         help="quantize lm_head too (quantize_model skips it by default; 1 GB of fp16 read per token at 8B)",
@@ -239,6 +247,14 @@ def profile_step(model, batch: int, steps: int = 4, compile: bool = False) -> di
     }
 
 
+def _attention_text(fused: str | None) -> str:
+    """The report's words for ``--fuse-attention``."""
+    if not fused:
+        return ""
+    which = "the quantized models" if fused == "quantized" else "every model, fp16 included"
+    return f"; decode attention in one anybit kernel (rotary, cache write, attention) in {which}"
+
+
 def run(args: argparse.Namespace, save=None) -> dict:
     device = torch.device(args.device)
     types = [name for name in args.types.split(",") if name]
@@ -247,6 +263,8 @@ def run(args: argparse.Namespace, save=None) -> dict:
     reference = build_llama(args.config, device=device, dtype=torch.float16, layers=args.layers)
     if args.fuse:
         anybit.fuse_projections(reference, gated_mlp=args.gated_mlp)
+        if args.fuse_attention == "both":
+            anybit.fuse_attention(reference)
     config = reference.config
     report: dict = {
         "environment": environment(),
@@ -272,6 +290,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             "fused_projections": args.fuse,
             "gated_mlp": args.fuse and args.gated_mlp,
             "fold_norms": args.fuse and args.fold_norms,
+            "fused_attention": (args.fuse and args.fuse_attention) or None,
             "lm_head": "quantized" if args.quantize_lm_head else "fp16 (skipped)",
             "operand": args.operand,
         },
@@ -296,6 +315,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
                 reference,
                 name,
                 fold_norms=args.fuse and args.fold_norms,
+                fuse_attention=bool(args.fuse and args.fuse_attention),
                 group_size=args.group_size,
                 skip=skip,
                 operand=args.operand,
@@ -381,6 +401,7 @@ def markdown(report: dict) -> str:
         f"{', q/k/v and gate/up fused' if settings.get('fused_projections') else ''}"
         f"{' (silu · up in the gate/up epilogue)' if settings.get('gated_mlp') else ''}"
         f"{'; quantized layers with norms and residual adds folded in' if settings.get('fold_norms') else ''}"
+        f"{_attention_text(settings.get('fused_attention'))}"
         f"{'; Inductor kernels launched as dependents' if report['environment'].get('inductor_pdl') else ''}"
         "; best of "
         f"{settings['repeats']}.",

@@ -156,6 +156,21 @@ class LoadGlobalInst(Instruction):
 
 
 @dataclass(frozen=True, slots=True)
+class LoadScalarInst(Instruction):
+    """``var`` = the integer element ``tensor[index]``, read by every thread (the same value block-wide).
+
+    For values that steer the program but live in device memory: a decode step's position in a CUDA graph,
+    read at run time instead of being baked into the launch as an argument. An int64 element is truncated to
+    the int32 ``var``.
+    """
+
+    var: Var
+    tensor: GlobalTensor
+    index: Offsets
+    source: SourceLocation | None = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
 class StoreGlobalInst(Instruction):
     """Store register tile ``value`` at ``offsets`` of ``tensor``; skips out-of-bounds/masked."""
 
@@ -514,6 +529,7 @@ INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = (
     DeclareScalarInst,
     AssignScalarInst,
     LoadGlobalInst,
+    LoadScalarInst,
     StoreGlobalInst,
     AtomicAddGlobalInst,
     LoadSharedInst,

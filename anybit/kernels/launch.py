@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-import anybit
+from anybit.kernels.checks import check_tensor, run_kernel
 from anybit.kernels.decode import BLOCK_M, RMS_ROWS, DecodeMatmul
 from anybit.kernels.decode_transposed import DecodeMatmulTransposed
 from anybit.kernels.dequantize import MAX_STAGED, DequantizeWeight
@@ -133,25 +133,6 @@ def dequantize_kernel(
     return DequantizeWeight(layout, act_dtype, has_zeros=has_zeros, warps=warps)
 
 
-def _run(kernel, *args) -> None:
-    if args[0].device.type == "cpu":
-        anybit.interpret(kernel, *args)
-    else:
-        kernel(*args)
-
-
-def _check_tensor(name: str, tensor: torch.Tensor, shape: tuple, dtype: torch.dtype, device) -> None:
-    if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"expected {name} to be a torch.Tensor, got {type(tensor).__name__}")
-    if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype or tensor.device != device:
-        raise ValueError(
-            f"expected {name} {dtype} {list(shape)} on {device}, got {tensor.dtype} {list(tensor.shape)} "
-            f"on {tensor.device}"
-        )
-    if not tensor.is_contiguous():
-        raise ValueError(f"expected {name} to be contiguous")
-
-
 def decode_matmul(
     x: torch.Tensor,
     p: PackedWeight,
@@ -224,9 +205,9 @@ def decode_matmul(
         raise ValueError("accumulate=True adds the product to out: pass out (the tensor to add to)")
     if out is None:
         out = torch.empty((*lead, width), dtype=p.act_dtype, device=p.device)
-    _check_tensor("out", out, (*lead, width), p.act_dtype, p.device)
+    check_tensor("out", out, (*lead, width), p.act_dtype, p.device)
     if bias is not None:
-        _check_tensor("bias", bias, (n,), p.act_dtype, p.device)
+        check_tensor("bias", bias, (n,), p.act_dtype, p.device)
     if m == 0:
         return out
     kernel = decode_kernel(
@@ -240,7 +221,7 @@ def decode_matmul(
         **(rms_options(m, config.rows, k) if rms_eps is not None else {}),
     )
     zeros = p.zeros if p.zeros is not None else p.scales
-    _run(kernel, x2, p.data, p.scales, zeros, p.scales if bias is None else bias, out, m, n, k)
+    run_kernel(kernel, x2, p.data, p.scales, zeros, p.scales if bias is None else bias, out, m, n, k)
     return out
 
 
@@ -258,7 +239,7 @@ def dequantize_weight(p: PackedWeight, out: torch.Tensor | None = None) -> torch
     n, k = layout.n, layout.k
     if out is None:
         out = torch.empty((n, k), dtype=p.act_dtype, device=p.device)
-    _check_tensor("out", out, (n, k), p.act_dtype, p.device)
+    check_tensor("out", out, (n, k), p.act_dtype, p.device)
     # The most warps whose block divides N and whose staged chunk fits (wide warp tiles: fewer warps).
     warps = next(
         (
@@ -270,5 +251,5 @@ def dequantize_weight(p: PackedWeight, out: torch.Tensor | None = None) -> torch
     )
     kernel = dequantize_kernel(kernel_layout(layout), p.act_dtype, p.zeros is not None, warps)
     zeros = p.zeros if p.zeros is not None else p.scales
-    _run(kernel, p.data, p.scales, zeros, out, n, k)
+    run_kernel(kernel, p.data, p.scales, zeros, out, n, k)
     return out

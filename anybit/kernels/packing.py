@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import anybit
+from anybit.kernels.checks import run_kernel
 from anybit.kernels.layout import PackedLayout, check_act_compatible, choose_layout
 from anybit.kernels.pack_scripts import pack_script, unpack_script
 from anybit.kernels.quantize import QuantizedWeight
@@ -152,13 +153,6 @@ def _use_vm(device: torch.device, size: int, method: Method) -> bool:
     return method == "vm" or (method == "auto" and size <= INTERPRETER_LIMIT)
 
 
-def _run(script, *args) -> None:
-    if args[0].device.type == "cpu":
-        anybit.interpret(script, *args)
-    else:
-        script(*args)
-
-
 def _pack_vm(codes: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
     """The packing program over ``codes`` [N, K] (planar: once per plane on its bits, then concatenated)."""
     if layout.planar:
@@ -166,7 +160,7 @@ def _pack_vm(codes: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
         return torch.cat(parts, dim=-1)
     data = torch.empty(layout.packed_shape, dtype=torch.uint8, device=codes.device)
     script = pack_script(layout.nbits, layout.k_chunk, layout.n_per_warp, layout.operand, layout.plane)
-    _run(script, codes.contiguous(), data, layout.n, layout.k)
+    run_kernel(script, codes.contiguous(), data, layout.n, layout.k)
     return data
 
 
@@ -179,7 +173,7 @@ def _unpack_vm(data: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
         return codes
     codes = torch.empty((layout.n, layout.k), dtype=torch.uint8, device=data.device)
     script = unpack_script(layout.nbits, layout.k_chunk, layout.n_per_warp, layout.operand, layout.plane)
-    _run(script, data.contiguous(), codes, layout.n, layout.k)
+    run_kernel(script, data.contiguous(), codes, layout.n, layout.k)
     return codes
 
 

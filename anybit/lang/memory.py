@@ -30,6 +30,7 @@ from anybit.ir.instructions import (
     FreeSharedInst,
     GlobalViewInst,
     LoadGlobalInst,
+    LoadScalarInst,
     LoadSharedInst,
     LockSemaphoreInst,
     PrintInst,
@@ -302,6 +303,29 @@ def _store(inst_class, name: str, tensor: GlobalTensor, value: RegisterTensor, o
     builder.emit(
         inst_class(tensor, value, offsets, _mask(builder, mask, value.shape, name), source=builder.location())
     )
+
+
+def load_scalar(tensor: GlobalTensor, index) -> Var:
+    """The integer element ``tensor[index]`` as a run-time int32 scalar, the same in every thread.
+
+    For values in device memory that steer the program (loop bounds, offsets, view shapes): a decode step's
+    position, which a CUDA graph cannot pass as an argument because it changes every replay. Read it after
+    :func:`wait_prior_grids` when a previous kernel writes it.
+    """
+    builder = current_builder()
+    integer = isinstance(tensor, GlobalTensor) and tensor.dtype.is_integer
+    if not integer or tensor.dtype.nbits not in (32, 64):
+        raise builder.error(
+            f"expected a global tensor of int32 or int64, got {tensor!r}; view the memory with "
+            "global_view(pointer, anybit.int32 or anybit.int64, shape)",
+            "load_scalar",
+        )
+    index = _offsets(builder, index, tensor, "load_scalar")
+    var = Var(builder.fresh_name("loaded"), int32)
+    builder.auto_named.add(id(var))
+    builder.declared_scalars.add(id(var))
+    builder.emit(LoadScalarInst(var, tensor, index, source=builder.location()))
+    return var
 
 
 def store_global(tensor: GlobalTensor, value: RegisterTensor, offsets, mask=None) -> None:

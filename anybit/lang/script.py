@@ -283,6 +283,7 @@ class Script:
     shared_tensor = staticmethod(memory.shared_tensor)
     register_tensor = staticmethod(memory.register_tensor)
     load_global = staticmethod(memory.load_global)
+    load_scalar = staticmethod(memory.load_scalar)
     store_global = staticmethod(memory.store_global)
     atomic_add = staticmethod(memory.atomic_add)
     lock_semaphore = staticmethod(memory.lock_semaphore)

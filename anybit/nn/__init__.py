@@ -9,10 +9,13 @@
 | | SiLU-gated MLP's silu(gate) · up in the gate/up layer's epilogue (``gated_mlp=True``) |
 | ``fold_norms`` | :func:`fold_norms`: a Llama layer's RMSNorms folded into the projections after them, its |
 | | residual adds into the projections before them (no element-wise kernels between projections) |
+| ``attention`` | :func:`fuse_attention`: a decode step's rotary embedding, KV-cache write and attention in |
+| | one kernel (static cache, one token a sequence) |
 | ``decode`` | greedy decode (static KV cache, CUDA graph) and logits agreement, for benchmarks |
 | ``demo`` | the ``anybit demo`` command |
 """
 
+from anybit.nn.attention import fuse_attention as fuse_attention
 from anybit.nn.checkpoints import awq_linear as awq_linear
 from anybit.nn.checkpoints import gptq_linear as gptq_linear
 from anybit.nn.checkpoints import load_quantized_linears as load_quantized_linears

@@ -360,16 +360,20 @@ def dequantized_copy(model: nn.Module) -> nn.Module:
 
 
 def quantized_copy(
-    model: nn.Module, dtype: str, *, fold_norms: bool = False, **settings
+    model: nn.Module, dtype: str, *, fold_norms: bool = False, fuse_attention: bool = False, **settings
 ) -> tuple[nn.Module, object]:
     """A deep copy of ``model`` quantized with :func:`anybit.quantize_model` (the original is untouched);
     with ``fold_norms``, its RMSNorms and residual adds folded into the projections first
-    (:func:`anybit.nn.fold_norms`; the model's projections fused already)."""
+    (:func:`anybit.nn.fold_norms`), with ``fuse_attention`` its decode attention in one kernel
+    (:func:`anybit.nn.fuse_attention`); both need the model's projections fused already."""
+    from anybit.nn.attention import fuse_attention as fuse
     from anybit.nn.convert import quantize_model
     from anybit.nn.fold_norms import fold_norms as fold
 
     copied = copy.deepcopy(model)
     if fold_norms:
         fold(copied)
+    if fuse_attention:
+        fuse(copied)
     summary = quantize_model(copied, dtype, **settings)
     return copied, summary

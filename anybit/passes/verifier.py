@@ -42,6 +42,7 @@ from anybit.ir.instructions import (
     IndexInst,
     Instruction,
     LoadGlobalInst,
+    LoadScalarInst,
     LoadSharedInst,
     LockSemaphoreInst,
     PrintInst,
@@ -212,6 +213,17 @@ def _semaphore(inst, program) -> None:
             inst,
             f"expected an int32 counter tensor indexed by {tensor.rank} ints, got "
             f"{_type(tensor)} indexed by {len(inst.index)}",
+        )
+
+
+@_check(LoadScalarInst)
+def _load_scalar(inst: LoadScalarInst, program) -> None:
+    tensor = inst.tensor
+    if not tensor.dtype.is_integer or tensor.dtype.nbits not in (32, 64) or len(inst.index) != tensor.rank:
+        raise _fail(
+            inst,
+            f"expected an int32 or int64 tensor indexed by {tensor.rank} ints, got {_type(tensor)} "
+            f"indexed by {len(inst.index)}",
         )
 
 
@@ -419,7 +431,7 @@ def _check_defined(body: tuple, defined: set, program: Program) -> None:
     for stmt in body:
         if isinstance(stmt, Instruction):
             output = defined_tensor(stmt)
-            declared = stmt.var if isinstance(stmt, (DeclareScalarInst, ArriveInst)) else None
+            declared = stmt.var if isinstance(stmt, (DeclareScalarInst, ArriveInst, LoadScalarInst)) else None
             for f in dataclasses.fields(stmt):
                 value = getattr(stmt, f.name)
                 if value is declared or (value is output and id(value) not in defined):

@@ -20,6 +20,7 @@ from anybit.cuda.vectorize import AccessPlan, affine_plan, exhaustive_plan, make
 from anybit.ir import (
     AtomicAddGlobalInst,
     LoadGlobalInst,
+    LoadScalarInst,
     LoadSharedInst,
     StoreGlobalInst,
     StoreSharedInst,
@@ -97,6 +98,21 @@ def emit_load_global(ctx: EmitContext, inst: LoadGlobalInst) -> None:
                 else:
                     _load_elements_checked(ctx, inst, array, group, base, dims, mask, other)
                 ctx.emit("}")
+
+
+@register_emitter(LoadScalarInst)
+def emit_load_scalar(ctx: EmitContext, inst: LoadScalarInst) -> None:
+    """Every thread reads the element (a volatile load: the value may be what a prior grid wrote)."""
+    tensor = inst.tensor
+    placement = ctx.globals[tensor]
+    ctx.require_alignment(placement, tensor.dtype.nbits // 8)
+    offset = _element_offset(ctx, tensor, tuple(inst.index))
+    ctype = "long long" if tensor.dtype.nbits == 64 else "int"
+    name = ctx.printer.bind(inst.var)
+    ctx.emit(
+        f"int {name} = (int)*(const volatile {ctype}*)({placement.pointer} + "
+        f"(long long)({offset}) * {tensor.dtype.nbits // 8});"
+    )
 
 
 def _load_group(ctx, array, group, n, base, offset, address) -> None:

@@ -60,6 +60,18 @@ def load_global(block: BlockState, inst: ir.LoadGlobalInst) -> None:
     block.registers.set_codes(inst.output, np.where(valid, codes, other))
 
 
+@register(ir.LoadScalarInst)
+def load_scalar(block: BlockState, inst: ir.LoadScalarInst) -> None:
+    binding = block.global_binding(inst.tensor)
+    index = np.asarray(block.int_scalars(inst.index), dtype=np.int64)
+    if not binding.in_bounds(index[None]).all():
+        raise InterpreterError(
+            f"load_scalar: index {tuple(index.tolist())} is outside {inst.tensor.name}{list(binding.shape)}"
+        )
+    code = binding.read(binding.bit_positions(index[None])).astype(inst.tensor.dtype.code_dtype)
+    block.env[inst.var] = int(values_from_codes(code, inst.tensor.dtype)[0])
+
+
 def _store_targets(block: BlockState, inst) -> tuple:
     binding = block.global_binding(inst.tensor)
     indices = _tile_indices(block, inst.tensor, inst.offsets, inst.value)

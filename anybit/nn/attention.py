@@ -1,0 +1,135 @@
+"""A Llama attention block's decode step in one kernel: :func:`fuse_attention` swaps each attention block's
+forward for one that, at decode time (one token a sequence, a static KV cache), runs the fused q/k/v
+projection, then :func:`~anybit.kernels.attention.decode_attention` (rotary embedding, the cache write and
+attention in one kernel, launched as a programmatic dependent), then ``o_proj``. Everything else (prefill,
+dynamic caches, several tokens a step) runs the block's own forward.
+
+It replaces ~5 kernels a layer (the rotary and cache-update kernels, the attention and its input copy) by one.
+It assumes what a static-cache decode step is: every sequence of the batch at the same position, no padding
+mask (left-padded batches need the block's own forward: do not fuse them).
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from torch import nn
+
+from anybit.kernels.attention import decode_attention
+from anybit.nn.fuse import FusedProjection
+
+
+@torch.library.custom_op("anybit::decode_attention", mutates_args=("k_cache", "v_cache"))
+def decode_attention_op(
+    qkv: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    position: torch.Tensor,
+    heads: int,
+    scale: float,
+) -> torch.Tensor:
+    """:func:`decode_attention` as a torch op (``torch.compile`` and CUDA graphs see one op that writes the
+    caches), returning the attention output [B, heads · D]."""
+    return decode_attention(qkv, cos, sin, k_cache, v_cache, position, heads, scale)
+
+
+@decode_attention_op.register_fake
+def _decode_attention_fake(qkv, cos, sin, k_cache, v_cache, position, heads, scale):
+    return qkv.new_empty(qkv.shape[0], heads * k_cache.shape[-1])
+
+
+def _cache_layer(cache, index: int):
+    """The static cache's layer ``index`` once its tensors exist (the prompt fills them), else None."""
+    layers = getattr(cache, "layers", None)
+    if layers is None or index >= len(layers):
+        return None
+    layer = layers[index]
+    keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+    if not isinstance(keys, torch.Tensor) or not isinstance(values, torch.Tensor) or keys.dim() != 4:
+        return None
+    return layer
+
+
+def _fused_forward(
+    self, hidden_states: torch.Tensor, position_embeddings=None, attention_mask=None, **kwargs
+):
+    """Decode steps through :func:`decode_attention`; anything else through the block's own forward."""
+    cache_keyword = "cache" if "cache" in kwargs else "past_key_values"
+    cache = kwargs.get(cache_keyword)
+    layer = _cache_layer(cache, self.layer_idx) if cache is not None else None
+    counted = layer is not None and isinstance(getattr(layer, "cumulative_length", None), torch.Tensor)
+    position = layer.cumulative_length if counted else kwargs.get("cache_position")
+    batch, tokens = hidden_states.shape[:2]
+    if (
+        layer is None
+        or position is None
+        or tokens != 1
+        or position_embeddings is None
+        or hidden_states.dtype not in (torch.float16, torch.bfloat16)
+        or layer.keys.shape[0] != batch
+    ):
+        return self.anybit_forward(
+            hidden_states, position_embeddings=position_embeddings, attention_mask=attention_mask, **kwargs
+        )
+    cos, sin = position_embeddings
+    qkv = self.qkv_proj(hidden_states)
+    out = decode_attention_op(
+        qkv.reshape(batch, -1).contiguous(),
+        cos.to(qkv.dtype).contiguous(),
+        sin.to(qkv.dtype).contiguous(),
+        layer.keys,
+        layer.values,
+        position.reshape(1),
+        self.anybit_heads,
+        float(self.scaling),
+    )
+    if counted:  # the static layer counts its own length (transformers ≥ 5.2x): advance it as update would
+        layer.cumulative_length.add_(1)
+    return self.o_proj(out.view(batch, 1, -1)), None
+
+
+def fuse_attention(model: nn.Module) -> int:
+    """Give every Llama-style attention block with a fused ``qkv_proj`` (:func:`~anybit.nn.fuse_projections`)
+    the one-kernel decode step, in place; returns how many blocks were changed.
+
+    Raises
+    ------
+    ValueError
+        If no block qualifies (call ``fuse_projections`` first), or a block's head counts or head dimension
+        are ones the kernel cannot take.
+    """
+    fused = 0
+    config = getattr(model, "config", None)
+    for module in model.modules():
+        qkv = getattr(module, "qkv_proj", None)
+        if not isinstance(qkv, FusedProjection) or not hasattr(module, "o_proj"):
+            continue
+        if hasattr(module, "anybit_heads"):  # fused already (e.g. a copy of a fused model)
+            fused += 1
+            continue
+        head_dim = int(module.head_dim)
+        heads = qkv.sizes[0] // head_dim
+        kv_heads = qkv.sizes[1] // head_dim
+        if len(qkv.sizes) != 3 or qkv.sizes[1] != qkv.sizes[2] or heads % kv_heads or head_dim % 64:
+            raise ValueError(
+                f"fuse_attention: expected q, k, v of {head_dim}-wide heads (a multiple of 64) with the "
+                f"query heads a multiple of the KV heads, got projection sizes {list(qkv.sizes)}"
+            )
+        if config is not None and getattr(config, "num_attention_heads", heads) != heads:
+            raise ValueError(f"fuse_attention: {heads} query heads in qkv_proj, the config says otherwise")
+        module.anybit_heads = heads
+        module.anybit_forward = module.forward
+        module.forward = types.MethodType(_fused_forward, module)
+        fused += 1
+    if not fused:
+        raise ValueError(
+            "fuse_attention: no attention block with a fused qkv_proj found: call "
+            "anybit.fuse_projections(model) first"
+        )
+    return fused
+
+
+__all__ = ["fuse_attention"]

@@ -1,0 +1,136 @@
+"""The fused decode attention (rotary embedding, KV-cache write, attention over the cache) against a float64
+reference of what a Llama attention block computes for one decode token with a static cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anybit.kernels.attention import DecodeAttention, attention_kernel, decode_attention
+from anybit.kernels.checks import run_kernel
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Llama's rotary embedding (rotate_half form) of x [..., D] with cos/sin broadcast over the heads."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+def reference(qkv, cos, sin, k_cache, v_cache, position, heads, kv_heads, head_dim, scale):
+    """float64: (out [B, heads·D], k_cache, v_cache after the step's write)."""
+    qkv, cos, sin = qkv.double(), cos.double()[:, None, :], sin.double()[:, None, :]
+    k_cache, v_cache = k_cache.double().clone(), v_cache.double().clone()
+    batch = qkv.shape[0]
+    q = qkv[:, : heads * head_dim].view(batch, heads, head_dim)
+    k = qkv[:, heads * head_dim : (heads + kv_heads) * head_dim].view(batch, kv_heads, head_dim)
+    v = qkv[:, (heads + kv_heads) * head_dim :].view(batch, kv_heads, head_dim)
+    q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+    k_cache[:, :, position] = k
+    v_cache[:, :, position] = v
+    group = heads // kv_heads
+    keys = k_cache[:, :, : position + 1].repeat_interleave(group, dim=1)  # [B, H, P+1, D]
+    values = v_cache[:, :, : position + 1].repeat_interleave(group, dim=1)
+    weights = torch.softmax(torch.einsum("bhd,bhpd->bhp", q, keys) * scale, dim=-1)
+    out = torch.einsum("bhp,bhpd->bhd", weights, values).reshape(batch, heads * head_dim)
+    return out, k_cache, v_cache
+
+
+def make_case(batch, heads, kv_heads, head_dim, length, act=torch.float16, seed=0, device="cpu"):
+    """Fresh random inputs of one step: qkv, the rotary tables, and caches filled with random history."""
+    generator = torch.Generator().manual_seed(seed)
+    width = (heads + 2 * kv_heads) * head_dim
+    qkv = torch.randn(batch, width, generator=generator)
+    angles = torch.rand(batch, head_dim // 2, generator=generator) * 6.28
+    cos = torch.cat([angles.cos(), angles.cos()], dim=-1)
+    sin = torch.cat([angles.sin(), angles.sin()], dim=-1)
+    k_cache = torch.randn(batch, kv_heads, length, head_dim, generator=generator)
+    v_cache = torch.randn(batch, kv_heads, length, head_dim, generator=generator)
+    return [t.to(device=device, dtype=act) for t in (qkv, cos, sin, k_cache, v_cache)]
+
+
+def run_case(
+    batch, heads, kv_heads, head_dim, length, position, act=torch.float16, tile=8, seed=0, device="cpu"
+):
+    """The kernel (interpreted on the CPU, launched on CUDA) and the float64 reference of one step."""
+    qkv, cos, sin, k_cache, v_cache = make_case(batch, heads, kv_heads, head_dim, length, act, seed, device)
+    scale = head_dim**-0.5
+    expected = reference(
+        qkv.cpu(),
+        cos.cpu(),
+        sin.cpu(),
+        k_cache.cpu(),
+        v_cache.cpu(),
+        position,
+        heads,
+        kv_heads,
+        head_dim,
+        scale,
+    )
+    out = torch.full((batch, heads * head_dim), float("nan"), dtype=act, device=device)
+    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, tile)
+    run_kernel(
+        kernel, qkv, cos, sin, k_cache, v_cache, torch.tensor([position], device=device), out, batch, length
+    )
+    return (out.cpu(), k_cache.cpu(), v_cache.cpu()), expected
+
+
+def check_case(found, expected) -> None:
+    (out, k_after, v_after), (out_ref, k_ref, v_ref) = found, expected
+    assert not torch.isnan(out).any()
+    error = (out.double() - out_ref).norm() / out_ref.norm()
+    assert error < 3e-3, error
+    # The step's k (rotated, rounded to the activation dtype) and v landed at the position; every other
+    # cache row is untouched.
+    assert torch.allclose(k_after.double(), k_ref, atol=3e-2, rtol=1e-2)
+    assert torch.equal(v_after.double(), v_ref)
+
+
+@pytest.mark.parametrize(
+    ("batch", "heads", "kv_heads", "head_dim", "length", "position", "tile"),
+    [
+        (1, 8, 2, 128, 24, 0, 8),  # the first token: one position, the rest of the tile masked
+        (1, 8, 2, 128, 24, 13, 8),  # a ragged last tile
+        (2, 4, 4, 64, 40, 39, 8),  # multi-head (G = 1), the last position of the cache, two sequences
+        (1, 8, 1, 128, 33, 20, 4),  # G = 8 warps, a smaller tile
+    ],
+)
+def test_decode_attention_matches_reference(batch, heads, kv_heads, head_dim, length, position, tile):
+    found, expected = run_case(
+        batch, heads, kv_heads, head_dim, length, position, tile=tile, seed=position + heads
+    )
+    check_case(found, expected)
+
+
+def test_decode_attention_bfloat16_and_the_entry_point():
+    qkv, cos, sin, k_cache, v_cache = make_case(1, 8, 2, 64, 20, torch.bfloat16, seed=3)
+    expected = reference(qkv, cos, sin, k_cache, v_cache, 11, 8, 2, 64, 64**-0.5)
+    out = decode_attention(qkv, cos[:, None], sin[:, None], k_cache, v_cache, torch.tensor([11]), heads=8)
+    check_case((out, k_cache, v_cache), expected)
+
+
+def test_decode_attention_position_outside_the_cache_gives_nan_and_writes_nothing():
+    qkv, cos, sin, k_cache, v_cache = make_case(1, 4, 2, 64, 12, seed=4)
+    before = k_cache.clone(), v_cache.clone()
+    out = decode_attention(qkv, cos, sin, k_cache, v_cache, torch.tensor([12]), heads=4)
+    assert torch.isnan(out).all()
+    assert torch.equal(k_cache, before[0]) and torch.equal(v_cache, before[1])
+
+
+def test_decode_attention_rejects_shapes_it_cannot_take():
+    with pytest.raises(ValueError, match="multiple of kv_heads"):
+        DecodeAttention(6, 4, 128, torch.float16, 0.1)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        DecodeAttention(8, 2, 96, torch.float16, 0.1)
+    with pytest.raises(ValueError, match="float16 or bfloat16"):
+        DecodeAttention(8, 2, 128, torch.float32, 0.1)
+    qkv, cos, sin, k_cache, v_cache = make_case(1, 8, 2, 64, 16)
+    position = torch.tensor([3])
+    with pytest.raises(ValueError, match="expected qkv"):
+        decode_attention(qkv[:, :-64], cos, sin, k_cache, v_cache, position, heads=8)
+    with pytest.raises(ValueError, match="expected cos"):
+        decode_attention(qkv, cos[:, :32], sin, k_cache, v_cache, position, heads=8)
+    with pytest.raises(ValueError, match="expected position"):
+        decode_attention(qkv, cos, sin, k_cache, v_cache, position.int(), heads=8)
+    with pytest.raises(ValueError, match="expected v_cache"):
+        decode_attention(qkv, cos, sin, k_cache, v_cache.float(), position, heads=8)

@@ -1,0 +1,46 @@
+"""The fused decode attention on the GPU: Llama-3-8B's heads against float64, and replayed from a CUDA graph
+with the position advancing in device memory between replays."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anybit.kernels.attention import decode_attention
+
+from .test_attention import check_case, make_case, reference, run_case
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU"),
+]
+
+
+@pytest.mark.parametrize("act", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(("batch", "position"), [(1, 0), (1, 77), (16, 150), (2, 255)])
+def test_decode_attention_on_cuda(act, batch, position):
+    found, expected = run_case(batch, 32, 8, 128, 256, position, act=act, seed=position, device="cuda")
+    check_case(found, expected)
+
+
+def test_decode_attention_in_a_cuda_graph():
+    """Three steps replayed from one graph: each writes its own cache row and attends over all before it."""
+    qkv, cos, sin, k_cache, v_cache = make_case(1, 32, 8, 128, 64, seed=7, device="cuda")
+    position = torch.tensor([40], device="cuda")
+    out = torch.full((1, 32 * 128), float("nan"), dtype=torch.float16, device="cuda")
+    decode_attention(qkv, cos, sin, k_cache.clone(), v_cache.clone(), position, heads=32, out=out)  # warm up
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        decode_attention(qkv, cos, sin, k_cache, v_cache, position, heads=32, out=out)
+        position.add_(1)
+    for step in range(3):
+        fresh = make_case(1, 32, 8, 128, 64, seed=20 + step, device="cuda")
+        qkv.copy_(fresh[0])
+        k_before, v_before = k_cache.cpu(), v_cache.cpu()
+        expected = reference(
+            qkv.cpu(), cos.cpu(), sin.cpu(), k_before, v_before, 40 + step, 32, 8, 128, 128**-0.5
+        )
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        check_case((out.cpu(), k_cache.cpu(), v_cache.cpu()), expected)

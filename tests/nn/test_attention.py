@@ -1,0 +1,76 @@
+"""fuse_attention: a Llama attention block's decode step in one kernel (on the CPU interpreter here) computes
+the logits the block's own forward does, step after step of a static-cache decode; prefill and other calls
+keep the block's forward; clear errors where it does not apply."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from anybit.nn import fuse_attention, fuse_projections
+from anybit.nn.decode import GreedyDecoder
+
+transformers = pytest.importorskip("transformers")
+
+
+def _model(layers: int = 2) -> torch.nn.Module:
+    """A small bfloat16 Llama with 64-wide heads (the kernel's smallest) and grouped-query attention."""
+    config = transformers.LlamaConfig(
+        vocab_size=128,
+        hidden_size=256,
+        intermediate_size=256,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(3)
+    return transformers.LlamaForCausalLM(config).to(torch.bfloat16).eval()
+
+
+def _relative(found: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((found.double() - expected.double()).norm() / expected.double().norm())
+
+
+def test_fused_attention_decodes_like_the_block_forward(monkeypatch):
+    import anybit.nn.attention as attention
+
+    calls = []
+    kernel = attention.decode_attention
+    monkeypatch.setattr(attention, "decode_attention", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    # (the torch op calls the module-level name, so the count sees every launch)
+    model = _model()
+    reference = copy.deepcopy(model)
+    fuse_projections(model)
+    assert fuse_attention(model) == 2
+    prompt = torch.randint(0, 128, (2, 5), generator=torch.Generator().manual_seed(4))
+    decoders = [GreedyDecoder(m, batch=2, max_length=12, use_graph=False) for m in (reference, model)]
+    with torch.no_grad():
+        for decoder in decoders:
+            decoder.prefill(prompt)
+        for _ in range(4):
+            expected, found = (d._forward(d.token, d.position) for d in decoders)
+            assert not torch.isnan(found).any()
+            assert _relative(found, expected) < 3e-2
+            for decoder in decoders:  # both continue with the reference's token
+                decoder.token.copy_(expected.argmax(-1, keepdim=True))
+                decoder.position.add_(1)
+    assert len(calls) == 2 * 4  # every decode step of both layers took the kernel; the prompt did not
+    keys = [d.cache.layers[0].keys[:, :, :9].float() for d in decoders]
+    assert _relative(keys[1], keys[0]) < 2e-2  # the kernel wrote the same rotated keys
+
+
+def test_where_fuse_attention_does_not_apply_it_says_so():
+    with pytest.raises(ValueError, match="fuse_projections"):
+        fuse_attention(_model(layers=1))
+    from anybit.nn.decode import build_llama
+
+    tiny = build_llama("tiny", dtype=torch.bfloat16)  # 32-wide heads
+    fuse_projections(tiny)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        fuse_attention(tiny)
