@@ -151,6 +151,12 @@ FUSED_CASES = [
 ]
 
 
+def _folded_kernel(p, act, rms: bool, eps: float, m: int, k: int, *, rows: int, **options):
+    """The transposed kernel with the row RMS folded in (``rms``) and the given options."""
+    folded = dict(rms_eps=eps, **rms_options(m, rows, k)) if rms else {}
+    return DecodeMatmulTransposed(p.layout, act, rows=rows, **options, **folded)
+
+
 def _fold_inputs(m: int, k: int, width: int, act, accumulate: bool):
     """x (scaled, so the RMS is not 1), a residual [M, width], and y: the residual's copy or NaN poison."""
     x = (torch.randn(m, k) * 3.0).to(act)
@@ -185,16 +191,8 @@ def test_residual_and_rms_norm_fold_into_the_kernel(
     p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
     x, residual, y = _fold_inputs(m, k, n, act, accumulate)
     eps = 1e-5
-    kernel = DecodeMatmulTransposed(
-        p.layout,
-        act,
-        has_zeros=zeros,
-        warps=warps,
-        split=split,
-        rows=rows,
-        accumulate=accumulate,
-        rms_eps=eps if rms else None,
-        **(rms_options(m, rows, k) if rms else {}),
+    kernel = _folded_kernel(
+        p, act, rms, eps, m, k, has_zeros=zeros, warps=warps, split=split, rows=rows, accumulate=accumulate
     )
     anybit.interpret(kernel, x, p.data, p.scales, p.zeros if zeros else p.scales, p.scales, y, m, n, k)
     expected = _fold_reference(x, q, eps, rms, residual, accumulate)
@@ -263,17 +261,19 @@ def test_warps_along_k_split_the_chunks_and_sum_through_shared_memory(
     x, residual, y = _fold_inputs(m, k, n // 2 if gated else n, act, accumulate)
     b = torch.randn(n).to(act) if bias else None
     eps = 1e-5
-    kernel = DecodeMatmulTransposed(
-        p.layout,
+    kernel = _folded_kernel(
+        p,
         act,
+        rms,
+        eps,
+        m,
+        k,
         has_bias=bias,
         warps=warps,
         split=split,
         rows=rows,
         warps_along_k=True,
         accumulate=accumulate,
-        rms_eps=eps if rms else None,
-        **(rms_options(m, rows, k) if rms else {}),
     )
     assert kernel.block_n == p.layout.n_per_warp and kernel.k_groups == warps
     anybit.interpret(kernel, x, p.data, p.scales, p.scales, p.scales if b is None else b, y, m, n, k)
