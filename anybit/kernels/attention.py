@@ -23,12 +23,18 @@ import functools
 import torch
 
 import anybit
-from anybit.dtypes import float32
+from anybit.dtypes import float32, int32
+from anybit.ir.expr import cdiv, minimum
 from anybit.kernels.checks import check_tensor, run_kernel
 from anybit.layout import spatial
 
 #: Cache positions a step of the kernel's loop scores at once.
 DEFAULT_TILE = 8
+#: The score of a position outside a block's run: finite, so a run without positions has a finite max and
+#: gets exp(MASKED − max) = 0 weight when the runs are combined.
+MASKED = -1.0e30
+#: The most runs the cache is split into (their sums are combined in registers: 2·splits·D/64 a thread).
+MAX_SPLITS = 16
 
 
 class DecodeAttention(anybit.Script):
@@ -47,6 +53,10 @@ class DecodeAttention(anybit.Script):
         The softmax scale (``head_dim ** -0.5`` for Llama).
     tile
         Cache positions scored per loop step.
+    splits
+        Runs the cache is split into, a block each (flash-decoding): at batch 1 a long cache is otherwise
+        walked by ``kv_heads`` blocks alone. Each run keeps its max, total and weighted sum in an f32
+        workspace; the last run of a (sequence, KV head) to arrive combines them in run order.
 
     Launch arguments: ``qkv`` [B, (heads + 2 kv_heads) · D] (q, k, v side by side: a fused projection's
     output), ``cos`` and ``sin`` [B, D] (the step's rotary tables), ``k_cache`` and ``v_cache``
@@ -62,8 +72,11 @@ class DecodeAttention(anybit.Script):
         act: torch.dtype,
         scale: float,
         tile: int = DEFAULT_TILE,
+        splits: int = 1,
     ) -> None:
         super().__init__()
+        if not 1 <= splits <= MAX_SPLITS:
+            raise ValueError(f"expected 1 to {MAX_SPLITS} splits of the cache, got {splits}")
         if heads % kv_heads or not 1 <= heads // kv_heads <= 16:
             raise ValueError(
                 f"expected heads a multiple of kv_heads with at most 16 query heads a KV head, got "
@@ -78,6 +91,7 @@ class DecodeAttention(anybit.Script):
         self.act = anybit.float16 if act == torch.float16 else anybit.bfloat16
         self.scale = float(scale)
         self.tile = tile
+        self.splits = splits
 
     def __call__(
         self,
@@ -94,7 +108,8 @@ class DecodeAttention(anybit.Script):
         act, g, d, t, hkv = self.act, self.group, self.head_dim, self.tile, self.kv_heads
         half = d // 2
         row = (self.heads + 2 * hkv) * d
-        self.attrs.blocks = [hkv, batch]
+        splits = self.splits
+        self.attrs.blocks = [hkv, batch, splits]
         self.attrs.warps = g
         h = self.blockIdx.x
         b = self.blockIdx.y
@@ -106,44 +121,51 @@ class DecodeAttention(anybit.Script):
         self.allow_dependent_grids()
         p = self.load_scalar(self.global_view(position, anybit.int64, [1]), [0])
         go = self.global_view(out, act, [batch * hkv, g, 1, d], strides=[g * d, d, 0, 1])
-        if (
-            p < 0 or p >= length
-        ):  # a position outside the cache: NaN out and nothing written (loud, in bounds)
+        # A position outside the cache: NaN out and nothing written (loud, and every access in bounds).
+        if p < 0 or p >= length:
             nan = self.register_tensor(act, [1, g, 1, half], layout=rows, init=float("nan"))
             self.store_global(go, nan, [sequence_head, 0, 0, 0])
             self.store_global(go, nan, [sequence_head, 0, 0, half])
             self.exit()
-        # q (each warp its own head), replicated over the tile's positions by a zero stride.
-        gq = self.global_view(qkv, act, [batch, self.heads, t, d], strides=[row, d, 0, 1])
-        gc = self.global_view(cos, act, [batch, g, t, d], strides=[d, 0, 0, 1])
-        gs = self.global_view(sin, act, [batch, g, t, d], strides=[d, 0, 0, 1])
-        q_lo, q_hi = self._rotated(gq, gc, gs, [b, h * g, 0], tiles, t)
-        # The step's k (rotated) and v, the same in every warp, written to the cache by warp 0.
-        gkv = self.global_view(qkv, act, [batch, g, self.heads + 2 * hkv, d], strides=[row, 0, d, 1])
-        gc1 = self.global_view(cos, act, [batch, g, 1, d], strides=[d, 0, 0, 1])
-        gs1 = self.global_view(sin, act, [batch, g, 1, d], strides=[d, 0, 0, 1])
-        k_lo, k_hi = self._rotated(gkv, gc1, gs1, [b, 0, self.heads + h], rows, 1)
-        v_lo = self.load_global(gkv, [b, 0, self.heads + hkv + h, 0], [1, g, 1, half], layout=rows)
-        v_hi = self.load_global(gkv, [b, 0, self.heads + hkv + h, half], [1, g, 1, half], layout=rows)
-        cache_shape, cache_strides = [batch * hkv, g, length, d], [length * d, 0, d, 1]
-        gk_out = self.global_view(k_cache, act, cache_shape, strides=cache_strides)
-        gv_out = self.global_view(v_cache, act, cache_shape, strides=cache_strides)
-        first_warp = self.index([1, g, 1, half], 1, layout=rows) == 0
-        self.store_global(gk_out, self.cast(k_lo, act), [sequence_head, 0, p, 0], mask=first_warp)
-        self.store_global(gk_out, self.cast(k_hi, act), [sequence_head, 0, p, half], mask=first_warp)
-        self.store_global(gv_out, v_lo, [sequence_head, 0, p, 0], mask=first_warp)
-        self.store_global(gv_out, v_hi, [sequence_head, 0, p, half], mask=first_warp)
+        # This block's run of positions: split s of the cache's, in whole tiles (a tile never reaches into
+        # the next run), cut at the step's position.
+        span = cdiv(cdiv(length, splits), t) * t
+        first = self.blockIdx.z * span
+        end = minimum(first + span, p + 1)
+        # q: each warp its own head (broadcast over a tile's positions in the products below).
+        gq = self.global_view(qkv, act, [batch, self.heads, 1, d], strides=[row, d, 0, 1])
+        gc = self.global_view(cos, act, [batch, g, 1, d], strides=[d, 0, 0, 1])
+        gs = self.global_view(sin, act, [batch, g, 1, d], strides=[d, 0, 0, 1])
+        q_lo, q_hi = self._rotated(gq, gc, gs, [b, h * g, 0], rows)
+        # The step's k (rotated) and v, written to the cache by warp 0 of the block whose run holds the
+        # position (the only block that reads that row).
+        if p >= first and p < first + span:
+            gkv = self.global_view(qkv, act, [batch, g, self.heads + 2 * hkv, d], strides=[row, 0, d, 1])
+            k_lo, k_hi = self._rotated(gkv, gc, gs, [b, 0, self.heads + h], rows)
+            v_lo = self.load_global(gkv, [b, 0, self.heads + hkv + h, 0], [1, g, 1, half], layout=rows)
+            v_hi = self.load_global(gkv, [b, 0, self.heads + hkv + h, half], [1, g, 1, half], layout=rows)
+            cache_shape, cache_strides = [batch * hkv, g, length, d], [length * d, 0, d, 1]
+            gk_out = self.global_view(k_cache, act, cache_shape, strides=cache_strides)
+            gv_out = self.global_view(v_cache, act, cache_shape, strides=cache_strides)
+            first_warp = self.index([1, g, 1, half], 1, layout=rows) == 0
+            self.store_global(gk_out, self.cast(k_lo, act), [sequence_head, 0, p, 0], mask=first_warp)
+            self.store_global(gk_out, self.cast(k_hi, act), [sequence_head, 0, p, half], mask=first_warp)
+            self.store_global(gv_out, v_lo, [sequence_head, 0, p, 0], mask=first_warp)
+            self.store_global(gv_out, v_hi, [sequence_head, 0, p, half], mask=first_warp)
         self.sync()  # the block's own cache writes are visible to its loads below
-        # The cache up to and including this step's position; rows past it read as 0 and score -inf.
-        gk = self.global_view(k_cache, act, [batch * hkv, g, p + 1, d], strides=cache_strides)
-        gv = self.global_view(v_cache, act, [batch * hkv, g, p + 1, d], strides=cache_strides)
-        scores = self._scores(gk, q_lo, q_hi, sequence_head, 0, p, tiles)
+        # The cache up to and including the position (rows past it read as 0); positions outside the run
+        # score MASKED: exp(MASKED − max) is 0, and a run with no position left gets weight 0 when the runs
+        # are combined (a finite mask keeps its own max finite: no ∞ − ∞).
+        view_strides = [length * d, 0, d, 1]
+        gk = self.global_view(k_cache, act, [batch * hkv, g, p + 1, d], strides=view_strides)
+        gv = self.global_view(v_cache, act, [batch * hkv, g, p + 1, d], strides=view_strides)
+        scores = self._scores(gk, q_lo, q_hi, sequence_head, first, end, tiles)
         running_max = self.max(scores, 2, keepdim=True)
         weights = self.exp(scores - running_max)
         total = self.sum(weights, 2, keepdim=True)
-        acc_lo, acc_hi = self._weighted_values(gv, weights, sequence_head, 0, tiles)
-        for start in self.range(t, p + 1, t):
-            scores = self._scores(gk, q_lo, q_hi, sequence_head, start, p, tiles)
+        acc_lo, acc_hi = self._weighted_values(gv, weights, sequence_head, first, tiles)
+        for start in self.range(first + t, end, t):
+            scores = self._scores(gk, q_lo, q_hi, sequence_head, start, end, tiles)
             new_max = self.maximum(running_max, self.max(scores, 2, keepdim=True))
             correction = self.exp(running_max - new_max)
             weights = self.exp(scores - new_max)
@@ -152,13 +174,42 @@ class DecodeAttention(anybit.Script):
             acc_lo = acc_lo * correction + part_lo
             acc_hi = acc_hi * correction + part_hi
             running_max = new_max
-        self.store_global(go, self.cast(acc_lo / total, act), [sequence_head, 0, 0, 0])
-        self.store_global(go, self.cast(acc_hi / total, act), [sequence_head, 0, 0, half])
+        if splits == 1:
+            self.store_global(go, self.cast(acc_lo / total, act), [sequence_head, 0, 0, 0])
+            self.store_global(go, self.cast(acc_hi / total, act), [sequence_head, 0, 0, half])
+        else:
+            # Each run stores its sums and max; the last run of the (sequence, head) to arrive combines them
+            # (the runs' order fixed: the result does not depend on which finished last).
+            sums = self.global_tensor(float32, [batch * hkv, g, splits, d])
+            maxima = self.global_tensor(float32, [batch * hkv, g, splits, half])
+            totals = self.global_tensor(float32, [batch * hkv, g, splits, half])
+            run = [sequence_head, 0, self.blockIdx.z, 0]
+            self.store_global(sums, acc_lo, run)
+            self.store_global(sums, acc_hi, [sequence_head, 0, self.blockIdx.z, half])
+            # The max and total along the half row (workspace tensors have no zero strides to broadcast).
+            self.store_global(maxima, acc_lo * 0.0 + running_max, run)
+            self.store_global(totals, acc_lo * 0.0 + total, run)
+            counters = self.global_tensor(int32, [batch * hkv], kept_clean=True)
+            arrival = self.arrive(counters, [sequence_head], splits)
+            if arrival < splits - 1:
+                self.exit()
+            runs = spatial(1, g, 1, 32).local(1, 1, splits, d // 64)
+            shape = [1, g, splits, half]
+            every_max = self.load_global(maxima, [sequence_head, 0, 0, 0], shape, layout=runs)
+            scale = self.exp(every_max - self.max(every_max, 2, keepdim=True))
+            every_total = self.load_global(totals, [sequence_head, 0, 0, 0], shape, layout=runs)
+            combined = self.sum(scale * every_total, 2, keepdim=True)
+            sums_lo = self.load_global(sums, [sequence_head, 0, 0, 0], shape, layout=runs)
+            sums_hi = self.load_global(sums, [sequence_head, 0, 0, half], shape, layout=runs)
+            out_lo = self.sum(scale * sums_lo, 2, keepdim=True) / combined
+            out_hi = self.sum(scale * sums_hi, 2, keepdim=True) / combined
+            self.store_global(go, self.cast(out_lo, act), [sequence_head, 0, 0, 0])
+            self.store_global(go, self.cast(out_hi, act), [sequence_head, 0, 0, half])
 
-    def _rotated(self, view, cos_view, sin_view, head_offsets, layout, positions):
+    def _rotated(self, view, cos_view, sin_view, head_offsets, layout):
         """The rotary embedding of one head's halves (f32): x·cos + rotate_half(x)·sin."""
         g, half = self.group, self.head_dim // 2
-        shape = [1, g, positions, half]
+        shape = [1, g, 1, half]
         b, head_lo, head = head_offsets
         lo = self.cast(self.load_global(view, [b, head_lo, head, 0], shape, layout=layout), float32)
         hi = self.cast(self.load_global(view, [b, head_lo, head, half], shape, layout=layout), float32)
@@ -168,15 +219,15 @@ class DecodeAttention(anybit.Script):
         sin_hi = self.cast(self.load_global(sin_view, [b, 0, 0, half], shape, layout=layout), float32)
         return lo * cos_lo - hi * sin_lo, hi * cos_hi + lo * sin_hi
 
-    def _scores(self, gk, q_lo, q_hi, sequence_head, start, p, layout):
-        """Scaled q·k of the tile's positions [1, G, T, 1] (f32; positions past ``p`` score -inf)."""
+    def _scores(self, gk, q_lo, q_hi, sequence_head, start, end, layout):
+        """Scaled q·k of the tile's positions [1, G, T, 1] (f32; positions from ``end`` on score MASKED)."""
         g, t, half = self.group, self.tile, self.head_dim // 2
         shape = [1, g, t, half]
         k_lo = self.cast(self.load_global(gk, [sequence_head, 0, start, 0], shape, layout=layout), float32)
         k_hi = self.cast(self.load_global(gk, [sequence_head, 0, start, half], shape, layout=layout), float32)
         scores = self.sum(q_lo * k_lo + q_hi * k_hi, 3, keepdim=True) * self.scale
         positions = self.index([1, g, t, 1], 2) + start
-        return self.where(positions <= p, scores, float("-inf"))
+        return self.where(positions < end, scores, MASKED)
 
     def _weighted_values(self, gv, weights, sequence_head, start, layout):
         """Σ over the tile of weight · v, per half [1, G, 1, D/2] (f32)."""
@@ -189,10 +240,29 @@ class DecodeAttention(anybit.Script):
 
 @functools.lru_cache(maxsize=64)
 def attention_kernel(
-    heads: int, kv_heads: int, head_dim: int, act: torch.dtype, scale: float, tile: int = DEFAULT_TILE
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    act: torch.dtype,
+    scale: float,
+    tile: int = DEFAULT_TILE,
+    splits: int = 1,
 ) -> DecodeAttention:
     """The cached :class:`DecodeAttention` of one specialisation."""
-    return DecodeAttention(heads, kv_heads, head_dim, act, scale, tile)
+    return DecodeAttention(heads, kv_heads, head_dim, act, scale, tile, splits)
+
+
+#: Cache positions a run should hold at least before the cache is split into more runs: a run walks its
+#: positions one tile after another, each tile a dependent round trip to the L2.
+POSITIONS_PER_RUN = 128
+
+
+def default_splits(length: int, tile: int = DEFAULT_TILE) -> int:
+    """Runs for a cache of ``length`` positions: one up to 2·POSITIONS_PER_RUN, then one per
+    POSITIONS_PER_RUN, at most MAX_SPLITS (not measured yet: a first guess to tune on the GPU)."""
+    if length <= 2 * POSITIONS_PER_RUN:
+        return 1
+    return min(MAX_SPLITS, -(-length // POSITIONS_PER_RUN))
 
 
 def decode_attention(
@@ -205,6 +275,7 @@ def decode_attention(
     heads: int,
     scale: float | None = None,
     out: torch.Tensor | None = None,
+    splits: int | None = None,
 ) -> torch.Tensor:
     """One decode token's attention for every sequence of a batch, in one kernel (see the module docstring).
 
@@ -224,6 +295,8 @@ def decode_attention(
         Softmax scale (default ``D ** -0.5``).
     out
         [B, heads·D] to write into (allocated when omitted).
+    splits
+        Runs of the cache, a block each (default :func:`default_splits` of L).
 
     A position outside the cache (read on the device, so not checked here: that would synchronise) writes
     NaN to ``out`` and nothing to the caches.
@@ -250,6 +323,7 @@ def decode_attention(
     else:
         check_tensor("out", out, (batch, heads * head_dim), act, device)
     scale = head_dim**-0.5 if scale is None else float(scale)
-    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale)
+    splits = default_splits(length) if splits is None else int(splits)
+    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, DEFAULT_TILE, splits)
     run_kernel(kernel, qkv, cos, sin, k_cache, v_cache, position, out, batch, length)
     return out

@@ -47,6 +47,8 @@ def _cache_layer(cache, index: int):
     if layers is None or index >= len(layers):
         return None
     layer = layers[index]
+    if type(layer).__name__ != "StaticLayer":  # sliding-window and other layers keep the block's forward
+        return None
     keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
     if not isinstance(keys, torch.Tensor) or not isinstance(values, torch.Tensor) or keys.dim() != 4:
         return None

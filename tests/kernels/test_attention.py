@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anybit.kernels.attention import DecodeAttention, attention_kernel, decode_attention
+from anybit.kernels.attention import (
+    MAX_SPLITS,
+    DecodeAttention,
+    attention_kernel,
+    decode_attention,
+    default_splits,
+)
 from anybit.kernels.checks import run_kernel
 
 
@@ -50,7 +56,17 @@ def make_case(batch, heads, kv_heads, head_dim, length, act=torch.float16, seed=
 
 
 def run_case(
-    batch, heads, kv_heads, head_dim, length, position, act=torch.float16, tile=8, seed=0, device="cpu"
+    batch,
+    heads,
+    kv_heads,
+    head_dim,
+    length,
+    position,
+    act=torch.float16,
+    tile=8,
+    seed=0,
+    device="cpu",
+    splits=1,
 ):
     """The kernel (interpreted on the CPU, launched on CUDA) and the float64 reference of one step."""
     qkv, cos, sin, k_cache, v_cache = make_case(batch, heads, kv_heads, head_dim, length, act, seed, device)
@@ -68,7 +84,7 @@ def run_case(
         scale,
     )
     out = torch.full((batch, heads * head_dim), float("nan"), dtype=act, device=device)
-    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, tile)
+    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, tile, splits)
     run_kernel(
         kernel, qkv, cos, sin, k_cache, v_cache, torch.tensor([position], device=device), out, batch, length
     )
@@ -102,6 +118,25 @@ def test_decode_attention_matches_reference(batch, heads, kv_heads, head_dim, le
     check_case(found, expected)
 
 
+@pytest.mark.parametrize(
+    ("batch", "heads", "kv_heads", "length", "position", "splits"),
+    [
+        (1, 8, 2, 64, 50, 4),  # the position in the last run; three full runs before it
+        (2, 4, 4, 40, 5, 3),  # runs past the position (and past the cache) left without a position
+        (1, 8, 1, 300, 299, 16),  # sixteen runs, the last position of the cache
+        (1, 8, 2, 64, 16, 4),  # the position on a run's first row
+    ],
+)
+def test_decode_attention_split_over_the_cache(batch, heads, kv_heads, length, position, splits):
+    found, expected = run_case(batch, heads, kv_heads, 64, length, position, seed=position, splits=splits)
+    check_case(found, expected)
+
+
+def test_default_splits_grow_with_the_cache():
+    assert default_splits(80) == 1 and default_splits(256) == 1
+    assert default_splits(1024) == 8 and default_splits(32768) == MAX_SPLITS
+
+
 def test_decode_attention_bfloat16_and_the_entry_point():
     qkv, cos, sin, k_cache, v_cache = make_case(1, 8, 2, 64, 20, torch.bfloat16, seed=3)
     expected = reference(qkv, cos, sin, k_cache, v_cache, 11, 8, 2, 64, 64**-0.5)
@@ -112,8 +147,9 @@ def test_decode_attention_bfloat16_and_the_entry_point():
 def test_decode_attention_position_outside_the_cache_gives_nan_and_writes_nothing():
     qkv, cos, sin, k_cache, v_cache = make_case(1, 4, 2, 64, 12, seed=4)
     before = k_cache.clone(), v_cache.clone()
-    out = decode_attention(qkv, cos, sin, k_cache, v_cache, torch.tensor([12]), heads=4)
-    assert torch.isnan(out).all()
+    for splits in (1, 3):  # every block of a split launch leaves before arriving: the counters stay clean
+        out = decode_attention(qkv, cos, sin, k_cache, v_cache, torch.tensor([12]), heads=4, splits=splits)
+        assert torch.isnan(out).all()
     assert torch.equal(k_cache, before[0]) and torch.equal(v_cache, before[1])
 
 
@@ -124,6 +160,8 @@ def test_decode_attention_rejects_shapes_it_cannot_take():
         DecodeAttention(8, 2, 96, torch.float16, 0.1)
     with pytest.raises(ValueError, match="float16 or bfloat16"):
         DecodeAttention(8, 2, 128, torch.float32, 0.1)
+    with pytest.raises(ValueError, match="splits"):
+        DecodeAttention(8, 2, 128, torch.float16, 0.1, splits=MAX_SPLITS + 1)
     qkv, cos, sin, k_cache, v_cache = make_case(1, 8, 2, 64, 16)
     position = torch.tensor([3])
     with pytest.raises(ValueError, match="expected qkv"):

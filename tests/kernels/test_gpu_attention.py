@@ -17,16 +17,28 @@ pytestmark = [
 
 
 @pytest.mark.parametrize("act", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize(("batch", "position"), [(1, 0), (1, 77), (16, 150), (2, 255)])
-def test_decode_attention_on_cuda(act, batch, position):
-    found, expected = run_case(batch, 32, 8, 128, 256, position, act=act, seed=position, device="cuda")
+@pytest.mark.parametrize(
+    ("batch", "length", "position", "splits"),
+    [
+        (1, 256, 0, 1),
+        (1, 256, 77, 1),
+        (16, 256, 150, 1),
+        (2, 256, 255, 1),
+        (1, 2048, 1500, 16),
+        (16, 1024, 700, 8),
+    ],
+)
+def test_decode_attention_on_cuda(act, batch, length, position, splits):
+    found, expected = run_case(
+        batch, 32, 8, 128, length, position, act=act, seed=position, device="cuda", splits=splits
+    )
     check_case(found, expected)
 
 
 def test_decode_attention_in_a_cuda_graph():
     """Three steps replayed from one graph: each writes its own cache row and attends over all before it."""
-    qkv, cos, sin, k_cache, v_cache = make_case(1, 32, 8, 128, 64, seed=7, device="cuda")
-    position = torch.tensor([40], device="cuda")
+    qkv, cos, sin, k_cache, v_cache = make_case(1, 32, 8, 128, 1024, seed=7, device="cuda")  # 8 runs
+    position = torch.tensor([600], device="cuda")
     out = torch.full((1, 32 * 128), float("nan"), dtype=torch.float16, device="cuda")
     decode_attention(qkv, cos, sin, k_cache.clone(), v_cache.clone(), position, heads=32, out=out)  # warm up
     graph = torch.cuda.CUDAGraph()
@@ -34,11 +46,11 @@ def test_decode_attention_in_a_cuda_graph():
         decode_attention(qkv, cos, sin, k_cache, v_cache, position, heads=32, out=out)
         position.add_(1)
     for step in range(3):
-        fresh = make_case(1, 32, 8, 128, 64, seed=20 + step, device="cuda")
+        fresh = make_case(1, 32, 8, 128, 1024, seed=20 + step, device="cuda")
         qkv.copy_(fresh[0])
         k_before, v_before = k_cache.cpu(), v_cache.cpu()
         expected = reference(
-            qkv.cpu(), cos.cpu(), sin.cpu(), k_before, v_before, 40 + step, 32, 8, 128, 128**-0.5
+            qkv.cpu(), cos.cpu(), sin.cpu(), k_before, v_before, 600 + step, 32, 8, 128, 128**-0.5
         )
         out.fill_(float("nan"))
         graph.replay()
