@@ -172,3 +172,14 @@ def test_decode_attention_rejects_shapes_it_cannot_take():
         decode_attention(qkv, cos, sin, k_cache, v_cache, position.int(), heads=8)
     with pytest.raises(ValueError, match="expected v_cache"):
         decode_attention(qkv, cos, sin, k_cache, v_cache.float(), position, heads=8)
+
+
+def test_attention_probe_times_the_same_step():
+    """The benchmark's torch sequence (what a compiled transformers step runs) computes the reference."""
+    from benchmarks.attention_probe import torch_step
+
+    qkv, cos, sin, k_cache, v_cache = make_case(2, 32, 8, 128, 50, act=torch.float32, seed=1)
+    out_ref, k_ref, v_ref = reference(qkv, cos, sin, k_cache, v_cache, 30, 32, 8, 128, 128**-0.5)
+    out = torch_step(qkv, cos, sin, k_cache, v_cache, torch.tensor([30]))
+    assert float((out.double() - out_ref).norm() / out_ref.norm()) < 1e-5
+    assert torch.allclose(k_cache.double(), k_ref, atol=1e-5) and torch.allclose(v_cache.double(), v_ref)

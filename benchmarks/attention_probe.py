@@ -1,0 +1,123 @@
+"""The fused decode attention against what a compiled Llama step runs for the same work, in a row.
+
+For Llama-3-8B heads (32 query, 8 KV, D = 128) at each batch and cache length: ``--copies`` layers' worth
+of caches, one call each, replayed from one CUDA graph (µs a call, median of ``--replays``), for
+``anybit.kernels.decode_attention`` (its default runs of the cache, and each ``--splits`` given) and for the
+torch sequence a compiled transformers step runs (Inductor's rotary embedding and cache ``index_copy_``, the
+mask of positions up to the step's, ``scaled_dot_product_attention`` with grouped-query heads). Both write
+the step's k/v at the position and attend over the cache up to it; their outputs are compared.
+
+Usage (GPU)::
+
+    python benchmarks/attention_probe.py [--batches 1,16] [--lengths 80,1024,4096] [--splits 1,4,16] \\
+        [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from anybit.kernels.attention import decode_attention, default_splits  # noqa: E402
+from benchmarks.layer_sequence import graph_us_per_call  # noqa: E402
+
+HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
+
+
+def torch_step(qkv, cos, sin, k_cache, v_cache, position):
+    """The step as transformers computes it (rotate_half rotary, index_copy_ into the static cache, SDPA)."""
+    batch = qkv.shape[0]
+    q, k, v = (
+        qkv.view(batch, 1, HEADS + 2 * KV_HEADS, HEAD_DIM)
+        .transpose(1, 2)
+        .split([HEADS, KV_HEADS, KV_HEADS], dim=1)
+    )
+    cos, sin = cos[:, None, None, :], sin[:, None, None, :]
+
+    def rotate(x):
+        half = x.shape[-1] // 2
+        return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
+
+    k_cache.index_copy_(2, position, rotate(k))
+    v_cache.index_copy_(2, position, v)
+    mask = (torch.arange(k_cache.shape[2], device=qkv.device) <= position)[None, :]  # [1, L]: one query row
+    out = F.scaled_dot_product_attention(rotate(q), k_cache, v_cache, attn_mask=mask, enable_gqa=True)
+    return out.transpose(1, 2).reshape(batch, HEADS * HEAD_DIM)
+
+
+def measure(batch: int, length: int, splits_list: list[int], copies: int) -> dict:
+    position_value = length - 1  # the longest walk of the cache this length allows
+    width = (HEADS + 2 * KV_HEADS) * HEAD_DIM
+    qkv = torch.randn(batch, width, device="cuda", dtype=torch.float16)
+    angles = torch.rand(batch, HEAD_DIM // 2, device="cuda") * 6.28
+    cos = torch.cat([angles.cos(), angles.cos()], -1).half()
+    sin = torch.cat([angles.sin(), angles.sin()], -1).half()
+    caches = [
+        [torch.randn(batch, KV_HEADS, length, HEAD_DIM, device="cuda", dtype=torch.float16) for _ in range(2)]
+        for _ in range(copies)
+    ]
+    position = torch.tensor([position_value], device="cuda")
+    row: dict = {"batch": batch, "length": length, "position": position_value, "copies": copies}
+    compiled = torch.compile(torch_step, dynamic=False)
+    expected = compiled(qkv, cos, sin, *[c.clone() for c in caches[0]], position)
+    row["torch_us"] = round(
+        graph_us_per_call([lambda c=c: compiled(qkv, cos, sin, *c, position) for c in caches]), 2
+    )
+    row["anybit"] = []
+    for splits in sorted({default_splits(length), *splits_list}):
+        out = torch.full_like(expected, float("nan"))
+        decode_attention(
+            qkv, cos, sin, *[c.clone() for c in caches[0]], position, HEADS, out=out, splits=splits
+        )
+        error = float((out.float() - expected.float()).norm() / expected.float().norm())
+        calls = [
+            lambda c=c, s=splits: decode_attention(qkv, cos, sin, *c, position, HEADS, splits=s)
+            for c in caches
+        ]
+        entry = {"splits": splits, "default": splits == default_splits(length), "rel_error": error}
+        entry["us"] = round(graph_us_per_call(calls), 2)
+        row["anybit"].append(entry)
+    best = min(row["anybit"], key=lambda e: e["us"])
+    print(
+        f"batch {batch} length {length}: torch {row['torch_us']} µs, anybit "
+        + ", ".join(
+            f"{e['us']} (splits {e['splits']}{', default' if e['default'] else ''})" for e in row["anybit"]
+        )
+        + f"; best × torch {row['torch_us'] / best['us']:.2f}, error {best['rel_error']:.1e}"
+    )
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", default="1,16")
+    parser.add_argument("--lengths", default="80,1024,4096")
+    parser.add_argument("--splits", default="1,4,16", help="runs of the cache to time besides the default")
+    parser.add_argument("--copies", type=int, default=8, help="layers' caches in the row")
+    parser.add_argument("--out", type=pathlib.Path, default=None)
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("attention_probe needs an NVIDIA GPU")
+        return 1
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    splits = [int(s) for s in args.splits.split(",") if s]
+    rows = [
+        measure(int(b), int(n), splits, args.copies)
+        for b in args.batches.split(",")
+        for n in args.lengths.split(",")
+    ]
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "attention_probe.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
