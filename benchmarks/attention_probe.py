@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from anybit.kernels.attention import decode_attention, default_splits  # noqa: E402
+from anybit.kernels.attention import DEFAULT_TILE, decode_attention, default_splits  # noqa: E402
 from benchmarks.layer_sequence import graph_us_per_call  # noqa: E402
 
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
@@ -52,7 +52,7 @@ def torch_step(qkv, cos, sin, k_cache, v_cache, position):
     return out.transpose(1, 2).reshape(batch, HEADS * HEAD_DIM)
 
 
-def measure(batch: int, length: int, splits_list: list[int], copies: int) -> dict:
+def measure(batch: int, length: int, splits_list: list[int], tiles: list[int], copies: int) -> dict:
     position_value = length - 1  # the longest walk of the cache this length allows
     width = (HEADS + 2 * KV_HEADS) * HEAD_DIM
     qkv = torch.randn(batch, width, device="cuda", dtype=torch.float16)
@@ -71,24 +71,28 @@ def measure(batch: int, length: int, splits_list: list[int], copies: int) -> dic
         graph_us_per_call([lambda c=c: compiled(qkv, cos, sin, *c, position) for c in caches]), 2
     )
     row["anybit"] = []
-    for splits in sorted({default_splits(length), *splits_list}):
-        out = torch.full_like(expected, float("nan"))
-        decode_attention(
-            qkv, cos, sin, *[c.clone() for c in caches[0]], position, HEADS, out=out, splits=splits
-        )
-        error = float((out.float() - expected.float()).norm() / expected.float().norm())
-        calls = [
-            lambda c=c, s=splits: decode_attention(qkv, cos, sin, *c, position, HEADS, splits=s)
-            for c in caches
-        ]
-        entry = {"splits": splits, "default": splits == default_splits(length), "rel_error": error}
-        entry["us"] = round(graph_us_per_call(calls), 2)
-        row["anybit"].append(entry)
+    for tile in tiles:
+        for splits in sorted({default_splits(length), *splits_list}):
+            out = torch.full_like(expected, float("nan"))
+            copy = [c.clone() for c in caches[0]]
+            decode_attention(qkv, cos, sin, *copy, position, HEADS, out=out, splits=splits, tile=tile)
+            error = float((out.float() - expected.float()).norm() / expected.float().norm())
+            calls = [
+                lambda c=c, s=splits, t=tile: decode_attention(
+                    qkv, cos, sin, *c, position, HEADS, splits=s, tile=t
+                )
+                for c in caches
+            ]
+            default = splits == default_splits(length) and tile == DEFAULT_TILE
+            entry = {"splits": splits, "tile": tile, "default": default, "rel_error": error}
+            entry["us"] = round(graph_us_per_call(calls), 2)
+            row["anybit"].append(entry)
     best = min(row["anybit"], key=lambda e: e["us"])
     print(
         f"batch {batch} length {length}: torch {row['torch_us']} µs, anybit "
         + ", ".join(
-            f"{e['us']} (splits {e['splits']}{', default' if e['default'] else ''})" for e in row["anybit"]
+            f"{e['us']} (splits {e['splits']}, tile {e['tile']}{', default' if e['default'] else ''})"
+            for e in row["anybit"]
         )
         + f"; best × torch {row['torch_us'] / best['us']:.2f}, error {best['rel_error']:.1e}"
     )
@@ -100,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,16")
     parser.add_argument("--lengths", default="80,1024,4096")
     parser.add_argument("--splits", default="1,4,16", help="runs of the cache to time besides the default")
+    parser.add_argument("--tiles", default="8,16", help="cache positions a block scores at once")
     parser.add_argument("--copies", type=int, default=8, help="layers' caches in the row")
     parser.add_argument("--out", type=pathlib.Path, default=None)
     args = parser.parse_args(argv)
@@ -108,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     splits = [int(s) for s in args.splits.split(",") if s]
+    tiles = [int(t) for t in args.tiles.split(",") if t]
     rows = [
-        measure(int(b), int(n), splits, args.copies)
+        measure(int(b), int(n), splits, tiles, args.copies)
         for b in args.batches.split(",")
         for n in args.lengths.split(",")
     ]

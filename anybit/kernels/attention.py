@@ -257,7 +257,7 @@ def attention_kernel(
 POSITIONS_PER_RUN = 128
 
 
-def default_splits(length: int, tile: int = DEFAULT_TILE) -> int:
+def default_splits(length: int) -> int:
     """Runs for a cache of ``length`` positions: one up to 2·POSITIONS_PER_RUN, then one per
     POSITIONS_PER_RUN, at most MAX_SPLITS (not measured yet: a first guess to tune on the GPU)."""
     if length <= 2 * POSITIONS_PER_RUN:
@@ -276,6 +276,7 @@ def decode_attention(
     scale: float | None = None,
     out: torch.Tensor | None = None,
     splits: int | None = None,
+    tile: int = DEFAULT_TILE,
 ) -> torch.Tensor:
     """One decode token's attention for every sequence of a batch, in one kernel (see the module docstring).
 
@@ -297,6 +298,8 @@ def decode_attention(
         [B, heads·D] to write into (allocated when omitted).
     splits
         Runs of the cache, a block each (default :func:`default_splits` of L).
+    tile
+        Cache positions a block scores at once.
 
     A position outside the cache (read on the device, so not checked here: that would synchronise) writes
     NaN to ``out`` and nothing to the caches.
@@ -324,6 +327,6 @@ def decode_attention(
         check_tensor("out", out, (batch, heads * head_dim), act, device)
     scale = head_dim**-0.5 if scale is None else float(scale)
     splits = default_splits(length) if splits is None else int(splits)
-    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, DEFAULT_TILE, splits)
+    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, tile, splits)
     run_kernel(kernel, qkv, cos, sin, k_cache, v_cache, position, out, batch, length)
     return out
