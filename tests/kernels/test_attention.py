@@ -109,6 +109,7 @@ def check_case(found, expected) -> None:
         (1, 8, 2, 128, 24, 13, 8),  # a ragged last tile
         (2, 4, 4, 64, 40, 39, 8),  # multi-head (G = 1), the last position of the cache, two sequences
         (1, 8, 1, 128, 33, 20, 4),  # G = 8 warps, a smaller tile
+        (1, 8, 2, 128, 40, 33, 16),  # a larger tile
     ],
 )
 def test_decode_attention_matches_reference(batch, heads, kv_heads, head_dim, length, position, tile):
