@@ -1,4 +1,5 @@
-"""The fused decode attention against what a compiled Llama step runs for the same work, in a row.
+"""The fused decode attention (and the greedy token pick) against what a compiled Llama step runs for the
+same work, in a row.
 
 For Llama-3-8B heads (32 query, 8 KV, D = 128) at each batch and cache length: ``--copies`` layers' worth
 of caches, one call each, replayed from one CUDA graph (µs a call, median of ``--replays``), for
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from anybit.kernels.attention import DEFAULT_TILE, decode_attention, default_splits  # noqa: E402
+from anybit.kernels.greedy import greedy_token  # noqa: E402
 from benchmarks.layer_sequence import graph_us_per_call  # noqa: E402
 
 HEADS, KV_HEADS, HEAD_DIM = 32, 8, 128
@@ -99,6 +101,23 @@ def measure(batch: int, length: int, splits_list: list[int], tiles: list[int], c
     return row
 
 
+def measure_greedy(batch: int, vocab: int = 128256, copies: int = 8) -> dict:
+    """The step's token pick: torch's argmax against anybit's greedy kernel, in a row (µs a call)."""
+    rows = [torch.randn(batch, vocab, device="cuda").half() for _ in range(copies)]
+    out = torch.empty(batch, 1, dtype=torch.int64, device="cuda")
+    row = {"batch": batch, "vocab": vocab}
+    row["argmax_us"] = round(
+        graph_us_per_call([lambda r=r: out.copy_(r.argmax(-1, keepdim=True)) for r in rows]), 2
+    )
+    row["anybit_us"] = round(graph_us_per_call([lambda r=r: greedy_token(r, out=out) for r in rows]), 2)
+    row["same"] = bool(torch.equal(greedy_token(rows[0]), rows[0].argmax(-1, keepdim=True)))
+    print(
+        f"greedy pick, batch {batch}: argmax {row['argmax_us']} µs, anybit {row['anybit_us']} "
+        f"(same: {row['same']})"
+    )
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="1,16")
@@ -119,9 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         for b in args.batches.split(",")
         for n in args.lengths.split(",")
     ]
+    greedy = [measure_greedy(int(b)) for b in args.batches.split(",")]
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "attention_probe.json").write_text(json.dumps(rows, indent=1))
+        (args.out / "attention_probe.json").write_text(
+            json.dumps({"attention": rows, "greedy": greedy}, indent=1)
+        )
     return 0
 
 

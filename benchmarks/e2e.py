@@ -94,6 +94,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "comparison)",
     )
     parser.add_argument(
+        "--greedy",
+        choices=("torch", "anybit"),
+        default="torch",
+        help="each step's token pick, in every model alike: torch's argmax (one block over the vocabulary) "
+        "or anybit.kernels.greedy_token (every SM)",
+    )
+    parser.add_argument(
         "--quantize-lm-head",
         action="store_true",
         help="quantize lm_head too (quantize_model skips it by default; 1 GB of fp16 read per token at 8B)",
@@ -170,6 +177,7 @@ def measure_model(name: str, model, args, batches: list[int], fp16_rows: dict[in
                 repeats=args.repeats,
                 use_graph=not args.no_graph,
                 compile=args.compile,
+                greedy=args.greedy,
             )
             row.update(
                 tokens_per_s=timing.tokens_per_second,
@@ -291,6 +299,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             "gated_mlp": args.fuse and args.gated_mlp,
             "fold_norms": args.fuse and args.fold_norms,
             "fused_attention": (args.fuse and args.fuse_attention) or None,
+            "greedy": args.greedy,
             "lm_head": "quantized" if args.quantize_lm_head else "fp16 (skipped)",
             "operand": args.operand,
         },
@@ -402,6 +411,7 @@ def markdown(report: dict) -> str:
         f"{' (silu · up in the gate/up epilogue)' if settings.get('gated_mlp') else ''}"
         f"{'; quantized layers with norms and residual adds folded in' if settings.get('fold_norms') else ''}"
         f"{_attention_text(settings.get('fused_attention'))}"
+        f"{'; the token picked by anybit greedy_token' if settings.get('greedy') == 'anybit' else ''}"
         f"{'; Inductor kernels launched as dependents' if report['environment'].get('inductor_pdl') else ''}"
         "; best of "
         f"{settings['repeats']}.",

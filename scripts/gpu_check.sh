@@ -185,11 +185,11 @@ step e2e_inductor_pdl 200 env TORCHINDUCTOR_ENABLE_PDL=1 "$PYTHON" benchmarks/e2
     --gated-mlp --fold-norms --types int4 --batches 1 --new-tokens 64 --prompts 4 --repeats 2 \
     --out "$RESULTS/e2e_inductor_pdl"
 # The fused decode attention against the compiled torch step it replaces (Llama-3-8B heads, batch 1 and 16,
-# caches of 80 to 4096 positions, a few splits of the cache), then int4 end to end with it in the quantized
-# model and in both models.
+# caches of 80 to 4096 positions, a few splits of the cache) and the greedy kernel against argmax, then int4
+# end to end with the attention in the quantized model and the greedy kernel in both.
 step attention 420 bash -c "$PYTHON benchmarks/attention_probe.py --out $RESULTS/attention && $PYTHON \
-    benchmarks/e2e.py --compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --types int4 \
-    --batches 1 --new-tokens 64 --prompts 4 --repeats 2 --no-agreement --out $RESULTS/e2e_attention"
+    benchmarks/e2e.py --compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit \
+    --types int4 --batches 1 --new-tokens 64 --prompts 4 --repeats 2 --no-agreement --out $RESULTS/e2e_attention"
 # What folding the norms and residual adds costs each projection (int4, M = 1, alone and 32 in a row).
 step fused_probe 150 "$PYTHON" benchmarks/fused_probe.py --out "$RESULTS/fused_probe"
 # What a decode projection's ~5 µs floor is made of: a chain of empty kernels in one CUDA graph (dependent,

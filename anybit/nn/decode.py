@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from anybit.kernels.greedy import greedy_token
+
 # Model shapes (from the models' published configs); the weights are always random (init std 0.02).
 LLAMA_CONFIGS: dict[str, dict] = {
     "llama-3-8b": dict(
@@ -113,6 +115,10 @@ def _static_cache(model: nn.Module, batch: int, max_length: int):
         )
 
 
+#: How a decode step may pick its token (GreedyDecoder's ``greedy``).
+GREEDY_PICKS = ("torch", "anybit")
+
+
 class GreedyDecoder:
     """Greedy decoding of a causal LM with a static KV cache; on CUDA one step is a replayed CUDA graph.
 
@@ -131,11 +137,25 @@ class GreedyDecoder:
         Run the decode step through ``torch.compile`` (Inductor fuses the element-wise work between the
         matrix products: norms, rotary embeddings, residual adds, the cache update) before capturing it. The
         prompt (prefill) runs uncompiled.
+    greedy
+        How a step picks its token: ``"torch"`` (``argmax``: one block's reduction over the vocabulary) or
+        ``"anybit"`` (:func:`anybit.kernels.greedy.greedy_token`: every SM, written straight into the
+        input buffer).
     """
 
     def __init__(
-        self, model: nn.Module, batch: int, max_length: int, *, use_graph: bool = True, compile: bool = False
+        self,
+        model: nn.Module,
+        batch: int,
+        max_length: int,
+        *,
+        use_graph: bool = True,
+        compile: bool = False,
+        greedy: str = "torch",
     ) -> None:
+        if greedy not in GREEDY_PICKS:
+            raise ValueError(f"expected greedy in {GREEDY_PICKS}, got {greedy!r}")
+        self.greedy = greedy
         self.model = model
         self._step_model = torch.compile(model, dynamic=False) if compile else model
         self.batch = batch
@@ -177,7 +197,10 @@ class GreedyDecoder:
     @torch.no_grad()
     def _step(self) -> None:
         logits = self._forward(self.token, self.position, self._step_model)
-        self.token.copy_(logits.argmax(-1, keepdim=True))
+        if self.greedy == "anybit":
+            greedy_token(logits.contiguous(), out=self.token)
+        else:
+            self.token.copy_(logits.argmax(-1, keepdim=True))
         self.position.add_(1)
 
     def _capture(self, prompt: torch.Tensor) -> None:
@@ -264,17 +287,18 @@ def time_decode(
     use_graph: bool = True,
     compile: bool = False,
     seed: int = 0,
+    greedy: str = "torch",
 ) -> tuple[DecodeTiming, torch.Tensor]:
     """Time ``new_tokens`` greedy decode steps after a random prompt; best of ``repeats``.
 
-    Only the steps are timed (prefill excluded). Returns the timing and the generated tokens [B, new_tokens]
-    (of the last repeat).
+    Only the steps are timed (prefill excluded); ``greedy`` as :class:`GreedyDecoder`'s. Returns the
+    timing and the generated tokens [B, new_tokens] (of the last repeat).
     """
     vocab = model.config.vocab_size
     generator = torch.Generator().manual_seed(seed)
     prompt = torch.randint(0, vocab, (batch, prompt_length), generator=generator)
     decoder = GreedyDecoder(
-        model, batch, prompt_length + new_tokens + 1, use_graph=use_graph, compile=compile
+        model, batch, prompt_length + new_tokens + 1, use_graph=use_graph, compile=compile, greedy=greedy
     )
     decoder.generate(prompt, 2)  # warm-up: compiles and loads every kernel, captures the graph
     best = math.inf

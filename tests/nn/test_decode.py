@@ -159,3 +159,18 @@ def test_e2e_markdown_shows_where_a_profiled_step_goes(monkeypatch: pytest.Monke
     assert header.split(" | ")[2:6] == ["anybit", "gemm", "attention", "other"]
     assert "| int4 | 1 | 1477.8 | 240.5 | – | 325.7 | 392 | 2044.0 | 509.0 |" in lines
     assert e2e.profile_lines({"decode": [{"type": "fp16", "batch": 1}]}) == []
+
+
+def test_greedy_decoder_picks_with_the_anybit_kernel_as_with_argmax():
+    """The same tokens with greedy="anybit" (the greedy kernel on the interpreter) as with torch's argmax."""
+    from anybit.nn.decode import GreedyDecoder, build_llama
+
+    model = build_llama("tiny", dtype=torch.float32)
+    prompt = torch.randint(0, model.config.vocab_size, (2, 5), generator=torch.Generator().manual_seed(2))
+    tokens = [
+        GreedyDecoder(model, 2, 12, use_graph=False, greedy=greedy).generate(prompt, 4)
+        for greedy in ("torch", "anybit")
+    ]
+    assert torch.equal(tokens[0], tokens[1])
+    with pytest.raises(ValueError, match="greedy"):
+        GreedyDecoder(model, 2, 12, use_graph=False, greedy="sample")
