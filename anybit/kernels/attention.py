@@ -159,21 +159,28 @@ class DecodeAttention(anybit.Script):
         view_strides = [length * d, 0, d, 1]
         gk = self.global_view(k_cache, act, [batch * hkv, g, p + 1, d], strides=view_strides)
         gv = self.global_view(v_cache, act, [batch * hkv, g, p + 1, d], strides=view_strides)
-        scores = self._scores(gk, q_lo, q_hi, sequence_head, first, end, tiles)
+        # Each step loads the next tile while it scores this one (the loads past the cache read 0; past the
+        # run, they are masked), so a tile's L2 round trip overlaps the previous tile's arithmetic.
+        tile = self._load_tile(gk, gv, sequence_head, first, tiles)
+        ahead = self._load_tile(gk, gv, sequence_head, first + t, tiles)
+        scores = self._scores(tile, q_lo, q_hi, first, end)
         running_max = self.max(scores, 2, keepdim=True)
         weights = self.exp(scores - running_max)
         total = self.sum(weights, 2, keepdim=True)
-        acc_lo, acc_hi = self._weighted_values(gv, weights, sequence_head, first, tiles)
+        acc_lo, acc_hi = self._weighted_values(tile, weights)
+        k_lo, k_hi, v_lo, v_hi = ahead
         for start in self.range(first + t, end, t):
-            scores = self._scores(gk, q_lo, q_hi, sequence_head, start, end, tiles)
+            following = self._load_tile(gk, gv, sequence_head, start + t, tiles)
+            scores = self._scores((k_lo, k_hi, v_lo, v_hi), q_lo, q_hi, start, end)
             new_max = self.maximum(running_max, self.max(scores, 2, keepdim=True))
             correction = self.exp(running_max - new_max)
             weights = self.exp(scores - new_max)
             total = total * correction + self.sum(weights, 2, keepdim=True)
-            part_lo, part_hi = self._weighted_values(gv, weights, sequence_head, start, tiles)
+            part_lo, part_hi = self._weighted_values((k_lo, k_hi, v_lo, v_hi), weights)
             acc_lo = acc_lo * correction + part_lo
             acc_hi = acc_hi * correction + part_hi
             running_max = new_max
+            k_lo, k_hi, v_lo, v_hi = following
         if splits == 1:
             self.store_global(go, self.cast(acc_lo / total, act), [sequence_head, 0, 0, 0])
             self.store_global(go, self.cast(acc_hi / total, act), [sequence_head, 0, 0, half])
@@ -219,22 +226,26 @@ class DecodeAttention(anybit.Script):
         sin_hi = self.cast(self.load_global(sin_view, [b, 0, 0, half], shape, layout=layout), float32)
         return lo * cos_lo - hi * sin_lo, hi * cos_hi + lo * sin_hi
 
-    def _scores(self, gk, q_lo, q_hi, sequence_head, start, end, layout):
-        """Scaled q·k of the tile's positions [1, G, T, 1] (f32; positions from ``end`` on score MASKED)."""
+    def _load_tile(self, gk, gv, sequence_head, start, layout):
+        """The tile's keys and values from ``start`` on, each as halves [1, G, T, D/2] (activation dtype)."""
         g, t, half = self.group, self.tile, self.head_dim // 2
         shape = [1, g, t, half]
-        k_lo = self.cast(self.load_global(gk, [sequence_head, 0, start, 0], shape, layout=layout), float32)
-        k_hi = self.cast(self.load_global(gk, [sequence_head, 0, start, half], shape, layout=layout), float32)
+        return tuple(
+            self.load_global(view, [sequence_head, 0, start, column], shape, layout=layout)
+            for view in (gk, gv)
+            for column in (0, half)
+        )
+
+    def _scores(self, tile, q_lo, q_hi, start, end):
+        """Scaled q·k of the tile's positions [1, G, T, 1] (f32; positions from ``end`` on score MASKED)."""
+        k_lo, k_hi = (self.cast(part, float32) for part in tile[:2])
         scores = self.sum(q_lo * k_lo + q_hi * k_hi, 3, keepdim=True) * self.scale
-        positions = self.index([1, g, t, 1], 2) + start
+        positions = self.index([1, self.group, self.tile, 1], 2) + start
         return self.where(positions < end, scores, MASKED)
 
-    def _weighted_values(self, gv, weights, sequence_head, start, layout):
+    def _weighted_values(self, tile, weights):
         """Σ over the tile of weight · v, per half [1, G, 1, D/2] (f32)."""
-        g, t, half = self.group, self.tile, self.head_dim // 2
-        shape = [1, g, t, half]
-        v_lo = self.cast(self.load_global(gv, [sequence_head, 0, start, 0], shape, layout=layout), float32)
-        v_hi = self.cast(self.load_global(gv, [sequence_head, 0, start, half], shape, layout=layout), float32)
+        v_lo, v_hi = (self.cast(part, float32) for part in tile[2:])
         return self.sum(weights * v_lo, 2, keepdim=True), self.sum(weights * v_hi, 2, keepdim=True)
 
 
