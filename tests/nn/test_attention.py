@@ -74,3 +74,48 @@ def test_where_fuse_attention_does_not_apply_it_says_so():
     fuse_projections(tiny)
     with pytest.raises(ValueError, match="multiple of 64"):
         fuse_attention(tiny)
+
+
+def test_fused_attention_traces_whole_under_torch_compile():
+    """Dynamo traces the fused decode step without a graph break (the kernel is one torch op that writes the
+    caches), and the compiled step computes what the eager one does."""
+    model = _model()
+    fuse_projections(model)
+    fuse_attention(model)
+    prompt = torch.randint(0, 128, (1, 5), generator=torch.Generator().manual_seed(6))
+    decoders = [GreedyDecoder(model, batch=1, max_length=10, use_graph=False) for _ in range(2)]
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        for decoder in decoders:
+            decoder.prefill(prompt)
+        expected = decoders[0]._forward(decoders[0].token, decoders[0].position)
+        found = decoders[1]._forward(decoders[1].token, decoders[1].position, compiled)
+    assert not torch.isnan(found).any()
+    assert _relative(found, expected) < 1e-2
+    assert torch.equal(decoders[0].cache.layers[1].keys, decoders[1].cache.layers[1].keys)
+
+
+def test_fused_attention_with_folded_norms_on_a_quantized_model():
+    """The whole fast path together, as the end-to-end benchmark builds it: fused projections, folded norms
+    and residual adds, the fused attention, int8 weights (small quantization error), on the interpreter."""
+    import anybit
+    from anybit.nn import fold_norms
+
+    model = _model(layers=1)
+    reference = copy.deepcopy(model)
+    fuse_projections(model, gated_mlp=True)
+    fold_norms(model)
+    fuse_attention(model)
+    anybit.quantize_model(model, "int8", group_size=64, progress=False)
+    prompt = torch.randint(0, 128, (1, 4), generator=torch.Generator().manual_seed(8))
+    decoders = [GreedyDecoder(m, batch=1, max_length=8, use_graph=False) for m in (reference, model)]
+    with torch.no_grad():
+        for decoder in decoders:
+            decoder.prefill(prompt)
+        for _ in range(2):
+            expected, found = (d._forward(d.token, d.position) for d in decoders)
+            assert not torch.isnan(found).any()
+            assert _relative(found, expected) < 5e-2
+            for decoder in decoders:
+                decoder.token.copy_(expected.argmax(-1, keepdim=True))
+                decoder.position.add_(1)
