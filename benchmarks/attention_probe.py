@@ -74,7 +74,7 @@ def measure(batch: int, length: int, splits_list: list[int], tiles: list[int], c
     )
     row["anybit"] = []
     for tile in tiles:
-        for splits in sorted({default_splits(length), *splits_list}):
+        for splits in sorted({default_splits(length, batch * KV_HEADS), *splits_list}):
             out = torch.full_like(expected, float("nan"))
             copy = [c.clone() for c in caches[0]]
             decode_attention(qkv, cos, sin, *copy, position, HEADS, out=out, splits=splits, tile=tile)
@@ -85,7 +85,7 @@ def measure(batch: int, length: int, splits_list: list[int], tiles: list[int], c
                 )
                 for c in caches
             ]
-            default = splits == default_splits(length) and tile == DEFAULT_TILE
+            default = splits == default_splits(length, batch * KV_HEADS) and tile == DEFAULT_TILE
             entry = {"splits": splits, "tile": tile, "default": default, "rel_error": error}
             entry["us"] = round(graph_us_per_call(calls), 2)
             row["anybit"].append(entry)

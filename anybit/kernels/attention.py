@@ -264,16 +264,26 @@ def attention_kernel(
 
 
 #: Cache positions a run should hold at least before the cache is split into more runs: a run walks its
-#: positions one tile after another, each tile a dependent round trip to the L2.
+#: positions one tile after another, each tile a round trip to the L2.
 POSITIONS_PER_RUN = 128
+#: SMs assumed when no GPU is visible (the H200's).
+DEFAULT_SMS = 132
 
 
-def default_splits(length: int) -> int:
-    """Runs for a cache of ``length`` positions: one up to 2·POSITIONS_PER_RUN, then one per
-    POSITIONS_PER_RUN, at most MAX_SPLITS (not measured yet: a first guess to tune on the GPU)."""
+def default_splits(length: int, blocks: int = 8, sms: int | None = None) -> int:
+    """Runs for a cache of ``length`` positions when the grid has ``blocks`` (KV heads × sequences) without
+    splitting: one up to 2·POSITIONS_PER_RUN positions; else enough runs for ~2 blocks an SM, but none
+    shorter than POSITIONS_PER_RUN, at most MAX_SPLITS (a first guess, to tune with attention_probe)."""
     if length <= 2 * POSITIONS_PER_RUN:
         return 1
-    return min(MAX_SPLITS, -(-length // POSITIONS_PER_RUN))
+    if sms is None:
+        sms = (
+            torch.cuda.get_device_properties(0).multi_processor_count
+            if torch.cuda.is_available()
+            else DEFAULT_SMS
+        )
+    for_the_gpu = max(1, -(-2 * sms // blocks))
+    return max(1, min(MAX_SPLITS, -(-length // POSITIONS_PER_RUN), for_the_gpu))
 
 
 def decode_attention(
@@ -308,7 +318,7 @@ def decode_attention(
     out
         [B, heads·D] to write into (allocated when omitted).
     splits
-        Runs of the cache, a block each (default :func:`default_splits` of L).
+        Runs of the cache, a block each (default :func:`default_splits` of L and B · kv_heads).
     tile
         Cache positions a block scores at once.
 
@@ -337,7 +347,7 @@ def decode_attention(
     else:
         check_tensor("out", out, (batch, heads * head_dim), act, device)
     scale = head_dim**-0.5 if scale is None else float(scale)
-    splits = default_splits(length) if splits is None else int(splits)
+    splits = default_splits(length, batch * kv_heads) if splits is None else int(splits)
     kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, tile, splits)
     run_kernel(kernel, qkv, cos, sin, k_cache, v_cache, position, out, batch, length)
     return out

@@ -133,9 +133,11 @@ def test_decode_attention_split_over_the_cache(batch, heads, kv_heads, length, p
     check_case(found, expected)
 
 
-def test_default_splits_grow_with_the_cache():
-    assert default_splits(80) == 1 and default_splits(256) == 1
-    assert default_splits(1024) == 8 and default_splits(32768) == MAX_SPLITS
+def test_default_splits_grow_with_the_cache_and_fill_the_gpu():
+    assert default_splits(80, 8, 132) == 1 and default_splits(256, 8, 132) == 1  # short: one run
+    assert default_splits(1024, 8, 132) == 8  # runs of 128 positions
+    assert default_splits(32768, 8, 132) == MAX_SPLITS  # as many as the combination takes
+    assert default_splits(32768, 128, 132) == 3  # 16 sequences: ~2 blocks an SM already with 3 runs
 
 
 def test_decode_attention_bfloat16_and_the_entry_point():
