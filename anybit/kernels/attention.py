@@ -249,18 +249,8 @@ class DecodeAttention(anybit.Script):
         return self.sum(weights * v_lo, 2, keepdim=True), self.sum(weights * v_hi, 2, keepdim=True)
 
 
-@functools.lru_cache(maxsize=64)
-def attention_kernel(
-    heads: int,
-    kv_heads: int,
-    head_dim: int,
-    act: torch.dtype,
-    scale: float,
-    tile: int = DEFAULT_TILE,
-    splits: int = 1,
-) -> DecodeAttention:
-    """The cached :class:`DecodeAttention` of one specialisation."""
-    return DecodeAttention(heads, kv_heads, head_dim, act, scale, tile, splits)
+#: The cached :class:`DecodeAttention` of one specialisation (same arguments).
+attention_kernel = functools.lru_cache(maxsize=64)(DecodeAttention)
 
 
 #: Cache positions a run should hold at least before the cache is split into more runs: a run walks its

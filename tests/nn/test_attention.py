@@ -37,6 +37,27 @@ def _relative(found: torch.Tensor, expected: torch.Tensor) -> float:
     return float((found.double() - expected.double()).norm() / expected.double().norm())
 
 
+def _decode_side_by_side(reference, model, *, batch, prompt_length, steps, tolerance) -> list:
+    """Prefill both models with one random prompt, then ``steps`` decode steps each fed the reference's
+    token, asserting the model's logits stay within ``tolerance`` of the reference's; returns the decoders."""
+    prompt = torch.randint(0, 128, (batch, prompt_length), generator=torch.Generator().manual_seed(4))
+    decoders = [
+        GreedyDecoder(m, batch=batch, max_length=prompt_length + steps + 1, use_graph=False)
+        for m in (reference, model)
+    ]
+    with torch.no_grad():
+        for decoder in decoders:
+            decoder.prefill(prompt)
+        for _ in range(steps):
+            expected, found = (d._forward(d.token, d.position) for d in decoders)
+            assert not torch.isnan(found).any()
+            assert _relative(found, expected) < tolerance
+            for decoder in decoders:  # both continue with the reference's token
+                decoder.token.copy_(expected.argmax(-1, keepdim=True))
+                decoder.position.add_(1)
+    return decoders
+
+
 def test_fused_attention_decodes_like_the_block_forward(monkeypatch):
     import anybit.nn.attention as attention
 
@@ -48,18 +69,7 @@ def test_fused_attention_decodes_like_the_block_forward(monkeypatch):
     reference = copy.deepcopy(model)
     fuse_projections(model)
     assert fuse_attention(model) == 2
-    prompt = torch.randint(0, 128, (2, 5), generator=torch.Generator().manual_seed(4))
-    decoders = [GreedyDecoder(m, batch=2, max_length=12, use_graph=False) for m in (reference, model)]
-    with torch.no_grad():
-        for decoder in decoders:
-            decoder.prefill(prompt)
-        for _ in range(4):
-            expected, found = (d._forward(d.token, d.position) for d in decoders)
-            assert not torch.isnan(found).any()
-            assert _relative(found, expected) < 3e-2
-            for decoder in decoders:  # both continue with the reference's token
-                decoder.token.copy_(expected.argmax(-1, keepdim=True))
-                decoder.position.add_(1)
+    decoders = _decode_side_by_side(reference, model, batch=2, prompt_length=5, steps=4, tolerance=3e-2)
     assert len(calls) == 2 * 4  # every decode step of both layers took the kernel; the prompt did not
     keys = [d.cache.layers[0].keys[:, :, :9].float() for d in decoders]
     assert _relative(keys[1], keys[0]) < 2e-2  # the kernel wrote the same rotated keys
@@ -107,15 +117,4 @@ def test_fused_attention_with_folded_norms_on_a_quantized_model():
     fold_norms(model)
     fuse_attention(model)
     anybit.quantize_model(model, "int8", group_size=64, progress=False)
-    prompt = torch.randint(0, 128, (1, 4), generator=torch.Generator().manual_seed(8))
-    decoders = [GreedyDecoder(m, batch=1, max_length=8, use_graph=False) for m in (reference, model)]
-    with torch.no_grad():
-        for decoder in decoders:
-            decoder.prefill(prompt)
-        for _ in range(2):
-            expected, found = (d._forward(d.token, d.position) for d in decoders)
-            assert not torch.isnan(found).any()
-            assert _relative(found, expected) < 5e-2
-            for decoder in decoders:
-                decoder.token.copy_(expected.argmax(-1, keepdim=True))
-                decoder.position.add_(1)
+    _decode_side_by_side(reference, model, batch=1, prompt_length=4, steps=2, tolerance=5e-2)
