@@ -141,17 +141,17 @@ class DecodeAttention(anybit.Script):
         # position (the only block that reads that row).
         if p >= first and p < first + span:
             gkv = self.global_view(qkv, act, [batch, g, self.heads + 2 * hkv, d], strides=[row, 0, d, 1])
-            k_lo, k_hi = self._rotated(gkv, gc, gs, [b, 0, self.heads + h], rows)
-            v_lo = self.load_global(gkv, [b, 0, self.heads + hkv + h, 0], [1, g, 1, half], layout=rows)
-            v_hi = self.load_global(gkv, [b, 0, self.heads + hkv + h, half], [1, g, 1, half], layout=rows)
+            new_k_lo, new_k_hi = self._rotated(gkv, gc, gs, [b, 0, self.heads + h], rows)
+            new_v_lo = self.load_global(gkv, [b, 0, self.heads + hkv + h, 0], [1, g, 1, half], layout=rows)
+            new_v_hi = self.load_global(gkv, [b, 0, self.heads + hkv + h, half], [1, g, 1, half], layout=rows)
             cache_shape, cache_strides = [batch * hkv, g, length, d], [length * d, 0, d, 1]
             gk_out = self.global_view(k_cache, act, cache_shape, strides=cache_strides)
             gv_out = self.global_view(v_cache, act, cache_shape, strides=cache_strides)
             first_warp = self.index([1, g, 1, half], 1, layout=rows) == 0
-            self.store_global(gk_out, self.cast(k_lo, act), [sequence_head, 0, p, 0], mask=first_warp)
-            self.store_global(gk_out, self.cast(k_hi, act), [sequence_head, 0, p, half], mask=first_warp)
-            self.store_global(gv_out, v_lo, [sequence_head, 0, p, 0], mask=first_warp)
-            self.store_global(gv_out, v_hi, [sequence_head, 0, p, half], mask=first_warp)
+            self.store_global(gk_out, self.cast(new_k_lo, act), [sequence_head, 0, p, 0], mask=first_warp)
+            self.store_global(gk_out, self.cast(new_k_hi, act), [sequence_head, 0, p, half], mask=first_warp)
+            self.store_global(gv_out, new_v_lo, [sequence_head, 0, p, 0], mask=first_warp)
+            self.store_global(gv_out, new_v_hi, [sequence_head, 0, p, half], mask=first_warp)
         self.sync()  # the block's own cache writes are visible to its loads below
         # The cache up to and including the position (rows past it read as 0); positions outside the run
         # score MASKED: exp(MASKED − max) is 0, and a run with no position left gets weight 0 when the runs
