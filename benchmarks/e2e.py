@@ -128,8 +128,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.layers = args.layers or 4
         args.new_tokens, args.prompts, args.repeats = 32, 32, 1
-    if args.device == "cpu" and args.config != "tiny":
-        parser.error("the CPU interpreter runs only the tiny config (--config tiny)")
+    if args.device == "cpu" and args.config not in ("tiny", "tiny-attention"):
+        parser.error("the CPU interpreter runs only the tiny configs (--config tiny or tiny-attention)")
     return args
 
 

@@ -63,8 +63,9 @@ def test_time_decode_and_agreement_of_a_quantized_model() -> None:
         (False, ["--fuse", "--gated-mlp"]),
         (False, ["--fuse", "--gated-mlp", "--fold-norms"]),
         (False, ["--no-baseline", "--no-agreement"]),
+        (False, ["--fuse", "--fold-norms", "--fuse-attention", "both", "--greedy", "anybit"]),
     ],
-    ids=["lm_head_fp16", "lm_head_quantized", "gated_mlp", "fold_norms", "ab_run"],
+    ids=["lm_head_fp16", "lm_head_quantized", "gated_mlp", "fold_norms", "ab_run", "attention_greedy"],
 )
 def test_e2e_benchmark_tiny_cpu(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, lm_head: bool, fusion: list[str]
@@ -76,7 +77,7 @@ def test_e2e_benchmark_tiny_cpu(
     arguments = (
         [
             "--config",
-            "tiny",
+            "tiny-attention" if "--fuse-attention" in fusion else "tiny",
             "--device",
             "cpu",
             "--layers",
@@ -106,6 +107,8 @@ def test_e2e_benchmark_tiny_cpu(
     ab_run = "--no-baseline" in fusion
     assert [row["type"] for row in report["decode"]] == (["int4"] if ab_run else ["fp16", "int4"])
     assert report["agreement"][0]["type"] == "int4" and "std 0.02" in report["model"]["init"]
+    if "--fuse-attention" in fusion:
+        assert report["settings"]["fused_attention"] == "both" and report["settings"]["greedy"] == "anybit"
     if ab_run:  # the quantized model's speed alone: no fp16 timing, no agreement, no speedup
         assert "--no-agreement" in report["agreement"][0]["skipped"]
         assert "speedup" not in report["decode"][0]
