@@ -56,19 +56,9 @@ LLAMA_CONFIGS: dict[str, dict] = {
         max_position_embeddings=512,
         rope_theta=10000.0,
     ),
-    # The tiny model with the 64-wide heads the fused decode attention takes (anybit.fuse_attention).
-    "tiny-attention": dict(
-        vocab_size=256,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=64,
-        max_position_embeddings=512,
-        rope_theta=10000.0,
-    ),
 }
+#: The tiny model with the 64-wide heads the fused decode attention takes (anybit.fuse_attention).
+LLAMA_CONFIGS["tiny-attention"] = dict(LLAMA_CONFIGS["tiny"], head_dim=64)
 
 
 @contextlib.contextmanager
