@@ -321,6 +321,11 @@ def decode_attention(
     if k_cache.dim() != 4:
         raise ValueError(f"expected k_cache [B, kv_heads, L, D], got shape {list(k_cache.shape)}")
     batch, kv_heads, length, head_dim = k_cache.shape
+    if k_cache.numel() >= 2**31 or qkv.numel() >= 2**31:
+        raise ValueError(
+            f"expected caches of fewer than 2^31 elements (the kernel's offsets are 32-bit), got "
+            f"{list(k_cache.shape)}; split the batch"
+        )
     act, device = qkv.dtype, qkv.device
     width = (heads + 2 * kv_heads) * head_dim
     for name, table in (("cos", cos), ("sin", sin)):

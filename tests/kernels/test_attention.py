@@ -173,6 +173,9 @@ def test_decode_attention_rejects_shapes_it_cannot_take():
         decode_attention(qkv, cos[:, :32], sin, k_cache, v_cache, position, heads=8)
     with pytest.raises(ValueError, match="expected position"):
         decode_attention(qkv, cos, sin, k_cache, v_cache, position.int(), heads=8)
+    huge = torch.empty(1, 2, 2**25, 64, dtype=torch.float16, device="meta")
+    with pytest.raises(ValueError, match="2\\^31"):
+        decode_attention(qkv, cos, sin, huge, huge, position, heads=8)
     with pytest.raises(ValueError, match="expected v_cache"):
         decode_attention(qkv, cos, sin, k_cache, v_cache.float(), position, heads=8)
 
