@@ -92,7 +92,8 @@ def gpu_demo(say: Callable[[str], None] = print, *, layers: int = 8, new_tokens:
         "weights (normal, std 0.02), fp16."
     )
     reference = build_llama("tinyllama-1.1b", device="cuda", layers=layers)
-    fuse_projections(reference)  # q/k/v and gate/up as one layer each, for fp16 and quantized alike
+    # q/k/v and gate/up as one layer each, silu · up in the gate/up layer, for fp16 and quantized alike
+    fuse_projections(reference, gated_mlp=True)
     results: dict[str, dict[int, float]] = {}
     passed = True
     say(
@@ -102,7 +103,8 @@ def gpu_demo(say: Callable[[str], None] = print, *, layers: int = 8, new_tokens:
     for name in ("fp16", *GPU_TYPES):
         model, agreement, kernels_only = reference, None, None
         if name != "fp16":
-            model, _ = quantized_copy(reference, name, group_size=128, progress=False)
+            # The quantized layers also take the norms and residual adds (anybit.fold_norms).
+            model, _ = quantized_copy(reference, name, fold_norms=True, group_size=128, progress=False)
             agreement = logits_agreement(reference, model, prompts=64, prompt_length=32)
             # The same quantized weights dequantized into fp16 layers (cuBLAS): only the kernels differ.
             kernels_only = logits_agreement(dequantized_copy(model), model, prompts=16, prompt_length=32)
@@ -126,7 +128,9 @@ def gpu_demo(say: Callable[[str], None] = print, *, layers: int = 8, new_tokens:
             del model
             torch.cuda.empty_cache()
     say(
-        "\nq/k/v and gate/up fused (anybit.fuse_projections); lm_head stays fp16. Random weights give flat "
+        "\nq/k/v and gate/up fused, silu · up in the gate/up layer (anybit.fuse_projections), the quantized "
+        "models' norms and residual adds folded into their layers (anybit.fold_norms); lm_head stays fp16. "
+        "Random weights give flat "
         "next-token distributions, so top-1 agreement is a lower bound on what a trained model shows. "
         "Kernel check: top-1 agreement with the same quantized weights dequantized into fp16 layers "
         "(cuBLAS), the kernels' own error. Run benchmarks/e2e.py for Llama-3-8B shapes."
