@@ -253,6 +253,43 @@ def products(dtype=dt.float32) -> Program:
     return program("products", [px, py, pz], body, warps=1)
 
 
+def block_reductions(dtype=dt.float32) -> Program:
+    """Reductions across the warps of a block: lanes and warps along a row (butterflies, then each warp's
+    partial through shared memory), warps along a column, and an int32 minimum of a whole row."""
+    px, py, pz = pointer("x", dtype), pointer("y", dtype), pointer("z", dtype)
+    pv, pw = pointer("v", dt.int32), pointer("w", dt.int32)
+    gx, vx = global_view("gx", px, dtype, 4, 512)
+    gv, vv = global_view("gv", pv, dt.int32, 4, 512)
+    gy, vy = global_view("gy", py, dtype, 4, 2)
+    gz, vz = global_view("gz", pz, dtype, 1, 512)
+    gw, vw = global_view("gw", pw, dt.int32, 4, 1)
+    layout = spatial(2, 64).local(2, 8)
+    x = reg("x", dtype, layout)
+    row_sum = reg("row_sum", dtype, layout.reduce([1], keepdims=True))
+    row_max = reg("row_max", dtype, layout.reduce([1], keepdims=True))
+    col_max = reg("col_max", dtype, layout.reduce([0], keepdims=True))
+    ints = reg("ints", dt.int32, layout)
+    row_min = reg("row_min", dt.int32, layout.reduce([1], keepdims=True))
+    body = [
+        vx,
+        vy,
+        vz,
+        vv,
+        vw,
+        LoadGlobalInst(x, gx, (0, 0)),
+        LoadGlobalInst(ints, gv, (0, 0)),
+        ReduceInst(row_sum, "sum", x, 1, True),
+        ReduceInst(row_max, "max", x, 1, True),
+        ReduceInst(col_max, "max", x, 0, True),
+        ReduceInst(row_min, "min", ints, 1, True),
+        StoreGlobalInst(gy, row_sum, (0, 0)),
+        StoreGlobalInst(gy, row_max, (0, 1)),
+        StoreGlobalInst(gz, col_max, (0, 0)),
+        StoreGlobalInst(gw, row_min, (0, 0)),
+    ]
+    return program("block_reductions", [px, py, pz, pv, pw], body, warps=4)
+
+
 def split_k(dtype=dt.float32) -> Program:
     """Workspace, atomics, semaphores, loops, ifs, print and exit."""
     po, n = pointer("out", dtype), scalar("n")
@@ -309,6 +346,7 @@ def all_programs() -> dict[str, Program]:
         "dequant_e4m3_f16": quantized_dequant(dt.float8_e4m3, dt.float16),
         "reductions": reductions(),
         "products": products(),
+        "block_reductions": block_reductions(),
         "planar_int6_f16": planar_dequant(dt.int6, dt.float16),
         "planar_uint5_bf16": planar_dequant(dt.uint5, dt.bfloat16),
         "planar_uint3_f16_b": planar_dequant(dt.uint3, dt.float16, "b"),

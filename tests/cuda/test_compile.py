@@ -87,6 +87,14 @@ def test_every_lane_runs_every_shuffle() -> None:
     assert not re.search(r"\?[^;]*__shfl_xor_sync", source)
 
 
+def test_reductions_across_warps_combine_partials() -> None:
+    # a row spread over lanes and warps: butterflies, then one partial a warp through shared memory (a scan
+    # of the whole row by every thread cost ~25 µs for 2048 elements)
+    source = generate_cuda(all_programs()["block_reductions"]).source
+    assert "if ((tid & 31) == 0)" in source
+    assert "row_[8]" not in source  # the partials of a row sit 256 apart: no element-by-element scan
+
+
 def test_ldmatrix_lane_offsets_are_hoisted() -> None:
     # per-lane ldmatrix addresses are computed once in the prologue, not per instruction
     source = generate_cuda(all_programs()["matmul_f16"]).source

@@ -1,6 +1,7 @@
 """``reduce`` (sum/prod/max/min along one dimension): within each thread, then across the threads of a warp
-with ``__shfl_xor_sync`` butterflies; when the reduced dimension spans warps (or the layouts do not allow the
-butterfly), through a shared-memory scratch copy of the operand."""
+with ``__shfl_xor_sync`` butterflies. When the reduced dimension spans warps, each warp's partial results go
+through shared memory and every thread combines the few partials of its outputs; only layouts that allow
+neither (irregular maps) fall back to a scan of a shared-memory copy of the whole operand."""
 
 from __future__ import annotations
 
@@ -22,11 +23,10 @@ def _reduced(index, dim: int, keepdim: bool) -> tuple:
     return tuple(index)
 
 
-def shuffle_plan(inst: ReduceInst, num_threads: int):
-    """(per-output-local operand locals, xor lane masks) for the in-warp path, or None."""
+def _members(inst: ReduceInst, src_map, out_map, threads: int):
+    """For each output local, the operand locals every thread combines into it, or None where they differ
+    between threads (or an output has none)."""
     src, out = inst.operand.layout, inst.output.layout
-    threads = max(src.num_threads, out.num_threads, num_threads)
-    src_map, out_map = src.map_array(), out.map_array()
     locals_per_output = []
     for j in range(out.local_size):
         chosen = None
@@ -44,6 +44,12 @@ def shuffle_plan(inst: ReduceInst, num_threads: int):
         if not chosen:
             return None
         locals_per_output.append(chosen)
+    return locals_per_output
+
+
+def _lane_masks(inst: ReduceInst, src_map, out_map, threads: int) -> list[int]:
+    """The xor lane masks whose partners hold other coordinates along the reduced dimension only."""
+    src, out = inst.operand.layout, inst.output.layout
     masks = []
     for bit in (1, 2, 4, 8, 16):
         if bit >= src.num_threads:
@@ -55,16 +61,75 @@ def shuffle_plan(inst: ReduceInst, num_threads: int):
         if (a[..., other_dims] == b[..., other_dims]).all() and not (a == b).all():
             if (out_map[t % out.num_threads] == out_map[partner % out.num_threads]).all():
                 masks.append(bit)
+    return masks
+
+
+def _group(t: int, masks: list[int]) -> set[int]:
+    group = {t}
+    for bit in masks:
+        group |= {g ^ bit for g in group}
+    return group
+
+
+def shuffle_plan(inst: ReduceInst, num_threads: int):
+    """(per-output-local operand locals, xor lane masks) for the in-warp path, or None."""
+    src, out = inst.operand.layout, inst.output.layout
+    threads = max(src.num_threads, out.num_threads, num_threads)
+    src_map, out_map = src.map_array(), out.map_array()
+    locals_per_output = _members(inst, src_map, out_map, threads)
+    if locals_per_output is None:
+        return None
+    masks = _lane_masks(inst, src_map, out_map, threads)
     # coverage: each output gathers every coordinate along dim exactly once
     for t in range(threads):
-        group = {t}
-        for bit in masks:
-            group |= {g ^ bit for g in group}
+        group = _group(t, masks)
         for members in locals_per_output:
             coords = sorted(int(src_map[g % src.num_threads, i, inst.dim]) for g in group for i in members)
             if coords != list(range(src.shape[inst.dim])):
                 return None
     return locals_per_output, masks
+
+
+def warp_partials_plan(inst: ReduceInst):
+    """(per-output-local operand locals, xor lane masks, partial coordinates) for reducing in each thread and
+    warp first and then across warps, or None.
+
+    After the butterflies, the lowest lane of each group of partners (the group's leader) holds the partial
+    of its group's coordinates along the reduced dimension; it stores it where the operand's element at its
+    first member's coordinate would go. The partial coordinates (the same for every output) are where a
+    thread then finds every partial of an output.
+    """
+    src, out = inst.operand.layout, inst.output.layout
+    threads = max(src.num_threads, out.num_threads)
+    src_map, out_map = src.map_array(), out.map_array()
+    locals_per_output = _members(inst, src_map, out_map, threads)
+    if locals_per_output is None:
+        return None
+    masks = _lane_masks(inst, src_map, out_map, threads)
+    lane_bits = sum(masks)
+    extent = src.shape[inst.dim]
+    partials = None
+    for j, members in enumerate(locals_per_output):
+        by_output: dict[tuple, dict[int, list[int]]] = {}
+        for t in range(threads):
+            leader = t & ~lane_bits
+            target = tuple(int(x) for x in out_map[t % out.num_threads, j])
+            first = int(src_map[leader % src.num_threads, members[0], inst.dim])
+            coords = sorted(
+                int(src_map[g % src.num_threads, i, inst.dim]) for g in _group(t, masks) for i in members
+            )
+            known = by_output.setdefault(target, {}).setdefault(first, coords)
+            if known != coords:
+                return None
+        for groups in by_output.values():
+            covered = sorted(c for coords in groups.values() for c in coords)
+            if covered != list(range(extent)):
+                return None  # a coordinate twice or never: not a partition into groups
+            if partials is None:
+                partials = sorted(groups)
+            elif partials != sorted(groups):
+                return None
+    return locals_per_output, masks, partials
 
 
 def _scratch(inst: ReduceInst) -> int:
@@ -85,6 +150,28 @@ def _combine(op: str, a: str, b: str) -> str:
     return f"(({a} {cmp} {b} || {a} != {a}) ? {a} : {b})"
 
 
+def _emit_thread_and_warp(
+    ctx: EmitContext, inst: ReduceInst, ctype: str, source: str, members, masks
+) -> None:
+    """``p_`` = the thread's ``members`` combined, then combined across the partner lanes of ``masks``."""
+    src = inst.operand
+    ctx.emit(f"{ctype} p_ = {get_value(source, src.dtype, members[0])};")
+    for i in members[1:]:
+        ctx.emit(f"p_ = {_combine(inst.op, 'p_', f'({ctype}){get_value(source, src.dtype, i)}')};")
+    for bit in masks:
+        # The shuffle goes into its own variable: inside max/min's conditional expression only some lanes
+        # would execute it, a divergent full-mask shuffle (undefined: wrong values or a hang on the H200).
+        ctx.emit(f"{{ const {ctype} o_ = __shfl_xor_sync(0xffffffffu, p_, {bit});")
+        ctx.emit(f"  p_ = {_combine(inst.op, 'p_', 'o_')}; }}")
+
+
+def _row_major_strides(shape) -> list[int]:
+    strides = [1] * len(shape)
+    for d in range(len(shape) - 2, -1, -1):
+        strides[d] = strides[d + 1] * shape[d + 1]
+    return strides
+
+
 @register_emitter(ReduceInst)
 def emit_reduce(ctx: EmitContext, inst: ReduceInst) -> None:
     """See the module docstring."""
@@ -96,29 +183,56 @@ def emit_reduce(ctx: EmitContext, inst: ReduceInst) -> None:
         locals_per_output, masks = plan
         for j, members in enumerate(locals_per_output):
             with ctx.block(""):
-                ctx.emit(f"{ctype} p_ = {get_value(source, src.dtype, members[0])};")
-                for i in members[1:]:
-                    ctx.emit(
-                        f"p_ = {_combine(inst.op, 'p_', f'({ctype}){get_value(source, src.dtype, i)}')};"
-                    )
-                for bit in masks:
-                    # The shuffle goes into its own variable: inside max/min's conditional expression only
-                    # some lanes would execute it, a divergent full-mask shuffle (undefined: wrong values
-                    # or a hang on the H200).
-                    ctx.emit(f"{{ const {ctype} o_ = __shfl_xor_sync(0xffffffffu, p_, {bit});")
-                    ctx.emit(f"  p_ = {_combine(inst.op, 'p_', 'o_')}; }}")
+                _emit_thread_and_warp(ctx, inst, ctype, source, members, masks)
                 ctx.emit(*set_value(target, out.dtype, j, "p_"))
         return
+    partial_plan = warp_partials_plan(inst)
+    if partial_plan is not None:
+        _reduce_across_warps(ctx, inst, ctype, source, target, partial_plan)
+        return
     _reduce_through_shared(ctx, inst, ctype, source, target)
+
+
+def _reduce_across_warps(
+    ctx: EmitContext, inst: ReduceInst, ctype: str, source: str, target: str, plan
+) -> None:
+    """Each warp's partials (see :func:`warp_partials_plan`) through shared memory, then combined by every
+    thread: a few shared loads an output instead of a scan of the whole dimension."""
+    src, out = inst.operand, inst.output
+    locals_per_output, masks, partials = plan
+    slot = 8 if ctype in ("double", "long long") else 4
+    base = f"(smem + {ctx.scratch_offsets[id(inst)]})"
+    strides = _row_major_strides(src.shape)
+    lane_bits = sum(masks)
+    ctx.emit("__syncthreads();")
+    for members in locals_per_output:
+        with ctx.block(""):
+            _emit_thread_and_warp(ctx, inst, ctype, source, members, masks)
+            index = tile_index(src.layout, (0,) * src.rank, members[0])
+            flat = sum((c * s for c, s in zip(index, strides, strict=True)), 0)
+            store = f"*({ctype}*)({base} + ({ctx.expr(flat)}) * {slot}) = p_;"
+            ctx.emit(f"if ((tid & {lane_bits}) == 0) {store}" if lane_bits else store)
+    ctx.emit("__syncthreads();")
+    for j in range(out.layout.local_size):
+        index = list(tile_index(out.layout, (0,) * out.rank, j))
+        if not inst.keepdim:
+            index.insert(inst.dim, 0)
+        index[inst.dim] = 0
+        flat = sum((c * s for c, s in zip(index, strides, strict=True)), 0)
+        with ctx.block(""):
+            ctx.emit(f"const {ctype}* row_ = ({ctype}*)({base}) + ({ctx.expr(flat)});")
+            ctx.emit(f"{ctype} p_ = row_[{partials[0] * strides[inst.dim]}];")
+            for r in partials[1:]:
+                ctx.emit(f"p_ = {_combine(inst.op, 'p_', f'row_[{r * strides[inst.dim]}]')};")
+            ctx.emit(*set_value(target, out.dtype, j, "p_"))
+    ctx.emit("__syncthreads();")
 
 
 def _reduce_through_shared(ctx: EmitContext, inst: ReduceInst, ctype: str, source: str, target: str) -> None:
     src, out = inst.operand, inst.output
     slot = 8 if ctype in ("double", "long long") else 4
     base = f"(smem + {ctx.scratch_offsets[id(inst)]})"
-    strides = [1] * src.rank
-    for d in range(src.rank - 2, -1, -1):
-        strides[d] = strides[d + 1] * src.shape[d + 1]
+    strides = _row_major_strides(src.shape)
     ctx.emit("__syncthreads();")
     for i in range(src.layout.local_size):
         index = tile_index(src.layout, (0,) * src.rank, i)
