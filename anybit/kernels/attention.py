@@ -9,9 +9,11 @@ the o projection after it launch early.
 
 One block per (KV head, sequence) with one warp per query head of its group (grouped-query attention: the
 ``G = heads / kv_heads`` query heads sharing a KV head); head dimensions split into halves (the rotary
-embedding pairs element i with i + D/2), each lane holding D/64 elements of each half. The cache is walked in
-tiles of ``tile`` positions with an online softmax (running max and sum in f32). Every sequence of the batch
-is at the same position (the static cache's decode: one ``cache_position`` for the batch), read from device
+embedding pairs element i with i + D/2). A warp scores ``tile`` positions at a time: its lanes are 8 position
+slots × 4 parts of the head dimension, each lane holding D/8 contiguous elements of each half (16-byte loads),
+so a score costs two butterflies and each slot keeps its own online softmax (running max, total and weighted
+sum in f32) until the slots are combined once at the end — no warp-wide reduction a tile. Every sequence of
+the batch is at the same position (the static cache's decode: one ``cache_position`` for the batch), read from device
 memory with ``load_scalar`` so the kernel can be replayed from a CUDA graph step after step. Padded batches
 (a per-sequence attention mask) are not supported.
 """
@@ -28,8 +30,10 @@ from anybit.ir.expr import cdiv, minimum
 from anybit.kernels.checks import check_tensor, run_kernel
 from anybit.layout import spatial
 
-#: Cache positions a step of the kernel's loop scores at once.
+#: Cache positions a step of the kernel's loop scores at once (a multiple of SLOTS).
 DEFAULT_TILE = 8
+#: Position slots of a warp: its lanes are SLOTS positions × (32 / SLOTS) parts of the head dimension.
+SLOTS = 8
 #: The score of a position outside a block's run: finite, so a run without positions has a finite max and
 #: gets exp(MASKED − max) = 0 weight when the runs are combined.
 MASKED = -1.0e30
@@ -84,6 +88,8 @@ class DecodeAttention(anybit.Script):
             )
         if head_dim % 64:
             raise ValueError(f"expected head_dim a multiple of 64, got {head_dim}")
+        if tile % SLOTS or tile <= 0:
+            raise ValueError(f"expected a tile of a positive multiple of {SLOTS} positions, got {tile}")
         if act not in (torch.float16, torch.bfloat16):
             raise ValueError(f"expected float16 or bfloat16 activations, got {act}")
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
@@ -114,8 +120,12 @@ class DecodeAttention(anybit.Script):
         h = self.blockIdx.x
         b = self.blockIdx.y
         sequence_head = b * hkv + h
-        # [1, G, T, D/2]: a warp per query head, its lanes along the half head dimension, T positions local.
-        tiles = spatial(1, g, 1, 32).local(1, 1, t, d // 64)
+        # [1, G, T, D/2]: a warp per query head, its lanes SLOTS position slots × 4 parts of the half head
+        # dimension (T / SLOTS positions and D/8 contiguous elements a lane); the query, the slots' running
+        # sums and the output in the same layout reduced over the positions (broadcast along the slots).
+        parts = 32 // SLOTS
+        tiles = spatial(1, g, SLOTS, parts).local(1, 1, t // SLOTS, half // parts)
+        heads = tiles.reduce([2], keepdims=True)
         rows = spatial(1, g, 1, 32).local(1, 1, 1, d // 64)
         self.wait_prior_grids()  # qkv and the position are the previous kernels' outputs
         self.allow_dependent_grids()
@@ -136,7 +146,7 @@ class DecodeAttention(anybit.Script):
         gq = self.global_view(qkv, act, [batch, self.heads, 1, d], strides=[row, d, 0, 1])
         gc = self.global_view(cos, act, [batch, g, 1, d], strides=[d, 0, 0, 1])
         gs = self.global_view(sin, act, [batch, g, 1, d], strides=[d, 0, 0, 1])
-        q_lo, q_hi = self._rotated(gq, gc, gs, [b, h * g, 0], rows)
+        q_lo, q_hi = self._rotated(gq, gc, gs, [b, h * g, 0], heads)
         # The step's k (rotated) and v, written to the cache by warp 0 of the block whose run holds the
         # position (the only block that reads that row).
         if p >= first and p < first + span:
@@ -160,27 +170,33 @@ class DecodeAttention(anybit.Script):
         gk = self.global_view(k_cache, act, [batch * hkv, g, p + 1, d], strides=view_strides)
         gv = self.global_view(v_cache, act, [batch * hkv, g, p + 1, d], strides=view_strides)
         # Each step loads the next tile while it scores this one (the loads past the cache read 0; past the
-        # run, they are masked), so a tile's L2 round trip overlaps the previous tile's arithmetic.
+        # run, they are masked), so a tile's L2 round trip overlaps the previous tile's arithmetic. Each slot
+        # (a lane's positions) keeps its own running max, total and weighted sums: a slot that has seen only
+        # masked positions holds max MASKED, and its weight becomes 0 once a real score is larger.
         tile = self._load_tile(gk, gv, sequence_head, first, tiles)
         ahead = self._load_tile(gk, gv, sequence_head, first + t, tiles)
-        scores = self._scores(tile, q_lo, q_hi, first, end)
-        running_max = self.max(scores, 2, keepdim=True)
-        weights = self.exp(scores - running_max)
-        total = self.sum(weights, 2, keepdim=True)
-        acc_lo, acc_hi = self._weighted_values(tile, weights)
+        running_max = self._scores(tile, q_lo, q_hi, first, end)
+        total = self.exp(running_max - running_max)
+        acc_lo, acc_hi = (self.cast(part, float32) for part in tile[2:])
         k_lo, k_hi, v_lo, v_hi = ahead
         for start in self.range(first + t, end, t):
             following = self._load_tile(gk, gv, sequence_head, start + t, tiles)
             scores = self._scores((k_lo, k_hi, v_lo, v_hi), q_lo, q_hi, start, end)
-            new_max = self.maximum(running_max, self.max(scores, 2, keepdim=True))
+            new_max = self.maximum(running_max, scores)
             correction = self.exp(running_max - new_max)
             weights = self.exp(scores - new_max)
-            total = total * correction + self.sum(weights, 2, keepdim=True)
-            part_lo, part_hi = self._weighted_values((k_lo, k_hi, v_lo, v_hi), weights)
-            acc_lo = acc_lo * correction + part_lo
-            acc_hi = acc_hi * correction + part_hi
+            total = total * correction + weights
+            acc_lo = acc_lo * correction + weights * self.cast(v_lo, float32)
+            acc_hi = acc_hi * correction + weights * self.cast(v_hi, float32)
             running_max = new_max
             k_lo, k_hi, v_lo, v_hi = following
+        # The slots combined: their sums scaled to the block's max (a slot of masked positions only gets 0).
+        slot_max = running_max
+        running_max = self.max(slot_max, 2, keepdim=True)
+        scale = self.exp(slot_max - running_max)
+        total = self.sum(scale * total, 2, keepdim=True)
+        acc_lo = self.sum(scale * acc_lo, 2, keepdim=True)
+        acc_hi = self.sum(scale * acc_hi, 2, keepdim=True)
         if splits == 1:
             self.store_global(go, self.cast(acc_lo / total, act), [sequence_head, 0, 0, 0])
             self.store_global(go, self.cast(acc_hi / total, act), [sequence_head, 0, 0, half])
@@ -240,13 +256,8 @@ class DecodeAttention(anybit.Script):
         """Scaled q·k of the tile's positions [1, G, T, 1] (f32; positions from ``end`` on score MASKED)."""
         k_lo, k_hi = (self.cast(part, float32) for part in tile[:2])
         scores = self.sum(q_lo * k_lo + q_hi * k_hi, 3, keepdim=True) * self.scale
-        positions = self.index([1, self.group, self.tile, 1], 2) + start
+        positions = self.index([1, self.group, self.tile, 1], 2, layout=scores.layout) + start
         return self.where(positions < end, scores, MASKED)
-
-    def _weighted_values(self, tile, weights):
-        """Σ over the tile of weight · v, per half [1, G, 1, D/2] (f32)."""
-        v_lo, v_hi = (self.cast(part, float32) for part in tile[2:])
-        return self.sum(weights * v_lo, 2, keepdim=True), self.sum(weights * v_hi, 2, keepdim=True)
 
 
 #: The cached :class:`DecodeAttention` of one specialisation (same arguments).

@@ -108,7 +108,7 @@ def check_case(found, expected) -> None:
         (1, 8, 2, 128, 24, 0, 8),  # the first token: one position, the rest of the tile masked
         (1, 8, 2, 128, 24, 13, 8),  # a ragged last tile
         (2, 4, 4, 64, 40, 39, 8),  # multi-head (G = 1), the last position of the cache, two sequences
-        (1, 8, 1, 128, 33, 20, 4),  # G = 8 warps, a smaller tile
+        (1, 8, 1, 128, 33, 20, 8),  # G = 8 warps
         (1, 8, 2, 128, 40, 33, 16),  # a larger tile
     ],
 )
@@ -165,6 +165,8 @@ def test_decode_attention_rejects_shapes_it_cannot_take():
         DecodeAttention(8, 2, 128, torch.float32, 0.1)
     with pytest.raises(ValueError, match="splits"):
         DecodeAttention(8, 2, 128, torch.float16, 0.1, splits=MAX_SPLITS + 1)
+    with pytest.raises(ValueError, match="multiple of 8 positions"):
+        DecodeAttention(8, 2, 128, torch.float16, 0.1, tile=12)
     qkv, cos, sin, k_cache, v_cache = make_case(1, 8, 2, 64, 16)
     position = torch.tensor([3])
     with pytest.raises(ValueError, match="expected qkv"):

@@ -28,9 +28,10 @@ pytestmark = [
         (16, 1024, 700, 8),
     ],
 )
-def test_decode_attention_on_cuda(act, batch, length, position, splits):
+@pytest.mark.parametrize("tile", [8, 16])
+def test_decode_attention_on_cuda(act, batch, length, position, splits, tile):
     found, expected = run_case(
-        batch, 32, 8, 128, length, position, act=act, seed=position, device="cuda", splits=splits
+        batch, 32, 8, 128, length, position, act=act, seed=position, device="cuda", splits=splits, tile=tile
     )
     check_case(found, expected)
 
