@@ -13,9 +13,9 @@ embedding pairs element i with i + D/2). A warp scores ``tile`` positions at a t
 slots × 4 parts of the head dimension, each lane holding D/8 contiguous elements of each half (16-byte loads),
 so a score costs two butterflies and each slot keeps its own online softmax (running max, total and weighted
 sum in f32) until the slots are combined once at the end — no warp-wide reduction a tile. Every sequence of
-the batch is at the same position (the static cache's decode: one ``cache_position`` for the batch), read from device
-memory with ``load_scalar`` so the kernel can be replayed from a CUDA graph step after step. Padded batches
-(a per-sequence attention mask) are not supported.
+the batch is at the same position (the static cache's decode: one ``cache_position`` for the batch), read
+from device memory with ``load_scalar`` so the kernel can be replayed from a CUDA graph step after step.
+Padded batches (a per-sequence attention mask) are not supported.
 """
 
 from __future__ import annotations
