@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from anybit.kernels.attention import DEFAULT_TILE, decode_attention, default_splits  # noqa: E402
+from anybit.kernels.attention import decode_attention, default_splits, default_tile  # noqa: E402
 from anybit.kernels.greedy import greedy_token  # noqa: E402
 from benchmarks.layer_sequence import graph_us_per_call  # noqa: E402
 
@@ -85,7 +85,8 @@ def measure(batch: int, length: int, splits_list: list[int], tiles: list[int], c
                 )
                 for c in caches
             ]
-            default = splits == default_splits(length, batch * KV_HEADS) and tile == DEFAULT_TILE
+            chosen = default_splits(length, batch * KV_HEADS)
+            default = splits == chosen and tile == default_tile(length, chosen)
             entry = {"splits": splits, "tile": tile, "default": default, "rel_error": error}
             entry["us"] = round(graph_us_per_call(calls), 2)
             row["anybit"].append(entry)

@@ -264,27 +264,35 @@ class DecodeAttention(anybit.Script):
 attention_kernel = functools.lru_cache(maxsize=64)(DecodeAttention)
 
 
-#: Cache positions a run should hold at least before the cache is split into more runs: a run walks its
-#: positions one tile after another, each tile a round trip to the L2.
-POSITIONS_PER_RUN = 128
+#: Cache positions a run should hold at least before the cache is split into more runs (two slots' worth):
+#: a run's fixed cost (its q, its combination) is a few L2 round trips, a tile a fraction of one.
+POSITIONS_PER_RUN = 16
+#: Blocks an SM the runs should fill: the kernel has one warp a query head, so it needs several blocks an SM
+#: to keep the SM's schedulers busy (H200 probe, 2026-11-29: 16 sequences best at 2–3 runs, 1 sequence at 16).
+BLOCKS_PER_SM = 2
+#: Positions a run walks from which the larger tile (16 positions a step, 254 registers) pays.
+LONG_RUN = 128
 #: SMs assumed when no GPU is visible (the H200's).
 DEFAULT_SMS = 132
 
 
 def default_splits(length: int, blocks: int = 8, sms: int | None = None) -> int:
     """Runs for a cache of ``length`` positions when the grid has ``blocks`` (KV heads × sequences) without
-    splitting: one up to 2·POSITIONS_PER_RUN positions; else enough runs for ~2 blocks an SM, but none
-    shorter than POSITIONS_PER_RUN, at most MAX_SPLITS (a first guess, to tune with attention_probe)."""
-    if length <= 2 * POSITIONS_PER_RUN:
-        return 1
+    splitting: enough for ~BLOCKS_PER_SM blocks an SM, none shorter than POSITIONS_PER_RUN, at most
+    MAX_SPLITS (tuned with ``benchmarks/attention_probe.py``)."""
     if sms is None:
         sms = (
             torch.cuda.get_device_properties(0).multi_processor_count
             if torch.cuda.is_available()
             else DEFAULT_SMS
         )
-    for_the_gpu = max(1, -(-2 * sms // blocks))
+    for_the_gpu = -(-BLOCKS_PER_SM * sms // blocks)
     return max(1, min(MAX_SPLITS, -(-length // POSITIONS_PER_RUN), for_the_gpu))
+
+
+def default_tile(length: int, splits: int) -> int:
+    """The tile for runs of ``length / splits`` positions: 16 from LONG_RUN positions on, else 8."""
+    return 2 * DEFAULT_TILE if -(-length // splits) >= LONG_RUN else DEFAULT_TILE
 
 
 def decode_attention(
@@ -298,7 +306,7 @@ def decode_attention(
     scale: float | None = None,
     out: torch.Tensor | None = None,
     splits: int | None = None,
-    tile: int = DEFAULT_TILE,
+    tile: int | None = None,
 ) -> torch.Tensor:
     """One decode token's attention for every sequence of a batch, in one kernel (see the module docstring).
 
@@ -321,7 +329,7 @@ def decode_attention(
     splits
         Runs of the cache, a block each (default :func:`default_splits` of L and B · kv_heads).
     tile
-        Cache positions a block scores at once.
+        Cache positions a warp scores a loop step (a multiple of 8; default :func:`default_tile`).
 
     A position outside the cache (read on the device, so not checked here: that would synchronise) writes
     NaN to ``out`` and nothing to the caches.
@@ -354,6 +362,7 @@ def decode_attention(
         check_tensor("out", out, (batch, heads * head_dim), act, device)
     scale = head_dim**-0.5 if scale is None else float(scale)
     splits = default_splits(length, batch * kv_heads) if splits is None else int(splits)
+    tile = default_tile(length, splits) if tile is None else int(tile)
     kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, tile, splits)
     run_kernel(kernel, qkv, cos, sin, k_cache, v_cache, position, out, batch, length)
     return out

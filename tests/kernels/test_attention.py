@@ -12,6 +12,7 @@ from anybit.kernels.attention import (
     attention_kernel,
     decode_attention,
     default_splits,
+    default_tile,
 )
 from anybit.kernels.checks import run_kernel
 
@@ -134,10 +135,11 @@ def test_decode_attention_split_over_the_cache(batch, heads, kv_heads, length, p
 
 
 def test_default_splits_grow_with_the_cache_and_fill_the_gpu():
-    assert default_splits(80, 8, 132) == 1 and default_splits(256, 8, 132) == 1  # short: one run
-    assert default_splits(1024, 8, 132) == 8  # runs of 128 positions
-    assert default_splits(32768, 8, 132) == MAX_SPLITS  # as many as the combination takes
+    assert default_splits(10, 8, 132) == 1  # shorter than a run
+    assert default_splits(145, 8, 132) == 10  # runs of 16 positions at least
+    assert default_splits(1024, 8, 132) == MAX_SPLITS  # as many as the combination takes
     assert default_splits(32768, 128, 132) == 3  # 16 sequences: ~2 blocks an SM already with 3 runs
+    assert default_tile(145, 10) == 8 and default_tile(4096, 16) == 16  # the larger tile for long runs
 
 
 def test_decode_attention_bfloat16_and_the_entry_point():
