@@ -88,9 +88,20 @@ def _fused_forward(
         self.anybit_heads,
         float(self.scaling),
     )
-    if counted:  # the static layer counts its own length (transformers ≥ 5.2x): advance it as update would
-        layer.cumulative_length.add_(1)
+    if counted and self.anybit_counted_layers:
+        # Static layers count their own length (transformers ≥ 5.2x) and update() advances each: the last
+        # fused block advances every fused layer's count at once (one kernel a step instead of one a layer;
+        # the blocks before it have read theirs by then).
+        counters = [_counter(cache, index) for index in self.anybit_counted_layers]
+        torch._foreach_add_([c for c in counters if c is not None], 1)
     return self.o_proj(out.view(batch, 1, -1)), None
+
+
+def _counter(cache, index: int) -> torch.Tensor | None:
+    """Layer ``index``'s length count when it is a static layer counting in a tensor, else None."""
+    layer = _cache_layer(cache, index)
+    counter = getattr(layer, "cumulative_length", None) if layer is not None else None
+    return counter if isinstance(counter, torch.Tensor) else None
 
 
 def fuse_attention(model: nn.Module) -> int:
@@ -131,6 +142,13 @@ def fuse_attention(model: nn.Module) -> int:
             "fuse_attention: no attention block with a fused qkv_proj found: call "
             "anybit.fuse_projections(model) first"
         )
+    blocks = sorted(
+        (module for module in model.modules() if hasattr(module, "anybit_heads")),
+        key=lambda module: module.layer_idx,
+    )
+    for block in blocks:  # the last fused block advances the fused layers' length counts
+        block.anybit_counted_layers = ()
+    blocks[-1].anybit_counted_layers = tuple(block.layer_idx for block in blocks)
     return fused
 
 

@@ -71,6 +71,8 @@ def test_fused_attention_decodes_like_the_block_forward(monkeypatch):
     assert fuse_attention(model) == 2
     decoders = _decode_side_by_side(reference, model, batch=2, prompt_length=5, steps=4, tolerance=3e-2)
     assert len(calls) == 2 * 4  # every decode step of both layers took the kernel; the prompt did not
+    counts = [[int(layer.cumulative_length) for layer in d.cache.layers] for d in decoders]
+    assert counts[1] == counts[0] == [5 + 4, 5 + 4]  # the last block advanced both layers' counts each step
     keys = [d.cache.layers[0].keys[:, :, :9].float() for d in decoders]
     assert _relative(keys[1], keys[0]) < 2e-2  # the kernel wrote the same rotated keys
 
