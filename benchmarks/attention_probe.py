@@ -86,7 +86,7 @@ def measure(batch: int, length: int, splits_list: list[int], tiles: list[int], c
                 for c in caches
             ]
             chosen = default_splits(length, batch * KV_HEADS)
-            default = splits == chosen and tile == default_tile(length, chosen)
+            default = splits == chosen and tile == default_tile(length, chosen, batch * KV_HEADS)
             entry = {"splits": splits, "tile": tile, "default": default, "rel_error": error}
             entry["us"] = round(graph_us_per_call(calls), 2)
             row["anybit"].append(entry)

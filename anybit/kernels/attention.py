@@ -270,7 +270,9 @@ POSITIONS_PER_RUN = 16
 #: Blocks an SM the runs should fill: the kernel has one warp a query head, so it needs several blocks an SM
 #: to keep the SM's schedulers busy (H200 probe, 2026-11-29: 16 sequences best at 2–3 runs, 1 sequence at 16).
 BLOCKS_PER_SM = 2
-#: Positions a run walks from which the larger tile (16 positions a step, 254 registers) pays.
+#: Positions a run walks from which the larger tile (16 positions a step, 254 registers) pays when the grid
+#: is small (H200 probe, 2026-11-29: 1 sequence, 4096 positions in 16 runs 18.9 µs against 25.6 at tile 8;
+#: 16 sequences in 3 runs 174 against 133).
 LONG_RUN = 128
 #: SMs assumed when no GPU is visible (the H200's).
 DEFAULT_SMS = 132
@@ -280,19 +282,25 @@ def default_splits(length: int, blocks: int = 8, sms: int | None = None) -> int:
     """Runs for a cache of ``length`` positions when the grid has ``blocks`` (KV heads × sequences) without
     splitting: enough for ~BLOCKS_PER_SM blocks an SM, none shorter than POSITIONS_PER_RUN, at most
     MAX_SPLITS (tuned with ``benchmarks/attention_probe.py``)."""
-    if sms is None:
-        sms = (
-            torch.cuda.get_device_properties(0).multi_processor_count
-            if torch.cuda.is_available()
-            else DEFAULT_SMS
-        )
+    sms = _sms() if sms is None else sms
     for_the_gpu = -(-BLOCKS_PER_SM * sms // blocks)
     return max(1, min(MAX_SPLITS, -(-length // POSITIONS_PER_RUN), for_the_gpu))
 
 
-def default_tile(length: int, splits: int) -> int:
-    """The tile for runs of ``length / splits`` positions: 16 from LONG_RUN positions on, else 8."""
-    return 2 * DEFAULT_TILE if -(-length // splits) >= LONG_RUN else DEFAULT_TILE
+def default_tile(length: int, splits: int, blocks: int = 8, sms: int | None = None) -> int:
+    """The tile for ``splits`` runs of a ``length``-position cache over ``blocks`` (KV heads × sequences):
+    16 positions a step (254 registers) when the runs are long (LONG_RUN positions) and the grid small enough
+    that the registers cost no resident blocks (≤ BLOCKS_PER_SM an SM), else 8."""
+    sms = _sms() if sms is None else sms
+    few_blocks = blocks * splits <= BLOCKS_PER_SM * sms
+    return 2 * DEFAULT_TILE if few_blocks and -(-length // splits) >= LONG_RUN else DEFAULT_TILE
+
+
+def _sms() -> int:
+    """The GPU's SM count (DEFAULT_SMS without a GPU)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).multi_processor_count
+    return DEFAULT_SMS
 
 
 def decode_attention(
@@ -362,7 +370,7 @@ def decode_attention(
         check_tensor("out", out, (batch, heads * head_dim), act, device)
     scale = head_dim**-0.5 if scale is None else float(scale)
     splits = default_splits(length, batch * kv_heads) if splits is None else int(splits)
-    tile = default_tile(length, splits) if tile is None else int(tile)
+    tile = default_tile(length, splits, batch * kv_heads) if tile is None else int(tile)
     kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, tile, splits)
     run_kernel(kernel, qkv, cos, sin, k_cache, v_cache, position, out, batch, length)
     return out

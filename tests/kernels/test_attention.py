@@ -139,7 +139,8 @@ def test_default_splits_grow_with_the_cache_and_fill_the_gpu():
     assert default_splits(145, 8, 132) == 10  # runs of 16 positions at least
     assert default_splits(1024, 8, 132) == MAX_SPLITS  # as many as the combination takes
     assert default_splits(32768, 128, 132) == 3  # 16 sequences: ~2 blocks an SM already with 3 runs
-    assert default_tile(145, 10) == 8 and default_tile(4096, 16) == 16  # the larger tile for long runs
+    assert default_tile(145, 10, 8, 132) == 8 and default_tile(4096, 16, 8, 132) == 16  # long runs: 16
+    assert default_tile(4096, 3, 128, 132) == 8  # long runs but a large grid: registers cost blocks
 
 
 def test_decode_attention_bfloat16_and_the_entry_point():
