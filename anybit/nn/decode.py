@@ -346,18 +346,24 @@ def logits_agreement(
     prompt_length: int = 32,
     chunk: int = 32,
     seed: int = 1,
+    step_by_step: bool = False,
 ) -> Agreement:
     """Top-1 agreement and KL(reference ‖ model) of next-token distributions over every position of
-    ``prompts`` random prompts (uniform random tokens) of ``prompt_length`` tokens, in float32."""
+    ``prompts`` random prompts (uniform random tokens) of ``prompt_length`` tokens, in float32.
+
+    The prompts run ``chunk`` at a time, whole (a prefill: ``chunk · prompt_length`` rows a projection), or
+    with ``step_by_step`` one token a forward through a static KV cache, as decode runs them (``chunk`` rows:
+    at most ``anybit.ops.decode_max_m()`` keeps a quantized model on its decode kernels)."""
     vocab = reference.config.vocab_size
     device = next(reference.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, vocab, (prompts, prompt_length), generator=generator)
+    logits = _logits_step_by_step if step_by_step else _logits_whole
     agree, kl_sum, kl_max, entropy_sum, count = 0, 0.0, 0.0, 0.0, 0
     for start in range(0, prompts, chunk):
         batch = tokens[start : start + chunk].to(device)
-        expected = torch.log_softmax(reference(batch, use_cache=False).logits.float(), dim=-1)
-        found = torch.log_softmax(model(batch, use_cache=False).logits.float(), dim=-1)
+        expected = torch.log_softmax(logits(reference, batch).float(), dim=-1)
+        found = torch.log_softmax(logits(model, batch).float(), dim=-1)
         kl = (expected.exp() * (expected - found)).sum(-1)
         agree += int((expected.argmax(-1) == found.argmax(-1)).sum())
         kl_sum += float(kl.sum())
@@ -367,6 +373,23 @@ def logits_agreement(
     return Agreement(
         prompts, count, agree / count, kl_sum / count, kl_max, entropy_sum / count, math.log(vocab)
     )
+
+
+@torch.no_grad()
+def _logits_whole(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Next-token logits [B, T, V] of every position of ``tokens`` [B, T] in one forward."""
+    return model(tokens, use_cache=False).logits
+
+
+@torch.no_grad()
+def _logits_step_by_step(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Next-token logits [B, T, V] of every position, one token a forward through a static cache."""
+    batch, length = tokens.shape
+    decoder = GreedyDecoder(model, batch=batch, max_length=length, use_graph=False)
+    steps = [
+        decoder._forward(tokens[:, t : t + 1], torch.tensor([t], device=tokens.device)) for t in range(length)
+    ]
+    return torch.stack(steps, dim=1)
 
 
 def dequantized_copy(model: nn.Module) -> nn.Module:

@@ -106,8 +106,11 @@ def gpu_demo(say: Callable[[str], None] = print, *, layers: int = 8, new_tokens:
             # The quantized layers also take the norms and residual adds (anybit.fold_norms).
             model, _ = quantized_copy(reference, name, fold_norms=True, group_size=128, progress=False)
             agreement = logits_agreement(reference, model, prompts=64, prompt_length=32)
-            # The same quantized weights dequantized into fp16 layers (cuBLAS): only the kernels differ.
-            kernels_only = logits_agreement(dequantized_copy(model), model, prompts=16, prompt_length=32)
+            # The same quantized weights dequantized into fp16 layers (cuBLAS), one token a forward (the
+            # decode kernels; a whole prompt would dequantize + cuBLAS too): only the kernels differ.
+            kernels_only = logits_agreement(
+                dequantized_copy(model), model, prompts=16, prompt_length=32, chunk=16, step_by_step=True
+            )
         from anybit.nn.convert import model_bytes
 
         for batch in (1, 16):

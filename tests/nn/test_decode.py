@@ -53,6 +53,9 @@ def test_time_decode_and_agreement_of_a_quantized_model() -> None:
     assert any(isinstance(m, QuantizedLinear) for m in model.modules())  # the original is untouched
     kernels_only = logits_agreement(same_weights, model, prompts=2, prompt_length=4)
     assert kernels_only.top1 == 1.0 and kernels_only.kl_mean < 1e-4 < found.kl_mean
+    # One token a forward (the decode path) sees every position as the whole prompt does.
+    stepped = logits_agreement(reference, model, prompts=2, prompt_length=4, step_by_step=True)
+    assert stepped.positions == 8 and stepped.kl_mean == pytest.approx(found.kl_mean, rel=1e-2, abs=1e-5)
 
 
 @pytest.mark.parametrize(
