@@ -21,8 +21,9 @@ STEPS="${STEPS:-}"
 # Steps too long for the default call, run only when named: the full matmul suite (STEPS=bench, ~8 min,
 # the default packing: weights as the A operand, the transposed decode kernel; STEPS=bench_b the same packed
 # as the B operand: the x-as-A decode kernel), the decode probe (every tuning configuration of seven shapes
-# for uint4, int4, int8 and uint2, packed as the B and the A operand), the full end-to-end run (32 layers, fused projections, compiled step, profiled; int4, int3,
-# int2 and float6_e3m2 at batch 1 and 16), the same with lm_head quantized (int4, batch 1), and the layer
+# for uint4, int4, int8 and uint2, packed as the B and the A operand), the full end-to-end run (32 layers, the
+# fastest model, 128 tokens; STEPS=e2e int4 and int3, STEPS=e2e_more int2 and float6_e3m2, at batch 1 and
+# 16), the same with lm_head quantized (int4, batch 1), and the layer
 # sequence (a Llama-3-8B layer's fused projections alone, in a row, and inside a 32-layer model).
 # The GPU's clocks, power, temperature and throttle reasons once a second for the whole call: long steps
 # (the full suite) can run at lower clocks than a fresh process, which changes kernel timings and rankings.
@@ -32,7 +33,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention"
+ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -162,8 +163,13 @@ step tensor 120 "$PYTHON" benchmarks/tensor_probe.py --out "$RESULTS/tensor"
 step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_off && ANYBIT_PDL=1 $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 8 \
     --out $RESULTS/pdl_on"
-step e2e 560 "$PYTHON" benchmarks/e2e.py --compile --fuse --profile --types int4,int3,int2,float6_e3m2 \
-    --batches 1,16 --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_full"
+# The issue's end-to-end run as the fastest model runs (fused projections, silu · up in the gate/up epilogue,
+# norms and residual adds folded, the decode attention and the greedy pick in anybit kernels), 128 tokens,
+# batch 1 and 16, in two halves of about 5 minutes (~150 s a type, fp16 in each: same-run ratios).
+e2e_settings="--compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit --batches 1,16 \
+    --new-tokens 128 --prompts 16 --repeats 2"
+step e2e 420 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --types int4,int3 --out $RESULTS/e2e_full"
+step e2e_more 420 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --types int2,float6_e3m2 --out $RESULTS/e2e_more"
 # Serving batch sizes end to end: fp16 and int4 at batch 1, 16, 32 and 64 (32 and 64: M above the decode
 # threshold, where branch next/measured-path lets each weight take the faster path).
 step e2e_batches 420 "$PYTHON" benchmarks/e2e.py --compile --fuse --types int4 --batches 1,16,32,64 \
@@ -185,11 +191,12 @@ step e2e_inductor_pdl 200 env TORCHINDUCTOR_ENABLE_PDL=1 "$PYTHON" benchmarks/e2
     --gated-mlp --fold-norms --types int4 --batches 1 --new-tokens 64 --prompts 4 --repeats 2 \
     --out "$RESULTS/e2e_inductor_pdl"
 # The fused decode attention against the compiled torch step it replaces (Llama-3-8B heads, batch 1 and 16,
-# caches of 80 to 4096 positions, a few splits of the cache) and the greedy kernel against argmax, then int4
-# end to end with the attention in the quantized model and the greedy kernel in both.
-step attention 420 bash -c "$PYTHON benchmarks/attention_probe.py --out $RESULTS/attention && $PYTHON \
-    benchmarks/e2e.py --compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit \
-    --types int4 --batches 1 --new-tokens 64 --prompts 4 --repeats 2 --no-agreement --out $RESULTS/e2e_attention"
+# caches of 145 to 4096 positions, 1 to 16 runs, tiles 8 and 16) and the greedy kernel against argmax, then
+# int4 end to end with the attention in both models (the like-for-like ratio), profiled.
+step attention 420 bash -c "$PYTHON benchmarks/attention_probe.py --lengths 145,1024,4096 --splits 1,2,4,8,16 \
+    --out $RESULTS/attention && $PYTHON benchmarks/e2e.py --compile --fuse --gated-mlp --fold-norms \
+    --fuse-attention both --greedy anybit --types int4 --batches 1 --new-tokens 128 --prompts 4 --repeats 3 \
+    --no-agreement --profile --out $RESULTS/e2e_attention"
 # What folding the norms and residual adds costs each projection (int4, M = 1, alone and 32 in a row).
 step fused_probe 150 "$PYTHON" benchmarks/fused_probe.py --out "$RESULTS/fused_probe"
 # What a decode projection's ~5 µs floor is made of: a chain of empty kernels in one CUDA graph (dependent,
