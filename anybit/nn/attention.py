@@ -88,13 +88,16 @@ def _fused_forward(
         self.anybit_heads,
         float(self.scaling),
     )
+    projected = self.o_proj(out.view(batch, 1, -1))
     if counted and self.anybit_counted_layers:
         # Static layers count their own length (transformers ≥ 5.2x) and update() advances each: the last
-        # fused block advances every fused layer's count at once (one kernel a step instead of one a layer;
-        # the blocks before it have read theirs by then).
+        # fused block advances every fused layer's count at once, after its o projection (the blocks before
+        # it have read theirs by then). One kernel a step instead of one a layer, and none between a layer's
+        # attention and its o projection: a kernel there is not a programmatic dependent, so o could not
+        # launch early and load its weight while attention runs.
         counters = [_counter(cache, index) for index in self.anybit_counted_layers]
         torch._foreach_add_([c for c in counters if c is not None], 1)
-    return self.o_proj(out.view(batch, 1, -1)), None
+    return projected, None
 
 
 def _counter(cache, index: int) -> torch.Tensor | None:
