@@ -129,6 +129,17 @@ class DecodeAttention(anybit.Script):
         rows = spatial(1, g, 1, 32).local(1, 1, 1, d // 64)
         self.wait_prior_grids()  # qkv and the position are the previous kernels' outputs
         self.allow_dependent_grids()
+        # q (each warp its own head, broadcast over a tile's positions in the products below), the step's k
+        # (rotated) and v: loaded before the position, which they do not depend on, so the two round trips
+        # overlap.
+        gq = self.global_view(qkv, act, [batch, self.heads, 1, d], strides=[row, d, 0, 1])
+        gc = self.global_view(cos, act, [batch, g, 1, d], strides=[d, 0, 0, 1])
+        gs = self.global_view(sin, act, [batch, g, 1, d], strides=[d, 0, 0, 1])
+        q_lo, q_hi = self._rotated(gq, gc, gs, [b, h * g, 0], heads)
+        gkv = self.global_view(qkv, act, [batch, g, self.heads + 2 * hkv, d], strides=[row, 0, d, 1])
+        new_k_lo, new_k_hi = self._rotated(gkv, gc, gs, [b, 0, self.heads + h], rows)
+        new_v_lo = self.load_global(gkv, [b, 0, self.heads + hkv + h, 0], [1, g, 1, half], layout=rows)
+        new_v_hi = self.load_global(gkv, [b, 0, self.heads + hkv + h, half], [1, g, 1, half], layout=rows)
         p = self.load_scalar(self.global_view(position, anybit.int64, [1]), [0])
         go = self.global_view(out, act, [batch * hkv, g, 1, d], strides=[g * d, d, 0, 1])
         # A position outside the cache: NaN out and nothing written (loud, and every access in bounds).
@@ -142,18 +153,9 @@ class DecodeAttention(anybit.Script):
         span = cdiv(cdiv(length, splits), t) * t
         first = self.blockIdx.z * span
         end = minimum(first + span, p + 1)
-        # q: each warp its own head (broadcast over a tile's positions in the products below).
-        gq = self.global_view(qkv, act, [batch, self.heads, 1, d], strides=[row, d, 0, 1])
-        gc = self.global_view(cos, act, [batch, g, 1, d], strides=[d, 0, 0, 1])
-        gs = self.global_view(sin, act, [batch, g, 1, d], strides=[d, 0, 0, 1])
-        q_lo, q_hi = self._rotated(gq, gc, gs, [b, h * g, 0], heads)
-        # The step's k (rotated) and v, written to the cache by warp 0 of the block whose run holds the
-        # position (the only block that reads that row).
+        # The step's k and v are written to the cache by warp 0 of the block whose run holds the position
+        # (the only block that reads that row).
         if p >= first and p < first + span:
-            gkv = self.global_view(qkv, act, [batch, g, self.heads + 2 * hkv, d], strides=[row, 0, d, 1])
-            new_k_lo, new_k_hi = self._rotated(gkv, gc, gs, [b, 0, self.heads + h], rows)
-            new_v_lo = self.load_global(gkv, [b, 0, self.heads + hkv + h, 0], [1, g, 1, half], layout=rows)
-            new_v_hi = self.load_global(gkv, [b, 0, self.heads + hkv + h, half], [1, g, 1, half], layout=rows)
             cache_shape, cache_strides = [batch * hkv, g, length, d], [length * d, 0, d, 1]
             gk_out = self.global_view(k_cache, act, cache_shape, strides=cache_strides)
             gv_out = self.global_view(v_cache, act, cache_shape, strides=cache_strides)
