@@ -198,59 +198,59 @@ def _reduce_across_warps(
 ) -> None:
     """Each warp's partials (see :func:`warp_partials_plan`) through shared memory, then combined by every
     thread: a few shared loads an output instead of a scan of the whole dimension."""
-    src, out = inst.operand, inst.output
+    src = inst.operand
     locals_per_output, masks, partials = plan
-    slot = 8 if ctype in ("double", "long long") else 4
-    base = f"(smem + {ctx.scratch_offsets[id(inst)]})"
-    strides = _row_major_strides(src.shape)
+    base, slot, strides = _scratch_row(ctx, inst, ctype)
     lane_bits = sum(masks)
     ctx.emit("__syncthreads();")
     for members in locals_per_output:
         with ctx.block(""):
             _emit_thread_and_warp(ctx, inst, ctype, source, members, masks)
-            index = tile_index(src.layout, (0,) * src.rank, members[0])
-            flat = sum((c * s for c, s in zip(index, strides, strict=True)), 0)
+            flat = _flat(tile_index(src.layout, (0,) * src.rank, members[0]), strides)
             store = f"*({ctype}*)({base} + ({ctx.expr(flat)}) * {slot}) = p_;"
             ctx.emit(f"if ((tid & {lane_bits}) == 0) {store}" if lane_bits else store)
     ctx.emit("__syncthreads();")
-    for j in range(out.layout.local_size):
-        index = list(tile_index(out.layout, (0,) * out.rank, j))
-        if not inst.keepdim:
-            index.insert(inst.dim, 0)
-        index[inst.dim] = 0
-        flat = sum((c * s for c, s in zip(index, strides, strict=True)), 0)
-        with ctx.block(""):
-            ctx.emit(f"const {ctype}* row_ = ({ctype}*)({base}) + ({ctx.expr(flat)});")
-            ctx.emit(f"{ctype} p_ = row_[{partials[0] * strides[inst.dim]}];")
-            for r in partials[1:]:
-                ctx.emit(f"p_ = {_combine(inst.op, 'p_', f'row_[{r * strides[inst.dim]}]')};")
-            ctx.emit(*set_value(target, out.dtype, j, "p_"))
-    ctx.emit("__syncthreads();")
+    _combine_from_shared(ctx, inst, ctype, target, partials)
 
 
 def _reduce_through_shared(ctx: EmitContext, inst: ReduceInst, ctype: str, source: str, target: str) -> None:
-    src, out = inst.operand, inst.output
-    slot = 8 if ctype in ("double", "long long") else 4
-    base = f"(smem + {ctx.scratch_offsets[id(inst)]})"
-    strides = _row_major_strides(src.shape)
+    """Every element through shared memory and every thread's outputs combined from there (any layouts)."""
+    src = inst.operand
+    base, slot, strides = _scratch_row(ctx, inst, ctype)
     ctx.emit("__syncthreads();")
     for i in range(src.layout.local_size):
-        index = tile_index(src.layout, (0,) * src.rank, i)
-        flat = sum((c * s for c, s in zip(index, strides, strict=True)), 0)
+        flat = _flat(tile_index(src.layout, (0,) * src.rank, i), strides)
         ctx.emit(
             f"*({ctype}*)({base} + ({ctx.expr(flat)}) * {slot}) = ({ctype}){get_value(source, src.dtype, i)};"
         )
     ctx.emit("__syncthreads();")
+    _combine_from_shared(ctx, inst, ctype, target, range(src.shape[inst.dim]))
+
+
+def _scratch_row(ctx: EmitContext, inst: ReduceInst, ctype: str) -> tuple[str, int, list[int]]:
+    """The scratch buffer's address, its slot size and the operand's row-major strides in it."""
+    slot = 8 if ctype in ("double", "long long") else 4
+    return f"(smem + {ctx.scratch_offsets[id(inst)]})", slot, _row_major_strides(inst.operand.shape)
+
+
+def _flat(index, strides):
+    return sum((c * s for c, s in zip(index, strides, strict=True)), 0)
+
+
+def _combine_from_shared(ctx: EmitContext, inst: ReduceInst, ctype: str, target: str, coordinates) -> None:
+    """Each output of the thread: the scratch values at ``coordinates`` along the reduced dimension."""
+    out = inst.output
+    base, _, strides = _scratch_row(ctx, inst, ctype)
+    coordinates = list(coordinates)
     for j in range(out.layout.local_size):
         index = list(tile_index(out.layout, (0,) * out.rank, j))
         if not inst.keepdim:
             index.insert(inst.dim, 0)
         index[inst.dim] = 0
-        flat = sum((c * s for c, s in zip(index, strides, strict=True)), 0)
         with ctx.block(""):
-            ctx.emit(f"const {ctype}* row_ = ({ctype}*)({base}) + ({ctx.expr(flat)});")
-            ctx.emit(f"{ctype} p_ = row_[0];")
-            for k in range(1, src.shape[inst.dim]):
-                ctx.emit(f"p_ = {_combine(inst.op, 'p_', f'row_[{k * strides[inst.dim]}]')};")
+            ctx.emit(f"const {ctype}* row_ = ({ctype}*)({base}) + ({ctx.expr(_flat(index, strides))});")
+            ctx.emit(f"{ctype} p_ = row_[{coordinates[0] * strides[inst.dim]}];")
+            for r in coordinates[1:]:
+                ctx.emit(f"p_ = {_combine(inst.op, 'p_', f'row_[{r * strides[inst.dim]}]')};")
             ctx.emit(*set_value(target, out.dtype, j, "p_"))
     ctx.emit("__syncthreads();")
