@@ -54,7 +54,8 @@ def torch_step(qkv, cos, sin, k_cache, v_cache, position):
     return out.transpose(1, 2).reshape(batch, HEADS * HEAD_DIM)
 
 
-def measure(batch: int, length: int, splits_list: list[int], tiles: list[int], copies: int) -> dict:
+def measure(batch: int, length: int, splits_list: list[int], variants: list[tuple], copies: int) -> dict:
+    """The torch step and every (warps_over, tile) variant at each run count, 8 layers' caches in a row."""
     position_value = length - 1  # the longest walk of the cache this length allows
     width = (HEADS + 2 * KV_HEADS) * HEAD_DIM
     qkv = torch.randn(batch, width, device="cuda", dtype=torch.float16)
@@ -73,28 +74,33 @@ def measure(batch: int, length: int, splits_list: list[int], tiles: list[int], c
         graph_us_per_call([lambda c=c: compiled(qkv, cos, sin, *c, position) for c in caches]), 2
     )
     row["anybit"] = []
-    for tile in tiles:
+    for warps_over, tile in variants:
         for splits in sorted({default_splits(length, batch * KV_HEADS), *splits_list}):
             out = torch.full_like(expected, float("nan"))
             copy = [c.clone() for c in caches[0]]
-            decode_attention(qkv, cos, sin, *copy, position, HEADS, out=out, splits=splits, tile=tile)
+            options = dict(splits=splits, tile=tile, warps_over=warps_over)
+            decode_attention(qkv, cos, sin, *copy, position, HEADS, out=out, **options)
             error = float((out.float() - expected.float()).norm() / expected.float().norm())
             calls = [
-                lambda c=c, s=splits, t=tile: decode_attention(
-                    qkv, cos, sin, *c, position, HEADS, splits=s, tile=t
-                )
+                lambda c=c, o=options: decode_attention(qkv, cos, sin, *c, position, HEADS, **o)
                 for c in caches
             ]
             chosen = default_splits(length, batch * KV_HEADS)
-            default = splits == chosen and tile == default_tile(length, chosen, batch * KV_HEADS)
-            entry = {"splits": splits, "tile": tile, "default": default, "rel_error": error}
+            default = (
+                warps_over == "heads"
+                and splits == chosen
+                and tile == default_tile(length, chosen, batch * KV_HEADS)
+            )
+            entry = {"splits": splits, "tile": tile, "warps_over": warps_over, "default": default}
+            entry["rel_error"] = error
             entry["us"] = round(graph_us_per_call(calls), 2)
             row["anybit"].append(entry)
     best = min(row["anybit"], key=lambda e: e["us"])
     print(
         f"batch {batch} length {length}: torch {row['torch_us']} µs, anybit "
         + ", ".join(
-            f"{e['us']} (splits {e['splits']}, tile {e['tile']}{', default' if e['default'] else ''})"
+            f"{e['us']} ({e['warps_over']}, splits {e['splits']}, tile {e['tile']}"
+            f"{', default' if e['default'] else ''})"
             for e in row["anybit"]
         )
         + f"; best × torch {row['torch_us'] / best['us']:.2f}, error {best['rel_error']:.1e}"
@@ -124,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,16")
     parser.add_argument("--lengths", default="80,1024,4096")
     parser.add_argument("--splits", default="1,4,16", help="runs of the cache to time besides the default")
-    parser.add_argument("--tiles", default="8,16", help="cache positions a block scores at once")
+    parser.add_argument("--tiles", default="8,16", help="tiles with a warp per query head")
+    parser.add_argument(
+        "--positions-tiles", default="16", help="tiles with the warps over the positions (multiples of 4·G)"
+    )
     parser.add_argument("--copies", type=int, default=8, help="layers' caches in the row")
     parser.add_argument("--out", type=pathlib.Path, default=None)
     args = parser.parse_args(argv)
@@ -133,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     splits = [int(s) for s in args.splits.split(",") if s]
-    tiles = [int(t) for t in args.tiles.split(",") if t]
+    variants = [("heads", int(t)) for t in args.tiles.split(",") if t]
+    variants += [("positions", int(t)) for t in args.positions_tiles.split(",") if t]
     rows = [
-        measure(int(b), int(n), splits, tiles, args.copies)
+        measure(int(b), int(n), splits, variants, args.copies)
         for b in args.batches.split(",")
         for n in args.lengths.split(",")
     ]

@@ -34,6 +34,13 @@ from anybit.layout import spatial
 DEFAULT_TILE = 8
 #: Position slots of a warp: its lanes are SLOTS positions × (32 / SLOTS) parts of the head dimension.
 SLOTS = 8
+#: The same with the warps over positions (each lane holding every query head of the group: fewer slots, so
+#: that a lane's share of the head dimension, and its registers, stay small).
+GROUP_SLOTS = 4
+#: What a block's warps are spread over: the group's query heads (a warp each, every warp walking every
+#: position) or the positions (each warp its own slots, every lane all G query heads: each K and V element is
+#: converted once for the group instead of once a query head).
+WARPS_OVER = ("heads", "positions")
 #: The score of a position outside a block's run: finite, so a run without positions has a finite max and
 #: gets exp(MASKED − max) = 0 weight when the runs are combined.
 MASKED = -1.0e30
@@ -61,6 +68,8 @@ class DecodeAttention(anybit.Script):
         Runs the cache is split into, a block each (flash-decoding): at batch 1 a long cache is otherwise
         walked by ``kv_heads`` blocks alone. Each run keeps its max, total and weighted sum in an f32
         workspace; the last run of a (sequence, KV head) to arrive combines them in run order.
+    warps_over
+        ``"heads"`` or ``"positions"`` (see WARPS_OVER).
 
     Launch arguments: ``qkv`` [B, (heads + 2 kv_heads) · D] (q, k, v side by side: a fused projection's
     output), ``cos`` and ``sin`` [B, D] (the step's rotary tables), ``k_cache`` and ``v_cache``
@@ -77,8 +86,11 @@ class DecodeAttention(anybit.Script):
         scale: float,
         tile: int = DEFAULT_TILE,
         splits: int = 1,
+        warps_over: str = "heads",
     ) -> None:
         super().__init__()
+        if warps_over not in WARPS_OVER:
+            raise ValueError(f"expected warps_over one of {WARPS_OVER}, got {warps_over!r}")
         if not 1 <= splits <= MAX_SPLITS:
             raise ValueError(f"expected 1 to {MAX_SPLITS} splits of the cache, got {splits}")
         if heads % kv_heads or not 1 <= heads // kv_heads <= 16:
@@ -88,8 +100,12 @@ class DecodeAttention(anybit.Script):
             )
         if head_dim % 64:
             raise ValueError(f"expected head_dim a multiple of 64, got {head_dim}")
-        if tile % SLOTS or tile <= 0:
-            raise ValueError(f"expected a tile of a positive multiple of {SLOTS} positions, got {tile}")
+        step = SLOTS if warps_over == "heads" else GROUP_SLOTS * (heads // kv_heads)
+        if tile % step or tile <= 0:
+            raise ValueError(
+                f"expected a tile of a positive multiple of {step} positions (warps over {warps_over}), "
+                f"got {tile}"
+            )
         if act not in (torch.float16, torch.bfloat16):
             raise ValueError(f"expected float16 or bfloat16 activations, got {act}")
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
@@ -98,6 +114,7 @@ class DecodeAttention(anybit.Script):
         self.scale = float(scale)
         self.tile = tile
         self.splits = splits
+        self.warps_over = warps_over
 
     def __call__(
         self,
@@ -120,12 +137,22 @@ class DecodeAttention(anybit.Script):
         h = self.blockIdx.x
         b = self.blockIdx.y
         sequence_head = b * hkv + h
-        # [1, G, T, D/2]: a warp per query head, its lanes SLOTS position slots × 4 parts of the half head
-        # dimension (T / SLOTS positions and D/8 contiguous elements a lane); the query, the slots' running
-        # sums and the output in the same layout reduced over the positions (broadcast along the slots).
-        parts = 32 // SLOTS
-        tiles = spatial(1, g, SLOTS, parts).local(1, 1, t // SLOTS, half // parts)
-        heads = tiles.reduce([2], keepdims=True)
+        # [1, G, T, D/2]. Warps over heads: a warp per query head, its lanes SLOTS position slots × 4 parts of
+        # the half head dimension (T / SLOTS positions and D/8 contiguous elements a lane). Warps over
+        # positions: the block's lanes are GROUP_SLOTS · G slots (a warp's slots its own) × 8 parts (D/16
+        # elements), every lane holding all G query heads. Keys and values: the products' layout reduced over
+        # the heads; the query, the slots' running sums and the output: reduced over the positions.
+        if self.warps_over == "heads":
+            parts = 32 // SLOTS
+            products = spatial(1, g, SLOTS, parts).local(1, 1, t // SLOTS, half // parts)
+            keys = products
+        else:
+            parts = 32 // GROUP_SLOTS
+            slots = GROUP_SLOTS * g
+            products = spatial(1, 1, slots, parts).local(1, g, t // slots, half // parts)
+            keys = products.reduce([1], keepdims=True)
+        self._products = products
+        heads = products.reduce([2], keepdims=True)
         rows = spatial(1, g, 1, 32).local(1, 1, 1, d // 64)
         self.wait_prior_grids()  # qkv and the position are the previous kernels' outputs
         self.allow_dependent_grids()
@@ -175,21 +202,21 @@ class DecodeAttention(anybit.Script):
         # run, they are masked), so a tile's L2 round trip overlaps the previous tile's arithmetic. Each slot
         # (a lane's positions) keeps its own running max, total and weighted sums: a slot that has seen only
         # masked positions holds max MASKED, and its weight becomes 0 once a real score is larger.
-        tile = self._load_tile(gk, gv, sequence_head, first, tiles)
-        ahead = self._load_tile(gk, gv, sequence_head, first + t, tiles)
+        tile = self._load_tile(gk, gv, sequence_head, first, keys)
+        ahead = self._load_tile(gk, gv, sequence_head, first + t, keys)
         running_max = self._scores(tile, q_lo, q_hi, first, end)
         total = self.exp(running_max - running_max)
-        acc_lo, acc_hi = (self.cast(part, float32) for part in tile[2:])
+        acc_lo, acc_hi = (self._weighted(total, part) for part in tile[2:])
         k_lo, k_hi, v_lo, v_hi = ahead
         for start in self.range(first + t, end, t):
-            following = self._load_tile(gk, gv, sequence_head, start + t, tiles)
+            following = self._load_tile(gk, gv, sequence_head, start + t, keys)
             scores = self._scores((k_lo, k_hi, v_lo, v_hi), q_lo, q_hi, start, end)
             new_max = self.maximum(running_max, scores)
             correction = self.exp(running_max - new_max)
             weights = self.exp(scores - new_max)
             total = total * correction + weights
-            acc_lo = acc_lo * correction + weights * self.cast(v_lo, float32)
-            acc_hi = acc_hi * correction + weights * self.cast(v_hi, float32)
+            acc_lo = acc_lo * correction + self._weighted(weights, v_lo)
+            acc_hi = acc_hi * correction + self._weighted(weights, v_hi)
             running_max = new_max
             k_lo, k_hi, v_lo, v_hi = following
         # The slots combined: their sums scaled to the block's max (a slot of masked positions only gets 0).
@@ -245,20 +272,31 @@ class DecodeAttention(anybit.Script):
         return lo * cos_lo - hi * sin_lo, hi * cos_hi + lo * sin_hi
 
     def _load_tile(self, gk, gv, sequence_head, start, layout):
-        """The tile's keys and values from ``start`` on, each as halves [1, G, T, D/2] (activation dtype)."""
-        g, t, half = self.group, self.tile, self.head_dim // 2
-        shape = [1, g, t, half]
+        """The tile's keys and values from ``start`` on, each as halves [1, G or 1, T, D/2] (the layout's
+        shape; activation dtype)."""
+        half = self.head_dim // 2
         return tuple(
-            self.load_global(view, [sequence_head, 0, start, column], shape, layout=layout)
+            self.load_global(view, [sequence_head, 0, start, column], list(layout.shape), layout=layout)
             for view in (gk, gv)
             for column in (0, half)
         )
 
+    def _product(self, a, b):
+        """a · b broadcast to [1, G, T, D/2] in the products' layout (both sides may broadcast)."""
+        product = a * b
+        self.annotate_layout(product, self._products)
+        return product
+
+    def _weighted(self, weights, values):
+        """weights [1, G, T, 1] times the values' half [1, G or 1, T, D/2] in f32."""
+        return self._product(weights, self.cast(values, float32))
+
     def _scores(self, tile, q_lo, q_hi, start, end):
         """Scaled q·k of the tile's positions [1, G, T, 1] (f32; positions from ``end`` on score MASKED)."""
         k_lo, k_hi = (self.cast(part, float32) for part in tile[:2])
-        scores = self.sum(q_lo * k_lo + q_hi * k_hi, 3, keepdim=True) * self.scale
-        positions = self.index([1, self.group, self.tile, 1], 2, layout=scores.layout) + start
+        products = self._product(q_lo, k_lo) + self._product(q_hi, k_hi)
+        scores = self.sum(products, 3, keepdim=True) * self.scale
+        positions = self.index([1, self.group, self.tile, 1], 2) + start
         return self.where(positions < end, scores, MASKED)
 
 
@@ -317,6 +355,7 @@ def decode_attention(
     out: torch.Tensor | None = None,
     splits: int | None = None,
     tile: int | None = None,
+    warps_over: str = "heads",
 ) -> torch.Tensor:
     """One decode token's attention for every sequence of a batch, in one kernel (see the module docstring).
 
@@ -339,7 +378,12 @@ def decode_attention(
     splits
         Runs of the cache, a block each (default :func:`default_splits` of L and B · kv_heads).
     tile
-        Cache positions a warp scores a loop step (a multiple of 8; default :func:`default_tile`).
+        Cache positions a block scores a loop step (default :func:`default_tile`): a multiple of 8 with the
+        warps over the heads, of 4 · heads / kv_heads with the warps over the positions.
+    warps_over
+        ``"heads"`` (a warp per query head of the group) or ``"positions"`` (each warp its own positions,
+        every lane all of the group's query heads: each K and V element converted once for the group;
+        ~27 instructions a head and position against ~36, not yet timed on a GPU).
 
     A position outside the cache (read on the device, so not checked here: that would synchronise) writes
     NaN to ``out`` and nothing to the caches.
@@ -372,7 +416,10 @@ def decode_attention(
         check_tensor("out", out, (batch, heads * head_dim), act, device)
     scale = head_dim**-0.5 if scale is None else float(scale)
     splits = default_splits(length, batch * kv_heads) if splits is None else int(splits)
-    tile = default_tile(length, splits, batch * kv_heads) if tile is None else int(tile)
-    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, tile, splits)
+    if tile is None:
+        tile = default_tile(length, splits, batch * kv_heads)
+        if warps_over == "positions":  # a position a lane a step (two spill registers at G = 4)
+            tile = GROUP_SLOTS * (heads // kv_heads)
+    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, int(tile), splits, warps_over)
     run_kernel(kernel, qkv, cos, sin, k_cache, v_cache, position, out, batch, length)
     return out

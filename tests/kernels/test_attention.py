@@ -68,6 +68,7 @@ def run_case(
     seed=0,
     device="cpu",
     splits=1,
+    warps_over="heads",
 ):
     """The kernel (interpreted on the CPU, launched on CUDA) and the float64 reference of one step."""
     qkv, cos, sin, k_cache, v_cache = make_case(batch, heads, kv_heads, head_dim, length, act, seed, device)
@@ -85,7 +86,7 @@ def run_case(
         scale,
     )
     out = torch.full((batch, heads * head_dim), float("nan"), dtype=act, device=device)
-    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, tile, splits)
+    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, tile, splits, warps_over)
     run_kernel(
         kernel, qkv, cos, sin, k_cache, v_cache, torch.tensor([position], device=device), out, batch, length
     )
@@ -134,6 +135,34 @@ def test_decode_attention_split_over_the_cache(batch, heads, kv_heads, length, p
     check_case(found, expected)
 
 
+@pytest.mark.parametrize(
+    ("batch", "heads", "kv_heads", "head_dim", "length", "position", "tile", "splits"),
+    [
+        (1, 8, 4, 128, 24, 0, 8, 1),  # G = 2: 8 slots a block, the first token
+        (1, 8, 2, 128, 40, 33, 32, 1),  # G = 4, two positions a lane, a ragged last tile
+        (2, 4, 4, 64, 40, 39, 4, 1),  # multi-head (G = 1: one warp of 4 slots), the last position
+        (1, 16, 4, 128, 70, 61, 16, 3),  # Llama-3-8B's group of 4, split into runs
+        (1, 8, 1, 64, 33, 20, 32, 1),  # G = 8 warps
+    ],
+)
+def test_decode_attention_with_warps_over_positions(
+    batch, heads, kv_heads, head_dim, length, position, tile, splits
+):
+    found, expected = run_case(
+        batch,
+        heads,
+        kv_heads,
+        head_dim,
+        length,
+        position,
+        tile=tile,
+        seed=position + 1,
+        splits=splits,
+        warps_over="positions",
+    )
+    check_case(found, expected)
+
+
 def test_default_splits_grow_with_the_cache_and_fill_the_gpu():
     assert default_splits(10, 8, 132) == 1  # shorter than a run
     assert default_splits(145, 8, 132) == 10  # runs of 16 positions at least
@@ -143,10 +172,14 @@ def test_default_splits_grow_with_the_cache_and_fill_the_gpu():
     assert default_tile(4096, 3, 128, 132) == 8  # long runs but a large grid: registers cost blocks
 
 
-def test_decode_attention_bfloat16_and_the_entry_point():
+@pytest.mark.parametrize("warps_over", ["heads", "positions"])
+def test_decode_attention_bfloat16_and_the_entry_point(warps_over):
     qkv, cos, sin, k_cache, v_cache = make_case(1, 8, 2, 64, 20, torch.bfloat16, seed=3)
     expected = reference(qkv, cos, sin, k_cache, v_cache, 11, 8, 2, 64, 64**-0.5)
-    out = decode_attention(qkv, cos[:, None], sin[:, None], k_cache, v_cache, torch.tensor([11]), heads=8)
+    position = torch.tensor([11])
+    out = decode_attention(
+        qkv, cos[:, None], sin[:, None], k_cache, v_cache, position, heads=8, warps_over=warps_over
+    )
     check_case((out, k_cache, v_cache), expected)
 
 
@@ -170,6 +203,10 @@ def test_decode_attention_rejects_shapes_it_cannot_take():
         DecodeAttention(8, 2, 128, torch.float16, 0.1, splits=MAX_SPLITS + 1)
     with pytest.raises(ValueError, match="multiple of 8 positions"):
         DecodeAttention(8, 2, 128, torch.float16, 0.1, tile=12)
+    with pytest.raises(ValueError, match="multiple of 16 positions"):
+        DecodeAttention(16, 4, 128, torch.float16, 0.1, tile=8, warps_over="positions")
+    with pytest.raises(ValueError, match="warps_over"):
+        DecodeAttention(8, 2, 128, torch.float16, 0.1, warps_over="lanes")
     qkv, cos, sin, k_cache, v_cache = make_case(1, 8, 2, 64, 16)
     position = torch.tensor([3])
     with pytest.raises(ValueError, match="expected qkv"):

@@ -28,10 +28,21 @@ pytestmark = [
         (16, 1024, 700, 8),
     ],
 )
-@pytest.mark.parametrize("tile", [8, 16])
-def test_decode_attention_on_cuda(act, batch, length, position, splits, tile):
+@pytest.mark.parametrize(("warps_over", "tile"), [("heads", 8), ("heads", 16), ("positions", 16)])
+def test_decode_attention_on_cuda(act, batch, length, position, splits, warps_over, tile):
     found, expected = run_case(
-        batch, 32, 8, 128, length, position, act=act, seed=position, device="cuda", splits=splits, tile=tile
+        batch,
+        32,
+        8,
+        128,
+        length,
+        position,
+        act=act,
+        seed=position,
+        device="cuda",
+        splits=splits,
+        tile=tile,
+        warps_over=warps_over,
     )
     check_case(found, expected)
 
