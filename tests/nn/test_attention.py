@@ -120,3 +120,24 @@ def test_fused_attention_with_folded_norms_on_a_quantized_model():
     fuse_attention(model)
     anybit.quantize_model(model, "int8", group_size=64, progress=False)
     _decode_side_by_side(reference, model, batch=1, prompt_length=4, steps=2, tolerance=5e-2)
+
+
+def test_transformers_generate_with_a_static_cache_takes_the_kernel(monkeypatch):
+    """The user's path: ``model.generate(..., cache_implementation="static")`` on a fused model decodes the
+    tokens the unfused model does, every decode step of every layer through the kernel."""
+    import anybit.nn.attention as attention
+
+    calls = []
+    kernel = attention.decode_attention
+    monkeypatch.setattr(attention, "decode_attention", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    model = _model()
+    reference = copy.deepcopy(model)
+    fuse_projections(model)
+    fuse_attention(model)
+    prompt = torch.randint(0, 128, (2, 5), generator=torch.Generator().manual_seed(1))
+    settings = dict(max_new_tokens=5, do_sample=False, cache_implementation="static")
+    with torch.no_grad():
+        expected = reference.generate(prompt, **settings)
+        found = model.generate(prompt, **settings)
+    assert torch.equal(found, expected)
+    assert len(calls) == 2 * 4  # the first new token comes from the prompt's forward
