@@ -87,6 +87,7 @@ class DecodeAttention(anybit.Script):
         tile: int = DEFAULT_TILE,
         splits: int = 1,
         warps_over: str = "heads",
+        masked: bool = False,
     ) -> None:
         super().__init__()
         if warps_over not in WARPS_OVER:
@@ -115,6 +116,7 @@ class DecodeAttention(anybit.Script):
         self.tile = tile
         self.splits = splits
         self.warps_over = warps_over
+        self.masked = masked
 
     def __call__(
         self,
@@ -125,8 +127,10 @@ class DecodeAttention(anybit.Script):
         v_cache: anybit.ptr(self.act),  # noqa: F821
         position: anybit.ptr(anybit.int64),
         out: anybit.ptr(self.act),  # noqa: F821
+        mask: anybit.ptr(anybit.uint8),
         batch: anybit.int32,
         length: anybit.int32,
+        mask_stride: anybit.int32,
     ):
         act, g, d, t, hkv = self.act, self.group, self.head_dim, self.tile, self.kv_heads
         half = d // 2
@@ -153,6 +157,9 @@ class DecodeAttention(anybit.Script):
             keys = products.reduce([1], keepdims=True)
         self._products = products
         heads = products.reduce([2], keepdims=True)
+        self._score_layout = products.reduce([3], keepdims=True)
+        self._mask = self._mask_view(mask, batch, length, mask_stride)
+        self._sequence = b
         rows = spatial(1, g, 1, 32).local(1, 1, 1, d // 64)
         self.wait_prior_grids()  # qkv and the position are the previous kernels' outputs
         self.allow_dependent_grids()
@@ -271,6 +278,15 @@ class DecodeAttention(anybit.Script):
         sin_hi = self.cast(self.load_global(sin_view, [b, 0, 0, half], shape, layout=layout), float32)
         return lo * cos_lo - hi * sin_lo, hi * cos_hi + lo * sin_hi
 
+    def _mask_view(self, mask, batch, length, mask_stride):
+        """The padding mask (1: attend) of each sequence's positions, broadcast over the group's heads, or
+        None when the kernel reads no mask. (A helper, not a conditional expression in ``__call__``: the
+        transpiler turns those into both branches run one after the other.)"""
+        if not self.masked:
+            return None
+        shape, strides = [batch, self.group, length, 1], [mask_stride, 0, 1, 0]
+        return self.global_view(mask, anybit.uint8, shape, strides=strides)
+
     def _load_tile(self, gk, gv, sequence_head, start, layout):
         """The tile's keys and values from ``start`` on, each as halves [1, G or 1, T, D/2] (the layout's
         shape; activation dtype)."""
@@ -296,7 +312,11 @@ class DecodeAttention(anybit.Script):
         k_lo, k_hi = (self.cast(part, float32) for part in tile[:2])
         products = self._product(q_lo, k_lo) + self._product(q_hi, k_hi)
         scores = self.sum(products, 3, keepdim=True) * self.scale
-        positions = self.index([1, self.group, self.tile, 1], 2) + start
+        shape, layout = [1, self.group, self.tile, 1], self._score_layout
+        positions = self.index(shape, 2, layout=layout) + start
+        if self._mask is not None:
+            keep = self.load_global(self._mask, [self._sequence, 0, start, 0], shape, layout=layout)
+            scores = self.where(self.ne(keep, 0), scores, MASKED)
         return self.where(positions < end, scores, MASKED)
 
 
@@ -356,6 +376,7 @@ def decode_attention(
     splits: int | None = None,
     tile: int | None = None,
     warps_over: str = "heads",
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One decode token's attention for every sequence of a batch, in one kernel (see the module docstring).
 
@@ -384,6 +405,10 @@ def decode_attention(
         ``"heads"`` (a warp per query head of the group) or ``"positions"`` (each warp its own positions,
         every lane all of the group's query heads: each K and V element converted once for the group;
         ~27 instructions a head and position against ~36, not yet timed on a GPU).
+    mask
+        Optional bool [B, L] (rows at any stride, positions contiguous): True where a sequence attends to a
+        cache position — a left-padded batch's attention mask (transformers' decode mask
+        ``attention_mask[:, 0, 0, :]``). Without it every position up to ``position`` is attended to.
 
     A position outside the cache (read on the device, so not checked here: that would synchronise) writes
     NaN to ``out`` and nothing to the caches.
@@ -410,6 +435,7 @@ def decode_attention(
     for name, (tensor, shape) in checked.items():
         check_tensor(name, tensor, shape, act, device)
     check_tensor("position", position, (1,), torch.int64, device)
+    mask_bytes, mask_stride = _mask_bytes(mask, batch, length, device, position)
     if out is None:
         out = torch.empty(batch, heads * head_dim, dtype=act, device=device)
     else:
@@ -420,6 +446,29 @@ def decode_attention(
         tile = default_tile(length, splits, batch * kv_heads)
         if warps_over == "positions":  # a position a lane a step (two spill registers at G = 4)
             tile = GROUP_SLOTS * (heads // kv_heads)
-    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, int(tile), splits, warps_over)
-    run_kernel(kernel, qkv, cos, sin, k_cache, v_cache, position, out, batch, length)
+    kernel = attention_kernel(
+        heads, kv_heads, head_dim, act, scale, int(tile), splits, warps_over, mask is not None
+    )
+    run_kernel(kernel, qkv, cos, sin, k_cache, v_cache, position, out, mask_bytes, batch, length, mask_stride)
     return out
+
+
+def _mask_bytes(mask: torch.Tensor | None, batch: int, length: int, device, position: torch.Tensor):
+    """The mask as uint8 bytes and its row stride (a placeholder the kernel does not read without one)."""
+    if mask is None:
+        return position.view(torch.uint8), 0
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise TypeError(
+            f"expected mask to be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}"
+        )
+    if tuple(mask.shape) != (batch, length) or mask.device != device:
+        raise ValueError(
+            f"expected mask bool [B, L] = [{batch}, {length}] on {device}, got {list(mask.shape)} on "
+            f"{mask.device}"
+        )
+    if length > 1 and mask.stride(1) != 1:
+        raise ValueError("expected the mask's positions contiguous (stride 1); pass mask.contiguous()")
+    # The bytes from the first row's start to the last row's end, as one contiguous run (what a pointer
+    # argument is): the kernel steps through the rows itself.
+    span = mask.stride(0) * (batch - 1) + length
+    return mask.as_strided((span,), (1,)).view(torch.uint8), mask.stride(0)

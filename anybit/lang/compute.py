@@ -105,6 +105,13 @@ def elementwise(op: str, operands: Sequence, out: RegisterTensor | None = None):
     builder = current_builder()
     instruction = "where" if op == "where" else ("unary" if len(operands) == 1 else "binary") + f" `{op}`"
     tensors = [v for v in operands if isinstance(v, RegisterTensor)]
+    if op == "where" and isinstance(operands[0], bool) and tensors:
+        raise builder.error(
+            f"expected a boolean register tensor or run-time scalar as the condition, got the Python bool "
+            f"{operands[0]}: outside a transpiled __call__, == and != compare Python objects; use "
+            "self.eq(a, b) / self.ne(a, b)",
+            instruction,
+        )
     if not tensors:
         return _scalar_elementwise(builder, op, operands, instruction)
     if op not in UNARY_TENSOR_OPS | BINARY_TENSOR_OPS | {"where"}:

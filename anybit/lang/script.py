@@ -348,7 +348,9 @@ def _unary_method(op: str):
     return method
 
 
-for _op in ("add", "sub", "mul", "div", "mod", "maximum", "minimum"):
+# Comparisons as methods too: ``==`` and ``!=`` are element-wise only inside a transpiled ``__call__``; in a
+# helper method they compare Python objects, so helpers write ``self.eq(a, b)`` / ``self.ne(a, b)``.
+for _op in ("add", "sub", "mul", "div", "mod", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge"):
     setattr(Script, _op, _binary_method(_op))
 for _op in ("neg", "abs", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "sin", "cos", "tanh"):
     setattr(Script, _op, _unary_method(_op))

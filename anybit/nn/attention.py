@@ -5,8 +5,9 @@ attention in one kernel, launched as a programmatic dependent), then ``o_proj``.
 dynamic caches, several tokens a step) runs the block's own forward.
 
 It replaces ~5 kernels a layer (the rotary and cache-update kernels, the attention and its input copy) by one.
-It assumes what a static-cache decode step is: every sequence of the batch at the same position, no padding
-mask (left-padded batches need the block's own forward: do not fuse them).
+It assumes what a static-cache decode step is: every sequence of the batch at the same cache position; the
+attention mask transformers passes (a left-padded batch's padding, the cache's unfilled positions) is
+applied per sequence and position; a mask of another form keeps the block's own forward.
 """
 
 from __future__ import annotations
@@ -30,15 +31,39 @@ def decode_attention_op(
     position: torch.Tensor,
     heads: int,
     scale: float,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`decode_attention` as a torch op (``torch.compile`` and CUDA graphs see one op that writes the
     caches), returning the attention output [B, heads · D]."""
-    return decode_attention(qkv, cos, sin, k_cache, v_cache, position, heads, scale)
+    return decode_attention(qkv, cos, sin, k_cache, v_cache, position, heads, scale, mask=mask)
 
 
 @decode_attention_op.register_fake
-def _decode_attention_fake(qkv, cos, sin, k_cache, v_cache, position, heads, scale):
+def _decode_attention_fake(qkv, cos, sin, k_cache, v_cache, position, heads, scale, mask=None):
     return qkv.new_empty(qkv.shape[0], heads * k_cache.shape[-1])
+
+
+#: What :func:`_decode_mask` returns for a mask the kernel cannot take (the block's own forward runs).
+_UNSUPPORTED = object()
+
+
+def _decode_mask(attention_mask, batch: int, length: int):
+    """transformers' decode-step mask ([B or 1, 1, 1, L]: bool, True to attend, or additive float, 0 to
+    attend) as the kernel's bool [B, L]; None without one; ``_UNSUPPORTED`` for anything else (another
+    shape, a block mask object)."""
+    if attention_mask is None:
+        return None
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.dim() != 4:
+        return _UNSUPPORTED
+    rows, heads, queries, positions = attention_mask.shape
+    if rows not in (1, batch) or heads != 1 or queries != 1 or positions != length:
+        return _UNSUPPORTED
+    mask = attention_mask[:, 0, 0, :]
+    if mask.dtype != torch.bool:
+        mask = mask == 0  # an additive mask: 0 where attended, a large negative number elsewhere
+    if mask.stride(-1) != 1:
+        mask = mask.contiguous()
+    return mask.expand(batch, length)
 
 
 def _cache_layer(cache, index: int):
@@ -65,6 +90,7 @@ def _fused_forward(
     counted = layer is not None and isinstance(getattr(layer, "cumulative_length", None), torch.Tensor)
     position = layer.cumulative_length if counted else kwargs.get("cache_position")
     batch, tokens = hidden_states.shape[:2]
+    mask = _decode_mask(attention_mask, batch, layer.keys.shape[2]) if layer is not None else None
     if (
         layer is None
         or position is None
@@ -72,6 +98,7 @@ def _fused_forward(
         or position_embeddings is None
         or hidden_states.dtype not in (torch.float16, torch.bfloat16)
         or layer.keys.shape[0] != batch
+        or mask is _UNSUPPORTED
     ):
         return self.anybit_forward(
             hidden_states, position_embeddings=position_embeddings, attention_mask=attention_mask, **kwargs
@@ -87,6 +114,7 @@ def _fused_forward(
         position.reshape(1),
         self.anybit_heads,
         float(self.scaling),
+        mask,
     )
     projected = self.o_proj(out.view(batch, 1, -1))
     if counted and self.anybit_counted_layers:

@@ -9,12 +9,10 @@ import torch
 from anybit.kernels.attention import (
     MAX_SPLITS,
     DecodeAttention,
-    attention_kernel,
     decode_attention,
     default_splits,
     default_tile,
 )
-from anybit.kernels.checks import run_kernel
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -24,8 +22,8 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + rotated * sin
 
 
-def reference(qkv, cos, sin, k_cache, v_cache, position, heads, kv_heads, head_dim, scale):
-    """float64: (out [B, heads·D], k_cache, v_cache after the step's write)."""
+def reference(qkv, cos, sin, k_cache, v_cache, position, heads, kv_heads, head_dim, scale, mask=None):
+    """float64: (out [B, heads·D], k_cache, v_cache after the step's write); ``mask`` bool [B, L]."""
     qkv, cos, sin = qkv.double(), cos.double()[:, None, :], sin.double()[:, None, :]
     k_cache, v_cache = k_cache.double().clone(), v_cache.double().clone()
     batch = qkv.shape[0]
@@ -38,7 +36,10 @@ def reference(qkv, cos, sin, k_cache, v_cache, position, heads, kv_heads, head_d
     group = heads // kv_heads
     keys = k_cache[:, :, : position + 1].repeat_interleave(group, dim=1)  # [B, H, P+1, D]
     values = v_cache[:, :, : position + 1].repeat_interleave(group, dim=1)
-    weights = torch.softmax(torch.einsum("bhd,bhpd->bhp", q, keys) * scale, dim=-1)
+    scores = torch.einsum("bhd,bhpd->bhp", q, keys) * scale
+    if mask is not None:
+        scores = scores.masked_fill(~mask[:, None, : position + 1].cpu(), float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
     out = torch.einsum("bhp,bhpd->bhd", weights, values).reshape(batch, heads * head_dim)
     return out, k_cache, v_cache
 
@@ -69,8 +70,10 @@ def run_case(
     device="cpu",
     splits=1,
     warps_over="heads",
+    mask=None,
 ):
-    """The kernel (interpreted on the CPU, launched on CUDA) and the float64 reference of one step."""
+    """The kernel (interpreted on the CPU, launched on CUDA) and the float64 reference of one step (``mask``:
+    bool [B, L], True where a sequence attends)."""
     qkv, cos, sin, k_cache, v_cache = make_case(batch, heads, kv_heads, head_dim, length, act, seed, device)
     scale = head_dim**-0.5
     expected = reference(
@@ -84,12 +87,12 @@ def run_case(
         kv_heads,
         head_dim,
         scale,
+        mask,
     )
     out = torch.full((batch, heads * head_dim), float("nan"), dtype=act, device=device)
-    kernel = attention_kernel(heads, kv_heads, head_dim, act, scale, tile, splits, warps_over)
-    run_kernel(
-        kernel, qkv, cos, sin, k_cache, v_cache, torch.tensor([position], device=device), out, batch, length
-    )
+    position_tensor = torch.tensor([position], device=device)
+    options = dict(scale=scale, out=out, splits=splits, tile=tile, warps_over=warps_over, mask=mask)
+    decode_attention(qkv, cos, sin, k_cache, v_cache, position_tensor, heads, **options)
     return (out.cpu(), k_cache.cpu(), v_cache.cpu()), expected
 
 
@@ -161,6 +164,50 @@ def test_decode_attention_with_warps_over_positions(
         warps_over="positions",
     )
     check_case(found, expected)
+
+
+@pytest.mark.parametrize(
+    ("warps_over", "tile", "splits"), [("heads", 8, 1), ("heads", 8, 4), ("positions", 16, 3)]
+)
+def test_decode_attention_with_a_padding_mask(warps_over, tile, splits):
+    """A left-padded batch: each sequence attends only where its mask is True (the first sequence's padding
+    and a masked position in the middle, the second sequence unpadded; the mask's rows at a stride)."""
+    batch, heads, kv_heads, length, position = 2, 16, 4, 48, 37
+    padded = torch.ones(batch, length + 5, dtype=torch.bool)
+    padded[0, :9] = False
+    padded[0, 20] = False
+    mask = padded[:, :length]  # rows length + 5 apart
+    found, expected = run_case(
+        batch,
+        heads,
+        kv_heads,
+        64,
+        length,
+        position,
+        tile=tile,
+        seed=5,
+        splits=splits,
+        warps_over=warps_over,
+        mask=mask,
+    )
+    check_case(found, expected)
+    unmasked, _ = run_case(batch, heads, kv_heads, 64, length, position, tile=tile, seed=5, splits=splits)
+    assert not torch.allclose(found[0][0], unmasked[0][0], atol=1e-2)  # the mask changed sequence 0
+    assert torch.equal(found[0][1], unmasked[0][1])  # and left sequence 1 alone
+
+
+def test_decode_attention_checks_the_mask():
+    qkv, cos, sin, k_cache, v_cache = make_case(1, 4, 2, 64, 12, seed=4)
+    position = torch.tensor([3])
+    with pytest.raises(TypeError, match="bool"):
+        decode_attention(qkv, cos, sin, k_cache, v_cache, position, heads=4, mask=torch.ones(1, 12))
+    with pytest.raises(ValueError, match=r"\[1, 12\]"):
+        decode_attention(
+            qkv, cos, sin, k_cache, v_cache, position, heads=4, mask=torch.ones(1, 11, dtype=torch.bool)
+        )
+    with pytest.raises(ValueError, match="contiguous"):
+        strided = torch.ones(1, 24, dtype=torch.bool)[:, ::2]
+        decode_attention(qkv, cos, sin, k_cache, v_cache, position, heads=4, mask=strided)
 
 
 def test_default_splits_grow_with_the_cache_and_fill_the_gpu():

@@ -113,13 +113,14 @@ def test_decode_kernel_waits_for_prior_grids_from_sm_90_on(arch, split):
     ("warps_over", "tile", "splits"),
     [("heads", 8, 1), ("heads", 16, 1), ("heads", 8, 10), ("positions", 16, 1), ("positions", 16, 3)],
 )
-def test_decode_attention_compiles_without_spills(warps_over, tile, splits):
+@pytest.mark.parametrize("masked", [False, True])
+def test_decode_attention_compiles_without_spills(warps_over, tile, splits, masked):
     """Llama-3-8B's heads: the tile-16 and positions variants hold 240–255 registers, at the edge of
     spilling — a change that tips them over shows up here, not as a slow kernel on the GPU."""
     from anybit.kernels.attention import DecodeAttention
 
-    kernel = DecodeAttention(32, 8, 128, torch.float16, 128**-0.5, tile, splits, warps_over)
-    compiled = anybit.compile(kernel, *[None] * 9, arch="sm_90a")
+    kernel = DecodeAttention(32, 8, 128, torch.float16, 128**-0.5, tile, splits, warps_over, masked)
+    compiled = anybit.compile(kernel, *[None] * 11, arch="sm_90a")
     _check_resources(compiled)
     assert _count(r"griddepcontrol\.wait", compiled.ptx) == 1
     assert _count(r"shfl\.sync\.bfly", compiled.ptx) > 0  # scores reduced across lanes, not through memory

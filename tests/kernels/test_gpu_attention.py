@@ -47,6 +47,30 @@ def test_decode_attention_on_cuda(act, batch, length, position, splits, warps_ov
     check_case(found, expected)
 
 
+@pytest.mark.parametrize(
+    ("warps_over", "tile", "splits"), [("heads", 8, 1), ("heads", 16, 8), ("positions", 16, 4)]
+)
+def test_decode_attention_with_a_padding_mask_on_cuda(warps_over, tile, splits):
+    mask = torch.ones(4, 1024, dtype=torch.bool)
+    mask[0, :300] = False  # left padding
+    mask[2, 500:520] = False
+    found, expected = run_case(
+        4,
+        32,
+        8,
+        128,
+        1024,
+        700,
+        seed=9,
+        device="cuda",
+        splits=splits,
+        tile=tile,
+        warps_over=warps_over,
+        mask=mask.cuda(),
+    )
+    check_case(found, expected)
+
+
 def test_decode_attention_in_a_cuda_graph():
     """Three steps replayed from one graph: each writes its own cache row and attends over all before it."""
     qkv, cos, sin, k_cache, v_cache = make_case(1, 32, 8, 128, 1024, seed=7, device="cuda")  # 8 runs

@@ -141,3 +141,27 @@ def test_transformers_generate_with_a_static_cache_takes_the_kernel(monkeypatch)
         found = model.generate(prompt, **settings)
     assert torch.equal(found, expected)
     assert len(calls) == 2 * 4  # the first new token comes from the prompt's forward
+
+
+def test_generate_a_left_padded_batch_through_the_kernel(monkeypatch):
+    """transformers' padding mask reaches the kernel: a left-padded batch decodes the reference's tokens
+    (the kernel ran every decode step), and so does the unpadded sequence beside it."""
+    import anybit.nn.attention as attention
+
+    calls = []
+    kernel = attention.decode_attention
+    monkeypatch.setattr(
+        attention, "decode_attention", lambda *a, **k: calls.append(k.get("mask")) or kernel(*a, **k)
+    )
+    model = _model()
+    reference = copy.deepcopy(model)
+    fuse_projections(model)
+    fuse_attention(model)
+    prompt = torch.randint(1, 128, (2, 6), generator=torch.Generator().manual_seed(8))
+    padding = torch.tensor([[0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    settings = dict(attention_mask=padding, max_new_tokens=5, do_sample=False, cache_implementation="static")
+    with torch.no_grad():
+        expected = reference.generate(prompt, pad_token_id=0, **settings)
+        found = model.generate(prompt, pad_token_id=0, **settings)
+    assert torch.equal(found, expected)
+    assert len(calls) == 2 * 4 and all(mask is not None and not mask[0, :3].any() for mask in calls)
