@@ -280,8 +280,7 @@ class DecodeAttention(anybit.Script):
 
     def _mask_view(self, mask, batch, length, mask_stride):
         """The padding mask (1: attend) of each sequence's positions, broadcast over the group's heads, or
-        None when the kernel reads no mask. (A helper, not a conditional expression in ``__call__``: the
-        transpiler turns those into both branches run one after the other.)"""
+        None when the kernel reads no mask."""
         if not self.masked:
             return None
         shape, strides = [batch, self.group, length, 1], [mask_stride, 0, 1, 0]
