@@ -135,6 +135,27 @@ def _counter(cache, index: int) -> torch.Tensor | None:
     return counter if isinstance(counter, torch.Tensor) else None
 
 
+#: Attention blocks whose decode step is the kernel's math: q/k/v, rotate_half rotary over the whole head
+#: with transformers' cos/sin, the cache, softmax(q·kᵀ · scaling + mask) · v, o. Others (q/k norms as in
+#: Qwen3, logit soft-capping as in Gemma 2, partial rotary) would decode wrongly through the kernel.
+LLAMA_STYLE_ATTENTION = ("LlamaAttention", "MistralAttention", "Qwen2Attention")
+
+
+def _check_llama_math(module: nn.Module, config) -> None:
+    """Raise unless ``module`` computes what the kernel computes (see LLAMA_STYLE_ATTENTION)."""
+    kind = type(module).__name__
+    if kind not in LLAMA_STYLE_ATTENTION:
+        raise ValueError(
+            f"fuse_attention: {kind} is not one of the Llama-style attention blocks the kernel reproduces "
+            f"({', '.join(LLAMA_STYLE_ATTENTION)}); leave this model's attention unfused"
+        )
+    if getattr(config, "partial_rotary_factor", 1.0) != 1.0:
+        raise ValueError(
+            "fuse_attention: the config rotates only part of each head (partial_rotary_factor "
+            f"{config.partial_rotary_factor}); the kernel rotates whole heads — leave the attention unfused"
+        )
+
+
 def fuse_attention(model: nn.Module) -> int:
     """Give every Llama-style attention block with a fused ``qkv_proj`` (:func:`~anybit.nn.fuse_projections`)
     the one-kernel decode step, in place; returns how many blocks were changed.
@@ -142,8 +163,8 @@ def fuse_attention(model: nn.Module) -> int:
     Raises
     ------
     ValueError
-        If no block qualifies (call ``fuse_projections`` first), or a block's head counts or head dimension
-        are ones the kernel cannot take.
+        If no block qualifies (call ``fuse_projections`` first), a block's head counts or head dimension
+        are ones the kernel cannot take, or its math is not Llama's (``LLAMA_STYLE_ATTENTION``).
     """
     fused = 0
     config = getattr(model, "config", None)
@@ -154,6 +175,7 @@ def fuse_attention(model: nn.Module) -> int:
         if hasattr(module, "anybit_heads"):  # fused already (e.g. a copy of a fused model)
             fused += 1
             continue
+        _check_llama_math(module, config)
         head_dim = int(module.head_dim)
         heads = qkv.sizes[0] // head_dim
         kv_heads = qkv.sizes[1] // head_dim

@@ -165,3 +165,44 @@ def test_generate_a_left_padded_batch_through_the_kernel(monkeypatch):
         found = model.generate(prompt, pad_token_id=0, **settings)
     assert torch.equal(found, expected)
     assert len(calls) == 2 * 4 and all(mask is not None and not mask[0, :3].any() for mask in calls)
+
+
+def _tiny(config_class, **extra):
+    """A 1-layer bfloat16 model of ``config_class`` with 64-wide heads, projections fused."""
+    config = config_class(
+        vocab_size=128,
+        hidden_size=256,
+        intermediate_size=256,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=64,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        **extra,
+    )
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(5)
+    model = transformers.AutoModelForCausalLM.from_config(config).to(torch.bfloat16).eval()
+    return model
+
+
+def test_mistral_and_qwen2_attention_decode_through_the_kernel():
+    for config_class in (transformers.MistralConfig, transformers.Qwen2Config):
+        model = _tiny(config_class)
+        reference = copy.deepcopy(model)
+        fuse_projections(model)
+        assert fuse_attention(model) == 1
+        _decode_side_by_side(reference, model, batch=1, prompt_length=4, steps=3, tolerance=3e-2)
+
+
+def test_attention_the_kernel_does_not_reproduce_is_refused():
+    qwen3 = _tiny(transformers.Qwen3Config)  # q_norm and k_norm on each head
+    fuse_projections(qwen3)
+    with pytest.raises(ValueError, match="Qwen3Attention is not one of the Llama-style"):
+        fuse_attention(qwen3)
+    partial = _model(layers=1)
+    partial.config.partial_rotary_factor = 0.5
+    fuse_projections(partial)
+    with pytest.raises(ValueError, match="partial_rotary_factor"):
+        fuse_attention(partial)
