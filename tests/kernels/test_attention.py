@@ -151,18 +151,8 @@ def test_decode_attention_split_over_the_cache(batch, heads, kv_heads, length, p
 def test_decode_attention_with_warps_over_positions(
     batch, heads, kv_heads, head_dim, length, position, tile, splits
 ):
-    found, expected = run_case(
-        batch,
-        heads,
-        kv_heads,
-        head_dim,
-        length,
-        position,
-        tile=tile,
-        seed=position + 1,
-        splits=splits,
-        warps_over="positions",
-    )
+    case = (batch, heads, kv_heads, head_dim, length, position)
+    found, expected = run_case(*case, tile=tile, seed=position + 1, splits=splits, warps_over="positions")
     check_case(found, expected)
 
 

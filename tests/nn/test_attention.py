@@ -15,9 +15,10 @@ from anybit.nn.decode import GreedyDecoder
 transformers = pytest.importorskip("transformers")
 
 
-def _model(layers: int = 2) -> torch.nn.Module:
-    """A small bfloat16 Llama with 64-wide heads (the kernel's smallest) and grouped-query attention."""
-    config = transformers.LlamaConfig(
+def _model(layers: int = 2, config_class=None, seed: int = 3) -> torch.nn.Module:
+    """A small bfloat16 model (a Llama unless ``config_class`` says otherwise) with 64-wide heads (the
+    kernel's smallest) and grouped-query attention."""
+    config = (config_class or transformers.LlamaConfig)(
         vocab_size=128,
         hidden_size=256,
         intermediate_size=256,
@@ -29,8 +30,8 @@ def _model(layers: int = 2) -> torch.nn.Module:
         tie_word_embeddings=False,
     )
     config._attn_implementation = "sdpa"
-    torch.manual_seed(3)
-    return transformers.LlamaForCausalLM(config).to(torch.bfloat16).eval()
+    torch.manual_seed(seed)
+    return transformers.AutoModelForCausalLM.from_config(config).to(torch.bfloat16).eval()
 
 
 def _relative(found: torch.Tensor, expected: torch.Tensor) -> float:
@@ -58,13 +59,30 @@ def _decode_side_by_side(reference, model, *, batch, prompt_length, steps, toler
     return decoders
 
 
-def test_fused_attention_decodes_like_the_block_forward(monkeypatch):
+def _count_launches(monkeypatch) -> list:
+    """Record every launch of the kernel (its mask argument) from here on: the torch op calls the module-level
+    name, so the list sees every launch."""
     import anybit.nn.attention as attention
 
     calls = []
     kernel = attention.decode_attention
-    monkeypatch.setattr(attention, "decode_attention", lambda *a, **k: calls.append(1) or kernel(*a, **k))
-    # (the torch op calls the module-level name, so the count sees every launch)
+    monkeypatch.setattr(
+        attention, "decode_attention", lambda *a, **k: calls.append(k.get("mask")) or kernel(*a, **k)
+    )
+    return calls
+
+
+def _fused_pair(layers: int = 2):
+    """(the reference model, a copy with fused projections and attention)."""
+    model = _model(layers)
+    reference = copy.deepcopy(model)
+    fuse_projections(model)
+    fuse_attention(model)
+    return reference, model
+
+
+def test_fused_attention_decodes_like_the_block_forward(monkeypatch):
+    calls = _count_launches(monkeypatch)
     model = _model()
     reference = copy.deepcopy(model)
     fuse_projections(model)
@@ -125,15 +143,8 @@ def test_fused_attention_with_folded_norms_on_a_quantized_model():
 def test_transformers_generate_with_a_static_cache_takes_the_kernel(monkeypatch):
     """The user's path: ``model.generate(..., cache_implementation="static")`` on a fused model decodes the
     tokens the unfused model does, every decode step of every layer through the kernel."""
-    import anybit.nn.attention as attention
-
-    calls = []
-    kernel = attention.decode_attention
-    monkeypatch.setattr(attention, "decode_attention", lambda *a, **k: calls.append(1) or kernel(*a, **k))
-    model = _model()
-    reference = copy.deepcopy(model)
-    fuse_projections(model)
-    fuse_attention(model)
+    calls = _count_launches(monkeypatch)
+    reference, model = _fused_pair()
     prompt = torch.randint(0, 128, (2, 5), generator=torch.Generator().manual_seed(1))
     settings = dict(max_new_tokens=5, do_sample=False, cache_implementation="static")
     with torch.no_grad():
@@ -146,17 +157,8 @@ def test_transformers_generate_with_a_static_cache_takes_the_kernel(monkeypatch)
 def test_generate_a_left_padded_batch_through_the_kernel(monkeypatch):
     """transformers' padding mask reaches the kernel: a left-padded batch decodes the reference's tokens
     (the kernel ran every decode step), and so does the unpadded sequence beside it."""
-    import anybit.nn.attention as attention
-
-    calls = []
-    kernel = attention.decode_attention
-    monkeypatch.setattr(
-        attention, "decode_attention", lambda *a, **k: calls.append(k.get("mask")) or kernel(*a, **k)
-    )
-    model = _model()
-    reference = copy.deepcopy(model)
-    fuse_projections(model)
-    fuse_attention(model)
+    calls = _count_launches(monkeypatch)
+    reference, model = _fused_pair()
     prompt = torch.randint(1, 128, (2, 6), generator=torch.Generator().manual_seed(8))
     padding = torch.tensor([[0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
     settings = dict(attention_mask=padding, max_new_tokens=5, do_sample=False, cache_implementation="static")
@@ -167,29 +169,9 @@ def test_generate_a_left_padded_batch_through_the_kernel(monkeypatch):
     assert len(calls) == 2 * 4 and all(mask is not None and not mask[0, :3].any() for mask in calls)
 
 
-def _tiny(config_class, **extra):
-    """A 1-layer bfloat16 model of ``config_class`` with 64-wide heads, projections fused."""
-    config = config_class(
-        vocab_size=128,
-        hidden_size=256,
-        intermediate_size=256,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=64,
-        max_position_embeddings=64,
-        tie_word_embeddings=False,
-        **extra,
-    )
-    config._attn_implementation = "sdpa"
-    torch.manual_seed(5)
-    model = transformers.AutoModelForCausalLM.from_config(config).to(torch.bfloat16).eval()
-    return model
-
-
 def test_mistral_and_qwen2_attention_decode_through_the_kernel():
     for config_class in (transformers.MistralConfig, transformers.Qwen2Config):
-        model = _tiny(config_class)
+        model = _model(layers=1, config_class=config_class, seed=5)
         reference = copy.deepcopy(model)
         fuse_projections(model)
         assert fuse_attention(model) == 1
@@ -197,7 +179,7 @@ def test_mistral_and_qwen2_attention_decode_through_the_kernel():
 
 
 def test_attention_the_kernel_does_not_reproduce_is_refused():
-    qwen3 = _tiny(transformers.Qwen3Config)  # q_norm and k_norm on each head
+    qwen3 = _model(layers=1, config_class=transformers.Qwen3Config)  # q_norm and k_norm on each head
     fuse_projections(qwen3)
     with pytest.raises(ValueError, match="Qwen3Attention is not one of the Llama-style"):
         fuse_attention(qwen3)
