@@ -163,7 +163,7 @@ class DecodeAttention(anybit.Script):
         rows = spatial(1, g, 1, 32).local(1, 1, 1, d // 64)
         self.wait_prior_grids()  # qkv and the position are the previous kernels' outputs
         self.allow_dependent_grids()
-        # q (each warp its own head, broadcast over a tile's positions in the products below), the step's k
+        # q (the group's heads, broadcast over a tile's positions in the products below), the step's k
         # (rotated) and v: loaded before the position, which they do not depend on, so the two round trips
         # overlap.
         gq = self.global_view(qkv, act, [batch, self.heads, 1, d], strides=[row, d, 0, 1])
