@@ -51,6 +51,10 @@ from anybit.nn.linear import format_bytes  # noqa: E402
 DEFAULT_TYPES = ("int4", "int3", "int2", "float6_e3m2")
 
 
+#: Prompts the kernels-only check feeds one token a forward (the agreement with fp16 takes all of them).
+KERNEL_CHECK_PROMPTS = 32
+
+
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="llama-3-8b", choices=sorted(LLAMA_CONFIGS))
@@ -351,9 +355,11 @@ def run(args: argparse.Namespace, save=None) -> dict:
             agreement = logits_agreement(reference, model, chunk=min(32, args.prompts), **settings)
             # The same weights through cuBLAS (dequantized to fp16), one token a forward so the quantized
             # model runs its decode kernels (a whole prompt would take the dequantize + cuBLAS path, the
-            # baseline's own): what differs is the decode kernels alone.
+            # baseline's own): what differs is the decode kernels alone. On the first KERNEL_CHECK_PROMPTS
+            # prompts (a forward a token is slow eagerly; this checks the kernels, not the quantization).
+            stepped = dict(settings, prompts=min(KERNEL_CHECK_PROMPTS, args.prompts))
             kernels_only = logits_agreement(
-                dequantized_copy(model), model, chunk=min(16, args.prompts), step_by_step=True, **settings
+                dequantized_copy(model), model, chunk=min(16, args.prompts), step_by_step=True, **stepped
             )
             report["agreement"].append(
                 {"type": name, **agreement.__dict__, "kernels_only": kernels_only.__dict__}
@@ -429,8 +435,9 @@ def markdown(report: dict) -> str:
         f"{settings['agreement_length']} tokens. fp16 entropy vs uniform (ln vocab) shows how peaked the "
         "random model's next-token distributions are: the closer to uniform, the less top-1 agreement means. "
         '"kernels only": the quantized model against the same model with its dequantized weights in fp16 '
-        "(cuBLAS), the prompts fed one token a forward through a static cache (the decode kernels, at most "
-        "16 rows): the error of anybit's kernels, without the quantization's.",
+        f"(cuBLAS), the first {min(KERNEL_CHECK_PROMPTS, settings['prompts'])} prompts fed one token a "
+        "forward through a static cache (the decode kernels, at most 16 rows): the error of anybit's "
+        "kernels, without the quantization's.",
         "",
         "| type | top-1 agreement | KL mean (nats) | KL max | fp16 entropy / uniform | model bytes "
         "| kernels only: top-1 | kernels only: KL mean |",

@@ -168,7 +168,7 @@ step pdl_ab 150 bash -c "$PYTHON benchmarks/layer_sequence.py --types int4,int2 
 # batch 1 and 16, in two halves (~150 s a type after ~100 s of fp16, which each half measures for same-run
 # ratios): a device call each. Every model measured so far is written out as it finishes.
 e2e_settings="--compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit --batches 1,16 \
-    --new-tokens 128 --prompts 16 --repeats 2"
+    --new-tokens 128 --prompts 256 --repeats 2"
 step e2e 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --types int4,int3 --out $RESULTS/e2e_full"
 step e2e_more 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --types int2,float6_e3m2 --out $RESULTS/e2e_more"
 # Serving batch sizes end to end: fp16 and int4 at batch 1, 16, 32 and 64 (32 and 64: M above the decode
