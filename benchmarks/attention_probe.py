@@ -26,7 +26,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from anybit.kernels.attention import decode_attention, default_splits, default_tile  # noqa: E402
+from anybit.kernels.attention import (  # noqa: E402
+    GROUP_SLOTS,
+    decode_attention,
+    default_splits,
+    default_tile,
+    default_warps_over,
+)
 from anybit.kernels.greedy import greedy_token  # noqa: E402
 from benchmarks.layer_sequence import graph_us_per_call  # noqa: E402
 
@@ -86,11 +92,13 @@ def measure(batch: int, length: int, splits_list: list[int], variants: list[tupl
                 for c in caches
             ]
             chosen = default_splits(length, batch * KV_HEADS)
-            default = (
-                warps_over == "heads"
-                and splits == chosen
-                and tile == default_tile(length, chosen, batch * KV_HEADS)
+            chosen_warps = default_warps_over(length, batch, HEADS // KV_HEADS)
+            chosen_tile = (
+                default_tile(length, chosen, batch * KV_HEADS)
+                if chosen_warps == "heads"
+                else GROUP_SLOTS * HEADS // KV_HEADS
             )
+            default = warps_over == chosen_warps and splits == chosen and tile == chosen_tile
             entry = {"splits": splits, "tile": tile, "warps_over": warps_over, "default": default}
             entry["rel_error"] = error
             entry["us"] = round(graph_us_per_call(calls), 2)

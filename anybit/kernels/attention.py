@@ -213,11 +213,11 @@ class DecodeAttention(anybit.Script):
         ahead = self._load_tile(gk, gv, sequence_head, first + t, keys)
         running_max = self._scores(tile, q_lo, q_hi, first, end)
         total = self.exp(running_max - running_max)
-        acc_lo, acc_hi = (self._weighted(total, part) for part in tile[2:])
-        k_lo, k_hi, v_lo, v_hi = ahead
+        acc_lo, acc_hi = (self._weighted(total, part) for part in tile[2:4])
+        k_lo, k_hi, v_lo, v_hi, keep = ahead
         for start in self.range(first + t, end, t):
             following = self._load_tile(gk, gv, sequence_head, start + t, keys)
-            scores = self._scores((k_lo, k_hi, v_lo, v_hi), q_lo, q_hi, start, end)
+            scores = self._scores((k_lo, k_hi, v_lo, v_hi, keep), q_lo, q_hi, start, end)
             new_max = self.maximum(running_max, scores)
             correction = self.exp(running_max - new_max)
             weights = self.exp(scores - new_max)
@@ -225,7 +225,7 @@ class DecodeAttention(anybit.Script):
             acc_lo = acc_lo * correction + self._weighted(weights, v_lo)
             acc_hi = acc_hi * correction + self._weighted(weights, v_hi)
             running_max = new_max
-            k_lo, k_hi, v_lo, v_hi = following
+            k_lo, k_hi, v_lo, v_hi, keep = following
         # The slots combined: their sums scaled to the block's max (a slot of masked positions only gets 0).
         slot_max = running_max
         running_max = self.max(slot_max, 2, keepdim=True)
@@ -288,13 +288,19 @@ class DecodeAttention(anybit.Script):
 
     def _load_tile(self, gk, gv, sequence_head, start, layout):
         """The tile's keys and values from ``start`` on, each as halves [1, G or 1, T, D/2] (the layout's
-        shape; activation dtype)."""
+        shape; activation dtype), then its mask bytes [1, G, T, 1] (None without a mask): loaded with the
+        tile, a step ahead, so the mask adds no round trip of its own to a step."""
         half = self.head_dim // 2
-        return tuple(
+        parts = tuple(
             self.load_global(view, [sequence_head, 0, start, column], list(layout.shape), layout=layout)
             for view in (gk, gv)
             for column in (0, half)
         )
+        keep = None
+        if self._mask is not None:
+            shape, layout = [1, self.group, self.tile, 1], self._score_layout
+            keep = self.load_global(self._mask, [self._sequence, 0, start, 0], shape, layout=layout)
+        return parts + (keep,)
 
     def _product(self, a, b):
         """a · b broadcast to [1, G, T, D/2] in the products' layout (both sides may broadcast)."""
@@ -307,14 +313,15 @@ class DecodeAttention(anybit.Script):
         return self._product(weights, self.cast(values, float32))
 
     def _scores(self, tile, q_lo, q_hi, start, end):
-        """Scaled q·k of the tile's positions [1, G, T, 1] (f32; positions from ``end`` on score MASKED)."""
+        """Scaled q·k of the tile's positions [1, G, T, 1] (f32; positions from ``end`` on, and those the
+        tile's mask bytes drop, score MASKED)."""
         k_lo, k_hi = (self.cast(part, float32) for part in tile[:2])
         products = self._product(q_lo, k_lo) + self._product(q_hi, k_hi)
         scores = self.sum(products, 3, keepdim=True) * self.scale
         shape, layout = [1, self.group, self.tile, 1], self._score_layout
         positions = self.index(shape, 2, layout=layout) + start
-        if self._mask is not None:
-            keep = self.load_global(self._mask, [self._sequence, 0, start, 0], shape, layout=layout)
+        keep = tile[4]
+        if keep is not None:
             scores = self.where(self.ne(keep, 0), scores, MASKED)
         return self.where(positions < end, scores, MASKED)
 
@@ -326,13 +333,22 @@ attention_kernel = functools.lru_cache(maxsize=64)(DecodeAttention)
 #: Cache positions a run should hold at least before the cache is split into more runs (two slots' worth):
 #: a run's fixed cost (its q, its combination) is a few L2 round trips, a tile a fraction of one.
 POSITIONS_PER_RUN = 16
-#: Blocks an SM the runs should fill: the kernel has one warp a query head, so it needs several blocks an SM
-#: to keep the SM's schedulers busy (H200 probe, 2026-11-29: 16 sequences best at 2–3 runs, 1 sequence at 16).
+#: Blocks an SM the runs should fill, at most: the kernel has one warp a query head, so it needs several
+#: blocks an SM to keep the SM's schedulers busy (H200 probe, 2026-11-29, 16 sequences: 2 runs best at
+#: 145–4096 positions, 3 runs — a third block on some SMs only — 7–35% slower; 1 sequence: 10–16 runs).
 BLOCKS_PER_SM = 2
 #: Positions a run walks from which the larger tile (16 positions a step, 254 registers) pays when the grid
-#: is small (H200 probe, 2026-11-29: 1 sequence, 4096 positions in 16 runs 18.9 µs against 25.6 at tile 8;
-#: 16 sequences in 3 runs 174 against 133).
-LONG_RUN = 128
+#: is small (H200 probe, 2026-11-29: 1 sequence, 4096 positions in 16 runs 19.2 µs against 25.3 at tile 8;
+#: 16 sequences, 145 positions in 2 runs 10.4 against 12.6; 1 sequence, 1024 in 16 runs 7.8 against 7.5).
+LONG_RUN = 64
+#: Cached positions of the whole batch (sequences × cache length) from which the warps go over the positions
+#: (each K and V element converted once for the group) rather than over the query heads (H200 probe,
+#: 2026-11-29: 1 × 4096 17.0 µs against 19.2; 16 × 1024 32.4 against 38.1; 16 × 4096 98.1 against 132;
+#: below it the heads win: 1 × 1024 7.5 against 9.1, 16 × 145 10.4 against 12.9).
+POSITIONS_FOR_WARPS_OVER_POSITIONS = 4096
+#: The largest group (query heads a KV head) the warps go over positions for: each lane holds every head's
+#: query, so larger groups cost registers (the probe measured Llama-3-8B's 4).
+LARGEST_GROUP_OVER_POSITIONS = 4
 #: SMs assumed when no GPU is visible (the H200's).
 DEFAULT_SMS = 132
 
@@ -342,8 +358,17 @@ def default_splits(length: int, blocks: int = 8, sms: int | None = None) -> int:
     splitting: enough for ~BLOCKS_PER_SM blocks an SM, none shorter than POSITIONS_PER_RUN, at most
     MAX_SPLITS (tuned with ``benchmarks/attention_probe.py``)."""
     sms = _sms() if sms is None else sms
-    for_the_gpu = -(-BLOCKS_PER_SM * sms // blocks)
+    for_the_gpu = BLOCKS_PER_SM * sms // blocks
     return max(1, min(MAX_SPLITS, -(-length // POSITIONS_PER_RUN), for_the_gpu))
+
+
+def default_warps_over(length: int, batch: int, group: int = 4) -> str:
+    """``"positions"`` when the batch caches POSITIONS_FOR_WARPS_OVER_POSITIONS positions or more
+    (``batch × length``) and a KV head serves at most 4 query heads (``group``: each lane then holds every
+    head's query, so more would cost registers; the probe measured 4), else ``"heads"`` (tuned with
+    ``benchmarks/attention_probe.py``)."""
+    large = batch * length >= POSITIONS_FOR_WARPS_OVER_POSITIONS
+    return "positions" if large and group <= LARGEST_GROUP_OVER_POSITIONS else "heads"
 
 
 def default_tile(length: int, splits: int, blocks: int = 8, sms: int | None = None) -> int:
@@ -374,7 +399,7 @@ def decode_attention(
     out: torch.Tensor | None = None,
     splits: int | None = None,
     tile: int | None = None,
-    warps_over: str = "heads",
+    warps_over: str | None = None,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One decode token's attention for every sequence of a batch, in one kernel (see the module docstring).
@@ -403,11 +428,13 @@ def decode_attention(
     warps_over
         ``"heads"`` (a warp per query head of the group) or ``"positions"`` (each warp its own positions,
         every lane all of the group's query heads: each K and V element converted once for the group;
-        ~27 instructions a head and position against ~36, not yet timed on a GPU).
+        ~27 instructions a head and position against ~36); default :func:`default_warps_over` (positions
+        from 4096 cached positions in the batch on, for groups of up to 4 query heads).
     mask
-        Optional bool [B, L] (rows at any stride, positions contiguous): True where a sequence attends to a
-        cache position — a left-padded batch's attention mask (transformers' decode mask
-        ``attention_mask[:, 0, 0, :]``). Without it every position up to ``position`` is attended to.
+        Optional bool [B, L] or [1, L] (one row for the whole batch), or transformers' decode mask itself,
+        [B or 1, 1, 1, L] (rows at any stride, positions contiguous): True where a sequence attends to a
+        cache position — a left-padded batch's attention mask. Without it every position up to
+        ``position`` is attended to.
 
     A position outside the cache (read on the device, so not checked here: that would synchronise) writes
     NaN to ``out`` and nothing to the caches.
@@ -441,6 +468,8 @@ def decode_attention(
         check_tensor("out", out, (batch, heads * head_dim), act, device)
     scale = head_dim**-0.5 if scale is None else float(scale)
     splits = default_splits(length, batch * kv_heads) if splits is None else int(splits)
+    if warps_over is None:
+        warps_over = default_warps_over(length, batch, heads // kv_heads)
     if tile is None:
         tile = default_tile(length, splits, batch * kv_heads)
         if warps_over == "positions":  # a position a lane a step (two spill registers at G = 4)
@@ -460,11 +489,14 @@ def _mask_bytes(mask: torch.Tensor | None, batch: int, length: int, device, posi
         raise TypeError(
             f"expected mask to be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}"
         )
-    if tuple(mask.shape) != (batch, length) or mask.device != device:
+    if mask.dim() == 4 and tuple(mask.shape[1:3]) == (1, 1):
+        mask = mask[:, 0, 0, :]  # transformers' [B or 1, 1, 1, L]: a view, no kernel
+    if mask.dim() != 2 or mask.shape[0] not in (1, batch) or mask.shape[1] != length or mask.device != device:
         raise ValueError(
-            f"expected mask bool [B, L] = [{batch}, {length}] on {device}, got {list(mask.shape)} on "
-            f"{mask.device}"
+            f"expected mask bool [B or 1, L] or [B or 1, 1, 1, L] with B = {batch}, L = {length} on "
+            f"{device}, got {list(mask.shape)} on {mask.device}"
         )
+    mask = mask.expand(batch, length)  # one row for every sequence: row stride 0
     if length > 1 and mask.stride(1) != 1:
         raise ValueError("expected the mask's positions contiguous (stride 1); pass mask.contiguous()")
     # The bytes from the first row's start to the last row's end, as one contiguous run (what a pointer

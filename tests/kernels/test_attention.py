@@ -12,6 +12,7 @@ from anybit.kernels.attention import (
     decode_attention,
     default_splits,
     default_tile,
+    default_warps_over,
 )
 
 
@@ -186,12 +187,33 @@ def test_decode_attention_with_a_padding_mask(warps_over, tile, splits):
     assert torch.equal(found[0][1], unmasked[0][1])  # and left sequence 1 alone
 
 
+def test_decode_attention_takes_transformers_mask_and_one_row_for_the_batch():
+    """The mask as transformers passes it ([B, 1, 1, L]) and one row for every sequence ([1, L] or
+    [1, 1, 1, L]) give what the same rows as [B, L] give, and a mask of one row applies to every sequence."""
+    batch, heads, kv_heads, length, position = 2, 8, 2, 24, 19
+    qkv, cos, sin, k_cache, v_cache = make_case(batch, heads, kv_heads, 64, length, seed=6)
+    row = torch.ones(1, length, dtype=torch.bool)
+    row[0, 2:7] = False
+
+    def attend(mask):
+        out = torch.full((batch, heads * 64), float("nan"), dtype=qkv.dtype)
+        caches = k_cache.clone(), v_cache.clone()
+        decode_attention(qkv, cos, sin, *caches, torch.tensor([position]), heads, out=out, mask=mask)
+        return out
+
+    expected = attend(row.expand(batch, length).contiguous())
+    assert not torch.isnan(expected).any()
+    for form in (row, row[:, None, None, :], row.expand(batch, length)[:, None, None, :]):
+        assert torch.equal(attend(form), expected)
+    assert not torch.equal(attend(None), expected)  # the mask mattered
+
+
 def test_decode_attention_checks_the_mask():
     qkv, cos, sin, k_cache, v_cache = make_case(1, 4, 2, 64, 12, seed=4)
     position = torch.tensor([3])
     with pytest.raises(TypeError, match="bool"):
         decode_attention(qkv, cos, sin, k_cache, v_cache, position, heads=4, mask=torch.ones(1, 12))
-    with pytest.raises(ValueError, match=r"\[1, 12\]"):
+    with pytest.raises(ValueError, match=r"L = 12 .* got \[1, 11\]"):
         decode_attention(
             qkv, cos, sin, k_cache, v_cache, position, heads=4, mask=torch.ones(1, 11, dtype=torch.bool)
         )
@@ -204,9 +226,18 @@ def test_default_splits_grow_with_the_cache_and_fill_the_gpu():
     assert default_splits(10, 8, 132) == 1  # shorter than a run
     assert default_splits(145, 8, 132) == 10  # runs of 16 positions at least
     assert default_splits(1024, 8, 132) == MAX_SPLITS  # as many as the combination takes
-    assert default_splits(32768, 128, 132) == 3  # 16 sequences: ~2 blocks an SM already with 3 runs
+    assert default_splits(32768, 128, 132) == 2  # 16 sequences: 2 blocks an SM with 2 runs
+    assert default_splits(32768, 256, 132) == 1  # 32 sequences fill the GPU unsplit
     assert default_tile(145, 10, 8, 132) == 8 and default_tile(4096, 16, 8, 132) == 16  # long runs: 16
+    assert default_tile(145, 2, 128, 132) == 16  # 16 sequences in 2 runs of 73 positions
     assert default_tile(4096, 3, 128, 132) == 8  # long runs but a large grid: registers cost blocks
+
+
+def test_the_warps_go_over_positions_for_large_batch_caches():
+    assert default_warps_over(145, 1) == "heads" and default_warps_over(1024, 1) == "heads"
+    assert default_warps_over(4096, 1) == "positions" and default_warps_over(1024, 16) == "positions"
+    assert default_warps_over(145, 16) == "heads"
+    assert default_warps_over(4096, 16, group=8) == "heads"  # 8 query heads a lane would cost registers
 
 
 @pytest.mark.parametrize("warps_over", ["heads", "positions"])
