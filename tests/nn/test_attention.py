@@ -166,7 +166,10 @@ def test_generate_a_left_padded_batch_through_the_kernel(monkeypatch):
         expected = reference.generate(prompt, pad_token_id=0, **settings)
         found = model.generate(prompt, pad_token_id=0, **settings)
     assert torch.equal(found, expected)
-    assert len(calls) == 2 * 4 and all(mask is not None and not mask[0, :3].any() for mask in calls)
+    # The model's own mask reaches the kernel ([B, 1, 1, L]), the first sequence's padding dropped.
+    assert len(calls) == 2 * 4 and all(
+        mask is not None and not mask.flatten(1)[0, :3].any() for mask in calls
+    )
 
 
 def test_mistral_and_qwen2_attention_decode_through_the_kernel():
@@ -188,3 +191,40 @@ def test_attention_the_kernel_does_not_reproduce_is_refused():
     fuse_projections(partial)
     with pytest.raises(ValueError, match="partial_rotary_factor"):
         fuse_attention(partial)
+
+
+def test_a_compiled_step_derives_the_mask_once():
+    """Compiled, every layer's kernel reads the one mask buffer the step computes (a copy a layer was a kernel
+    of its own between each layer's q/k/v projection and attention: a plain launch there breaks the chain of
+    dependent launches, ~4 µs a layer on an H200), and the compiled step's logits are the reference's."""
+    import re
+
+    from torch._inductor.utils import run_and_get_code
+
+    reference, model = _fused_pair(layers=3)
+    decoders = [
+        GreedyDecoder(m, batch=1, max_length=12, use_graph=False, compile=True) for m in (reference, model)
+    ]
+    prompt = torch.randint(0, 128, (1, 5), generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        for decoder in decoders:
+            decoder.prefill(prompt)
+        expected = decoders[0]._forward(decoders[0].token, decoders[0].position, decoders[0]._step_model)
+        found, code = run_and_get_code(
+            decoders[1]._forward, decoders[1].token, decoders[1].position, decoders[1]._step_model
+        )
+    assert _relative(found, expected) < 3e-2
+    # The wrapper's calls of the op: their last argument is the mask (a buffer, or a view of one).
+    calls = re.findall(r"anybit\.decode_attention\.default\((.*)\)", "\n".join(code))
+    masks = [_last_argument(call) for call in calls]
+    assert len(masks) == 3 and len(set(masks)) == 1, masks
+
+
+def _last_argument(arguments: str) -> str:
+    """The last top-level argument of a call's argument text."""
+    depth, start = 0, 0
+    for index, character in enumerate(arguments):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(character, 0)
+        if character == "," and depth == 0:
+            start = index + 1
+    return arguments[start:].strip()
