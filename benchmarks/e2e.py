@@ -228,12 +228,14 @@ KERNEL_GROUPS = (  # (group, substrings of the kernel name), first match wins
 )
 
 
-def profile_step(model, batch: int, steps: int = 4, compile: bool = False) -> dict:
-    """GPU microseconds per decode step by kernel group, and the 16 costliest kernels (eager steps)."""
+def profile_step(model, batch: int, args: argparse.Namespace, steps: int = 4, compile: bool = False) -> dict:
+    """GPU microseconds per decode step by kernel group, and the 16 costliest kernels (eager steps of the
+    timed run's cache length and token pick)."""
     from torch.profiler import ProfilerActivity, profile
 
-    decoder = GreedyDecoder(model, batch, 64, use_graph=False, compile=compile)
-    prompt = torch.randint(0, model.config.vocab_size, (batch, 16))
+    length = args.prompt_length + args.new_tokens + 1
+    decoder = GreedyDecoder(model, batch, length, use_graph=False, compile=compile, greedy=args.greedy)
+    prompt = torch.randint(0, model.config.vocab_size, (batch, args.prompt_length))
     decoder.prefill(prompt.to(decoder.device))
     decoder.replay()
     torch.cuda.synchronize()
@@ -382,7 +384,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             if row["type"] == name and "error" not in row:
                 if args.compile:
                     fresh_compiler()
-                row["profile"] = profile_step(model, row["batch"], compile=args.compile)
+                row["profile"] = profile_step(model, row["batch"], args, compile=args.compile)
                 if name != "fp16":
                     row["decode_configs"] = decode_configs(model, row["batch"])
                 print(
