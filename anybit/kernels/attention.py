@@ -15,7 +15,10 @@ so a score costs two butterflies and each slot keeps its own online softmax (run
 sum in f32) until the slots are combined once at the end — no warp-wide reduction a tile. Every sequence of
 the batch is at the same position (the static cache's decode: one ``cache_position`` for the batch), read
 from device memory with ``load_scalar`` so the kernel can be replayed from a CUDA graph step after step.
-Padded batches (a per-sequence attention mask) are not supported.
+Padded batches: an optional mask (a byte a sequence and position, loaded with each tile) drops positions
+per sequence. ``warps_over="positions"`` spreads a block's warps over positions instead of query heads
+(each lane then holds every head of the group): fewer conversions of K and V, the default for large batch
+caches (:func:`default_warps_over`).
 """
 
 from __future__ import annotations
