@@ -72,10 +72,15 @@ def _step_mask(block, attention_mask, batch: int, length: int):
     One derivation a step, not one a layer: compiled, each layer's own copy of the mask became a kernel of
     its own between the q/k/v projection and the attention kernel, a plain launch that broke the chain of
     dependent launches — ~4 µs a layer (H200, 2026-11-29: int4 Llama-3-8B 2.24 against 2.11 ms a step).
+    The holder keeps the step's pair until the next step overwrites it, which makes the derived mask an
+    output of the compiled step: Inductor then computes it into one buffer, in the step's first kernel, that
+    every layer's op reads (a mask used only inside the graph it still copied once per op). The holder is
+    never emptied: torch.compile guards on its length, and a step that found it otherwise would compile
+    again.
     """
     shared = block.anybit_step_mask
-    if block.anybit_first_block or not shared or shared[0] is not attention_mask:
-        shared[:] = [attention_mask, _decode_mask(attention_mask, batch, length)]
+    if block.anybit_first_block or shared[0] is not attention_mask:
+        shared[0], shared[1] = attention_mask, _decode_mask(attention_mask, batch, length)
     return shared[1]
 
 
@@ -212,7 +217,7 @@ def fuse_attention(model: nn.Module) -> int:
         (module for module in model.modules() if hasattr(module, "anybit_heads")),
         key=lambda module: module.layer_idx,
     )
-    step_mask: list = []  # (the model's mask, the kernel's): the first fused block derives it each step
+    step_mask: list = [None, None]  # [the model's mask, the kernel's]: the first fused block derives it
     for block in blocks:  # the last fused block advances the fused layers' length counts
         block.anybit_counted_layers = ()
         block.anybit_first_block = block is blocks[0]

@@ -218,6 +218,14 @@ def test_a_compiled_step_derives_the_mask_once():
     calls = re.findall(r"anybit\.decode_attention\.default\((.*)\)", "\n".join(code))
     masks = [_last_argument(call) for call in calls]
     assert len(masks) == 3 and len(set(masks)) == 1, masks
+    # The steps after it run the same compiled code (the shared mask's holder changes no guard).
+    decoder = decoders[1]
+    with torch.no_grad(), torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(2):
+            decoder.position.add_(1)
+            assert not torch.isnan(
+                decoder._forward(decoder.token, decoder.position, decoder._step_model)
+            ).any()
 
 
 def _last_argument(arguments: str) -> str:
