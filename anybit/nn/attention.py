@@ -60,6 +60,8 @@ def _decode_mask(attention_mask, batch: int, length: int):
         return _UNSUPPORTED
     if attention_mask.dtype != torch.bool:
         return attention_mask == 0  # an additive mask: 0 where attended, a large negative number elsewhere
+    if attention_mask.stride(-1) != 1:  # the kernel reads each row's positions as consecutive bytes
+        return attention_mask.contiguous()
     # Compiled, the kernel's operand must be a tensor of its own: Inductor gives a view of the model's mask
     # (transformers' ends in an expand) a copy for each op that reads it. Eager, the mask as it is.
     return attention_mask.clone() if torch.compiler.is_compiling() else attention_mask
@@ -79,9 +81,12 @@ def _step_mask(block, attention_mask, batch: int, length: int):
     again.
     """
     shared = block.anybit_step_mask
-    if block.anybit_first_block or shared[0] is not attention_mask:
-        shared[0], shared[1] = attention_mask, _decode_mask(attention_mask, batch, length)
-    return shared[1]
+    if not block.anybit_first_block and shared[0] is attention_mask:
+        return shared[1]
+    mask = _decode_mask(attention_mask, batch, length)
+    if isinstance(mask, torch.Tensor):  # None and the unsupported marker are not worth keeping
+        shared[0], shared[1] = attention_mask, mask
+    return mask
 
 
 def _cache_layer(cache, index: int):

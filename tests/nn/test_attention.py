@@ -236,3 +236,30 @@ def _last_argument(arguments: str) -> str:
         if character == "," and depth == 0:
             start = index + 1
     return arguments[start:].strip()
+
+
+def test_the_mask_forms_the_kernel_is_given():
+    """transformers' decode masks as the fused blocks hand them to the kernel: a bool mask as it is (its
+    positions made consecutive if they are not), an additive one as bool, other forms refused; the first
+    block derives a step's mask and the others reuse it unless they are given another."""
+    from anybit.nn.attention import _UNSUPPORTED, _decode_mask, _step_mask
+
+    rows = torch.rand(2, 1, 1, 6) > 0.3
+    assert _decode_mask(rows, 2, 6) is rows
+    strided = torch.rand(2, 1, 1, 12)[..., ::2] > 0.3
+    assert torch.equal(_decode_mask(strided, 2, 6), strided) and _decode_mask(strided, 2, 6).stride(-1) == 1
+    additive = torch.where(rows, 0.0, float("-inf"))
+    assert torch.equal(_decode_mask(additive, 2, 6), rows)
+    assert _decode_mask(rows, 2, 7) is _UNSUPPORTED and _decode_mask(rows[0], 2, 6) is _UNSUPPORTED
+    assert _decode_mask(None, 2, 6) is None
+
+    holder = [None, None]
+    first, other = (
+        type("Block", (), {"anybit_first_block": flag, "anybit_step_mask": holder})()
+        for flag in (True, False)
+    )
+    additive_copy = additive.clone()
+    derived = _step_mask(first, additive, 2, 6)
+    assert _step_mask(other, additive, 2, 6) is derived  # the same step: reused
+    assert _step_mask(other, additive_copy, 2, 6) is not derived  # another mask: derived again
+    assert _step_mask(first, additive, 2, 6) is not derived  # the next step: the first block derives anew
