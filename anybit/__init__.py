@@ -32,6 +32,7 @@ from anybit.ir.errors import ProgramError as ProgramError  # noqa: E402
 from anybit.ir.errors import VerificationError as VerificationError  # noqa: E402
 from anybit.lang import Script as Script  # noqa: E402
 from anybit.lang import ptr as ptr  # noqa: E402
+from anybit.lang import runtime_helper as runtime_helper  # noqa: E402
 from anybit.interp import interpret as interpret  # noqa: E402
 
 # --- runtime (anybit.runtime) ---

@@ -3,11 +3,12 @@
 from anybit.ir.expr import PointerType as ptr
 from anybit.lang.builder import Builder, current_builder
 from anybit.lang.control import RangeSpec
-from anybit.lang.script import Attributes, BlockIndices, Parameter, Script
+from anybit.lang.script import Attributes, BlockIndices, Parameter, Script, runtime_helper
 from anybit.lang.transpiler import transpile
 
 __all__ = [
     "Script",
+    "runtime_helper",
     "ptr",
     "Attributes",
     "BlockIndices",

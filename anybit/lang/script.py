@@ -22,6 +22,28 @@ from anybit.lang.transpiler import transpile
 
 COMPILE_TIME_TYPES = (int, float, bool)
 
+
+def runtime_helper(method: Callable) -> Callable:
+    """Decorate a Script helper method whose body has run-time control flow, as ``__call__`` may.
+
+    Undecorated, a helper runs as plain Python: its ``if`` must be on compile-time values and ``==`` compares
+    objects. Decorated, it is transpiled like ``__call__`` (``for … in self.range(...)``, ``if`` on run-time
+    values, ``==`` building expressions; its ``return`` outside run-time control flow), so a long block
+    program can be split into helpers a subclass reuses. Call it only while a kernel is being traced.
+    """
+
+    def traced(self, *args, **kwargs):
+        return transpile(method)(self, *args, **kwargs)
+
+    traced.__name__, traced.__qualname__, traced.__doc__ = (
+        method.__name__,
+        method.__qualname__,
+        method.__doc__,
+    )
+    traced.__wrapped__ = method
+    return traced
+
+
 set_operator_handler(operator_handler)
 
 
