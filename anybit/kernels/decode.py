@@ -211,6 +211,54 @@ class DecodeMatmul(anybit.Script):
         if split > 1:
             first = self.blockIdx.z * (k // kc) // split
             count = (self.blockIdx.z + 1) * (k // kc) // split - first
+        acc, inverse_rms, prior = self._main_loop(
+            x, m, k, gx, gw, gs, gz, gy, sx, sw, ss, sz, n0, m0, first, count
+        )
+        if split > 1:
+            # Every split stores its partial sum into its own slice of whole row blocks and arrives at the
+            # block column's counter; the last to arrive adds the partials in split order (the same sum
+            # whatever order the blocks ran in) and finishes. The counter wraps back to 0: no fill before
+            # launches. Slices of whole row blocks need no masks (rows past M come from x's zero-filled
+            # rows and are never stored to y).
+            partials = self._partials(m, n)
+            counters = self.global_tensor(int32, [cdiv(m, rows), n // bn], kept_clean=True)
+            self._store_partial(partials, acc, m, n, m0, n0)
+            arrival = self.arrive(counters, [self.blockIdx.y, self.blockIdx.x], split)
+            if arrival < split - 1:
+                self.exit()
+            # Read a group of partials at a time (partials_in_flight), every load of a group issued before
+            # the first add (one L2 round trip per group, not per split).
+            group = min(split, self.partials_in_flight)
+            acc = self._sum_partials(partials, 0, group, m, n, m0, n0)
+            for first_part in self.range(group, split - split % group, group):
+                acc = acc + self._sum_partials(partials, first_part, group, m, n, m0, n0)
+            if split % group:
+                acc = acc + self._sum_partials(partials, split - split % group, split % group, m, n, m0, n0)
+        if pl.per_channel:
+            acc = acc * self.cast(self._load_columns(gs, n0), float32, exponent=-exponent)
+        if self.rms_eps is not None:
+            acc = acc * inverse_rms
+        if self.has_bias:
+            gb = self._bias_view(bias, n)
+            acc = acc + self.cast(self._load_columns(gb, n0), float32)
+        if self.accumulate:
+            acc = acc + self.cast(self._prior_y(prior), float32)
+        if self.gated:
+            self._store_y(gy, self.cast(self._gate(acc), act), m0, n0 // 2)
+        else:
+            self._store_y(gy, self.cast(acc, act), m0, n0)
+
+    @anybit.runtime_helper
+    def _main_loop(self, x, m, k, gx, gw, gs, gz, gy, sx, sw, ss, sz, n0, m0, first, count):
+        """The block's run of ``count`` chunks from ``first`` (the prologue, the wait for the previous kernel
+        and the pipelined K loop; the K groups' sums and the row RMS after it): (the f32 accumulator, the
+        rows' inverse RMS or None, the residual tile ``accumulate`` prefetched or None). A helper so that
+        kernels built on this one (a fused MLP) run the same loop."""
+        pl, act, stages, warps = self.layout, self.act, self.stages, self.warps
+        bn, kw = self.block_n, self.k_groups
+        exponent = weight_exponent(pl.dtype, act)
+        inverse_rms = None
+        prior = None
         # Steps of the main loop: a chunk each, or with K groups k_groups chunks each (one a group).
         runs = count // kw if kw > 1 else count
         acc = self._new_accumulator()
@@ -300,39 +348,7 @@ class DecodeMatmul(anybit.Script):
                 squares = self._rms_add(squares, self._rms_load_shared(x_rows, rms_step))
             self._rms_stash(table, squares, 0)
             inverse_rms = self._rms_finish(table, k)
-        if split > 1:
-            # Every split stores its partial sum into its own slice of whole row blocks and arrives at the
-            # block column's counter; the last to arrive adds the partials in split order (the same sum
-            # whatever order the blocks ran in) and finishes. The counter wraps back to 0: no fill before
-            # launches. Slices of whole row blocks need no masks (rows past M come from x's zero-filled
-            # rows and are never stored to y).
-            partials = self._partials(m, n)
-            counters = self.global_tensor(int32, [cdiv(m, rows), n // bn], kept_clean=True)
-            self._store_partial(partials, acc, m, n, m0, n0)
-            arrival = self.arrive(counters, [self.blockIdx.y, self.blockIdx.x], split)
-            if arrival < split - 1:
-                self.exit()
-            # Read a group of partials at a time (partials_in_flight), every load of a group issued before
-            # the first add (one L2 round trip per group, not per split).
-            group = min(split, self.partials_in_flight)
-            acc = self._sum_partials(partials, 0, group, m, n, m0, n0)
-            for first_part in self.range(group, split - split % group, group):
-                acc = acc + self._sum_partials(partials, first_part, group, m, n, m0, n0)
-            if split % group:
-                acc = acc + self._sum_partials(partials, split - split % group, split % group, m, n, m0, n0)
-        if pl.per_channel:
-            acc = acc * self.cast(self._load_columns(gs, n0), float32, exponent=-exponent)
-        if self.rms_eps is not None:
-            acc = acc * inverse_rms
-        if self.has_bias:
-            gb = self._bias_view(bias, n)
-            acc = acc + self.cast(self._load_columns(gb, n0), float32)
-        if self.accumulate:
-            acc = acc + self.cast(self._prior_y(prior), float32)
-        if self.gated:
-            self._store_y(gy, self.cast(self._gate(acc), act), m0, n0 // 2)
-        else:
-            self._store_y(gy, self.cast(acc, act), m0, n0)
+        return acc, inverse_rms, prior
 
     @property
     def partials_in_flight(self) -> int:
