@@ -449,11 +449,11 @@ class DecodeMatmul(anybit.Script):
             total = total + tile
         return total
 
-    def _tile_bytes(self, tile, part, first_byte):
-        """The block tile's bytes of ``part`` (the packed layout itself, or one of its bit planes), from
-        the shared slot ``tile`` [warps, tile_bytes]."""
+    def _tile_bytes(self, tile, part, first_byte, whole=None):
+        """The block tile's bytes of ``part`` (the packed layout itself — ``whole``, by default the kernel's —
+        or one of its bit planes), from the shared slot ``tile`` [warps, tile_bytes]."""
         layout = part.block_byte_layout(self.warps)
-        if part is self.layout:
+        if part is (self.layout if whole is None else whole):
             return self.load_shared(tile, layout=layout)
         return self.load_shared(tile, [0, first_byte], [self.warps, part.tile_bytes], layout=layout)
 

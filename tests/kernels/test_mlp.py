@@ -1,0 +1,95 @@
+"""The fused gated MLP kernel (gate/up, SiLU · up and down with the residual add in one kernel) on the CPU
+interpreter against float64: every weight family's layout, 1–12 rows, the folded RMSNorm, in place on the
+residual stream, launched twice (its workspace and counters left clean), and its errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anybit import kernels
+from anybit.kernels.gated import gated_reference, interleave_gated
+from anybit.kernels.mlp import DecodeGatedMLP, decode_gated_mlp_, mlp_warps
+
+HIDDEN, INTERMEDIATE, OUT = 256, 256, 256
+
+
+def _weights(dtype: str, seed: int, act: torch.dtype = torch.float16):
+    """(quantized gate/up pair, its packing, quantized down, its packing): random normal weights."""
+    generator = torch.Generator().manual_seed(seed)
+    gate, up = (torch.randn(INTERMEDIATE, HIDDEN, generator=generator) * 0.05 for _ in range(2))
+    down = torch.randn(OUT, INTERMEDIATE, generator=generator) * 0.05
+    q_pair = kernels.quantize(interleave_gated(gate, up), dtype, group_size=128, act_dtype=act)
+    pair = kernels.pack(
+        q_pair, layout=kernels.choose_layout(dtype, 2 * INTERMEDIATE, HIDDEN, 128, gated=True)
+    )
+    q_down = kernels.quantize(down, dtype, group_size=128, act_dtype=act)
+    packed_down = kernels.pack(
+        q_down, layout=kernels.choose_layout(dtype, OUT, INTERMEDIATE, 128, operand="a")
+    )
+    return q_pair, pair, q_down, packed_down
+
+
+def _expected(x, residual, q_pair, q_down, rms_eps):
+    """float64: residual + down(h), h = silu(gate)·up of x (RMS-normalised rows with ``rms_eps``) rounded to
+    the activation dtype as the two-kernel MLP stores it."""
+    xd = x.double()
+    if rms_eps is not None:
+        xd = xd / torch.sqrt((xd * xd).mean(-1, keepdim=True) + rms_eps)
+    h = gated_reference(xd @ kernels.dequantize(q_pair).double().T).to(x.dtype).double()
+    return residual.double() + h @ kernels.dequantize(q_down).double().T
+
+
+@pytest.mark.parametrize(
+    ("dtype", "m", "act", "rms_eps"),
+    [
+        ("int4", 1, torch.float16, None),
+        ("int4", 3, torch.bfloat16, 1e-5),
+        ("int2", 12, torch.float16, 1e-5),  # 16 rows a block (4 warps: n_per_warp 64)
+        ("int3", 1, torch.float16, None),  # bit planes
+        ("float4_e2m1", 2, torch.float16, 1e-5),
+        ("int8", 1, torch.bfloat16, None),  # 16 warps (n_per_warp 16)
+    ],
+)
+def test_fused_mlp_matches_float64(dtype, m, act, rms_eps):
+    q_pair, pair, q_down, down = _weights(dtype, seed=m, act=act)
+    x = torch.randn(m, HIDDEN, dtype=act)
+    for _ in range(2):  # a second launch reads the workspace and counters the first left
+        residual = torch.randn(m, OUT, dtype=act)
+        y = residual.clone()
+        assert decode_gated_mlp_(y, x, pair, down, rms_eps=rms_eps) is y
+        assert not y.isnan().any()
+        expected = _expected(x, residual, q_pair, q_down, rms_eps)
+        error = float((y.double() - expected).norm() / expected.norm())
+        assert error < (4e-3 if act == torch.bfloat16 else 1e-3), error
+
+
+def test_fused_mlp_in_place_on_the_residual_stream():
+    """y is x (the folded model's MLP: its input is the residual stream it adds to)."""
+    q_pair, pair, q_down, down = _weights("int4", seed=7)
+    stream = torch.randn(2, HIDDEN, dtype=torch.float16)
+    expected = _expected(stream, stream, q_pair, q_down, 1e-6)
+    decode_gated_mlp_(stream, stream, pair, down, rms_eps=1e-6)
+    error = float((stream.double() - expected).norm() / expected.norm())
+    assert error < 1e-3, error
+
+
+def test_fused_mlp_errors_name_the_problem():
+    q_pair, pair, q_down, down = _weights("int4", seed=1)
+    x, y = torch.randn(1, HIDDEN).half(), torch.randn(1, OUT).half()
+    with pytest.raises(ValueError, match=r"x \[\.\.\., K=256\]"):
+        decode_gated_mlp_(y, torch.randn(1, 128).half(), pair, down)
+    with pytest.raises(ValueError, match="expected y"):
+        decode_gated_mlp_(torch.randn(1, OUT + 32).half(), x, pair, down)
+    narrow_layout = kernels.choose_layout("int4", OUT, 128, 128, operand="a")
+    narrow = kernels.pack(kernels.quantize(torch.randn(OUT, 128), "int4"), layout=narrow_layout)
+    with pytest.raises(ValueError, match="I = 256"):
+        decode_gated_mlp_(y, x, pair, narrow)
+    unsigned = kernels.pack(kernels.quantize(torch.randn(OUT, INTERMEDIATE), "uint4", group_size=128))
+    with pytest.raises(ValueError, match="zero points"):
+        decode_gated_mlp_(y, x, pair, unsigned)
+    with pytest.raises(ValueError, match="choose warps = 8"):
+        DecodeGatedMLP(pair.layout, down.layout, torch.float16, warps=4)
+    with pytest.raises(ValueError, match="gated pair"):
+        DecodeGatedMLP(down.layout, down.layout, torch.float16)
+    assert mlp_warps(pair.layout, down.layout) == 8
