@@ -152,6 +152,10 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
         # h_b, rounded to the activation dtype as the two-kernel MLP stores it, into shared memory as the
         # x tile of the down projection's chunk b: k-contiguous [r, rows], swizzled as the x ring is.
         h = self.cast(self._gate(acc), act)
+        # Phase 1's rings are done with (every warp past the barrier): phase 2's reuse their shared memory.
+        self.sync()
+        for ring in (sx, sw, ss, sz):
+            self.free_shared(ring)
         sh = self.shared_tensor(act, [bn // 2, rows], layout=transposed_x_layout(bn // 2, rows))
         self.store_shared(sh, h)
         # Phase 2: down's chunk b (columns r·b … r·b + r) of every warp tile, a block tile of warps tiles a

@@ -132,3 +132,22 @@ def test_greedy_kernel_reduces_across_warps_through_partials():
     compiled = anybit.compile(GreedyToken(torch.float16), *[None] * 4, arch="sm_90a")
     _check_resources(compiled)
     assert "if ((tid & 31) == 0)" in compiled.cuda_source  # one partial a warp, no whole-row scan
+
+
+@pytest.mark.parametrize(
+    ("dtype", "rows", "rms"), [("int4", 8, True), ("int4", 16, False), ("int8", 8, True)]
+)
+def test_fused_mlp_kernel_compiles_without_spills(dtype, rows, rms):
+    from anybit.kernels.mlp import DecodeGatedMLP, mlp_warps
+
+    gate_up = choose_layout(dtype, 28672, 4096, 128, gated=True)
+    down = choose_layout(dtype, 4096, 14336, 128, operand="a")
+    options = dict(rms_eps=1e-5, rms_rows=1 if rows == 8 else None, rms_k=4096) if rms else {}
+    kernel = DecodeGatedMLP(
+        gate_up, down, torch.float16, warps=mlp_warps(gate_up, down), rows=rows, **options
+    )
+    compiled = anybit.compile(kernel, *[None] * 10, arch="sm_90a")
+    _check_resources(compiled)
+    assert _count(r"red\.global\.add\.f32|atom\.global\.add\.f32", compiled.ptx) > 0  # the partial sums
+    # Both rings and the intermediate slice: one block an SM (227 KB on an H200).
+    assert compiled.kernel_source.dynamic_shared_bytes + compiled.resources.shared_memory_bytes <= 227 * 1024
