@@ -128,3 +128,13 @@ def test_the_launch_floor_chain_step_adds_one_on_the_interpreter(dependent):
     np.testing.assert_array_equal(y, x + 1.0)
     source = compiler.generate_source(step.program(None, None, 3), "sm_90a")
     assert source.waits_for_prior_grids is dependent
+
+
+def test_mlp_probe_checks_the_fused_step_against_the_two_kernel_step():
+    """benchmarks/mlp_probe.py's check at a small size on the interpreter: the fused MLP kernel's step on a
+    residual stream is the folded model's two-kernel step (the ops it times against)."""
+    from benchmarks import mlp_probe
+
+    pair, down = mlp_probe.make_mlp("int4", seed=3, hidden=256, intermediate=256, device="cpu")
+    stream = torch.randn(2, 256, dtype=torch.float16)
+    assert mlp_probe.fused_against_two_kernels(stream, pair, down) < 2e-3
