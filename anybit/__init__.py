@@ -44,5 +44,6 @@ from anybit.runtime.compiler import compile as compile  # noqa: E402
 from anybit.nn import QuantizedLinear as QuantizedLinear  # noqa: E402
 from anybit.nn import fold_norms as fold_norms  # noqa: E402
 from anybit.nn import fuse_attention as fuse_attention  # noqa: E402
+from anybit.nn import fuse_mlp as fuse_mlp  # noqa: E402
 from anybit.nn import fuse_projections as fuse_projections  # noqa: E402
 from anybit.nn import quantize_model as quantize_model  # noqa: E402

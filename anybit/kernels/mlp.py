@@ -222,6 +222,23 @@ def mlp_warps(gate_up: PackedLayout, down: PackedLayout) -> int:
     return 2 * down.k_chunk // gate_up.n_per_warp
 
 
+def check_mlp_shapes(gate_up: PackedLayout, down: PackedLayout, warps: int) -> None:
+    """Raise a ValueError naming the multiple a shape misses: the intermediate in whole block slices
+    (warps · n_per_warp / 2 outputs) and down's N in whole phase-2 tiles (warps · down.n_per_warp rows)."""
+    if not 1 <= warps <= 32 or 2 * down.k_chunk != warps * gate_up.n_per_warp:
+        raise ValueError(
+            f"down's k_chunk ({down.k_chunk}) must be a whole number of half gate/up warp tiles "
+            f"({gate_up.n_per_warp // 2} outputs), at most 32 warps"
+        )
+    slice_rows, tile_rows = warps * gate_up.n_per_warp, warps * down.n_per_warp
+    if gate_up.n % slice_rows or down.n % tile_rows:
+        raise ValueError(
+            f"expected the intermediate size ({gate_up.n // 2}) a multiple of {slice_rows // 2} and down's N "
+            f"({down.n}) a multiple of {tile_rows} (the fused kernel's {warps}-warp blocks); run the two "
+            "projections' kernels instead"
+        )
+
+
 def decode_gated_mlp_(
     y: torch.Tensor,
     x: torch.Tensor,
@@ -265,6 +282,8 @@ def decode_gated_mlp_(
         raise ValueError(f"expected x [..., K={k}], got {getattr(x, 'shape', type(x).__name__)}")
     if x.dtype != act or x.device != device:
         raise ValueError(f"expected x {act} on {device}, got {x.dtype} on {x.device}")
+    warps = mlp_warps(gate_up.layout, down.layout)
+    check_mlp_shapes(gate_up.layout, down.layout, warps)
     lead = tuple(x.shape[:-1])
     check_tensor("y", y, (*lead, n), act, device)
     x2 = x.reshape(-1, k).contiguous()
@@ -276,7 +295,7 @@ def decode_gated_mlp_(
         kernel_layout(gate_up.layout),
         kernel_layout(down.layout),
         act,
-        warps=mlp_warps(gate_up.layout, down.layout),
+        warps=warps,
         stages=stages,
         rows=rows,
         rms_eps=rms_eps,

@@ -11,6 +11,8 @@
 | | residual adds into the projections before them (no element-wise kernels between projections) |
 | ``attention`` | :func:`fuse_attention`: a decode step's rotary embedding, KV-cache write and attention in |
 | | one kernel (static cache, one token a sequence) |
+| ``mlp`` | :func:`fuse_mlp`: a folded, quantized layer's gated MLP (gate/up, silu · up, down and the |
+| | residual add) in one decode kernel |
 | ``decode`` | greedy decode (static KV cache, CUDA graph) and logits agreement, for benchmarks |
 | ``demo`` | the ``anybit demo`` command |
 """
@@ -31,3 +33,4 @@ from anybit.nn.fuse import GatedProjection as GatedProjection
 from anybit.nn.fuse import ProjectionSlice as ProjectionSlice
 from anybit.nn.fuse import fuse_projections as fuse_projections
 from anybit.nn.linear import QuantizedLinear as QuantizedLinear
+from anybit.nn.mlp import fuse_mlp as fuse_mlp

@@ -6,6 +6,7 @@ linear layer: the decode kernel for few rows, dequantize + cuBLAS for many, a ``
 from anybit.ops import library as library
 from anybit.ops.dispatch import DEFAULT_DECODE_MAX_M, choose_path, decode_max_m, set_decode_max_m
 from anybit.ops.matmul import (
+    gated_mlp_,
     plan_of,
     quantized_matmul,
     quantized_matmul_add_,
@@ -22,6 +23,7 @@ __all__ = [
     "choose_path",
     "clear_plans",
     "decode_max_m",
+    "gated_mlp_",
     "library",
     "m_bucket",
     "plan_of",

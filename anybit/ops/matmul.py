@@ -14,8 +14,9 @@ import weakref
 import torch
 
 from anybit.kernels import PackedWeight
+from anybit.kernels.mlp import decode_gated_mlp_
 from anybit.ops.checks import OP, check_packed_weight
-from anybit.ops.fused_library import call_add_op, call_rms_op
+from anybit.ops.fused_library import call_add_op, call_mlp_op, call_rms_op
 from anybit.ops.library import call_op
 from anybit.ops.plan import WeightPlan, plan_for
 
@@ -101,6 +102,25 @@ def quantized_matmul_add_(
         return call_add_op(out, x, p.data, p.scales, p.zeros, bias, p.layout)
     p = packed_weight
     return _register(p)[1](x, p.data, p.scales, p.zeros, bias, into=out)
+
+
+def gated_mlp_(
+    stream: torch.Tensor, gate_up: PackedWeight, down: PackedWeight, rms_eps: float
+) -> torch.Tensor:
+    """stream += down(silu(x·gateᵀ) · (x·upᵀ)) in place, x = stream's rows divided by their RMS
+    (sqrt(mean x² + rms_eps)): a folded Llama layer's whole MLP — its post-attention RMSNorm folded into
+    gate/up (:func:`anybit.fold_norms`), silu · up paired in the kernel, down's product added to the residual
+    stream — in one kernel (:class:`~anybit.kernels.mlp.DecodeGatedMLP`), for decode steps (≤ 16 rows a
+    block; more rows take more blocks). ``gate_up``: the gated pair [2I, K] packed with ``gated=True``;
+    ``down`` [K, I] packed as the A operand; both without zero points. Returns ``stream``.
+    """
+    if not isinstance(stream, torch.Tensor):
+        raise TypeError(f"gated_mlp_: expected stream to be a torch.Tensor, got {type(stream).__name__}")
+    if _special(stream):
+        pair = gate_up if _is_compiling() else check_packed_weight(gate_up)
+        weights = down if _is_compiling() else check_packed_weight(down)
+        return call_mlp_op(stream, pair, weights, rms_eps)
+    return decode_gated_mlp_(stream, stream, gate_up, down, rms_eps=rms_eps)
 
 
 def quantized_matmul_path(
