@@ -98,6 +98,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "comparison)",
     )
     parser.add_argument(
+        "--fuse-mlp",
+        action="store_true",
+        help="with --fuse --gated-mlp --fold-norms: each quantized MLP (gate/up, silu · up, down and the "
+        "residual add) in one decode kernel (anybit.fuse_mlp)",
+    )
+    parser.add_argument(
         "--greedy",
         choices=("torch", "anybit"),
         default="torch",
@@ -132,8 +138,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.layers = args.layers or 4
         args.new_tokens, args.prompts, args.repeats = 32, 32, 1
-    if args.device == "cpu" and args.config not in ("tiny", "tiny-attention"):
-        parser.error("the CPU interpreter runs only the tiny configs (--config tiny or tiny-attention)")
+    if args.device == "cpu" and not args.config.startswith("tiny"):
+        parser.error("the CPU interpreter runs only the tiny configs (tiny, tiny-attention, tiny-mlp)")
     return args
 
 
@@ -305,6 +311,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             "gated_mlp": args.fuse and args.gated_mlp,
             "fold_norms": args.fuse and args.fold_norms,
             "fused_attention": (args.fuse and args.fuse_attention) or None,
+            "fused_mlp": args.fuse and args.gated_mlp and args.fold_norms and args.fuse_mlp,
             "greedy": args.greedy,
             "lm_head": "quantized" if args.quantize_lm_head else "fp16 (skipped)",
             "operand": args.operand,
@@ -331,6 +338,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
                 name,
                 fold_norms=args.fuse and args.fold_norms,
                 fuse_attention=bool(args.fuse and args.fuse_attention),
+                fuse_mlp=args.fuse and args.gated_mlp and args.fold_norms and args.fuse_mlp,
                 group_size=args.group_size,
                 skip=skip,
                 operand=args.operand,
@@ -413,6 +421,7 @@ def markdown(report: dict) -> str:
         f"{', q/k/v and gate/up fused' if settings.get('fused_projections') else ''}"
         f"{' (silu · up in the gate/up epilogue)' if settings.get('gated_mlp') else ''}"
         f"{'; quantized layers with norms and residual adds folded in' if settings.get('fold_norms') else ''}"
+        f"{'; each quantized MLP in one kernel' if settings.get('fused_mlp') else ''}"
         f"{_attention_text(settings.get('fused_attention'))}"
         f"{'; the token picked by anybit greedy_token' if settings.get('greedy') == 'anybit' else ''}"
         f"{'; Inductor kernels launched as dependents' if report['environment'].get('inductor_pdl') else ''}"

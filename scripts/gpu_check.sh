@@ -33,7 +33,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp"
+ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -206,6 +206,8 @@ step attention 420 bash -c "$PYTHON benchmarks/attention_probe.py --lengths 145,
 # the fused kernel, 16 distinct copies in a row, M = 1 and 16, stages 3/4/6 (int4, then int2 and int8).
 step mlp 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 tests/kernels/test_gpu_mlp.py && \
     $PYTHON benchmarks/mlp_probe.py --types int4,int2,int8 --out $RESULTS/mlp"
+# The issue's int4 run with each MLP in one kernel (anybit.fuse_mlp), fp16 of the same run, batch 1 and 16.
+step e2e_mlp 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --fuse-mlp --types int4 --out $RESULTS/e2e_mlp"
 # What folding the norms and residual adds costs each projection (int4, M = 1, alone and 32 in a row).
 step fused_probe 150 "$PYTHON" benchmarks/fused_probe.py --out "$RESULTS/fused_probe"
 # What a decode projection's ~5 µs floor is made of: a chain of empty kernels in one CUDA graph (dependent,

@@ -59,6 +59,8 @@ LLAMA_CONFIGS: dict[str, dict] = {
 }
 #: The tiny model with the 64-wide heads the fused decode attention takes (anybit.fuse_attention).
 LLAMA_CONFIGS["tiny-attention"] = dict(LLAMA_CONFIGS["tiny"], head_dim=64)
+#: The same, 256 wide: MLP shapes the fused MLP kernel takes at 4 bits (anybit.fuse_mlp).
+LLAMA_CONFIGS["tiny-mlp"] = dict(LLAMA_CONFIGS["tiny-attention"], hidden_size=256)
 
 
 @contextlib.contextmanager
@@ -409,15 +411,23 @@ def dequantized_copy(model: nn.Module) -> nn.Module:
 
 
 def quantized_copy(
-    model: nn.Module, dtype: str, *, fold_norms: bool = False, fuse_attention: bool = False, **settings
+    model: nn.Module,
+    dtype: str,
+    *,
+    fold_norms: bool = False,
+    fuse_attention: bool = False,
+    fuse_mlp: bool = False,
+    **settings,
 ) -> tuple[nn.Module, object]:
     """A deep copy of ``model`` quantized with :func:`anybit.quantize_model` (the original is untouched);
     with ``fold_norms``, its RMSNorms and residual adds folded into the projections first
     (:func:`anybit.nn.fold_norms`), with ``fuse_attention`` its decode attention in one kernel
-    (:func:`anybit.nn.fuse_attention`); both need the model's projections fused already."""
+    (:func:`anybit.nn.fuse_attention`), with ``fuse_mlp`` (after folding, with gated MLPs) each MLP in one
+    kernel once quantized (:func:`anybit.nn.fuse_mlp`); all need the model's projections fused already."""
     from anybit.nn.attention import fuse_attention as fuse
     from anybit.nn.convert import quantize_model
     from anybit.nn.fold_norms import fold_norms as fold
+    from anybit.nn.mlp import fuse_mlp as fuse_mlps
 
     copied = copy.deepcopy(model)
     if fold_norms:
@@ -425,4 +435,6 @@ def quantized_copy(
     if fuse_attention:
         fuse(copied)
     summary = quantize_model(copied, dtype, **settings)
+    if fuse_mlp:
+        fuse_mlps(copied)
     return copied, summary

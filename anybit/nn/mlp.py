@@ -55,11 +55,11 @@ def _unfusable(mlp: GatedMLP) -> str | None:
 
 def _fused_forward(self, x: torch.Tensor) -> torch.Tensor:
     """The MLP as one kernel on the residual stream (decode steps), else its two-kernel forward."""
-    down = self.down_proj
+    down, folded = self.down_proj, self.gate_up_proj.linear
     rows = x.numel() // x.shape[-1] if x.dim() else 0
-    if x is not down.stream[0] or not 0 < rows <= FUSED_MLP_MAX_ROWS:
-        return self.anybit_forward(x)
-    folded = self.gate_up_proj.linear
+    quantized = isinstance(folded.linear, QuantizedLinear) and isinstance(down.linear, QuantizedLinear)
+    if not quantized or x is not down.stream[0] or not 0 < rows <= FUSED_MLP_MAX_ROWS:
+        return self.anybit_forward(x)  # (a copy with its weights dequantized to float keeps this forward)
     return ops.gated_mlp_(x, folded.linear.packed_weight, down.linear.packed_weight, folded.eps)
 
 

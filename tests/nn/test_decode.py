@@ -67,8 +67,17 @@ def test_time_decode_and_agreement_of_a_quantized_model() -> None:
         (False, ["--fuse", "--gated-mlp", "--fold-norms"]),
         (False, ["--no-baseline", "--no-agreement"]),
         (False, ["--fuse", "--fold-norms", "--fuse-attention", "both", "--greedy", "anybit"]),
+        (False, ["--fuse", "--gated-mlp", "--fold-norms", "--fuse-mlp", "--fuse-attention", "quantized"]),
     ],
-    ids=["lm_head_fp16", "lm_head_quantized", "gated_mlp", "fold_norms", "ab_run", "attention_greedy"],
+    ids=[
+        "lm_head_fp16",
+        "lm_head_quantized",
+        "gated_mlp",
+        "fold_norms",
+        "ab_run",
+        "attention_greedy",
+        "fused_mlp",
+    ],
 )
 def test_e2e_benchmark_tiny_cpu(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, lm_head: bool, fusion: list[str]
@@ -80,7 +89,11 @@ def test_e2e_benchmark_tiny_cpu(
     arguments = (
         [
             "--config",
-            "tiny-attention" if "--fuse-attention" in fusion else "tiny",
+            "tiny-mlp"
+            if "--fuse-mlp" in fusion
+            else "tiny-attention"
+            if "--fuse-attention" in fusion
+            else "tiny",
             "--device",
             "cpu",
             "--layers",
@@ -110,7 +123,9 @@ def test_e2e_benchmark_tiny_cpu(
     ab_run = "--no-baseline" in fusion
     assert [row["type"] for row in report["decode"]] == (["int4"] if ab_run else ["fp16", "int4"])
     assert report["agreement"][0]["type"] == "int4" and "std 0.02" in report["model"]["init"]
-    if "--fuse-attention" in fusion:
+    assert not any("error" in row for row in report["decode"])
+    assert report["settings"]["fused_mlp"] == ("--fuse-mlp" in fusion)
+    if "both" in fusion:
         assert report["settings"]["fused_attention"] == "both" and report["settings"]["greedy"] == "anybit"
     if ab_run:  # the quantized model's speed alone: no fp16 timing, no agreement, no speedup
         assert "--no-agreement" in report["agreement"][0]["skipped"]
