@@ -8,9 +8,9 @@ loop unchanged, the input RMSNorm folded in as there), and multiplies it straigh
 K slice [r·b, r·b + r): no block waits for another. Down's weight is packed as the A operand, so the slice
 is one chunk (k_chunk = r) of every warp tile: the block walks down's N in tiles of warps · n_per_warp rows
 through a copy ring, each tile's f32 product scaled by its group's scale column and added with
-``atomic_add`` into an f32 workspace yᵀ [N, rows]. Every block arrives at each output tile's counter after
-its add; the last to arrive adds the residual (y itself), rounds, stores y and zeroes the tile's workspace
-for the next launch.
+``atomic_add`` into an f32 workspace yᵀ [N, M]. Every block arrives once, after all its adds; the last to
+arrive adds the residual (y itself) to the sums, rounds, stores y and zeroes the workspace for the next
+launch.
 
 The f32 sums of the blocks' products arrive in whatever order the blocks finish: unlike split-K's fixed
 order, two runs may differ in the last bit of an output (then one rounding to the activation dtype).
@@ -26,8 +26,9 @@ import torch
 import anybit
 from anybit.dtypes import float32, int32, uint8
 from anybit.ir import cdiv
+from anybit.ir.expr import minimum
 from anybit.kernels.checks import check_tensor, run_kernel
-from anybit.kernels.decode import weight_exponent
+from anybit.kernels.decode import RMS_SHARED_BYTES, weight_exponent
 from anybit.kernels.decode_transposed import DecodeMatmulTransposed, transposed_x_layout
 from anybit.kernels.launch import default_rows, kernel_layout, rms_options
 from anybit.kernels.layout import PackedLayout
@@ -114,6 +115,43 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
         """Rows of down's output a phase-2 step covers: warps · down.n_per_warp."""
         return self.warps * self.down.n_per_warp
 
+    @property
+    def shared_bytes(self) -> tuple[int, int]:
+        """(phase 1's shared memory, phase 2's) in bytes: the gate/up copy ring (weights, x, scale and zero
+        rows) with the row RMS's copy of x, then down's ring (weights, scale columns) with the h tile."""
+        pl, dl, stages, rows, bn = self.layout, self.down, self.stages, self.block_m, self.block_n
+        element = self.act.nbits // 8
+        ring = stages * (self.warps * pl.tile_bytes + (pl.k_chunk * rows + 2 * bn) * element)
+        rms_copy = RMS_SHARED_BYTES if self.rms_eps is not None else 0
+        down_ring = stages * (self.warps * dl.tile_bytes + self.down_block_n * element)
+        return ring + rms_copy, down_ring + bn // 2 * rows * element
+
+    @property
+    def down_copied_first(self) -> bool:
+        """Whether down's rings are separate from phase 1's (both fit EARLY_DOWN_SHARED_BYTES), so its first
+        tiles are copied before phase 1; else they reuse phase 1's memory and are copied after it."""
+        return sum(self.shared_bytes) <= EARLY_DOWN_SHARED_BYTES
+
+    def _down_rings(self):
+        """Phase 2's copy rings: down's block tiles [S, warps, tile_bytes] and scale columns [S, bn2, 1]."""
+        stages, dl = self.stages, self.down
+        weights = self.shared_tensor(uint8, [stages, self.warps, dl.tile_bytes])
+        return weights, self.shared_tensor(self.act, [stages, self.down_block_n, 1])
+
+    @anybit.runtime_helper
+    def _copy_down_prologue(self, gw2, gs2, sw2, ss2, chunk, group, tiles, commit_each: bool) -> None:
+        """Start copying down's first S−1 block tiles (of ``tiles``) and their scale columns: a commit group
+        each (the ring's usual accounting) or one for all (the loop's waits cover a single older group)."""
+        warps, bn2 = self.warps, self.down_block_n
+        for stage in range(self.stages - 1):
+            if stage < tiles:
+                self.copy_async(gw2, sw2[stage], [chunk, stage * warps, 0], in_bounds=True)
+                self.copy_async(gs2, ss2[stage], [stage * bn2, group], in_bounds=True)
+            if commit_each:
+                self.copy_async_commit_group()
+        if not commit_each:
+            self.copy_async_commit_group()
+
     def __call__(
         self,
         x: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
@@ -134,6 +172,18 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
         self.assume_divisible(k, kc)
         self.assume_divisible(n, bn // 2)
         self.assume_divisible(n_down, bn2)
+        # Phase 2's view of down: chunk b (columns r·b … r·b + r) of every warp tile, a block tile of warps
+        # tiles a step, with its scale column (one group: the slice lies in one).
+        chunk = self.blockIdx.x
+        tiles = n_down // bn2
+        gw2 = self.global_view(down_weight, uint8, [n // dl.k_chunk, n_down // dl.n_per_warp, dl.tile_bytes])
+        gs2 = self.global_view(down_scales, act, [n_down, n // dl.group_size], strides=[1, n_down])
+        group = chunk * dl.k_chunk // dl.group_size
+        if self.down_copied_first:
+            # Down's first S−1 block tiles copied before anything else (one commit group, older than every
+            # one of phase 1's: its waits cover it), so phase 2 starts on tiles already in shared memory.
+            sw2, ss2 = self._down_rings()
+            self._copy_down_prologue(gw2, gs2, sw2, ss2, chunk, group, tiles, commit_each=False)
         # Phase 1: this block's 2·r interleaved gate/up rows over all of K — the gated kernel's loop.
         gx = self._x_view(x, m, k)
         gw = self._weight_view(weight, k, 2 * n)
@@ -152,31 +202,20 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
         # h_b, rounded to the activation dtype as the two-kernel MLP stores it, into shared memory as the
         # x tile of the down projection's chunk b: k-contiguous [r, rows], swizzled as the x ring is.
         h = self.cast(self._gate(acc), act)
-        # Phase 1's rings are done with (every warp past the barrier): phase 2's reuse their shared memory.
-        self.sync()
-        for ring in (sx, sw, ss, sz):
-            self.free_shared(ring)
+        if not self.down_copied_first:
+            # Phase 1's rings are done with (every warp past the barrier): phase 2's reuse their memory.
+            self.sync()
+            for ring in (sx, sw, ss, sz):
+                self.free_shared(ring)
+            sw2, ss2 = self._down_rings()
+            self._copy_down_prologue(gw2, gs2, sw2, ss2, chunk, group, tiles, commit_each=True)
         sh = self.shared_tensor(act, [bn // 2, rows], layout=transposed_x_layout(bn // 2, rows))
         self.store_shared(sh, h)
-        # Phase 2: down's chunk b (columns r·b … r·b + r) of every warp tile, a block tile of warps tiles a
-        # step through an S-stage ring, with its scale column (one group: the slice lies in one).
-        chunk = self.blockIdx.x
-        tiles = n_down // bn2
-        gw2 = self.global_view(down_weight, uint8, [n // dl.k_chunk, n_down // dl.n_per_warp, dl.tile_bytes])
-        groups = n // dl.group_size
-        gs2 = self.global_view(down_scales, act, [n_down, groups], strides=[1, n_down])
-        group = chunk * dl.k_chunk // dl.group_size
-        sw2 = self.shared_tensor(uint8, [stages, warps, dl.tile_bytes])
-        ss2 = self.shared_tensor(act, [stages, bn2, 1])
-        for stage in range(stages - 1):
-            if stage < tiles:
-                self.copy_async(gw2, sw2[stage], [chunk, stage * warps, 0], in_bounds=True)
-                self.copy_async(gs2, ss2[stage], [stage * bn2, group], in_bounds=True)
-            self.copy_async_commit_group()
         self.sync()  # h in shared memory for every warp
         tile_x = self.load_shared(sh)
-        workspace = self.global_tensor(float32, [n_down, cdiv(m, rows) * rows], kept_clean=True)
-        counters = self.global_tensor(int32, [cdiv(m, rows), tiles], kept_clean=True)
+        # The workspace holds yᵀ's M real rows only: the adds of rows past M fall outside it (skipped).
+        workspace = self.global_tensor(float32, [n_down, m], kept_clean=True)
+        counters = self.global_tensor(int32, [cdiv(m, rows)], kept_clean=True)
         gy = self._y_view(y, m, n_down)
         exponent = weight_exponent(dl.dtype, act)
         for step in self.range(tiles):
@@ -201,15 +240,26 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
             self._dot(tile_x, weights, product)
             scale = self.cast(self.load_shared(ss2[current]), float32, exponent=-exponent)
             self.atomic_add(workspace, product * scale, [step * bn2, m0])
-            # The last block to add into this output tile finishes it: the residual added, one rounding,
-            # the tile's workspace zeroed for the next launch.
-            arrival = self.arrive(counters, [self.blockIdx.y, step], 2 * n // bn)
-            if arrival == 2 * n // bn - 1:
-                total = self.load_global(workspace, [step * bn2, m0], [bn2, rows])
-                residual = self.cast(self.load_global(gy, [step * bn2, m0], [bn2, rows]), float32)
-                self.store_global(gy, self.cast(total + residual, act), [step * bn2, m0])
-                zeros = self.register_tensor(float32, [bn2, rows], init=0.0)
-                self.store_global(workspace, zeros, [step * bn2, m0])
+        # One arrival a block, after all its adds (an arrival is a round trip: one a tile would serialise
+        # sixteen). The last block of the row block finishes y's rows of it, a row at a time in runs of
+        # FINISH_COLUMNS: the residual added, one rounding, the workspace zeroed for the next launch.
+        arrival = self.arrive(counters, [self.blockIdx.y], 2 * n // bn)
+        if arrival == 2 * n // bn - 1:
+            zeros = self.register_tensor(float32, [FINISH_COLUMNS, 1], init=0.0)
+            for row in self.range(m0, minimum(m0 + rows, m)):
+                for start in self.range(0, n_down, FINISH_COLUMNS):
+                    total = self.load_global(workspace, [start, row], [FINISH_COLUMNS, 1])
+                    residual = self.load_global(gy, [start, row], [FINISH_COLUMNS, 1])
+                    self.store_global(gy, self.cast(total + self.cast(residual, float32), act), [start, row])
+                    self.store_global(workspace, zeros, [start, row])
+
+
+#: Shared memory a block may take for both phases' rings side by side (else phase 2 reuses phase 1's): of
+#: the H200's 227 KB a block, room left for the reductions' scratch and the runtime's own.
+EARLY_DOWN_SHARED_BYTES = 200 * 1024
+#: Columns of a row of y the last block finishes a step (a Llama-3-8B row of 4096 in one: 16 f32 a thread
+#: at 8 warps).
+FINISH_COLUMNS = 4096
 
 
 #: The cached :class:`DecodeGatedMLP` of one specialisation (same arguments).
