@@ -1,5 +1,5 @@
 """The fused gated MLP kernel (gate/up, SiLU · up and down with the residual add in one kernel) on the CPU
-interpreter against float64: every weight family's layout, 1–12 rows, the folded RMSNorm, in place on the
+interpreter against float64: every weight family's layout, 1–20 rows, the folded RMSNorm, in place on the
 residual stream, launched twice (its workspace and counters left clean), and its errors."""
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def _expected(x, residual, q_pair, q_down, rms_eps):
         ("int2", 12, torch.float16, 1e-5),  # 16 rows a block (4 warps: n_per_warp 64)
         ("int3", 1, torch.float16, None),  # bit planes
         ("float4_e2m1", 2, torch.float16, 1e-5),
-        ("int8", 1, torch.bfloat16, None),  # 16 warps (n_per_warp 16)
+        ("int8", 1, torch.bfloat16, None),  # 16 warps (n_per_warp 16): phase 2 reuses phase 1's rings
+        ("int4", 20, torch.float16, 1e-5),  # two row blocks of 16, a counter each
     ],
 )
 def test_fused_mlp_matches_float64(dtype, m, act, rms_eps):
