@@ -145,3 +145,27 @@ def test_fused_ops_on_the_gpu_eager_and_in_a_cuda_graph(m):
     torch.cuda.synchronize()
     assert relative_error(normed, expected_rms) < 2e-3
     assert relative_error(static_out, expected_add) < 2e-3
+
+
+def test_opcheck_passes_for_the_gated_mlp_op():
+    """anybit::gated_mlp_: schema, fake implementation and the declared mutation of the stream agree with the
+    kernel (the interpreter), and ops.gated_mlp_ compiles into it."""
+    from benchmarks import mlp_probe
+
+    pair, down = mlp_probe.make_mlp("int4", seed=2, hidden=256, intermediate=256, device="cpu")
+    stream = torch.randn(2, 256).half()
+    arguments = (
+        stream,
+        pair.data,
+        pair.scales,
+        down.data,
+        down.scales,
+        *layout_arguments(pair.layout),
+        *layout_arguments(down.layout),
+        EPS,
+    )
+    result = torch.library.opcheck(torch.ops.anybit.gated_mlp_.default, arguments)
+    assert all(value == "SUCCESS" for value in result.values()), result
+    expected = ops.gated_mlp_(stream.clone(), pair, down, EPS)
+    compiled = torch.compile(lambda s: ops.gated_mlp_(s, pair, down, EPS), fullgraph=True)
+    assert torch.equal(compiled(stream.clone()), expected)
