@@ -310,10 +310,7 @@ class DecodeMatmul(anybit.Script):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
             # prefetch below. Prefetches past the end of the run are skipped (a uniform branch: cheaper than
             # the bounds checks and zero-fill selects of every copy it lets the copies drop).
-            self.copy_async_wait_group(stages - 2)
-            self.sync()
-            ahead = step + stages - 1
-            slot = ahead % stages
+            ahead, slot = self._ring_step(step)
             if ahead < runs:
                 self._copy_chunk(
                     gx, gw, gs, gz, sx[slot], sw[slot], ss[slot], sz[slot], first + ahead * kw, m0, n0
@@ -349,6 +346,15 @@ class DecodeMatmul(anybit.Script):
             self._rms_stash(table, squares, 0)
             inverse_rms = self._rms_finish(table, k)
         return acc, inverse_rms, prior
+
+    def _ring_step(self, step):
+        """Wait until step ``step``'s slot of the copy ring has landed (and, past the barrier, every warp is
+        done with the slot read in the previous step); returns (the step whose copies go out now, its slot).
+        """
+        self.copy_async_wait_group(self.stages - 2)
+        self.sync()
+        ahead = step + self.stages - 1
+        return ahead, ahead % self.stages
 
     @property
     def partials_in_flight(self) -> int:

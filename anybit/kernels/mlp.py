@@ -219,10 +219,7 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
         gy = self._y_view(y, m, n_down)
         exponent = weight_exponent(dl.dtype, act)
         for step in self.range(tiles):
-            self.copy_async_wait_group(stages - 2)
-            self.sync()
-            ahead = step + stages - 1
-            slot = ahead % stages
+            ahead, slot = self._ring_step(step)
             if ahead < tiles:
                 self.copy_async(gw2, sw2[slot], [chunk, ahead * warps, 0], in_bounds=True)
                 self.copy_async(gs2, ss2[slot], [ahead * bn2, group], in_bounds=True)
