@@ -8,6 +8,7 @@ import copy
 
 import pytest
 import torch
+from decoding import decode_side_by_side, relative
 
 from anybit.nn import fuse_attention, fuse_projections
 from anybit.nn.decode import GreedyDecoder
@@ -32,31 +33,6 @@ def _model(layers: int = 2, config_class=None, seed: int = 3) -> torch.nn.Module
     config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     return transformers.AutoModelForCausalLM.from_config(config).to(torch.bfloat16).eval()
-
-
-def _relative(found: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((found.double() - expected.double()).norm() / expected.double().norm())
-
-
-def _decode_side_by_side(reference, model, *, batch, prompt_length, steps, tolerance) -> list:
-    """Prefill both models with one random prompt, then ``steps`` decode steps each fed the reference's
-    token, asserting the model's logits stay within ``tolerance`` of the reference's; returns the decoders."""
-    prompt = torch.randint(0, 128, (batch, prompt_length), generator=torch.Generator().manual_seed(4))
-    decoders = [
-        GreedyDecoder(m, batch=batch, max_length=prompt_length + steps + 1, use_graph=False)
-        for m in (reference, model)
-    ]
-    with torch.no_grad():
-        for decoder in decoders:
-            decoder.prefill(prompt)
-        for _ in range(steps):
-            expected, found = (d._forward(d.token, d.position) for d in decoders)
-            assert not torch.isnan(found).any()
-            assert _relative(found, expected) < tolerance
-            for decoder in decoders:  # both continue with the reference's token
-                decoder.token.copy_(expected.argmax(-1, keepdim=True))
-                decoder.position.add_(1)
-    return decoders
 
 
 def _count_launches(monkeypatch) -> list:
@@ -87,12 +63,12 @@ def test_fused_attention_decodes_like_the_block_forward(monkeypatch):
     reference = copy.deepcopy(model)
     fuse_projections(model)
     assert fuse_attention(model) == 2
-    decoders = _decode_side_by_side(reference, model, batch=2, prompt_length=5, steps=4, tolerance=3e-2)
+    decoders = decode_side_by_side(reference, model, batch=2, prompt_length=5, steps=4, tolerance=3e-2)
     assert len(calls) == 2 * 4  # every decode step of both layers took the kernel; the prompt did not
     counts = [[int(layer.cumulative_length) for layer in d.cache.layers] for d in decoders]
     assert counts[1] == counts[0] == [5 + 4, 5 + 4]  # the last block advanced both layers' counts each step
     keys = [d.cache.layers[0].keys[:, :, :9].float() for d in decoders]
-    assert _relative(keys[1], keys[0]) < 2e-2  # the kernel wrote the same rotated keys
+    assert relative(keys[1], keys[0]) < 2e-2  # the kernel wrote the same rotated keys
 
 
 def test_where_fuse_attention_does_not_apply_it_says_so():
@@ -121,7 +97,7 @@ def test_fused_attention_traces_whole_under_torch_compile():
         expected = decoders[0]._forward(decoders[0].token, decoders[0].position)
         found = decoders[1]._forward(decoders[1].token, decoders[1].position, compiled)
     assert not torch.isnan(found).any()
-    assert _relative(found, expected) < 1e-2
+    assert relative(found, expected) < 1e-2
     assert torch.equal(decoders[0].cache.layers[1].keys, decoders[1].cache.layers[1].keys)
 
 
@@ -137,7 +113,7 @@ def test_fused_attention_with_folded_norms_on_a_quantized_model():
     fold_norms(model)
     fuse_attention(model)
     anybit.quantize_model(model, "int8", group_size=64, progress=False)
-    _decode_side_by_side(reference, model, batch=1, prompt_length=4, steps=2, tolerance=5e-2)
+    decode_side_by_side(reference, model, batch=1, prompt_length=4, steps=2, tolerance=5e-2)
 
 
 def test_transformers_generate_with_a_static_cache_takes_the_kernel(monkeypatch):
@@ -178,7 +154,7 @@ def test_mistral_and_qwen2_attention_decode_through_the_kernel():
         reference = copy.deepcopy(model)
         fuse_projections(model)
         assert fuse_attention(model) == 1
-        _decode_side_by_side(reference, model, batch=1, prompt_length=4, steps=3, tolerance=3e-2)
+        decode_side_by_side(reference, model, batch=1, prompt_length=4, steps=3, tolerance=3e-2)
 
 
 def test_attention_the_kernel_does_not_reproduce_is_refused():
@@ -213,7 +189,7 @@ def test_a_compiled_step_derives_the_mask_once():
         found, code = run_and_get_code(
             decoders[1]._forward, decoders[1].token, decoders[1].position, decoders[1]._step_model
         )
-    assert _relative(found, expected) < 3e-2
+    assert relative(found, expected) < 3e-2
     # The wrapper's calls of the op: their last argument is the mask (a buffer, or a view of one).
     calls = re.findall(r"anybit\.decode_attention\.default\((.*)\)", "\n".join(code))
     masks = [_last_argument(call) for call in calls]

@@ -8,6 +8,7 @@ import copy
 
 import pytest
 import torch
+from decoding import relative
 
 import anybit
 from anybit.nn import NormFoldedLinear, QuantizedLinear, ResidualProjection, fold_norms, fuse_projections
@@ -33,10 +34,6 @@ def _tokens(model, batch=2, length=7):
     return torch.randint(0, model.config.vocab_size, (batch, length), generator=generator)
 
 
-def _relative(found: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((found.double() - expected.double()).norm() / expected.double().norm())
-
-
 @pytest.mark.parametrize("gated_mlp", [False, True], ids=["fused", "gated"])
 def test_folded_model_computes_the_same_logits(gated_mlp):
     model = _model()
@@ -52,7 +49,7 @@ def test_folded_model_computes_the_same_logits(gated_mlp):
     with torch.no_grad():
         expected = reference(tokens, use_cache=False).logits
         found = model(tokens, use_cache=False).logits
-    assert _relative(found, expected) < 1e-5
+    assert relative(found, expected) < 1e-5
 
 
 def test_quantized_folded_model_runs_the_fused_ops():
@@ -72,7 +69,7 @@ def test_quantized_folded_model_runs_the_fused_ops():
             expected = float_model(tokens, use_cache=False).logits
             found = model(tokens, use_cache=False).logits
         assert torch.isfinite(found).all()
-        assert _relative(found, expected) < 2e-2
+        assert relative(found, expected) < 2e-2
 
 
 def test_folded_quantized_model_compiles_whole():
@@ -85,7 +82,7 @@ def test_folded_quantized_model_compiles_whole():
         expected = model(tokens, use_cache=False).logits
         compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
         found = compiled(tokens, use_cache=False).logits
-    assert _relative(found, expected) < 1e-3
+    assert relative(found, expected) < 1e-3
 
 
 def test_where_it_does_not_apply_it_says_so():
@@ -117,4 +114,4 @@ def test_folded_quantized_model_on_the_gpu():
             expected = model(tokens, use_cache=False).logits
             found = folded(tokens, use_cache=False).logits
         assert torch.isfinite(found).all()
-        assert _relative(found, expected) < 2e-3
+        assert relative(found, expected) < 2e-3

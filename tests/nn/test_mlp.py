@@ -8,10 +8,10 @@ import copy
 
 import pytest
 import torch
+from decoding import decode_side_by_side
 
 import anybit
 from anybit.nn import fold_norms, fuse_mlp, fuse_projections
-from anybit.nn.decode import GreedyDecoder
 
 transformers = pytest.importorskip("transformers")
 
@@ -47,10 +47,6 @@ def _folded_quantized() -> torch.nn.Module:
     return model
 
 
-def _relative(found: torch.Tensor, expected: torch.Tensor) -> float:
-    return float((found.double() - expected.double()).norm() / expected.double().norm())
-
-
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
 def test_fused_mlp_decodes_as_the_two_kernels_do(compile, monkeypatch):
     reference = _folded_quantized()
@@ -61,20 +57,7 @@ def test_fused_mlp_decodes_as_the_two_kernels_do(compile, monkeypatch):
     counted = lambda *a, **k: calls.append(1) or kernel(*a, **k)  # noqa: E731
     monkeypatch.setattr(anybit.ops.matmul, "decode_gated_mlp_", counted)  # eager calls
     monkeypatch.setattr(anybit.ops.fused_library, "decode_gated_mlp_", counted)  # the custom op's (compiled)
-    decoders = [
-        GreedyDecoder(m, batch=1, max_length=12, use_graph=False, compile=compile) for m in (reference, model)
-    ]
-    prompt = torch.randint(0, 128, (1, 5), generator=torch.Generator().manual_seed(4))
-    with torch.no_grad():
-        for decoder in decoders:
-            decoder.prefill(prompt)
-        for _ in range(3):
-            expected, found = (d._forward(d.token, d.position, d._step_model) for d in decoders)
-            assert not torch.isnan(found).any()
-            assert _relative(found, expected) < 1e-2
-            for decoder in decoders:
-                decoder.token.copy_(expected.argmax(-1, keepdim=True))
-                decoder.position.add_(1)
+    decode_side_by_side(reference, model, batch=1, prompt_length=5, steps=3, tolerance=1e-2, compile=compile)
     assert len(calls) == 2 * 4  # the prompt (5 rows, eager) and three steps, two layers each
 
 
