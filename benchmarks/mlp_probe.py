@@ -6,7 +6,8 @@ residual stream with the input RMSNorm folded in:
 
 * **two kernels**: ``quantized_matmul_rms`` (the gated gate/up, silu · up in its epilogue) then
   ``quantized_matmul_add_`` (down, the residual added), tuned as the model's first calls tune them;
-* **fused**: :func:`anybit.kernels.mlp.decode_gated_mlp_`, with each of ``--stages``;
+* **fused**: :func:`anybit.kernels.mlp.decode_gated_mlp_`, with each of ``--variants`` (stages × gate/up's
+  split-K);
 
 replayed as one CUDA graph of copies × calls (µs a MLP, median of 20 replays), at each of ``--m``; the fused
 result is checked against the two kernels' (relative error of one step on a fresh stream), and each row
@@ -14,7 +15,8 @@ reports the weight bytes' rate against the read ceiling measured in the same run
 
 Usage (GPU)::
 
-    python benchmarks/mlp_probe.py [--types int4] [--m 1,16] [--copies 16] [--stages 3,4,6] [--out DIR]
+    python benchmarks/mlp_probe.py [--types int4] [--m 1,16] [--copies 16]
+        [--variants 4x1,3x1,6x1,4x2] [--out DIR]
 """
 
 from __future__ import annotations
@@ -70,31 +72,43 @@ def weight_bytes(pair, down) -> int:
     return sum(t.numel() * t.element_size() for p in (pair, down) for t in (p.data, p.scales))
 
 
-def run(dtype: str, rows: list[int], copies: int, stages: list[int], ceiling: float) -> dict:
-    mlps = [make_mlp(dtype, seed) for seed in range(copies)]
+def run(
+    dtype: str,
+    rows: list[int],
+    copies: int,
+    variants: list[tuple[int, int]],
+    ceiling: float,
+    shape: tuple[int, int] = (HIDDEN, INTERMEDIATE),
+    device: str = "cuda",
+) -> dict:
+    """One weight type's rows (see the module docstring); ``shape`` (hidden, intermediate) and ``device``
+    for a check at small sizes."""
+    mlps = [make_mlp(dtype, seed, *shape, device=device) for seed in range(copies)]
     bytes_per_mlp = weight_bytes(*mlps[0])
     result: dict = {"type": dtype, "copies": copies, "mb_per_mlp": round(bytes_per_mlp / 1e6, 1), "rows": []}
     for m in rows:
-        stream = torch.randn(m, HIDDEN, dtype=torch.float16, device="cuda")
+        stream = torch.randn(m, shape[0], dtype=torch.float16, device=device)
         error = fused_against_two_kernels(stream, *mlps[0])
         row: dict = {"m": m, "rel_error_vs_two_kernels": error}
         work = stream.clone()
         row["two_kernels_us"] = graph_us_per_call(
             [lambda p=p, d=d, w=work: two_kernels(w, p, d) for p, d in mlps]
         )
-        for count in stages:
+        for stages, split in variants:
             calls = [
-                lambda p=p, d=d, s=count, w=work: decode_gated_mlp_(w, w, p, d, rms_eps=EPS, stages=s)
+                lambda p=p, d=d, w=work, s=stages, k=split: decode_gated_mlp_(
+                    w, w, p, d, rms_eps=EPS, stages=s, split=k
+                )
                 for p, d in mlps
             ]
-            row[f"fused_stages{count}_us"] = graph_us_per_call(calls)
+            row[f"fused_{stages}x{split}_us"] = graph_us_per_call(calls)
         best = min(value for key, value in row.items() if key.startswith("fused"))
         row["fused_best_us"] = best
         row["speedup"] = row["two_kernels_us"] / best
         row["fused_pct_of_ceiling"] = 100 * bytes_per_mlp / (best * 1e-6) / ceiling
         print(
             f"{dtype} M={m}: two kernels {row['two_kernels_us']:.2f} µs, fused "
-            + ", ".join(f"{k[5:-3]} {v:.2f}" for k, v in row.items() if k.startswith("fused_stages"))
+            + ", ".join(f"{k[6:-3]} {v:.2f}" for k, v in row.items() if k.startswith("fused_") and "x" in k)
             + f" µs ({row['speedup']:.2f}×, {row['fused_pct_of_ceiling']:.0f}% of the read ceiling), "
             f"error vs two kernels {error:.1e}",
             flush=True,
@@ -108,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--types", default="int4")
     parser.add_argument("--m", default="1,16", help="comma-separated rows of x")
     parser.add_argument("--copies", type=int, default=16)
-    parser.add_argument("--stages", default="3,4,6", help="the fused kernel's pipeline stages to time")
+    parser.add_argument(
+        "--variants", default="4x1,3x1,6x1,4x2", help="the fused kernel's stages x split-K to time"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=None)
     options = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -117,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = read_bandwidth_bytes_per_s()
     print(f"{harness.gpu_description()}, read ceiling {ceiling / 1e12:.2f} TB/s")
     rows = [int(m) for m in options.m.split(",") if m]
-    stages = [int(s) for s in options.stages.split(",") if s]
+    variants = [tuple(int(v) for v in item.split("x")) for item in options.variants.split(",") if item]
     results = [
-        run(dtype, rows, options.copies, stages, ceiling) for dtype in options.types.split(",") if dtype
+        run(dtype, rows, options.copies, variants, ceiling) for dtype in options.types.split(",") if dtype
     ]
     harness.write_json(
         options.out, "mlp_probe.json", {"read_ceiling_bytes_per_s": ceiling, "results": results}

@@ -215,25 +215,7 @@ class DecodeMatmul(anybit.Script):
             x, m, k, gx, gw, gs, gz, gy, sx, sw, ss, sz, n0, m0, first, count
         )
         if split > 1:
-            # Every split stores its partial sum into its own slice of whole row blocks and arrives at the
-            # block column's counter; the last to arrive adds the partials in split order (the same sum
-            # whatever order the blocks ran in) and finishes. The counter wraps back to 0: no fill before
-            # launches. Slices of whole row blocks need no masks (rows past M come from x's zero-filled
-            # rows and are never stored to y).
-            partials = self._partials(m, n)
-            counters = self.global_tensor(int32, [cdiv(m, rows), n // bn], kept_clean=True)
-            self._store_partial(partials, acc, m, n, m0, n0)
-            arrival = self.arrive(counters, [self.blockIdx.y, self.blockIdx.x], split)
-            if arrival < split - 1:
-                self.exit()
-            # Read a group of partials at a time (partials_in_flight), every load of a group issued before
-            # the first add (one L2 round trip per group, not per split).
-            group = min(split, self.partials_in_flight)
-            acc = self._sum_partials(partials, 0, group, m, n, m0, n0)
-            for first_part in self.range(group, split - split % group, group):
-                acc = acc + self._sum_partials(partials, first_part, group, m, n, m0, n0)
-            if split % group:
-                acc = acc + self._sum_partials(partials, split - split % group, split % group, m, n, m0, n0)
+            acc = self._sum_splits(acc, m, n, m0, n0)
         if pl.per_channel:
             acc = acc * self.cast(self._load_columns(gs, n0), float32, exponent=-exponent)
         if self.rms_eps is not None:
@@ -346,6 +328,30 @@ class DecodeMatmul(anybit.Script):
             self._rms_stash(table, squares, 0)
             inverse_rms = self._rms_finish(table, k)
         return acc, inverse_rms, prior
+
+    @anybit.runtime_helper
+    def _sum_splits(self, acc, m, n, m0, n0):
+        """Split-K's reduction: every split stores its partial sum into its own slice of whole row blocks and
+        arrives at the block column's counter; all but the last to arrive exit; the last adds the partials
+        in split order (the same sum whatever order the blocks ran in) and returns it. The counter wraps
+        back to 0: no fill before launches. Slices of whole row blocks need no masks (rows past M come from
+        x's zero-filled rows and are never stored to y)."""
+        split, rows, bn = self.split, self.block_m, self.block_n
+        partials = self._partials(m, n)
+        counters = self.global_tensor(int32, [cdiv(m, rows), n // bn], kept_clean=True)
+        self._store_partial(partials, acc, m, n, m0, n0)
+        arrival = self.arrive(counters, [self.blockIdx.y, self.blockIdx.x], split)
+        if arrival < split - 1:
+            self.exit()
+        # Read a group of partials at a time (partials_in_flight), every load of a group issued before the
+        # first add (one L2 round trip per group, not per split).
+        group = min(split, self.partials_in_flight)
+        acc = self._sum_partials(partials, 0, group, m, n, m0, n0)
+        for first_part in self.range(group, split - split % group, group):
+            acc = acc + self._sum_partials(partials, first_part, group, m, n, m0, n0)
+        if split % group:
+            acc = acc + self._sum_partials(partials, split - split % group, split % group, m, n, m0, n0)
+        return acc
 
     def _ring_step(self, step):
         """Wait until step ``step``'s slot of the copy ring has landed (and, past the barrier, every warp is

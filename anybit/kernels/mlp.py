@@ -49,8 +49,11 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
     act_dtype
         torch.float16 or torch.bfloat16.
     warps, stages, rows
-        As :class:`~anybit.kernels.decode_transposed.DecodeMatmulTransposed` (no split-K, no warps along K:
-        a block must hold its whole slice of the intermediate).
+        As :class:`~anybit.kernels.decode_transposed.DecodeMatmulTransposed` (no warps along K: a block
+        must hold its whole slice of the intermediate).
+    split
+        Blocks along gate/up's K (split-K in phase 1, twice or more the blocks for the same SMs): each adds
+        its partial sum through the workspace, the last of a slice's blocks continues with phase 2.
     rms_eps, rms_rows, rms_k
         The input RMSNorm folded into gate/up (see :class:`~anybit.kernels.decode.DecodeMatmul`).
 
@@ -69,6 +72,7 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
         warps: int = 8,
         stages: int = 4,
         rows: int = 8,
+        split: int = 1,
         rms_eps: float | None = None,
         rms_rows: int | None = None,
         rms_k: int | None = None,
@@ -92,6 +96,7 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
             rows=rows,
             warps=warps,
             stages=stages,
+            split=split,
             rms_eps=rms_eps,
             rms_rows=rms_rows,
             rms_k=rms_k,
@@ -130,7 +135,8 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
     def down_copied_first(self) -> bool:
         """Whether down's rings are separate from phase 1's (both fit EARLY_DOWN_SHARED_BYTES), so its first
         tiles are copied before phase 1; else they reuse phase 1's memory and are copied after it."""
-        return sum(self.shared_bytes) <= EARLY_DOWN_SHARED_BYTES
+        # With split-K only one block of a slice's split runs phase 2: the others' copies would be wasted.
+        return self.split == 1 and sum(self.shared_bytes) <= EARLY_DOWN_SHARED_BYTES
 
     def _down_rings(self):
         """Phase 2's copy rings: down's block tiles [S, warps, tile_bytes] and scale columns [S, bn2, 1]."""
@@ -167,7 +173,7 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
     ):
         pl, dl, act, stages, warps = self.layout, self.down, self.act, self.stages, self.warps
         kc, bn, rows, bn2 = pl.k_chunk, self.block_n, self.block_m, self.down_block_n
-        self.attrs.blocks = [2 * n // bn, cdiv(m, rows), 1]
+        self.attrs.blocks = [2 * n // bn, cdiv(m, rows), self.split]
         self.attrs.warps = warps
         self.assume_divisible(k, kc)
         self.assume_divisible(n, bn // 2)
@@ -194,9 +200,15 @@ class DecodeGatedMLP(DecodeMatmulTransposed):
         sz = self.shared_tensor(act, [stages, 1, bn])
         n0 = self.blockIdx.x * bn
         m0 = self.blockIdx.y * rows
+        first, count = 0, k // kc
+        if self.split > 1:  # this block's run of K: split z's share, as the decode kernel cuts it
+            first = self.blockIdx.z * (k // kc) // self.split
+            count = (self.blockIdx.z + 1) * (k // kc) // self.split - first
         acc, inverse_rms, _ = self._main_loop(
-            x, m, k, gx, gw, gs, gs, None, sx, sw, ss, sz, n0, m0, 0, k // kc
+            x, m, k, gx, gw, gs, gs, None, sx, sw, ss, sz, n0, m0, first, count
         )
+        if self.split > 1:  # the last of the slice's blocks goes on with the sum, the others exit
+            acc = self._sum_splits(acc, m, 2 * n, m0, n0)
         if self.rms_eps is not None:
             acc = acc * inverse_rms
         # h_b, rounded to the activation dtype as the two-kernel MLP stores it, into shared memory as the
@@ -294,6 +306,7 @@ def decode_gated_mlp_(
     *,
     rms_eps: float | None = None,
     stages: int = 4,
+    split: int = 1,
 ) -> torch.Tensor:
     """y += down(silu(x'·gateᵀ) · (x'·upᵀ)) in place, in one kernel (:class:`DecodeGatedMLP`), with x' = x,
     or x's rows divided by their RMS (sqrt(mean x² + rms_eps)) when ``rms_eps`` is given (an RMSNorm whose
@@ -310,6 +323,8 @@ def decode_gated_mlp_(
         packed with ``gated=True``.
     down
         [N, I], packed as the A operand with k_chunk = the slice a block computes (int4: 128 with 8 warps).
+    stages, split
+        The kernel's copy ring and gate/up's split-K (see :class:`DecodeGatedMLP`).
     """
     act, device = gate_up.act_dtype, gate_up.device
     if down.act_dtype != act or down.device != device:
@@ -345,6 +360,7 @@ def decode_gated_mlp_(
         warps=warps,
         stages=stages,
         rows=rows,
+        split=split,
         rms_eps=rms_eps,
         **(rms_options(m, rows, k) if rms_eps is not None else {}),
     )

@@ -135,16 +135,17 @@ def test_greedy_kernel_reduces_across_warps_through_partials():
 
 
 @pytest.mark.parametrize(
-    ("dtype", "rows", "rms"), [("int4", 8, True), ("int4", 16, False), ("int8", 8, True)]
+    ("dtype", "rows", "rms", "split"),
+    [("int4", 8, True, 1), ("int4", 16, False, 1), ("int8", 8, True, 1), ("int4", 8, True, 2)],
 )
-def test_fused_mlp_kernel_compiles_without_spills(dtype, rows, rms):
+def test_fused_mlp_kernel_compiles_without_spills(dtype, rows, rms, split):
     from anybit.kernels.mlp import DecodeGatedMLP, mlp_warps
 
     gate_up = choose_layout(dtype, 28672, 4096, 128, gated=True)
     down = choose_layout(dtype, 4096, 14336, 128, operand="a")
     options = dict(rms_eps=1e-5, rms_rows=1 if rows == 8 else None, rms_k=4096) if rms else {}
     kernel = DecodeGatedMLP(
-        gate_up, down, torch.float16, warps=mlp_warps(gate_up, down), rows=rows, **options
+        gate_up, down, torch.float16, warps=mlp_warps(gate_up, down), rows=rows, split=split, **options
     )
     compiled = anybit.compile(kernel, *[None] * 10, arch="sm_90a")
     _check_resources(compiled)

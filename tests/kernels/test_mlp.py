@@ -41,24 +41,25 @@ def _expected(x, residual, q_pair, q_down, rms_eps):
 
 
 @pytest.mark.parametrize(
-    ("dtype", "m", "act", "rms_eps"),
+    ("dtype", "m", "act", "rms_eps", "split"),
     [
-        ("int4", 1, torch.float16, None),
-        ("int4", 3, torch.bfloat16, 1e-5),
-        ("int2", 12, torch.float16, 1e-5),  # 16 rows a block (4 warps: n_per_warp 64)
-        ("int3", 1, torch.float16, None),  # bit planes
-        ("float4_e2m1", 2, torch.float16, 1e-5),
-        ("int8", 1, torch.bfloat16, None),  # 16 warps (n_per_warp 16): phase 2 reuses phase 1's rings
-        ("int4", 20, torch.float16, 1e-5),  # two row blocks of 16, a counter each
+        ("int4", 1, torch.float16, None, 1),
+        ("int4", 3, torch.bfloat16, 1e-5, 1),
+        ("int2", 12, torch.float16, 1e-5, 1),  # 16 rows a block (4 warps: n_per_warp 64)
+        ("int3", 1, torch.float16, None, 1),  # bit planes
+        ("float4_e2m1", 2, torch.float16, 1e-5, 1),
+        ("int8", 1, torch.bfloat16, None, 1),  # 16 warps (n_per_warp 16): phase 2 reuses phase 1's rings
+        ("int4", 20, torch.float16, 1e-5, 1),  # two row blocks of 16, a counter each
+        ("int4", 2, torch.float16, 1e-5, 2),  # gate/up split along K: the slice's last block goes on
     ],
 )
-def test_fused_mlp_matches_float64(dtype, m, act, rms_eps):
+def test_fused_mlp_matches_float64(dtype, m, act, rms_eps, split):
     q_pair, pair, q_down, down = _weights(dtype, seed=m, act=act)
     x = torch.randn(m, HIDDEN, dtype=act)
     for _ in range(2):  # a second launch reads the workspace and counters the first left
         residual = torch.randn(m, OUT, dtype=act)
         y = residual.clone()
-        assert decode_gated_mlp_(y, x, pair, down, rms_eps=rms_eps) is y
+        assert decode_gated_mlp_(y, x, pair, down, rms_eps=rms_eps, split=split) is y
         assert not y.isnan().any()
         expected = _expected(x, residual, q_pair, q_down, rms_eps)
         error = float((y.double() - expected).norm() / expected.norm())

@@ -130,11 +130,16 @@ def test_the_launch_floor_chain_step_adds_one_on_the_interpreter(dependent):
     assert source.waits_for_prior_grids is dependent
 
 
-def test_mlp_probe_checks_the_fused_step_against_the_two_kernel_step():
-    """benchmarks/mlp_probe.py's check at a small size on the interpreter: the fused MLP kernel's step on a
-    residual stream is the folded model's two-kernel step (the ops it times against)."""
+def test_mlp_probe_runs_its_rows_at_a_small_size(monkeypatch):
+    """benchmarks/mlp_probe.py's rows on the interpreter at a small size (each timed call run once instead):
+    the fused MLP kernel's step on a residual stream is the folded model's two-kernel step (the ops it times
+    against), for every variant of stages and split-K."""
     from benchmarks import mlp_probe
 
-    pair, down = mlp_probe.make_mlp("int4", seed=3, hidden=256, intermediate=256, device="cpu")
-    stream = torch.randn(2, 256, dtype=torch.float16)
-    assert mlp_probe.fused_against_two_kernels(stream, pair, down) < 2e-3
+    timed = []
+    run_once = lambda calls: timed.append([call() for call in calls]) or 1.0  # noqa: E731
+    monkeypatch.setattr(mlp_probe, "graph_us_per_call", run_once)
+    result = mlp_probe.run("int4", [2], 2, [(4, 1), (2, 2)], 1e12, shape=(256, 256), device="cpu")
+    row = result["rows"][0]
+    assert row["rel_error_vs_two_kernels"] < 2e-3 and len(timed) == 3
+    assert {"two_kernels_us", "fused_4x1_us", "fused_2x2_us", "fused_best_us"} <= set(row)
