@@ -61,6 +61,18 @@ def test_fused_mlp_on_cuda(dtype, act, m):
     assert float((found.double() - two.double()).norm() / two.double().norm()) < tolerance
 
 
+@pytest.mark.parametrize("stages", [3, 6])
+@pytest.mark.parametrize("split", [1, 2])
+def test_fused_mlp_variants_on_cuda(stages, split):
+    """The probe's variants: ring depths (6 stages: phase 2 reuses phase 1's shared memory) and gate/up's
+    split-K."""
+    q_pair, pair, q_down, down = _mlp("int4", torch.float16)
+    stream = torch.randn(2, HIDDEN, dtype=torch.float16, device="cuda")
+    expected = _expected(stream, q_pair, q_down)
+    decode_gated_mlp_(stream, stream, pair, down, rms_eps=EPS, stages=stages, split=split)
+    assert float((stream.double() - expected).norm() / expected.norm()) < 1e-3
+
+
 def test_fused_mlp_replays_from_a_cuda_graph():
     """Three replays, each from a fresh stream copied in: every one gives the one-step result (the workspace
     and the counters are clean again after each launch)."""
