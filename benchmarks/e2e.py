@@ -104,6 +104,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "residual add) in one decode kernel (anybit.fuse_mlp)",
     )
     parser.add_argument(
+        "--mlp-launch",
+        default="4x1",
+        help="with --fuse-mlp: the kernel's copy-ring stages x gate/up's split-K (benchmarks/mlp_probe.py "
+        "times them)",
+    )
+    parser.add_argument(
         "--greedy",
         choices=("torch", "anybit"),
         default="torch",
@@ -165,6 +171,15 @@ def environment() -> dict:
     triton_config = getattr(torch._inductor.config, "triton", None)
     info["inductor_pdl"] = getattr(triton_config, "enable_pdl", None)
     return info
+
+
+def mlp_launch(args: argparse.Namespace) -> dict | None:
+    """``anybit.fuse_mlp``'s settings from ``--fuse-mlp`` / ``--mlp-launch`` (None: the MLPs stay two
+    kernels; it needs the fused, gated, folded model)."""
+    if not (args.fuse and args.gated_mlp and args.fold_norms and args.fuse_mlp):
+        return None
+    stages, split = (int(value) for value in args.mlp_launch.split("x"))
+    return {"stages": stages, "split": split}
 
 
 def model_device(model) -> torch.device:
@@ -311,7 +326,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             "gated_mlp": args.fuse and args.gated_mlp,
             "fold_norms": args.fuse and args.fold_norms,
             "fused_attention": (args.fuse and args.fuse_attention) or None,
-            "fused_mlp": args.fuse and args.gated_mlp and args.fold_norms and args.fuse_mlp,
+            "fused_mlp": mlp_launch(args) or False,
             "greedy": args.greedy,
             "lm_head": "quantized" if args.quantize_lm_head else "fp16 (skipped)",
             "operand": args.operand,
@@ -338,7 +353,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
                 name,
                 fold_norms=args.fuse and args.fold_norms,
                 fuse_attention=bool(args.fuse and args.fuse_attention),
-                fuse_mlp=args.fuse and args.gated_mlp and args.fold_norms and args.fuse_mlp,
+                fuse_mlp=mlp_launch(args),
                 group_size=args.group_size,
                 skip=skip,
                 operand=args.operand,

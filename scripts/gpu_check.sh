@@ -206,8 +206,10 @@ step attention 420 bash -c "$PYTHON benchmarks/attention_probe.py --lengths 145,
 # the fused kernel, 16 distinct copies in a row, M = 1 and 16, stages 3/4/6 (int4, then int2 and int8).
 step mlp 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 tests/kernels/test_gpu_mlp.py && \
     $PYTHON benchmarks/mlp_probe.py --types int4,int2,int8 --out $RESULTS/mlp"
-# The issue's int4 run with each MLP in one kernel (anybit.fuse_mlp), fp16 of the same run, batch 1 and 16.
-step e2e_mlp 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --fuse-mlp --types int4 --out $RESULTS/e2e_mlp"
+# The issue's int4 run with each MLP in one kernel (anybit.fuse_mlp), fp16 of the same run, batch 1 and 16;
+# MLP_LAUNCH (stages x split, e.g. 4x2) picks the kernel's variant the mlp step found fastest.
+step e2e_mlp 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --fuse-mlp --mlp-launch ${MLP_LAUNCH:-4x1} \
+    --types int4 --out $RESULTS/e2e_mlp"
 # What folding the norms and residual adds costs each projection (int4, M = 1, alone and 32 in a row).
 step fused_probe 150 "$PYTHON" benchmarks/fused_probe.py --out "$RESULTS/fused_probe"
 # What a decode projection's ~5 µs floor is made of: a chain of empty kernels in one CUDA graph (dependent,

@@ -416,14 +416,15 @@ def quantized_copy(
     *,
     fold_norms: bool = False,
     fuse_attention: bool = False,
-    fuse_mlp: bool = False,
+    fuse_mlp: bool | dict = False,
     **settings,
 ) -> tuple[nn.Module, object]:
     """A deep copy of ``model`` quantized with :func:`anybit.quantize_model` (the original is untouched);
     with ``fold_norms``, its RMSNorms and residual adds folded into the projections first
     (:func:`anybit.nn.fold_norms`), with ``fuse_attention`` its decode attention in one kernel
     (:func:`anybit.nn.fuse_attention`), with ``fuse_mlp`` (after folding, with gated MLPs) each MLP in one
-    kernel once quantized (:func:`anybit.nn.fuse_mlp`); all need the model's projections fused already."""
+    kernel once quantized (:func:`anybit.nn.fuse_mlp`; a dict: its keyword arguments); all need the model's
+    projections fused already."""
     from anybit.nn.attention import fuse_attention as fuse
     from anybit.nn.convert import quantize_model
     from anybit.nn.fold_norms import fold_norms as fold
@@ -436,5 +437,5 @@ def quantized_copy(
         fuse(copied)
     summary = quantize_model(copied, dtype, **settings)
     if fuse_mlp:
-        fuse_mlps(copied)
+        fuse_mlps(copied, **(fuse_mlp if isinstance(fuse_mlp, dict) else {}))
     return copied, summary

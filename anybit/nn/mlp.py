@@ -60,12 +60,15 @@ def _fused_forward(self, x: torch.Tensor) -> torch.Tensor:
     quantized = isinstance(folded.linear, QuantizedLinear) and isinstance(down.linear, QuantizedLinear)
     if not quantized or x is not down.stream[0] or not 0 < rows <= FUSED_MLP_MAX_ROWS:
         return self.anybit_forward(x)  # (a copy with its weights dequantized to float keeps this forward)
-    return ops.gated_mlp_(x, folded.linear.packed_weight, down.linear.packed_weight, folded.eps)
+    stages, split = self.anybit_mlp_launch
+    pair, weights = folded.linear.packed_weight, down.linear.packed_weight
+    return ops.gated_mlp_(x, pair, weights, folded.eps, stages=stages, split=split)
 
 
-def fuse_mlp(model: nn.Module) -> int:
+def fuse_mlp(model: nn.Module, *, stages: int = 4, split: int = 1) -> int:
     """Give every folded, quantized SiLU-gated MLP of ``model`` the one-kernel decode step, in place (see the
-    module docstring); returns how many MLPs were changed.
+    module docstring); returns how many MLPs were changed. ``stages`` and ``split``: the kernel's copy ring
+    and gate/up's split-K (:class:`~anybit.kernels.mlp.DecodeGatedMLP`).
 
     Raises
     ------
@@ -77,7 +80,8 @@ def fuse_mlp(model: nn.Module) -> int:
     for module in model.modules():
         if not isinstance(module, GatedMLP):
             continue
-        if hasattr(module, "anybit_forward"):  # fused already
+        if hasattr(module, "anybit_forward"):  # fused already: the launch settings given now
+            module.anybit_mlp_launch = (int(stages), int(split))
             fused += 1
             continue
         reason = _unfusable(module)
@@ -85,6 +89,7 @@ def fuse_mlp(model: nn.Module) -> int:
             reasons.append(reason)
             continue
         module.anybit_forward = module.forward
+        module.anybit_mlp_launch = (int(stages), int(split))
         module.forward = types.MethodType(_fused_forward, module)
         fused += 1
     if not fused:

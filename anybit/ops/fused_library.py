@@ -39,7 +39,8 @@ def _prefixed_layout(prefix: str) -> str:
 
 SCHEMA_MLP = (
     "gated_mlp_(Tensor(a!) stream, Tensor pair_data, Tensor pair_scales, Tensor down_data, "
-    f"Tensor down_scales, {_prefixed_layout('pair_')}, {_prefixed_layout('down_')}, float rms_eps) -> ()"
+    f"Tensor down_scales, {_prefixed_layout('pair_')}, {_prefixed_layout('down_')}, float rms_eps, "
+    "int stages=4, int split=1) -> ()"
 )
 #: The layout fields a layout takes in the op's arguments.
 _LAYOUT_FIELDS = _LAYOUT.count(",") + 1
@@ -64,8 +65,9 @@ def _add_kernel(out, x, data, scales, zeros, bias, *layout_args) -> None:
 
 
 def _mlp_weights(pair_data, pair_scales, down_data, down_scales, layouts_and_eps):
-    """The op's arguments as (gate/up pair, down) packed weights and rms_eps."""
-    *layout_args, rms_eps = layouts_and_eps
+    """The op's arguments as (gate/up pair, down) packed weights and rms_eps (the launch's stages and split,
+    when given, are left out)."""
+    layout_args, rms_eps = layouts_and_eps[: 2 * _LAYOUT_FIELDS], layouts_and_eps[2 * _LAYOUT_FIELDS]
     pair_layout = layout_of(*layout_args[:_LAYOUT_FIELDS][:-1], tuple(layout_args[_LAYOUT_FIELDS - 1]))
     down_args = layout_args[_LAYOUT_FIELDS:]
     down_layout = layout_of(*down_args[:-1], tuple(down_args[-1]))
@@ -74,10 +76,12 @@ def _mlp_weights(pair_data, pair_scales, down_data, down_scales, layouts_and_eps
     return pair, down, float(rms_eps)
 
 
-def _mlp_kernel(stream, pair_data, pair_scales, down_data, down_scales, *layouts_and_eps) -> None:
-    """stream += down(silu(gate)·up of stream's RMS-normalised rows), in place, on real tensors."""
-    pair, down, rms_eps = _mlp_weights(pair_data, pair_scales, down_data, down_scales, layouts_and_eps)
-    decode_gated_mlp_(stream, stream, pair, down, rms_eps=rms_eps)
+def _mlp_kernel(stream, pair_data, pair_scales, down_data, down_scales, *arguments, **launch) -> None:
+    """stream += down(silu(gate)·up of stream's RMS-normalised rows), in place, on real tensors; the launch's
+    stages and split follow rms_eps, by position or by name, or keep their defaults."""
+    pair, down, rms_eps = _mlp_weights(pair_data, pair_scales, down_data, down_scales, arguments)
+    launch.update(zip(("stages", "split"), arguments[2 * _LAYOUT_FIELDS + 1 :], strict=False))
+    decode_gated_mlp_(stream, stream, pair, down, rms_eps=rms_eps, **{k: int(v) for k, v in launch.items()})
 
 
 for _device in ("CPU", "CUDA"):
@@ -87,9 +91,9 @@ for _device in ("CPU", "CUDA"):
 
 
 @torch.library.register_fake(f"{NAMESPACE}::gated_mlp_")
-def _mlp_fake(stream, pair_data, pair_scales, down_data, down_scales, *layouts_and_eps) -> None:
+def _mlp_fake(stream, pair_data, pair_scales, down_data, down_scales, *arguments, **launch) -> None:
     """Checks only: the op writes ``stream`` in place (its last dimension is down's N and gate/up's K)."""
-    pair, down, _ = _mlp_weights(pair_data, pair_scales, down_data, down_scales, layouts_and_eps)
+    pair, down, _ = _mlp_weights(pair_data, pair_scales, down_data, down_scales, arguments)
     torch._check(
         stream.shape[-1] == down.layout.n == pair.layout.k,
         lambda: f"gated_mlp_: expected stream [..., {down.layout.n}], got {list(stream.shape)}",
@@ -121,7 +125,7 @@ def call_rms_op(x, data, scales, zeros, bias, layout: PackedLayout, rms_eps: flo
     return torch.ops.anybit.quantized_matmul_rms(x, data, scales, zeros, bias, *layout_args, rms_eps)
 
 
-def call_mlp_op(stream, pair, down, rms_eps: float) -> torch.Tensor:
+def call_mlp_op(stream, pair, down, rms_eps: float, stages: int = 4, split: int = 1) -> torch.Tensor:
     """``torch.ops.anybit.gated_mlp_`` with both layouts spelled out; returns ``stream``."""
     torch.ops.anybit.gated_mlp_(
         stream,
@@ -132,6 +136,8 @@ def call_mlp_op(stream, pair, down, rms_eps: float) -> torch.Tensor:
         *layout_arguments(pair.layout),
         *layout_arguments(down.layout),
         float(rms_eps),
+        int(stages),
+        int(split),
     )
     return stream
 

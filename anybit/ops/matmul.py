@@ -105,22 +105,29 @@ def quantized_matmul_add_(
 
 
 def gated_mlp_(
-    stream: torch.Tensor, gate_up: PackedWeight, down: PackedWeight, rms_eps: float
+    stream: torch.Tensor,
+    gate_up: PackedWeight,
+    down: PackedWeight,
+    rms_eps: float,
+    *,
+    stages: int = 4,
+    split: int = 1,
 ) -> torch.Tensor:
     """stream += down(silu(x·gateᵀ) · (x·upᵀ)) in place, x = stream's rows divided by their RMS
     (sqrt(mean x² + rms_eps)): a folded Llama layer's whole MLP — its post-attention RMSNorm folded into
     gate/up (:func:`anybit.fold_norms`), silu · up paired in the kernel, down's product added to the residual
     stream — in one kernel (:class:`~anybit.kernels.mlp.DecodeGatedMLP`), for decode steps (≤ 16 rows a
     block; more rows take more blocks). ``gate_up``: the gated pair [2I, K] packed with ``gated=True``;
-    ``down`` [K, I] packed as the A operand; both without zero points. Returns ``stream``.
+    ``down`` [K, I] packed as the A operand; both without zero points; ``stages`` and ``split``: the kernel's
+    copy ring and gate/up's split-K. Returns ``stream``.
     """
     if not isinstance(stream, torch.Tensor):
         raise TypeError(f"gated_mlp_: expected stream to be a torch.Tensor, got {type(stream).__name__}")
     if _special(stream):
         pair = gate_up if _is_compiling() else check_packed_weight(gate_up)
         weights = down if _is_compiling() else check_packed_weight(down)
-        return call_mlp_op(stream, pair, weights, rms_eps)
-    return decode_gated_mlp_(stream, stream, gate_up, down, rms_eps=rms_eps)
+        return call_mlp_op(stream, pair, weights, rms_eps, stages, split)
+    return decode_gated_mlp_(stream, stream, gate_up, down, rms_eps=rms_eps, stages=stages, split=split)
 
 
 def quantized_matmul_path(

@@ -124,7 +124,8 @@ def test_e2e_benchmark_tiny_cpu(
     assert [row["type"] for row in report["decode"]] == (["int4"] if ab_run else ["fp16", "int4"])
     assert report["agreement"][0]["type"] == "int4" and "std 0.02" in report["model"]["init"]
     assert not any("error" in row for row in report["decode"])
-    assert report["settings"]["fused_mlp"] == ("--fuse-mlp" in fusion)
+    fused_mlp = {"stages": 4, "split": 1} if "--fuse-mlp" in fusion else False
+    assert report["settings"]["fused_mlp"] == fused_mlp
     if "both" in fusion:
         assert report["settings"]["fused_attention"] == "both" and report["settings"]["greedy"] == "anybit"
     if ab_run:  # the quantized model's speed alone: no fp16 timing, no agreement, no speedup

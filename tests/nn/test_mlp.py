@@ -51,7 +51,7 @@ def _folded_quantized() -> torch.nn.Module:
 def test_fused_mlp_decodes_as_the_two_kernels_do(compile, monkeypatch):
     reference = _folded_quantized()
     model = copy.deepcopy(reference)
-    assert fuse_mlp(model) == 2
+    assert fuse_mlp(model, stages=3, split=2) == 2
     calls = []
     kernel = anybit.ops.matmul.decode_gated_mlp_
     counted = lambda *a, **k: calls.append(1) or kernel(*a, **k)  # noqa: E731
