@@ -326,6 +326,11 @@ def decode_gated_mlp_(
     stages, split
         The kernel's copy ring and gate/up's split-K (see :class:`DecodeGatedMLP`).
     """
+    for name, weight in (("gate_up", gate_up), ("down", down)):
+        if not isinstance(weight, PackedWeight):
+            raise TypeError(
+                f"expected {name} to be a PackedWeight (anybit.kernels.pack), got {type(weight).__name__}"
+            )
     act, device = gate_up.act_dtype, gate_up.device
     if down.act_dtype != act or down.device != device:
         raise ValueError(

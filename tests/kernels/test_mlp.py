@@ -95,6 +95,8 @@ def test_fused_mlp_errors_name_the_problem():
     with pytest.raises(ValueError, match="gated pair"):
         DecodeGatedMLP(down.layout, down.layout, torch.float16)
     assert mlp_warps(pair.layout, down.layout) == 8
+    with pytest.raises(TypeError, match="PackedWeight"):
+        decode_gated_mlp_(y, x, pair, q_down)  # the quantized weight, not packed
     short_layout = kernels.choose_layout("int4", 128, INTERMEDIATE, 128, operand="a")
     short = kernels.pack(kernels.quantize(torch.randn(128, INTERMEDIATE), "int4"), layout=short_layout)
     with pytest.raises(ValueError, match="down's N \\(128\\) a multiple of 256"):
