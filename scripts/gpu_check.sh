@@ -33,7 +33,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp"
+ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -210,6 +210,10 @@ step mlp 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 tests
 # MLP_LAUNCH (stages x split, e.g. 4x2) picks the kernel's variant the mlp step found fastest.
 step e2e_mlp 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --fuse-mlp --mlp-launch ${MLP_LAUNCH:-4x1} \
     --types int4 --out $RESULTS/e2e_mlp"
+# The attention kernel's GPU tests, then the issue's run for int4 alone with the fp16 of the same run (batch
+# 1 and 16, 256 prompts): a shorter call than e2e when one type's figure is what changed.
+step attention_tests 120 "${gpu_pytest[@]}" -n 8 tests/kernels/test_gpu_attention.py
+step e2e_int4 420 "$PYTHON" benchmarks/e2e.py $e2e_settings --types int4 --out "$RESULTS/e2e_int4"
 # What folding the norms and residual adds costs each projection (int4, M = 1, alone and 32 in a row).
 step fused_probe 150 "$PYTHON" benchmarks/fused_probe.py --out "$RESULTS/fused_probe"
 # What a decode projection's ~5 µs floor is made of: a chain of empty kernels in one CUDA graph (dependent,
@@ -225,7 +229,7 @@ step e2e_lm_head 300 "$PYTHON" benchmarks/e2e.py --compile --fuse --quantize-lm-
 
 tar czf "$OUT/gpu_results.tgz" -C "$RESULTS" . 2>/dev/null
 for summary in "$RESULTS"/benchmarks.md "$RESULTS"/bench/matmul.md "$RESULTS"/bench_planes/matmul.md "$RESULTS"/e2e/e2e.md \
-    "$RESULTS"/e2e_full/e2e.md "$RESULTS"/e2e_lm_head/e2e.md; do
+    "$RESULTS"/e2e_full/e2e.md "$RESULTS"/e2e_lm_head/e2e.md "$RESULTS"/e2e_int4/e2e.md; do
     [ -f "$summary" ] && cp "$summary" "$OUT/$(basename "$(dirname "$summary")")-$(basename "$summary")"
 done
 

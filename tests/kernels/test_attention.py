@@ -187,6 +187,24 @@ def test_decode_attention_with_a_padding_mask(warps_over, tile, splits):
     assert torch.equal(found[0][1], unmasked[0][1])  # and left sequence 1 alone
 
 
+@pytest.mark.parametrize(
+    ("warps_over", "tile", "splits"), [("heads", 8, 1), ("heads", 16, 3), ("positions", 16, 2)]
+)
+def test_decode_attention_mask_drops_the_steps_own_position(warps_over, tile, splits):
+    """A mask that drops the step's own position drops its score (the step's k and v are still written to
+    the cache row for the next steps), in the run that holds the position and with the cache in runs."""
+    batch, heads, kv_heads, length, position = 2, 16, 4, 48, 30
+    mask = torch.ones(batch, length, dtype=torch.bool)
+    mask[1, position] = False
+    mask[1, 3] = False
+    options = dict(tile=tile, seed=9, splits=splits, warps_over=warps_over)
+    found, expected = run_case(batch, heads, kv_heads, 64, length, position, mask=mask, **options)
+    check_case(found, expected)
+    unmasked, _ = run_case(batch, heads, kv_heads, 64, length, position, **options)
+    assert torch.equal(found[0][0], unmasked[0][0])  # sequence 0 attends everywhere either way
+    assert not torch.allclose(found[0][1], unmasked[0][1], atol=1e-2)
+
+
 def test_decode_attention_takes_transformers_mask_and_one_row_for_the_batch():
     """The mask as transformers passes it ([B, 1, 1, L]) and one row for every sequence ([1, L] or
     [1, 1, 1, L]) give what the same rows as [B, L] give, and a mask of one row applies to every sequence."""

@@ -54,6 +54,7 @@ def test_decode_attention_with_a_padding_mask_on_cuda(warps_over, tile, splits):
     mask = torch.ones(4, 1024, dtype=torch.bool)
     mask[0, :300] = False  # left padding
     mask[2, 500:520] = False
+    mask[3, 700] = False  # the step's own position
     found, expected = run_case(
         4,
         32,
