@@ -48,6 +48,30 @@ def test_decode_attention_on_cuda(act, batch, length, position, splits, warps_ov
 
 
 @pytest.mark.parametrize(
+    ("batch", "length", "position", "splits", "warps_over", "tile"),
+    [(1, 256, 150, 8, "heads", 16), (1, 2048, 1500, 8, "heads", 8), (16, 1024, 700, 2, "positions", 16)],
+)
+def test_decode_attention_runs_combined_in_a_cluster_on_cuda(
+    batch, length, position, splits, warps_over, tile
+):
+    found, expected = run_case(
+        batch,
+        32,
+        8,
+        128,
+        length,
+        position,
+        seed=position,
+        device="cuda",
+        splits=splits,
+        tile=tile,
+        warps_over=warps_over,
+        combine="cluster",
+    )
+    check_case(found, expected)
+
+
+@pytest.mark.parametrize(
     ("warps_over", "tile", "splits"), [("heads", 8, 1), ("heads", 16, 8), ("positions", 16, 4)]
 )
 def test_decode_attention_with_a_padding_mask_on_cuda(warps_over, tile, splits):

@@ -97,6 +97,30 @@ class RemoteReadWithoutClusters(anybit.Script):
         self.store_global(self.global_view(y, float32, [32]), self.load_shared(staged, rank=1), [0])
 
 
+class OneBlockLeaves(anybit.Script):
+    """The second block of each cluster exits before the cluster barrier the first waits at."""
+
+    def __call__(self, y: anybit.ptr(float32)):
+        self.attrs.blocks = [4]
+        self.attrs.warps = 1
+        self.attrs.cluster = [2]
+        if self.cluster_rank == 1:
+            self.exit()
+        self.cluster_sync()
+        self.store_global(
+            self.global_view(y, float32, [4, 32]),
+            self.register_tensor(float32, [1, 32], init=1.0),
+            [self.blockIdx.x, 0],
+        )
+
+
+def test_a_block_that_leaves_before_the_cluster_barrier_is_a_deadlock():
+    from anybit.interp.errors import DeadlockError
+
+    with pytest.raises(DeadlockError, match=r"waits at cluster_sync for its cluster \(1 of 2 blocks"):
+        anybit.interpret(OneBlockLeaves(), np.zeros((4, 32), dtype=np.float32))
+
+
 def test_a_remote_read_needs_clusters():
     with pytest.raises(VerificationError, match="without clusters"):
         RemoteReadWithoutClusters().program(None)
