@@ -494,10 +494,9 @@ def decode_attention(
         [B or 1, 1, 1, L] (rows at any stride, positions contiguous): True where a sequence attends to a
         cache position — a left-padded batch's attention mask. Without it every position up to
         ``position`` is attended to.
-
     combine
-        ``"global"`` (default) or ``"cluster"``: where the runs' sums meet (see
-        :data:`COMBINES`; ``"cluster"`` needs sm_90 and at most 8 runs).
+        ``"global"`` (default) or ``"cluster"``: where the runs' sums meet (see :data:`COMBINES`;
+        ``"cluster"`` needs sm_90 and at most 8 runs: the default runs are capped at 8).
 
     A position outside the cache (read on the device, so not checked here: that would synchronise) writes
     NaN to ``out`` and nothing to the caches.
