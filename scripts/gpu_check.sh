@@ -215,17 +215,19 @@ step e2e_mlp 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --fuse-mlp --m
 step attention_tests 120 "${gpu_pytest[@]}" -n 8 tests/kernels/test_gpu_attention.py
 step e2e_int4 420 "$PYTHON" benchmarks/e2e.py $e2e_settings --types int4 \
     --attention-combine "${ATTENTION_COMBINE:-global}" --out "$RESULTS/e2e_int4"
-# Thread-block clusters: the VM's cluster tests and the attention kernel's runs combined in a cluster on the
-# GPU, then the attention probe with the runs combined through global memory against in a cluster (batch 1
-# and 16, 145 and 1024 positions, 2/4/8 runs, tile 16), then int4 end to end at batch 1 with the runs
-# combined each way, one after the other (ATTENTION_COMBINE=cluster STEPS=e2e_int4: the issue's full run).
+# Thread-block clusters: the VM's cluster tests, the attention kernel's runs and the decode kernels' split-K
+# reduced in a cluster on the GPU; the attention probe with the runs combined through global memory against
+# in a cluster (batch 1 and 16, 145 and 1024 positions, 2/4/8 runs, tile 16); then int4 end to end at batch 1
+# on main's tree (`bash scripts/ab_trees.sh main` first: ab/main, where it exists) and on this tree with the
+# cluster combine (its tuner also tries split-K in a cluster), one after the other.
 cluster_e2e="--compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit --types int4 \
     --batches 1 --new-tokens 128 --prompts 4 --repeats 3 --no-agreement"
-step cluster 420 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=60 tests/lang/test_cluster.py \
-    tests/kernels/test_gpu_attention.py -k 'cluster or neighbour' && $PYTHON benchmarks/attention_probe.py \
-    --lengths 145,1024 --splits 2,4,8 --tiles 16 --combines global,cluster --out $RESULTS/attention_cluster && \
-    $PYTHON benchmarks/e2e.py $cluster_e2e --out $RESULTS/e2e_global && \
-    $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --attention-combine cluster --out $RESULTS/e2e_cluster"
+step cluster 480 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=60 tests/lang/test_cluster.py \
+    tests/kernels/test_gpu_attention.py tests/kernels/test_gpu_kernels.py -k 'cluster or neighbour' && \
+    $PYTHON benchmarks/attention_probe.py --lengths 145,1024 --splits 2,4,8 --tiles 16 --combines global,cluster \
+    --out $RESULTS/attention_cluster; if [ -d ab/main ]; then $PYTHON ab/main/benchmarks/e2e.py $cluster_e2e \
+    --out $RESULTS/e2e_main; fi; $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --attention-combine cluster \
+    --out $RESULTS/e2e_cluster"
 # What folding the norms and residual adds costs each projection (int4, M = 1, alone and 32 in a row).
 step fused_probe 150 "$PYTHON" benchmarks/fused_probe.py --out "$RESULTS/fused_probe"
 # What a decode projection's ~5 µs floor is made of: a chain of empty kernels in one CUDA graph (dependent,

@@ -29,6 +29,7 @@ import torch
 
 import anybit
 from anybit.kernels import DecodeMatmul, PackedLayout
+from anybit.kernels.decode import MAX_CLUSTER_SPLIT
 from anybit.kernels.decode_transposed import DecodeMatmulTransposed
 from anybit.kernels.launch import TARGET_BLOCKS, kernel_layout, useful_split
 from anybit.runtime.autotune import Candidate, TunedKernel, bucket_text
@@ -85,9 +86,15 @@ def kernel_revision() -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+#: Whether split-K is reduced in a thread-block cluster (the split blocks' partials meet in the cluster's
+#: shared memory) rather than through L2 partials and an arrival counter: sm_90, 2 to 8 splits.
+SPLIT_IN_CLUSTER: tuple[bool, ...] = (False, True)
+
+
 @anybit.autotune("warps", WARPS)
 @anybit.autotune("stages", STAGES)
 @anybit.autotune("split", SPLITS, bucket=decode_bucket)
+@anybit.autotune("split_in_cluster", SPLIT_IN_CLUSTER)
 class TunedDecodeMatmul(DecodeMatmul):
     """:class:`~anybit.kernels.DecodeMatmul` with its tunable space declared (``revision``: see
     :func:`kernel_revision`; it only keys the tuning cache; the other options go to the kernel)."""
@@ -118,6 +125,7 @@ def block_columns(config: dict, layout: PackedLayout) -> int:
 @anybit.autotune("stages", STAGES)
 @anybit.autotune("split", SPLITS, bucket=decode_bucket)
 @anybit.autotune("warps_along_k", WARPS_ALONG_K)
+@anybit.autotune("split_in_cluster", SPLIT_IN_CLUSTER)
 class TunedDecodeMatmulTransposed(DecodeMatmulTransposed):
     """:class:`~anybit.kernels.decode_transposed.DecodeMatmulTransposed` (weights packed with
     ``operand="a"``) with its tunable space declared; ``revision`` as :class:`TunedDecodeMatmul`."""
@@ -250,6 +258,8 @@ class DecodeTuner(TunedKernel):
             layout, n=n, k=k, group_size=k if layout.per_channel else layout.group_size
         )
         split = config.get("split", 1)
+        if config.get("split_in_cluster") and not 1 < split <= MAX_CLUSTER_SPLIT:
+            return f"split {split}: a cluster reduces 2 to {MAX_CLUSTER_SPLIT} splits"
         if config.get("warps_along_k"):
             if self.fixed["has_zeros"]:
                 return "warps along K take weights without zero points"

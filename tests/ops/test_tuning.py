@@ -14,6 +14,7 @@ import torch
 from anybit.kernels import choose_layout, pack, quantize
 from anybit.kernels.launch import kernel_layout
 from anybit.ops.tuning import (
+    SPLIT_IN_CLUSTER,
     SPLITS,
     STAGES,
     WARPS,
@@ -44,8 +45,8 @@ def test_one_tuner_per_specialisation_whatever_n_and_k():
     assert tuner_for(small, torch.float16, True, False) is tuner_for(large, torch.float16, True, False)
     assert tuner_for(small, torch.float16, True, True) is not tuner_for(small, torch.float16, True, False)
     tuner = tuner_for(small, torch.float16, True, False)
-    assert len(tuner.configs) == len(WARPS) * len(STAGES) * len(SPLITS)
-    assert tuner.configs[0] == {"warps": 4, "stages": 4, "split": 1}
+    assert len(tuner.configs) == len(WARPS) * len(STAGES) * len(SPLITS) * len(SPLIT_IN_CLUSTER)
+    assert tuner.configs[0] == {"warps": 4, "stages": 4, "split": 1, "split_in_cluster": False}
     assert tuner.fixed["revision"] == kernel_revision()
 
 
@@ -111,6 +112,7 @@ def _warps_only_tuner(p) -> DecodeTuner:
         revision="test",
         stages=4,
         split=1,
+        split_in_cluster=False,
     )
 
 
@@ -245,3 +247,24 @@ def test_the_transposed_kernel_tries_more_resident_warps_at_16_rows():
     assert program.min_blocks == 3 and f"__launch_bounds__({32 * kept[0]['warps']}, 3)" in source.source
     b_tuner = tuner_for(choose_layout("int4", 57344, 8192, 128, operand="b"), torch.float16, False, False)
     assert b_tuner.configs == b_tuner.base_configs
+
+
+def test_split_k_in_a_cluster_is_tried_for_2_to_8_splits():
+    """The space holds each configuration with its split-K reduced in a cluster too; a split of 1 or more
+    than 8 skips that variant, and one kept builds with its cluster shape."""
+    tuner = tuner_for(choose_layout("int4", 4096, 14336, 128), torch.float16, False, False)
+    args = shape_args(1, 4096, 14336)
+    clustered = [c for c in tuner.configs if c.get("split_in_cluster")]
+    assert len(clustered) == len(tuner.configs) // 2
+    for config in clustered:
+        reason = tuner.unsuited(config, args)
+        plain = tuner.unsuited(dict(config, split_in_cluster=False), args)
+        if plain is None and not 1 < config["split"] <= 8:
+            assert reason is not None and "a cluster reduces 2 to 8 splits" in reason
+        elif plain is None:
+            assert reason is None
+    kept = [c for c in clustered if tuner.unsuited(c, args) is None]
+    assert kept
+    program, source = tuner.built(kept[0], (None,) * 6 + args[6:], "sm_90a")
+    assert program.cluster == (1, 1, kept[0]["split"])
+    assert f"__cluster_dims__(1, 1, {kept[0]['split']})" in source.source
