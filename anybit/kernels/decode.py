@@ -229,6 +229,12 @@ class DecodeMatmul(anybit.Script):
         acc, inverse_rms, prior = self._main_loop(
             x, m, k, gx, gw, gs, gz, gy, sx, sw, ss, sz, n0, m0, first, count
         )
+        if self.split_in_cluster:
+            # The rings are done with (every warp past the barrier): the partial sum's tile reuses their
+            # memory rather than adding to the block's shared memory.
+            self.sync()
+            for ring in (sx, sw, ss, sz):
+                self.free_shared(ring)
         if split > 1:
             acc = self._sum_splits(acc, m, n, m0, n0)
         if pl.per_channel:
