@@ -30,6 +30,7 @@ from anybit.kernels.attention import (  # noqa: E402
     GROUP_SLOTS,
     MAX_CLUSTER_SPLITS,
     decode_attention,
+    default_combine,
     default_splits,
     default_tile,
     default_warps_over,
@@ -114,7 +115,7 @@ def measure(
                 else GROUP_SLOTS * HEADS // KV_HEADS
             )
             default = warps_over == chosen_warps and splits == chosen and tile == chosen_tile
-            default = default and combine == "global"
+            default = default and combine == default_combine(splits, batch * KV_HEADS, qkv.device)
             entry = {"splits": splits, "tile": tile, "warps_over": warps_over, "default": default}
             entry["combine"] = combine
             entry["rel_error"] = error

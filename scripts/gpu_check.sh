@@ -241,6 +241,8 @@ step e2e_operands 300 bash -c "$PYTHON benchmarks/e2e.py --compile --fuse --type
 step e2e_lm_head 300 "$PYTHON" benchmarks/e2e.py --compile --fuse --quantize-lm-head --types int4 --batches 1 \
     --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_lm_head"
 
+# The decode kernels' tuning picks of this call (every candidate's time): what made a run's configurations.
+[ -d "$ANYBIT_CACHE_DIR/tuning" ] && cp -r "$ANYBIT_CACHE_DIR/tuning" "$RESULTS/"
 tar czf "$OUT/gpu_results.tgz" -C "$RESULTS" . 2>/dev/null
 for summary in "$RESULTS"/benchmarks.md "$RESULTS"/bench/matmul.md "$RESULTS"/bench_planes/matmul.md "$RESULTS"/e2e/e2e.md \
     "$RESULTS"/e2e_full/e2e.md "$RESULTS"/e2e_lm_head/e2e.md "$RESULTS"/e2e_int4/e2e.md; do

@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from anybit.kernels import attention
 from anybit.kernels.attention import (
     MAX_SPLITS,
     DecodeAttention,
     decode_attention,
+    default_combine,
     default_splits,
     default_tile,
     default_warps_over,
@@ -170,6 +172,40 @@ def test_decode_attention_runs_combined_in_a_cluster(
         combine="cluster",
     )
     check_case(found, expected)
+
+
+@pytest.mark.parametrize(
+    ("splits", "blocks", "expected"),
+    [
+        (1, 8, "global"),  # one run: nothing to combine
+        (2, 8, "cluster"),
+        (8, 8, "cluster"),  # a full portable cluster
+        (10, 8, "global"),  # more runs than a cluster holds
+        (2, 128, "cluster"),  # 256 blocks: one wave of two an SM on 132 SMs
+        (4, 128, "global"),  # 512 blocks: a cluster's blocks wait to be placed together
+    ],
+)
+def test_auto_combines_in_a_cluster_where_the_runs_fit_one_and_the_grid_one_wave(splits, blocks, expected):
+    assert default_combine(splits, blocks, torch.device("cpu"), sms=132) == expected
+
+
+def test_decode_attention_auto_picks_the_cluster_for_a_few_runs(monkeypatch):
+    """``combine="auto"`` (the default) compiles the cluster kernel for 4 runs of one sequence and the global
+    one for 10 (the kernel's combine is what its launch received)."""
+    made = []
+    real = attention.attention_kernel
+
+    def record(*args):
+        made.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(attention, "attention_kernel", record)
+    for splits in (4, 10):
+        found, expected = run_case(1, 8, 2, 64, 40, 39, seed=splits, splits=splits, combine="auto")
+        check_case(found, expected)
+    assert made == ["cluster", "global"]
+    with pytest.raises(ValueError, match="combine one of"):
+        run_case(1, 8, 2, 64, 40, 39, seed=0, combine="shared")
 
 
 def test_decode_attention_combines_at_most_a_cluster_of_runs():

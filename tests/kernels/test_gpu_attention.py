@@ -71,6 +71,19 @@ def test_decode_attention_runs_combined_in_a_cluster_on_cuda(
     check_case(found, expected)
 
 
+@pytest.mark.parametrize(("batch", "length", "position"), [(1, 145, 144), (16, 145, 144), (16, 1024, 1000)])
+def test_decode_attention_default_runs_and_combine_on_cuda(batch, length, position):
+    """The defaults a model's step takes (the runs, the tile, the warps and ``combine="auto"``: in a cluster
+    at batch 16, through global memory for batch 1's 10 runs) against float64."""
+    qkv, cos, sin, k_cache, v_cache = make_case(batch, 32, 8, 128, length, torch.float16, position, "cuda")
+    expected = reference(
+        qkv.cpu(), cos.cpu(), sin.cpu(), k_cache.cpu(), v_cache.cpu(), position, 32, 8, 128, 128**-0.5
+    )
+    out = torch.full((batch, 32 * 128), float("nan"), dtype=torch.float16, device="cuda")
+    decode_attention(qkv, cos, sin, k_cache, v_cache, torch.tensor([position], device="cuda"), 32, out=out)
+    check_case((out.cpu(), k_cache.cpu(), v_cache.cpu()), expected)
+
+
 @pytest.mark.parametrize(
     ("warps_over", "tile", "splits"), [("heads", 8, 1), ("heads", 16, 8), ("positions", 16, 4)]
 )
