@@ -86,15 +86,9 @@ def kernel_revision() -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-#: Whether split-K is reduced in a thread-block cluster (the split blocks' partials meet in the cluster's
-#: shared memory) rather than through L2 partials and an arrival counter: sm_90, 2 to 8 splits.
-SPLIT_IN_CLUSTER: tuple[bool, ...] = (False, True)
-
-
 @anybit.autotune("warps", WARPS)
 @anybit.autotune("stages", STAGES)
 @anybit.autotune("split", SPLITS, bucket=decode_bucket)
-@anybit.autotune("split_in_cluster", SPLIT_IN_CLUSTER)
 class TunedDecodeMatmul(DecodeMatmul):
     """:class:`~anybit.kernels.DecodeMatmul` with its tunable space declared (``revision``: see
     :func:`kernel_revision`; it only keys the tuning cache; the other options go to the kernel)."""
@@ -125,7 +119,6 @@ def block_columns(config: dict, layout: PackedLayout) -> int:
 @anybit.autotune("stages", STAGES)
 @anybit.autotune("split", SPLITS, bucket=decode_bucket)
 @anybit.autotune("warps_along_k", WARPS_ALONG_K)
-@anybit.autotune("split_in_cluster", SPLIT_IN_CLUSTER)
 class TunedDecodeMatmulTransposed(DecodeMatmulTransposed):
     """:class:`~anybit.kernels.decode_transposed.DecodeMatmulTransposed` (weights packed with
     ``operand="a"``) with its tunable space declared; ``revision`` as :class:`TunedDecodeMatmul`."""

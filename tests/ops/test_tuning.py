@@ -14,7 +14,6 @@ import torch
 from anybit.kernels import choose_layout, pack, quantize
 from anybit.kernels.launch import kernel_layout
 from anybit.ops.tuning import (
-    SPLIT_IN_CLUSTER,
     SPLITS,
     STAGES,
     WARPS,
@@ -45,8 +44,8 @@ def test_one_tuner_per_specialisation_whatever_n_and_k():
     assert tuner_for(small, torch.float16, True, False) is tuner_for(large, torch.float16, True, False)
     assert tuner_for(small, torch.float16, True, True) is not tuner_for(small, torch.float16, True, False)
     tuner = tuner_for(small, torch.float16, True, False)
-    assert len(tuner.configs) == len(WARPS) * len(STAGES) * len(SPLITS) * len(SPLIT_IN_CLUSTER)
-    assert tuner.configs[0] == {"warps": 4, "stages": 4, "split": 1, "split_in_cluster": False}
+    assert len(tuner.configs) == len(WARPS) * len(STAGES) * len(SPLITS)
+    assert tuner.configs[0] == {"warps": 4, "stages": 4, "split": 1}
     assert tuner.fixed["revision"] == kernel_revision()
 
 
@@ -112,7 +111,6 @@ def _warps_only_tuner(p) -> DecodeTuner:
         revision="test",
         stages=4,
         split=1,
-        split_in_cluster=False,
     )
 
 
@@ -249,22 +247,16 @@ def test_the_transposed_kernel_tries_more_resident_warps_at_16_rows():
     assert b_tuner.configs == b_tuner.base_configs
 
 
-def test_split_k_in_a_cluster_is_tried_for_2_to_8_splits():
-    """The space holds each configuration with its split-K reduced in a cluster too; a split of 1 or more
-    than 8 skips that variant, and one kept builds with its cluster shape."""
+def test_split_k_in_a_cluster_is_left_out_of_the_space_but_builds_when_asked():
+    """The tuner does not time split-K reduced in a cluster (twice the candidates of a split shape, none
+    measured faster yet); a configuration that asks for it (pinned, or ``DecodeConfig``) builds with its
+    cluster shape, and one that cannot take it says why."""
     tuner = tuner_for(choose_layout("int4", 4096, 14336, 128), torch.float16, False, False)
     args = shape_args(1, 4096, 14336)
-    clustered = [c for c in tuner.configs if c.get("split_in_cluster")]
-    assert len(clustered) == len(tuner.configs) // 2
-    for config in clustered:
-        reason = tuner.unsuited(config, args)
-        plain = tuner.unsuited(dict(config, split_in_cluster=False), args)
-        if plain is None and not 1 < config["split"] <= 8:
-            assert reason is not None and "a cluster reduces 2 to 8 splits" in reason
-        elif plain is None:
-            assert reason is None
-    kept = [c for c in clustered if tuner.unsuited(c, args) is None]
-    assert kept
-    program, source = tuner.built(kept[0], (None,) * 6 + args[6:], "sm_90a")
-    assert program.cluster == (1, 1, kept[0]["split"])
-    assert f"__cluster_dims__(1, 1, {kept[0]['split']})" in source.source
+    assert not any("split_in_cluster" in config for config in tuner.configs)
+    config = {"warps": 4, "stages": 4, "split": 4, "split_in_cluster": True}
+    assert tuner.unsuited(config, args) is None
+    program, source = tuner.built(config, (None,) * 6 + args[6:], "sm_90a")
+    assert program.cluster == (1, 1, 4)
+    assert "__cluster_dims__(1, 1, 4)" in source.source
+    assert "a cluster reduces 2 to 8 splits" in tuner.unsuited(dict(config, split=16), args)
