@@ -91,10 +91,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--attention-combine",
-        choices=("auto", "global", "cluster"),
-        default="auto",
+        choices=("global", "cluster", "auto"),
+        default="global",
         help="with --fuse-attention: where a cache's runs meet (anybit.fuse_attention's combine: cluster "
-        "combines up to 8 runs in a thread-block cluster's shared memory, sm_90; auto, the default, where "
+        "combines up to 8 runs in a thread-block cluster's shared memory, sm_90; auto where "
         "the runs fit a cluster and the grid one wave)",
     )
     parser.add_argument(
@@ -452,7 +452,7 @@ def markdown(report: dict) -> str:
         f"{' (silu · up in the gate/up epilogue)' if settings.get('gated_mlp') else ''}"
         f"{'; quantized layers with norms and residual adds folded in' if settings.get('fold_norms') else ''}"
         f"{'; each quantized MLP in one kernel' if settings.get('fused_mlp') else ''}"
-        f"{_attention_text(settings.get('fused_attention'), settings.get('attention_combine', 'auto'))}"
+        f"{_attention_text(settings.get('fused_attention'), settings.get('attention_combine', 'global'))}"
         f"{'; the token picked by anybit greedy_token' if settings.get('greedy') == 'anybit' else ''}"
         f"{'; Inductor kernels launched as dependents' if report['environment'].get('inductor_pdl') else ''}"
         "; best of "

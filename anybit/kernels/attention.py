@@ -476,7 +476,7 @@ def decode_attention(
     tile: int | None = None,
     warps_over: str | None = None,
     mask: torch.Tensor | None = None,
-    combine: str = "auto",
+    combine: str = "global",
 ) -> torch.Tensor:
     """One decode token's attention for every sequence of a batch, in one kernel (see the module docstring).
 
@@ -512,9 +512,10 @@ def decode_attention(
         cache position — a left-padded batch's attention mask. Without it every position up to
         ``position`` is attended to.
     combine
-        ``"global"`` or ``"cluster"``: where the runs' sums meet (see :data:`COMBINES`; ``"cluster"`` needs
-        sm_90 and at most 8 runs: the default runs are then capped at 8); ``"auto"`` (default): the cluster
-        where the runs fit one and the grid one wave (:func:`default_combine`), else global memory.
+        ``"global"`` (default) or ``"cluster"``: where the runs' sums meet (see :data:`COMBINES`;
+        ``"cluster"`` needs sm_90 and at most 8 runs: the default runs are then capped at 8); ``"auto"``: the
+        cluster where the runs fit one and the grid one wave (:func:`default_combine`), else global memory
+        (not the default yet: it has not run inside a CUDA graph on a GPU).
 
     A position outside the cache (read on the device, so not checked here: that would synchronise) writes
     NaN to ``out`` and nothing to the caches.
