@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# One device call: environment report, the GPU test tier (plus the CPU tiers of tests/cuda and tests/runtime),
-# the launch-overhead measurement and, when present, the benchmarks. Logs and JSON go to $OUT.
+# One device call: environment report, the GPU test tiers (plus the CPU tiers of tests/cuda and tests/runtime)
+# and the launch-overhead measurement; benchmarks only when named. Logs and JSON go to $OUT.
 # Every step runs even if an earlier one failed; the exit status is non-zero if any step failed. The default
-# steps' limits add up to about 10 minutes, the most one device call may take; the full matmul suite (bench,
-# up to 580 s: a warm-up compile in a process pool, then a 460 s measuring budget) needs a call of its own.
+# steps take ~7-8 minutes on a fresh machine (every kernel compiled and tuned cold; their limits are ceilings,
+# ~18 minutes together: run it with `timeout 590` so the call still brings its logs back); the quick
+# benchmarks (STEPS=benchmarks,bench_quick) and the full matmul suite (bench, up to 580 s: a warm-up compile
+# in a process pool, then a 460 s measuring budget) need calls of their own.
 # Usage on the device machine, from the repository root:  bash scripts/gpu_check.sh
 #   STEPS=gpu_runtime,bench_quick bash scripts/gpu_check.sh   runs only the named steps (a short device call).
 # Everything is written under $RESULTS; at the end it is packed into $OUT/gpu_results.tgz and the markdown
@@ -33,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -72,20 +74,21 @@ PY"
 # (illegal instruction, trap) can only fail the rest of its own step. Within test_gpu_programs and
 # test_examples_gpu every case runs in a process of its own as well. -v and a per-test limit
 # (pytest-timeout): a hanging kernel shows up by name instead of eating the step.
-gpu_pytest=("$PYTHON" -m pytest -m gpu -v -rs -p timeout --timeout=45)
+gpu_pytest=("$PYTHON" -m pytest -m gpu -v -rs -p timeout --timeout=120)  # a test tuning on cold caches: ~45 s
 step gpu_conversions 60 "${gpu_pytest[@]}" tests/cuda/test_conversions.py
 step gpu_programs 70 "${gpu_pytest[@]}" -n 8 tests/cuda/test_gpu_programs.py
 step gpu_examples 75 "${gpu_pytest[@]}" -n 8 tests/cuda/test_examples_gpu.py
 # The kernel library's sweep (every type x group x activation dtype x zero option) compiles hundreds of
 # kernels: spread it over processes (pytest-xdist) so NVRTC runs on every core.
-step gpu_kernels 170 "$PYTHON" -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels ${KERNELS_K:+-k "$KERNELS_K"}
+step gpu_kernels 240 "$PYTHON" -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels ${KERNELS_K:+-k "$KERNELS_K"}
 step benchmarks 60 "$PYTHON" benchmarks/run_all.py --out "$RESULTS"
 step bench_quick 200 "$PYTHON" -m anybit bench --quick --out "$RESULTS/bench"
 step gpu_runtime 90 "${gpu_pytest[@]}" tests/runtime
 # ops tunes every M bucket of several types (16-row buckets: the occupancy variants too; 16 < M ≤ 128: both
-# paths timed): ~165 s on 2026-11-28 before the measured paths.
-step gpu_ops 240 "${gpu_pytest[@]}" -s tests/ops
-step gpu_nn 150 "${gpu_pytest[@]}" tests/nn
+# paths timed): one process took 230 s for 15 of its 25 tests on a fresh machine (2026-11-29), so both
+# tiers spread over processes (the picks of tuning beside other tests are slower, never wrong).
+step gpu_ops 240 "${gpu_pytest[@]}" -n 8 tests/ops
+step gpu_nn 150 "${gpu_pytest[@]}" -n 8 tests/nn
 # Any other GPU test (exit 5: none collected, which is fine).
 step gpu_other 60 bash -c '"$@"; status=$?; [ $status -eq 5 ] && exit 0; exit $status' _ "${gpu_pytest[@]}" \
     tests --ignore=tests/runtime --ignore=tests/cuda/test_conversions.py \
