@@ -444,8 +444,8 @@ def default_combine(splits: int, blocks: int, device: torch.device, sms: int | N
     """Where ``splits`` runs of each of ``blocks`` (KV heads × sequences) meet: ``"cluster"`` when they fit a
     cluster (2 to MAX_CLUSTER_SPLITS), the grid fits one wave of BLOCKS_PER_SM blocks an SM and the device
     runs clusters (sm_90 on, or the interpreter), else ``"global"``. Measured with
-    ``benchmarks/attention_probe.py`` (H200, 2026-11-29): in a cluster 6–16% faster at 1 × 145 and 1 × 1024
-    positions with 2–8 runs and at 16 × 145 and 16 × 1024 with 2, but 27–80% slower at batch 16 with 4 or 8
+    ``benchmarks/attention_probe.py`` (H200, 2026-11-29): in a cluster 3–27% faster at 1 × 145 and 1 × 1024
+    positions with 2–8 runs and at 16 × 145 and 16 × 1024 with 2, but 19–81% slower at batch 16 with 4 or 8
     runs, where the grid takes more than one wave and a cluster's blocks wait to be placed together."""
     sms = _sms() if sms is None else sms
     if not 1 < splits <= MAX_CLUSTER_SPLITS or blocks * splits > BLOCKS_PER_SM * sms:
