@@ -28,7 +28,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from anybit.kernels.attention import (  # noqa: E402
     GROUP_SLOTS,
+    MAX_CLUSTER_SPLITS,
     decode_attention,
+    default_combine,
     default_splits,
     default_tile,
     default_warps_over,
@@ -60,8 +62,16 @@ def torch_step(qkv, cos, sin, k_cache, v_cache, position):
     return out.transpose(1, 2).reshape(batch, HEADS * HEAD_DIM)
 
 
-def measure(batch: int, length: int, splits_list: list[int], variants: list[tuple], copies: int) -> dict:
-    """The torch step and every (warps_over, tile) variant at each run count, 8 layers' caches in a row."""
+def measure(
+    batch: int,
+    length: int,
+    splits_list: list[int],
+    variants: list[tuple],
+    copies: int,
+    combines: tuple[str, ...] = ("global",),
+) -> dict:
+    """The torch step and every (warps_over, tile) variant at each run count, 8 layers' caches in a row, with
+    the runs combined in each of ``combines`` (``cluster`` only for 2 to 8 runs)."""
     position_value = length - 1  # the longest walk of the cache this length allows
     width = (HEADS + 2 * KV_HEADS) * HEAD_DIM
     qkv = torch.randn(batch, width, device="cuda", dtype=torch.float16)
@@ -80,11 +90,17 @@ def measure(batch: int, length: int, splits_list: list[int], variants: list[tupl
         graph_us_per_call([lambda c=c: compiled(qkv, cos, sin, *c, position) for c in caches]), 2
     )
     row["anybit"] = []
+    every_splits = sorted({default_splits(length, batch * KV_HEADS), *splits_list})
     for warps_over, tile in variants:
-        for splits in sorted({default_splits(length, batch * KV_HEADS), *splits_list}):
+        for splits, combine in [
+            (splits, combine)
+            for splits in every_splits
+            for combine in combines
+            if combine == "global" or 1 < splits <= MAX_CLUSTER_SPLITS
+        ]:
             out = torch.full_like(expected, float("nan"))
             copy = [c.clone() for c in caches[0]]
-            options = dict(splits=splits, tile=tile, warps_over=warps_over)
+            options = dict(splits=splits, tile=tile, warps_over=warps_over, combine=combine)
             decode_attention(qkv, cos, sin, *copy, position, HEADS, out=out, **options)
             error = float((out.float() - expected.float()).norm() / expected.float().norm())
             calls = [
@@ -99,7 +115,9 @@ def measure(batch: int, length: int, splits_list: list[int], variants: list[tupl
                 else GROUP_SLOTS * HEADS // KV_HEADS
             )
             default = warps_over == chosen_warps and splits == chosen and tile == chosen_tile
+            default = default and combine == default_combine(splits, batch * KV_HEADS, qkv.device)
             entry = {"splits": splits, "tile": tile, "warps_over": warps_over, "default": default}
+            entry["combine"] = combine
             entry["rel_error"] = error
             entry["us"] = round(graph_us_per_call(calls), 2)
             row["anybit"].append(entry)
@@ -108,7 +126,7 @@ def measure(batch: int, length: int, splits_list: list[int], variants: list[tupl
         f"batch {batch} length {length}: torch {row['torch_us']} µs, anybit "
         + ", ".join(
             f"{e['us']} ({e['warps_over']}, splits {e['splits']}, tile {e['tile']}"
-            f"{', default' if e['default'] else ''})"
+            f"{', in a cluster' if e['combine'] == 'cluster' else ''}{', default' if e['default'] else ''})"
             for e in row["anybit"]
         )
         + f"; best × torch {row['torch_us'] / best['us']:.2f}, error {best['rel_error']:.1e}"
@@ -143,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         "--positions-tiles", default="16", help="tiles with the warps over the positions (multiples of 4·G)"
     )
     parser.add_argument("--copies", type=int, default=8, help="layers' caches in the row")
+    parser.add_argument(
+        "--combines", default="global", help="where the runs meet: global, cluster (2 to 8 runs), or both"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=None)
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -153,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [("heads", int(t)) for t in args.tiles.split(",") if t]
     variants += [("positions", int(t)) for t in args.positions_tiles.split(",") if t]
     rows = [
-        measure(int(b), int(n), splits, variants, args.copies)
+        measure(int(b), int(n), splits, variants, args.copies, tuple(args.combines.split(",")))
         for b in args.batches.split(",")
         for n in args.lengths.split(",")
     ]

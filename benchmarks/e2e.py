@@ -90,6 +90,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "(anybit.fold_norms: no element-wise kernels between projections; fp16 keeps its layers)",
     )
     parser.add_argument(
+        "--attention-combine",
+        choices=("global", "cluster", "auto"),
+        default="global",
+        help="with --fuse-attention: where a cache's runs meet (anybit.fuse_attention's combine: cluster "
+        "combines up to 8 runs in a thread-block cluster's shared memory, sm_90; auto where "
+        "the runs fit a cluster and the grid one wave)",
+    )
+    parser.add_argument(
         "--fuse-attention",
         choices=("quantized", "both"),
         default=None,
@@ -282,12 +290,16 @@ def profile_step(model, batch: int, args: argparse.Namespace, steps: int = 4, co
     }
 
 
-def _attention_text(fused: str | None) -> str:
-    """The report's words for ``--fuse-attention``."""
+def _attention_text(fused: str | None, combine: str = "global") -> str:
+    """The report's words for ``--fuse-attention`` (and ``--attention-combine``)."""
     if not fused:
         return ""
     which = "the quantized models" if fused == "quantized" else "every model, fp16 included"
-    return f"; decode attention in one anybit kernel (rotary, cache write, attention) in {which}"
+    where = {
+        "cluster": ", a cache's runs combined in a thread-block cluster",
+        "auto": ", a cache's runs combined in a thread-block cluster where they fit one and the grid a wave",
+    }.get(combine, "")
+    return f"; decode attention in one anybit kernel (rotary, cache write, attention{where}) in {which}"
 
 
 def run(args: argparse.Namespace, save=None) -> dict:
@@ -299,7 +311,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
     if args.fuse:
         anybit.fuse_projections(reference, gated_mlp=args.gated_mlp)
         if args.fuse_attention == "both":
-            anybit.fuse_attention(reference)
+            anybit.fuse_attention(reference, combine=args.attention_combine)
     config = reference.config
     report: dict = {
         "environment": environment(),
@@ -326,6 +338,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             "gated_mlp": args.fuse and args.gated_mlp,
             "fold_norms": args.fuse and args.fold_norms,
             "fused_attention": (args.fuse and args.fuse_attention) or None,
+            "attention_combine": args.attention_combine,
             "fused_mlp": mlp_launch(args) or False,
             "greedy": args.greedy,
             "lm_head": "quantized" if args.quantize_lm_head else "fp16 (skipped)",
@@ -352,7 +365,9 @@ def run(args: argparse.Namespace, save=None) -> dict:
                 reference,
                 name,
                 fold_norms=args.fuse and args.fold_norms,
-                fuse_attention=bool(args.fuse and args.fuse_attention),
+                fuse_attention=(
+                    {"combine": args.attention_combine} if args.fuse and args.fuse_attention else False
+                ),
                 fuse_mlp=mlp_launch(args),
                 group_size=args.group_size,
                 skip=skip,
@@ -437,7 +452,7 @@ def markdown(report: dict) -> str:
         f"{' (silu · up in the gate/up epilogue)' if settings.get('gated_mlp') else ''}"
         f"{'; quantized layers with norms and residual adds folded in' if settings.get('fold_norms') else ''}"
         f"{'; each quantized MLP in one kernel' if settings.get('fused_mlp') else ''}"
-        f"{_attention_text(settings.get('fused_attention'))}"
+        f"{_attention_text(settings.get('fused_attention'), settings.get('attention_combine', 'global'))}"
         f"{'; the token picked by anybit greedy_token' if settings.get('greedy') == 'anybit' else ''}"
         f"{'; Inductor kernels launched as dependents' if report['environment'].get('inductor_pdl') else ''}"
         "; best of "

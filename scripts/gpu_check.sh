@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# One device call: environment report, the GPU test tier (plus the CPU tiers of tests/cuda and tests/runtime),
-# the launch-overhead measurement and, when present, the benchmarks. Logs and JSON go to $OUT.
+# One device call: environment report, the GPU test tiers (plus the CPU tiers of tests/cuda and tests/runtime)
+# and the launch-overhead measurement; benchmarks only when named. Logs and JSON go to $OUT.
 # Every step runs even if an earlier one failed; the exit status is non-zero if any step failed. The default
-# steps' limits add up to about 10 minutes, the most one device call may take; the full matmul suite (bench,
-# up to 580 s: a warm-up compile in a process pool, then a 460 s measuring budget) needs a call of its own.
+# steps take ~7-8 minutes on a fresh machine (every kernel compiled and tuned cold; their limits are ceilings,
+# ~18 minutes together: run it with `timeout 590` so the call still brings its logs back); the quick
+# benchmarks (STEPS=benchmarks,bench_quick) and the full matmul suite (bench, up to 580 s: a warm-up compile
+# in a process pool, then a 460 s measuring budget) need calls of their own.
 # Usage on the device machine, from the repository root:  bash scripts/gpu_check.sh
 #   STEPS=gpu_runtime,bench_quick bash scripts/gpu_check.sh   runs only the named steps (a short device call).
 # Everything is written under $RESULTS; at the end it is packed into $OUT/gpu_results.tgz and the markdown
@@ -33,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -72,20 +74,21 @@ PY"
 # (illegal instruction, trap) can only fail the rest of its own step. Within test_gpu_programs and
 # test_examples_gpu every case runs in a process of its own as well. -v and a per-test limit
 # (pytest-timeout): a hanging kernel shows up by name instead of eating the step.
-gpu_pytest=("$PYTHON" -m pytest -m gpu -v -rs -p timeout --timeout=45)
+gpu_pytest=("$PYTHON" -m pytest -m gpu -v -rs -p timeout --timeout=120)  # a test tuning on cold caches: ~45 s
 step gpu_conversions 60 "${gpu_pytest[@]}" tests/cuda/test_conversions.py
 step gpu_programs 70 "${gpu_pytest[@]}" -n 8 tests/cuda/test_gpu_programs.py
 step gpu_examples 75 "${gpu_pytest[@]}" -n 8 tests/cuda/test_examples_gpu.py
 # The kernel library's sweep (every type x group x activation dtype x zero option) compiles hundreds of
 # kernels: spread it over processes (pytest-xdist) so NVRTC runs on every core.
-step gpu_kernels 170 "$PYTHON" -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels ${KERNELS_K:+-k "$KERNELS_K"}
+step gpu_kernels 240 "$PYTHON" -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels ${KERNELS_K:+-k "$KERNELS_K"}
 step benchmarks 60 "$PYTHON" benchmarks/run_all.py --out "$RESULTS"
 step bench_quick 200 "$PYTHON" -m anybit bench --quick --out "$RESULTS/bench"
 step gpu_runtime 90 "${gpu_pytest[@]}" tests/runtime
 # ops tunes every M bucket of several types (16-row buckets: the occupancy variants too; 16 < M ≤ 128: both
-# paths timed): ~165 s on 2026-11-28 before the measured paths.
-step gpu_ops 240 "${gpu_pytest[@]}" -s tests/ops
-step gpu_nn 150 "${gpu_pytest[@]}" tests/nn
+# paths timed): one process took 230 s for 15 of its 25 tests on a fresh machine (2026-11-29), so both
+# tiers spread over processes (the picks of tuning beside other tests are slower, never wrong).
+step gpu_ops 240 "${gpu_pytest[@]}" -n 8 tests/ops
+step gpu_nn 150 "${gpu_pytest[@]}" -n 8 tests/nn
 # Any other GPU test (exit 5: none collected, which is fine).
 step gpu_other 60 bash -c '"$@"; status=$?; [ $status -eq 5 ] && exit 0; exit $status' _ "${gpu_pytest[@]}" \
     tests --ignore=tests/runtime --ignore=tests/cuda/test_conversions.py \
@@ -213,7 +216,21 @@ step e2e_mlp 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --fuse-mlp --m
 # The attention kernel's GPU tests, then the issue's run for int4 alone with the fp16 of the same run (batch
 # 1 and 16, 256 prompts): a shorter call than e2e when one type's figure is what changed.
 step attention_tests 120 "${gpu_pytest[@]}" -n 8 tests/kernels/test_gpu_attention.py
-step e2e_int4 420 "$PYTHON" benchmarks/e2e.py $e2e_settings --types int4 --out "$RESULTS/e2e_int4"
+step e2e_int4 420 "$PYTHON" benchmarks/e2e.py $e2e_settings --types int4 \
+    --attention-combine "${ATTENTION_COMBINE:-global}" --out "$RESULTS/e2e_int4"
+# Thread-block clusters: the VM's cluster tests, the attention kernel's runs and the decode kernels' split-K
+# reduced in a cluster on the GPU; the attention probe with the runs combined through global memory against
+# in a cluster (batch 1 and 16, 145 and 1024 positions, 2/4/8 runs, tile 16); then int4 end to end at batch 1
+# on main's tree (`bash scripts/ab_trees.sh main` first: ab/main, where it exists) and on this tree with the
+# cluster combine (its tuner also tries split-K in a cluster), one after the other.
+cluster_e2e="--compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit --types int4 \
+    --batches 1 --new-tokens 128 --prompts 4 --repeats 3 --no-agreement"
+step cluster 480 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=60 tests/lang/test_cluster.py \
+    tests/kernels/test_gpu_attention.py tests/kernels/test_gpu_kernels.py -k 'cluster or neighbour' && \
+    $PYTHON benchmarks/attention_probe.py --lengths 145,1024 --splits 2,4,8 --tiles 16 --combines global,cluster \
+    --out $RESULTS/attention_cluster; if [ -d ab/main ]; then $PYTHON ab/main/benchmarks/e2e.py $cluster_e2e \
+    --out $RESULTS/e2e_main; fi; $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --attention-combine cluster \
+    --out $RESULTS/e2e_cluster"
 # What folding the norms and residual adds costs each projection (int4, M = 1, alone and 32 in a row).
 step fused_probe 150 "$PYTHON" benchmarks/fused_probe.py --out "$RESULTS/fused_probe"
 # What a decode projection's ~5 µs floor is made of: a chain of empty kernels in one CUDA graph (dependent,
@@ -227,6 +244,8 @@ step e2e_operands 300 bash -c "$PYTHON benchmarks/e2e.py --compile --fuse --type
 step e2e_lm_head 300 "$PYTHON" benchmarks/e2e.py --compile --fuse --quantize-lm-head --types int4 --batches 1 \
     --new-tokens 64 --prompts 16 --repeats 2 --out "$RESULTS/e2e_lm_head"
 
+# The decode kernels' tuning picks of this call (every candidate's time): what made a run's configurations.
+[ -d "$ANYBIT_CACHE_DIR/tuning" ] && cp -r "$ANYBIT_CACHE_DIR/tuning" "$RESULTS/"
 tar czf "$OUT/gpu_results.tgz" -C "$RESULTS" . 2>/dev/null
 for summary in "$RESULTS"/benchmarks.md "$RESULTS"/bench/matmul.md "$RESULTS"/bench_planes/matmul.md "$RESULTS"/e2e/e2e.md \
     "$RESULTS"/e2e_full/e2e.md "$RESULTS"/e2e_lm_head/e2e.md "$RESULTS"/e2e_int4/e2e.md; do

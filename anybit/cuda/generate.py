@@ -24,6 +24,10 @@ from anybit.ir.expr import PointerType, Var, as_expr, assumed_divisibility, cons
 WORKSPACE_PARAM = "__workspace"
 
 
+#: The first architecture with thread-block clusters and distributed shared memory.
+CLUSTER_ARCH = 90
+
+
 def _arch_number(arch: str) -> int:
     digits = "".join(c for c in arch.removeprefix("sm_") if c.isdigit())
     if not arch.startswith("sm_") or not digits:
@@ -121,9 +125,18 @@ def _generate(program: Program, arch: str) -> CudaKernelSource:
     declarations = "\n".join("  " + line for line in ctx.declarations() + ctx.prologue)
     # A minimum of blocks per SM makes the compiler cap registers a thread so that many blocks fit.
     bounds = f"{program.num_threads}" + (f", {program.min_blocks}" if program.min_blocks else "")
+    # Thread-block clusters fixed at compile time: an ordinary launch then runs whole clusters.
+    cluster = ""
+    if program.cluster != (1, 1, 1):
+        if ctx.arch < CLUSTER_ARCH:
+            raise ValueError(
+                f"thread-block clusters (self.attrs.cluster = {list(program.cluster)}) need sm_90 or later, "
+                f"got arch {arch!r}"
+            )
+        cluster = "__cluster_dims__({}, {}, {}) ".format(*program.cluster)
     source = (
         f"{PRELUDE}\n"
-        f'extern "C" __global__ void __launch_bounds__({bounds}) '
+        f'extern "C" __global__ void __launch_bounds__({bounds}) {cluster}'
         f"{name}({', '.join(signature)}) {{\n"
         f"  const int tid = (int)threadIdx.x;\n"
         f"  extern __shared__ __align__(128) uint8_t smem[];\n"
@@ -142,6 +155,7 @@ def _generate(program: Program, arch: str) -> CudaKernelSource:
         waits_for_prior_grids=ctx.waits_for_prior_grids,
         alignment_requirements=tuple(sorted(_requirement_names(ctx, program).items())),
         divisibility_requirements=tuple((var.name, divisor) for var, divisor in program.divisibility),
+        cluster=program.cluster,
     )
 
 

@@ -31,6 +31,7 @@ class CudaKernelSource:
     multiples of ``divisor`` (declared with ``self.assume_divisible``). The runtime checks both at launch.
     ``waits_for_prior_grids``: the code executes ``griddepcontrol.wait`` (``wait_prior_grids`` on sm_90+),
     so the runtime may launch it as a dependent of the previous kernel (programmatic stream serialization).
+    ``cluster``: see the field.
     """
 
     name: str
@@ -44,4 +45,7 @@ class CudaKernelSource:
     alignment_requirements: tuple
     divisibility_requirements: tuple = ()
     workspace_clean_bytes: object = 0
+    #: Blocks of a thread-block cluster along x, y, z (compiled in with ``__cluster_dims__``): the grid must
+    #: be whole clusters, which the runtime checks at launch.
+    cluster: tuple = (1, 1, 1)
     waits_for_prior_grids: bool = False

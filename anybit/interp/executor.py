@@ -29,6 +29,16 @@ def run_block(block: BlockState, body: tuple) -> Iterator[SemaphoreWait]:
         pass
     except _LoopBreak:
         raise InterpreterError("break outside of a loop", None, block.block_index) from None
+    finally:
+        block.finished = True
+    if block.cluster_barriers in block.read_remotely:
+        raise InterpreterError(
+            "the block ends while other blocks of its cluster read its shared memory after the last "
+            "cluster_sync it passed (on the GPU its shared memory may be gone before they read); add a "
+            "cluster_sync before it ends",
+            None,
+            block.block_index,
+        )
 
 
 def _run_body(block: BlockState, body: tuple) -> Iterator[SemaphoreWait]:

@@ -63,6 +63,11 @@ def interpret(
     grid = tuple(int(evaluate(extent, env, (0, 0, 0))) for extent in program.grid)
     if any(extent < 0 for extent in grid):
         raise InterpreterError(f"{program.name}: the grid {grid} has a negative extent")
+    if any(extent % c for extent, c in zip(grid, program.cluster, strict=True)):
+        raise InterpreterError(
+            f"{program.name}: the grid {list(grid)} is not whole clusters of {list(program.cluster)} blocks; "
+            "launch a grid whose extents are multiples of the cluster's"
+        )
     if workspace is not None:
         workspace = np.asarray(workspace).reshape(-1).view(np.uint8)
     launch = LaunchState(program, print_fn or _default_print, workspace)
@@ -90,4 +95,5 @@ def _check_kept_clean(launch: LaunchState) -> None:
 
 def _start_block(launch: LaunchState, index: tuple, env: dict):
     block = BlockState(launch, index, dict(env))
+    launch.blocks[index] = block
     return run_block(block, launch.program.body)

@@ -36,16 +36,22 @@ def run_grid(blocks: list[tuple[tuple, Callable[[], Iterator[SemaphoreWait]]]]) 
 
 
 def _deadlock(waits: list[SemaphoreWait]) -> DeadlockError:
-    lines = [
-        f"  block {w.block_index} waits for {w.instruction.semaphore.name}{list(w.index)} == {w.expected} "
-        f"(it holds {w.current}) at {w.instruction.source}"
-        for w in waits[:8]
-    ]
+    lines = ["  " + _describe(w) for w in waits[:8]]
     more = f"\n  ... and {len(waits) - 8} more blocks" if len(waits) > 8 else ""
     first = waits[0]
     message = (
-        f"deadlock: all {len(waits)} running blocks wait on semaphores no running block will release:\n"
-        + "\n".join(lines)
-        + more
+        f"deadlock: all {len(waits)} running blocks wait on semaphores or cluster barriers no running block "
+        "will release:\n" + "\n".join(lines) + more
     )
     return DeadlockError(message, first.instruction, first.block_index)
+
+
+def _describe(wait) -> str:
+    """One line on what a waiting block waits for (a cluster barrier describes itself)."""
+    if hasattr(wait, "describe"):
+        return wait.describe()
+    semaphore = f"{wait.instruction.semaphore.name}{list(wait.index)}"
+    return (
+        f"block {wait.block_index} waits for {semaphore} == {wait.expected} (it holds {wait.current}) at "
+        f"{wait.instruction.source}"
+    )

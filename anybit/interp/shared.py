@@ -16,8 +16,11 @@ from anybit.interp.errors import InterpreterError
 from anybit.interp.memory import ASYNC_COPY, NEVER_WRITTEN, SEVERAL_THREADS, SharedBinding, storage_bits
 
 
-def read(binding: SharedBinding, positions: np.ndarray, threads: np.ndarray, epoch: int) -> np.ndarray:
-    """Codes at ``positions`` read by ``threads`` (same shape), after the hazard checks."""
+def read(
+    binding: SharedBinding, positions: np.ndarray, threads: np.ndarray, epoch: int, *, remote: bool = False
+) -> np.ndarray:
+    """Codes at ``positions`` read by ``threads`` (same shape), after the hazard checks; ``remote``: by
+    another block of the cluster (``epoch`` then the owner's: any write of its current epoch is a race)."""
     region = binding.region
     nbits = storage_bits(binding.dtype)
     if region.freed:
@@ -43,6 +46,11 @@ def read(binding: SharedBinding, positions: np.ndarray, threads: np.ndarray, epo
         raise InterpreterError(
             f"reads shared tensor {binding.name}, written by copy_async that completed without a sync since: "
             "a thread may read bytes another thread copied; add self.sync() after the wait"
+        )
+    if remote and (same_epoch & (writer >= 0)).any():
+        raise InterpreterError(
+            f"reads shared tensor {binding.name} of another block of the cluster that block wrote with no "
+            "cluster_sync since; add self.cluster_sync() between the store and the load"
         )
     thread_hazard = same_epoch & (writer >= 0) & (writer != readers)
     if thread_hazard.any():

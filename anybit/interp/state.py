@@ -33,6 +33,8 @@ class LaunchState:
     workspace: np.ndarray | None
     workspace_used: int = 0
     allocations: dict = field(default_factory=dict)  # AllocateGlobalInst -> GlobalBuffer
+    blocks: dict = field(default_factory=dict)  # block index -> BlockState, for a cluster's shared memory
+    cluster_arrivals: dict = field(default_factory=dict)  # (cluster, barrier number) -> blocks arrived
 
     def allocate_workspace(self, key: object, name: str, nbytes: int, clean: bool) -> GlobalBuffer:
         """The buffer of one ``allocate_global`` (the same for every block of the launch)."""
@@ -69,6 +71,9 @@ class BlockState:
     epoch: int = 0  # sync epoch: incremented by every sync
     uncommitted: list = field(default_factory=list)  # PendingCopy not yet in a group
     groups: list = field(default_factory=list)  # committed groups (lists of PendingCopy), oldest first
+    cluster_barriers: int = 0  # cluster_sync barriers this block has passed
+    finished: bool = False  # ran to its end or exit: its shared memory is gone
+    read_remotely: set = field(default_factory=set)  # cluster barriers after which others read its memory
 
     @property
     def num_threads(self) -> int:

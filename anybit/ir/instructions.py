@@ -196,12 +196,14 @@ class AtomicAddGlobalInst(Instruction):
 
 @dataclass(frozen=True, slots=True)
 class LoadSharedInst(Instruction):
-    """Load the tile of ``output.shape`` at ``offsets`` of shared ``tensor`` into registers."""
+    """Load the tile of ``output.shape`` at ``offsets`` of shared ``tensor`` into registers; with ``rank``,
+    from that block of the cluster's copy of ``tensor`` (distributed shared memory, sm_90)."""
 
     output: RegisterTensor
     tensor: SharedTensor
     offsets: Offsets
     source: SourceLocation | None = _source_field()
+    rank: Expr | None = None
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 
 
@@ -499,6 +501,14 @@ class AnnotateLayoutInst(Instruction):
 @dataclass(frozen=True, slots=True)
 class SyncInst(Instruction):
     """Barrier for all threads of the block; makes earlier shared-memory writes visible."""
+
+    source: SourceLocation | None = _source_field()
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSyncInst(Instruction):
+    """Barrier for all threads of every block of the thread-block cluster (sm_90): shared-memory writes
+    before it are visible to every block of the cluster after it (``load_shared(..., rank=...)``)."""
 
     source: SourceLocation | None = _source_field()
 

@@ -70,6 +70,8 @@ class Program:
     divisibility: tuple[tuple[Var, int], ...] = ()
     #: Blocks per SM the compiled code leaves room for (``__launch_bounds__``'s second argument; 0: none).
     min_blocks: int = 0
+    #: Blocks of a thread-block cluster along each grid axis (sm_90; (1, 1, 1): no clusters).
+    cluster: tuple[int, int, int] = (1, 1, 1)
 
     @property
     def num_threads(self) -> int:

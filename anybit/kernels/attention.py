@@ -49,6 +49,14 @@ WARPS_OVER = ("heads", "positions")
 MASKED = -1.0e30
 #: The most runs the cache is split into (their sums are combined in registers: 2·splits·D/64 a thread).
 MAX_SPLITS = 16
+#: How the runs' sums meet: through global memory (each run stores them and arrives at a counter; the last
+#: to arrive loads them all: two L2 round trips) or in a thread-block cluster (each run's sums in its own
+#: shared memory, read by the cluster's blocks after a cluster barrier: sm_90, at most 8 runs).
+COMBINES = ("global", "cluster")
+#: What :func:`decode_attention` takes: a combine, or ``"auto"`` (:func:`default_combine`).
+COMBINE_CHOICES = (*COMBINES, "auto")
+#: The most runs one cluster combines (the portable cluster size).
+MAX_CLUSTER_SPLITS = 8
 
 
 class DecodeAttention(anybit.Script):
@@ -73,6 +81,8 @@ class DecodeAttention(anybit.Script):
         workspace; the last run of a (sequence, KV head) to arrive combines them in run order.
     warps_over
         ``"heads"`` or ``"positions"`` (see WARPS_OVER).
+    combine
+        ``"global"`` or ``"cluster"`` (see COMBINES): where the runs' sums meet when ``splits`` > 1.
 
     Launch arguments: ``qkv`` [B, (heads + 2 kv_heads) · D] (q, k, v side by side: a fused projection's
     output), ``cos`` and ``sin`` [B, D] (the step's rotary tables), ``k_cache`` and ``v_cache``
@@ -91,8 +101,16 @@ class DecodeAttention(anybit.Script):
         splits: int = 1,
         warps_over: str = "heads",
         masked: bool = False,
+        combine: str = "global",
     ) -> None:
         super().__init__()
+        if combine not in COMBINES:
+            raise ValueError(f"expected combine one of {COMBINES}, got {combine!r}")
+        if combine == "cluster" and splits > MAX_CLUSTER_SPLITS:
+            raise ValueError(
+                f"expected at most {MAX_CLUSTER_SPLITS} runs to combine in a cluster (a cluster's blocks), "
+                f"got {splits}; combine='global' takes up to {MAX_SPLITS}"
+            )
         if warps_over not in WARPS_OVER:
             raise ValueError(f"expected warps_over one of {WARPS_OVER}, got {warps_over!r}")
         if not 1 <= splits <= MAX_SPLITS:
@@ -120,6 +138,7 @@ class DecodeAttention(anybit.Script):
         self.splits = splits
         self.warps_over = warps_over
         self.masked = masked
+        self.combine = combine
 
     def __call__(
         self,
@@ -141,6 +160,8 @@ class DecodeAttention(anybit.Script):
         splits = self.splits
         self.attrs.blocks = [hkv, batch, splits]
         self.attrs.warps = g
+        if self.combine == "cluster" and splits > 1:
+            self.attrs.cluster = [1, 1, splits]  # a (sequence, KV head)'s runs: one cluster
         h = self.blockIdx.x
         b = self.blockIdx.y
         sequence_head = b * hkv + h
@@ -239,6 +260,8 @@ class DecodeAttention(anybit.Script):
         if splits == 1:
             self.store_global(go, self.cast(acc_lo / total, act), [sequence_head, 0, 0, 0])
             self.store_global(go, self.cast(acc_hi / total, act), [sequence_head, 0, 0, half])
+        elif self.combine == "cluster":
+            self._combine_in_cluster(go, sequence_head, acc_lo, acc_hi, running_max, total)
         else:
             # Each run stores its sums and max; the last run of the (sequence, head) to arrive combines them
             # (the runs' order fixed: the result does not depend on which finished last).
@@ -267,6 +290,40 @@ class DecodeAttention(anybit.Script):
             out_hi = self.sum(scale * sums_hi, 2, keepdim=True) / combined
             self.store_global(go, self.cast(out_lo, act), [sequence_head, 0, 0, 0])
             self.store_global(go, self.cast(out_hi, act), [sequence_head, 0, 0, half])
+
+    @anybit.runtime_helper
+    def _combine_in_cluster(self, go, sequence_head, acc_lo, acc_hi, running_max, total) -> None:
+        """The runs' sums combined on chip: each run's max, total and sums into its own shared memory, a
+        cluster barrier, every run reading all of them (in run order) from the cluster's shared memory, a
+        second barrier (no run's memory goes while another reads it), and the first run storing the output."""
+        act, g, d, splits = self.act, self.group, self.head_dim, self.splits
+        half = d // 2
+        # [1, G, 1, D/2] each: the sums' halves, and the max and total along the half row (one layout).
+        parts = self.shared_tensor(float32, [4, g, 1, half])
+        for index, value in enumerate((acc_lo, acc_hi, acc_lo * 0.0 + running_max, acc_lo * 0.0 + total)):
+            self.store_shared(parts, value, [index, 0, 0, 0])
+        self.cluster_sync()
+        rows = spatial(1, g, 1, 32).local(1, 1, 1, d // 64)
+        shape = [1, g, 1, half]
+        runs = [
+            [self.load_shared(parts, [index, 0, 0, 0], shape, layout=rows, rank=run) for index in range(4)]
+            for run in range(splits)
+        ]
+        self.cluster_sync()
+        overall = runs[0][2]
+        for run in runs[1:]:
+            overall = self.maximum(overall, run[2])
+        combined, out_lo, out_hi = None, None, None
+        for lo, hi, run_max, run_total in runs:
+            scale = self.exp(run_max - overall)
+            terms = (scale * run_total, scale * lo, scale * hi)
+            if combined is None:
+                combined, out_lo, out_hi = terms
+            else:
+                combined, out_lo, out_hi = combined + terms[0], out_lo + terms[1], out_hi + terms[2]
+        if self.blockIdx.z == 0:
+            self.store_global(go, self.cast(out_lo / combined, act), [sequence_head, 0, 0, 0])
+            self.store_global(go, self.cast(out_hi / combined, act), [sequence_head, 0, 0, half])
 
     def _rotated(self, view, cos_view, sin_view, head_offsets, layout):
         """The rotary embedding of one head's halves (f32): x·cos + rotate_half(x)·sin."""
@@ -383,6 +440,21 @@ def default_tile(length: int, splits: int, blocks: int = 8, sms: int | None = No
     return 2 * DEFAULT_TILE if few_blocks and -(-length // splits) >= LONG_RUN else DEFAULT_TILE
 
 
+def default_combine(splits: int, blocks: int, device: torch.device, sms: int | None = None) -> str:
+    """Where ``splits`` runs of each of ``blocks`` (KV heads × sequences) meet: ``"cluster"`` when they fit a
+    cluster (2 to MAX_CLUSTER_SPLITS), the grid fits one wave of BLOCKS_PER_SM blocks an SM and the device
+    runs clusters (sm_90 on, or the interpreter), else ``"global"``. Measured with
+    ``benchmarks/attention_probe.py`` (H200, 2026-11-29): in a cluster 3–27% faster at 1 × 145 and 1 × 1024
+    positions with 2–8 runs and at 16 × 145 and 16 × 1024 with 2, but 19–81% slower at batch 16 with 4 or 8
+    runs, where the grid takes more than one wave and a cluster's blocks wait to be placed together."""
+    sms = _sms() if sms is None else sms
+    if not 1 < splits <= MAX_CLUSTER_SPLITS or blocks * splits > BLOCKS_PER_SM * sms:
+        return "global"
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (9, 0):
+        return "global"
+    return "cluster"
+
+
 def _sms() -> int:
     """The GPU's SM count (DEFAULT_SMS without a GPU)."""
     if torch.cuda.is_available():
@@ -404,6 +476,7 @@ def decode_attention(
     tile: int | None = None,
     warps_over: str | None = None,
     mask: torch.Tensor | None = None,
+    combine: str = "global",
 ) -> torch.Tensor:
     """One decode token's attention for every sequence of a batch, in one kernel (see the module docstring).
 
@@ -438,6 +511,11 @@ def decode_attention(
         [B or 1, 1, 1, L] (rows at any stride, positions contiguous): True where a sequence attends to a
         cache position — a left-padded batch's attention mask. Without it every position up to
         ``position`` is attended to.
+    combine
+        ``"global"`` (default) or ``"cluster"``: where the runs' sums meet (see :data:`COMBINES`;
+        ``"cluster"`` needs sm_90 and at most 8 runs: the default runs are then capped at 8); ``"auto"``: the
+        cluster where the runs fit one and the grid one wave (:func:`default_combine`), else global memory
+        (not the default yet: it has not run inside a CUDA graph on a GPU).
 
     A position outside the cache (read on the device, so not checked here: that would synchronise) writes
     NaN to ``out`` and nothing to the caches.
@@ -470,7 +548,15 @@ def decode_attention(
     else:
         check_tensor("out", out, (batch, heads * head_dim), act, device)
     scale = head_dim**-0.5 if scale is None else float(scale)
-    splits = default_splits(length, batch * kv_heads) if splits is None else int(splits)
+    if combine not in COMBINE_CHOICES:
+        raise ValueError(f"expected combine one of {COMBINE_CHOICES}, got {combine!r}")
+    if splits is None:
+        splits = default_splits(length, batch * kv_heads)
+        if combine == "cluster":  # a cluster holds at most MAX_CLUSTER_SPLITS runs
+            splits = min(splits, MAX_CLUSTER_SPLITS)
+    splits = int(splits)
+    if combine == "auto":
+        combine = default_combine(splits, batch * kv_heads, device)
     if warps_over is None:
         warps_over = default_warps_over(length, batch, heads // kv_heads)
     if tile is None:
@@ -478,7 +564,7 @@ def decode_attention(
         if warps_over == "positions":  # a position a lane a step (two spill registers at G = 4)
             tile = GROUP_SLOTS * (heads // kv_heads)
     kernel = attention_kernel(
-        heads, kv_heads, head_dim, act, scale, int(tile), splits, warps_over, mask is not None
+        heads, kv_heads, head_dim, act, scale, int(tile), splits, warps_over, mask is not None, combine
     )
     run_kernel(kernel, qkv, cos, sin, k_cache, v_cache, position, out, mask_bytes, batch, length, mask_stride)
     return out

@@ -54,6 +54,8 @@ PARTIALS_IN_FLIGHT = 4
 #: ... and more while they fit this many f32 registers a thread (the main loop's are free by then): at 8 rows
 #: (the transposed kernel at M ≤ 8) a partial is 8 registers, so split 8 sums in one L2 round trip, not two.
 PARTIAL_REGISTERS = 64
+#: The most splits a cluster reduces (the portable cluster size).
+MAX_CLUSTER_SPLIT = 8
 #: Rows of x the row-RMS prologue (``rms_eps``) sums at a time.
 RMS_ROWS = 8
 #: The most shared memory a block's copy of its rows of x for the row RMS may take (else x is read before
@@ -89,6 +91,10 @@ class DecodeMatmul(anybit.Script):
         S ≥ 2: chunks in the shared-memory ring.
     split
         P ≥ 1: blocks along K per block column (split-K, reduced in f32; see the module docstring).
+    split_in_cluster
+        Reduce split-K in a thread-block cluster (sm_90, P ≤ 8): a block column's P blocks are one cluster,
+        each leaves its partial sum in its own shared memory, and after a cluster barrier the first adds
+        them in split order from the cluster's shared memory — no partials through L2, no arrival counter.
     dependent_launch
         Launch as a programmatic dependent of the previous kernel (sm_90+; see the module docstring). The
         weight, scales and zeros must not be written by the kernels just before it in the stream (x may
@@ -125,6 +131,7 @@ class DecodeMatmul(anybit.Script):
         warps: int = 4,
         stages: int = 4,
         split: int = 1,
+        split_in_cluster: bool = False,
         dependent_launch: bool = True,
         min_blocks: int = 0,
         accumulate: bool = False,
@@ -139,6 +146,12 @@ class DecodeMatmul(anybit.Script):
             raise ValueError(f"expected 1 to 32 warps, got {warps}")
         if split < 1:
             raise ValueError(f"expected split >= 1 (blocks along K), got {split}")
+        if split_in_cluster and split > MAX_CLUSTER_SPLIT:
+            raise ValueError(
+                f"expected split ≤ {MAX_CLUSTER_SPLIT} to reduce split-K in a cluster (a cluster's blocks), "
+                f"got {split}"
+            )
+        self.split_in_cluster = split_in_cluster and split > 1
         self.layout = layout
         self.act = anybit.dtype(act_dtype)
         self.has_zeros, self.has_bias = has_zeros, has_bias
@@ -188,6 +201,8 @@ class DecodeMatmul(anybit.Script):
         self.attrs.blocks = [n // bn, cdiv(m, rows), split]
         self.attrs.warps = warps
         self.attrs.min_blocks = self.min_blocks
+        if self.split_in_cluster:
+            self.attrs.cluster = [1, 1, split]  # a block column's splits: one cluster
         # Whole chunks and whole blocks; rows of x and of the scales start 16-byte aligned. K groups (warps
         # along K, k_groups > 1) take k_groups chunks a step: every split's run is whole steps.
         kw = self.k_groups
@@ -214,6 +229,12 @@ class DecodeMatmul(anybit.Script):
         acc, inverse_rms, prior = self._main_loop(
             x, m, k, gx, gw, gs, gz, gy, sx, sw, ss, sz, n0, m0, first, count
         )
+        if self.split_in_cluster:
+            # The rings are done with (every warp past the barrier): the partial sum's tile reuses their
+            # memory rather than adding to the block's shared memory.
+            self.sync()
+            for ring in (sx, sw, ss, sz):
+                self.free_shared(ring)
         if split > 1:
             acc = self._sum_splits(acc, m, n, m0, n0)
         if pl.per_channel:
@@ -337,6 +358,8 @@ class DecodeMatmul(anybit.Script):
         back to 0: no fill before launches. Slices of whole row blocks need no masks (rows past M come from
         x's zero-filled rows and are never stored to y)."""
         split, rows, bn = self.split, self.block_m, self.block_n
+        if self.split_in_cluster:
+            return self._sum_splits_in_cluster(acc)
         partials = self._partials(m, n)
         counters = self.global_tensor(int32, [cdiv(m, rows), n // bn], kept_clean=True)
         self._store_partial(partials, acc, m, n, m0, n0)
@@ -352,6 +375,23 @@ class DecodeMatmul(anybit.Script):
         if split % group:
             acc = acc + self._sum_partials(partials, split - split % group, split % group, m, n, m0, n0)
         return acc
+
+    @anybit.runtime_helper
+    def _sum_splits_in_cluster(self, acc):
+        """Split-K's reduction in the block column's cluster: every split's partial sum into its own shared
+        memory, a cluster barrier, the partials added in split order from the cluster's shared memory (every
+        split adds them: the same sum, and no split idles at a branch), a second barrier (no split's memory
+        goes while another reads it), then all but the first exit."""
+        partial = self.shared_tensor(float32, list(acc.shape))
+        self.store_shared(partial, acc)
+        self.cluster_sync()
+        total = self.load_shared(partial, rank=0)
+        for rank in range(1, self.split):
+            total = total + self.load_shared(partial, rank=rank)
+        self.cluster_sync()
+        if self.blockIdx.z != 0:
+            self.exit()
+        return total
 
     def _ring_step(self, step):
         """Wait until step ``step``'s slot of the copy ring has landed (and, past the barrier, every warp is

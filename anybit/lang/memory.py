@@ -21,6 +21,7 @@ from anybit.ir.instructions import (
     AnnotateLayoutInst,
     ArriveInst,
     AtomicAddGlobalInst,
+    ClusterSyncInst,
     CopyAsyncCommitGroupInst,
     CopyAsyncInst,
     CopyAsyncWaitAllInst,
@@ -338,8 +339,11 @@ def atomic_add(tensor: GlobalTensor, value: RegisterTensor, offsets, mask=None) 
     _store(AtomicAddGlobalInst, "atomic_add_global", tensor, value, offsets, mask)
 
 
-def load_shared(tensor: SharedTensor, offsets=None, shape=None, layout=None) -> RegisterTensor:
-    """Load the tile of ``shape`` (default: the whole tensor) at ``offsets`` of a shared tensor."""
+def load_shared(tensor: SharedTensor, offsets=None, shape=None, layout=None, rank=None) -> RegisterTensor:
+    """Load the tile of ``shape`` (default: the whole tensor) at ``offsets`` of a shared tensor; with
+    ``rank`` (an int expression), from the copy of the tensor that block of the thread-block cluster holds
+    (distributed shared memory: after a ``cluster_sync`` that follows its writes, and before one that the
+    owner passes before it exits or writes again)."""
     builder = current_builder()
     if not isinstance(tensor, SharedTensor):
         raise builder.error(f"expected a shared tensor, got {tensor!r}", "load_shared")
@@ -349,7 +353,10 @@ def load_shared(tensor: SharedTensor, offsets=None, shape=None, layout=None) -> 
     if layout is not None and tuple(layout.shape) != shape:
         raise builder.error(f"expected a layout of shape {list(shape)}, got {layout!r}", "load_shared")
     output = new_register(builder, tensor.dtype, shape, layout)
-    builder.emit(LoadSharedInst(output, tensor, offsets, source=builder.location()))
+    remote = None if rank is None else as_expr(rank)
+    if remote is not None and not remote.dtype.is_integer:
+        raise builder.error(f"expected an integer block rank, got {rank!r}", "load_shared")
+    builder.emit(LoadSharedInst(output, tensor, offsets, source=builder.location(), rank=remote))
     return output
 
 
@@ -530,6 +537,13 @@ def sync() -> None:
     """Barrier for the block's threads (makes shared-memory writes visible)."""
     builder = current_builder()
     builder.emit(SyncInst(source=builder.location()))
+
+
+def cluster_sync() -> None:
+    """Barrier for every thread of every block of the thread-block cluster (``self.attrs.cluster``):
+    shared-memory writes before it are visible to the cluster's blocks after it."""
+    builder = current_builder()
+    builder.emit(ClusterSyncInst(source=builder.location()))
 
 
 def exit_block() -> None:

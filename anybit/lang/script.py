@@ -5,6 +5,7 @@ the block program, and ``program(*args)`` builds the VM program (cached per comp
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -47,15 +48,23 @@ def runtime_helper(method: Callable) -> Callable:
 set_operator_handler(operator_handler)
 
 
+#: Blocks a thread-block cluster may hold (the portable limit; 16 needs an opt-in attribute at launch).
+MAX_CLUSTER_BLOCKS = 8
+
+
 class Attributes:
     """``self.attrs``: ``blocks`` (1-3 grid extents, ints or expressions of the parameters), ``warps``, and
     ``min_blocks``: blocks per SM the compiled code must leave room for (``__launch_bounds__``'s second
-    argument: the compiler caps registers a thread so that many blocks fit; 0 leaves the choice to it)."""
+    argument: the compiler caps registers a thread so that many blocks fit; 0 leaves the choice to it), and
+    ``cluster``: blocks of a thread-block cluster along each grid axis (sm_90: up to 8 blocks, scheduled
+    together on one GPU processing cluster, with ``cluster_sync`` and each other's shared memory; the grid
+    must be whole clusters)."""
 
     def __init__(self) -> None:
         self.blocks: list | None = None
         self.warps: int = 4
         self.min_blocks: int = 0
+        self.cluster: tuple[int, ...] = (1, 1, 1)
 
 
 class BlockIndices:
@@ -235,6 +244,7 @@ class Script:
             key,
             divisibility,
             self.attrs.min_blocks,
+            self._cluster(),
         )
 
     def _check_attrs(self, inst) -> None:
@@ -267,7 +277,32 @@ class Script:
                 f"got {min_blocks!r}",
                 source=source,
             )
+        self._cluster(source)
         self.attrs.blocks = blocks
+
+    def _cluster(self, source=None) -> tuple[int, int, int]:
+        """``self.attrs.cluster`` as three extents (checked: positive ints, at most 8 blocks in all)."""
+        cluster = self.attrs.cluster
+        cluster = [cluster] if isinstance(cluster, int) else list(cluster)
+        if (
+            not 1 <= len(cluster) <= 3
+            or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in cluster)
+            or math.prod(cluster) > MAX_CLUSTER_BLOCKS
+        ):
+            raise KernelDefinitionError(
+                f"expected self.attrs.cluster to be 1 to 3 positive ints of at most {MAX_CLUSTER_BLOCKS} "
+                f"blocks in all (a portable cluster), got {self.attrs.cluster!r}",
+                source=source,
+            )
+        return tuple(cluster + [1] * (3 - len(cluster)))
+
+    @property
+    def cluster_rank(self) -> Expr:
+        """This block's rank in its thread-block cluster, 0 … blocks a cluster − 1 (x fastest, as CUDA's
+        ``%cluster_ctarank``); 0 without clusters."""
+        cx, cy, cz = self._cluster()
+        x, y, z = (BlockIndex(axis) for axis in range(3))
+        return x % cx + cx * (y % cy) + cx * cy * (z % cz)
 
     def _grid(self) -> tuple:
         blocks = list(self.attrs.blocks)
@@ -321,6 +356,7 @@ class Script:
     copy_async_wait_all = staticmethod(memory.copy_async_wait_all)
     free_shared = staticmethod(memory.free_shared)
     sync = staticmethod(memory.sync)
+    cluster_sync = staticmethod(memory.cluster_sync)
     exit = staticmethod(memory.exit_block)
     print = staticmethod(memory.print_value)
     annotate_layout = staticmethod(memory.annotate_layout)

@@ -17,7 +17,7 @@ import types
 import torch
 from torch import nn
 
-from anybit.kernels.attention import decode_attention
+from anybit.kernels.attention import COMBINE_CHOICES, decode_attention
 from anybit.nn.fuse import FusedProjection
 
 
@@ -32,14 +32,19 @@ def decode_attention_op(
     heads: int,
     scale: float,
     mask: torch.Tensor | None = None,
+    combine: str = "global",
 ) -> torch.Tensor:
     """:func:`decode_attention` as a torch op (``torch.compile`` and CUDA graphs see one op that writes the
     caches), returning the attention output [B, heads · D]."""
-    return decode_attention(qkv, cos, sin, k_cache, v_cache, position, heads, scale, mask=mask)
+    return decode_attention(
+        qkv, cos, sin, k_cache, v_cache, position, heads, scale, mask=mask, combine=combine
+    )
 
 
 @decode_attention_op.register_fake
-def _decode_attention_fake(qkv, cos, sin, k_cache, v_cache, position, heads, scale, mask=None):
+def _decode_attention_fake(
+    qkv, cos, sin, k_cache, v_cache, position, heads, scale, mask=None, combine="global"
+):
     return qkv.new_empty(qkv.shape[0], heads * k_cache.shape[-1])
 
 
@@ -138,6 +143,7 @@ def _fused_forward(
         self.anybit_heads,
         float(self.scaling),
         mask,
+        self.anybit_combine,
     )
     projected = self.o_proj(out.view(batch, 1, -1))
     if counted and self.anybit_counted_layers:
@@ -179,9 +185,12 @@ def _check_llama_math(module: nn.Module, config) -> None:
         )
 
 
-def fuse_attention(model: nn.Module) -> int:
+def fuse_attention(model: nn.Module, *, combine: str = "global") -> int:
     """Give every Llama-style attention block with a fused ``qkv_proj`` (:func:`~anybit.nn.fuse_projections`)
-    the one-kernel decode step, in place; returns how many blocks were changed.
+    the one-kernel decode step, in place; returns how many blocks were changed. ``combine``: where a long
+    cache's runs meet (:func:`~anybit.kernels.decode_attention`'s ``combine``: ``"global"``, the default,
+    ``"cluster"`` on sm_90 — at most 8 runs, combined in the cluster's shared memory — or ``"auto"``: the
+    cluster where the runs fit one and the grid one wave).
 
     Raises
     ------
@@ -189,6 +198,8 @@ def fuse_attention(model: nn.Module) -> int:
         If no block qualifies (call ``fuse_projections`` first), a block's head counts or head dimension
         are ones the kernel cannot take, or its math is not Llama's (``LLAMA_STYLE_ATTENTION``).
     """
+    if combine not in COMBINE_CHOICES:
+        raise ValueError(f"fuse_attention: expected combine one of {COMBINE_CHOICES}, got {combine!r}")
     fused = 0
     config = getattr(model, "config", None)
     for module in model.modules():
@@ -196,6 +207,7 @@ def fuse_attention(model: nn.Module) -> int:
         if not isinstance(qkv, FusedProjection) or not hasattr(module, "o_proj"):
             continue
         if hasattr(module, "anybit_heads"):  # fused already (e.g. a copy of a fused model)
+            module.anybit_combine = combine
             fused += 1
             continue
         _check_llama_math(module, config)
@@ -210,6 +222,7 @@ def fuse_attention(model: nn.Module) -> int:
         if config is not None and getattr(config, "num_attention_heads", heads) != heads:
             raise ValueError(f"fuse_attention: {heads} query heads in qkv_proj, the config says otherwise")
         module.anybit_heads = heads
+        module.anybit_combine = combine
         module.anybit_forward = module.forward
         module.forward = types.MethodType(_fused_forward, module)
         fused += 1

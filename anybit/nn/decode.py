@@ -415,7 +415,7 @@ def quantized_copy(
     dtype: str,
     *,
     fold_norms: bool = False,
-    fuse_attention: bool = False,
+    fuse_attention: bool | dict = False,
     fuse_mlp: bool | dict = False,
     **settings,
 ) -> tuple[nn.Module, object]:
@@ -423,8 +423,8 @@ def quantized_copy(
     with ``fold_norms``, its RMSNorms and residual adds folded into the projections first
     (:func:`anybit.nn.fold_norms`), with ``fuse_attention`` its decode attention in one kernel
     (:func:`anybit.nn.fuse_attention`), with ``fuse_mlp`` (after folding, with gated MLPs) each MLP in one
-    kernel once quantized (:func:`anybit.nn.fuse_mlp`; a dict: its keyword arguments); all need the model's
-    projections fused already."""
+    kernel once quantized (:func:`anybit.nn.fuse_mlp`); a dict for either: that function's keyword
+    arguments. All need the model's projections fused already."""
     from anybit.nn.attention import fuse_attention as fuse
     from anybit.nn.convert import quantize_model
     from anybit.nn.fold_norms import fold_norms as fold
@@ -434,7 +434,7 @@ def quantized_copy(
     if fold_norms:
         fold(copied)
     if fuse_attention:
-        fuse(copied)
+        fuse(copied, **(fuse_attention if isinstance(fuse_attention, dict) else {}))
     summary = quantize_model(copied, dtype, **settings)
     if fuse_mlp:
         fuse_mlps(copied, **(fuse_mlp if isinstance(fuse_mlp, dict) else {}))

@@ -29,6 +29,7 @@ import torch
 
 import anybit
 from anybit.kernels import DecodeMatmul, PackedLayout
+from anybit.kernels.decode import MAX_CLUSTER_SPLIT
 from anybit.kernels.decode_transposed import DecodeMatmulTransposed
 from anybit.kernels.launch import TARGET_BLOCKS, kernel_layout, useful_split
 from anybit.runtime.autotune import Candidate, TunedKernel, bucket_text
@@ -250,6 +251,8 @@ class DecodeTuner(TunedKernel):
             layout, n=n, k=k, group_size=k if layout.per_channel else layout.group_size
         )
         split = config.get("split", 1)
+        if config.get("split_in_cluster") and not 1 < split <= MAX_CLUSTER_SPLIT:
+            return f"split {split}: a cluster reduces 2 to {MAX_CLUSTER_SPLIT} splits"
         if config.get("warps_along_k"):
             if self.fixed["has_zeros"]:
                 return "warps along K take weights without zero points"

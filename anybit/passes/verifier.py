@@ -30,6 +30,7 @@ from anybit.ir.instructions import (
     AtomicAddGlobalInst,
     BinaryInst,
     CastInst,
+    ClusterSyncInst,
     CopyAsyncCommitGroupInst,
     CopyAsyncInst,
     CopyAsyncWaitAllInst,
@@ -139,6 +140,7 @@ def _global_view(inst: GlobalViewInst, program) -> None:
     CopyAsyncWaitAllInst,
     FreeSharedInst,
     SyncInst,
+    ClusterSyncInst,
     ExitInst,
     PrintInst,
     WaitPriorGridsInst,
@@ -175,6 +177,12 @@ def _shared_slice(inst: SharedSliceInst, program) -> None:
 
 @_check(LoadGlobalInst, LoadSharedInst)
 def _load(inst, program) -> None:
+    if getattr(inst, "rank", None) is not None and program.cluster == (1, 1, 1):
+        raise _fail(
+            inst,
+            f"reads shared tensor {inst.tensor.name} of another block (rank=...) in a kernel without "
+            "clusters; set self.attrs.cluster",
+        )
     _tile(inst, inst.tensor, inst.output.shape, inst.offsets)
     _same_dtype(inst, inst.output, inst.tensor)
     _mask(inst, getattr(inst, "mask", None), inst.output)
@@ -526,14 +534,15 @@ def _hazards(body: tuple, pending: dict | None, shared: _SharedState) -> dict | 
             pending[shared.key(stmt.destination)] = ("async", stmt)
         elif isinstance(stmt, (CopyAsyncWaitGroupInst, CopyAsyncWaitAllInst)):
             pending = {key: ("written", inst) for key, (_, inst) in pending.items()}
-        elif isinstance(stmt, SyncInst):
+        elif isinstance(stmt, (SyncInst, ClusterSyncInst)):
             pending = {key: value for key, value in pending.items() if value[0] == "async"}
         elif isinstance(stmt, LoadSharedInst) and (
             conflicts := [value for key, value in pending.items() if _overlaps(shared.key(stmt.tensor), key)]
         ):
             kind, writer = conflicts[0]
             if kind == "written":
-                fix = "add self.sync() between them"
+                barrier = "cluster_sync" if stmt.rank is not None else "sync"
+                fix = f"add self.{barrier}() between them"
             else:
                 fix = "wait for it (self.copy_async_wait_group / copy_async_wait_all) and then self.sync()"
             raise _fail(

@@ -152,6 +152,10 @@ class Launcher:
         self._call: Callable[..., object] | None = None  # the backend's cuLaunchKernel
         self._functions: dict[int, object] = {}  # device -> the backend's function handle
         self.waits_for_prior_grids = bool(getattr(kernel_source, "waits_for_prior_grids", False))
+        cluster = tuple(getattr(kernel_source, "cluster", (1, 1, 1)))
+        self._cluster = None if cluster == (1, 1, 1) else cluster
+        if self._constant_grid is not None:
+            self._check_cluster(self._constant_grid)
         # Devices it is launched on as a dependent, decided at the first load on each.
         self._dependent_devices: set[int] = set()
         self._local = threading.local()
@@ -207,6 +211,8 @@ class Launcher:
                     return  # an empty grid: nothing to do
         else:
             gx, gy, gz = grid
+        if self._cluster is not None:
+            self._check_cluster(grid)
         handle = self._functions.get(device)
         if handle is None:
             handle = self._load_on(device)
@@ -265,6 +271,15 @@ class Launcher:
                 f"{p.name}: {'ptr ' if p.kind == 'pointer' else ''}{p.dtype.name}" for p in self.user_params
             )
             raise TypeError(f"kernel '{self.name}' takes {self._count} arguments ({names}), got {len(args)}")
+
+    def _check_cluster(self, grid: tuple) -> None:
+        """Raise unless ``grid`` is whole thread-block clusters (the launch would fail in the driver)."""
+        cluster = self._cluster
+        if cluster is not None and any(extent % c for extent, c in zip(grid, cluster, strict=True)):
+            raise ValueError(
+                f"kernel '{self.name}': grid {list(grid)} is not whole clusters of {list(cluster)} "
+                "blocks; launch a grid whose extents are multiples of the cluster's"
+            )
 
     def _check_grid(self, grid: tuple, *, strict: bool = False) -> bool:
         """True for an empty grid (some extent 0); raise for a negative or too large one.

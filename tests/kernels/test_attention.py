@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from anybit.kernels import attention
 from anybit.kernels.attention import (
     MAX_SPLITS,
     DecodeAttention,
     decode_attention,
+    default_combine,
     default_splits,
     default_tile,
     default_warps_over,
@@ -72,6 +74,7 @@ def run_case(
     splits=1,
     warps_over="heads",
     mask=None,
+    combine="global",
 ):
     """The kernel (interpreted on the CPU, launched on CUDA) and the float64 reference of one step (``mask``:
     bool [B, L], True where a sequence attends)."""
@@ -92,7 +95,9 @@ def run_case(
     )
     out = torch.full((batch, heads * head_dim), float("nan"), dtype=act, device=device)
     position_tensor = torch.tensor([position], device=device)
-    options = dict(scale=scale, out=out, splits=splits, tile=tile, warps_over=warps_over, mask=mask)
+    options = dict(
+        scale=scale, out=out, splits=splits, tile=tile, warps_over=warps_over, mask=mask, combine=combine
+    )
     decode_attention(qkv, cos, sin, k_cache, v_cache, position_tensor, heads, **options)
     return (out.cpu(), k_cache.cpu(), v_cache.cpu()), expected
 
@@ -137,6 +142,77 @@ def test_decode_attention_matches_reference(batch, heads, kv_heads, head_dim, le
 def test_decode_attention_split_over_the_cache(batch, heads, kv_heads, length, position, splits):
     found, expected = run_case(batch, heads, kv_heads, 64, length, position, seed=position, splits=splits)
     check_case(found, expected)
+
+
+@pytest.mark.parametrize(
+    ("batch", "heads", "kv_heads", "length", "position", "splits", "warps_over"),
+    [
+        (1, 8, 2, 64, 50, 4, "heads"),  # the position in the last run
+        (2, 4, 4, 40, 5, 3, "heads"),  # runs past the position left without one
+        (1, 16, 4, 300, 299, 8, "heads"),  # a full cluster, the last position of the cache
+        (1, 16, 4, 70, 61, 2, "positions"),
+    ],
+)
+def test_decode_attention_runs_combined_in_a_cluster(
+    batch, heads, kv_heads, length, position, splits, warps_over
+):
+    """The runs' sums meet in the cluster's shared memory instead of global memory: the same result."""
+    tile = 16 if warps_over == "positions" else 8
+    found, expected = run_case(
+        batch,
+        heads,
+        kv_heads,
+        64,
+        length,
+        position,
+        seed=position,
+        splits=splits,
+        tile=tile,
+        warps_over=warps_over,
+        combine="cluster",
+    )
+    check_case(found, expected)
+
+
+@pytest.mark.parametrize(
+    ("splits", "blocks", "expected"),
+    [
+        (1, 8, "global"),  # one run: nothing to combine
+        (2, 8, "cluster"),
+        (8, 8, "cluster"),  # a full portable cluster
+        (10, 8, "global"),  # more runs than a cluster holds
+        (2, 128, "cluster"),  # 256 blocks: one wave of two an SM on 132 SMs
+        (4, 128, "global"),  # 512 blocks: a cluster's blocks wait to be placed together
+    ],
+)
+def test_auto_combines_in_a_cluster_where_the_runs_fit_one_and_the_grid_one_wave(splits, blocks, expected):
+    assert default_combine(splits, blocks, torch.device("cpu"), sms=132) == expected
+
+
+def test_decode_attention_auto_picks_the_cluster_for_a_few_runs(monkeypatch):
+    """``combine="auto"`` (the default) compiles the cluster kernel for 4 runs of one sequence and the global
+    one for 10 (the kernel's combine is what its launch received)."""
+    made = []
+    real = attention.attention_kernel
+
+    def record(*args):
+        made.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(attention, "attention_kernel", record)
+    for splits in (4, 10):
+        found, expected = run_case(1, 8, 2, 64, 40, 39, seed=splits, splits=splits, combine="auto")
+        check_case(found, expected)
+    assert made == ["cluster", "global"]
+    with pytest.raises(ValueError, match="combine one of"):
+        run_case(1, 8, 2, 64, 40, 39, seed=0, combine="shared")
+
+
+def test_decode_attention_combines_at_most_a_cluster_of_runs():
+    with pytest.raises(ValueError, match="at most 8 runs"):
+        DecodeAttention(32, 8, 128, torch.float16, 128**-0.5, 8, 10, "heads", False, "cluster")
+    with pytest.raises(ValueError, match="combine one of"):
+        DecodeAttention(32, 8, 128, torch.float16, 128**-0.5, 8, 4, "heads", False, "shared")
 
 
 @pytest.mark.parametrize(

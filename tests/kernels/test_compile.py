@@ -126,6 +126,22 @@ def test_decode_attention_compiles_without_spills(warps_over, tile, splits, mask
     assert _count(r"shfl\.sync\.bfly", compiled.ptx) > 0  # scores reduced across lanes, not through memory
 
 
+@pytest.mark.parametrize(
+    ("warps_over", "tile", "splits"), [("heads", 16, 8), ("heads", 8, 8), ("positions", 16, 2)]
+)
+def test_decode_attention_in_a_cluster_compiles_without_spills(warps_over, tile, splits):
+    """The runs combined in the cluster's shared memory: no spills, the cluster shape in the kernel, two
+    cluster barriers and the neighbours' shared memory mapped."""
+    from anybit.kernels.attention import DecodeAttention
+
+    kernel = DecodeAttention(32, 8, 128, torch.float16, 128**-0.5, tile, splits, warps_over, True, "cluster")
+    compiled = anybit.compile(kernel, *[None] * 11, arch="sm_90a")
+    _check_resources(compiled)
+    assert f".reqnctapercluster 1, 1, {splits}" in compiled.ptx
+    assert _count(r"barrier\.cluster\.wait", compiled.ptx) == 2
+    assert "mapa" in compiled.ptx
+
+
 def test_greedy_kernel_reduces_across_warps_through_partials():
     from anybit.kernels.greedy import GreedyToken
 

@@ -295,3 +295,67 @@ def test_warps_along_k_refuse_zero_points_and_uneven_steps():
         anybit.interpret(
             kernel, torch.randn(1, 384).half(), p.data, p.scales, p.scales, p.scales, y, 1, 64, 384
         )
+
+
+# (type, N, K, group, M, zeros, split, warps, rows, act, accumulate, rms, along K)
+CLUSTER_CASES = [
+    ("uint4", 128, 512, 64, 5, True, 3, 2, 8, F16, False, False, False),  # uneven runs, zero points
+    ("int4", 128, 1024, 128, 1, False, 8, 2, 8, F16, True, True, False),  # a full cluster, folded
+    ("int2", 64, 1024, 64, 12, False, 2, 4, 16, BF16, True, False, True),  # 16 rows, warps along K
+]
+
+
+@pytest.mark.parametrize(
+    (
+        "dtype",
+        "n",
+        "k",
+        "group",
+        "m",
+        "zeros",
+        "split",
+        "warps",
+        "rows",
+        "act",
+        "accumulate",
+        "rms",
+        "along_k",
+    ),
+    CLUSTER_CASES,
+)
+def test_split_k_reduced_in_a_cluster(
+    dtype, n, k, group, m, zeros, split, warps, rows, act, accumulate, rms, along_k
+):
+    """Split-K's partial sums meet in the block column's thread-block cluster (shared memory, no L2 round
+    trips): the same result as the reference, residual and RMS folds included."""
+    q = random_quantized(dtype, n, k, group, act, zero_point=zeros, seed=fresh_seed())
+    p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
+    x, residual, y = _fold_inputs(m, k, n, act, accumulate)
+    eps = 1e-5
+    options = dict(has_zeros=zeros, warps=warps, split=split, accumulate=accumulate, split_in_cluster=True)
+    kernel = _folded_kernel(p, act, rms, eps, m, k, rows=rows, warps_along_k=along_k, **options)
+    assert kernel.program(*[None] * 6, m, n, k).cluster == (1, 1, split)
+    anybit.interpret(kernel, x, p.data, p.scales, p.zeros if zeros else p.scales, p.scales, y, m, n, k)
+    expected = _fold_reference(x, q, eps, rms, residual, accumulate)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, expected) <= TOLERANCE[act]
+
+
+def test_split_k_in_a_cluster_in_the_x_as_a_kernel_and_its_limits():
+    q = random_quantized("uint4", 128, 512, 64, F16, zero_point=True, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("uint4", 128, 512, 64, operand="b"))
+    x = torch.randn(3, 512).half()
+    y = torch.full((3, 128), float("nan"), dtype=F16)
+    kernel = DecodeMatmul(p.layout, F16, has_zeros=True, warps=2, split=4, split_in_cluster=True)
+    anybit.interpret(kernel, x, p.data, p.scales, p.zeros, p.scales, y, 3, 128, 512)
+    assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[F16]
+    config = {"warps": 2, "split": 4, "split_in_cluster": True}  # the same through decode_matmul's config
+    y = decode_matmul(x, p, out=torch.full((3, 128), float("nan"), dtype=F16), config=config)
+    assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[F16]
+    with pytest.raises(ValueError, match="split ≤ 8"):
+        DecodeMatmul(p.layout, F16, split=16, split_in_cluster=True)
+    assert DecodeMatmul(p.layout, F16, split=1, split_in_cluster=True).program(*[None] * 9).cluster == (
+        1,
+        1,
+        1,
+    )

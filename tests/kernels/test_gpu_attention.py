@@ -48,6 +48,44 @@ def test_decode_attention_on_cuda(act, batch, length, position, splits, warps_ov
 
 
 @pytest.mark.parametrize(
+    ("batch", "length", "position", "splits", "warps_over", "tile"),
+    [(1, 256, 150, 8, "heads", 16), (1, 2048, 1500, 8, "heads", 8), (16, 1024, 700, 2, "positions", 16)],
+)
+def test_decode_attention_runs_combined_in_a_cluster_on_cuda(
+    batch, length, position, splits, warps_over, tile
+):
+    found, expected = run_case(
+        batch,
+        32,
+        8,
+        128,
+        length,
+        position,
+        seed=position,
+        device="cuda",
+        splits=splits,
+        tile=tile,
+        warps_over=warps_over,
+        combine="cluster",
+    )
+    check_case(found, expected)
+
+
+@pytest.mark.parametrize(("batch", "length", "position"), [(1, 145, 144), (16, 145, 144), (16, 1024, 1000)])
+def test_decode_attention_default_runs_with_auto_combine_on_cuda(batch, length, position):
+    """The runs, tile and warps a model's step takes by default with ``combine="auto"`` (in a cluster at
+    batch 16's 2 runs, through global memory for batch 1's 10) against float64."""
+    qkv, cos, sin, k_cache, v_cache = make_case(batch, 32, 8, 128, length, torch.float16, position, "cuda")
+    expected = reference(
+        qkv.cpu(), cos.cpu(), sin.cpu(), k_cache.cpu(), v_cache.cpu(), position, 32, 8, 128, 128**-0.5
+    )
+    out = torch.full((batch, 32 * 128), float("nan"), dtype=torch.float16, device="cuda")
+    position_tensor = torch.tensor([position], device="cuda")
+    decode_attention(qkv, cos, sin, k_cache, v_cache, position_tensor, 32, out=out, combine="auto")
+    check_case((out.cpu(), k_cache.cpu(), v_cache.cpu()), expected)
+
+
+@pytest.mark.parametrize(
     ("warps_over", "tile", "splits"), [("heads", 8, 1), ("heads", 16, 8), ("positions", 16, 4)]
 )
 def test_decode_attention_with_a_padding_mask_on_cuda(warps_over, tile, splits):
@@ -72,18 +110,21 @@ def test_decode_attention_with_a_padding_mask_on_cuda(warps_over, tile, splits):
     check_case(found, expected)
 
 
-def test_decode_attention_in_a_cuda_graph():
-    """Three steps replayed from one graph: each writes its own cache row and attends over all before it."""
-    qkv, cos, sin, k_cache, v_cache = make_case(1, 32, 8, 128, 1024, seed=7, device="cuda")  # 8 runs
+@pytest.mark.parametrize(("batch", "combine"), [(1, "global"), (4, "cluster")])
+def test_decode_attention_in_a_cuda_graph(batch, combine):
+    """Three steps replayed from one graph: each writes its own cache row and attends over all before it
+    (batch 1: 16 runs through global memory; batch 4 in clusters of 8 runs)."""
+    qkv, cos, sin, k_cache, v_cache = make_case(batch, 32, 8, 128, 1024, seed=7, device="cuda")
     position = torch.tensor([600], device="cuda")
-    out = torch.full((1, 32 * 128), float("nan"), dtype=torch.float16, device="cuda")
-    decode_attention(qkv, cos, sin, k_cache.clone(), v_cache.clone(), position, heads=32, out=out)  # warm up
+    out = torch.full((batch, 32 * 128), float("nan"), dtype=torch.float16, device="cuda")
+    options = dict(heads=32, out=out, combine=combine)
+    decode_attention(qkv, cos, sin, k_cache.clone(), v_cache.clone(), position, **options)  # warm up
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        decode_attention(qkv, cos, sin, k_cache, v_cache, position, heads=32, out=out)
+        decode_attention(qkv, cos, sin, k_cache, v_cache, position, **options)
         position.add_(1)
     for step in range(3):
-        fresh = make_case(1, 32, 8, 128, 1024, seed=20 + step, device="cuda")
+        fresh = make_case(batch, 32, 8, 128, 1024, seed=20 + step, device="cuda")
         qkv.copy_(fresh[0])
         k_before, v_before = k_cache.cpu(), v_cache.cpu()
         expected = reference(

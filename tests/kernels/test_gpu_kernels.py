@@ -187,14 +187,20 @@ def test_residual_and_rms_norm_on_cuda(dtype, act, m, split, warps, rows, n, alo
     """y (+)= (x / rms(x)) @ W^T on the GPU: the row RMS computed by every block from global x, the residual
     read from y and added before the one rounding, split-K or not, the warps owning columns or splitting K
     (a batched dot, their sums added through shared memory), against float64."""
+    accumulate, rms = fusion in ("accumulate", "both"), fusion in ("rms", "both")
+    config = {"warps": warps, "stages": 4, "split": split, "rows": rows, "warps_along_k": along_k}
+    _check_folded(dtype, act, m, n, "a", config, accumulate, rms)
+
+
+def _check_folded(dtype, act, m, n, operand, config, accumulate, rms) -> None:
+    """decode_matmul with ``config``, the residual added (``accumulate``) and x's rows RMS-normalised
+    (``rms``), against float64."""
     zero = dtype.startswith("u") or None
     q = _quantized(dtype, 128, act, zero, n)
-    p = pack(q, layout=choose_layout(dtype, n, K, 128, operand="a"))
+    p = pack(q, layout=choose_layout(dtype, n, K, 128, operand=operand))
     x = (torch.randn(m, K, device="cuda") * 3.0).to(act)
     residual = torch.randn(m, n, device="cuda").to(act)
-    accumulate, rms = fusion in ("accumulate", "both"), fusion in ("rms", "both")
     out = residual.clone() if accumulate else torch.full((m, n), float("nan"), device="cuda", dtype=act)
-    config = {"warps": warps, "stages": 4, "split": split, "rows": rows, "warps_along_k": along_k}
     y = decode_matmul(x, p, out=out, config=config, accumulate=accumulate, rms_eps=1e-5 if rms else None)
     assert y is out and torch.isfinite(y).all()
     xd = x.double()
@@ -202,3 +208,23 @@ def test_residual_and_rms_norm_on_cuda(dtype, act, m, split, warps, rows, n, alo
         xd = xd / torch.sqrt(xd.pow(2).mean(dim=1, keepdim=True) + 1e-5)
     expected = xd @ dequantize(q).double().t() + (residual.double() if accumulate else 0.0)
     assert relative_error(y, expected) <= TOLERANCE[act]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "act", "m", "split", "warps", "rows", "along_k", "operand"),
+    [
+        ("int4", torch.float16, 1, 2, 8, 8, False, "a"),
+        ("uint4", torch.bfloat16, 5, 8, 2, 8, False, "a"),
+        ("int4", torch.float16, 3, 4, 4, 8, True, "a"),
+        ("int8", torch.float16, 16, 2, 4, 16, False, "a"),
+        ("uint4", torch.float16, 9, 4, 2, None, False, "b"),
+    ],
+)
+@pytest.mark.parametrize("fusion", ["none", "both"])
+def test_split_k_reduced_in_a_cluster_on_cuda(dtype, act, m, split, warps, rows, along_k, operand, fusion):
+    """Split-K's partials meet in the block column's thread-block cluster (sm_90), folds included."""
+    both = fusion == "both" and operand == "a"  # the folds need the transposed kernel
+    config = {"warps": warps, "stages": 4, "split": split, "split_in_cluster": True}
+    if operand == "a":
+        config.update(rows=rows, warps_along_k=along_k)
+    _check_folded(dtype, act, m, N, operand, config, both, both)

@@ -71,6 +71,26 @@ def test_fused_attention_decodes_like_the_block_forward(monkeypatch):
     assert relative(keys[1], keys[0]) < 2e-2  # the kernel wrote the same rotated keys
 
 
+def test_fused_attention_combines_runs_in_a_cluster_when_asked(monkeypatch):
+    """``combine="cluster"`` reaches every launch (a long cache's runs then meet in a thread-block cluster;
+    tests/kernels/test_attention.py checks that path's numbers) and the model decodes as before."""
+    import anybit.nn.attention as attention
+
+    combines = []
+    kernel = attention.decode_attention
+    monkeypatch.setattr(
+        attention, "decode_attention", lambda *a, **k: combines.append(k.get("combine")) or kernel(*a, **k)
+    )
+    model = _model()
+    reference = copy.deepcopy(model)
+    fuse_projections(model)
+    assert fuse_attention(model, combine="cluster") == 2
+    decode_side_by_side(reference, model, batch=1, prompt_length=5, steps=3, tolerance=3e-2)
+    assert combines == ["cluster"] * 2 * 3
+    with pytest.raises(ValueError, match="combine one of"):
+        fuse_attention(model, combine="shared")
+
+
 def test_where_fuse_attention_does_not_apply_it_says_so():
     with pytest.raises(ValueError, match="fuse_projections"):
         fuse_attention(_model(layers=1))

@@ -245,3 +245,18 @@ def test_the_transposed_kernel_tries_more_resident_warps_at_16_rows():
     assert program.min_blocks == 3 and f"__launch_bounds__({32 * kept[0]['warps']}, 3)" in source.source
     b_tuner = tuner_for(choose_layout("int4", 57344, 8192, 128, operand="b"), torch.float16, False, False)
     assert b_tuner.configs == b_tuner.base_configs
+
+
+def test_split_k_in_a_cluster_is_left_out_of_the_space_but_builds_when_asked():
+    """The tuner does not time split-K reduced in a cluster (twice the candidates of a split shape, none
+    measured faster yet); a configuration that asks for it (pinned, or ``DecodeConfig``) builds with its
+    cluster shape, and one that cannot take it says why."""
+    tuner = tuner_for(choose_layout("int4", 4096, 14336, 128), torch.float16, False, False)
+    args = shape_args(1, 4096, 14336)
+    assert not any("split_in_cluster" in config for config in tuner.configs)
+    config = {"warps": 4, "stages": 4, "split": 4, "split_in_cluster": True}
+    assert tuner.unsuited(config, args) is None
+    program, source = tuner.built(config, (None,) * 6 + args[6:], "sm_90a")
+    assert program.cluster == (1, 1, 4)
+    assert "__cluster_dims__(1, 1, 4)" in source.source
+    assert "a cluster reduces 2 to 8 splits" in tuner.unsuited(dict(config, split=16), args)

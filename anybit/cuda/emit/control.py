@@ -7,6 +7,7 @@ from anybit.cuda.registers import get_value
 from anybit.ir import (
     AllowDependentGridsInst,
     ArriveInst,
+    ClusterSyncInst,
     CopyAsyncCommitGroupInst,
     CopyAsyncWaitAllInst,
     CopyAsyncWaitGroupInst,
@@ -27,6 +28,14 @@ GRID_DEPENDENCY_ARCH = 90
 def emit_sync(ctx: EmitContext, inst: SyncInst) -> None:
     """``__syncthreads()``."""
     ctx.emit("__syncthreads();")
+
+
+@register_emitter(ClusterSyncInst)
+def emit_cluster_sync(ctx: EmitContext, inst: ClusterSyncInst) -> None:
+    """``barrier.cluster.arrive`` (release) then ``barrier.cluster.wait`` (acquire): every thread of the
+    cluster's blocks, shared-memory writes before it visible to all of them after it."""
+    ctx.emit("__cluster_barrier_arrive();")
+    ctx.emit("__cluster_barrier_wait();")
 
 
 @register_emitter(ExitInst)

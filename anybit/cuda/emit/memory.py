@@ -272,10 +272,20 @@ def shared_base(ctx: EmitContext, tensor) -> str:
 
 @register_emitter(LoadSharedInst)
 def emit_load_shared(ctx: EmitContext, inst: LoadSharedInst) -> None:
-    """``ldmatrix`` when the layouts allow (see ``anybit.cuda.select``), else vectorized ``ld.shared``."""
+    """``ldmatrix`` when the layouts allow (see ``anybit.cuda.select``), else vectorized ``ld.shared``; from
+    another block of the cluster (``rank``), vectorized loads through the generic address of its copy."""
     out, tensor = inst.output, inst.tensor
     array = ctx.register(out)
     placement = ctx.shared[tensor]
+    if inst.rank is not None:
+        base = ctx.fresh("remote")
+        ctx.emit(
+            f"uint8_t* {base} = (uint8_t*)__cluster_map_shared_rank((void*){shared_base(ctx, tensor)}, "
+            f"(unsigned)({ctx.expr(inst.rank)}));"
+        )
+        plan = _shared_plan(out.layout, tensor, inst.offsets, placement.alignment)
+        _shared_groups(ctx, plan, out.layout, tensor, inst.offsets, array, store=False, base=base)
+        return
     choice = select.ldmatrix_plan(out.layout, tensor, inst.offsets, placement.alignment)
     if choice is not None:
         select.emit_ldmatrix(ctx, choice, array, out.layout, tensor, inst.offsets, store=False)
@@ -299,9 +309,11 @@ def emit_store_shared(ctx: EmitContext, inst: StoreSharedInst) -> None:
     _shared_groups(ctx, plan, value.layout, tensor, inst.offsets, array, store=True)
 
 
-def _shared_groups(ctx, plan: AccessPlan, layout, tensor, offsets, array: str, *, store: bool) -> None:
+def _shared_groups(
+    ctx, plan: AccessPlan, layout, tensor, offsets, array: str, *, store: bool, base: str | None = None
+) -> None:
     n = tensor.dtype.nbits
-    base = shared_base(ctx, tensor)
+    base = base or shared_base(ctx, tensor)
     for group in plan.groups:
         index = tile_index(layout, offsets, group.first_local)
         offset = ctx.expr(tensor.layout.offset(index))

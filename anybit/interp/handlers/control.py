@@ -40,6 +40,40 @@ def sync(block: BlockState, inst: ir.SyncInst) -> None:
     block.epoch += 1
 
 
+@dataclass(frozen=True)
+class ClusterWait:
+    """What a block yields while ``cluster_sync`` waits for the rest of its cluster."""
+
+    instruction: ir.ClusterSyncInst
+    block_index: tuple
+    arrived: int
+    size: int
+    repeated: bool
+
+    def describe(self) -> str:
+        return (
+            f"block {self.block_index} waits at cluster_sync for its cluster ({self.arrived} of {self.size} "
+            f"blocks arrived) at {self.instruction.source}"
+        )
+
+
+@register(ir.ClusterSyncInst)
+def cluster_sync(block: BlockState, inst: ir.ClusterSyncInst) -> Iterator[ClusterWait]:
+    """Arrive, then wait until every block of the cluster has arrived at the same barrier (their count of
+    cluster barriers passed): the block's own shared-memory writes are then visible to the cluster."""
+    cluster = block.launch.program.cluster
+    size = int(np.prod(cluster))
+    key = (tuple(i // c for i, c in zip(block.block_index, cluster, strict=True)), block.cluster_barriers)
+    arrivals = block.launch.cluster_arrivals
+    arrivals[key] = arrivals.get(key, 0) + 1
+    block.epoch += 1
+    repeated = False
+    while arrivals[key] < size:
+        yield ClusterWait(inst, block.block_index, arrivals[key], size, repeated)
+        repeated = True
+    block.cluster_barriers += 1
+
+
 @register(ir.ExitInst)
 def exit_block(block: BlockState, inst: ir.ExitInst) -> None:
     raise BlockExit()

@@ -102,17 +102,37 @@ def atomic_add_global(block: BlockState, inst: ir.AtomicAddGlobalInst) -> None:
         binding.write(positions, codes_from_values(old + added, dtype))
 
 
-def _shared_indices(block: BlockState, inst, register_tensor) -> tuple:
+def _cluster_block(block: BlockState, rank: int) -> BlockState:
+    """The block of ``block``'s cluster with rank ``rank`` (x fastest), checked to be running."""
+    cluster = block.launch.program.cluster
+    size = cluster[0] * cluster[1] * cluster[2]
+    if not 0 <= rank < size:
+        raise InterpreterError(f"block rank {rank} is outside the cluster of {size} blocks")
+    local = (rank % cluster[0], rank // cluster[0] % cluster[1], rank // (cluster[0] * cluster[1]))
+    index = tuple(i - i % c + r for i, c, r in zip(block.block_index, cluster, local, strict=True))
+    owner = block.launch.blocks.get(index)
+    if owner is None or owner.finished:
+        raise InterpreterError(
+            f"reads the shared memory of block {index} (rank {rank} of the cluster), which has exited or not "
+            "started; add a cluster_sync that the owner passes only after the last read"
+        )
+    return owner
+
+
+def _shared_indices(block: BlockState, inst, register_tensor, reader: BlockState | None = None) -> tuple:
     binding = block.shared_binding(inst.tensor)
-    indices = _tile_indices(block, inst.tensor, inst.offsets, register_tensor)
+    indices = _tile_indices(reader or block, inst.tensor, inst.offsets, register_tensor)
     threads = np.broadcast_to(np.arange(indices.shape[0])[:, None], indices.shape[:2])
     return binding, binding.bit_positions(indices), threads
 
 
 @register(ir.LoadSharedInst)
 def load_shared(block: BlockState, inst: ir.LoadSharedInst) -> None:
-    binding, positions, threads = _shared_indices(block, inst, inst.output)
-    codes = shared.read(binding, positions, threads, block.epoch)
+    owner = block if inst.rank is None else _cluster_block(block, int(block.scalar(inst.rank)))
+    binding, positions, threads = _shared_indices(owner, inst, inst.output, reader=block)
+    codes = shared.read(binding, positions, threads, owner.epoch, remote=owner is not block)
+    if owner is not block:
+        owner.read_remotely.add(block.cluster_barriers)
     codes = convert_codes(codes.astype(inst.tensor.dtype.code_dtype), inst.tensor.dtype, inst.output.dtype)
     block.registers.set_codes(inst.output, codes)
 
