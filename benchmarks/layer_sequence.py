@@ -14,7 +14,8 @@ of each (distinct weights, as the model's layers are), and measures at M = 1
   floors of the same sequence: torch reading the same bytes (an int32 ``amax`` per copy) and cuBLAS fp16
   on the same shapes: which configuration wins in a row, which the isolated tuning picked, how far both
   are from a plain read, and each one with its weight resident in L2 (one copy called again and again:
-  ``l2_us``, what the configuration costs where DRAM is not the limit);
+  ``l2_us``, what the configuration costs where DRAM is not the limit); ``--split-in-cluster`` adds each
+  configuration of 2 to 8 splits with its split-K reduced in a thread-block cluster;
 * with ``--model-layers L`` (first, so that the first calls tune inside the model as in
   ``benchmarks/e2e.py``): an L-layer Llama-3-8B-shape model, fused and quantized with ``quantize_model``,
   timed as the e2e benchmark times it, profiled per projection, and its own modules called in a row.
@@ -22,7 +23,7 @@ of each (distinct weights, as the model's layers are), and measures at M = 1
 Usage (GPU)::
 
     python benchmarks/layer_sequence.py [--types int4,int2] [--copies 32] [--model-layers 32] [--sweep]
-        [--out DIR]
+        [--split-in-cluster] [--out DIR]
 """
 
 from __future__ import annotations
@@ -153,11 +154,19 @@ def run_type(dtype: str, copies: int) -> dict:
 
 
 def sweep_shape(
-    dtype: str, name: str, n: int, k: int, copies: int, stages: list[int], warps: list[int]
+    dtype: str,
+    name: str,
+    n: int,
+    k: int,
+    copies: int,
+    stages: list[int],
+    warps: list[int],
+    split_in_cluster: bool = False,
 ) -> dict:
     """µs per call of every configuration of one shape (the tuning space's splits at M = 1 with each of
-    ``warps`` and ``stages``, or the space's own where empty), ``copies`` distinct weights in a row (see the
-    module docstring), with the sequence's read and cuBLAS floors."""
+    ``warps`` and ``stages``, or the space's own where empty; with ``split_in_cluster`` each of 2 to 8 splits
+    also reduced in a thread-block cluster), ``copies`` distinct weights in a row (see the module docstring),
+    with the sequence's read and cuBLAS floors."""
     from anybit.kernels import dequantize_weight
     from anybit.nn import QuantizedLinear
     from anybit.ops.tuning import precompile_configurations, tuner_for
@@ -199,7 +208,8 @@ def sweep_shape(
             return tuner.unsuited(config, argument_lists[0]) is None
         return n % (config["warps"] * first.layout.n_per_warp) == 0 and chunks // config["split"] >= 2
 
-    space = [c for c in tuner.sweep_space(warps=warps, stages=stages) if c.get("rows", 8) == 8 and swept(c)]
+    space = tuner.sweep_space(warps=warps, stages=stages, split_in_cluster=split_in_cluster)
+    space = [c for c in space if c.get("rows", 8) == 8 and swept(c)]
     precompile_configurations((first.layout, torch.float16, zeros, False), space)
     configs = []
     for config in space:
@@ -288,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="every configuration of each shape in a row")
     parser.add_argument("--stages", default="4", help="--sweep: comma-separated pipeline stage counts")
     parser.add_argument("--warps", default="", help="--sweep: comma-separated warp counts (default: tuned)")
+    parser.add_argument(
+        "--split-in-cluster",
+        action="store_true",
+        help="--sweep: each configuration of 2 to 8 splits also with split-K reduced in a cluster (sm_90)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=None)
     options = parser.parse_args(argv)
     if not torch.cuda.is_available():
@@ -301,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         stages = [int(count) for count in options.stages.split(",") if count]
         warps = [int(count) for count in options.warps.split(",") if count]
         results += [
-            sweep_shape(dtype, *shape, options.copies, stages, warps)
+            sweep_shape(dtype, *shape, options.copies, stages, warps, options.split_in_cluster)
             for dtype in types
             for shape in LAYER_SHAPES
         ]

@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -231,6 +231,14 @@ step cluster 480 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=60 te
     --out $RESULTS/attention_cluster; if [ -d ab/main ]; then $PYTHON ab/main/benchmarks/e2e.py $cluster_e2e \
     --out $RESULTS/e2e_main; fi; $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --attention-combine cluster \
     --out $RESULTS/e2e_cluster"
+# Split-K reduced in a cluster, timed: int4 end to end at batch 1 tuned without it, then (its tuning records
+# kept in tuning-plain/ and cleared: the compiled kernels stay cached) with it (ANYBIT_TUNE_SPLIT_IN_CLUSTER=1),
+# then every configuration of the layer's four shapes in a row with and without the cluster
+# (layer_sequence --sweep --split-in-cluster: it prints per shape, so a cut run still reports).
+step cluster_tuning 590 bash -c "$PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --out $RESULTS/e2e_plain_tuning; \
+    cp -r $ANYBIT_CACHE_DIR/tuning $RESULTS/tuning-plain; rm -rf $ANYBIT_CACHE_DIR/tuning; \
+    ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --out $RESULTS/e2e_cluster_tuning; \
+    $PYTHON benchmarks/layer_sequence.py --types int4 --copies 16 --sweep --split-in-cluster --out $RESULTS/cluster_sweep"
 # What folding the norms and residual adds costs each projection (int4, M = 1, alone and 32 in a row).
 step fused_probe 150 "$PYTHON" benchmarks/fused_probe.py --out "$RESULTS/fused_probe"
 # What a decode projection's ~5 µs floor is made of: a chain of empty kernels in one CUDA graph (dependent,

@@ -55,10 +55,28 @@ SPLITS: tuple[int, ...] = (1, 2, 4, 8, 16)
 #: nothing, so the variants join the space instead of replacing it.
 OCCUPANCY_VARIANT: dict = {"stages": 3, "min_blocks": 3}
 OCCUPANCY_WARPS: tuple[int, ...] = (7, 8)
+#: The environment variable that adds split-K reduced in a thread-block cluster to the space
+#: (:func:`tunes_split_in_cluster`).
+TUNE_SPLIT_IN_CLUSTER_VARIABLE = "ANYBIT_TUNE_SPLIT_IN_CLUSTER"
 #: Tuning tries split-K until the grid has this many blocks (twice the default's target).
 TUNING_TARGET_BLOCKS = 2 * TARGET_BLOCKS
 #: Milliseconds of timed runs per candidate while tuning (5 to 100 runs, the L2 flushed before each).
 TUNING_BUDGET_MS = 10.0
+
+
+def tunes_split_in_cluster() -> bool:
+    """Whether ``ANYBIT_TUNE_SPLIT_IN_CLUSTER=1`` asks the decode tuner to try each configuration of 2 to 8
+    splits with its split-K reduced in a thread-block cluster as well (sm_90; ``split_in_cluster``). Off by
+    default: it adds a third to a half of a shape's candidates, and no timing has shown it faster yet."""
+    return os.environ.get(TUNE_SPLIT_IN_CLUSTER_VARIABLE, "0") == "1"
+
+
+def with_split_in_cluster(configs: list[dict]) -> list[dict]:
+    """``configs`` and, after them, each of 2 to MAX_CLUSTER_SPLIT splits again with ``split_in_cluster``."""
+    clustered = [
+        dict(c, split_in_cluster=True) for c in configs if 1 < c.get("split", 1) <= MAX_CLUSTER_SPLIT
+    ]
+    return configs + clustered
 
 
 def m_bucket(m: int) -> int:
@@ -153,6 +171,8 @@ class DecodeTuner(TunedKernel):
                 for config in self.base_configs
                 if config["rows"] == 16 and config["warps"] in OCCUPANCY_WARPS
             ]
+        if tunes_split_in_cluster():
+            self.configs = with_split_in_cluster(self.configs)
 
     def instance(self, config: dict):
         """The Script instance of one configuration; an axis ``config`` does not name (a record made before
@@ -212,10 +232,13 @@ class DecodeTuner(TunedKernel):
         register_compiled(instance, args, compile_source(source, arch=arch, program=program))
         return instance
 
-    def sweep_space(self, *, warps: Iterable[int] = (), stages: Iterable[int] = ()) -> list[dict]:
+    def sweep_space(
+        self, *, warps: Iterable[int] = (), stages: Iterable[int] = (), split_in_cluster: bool = False
+    ) -> list[dict]:
         """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp and stage
         counts replaced by ``warps`` / ``stages`` where given (the benchmarks' sweeps of configurations
-        outside it), each configuration once."""
+        outside it), each configuration once; with ``split_in_cluster``, each of 2 to 8 splits also with its
+        split-K reduced in a cluster (:func:`with_split_in_cluster`)."""
         warps, stages = tuple(warps), tuple(stages)
         found: list[dict] = []
         for config in self.base_configs:
@@ -224,7 +247,7 @@ class DecodeTuner(TunedKernel):
                     candidate = dict(config, warps=count, stages=depth)
                     if candidate not in found:
                         found.append(candidate)
-        return found
+        return with_split_in_cluster(found) if split_in_cluster else found
 
     def has_built(self, config: dict, arch: str) -> bool:
         """Whether ``config`` was built for ``arch`` already (here or kept from a precompile)."""

@@ -16,6 +16,7 @@ from anybit.kernels.launch import kernel_layout
 from anybit.ops.tuning import (
     SPLITS,
     STAGES,
+    TUNE_SPLIT_IN_CLUSTER_VARIABLE,
     WARPS,
     DecodeTuner,
     decode_bucket,
@@ -260,3 +261,25 @@ def test_split_k_in_a_cluster_is_left_out_of_the_space_but_builds_when_asked():
     assert program.cluster == (1, 1, 4)
     assert "__cluster_dims__(1, 1, 4)" in source.source
     assert "a cluster reduces 2 to 8 splits" in tuner.unsuited(dict(config, split=16), args)
+
+
+def test_split_k_in_a_cluster_joins_the_space_when_asked(monkeypatch):
+    """``ANYBIT_TUNE_SPLIT_IN_CLUSTER=1``: every configuration of 2 to 8 splits once more, reduced in a
+    cluster; 1 and 16 splits are not repeated. The sweep's space takes the same variants on request."""
+    layout = choose_layout("int4", 4096, 14336, 128)
+    plain = DecodeTuner(
+        layout=kernel_layout(layout), act_dtype=torch.float16, has_zeros=False, has_bias=False, revision="t"
+    )
+    monkeypatch.setenv(TUNE_SPLIT_IN_CLUSTER_VARIABLE, "1")
+    asked = DecodeTuner(
+        layout=kernel_layout(layout), act_dtype=torch.float16, has_zeros=False, has_bias=False, revision="t"
+    )
+    added = asked.configs[len(plain.configs) :]
+    assert asked.configs[: len(plain.configs)] == plain.configs
+    expected = [dict(c, split_in_cluster=True) for c in plain.configs if c["split"] in (2, 4, 8)]
+    assert added == expected and added
+    assert plain.sweep_space(split_in_cluster=True) == plain.sweep_space() + [
+        dict(c, split_in_cluster=True) for c in plain.sweep_space() if c["split"] in (2, 4, 8)
+    ]
+    built = asked.built(added[0], (None,) * 6 + shape_args(1, 4096, 14336)[6:], "sm_80")
+    assert isinstance(built, str) and "need sm_90" in built  # an older GPU skips the variant, saying why
