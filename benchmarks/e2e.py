@@ -148,7 +148,17 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="GPU time per kernel group of one step (torch.profiler)"
     )
-    parser.add_argument("--out", type=pathlib.Path, default=None, help="directory for e2e.json / e2e.md")
+    parser.add_argument(
+        "--tuning",
+        type=pathlib.Path,
+        default=None,
+        help="pin the decode kernels' configurations from an anybit.runtime.export_tuning file (they win "
+        "over tuning, as in a deployment that ships its GPU's tuning); every run with --out writes its own "
+        "to OUT/tuning.json",
+    )
+    parser.add_argument(
+        "--out", type=pathlib.Path, default=None, help="directory for e2e.json / e2e.md / tuning.json"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.layers = args.layers or 4
@@ -305,6 +315,9 @@ def _attention_text(fused: str | None, combine: str = "global") -> str:
 
 def run(args: argparse.Namespace, save=None) -> dict:
     device = torch.device(args.device)
+    if args.tuning is not None:
+        pinned = anybit.runtime.load_tuning(args.tuning)
+        print(f"{pinned} decode configurations pinned from {args.tuning}", flush=True)
     types = [name for name in args.types.split(",") if name]
     batches = [int(batch) for batch in args.batches.split(",") if batch]
     started = time.perf_counter()
@@ -341,6 +354,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             "fused_attention": (args.fuse and args.fuse_attention) or None,
             "attention_combine": args.attention_combine,
             "tune_split_in_cluster": tunes_split_in_cluster(),
+            "tuning": str(args.tuning) if args.tuning else None,
             "fused_mlp": mlp_launch(args) or False,
             "greedy": args.greedy,
             "lm_head": "quantized" if args.quantize_lm_head else "fp16 (skipped)",
@@ -438,6 +452,7 @@ def markdown(report: dict) -> str:
     """The report as markdown tables."""
     model, settings = report["model"], report["settings"]
     graphed = settings["graph"] and settings["device"].startswith("cuda")
+    pinned = f"; the decode configurations pinned from {settings['tuning']}" if settings.get("tuning") else ""
     lines = [
         f"## End-to-end greedy decode: {model['config']} shapes, {model['layers']} layers",
         "",
@@ -456,7 +471,7 @@ def markdown(report: dict) -> str:
         f"{'; each quantized MLP in one kernel' if settings.get('fused_mlp') else ''}"
         f"{_attention_text(settings.get('fused_attention'), settings.get('attention_combine', 'global'))}"
         f"{'; the token picked by anybit greedy_token' if settings.get('greedy') == 'anybit' else ''}"
-        f"{'; split-K in a cluster tuned too' if settings.get('tune_split_in_cluster') else ''}"
+        f"{'; split-K in a cluster tuned too' if settings.get('tune_split_in_cluster') else ''}{pinned}"
         f"{'; Inductor kernels launched as dependents' if report['environment'].get('inductor_pdl') else ''}"
         "; best of "
         f"{settings['repeats']}.",
@@ -537,11 +552,13 @@ def profile_lines(report: dict) -> list[str]:
 
 
 def write_report(report: dict, out: pathlib.Path) -> str:
-    """Write ``out/e2e.json`` and ``out/e2e.md``; returns the markdown."""
+    """Write ``out/e2e.json``, ``out/e2e.md`` and the run's tuned configurations, ``out/tuning.json``
+    (:func:`anybit.runtime.export_tuning`: ``--tuning`` pins them in a later run); returns the markdown."""
     text = markdown(report)
     out.mkdir(parents=True, exist_ok=True)
     (out / "e2e.json").write_text(json.dumps(report, indent=2))
     (out / "e2e.md").write_text(text + "\n")
+    anybit.runtime.export_tuning(out / "tuning.json")
     return text
 
 

@@ -140,6 +140,37 @@ def test_e2e_benchmark_tiny_cpu(
     assert report["settings"]["fold_norms"] == ("--fold-norms" in fusion)
 
 
+def test_e2e_benchmark_pins_a_shipped_tuning_and_writes_its_own(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--tuning FILE`` pins the file's configurations before the models are built (the report says so);
+    every run with ``--out`` exports its tuning, pinned records included, to ``tuning.json``."""
+    from anybit.runtime.autotune import TUNING_FORMAT, clear_pinned
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    sys.modules.pop("benchmarks.e2e", None)
+    from benchmarks import e2e
+
+    record = {"kernel": "decode-test", "gpu": "NVIDIA H200|sm_90a", "bucket": "[1, 4096, 4096]"}
+    record["config"] = {"warps": 8, "stages": 4, "split": 8}
+    shipped = tmp_path / "h200.json"
+    shipped.write_text(json.dumps({"format": TUNING_FORMAT, "records": [record]}))
+    out = tmp_path / "run"
+    arguments = ["--config", "tiny", "--device", "cpu", "--layers", "1", "--types", "int4", "--batches", "1"]
+    arguments += ["--new-tokens", "2", "--prompt-length", "4", "--prompts", "2", "--agreement-length", "4"]
+    arguments += ["--repeats", "1", "--no-baseline", "--no-agreement", "--tuning", str(shipped)]
+    try:
+        assert e2e.main(arguments + ["--out", str(out)]) == 0
+        assert json.loads((out / "e2e.json").read_text())["settings"]["tuning"] == str(shipped)
+        assert f"pinned from {shipped}" in (out / "e2e.md").read_text()
+        assert record in json.loads((out / "tuning.json").read_text())["records"]
+    finally:
+        clear_pinned()
+    with pytest.raises(ValueError, match="expected an anybit tuning file"):
+        shipped.write_text(json.dumps({"records": []}))
+        e2e.main(arguments)
+
+
 def test_cpu_demo_runs(capsys: pytest.CaptureFixture) -> None:
     assert cli_main(["demo", "--device", "cpu"]) == 0
     text = capsys.readouterr().out
