@@ -157,21 +157,12 @@ def test_decode_attention_runs_combined_in_a_cluster(
     batch, heads, kv_heads, length, position, splits, warps_over
 ):
     """The runs' sums meet in the cluster's shared memory instead of global memory: the same result."""
-    tile = 16 if warps_over == "positions" else 8
-    found, expected = run_case(
-        batch,
-        heads,
-        kv_heads,
-        64,
-        length,
-        position,
-        seed=position,
-        splits=splits,
-        tile=tile,
-        warps_over=warps_over,
-        combine="cluster",
+    options = dict(seed=position, splits=splits, tile=16 if warps_over == "positions" else 8)
+    check_case(
+        *run_case(
+            batch, heads, kv_heads, 64, length, position, warps_over=warps_over, combine="cluster", **options
+        )
     )
-    check_case(found, expected)
 
 
 @pytest.mark.parametrize(

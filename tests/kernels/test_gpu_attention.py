@@ -54,21 +54,8 @@ def test_decode_attention_on_cuda(act, batch, length, position, splits, warps_ov
 def test_decode_attention_runs_combined_in_a_cluster_on_cuda(
     batch, length, position, splits, warps_over, tile
 ):
-    found, expected = run_case(
-        batch,
-        32,
-        8,
-        128,
-        length,
-        position,
-        seed=position,
-        device="cuda",
-        splits=splits,
-        tile=tile,
-        warps_over=warps_over,
-        combine="cluster",
-    )
-    check_case(found, expected)
+    options = dict(seed=position, device="cuda", splits=splits, tile=tile, warps_over=warps_over)
+    check_case(*run_case(batch, 32, 8, 128, length, position, combine="cluster", **options))
 
 
 @pytest.mark.parametrize(("batch", "length", "position"), [(1, 145, 144), (16, 145, 144), (16, 1024, 1000)])
