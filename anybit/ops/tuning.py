@@ -233,12 +233,19 @@ class DecodeTuner(TunedKernel):
         return instance
 
     def sweep_space(
-        self, *, warps: Iterable[int] = (), stages: Iterable[int] = (), split_in_cluster: bool = False
+        self,
+        *,
+        warps: Iterable[int] = (),
+        stages: Iterable[int] = (),
+        split_in_cluster: bool = False,
+        bias_after_dot: bool = False,
     ) -> list[dict]:
         """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp and stage
         counts replaced by ``warps`` / ``stages`` where given (the benchmarks' sweeps of configurations
         outside it), each configuration once; with ``split_in_cluster``, each of 2 to 8 splits also with its
-        split-K reduced in a cluster (:func:`with_split_in_cluster`)."""
+        split-K reduced in a cluster (:func:`with_split_in_cluster`); with ``bias_after_dot``, each
+        configuration also with the conversion's bias taken off by a second dot, where the weight type takes
+        it (integer codes stored whole, no zero points)."""
         warps, stages = tuple(warps), tuple(stages)
         found: list[dict] = []
         for config in self.base_configs:
@@ -247,7 +254,16 @@ class DecodeTuner(TunedKernel):
                     candidate = dict(config, warps=count, stages=depth)
                     if candidate not in found:
                         found.append(candidate)
-        return with_split_in_cluster(found) if split_in_cluster else found
+        found = with_split_in_cluster(found) if split_in_cluster else found
+        if bias_after_dot and self._takes_bias_after_dot():
+            found = found + [dict(config, bias_after_dot=True) for config in found]
+        return found
+
+    def _takes_bias_after_dot(self) -> bool:
+        """Whether this specialisation's weights can leave the conversion's bias for a second dot."""
+        layout = self.fixed["layout"]
+        dtype = layout.dtype
+        return dtype.is_integer and dtype.nbits <= 8 and not layout.planar and not self.fixed["has_zeros"]
 
     def has_built(self, config: dict, arch: str) -> bool:
         """Whether ``config`` was built for ``arch`` already (here or kept from a precompile)."""
@@ -276,6 +292,8 @@ class DecodeTuner(TunedKernel):
         split = config.get("split", 1)
         if config.get("split_in_cluster") and not 1 < split <= MAX_CLUSTER_SPLIT:
             return f"split {split}: a cluster reduces 2 to {MAX_CLUSTER_SPLIT} splits"
+        if config.get("bias_after_dot") and not self._takes_bias_after_dot():
+            return "bias_after_dot takes integer codes stored whole without zero points"
         if config.get("warps_along_k"):
             if self.fixed["has_zeros"]:
                 return "warps along K take weights without zero points"

@@ -211,6 +211,26 @@ def _check_folded(dtype, act, m, n, operand, config, accumulate, rms) -> None:
 
 
 @pytest.mark.parametrize(
+    ("dtype", "act", "m", "warps", "split", "rows", "along_k", "operand"),
+    [
+        ("int4", torch.float16, 1, 8, 2, 8, False, "a"),
+        ("int4", torch.float16, 1, 4, 1, 8, True, "a"),
+        ("int2", torch.bfloat16, 3, 2, 4, 8, False, "a"),
+        ("int8", torch.float16, 16, 4, 2, 16, False, "a"),
+        ("int4", torch.bfloat16, 5, 2, 2, None, False, "b"),
+    ],
+)
+@pytest.mark.parametrize("fusion", ["none", "both"])
+def test_bias_after_dot_on_cuda(dtype, act, m, warps, split, rows, along_k, operand, fusion):
+    """The weights' magic number taken off by a second dot (the GPU's bias is its conversions' own)."""
+    both = fusion == "both" and operand == "a"
+    config = {"warps": warps, "stages": 4, "split": split, "bias_after_dot": True}
+    if operand == "a":
+        config.update(rows=rows, warps_along_k=along_k)
+    _check_folded(dtype, act, m, N, operand, config, both, both)
+
+
+@pytest.mark.parametrize(
     ("dtype", "act", "m", "split", "warps", "rows", "along_k", "operand"),
     [
         ("int4", torch.float16, 1, 2, 8, 8, False, "a"),

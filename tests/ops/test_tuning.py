@@ -283,3 +283,20 @@ def test_split_k_in_a_cluster_joins_the_space_when_asked(monkeypatch):
     ]
     built = asked.built(added[0], (None,) * 6 + shape_args(1, 4096, 14336)[6:], "sm_80")
     assert isinstance(built, str) and "need sm_90" in built  # an older GPU skips the variant, saying why
+
+
+def test_sweeps_add_bias_after_dot_where_the_weights_take_it():
+    """``sweep_space(bias_after_dot=True)``: each configuration once more with the conversion's bias taken
+    off by a second dot, for integer codes stored whole without zero points only; the tuner says why not
+    for the others."""
+    signed = tuner_for(choose_layout("int4", 4096, 4096, 128), torch.float16, False, False)
+    plain = signed.sweep_space()
+    assert signed.sweep_space(bias_after_dot=True) == plain + [dict(c, bias_after_dot=True) for c in plain]
+    config = dict(plain[0], bias_after_dot=True)
+    assert signed.unsuited(config, shape_args(1, 4096, 4096)) is None
+    zero_points = tuner_for(choose_layout("uint4", 4096, 4096, 128), torch.float16, True, False)
+    assert zero_points.sweep_space(bias_after_dot=True) == zero_points.sweep_space()
+    reason = zero_points.unsuited(
+        dict(zero_points.sweep_space()[0], bias_after_dot=True), shape_args(1, 4096, 4096)
+    )
+    assert "without zero points" in reason
