@@ -15,7 +15,7 @@ of each (distinct weights, as the model's layers are), and measures at M = 1
   on the same shapes: which configuration wins in a row, which the isolated tuning picked, how far both
   are from a plain read, and each one with its weight resident in L2 (one copy called again and again:
   ``l2_us``, what the configuration costs where DRAM is not the limit); ``--split-in-cluster`` adds each
-  configuration of 2 to 8 splits with its split-K reduced in a thread-block cluster;
+  configuration of 2 to 16 splits with its split-K reduced in a thread-block cluster;
 * with ``--model-layers L`` (first, so that the first calls tune inside the model as in
   ``benchmarks/e2e.py``): an L-layer Llama-3-8B-shape model, fused and quantized with ``quantize_model``,
   timed as the e2e benchmark times it, profiled per projection, and its own modules called in a row.
@@ -164,7 +164,7 @@ def sweep_shape(
     split_in_cluster: bool = False,
 ) -> dict:
     """µs per call of every configuration of one shape (the tuning space's splits at M = 1 with each of
-    ``warps`` and ``stages``, or the space's own where empty; with ``split_in_cluster`` each of 2 to 8 splits
+    ``warps`` and ``stages``, or the space's own where empty; with ``split_in_cluster`` each of 2 to 16 splits
     also reduced in a thread-block cluster), ``copies`` distinct weights in a row (see the module docstring),
     with the sequence's read and cuBLAS floors."""
     from anybit.kernels import dequantize_weight
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--split-in-cluster",
         action="store_true",
-        help="--sweep: each configuration of 2 to 8 splits also with split-K reduced in a cluster (sm_90)",
+        help="--sweep: each configuration of 2 to 16 splits also with split-K reduced in a cluster (sm_90)",
     )
     parser.add_argument("--out", type=pathlib.Path, default=None)
     options = parser.parse_args(argv)

@@ -33,14 +33,14 @@ class DecodeConfig:
     pipeline stages and blocks along K (split-K); for a weight packed with ``operand="a"``
     (:class:`DecodeMatmulTransposed`) also the x rows per block (8 or 16) and whether the block's warps
     split K instead (``warps_along_k``: the block covers n_per_warp columns); and whether split-K's partial
-    sums meet in a thread-block cluster (``split_in_cluster``, sm_90, split ≤ 8)."""
+    sums meet in a thread-block cluster (``split_in_cluster``, sm_90, split ≤ 16)."""
 
     warps: int = 4
     stages: int = 4
     split: int = 1
     rows: int | None = None  # operand "a" only; None: 8 up to M = 8, else 16
     warps_along_k: bool = False  # operand "a" only
-    split_in_cluster: bool = False  # split-K reduced in a thread-block cluster (sm_90, split ≤ 8)
+    split_in_cluster: bool = False  # split-K reduced in a thread-block cluster (sm_90, split ≤ 16)
 
     def block_columns(self, layout: PackedLayout) -> int:
         """Output columns a block of this configuration covers for ``layout``."""

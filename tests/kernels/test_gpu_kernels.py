@@ -218,6 +218,7 @@ def _check_folded(dtype, act, m, n, operand, config, accumulate, rms) -> None:
         ("int4", torch.float16, 3, 4, 4, 8, True, "a"),
         ("int8", torch.float16, 16, 2, 4, 16, False, "a"),
         ("uint4", torch.float16, 9, 4, 2, None, False, "b"),
+        ("int4", torch.float16, 1, 16, 2, 8, False, "a"),  # 16 blocks: the H200's non-portable cluster
     ],
 )
 @pytest.mark.parametrize("fusion", ["none", "both"])
