@@ -15,7 +15,7 @@ of each (distinct weights, as the model's layers are), and measures at M = 1
   on the same shapes: which configuration wins in a row, which the isolated tuning picked, how far both
   are from a plain read, and each one with its weight resident in L2 (one copy called again and again:
   ``l2_us``, what the configuration costs where DRAM is not the limit); ``--split-in-cluster`` adds each
-  configuration of 2 to 8 splits with its split-K reduced in a thread-block cluster, ``--bias-after-dot``
+  configuration of 2 to 16 splits with its split-K reduced in a thread-block cluster, ``--bias-after-dot``
   each configuration with the weights' conversion leaving its magic number for a second dot;
 * with ``--model-layers L`` (first, so that the first calls tune inside the model as in
   ``benchmarks/e2e.py``): an L-layer Llama-3-8B-shape model, fused and quantized with ``quantize_model``,
@@ -166,7 +166,7 @@ def sweep_shape(
     bias_after_dot: bool = False,
 ) -> dict:
     """µs per call of every configuration of one shape (the tuning space's splits at M = 1 with each of
-    ``warps`` and ``stages``, or the space's own where empty; with ``split_in_cluster`` each of 2 to 8 splits
+    ``warps`` and ``stages``, or the space's own where empty; with ``split_in_cluster`` each of 2 to 16 splits
     also reduced in a thread-block cluster), ``copies`` distinct weights in a row (see the module docstring),
     with the sequence's read and cuBLAS floors; with ``bias_after_dot`` each configuration also with the
     conversion's magic number taken off by a second dot."""
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--split-in-cluster",
         action="store_true",
-        help="--sweep: each configuration of 2 to 8 splits also with split-K reduced in a cluster (sm_90)",
+        help="--sweep: each configuration of 2 to 16 splits also with split-K reduced in a cluster (sm_90)",
     )
     parser.add_argument(
         "--bias-after-dot",

@@ -45,6 +45,7 @@ from anybit.dtypes import DataType, float16, float32, int32, scaling_is_exact, u
 from anybit.ir import cdiv
 from anybit.kernels.layout import PackedLayout
 from anybit.kernels.planes import decode_tile
+from anybit.lang.script import MAX_CLUSTER_BLOCKS
 from anybit.layout import shared_swizzled
 
 BLOCK_M = 16  # rows of x per block: the m of mma.m16n8k16
@@ -54,8 +55,8 @@ PARTIALS_IN_FLIGHT = 4
 #: ... and more while they fit this many f32 registers a thread (the main loop's are free by then): at 8 rows
 #: (the transposed kernel at M ≤ 8) a partial is 8 registers, so split 8 sums in one L2 round trip, not two.
 PARTIAL_REGISTERS = 64
-#: The most splits a cluster reduces (the portable cluster size).
-MAX_CLUSTER_SPLIT = 8
+#: The most splits a cluster reduces (a cluster's blocks: 16 on the H100/H200, past the portable 8).
+MAX_CLUSTER_SPLIT = MAX_CLUSTER_BLOCKS
 #: Rows of x the row-RMS prologue (``rms_eps``) sums at a time.
 RMS_ROWS = 8
 #: The most shared memory a block's copy of its rows of x for the row RMS may take (else x is read before
@@ -92,9 +93,10 @@ class DecodeMatmul(anybit.Script):
     split
         P ≥ 1: blocks along K per block column (split-K, reduced in f32; see the module docstring).
     split_in_cluster
-        Reduce split-K in a thread-block cluster (sm_90, P ≤ 8): a block column's P blocks are one cluster,
-        each leaves its partial sum in its own shared memory, and after a cluster barrier the first adds
-        them in split order from the cluster's shared memory — no partials through L2, no arrival counter.
+        Reduce split-K in a thread-block cluster (sm_90, P ≤ 16; past 8 an H100/H200): a block column's P
+        blocks are one cluster, each leaves its partial sum in its own shared memory, and after a cluster
+        barrier they are added in split order from the cluster's shared memory — no partials through L2,
+        no arrival counter.
     dependent_launch
         Launch as a programmatic dependent of the previous kernel (sm_90+; see the module docstring). The
         weight, scales and zeros must not be written by the kernels just before it in the stream (x may

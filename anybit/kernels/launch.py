@@ -33,7 +33,7 @@ class DecodeConfig:
     pipeline stages and blocks along K (split-K); for a weight packed with ``operand="a"``
     (:class:`DecodeMatmulTransposed`) also the x rows per block (8 or 16) and whether the block's warps
     split K instead (``warps_along_k``: the block covers n_per_warp columns); whether split-K's partial
-    sums meet in a thread-block cluster (``split_in_cluster``, sm_90, split ≤ 8); and whether the weights'
+    sums meet in a thread-block cluster (``split_in_cluster``, sm_90, split ≤ 16); and whether the weights'
     conversion leaves its magic number for a second ``dot`` to take off (``bias_after_dot``: integer codes
     stored whole, without zero points; see :class:`DecodeMatmul`)."""
 
@@ -42,7 +42,7 @@ class DecodeConfig:
     split: int = 1
     rows: int | None = None  # operand "a" only; None: 8 up to M = 8, else 16
     warps_along_k: bool = False  # operand "a" only
-    split_in_cluster: bool = False  # split-K reduced in a thread-block cluster (sm_90, split ≤ 8)
+    split_in_cluster: bool = False  # split-K reduced in a thread-block cluster (sm_90, split ≤ 16)
     bias_after_dot: bool = False  # the conversion's magic number taken off by a second dot
 
     def block_columns(self, layout: PackedLayout) -> int:

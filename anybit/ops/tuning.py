@@ -65,7 +65,7 @@ TUNING_BUDGET_MS = 10.0
 
 
 def tunes_split_in_cluster() -> bool:
-    """Whether ``ANYBIT_TUNE_SPLIT_IN_CLUSTER=1`` asks the decode tuner to try each configuration of 2 to 8
+    """Whether ``ANYBIT_TUNE_SPLIT_IN_CLUSTER=1`` asks the decode tuner to try each configuration of 2 to 16
     splits with its split-K reduced in a thread-block cluster as well (sm_90; ``split_in_cluster``). Off by
     default: it adds a third to a half of a shape's candidates, and no timing has shown it faster yet."""
     return os.environ.get(TUNE_SPLIT_IN_CLUSTER_VARIABLE, "0") == "1"
@@ -242,7 +242,7 @@ class DecodeTuner(TunedKernel):
     ) -> list[dict]:
         """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp and stage
         counts replaced by ``warps`` / ``stages`` where given (the benchmarks' sweeps of configurations
-        outside it), each configuration once; with ``split_in_cluster``, each of 2 to 8 splits also with its
+        outside it), each configuration once; with ``split_in_cluster``, each of 2 to 16 splits also with its
         split-K reduced in a cluster (:func:`with_split_in_cluster`); with ``bias_after_dot``, each
         configuration also with the conversion's bias taken off by a second dot, where the weight type takes
         it (integer codes stored whole, no zero points)."""

@@ -238,6 +238,7 @@ def test_bias_after_dot_on_cuda(dtype, act, m, warps, split, rows, along_k, oper
         ("int4", torch.float16, 3, 4, 4, 8, True, "a"),
         ("int8", torch.float16, 16, 2, 4, 16, False, "a"),
         ("uint4", torch.float16, 9, 4, 2, None, False, "b"),
+        ("int4", torch.float16, 1, 16, 2, 8, False, "a"),  # 16 blocks: the H200's non-portable cluster
     ],
 )
 @pytest.mark.parametrize("fusion", ["none", "both"])

@@ -260,12 +260,13 @@ def test_split_k_in_a_cluster_is_left_out_of_the_space_but_builds_when_asked():
     program, source = tuner.built(config, (None,) * 6 + args[6:], "sm_90a")
     assert program.cluster == (1, 1, 4)
     assert "__cluster_dims__(1, 1, 4)" in source.source
-    assert "a cluster reduces 2 to 8 splits" in tuner.unsuited(dict(config, split=16), args)
+    assert "a cluster reduces 2 to 16 splits" in tuner.unsuited(dict(config, split=32), args)
 
 
 def test_split_k_in_a_cluster_joins_the_space_when_asked(monkeypatch):
-    """``ANYBIT_TUNE_SPLIT_IN_CLUSTER=1``: every configuration of 2 to 8 splits once more, reduced in a
-    cluster; 1 and 16 splits are not repeated. The sweep's space takes the same variants on request."""
+    """``ANYBIT_TUNE_SPLIT_IN_CLUSTER=1``: every configuration of 2 to 16 splits once more, reduced in a
+    cluster (past 8 blocks the H200's non-portable clusters); 1 split is not repeated. The sweep's space takes
+    the same variants on request."""
     layout = choose_layout("int4", 4096, 14336, 128)
     plain = DecodeTuner(
         layout=kernel_layout(layout), act_dtype=torch.float16, has_zeros=False, has_bias=False, revision="t"
@@ -276,10 +277,10 @@ def test_split_k_in_a_cluster_joins_the_space_when_asked(monkeypatch):
     )
     added = asked.configs[len(plain.configs) :]
     assert asked.configs[: len(plain.configs)] == plain.configs
-    expected = [dict(c, split_in_cluster=True) for c in plain.configs if c["split"] in (2, 4, 8)]
+    expected = [dict(c, split_in_cluster=True) for c in plain.configs if c["split"] in (2, 4, 8, 16)]
     assert added == expected and added
     assert plain.sweep_space(split_in_cluster=True) == plain.sweep_space() + [
-        dict(c, split_in_cluster=True) for c in plain.sweep_space() if c["split"] in (2, 4, 8)
+        dict(c, split_in_cluster=True) for c in plain.sweep_space() if c["split"] in (2, 4, 8, 16)
     ]
     built = asked.built(added[0], (None,) * 6 + shape_args(1, 4096, 14336)[6:], "sm_80")
     assert isinstance(built, str) and "need sm_90" in built  # an older GPU skips the variant, saying why
