@@ -237,13 +237,16 @@ step cluster16 240 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120
     tests/kernels/test_gpu_attention.py tests/kernels/test_gpu_kernels.py -k 'cluster or neighbour' && \
     $PYTHON benchmarks/attention_probe.py --batches 1 --lengths 145,1024,4096 --splits 8,10,16 --tiles 8,16 \
     --combines global,cluster --out $RESULTS/attention_cluster16"
-# Split-K reduced in a cluster, timed: int4 end to end at batch 1 tuned without it, then (its tuning records
-# kept in tuning-plain/ and cleared: the compiled kernels stay cached) with it (ANYBIT_TUNE_SPLIT_IN_CLUSTER=1),
-# then every configuration of the layer's four shapes in a row with and without the cluster
-# (layer_sequence --sweep --split-in-cluster: it prints per shape, so a cut run still reports).
+# The tuner's opt-in variants, timed: int4 end to end at batch 1 tuned without them, then (its tuning records
+# kept in tuning-plain/ and cleared: the compiled kernels stay cached) with split-K in a cluster and the
+# conversion's bias after the dot in the space (ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 ANYBIT_TUNE_BIAS_AFTER_DOT=1;
+# the run's tuning.json says which each shape picked), then every configuration of the layer's four shapes in
+# a row with and without the cluster (layer_sequence --sweep --split-in-cluster: it prints per shape, so a
+# cut run still reports).
 step cluster_tuning 590 bash -c "$PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --out $RESULTS/e2e_plain_tuning; \
     cp -r $ANYBIT_CACHE_DIR/tuning $RESULTS/tuning-plain; rm -rf $ANYBIT_CACHE_DIR/tuning; \
-    ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --out $RESULTS/e2e_cluster_tuning; \
+    ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 ANYBIT_TUNE_BIAS_AFTER_DOT=1 $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline \
+    --out $RESULTS/e2e_variant_tuning; \
     $PYTHON benchmarks/layer_sequence.py --types int4 --copies 16 --sweep --split-in-cluster --out $RESULTS/cluster_sweep"
 # The weights' magic number taken off by a second dot (bias_after_dot): its GPU tests, then every
 # configuration of a Llama-3-8B layer's four shapes in a row with and without it (int4 and int2, M = 1).

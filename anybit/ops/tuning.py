@@ -58,6 +58,9 @@ OCCUPANCY_WARPS: tuple[int, ...] = (7, 8)
 #: The environment variable that adds split-K reduced in a thread-block cluster to the space
 #: (:func:`tunes_split_in_cluster`).
 TUNE_SPLIT_IN_CLUSTER_VARIABLE = "ANYBIT_TUNE_SPLIT_IN_CLUSTER"
+#: The environment variable that adds the weights' bias taken off by a second dot to the space
+#: (:func:`tunes_bias_after_dot`).
+TUNE_BIAS_AFTER_DOT_VARIABLE = "ANYBIT_TUNE_BIAS_AFTER_DOT"
 #: Tuning tries split-K until the grid has this many blocks (twice the default's target).
 TUNING_TARGET_BLOCKS = 2 * TARGET_BLOCKS
 #: Milliseconds of timed runs per candidate while tuning (5 to 100 runs, the L2 flushed before each).
@@ -69,6 +72,13 @@ def tunes_split_in_cluster() -> bool:
     splits with its split-K reduced in a thread-block cluster as well (sm_90; ``split_in_cluster``). Off by
     default: it adds a third to a half of a shape's candidates, and no timing has shown it faster yet."""
     return os.environ.get(TUNE_SPLIT_IN_CLUSTER_VARIABLE, "0") == "1"
+
+
+def tunes_bias_after_dot() -> bool:
+    """Whether ``ANYBIT_TUNE_BIAS_AFTER_DOT=1`` asks the decode tuner to try each configuration of 8 rows
+    with the weights' conversion bias taken off by a second dot as well (``bias_after_dot``; weights of
+    integer codes stored whole without zero points). Off by default until timed."""
+    return os.environ.get(TUNE_BIAS_AFTER_DOT_VARIABLE, "0") == "1"
 
 
 def with_split_in_cluster(configs: list[dict]) -> list[dict]:
@@ -173,6 +183,8 @@ class DecodeTuner(TunedKernel):
             ]
         if tunes_split_in_cluster():
             self.configs = with_split_in_cluster(self.configs)
+        if tunes_bias_after_dot() and self._takes_bias_after_dot():  # 8 rows: 16 are tensor-bound
+            self.configs += [dict(c, bias_after_dot=True) for c in self.configs if c.get("rows", 8) == 8]
 
     def instance(self, config: dict):
         """The Script instance of one configuration; an axis ``config`` does not name (a record made before

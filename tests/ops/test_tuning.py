@@ -16,6 +16,7 @@ from anybit.kernels.launch import kernel_layout
 from anybit.ops.tuning import (
     SPLITS,
     STAGES,
+    TUNE_BIAS_AFTER_DOT_VARIABLE,
     TUNE_SPLIT_IN_CLUSTER_VARIABLE,
     WARPS,
     DecodeTuner,
@@ -301,3 +302,18 @@ def test_sweeps_add_bias_after_dot_where_the_weights_take_it():
         dict(zero_points.sweep_space()[0], bias_after_dot=True), shape_args(1, 4096, 4096)
     )
     assert "without zero points" in reason
+
+
+def test_bias_after_dot_joins_the_space_when_asked(monkeypatch):
+    """``ANYBIT_TUNE_BIAS_AFTER_DOT=1``: each configuration of 8 rows once more with the bias taken off by a
+    second dot, for weights that take it; none for zero points."""
+    monkeypatch.setenv(TUNE_BIAS_AFTER_DOT_VARIABLE, "1")
+    layout = kernel_layout(choose_layout("int4", 4096, 4096, 128))
+    asked = DecodeTuner(layout=layout, act_dtype=torch.float16, has_zeros=False, has_bias=False, revision="t")
+    added = [c for c in asked.configs if c.get("bias_after_dot")]
+    assert added == [dict(c, bias_after_dot=True) for c in asked.base_configs if c["rows"] == 8]
+    zero_layout = kernel_layout(choose_layout("uint4", 4096, 4096, 128))
+    zeros = DecodeTuner(
+        layout=zero_layout, act_dtype=torch.float16, has_zeros=True, has_bias=False, revision="t"
+    )
+    assert not any(c.get("bias_after_dot") for c in zeros.configs)
