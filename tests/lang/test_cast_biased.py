@@ -11,18 +11,14 @@ import anybit
 from anybit.ir import KernelDefinitionError
 from anybit.layout import spatial
 
-from .cast_helpers import COLUMNS, PER_THREAD, ROWS, load_codes, pack_codes
+from .cast_helpers import COLUMNS, PER_THREAD, ROWS, CastScript, load_codes, pack_codes
 
 SIGNED = ["int2", "int4", "int8"]
 UNSIGNED = ["uint2", "uint4"]
 
 
-class BiasedCast(anybit.Script):
+class BiasedCast(CastScript):
     """biased [ROWS, COLUMNS] = cast(codes, biased); corrected = biased − cast(zero codes, biased)."""
-
-    def __init__(self, source, target) -> None:
-        super().__init__()
-        self.source, self.target = anybit.dtype(source), anybit.dtype(target)
 
     def __call__(
         self,
