@@ -272,10 +272,12 @@ class DecodeTuner(TunedKernel):
         return found
 
     def _takes_bias_after_dot(self) -> bool:
-        """Whether this specialisation's weights can leave the conversion's bias for a second dot."""
+        """Whether this specialisation's weights gain from leaving the conversion's bias for a second dot:
+        integer codes below 8 bits stored whole, without zero points (8-bit codes convert with one ``prmt``
+        and one subtraction a pair already; sm_90a counts their loop 178 → 201 instructions with it)."""
         layout = self.fixed["layout"]
         dtype = layout.dtype
-        return dtype.is_integer and dtype.nbits <= 8 and not layout.planar and not self.fixed["has_zeros"]
+        return dtype.is_integer and dtype.nbits < 8 and not layout.planar and not self.fixed["has_zeros"]
 
     def has_built(self, config: dict, arch: str) -> bool:
         """Whether ``config`` was built for ``arch`` already (here or kept from a precompile)."""
@@ -305,7 +307,7 @@ class DecodeTuner(TunedKernel):
         if config.get("split_in_cluster") and not 1 < split <= MAX_CLUSTER_SPLIT:
             return f"split {split}: a cluster reduces 2 to {MAX_CLUSTER_SPLIT} splits"
         if config.get("bias_after_dot") and not self._takes_bias_after_dot():
-            return "bias_after_dot takes integer codes stored whole without zero points"
+            return "bias_after_dot serves integer codes below 8 bits stored whole, without zero points"
         if config.get("warps_along_k"):
             if self.fixed["has_zeros"]:
                 return "warps along K take weights without zero points"

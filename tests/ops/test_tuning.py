@@ -298,6 +298,8 @@ def test_sweeps_add_bias_after_dot_where_the_weights_take_it():
     assert signed.unsuited(config, shape_args(1, 4096, 4096)) is None
     zero_points = tuner_for(choose_layout("uint4", 4096, 4096, 128), torch.float16, True, False)
     assert zero_points.sweep_space(bias_after_dot=True) == zero_points.sweep_space()
+    bytes_ = tuner_for(choose_layout("int8", 4096, 4096, 128), torch.float16, False, False)
+    assert bytes_.sweep_space(bias_after_dot=True) == bytes_.sweep_space()  # nothing to save at 8 bits
     reason = zero_points.unsuited(
         dict(zero_points.sweep_space()[0], bias_after_dot=True), shape_args(1, 4096, 4096)
     )
