@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--copies", type=int, default=8, help="layers' caches in the row")
     parser.add_argument(
-        "--combines", default="global", help="where the runs meet: global, cluster (2 to 8 runs), or both"
+        "--combines", default="global", help="where the runs meet: global, cluster (2 to 16 runs), or both"
     )
     parser.add_argument("--out", type=pathlib.Path, default=None)
     args = parser.parse_args(argv)

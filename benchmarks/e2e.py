@@ -47,7 +47,7 @@ from anybit.nn.decode import (  # noqa: E402
     time_decode,
 )
 from anybit.nn.linear import format_bytes  # noqa: E402
-from anybit.ops.tuning import tunes_split_in_cluster  # noqa: E402
+from anybit.ops.tuning import tunes_bias_after_dot, tunes_split_in_cluster  # noqa: E402
 
 DEFAULT_TYPES = ("int4", "int3", "int2", "float6_e3m2")
 
@@ -354,6 +354,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             "fused_attention": (args.fuse and args.fuse_attention) or None,
             "attention_combine": args.attention_combine,
             "tune_split_in_cluster": tunes_split_in_cluster(),
+            "tune_bias_after_dot": tunes_bias_after_dot(),
             "tuning": str(args.tuning) if args.tuning else None,
             "fused_mlp": mlp_launch(args) or False,
             "greedy": args.greedy,
@@ -471,7 +472,8 @@ def markdown(report: dict) -> str:
         f"{'; each quantized MLP in one kernel' if settings.get('fused_mlp') else ''}"
         f"{_attention_text(settings.get('fused_attention'), settings.get('attention_combine', 'global'))}"
         f"{'; the token picked by anybit greedy_token' if settings.get('greedy') == 'anybit' else ''}"
-        f"{'; split-K in a cluster tuned too' if settings.get('tune_split_in_cluster') else ''}{pinned}"
+        f"{'; split-K in a cluster tuned too' if settings.get('tune_split_in_cluster') else ''}"
+        f"{'; the bias after the dot tuned too' if settings.get('tune_bias_after_dot') else ''}{pinned}"
         f"{'; Inductor kernels launched as dependents' if report['environment'].get('inductor_pdl') else ''}"
         "; best of "
         f"{settings['repeats']}.",

@@ -15,7 +15,8 @@ of each (distinct weights, as the model's layers are), and measures at M = 1
   on the same shapes: which configuration wins in a row, which the isolated tuning picked, how far both
   are from a plain read, and each one with its weight resident in L2 (one copy called again and again:
   ``l2_us``, what the configuration costs where DRAM is not the limit); ``--split-in-cluster`` adds each
-  configuration of 2 to 8 splits with its split-K reduced in a thread-block cluster;
+  configuration of 2 to 16 splits with its split-K reduced in a thread-block cluster, ``--bias-after-dot``
+  each configuration with the weights' conversion leaving its magic number for a second dot;
 * with ``--model-layers L`` (first, so that the first calls tune inside the model as in
   ``benchmarks/e2e.py``): an L-layer Llama-3-8B-shape model, fused and quantized with ``quantize_model``,
   timed as the e2e benchmark times it, profiled per projection, and its own modules called in a row.
@@ -23,7 +24,7 @@ of each (distinct weights, as the model's layers are), and measures at M = 1
 Usage (GPU)::
 
     python benchmarks/layer_sequence.py [--types int4,int2] [--copies 32] [--model-layers 32] [--sweep]
-        [--split-in-cluster] [--out DIR]
+        [--split-in-cluster] [--bias-after-dot] [--out DIR]
 """
 
 from __future__ import annotations
@@ -162,11 +163,13 @@ def sweep_shape(
     stages: list[int],
     warps: list[int],
     split_in_cluster: bool = False,
+    bias_after_dot: bool = False,
 ) -> dict:
     """µs per call of every configuration of one shape (the tuning space's splits at M = 1 with each of
-    ``warps`` and ``stages``, or the space's own where empty; with ``split_in_cluster`` each of 2 to 8 splits
+    ``warps`` and ``stages``, or the space's own where empty; with ``split_in_cluster`` each of 2 to 16 splits
     also reduced in a thread-block cluster), ``copies`` distinct weights in a row (see the module docstring),
-    with the sequence's read and cuBLAS floors."""
+    with the sequence's read and cuBLAS floors; with ``bias_after_dot`` each configuration also with the
+    conversion's magic number taken off by a second dot."""
     from anybit.kernels import dequantize_weight
     from anybit.nn import QuantizedLinear
     from anybit.ops.tuning import precompile_configurations, tuner_for
@@ -208,7 +211,9 @@ def sweep_shape(
             return tuner.unsuited(config, argument_lists[0]) is None
         return n % (config["warps"] * first.layout.n_per_warp) == 0 and chunks // config["split"] >= 2
 
-    space = tuner.sweep_space(warps=warps, stages=stages, split_in_cluster=split_in_cluster)
+    space = tuner.sweep_space(
+        warps=warps, stages=stages, split_in_cluster=split_in_cluster, bias_after_dot=bias_after_dot
+    )
     space = [c for c in space if c.get("rows", 8) == 8 and swept(c)]
     precompile_configurations((first.layout, torch.float16, zeros, False), space)
     configs = []
@@ -301,7 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--split-in-cluster",
         action="store_true",
-        help="--sweep: each configuration of 2 to 8 splits also with split-K reduced in a cluster (sm_90)",
+        help="--sweep: each configuration of 2 to 16 splits also with split-K reduced in a cluster (sm_90)",
+    )
+    parser.add_argument(
+        "--bias-after-dot",
+        action="store_true",
+        help="--sweep: each configuration also with the conversion's magic number taken off by a second dot",
     )
     parser.add_argument("--out", type=pathlib.Path, default=None)
     options = parser.parse_args(argv)
@@ -316,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         stages = [int(count) for count in options.stages.split(",") if count]
         warps = [int(count) for count in options.warps.split(",") if count]
         results += [
-            sweep_shape(dtype, *shape, options.copies, stages, warps, options.split_in_cluster)
+            sweep_shape(
+                dtype, *shape, options.copies, stages, warps, options.split_in_cluster, options.bias_after_dot
+            )
             for dtype in types
             for shape in LAYER_SHAPES
         ]

@@ -9,7 +9,7 @@ are made: an issue-bound kernel's speed follows these counts, and they cost no d
 Usage (repository root; needs the ``sass`` extra, ``pip install -e ".[sass]"``, or nvdisasm on PATH)::
 
     python benchmarks/sass_counts.py [--types uint4,int4] [--warps 4] [--stages 4] [--split 1] [--no-pdl]
-        [--act bfloat16] [--operand b] [--accumulate] [--rms [--rms-rows 1]]
+        [--act bfloat16] [--operand b] [--accumulate] [--rms [--rms-rows 1]] [--bias-after-dot]
 """
 
 from __future__ import annotations
@@ -153,8 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the transposed kernel with its warps splitting K (types without zero points)",
     )
+    parser.add_argument(
+        "--bias-after-dot",
+        action="store_true",
+        help="the magic number left in the weights and taken off by a second dot (signed types)",
+    )
     options = parser.parse_args(argv)
     along_k = {"warps_along_k": True} if options.warps_along_k else {}
+    if options.bias_after_dot:
+        along_k["bias_after_dot"] = True
     tool = nvdisasm()
     print("| type | weights/thread | loop instructions | per weight | registers | most frequent |")
     print("|---|---|---|---|---|---|")

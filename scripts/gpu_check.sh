@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -231,14 +231,29 @@ step cluster 480 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=60 te
     --out $RESULTS/attention_cluster; if [ -d ab/main ]; then $PYTHON ab/main/benchmarks/e2e.py $cluster_e2e \
     --out $RESULTS/e2e_main; fi; $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --attention-combine cluster \
     --out $RESULTS/e2e_cluster"
-# Split-K reduced in a cluster, timed: int4 end to end at batch 1 tuned without it, then (its tuning records
-# kept in tuning-plain/ and cleared: the compiled kernels stay cached) with it (ANYBIT_TUNE_SPLIT_IN_CLUSTER=1),
-# then every configuration of the layer's four shapes in a row with and without the cluster
-# (layer_sequence --sweep --split-in-cluster: it prints per shape, so a cut run still reports).
+# Clusters past the portable 8 blocks (the H200's 16, opted in at load): the cluster GPU tests, then the
+# attention's runs at batch 1 combined through global memory against in a cluster of 8, 10 and 16 runs.
+step cluster16 240 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 tests/lang/test_cluster.py \
+    tests/kernels/test_gpu_attention.py tests/kernels/test_gpu_kernels.py -k 'cluster or neighbour' && \
+    $PYTHON benchmarks/attention_probe.py --batches 1 --lengths 145,1024,4096 --splits 8,10,16 --tiles 8,16 \
+    --combines global,cluster --out $RESULTS/attention_cluster16"
+# The tuner's opt-in variants, timed: int4 end to end at batch 1 tuned without them, then (its tuning records
+# kept in tuning-plain/ and cleared: the compiled kernels stay cached) with split-K in a cluster and the
+# conversion's bias after the dot in the space (ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 ANYBIT_TUNE_BIAS_AFTER_DOT=1;
+# the run's tuning.json says which each shape picked), then every configuration of the layer's four shapes in
+# a row with and without the cluster (layer_sequence --sweep --split-in-cluster: it prints per shape, so a
+# cut run still reports).
 step cluster_tuning 590 bash -c "$PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --out $RESULTS/e2e_plain_tuning; \
     cp -r $ANYBIT_CACHE_DIR/tuning $RESULTS/tuning-plain; rm -rf $ANYBIT_CACHE_DIR/tuning; \
-    ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --out $RESULTS/e2e_cluster_tuning; \
+    ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 ANYBIT_TUNE_BIAS_AFTER_DOT=1 $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline \
+    --out $RESULTS/e2e_variant_tuning; \
     $PYTHON benchmarks/layer_sequence.py --types int4 --copies 16 --sweep --split-in-cluster --out $RESULTS/cluster_sweep"
+# The weights' magic number taken off by a second dot (bias_after_dot): its GPU tests, then every
+# configuration of a Llama-3-8B layer's four shapes in a row with and without it (int4 and int2, M = 1).
+step bias_after_dot 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 4 \
+    tests/lang/test_cast_biased.py tests/kernels/test_gpu_kernels.py -k 'bias or biased' && \
+    $PYTHON benchmarks/layer_sequence.py --types int4,int2 --copies 16 --sweep --bias-after-dot \
+    --out $RESULTS/bias_sweep"
 # What folding the norms and residual adds costs each projection (int4, M = 1, alone and 32 in a row).
 step fused_probe 150 "$PYTHON" benchmarks/fused_probe.py --out "$RESULTS/fused_probe"
 # What a decode projection's ~5 µs floor is made of: a chain of empty kernels in one CUDA graph (dependent,

@@ -476,9 +476,14 @@ def emit_cast(
     zero_pair: Callable[[int], str] | None = None,
     zero_element: Callable[[int], str] | None = None,
     exponent: int = 0,
+    biased: bool = False,
 ) -> None:
     """Convert ``count`` local elements of word array ``src`` into word array ``dst`` (times 2^``exponent``,
     which the caller has checked is exact; not with zero points).
+
+    ``biased`` (integer codes, no zero points or exponent): pairs on the integer fast path keep their magic
+    number (magic + code, exact: one subtraction a pair less); other elements convert plainly (bias 0). The
+    bias of each output element so depends only on the types and ``order``, as a biased cast promises.
 
     ``order[i]``: the source local of output local i (a cast that reorders each thread's elements, e.g.
     pair-interleaved codes into tensor-core order; default: the same local). Pairs go through the fast path
@@ -505,13 +510,16 @@ def emit_cast(
     folded: set[int] = set()  # output elements whose zero the fast path already subtracted
     for p in range(pairs):
         lo_bit, hi_bit = order[2 * p] * n, order[2 * p + 1] * n
-        unsubtracted = integer_pair(src, source, target, lo_bit, hi_bit) if zero_pair is not None else None
+        magic_kept = zero_pair is not None or biased
+        unsubtracted = integer_pair(src, source, target, lo_bit, hi_bit) if magic_kept else None
         by_bytes = None
         if zero_pair is not None and unsubtracted is None and target is bfloat16:
             by_bytes = byte_f32_pair(src, source, lo_bit, hi_bit, zero_pair(p))
         if by_bytes is not None:
             lines = by_bytes
             folded |= {2 * p, 2 * p + 1}
+        elif unsubtracted is not None and biased:
+            lines = unsubtracted[0]  # magic + code: the caller subtracts the bias after its dot
         elif unsubtracted is not None:
             lines, subtrahend = unsubtracted
             if target is float16:

@@ -421,6 +421,10 @@ class CastInst(Instruction):
     operand holding its low ``operand.dtype.nbits`` bits and ``high`` the rest: the code is
     ``operand | high << operand.dtype.nbits``, a code of ``code_dtype`` (whose width is the two widths
     summed), and the cast converts that code. The planes' layouts hold the output's elements per thread.
+
+    With ``biased`` (integer codes of at most 8 bits to float16/bfloat16, none of the above): ``output =
+    value + B``, B a per-element bias that depends only on the types and the element's place in the layouts
+    (the same for every such cast) and keeps the result exact (see ``anybit.lang.compute.cast``).
     """
 
     output: RegisterTensor
@@ -429,8 +433,24 @@ class CastInst(Instruction):
     exponent: int = 0
     high: RegisterTensor | None = None
     code_dtype: DataType | None = None
+    biased: bool = False
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+def biased_cast_problem(
+    source: DataType, target: DataType, subtracts: bool, exponent: int, planes: bool
+) -> str | None:
+    """Why a biased cast (:class:`CastInst`'s ``biased``) from ``source`` to ``target`` cannot be, or None."""
+    from anybit.dtypes import bfloat16, float16
+
+    if source.kind not in ("int", "uint") or source.nbits > 8:
+        return f"takes integer codes of at most 8 bits, got {source.name}"
+    if target not in (float16, bfloat16):
+        return f"converts to float16 or bfloat16, got {target.name}"
+    if subtracts or exponent or planes:
+        return "takes no subtract=, exponent= or bit planes (subtract the zero tile's dot instead)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

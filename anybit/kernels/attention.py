@@ -31,6 +31,7 @@ import anybit
 from anybit.dtypes import float32, int32
 from anybit.ir.expr import cdiv, minimum
 from anybit.kernels.checks import check_tensor, run_kernel
+from anybit.lang.script import MAX_CLUSTER_BLOCKS, MAX_PORTABLE_CLUSTER_BLOCKS
 from anybit.layout import spatial
 
 #: Cache positions a step of the kernel's loop scores at once (a multiple of SLOTS).
@@ -51,12 +52,15 @@ MASKED = -1.0e30
 MAX_SPLITS = 16
 #: How the runs' sums meet: through global memory (each run stores them and arrives at a counter; the last
 #: to arrive loads them all: two L2 round trips) or in a thread-block cluster (each run's sums in its own
-#: shared memory, read by the cluster's blocks after a cluster barrier: sm_90, at most 8 runs).
+#: shared memory, read by the cluster's blocks after a cluster barrier: sm_90, at most 16 runs).
 COMBINES = ("global", "cluster")
 #: What :func:`decode_attention` takes: a combine, or ``"auto"`` (:func:`default_combine`).
 COMBINE_CHOICES = (*COMBINES, "auto")
-#: The most runs one cluster combines (the portable cluster size).
-MAX_CLUSTER_SPLITS = 8
+#: The most runs one cluster combines (a cluster's blocks: 16 on the H100/H200, past the portable 8).
+MAX_CLUSTER_SPLITS = MAX_CLUSTER_BLOCKS
+#: The most runs ``combine="auto"`` puts in a cluster: the portable size, the one measured (9 to 16 runs in
+#: a cluster are opt-in through ``combine="cluster"`` until timed).
+MAX_AUTO_CLUSTER_SPLITS = MAX_PORTABLE_CLUSTER_BLOCKS
 
 
 class DecodeAttention(anybit.Script):
@@ -294,8 +298,10 @@ class DecodeAttention(anybit.Script):
     @anybit.runtime_helper
     def _combine_in_cluster(self, go, sequence_head, acc_lo, acc_hi, running_max, total) -> None:
         """The runs' sums combined on chip: each run's max, total and sums into its own shared memory, a
-        cluster barrier, every run reading all of them (in run order) from the cluster's shared memory, a
-        second barrier (no run's memory goes while another reads it), and the first run storing the output."""
+        cluster barrier, every run reading all of them (in run order) from the cluster's shared memory — the
+        maxima first, then each run's total and sums scaled as they arrive, so that 16 runs hold no more
+        registers than 2 — a second barrier (no run's memory goes while another reads it), and the first run
+        storing the output."""
         act, g, d, splits = self.act, self.group, self.head_dim, self.splits
         half = d // 2
         # [1, G, 1, D/2] each: the sums' halves, and the max and total along the half row (one layout).
@@ -304,23 +310,22 @@ class DecodeAttention(anybit.Script):
             self.store_shared(parts, value, [index, 0, 0, 0])
         self.cluster_sync()
         rows = spatial(1, g, 1, 32).local(1, 1, 1, d // 64)
-        shape = [1, g, 1, half]
-        runs = [
-            [self.load_shared(parts, [index, 0, 0, 0], shape, layout=rows, rank=run) for index in range(4)]
-            for run in range(splits)
-        ]
-        self.cluster_sync()
-        overall = runs[0][2]
-        for run in runs[1:]:
-            overall = self.maximum(overall, run[2])
+
+        def part(index: int, run: int):
+            return self.load_shared(parts, [index, 0, 0, 0], [1, g, 1, half], layout=rows, rank=run)
+
+        overall = part(2, 0)
+        for run in range(1, splits):
+            overall = self.maximum(overall, part(2, run))
         combined, out_lo, out_hi = None, None, None
-        for lo, hi, run_max, run_total in runs:
-            scale = self.exp(run_max - overall)
-            terms = (scale * run_total, scale * lo, scale * hi)
+        for run in range(splits):
+            scale = self.exp(part(2, run) - overall)
+            terms = (scale * part(3, run), scale * part(0, run), scale * part(1, run))
             if combined is None:
                 combined, out_lo, out_hi = terms
             else:
                 combined, out_lo, out_hi = combined + terms[0], out_lo + terms[1], out_hi + terms[2]
+        self.cluster_sync()
         if self.blockIdx.z == 0:
             self.store_global(go, self.cast(out_lo / combined, act), [sequence_head, 0, 0, 0])
             self.store_global(go, self.cast(out_hi / combined, act), [sequence_head, 0, 0, half])
@@ -442,13 +447,13 @@ def default_tile(length: int, splits: int, blocks: int = 8, sms: int | None = No
 
 def default_combine(splits: int, blocks: int, device: torch.device, sms: int | None = None) -> str:
     """Where ``splits`` runs of each of ``blocks`` (KV heads × sequences) meet: ``"cluster"`` when they fit a
-    cluster (2 to MAX_CLUSTER_SPLITS), the grid fits one wave of BLOCKS_PER_SM blocks an SM and the device
-    runs clusters (sm_90 on, or the interpreter), else ``"global"``. Measured with
+    portable cluster (2 to MAX_AUTO_CLUSTER_SPLITS), the grid fits one wave of BLOCKS_PER_SM blocks an SM and
+    the device runs clusters (sm_90 on, or the interpreter), else ``"global"``. Measured with
     ``benchmarks/attention_probe.py`` (H200, 2026-11-29): in a cluster 3–27% faster at 1 × 145 and 1 × 1024
     positions with 2–8 runs and at 16 × 145 and 16 × 1024 with 2, but 19–81% slower at batch 16 with 4 or 8
     runs, where the grid takes more than one wave and a cluster's blocks wait to be placed together."""
     sms = _sms() if sms is None else sms
-    if not 1 < splits <= MAX_CLUSTER_SPLITS or blocks * splits > BLOCKS_PER_SM * sms:
+    if not 1 < splits <= MAX_AUTO_CLUSTER_SPLITS or blocks * splits > BLOCKS_PER_SM * sms:
         return "global"
     if device.type == "cuda" and torch.cuda.get_device_capability(device) < (9, 0):
         return "global"
@@ -513,7 +518,7 @@ def decode_attention(
         ``position`` is attended to.
     combine
         ``"global"`` (default) or ``"cluster"``: where the runs' sums meet (see :data:`COMBINES`;
-        ``"cluster"`` needs sm_90 and at most 8 runs: the default runs are then capped at 8); ``"auto"``: the
+        ``"cluster"`` needs sm_90 and at most 16 runs, past 8 an H100/H200); ``"auto"``: the
         cluster where the runs fit one and the grid one wave (:func:`default_combine`), else global memory
         (not the default yet: it has not run inside a CUDA graph on a GPU).
 

@@ -45,6 +45,7 @@ from anybit.dtypes import DataType, float16, float32, int32, scaling_is_exact, u
 from anybit.ir import cdiv
 from anybit.kernels.layout import PackedLayout
 from anybit.kernels.planes import decode_tile
+from anybit.lang.script import MAX_CLUSTER_BLOCKS
 from anybit.layout import shared_swizzled
 
 BLOCK_M = 16  # rows of x per block: the m of mma.m16n8k16
@@ -54,8 +55,8 @@ PARTIALS_IN_FLIGHT = 4
 #: ... and more while they fit this many f32 registers a thread (the main loop's are free by then): at 8 rows
 #: (the transposed kernel at M ≤ 8) a partial is 8 registers, so split 8 sums in one L2 round trip, not two.
 PARTIAL_REGISTERS = 64
-#: The most splits a cluster reduces (the portable cluster size).
-MAX_CLUSTER_SPLIT = 8
+#: The most splits a cluster reduces (a cluster's blocks: 16 on the H100/H200, past the portable 8).
+MAX_CLUSTER_SPLIT = MAX_CLUSTER_BLOCKS
 #: Rows of x the row-RMS prologue (``rms_eps``) sums at a time.
 RMS_ROWS = 8
 #: The most shared memory a block's copy of its rows of x for the row RMS may take (else x is read before
@@ -92,9 +93,10 @@ class DecodeMatmul(anybit.Script):
     split
         P ≥ 1: blocks along K per block column (split-K, reduced in f32; see the module docstring).
     split_in_cluster
-        Reduce split-K in a thread-block cluster (sm_90, P ≤ 8): a block column's P blocks are one cluster,
-        each leaves its partial sum in its own shared memory, and after a cluster barrier the first adds
-        them in split order from the cluster's shared memory — no partials through L2, no arrival counter.
+        Reduce split-K in a thread-block cluster (sm_90, P ≤ 16; past 8 an H100/H200): a block column's P
+        blocks are one cluster, each leaves its partial sum in its own shared memory, and after a cluster
+        barrier they are added in split order from the cluster's shared memory — no partials through L2,
+        no arrival counter.
     dependent_launch
         Launch as a programmatic dependent of the previous kernel (sm_90+; see the module docstring). The
         weight, scales and zeros must not be written by the kernels just before it in the stream (x may
@@ -119,6 +121,11 @@ class DecodeMatmul(anybit.Script):
         K of x, for the row RMS: with it, a block may copy its rows of x into shared memory sized for this K
         (see the transposed kernel's ``rms_from_shared``); launch with this K (the launchers pass it).
         None: x is read before the main loop, for any K.
+    bias_after_dot
+        Convert the weights with their magic number left in (``cast(..., biased=True)``: one subtraction a
+        pair of weights less) and take it off with a second ``dot`` a chunk, of the same biased cast of a
+        tile of zero codes (constants), into the same accumulator: fewer instructions where the conversion,
+        not the tensor cores, bounds the loop (8 rows of x). Integer codes stored whole, without zero points.
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class DecodeMatmul(anybit.Script):
         rms_eps: float | None = None,
         rms_rows: int | None = None,
         rms_k: int | None = None,
+        bias_after_dot: bool = False,
     ) -> None:
         super().__init__()
         if stages < 2:
@@ -169,6 +177,15 @@ class DecodeMatmul(anybit.Script):
             raise ValueError(f"expected rms_rows 1 to {RMS_ROWS} (rows of x a block has), got {rms_rows}")
         self.rms_rows = rms_rows or RMS_ROWS
         self.rms_k = rms_k
+        if bias_after_dot and (
+            has_zeros or layout.planar or not layout.dtype.is_integer or layout.dtype.nbits > 8
+        ):
+            raise ValueError(
+                f"bias_after_dot takes integer codes of at most 8 bits stored whole without zero points, got "
+                f"{layout.dtype.name}{' with zero points' if has_zeros else ''}"
+                f"{' in bit planes' if layout.planar else ''}; use bias_after_dot=False"
+            )
+        self.bias_after_dot = bias_after_dot
         # A gated pair (layout.gated, the transposed kernel): y [M, N/2] = silu(x·gateᵀ)·(x·upᵀ), the pairing
         # in f32 before the one rounding (DecodeMatmulTransposed._gate).
         self.gated = layout.gated
@@ -265,6 +282,7 @@ class DecodeMatmul(anybit.Script):
         # Steps of the main loop: a chunk each, or with K groups k_groups chunks each (one a group).
         runs = count // kw if kw > 1 else count
         acc = self._new_accumulator()
+        negated_bias = self._negated_bias() if self.bias_after_dot else None
         if pl.per_channel and self.has_zeros:
             zero_row = self.load_global(gz, [0, n0], [1, bn])
         # The prologue: weight-side copies of the first S−1 chunks, the wait for the previous kernel (which
@@ -332,12 +350,17 @@ class DecodeMatmul(anybit.Script):
                 lambda part, first_byte, tile=sw[current]: self._tile_bytes(tile, part, first_byte),
                 zero=zero,
                 exponent=0 if self.has_zeros else exponent,
+                biased=self.bias_after_dot,
             )
             if pl.per_channel:
                 self._dot(tile_x, weights, acc)
+                if negated_bias is not None:
+                    acc += self._bias_correction(tile_x, negated_bias)
             else:
                 partial = self._new_accumulator()
                 self._dot(tile_x, weights, partial)
+                if negated_bias is not None:  # the conversion's bias off, inside the chunk (before scaling)
+                    partial = partial + self._bias_correction(tile_x, negated_bias)
                 scale = self.cast(self._load_scales(ss[current]), float32, exponent=-exponent)
                 acc += partial * scale
         if kw > 1:  # the K groups' partial sums added through shared memory, before anything else
@@ -500,6 +523,25 @@ class DecodeMatmul(anybit.Script):
         for tile in tiles[1:]:
             total = total + tile
         return total
+
+    def _bias_correction(self, tile_x, negated_bias):
+        """−(the chunk's bias) · x in an accumulator of its own: no chain of dependent ``mma`` after the
+        weights' ones, and every warp tile's correction the same constants times the same x, which the
+        compiler computes once (sm_90a, int2 at 8 rows: 64 → 40 ``HMMA`` a chunk)."""
+        correction = self._new_accumulator()
+        self._dot(tile_x, negated_bias, correction)
+        return correction
+
+    def _negated_bias(self):
+        """−(the biased cast of a block tile of zero codes): what ``bias_after_dot`` adds through a second
+        ``dot``. Built from constants before the main loop (the compiler folds the conversion)."""
+        pl, warps = self.layout, self.warps
+        zero_codes = self.register_tensor(
+            uint8, [warps, pl.tile_bytes], layout=pl.block_byte_layout(warps), init=0
+        )
+        bias = decode_tile(self, pl, warps, self.act, lambda part, first_byte: zero_codes, biased=True)
+        negated = self.register_tensor(self.act, list(bias.shape), layout=bias.layout)
+        return self.neg(bias, out=negated)
 
     def _tile_bytes(self, tile, part, first_byte, whole=None):
         """The block tile's bytes of ``part`` (the packed layout itself — ``whole``, by default the kernel's —

@@ -32,15 +32,18 @@ class DecodeConfig:
     """Tunables of :class:`DecodeMatmul`: warps per block (the block covers warps · n_per_warp columns),
     pipeline stages and blocks along K (split-K); for a weight packed with ``operand="a"``
     (:class:`DecodeMatmulTransposed`) also the x rows per block (8 or 16) and whether the block's warps
-    split K instead (``warps_along_k``: the block covers n_per_warp columns); and whether split-K's partial
-    sums meet in a thread-block cluster (``split_in_cluster``, sm_90, split ≤ 8)."""
+    split K instead (``warps_along_k``: the block covers n_per_warp columns); whether split-K's partial
+    sums meet in a thread-block cluster (``split_in_cluster``, sm_90, split ≤ 16); and whether the weights'
+    conversion leaves its magic number for a second ``dot`` to take off (``bias_after_dot``: integer codes
+    stored whole, without zero points; see :class:`DecodeMatmul`)."""
 
     warps: int = 4
     stages: int = 4
     split: int = 1
     rows: int | None = None  # operand "a" only; None: 8 up to M = 8, else 16
     warps_along_k: bool = False  # operand "a" only
-    split_in_cluster: bool = False  # split-K reduced in a thread-block cluster (sm_90, split ≤ 8)
+    split_in_cluster: bool = False  # split-K reduced in a thread-block cluster (sm_90, split ≤ 16)
+    bias_after_dot: bool = False  # the conversion's magic number taken off by a second dot
 
     def block_columns(self, layout: PackedLayout) -> int:
         """Output columns a block of this configuration covers for ``layout``."""
@@ -107,7 +110,7 @@ def decode_kernel(
     :class:`DecodeMatmul`, or :class:`DecodeMatmulTransposed` for a weight packed with ``operand="a"``
     (``accumulate``, ``rms_eps``, ``rms_rows`` and ``rms_k``: see :class:`DecodeMatmul`)."""
     options = dict(has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages)
-    options.update(split_in_cluster=config.split_in_cluster)
+    options.update(split_in_cluster=config.split_in_cluster, bias_after_dot=config.bias_after_dot)
     options.update(accumulate=accumulate, rms_eps=rms_eps, rms_rows=rms_rows, rms_k=rms_k)
     if layout.operand == "a":
         return DecodeMatmulTransposed(

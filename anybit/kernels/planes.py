@@ -25,6 +25,7 @@ def decode_tile(
     *,
     zero=None,
     exponent: int = 0,
+    biased: bool = False,
 ):
     """The weights [KC, warps · n_per_warp] of one packed block tile in ``act``, in the tensor-core layout
     (:meth:`PackedLayout.block_tile_layout`).
@@ -32,7 +33,8 @@ def decode_tile(
     ``load_bytes(part, first_byte)``: the bytes [warps, part.tile_bytes] of the block tile's ``part`` — the
     layout itself (first byte 0) or one of its planes — in ``part.block_byte_layout(warps)``. ``zero``
     (optional, [1, warps · n_per_warp] in ``act``): zero points subtracted inside the conversion;
-    ``exponent``: the weights times 2^exponent (see ``cast``), without zero points.
+    ``exponent``: the weights times 2^exponent (see ``cast``), without zero points; ``biased``: the
+    conversion's magic number left in (``cast(..., biased=True)``: whole integer codes, no zero points).
     """
     planes = {}
     if layout.planar:
@@ -47,4 +49,6 @@ def decode_tile(
     weight_layout = layout.block_tile_layout(warps)
     if zero is not None:  # zero points are codes: subtracted inside the conversion, for free
         return script.cast(codes, act, subtract=zero, layout=weight_layout, **planes)
+    if biased:
+        return script.cast(codes, act, layout=weight_layout, biased=True, **planes)
     return script.cast(codes, act, layout=weight_layout, exponent=exponent, **planes)

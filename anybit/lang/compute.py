@@ -24,6 +24,7 @@ from anybit.ir.instructions import (
     UnaryInst,
     ViewInst,
     WhereInst,
+    biased_cast_problem,
 )
 from anybit.ir.tensors import RegisterTensor, Tensor
 from anybit.lang.builder import Builder, current_builder
@@ -198,6 +199,7 @@ def cast(
     exponent: int = 0,
     high: RegisterTensor | None = None,
     code_dtype=None,
+    biased: bool = False,
 ) -> RegisterTensor:
     """Convert element-wise to ``dtype`` (DESIGN §4.1 rounding), keeping the layout.
 
@@ -220,6 +222,13 @@ def cast(
     of ``code_dtype`` (its width the two summed); the cast converts those. Each plane's layout must hold the
     result's elements per thread (``layout``). A plane pair whose two codes of every result pair sit 16 bits
     apart in one word converts with a shift and a ``lop3`` per plane: no code straddles a word.
+
+    ``biased`` (integer codes of at most 8 bits to float16/bfloat16, without ``subtract``, ``exponent`` or
+    planes): each result is its value plus a bias B that depends only on the element's place — the same for
+    every biased cast between the same types and layouts — and keeps it exact. The code generator leaves the
+    magic number of its in-register conversion in (one subtraction a pair less); the interpreter adds
+    2^bits (0 for 8-bit codes to bfloat16). Correct for it with the biased cast of a tile of zero codes:
+    ``dot(x, cast(w, biased=True)) − dot(x, cast(zeros, biased=True))`` is ``dot(x, cast(w))`` whatever B is.
     """
     builder = current_builder()
     check_register(builder, tensor, "cast", "the operand")
@@ -285,6 +294,10 @@ def cast(
                 "or scale after the cast",
                 "cast",
             )
+    if biased:
+        problem = biased_cast_problem(source_dtype, dtype, subtract is not None, exponent, high is not None)
+        if problem:
+            raise builder.error(f"biased=True {problem}", "cast")
     if out is not None:
         output = out
     else:
@@ -297,6 +310,7 @@ def cast(
             exponent,
             high,
             code_dtype if high is not None else None,
+            biased=bool(biased),
             source=builder.location(),
         )
     )

@@ -48,17 +48,19 @@ def runtime_helper(method: Callable) -> Callable:
 set_operator_handler(operator_handler)
 
 
-#: Blocks a thread-block cluster may hold (the portable limit; 16 needs an opt-in attribute at launch).
-MAX_CLUSTER_BLOCKS = 8
+#: Blocks a thread-block cluster may hold: 8 everywhere clusters run (portable); 16 on the H100 and H200
+#: (non-portable: the runtime opts the kernel in when it loads it; a GPU without them refuses the launch).
+MAX_PORTABLE_CLUSTER_BLOCKS = 8
+MAX_CLUSTER_BLOCKS = 16
 
 
 class Attributes:
     """``self.attrs``: ``blocks`` (1-3 grid extents, ints or expressions of the parameters), ``warps``, and
     ``min_blocks``: blocks per SM the compiled code must leave room for (``__launch_bounds__``'s second
     argument: the compiler caps registers a thread so that many blocks fit; 0 leaves the choice to it), and
-    ``cluster``: blocks of a thread-block cluster along each grid axis (sm_90: up to 8 blocks, scheduled
-    together on one GPU processing cluster, with ``cluster_sync`` and each other's shared memory; the grid
-    must be whole clusters)."""
+    ``cluster``: blocks of a thread-block cluster along each grid axis (sm_90: up to 8 blocks anywhere, 16 on
+    the H100/H200; scheduled together on one GPU processing cluster, with ``cluster_sync`` and each other's
+    shared memory; the grid must be whole clusters)."""
 
     def __init__(self) -> None:
         self.blocks: list | None = None
@@ -281,7 +283,7 @@ class Script:
         self.attrs.blocks = blocks
 
     def _cluster(self, source=None) -> tuple[int, int, int]:
-        """``self.attrs.cluster`` as three extents (checked: positive ints, at most 8 blocks in all)."""
+        """``self.attrs.cluster`` as three extents (checked: positive ints, at most 16 blocks in all)."""
         cluster = self.attrs.cluster
         cluster = [cluster] if isinstance(cluster, int) else list(cluster)
         if (
@@ -291,7 +293,8 @@ class Script:
         ):
             raise KernelDefinitionError(
                 f"expected self.attrs.cluster to be 1 to 3 positive ints of at most {MAX_CLUSTER_BLOCKS} "
-                f"blocks in all (a portable cluster), got {self.attrs.cluster!r}",
+                f"blocks in all ({MAX_PORTABLE_CLUSTER_BLOCKS} portable, {MAX_CLUSTER_BLOCKS} on the "
+                f"H100/H200), got {self.attrs.cluster!r}",
                 source=source,
             )
         return tuple(cluster + [1] * (3 - len(cluster)))

@@ -58,6 +58,9 @@ OCCUPANCY_WARPS: tuple[int, ...] = (7, 8)
 #: The environment variable that adds split-K reduced in a thread-block cluster to the space
 #: (:func:`tunes_split_in_cluster`).
 TUNE_SPLIT_IN_CLUSTER_VARIABLE = "ANYBIT_TUNE_SPLIT_IN_CLUSTER"
+#: The environment variable that adds the weights' bias taken off by a second dot to the space
+#: (:func:`tunes_bias_after_dot`).
+TUNE_BIAS_AFTER_DOT_VARIABLE = "ANYBIT_TUNE_BIAS_AFTER_DOT"
 #: Tuning tries split-K until the grid has this many blocks (twice the default's target).
 TUNING_TARGET_BLOCKS = 2 * TARGET_BLOCKS
 #: Milliseconds of timed runs per candidate while tuning (5 to 100 runs, the L2 flushed before each).
@@ -65,10 +68,17 @@ TUNING_BUDGET_MS = 10.0
 
 
 def tunes_split_in_cluster() -> bool:
-    """Whether ``ANYBIT_TUNE_SPLIT_IN_CLUSTER=1`` asks the decode tuner to try each configuration of 2 to 8
+    """Whether ``ANYBIT_TUNE_SPLIT_IN_CLUSTER=1`` asks the decode tuner to try each configuration of 2 to 16
     splits with its split-K reduced in a thread-block cluster as well (sm_90; ``split_in_cluster``). Off by
     default: it adds a third to a half of a shape's candidates, and no timing has shown it faster yet."""
     return os.environ.get(TUNE_SPLIT_IN_CLUSTER_VARIABLE, "0") == "1"
+
+
+def tunes_bias_after_dot() -> bool:
+    """Whether ``ANYBIT_TUNE_BIAS_AFTER_DOT=1`` asks the decode tuner to try each configuration of 8 rows
+    with the weights' conversion bias taken off by a second dot as well (``bias_after_dot``; weights of
+    integer codes stored whole without zero points). Off by default until timed."""
+    return os.environ.get(TUNE_BIAS_AFTER_DOT_VARIABLE, "0") == "1"
 
 
 def with_split_in_cluster(configs: list[dict]) -> list[dict]:
@@ -173,6 +183,8 @@ class DecodeTuner(TunedKernel):
             ]
         if tunes_split_in_cluster():
             self.configs = with_split_in_cluster(self.configs)
+        if tunes_bias_after_dot() and self._takes_bias_after_dot():  # 8 rows: 16 are tensor-bound
+            self.configs += [dict(c, bias_after_dot=True) for c in self.configs if c.get("rows", 8) == 8]
 
     def instance(self, config: dict):
         """The Script instance of one configuration; an axis ``config`` does not name (a record made before
@@ -233,12 +245,19 @@ class DecodeTuner(TunedKernel):
         return instance
 
     def sweep_space(
-        self, *, warps: Iterable[int] = (), stages: Iterable[int] = (), split_in_cluster: bool = False
+        self,
+        *,
+        warps: Iterable[int] = (),
+        stages: Iterable[int] = (),
+        split_in_cluster: bool = False,
+        bias_after_dot: bool = False,
     ) -> list[dict]:
         """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp and stage
         counts replaced by ``warps`` / ``stages`` where given (the benchmarks' sweeps of configurations
-        outside it), each configuration once; with ``split_in_cluster``, each of 2 to 8 splits also with its
-        split-K reduced in a cluster (:func:`with_split_in_cluster`)."""
+        outside it), each configuration once; with ``split_in_cluster``, each of 2 to 16 splits also with its
+        split-K reduced in a cluster (:func:`with_split_in_cluster`); with ``bias_after_dot``, each
+        configuration also with the conversion's bias taken off by a second dot, where the weight type takes
+        it (integer codes stored whole, no zero points)."""
         warps, stages = tuple(warps), tuple(stages)
         found: list[dict] = []
         for config in self.base_configs:
@@ -247,7 +266,18 @@ class DecodeTuner(TunedKernel):
                     candidate = dict(config, warps=count, stages=depth)
                     if candidate not in found:
                         found.append(candidate)
-        return with_split_in_cluster(found) if split_in_cluster else found
+        found = with_split_in_cluster(found) if split_in_cluster else found
+        if bias_after_dot and self._takes_bias_after_dot():
+            found = found + [dict(config, bias_after_dot=True) for config in found]
+        return found
+
+    def _takes_bias_after_dot(self) -> bool:
+        """Whether this specialisation's weights gain from leaving the conversion's bias for a second dot:
+        integer codes below 8 bits stored whole, without zero points (8-bit codes convert with one ``prmt``
+        and one subtraction a pair already; sm_90a counts their loop 178 → 201 instructions with it)."""
+        layout = self.fixed["layout"]
+        dtype = layout.dtype
+        return dtype.is_integer and dtype.nbits < 8 and not layout.planar and not self.fixed["has_zeros"]
 
     def has_built(self, config: dict, arch: str) -> bool:
         """Whether ``config`` was built for ``arch`` already (here or kept from a precompile)."""
@@ -276,6 +306,8 @@ class DecodeTuner(TunedKernel):
         split = config.get("split", 1)
         if config.get("split_in_cluster") and not 1 < split <= MAX_CLUSTER_SPLIT:
             return f"split {split}: a cluster reduces 2 to {MAX_CLUSTER_SPLIT} splits"
+        if config.get("bias_after_dot") and not self._takes_bias_after_dot():
+            return "bias_after_dot serves integer codes below 8 bits stored whole, without zero points"
         if config.get("warps_along_k"):
             if self.fixed["has_zeros"]:
                 return "warps along K take weights without zero points"

@@ -57,6 +57,7 @@ from anybit.ir.instructions import (
     ViewInst,
     WaitPriorGridsInst,
     WhereInst,
+    biased_cast_problem,
     defined_tensor,
     register_operand_tensors,
 )
@@ -298,6 +299,12 @@ def _cast(inst: CastInst, program) -> None:
             f"expected exponent={inst.exponent} without subtract and exact for every "
             f"{source.name} value in {inst.output.dtype.name}",
         )
+    if inst.biased:
+        problem = biased_cast_problem(
+            source, inst.output.dtype, inst.subtract is not None, inst.exponent, inst.high is not None
+        )
+        if problem:
+            raise _fail(inst, f"biased=True {problem}")
     subtract = inst.subtract
     if subtract is not None:
         if source.kind != "uint" or subtract.dtype != inst.output.dtype:

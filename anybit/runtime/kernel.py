@@ -101,6 +101,7 @@ class CompiledKernel:
                     self.compile_result.lowered_name,
                     device=device,
                     dynamic_shared_bytes=self.launcher.dynamic_shared_bytes,
+                    cluster_blocks=self.launcher.cluster_blocks,
                 )
                 self._loaded[device] = loaded
             return loaded

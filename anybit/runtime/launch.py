@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -271,6 +272,11 @@ class Launcher:
                 f"{p.name}: {'ptr ' if p.kind == 'pointer' else ''}{p.dtype.name}" for p in self.user_params
             )
             raise TypeError(f"kernel '{self.name}' takes {self._count} arguments ({names}), got {len(args)}")
+
+    @property
+    def cluster_blocks(self) -> int:
+        """Blocks of the kernel's thread-block cluster (1 without clusters)."""
+        return 1 if self._cluster is None else math.prod(self._cluster)
 
     def _check_cluster(self, grid: tuple) -> None:
         """Raise unless ``grid`` is whole thread-block clusters (the launch would fail in the driver)."""

@@ -99,8 +99,11 @@ class LoadedFunction:
     registers: int
 
 
-def load_function(cubin: bytes, name: str, *, device: int, dynamic_shared_bytes: int) -> LoadedFunction:
-    """Load ``cubin`` on ``device``, find kernel ``name`` and allow it ``dynamic_shared_bytes``.
+def load_function(
+    cubin: bytes, name: str, *, device: int, dynamic_shared_bytes: int, cluster_blocks: int = 1
+) -> LoadedFunction:
+    """Load ``cubin`` on ``device``, find kernel ``name`` and allow it ``dynamic_shared_bytes`` (and, for a
+    thread-block cluster of ``cluster_blocks`` past the portable 8, the non-portable cluster size).
 
     Raises
     ------
@@ -108,6 +111,8 @@ def load_function(cubin: bytes, name: str, *, device: int, dynamic_shared_bytes:
         When loading fails, or the kernel needs more shared memory than the device allows a block.
     """
     from cuda.bindings import driver
+
+    from anybit.lang.script import MAX_PORTABLE_CLUSTER_BLOCKS
 
     ensure_context(device)
     image = ctypes.create_string_buffer(cubin, len(cubin))  # an address suits every cuda-bindings version
@@ -136,6 +141,15 @@ def load_function(cubin: bytes, name: str, *, device: int, dynamic_shared_bytes:
             attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
             dynamic_shared_bytes,
             what="cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)",
+        )
+    if cluster_blocks > MAX_PORTABLE_CLUSTER_BLOCKS:  # compiled in, but launched only with the opt-in
+        driver_call(
+            driver.cuFuncSetAttribute,
+            function,
+            attribute.CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED,
+            1,
+            what=f"cuFuncSetAttribute(NON_PORTABLE_CLUSTER_SIZE_ALLOWED) for a cluster of {cluster_blocks} "
+            f"blocks (more than {MAX_PORTABLE_CLUSTER_BLOCKS} need an H100/H200-class GPU)",
         )
     loaded = LoadedFunction(
         device=device,

@@ -149,7 +149,9 @@ def test_decode_attention_split_over_the_cache(batch, heads, kv_heads, length, p
     [
         (1, 8, 2, 64, 50, 4, "heads"),  # the position in the last run
         (2, 4, 4, 40, 5, 3, "heads"),  # runs past the position left without one
-        (1, 16, 4, 300, 299, 8, "heads"),  # a full cluster, the last position of the cache
+        (1, 16, 4, 300, 299, 8, "heads"),  # a full portable cluster, the last position of the cache
+        (1, 8, 2, 170, 160, 10, "heads"),  # past the portable 8 blocks (the H200's non-portable clusters)
+        (1, 8, 4, 300, 299, 16, "positions"),  # the largest cluster
         (1, 16, 4, 70, 61, 2, "positions"),
     ],
 )
@@ -200,8 +202,8 @@ def test_decode_attention_auto_picks_the_cluster_for_a_few_runs(monkeypatch):
 
 
 def test_decode_attention_combines_at_most_a_cluster_of_runs():
-    with pytest.raises(ValueError, match="at most 8 runs"):
-        DecodeAttention(32, 8, 128, torch.float16, 128**-0.5, 8, 10, "heads", False, "cluster")
+    with pytest.raises(ValueError, match="at most 16 runs"):
+        DecodeAttention(32, 8, 128, torch.float16, 128**-0.5, 8, 17, "heads", False, "cluster")
     with pytest.raises(ValueError, match="combine one of"):
         DecodeAttention(32, 8, 128, torch.float16, 128**-0.5, 8, 4, "heads", False, "shared")
 

@@ -302,6 +302,7 @@ CLUSTER_CASES = [
     ("uint4", 128, 512, 64, 5, True, 3, 2, 8, F16, False, False, False),  # uneven runs, zero points
     ("int4", 128, 1024, 128, 1, False, 8, 2, 8, F16, True, True, False),  # a full cluster, folded
     ("int2", 64, 1024, 64, 12, False, 2, 4, 16, BF16, True, False, True),  # 16 rows, warps along K
+    ("int4", 64, 4096, 128, 1, False, 16, 2, 8, F16, True, False, False),  # 16 splits: non-portable
 ]
 
 
@@ -352,10 +353,64 @@ def test_split_k_in_a_cluster_in_the_x_as_a_kernel_and_its_limits():
     config = {"warps": 2, "split": 4, "split_in_cluster": True}  # the same through decode_matmul's config
     y = decode_matmul(x, p, out=torch.full((3, 128), float("nan"), dtype=F16), config=config)
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[F16]
-    with pytest.raises(ValueError, match="split ≤ 8"):
-        DecodeMatmul(p.layout, F16, split=16, split_in_cluster=True)
+    with pytest.raises(ValueError, match="split ≤ 16"):
+        DecodeMatmul(p.layout, F16, split=32, split_in_cluster=True)
     assert DecodeMatmul(p.layout, F16, split=1, split_in_cluster=True).program(*[None] * 9).cluster == (
         1,
         1,
         1,
     )
+
+
+@pytest.mark.parametrize(
+    ("dtype", "act", "m", "warps", "split", "rows", "along_k", "group", "accumulate"),
+    [
+        ("int4", F16, 1, 2, 2, 8, False, 128, False),
+        ("int4", F16, 3, 4, 1, 8, True, 128, True),  # warps along K, the residual added
+        ("int2", BF16, 2, 2, 1, 8, False, 64, False),
+        ("int8", F16, 5, 2, 2, 16, False, 128, False),  # 16 rows
+        ("int4", F16, 2, 2, 1, 8, False, -1, False),  # per-channel scales: into the accumulator directly
+    ],
+)
+def test_the_conversions_bias_taken_off_by_a_second_dot(
+    dtype, act, m, warps, split, rows, along_k, group, accumulate
+):
+    """``bias_after_dot``: the weights converted with their magic number left in, the biased cast of a zero
+    tile's dot subtracted in the same accumulator — the same product (the interpreter's bias is 2^bits, so a
+    missing correction would show)."""
+    n, k = 128, 1024
+    q = random_quantized(dtype, n, k, group, act, zero_point=False, seed=fresh_seed())
+    p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
+    x, residual, y = _fold_inputs(m, k, n, act, accumulate)
+    kernel = DecodeMatmulTransposed(
+        p.layout,
+        act,
+        warps=warps,
+        split=split,
+        rows=rows,
+        warps_along_k=along_k,
+        accumulate=accumulate,
+        bias_after_dot=True,
+    )
+    anybit.interpret(kernel, x, p.data, p.scales, p.scales, p.scales, y, m, n, k)
+    expected = _fold_reference(x, q, 1e-5, False, residual, accumulate)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, expected) <= TOLERANCE[act]
+
+
+def test_bias_after_dot_in_the_x_as_a_kernel_and_its_limits():
+    q = random_quantized("int4", 128, 512, 128, F16, zero_point=False, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("int4", 128, 512, 128, operand="b"))
+    x = torch.randn(3, 512).half()
+    y = decode_matmul(
+        x, p, out=torch.full((3, 128), float("nan"), dtype=F16), config={"bias_after_dot": True}
+    )
+    assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[F16]
+    for dtype, zeros, reason in (("uint4", True, "with zero points"), ("int3", False, "in bit planes")):
+        layout = choose_layout(dtype, 128, 512, 128, operand="a")
+        with pytest.raises(ValueError, match=reason):
+            DecodeMatmulTransposed(layout, F16, has_zeros=zeros, bias_after_dot=True)
+    with pytest.raises(ValueError, match="float4_e2m1"):
+        DecodeMatmulTransposed(
+            choose_layout("float4_e2m1", 128, 512, 128, operand="a"), F16, bias_after_dot=True
+        )

@@ -49,7 +49,13 @@ def test_decode_attention_on_cuda(act, batch, length, position, splits, warps_ov
 
 @pytest.mark.parametrize(
     ("batch", "length", "position", "splits", "warps_over", "tile"),
-    [(1, 256, 150, 8, "heads", 16), (1, 2048, 1500, 8, "heads", 8), (16, 1024, 700, 2, "positions", 16)],
+    [
+        (1, 256, 150, 8, "heads", 16),
+        (1, 2048, 1500, 8, "heads", 8),
+        (16, 1024, 700, 2, "positions", 16),
+        (1, 145, 144, 10, "heads", 16),  # past the portable 8 blocks: the H200's non-portable clusters
+        (1, 1024, 1000, 16, "heads", 16),
+    ],
 )
 def test_decode_attention_runs_combined_in_a_cluster_on_cuda(
     batch, length, position, splits, warps_over, tile
@@ -97,10 +103,10 @@ def test_decode_attention_with_a_padding_mask_on_cuda(warps_over, tile, splits):
     check_case(found, expected)
 
 
-@pytest.mark.parametrize(("batch", "combine"), [(1, "global"), (4, "cluster")])
+@pytest.mark.parametrize(("batch", "combine"), [(1, "global"), (4, "cluster"), (1, "cluster")])
 def test_decode_attention_in_a_cuda_graph(batch, combine):
     """Three steps replayed from one graph: each writes its own cache row and attends over all before it
-    (batch 1: 16 runs through global memory; batch 4 in clusters of 8 runs)."""
+    (batch 1: 16 runs, through global memory or in a cluster of 16; batch 4 in clusters of 8 runs)."""
     qkv, cos, sin, k_cache, v_cache = make_case(batch, 32, 8, 128, 1024, seed=7, device="cuda")
     position = torch.tensor([600], device="cuda")
     out = torch.full((batch, 32 * 128), float("nan"), dtype=torch.float16, device="cuda")

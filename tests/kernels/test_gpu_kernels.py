@@ -211,20 +211,27 @@ def _check_folded(dtype, act, m, n, operand, config, accumulate, rms) -> None:
 
 
 @pytest.mark.parametrize(
-    ("dtype", "act", "m", "split", "warps", "rows", "along_k", "operand"),
+    ("option", "dtype", "act", "m", "split", "warps", "rows", "along_k", "operand"),
     [
-        ("int4", torch.float16, 1, 2, 8, 8, False, "a"),
-        ("uint4", torch.bfloat16, 5, 8, 2, 8, False, "a"),
-        ("int4", torch.float16, 3, 4, 4, 8, True, "a"),
-        ("int8", torch.float16, 16, 2, 4, 16, False, "a"),
-        ("uint4", torch.float16, 9, 4, 2, None, False, "b"),
+        ("split_in_cluster", "int4", torch.float16, 1, 2, 8, 8, False, "a"),
+        ("split_in_cluster", "uint4", torch.bfloat16, 5, 8, 2, 8, False, "a"),
+        ("split_in_cluster", "int4", torch.float16, 3, 4, 4, 8, True, "a"),
+        ("split_in_cluster", "int8", torch.float16, 16, 2, 4, 16, False, "a"),
+        ("split_in_cluster", "uint4", torch.float16, 9, 4, 2, None, False, "b"),
+        ("split_in_cluster", "int4", torch.float16, 1, 16, 2, 8, False, "a"),  # 16 blocks: non-portable
+        ("bias_after_dot", "int4", torch.float16, 1, 2, 8, 8, False, "a"),
+        ("bias_after_dot", "int4", torch.float16, 1, 1, 4, 8, True, "a"),
+        ("bias_after_dot", "int2", torch.bfloat16, 3, 4, 2, 8, False, "a"),
+        ("bias_after_dot", "int8", torch.float16, 16, 2, 4, 16, False, "a"),
+        ("bias_after_dot", "int4", torch.bfloat16, 5, 2, 2, None, False, "b"),
     ],
 )
 @pytest.mark.parametrize("fusion", ["none", "both"])
-def test_split_k_reduced_in_a_cluster_on_cuda(dtype, act, m, split, warps, rows, along_k, operand, fusion):
-    """Split-K's partials meet in the block column's thread-block cluster (sm_90), folds included."""
+def test_kernel_options_on_cuda(option, dtype, act, m, split, warps, rows, along_k, operand, fusion):
+    """Split-K's partials meeting in the block column's thread-block cluster (sm_90), and the weights'
+    magic number taken off by a second dot (the GPU's bias is its conversions' own), folds included."""
     both = fusion == "both" and operand == "a"  # the folds need the transposed kernel
-    config = {"warps": warps, "stages": 4, "split": split, "split_in_cluster": True}
+    config = {"warps": warps, "stages": 4, "split": split, option: True}
     if operand == "a":
         config.update(rows=rows, warps_along_k=along_k)
     _check_folded(dtype, act, m, N, operand, config, both, both)

@@ -13,6 +13,14 @@ ROWS, COLUMNS = 32, 16
 PER_THREAD = ROWS * COLUMNS // 32  # elements per thread: 16, along the rows of one column
 
 
+class CastScript(anybit.Script):
+    """A test kernel converting codes of ``source`` to ``target`` (both resolved with ``anybit.dtype``)."""
+
+    def __init__(self, source, target) -> None:
+        super().__init__()
+        self.source, self.target = anybit.dtype(source), anybit.dtype(target)
+
+
 def load_codes(script: anybit.Script, packed, source: anybit.DataType):
     """The codes of ``source`` in ``packed`` (uint8 pointer) as a [ROWS, COLUMNS] register tensor."""
     nbytes = PER_THREAD * source.nbits // 8

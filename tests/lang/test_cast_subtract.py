@@ -9,15 +9,11 @@ from anybit.cuda.conversions import byte_pair_constants, half_word_pair_constant
 from anybit.interp import InterpreterError
 from anybit.ir import KernelDefinitionError
 
-from .cast_helpers import COLUMNS, ROWS, load_codes, pack_codes
+from .cast_helpers import COLUMNS, ROWS, CastScript, load_codes, pack_codes
 
 
-class ZeroPointCast(anybit.Script):
+class ZeroPointCast(CastScript):
     """out [ROWS, COLUMNS] = decode(codes) − zeros[column], codes of ``source`` packed in uint8 bytes."""
-
-    def __init__(self, source, target) -> None:
-        super().__init__()
-        self.source, self.target = anybit.dtype(source), anybit.dtype(target)
 
     def __call__(
         self,

@@ -55,7 +55,10 @@ def _expected(x: np.ndarray, cluster: tuple, gx_blocks: int) -> np.ndarray:
     return expected
 
 
-@pytest.mark.parametrize(("cluster", "gx_blocks"), [((2, 1), 4), ((4, 1), 8), ((2, 2), 6), ((1, 2), 3)])
+@pytest.mark.parametrize(
+    ("cluster", "gx_blocks"),
+    [((2, 1), 4), ((4, 1), 8), ((2, 2), 6), ((1, 2), 3), ((16, 1), 16), ((5, 2), 10)],
+)
 def test_blocks_read_their_neighbours_shared_memory(cluster, gx_blocks):
     rng = np.random.default_rng()
     x = rng.standard_normal((gx_blocks * cluster[1] * 2, COLUMNS)).astype(np.float32)
@@ -81,9 +84,9 @@ def test_a_grid_of_partial_clusters_is_refused():
         anybit.interpret(NeighbourSums((2, 1)), x, np.zeros_like(x), 3)
 
 
-@pytest.mark.parametrize("cluster", [(16, 1), (0, 1), (3, 3)])
-def test_cluster_shapes_past_the_portable_limit_are_refused(cluster):
-    with pytest.raises(KernelDefinitionError, match="at most 8 blocks"):
+@pytest.mark.parametrize("cluster", [(32, 1), (0, 1), (4, 5)])
+def test_cluster_shapes_past_the_gpus_limit_are_refused(cluster):
+    with pytest.raises(KernelDefinitionError, match="at most 16 blocks"):
         NeighbourSums(cluster).program(None, None, 16)
 
 
@@ -142,11 +145,17 @@ def test_cluster_code_for_sm_90a():
     assert compiled.resources.stack_frame_bytes == 0
     with pytest.raises(ValueError, match="sm_90"):
         compiler.generate_source(NeighbourSums((2, 1)).program(None, None, 4), "sm_80")
+    # Past the portable 8 blocks the cluster is compiled in the same way (the opt-in is at load time).
+    wide = anybit.compile(NeighbourSums((16, 1)), None, None, 32, arch="sm_90a")
+    assert ".reqnctapercluster 16, 1, 1" in wide.ptx and wide.kernel_source.cluster == (16, 1, 1)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(("cluster", "gx_blocks"), [((2, 1), 64), ((4, 2), 40), ((8, 1), 16)])
+@pytest.mark.parametrize(
+    ("cluster", "gx_blocks"), [((2, 1), 64), ((4, 2), 40), ((8, 1), 16), ((16, 1), 32), ((5, 2), 20)]
+)
 def test_blocks_read_their_neighbours_shared_memory_on_the_gpu(cluster, gx_blocks):
+    """Portable clusters, and past 8 blocks the H200's non-portable ones (the runtime opts the kernel in)."""
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs an NVIDIA GPU (torch.cuda.is_available() is False)")

@@ -16,6 +16,7 @@ from anybit.kernels.launch import kernel_layout
 from anybit.ops.tuning import (
     SPLITS,
     STAGES,
+    TUNE_BIAS_AFTER_DOT_VARIABLE,
     TUNE_SPLIT_IN_CLUSTER_VARIABLE,
     WARPS,
     DecodeTuner,
@@ -260,12 +261,13 @@ def test_split_k_in_a_cluster_is_left_out_of_the_space_but_builds_when_asked():
     program, source = tuner.built(config, (None,) * 6 + args[6:], "sm_90a")
     assert program.cluster == (1, 1, 4)
     assert "__cluster_dims__(1, 1, 4)" in source.source
-    assert "a cluster reduces 2 to 8 splits" in tuner.unsuited(dict(config, split=16), args)
+    assert "a cluster reduces 2 to 16 splits" in tuner.unsuited(dict(config, split=32), args)
 
 
 def test_split_k_in_a_cluster_joins_the_space_when_asked(monkeypatch):
-    """``ANYBIT_TUNE_SPLIT_IN_CLUSTER=1``: every configuration of 2 to 8 splits once more, reduced in a
-    cluster; 1 and 16 splits are not repeated. The sweep's space takes the same variants on request."""
+    """``ANYBIT_TUNE_SPLIT_IN_CLUSTER=1``: every configuration of 2 to 16 splits once more, reduced in a
+    cluster (past 8 blocks the H200's non-portable clusters); 1 split is not repeated. The sweep's space takes
+    the same variants on request."""
     layout = choose_layout("int4", 4096, 14336, 128)
     plain = DecodeTuner(
         layout=kernel_layout(layout), act_dtype=torch.float16, has_zeros=False, has_bias=False, revision="t"
@@ -276,10 +278,44 @@ def test_split_k_in_a_cluster_joins_the_space_when_asked(monkeypatch):
     )
     added = asked.configs[len(plain.configs) :]
     assert asked.configs[: len(plain.configs)] == plain.configs
-    expected = [dict(c, split_in_cluster=True) for c in plain.configs if c["split"] in (2, 4, 8)]
+    expected = [dict(c, split_in_cluster=True) for c in plain.configs if c["split"] in (2, 4, 8, 16)]
     assert added == expected and added
     assert plain.sweep_space(split_in_cluster=True) == plain.sweep_space() + [
-        dict(c, split_in_cluster=True) for c in plain.sweep_space() if c["split"] in (2, 4, 8)
+        dict(c, split_in_cluster=True) for c in plain.sweep_space() if c["split"] in (2, 4, 8, 16)
     ]
     built = asked.built(added[0], (None,) * 6 + shape_args(1, 4096, 14336)[6:], "sm_80")
     assert isinstance(built, str) and "need sm_90" in built  # an older GPU skips the variant, saying why
+
+
+def test_sweeps_add_bias_after_dot_where_the_weights_take_it():
+    """``sweep_space(bias_after_dot=True)``: each configuration once more with the conversion's bias taken
+    off by a second dot, for integer codes stored whole without zero points only; the tuner says why not
+    for the others."""
+    signed = tuner_for(choose_layout("int4", 4096, 4096, 128), torch.float16, False, False)
+    plain = signed.sweep_space()
+    assert signed.sweep_space(bias_after_dot=True) == plain + [dict(c, bias_after_dot=True) for c in plain]
+    config = dict(plain[0], bias_after_dot=True)
+    assert signed.unsuited(config, shape_args(1, 4096, 4096)) is None
+    zero_points = tuner_for(choose_layout("uint4", 4096, 4096, 128), torch.float16, True, False)
+    assert zero_points.sweep_space(bias_after_dot=True) == zero_points.sweep_space()
+    bytes_ = tuner_for(choose_layout("int8", 4096, 4096, 128), torch.float16, False, False)
+    assert bytes_.sweep_space(bias_after_dot=True) == bytes_.sweep_space()  # nothing to save at 8 bits
+    reason = zero_points.unsuited(
+        dict(zero_points.sweep_space()[0], bias_after_dot=True), shape_args(1, 4096, 4096)
+    )
+    assert "without zero points" in reason
+
+
+def test_bias_after_dot_joins_the_space_when_asked(monkeypatch):
+    """``ANYBIT_TUNE_BIAS_AFTER_DOT=1``: each configuration of 8 rows once more with the bias taken off by a
+    second dot, for weights that take it; none for zero points."""
+    monkeypatch.setenv(TUNE_BIAS_AFTER_DOT_VARIABLE, "1")
+    layout = kernel_layout(choose_layout("int4", 4096, 4096, 128))
+    asked = DecodeTuner(layout=layout, act_dtype=torch.float16, has_zeros=False, has_bias=False, revision="t")
+    added = [c for c in asked.configs if c.get("bias_after_dot")]
+    assert added == [dict(c, bias_after_dot=True) for c in asked.base_configs if c["rows"] == 8]
+    zero_layout = kernel_layout(choose_layout("uint4", 4096, 4096, 128))
+    zeros = DecodeTuner(
+        layout=zero_layout, act_dtype=torch.float16, has_zeros=True, has_bias=False, revision="t"
+    )
+    assert not any(c.get("bias_after_dot") for c in zeros.configs)

@@ -234,6 +234,7 @@ def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
         zero_pair=zero_pair,
         zero_element=zero_element,
         exponent=inst.exponent,
+        biased=inst.biased,
     )
 
 

@@ -145,6 +145,13 @@ def _codes_in_output_layout(block: BlockState, tensor: ir.RegisterTensor, output
     return gather_from_dense(block.registers.dense_codes(tensor), output)
 
 
+def interpreter_cast_bias(source, target) -> float:
+    """The bias the interpreter's biased casts add: 2^bits, or 0 where value + 2^bits could round (8-bit codes
+    to bfloat16, whose 8 significant bits stop at 256)."""
+    bias = float(2**source.nbits)
+    return 0.0 if target.name == "bfloat16" and source.nbits >= 8 else bias
+
+
 @register(ir.CastInst)
 def cast(block: BlockState, inst: ir.CastInst) -> None:
     operand, output = inst.operand, inst.output
@@ -159,6 +166,11 @@ def cast(block: BlockState, inst: ir.CastInst) -> None:
         block.registers.set_codes(output, codes_from_values(to_compute(scaled, output.dtype), output.dtype))
         return
     converted = convert_codes(codes, source, output.dtype)
+    if inst.biased:  # value + 2^bits, exact (a bias the code generator chooses otherwise: see CastInst)
+        bias = interpreter_cast_bias(source, output.dtype)
+        if bias:
+            values = to_compute(values_from_codes(converted, output.dtype), output.dtype)
+            converted = codes_from_values(values + bias, output.dtype)
     if inst.subtract is not None:
         zeros = _operand(block, inst.subtract, output, output.dtype)
         top = 2**source.nbits
