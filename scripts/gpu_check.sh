@@ -88,7 +88,7 @@ step gpu_runtime 90 "${gpu_pytest[@]}" tests/runtime
 # paths timed): one process took 230 s for 15 of its 25 tests on a fresh machine (2026-11-29), so both
 # tiers spread over processes (the picks of tuning beside other tests are slower, never wrong).
 step gpu_ops 240 "${gpu_pytest[@]}" -n 8 tests/ops
-step gpu_nn 150 "${gpu_pytest[@]}" -n 8 tests/nn
+step gpu_nn 210 "${gpu_pytest[@]}" -n 8 tests/nn
 # Any other GPU test (exit 5: none collected, which is fine).
 step gpu_other 60 bash -c '"$@"; status=$?; [ $status -eq 5 ] && exit 0; exit $status' _ "${gpu_pytest[@]}" \
     tests --ignore=tests/runtime --ignore=tests/cuda/test_conversions.py \
@@ -248,6 +248,16 @@ step cluster_tuning 590 bash -c "$PYTHON benchmarks/e2e.py $cluster_e2e --no-bas
     ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 ANYBIT_TUNE_BIAS_AFTER_DOT=1 $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline \
     --out $RESULTS/e2e_variant_tuning; \
     $PYTHON benchmarks/layer_sequence.py --types int4 --copies 16 --sweep --split-in-cluster --out $RESULTS/cluster_sweep"
+# The opt-in variants in one call: the attention at batch 1 with 8 and 16 runs combined through global memory
+# against in a cluster (tile 16), int4 end to end tuned plainly, then with both tuner variants, then every
+# configuration of the layer's shapes in a row with and without the bias after the dot (int4).
+step variants 590 bash -c "$PYTHON benchmarks/attention_probe.py --batches 1 --lengths 145,1024 --splits 8,16 \
+    --tiles 16 --combines global,cluster --out $RESULTS/attention_cluster16; \
+    $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline --out $RESULTS/e2e_plain_tuning; \
+    cp -r $ANYBIT_CACHE_DIR/tuning $RESULTS/tuning-plain; rm -rf $ANYBIT_CACHE_DIR/tuning; \
+    ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 ANYBIT_TUNE_BIAS_AFTER_DOT=1 $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline \
+    --out $RESULTS/e2e_variant_tuning; \
+    $PYTHON benchmarks/layer_sequence.py --types int4 --copies 16 --sweep --bias-after-dot --out $RESULTS/bias_sweep"
 # The weights' magic number taken off by a second dot (bias_after_dot): its GPU tests, then every
 # configuration of a Llama-3-8B layer's four shapes in a row with and without it (int4 and int2, M = 1).
 step bias_after_dot 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 4 \
