@@ -313,6 +313,18 @@ def _attention_text(fused: str | None, combine: str = "global") -> str:
     return f"; decode attention in one anybit kernel (rotary, cache write, attention{where}) in {which}"
 
 
+def shipped_records_here(device: torch.device) -> int:
+    """How many shipped tuning records name this run's GPU (0 on the CPU or with ANYBIT_SHIPPED_TUNING=0):
+    where a record covers a launch the model runs it instead of tuning."""
+    if device.type != "cuda":
+        return 0
+    from anybit.runtime.autotune import gpu_key, shipped_tuning
+    from anybit.runtime.device import current_arch
+
+    gpu = gpu_key(current_arch())
+    return sum(1 for _, record_gpu, _ in shipped_tuning() if record_gpu == gpu)
+
+
 def run(args: argparse.Namespace, save=None) -> dict:
     device = torch.device(args.device)
     if args.tuning is not None:
@@ -356,6 +368,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             "tune_split_in_cluster": tunes_split_in_cluster(),
             "tune_bias_after_dot": tunes_bias_after_dot(),
             "tuning": str(args.tuning) if args.tuning else None,
+            "shipped_tuning": shipped_records_here(device),
             "fused_mlp": mlp_launch(args) or False,
             "greedy": args.greedy,
             "lm_head": "quantized" if args.quantize_lm_head else "fp16 (skipped)",
@@ -454,6 +467,9 @@ def markdown(report: dict) -> str:
     model, settings = report["model"], report["settings"]
     graphed = settings["graph"] and settings["device"].startswith("cuda")
     pinned = f"; the decode configurations pinned from {settings['tuning']}" if settings.get("tuning") else ""
+    if settings.get("shipped_tuning"):
+        shipped = settings["shipped_tuning"]
+        pinned += f"; {shipped} decode configurations shipped for this GPU (anybit/runtime/tunings)"
     lines = [
         f"## End-to-end greedy decode: {model['config']} shapes, {model['layers']} layers",
         "",

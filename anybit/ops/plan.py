@@ -22,7 +22,7 @@ from anybit.kernels.launch import default_decode_config, default_rows, rms_optio
 from anybit.ops.checks import raise_bad_input
 from anybit.ops.dispatch import DECODE, DEQUANTIZE, threshold
 from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
-from anybit.ops.tuning import DECODE_PARAMETERS, block_columns, m_bucket, tuner_for
+from anybit.ops.tuning import DECODE_PARAMETERS, DecodeTuner, block_columns, m_bucket, tuner_for
 
 
 def rms_normalized(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -237,6 +237,16 @@ class WeightPlan:
                 f"{list(getattr(into, 'shape', []))} on {getattr(into, 'device', '?')}"
             )
 
+    def fused_tuner(
+        self, m: int, has_zeros: bool, has_bias: bool, accumulate: bool, rms_eps: float | None
+    ) -> DecodeTuner:
+        """The tuner of the decode kernel with the residual add (``accumulate``) and/or the row RMS
+        (``rms_eps``) folded in, for M rows of x."""
+        fused = dict(accumulate=accumulate, rms_eps=rms_eps)
+        if rms_eps is not None:
+            fused.update(rms_options(m, default_rows(m), self.k))
+        return tuner_for(self.layout, self.act_dtype, has_zeros, has_bias, **fused)
+
     def _fused_launch(
         self, args: tuple, has_zeros: bool, has_bias: bool, accumulate: bool, rms_eps: float | None
     ) -> None:
@@ -252,10 +262,7 @@ class WeightPlan:
             launch(args)
             return
         with self._lock:
-            fused = dict(accumulate=accumulate, rms_eps=rms_eps)
-            if rms_eps is not None:
-                fused.update(rms_options(m, default_rows(m), self.k))
-            tuner = tuner_for(self.layout, self.act_dtype, has_zeros, has_bias, **fused)
+            tuner = self.fused_tuner(m, has_zeros, has_bias, accumulate, rms_eps)
             y = args[DECODE_PARAMETERS.index("y")]
             scratch = list(args)
             scratch[DECODE_PARAMETERS.index("y")] = torch.empty_like(y)

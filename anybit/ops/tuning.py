@@ -181,10 +181,32 @@ class DecodeTuner(TunedKernel):
                 for config in self.base_configs
                 if config["rows"] == 16 and config["warps"] in OCCUPANCY_WARPS
             ]
-        if tunes_split_in_cluster():
-            self.configs = with_split_in_cluster(self.configs)
-        if tunes_bias_after_dot() and self._takes_bias_after_dot():  # 8 rows: 16 are tensor-bound
-            self.configs += [dict(c, bias_after_dot=True) for c in self.configs if c.get("rows", 8) == 8]
+        # The opt-in variants: tuned only when asked, but a stored or shipped record naming one is taken.
+        self.variant_configs = self._with_variants(self.configs, split_in_cluster=True, bias_after_dot=True)
+        self.configs = self._with_variants(
+            self.configs, split_in_cluster=tunes_split_in_cluster(), bias_after_dot=tunes_bias_after_dot()
+        )
+
+    def identity_arguments(self, fixed: dict) -> dict:
+        """The fixed arguments without the row RMS's epsilon (a constant in the kernel that changes no
+        timing): models of norms with another epsilon share tuning records, the shipped ones included."""
+        if fixed.get("rms_eps") is None:
+            return fixed
+        return dict(fixed, rms_eps="folded")
+
+    def _with_variants(
+        self, configs: list[dict], *, split_in_cluster: bool, bias_after_dot: bool
+    ) -> list[dict]:
+        """``configs`` and, after them, their cluster and bias-after-the-dot variants as asked."""
+        configs = with_split_in_cluster(configs) if split_in_cluster else list(configs)
+        if bias_after_dot and self._takes_bias_after_dot():  # 8 rows: 16 are tensor-bound
+            configs += [dict(c, bias_after_dot=True) for c in configs if c.get("rows", 8) == 8]
+        return configs
+
+    def accepts(self, config: dict) -> bool:
+        """Whether a stored, pinned or shipped ``config`` can run here: one of the space or of its opt-in
+        variants (a record tuned with ``ANYBIT_TUNE_*`` set runs without it)."""
+        return config in self.configs or config in self.variant_configs
 
     def instance(self, config: dict):
         """The Script instance of one configuration; an axis ``config`` does not name (a record made before

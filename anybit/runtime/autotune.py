@@ -19,6 +19,7 @@ a cached one, else the first of the space.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import itertools
@@ -190,7 +191,7 @@ class TunedKernel:
         self.configs = configurations(self.space) if self.space else [{}]
         self.timer = timer
         self.bucket = getattr(script_class, _BUCKET_ATTRIBUTE, default_bucket)
-        self.identity = kernel_identity(script_class, self.space, fixed)
+        self.identity = kernel_identity(script_class, self.space, self.identity_arguments(fixed))
         self._chosen: dict[tuple[str, str], dict] = {}
         self._instances: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -232,7 +233,7 @@ class TunedKernel:
         config = stored_config(self.identity, gpu, bucket)
         if config is None and not tuning_enabled():  # pinned for another GPU: better than the default
             config = next((c for (k, _, b), c in _pinned.items() if k == self.identity and b == bucket), None)
-        if config is not None and config not in self.configs:
+        if config is not None and not self.accepts(config):
             logger.info(
                 "%s: ignoring the stored configuration %s, which is not in the space", self.identity, config
             )
@@ -240,6 +241,14 @@ class TunedKernel:
         if config is None and not tuning_enabled():
             config = self.configs[0]
         return config
+
+    def identity_arguments(self, fixed: dict) -> dict:
+        """The fixed arguments as the kernel's identity (tuning records' key) hashes them: all of them."""
+        return fixed
+
+    def accepts(self, config: dict) -> bool:
+        """Whether a stored, pinned or shipped ``config`` can run here (one of the space)."""
+        return config in self.configs
 
     def tune(self, args: tuple, *, arch: str, gpu: str, bucket: str) -> dict:
         """Build, compile, filter and time every configuration; store and return the fastest."""
@@ -472,12 +481,15 @@ def _record_path(identity: str) -> Path:
 
 def stored_config(identity: str, gpu: str, bucket: str) -> dict | None:
     """The configuration pinned for (kernel ``identity``, ``gpu``, ``bucket``), else the one the tuning cache
-    holds on disk, else None. For choices tuned outside :class:`TunedKernel` (e.g. which path a quantized
-    matmul takes), which share its cache, export and pinning."""
+    holds on disk, else the one anybit ships for that GPU (:func:`shipped_tuning`), else None. For choices
+    tuned outside :class:`TunedKernel` (e.g. which path a quantized matmul takes), which share its cache,
+    export and pinning."""
     config = _pinned.get((identity, gpu, bucket))
     if config is None:
         record = _read_records(identity).get(gpu, {}).get(bucket)
         config = record["config"] if record else None
+    if config is None:
+        config = shipped_tuning().get((identity, gpu, bucket))
     return config
 
 
@@ -562,16 +574,47 @@ def export_tuning(path: str | os.PathLike) -> int:
 
 def load_tuning(path: str | os.PathLike) -> int:
     """Pin the configurations of an :func:`export_tuning` file (they win over tuning); return how many."""
+    records = read_tuning_file(path)
+    _pinned.update(records)
+    return len(records)
+
+
+def read_tuning_file(path: str | os.PathLike) -> dict[tuple[str, str, str], dict]:
+    """The records of an :func:`export_tuning` file: ``{(kernel identity, gpu, bucket): config}``."""
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict) or data.get("format") != TUNING_FORMAT:
         raise ValueError(f"{path}: expected an anybit tuning file of format {TUNING_FORMAT}")
-    count = 0
+    records = {}
     for record in data["records"]:
         if not isinstance(record.get("config"), dict):
             raise ValueError(f"{path}: a record without a config dictionary: {record}")
-        _pinned[(record["kernel"], record["gpu"], record["bucket"])] = record["config"]
-        count += 1
-    return count
+        records[(record["kernel"], record["gpu"], record["bucket"])] = record["config"]
+    return records
+
+
+#: Tuning files shipped with anybit (``anybit/runtime/tunings/*.json``, made by :func:`export_tuning` on the
+#: GPU each names), consulted after the pins and the cache: a fresh install runs the configurations a
+#: careful tuning found instead of its own first-call tuning, which can pick slower ones in noisy timings.
+SHIPPED_TUNING_DIR = Path(__file__).parent / "tunings"
+#: ``ANYBIT_SHIPPED_TUNING=0`` ignores the shipped files (tune, or use the cache, as without them).
+SHIPPED_TUNING_VARIABLE = "ANYBIT_SHIPPED_TUNING"
+
+
+def shipped_tuning() -> dict[tuple[str, str, str], dict]:
+    """The records of every shipped tuning file, ``{(kernel identity, gpu, bucket): config}``; empty with
+    ``ANYBIT_SHIPPED_TUNING=0``. A record applies only to the kernel revision that made it (its identity
+    hashes the kernel's source), so a changed kernel tunes afresh."""
+    if os.environ.get(SHIPPED_TUNING_VARIABLE, "1") == "0":
+        return {}
+    return _shipped_records()
+
+
+@functools.cache
+def _shipped_records() -> dict[tuple[str, str, str], dict]:
+    records: dict[tuple[str, str, str], dict] = {}
+    for path in sorted(SHIPPED_TUNING_DIR.glob("*.json")):
+        records.update(read_tuning_file(path))
+    return records
 
 
 def clear_pinned() -> None:

@@ -249,6 +249,36 @@ def test_export_and_load_pin_configurations(tuned, tmp_path, monkeypatch):
         tuning.clear_pinned()
 
 
+def test_shipped_records_apply_after_the_pins_and_the_cache(tuned, tmp_path, monkeypatch):
+    """A shipped tuning file's record is used where neither a pin nor the cache has one (no tuning); the
+    cache and a pin win over it; ANYBIT_SHIPPED_TUNING=0 ignores it."""
+    from anybit.runtime.device import current_arch
+
+    gpu = tuning.gpu_key(current_arch())
+    bucket = tuning.bucket_text(tuned.bucket(call_args(100)))
+    shipped_dir = tmp_path / "shipped"
+    shipped_dir.mkdir()
+    record = {"kernel": tuned.identity, "gpu": gpu, "bucket": bucket, "config": {"block": 4}}
+    (shipped_dir / "gpu.json").write_text(json.dumps({"format": 1, "records": [record]}))
+    monkeypatch.setattr(tuning, "SHIPPED_TUNING_DIR", shipped_dir)
+    tuning._shipped_records.cache_clear()
+    try:
+        fresh = TunedKernel(tuned.script_class, timer=lambda run, config: pytest.fail("tuned"), **tuned.fixed)
+        assert fresh.select(call_args(100)) == {"block": 4}
+        monkeypatch.setenv(tuning.SHIPPED_TUNING_VARIABLE, "0")
+        assert tuning.stored_config(tuned.identity, gpu, bucket) is None
+        monkeypatch.delenv(tuning.SHIPPED_TUNING_VARIABLE)
+        tuned.tune(call_args(100), arch=current_arch(), gpu=gpu, bucket=bucket)  # the cache: block 2
+        assert tuning.stored_config(tuned.identity, gpu, bucket) == {"block": 2}
+        pinned = tmp_path / "pinned.json"
+        pinned.write_text(json.dumps({"format": 1, "records": [dict(record, config={"block": 1})]}))
+        tuning.load_tuning(pinned)
+        assert tuning.stored_config(tuned.identity, gpu, bucket) == {"block": 1}
+    finally:
+        tuning.clear_pinned()
+        tuning._shipped_records.cache_clear()
+
+
 def test_load_rejects_other_files(tmp_path):
     path = tmp_path / "x.json"
     path.write_text(json.dumps({"format": 99}))

@@ -1,0 +1,83 @@
+"""The tuning shipped with anybit (``anybit/runtime/tunings``) matches the decode kernels it was tuned for.
+
+A record applies only to the kernel revision that made it (its identity hashes the kernel's source), so a
+change to the decode kernels silently stops the shipped H200 configurations of the int4 Llama-3-8B model
+from applying: this test fails instead, naming how to make the file again.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anybit import kernels
+from anybit.ops.plan import WeightPlan
+from anybit.ops.tuning import TUNE_BIAS_AFTER_DOT_VARIABLE, TUNE_SPLIT_IN_CLUSTER_VARIABLE
+from anybit.runtime import autotune
+
+H200 = "NVIDIA H200|sm_90a"
+REGENERATE = (
+    "the decode kernels changed since the shipped H200 tuning was made: on an H200 run `python "
+    "benchmarks/e2e.py --compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit "
+    "--types int4 --batches 1,16 --out DIR` with ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 ANYBIT_TUNE_BIAS_AFTER_DOT=1 "
+    "and ANYBIT_SHIPPED_TUNING=0, and copy DIR/tuning.json over anybit/runtime/tunings/"
+    "nvidia-h200-int4-llama-3-8b.json (or delete that file)"
+)
+#: The folded int4 model's decode launches: (name, N, K, gated, residual added, row RMS folded).
+LLAMA_3_8B = (
+    ("qkv", 6144, 4096, False, False, True),
+    ("o", 4096, 4096, False, True, False),
+    ("gate_up", 28672, 4096, True, False, True),
+    ("down", 4096, 14336, False, True, False),
+)
+
+
+def llama_tuners(m: int) -> dict[str, autotune.TunedKernel]:
+    """The tuners the folded int4 Llama-3-8B model's projections select from at M rows (any norm epsilon:
+    it is not part of the identity)."""
+    tuners = {}
+    for name, n, k, gated, residual, rms in LLAMA_3_8B:
+        layout = kernels.choose_layout("int4", n, k, 128, gated=gated)
+        plan = WeightPlan(layout, torch.float16, torch.device("cpu"))
+        tuners[name] = plan.fused_tuner(m, False, False, residual, 1e-5 if rms else None)
+    return tuners
+
+
+@pytest.fixture
+def shipped_h200(monkeypatch) -> dict:
+    """The shipped records for the H200, the opt-in tuning variables unset (a user's default)."""
+    for variable in (TUNE_SPLIT_IN_CLUSTER_VARIABLE, TUNE_BIAS_AFTER_DOT_VARIABLE):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv(autotune.SHIPPED_TUNING_VARIABLE, raising=False)
+    autotune._shipped_records.cache_clear()
+    records = {key: config for key, config in autotune.shipped_tuning().items() if key[1] == H200}
+    assert records, "no shipped H200 tuning: is anybit/runtime/tunings/*.json installed as package data?"
+    return records
+
+
+@pytest.mark.parametrize("m", [1, 16])
+def test_every_projection_of_the_int4_model_has_a_shipped_h200_configuration(shipped_h200, m):
+    for name, tuner in llama_tuners(m).items():
+        n, k = next((n, k) for label, n, k, *_ in LLAMA_3_8B if label == name)
+        bucket = autotune.bucket_text([m, n, k])
+        config = shipped_h200.get((tuner.identity, H200, bucket))
+        assert config is not None, f"{name} at M = {m}: {REGENERATE}"
+        # Runs without the ANYBIT_TUNE_* variables set, whichever variant the tuning picked.
+        assert tuner.accepts(config), (name, m, config)
+        built = tuner.built(config, (None,) * 6 + (m, n, k), "sm_90a")
+        assert isinstance(built, tuple), (name, m, config, built)  # traced, verified, CUDA generated
+        assert tuner.unsuited(config, (None,) * 6 + (m, n, k)) is None, (name, m, config)
+
+
+def test_every_shipped_record_belongs_to_a_current_kernel(shipped_h200):
+    current = {tuner.identity for m in (1, 16) for tuner in llama_tuners(m).values()}
+    stale = sorted({kernel for kernel, _, _ in shipped_h200} - current)
+    assert not stale, f"records of kernels that no longer exist {stale}: {REGENERATE}"
+
+
+def test_a_norm_epsilon_does_not_change_the_tuning_identity():
+    layout = kernels.choose_layout("int4", 6144, 4096, 128)
+    plan = WeightPlan(layout, torch.float16, torch.device("cpu"))
+    identities = {plan.fused_tuner(1, False, False, False, eps).identity for eps in (1e-5, 1e-6)}
+    assert len(identities) == 1
+    assert plan.fused_tuner(1, False, False, False, None).identity not in identities
