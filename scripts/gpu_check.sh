@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -258,6 +258,13 @@ step variants 590 bash -c "$PYTHON benchmarks/attention_probe.py --batches 1 --l
     ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 ANYBIT_TUNE_BIAS_AFTER_DOT=1 $PYTHON benchmarks/e2e.py $cluster_e2e --no-baseline \
     --out $RESULTS/e2e_variant_tuning; \
     $PYTHON benchmarks/layer_sequence.py --types int4 --copies 16 --sweep --bias-after-dot --out $RESULTS/bias_sweep"
+# Is a machine's first end-to-end process slower at steady state (int4 batch 1: 2.105 and 2.111 ms a step in
+# the first e2e process of two calls, 1.885-1.927 in later ones, the decode kernels' tuned times equal)? The
+# same profiled run twice on a fresh machine: the kernel groups' times say where a difference lies.
+first_e2e="--compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit --types int4 \
+    --batches 1 --new-tokens 128 --prompts 4 --repeats 3 --no-agreement --no-baseline --profile"
+step first_process 560 bash -c "$PYTHON benchmarks/e2e.py $first_e2e --out $RESULTS/e2e_first; \
+    $PYTHON benchmarks/e2e.py $first_e2e --out $RESULTS/e2e_second"
 # The weights' magic number taken off by a second dot (bias_after_dot): its GPU tests, then every
 # configuration of a Llama-3-8B layer's four shapes in a row with and without it (int4 and int2, M = 1).
 step bias_after_dot 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 4 \
