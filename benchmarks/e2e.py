@@ -93,10 +93,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--attention-combine",
         choices=("global", "cluster", "auto"),
-        default="global",
+        default="auto",
         help="with --fuse-attention: where a cache's runs meet (anybit.fuse_attention's combine: cluster "
-        "combines up to 8 runs in a thread-block cluster's shared memory, sm_90; auto where "
-        "the runs fit a cluster and the grid one wave)",
+        "combines up to 16 runs in a thread-block cluster's shared memory, sm_90; auto, the default, "
+        "where the runs fit a portable cluster and the grid one wave; global through global memory)",
     )
     parser.add_argument(
         "--fuse-attention",

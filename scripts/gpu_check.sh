@@ -217,7 +217,7 @@ step e2e_mlp 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --fuse-mlp --m
 # 1 and 16, 256 prompts): a shorter call than e2e when one type's figure is what changed.
 step attention_tests 120 "${gpu_pytest[@]}" -n 8 tests/kernels/test_gpu_attention.py
 step e2e_int4 420 "$PYTHON" benchmarks/e2e.py $e2e_settings --types int4 \
-    --attention-combine "${ATTENTION_COMBINE:-global}" --out "$RESULTS/e2e_int4"
+    --attention-combine "${ATTENTION_COMBINE:-auto}" --out "$RESULTS/e2e_int4"
 # Thread-block clusters: the VM's cluster tests, the attention kernel's runs and the decode kernels' split-K
 # reduced in a cluster on the GPU; the attention probe with the runs combined through global memory against
 # in a cluster (batch 1 and 16, 145 and 1024 positions, 2/4/8 runs, tile 16); then int4 end to end at batch 1

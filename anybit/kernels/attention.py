@@ -481,7 +481,7 @@ def decode_attention(
     tile: int | None = None,
     warps_over: str | None = None,
     mask: torch.Tensor | None = None,
-    combine: str = "global",
+    combine: str = "auto",
 ) -> torch.Tensor:
     """One decode token's attention for every sequence of a batch, in one kernel (see the module docstring).
 
@@ -517,10 +517,10 @@ def decode_attention(
         cache position — a left-padded batch's attention mask. Without it every position up to
         ``position`` is attended to.
     combine
-        ``"global"`` (default) or ``"cluster"``: where the runs' sums meet (see :data:`COMBINES`;
-        ``"cluster"`` needs sm_90 and at most 16 runs, past 8 an H100/H200); ``"auto"``: the
-        cluster where the runs fit one and the grid one wave (:func:`default_combine`), else global memory
-        (not the default yet: it has not run inside a CUDA graph on a GPU).
+        ``"auto"`` (default): the cluster where the runs fit a portable one and the grid one wave
+        (:func:`default_combine`: where the H200 measured it faster), else global memory; ``"global"`` or
+        ``"cluster"`` to choose (see :data:`COMBINES`; ``"cluster"`` needs sm_90 and at most 16 runs, past
+        8 an H100/H200).
 
     A position outside the cache (read on the device, so not checked here: that would synchronise) writes
     NaN to ``out`` and nothing to the caches.

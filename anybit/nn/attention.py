@@ -32,7 +32,7 @@ def decode_attention_op(
     heads: int,
     scale: float,
     mask: torch.Tensor | None = None,
-    combine: str = "global",
+    combine: str = "auto",
 ) -> torch.Tensor:
     """:func:`decode_attention` as a torch op (``torch.compile`` and CUDA graphs see one op that writes the
     caches), returning the attention output [B, heads · D]."""
@@ -43,7 +43,7 @@ def decode_attention_op(
 
 @decode_attention_op.register_fake
 def _decode_attention_fake(
-    qkv, cos, sin, k_cache, v_cache, position, heads, scale, mask=None, combine="global"
+    qkv, cos, sin, k_cache, v_cache, position, heads, scale, mask=None, combine="auto"
 ):
     return qkv.new_empty(qkv.shape[0], heads * k_cache.shape[-1])
 
@@ -185,12 +185,12 @@ def _check_llama_math(module: nn.Module, config) -> None:
         )
 
 
-def fuse_attention(model: nn.Module, *, combine: str = "global") -> int:
+def fuse_attention(model: nn.Module, *, combine: str = "auto") -> int:
     """Give every Llama-style attention block with a fused ``qkv_proj`` (:func:`~anybit.nn.fuse_projections`)
     the one-kernel decode step, in place; returns how many blocks were changed. ``combine``: where a long
-    cache's runs meet (:func:`~anybit.kernels.decode_attention`'s ``combine``: ``"global"``, the default,
-    ``"cluster"`` on sm_90 — at most 8 runs, combined in the cluster's shared memory — or ``"auto"``: the
-    cluster where the runs fit one and the grid one wave).
+    cache's runs meet (:func:`~anybit.kernels.decode_attention`'s ``combine``: ``"auto"``, the default, the
+    cluster where the runs fit a portable one and the grid one wave, else global memory; ``"global"``;
+    ``"cluster"`` on sm_90 — at most 16 runs, combined in the cluster's shared memory).
 
     Raises
     ------
