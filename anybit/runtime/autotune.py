@@ -43,6 +43,7 @@ TUNING_FORMAT = 1
 _SPACE_ATTRIBUTE = "__anybit_tune_space__"
 _BUCKET_ATTRIBUTE = "__anybit_tune_bucket__"
 _pinned: dict[tuple[str, str, str], dict] = {}  # (kernel identity, gpu, bucket) -> config
+_shipped_used: dict[tuple[str, str, str], dict] = {}  # the shipped records this process has run
 _disk_lock = threading.Lock()
 
 
@@ -490,6 +491,8 @@ def stored_config(identity: str, gpu: str, bucket: str) -> dict | None:
         config = record["config"] if record else None
     if config is None:
         config = shipped_tuning().get((identity, gpu, bucket))
+        if config is not None:
+            _shipped_used[(identity, gpu, bucket)] = config
     return config
 
 
@@ -547,7 +550,8 @@ def _write_record(
 
 
 def export_tuning(path: str | os.PathLike) -> int:
-    """Write every cached and pinned tuned configuration to one JSON file; return how many records.
+    """Write every cached and pinned tuned configuration, and the shipped ones this process ran, to one JSON
+    file; return how many records.
 
     Ship the file with a model and :func:`load_tuning` it in serving, so serving never tunes.
     """
@@ -558,6 +562,8 @@ def export_tuning(path: str | os.PathLike) -> int:
         for gpu, buckets in _read_records(identity).items():
             for bucket, record in buckets.items():
                 records[(identity, gpu, bucket)] = record["config"]
+    for key, config in _shipped_used.items():  # what this process ran from the shipped files
+        records.setdefault(key, config)
     records.update(_pinned)
     data = {
         "format": TUNING_FORMAT,

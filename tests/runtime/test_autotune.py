@@ -265,6 +265,9 @@ def test_shipped_records_apply_after_the_pins_and_the_cache(tuned, tmp_path, mon
     try:
         fresh = TunedKernel(tuned.script_class, timer=lambda run, config: pytest.fail("tuned"), **tuned.fixed)
         assert fresh.select(call_args(100)) == {"block": 4}
+        exported = tmp_path / "ran.json"  # a run's export holds the shipped records it ran
+        assert tuning.export_tuning(exported) == 1
+        assert json.loads(exported.read_text())["records"] == [record]
         monkeypatch.setenv(tuning.SHIPPED_TUNING_VARIABLE, "0")
         assert tuning.stored_config(tuned.identity, gpu, bucket) is None
         monkeypatch.delenv(tuning.SHIPPED_TUNING_VARIABLE)
@@ -277,6 +280,7 @@ def test_shipped_records_apply_after_the_pins_and_the_cache(tuned, tmp_path, mon
     finally:
         tuning.clear_pinned()
         tuning._shipped_records.cache_clear()
+        tuning._shipped_used.clear()
 
 
 def test_load_rejects_other_files(tmp_path):
