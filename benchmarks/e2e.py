@@ -192,6 +192,28 @@ def environment() -> dict:
     return info
 
 
+def cache_files() -> dict[str, int]:
+    """Files in anybit's cache (compiled kernels, tuning) and Inductor's when the run starts: 0 on a fresh
+    machine. The first end-to-end process on a fresh machine has run slower at steady state (BENCHMARKS.md,
+    seventeenth session), so reports say which kind of process they are."""
+    from torch._inductor.runtime.runtime_utils import cache_dir as inductor_cache_dir
+
+    from anybit.runtime.cache import cache_dir
+
+    def count(directory) -> int:
+        root = pathlib.Path(directory)
+        return sum(1 for path in root.rglob("*") if path.is_file()) if root.exists() else 0
+
+    return {"anybit": count(cache_dir()), "inductor": count(inductor_cache_dir())}
+
+
+def _caches_text(files: dict | None) -> str:
+    """The report's words for the caches a run started with."""
+    if not files:
+        return ""
+    return f"; cache files at the start: anybit {files['anybit']}, Inductor {files['inductor']}"
+
+
 def mlp_launch(args: argparse.Namespace) -> dict | None:
     """``anybit.fuse_mlp``'s settings from ``--fuse-mlp`` / ``--mlp-launch`` (None: the MLPs stay two
     kernels; it needs the fused, gated, folded model)."""
@@ -333,6 +355,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
     types = [name for name in args.types.split(",") if name]
     batches = [int(batch) for batch in args.batches.split(",") if batch]
     started = time.perf_counter()
+    caches_at_start = cache_files()
     reference = build_llama(args.config, device=device, dtype=torch.float16, layers=args.layers)
     if args.fuse:
         anybit.fuse_projections(reference, gated_mlp=args.gated_mlp)
@@ -340,7 +363,7 @@ def run(args: argparse.Namespace, save=None) -> dict:
             anybit.fuse_attention(reference, combine=args.attention_combine)
     config = reference.config
     report: dict = {
-        "environment": environment(),
+        "environment": {**environment(), "cache_files_at_start": caches_at_start},
         "model": {
             "config": args.config,
             "layers": config.num_hidden_layers,
@@ -492,7 +515,7 @@ def markdown(report: dict) -> str:
         f"{'; the bias after the dot tuned too' if settings.get('tune_bias_after_dot') else ''}{pinned}"
         f"{'; Inductor kernels launched as dependents' if report['environment'].get('inductor_pdl') else ''}"
         "; best of "
-        f"{settings['repeats']}.",
+        f"{settings['repeats']}{_caches_text(report['environment'].get('cache_files_at_start'))}.",
         "",
         "| type | batch | tokens/s | ms/step | speedup vs fp16 | mode |",
         "|---|---|---|---|---|---|",

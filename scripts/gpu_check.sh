@@ -260,10 +260,12 @@ step variants 590 bash -c "$PYTHON benchmarks/attention_probe.py --batches 1 --l
     $PYTHON benchmarks/layer_sequence.py --types int4 --copies 16 --sweep --bias-after-dot --out $RESULTS/bias_sweep"
 # Is a machine's first end-to-end process slower at steady state (int4 batch 1: 2.105 and 2.111 ms a step in
 # the first e2e process of two calls, 1.885-1.927 in later ones, the decode kernels' tuned times equal)? The
-# same profiled run twice on a fresh machine: the kernel groups' times say where a difference lies.
+# same profiled run twice, the first on empty anybit, Inductor and Triton caches (fresh directories, whatever the
+# machine ran before), the second on what the first left: the kernel groups' times say where a difference lies.
 first_e2e="--compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit --types int4 \
     --batches 1 --new-tokens 128 --prompts 4 --repeats 3 --no-agreement --no-baseline --profile"
-step first_process 560 bash -c "$PYTHON benchmarks/e2e.py $first_e2e --out $RESULTS/e2e_first; \
+step first_process 560 bash -c "export ANYBIT_CACHE_DIR=/tmp/anybit-cold TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-cold \
+    TRITON_CACHE_DIR=/tmp/triton-cold; rm -rf /tmp/anybit-cold /tmp/inductor-cold /tmp/triton-cold; $PYTHON benchmarks/e2e.py $first_e2e --out $RESULTS/e2e_first; \
     $PYTHON benchmarks/e2e.py $first_e2e --out $RESULTS/e2e_second"
 # The weights' magic number taken off by a second dot (bias_after_dot): its GPU tests, then every
 # configuration of a Llama-3-8B layer's four shapes in a row with and without it (int4 and int2, M = 1).
