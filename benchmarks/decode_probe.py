@@ -63,6 +63,7 @@ def probe(
     m: int = 1,
     sm_warps: tuple[int, ...] = (0,),
     planar: bool | None = None,
+    bias_after_dot: bool = False,
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
@@ -87,7 +88,7 @@ def probe(
     # A target of resident warps per SM becomes a launch bound of target // warps blocks (0: no bound).
     space = [
         dict(config, min_blocks=target // config["warps"]) if target else config
-        for config in tuner.sweep_space(warps=warps, stages=stages)
+        for config in tuner.sweep_space(warps=warps, stages=stages, bias_after_dot=bias_after_dot)
         if tuner.unsuited(config, args) is None
         for target in sm_warps
     ]
@@ -151,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         help="3-, 5- and 6-bit codes stored as bit planes (on), whole (off), as choose_layout picks (auto), "
         "or both in turn (an A/B in one process)",
     )
+    parser.add_argument(
+        "--bias-after-dot",
+        action="store_true",
+        help="every configuration also with the conversion's magic number (and zero points) taken off after "
+        "the dot, where the type takes it (an A/B in one process)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     if not 1 <= options.m <= 16:
@@ -176,7 +183,20 @@ def main(argv: list[str] | None = None) -> int:
         for (n, k), (width, operand, planar) in ((s, v) for s in shapes for v in variants):
             if planar and not eligible_for_planes(type_name):
                 continue
-            row = probe(n, k, type_name, modes, width, operand, stages, warps, options.m, sm_warps, planar)
+            row = probe(
+                n,
+                k,
+                type_name,
+                modes,
+                width,
+                operand,
+                stages,
+                warps,
+                options.m,
+                sm_warps,
+                planar,
+                options.bias_after_dot,
+            )
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
             stored = "" if planar is None else (", bit planes" if planar else ", whole codes")

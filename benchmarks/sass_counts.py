@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bias-after-dot",
         action="store_true",
-        help="the magic number left in the weights and taken off by a second dot (signed types)",
+        help="the magic number left in the weights and taken off by a second dot (integer types; their "
+        "zero points after the dot too)",
     )
     options = parser.parse_args(argv)
     along_k = {"warps_along_k": True} if options.warps_along_k else {}

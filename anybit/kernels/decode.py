@@ -125,7 +125,8 @@ class DecodeMatmul(anybit.Script):
         Convert the weights with their magic number left in (``cast(..., biased=True)``: one subtraction a
         pair of weights less) and take it off with a second ``dot`` a chunk, of the same biased cast of a
         tile of zero codes (constants), into the same accumulator: fewer instructions where the conversion,
-        not the tensor cores, bounds the loop (8 rows of x). Integer codes stored whole, without zero points.
+        not the tensor cores, bounds the loop (8 rows of x). Integer codes stored whole; with zero points
+        (scale groups only) those come off after the dot too, as z · Σx a chunk (Σx: a dot of ones).
     """
 
     def __init__(
@@ -178,11 +179,15 @@ class DecodeMatmul(anybit.Script):
         self.rms_rows = rms_rows or RMS_ROWS
         self.rms_k = rms_k
         if bias_after_dot and (
-            has_zeros or layout.planar or not layout.dtype.is_integer or layout.dtype.nbits > 8
+            (has_zeros and layout.per_channel)
+            or layout.planar
+            or not layout.dtype.is_integer
+            or layout.dtype.nbits > 8
         ):
             raise ValueError(
-                f"bias_after_dot takes integer codes of at most 8 bits stored whole without zero points, got "
-                f"{layout.dtype.name}{' with zero points' if has_zeros else ''}"
+                f"bias_after_dot takes integer codes of at most 8 bits stored whole (zero points with scale "
+                f"groups, not per channel), got {layout.dtype.name}"
+                f"{' with per-channel zero points' if has_zeros and layout.per_channel else ''}"
                 f"{' in bit planes' if layout.planar else ''}; use bias_after_dot=False"
             )
         self.bias_after_dot = bias_after_dot
@@ -229,12 +234,12 @@ class DecodeMatmul(anybit.Script):
         gx = self._x_view(x, m, k)
         gw = self._weight_view(weight, k, n)
         gs = self._scales_view(scales, group_rows, n)
-        gz = self.global_view(zeros, act, [group_rows, n])
+        gz = self._zeros_view(zeros, group_rows, n)
         gy = self._y_view(y, m, n // 2 if self.gated else n)
         sx = self._x_ring()
         sw = self.shared_tensor(uint8, [stages, warps, pl.tile_bytes])
         ss = self._scales_ring()
-        sz = self.shared_tensor(act, [stages, 1, bn])
+        sz = self._scales_ring() if self.zeros_after_dot else self.shared_tensor(act, [stages, 1, bn])
         exponent = weight_exponent(pl.dtype, act)  # weights times 2^exponent, scales times 2^−exponent
         n0 = self.blockIdx.x * bn
         m0 = self.blockIdx.y * rows
@@ -283,6 +288,8 @@ class DecodeMatmul(anybit.Script):
         runs = count // kw if kw > 1 else count
         acc = self._new_accumulator()
         negated_bias = self._negated_bias() if self.bias_after_dot else None
+        # Zero points after the dot: Σx a row (a dot of ones, the same for every warp tile) times the zeros.
+        ones = self._ones_like(negated_bias) if self.zeros_after_dot else None
         if pl.per_channel and self.has_zeros:
             zero_row = self.load_global(gz, [0, n0], [1, bn])
         # The prologue: weight-side copies of the first S−1 chunks, the wait for the previous kernel (which
@@ -340,7 +347,7 @@ class DecodeMatmul(anybit.Script):
             current = step % stages
             tile_x = self.load_shared(sx[current])
             zero = None
-            if self.has_zeros:  # zero points are codes: subtracted inside the conversion, for free
+            if self.has_zeros and not self.zeros_after_dot:  # codes: subtracted in the conversion, for free
                 zero = zero_row if pl.per_channel else self.load_shared(sz[current])
             weights = decode_tile(
                 self,
@@ -355,12 +362,15 @@ class DecodeMatmul(anybit.Script):
             if pl.per_channel:
                 self._dot(tile_x, weights, acc)
                 if negated_bias is not None:
-                    acc += self._bias_correction(tile_x, negated_bias)
+                    acc += self._constant_dot(tile_x, negated_bias)
             else:
                 partial = self._new_accumulator()
                 self._dot(tile_x, weights, partial)
                 if negated_bias is not None:  # the conversion's bias off, inside the chunk (before scaling)
-                    partial = partial + self._bias_correction(tile_x, negated_bias)
+                    partial = partial + self._constant_dot(tile_x, negated_bias)
+                if ones is not None:  # then the zero points: z · Σx, the chunk's zeros shaped as its scales
+                    zeros = self.cast(self._load_scales(sz[current]), float32)
+                    partial = partial - self._constant_dot(tile_x, ones) * zeros
                 scale = self.cast(self._load_scales(ss[current]), float32, exponent=-exponent)
                 acc += partial * scale
         if kw > 1:  # the K groups' partial sums added through shared memory, before anything else
@@ -524,13 +534,29 @@ class DecodeMatmul(anybit.Script):
             total = total + tile
         return total
 
-    def _bias_correction(self, tile_x, negated_bias):
-        """−(the chunk's bias) · x in an accumulator of its own: no chain of dependent ``mma`` after the
-        weights' ones, and every warp tile's correction the same constants times the same x, which the
+    @property
+    def zeros_after_dot(self) -> bool:
+        """Whether the zero points come off after the dot (``bias_after_dot`` with zero points): their ring
+        and global view then take the scales' shape, to multiply the partial sum as the scales do."""
+        return self.bias_after_dot and self.has_zeros
+
+    def _zeros_view(self, zeros, group_rows, n):
+        """The zero points in global memory: rows [group_rows, N], or shaped as the scales."""
+        if self.zeros_after_dot:
+            return self._scales_view(zeros, group_rows, n)
+        return self.global_view(zeros, self.act, [group_rows, n])
+
+    def _constant_dot(self, tile_x, tile):
+        """A constant weight ``tile`` · x in an accumulator of its own: no chain of dependent ``mma`` after
+        the weights' ones, and every warp tile's product the same constants times the same x, which the
         compiler computes once (sm_90a, int2 at 8 rows: 64 → 40 ``HMMA`` a chunk)."""
-        correction = self._new_accumulator()
-        self._dot(tile_x, negated_bias, correction)
-        return correction
+        product = self._new_accumulator()
+        self._dot(tile_x, tile, product)
+        return product
+
+    def _ones_like(self, tile):
+        """A register tile of ones in ``tile``'s shape and layout: its dot with x is Σx for every column."""
+        return self.register_tensor(self.act, list(tile.shape), layout=tile.layout, init=1.0)
 
     def _negated_bias(self):
         """−(the biased cast of a block tile of zero codes): what ``bias_after_dot`` adds through a second

@@ -342,8 +342,8 @@ class DecodeMatmulTransposed(DecodeMatmul):
         if not pl.per_channel:
             row = chunk * pl.k_chunk // pl.group_size
             self.copy_async(gs, ss, [n0, row], in_bounds=True)
-            if self.has_zeros:
-                self.copy_async(gz, sz, [row, n0], in_bounds=True)
+            if self.has_zeros:  # a row for the conversion, or a column as the scales (zeros_after_dot)
+                self.copy_async(gz, sz, [n0, row] if self.zeros_after_dot else [row, n0], in_bounds=True)
 
     def _copy_x(self, gx, sx, chunk, m0) -> None:
         """Start copying chunk ``chunk``'s columns of x^T; rows m of x past M are zero-filled (no read).

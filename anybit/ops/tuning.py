@@ -78,8 +78,9 @@ def tunes_split_in_cluster() -> bool:
 def tunes_bias_after_dot() -> bool:
     """Whether ``ANYBIT_TUNE_BIAS_AFTER_DOT=1`` asks the decode tuner to try each configuration of 8 rows
     with the weights' conversion bias taken off by a second dot as well (``bias_after_dot``; weights of
-    integer codes stored whole without zero points). Off by default: on the H200 (2026-11-29) it timed within
-    ±2% of the same configurations without it (int4 Llama-3-8B projections, 16 in a row)."""
+    integer codes stored whole, their zero points then off after the dot too). Off by default: on the H200
+    (2026-11-29) it timed within ±2% of the same configurations without it (int4 Llama-3-8B projections,
+    16 in a row)."""
     return os.environ.get(TUNE_BIAS_AFTER_DOT_VARIABLE, "0") == "1"
 
 
@@ -297,11 +298,13 @@ class DecodeTuner(TunedKernel):
 
     def _takes_bias_after_dot(self) -> bool:
         """Whether this specialisation's weights gain from leaving the conversion's bias for a second dot:
-        integer codes below 8 bits stored whole, without zero points (8-bit codes convert with one ``prmt``
-        and one subtraction a pair already; sm_90a counts their loop 178 → 201 instructions with it)."""
+        integer codes below 8 bits stored whole, zero points only with scale groups (8-bit codes convert
+        with one ``prmt`` and one subtraction a pair already; sm_90a counts their loop 178 → 201
+        instructions with it, uint8's 198 → 212)."""
         layout = self.fixed["layout"]
         dtype = layout.dtype
-        return dtype.is_integer and dtype.nbits < 8 and not layout.planar and not self.fixed["has_zeros"]
+        zeros_fit = not (self.fixed["has_zeros"] and layout.per_channel)
+        return dtype.is_integer and dtype.nbits < 8 and not layout.planar and zeros_fit
 
     def has_built(self, config: dict, arch: str) -> bool:
         """Whether ``config`` was built for ``arch`` already (here or kept from a precompile)."""
@@ -331,7 +334,7 @@ class DecodeTuner(TunedKernel):
         if config.get("split_in_cluster") and not 1 < split <= MAX_CLUSTER_SPLIT:
             return f"split {split}: a cluster reduces 2 to {MAX_CLUSTER_SPLIT} splits"
         if config.get("bias_after_dot") and not self._takes_bias_after_dot():
-            return "bias_after_dot serves integer codes below 8 bits stored whole, without zero points"
+            return "bias_after_dot serves integer codes below 8 bits stored whole (zero points with groups)"
         if config.get("warps_along_k"):
             if self.fixed["has_zeros"]:
                 return "warps along K take weights without zero points"

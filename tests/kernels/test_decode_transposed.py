@@ -398,6 +398,39 @@ def test_the_conversions_bias_taken_off_by_a_second_dot(
     assert relative_error(y, expected) <= TOLERANCE[act]
 
 
+@pytest.mark.parametrize(
+    ("dtype", "act", "m", "warps", "split", "rows", "group", "operand"),
+    [
+        ("uint1", F16, 1, 2, 2, 8, 128, "a"),
+        ("uint2", BF16, 3, 4, 1, 8, 64, "a"),
+        ("uint4", F16, 2, 2, 1, 16, 32, "a"),
+        ("uint3", F16, 5, 2, 1, 8, 128, "a"),  # codes whole (not planes): choose_layout(planar=False)
+        ("uint8", F16, 4, 2, 2, 8, 128, "a"),
+        ("uint2", F16, 3, 2, 2, None, 128, "b"),  # the x-as-A kernel
+    ],
+)
+def test_zero_points_taken_off_after_the_dot(dtype, act, m, warps, split, rows, group, operand):
+    """``bias_after_dot`` with zero points: the weights converted with their magic number left in, then per
+    chunk the biased zero tile's dot and z · Σx (a dot of ones times the chunk's zeros, shaped as its
+    scales) subtracted — the same product as the zeros subtracted in the conversion (the interpreter's
+    bias is 2^bits and the zeros reach 2^bits − 1, so a missing correction would show)."""
+    n, k = 256, 1024
+    q = random_quantized(dtype, n, k, group, act, zero_point=True, seed=fresh_seed())
+    layout = choose_layout(dtype, n, k, group, operand=operand, planar=False)
+    p = pack(q, layout=layout)
+    x = (torch.randn(m, k) * 3.0).to(act)
+    y = torch.full((m, n), float("nan"), dtype=act)
+    options = dict(has_zeros=True, warps=warps, split=split, bias_after_dot=True)
+    if operand == "a":
+        kernel = DecodeMatmulTransposed(layout, act, rows=rows, **options)
+    else:
+        kernel = DecodeMatmul(layout, act, **options)
+    assert kernel.zeros_after_dot
+    anybit.interpret(kernel, x, p.data, p.scales, p.zeros, p.scales, y, m, n, k)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
+
+
 def test_bias_after_dot_in_the_x_as_a_kernel_and_its_limits():
     q = random_quantized("int4", 128, 512, 128, F16, zero_point=False, seed=fresh_seed())
     p = pack(q, layout=choose_layout("int4", 128, 512, 128, operand="b"))
@@ -406,8 +439,11 @@ def test_bias_after_dot_in_the_x_as_a_kernel_and_its_limits():
         x, p, out=torch.full((3, 128), float("nan"), dtype=F16), config={"bias_after_dot": True}
     )
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[F16]
-    for dtype, zeros, reason in (("uint4", True, "with zero points"), ("int3", False, "in bit planes")):
-        layout = choose_layout(dtype, 128, 512, 128, operand="a")
+    for dtype, group, zeros, reason in (
+        ("uint4", -1, True, "with per-channel zero points"),
+        ("int3", 128, False, "in bit planes"),
+    ):
+        layout = choose_layout(dtype, 128, 512, group, operand="a")
         with pytest.raises(ValueError, match=reason):
             DecodeMatmulTransposed(layout, F16, has_zeros=zeros, bias_after_dot=True)
     with pytest.raises(ValueError, match="float4_e2m1"):

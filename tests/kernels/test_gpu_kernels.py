@@ -224,12 +224,18 @@ def _check_folded(dtype, act, m, n, operand, config, accumulate, rms) -> None:
         ("bias_after_dot", "int2", torch.bfloat16, 3, 4, 2, 8, False, "a"),
         ("bias_after_dot", "int8", torch.float16, 16, 2, 4, 16, False, "a"),
         ("bias_after_dot", "int4", torch.bfloat16, 5, 2, 2, None, False, "b"),
+        # Zero points after the dot too (z · Σx a chunk)
+        ("bias_after_dot", "uint1", torch.float16, 1, 2, 8, 8, False, "a"),
+        ("bias_after_dot", "uint2", torch.bfloat16, 3, 1, 4, 8, False, "a"),
+        ("bias_after_dot", "uint4", torch.float16, 16, 2, 4, 16, False, "a"),
+        ("bias_after_dot", "uint2", torch.float16, 5, 2, 2, None, False, "b"),
     ],
 )
 @pytest.mark.parametrize("fusion", ["none", "both"])
 def test_kernel_options_on_cuda(option, dtype, act, m, split, warps, rows, along_k, operand, fusion):
     """Split-K's partials meeting in the block column's thread-block cluster (sm_90), and the weights'
-    magic number taken off by a second dot (the GPU's bias is its conversions' own), folds included."""
+    magic number taken off by a second dot (the GPU's bias is its conversions' own; zero points after it
+    too), folds included."""
     both = fusion == "both" and operand == "a"  # the folds need the transposed kernel
     config = {"warps": warps, "stages": 4, "split": split, option: True}
     if operand == "a":

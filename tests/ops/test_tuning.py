@@ -289,26 +289,30 @@ def test_split_k_in_a_cluster_joins_the_space_when_asked(monkeypatch):
 
 def test_sweeps_add_bias_after_dot_where_the_weights_take_it():
     """``sweep_space(bias_after_dot=True)``: each configuration once more with the conversion's bias taken
-    off by a second dot, for integer codes stored whole without zero points only; the tuner says why not
-    for the others."""
+    off by a second dot, for integer codes below 8 bits stored whole (zero points with scale groups: they
+    come off after the dot too); the tuner says why not for the others."""
     signed = tuner_for(choose_layout("int4", 4096, 4096, 128), torch.float16, False, False)
     plain = signed.sweep_space()
     assert signed.sweep_space(bias_after_dot=True) == plain + [dict(c, bias_after_dot=True) for c in plain]
     config = dict(plain[0], bias_after_dot=True)
     assert signed.unsuited(config, shape_args(1, 4096, 4096)) is None
-    zero_points = tuner_for(choose_layout("uint4", 4096, 4096, 128), torch.float16, True, False)
-    assert zero_points.sweep_space(bias_after_dot=True) == zero_points.sweep_space()
+    grouped = tuner_for(choose_layout("uint4", 4096, 4096, 128), torch.float16, True, False)
+    assert grouped.sweep_space(bias_after_dot=True) == grouped.sweep_space() + [
+        dict(c, bias_after_dot=True) for c in grouped.sweep_space()
+    ]
+    per_channel = tuner_for(choose_layout("uint4", 4096, 4096, -1), torch.float16, True, False)
+    assert per_channel.sweep_space(bias_after_dot=True) == per_channel.sweep_space()
     bytes_ = tuner_for(choose_layout("int8", 4096, 4096, 128), torch.float16, False, False)
     assert bytes_.sweep_space(bias_after_dot=True) == bytes_.sweep_space()  # nothing to save at 8 bits
-    reason = zero_points.unsuited(
-        dict(zero_points.sweep_space()[0], bias_after_dot=True), shape_args(1, 4096, 4096)
+    reason = per_channel.unsuited(
+        dict(per_channel.sweep_space()[0], bias_after_dot=True), shape_args(1, 4096, 4096)
     )
-    assert "without zero points" in reason
+    assert "zero points with groups" in reason
 
 
 def test_bias_after_dot_joins_the_space_when_asked(monkeypatch):
     """``ANYBIT_TUNE_BIAS_AFTER_DOT=1``: each configuration of 8 rows once more with the bias taken off by a
-    second dot, for weights that take it; none for zero points."""
+    second dot, for weights that take it (zero points with scale groups too); none for 8-bit codes."""
     monkeypatch.setenv(TUNE_BIAS_AFTER_DOT_VARIABLE, "1")
     layout = kernel_layout(choose_layout("int4", 4096, 4096, 128))
     asked = DecodeTuner(layout=layout, act_dtype=torch.float16, has_zeros=False, has_bias=False, revision="t")
@@ -318,4 +322,11 @@ def test_bias_after_dot_joins_the_space_when_asked(monkeypatch):
     zeros = DecodeTuner(
         layout=zero_layout, act_dtype=torch.float16, has_zeros=True, has_bias=False, revision="t"
     )
-    assert not any(c.get("bias_after_dot") for c in zeros.configs)
+    assert [c for c in zeros.configs if c.get("bias_after_dot")] == [
+        dict(c, bias_after_dot=True) for c in zeros.base_configs if c["rows"] == 8
+    ]
+    byte_layout = kernel_layout(choose_layout("uint8", 4096, 4096, 128))
+    bytes_ = DecodeTuner(
+        layout=byte_layout, act_dtype=torch.float16, has_zeros=True, has_bias=False, revision="t"
+    )
+    assert not any(c.get("bias_after_dot") for c in bytes_.configs)
