@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,zero_bias"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -267,6 +267,12 @@ first_e2e="--compile --fuse --gated-mlp --fold-norms --fuse-attention quantized 
 step first_process 560 bash -c "export ANYBIT_CACHE_DIR=/tmp/anybit-cold TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-cold \
     TRITON_CACHE_DIR=/tmp/triton-cold; rm -rf /tmp/anybit-cold /tmp/inductor-cold /tmp/triton-cold; $PYTHON benchmarks/e2e.py $first_e2e --out $RESULTS/e2e_first; \
     $PYTHON benchmarks/e2e.py $first_e2e --out $RESULTS/e2e_second"
+# Zero points off after the dot too (bias_after_dot with uint codes: z · Σx a chunk): its GPU tests, then every
+# configuration with and without it on the issue's three decode shapes at M = 1 (uint1, uint2, uint4; the
+# SASS says 459 -> 375, 445 -> 364 and 260 -> 240 main-loop instructions at 8 rows).
+step zero_bias 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 4 \
+    tests/kernels/test_gpu_kernels.py -k 'bias' && $PYTHON benchmarks/decode_probe.py --types uint1,uint2,uint4 \
+    --shapes 57344x8192,8192x28672,8192x8192 --bias-after-dot --out $RESULTS/zero_bias"
 # The weights' magic number taken off by a second dot (bias_after_dot): its GPU tests, then every
 # configuration of a Llama-3-8B layer's four shapes in a row with and without it (int4 and int2, M = 1).
 step bias_after_dot 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 4 \
