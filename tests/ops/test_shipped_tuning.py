@@ -21,7 +21,8 @@ REGENERATE = (
     "benchmarks/e2e.py --compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit "
     "--types int4 --batches 1,16 --out DIR` with ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 ANYBIT_TUNE_BIAS_AFTER_DOT=1 "
     "and ANYBIT_SHIPPED_TUNING=0, and copy DIR/tuning.json over anybit/runtime/tunings/"
-    "nvidia-h200-int4-llama-3-8b.json (or delete that file)"
+    "nvidia-h200-int4-llama-3-8b.json (or delete that file); where the change leaves the generated CUDA "
+    "alone, `python scripts/rekey_shipped_tuning.py <worktree of the file's commit>` carries it over"
 )
 #: The folded int4 model's decode launches: (name, N, K, gated, residual added, row RMS folded).
 LLAMA_3_8B = (
