@@ -290,13 +290,20 @@ KERNEL_GROUPS = (  # (group, substrings of the kernel name), first match wins
 )
 
 
-def profile_step(model, batch: int, args: argparse.Namespace, steps: int = 4, compile: bool = False) -> dict:
+def profile_step(
+    model,
+    batch: int,
+    args: argparse.Namespace,
+    steps: int = 4,
+    compile: bool = False,
+    use_graph: bool = False,
+) -> dict:
     """GPU microseconds per decode step by kernel group, and the 16 costliest kernels (eager steps of the
-    timed run's cache length and token pick)."""
+    timed run's cache length and token pick; with ``use_graph`` replays of the captured step, as timed)."""
     from torch.profiler import ProfilerActivity, profile
 
     length = args.prompt_length + args.new_tokens + 1
-    decoder = GreedyDecoder(model, batch, length, use_graph=False, compile=compile, greedy=args.greedy)
+    decoder = GreedyDecoder(model, batch, length, use_graph=use_graph, compile=compile, greedy=args.greedy)
     prompt = torch.randint(0, model.config.vocab_size, (batch, args.prompt_length))
     decoder.prefill(prompt.to(decoder.device))
     decoder.replay()
@@ -476,11 +483,15 @@ def run(args: argparse.Namespace, save=None) -> dict:
                 if args.compile:
                     fresh_compiler()
                 row["profile"] = profile_step(model, row["batch"], args, compile=args.compile)
+                # The same step as the timing replays it (the kernels inside the CUDA graph, where the
+                # profiler sees them): what differs between the eager and the graphed step shows here.
+                row["profile_graph"] = profile_step(
+                    model, row["batch"], args, compile=args.compile, use_graph=True
+                )
                 if name != "fp16":
                     row["decode_configs"] = decode_configs(model, row["batch"])
-                print(
-                    json.dumps({"type": name, "batch": row["batch"], "profile": row["profile"]}), flush=True
-                )
+                profiles = {key: row[key] for key in ("profile", "profile_graph")}
+                print(json.dumps({"type": name, "batch": row["batch"], **profiles}), flush=True)
     report["seconds"] = time.perf_counter() - started
     return report
 
@@ -573,22 +584,26 @@ def profile_lines(report: dict) -> list[str]:
     groups = [group for group, _ in KERNEL_GROUPS] + ["other"]
     lines = [
         "",
-        "GPU time per step by kernel group (`torch.profiler` over eager steps of the same model; µs). "
-        '"between kernels": the timed step (graph replay) less the kernels\' sum.',
+        "GPU time per step by kernel group (`torch.profiler` over eager steps of the same model, and over "
+        'replays of its CUDA graph, "graph"; µs). "between kernels": the timed step (graph replay) less the '
+        "kernels' sum.",
         "",
         "| type | batch | " + " | ".join(groups) + " | kernels a step | kernels' sum | between kernels |",
         "|---|---|" + "---|" * (len(groups) + 3),
     ]
     for row in rows:
-        profile = row["profile"]
-        per_group = profile["us_per_step"]
-        total = sum(per_group.values())
-        between = 1000 * row["ms_per_step"] - total
-        cells = " | ".join(f"{per_group[group]:.1f}" if group in per_group else "–" for group in groups)
-        lines.append(
-            f"| {row['type']} | {row['batch']} | {cells} | {profile['kernels_per_step']} | {total:.1f} | "
-            f"{between:.1f} |"
-        )
+        for key, label in (("profile", ""), ("profile_graph", " (graph)")):
+            profile = row.get(key)
+            if not profile:
+                continue
+            per_group = profile["us_per_step"]
+            total = sum(per_group.values())
+            between = 1000 * row["ms_per_step"] - total
+            cells = " | ".join(f"{per_group[group]:.1f}" if group in per_group else "–" for group in groups)
+            lines.append(
+                f"| {row['type']}{label} | {row['batch']} | {cells} | {profile['kernels_per_step']} | "
+                f"{total:.1f} | {between:.1f} |"
+            )
     return lines
 
 

@@ -261,7 +261,8 @@ step variants 590 bash -c "$PYTHON benchmarks/attention_probe.py --batches 1 --l
 # Is a machine's first end-to-end process slower at steady state (int4 batch 1: 2.105 and 2.111 ms a step in
 # the first e2e process of two calls, 1.885-1.927 in later ones, the decode kernels' tuned times equal)? The
 # same profiled run twice, the first on empty anybit, Inductor and Triton caches (fresh directories, whatever the
-# machine ran before), the second on what the first left: the kernel groups' times say where a difference lies.
+# machine ran before), the second on what the first left: the kernel groups' times (eager steps and CUDA-graph
+# replays, both profiled) say where a difference lies.
 first_e2e="--compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit --types int4 \
     --batches 1 --new-tokens 128 --prompts 4 --repeats 3 --no-agreement --no-baseline --profile"
 step first_process 560 bash -c "export ANYBIT_CACHE_DIR=/tmp/anybit-cold TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-cold \

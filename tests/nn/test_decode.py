@@ -205,12 +205,15 @@ def test_e2e_markdown_shows_where_a_profiled_step_goes(monkeypatch: pytest.Monke
     from benchmarks import e2e
 
     profile = {"us_per_step": {"anybit": 1477.8, "gemm": 240.5, "other": 325.7}, "kernels_per_step": 392}
+    graphed = {"us_per_step": {"anybit": 1400.0, "gemm": 240.0, "other": 300.0}, "kernels_per_step": 207}
     profiled = {"type": "int4", "batch": 1, "ms_per_step": 2.553, "profile": profile}
+    profiled["profile_graph"] = graphed
     report = {"decode": [profiled, {"type": "fp16", "batch": 1, "ms_per_step": 4.8}]}
     lines = e2e.profile_lines(report)
     header = next(line for line in lines if line.startswith("| type |"))
     assert header.split(" | ")[2:6] == ["anybit", "gemm", "attention", "other"]
     assert "| int4 | 1 | 1477.8 | 240.5 | – | 325.7 | 392 | 2044.0 | 509.0 |" in lines
+    assert "| int4 (graph) | 1 | 1400.0 | 240.0 | – | 300.0 | 207 | 1940.0 | 613.0 |" in lines
     assert e2e.profile_lines({"decode": [{"type": "fp16", "batch": 1}]}) == []
 
 
