@@ -1,4 +1,4 @@
-"""Carry the shipped H200 tuning over a change to the decode kernels' Python source that generates the same
+"""Carry the shipped tunings over a change to the decode kernels' Python source that generates the same
 CUDA for every shipped configuration (a refactor, a new option off by default): no GPU needed.
 
 A tuning record's key hashes the kernel's source, so any edit of the decode kernels orphans the shipped
@@ -9,7 +9,9 @@ in a worktree of the tree the file was made with and in this one, and rewrites t
     git worktree add /tmp/before <the commit the file was made or last re-keyed with>
     python scripts/rekey_shipped_tuning.py /tmp/before
 
-Any configuration whose CUDA differs stops it: tune again on an H200 (the test's message says how).
+Any configuration whose CUDA differs stops it: tune again on the GPU the file names (the test's message says
+how). The records are matched to the Llama-3-8B model's projections of every weight type, folded as the
+end-to-end benchmark folds them (``tests/ops/test_shipped_tuning.py``'s ``llama_tuners``).
 """
 
 from __future__ import annotations
@@ -22,36 +24,44 @@ import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent.parent
-TUNING = HERE / "anybit/runtime/tunings/nvidia-h200-int4-llama-3-8b.json"
+sys.path.insert(0, str(HERE))
+from tests.ops.test_shipped_tuning import LLAMA_3_8B, WEIGHT_TYPES  # noqa: E402  (the test's model, here)
 
-# Run in a tree (its path first on sys.path): {projection and M: {identity, sources: {config: CUDA hash}}}.
+TUNINGS = HERE / "anybit/runtime/tunings"
+
+# Run in a tree (its path first on sys.path), given [[key, bucket, config], ...] to build: {"identities":
+# {"<type> <projection> <M>": identity}, "sources": {"<key> <bucket> <config>": CUDA hash}}.
 PROBE = """
 import hashlib, json, sys
-from tests.ops.test_shipped_tuning import LLAMA_3_8B, llama_tuners
-from anybit.runtime.autotune import bucket_text
-configs = json.loads(sys.argv[1])
-shapes = {name: (n, k) for name, n, k, *_ in LLAMA_3_8B}
-result = {}
-for m in (1, 16):
-    for name, tuner in llama_tuners(m).items():
-        n, k = shapes[name]
-        sources = {}
-        for config in configs.get(bucket_text([m, n, k]), []):
-            built = tuner.built(config, (None,) * 6 + (m, n, k), "sm_90a")
-            if not isinstance(built, tuple):
-                raise SystemExit(f"{name} at M = {m}, {config}: {built}")
-            text = built[1].source
-            sources[json.dumps(config, sort_keys=True)] = hashlib.sha256(text.encode()).hexdigest()
-        result[f"{name} {m}"] = {"identity": tuner.identity, "sources": sources}
-print(json.dumps(result))
+import torch
+from anybit import kernels
+from anybit.ops.plan import WeightPlan
+types, projections = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+tuners = {}
+for t in types:
+    for name, n, k, gated, residual, rms in projections:
+        layout = kernels.choose_layout(t, n, k, 128, gated=gated)
+        plan = WeightPlan(layout, torch.float16, torch.device("cpu"))
+        for m in (1, 16):
+            tuner = plan.fused_tuner(m, t.startswith("u"), False, residual, 1e-5 if rms else None)
+            tuners[f"{t} {name} {m}"] = tuner
+sources = {}
+for key, bucket, config in json.loads(sys.argv[1]):
+    built = tuners[key].built(config, (None,) * 6 + tuple(json.loads(bucket)), "sm_90a")
+    if not isinstance(built, tuple):
+        raise SystemExit(f"{key} {bucket} {config}: {built}")
+    sources[f"{key} {bucket} {json.dumps(config, sort_keys=True)}"] = hashlib.sha256(
+        built[1].source.encode()).hexdigest()
+print(json.dumps({"identities": {key: t.identity for key, t in tuners.items()}, "sources": sources}))
 """
 
 
-def probe(tree: pathlib.Path, configs: dict) -> dict:
-    """The tuners' identities and the shipped configurations' CUDA hashes, computed in ``tree``."""
+def probe(tree: pathlib.Path, build: list) -> dict:
+    """The Llama-3-8B tuners' identities of every weight type, and the CUDA hashes of ``build``'s
+    configurations, computed in ``tree``."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(configs)],
+        [sys.executable, "-c", PROBE, json.dumps(build), json.dumps(WEIGHT_TYPES), json.dumps(LLAMA_3_8B)],
         cwd=tree,
         env=env,
         check=True,
@@ -63,28 +73,32 @@ def probe(tree: pathlib.Path, configs: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("before", type=pathlib.Path, help="a worktree of the commit the file was made with")
+    parser.add_argument("before", type=pathlib.Path, help="a worktree of the commit the files were made with")
     options = parser.parse_args(argv)
-    data = json.loads(TUNING.read_text())
-    configs: dict[str, list[dict]] = {}
-    for record in data["records"]:
-        configs.setdefault(record["bucket"], []).append(record["config"])
-    before, after = probe(options.before.resolve(), configs), probe(HERE, configs)
-    mapping = {after[key]["identity"]: after[key]["identity"] for key in after}  # keyed already
-    mapping.update({before[key]["identity"]: after[key]["identity"] for key in before})
-    changed = [key for key in before if before[key]["sources"] != after[key]["sources"]]
-    if changed:
-        print(f"the generated CUDA differs for {changed}: tune again on an H200", file=sys.stderr)
-        return 1
-    orphans = [record["kernel"] for record in data["records"] if record["kernel"] not in mapping]
-    if orphans:
-        print(f"records of no projection {orphans}: is {options.before} the file's tree?", file=sys.stderr)
-        return 1
-    for record in data["records"]:
-        record["kernel"] = mapping[record["kernel"]]
-    data["records"].sort(key=lambda record: (record["kernel"], record["gpu"], record["bucket"]))
-    TUNING.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    print(f"{len(data['records'])} records re-keyed, the CUDA of every shipped configuration unchanged")
+    before_tree = options.before.resolve()
+    names = {identity: key for key, identity in probe(before_tree, [])["identities"].items()}
+    after_names = probe(HERE, [])["identities"]
+    for path in sorted(TUNINGS.glob("*.json")):
+        data = json.loads(path.read_text())
+        records = data["records"]
+        keyed = {identity: key for key, identity in after_names.items()}  # records keyed already
+        orphans = [r["kernel"] for r in records if r["kernel"] not in names and r["kernel"] not in keyed]
+        if orphans:
+            print(f"{path.name}: records of no projection {orphans}: is {before_tree} the files' tree?")
+            return 1
+        stale = [r for r in records if r["kernel"] in names]
+        build = [[names[r["kernel"]], r["bucket"], r["config"]] for r in stale]
+        if build and probe(before_tree, build)["sources"] != probe(HERE, build)["sources"]:
+            print(f"{path.name}: the generated CUDA differs: tune again on the GPU it names", file=sys.stderr)
+            return 1
+        moved = 0
+        for record in stale:
+            new = after_names[names[record["kernel"]]]
+            moved += new != record["kernel"]
+            record["kernel"] = new
+        records.sort(key=lambda record: (record["kernel"], record["gpu"], record["bucket"]))
+        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        print(f"{path.name}: {moved} of {len(records)} records re-keyed, the configurations' CUDA unchanged")
     return 0
 
 

@@ -33,14 +33,24 @@ LLAMA_3_8B = (
 )
 
 
-def llama_tuners(m: int) -> dict[str, autotune.TunedKernel]:
-    """The tuners the folded int4 Llama-3-8B model's projections select from at M rows (any norm epsilon:
-    it is not part of the identity)."""
+#: The weight types a shipped file may hold records of: the end-to-end benchmark's and the suite's.
+WEIGHT_TYPES = (
+    *("int2", "int3", "int4", "int6", "int8"),
+    *("uint1", "uint2", "uint3", "uint4", "uint5"),
+    *("float4_e2m1", "float5_e2m2", "float6_e3m2", "float6_e2m3", "float8_e4m3", "float8_e5m2"),
+)
+
+
+def llama_tuners(m: int, dtype: str = "int4") -> dict[str, autotune.TunedKernel]:
+    """The tuners the folded Llama-3-8B model's projections select from at M rows, its weights quantized to
+    ``dtype`` as ``quantize_model`` does (zero points for unsigned types; any norm epsilon: it is not part of
+    the identity)."""
     tuners = {}
     for name, n, k, gated, residual, rms in LLAMA_3_8B:
-        layout = kernels.choose_layout("int4", n, k, 128, gated=gated)
+        layout = kernels.choose_layout(dtype, n, k, 128, gated=gated)
         plan = WeightPlan(layout, torch.float16, torch.device("cpu"))
-        tuners[name] = plan.fused_tuner(m, False, False, residual, 1e-5 if rms else None)
+        zeros = dtype.startswith("u")
+        tuners[name] = plan.fused_tuner(m, zeros, False, residual, 1e-5 if rms else None)
     return tuners
 
 
@@ -71,7 +81,9 @@ def test_every_projection_of_the_int4_model_has_a_shipped_h200_configuration(shi
 
 
 def test_every_shipped_record_belongs_to_a_current_kernel(shipped_h200):
-    current = {tuner.identity for m in (1, 16) for tuner in llama_tuners(m).values()}
+    current = {
+        tuner.identity for dtype in WEIGHT_TYPES for m in (1, 16) for tuner in llama_tuners(m, dtype).values()
+    }
     stale = sorted({kernel for kernel, _, _ in shipped_h200} - current)
     assert not stale, f"records of kernels that no longer exist {stale}: {REGENERATE}"
 
