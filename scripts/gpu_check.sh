@@ -2,10 +2,10 @@
 # One device call: environment report, the GPU test tiers (plus the CPU tiers of tests/cuda and tests/runtime)
 # and the launch-overhead measurement; benchmarks only when named. Logs and JSON go to $OUT.
 # Every step runs even if an earlier one failed; the exit status is non-zero if any step failed. The default
-# steps take ~7-8 minutes on a fresh machine (every kernel compiled and tuned cold; their limits are ceilings,
-# ~18 minutes together: run it with `timeout 590` so the call still brings its logs back); the quick
-# benchmarks (STEPS=benchmarks,bench_quick) and the full matmul suite (bench, up to 580 s: a warm-up compile
-# in a process pool, then a 460 s measuring budget) need calls of their own.
+# steps (the GPU tiers) take ~9-10 minutes on a fresh machine (every kernel compiled and tuned cold; their
+# limits are ceilings, ~19 minutes together: run it with `timeout 590` so the call still brings its logs back);
+# the quick benchmarks (STEPS=benchmarks,bench_quick,e2e_quick) and the full matmul suite (bench, up to 580 s:
+# a warm-up compile in a process pool, then a 460 s measuring budget) need calls of their own.
 # Usage on the device machine, from the repository root:  bash scripts/gpu_check.sh
 #   STEPS=gpu_runtime,bench_quick bash scripts/gpu_check.sh   runs only the named steps (a short device call).
 # Everything is written under $RESULTS; at the end it is packed into $OUT/gpu_results.tgz and the markdown
@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,zero_bias"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
