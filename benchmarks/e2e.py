@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import getpass
 import json
+import os
 import pathlib
 import sys
+import tempfile
 import time
 import traceback
 
@@ -196,9 +199,15 @@ def cache_files() -> dict[str, int]:
     """Files in anybit's cache (compiled kernels, tuning) and Inductor's when the run starts: 0 on a fresh
     machine. The first end-to-end process on a fresh machine has run slower at steady state (BENCHMARKS.md,
     seventeenth session), so reports say which kind of process they are."""
-    from torch._inductor.runtime.runtime_utils import cache_dir as inductor_cache_dir
-
     from anybit.runtime.cache import cache_dir
+
+    try:  # a private helper of Inductor's: fall back to its documented variable and default
+        from torch._inductor.runtime.runtime_utils import cache_dir as inductor_cache_dir
+    except ImportError:
+
+        def inductor_cache_dir() -> str:
+            user = getpass.getuser()
+            return os.environ.get("TORCHINDUCTOR_CACHE_DIR", f"{tempfile.gettempdir()}/torchinductor_{user}")
 
     def count(directory) -> int:
         root = pathlib.Path(directory)
