@@ -16,8 +16,15 @@ from anybit.runtime.errors import CudaDriverError
 
 logger = logging.getLogger("anybit")
 
-#: Dynamic shared memory a kernel may use without opting in.
+#: Shared memory (static and dynamic together) a block may use without opting in.
 DEFAULT_DYNAMIC_SHARED_LIMIT = 48 * 1024
+
+
+def needs_shared_opt_in(static_shared_bytes: int, dynamic_shared_bytes: int) -> bool:
+    """Whether a block's shared memory passes the 48 KiB a kernel gets without
+    ``cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)``: the default covers static *and* dynamic bytes
+    together, so 128 B static beside exactly 48 KiB dynamic already needs the opt-in."""
+    return static_shared_bytes + dynamic_shared_bytes > DEFAULT_DYNAMIC_SHARED_LIMIT
 
 _lock = threading.Lock()
 _contexts: dict[int, object] = {}
@@ -126,7 +133,7 @@ def load_function(
         return int(driver_call(driver.cuFuncGetAttribute, which, function, what="cuFuncGetAttribute"))
 
     static_shared = function_attribute(attribute.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES)
-    if dynamic_shared_bytes > DEFAULT_DYNAMIC_SHARED_LIMIT:
+    if needs_shared_opt_in(static_shared, dynamic_shared_bytes):
         limit = device_attribute(
             device, driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
         )

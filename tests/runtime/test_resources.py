@@ -47,3 +47,14 @@ def test_merge_takes_the_cubin_numbers_and_the_log_spills():
     assert merge_resources(from_cubin, None) == from_cubin
     assert merge_resources(None, from_log) == from_log
     assert merge_resources(None, None) == ResourceUsage()
+
+
+def test_static_shared_memory_counts_toward_the_opt_in():
+    """The default 48 KiB covers static and dynamic bytes together: 128 B static beside exactly 48 KiB
+    dynamic fails to launch (CUDA_ERROR_INVALID_VALUE on the H200) unless the kernel opts in."""
+    from anybit.runtime.module import needs_shared_opt_in
+
+    assert needs_shared_opt_in(128, 48 * 1024)
+    assert needs_shared_opt_in(0, 48 * 1024 + 16)
+    assert not needs_shared_opt_in(0, 48 * 1024)
+    assert not needs_shared_opt_in(1024, 47 * 1024)
