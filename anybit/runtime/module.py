@@ -26,6 +26,7 @@ def needs_shared_opt_in(static_shared_bytes: int, dynamic_shared_bytes: int) -> 
     together, so 128 B static beside exactly 48 KiB dynamic already needs the opt-in."""
     return static_shared_bytes + dynamic_shared_bytes > DEFAULT_DYNAMIC_SHARED_LIMIT
 
+
 _lock = threading.Lock()
 _contexts: dict[int, object] = {}
 

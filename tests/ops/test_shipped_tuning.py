@@ -1,8 +1,8 @@
 """The tuning shipped with anybit (``anybit/runtime/tunings``) matches the decode kernels it was tuned for.
 
 A record applies only to the kernel revision that made it (its identity hashes the kernel's source), so a
-change to the decode kernels silently stops the shipped H200 configurations of the int4 Llama-3-8B model
-from applying: this test fails instead, naming how to make the file again.
+change to the decode kernels silently stops the shipped H200 configurations of the Llama-3-8B model (int4;
+int2 and float6_e3m2) from applying: this test fails instead, naming how to make the files again.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ H200 = "NVIDIA H200|sm_90a"
 REGENERATE = (
     "the decode kernels changed since the shipped H200 tuning was made: on an H200 run `python "
     "benchmarks/e2e.py --compile --fuse --gated-mlp --fold-norms --fuse-attention quantized --greedy anybit "
-    "--types int4 --batches 1,16 --out DIR` with ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 ANYBIT_TUNE_BIAS_AFTER_DOT=1 "
-    "and ANYBIT_SHIPPED_TUNING=0, and copy DIR/tuning.json over anybit/runtime/tunings/"
-    "nvidia-h200-int4-llama-3-8b.json (or delete that file); where the change leaves the generated CUDA "
+    "--types <the file's types> --batches 1,16 --out DIR` with ANYBIT_SHIPPED_TUNING=0 (for int4 also "
+    "ANYBIT_TUNE_SPLIT_IN_CLUSTER=1 ANYBIT_TUNE_BIAS_AFTER_DOT=1), and copy DIR/tuning.json over the "
+    "file in anybit/runtime/tunings/ (nvidia-h200-int4-llama-3-8b.json, "
+    "nvidia-h200-int2-float6_e3m2-llama-3-8b.json; or delete it); where the change leaves the generated CUDA "
     "alone, `python scripts/rekey_shipped_tuning.py <worktree of the file's commit>` carries it over"
 )
 #: The folded int4 model's decode launches: (name, N, K, gated, residual added, row RMS folded).
@@ -66,13 +67,18 @@ def shipped_h200(monkeypatch) -> dict:
     return records
 
 
+#: The models the shipped files were tuned for (one file each: int4, then int2 and float6_e3m2 together).
+SHIPPED_TYPES = ("int4", "int2", "float6_e3m2")
+
+
+@pytest.mark.parametrize("dtype", SHIPPED_TYPES)
 @pytest.mark.parametrize("m", [1, 16])
-def test_every_projection_of_the_int4_model_has_a_shipped_h200_configuration(shipped_h200, m):
-    for name, tuner in llama_tuners(m).items():
+def test_every_projection_of_the_shipped_models_has_an_h200_configuration(shipped_h200, m, dtype):
+    for name, tuner in llama_tuners(m, dtype).items():
         n, k = next((n, k) for label, n, k, *_ in LLAMA_3_8B if label == name)
         bucket = autotune.bucket_text([m, n, k])
         config = shipped_h200.get((tuner.identity, H200, bucket))
-        assert config is not None, f"{name} at M = {m}: {REGENERATE}"
+        assert config is not None, f"{dtype} {name} at M = {m}: {REGENERATE}"
         # Runs without the ANYBIT_TUNE_* variables set, whichever variant the tuning picked.
         assert tuner.accepts(config), (name, m, config)
         built = tuner.built(config, (None,) * 6 + (m, n, k), "sm_90a")
