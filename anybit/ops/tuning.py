@@ -176,6 +176,8 @@ class DecodeTuner(TunedKernel):
         script = TunedDecodeMatmulTransposed if transposed else TunedDecodeMatmul
         super().__init__(script, timer=_time_candidate, **fixed)
         self._built: dict[tuple[str, str], tuple | str] = {}
+        #: ``decode_tuner``'s arguments when made there: a build worker makes the same tuner from them.
+        self.key: tuple | None = None
         self._row: list[tuple] | None = None  # the launch arguments of the row being timed (tune)
         self.base_configs = list(self.configs)
         if transposed:
@@ -350,7 +352,12 @@ class DecodeTuner(TunedKernel):
                 reason = self.unsuited(candidate.config, args)
                 if reason is not None:
                     candidate.skipped = f"not for this shape: {reason}"
-                    continue
+        if self.key is not None:  # the configurations not built yet, in worker processes where there are many
+            todo = [c.config for c in candidates if not c.skipped and not self.has_built(c.config, arch)]
+            _precompile([(*self.key, config) for config in todo], arch, None, minimum=PARALLEL_BUILD_MINIMUM)
+        for candidate in candidates:
+            if candidate.skipped:
+                continue
             candidate.instance = self.instance(candidate.config)
             built = self.built(candidate.config, args, arch)
             if isinstance(built, str):
@@ -359,14 +366,21 @@ class DecodeTuner(TunedKernel):
                 candidate.compiled = built
 
 
-@functools.cache
 def decode_tuner(
     layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool, fused: tuple = ()
 ) -> DecodeTuner:
     """The shared tuner of one specialisation (``layout`` as :func:`~anybit.kernels.launch.kernel_layout`
     gives: N and K do not matter); ``fused``: the folded options' ``(name, value)`` pairs (see
-    :func:`tuner_for`)."""
-    return DecodeTuner(
+    :func:`tuner_for`). ``decode_tuner.cache_clear()`` forgets them all."""
+    return _shared_decode_tuner(layout, act_dtype, has_zeros, has_bias, tuple(fused))
+
+
+@functools.cache
+def _shared_decode_tuner(
+    layout: PackedLayout, act_dtype: torch.dtype, has_zeros: bool, has_bias: bool, fused: tuple
+) -> DecodeTuner:
+    """:func:`decode_tuner`, cached on all five arguments (given or defaulted alike)."""
+    tuner = DecodeTuner(
         layout=layout,
         act_dtype=act_dtype,
         has_zeros=has_zeros,
@@ -374,6 +388,11 @@ def decode_tuner(
         revision=kernel_revision(),
         **dict(fused),
     )
+    tuner.key = (layout, act_dtype, has_zeros, has_bias, fused)  # how a build worker makes the same tuner
+    return tuner
+
+
+decode_tuner.cache_clear = _shared_decode_tuner.cache_clear  # type: ignore[attr-defined]
 
 
 def tuner_for(
@@ -397,12 +416,13 @@ def precompile_decode(
 
     An item may carry a fifth element, the launch shapes ``[(m, n, k), ...]`` it will run: then only the
     configurations some shape keeps (:meth:`DecodeTuner.unsuited`) are built, not the whole space.
-    Building a configuration (tracing the Script, generating its CUDA source) is Python and NVRTC holds the
-    GIL, so threads would run it one at a time: with ``processes`` > 1 (default: one per CPU, when there are
-    more configurations than that) a pool of spawned processes builds and compiles them and sends back each
-    (program, source), which the shared tuners keep. Results land in the compile cache, so the first call
-    of each shape only times. Returns counts of ``compiled`` and ``failed`` configurations and the
-    ``processes`` used.
+    Building a configuration (tracing the Script, generating its CUDA source) is Python, so threads would
+    run it one at a time: with ``processes`` > 1 (default: ``ANYBIT_BUILD_PROCESSES``, else one per CPU)
+    build worker processes (:mod:`anybit.runtime.build_pool`) build and compile them and send back each
+    (program, source), which the shared tuners keep (a tuner does the same with the configurations it is
+    about to time, when :data:`PARALLEL_BUILD_MINIMUM` or more are left to build). Results land in the
+    compile cache, so the first call of each shape only times. Returns counts of ``compiled`` and
+    ``failed`` configurations and the ``processes`` used.
     """
     return _precompile(_configurations_to_build(specialisations), arch, processes)
 
@@ -418,23 +438,36 @@ def precompile_configurations(
     key = (kernel_layout(layout), act_dtype, has_zeros, has_bias)
     arch = arch or current_arch()
     tuner = decode_tuner(*key)
-    todo = [(*key, dict(config)) for config in configs if not tuner.has_built(config, arch)]
+    todo = [(*tuner.key, dict(config)) for config in configs if not tuner.has_built(config, arch)]
     return _precompile(todo, arch, processes) if todo else {"compiled": 0, "failed": 0, "processes": 0}
 
 
-def _precompile(todo: list[tuple], arch: str | None, processes: int | None) -> dict[str, int]:
+#: A tuner builds its configurations in worker processes when at least this many are left to build (fewer
+#: do not repay starting the workers: ~2 s the first time, while a configuration takes ~0.2 s here).
+PARALLEL_BUILD_MINIMUM = 16
+
+
+def _precompile(
+    todo: list[tuple], arch: str | None, processes: int | None, *, minimum: int = 2
+) -> dict[str, int]:
+    """Build and compile ``todo`` (``(layout, act_dtype, has_zeros, has_bias, fused, config)`` items) in
+    worker processes when there are ``processes`` > 1 (default :func:`default_processes`) and at least
+    ``minimum`` items, else here; keep each build in its shared tuner."""
+    from anybit.runtime.build_pool import BuildPoolError, default_processes
     from anybit.runtime.device import current_arch
 
     arch = arch or current_arch()
-    workers = processes if processes is not None else (os.cpu_count() or 1)
+    workers = processes if processes is not None else default_processes()
     workers = max(1, min(workers, len(todo)))
     failed = 0
-    if workers > 1 and len(todo) > workers:
+    if workers > 1 and len(todo) >= max(minimum, 2):
         try:
             failed = _build_in_processes(todo, arch, workers)
-        except Exception as error:  # a pool that cannot start (no spawn, no fork): build here instead
-            logger.info("precompile: process pool unavailable (%s); building in this process", error)
+        except BuildPoolError as error:  # workers that cannot start (or died): build here instead
+            logger.info("decode kernels: build workers unavailable (%s); building in this process", error)
             workers = 1
+    else:
+        workers = 1
     if workers == 1:
         failed = _build_here(todo, arch)
     return {"compiled": len(todo) - failed, "failed": failed, "processes": workers}
@@ -459,13 +492,14 @@ def _configurations_to_build(specialisations: Iterable[tuple]) -> list[tuple]:
                 tuner.unsuited(config, (None,) * 6 + shape) is not None for shape in shapes
             ):
                 continue
-            todo.append((*key, config))
+            todo.append((*tuner.key, config))
     return todo
 
 
 def build_configuration(item: tuple, arch: str) -> tuple | str:
-    """Build and compile one ``(layout, act_dtype, has_zeros, has_bias, config)``: (program, source), or
-    why it failed. Runs in a pool process (or here); the compiled kernel lands in the compile cache."""
+    """Build and compile one ``(layout, act_dtype, has_zeros, has_bias, fused, config)``: (program,
+    source), or why it failed. Runs in a build worker (or here); the compiled kernel lands in the compile
+    cache, which this process then reads."""
     from anybit.runtime.compiler import compile_source
 
     *key, config = item
@@ -520,14 +554,12 @@ def _build_here(todo: list[tuple], arch: str) -> int:
 
 
 def _build_in_processes(todo: list[tuple], arch: str, workers: int) -> int:
-    """Build and compile in ``workers`` spawned processes (no CUDA there: NVRTC only); keep the builds."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """Build and compile in ``workers`` build processes (:mod:`anybit.runtime.build_pool`: no CUDA there,
+    NVRTC only); keep the builds."""
+    from anybit.runtime.build_pool import run_jobs
 
+    results = run_jobs(build_configuration, [(item, arch) for item in todo], workers)
     failed = 0
-    context = multiprocessing.get_context("spawn")  # not fork: this process may hold a CUDA context
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(build_configuration, item, arch) for item in todo]
-        for item, future in zip(todo, futures, strict=True):
-            failed += not _keep(item, future.result(), arch)
+    for item, (ok, built) in zip(todo, results, strict=True):
+        failed += not _keep(item, built if ok else f"build failed: {built}", arch)
     return failed

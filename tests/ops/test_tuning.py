@@ -330,3 +330,35 @@ def test_bias_after_dot_joins_the_space_when_asked(monkeypatch):
         layout=byte_layout, act_dtype=torch.float16, has_zeros=True, has_bias=False, revision="t"
     )
     assert not any(c.get("bias_after_dot") for c in bytes_.configs)
+
+
+def test_a_tuner_builds_its_candidates_in_build_workers(monkeypatch):
+    """The configurations a tuning is about to time are built and compiled in build worker processes
+    (tracing is Python: one core otherwise), with the same CUDA a build in this process gives."""
+    from anybit.ops import tuning
+    from anybit.runtime.autotune import Candidate
+
+    monkeypatch.setenv("ANYBIT_BUILD_PROCESSES", "2")
+    monkeypatch.setattr(tuning, "PARALLEL_BUILD_MINIMUM", 4)
+    calls = []
+    build_in_processes = tuning._build_in_processes
+
+    def spy(todo, arch, workers):
+        calls.append((len(todo), workers))
+        return build_in_processes(todo, arch, workers)
+
+    monkeypatch.setattr(tuning, "_build_in_processes", spy)
+    tuning.decode_tuner.cache_clear()  # a tuner with nothing built yet
+    layout = kernel_layout(choose_layout("int3", 1024, 1024, 128))
+    tuner = tuner_for(layout, torch.float16, False, False, accumulate=True)
+    args = (None,) * 6 + (1, 1024, 1024)
+    candidates = [Candidate(dict(config)) for config in tuner.configs]
+    tuner._build(candidates, args, "sm_90a")
+    kept = [candidate for candidate in candidates if not candidate.skipped]
+    assert len(kept) >= 4 and calls == [(len(kept), 2)]
+    here = DecodeTuner(**tuner.fixed)  # a tuner of the same kernel, building in this process
+    for candidate in kept[:3]:
+        program, source = candidate.compiled
+        assert source.source == here.built(candidate.config, args, "sm_90a")[1].source
+        assert program.name == here.built(candidate.config, args, "sm_90a")[0].name
+    tuning.decode_tuner.cache_clear()
