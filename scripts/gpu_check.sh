@@ -104,6 +104,12 @@ fi
 step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$RESULTS/launch_overhead.json"
 step bench 580 "$PYTHON" -m anybit bench --out "$RESULTS/bench"
 step e2e_quick 120 "$PYTHON" benchmarks/e2e.py --quick --out "$RESULTS/e2e"
+# `anybit demo` as a newcomer runs it: empty anybit, Inductor and Triton caches (its kernels tuned cold, built
+# in worker processes), then again with the caches it left; the wall time of each.
+step demo 560 bash -c "export ANYBIT_CACHE_DIR=/tmp/anybit-demo TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-demo \
+    TRITON_CACHE_DIR=/tmp/triton-demo; rm -rf /tmp/anybit-demo /tmp/inductor-demo /tmp/triton-demo; \
+    for run in \"empty caches\" \"its caches kept\"; do start=\$(date +%s); $PYTHON -m anybit demo || exit 1; \
+    echo \"anybit demo, \$run: \$(( \$(date +%s) - start )) s\"; done"
 step bench_b 580 "$PYTHON" -m anybit bench --operand b --out "$RESULTS/bench_b"
 step probe 300 "$PYTHON" benchmarks/decode_probe.py --types uint4,int4,int8,uint2 --operands b,a \
     --out "$RESULTS/probe"

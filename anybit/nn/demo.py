@@ -1,4 +1,5 @@
-"""``anybit demo``: what anybit does, in under a minute, with or without a GPU.
+"""``anybit demo``: what anybit does, with or without a GPU (the CPU path takes seconds; on a GPU the first
+run tunes the model's decode kernels, minutes on an H200 with empty caches, and later runs reuse the cache).
 
 * **With a GPU**: a Llama-architecture model (TinyLlama-1.1B shapes, random weights, std 0.02) in fp16 and
   quantized to int4 and int3 by :func:`anybit.quantize_model`; greedy decode tokens/s at batch 1 and 16
@@ -90,6 +91,10 @@ def gpu_demo(say: Callable[[str], None] = print, *, layers: int = 8, new_tokens:
     say(
         f"GPU: {torch.cuda.get_device_name()}. Model: TinyLlama-1.1B shapes ({layers} of 22 layers), random "
         "weights (normal, std 0.02), fp16."
+    )
+    say(
+        "The first run on a GPU tunes each quantized projection's decode kernel (progress bars; minutes, "
+        "cached for the next run under ANYBIT_CACHE_DIR)."
     )
     reference = build_llama("tinyllama-1.1b", device="cuda", layers=layers)
     # q/k/v and gate/up as one layer each, silu · up in the gate/up layer, for fp16 and quantized alike
