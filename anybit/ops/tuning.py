@@ -317,7 +317,10 @@ class DecodeTuner(TunedKernel):
         self._built.setdefault((bucket_text(config), arch), built)
 
     def unsuited(self, config: dict, args: tuple) -> str | None:
-        """Why ``config`` is not tried for the launch ``args`` (None when it is)."""
+        """Why ``config`` is not tried for the launch ``args`` (None when it is; any configuration for
+        arguments that are not a decode launch's)."""
+        if len(args) != len(DECODE_PARAMETERS):
+            return None
         layout = self.fixed["layout"]
         m, n, k = (int(value) for value in args[6:9])
         rows = config.get("rows")

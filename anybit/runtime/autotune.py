@@ -14,7 +14,7 @@ logging each skipped candidate and its reason at INFO. The winner is cached on d
 ``<cache dir>/tuning/``, keyed by the kernel (class name + a hash of its source and space), the shape bucket
 and the GPU (name + arch). :func:`export_tuning` / :func:`load_tuning` ship and pin tuned configurations, so
 serving never tunes on the hot path; ``ANYBIT_AUTOTUNE=0`` never tunes: it uses a pinned configuration, else
-a cached one, else the first of the space.
+a cached one, else the first of the space that suits the shape (``TunedKernel.unsuited``).
 """
 
 from __future__ import annotations
@@ -225,6 +225,8 @@ class TunedKernel:
             return found
         with self._lock:
             config = self._lookup(gpu, bucket)
+            if config is None and not tuning_enabled():
+                config = self.untuned(args)
             if config is None:
                 config = self.tune(args, arch=arch, gpu=gpu, bucket=bucket)
             self._chosen[(gpu, bucket)] = config
@@ -239,9 +241,17 @@ class TunedKernel:
                 "%s: ignoring the stored configuration %s, which is not in the space", self.identity, config
             )
             config = None
-        if config is None and not tuning_enabled():
-            config = self.configs[0]
         return config
+
+    def untuned(self, args: tuple) -> dict:
+        """The configuration used without tuning (``ANYBIT_AUTOTUNE=0``, nothing pinned or stored): the
+        first of the space that suits ``args`` (:meth:`unsuited`), else the first."""
+        return next((c for c in self.configs if self.unsuited(c, args) is None), self.configs[0])
+
+    def unsuited(self, config: dict, args: tuple) -> str | None:
+        """Why ``config`` is not tried for ``args`` (None: it is; every configuration here, a subclass may
+        narrow it)."""
+        return None
 
     def identity_arguments(self, fixed: dict) -> dict:
         """The fixed arguments as the kernel's identity (tuning records' key) hashes them: all of them."""

@@ -362,3 +362,21 @@ def test_a_tuner_builds_its_candidates_in_build_workers(monkeypatch):
         assert source.source == here.built(candidate.config, args, "sm_90a")[1].source
         assert program.name == here.built(candidate.config, args, "sm_90a")[0].name
     tuning.decode_tuner.cache_clear()
+
+
+def test_without_tuning_the_first_configuration_that_suits_the_shape_runs(monkeypatch):
+    """``ANYBIT_AUTOTUNE=0`` with nothing stored: M = 16 takes the first 16-row configuration, not the
+    space's first (8 rows, which would read the weight twice)."""
+    from anybit.ops import tuning
+
+    monkeypatch.setenv("ANYBIT_AUTOTUNE", "0")
+    tuning.decode_tuner.cache_clear()
+    layout = kernel_layout(choose_layout("int4", 2048, 2048, 128))
+    tuner = tuner_for(layout, torch.float16, False, False)
+    for m in (1, 16):
+        args = (None,) * 6 + (m, 2048, 2048)
+        config = tuner.untuned(args)
+        assert tuner.unsuited(config, args) is None
+        assert config["rows"] == (8 if m <= 8 else 16)
+    assert tuner.configs[0]["rows"] == 8
+    tuning.decode_tuner.cache_clear()
