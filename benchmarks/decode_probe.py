@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bytes-per-thread",
         default="64",
-        help="comma-separated warp-tile widths to compare (choose_layout's max_bytes_per_thread: 64, 128)",
+        help="comma-separated warp-tile widths to compare (choose_layout's max_bytes_per_thread: 16 to 256)",
     )
     parser.add_argument(
         "--operands", default="a", help="comma-separated tensor-core operands the weight is packed as: b, a"

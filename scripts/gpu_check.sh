@@ -157,6 +157,10 @@ step occupancy 420 bash -c "$PYTHON benchmarks/decode_probe.py --types uint1,uin
     --shapes 57344x8192,8192x28672,8192x8192 --stages 3,4 --sm-warps 0,24,32 --out $RESULTS/occupancy_m1 && \
     $PYTHON benchmarks/decode_probe.py --types uint2,int4,int8 --shapes 57344x8192,8192x28672 --m 16 \
     --stages 3,4 --sm-warps 0,24,32 --out $RESULTS/occupancy_m16"
+# Narrower warp tiles for the 1- and 2-bit types (16 and 32 bytes a thread against 64: 2-4× the block
+# columns, fewer weights a warp a step): every configuration of each at M = 1 on the issue's three shapes.
+step tiles 420 "$PYTHON" benchmarks/decode_probe.py --types uint1,uint2 --shapes 57344x8192,8192x28672,8192x8192 \
+    --bytes-per-thread 16,32,64 --out "$RESULTS/tiles"
 # Bit planes against whole codes (3-, 5- and 6-bit types), every configuration at M = 1 on the issue's largest
 # shape, both storages in one process: what the two-plane conversion buys.
 step planes 330 "$PYTHON" benchmarks/decode_probe.py --types uint3,uint5,int6,float5_e2m2,float6_e3m2,float6_e2m3 \
