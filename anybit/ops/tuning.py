@@ -445,9 +445,9 @@ def precompile_configurations(
     return _precompile(todo, arch, processes) if todo else {"compiled": 0, "failed": 0, "processes": 0}
 
 
-#: A tuner builds its configurations in worker processes when at least this many are left to build (fewer
-#: do not repay starting the workers: ~2 s the first time, while a configuration takes ~0.2 s here).
-PARALLEL_BUILD_MINIMUM = 16
+#: A tuner builds its configurations in worker processes when at least this many are left to build (a
+#: tuning keeps ~15–25; fewer than 8 take ~2 s here, under the workers' one-time start).
+PARALLEL_BUILD_MINIMUM = 8
 
 
 def _precompile(

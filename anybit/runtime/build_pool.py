@@ -29,8 +29,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-#: Environment variable: how many build worker processes to use (default: one per CPU; 0 or 1: none).
+#: Environment variable: how many build worker processes to use (default: one per CPU, at most
+#: :data:`MAX_DEFAULT_PROCESSES`; 0 or 1: none).
 PROCESSES_VARIABLE = "ANYBIT_BUILD_PROCESSES"
+#: The default's cap: a worker holds ~240 MB (torch imported), and a tuning builds ~15–25 configurations.
+MAX_DEFAULT_PROCESSES = 16
 
 #: Seconds a worker may take over one job before it is taken for hung, stopped, and the job reported (a
 #: decode configuration builds in well under a second; NVRTC of the largest kernels takes a few).
@@ -44,7 +47,8 @@ class BuildPoolError(RuntimeError):
 
 
 def default_processes() -> int:
-    """Worker processes to use: :data:`PROCESSES_VARIABLE`, else one per CPU this process may run on."""
+    """Worker processes to use: :data:`PROCESSES_VARIABLE`, else one per CPU this process may run on, at
+    most :data:`MAX_DEFAULT_PROCESSES`."""
     value = os.environ.get(PROCESSES_VARIABLE)
     if value is not None:
         try:
@@ -54,9 +58,10 @@ def default_processes() -> int:
                 f"{PROCESSES_VARIABLE}={value!r}: expected a whole number of processes"
             ) from None
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    return min(cpus, MAX_DEFAULT_PROCESSES)
 
 
 def _send(stream, message: Any) -> None:
