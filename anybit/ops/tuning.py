@@ -351,10 +351,9 @@ class DecodeTuner(TunedKernel):
 
     def _build(self, candidates: list[Candidate], args: tuple, arch: str) -> None:
         for candidate in candidates:
-            if len(args) == 9:
-                reason = self.unsuited(candidate.config, args)
-                if reason is not None:
-                    candidate.skipped = f"not for this shape: {reason}"
+            reason = self.unsuited(candidate.config, args)
+            if reason is not None:
+                candidate.skipped = f"not for this shape: {reason}"
         if self.key is not None:  # the configurations not built yet, in worker processes where there are many
             todo = [c.config for c in candidates if not c.skipped and not self.has_built(c.config, arch)]
             _precompile([(*self.key, config) for config in todo], arch, None, minimum=PARALLEL_BUILD_MINIMUM)
