@@ -10,6 +10,7 @@ layouts compare equal exactly when they encode the same map.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from math import prod
@@ -85,11 +86,7 @@ class RegisterLayout:
             return False
         if self.local_size != other.local_size:
             return False
-        mine, theirs = self.map_array(), other.map_array()
-        return all(
-            sorted(map(tuple, mine[t].tolist())) == sorted(map(tuple, theirs[t].tolist()))
-            for t in range(mine.shape[0])
-        )
+        return self == other or _same_elements_per_thread(self, other)
 
     # -------------------------------------------------------------------------------------- attributes
     @property
@@ -355,3 +352,17 @@ def _normalize_dim(dim: int, rank: int) -> int:
     if not -rank <= dim < rank:
         raise LayoutError(f"dimension {dim} is out of range for rank {rank}")
     return dim % rank
+
+
+@functools.lru_cache(maxsize=4096)
+def _same_elements_per_thread(a: RegisterLayout, b: RegisterLayout) -> bool:
+    """Whether every thread holds the same set of elements under ``a`` and ``b`` (equal shapes, thread
+    counts and local sizes): each thread's elements as row-major offsets, sorted, compared at once. Cached:
+    layout inference and the verifier ask it of the same pairs for every configuration a tuner builds."""
+
+    def sorted_offsets(layout: RegisterLayout) -> np.ndarray:
+        coordinates = layout.map_array()
+        strides = np.array([prod(layout.shape[d + 1 :]) for d in range(layout.rank)], dtype=np.int64)
+        return np.sort(coordinates @ strides, axis=1)
+
+    return bool(np.array_equal(sorted_offsets(a), sorted_offsets(b)))

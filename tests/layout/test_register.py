@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anybit.layout import (
     LayoutError,
@@ -15,7 +17,7 @@ from anybit.layout import (
     spatial,
 )
 
-from .layout_helpers import value, var
+from .layout_helpers import any_layouts, value, var
 
 
 def test_local_worked_example():
@@ -192,3 +194,31 @@ def test_clear_errors(build, message):
 
 def test_layout_error_is_a_value_error():
     assert issubclass(LayoutError, ValueError)
+
+
+def _same_elements_brute_force(a: RegisterLayout, b: RegisterLayout) -> bool:
+    mine, theirs = a.map_array(), b.map_array()
+    return all(
+        sorted(map(tuple, mine[t].tolist())) == sorted(map(tuple, theirs[t].tolist()))
+        for t in range(mine.shape[0])
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(any_layouts, st.randoms(use_true_random=False))
+def test_holds_same_elements_matches_a_per_thread_comparison(layout, rng):
+    """Against sorting each thread's coordinate tuples: the layout with its local (or thread) modes
+    shuffled holds the same elements per thread only when the shuffle leaves them alone."""
+    shape, mode_shape, spatial_modes, local_modes = layout._key()
+    shuffled_local = list(local_modes)
+    rng.shuffle(shuffled_local)
+    shuffled_spatial = list(spatial_modes)
+    rng.shuffle(shuffled_spatial)
+    for other in (
+        RegisterLayout(shape, mode_shape, spatial_modes, shuffled_local),
+        RegisterLayout(shape, mode_shape, shuffled_spatial, local_modes),
+    ):
+        expected = _same_elements_brute_force(layout, other)
+        assert layout.holds_same_elements(other) == expected
+        assert other.holds_same_elements(layout) == expected
+    assert layout.holds_same_elements(RegisterLayout(shape, mode_shape, spatial_modes, shuffled_local))
