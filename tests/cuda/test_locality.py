@@ -1,4 +1,4 @@
-"""``local_sources`` / ``dense_inverse``: which local register of another tensor holds the same element.
+"""``local_sources`` / ``layout_inverse``: which local register of another tensor holds the same element.
 
 The vectorised lookup is checked against the per-thread, per-element definition on the layouts the code
 generator meets (element-wise operands with broadcasting, reorders, MMA operand layouts) and on random
@@ -7,11 +7,13 @@ compositions of the layout primitives.
 
 from __future__ import annotations
 
+import itertools
 import random
 
+import numpy as np
 import pytest
 
-from anybit.cuda.emit.locality import dense_inverse, local_sources
+from anybit.cuda.emit.locality import layout_inverse, local_sources
 from anybit.layout import column_local, column_spatial, local, spatial
 from anybit.layout import mma as mma_layouts
 
@@ -52,15 +54,24 @@ def random_layouts(rng: random.Random, shape: tuple[int, int]):
     return first, reordered, unrelated
 
 
-def test_dense_inverse_gives_the_first_local_index() -> None:
-    layout = local(2, 1) * spatial(4, 8)
-    table = dense_inverse(layout)
+@pytest.mark.parametrize(
+    "layout",
+    [local(2, 1) * spatial(4, 8), local(2, 2) * spatial(1, 4) * local(2, 1), spatial(4, 1) * local(1, 4)],
+)
+def test_layout_inverse_gives_the_first_local_index_or_minus_one(layout) -> None:
+    """Every (thread, element) pair of the tensor: the first local index holding it, −1 where the thread
+    holds nothing (here every thread holds only part of the tensor)."""
+    inverse = layout_inverse(layout)
     data = layout.map_array()
     for t in range(data.shape[0]):
-        for i in range(data.shape[1]):
-            assert table[(t, *data[t, i])] == min(
-                j for j in range(data.shape[1]) if tuple(data[t, j]) == tuple(data[t, i])
-            )
+        held = [tuple(int(x) for x in data[t, j]) for j in range(data.shape[1])]
+        for index in itertools.product(*(range(extent) for extent in layout.shape)):
+            expected = held.index(index) if index in held else -1
+            assert inverse.lookup(t, *index) == expected, (t, index)
+    # Arrays broadcast like a dense table's fancy index.
+    threads = np.arange(data.shape[0])[:, None]
+    found = inverse.lookup(threads, *np.moveaxis(data, -1, 0))
+    assert found.shape == data.shape[:2] and (found >= 0).all()
 
 
 @pytest.mark.parametrize("seed", range(40))

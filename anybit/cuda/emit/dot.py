@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anybit.cuda.emit.locality import dense_inverse, local_sources
+from anybit.cuda.emit.locality import layout_inverse, local_sources
 from anybit.cuda.emitter import CodegenError, EmitContext, register_emitter, where
 from anybit.cuda.registers import compute_ctype, get_value, read_bits, set_value, word_count
 from anybit.ir import DotInst
@@ -47,7 +47,7 @@ def mma_plan(inst: DotInst, num_threads: int) -> tuple[object, list[MmaCall]] | 
         if tensor.layout.num_threads % 32:
             return None
     maps = {name: getattr(atom, name).map_array() for name in ("a", "b", "c")}
-    tables = {name: dense_inverse(getattr(inst, name).layout) for name in ("a", "b", "c")}
+    tables = {name: layout_inverse(getattr(inst, name).layout) for name in ("a", "b", "c")}
     threads = {name: getattr(inst, name).layout.num_threads for name in ("a", "b", "c")}
     lanes = np.arange(32)
 
@@ -61,9 +61,9 @@ def mma_plan(inst: DotInst, num_threads: int) -> tuple[object, list[MmaCall]] | 
             return None
         owners = ((warp * 32 + lanes) % threads[name])[:, None]
         if table.ndim == 4:  # batched: [thread, batch, row, column]
-            positions = table[owners, batch, rows, cols]
+            positions = table.lookup(owners, batch, rows, cols)
         else:
-            positions = table[owners, rows, cols]
+            positions = table.lookup(owners, rows, cols)
         if np.any(positions < 0) or np.any(positions != positions[0]):
             return None
         return tuple(int(j) for j in positions[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -18,18 +19,45 @@ def _inverse(layout) -> dict:
     return table
 
 
+class LayoutInverse:
+    """``(thread, logical index) → local index`` of a layout: the first local index holding the element, −1
+    where the thread holds nothing. Kept as the sorted keys of the elements the threads hold (thread ·
+    elements + row-major offset), so it costs the layout's size, not threads × the tensor's elements (a
+    dense table of a decode kernel's weight tile took milliseconds to allocate, per configuration)."""
+
+    def __init__(self, layout) -> None:
+        data = layout.map_array()  # [threads, local, rank]
+        threads, local = data.shape[:2]
+        self.shape = tuple(layout.shape)
+        self._strides = np.array(
+            [math.prod(self.shape[d + 1 :]) for d in range(len(self.shape))], dtype=np.int64
+        )
+        self._elements = math.prod(self.shape)
+        keys = (np.arange(threads, dtype=np.int64)[:, None] * self._elements + data @ self._strides).ravel()
+        locals_ = np.tile(np.arange(local, dtype=np.int64), threads)
+        order = np.lexsort((locals_, keys))  # by key, then the smallest local first
+        self._keys, self._locals = keys[order], locals_[order]
+
+    @property
+    def ndim(self) -> int:
+        """As a dense ``[thread, *shape]`` table would have."""
+        return 1 + len(self.shape)
+
+    def lookup(self, threads, *index) -> np.ndarray:
+        """Local indices for broadcastable arrays of ``threads`` and of each coordinate (all in range)."""
+        keys = np.asarray(threads, dtype=np.int64) * self._elements
+        for coordinate, stride in zip(index, self._strides, strict=True):
+            keys = keys + np.asarray(coordinate, dtype=np.int64) * stride
+        if self._keys.size == 0:
+            return np.full(keys.shape, -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
+        return np.where(self._keys[at] == keys, self._locals[at], -1)
+
+
 @functools.lru_cache(maxsize=256)
-def dense_inverse(layout) -> np.ndarray:
-    """``[thread, *shape] → local index`` of a layout (the first local index holding the element), −1 where
-    the thread holds nothing."""
-    data = layout.map_array()  # [threads, local, rank]
-    table = np.full((data.shape[0], *layout.shape), -1, dtype=np.int64)
-    threads = np.repeat(np.arange(data.shape[0]), data.shape[1])
-    locals_ = np.tile(np.arange(data.shape[1]), data.shape[0])
-    coordinates = data.reshape(-1, data.shape[2])
-    order = np.argsort(-locals_, kind="stable")  # assign the largest local first: the first one wins
-    table[(threads[order], *coordinates[order].T)] = locals_[order]
-    return table
+def layout_inverse(layout) -> LayoutInverse:
+    """The :class:`LayoutInverse` of a layout (cached)."""
+    return LayoutInverse(layout)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -49,8 +77,7 @@ def _broadcast_sources(target, source, num_threads: int, broadcast: bool) -> tup
         return None
     if np.any(index < 0) or np.any(index >= np.asarray(source.shape)):
         return None
-    table = dense_inverse(source)
-    j = table[((threads % source.num_threads)[:, None], *np.moveaxis(index, -1, 0))]  # [threads, local]
+    j = layout_inverse(source).lookup((threads % source.num_threads)[:, None], *np.moveaxis(index, -1, 0))
     if j.size == 0:
         return ()
     if np.any(j < 0) or np.any(j != j[0]):
