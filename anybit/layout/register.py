@@ -37,6 +37,8 @@ class RegisterLayout:
         "_thread_digits",
         "_local_digits",
         "_replicated_digits",
+        "_num_threads",
+        "_local_size",
     )
 
     def __init__(
@@ -68,6 +70,9 @@ class RegisterLayout:
                 position += 1
             dim_modes.append(tuple(modes))
         setter(self, "_dim_modes", tuple(dim_modes))
+        # Asked hundreds of thousands of times while a kernel's code is generated: computed once.
+        setter(self, "_num_threads", prod(_entry_size(entry, mode_shape) for entry in spatial))
+        setter(self, "_local_size", prod(mode_shape[mode] for mode in local))
         setter(self, "_thread_digits", _digit_plan(spatial, mode_shape, keep_replicated=False))
         setter(self, "_local_digits", _digit_plan(local, mode_shape, keep_replicated=False))
         replicated = _digit_plan(spatial, mode_shape, keep_replicated=True)
@@ -122,12 +127,12 @@ class RegisterLayout:
     @property
     def num_threads(self) -> int:
         """Number of threads ``T`` the layout spans (replicating threads included)."""
-        return prod(_entry_size(entry, self._mode_shape) for entry in self._spatial_modes)
+        return self._num_threads
 
     @property
     def local_size(self) -> int:
         """Number of elements ``N`` each thread holds."""
-        return prod(self._mode_shape[mode] for mode in self._local_modes)
+        return self._local_size
 
     @property
     def num_elements(self) -> int:

@@ -14,37 +14,25 @@ from anybit.cuda.registers import compute_ctype, get_value, set_value
 from anybit.ir import ReduceInst
 
 
-def _reduced(index, dim: int, keepdim: bool) -> tuple:
-    index = list(index)
-    if keepdim:
-        index[dim] = 0
-    else:
-        del index[dim]
-    return tuple(index)
-
-
 def _members(inst: ReduceInst, src_map, out_map, threads: int):
     """For each output local, the operand locals every thread combines into it, or None where they differ
-    between threads (or an output has none)."""
+    between threads (or an output has none). Compared for all threads and locals at once: the element by
+    element loops took most of a decode kernel's code generation."""
     src, out = inst.operand.layout, inst.output.layout
-    locals_per_output = []
-    for j in range(out.local_size):
-        chosen = None
-        for t in range(threads):
-            target = tuple(int(x) for x in out_map[t % out.num_threads, j])
-            members = tuple(
-                i
-                for i in range(src.local_size)
-                if _reduced(src_map[t % src.num_threads, i], inst.dim, inst.keepdim) == target
-            )
-            if chosen is None:
-                chosen = members
-            elif chosen != members:
-                return None
-        if not chosen:
-            return None
-        locals_per_output.append(chosen)
-    return locals_per_output
+    t = np.arange(threads)
+    operand = src_map[t % src.num_threads]  # [threads, operand locals, rank]
+    if inst.keepdim:
+        operand = operand.copy()
+        operand[..., inst.dim] = 0
+    else:
+        operand = np.delete(operand, inst.dim, axis=-1)
+    output = out_map[t % out.num_threads]  # [threads, output locals, output rank]
+    if operand.shape[-1] != output.shape[-1]:
+        return None
+    combines = (output[:, :, None, :] == operand[:, None, :, :]).all(axis=-1)  # [threads, output, operand]
+    if not (combines == combines[:1]).all() or not combines[0].any(axis=1).all():
+        return None
+    return [tuple(int(i) for i in np.flatnonzero(row)) for row in combines[0]]
 
 
 def _lane_masks(inst: ReduceInst, src_map, out_map, threads: int) -> list[int]:
