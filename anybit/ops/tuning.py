@@ -498,10 +498,10 @@ def _configurations_to_build(specialisations: Iterable[tuple]) -> list[tuple]:
     return todo
 
 
-def build_configuration(item: tuple, arch: str) -> tuple | str:
+def build_configuration(item: tuple, arch: str, with_result: bool = False) -> tuple | str:
     """Build and compile one ``(layout, act_dtype, has_zeros, has_bias, fused, config)``: (program,
-    source), or why it failed. Runs in a build worker (or here); the compiled kernel lands in the compile
-    cache, which this process then reads."""
+    source) — with ``with_result`` also NVRTC's result, for the process that asked — or why it failed.
+    Runs in a build worker (or here); the compiled kernel also lands in the disk compile cache."""
     from anybit.runtime.compiler import compile_source
 
     *key, config = item
@@ -510,11 +510,11 @@ def build_configuration(item: tuple, arch: str) -> tuple | str:
         return built
     program, source = built
     try:
-        compile_source(source, arch=arch, program=program)
+        compiled = compile_source(source, arch=arch, program=program)
     except Exception as error:  # reported again, per configuration, when that shape is tuned
         first_line = (str(error).strip().splitlines() or [""])[0]
         return f"compile failed: {type(error).__name__}: {first_line}"
-    return built
+    return (*built, compiled.compile_result) if with_result else built
 
 
 def _keep(item: tuple, built: tuple | str, arch: str) -> bool:
@@ -523,6 +523,12 @@ def _keep(item: tuple, built: tuple | str, arch: str) -> bool:
     if isinstance(built, str):
         logger.info("precompile %s %s: %s", key[0].dtype.name, config, built)
         return False
+    if len(built) == 3:  # from a build worker: its NVRTC result too
+        from anybit.runtime.cache import remember
+
+        program, source, result = built
+        remember(source.source, result)
+        built = (program, source)
     decode_tuner(*key).keep_built(config, arch, built)
     return True
 
@@ -560,7 +566,7 @@ def _build_in_processes(todo: list[tuple], arch: str, workers: int) -> int:
     NVRTC only); keep the builds."""
     from anybit.runtime.build_pool import run_jobs
 
-    results = run_jobs(build_configuration, [(item, arch) for item in todo], workers)
+    results = run_jobs(build_configuration, [(item, arch, True) for item in todo], workers)
     failed = 0
     for item, (ok, built) in zip(todo, results, strict=True):
         failed += not _keep(item, built if ok else f"build failed: {built}", arch)

@@ -7,8 +7,9 @@ children: those re-import the caller's ``__main__`` (a user script without an ``
 guard would run again in every worker), and forking a process that holds a CUDA context and threads is
 unsafe. Workers see no GPU (``CUDA_VISIBLE_DEVICES`` empty): NVRTC needs none.
 
-A job is ``(function, args)`` with ``function`` a module-level callable (sent by its module and name); its
-return value (or the first line of its error) comes back. :func:`run_jobs` starts the pool on first use,
+A job is ``(function, args)`` with ``function`` a module-level callable (sent by its module and name), sent
+with the caller's ``ANYBIT_*`` environment (the cache directory among them); its return value (or the first
+line of its error) comes back. :func:`run_jobs` starts the pool on first use,
 keeps it for the process's life and stops it at exit; a pool that cannot start or a worker that dies
 reports :class:`BuildPoolError`, and callers build in their own process instead.
 """
@@ -133,6 +134,7 @@ class BuildPool:
     def map(self, function: Callable, items: Sequence[tuple]) -> list[tuple[bool, Any]]:
         """``function(*item)`` for every item, in the workers: ``(True, result)`` or ``(False, error)``."""
         reference = (function.__module__, function.__qualname__)
+        settings = _settings()
         jobs: queue.SimpleQueue = queue.SimpleQueue()
         for index in range(len(items)):
             jobs.put(index)
@@ -146,7 +148,7 @@ class BuildPool:
                 except queue.Empty:
                     return
                 try:
-                    results[index] = worker.run((reference, items[index]))
+                    results[index] = worker.run((reference, items[index], settings))
                 except BuildPoolError as error:
                     failures.append(error)
 
@@ -211,15 +213,35 @@ def stop_pool() -> None:
 atexit.register(stop_pool)
 
 
+def _settings() -> dict[str, str]:
+    """This process's ``ANYBIT_*`` environment, sent with every job: a worker started earlier must build
+    and cache as the caller does now (a test or a script may change ``ANYBIT_CACHE_DIR`` between calls)."""
+    return {name: value for name, value in os.environ.items() if name.startswith("ANYBIT_")}
+
+
+def _apply_settings(settings: dict[str, str]) -> None:
+    """Make this worker's ``ANYBIT_*`` environment the caller's; when it changes, forget the compiles kept
+    in memory, so each lands in the disk cache the caller now names."""
+    if settings == _settings():
+        return
+    for name in [name for name in os.environ if name.startswith("ANYBIT_") and name not in settings]:
+        del os.environ[name]
+    os.environ.update(settings)
+    from anybit.runtime.cache import clear_memory_cache
+
+    clear_memory_cache()
+
+
 def _serve() -> None:
     """The worker's loop: read a job, run it, send back its result, until the pipe closes."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the pipe
     while True:
         try:
-            (module, name), args = _receive(stdin)
+            (module, name), args, settings = _receive(stdin)
         except EOFError:
             return
+        _apply_settings(settings)
         try:
             function = importlib.import_module(module)
             for part in name.split("."):

@@ -88,6 +88,14 @@ def compile_cached(source: str, name: str, arch: str, options: tuple[str, ...] =
         return _memory[key]
 
 
+def remember(source: str, result: CompileResult) -> None:
+    """Put a compile ``result`` of ``source`` made elsewhere (a build worker) in the memory cache, so this
+    process neither compiles it again nor reads its disk entry."""
+    key = cache_key(source, result.name, result.arch, tuple(result.options))
+    with _memory_lock:
+        _memory.setdefault(key, result)
+
+
 def clear_memory_cache() -> None:
     """Forget the in-memory entries (the disk cache stays)."""
     with _memory_lock:

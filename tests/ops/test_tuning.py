@@ -380,3 +380,32 @@ def test_without_tuning_the_first_configuration_that_suits_the_shape_runs(monkey
         assert config["rows"] == (8 if m <= 8 else 16)
     assert tuner.configs[0]["rows"] == 8
     tuning.decode_tuner.cache_clear()
+
+
+def test_build_workers_hand_back_their_compiles(monkeypatch):
+    """A worker's NVRTC result comes back with its build: with the disk cache off, this process still
+    compiles none of them again."""
+    from anybit.ops import tuning
+    from anybit.runtime import cache
+
+    monkeypatch.setenv("ANYBIT_CACHE", "0")
+    tuning.decode_tuner.cache_clear()
+    layout = kernel_layout(choose_layout("uint2", 1024, 1024, 128))
+    counts = tuning.precompile_decode(
+        [(layout, torch.float16, True, False, [(1, 1024, 1024)])], arch="sm_90a", processes=2
+    )
+    assert counts["processes"] == 2 and counts["compiled"] > 2 and counts["failed"] == 0
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("compiled again in the tuning process")
+
+    monkeypatch.setattr(cache, "compile_cubin", no_compiling)
+    from anybit.runtime.compiler import compile_source
+
+    tuner = tuning.decode_tuner(layout, torch.float16, True, False)
+    shape = (None,) * 6 + (1, 1024, 1024)
+    for config in tuner.configs:
+        if tuner.unsuited(config, shape) is None:
+            program, source = tuner.built(config, (), "sm_90a")
+            assert compile_source(source, arch="sm_90a", program=program).compile_result.cubin
+    tuning.decode_tuner.cache_clear()

@@ -37,6 +37,19 @@ def test_jobs_come_back_in_order_with_errors_per_job(fresh_pool):
     assert visible == [(True, "")]
 
 
+def test_workers_take_the_callers_anybit_settings_with_each_job(fresh_pool, monkeypatch):
+    monkeypatch.setenv("ANYBIT_CACHE_DIR", "/tmp/first")
+    assert build_pool.run_jobs(os.getenv, [("ANYBIT_CACHE_DIR",)], 1) == [(True, "/tmp/first")]
+    monkeypatch.setenv("ANYBIT_CACHE_DIR", "/tmp/second")  # the same worker, another setting
+    monkeypatch.setenv("ANYBIT_AUTOTUNE", "0")
+    assert build_pool.run_jobs(os.getenv, [("ANYBIT_CACHE_DIR",), ("ANYBIT_AUTOTUNE",)], 1) == [
+        (True, "/tmp/second"),
+        (True, "0"),
+    ]
+    monkeypatch.delenv("ANYBIT_AUTOTUNE")
+    assert build_pool.run_jobs(os.getenv, [("ANYBIT_AUTOTUNE",)], 1) == [(True, None)]
+
+
 def test_a_worker_that_dies_is_reported_and_the_pool_replaced(fresh_pool):
     with pytest.raises(build_pool.BuildPoolError, match="stopped"):
         build_pool.run_jobs(os._exit, [(3,)], 2)
