@@ -25,6 +25,7 @@ import select
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -93,13 +94,24 @@ class _Worker:
             CUDA_VISIBLE_DEVICES="",
             PYTHONPATH=os.pathsep.join(filter(None, [package_root, path])),
         )
+        # The worker's stderr goes to a file: quiet while it works, its last lines the reason if it dies.
+        self.errors = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "anybit.runtime.build_pool"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.errors,
             env=env,
         )
+
+    def last_error_line(self) -> str:
+        """The last line the worker wrote to stderr ("" if none)."""
+        try:
+            self.errors.seek(0)
+            lines = self.errors.read()[-4096:].decode(errors="replace").strip().splitlines()
+        except (OSError, ValueError):
+            return ""
+        return lines[-1] if lines else ""
 
     def run(self, job: tuple) -> tuple[bool, Any]:
         try:
@@ -114,7 +126,15 @@ class _Worker:
                 )
             return _receive(self.process.stdout)
         except (OSError, EOFError, pickle.UnpicklingError) as error:
-            raise BuildPoolError(f"build worker {self.process.pid} stopped: {error}") from error
+            try:
+                self.process.wait(timeout=2)  # its exit status, when it is exiting
+            except subprocess.TimeoutExpired:
+                pass
+            said = self.last_error_line()
+            raise BuildPoolError(
+                f"build worker {self.process.pid} stopped (exit status {self.process.returncode}): {error}"
+                + (f"; its stderr: {said}" if said else "")
+            ) from error
 
     def stop(self) -> None:
         try:
@@ -122,6 +142,7 @@ class _Worker:
             self.process.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
             self.process.kill()
+        self.errors.close()
 
 
 class BuildPool:

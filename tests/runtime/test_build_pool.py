@@ -57,6 +57,17 @@ def test_a_worker_that_dies_is_reported_and_the_pool_replaced(fresh_pool):
     assert build_pool.run_jobs(math.factorial, [(4,)], 2) == [(True, 24)]
 
 
+def test_a_worker_that_cannot_start_says_why(fresh_pool, monkeypatch, tmp_path):
+    """A worker that exits before serving is reported with its exit status and the last line of its
+    stderr (here an interpreter stand-in that fails at once)."""
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'ModuleNotFoundError: no anybit here' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(build_pool.sys, "executable", str(broken))
+    with pytest.raises(build_pool.BuildPoolError, match=r"exit status 3.*no anybit here"):
+        build_pool.run_jobs(math.factorial, [(3,)], 1)
+
+
 def test_a_hung_worker_is_stopped(fresh_pool, monkeypatch):
     import time
 
