@@ -157,6 +157,9 @@ step occupancy 420 bash -c "$PYTHON benchmarks/decode_probe.py --types uint1,uin
     --shapes 57344x8192,8192x28672,8192x8192 --stages 3,4 --sm-warps 0,24,32 --out $RESULTS/occupancy_m1 && \
     $PYTHON benchmarks/decode_probe.py --types uint2,int4,int8 --shapes 57344x8192,8192x28672 --m 16 \
     --stages 3,4 --sm-warps 0,24,32 --out $RESULTS/occupancy_m16"
+# What the suite's timing adds to a kernel's own time: event µs (as the suite times a row) against the
+# profiler's kernel µs on the same graphs, for an empty kernel, torch reads of 1-256 MiB and quantized_matmul.
+step timing_floor 240 "$PYTHON" benchmarks/timing_floor.py --out "$RESULTS/timing_floor"
 # Narrower warp tiles for the 1- and 2-bit types (16 and 32 bytes a thread against 64: 2-4× the block
 # columns, fewer weights a warp a step): every configuration of each at M = 1 on the issue's three shapes.
 step tiles 420 "$PYTHON" benchmarks/decode_probe.py --types uint1,uint2 --shapes 57344x8192,8192x28672,8192x8192 \
