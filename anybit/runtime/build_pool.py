@@ -149,7 +149,13 @@ class BuildPool:
     """A fixed set of worker processes; :meth:`map` spreads jobs over them (each worker's thread feeds it)."""
 
     def __init__(self, processes: int) -> None:
-        self.workers = [_Worker() for _ in range(processes)]
+        self.workers: list[_Worker] = []
+        try:
+            for _ in range(processes):
+                self.workers.append(_Worker())
+        except OSError:
+            self.stop()  # the ones that did start
+            raise
         self._lock = threading.Lock()  # one map at a time: a worker takes one job at a time
 
     def map(self, function: Callable, items: Sequence[tuple]) -> list[tuple[bool, Any]]:
@@ -172,6 +178,8 @@ class BuildPool:
                     results[index] = worker.run((reference, items[index], settings))
                 except BuildPoolError as error:
                     failures.append(error)
+                except (pickle.PicklingError, TypeError, AttributeError) as error:  # nothing was sent
+                    results[index] = (False, f"job not picklable: {type(error).__name__}: {error}")
 
         with self._lock:
             threads = [threading.Thread(target=feed, args=(worker,), daemon=True) for worker in self.workers]

@@ -72,6 +72,8 @@ def test_layout_inverse_gives_the_first_local_index_or_minus_one(layout) -> None
     threads = np.arange(data.shape[0])[:, None]
     found = inverse.lookup(threads, *np.moveaxis(data, -1, 0))
     assert found.shape == data.shape[:2] and (found >= 0).all()
+    with pytest.raises(IndexError, match="outside"):
+        inverse.lookup(0, *(extent for extent in layout.shape))
 
 
 @pytest.mark.parametrize("seed", range(40))

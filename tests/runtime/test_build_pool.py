@@ -50,6 +50,12 @@ def test_workers_take_the_callers_anybit_settings_with_each_job(fresh_pool, monk
     assert build_pool.run_jobs(os.getenv, [("ANYBIT_AUTOTUNE",)], 1) == [(True, None)]
 
 
+def test_a_job_that_cannot_be_sent_fails_alone(fresh_pool):
+    results = build_pool.run_jobs(math.factorial, [(lambda: 0,), (5,)], 1)
+    assert not results[0][0] and "not picklable" in results[0][1]
+    assert results[1] == (True, 120)
+
+
 def test_a_worker_that_dies_is_reported_and_the_pool_replaced(fresh_pool):
     with pytest.raises(build_pool.BuildPoolError, match="stopped"):
         build_pool.run_jobs(os._exit, [(3,)], 2)

@@ -46,8 +46,12 @@ class LayoutInverse:
     def lookup(self, threads, *index) -> np.ndarray:
         """Local indices for broadcastable arrays of ``threads`` and of each coordinate (all in range)."""
         keys = np.asarray(threads, dtype=np.int64) * self._elements
-        for coordinate, stride in zip(index, self._strides, strict=True):
-            keys = keys + np.asarray(coordinate, dtype=np.int64) * stride
+        for dim, (coordinate, stride) in enumerate(zip(index, self._strides, strict=True)):
+            coordinate = np.asarray(coordinate, dtype=np.int64)
+            if coordinate.size and (coordinate.min() < 0 or coordinate.max() >= self.shape[dim]):
+                # an out-of-range coordinate would alias another element's key
+                raise IndexError(f"coordinate of dimension {dim} outside 0..{self.shape[dim] - 1}")
+            keys = keys + coordinate * stride
         if self._keys.size == 0:
             return np.full(keys.shape, -1, dtype=np.int64)
         at = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
