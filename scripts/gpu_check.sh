@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log

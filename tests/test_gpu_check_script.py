@@ -1,0 +1,50 @@
+"""scripts/gpu_check.sh: the default call runs only the GPU tiers; every longer step waits to be named.
+
+A step missing from ONLY_WHEN_NAMED runs in the default call and can push the tiers past the device call's
+limit (the demo, the timing floor and the tile probe did on 2026-11-29).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
+#: The steps of the default call: the environment, the GPU tiers, the CPU tiers beside them, launch overhead.
+DEFAULT_STEPS = {
+    "environment",
+    "gpu_conversions",
+    "gpu_programs",
+    "gpu_examples",
+    "gpu_kernels",
+    "gpu_runtime",
+    "gpu_ops",
+    "gpu_nn",
+    "gpu_other",
+    "cpu_tiers",
+    "launch_overhead",
+}
+
+
+def script_steps(text: str) -> list[str]:
+    """Every step name the script defines (``step NAME SECONDS ...`` lines)."""
+    return re.findall(r"^\s*step (\w+) \d+ ", text, flags=re.MULTILINE)
+
+
+def only_when_named(text: str) -> set[str]:
+    """The steps the script keeps out of the default call."""
+    match = re.search(r'^ONLY_WHEN_NAMED="([^"]*)"', text, flags=re.MULTILINE)
+    assert match, "gpu_check.sh lost its ONLY_WHEN_NAMED list"
+    return set(match.group(1).split(","))
+
+
+def test_every_long_step_waits_to_be_named():
+    text = SCRIPT.read_text()
+    steps = script_steps(text)
+    assert DEFAULT_STEPS <= set(steps), f"default steps missing from the script: {DEFAULT_STEPS - set(steps)}"
+    named = only_when_named(text)
+    runs_by_default = [step for step in steps if step not in named and step not in DEFAULT_STEPS]
+    assert not runs_by_default, f"add these to ONLY_WHEN_NAMED in gpu_check.sh: {runs_by_default}"
+    assert not named & DEFAULT_STEPS, f"default steps listed as named-only: {named & DEFAULT_STEPS}"
+    unknown = named - set(steps)
+    assert not unknown, f"ONLY_WHEN_NAMED lists steps the script does not define: {sorted(unknown)}"
