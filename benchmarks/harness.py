@@ -71,19 +71,11 @@ def time_cuda(fn: Callable[[], object], *, warmup: int = 10, runs: int = 100, fl
         fn()
         end.record()
     torch.cuda.synchronize()
-    samples = sorted(start.elapsed_time(end) * 1000.0 for start, end in zip(starts, ends, strict=True))
-    return Timing(
-        median_us=statistics.median(samples),
-        p10_us=samples[len(samples) // 10],
-        p90_us=samples[(9 * len(samples)) // 10],
-        runs=runs,
-    )
+    return timing_of([start.elapsed_time(end) * 1000.0 for start, end in zip(starts, ends, strict=True)])
 
 
-def time_cuda_graph(
-    fn: Callable[[], object], *, warmup: int = 3, runs: int = 100, flush: bool = True
-) -> Timing:
-    """Like :func:`time_cuda`, but ``fn`` is captured once in a CUDA graph and the replays are timed."""
+def capture_graph(fn: Callable[[], object], *, warmup: int = 3) -> torch.cuda.CUDAGraph:
+    """``fn`` captured once in a CUDA graph, after ``warmup`` calls on a side stream (compiles, allocates)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -93,7 +85,107 @@ def time_cuda_graph(
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         fn()
-    return time_cuda(graph.replay, warmup=warmup, runs=runs, flush=flush)
+    return graph
+
+
+def time_cuda_graph(
+    fn: Callable[[], object], *, warmup: int = 3, runs: int = 100, flush: bool = True
+) -> Timing:
+    """Like :func:`time_cuda`, but ``fn`` is captured once in a CUDA graph and the replays are timed."""
+    return time_cuda(capture_graph(fn, warmup=warmup).replay, warmup=warmup, runs=runs, flush=flush)
+
+
+def timing_of(samples_us: list[float]) -> Timing:
+    """Median, 10th and 90th percentile of ``samples_us``."""
+    samples = sorted(samples_us)
+    return Timing(
+        median_us=statistics.median(samples),
+        p10_us=samples[len(samples) // 10],
+        p90_us=samples[(9 * len(samples)) // 10],
+        runs=len(samples),
+    )
+
+
+def spans_between_markers(events: list[tuple[float, float, str]], marker: str) -> list[float] | None:
+    """Each timed region's device span (µs) from a profile's kernels on one stream.
+
+    ``events`` are (start µs, end µs, name) of every device activity; each timed region sits between two
+    ``marker`` kernels (the 2k-th and the (2k+1)-th), and whatever runs outside those pairs (the L2 flush)
+    is ignored. The span is the region's last end less its first start: gaps between the region's own
+    kernels count, as they do in a model. None when the markers do not pair up or a region is empty.
+    """
+    ordered = sorted(events)
+    spans: list[float] = []
+    inside: list[tuple[float, float, str]] | None = None
+    for event in ordered:
+        if event[2] == marker:
+            if inside is None:
+                inside = []
+                continue
+            if not inside:
+                return None
+            spans.append(max(end for _, end, _ in inside) - min(start for start, _, _ in inside))
+            inside = None
+        elif inside is not None:
+            inside.append(event)
+    return spans if spans and inside is None else None
+
+
+def time_graph_kernels(graph: torch.cuda.CUDAGraph, *, runs: int = 50, flush: bool = True) -> Timing | None:
+    """Device time of a CUDA graph's own kernels, from the profiler (CUPTI), L2 flushed before each replay.
+
+    CUDA events around a replay (:func:`time_cuda`) also time the graph's launch on the GPU and the event
+    pair: ~3.4–4.8 µs on the H200 (``benchmarks/timing_floor.py``, 2026-11-29), a quarter of a 15 µs kernel.
+    A model replaying one graph of many kernels pays that once per graph, not per kernel; this is the
+    kernels' time alone. Each replay is bracketed by two spin kernels (``torch.cuda._sleep``) that mark
+    where it starts and ends in the profile. None where the profiler is unavailable or its record does not
+    pair up (the figure is then left out, never guessed).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    flusher = L2Flusher(mode=FLUSH_MODE["mode"]) if flush else None
+    device = torch.cuda.current_device()
+    spin_us = spin_us_for(host_enqueue_us(graph.replay, 3))
+    try:
+        marker = _spin_kernel_name(device)
+        with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+            for _ in range(runs):
+                if flusher is not None:
+                    flusher()
+                spin(device, spin_us)
+                graph.replay()
+                spin(device, 1.0)
+            torch.cuda.synchronize()
+        events = [
+            (event.time_range.start, event.time_range.end, event.name)
+            for event in profiler.events()
+            if event.device_type == torch.autograd.DeviceType.CUDA
+        ]
+    except RuntimeError:  # a profiler already running (nested use) or CUPTI unavailable
+        return None
+    if marker is None:
+        return None
+    spans = spans_between_markers(events, marker)
+    return None if spans is None or len(spans) != runs else timing_of(spans)
+
+
+_spin_names: dict[int, str | None] = {}
+
+
+def _spin_kernel_name(device: int) -> str | None:
+    """The name the profiler gives the spin kernel (learnt once per device by profiling one spin)."""
+    if device not in _spin_names:
+        from torch.profiler import ProfilerActivity, profile
+
+        spin(device, 1.0)  # loads the kernel outside the profile
+        with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+            spin(device, 1.0)
+            torch.cuda.synchronize()
+        names = {
+            event.name for event in profiler.events() if event.device_type == torch.autograd.DeviceType.CUDA
+        }
+        _spin_names[device] = names.pop() if len(names) == 1 else None
+    return _spin_names[device]
 
 
 def gpu_description() -> str:

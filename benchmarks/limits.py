@@ -64,7 +64,7 @@ MEMORY_BOUND_PCT = 80.0
 #: schedulers' measured issue activity was 1.25–1.4× the model's share, so a model share of 0.5 means about
 #: 65–70% of the issue slots busy.
 ISSUE_BOUND_SHARE = 0.5
-ROW_KEYS = ("type", "act_dtype", "n", "k", "m", "graph_us", "pct_of_read_ceiling")
+ROW_KEYS = ("type", "act_dtype", "n", "k", "m", "graph_us", "timed_us", "pct_of_read_ceiling")
 
 
 def blocks_per_sm(registers: int, warps: int, shared_bytes: int) -> dict[str, int]:
@@ -140,7 +140,7 @@ def analyse(
         act = getattr(torch, row["act_dtype"])
         layout = choose_layout(row["type"], n, k, 128, operand=operand)
         tuner = tuner_for(layout, act, row["type"].startswith("uint"), False)
-        entry = {key: row[key] for key in ROW_KEYS}
+        entry = {key: row[key] for key in ROW_KEYS if key in row}
         config = configs.get((tuner.identity, bucket_text([m_bucket(m), n, k])))
         if config is None:
             entry["missing"] = "no tuning record for this kernel (tuned by other code?)"
@@ -176,7 +176,7 @@ def analyse(
             loop_per_weight=found["loop_instructions"] / found["weights_per_thread"],
             issue_us=issue,
             memory_us=row["ideal_us"],
-            bound=classify(row["pct_of_read_ceiling"], issue, row["graph_us"]),
+            bound=classify(row["pct_of_read_ceiling"], issue, row.get("timed_us", row["graph_us"])),
         )
     return entries
 
@@ -206,7 +206,8 @@ def markdown(entries: list[dict], clock_mhz: float) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
-        head = f"| {e['type']} | {e['act_dtype']} | {e['n']}×{e['k']} | {e['m']} | {e['graph_us']:.1f} "
+        timed = e.get("timed_us", e["graph_us"])
+        head = f"| {e['type']} | {e['act_dtype']} | {e['n']}×{e['k']} | {e['m']} | {timed:.1f} "
         if "missing" in e:
             lines.append(head + f"| {e['pct_of_read_ceiling']:.0f}% | {e['missing']} |||||||||")
             continue

@@ -1,7 +1,9 @@
 """Ceilings and anchors of the quantized-matmul benchmark, measured in the same run as our kernels.
 
 * Read ceiling: the best of a few streaming reads (torch amax and sum over 4 GiB of fp32, amax over 4 GiB of
-  fp16, and a cuBLAS fp16 GEMV over a 4 GiB weight, whose weight bytes / time is also a read rate).
+  fp16, and a cuBLAS fp16 GEMV over a 4 GiB weight, whose weight bytes / time is also a read rate), each
+  timed by CUDA events and, captured in a CUDA graph, by its kernels' own device time (the profiler); the
+  ceiling is the best kernel-time rate, as the rows it divides are kernel times.
 * Compute ceiling: cuBLAS fp16 and bf16 GEMM at 8192³.
 * Anchors: cuBLAS (``F.linear``) in fp16 and bf16 at every benchmarked shape, and torch's int4 kernel
   (``torch._weight_int4pack_mm``, uint4 with bf16 scales and zero points, group 128) where torch has it.
@@ -15,39 +17,62 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.ceilings import cublas_tflops
-from benchmarks.harness import time_cuda
-from benchmarks.matmul_timing import graph_us
+from benchmarks.harness import capture_graph, time_cuda, time_graph_kernels
+from benchmarks.matmul_timing import graph_and_kernel_us
 
 GIB = 1 << 30
 
 
-def _read_rate(fn, nbytes: int) -> float:
-    """TB/s of a read of ``nbytes`` done by ``fn`` (median of 20, no flush: the buffer is far above L2)."""
-    return nbytes / (time_cuda(fn, runs=20, warmup=3, flush=False).median_us * 1e-6) / 1e12
+def _read_rates(fn, nbytes: int) -> tuple[float, float | None]:
+    """TB/s of a read of ``nbytes`` done by ``fn``: by CUDA events around eager calls, and by the kernels'
+    device time in a CUDA graph (None where the profiler gave no clean record); medians of 20, no flush
+    (the buffer is far above L2)."""
+    events = nbytes / (time_cuda(fn, runs=20, warmup=3, flush=False).median_us * 1e-6) / 1e12
+    kernels = time_graph_kernels(capture_graph(fn), runs=20, flush=False)
+    return events, None if kernels is None else nbytes / (kernels.median_us * 1e-6) / 1e12
 
 
-def _reduction_rate(dtype: torch.dtype, reduce) -> float:
+def _reduction_rates(dtype: torch.dtype, reduce) -> tuple[float, float | None]:
     data = torch.randn(4 * GIB // (torch.finfo(dtype).bits // 8), device="cuda", dtype=dtype)  # 4 GiB
-    return _read_rate(lambda: reduce(data), data.numel() * data.element_size())
+    return _read_rates(lambda: reduce(data), data.numel() * data.element_size())
 
 
-def _gemv_rate() -> float:
+def _gemv_rates() -> tuple[float, float | None]:
     weight = torch.randn(65536, 32768, device="cuda", dtype=torch.float16)  # 4 GiB
     x = torch.randn(1, 32768, device="cuda", dtype=torch.float16)
-    return _read_rate(lambda: F.linear(x, weight), weight.numel() * 2)
+    return _read_rates(lambda: F.linear(x, weight), weight.numel() * 2)
 
 
 def read_ceilings() -> dict:
-    """TB/s of each streaming-read candidate, the best of them, and which one it was."""
-    rates = {
-        "torch amax fp32 4 GiB": _reduction_rate(torch.float32, torch.amax),
-        "torch sum fp32 4 GiB": _reduction_rate(torch.float32, torch.sum),
-        "torch amax fp16 4 GiB": _reduction_rate(torch.float16, torch.amax),
-        "cuBLAS fp16 GEMV 1x65536x32768 (weight bytes)": _gemv_rate(),
+    """TB/s of each streaming-read candidate by events and by kernel time, the best, and which it was.
+
+    The ceiling (``best_tb_s``) is the best kernel-time rate when the profiler gave one for every
+    candidate, else the best event-timed rate (``basis`` says which)."""
+    measured = {
+        "torch amax fp32 4 GiB": _reduction_rates(torch.float32, torch.amax),
+        "torch sum fp32 4 GiB": _reduction_rates(torch.float32, torch.sum),
+        "torch amax fp16 4 GiB": _reduction_rates(torch.float16, torch.amax),
+        "cuBLAS fp16 GEMV 1x65536x32768 (weight bytes)": _gemv_rates(),
     }
     torch.cuda.empty_cache()
+    return best_read(
+        {name: events for name, (events, _) in measured.items()},
+        {name: kernels for name, (_, kernels) in measured.items()},
+    )
+
+
+def best_read(events: dict[str, float], kernels: dict[str, float | None]) -> dict:
+    """The read-ceiling record from each candidate's event-timed and kernel-timed TB/s."""
+    basis = "kernel" if kernels and all(rate is not None for rate in kernels.values()) else "events"
+    rates = kernels if basis == "kernel" else events
     best_name = max(rates, key=lambda name: rates[name])
-    return {"candidates": rates, "best_tb_s": rates[best_name], "best": best_name}
+    return {
+        "candidates": events,
+        "kernel_candidates": kernels,
+        "basis": basis,
+        "best_tb_s": rates[best_name],
+        "best": best_name,
+    }
 
 
 def compute_ceilings() -> dict:
@@ -59,18 +84,18 @@ def compute_ceilings() -> dict:
 
 
 class CublasAnchors:
-    """cuBLAS ``F.linear`` µs per (M, N, K, act dtype), measured once each (CUDA graph, L2 flushed)."""
+    """cuBLAS ``F.linear`` µs per (M, N, K, act dtype), measured once each (CUDA graph, L2 flushed): by
+    events (``us``) and by its kernels' device time (``kernel_us``, where the profiler gave it)."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[int, int, int, str], dict] = {}
 
-    def time(self, m: int, n: int, k: int, act_dtype: str) -> float:
-        """µs of an [m, k] × [n, k]^T cuBLAS matmul in ``act_dtype`` (NaN if it failed)."""
+    def row(self, m: int, n: int, k: int, act_dtype: str) -> dict:
+        """The anchor row of an [m, k] × [n, k]^T cuBLAS matmul in ``act_dtype`` (measured on first use)."""
         key = (m, n, k, act_dtype)
-        row = self.rows.get(key)
-        if row is None:
-            row = self.rows[key] = self._measure(m, n, k, act_dtype)
-        return row.get("us", float("nan"))
+        if key not in self.rows:
+            self.rows[key] = self._measure(m, n, k, act_dtype)
+        return self.rows[key]
 
     @staticmethod
     def _measure(m: int, n: int, k: int, act_dtype: str) -> dict:
@@ -79,7 +104,11 @@ class CublasAnchors:
         try:
             weight = torch.randn(n, k, device="cuda", dtype=dtype)
             x = torch.randn(m, k, device="cuda", dtype=dtype)
-            row["us"] = graph_us(lambda: F.linear(x, weight), runs=30 if m > 16 else 100)
+            row["us"], kernel_us = graph_and_kernel_us(
+                lambda: F.linear(x, weight), runs=30 if m > 16 else 100
+            )
+            if kernel_us is not None:
+                row["kernel_us"] = kernel_us
         except Exception as error:  # an anchor that cannot run is recorded, not fatal
             row["error"] = f"{type(error).__name__}: {error}"
         return row
@@ -135,10 +164,12 @@ def int4pack_rows(q, xs: dict[int, torch.Tensor], reference: torch.Tensor, rows:
             y = torch.ops.aten._weight_int4pack_mm(x, weight, q.group_size, scale_and_zeros)
             head = min(rows, m)
             row["relative_error"] = relative_error(y[:head], reference[:head])
-            row["us"] = graph_us(
+            row["us"], kernel_us = graph_and_kernel_us(
                 lambda x=x: torch.ops.aten._weight_int4pack_mm(x, weight, q.group_size, scale_and_zeros),
                 runs=30 if m > 16 else 100,
             )
+            if kernel_us is not None:
+                row["kernel_us"] = kernel_us
         except Exception as error:
             row["error"] = f"{type(error).__name__}: {error}"
             row["traceback"] = traceback.format_exc(limit=3)

@@ -42,6 +42,12 @@ def _failed(row: dict) -> str | None:
     return row.get("error")
 
 
+def _timed(row: dict) -> float:
+    """The µs a row's percentages and speedups use: its kernel time, or its event time in rows measured
+    before kernel times were (or where the profiler gave none)."""
+    return row.get("timed_us", row["graph_us"])
+
+
 OPERAND_NOTES = {
     "a": " (weights packed as the A operand: the transposed decode kernel)",
     "b": " (weights packed as the B operand: the x-as-A decode kernel)",
@@ -60,24 +66,33 @@ def header(results: dict) -> list[str]:
         f"Group size {results.get('group_size', 128)}; scales (and zero points for uint types) in the "
         f"activation dtype; dispatch threshold M ≤ {results.get('decode_max_m', '?')} → decode kernel"
         f"{OPERAND_NOTES.get(results.get('operand', 'b'), '')}.  ",
-        'Times: CUDA-graph replay, L2 flushed before each replay, median. "eager": wall clock per call over '
-        "back-to-back eager calls (host + device). % of ceiling: bytes that must move (weights + scales + "
-        "zeros + x + y) / time / the read ceiling below.",
+        'Times: the call captured in a CUDA graph, L2 flushed before each replay, median. "µs": its '
+        'kernels\' own device time (first start to last end, from the profiler); "events µs": CUDA events '
+        "around each replay, which add the graph's launch and the event pair (~3.5–5 µs on the H200). "
+        '"eager": wall clock per call over back-to-back eager calls (host + device). % of ceiling: bytes '
+        "that must move (weights + scales + zeros + x + y) / µs / the read ceiling below (its kernel time "
+        "too); × cuBLAS: both sides' kernel times.",
         "",
         "### Ceilings (measured in this run)",
         "",
-        "| what | measured |",
-        "|---|---|",
+        "| what | kernel time | CUDA events |",
+        "|---|---|---|",
     ]
+    kernel_rates = read.get("kernel_candidates", {})
     for name, rate in read.get("candidates", {}).items():
         best = " (best: the read ceiling)" if name == read.get("best") else ""
-        lines.append(f"| {name} | {_number(rate, 2)} TB/s{best} |")
+        kernel, events = (f"{_number(kernel_rates.get(name), 2)} TB/s", f"{_number(rate, 2)} TB/s")
+        if read.get("basis", "events") == "kernel":
+            kernel += best
+        else:
+            events += best
+        lines.append(f"| {name} | {kernel} | {events} |")
     for key, label in (
         ("cublas_fp16_tflops", "cuBLAS fp16 GEMM 8192³"),
         ("cublas_bf16_tflops", "cuBLAS bf16 GEMM 8192³"),
     ):
         if key in ceilings:
-            lines.append(f"| {label} | {_number(ceilings[key], 0)} TFLOP/s |")
+            lines.append(f"| {label} | – | {_number(ceilings[key], 0)} TFLOP/s |")
     return lines
 
 
@@ -85,18 +100,19 @@ def decode_table(rows: list[dict]) -> list[str]:
     """One line per decode row."""
     lines = [
         "",
-        "| layer | N × K | type | act | M | µs | eager µs | TB/s | % of ceiling | × cuBLAS fp16 "
+        "| layer | N × K | type | act | M | µs | events µs | eager µs | TB/s | % of ceiling | × cuBLAS fp16 "
         "| × cuBLAS bf16 | rel. error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         prefix = _row_prefix(row)
         if _failed(row):
-            lines.append(prefix + f"| failed: {_failed(row)} |||||||")
+            lines.append(prefix + f"| failed: {_failed(row)} ||||||||")
             continue
         lines.append(
             prefix
-            + f"| {_number(row['graph_us'])} | {_number(row.get('eager_us'))} | {_number(row['tb_s'], 2)} "
+            + f"| {_number(_timed(row))} | {_number(row['graph_us'])} | {_number(row.get('eager_us'))} "
+            f"| {_number(row['tb_s'], 2)} "
             f"| {_number(row['pct_of_read_ceiling'], 0)}% | {_speedup(row['speedup_vs_cublas_fp16'])} "
             f"| {_speedup(row.get('speedup_vs_cublas_bf16'))} | {_error(row)} |"
         )
@@ -190,17 +206,18 @@ def prefill_table(rows: list[dict]) -> list[str]:
         "",
         "### Prefill (M > 16: dequantize + cuBLAS)",
         "",
-        "| layer | N × K | type | act | M | µs | of which dequantize µs | TFLOP/s | × cuBLAS fp16 "
-        "| × cuBLAS bf16 | rel. error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| layer | N × K | type | act | M | µs | events µs | of which dequantize (events) µs | TFLOP/s "
+        "| × cuBLAS fp16 | × cuBLAS bf16 | rel. error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         prefix = _row_prefix(row)
         if _failed(row):
-            lines.append(prefix + f"| failed: {_failed(row)} ||||||")
+            lines.append(prefix + f"| failed: {_failed(row)} |||||||")
             continue
         lines.append(
-            prefix + f"| {_number(row['graph_us'])} | {_number(row.get('dequantize_us'))} "
+            prefix + f"| {_number(_timed(row))} | {_number(row['graph_us'])} "
+            f"| {_number(row.get('dequantize_us'))} "
             f"| {_number(row['tflops'], 0)} "
             f"| {_speedup(row['speedup_vs_cublas_fp16'])} | {_speedup(row.get('speedup_vs_cublas_bf16'))} "
             f"| {_error(row)} |"
@@ -267,19 +284,20 @@ def anchors_table(anchors: list[dict]) -> list[str]:
         "",
         "### Anchors (same run)",
         "",
-        "| anchor | N × K | M | µs | TB/s (weight bytes) | rel. error |",
-        "|---|---|---|---|---|---|",
+        "| anchor | N × K | M | µs | events µs | TB/s (weight bytes) | rel. error |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in anchors:
         if "us" not in row:
             reason = row.get("skipped") or row.get("error") or "not measured"
-            lines.append(f"| {row['anchor']} | {row['n']}×{row['k']} | {row['m']} | {reason} |||")
+            lines.append(f"| {row['anchor']} | {row['n']}×{row['k']} | {row['m']} | {reason} ||||")
             continue
         bits = 4 if "int4" in row["anchor"] else 16
-        rate = row["n"] * row["k"] * bits / 8 / (row["us"] * 1e-6) / 1e12
+        us = row.get("kernel_us", row["us"])
+        rate = row["n"] * row["k"] * bits / 8 / (us * 1e-6) / 1e12
         lines.append(
-            f"| {row['anchor']} | {row['n']}×{row['k']} | {row['m']} | {_number(row['us'])} "
-            f"| {_number(rate, 2)} | {_error(row)} |"
+            f"| {row['anchor']} | {row['n']}×{row['k']} | {row['m']} | {_number(row.get('kernel_us'))} "
+            f"| {_number(row['us'])} | {_number(rate, 2)} | {_error(row)} |"
         )
     return lines
 
@@ -349,9 +367,8 @@ def roofline(results: dict, path: pathlib.Path | str) -> None:
         if "us" in row and row["anchor"].startswith("cuBLAS"):
             moved = 2 * (row["n"] * row["k"] + row["m"] * (row["k"] + row["n"]))
             flop = 2 * row["m"] * row["n"] * row["k"]
-            axes.scatter(
-                flop / moved, flop / (row["us"] * 1e-6) / 1e12, marker="x", s=18, color="red", alpha=0.6
-            )
+            us = row.get("kernel_us", row["us"])
+            axes.scatter(flop / moved, flop / (us * 1e-6) / 1e12, marker="x", s=18, color="red", alpha=0.6)
     axes.scatter([], [], marker="o", color="grey", label="anybit decode (colour: bits)")
     axes.scatter([], [], marker="s", color="grey", label="anybit prefill (dequantize + cuBLAS)")
     axes.scatter([], [], marker="x", color="red", label="cuBLAS fp16/bf16")

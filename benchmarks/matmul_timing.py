@@ -1,7 +1,10 @@
 """Timing for the quantized-matmul benchmark, on top of :mod:`benchmarks.harness`.
 
 * ``graph_us``: the call captured once in a CUDA graph, replays timed with CUDA events, L2 flushed before each
-  replay (``harness.time_cuda_graph``): the device time a model running under CUDA graphs sees.
+  replay (``harness.time_cuda_graph``): the kernels plus the graph's launch and the event pair.
+* ``kernel_us``: the same graph's kernels alone (first start to last end of each replay, from the profiler,
+  L2 flushed before each replay; ``harness.time_graph_kernels``): what each call costs inside a model's
+  graph of many kernels, which pays the launch once. The suite's % of the read ceiling and speedups use it.
 * ``eager_us``: wall clock per eager call over many back-to-back calls (host + device: whichever is longer
   sets the pace), rotating through several weight copies so that small weights do not stay in L2.
 * ``host_us``: host time per eager call alone, in batches short enough that the launch queue never fills.
@@ -15,12 +18,21 @@ from collections.abc import Callable, Sequence
 import torch
 
 from anybit.runtime.overhead import host_microseconds
-from benchmarks.harness import time_cuda_graph
+from benchmarks.harness import capture_graph, time_cuda, time_cuda_graph, time_graph_kernels
 
 
 def graph_us(fn: Callable[[], object], *, runs: int = 100) -> float:
     """Median µs of ``fn`` replayed from a CUDA graph with the L2 flushed before every replay."""
     return time_cuda_graph(fn, runs=runs, flush=True).median_us
+
+
+def graph_and_kernel_us(fn: Callable[[], object], *, runs: int = 100) -> tuple[float, float | None]:
+    """``fn`` captured once: the median µs of its replays by CUDA events (as :func:`graph_us`) and of its
+    kernels alone by the profiler (None where the profiler gave no clean record), L2 flushed before each."""
+    graph = capture_graph(fn)
+    events = time_cuda(graph.replay, warmup=3, runs=runs, flush=True).median_us
+    kernels = time_graph_kernels(graph, runs=max(20, runs // 2))
+    return events, None if kernels is None else kernels.median_us
 
 
 def rotation_count(weight_bytes: int, *, limit: int = 32) -> int:

@@ -36,20 +36,6 @@ READ_MIB = (1, 4, 16, 64, 256)
 MATMUL_CASES = (("int4", 8192, 8192), ("uint1", 8192, 8192), ("int4", 57344, 8192))
 
 
-def captured(fn) -> torch.cuda.CUDAGraph:
-    """``fn`` captured once in a CUDA graph (after a warm-up on a side stream, as the harness does)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph
-
-
 def kernel_us(graph: torch.cuda.CUDAGraph, name_has: str, runs: int) -> float | None:
     """Median device µs of the kernels whose name contains ``name_has`` over ``runs`` replays, each after an
     L2 flush (summed per replay when a case launches several), from ``torch.profiler``."""
@@ -81,7 +67,7 @@ def per_replay_median(durations: list[float], runs: int) -> float | None:
 
 def measure(label: str, fn, name_has: str, runs: int, bytes_read: int) -> dict:
     """One case: event µs as the suite times it, kernel µs from the profiler, on the same graph."""
-    graph = captured(fn)
+    graph = harness.capture_graph(fn)
     events = harness.time_cuda(graph.replay, warmup=3, runs=runs, flush=True).median_us
     kernel = kernel_us(graph, name_has, runs)
     row = {"case": label, "bytes": bytes_read, "events_us": round(events, 2), "kernel_us": kernel}

@@ -40,6 +40,9 @@ def results() -> dict:
         "m": 1,
         "nbits": 4,
         "graph_us": 10.0,
+        "kernel_us": 8.0,
+        "timed_us": 8.0,
+        "time_basis": "kernel",
         "eager_us": 14.0,
         "host_us": 7.5,
         "tb_s": 3.5,
@@ -61,6 +64,8 @@ def results() -> dict:
         "intensity_flop_per_byte": 2000.0,
         "speedup_vs_cublas_fp16": 0.9,
     }
+    for key in ("kernel_us", "timed_us", "time_basis"):  # as rows measured before kernel times were
+        del prefill[key]
     crossover = [
         {
             "suite": "crossover",
@@ -81,7 +86,9 @@ def results() -> dict:
         "decode_max_m": 16,
         "ceilings": {
             "read": {
-                "candidates": {"torch amax fp32 4 GiB": 4.35},
+                "candidates": {"torch amax fp32 4 GiB": 4.31},
+                "kernel_candidates": {"torch amax fp32 4 GiB": 4.35},
+                "basis": "kernel",
                 "best": "torch amax fp32 4 GiB",
                 "best_tb_s": 4.35,
             },
@@ -91,7 +98,7 @@ def results() -> dict:
         "rows": [row, prefill, {**row, "m": 4, "error": "RuntimeError: boom"}],
         "crossover": crossover,
         "anchors": [
-            {"anchor": "cuBLAS float16", "m": 1, "n": 8192, "k": 8192, "us": 45.9},
+            {"anchor": "cuBLAS float16", "m": 1, "n": 8192, "k": 8192, "us": 45.9, "kernel_us": 42.0},
             {"anchor": "torch._weight_int4pack_mm", "m": 1, "n": 8192, "k": 8192, "skipped": "no such op"},
         ],
         "skipped": [],
@@ -102,8 +109,14 @@ def test_markdown_has_every_section_and_no_placeholders():
     text = markdown(results())
     for heading in ("### Ceilings", "### Decode", "### Prefill", "### Crossover", "### Anchors"):
         assert heading in text
-    assert "4.35 TB/s (best" in text and "742 TFLOP/s" in text
-    assert "| 70B o | 8192×8192 | uint4 | bfloat16 | 1 | 10.0 | 14.0 | 3.50 | 80% | 3.00× | 2.90× |" in text
+    assert "| 4.35 TB/s (best: the read ceiling) | 4.31 TB/s |" in text and "742 TFLOP/s" in text
+    # µs (kernel time), events µs, eager µs, then the figures from the kernel time.
+    assert (
+        "| 70B o | 8192×8192 | uint4 | bfloat16 | 1 | 8.0 | 10.0 | 14.0 | 3.50 | 80% | 3.00× | 2.90× |"
+        in text
+    )
+    assert "| 70B o | 8192×8192 | uint4 | bfloat16 | 4096 | 900.0 | 900.0 | 60.0 |" in text  # events only
+    assert "| cuBLAS float16 | 8192×8192 | 1 | 42.0 | 45.9 | 3.20 |" in text
     assert "failed: RuntimeError: boom" in text and "no such op" in text
     assert "faster up to M = 16" in text and "median 7.5 µs" in text
     assert "nan" not in text.lower()

@@ -29,6 +29,7 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     small = (("8B o", 64, 256), ("70B o", 128, 256), ("70B gate_up", 256, 128))
     monkeypatch.setattr(matmul_cases, "SHAPES", small)
     monkeypatch.setattr(matmul, "graph_us", run_once)
+    monkeypatch.setattr(matmul, "graph_and_kernel_us", lambda fn, **_: (run_once(fn), 0.5))
     monkeypatch.setattr(matmul, "eager_us", run_each)
     monkeypatch.setattr(matmul, "host_us", run_once)
     monkeypatch.setattr(matmul, "rotation_count", lambda nbytes: 2)
@@ -50,6 +51,7 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
                 "k": k,
                 "act_dtype": act,
                 "us": 3.0,
+                "kernel_us": 1.5,
             }
         ),
     )
@@ -68,7 +70,11 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     prefill = next(row for row in results["rows"] if row["suite"] == "prefill")
     assert prefill["path"] == "dequantize" and prefill["m"] == 4096 and "dequantize_us" in prefill
     decode = results["rows"][0]
-    assert decode["path"] == "decode" and decode["speedup_vs_cublas_fp16"] == 3.0 and "host_us" in decode
+    assert decode["path"] == "decode" and "host_us" in decode
+    # Percentages and speedups from kernel times on both sides (0.5 µs ours, 1.5 µs cuBLAS's).
+    assert decode["time_basis"] == "kernel" and decode["timed_us"] == 0.5 and decode["graph_us"] == 1.0
+    assert decode["speedup_vs_cublas_fp16"] == 3.0
+    assert decode["pct_of_read_ceiling"] == pytest.approx(2 * decode["pct_of_read_ceiling_events"])
     assert decode["bytes"] == matmul_cases.bytes_moved(1, 64, 256, 2, group_size=128, has_zeros=True)
     assert len(results["crossover"]) == 4 and all(
         r["decode_ok"] and r["dequantize_ok"] and r["dispatched_ok"] for r in results["crossover"]
