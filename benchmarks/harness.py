@@ -184,7 +184,8 @@ def _spin_kernel_name(device: int) -> str | None:
         names = {
             event.name for event in profiler.events() if event.device_type == torch.autograd.DeviceType.CUDA
         }
-        _spin_names[device] = names.pop() if len(names) == 1 else None
+        spins = {name for name in names if "sleep" in name.lower() or "spin" in name.lower()} or names
+        _spin_names[device] = spins.pop() if len(spins) == 1 else None
     return _spin_names[device]
 
 
