@@ -99,7 +99,7 @@ for directory in tests/cuda tests/runtime; do
     [ -d "$directory" ] && tiers+=("$directory")
 done
 if [ ${#tiers[@]} -gt 0 ]; then
-    step cpu_tiers 40 "$PYTHON" -m pytest -m "not gpu" -q -rs "${tiers[@]}"
+    step cpu_tiers 120 "$PYTHON" -m pytest -m "not gpu" -q -rs "${tiers[@]}"
 fi
 step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$RESULTS/launch_overhead.json"
 step bench 580 "$PYTHON" -m anybit bench --out "$RESULTS/bench"
