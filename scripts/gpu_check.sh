@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -159,6 +159,14 @@ step occupancy 420 bash -c "$PYTHON benchmarks/decode_probe.py --types uint1,uin
     --stages 3,4 --sm-warps 0,24,32 --out $RESULTS/occupancy_m16"
 # What the suite's timing adds to a kernel's own time: event µs (as the suite times a row) against the
 # profiler's kernel µs on the same graphs, for an empty kernel, torch reads of 1-256 MiB and quantized_matmul.
+# The compiled launch backend (anybit/runtime/compiled_launch.c): every backend's GPU tests, the launch
+# overhead through each, an eager quantized_matmul's host time through bindings and compiled (checked
+# against float64), then the ops tier with every kernel launched through the compiled backend.
+step compiled_launch 400 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 tests/runtime \
+    tests/lang/test_dependent_launch.py && $PYTHON -m anybit.runtime.overhead \
+    --out $RESULTS/launch_overhead_backends.json && for backend in bindings compiled; do \
+    ANYBIT_LAUNCH_BACKEND=\$backend $PYTHON benchmarks/eager_host.py --out $RESULTS/eager_host || exit 1; \
+    done && ANYBIT_LAUNCH_BACKEND=compiled $PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 8 tests/ops"
 step timing_floor 240 "$PYTHON" benchmarks/timing_floor.py --out "$RESULTS/timing_floor"
 # Narrower warp tiles for the 1- and 2-bit types (16 and 32 bytes a thread against 64: 2-4× the block
 # columns, fewer weights a warp a step): every configuration of each at M = 1 on the issue's three shapes.

@@ -4,9 +4,11 @@ Everything that does not depend on the arguments is done once, when the :class:`
 slot per kernel parameter and the ``void*`` array pointing at them, a setter per parameter (checks + fill)
 called from one generated function, the grid and workspace-size expressions compiled into Python closures (a
 constant grid is checked once). A launch then reads the current device and stream through torch's raw getters
-(bound once), runs the setters, evaluates the grid and calls ``cuLaunchKernel`` through ``cuda.bindings``
-(measured faster than ctypes on an H200; ``ANYBIT_LAUNCH_BACKEND=ctypes`` calls libcuda through ctypes). It
-never synchronises and, once warm, never allocates, so launches can be captured in CUDA graphs.
+(bound once), runs the setters, evaluates the grid and calls ``cuLaunchKernel`` through a launch backend:
+``ANYBIT_LAUNCH_BACKEND`` = ``bindings`` (``cuda.bindings``, the default; measured faster than ctypes on an
+H200), ``ctypes`` (libcuda through ctypes) or ``compiled`` (a small C module built on first use with the
+system compiler, :mod:`anybit.runtime.compiled_launch`, that takes plain ints). It never synchronises and,
+once warm, never allocates, so launches can be captured in CUDA graphs.
 
 A kernel whose code waits for the prior grids (``wait_prior_grids``; ``waits_for_prior_grids`` in its
 ``CudaKernelSource``) is launched as a *dependent*: ``cuLaunchKernelEx`` with the
@@ -435,7 +437,7 @@ class LaunchBackend:
     call_dependent: Callable[..., object] | None = None
 
 
-BACKENDS = ("bindings", "ctypes")
+BACKENDS = ("bindings", "ctypes", "compiled")
 
 
 def dependent_launch_enabled() -> bool:
@@ -473,7 +475,7 @@ def default_backend() -> str:
         raise ValueError(f"ANYBIT_LAUNCH_BACKEND: expected one of {', '.join(BACKENDS)}, got {name!r}")
     try:
         launch_backend(name)
-    except (OSError, ImportError, AttributeError) as error:
+    except (OSError, ImportError, AttributeError, RuntimeError) as error:
         other = "ctypes" if name == "bindings" else "bindings"
         logger.info("launch backend %s is not available (%s); using %s", name, error, other)
         return other
@@ -482,7 +484,21 @@ def default_backend() -> str:
 
 @functools.cache
 def launch_backend(name: str) -> LaunchBackend:
-    """The :class:`LaunchBackend` ``name``: ``"bindings"`` (cuda.bindings) or ``"ctypes"`` (libcuda)."""
+    """The :class:`LaunchBackend` ``name``: ``"bindings"`` (cuda.bindings), ``"ctypes"`` (libcuda) or
+    ``"compiled"`` (:mod:`anybit.runtime.compiled_launch`; raises ``CompiledLaunchUnavailable`` where it
+    cannot be built)."""
+    if name == "compiled":
+        from anybit.runtime import compiled_launch
+
+        module = compiled_launch.load()
+        return LaunchBackend(
+            "compiled",
+            module.launch,
+            lambda loaded: loaded.handle,
+            lambda raw: raw,
+            dependent_config=compiled_launch.DependentConfig,
+            call_dependent=compiled_launch.dependent_caller(module),
+        )
     if name == "ctypes":
         function = ctypes.CDLL("libcuda.so.1").cuLaunchKernel
         function.restype = ctypes.c_int

@@ -6,7 +6,8 @@ batches that is not counted. Reports microseconds per launch for
 
 * ``anybit_launch_us``: an empty anybit kernel (pointer + int argument, constant grid) through
   :class:`CompiledKernel`, with the backend the runtime chose (``launch_backend``);
-* ``anybit_launch_<backend>_us``: the same through each launch backend;
+* ``anybit_launch_<backend>_us``, ``anybit_launch_dependent_<backend>_us``: the same (and the dependent
+  kernel's launch) through each launch backend;
 * ``anybit_launch_computed_grid_us``: the same kernel with its grid computed from the int argument;
 * ``anybit_launch_dependent_us``: the same kernel waiting for the prior grids, launched as a programmatic
   dependent (``cuLaunchKernelEx``) as the decode kernel is on sm_90+ (a plain launch elsewhere);
@@ -118,13 +119,16 @@ def measure_launch_overhead(*, launches: int = 20000, batch: int = 200) -> dict:
     for name in BACKENDS:
         try:
             backend = launch_backend(name)
-        except (OSError, ImportError, AttributeError) as error:
+        except (OSError, ImportError, AttributeError, RuntimeError) as error:
             results[f"anybit_launch_{name}_us"] = f"unavailable: {error}"
             results[f"cuLaunchKernel_{name}_us"] = f"unavailable: {error}"
             continue
         launcher.use_backend(name)
         compiled(x, 1)
         results[f"anybit_launch_{name}_us"] = timed(lambda: compiled(x, 1))
+        dependent.launcher.use_backend(name)
+        dependent(x, 1)
+        results[f"anybit_launch_dependent_{name}_us"] = timed(lambda: dependent(x, 1))
         function, raw_stream, call = backend.function(loaded), backend.stream(stream), backend.call
 
         def bare(function=function, raw_stream=raw_stream, call=call) -> None:
@@ -132,6 +136,7 @@ def measure_launch_overhead(*, launches: int = 20000, batch: int = 200) -> dict:
 
         results[f"cuLaunchKernel_{name}_us"] = timed(bare)
     launcher.use_backend(chosen)
+    dependent.launcher.use_backend(chosen)
     torch.cuda.synchronize()
     return results
 

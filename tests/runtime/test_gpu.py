@@ -236,3 +236,90 @@ def test_autotune_end_to_end_on_two_configs(private_cache):
     (record,) = next(iter(results.values())).values()
     assert record["config"] in ({"block_size": 256}, {"block_size": 512})
     assert all(c["milliseconds"] is not None for c in record["candidates"])
+
+
+PRODUCER = r"""
+extern "C" __global__ void producer(const float* x, float* y, int n) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");  // the consumer may start at once
+#endif
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i] + 1.0f;
+}
+"""
+
+CONSUMER = r"""
+extern "C" __global__ void consumer(const float* y, float* z, int n) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");  // all that keeps it from reading y too early
+#endif
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) z[i] = y[i] * 2.0f;
+}
+"""
+
+
+def pair_source(name: str, source: str, dependent: bool) -> CudaKernelSource:
+    n = Var("n", int32)
+    return CudaKernelSource(
+        name=name,
+        source=source,
+        params=(
+            KernelParam("a", "pointer", float32),
+            KernelParam("b", "pointer", float32),
+            KernelParam("n", "scalar", int32),
+        ),
+        grid=(cdiv(n, 128), 1, 1),
+        block_threads=128,
+        dynamic_shared_bytes=0,
+        workspace_bytes=0,
+        workspace_clean=False,
+        alignment_requirements=(),
+        waits_for_prior_grids=dependent,
+    )
+
+
+@pytest.mark.parametrize("backend", ["bindings", "ctypes", "compiled"])
+def test_every_launch_backend_runs_plain_dependent_and_captured_launches(backend):
+    """Each backend (no skipping: on a GPU machine every one must work) launches axpy correctly, and a
+    producer/dependent-consumer pair twenty times in a row eagerly and from a CUDA graph: every consumer
+    reads what its producer just wrote."""
+    axpy = compile_source(axpy_source())
+    producer = compile_source(pair_source("producer", PRODUCER, dependent=False))
+    consumer = compile_source(pair_source("consumer", CONSUMER, dependent=True))
+    n = 1 << 20
+    x, y = random(n), random(n)
+    axpy(1.0, x, y, n)  # loads each kernel once, then switch every launcher to the backend under test
+    for kernel in (axpy, producer, consumer):
+        kernel.launcher.use_backend(backend)
+    x, y = random(n), random(n)
+    expected = 2.5 * x + y
+    axpy(2.5, x, y, n)
+    torch.cuda.synchronize()
+    torch.testing.assert_close(y, expected)
+    rounds = 20
+    xs = [random(n) for _ in range(rounds)]
+    middles = [torch.empty(n, device="cuda") for _ in range(rounds)]
+    zs = [torch.full((n,), float("nan"), device="cuda") for _ in range(rounds)]
+
+    def run() -> None:
+        for x, middle, z in zip(xs, middles, zs, strict=True):
+            producer(x, middle, n)
+            consumer(middle, z, n)
+
+    run()
+    torch.cuda.synchronize()
+    for x, z in zip(xs, zs, strict=True):
+        torch.testing.assert_close(z, (x + 1.0) * 2.0, rtol=0, atol=0)
+    assert consumer.launcher.launches_as_dependent(torch.cuda.current_device()) == (backend != "ctypes")
+    for z in zs:
+        z.fill_(float("nan"))
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        run()
+    for x in xs:
+        x.copy_(random(n))
+    graph.replay()
+    torch.cuda.synchronize()
+    for x, z in zip(xs, zs, strict=True):
+        torch.testing.assert_close(z, (x + 1.0) * 2.0, rtol=0, atol=0)

@@ -139,7 +139,7 @@ def test_a_failed_launch_names_the_driver_error(driver, monkeypatch):
 
 def test_an_unknown_backend_is_rejected(monkeypatch):
     monkeypatch.setenv("ANYBIT_LAUNCH_BACKEND", "cffi")
-    with pytest.raises(ValueError, match="expected one of bindings, ctypes, got 'cffi'"):
+    with pytest.raises(ValueError, match="expected one of bindings, ctypes, compiled, got 'cffi'"):
         launch.default_backend()
     monkeypatch.delenv("ANYBIT_LAUNCH_BACKEND")
     assert launch.default_backend() == "bindings"
