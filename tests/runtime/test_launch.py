@@ -141,9 +141,21 @@ def test_an_unknown_backend_is_rejected(monkeypatch):
     monkeypatch.setenv("ANYBIT_LAUNCH_BACKEND", "cffi")
     with pytest.raises(ValueError, match="expected one of bindings, ctypes, compiled, got 'cffi'"):
         launch.default_backend()
-    monkeypatch.delenv("ANYBIT_LAUNCH_BACKEND")
+    monkeypatch.setenv("ANYBIT_LAUNCH_BACKEND", "bindings")
     assert launch.default_backend() == "bindings"
     assert launch.launch_backend("bindings").name == "bindings"
+
+
+def test_the_default_is_the_compiled_backend_where_it_builds(monkeypatch):
+    from anybit.runtime import compiled_launch
+
+    monkeypatch.delenv("ANYBIT_LAUNCH_BACKEND", raising=False)
+    try:
+        compiled_launch.load()
+    except compiled_launch.CompiledLaunchUnavailable:
+        assert launch.default_backend() == "bindings"  # no compiler here: the bindings instead
+    else:
+        assert launch.default_backend() == "compiled"
 
 
 # -- dependent launches (programmatic stream serialization) -------------------------------------------------
