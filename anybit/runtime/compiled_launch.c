@@ -57,15 +57,19 @@ static int resolve_driver(void) {
                      "an NVIDIA driver", dlerror());
         return -1;
     }
+    launch_kernel_ex = (launch_kernel_ex_fn)dlsym(library, "cuLaunchKernelEx"); /* CUDA 12+ drivers */
     launch_kernel = (launch_kernel_fn)dlsym(library, "cuLaunchKernel");
-    launch_kernel_ex = (launch_kernel_ex_fn)dlsym(library, "cuLaunchKernelEx");
-    if (launch_kernel == NULL || launch_kernel_ex == NULL) {
-        launch_kernel = NULL;
-        PyErr_SetString(PyExc_OSError, "anybit compiled launch: libcuda.so.1 has no cuLaunchKernel or "
-                        "cuLaunchKernelEx (a CUDA 12+ driver is needed)");
+    if (launch_kernel == NULL) {
+        PyErr_SetString(PyExc_OSError, "anybit compiled launch: libcuda.so.1 has no cuLaunchKernel");
         return -1;
     }
     return 0;
+}
+
+/* driver() -> whether cuLaunchKernelEx exists (dependent launches); raises OSError without a driver. */
+static PyObject *driver(PyObject *self, PyObject *unused) {
+    if (launch_kernel == NULL && resolve_driver() < 0) return NULL;
+    return PyBool_FromLong(launch_kernel_ex != NULL);
 }
 
 /* Read ``count`` Python ints into ``out`` (unsigned 64-bit); 0 on success, -1 with an exception set. */
@@ -108,6 +112,11 @@ static PyObject *launch_dependent(PyObject *self, PyObject *const *args, Py_ssiz
     }
     if (read_ints(args, 8, v) < 0) return NULL;
     if (launch_kernel == NULL && resolve_driver() < 0) return NULL;
+    if (launch_kernel_ex == NULL) {
+        PyErr_SetString(PyExc_OSError, "anybit compiled launch: this driver has no cuLaunchKernelEx (CUDA 12+)"
+                        " for dependent launches; set ANYBIT_PDL=0");
+        return NULL;
+    }
     anybit_launch_attribute attribute = {0};
     attribute.id = ANYBIT_PROGRAMMATIC_STREAM_SERIALIZATION;
     attribute.value.programmaticStreamSerializationAllowed = 1;
@@ -141,6 +150,7 @@ static PyMethodDef methods[] = {
     {"launch", (PyCFunction)(void (*)(void))launch, METH_FASTCALL, "cuLaunchKernel from ints"},
     {"launch_dependent", (PyCFunction)(void (*)(void))launch_dependent, METH_FASTCALL,
      "cuLaunchKernelEx with programmatic stream serialization, from ints"},
+    {"driver", driver, METH_NOARGS, "open libcuda; whether it has cuLaunchKernelEx"},
     {"layout", layout, METH_NOARGS, "the driver structs' sizes and offsets as this module declares them"},
     {NULL, NULL, 0, NULL},
 };

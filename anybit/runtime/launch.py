@@ -495,18 +495,19 @@ def default_backend() -> str:
 def launch_backend(name: str) -> LaunchBackend:
     """The :class:`LaunchBackend` ``name``: ``"bindings"`` (cuda.bindings), ``"ctypes"`` (libcuda) or
     ``"compiled"`` (:mod:`anybit.runtime.compiled_launch`; raises ``CompiledLaunchUnavailable`` where it
-    cannot be built)."""
+    cannot be built, ``OSError`` without a CUDA driver)."""
     if name == "compiled":
         from anybit.runtime import compiled_launch
 
         module = compiled_launch.load()
+        dependent = module.driver()  # opens libcuda now (OSError without a driver: another backend is taken)
         return LaunchBackend(
             "compiled",
             module.launch,
             lambda loaded: loaded.handle,
             lambda raw: raw,
-            dependent_config=compiled_launch.DependentConfig,
-            call_dependent=compiled_launch.dependent_caller(module),
+            dependent_config=compiled_launch.DependentConfig if dependent else None,
+            call_dependent=compiled_launch.dependent_caller(module) if dependent else None,
         )
     if name == "ctypes":
         function = ctypes.CDLL("libcuda.so.1").cuLaunchKernel

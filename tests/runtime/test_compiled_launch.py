@@ -41,7 +41,7 @@ def test_it_builds_once_into_the_cache_and_imports(private_cache):
     module = compiled_launch.load()
     built = compiled_launch.module_path()
     assert built.is_file() and built.is_relative_to(private_cache / "launch")
-    assert {"launch", "launch_dependent", "layout"} <= set(dir(module))
+    assert {"launch", "launch_dependent", "driver", "layout"} <= set(dir(module))
     stamp = built.stat().st_mtime_ns
     compiled_launch.load.cache_clear()
     compiled_launch.load()  # a second process finds it built
@@ -67,6 +67,10 @@ def test_without_a_driver_a_launch_says_what_is_missing(private_cache):
     module = compiled_launch.load()
     with pytest.raises(OSError, match="cannot open libcuda.so.1"):
         module.launch(0, 1, 1, 1, 32, 1, 1, 0, 0, 0, 0)
+    with pytest.raises(OSError, match="cannot open libcuda.so.1"):
+        module.driver()
+    with pytest.raises(OSError, match="cannot open libcuda.so.1"):
+        launch.launch_backend("compiled")  # so the launcher takes another backend on such a machine
 
 
 def cuda_header() -> Path | None:
