@@ -11,7 +11,6 @@ Tuning is off (the first configuration that suits runs): host time does not depe
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import sys
@@ -52,11 +51,8 @@ def measure(dtype: str, n: int, k: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Print one JSON line per case and write ``eager_host_<backend>.json``; exit 1 if a result is wrong."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=None)
-    options = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("benchmarks/eager_host.py: no CUDA GPU (torch.cuda.is_available() is False)")
+    options = harness.out_option(__doc__.splitlines()[0], argv, "benchmarks/eager_host.py")
+    if options is None:
         return 2
     os.environ.setdefault("ANYBIT_AUTOTUNE", "0")
     from anybit.runtime.launch import default_backend

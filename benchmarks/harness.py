@@ -189,6 +189,19 @@ def _spin_kernel_name(device: int) -> str | None:
     return _spin_names[device]
 
 
+def out_option(description: str, argv: list[str] | None, script: str):
+    """A benchmark's options when it takes only ``--out DIR``; None (after saying so) without a GPU."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=pathlib.Path, default=None)
+    options = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print(f"{script}: no CUDA GPU (torch.cuda.is_available() is False)")
+        return None
+    return options
+
+
 def gpu_description() -> str:
     """The GPU's name, SM count and the torch/CUDA versions, for report headers."""
     properties = torch.cuda.get_device_properties(torch.cuda.current_device())

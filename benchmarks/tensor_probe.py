@@ -19,7 +19,6 @@ Usage (GPU, repository root)::
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -158,11 +157,8 @@ def measure(variant: tuple, clock_mhz: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure every variant; exit status 2 without a GPU."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=None)
-    options = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("benchmarks/tensor_probe.py needs a CUDA GPU")
+    options = harness.out_option(__doc__.splitlines()[0], argv, "benchmarks/tensor_probe.py")
+    if options is None:
         return 2
     from anybit.runtime.timing import gpu_cycles_per_us
 

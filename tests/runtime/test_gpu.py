@@ -260,22 +260,14 @@ extern "C" __global__ void consumer(const float* y, float* z, int n) {
 
 
 def pair_source(name: str, source: str, dependent: bool) -> CudaKernelSource:
-    n = Var("n", int32)
-    return CudaKernelSource(
-        name=name,
-        source=source,
-        params=(
-            KernelParam("a", "pointer", float32),
-            KernelParam("b", "pointer", float32),
-            KernelParam("n", "scalar", int32),
-        ),
-        grid=(cdiv(n, 128), 1, 1),
-        block_threads=128,
-        dynamic_shared_bytes=0,
-        workspace_bytes=0,
-        workspace_clean=False,
-        alignment_requirements=(),
-        waits_for_prior_grids=dependent,
+    """A one-thread-per-element kernel (a, b, n) with axpy's grid, a dependent launch if ``dependent``."""
+    params = (
+        KernelParam("a", "pointer", float32),
+        KernelParam("b", "pointer", float32),
+        KernelParam("n", "scalar", int32),
+    )
+    return axpy_source(
+        name=name, source=source, params=params, alignment_requirements=(), waits_for_prior_grids=dependent
     )
 
 
