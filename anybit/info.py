@@ -33,8 +33,20 @@ def _gpu() -> str:
     return f"{props.name}, sm_{props.major}{props.minor}, {props.multi_processor_count} SMs"
 
 
+def _launch_backend() -> str:
+    """The launch backend a kernel's first load would take here, and why where it is not the first choice."""
+    from anybit.runtime.launch import backend_choice
+
+    try:
+        chosen, unavailable = backend_choice()
+    except (RuntimeError, ValueError) as error:
+        return f"none ({error})"
+    return chosen + (f" ({'; '.join(unavailable)})" if unavailable else "")
+
+
 def environment_report() -> str:
-    """Versions of anybit and its dependencies, the NVRTC version and the GPU, one per line."""
+    """Versions of anybit and its dependencies, the NVRTC version, the launch backend and the GPU, one per
+    line."""
     import anybit
 
     rows = [
@@ -44,6 +56,7 @@ def environment_report() -> str:
         ("ml_dtypes", _version("ml_dtypes")),
         ("torch", _version("torch")),
         ("nvrtc", _nvrtc_version()),
+        ("launch", _launch_backend()),
         ("gpu", _gpu()),
     ]
     width = max(len(name) for name, _ in rows)

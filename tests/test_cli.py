@@ -31,6 +31,8 @@ def test_info_reports_versions(capsys):
     assert main(["info"]) == 0
     text = capsys.readouterr().out
     assert "numpy" in text and "nvrtc" in text and "gpu" in text
+    launch_line = next(line for line in text.splitlines() if line.startswith("launch"))
+    assert launch_line.split()[1] in ("compiled", "bindings", "ctypes", "none")
 
 
 def test_layout_prints_the_thread_grid(capsys, tmp_path):

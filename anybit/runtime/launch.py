@@ -476,16 +476,25 @@ def default_backend() -> str:
     The compiled backend saves ~1.1–1.3 µs a launch over the bindings on the H200 hosts (2026-11-29:
     cuLaunchKernel 4.99 against 6.12 µs, an anybit launch 7.80 against 9.07, a dependent one 7.34 against
     8.63)."""
+    chosen, unavailable = backend_choice()
+    for reason in unavailable:
+        logger.info("launch backend %s", reason)
+    return chosen
+
+
+def backend_choice() -> tuple[str, list[str]]:
+    """The backend :func:`default_backend` takes, and why each one tried before it could not be loaded."""
     name = os.environ.get("ANYBIT_LAUNCH_BACKEND", "compiled")
     if name not in BACKENDS:
         raise ValueError(f"ANYBIT_LAUNCH_BACKEND: expected one of {', '.join(BACKENDS)}, got {name!r}")
+    unavailable = []
     for candidate in dict.fromkeys((name, "bindings", "ctypes")):
         try:
             launch_backend(candidate)
         except (OSError, ImportError, AttributeError, RuntimeError) as error:
-            logger.info("launch backend %s is not available (%s)", candidate, error)
+            unavailable.append(f"{candidate} is not available: {error}")
             continue
-        return candidate
+        return candidate, unavailable
     raise RuntimeError(
         "no launch backend can be loaded: install cuda-python (the [cuda] extra) or a C compiler"
     )
