@@ -51,7 +51,7 @@ def measure(dtype: str, n: int, k: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Print one JSON line per case and write ``eager_host_<backend>.json``; exit 1 if a result is wrong."""
-    options = harness.out_option(__doc__.splitlines()[0], argv, "benchmarks/eager_host.py")
+    options = harness.gpu_options(__doc__.splitlines()[0], argv, "benchmarks/eager_host.py")
     if options is None:
         return 2
     os.environ.setdefault("ANYBIT_AUTOTUNE", "0")

@@ -189,11 +189,14 @@ def _spin_kernel_name(device: int) -> str | None:
     return _spin_names[device]
 
 
-def out_option(description: str, argv: list[str] | None, script: str):
-    """A benchmark's options when it takes only ``--out DIR``; None (after saying so) without a GPU."""
+def gpu_options(description: str, argv: list[str] | None, script: str, extra: Callable | None = None):
+    """A GPU benchmark's options: ``--out DIR`` and whatever ``extra(parser)`` adds; None (after saying so)
+    without a GPU, for the caller to exit with status 2."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
+    if extra is not None:
+        extra(parser)
     parser.add_argument("--out", type=pathlib.Path, default=None)
     options = parser.parse_args(argv)
     if not torch.cuda.is_available():

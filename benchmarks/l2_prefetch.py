@@ -30,7 +30,6 @@ Usage (GPU, repository root)::
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -147,14 +146,13 @@ def layer_calls(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--type", default="int4")
-    parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--prefetch-mb", type=float, default=24.0)
-    parser.add_argument("--out", type=pathlib.Path, default=None)
-    options = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("benchmarks/l2_prefetch.py needs a CUDA GPU")
+    def arguments(parser) -> None:
+        parser.add_argument("--type", default="int4")
+        parser.add_argument("--layers", type=int, default=8)
+        parser.add_argument("--prefetch-mb", type=float, default=24.0)
+
+    options = harness.gpu_options(__doc__.splitlines()[0], argv, "benchmarks/l2_prefetch.py", arguments)
+    if options is None:
         return 2
     layers = [Layer(options.type) for _ in range(options.layers)]
     for layer in layers:  # the first calls tune (or load) each shape's configuration

@@ -157,7 +157,7 @@ def measure(variant: tuple, clock_mhz: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure every variant; exit status 2 without a GPU."""
-    options = harness.out_option(__doc__.splitlines()[0], argv, "benchmarks/tensor_probe.py")
+    options = harness.gpu_options(__doc__.splitlines()[0], argv, "benchmarks/tensor_probe.py")
     if options is None:
         return 2
     from anybit.runtime.timing import gpu_cycles_per_us

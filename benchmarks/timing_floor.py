@@ -19,7 +19,6 @@ at its first call). Usage (GPU)::
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import statistics
 import sys
@@ -92,12 +91,13 @@ def matmul_case(dtype: str, n: int, k: int):
 
 def main(argv: list[str] | None = None) -> int:
     """Print and write ``timing_floor.json``; exit status 2 without a GPU."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--out", type=pathlib.Path, default=None)
-    options = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("benchmarks/timing_floor.py: no CUDA GPU (torch.cuda.is_available() is False)")
+    options = harness.gpu_options(
+        __doc__.splitlines()[0],
+        argv,
+        "benchmarks/timing_floor.py",
+        lambda parser: parser.add_argument("--runs", type=int, default=50),
+    )
+    if options is None:
         return 2
     rows = []
     one = torch.zeros(1, device="cuda")
