@@ -151,11 +151,8 @@ def test_mlp_probe_runs_its_rows_at_a_small_size(monkeypatch):
     assert {"two_kernels_us", "fused_4x1_us", "fused_2x2_us", "fused_best_us"} <= set(row)
 
 
-def test_timing_floor_sums_each_replays_kernels_and_refuses_uneven_counts():
-    from benchmarks.timing_floor import main, per_replay_median
+def test_timing_floor_needs_a_gpu():
+    from benchmarks.timing_floor import main
 
-    assert per_replay_median([1.0, 2.0, 1.5, 2.5, 9.0, 1.0], 3) == 4.0  # replays of 3.0, 4.0, 10.0
-    assert per_replay_median([5.0, 7.0, 6.0], 3) == 6.0
-    assert per_replay_median([1.0, 2.0], 3) is None and per_replay_median([], 3) is None
     if not torch.cuda.is_available():
         assert main(["--runs", "3"]) == 2
