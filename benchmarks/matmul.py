@@ -313,9 +313,10 @@ class Run:
         acts = ("float16", "bfloat16") if case.act_dtype == "bfloat16" else ("float16",)
         for act in acts:
             name = "fp16" if act == "float16" else "bf16"
-            ours, theirs = comparable(row, self.cublas.row(m, case.n, case.k, act))
+            ours, theirs, basis = comparable(row, self.cublas.row(m, case.n, case.k, act))
             row[f"cublas_{name}_us"] = theirs
             row[f"speedup_vs_cublas_{name}"] = theirs / ours
+            row[f"speedup_vs_cublas_{name}_basis"] = basis
 
     def report(self) -> None:
         """Markdown table and roofline plot from the results (printed and written under --out)."""
@@ -395,12 +396,12 @@ def settle(weight: Weight) -> None:
     graph_us(lambda: torch.count_nonzero(data), runs=100)
 
 
-def comparable(row: dict, anchor: dict) -> tuple[float, float]:
-    """(our µs, the anchor's µs) on one basis: both kernel times where both have one, else both event
-    times (NaN for an anchor that failed)."""
+def comparable(row: dict, anchor: dict) -> tuple[float, float, str]:
+    """(our µs, the anchor's µs, which basis) on one basis: both kernel times where both have one, else
+    both event times (NaN for an anchor that failed)."""
     if "kernel_us" in row and "kernel_us" in anchor:
-        return row["kernel_us"], anchor["kernel_us"]
-    return row["graph_us"], anchor.get("us", float("nan"))
+        return row["kernel_us"], anchor["kernel_us"], "kernel"
+    return row["graph_us"], anchor.get("us", float("nan")), "events"
 
 
 def _one_line(row: dict) -> str:

@@ -73,7 +73,7 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     assert decode["path"] == "decode" and "host_us" in decode
     # Percentages and speedups from kernel times on both sides (0.5 µs ours, 1.5 µs cuBLAS's).
     assert decode["time_basis"] == "kernel" and decode["timed_us"] == 0.5 and decode["graph_us"] == 1.0
-    assert decode["speedup_vs_cublas_fp16"] == 3.0
+    assert decode["speedup_vs_cublas_fp16"] == 3.0 and decode["speedup_vs_cublas_fp16_basis"] == "kernel"
     assert decode["pct_of_read_ceiling"] == pytest.approx(2 * decode["pct_of_read_ceiling_events"])
     assert decode["bytes"] == matmul_cases.bytes_moved(1, 64, 256, 2, group_size=128, has_zeros=True)
     assert len(results["crossover"]) == 4 and all(
