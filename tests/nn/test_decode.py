@@ -185,7 +185,7 @@ def test_layer_sequence_benchmark_says_it_needs_a_gpu(
     from benchmarks import layer_sequence
 
     assert layer_sequence.main(["--types", "int4", "--model-layers", "2"]) == 2
-    assert "no CUDA GPU" in capsys.readouterr().out
+    assert "needs a CUDA GPU" in capsys.readouterr().out
     assert [name for name, _, _ in layer_sequence.LAYER_SHAPES] == ["qkv", "o", "gate_up", "down"]
 
 
