@@ -4,8 +4,9 @@ For each (shape, type) at M = 1 (``--m``: up to 16 rows) this times every config
 kernel's tuning space (warps × stages × split-K, the ones :meth:`~anybit.ops.tuning.DecodeTuner.unsuited`
 keeps), the same bytes read by a torch reduction (what one kernel can stream at that size), cuBLAS fp16 on
 the same shape, and ``quantized_matmul`` itself after it tuned the shape (the configuration it picked, its
-time); optionally under both L2 flush modes (``--flush read,write``). A diagnostic, not a published
-benchmark: it prints one table and writes ``DIR/decode_probe.json``.
+time); optionally under both L2 flush modes (``--flush read,write``). Each configuration is timed alone
+(CUDA events, and its kernel's own device time from the profiler) and per launch in the tuner's row. A
+diagnostic, not a published benchmark: it prints one table and writes ``DIR/decode_probe.json``.
 
 Usage (GPU, repository root)::
 
@@ -107,6 +108,15 @@ def probe(
                 entry[f"us_{mode}"] = harness.time_cuda_graph(
                     lambda instance=instance: launch_script(instance, args), runs=50
                 ).median_us
+            harness.FLUSH_MODE["mode"] = flush_modes[0]
+            # The same launch alone by its kernel's own device time (no graph launch, no event pair), and
+            # per launch in the tuner's row (launches back to back on distinct weight copies, each one's
+            # start under the previous one's end): what a single call and a model's layer each see.
+            graph = harness.capture_graph(lambda instance=instance: launch_script(instance, args))
+            kernel = harness.time_graph_kernels(graph, runs=50)
+            entry["us_kernel"] = kernel.median_us if kernel is not None else None
+            row_run = tuner.timed_run(instance, args)
+            entry["us_row"] = harness.time_cuda(row_run, runs=20).median_us / row_run.launches
         except Exception as failure:  # a failing configuration is a result
             entry["error"] = f"{type(failure).__name__}: {str(failure)[:200]}"
         configs.append(entry)
@@ -209,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"  quantized_matmul: {row['quantized_matmul_us']:.1f} µs, tuned {row['tuned']}")
             for entry in sorted(row["configs"], key=lambda e: e.get(f"us_{modes[0]}", 1e9)):
-                times = " ".join(f"{m}={entry.get(f'us_{m}', float('nan')):.1f}" for m in modes)
+                times = " ".join(
+                    f"{m}={entry.get(f'us_{m}') or float('nan'):.1f}" for m in (*modes, "kernel", "row")
+                )
                 rows_text = f" rows={entry['rows']}" if "rows" in entry else ""
                 rows_text += f" min_blocks={entry['min_blocks']}" if entry.get("min_blocks") else ""
                 print(

@@ -3,6 +3,7 @@ model ("bytes that must move") every row's bandwidth is computed from."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -103,9 +104,10 @@ def layer_cases(quick: bool) -> list[Case]:
     return todo
 
 
-def only(todo: list[Case], layers: str = "", types: str = "") -> list[Case]:
-    """The cases of ``todo`` whose layer and type are in the comma-separated ``layers`` / ``types`` (empty:
-    all). Unknown names are an error that lists the known ones."""
+def only(todo: list[Case], layers: str = "", types: str = "", ms: str = "") -> list[Case]:
+    """The cases of ``todo`` whose layer and type are in the comma-separated ``layers`` / ``types``, each
+    keeping only the rows M in ``ms`` (empty: all; a case left without rows goes). Unknown names are an
+    error that lists the known ones."""
     chosen = []
     for text, known, field in ((layers, [name for name, _, _ in SHAPES], "layer"), (types, TYPES, "dtype")):
         names = [name.strip() for name in text.split(",") if name.strip()]
@@ -113,7 +115,14 @@ def only(todo: list[Case], layers: str = "", types: str = "") -> list[Case]:
         if unknown:
             raise ValueError(f"unknown {field} {unknown}; expected names from {list(known)}")
         chosen.append((field, set(names)))
-    return [c for c in todo if all(not names or getattr(c, field) in names for field, names in chosen)]
+    try:
+        rows = {int(value) for value in ms.split(",") if value.strip()}
+    except ValueError:
+        raise ValueError(f"expected --ms as comma-separated row counts (e.g. 1,16), got {ms!r}") from None
+    kept = [c for c in todo if all(not names or getattr(c, field) in names for field, names in chosen)]
+    if rows:
+        kept = [dataclasses.replace(c, ms=tuple(m for m in c.ms if m in rows)) for c in kept]
+    return [c for c in kept if c.ms]
 
 
 def crossover_cases(quick: bool) -> list[Case]:
