@@ -51,7 +51,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     argv = ["--out", args.out, *(["--quick"] if args.quick else [])]
     argv += ["--tuning", args.tuning] if args.tuning else []
-    argv += ["--layers", args.layers, "--types", args.types]
+    argv += ["--layers", args.layers, "--types", args.types, "--ms", args.ms, "--acts", args.acts]
     return bench_main(argv + ["--operand", args.operand])
 
 
@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--layers", default="", help='only these layer shapes, e.g. "70B gate_up,70B down"')
     bench.add_argument("--types", default="", help="only these weight types, e.g. int4,uint2")
+    bench.add_argument("--ms", default="", help="only these rows M, e.g. 1,16")
+    bench.add_argument("--acts", default="", help="only these activation dtypes: float16, bfloat16")
     bench.set_defaults(run=_bench)
     return parser
 

@@ -138,7 +138,8 @@ class Run:
         self.results["ceilings"] = {"read": read_ceilings(), **compute_ceilings()}
         self.log(f"read ceiling {self.ceiling_tb_s:.2f} TB/s ({self.results['ceilings']['read']['best']})")
         self.results["decode_max_m"] = anybit.ops.decode_max_m()
-        chosen = {"layers": self.options.layers, "types": self.options.types, "ms": self.options.ms}
+        options = self.options
+        chosen = {"layers": options.layers, "types": options.types, "ms": options.ms, "acts": options.acts}
         layers = cases.only(cases.layer_cases(self.quick), **chosen)
         crossover = cases.only(cases.crossover_cases(self.quick), **chosen)
         self.precompile(layers + crossover)
@@ -437,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--types", default="", help="only these weight types, comma-separated (e.g. int4)")
     parser.add_argument("--ms", default="", help="only these rows M, comma-separated (e.g. 1,16)")
+    parser.add_argument("--acts", default="", help="only these activation dtypes (float16, bfloat16)")
     parser.add_argument(
         "--budget-s",
         type=float,

@@ -104,12 +104,17 @@ def layer_cases(quick: bool) -> list[Case]:
     return todo
 
 
-def only(todo: list[Case], layers: str = "", types: str = "", ms: str = "") -> list[Case]:
-    """The cases of ``todo`` whose layer and type are in the comma-separated ``layers`` / ``types``, each
-    keeping only the rows M in ``ms`` (empty: all; a case left without rows goes). Unknown names are an
-    error that lists the known ones."""
+def only(todo: list[Case], layers: str = "", types: str = "", ms: str = "", acts: str = "") -> list[Case]:
+    """The cases of ``todo`` whose layer, type and activation dtype are in the comma-separated ``layers`` /
+    ``types`` / ``acts``, each keeping only the rows M in ``ms`` (empty: all; a case left without rows
+    goes). Unknown names are an error that lists the known ones."""
     chosen = []
-    for text, known, field in ((layers, [name for name, _, _ in SHAPES], "layer"), (types, TYPES, "dtype")):
+    choices = (
+        (layers, [name for name, _, _ in SHAPES], "layer"),
+        (types, TYPES, "dtype"),
+        (acts, ACT_DTYPES, "act_dtype"),
+    )
+    for text, known, field in choices:
         names = [name.strip() for name in text.split(",") if name.strip()]
         unknown = [name for name in names if name not in known]
         if unknown:

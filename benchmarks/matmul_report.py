@@ -1,8 +1,16 @@
 """The quantized-matmul benchmark's results as the markdown section BENCHMARKS.md keeps, and a roofline
-plot."""
+plot; and several runs' results merged into one report (the full suite no longer fits one 10-minute device
+call: run it in parts with ``--layers`` / ``--acts`` and merge them).
+
+Usage (any machine, repository root)::
+
+    python benchmarks/matmul_report.py --merge RUN1/matmul.json RUN2/matmul.json --out DIR
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import pathlib
 import statistics
@@ -73,7 +81,9 @@ def header(results: dict) -> list[str]:
         "that must move (weights + scales + zeros + x + y) / µs / the read ceiling below (its kernel time "
         "too); × cuBLAS: both sides' kernel times.",
         "",
-        "### Ceilings (measured in this run)",
+        "### Ceilings (the first run's)"
+        if results.get("merged_from")
+        else "### Ceilings (measured in this run)",
         "",
         "| what | kernel time | CUDA events |",
         "|---|---|---|",
@@ -93,7 +103,73 @@ def header(results: dict) -> list[str]:
     ):
         if key in ceilings:
             lines.append(f"| {label} | – | {_number(ceilings[key], 0)} TFLOP/s |")
+    runs = results.get("merged_from", [])
+    if runs:
+        lines += [
+            "",
+            f"Merged from {len(runs)} runs: a row measured by more than one is the latest run's; each "
+            "row's % and × come from its own run's ceiling and anchors; the ceilings above are the first "
+            "run's.",
+            "",
+        ]
+        lines += ["| run started | rows measured | read ceiling | cuBLAS fp16 GEMM |", "|---|---|---|---|"]
+        for run in runs:
+            lines.append(
+                f"| {run['date']} | {run['rows']} | {_number(run['read_tb_s'], 2)} TB/s "
+                f"| {_number(run['cublas_fp16_tflops'], 0)} TFLOP/s |"
+            )
     return lines
+
+
+def _row_key(row: dict) -> tuple:
+    return tuple(row.get(field) for field in ("suite", "layer", "type", "act_dtype", "m"))
+
+
+def merge(parts: list[dict]) -> dict:
+    """Several runs' results as one: a later run's row (suite, layer, type, activation dtype, M) replaces
+    the same row of earlier runs, anchors likewise per (anchor, shape, M, dtype); each row keeps the
+    percentages and speedups of its own run. The header keeps the first run's ceilings and lists every
+    run's. The runs must be of one GPU, one packing and one group size."""
+    if not parts:
+        raise ValueError("merge takes at least one run's results")
+    for field in ("gpu", "operand", "group_size"):
+        values = {str(part.get(field)) for part in parts}
+        if len(values) > 1:
+            raise ValueError(f"the runs differ in {field} ({sorted(values)}): merge runs of one setup only")
+    merged = {key: value for key, value in parts[0].items() if key not in ("rows", "crossover", "anchors")}
+    rows: dict[tuple, dict] = {}
+    crossover: dict[tuple, dict] = {}
+    anchors: dict[tuple, dict] = {}
+    kept = []
+    for part in parts:
+        taken = 0
+        for table, source in ((rows, part.get("rows", [])), (crossover, part.get("crossover", []))):
+            for row in source:
+                table[_row_key(row)] = row
+                taken += 1
+        for row in part.get("anchors", []):
+            anchors[(row.get("anchor"), row.get("n"), row.get("k"), row.get("m"), row.get("act_dtype"))] = row
+        ceilings = part.get("ceilings", {})
+        kept.append(
+            {
+                "date": part.get("date", "?"),
+                "rows": taken,
+                "read_tb_s": ceilings.get("read", {}).get("best_tb_s"),
+                "cublas_fp16_tflops": ceilings.get("cublas_fp16_tflops"),
+            }
+        )
+    merged["rows"] = list(rows.values())
+    merged["crossover"] = list(crossover.values())
+    merged["anchors"] = sorted(anchors.values(), key=lambda r: (r["anchor"], r["n"], r["k"], r["m"]))
+    measured = {key[1:4] for key in rows}
+    merged["skipped"] = [
+        skip
+        for part in parts
+        for skip in part.get("skipped", [])
+        if (skip.get("layer"), skip.get("type"), skip.get("act_dtype")) not in measured
+    ]
+    merged["merged_from"] = kept
+    return merged
 
 
 def decode_table(rows: list[dict]) -> list[str]:
@@ -278,11 +354,11 @@ def crossover_table(crossover: list[dict]) -> list[str]:
     return lines
 
 
-def anchors_table(anchors: list[dict]) -> list[str]:
+def anchors_table(anchors: list[dict], merged: bool = False) -> list[str]:
     """cuBLAS and torch int4 rows."""
     lines = [
         "",
-        "### Anchors (same run)",
+        "### Anchors (each from the latest run that measured it)" if merged else "### Anchors (same run)",
         "",
         "| anchor | N × K | M | µs | events µs | TB/s (weight bytes) | rel. error |",
         "|---|---|---|---|---|---|---|",
@@ -324,7 +400,7 @@ def markdown(results: dict) -> str:
     lines += ["", "### Decode (M ≤ 16: the decode kernel)"] + host_summary(decode)
     lines += decode_summary(decode) + targets_table(decode, prefill) + decode_table(decode)
     lines += prefill_table(prefill) + crossover_table(results.get("crossover", []))
-    lines += anchors_table(results.get("anchors", []))
+    lines += anchors_table(results.get("anchors", []), merged=bool(results.get("merged_from")))
     skipped = results.get("skipped", [])
     if skipped:
         lines += ["", f"{len(skipped)} weights were not measured: {skipped[0]['reason']}."]
@@ -382,3 +458,22 @@ def roofline(results: dict, path: pathlib.Path | str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Merge runs' ``matmul.json`` files into one and write its JSON, markdown and roofline plot."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--merge", nargs="+", required=True, help="matmul.json files, earliest first")
+    parser.add_argument("--out", type=pathlib.Path, required=True, help="directory for the merged report")
+    options = parser.parse_args(argv)
+    results = merge([json.loads(pathlib.Path(path).read_text()) for path in options.merge])
+    options.out.mkdir(parents=True, exist_ok=True)
+    (options.out / "matmul.json").write_text(json.dumps(results, indent=1, default=str))
+    (options.out / "matmul.md").write_text(markdown(results))
+    roofline(results, options.out / "matmul_roofline.png")
+    print(f"{len(results['rows'])} rows from {len(results['merged_from'])} runs → {options.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

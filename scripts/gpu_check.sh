@@ -4,8 +4,8 @@
 # Every step runs even if an earlier one failed; the exit status is non-zero if any step failed. The default
 # steps (the GPU tiers) take ~9-10 minutes on a fresh machine (every kernel compiled and tuned cold; their
 # limits are ceilings, ~19 minutes together: run it with `timeout 590` so the call still brings its logs back);
-# the quick benchmarks (STEPS=benchmarks,bench_quick,e2e_quick) and the full matmul suite (bench, up to 580 s:
-# a warm-up compile in a process pool, then a 460 s measuring budget) need calls of their own.
+# the quick benchmarks (STEPS=benchmarks,bench_quick,e2e_quick) and the full matmul suite (bench and
+# bench_70b, up to 580 s each: a warm-up compile in a process pool, then the measuring) need calls of their own.
 # Usage on the device machine, from the repository root:  bash scripts/gpu_check.sh
 #   STEPS=gpu_runtime,bench_quick bash scripts/gpu_check.sh   runs only the named steps (a short device call).
 # Everything is written under $RESULTS; at the end it is packed into $OUT/gpu_results.tgz and the markdown
@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED=1
 export ANYBIT_CACHE_DIR="${ANYBIT_CACHE_DIR:-/tmp/anybit-cache}"
 PYTHON="${PYTHON:-python3}"
 STEPS="${STEPS:-}"
-# Steps too long for the default call, run only when named: the full matmul suite (STEPS=bench, ~8 min,
+# Steps too long for the default call, run only when named: the full matmul suite (STEPS=bench and bench_70b,
 # the default packing: weights as the A operand, the transposed decode kernel; STEPS=bench_b the same packed
 # as the B operand: the x-as-A decode kernel), the decode probe (every tuning configuration of seven shapes
 # for uint4, int4, int8 and uint2, packed as the B and the A operand), the full end-to-end run (32 layers, the
@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_70b,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -102,7 +102,11 @@ if [ ${#tiers[@]} -gt 0 ]; then
     step cpu_tiers 120 "$PYTHON" -m pytest -m "not gpu" -q -rs "${tiers[@]}"
 fi
 step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$RESULTS/launch_overhead.json"
-step bench 580 "$PYTHON" -m anybit bench --out "$RESULTS/bench"
+# The full suite in two calls (its 1120 rows timed by kernel time no longer fit one 10-minute call): bench
+# the Llama-3-8B shapes and 70B qkv, bench_70b the other three 70B shapes (each with its crossover rows); merge with
+# `python benchmarks/matmul_report.py --merge bench/matmul.json bench_70b/matmul.json --out DIR`.
+step bench 580 "$PYTHON" -m anybit bench --layers "8B qkv,8B o,8B gate_up,8B down,70B qkv" --out "$RESULTS/bench"
+step bench_70b 580 "$PYTHON" -m anybit bench --layers "70B o,70B gate_up,70B down" --out "$RESULTS/bench_70b"
 step e2e_quick 120 "$PYTHON" benchmarks/e2e.py --quick --out "$RESULTS/e2e"
 # `anybit demo` as a newcomer runs it: empty anybit, Inductor and Triton caches (its kernels tuned cold, built
 # in worker processes), then again with the caches it left; the wall time of each.

@@ -7,7 +7,8 @@ import math
 from anybit.cli import main as cli_main
 from benchmarks import matmul_cases as cases
 from benchmarks.matmul import build_parser
-from benchmarks.matmul_report import markdown, recommended_threshold, roofline, targets_table
+from benchmarks.matmul_report import main as report_main
+from benchmarks.matmul_report import markdown, merge, recommended_threshold, roofline, targets_table
 
 
 def test_suites_cover_the_brief():
@@ -172,3 +173,42 @@ def test_options_and_cli_entry(capsys):
         assert exit_.code == 0
     help_text = capsys.readouterr().out
     assert "--quick" in help_text and "--operand" in help_text
+
+
+def test_merge_takes_each_weight_from_the_latest_run_that_measured_it(tmp_path):
+    import json
+
+    import pytest
+
+    first, second = results(), results()
+    second["date"] = "2026-11-29"
+    second["ceilings"]["read"]["best_tb_s"] = 4.4
+    fresh = {**second["rows"][0], "timed_us": 7.0, "pct_of_read_ceiling": 91.0}
+    other = {**second["rows"][0], "layer": "8B o", "n": 4096, "k": 4096}
+    second["rows"], second["crossover"] = [fresh, other], []
+    second["anchors"] = [{**first["anchors"][0], "us": 40.0, "kernel_us": 38.0}]
+    merged = merge([first, second])
+    # The row the second run measured again replaces the first run's; the first run's other rows (its
+    # prefill and M = 4 rows) and crossover stay; anchors are taken per shape from the latest run.
+    assert merged["rows"] == [fresh, *first["rows"][1:], other]
+    assert merged["crossover"] == first["crossover"]
+    assert [a.get("kernel_us") for a in merged["anchors"]] == [38.0, None]
+    assert merged["ceilings"] == first["ceilings"]
+    assert [(run["date"], run["rows"]) for run in merged["merged_from"]] == [
+        ("2026-11-28", 6),
+        ("2026-11-29", 2),
+    ]
+    text = markdown(merged)
+    assert "Merged from 2 runs:" in text and "| 2026-11-29 | 2 | 4.40 TB/s | 742 TFLOP/s |" in text
+    assert "| 70B o | 8192×8192 | uint4 | bfloat16 | 1 | 7.0 |" in text
+    with pytest.raises(ValueError, match="the runs differ in gpu"):
+        merge([first, {**second, "gpu": "NVIDIA H100"}])
+    for index, part in enumerate((first, second)):
+        (tmp_path / f"run{index}.json").write_text(json.dumps(part))
+    out = tmp_path / "merged"
+    assert (
+        report_main(["--merge", str(tmp_path / "run0.json"), str(tmp_path / "run1.json"), "--out", str(out)])
+        == 0
+    )
+    assert json.loads((out / "matmul.json").read_text())["rows"] == merged["rows"]
+    assert (out / "matmul.md").exists() and (out / "matmul_roofline.png").exists()

@@ -58,7 +58,7 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(anybit.ops, "precompile_decode", lambda specialisations: {"compiled": 0, "failed": 0})
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
     options = types.SimpleNamespace(
-        quick=True, out=str(tmp_path), tuning=None, budget_s=600.0, layers="", types=""
+        quick=True, out=str(tmp_path), tuning=None, budget_s=600.0, layers="", types="", ms="", acts=""
     )
     status = matmul.Run(options).run()
     results = json.loads((tmp_path / "matmul.json").read_text())
@@ -103,6 +103,19 @@ def test_only_the_named_layers_and_types():
         matmul_cases.only(todo, layers="70B up")
     with pytest.raises(ValueError, match=r"unknown dtype \['int9'\]"):
         matmul_cases.only(todo, types="int9")
+
+
+def test_only_the_named_rows_and_activation_dtypes():
+    todo = matmul_cases.layer_cases(quick=False)
+    chosen = matmul_cases.only(todo, layers="70B o", acts="bfloat16", ms="16, 4096")
+    assert {c.act_dtype for c in chosen} == {"bfloat16"} and len(chosen) == len(matmul_cases.TYPES)
+    assert all(c.ms == (16, 4096) for c in chosen)
+    # A case left without rows goes: the crossover sweeps 1…128, so M = 4096 keeps none of it.
+    assert matmul_cases.only(matmul_cases.crossover_cases(quick=False), ms="4096") == []
+    with pytest.raises(ValueError, match=r"unknown act_dtype \['float32'\]"):
+        matmul_cases.only(todo, acts="float32")
+    with pytest.raises(ValueError, match=r"expected --ms as comma-separated row counts"):
+        matmul_cases.only(todo, ms="one")
 
 
 def test_ncu_decode_cases_parse_and_reject_malformed_entries():
