@@ -52,6 +52,7 @@ def _bench(args: argparse.Namespace) -> int:
     argv = ["--out", args.out, *(["--quick"] if args.quick else [])]
     argv += ["--tuning", args.tuning] if args.tuning else []
     argv += ["--layers", args.layers, "--types", args.types, "--ms", args.ms, "--acts", args.acts]
+    argv += ["--bytes-per-thread", str(args.bytes_per_thread)] if args.bytes_per_thread else []
     return bench_main(argv + ["--operand", args.operand])
 
 
@@ -100,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--types", default="", help="only these weight types, e.g. int4,uint2")
     bench.add_argument("--ms", default="", help="only these rows M, e.g. 1,16")
     bench.add_argument("--acts", default="", help="only these activation dtypes: float16, bfloat16")
+    bench.add_argument(
+        "--bytes-per-thread",
+        type=int,
+        choices=(16, 32, 64, 128, 256),
+        help="the packing's warp-tile width (default 64): a packing A/B",
+    )
     bench.set_defaults(run=_bench)
     return parser
 

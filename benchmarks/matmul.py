@@ -32,6 +32,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from anybit.kernels.layout import MAX_BYTES_PER_THREAD  # noqa: E402
 from benchmarks import matmul_cases as cases  # noqa: E402
 from benchmarks.harness import gpu_description  # noqa: E402
 from benchmarks.matmul_anchors import (  # noqa: E402
@@ -53,8 +54,8 @@ from benchmarks.matmul_timing import (  # noqa: E402
 TOLERANCE = {"float16": 3e-3, "bfloat16": 1.5e-2}
 REFERENCE_ROWS = 64  # rows of x checked against the float64 reference (all of them up to 64)
 DEVICE = "cuda"  # the CPU smoke test of the benchmark's logic sets "cpu"
-#: Seconds of measuring in a full run: with the warm-up compile in a process pool (~25 s for the ~550
-#: configurations of the suite) it ends inside one 10-minute device call (scripts/gpu_check.sh gives 580 s).
+#: Seconds of measuring in a run (the full suite takes two device calls: scripts/gpu_check.sh's bench and
+#: bench_70b steps, 580 s each, the warm-up compile in a process pool first).
 FULL_BUDGET_S = 500.0
 
 
@@ -96,6 +97,7 @@ class Run:
             "benchmark": "quantized_matmul",
             "quick": self.quick,
             "operand": getattr(options, "operand", "a"),
+            "max_bytes_per_thread": getattr(options, "bytes_per_thread", None) or MAX_BYTES_PER_THREAD,
             "gpu": gpu_description(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "group_size": cases.GROUP_SIZE,
@@ -176,15 +178,27 @@ class Run:
         )
         return 1 if failures else 0
 
+    def layout_of(self, case: cases.Case):
+        """The packed layout of ``case``'s weight in this run (operand and warp-tile width as asked)."""
+        from anybit.kernels import choose_layout
+
+        return choose_layout(
+            case.dtype,
+            case.n,
+            case.k,
+            cases.GROUP_SIZE,
+            operand=self.results["operand"],
+            max_bytes_per_thread=self.results["max_bytes_per_thread"],
+        )
+
     def precompile(self, todo: list[cases.Case]) -> None:
         """Compile every decode specialisation the suites need, NVRTC in parallel (one thread pool)."""
-        from anybit.kernels import choose_layout
         from anybit.ops import precompile_decode
 
         started = time.perf_counter()
         specialisations = [
             (
-                choose_layout(case.dtype, case.n, case.k, cases.GROUP_SIZE, operand=self.results["operand"]),
+                self.layout_of(case),
                 getattr(torch, case.act_dtype),
                 case.dtype.startswith("uint"),
                 False,
@@ -210,7 +224,7 @@ class Run:
             "act_dtype": case.act_dtype,
         }
         try:
-            weight = Weight(case, self.results["operand"])
+            weight = Weight(case, self.results["operand"], self.results["max_bytes_per_thread"])
             settle(weight)
         except Exception as error:
             self.results["rows"].append(
@@ -335,7 +349,9 @@ class Run:
 class Weight:
     """One random weight of a case, quantized and packed on the GPU, with x and the float64 reference."""
 
-    def __init__(self, case: cases.Case, operand: str = "a") -> None:
+    def __init__(
+        self, case: cases.Case, operand: str = "a", max_bytes_per_thread: int = MAX_BYTES_PER_THREAD
+    ) -> None:
         from anybit.kernels import choose_layout, dequantize, pack, quantize
 
         self.case = case
@@ -345,9 +361,15 @@ class Weight:
         full = torch.randn(case.n, case.k, device=DEVICE, generator=generator) * 0.02
         self.q = quantize(full, case.dtype, group_size=cases.GROUP_SIZE, act_dtype=act)
         del full
-        self.packed = pack(
-            self.q, layout=choose_layout(case.dtype, case.n, case.k, cases.GROUP_SIZE, operand=operand)
+        layout = choose_layout(
+            case.dtype,
+            case.n,
+            case.k,
+            cases.GROUP_SIZE,
+            operand=operand,
+            max_bytes_per_thread=max_bytes_per_thread,
         )
+        self.packed = pack(self.q, layout=layout)
         self.x = torch.randn(max(case.ms), case.k, device=DEVICE, dtype=act, generator=generator)
         self.reference_rows = min(REFERENCE_ROWS, max(case.ms))
         dequantized = dequantize(self.q).double()
@@ -439,6 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--types", default="", help="only these weight types, comma-separated (e.g. int4)")
     parser.add_argument("--ms", default="", help="only these rows M, comma-separated (e.g. 1,16)")
     parser.add_argument("--acts", default="", help="only these activation dtypes (float16, bfloat16)")
+    parser.add_argument(
+        "--bytes-per-thread",
+        type=int,
+        choices=(16, 32, 64, 128, 256),
+        default=None,
+        help=f"warp-tile width of the packing (choose_layout's max_bytes_per_thread; {MAX_BYTES_PER_THREAD} "
+        "by default): a packing A/B",
+    )
     parser.add_argument(
         "--budget-s",
         type=float,

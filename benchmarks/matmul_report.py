@@ -62,6 +62,14 @@ OPERAND_NOTES = {
 }
 
 
+def _tile_note(results: dict) -> str:
+    """The packing's warp-tile width where a run asked for another than the default."""
+    from anybit.kernels.layout import MAX_BYTES_PER_THREAD
+
+    width = results.get("max_bytes_per_thread", MAX_BYTES_PER_THREAD)
+    return "" if width == MAX_BYTES_PER_THREAD else f", warp tiles of up to {width} bytes a thread"
+
+
 def header(results: dict) -> list[str]:
     """GPU, date and ceilings."""
     ceilings = results.get("ceilings", {})
@@ -73,7 +81,7 @@ def header(results: dict) -> list[str]:
         f"Date: {results.get('date', '?')}{' (quick subset)' if results.get('quick') else ''}  ",
         f"Group size {results.get('group_size', 128)}; scales (and zero points for uint types) in the "
         f"activation dtype; dispatch threshold M ≤ {results.get('decode_max_m', '?')} → decode kernel"
-        f"{OPERAND_NOTES.get(results.get('operand', 'b'), '')}.  ",
+        f"{OPERAND_NOTES.get(results.get('operand', 'b'), '')}{_tile_note(results)}.  ",
         'Times: the call captured in a CUDA graph, L2 flushed before each replay, median. "µs": its '
         'kernels\' own device time (first start to last end, from the profiler); "events µs": CUDA events '
         "around each replay, which add the graph's launch and the event pair (~3.5–5 µs on the H200). "
@@ -129,10 +137,10 @@ def merge(parts: list[dict]) -> dict:
     """Several runs' results as one: a later run's row (suite, layer, type, activation dtype, M) replaces
     the same row of earlier runs, anchors likewise per (anchor, shape, M, dtype); each row keeps the
     percentages and speedups of its own run. The header keeps the first run's ceilings and lists every
-    run's. The runs must be of one GPU, one packing and one group size."""
+    run's. The runs must be of one GPU, one packing (operand, warp-tile width) and one group size."""
     if not parts:
         raise ValueError("merge takes at least one run's results")
-    for field in ("gpu", "operand", "group_size"):
+    for field in ("gpu", "operand", "group_size", "max_bytes_per_thread"):
         values = {str(part.get(field)) for part in parts}
         if len(values) > 1:
             raise ValueError(f"the runs differ in {field} ({sorted(values)}): merge runs of one setup only")

@@ -10,6 +10,7 @@ Usage (repository root; needs the ``sass`` extra, ``pip install -e ".[sass]"``, 
 
     python benchmarks/sass_counts.py [--types uint4,int4] [--warps 4] [--stages 4] [--split 1] [--no-pdl]
         [--act bfloat16] [--operand b] [--accumulate] [--rms [--rms-rows 1]] [--bias-after-dot]
+        [--rows 16] [--bytes-per-thread 128]
 """
 
 from __future__ import annotations
@@ -98,9 +99,10 @@ def count(
     act: torch.dtype = torch.float16,
     operand: str = "a",
     rows: int = 8,
+    bytes_per_thread: int = 64,
     **fused,
 ) -> dict:
-    layout = choose_layout(type_name, 8192, 8192, 128, operand=operand)
+    layout = choose_layout(type_name, 8192, 8192, 128, operand=operand, max_bytes_per_thread=bytes_per_thread)
     options = dict(
         has_zeros=type_name.startswith("uint"),
         warps=warps,
@@ -145,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a (default): the weight as the A operand (transposed kernel); b: as the B operand",
     )
     parser.add_argument("--rows", type=int, choices=(8, 16), default=8, help="rows of x a transposed block")
+    parser.add_argument(
+        "--bytes-per-thread",
+        type=int,
+        default=64,
+        help="warp-tile width (choose_layout's max_bytes_per_thread)",
+    )
     parser.add_argument("--accumulate", action="store_true", help="the kernel that adds into y (a residual)")
     parser.add_argument("--rms", action="store_true", help="the kernel that normalises x's rows by their RMS")
     parser.add_argument("--rms-rows", type=int, default=1, help="with --rms: rows of x present (M ≤ 8)")
@@ -177,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             getattr(torch, options.act),
             options.operand,
             options.rows,
+            options.bytes_per_thread,
             accumulate=options.accumulate,
             rms_eps=1e-5 if options.rms else None,
             rms_rows=options.rms_rows if options.rms else None,

@@ -173,6 +173,31 @@ def test_options_and_cli_entry(capsys):
         assert exit_.code == 0
     help_text = capsys.readouterr().out
     assert "--quick" in help_text and "--operand" in help_text
+    for option in ("--ms", "--acts", "--bytes-per-thread"):
+        assert option in help_text
+
+
+def test_a_run_packs_with_the_warp_tile_width_it_is_given(monkeypatch):
+    """``--bytes-per-thread 128``: every weight of the run (and its warm-up compile) packed with twice the
+    columns a warp where the type allows, and the report's header says so."""
+    import types
+
+    from anybit.kernels import choose_layout
+    from benchmarks import matmul
+
+    calls = []
+    monkeypatch.setattr(matmul, "Weight", lambda case, operand, width: calls.append((operand, width)))
+    monkeypatch.setattr(matmul, "gpu_description", lambda: "CPU (test)")
+    case = cases.Case("layers", "70B o", 8192, 8192, "int6", "float16", (1,))
+    base = dict(quick=False, out="x", budget_s=0.0, operand="a")
+    wide = matmul.Run(types.SimpleNamespace(**base, bytes_per_thread=128))
+    plain = matmul.Run(types.SimpleNamespace(**base, bytes_per_thread=None))
+    assert wide.layout_of(case).n_per_warp == 2 * plain.layout_of(case).n_per_warp
+    assert plain.layout_of(case) == choose_layout("int6", 8192, 8192, 128, operand="a")
+    assert "warp tiles of up to 128 bytes a thread" in markdown({**results(), "max_bytes_per_thread": 128})
+    assert "warp tiles" not in markdown(results())
+    wide.run_case(case)  # the stand-in Weight is None: the row records the failure, the packing was asked for
+    assert calls == [("a", 128)] and "error" in wide.results["rows"][0]
 
 
 def test_merge_takes_each_weight_from_the_latest_run_that_measured_it(tmp_path):
@@ -203,6 +228,8 @@ def test_merge_takes_each_weight_from_the_latest_run_that_measured_it(tmp_path):
     assert "| 70B o | 8192×8192 | uint4 | bfloat16 | 1 | 7.0 |" in text
     with pytest.raises(ValueError, match="the runs differ in gpu"):
         merge([first, {**second, "gpu": "NVIDIA H100"}])
+    with pytest.raises(ValueError, match="the runs differ in max_bytes_per_thread"):
+        merge([{**first, "max_bytes_per_thread": 64}, {**second, "max_bytes_per_thread": 128}])
     for index, part in enumerate((first, second)):
         (tmp_path / f"run{index}.json").write_text(json.dumps(part))
     out = tmp_path / "merged"

@@ -58,7 +58,15 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(anybit.ops, "precompile_decode", lambda specialisations: {"compiled": 0, "failed": 0})
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
     options = types.SimpleNamespace(
-        quick=True, out=str(tmp_path), tuning=None, budget_s=600.0, layers="", types="", ms="", acts=""
+        quick=True,
+        out=str(tmp_path),
+        tuning=None,
+        budget_s=600.0,
+        layers="",
+        types="",
+        ms="",
+        acts="",
+        bytes_per_thread=None,
     )
     status = matmul.Run(options).run()
     results = json.loads((tmp_path / "matmul.json").read_text())
