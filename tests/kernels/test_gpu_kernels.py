@@ -85,7 +85,9 @@ def test_quantize_on_cuda_matches_cpu():
         assert torch.equal(on_gpu.scales.cpu(), on_cpu.scales)
 
 
-@pytest.mark.parametrize("dtype", ["uint4", "int4", "int8", "uint3", "float6_e3m2"])
+@pytest.mark.parametrize(
+    "dtype", ["uint4", "int4", "int8", "uint3", "uint5", "int6", "float4_e2m1", "float5_e2m2", "float6_e3m2"]
+)
 def test_wide_warp_tiles_on_cuda(dtype):
     """128-byte warp tiles (choose_layout(max_bytes_per_thread=128)): decode and dequantize agree."""
     from anybit.kernels import choose_layout
