@@ -58,6 +58,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
+    from anybit.kernels.layout import BYTES_PER_THREAD_CHOICES, MAX_BYTES_PER_THREAD
+
     parser = argparse.ArgumentParser(
         prog="anybit",
         description="anybit: a virtual machine for GPU kernels over low-precision data of any bit width.",
@@ -104,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--bytes-per-thread",
         type=int,
-        choices=(16, 32, 64, 128, 256),
-        help="the packing's warp-tile width (default 64): a packing A/B",
+        choices=BYTES_PER_THREAD_CHOICES,
+        help=f"the packing's warp-tile width (default {MAX_BYTES_PER_THREAD}): a packing A/B",
     )
     bench.set_defaults(run=_bench)
     return parser

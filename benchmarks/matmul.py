@@ -32,7 +32,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from anybit.kernels.layout import MAX_BYTES_PER_THREAD  # noqa: E402
+from anybit.kernels.layout import BYTES_PER_THREAD_CHOICES, MAX_BYTES_PER_THREAD  # noqa: E402
 from benchmarks import matmul_cases as cases  # noqa: E402
 from benchmarks.harness import gpu_description  # noqa: E402
 from benchmarks.matmul_anchors import (  # noqa: E402
@@ -464,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--bytes-per-thread",
         type=int,
-        choices=(16, 32, 64, 128, 256),
+        choices=BYTES_PER_THREAD_CHOICES,
         default=None,
         help=f"warp-tile width of the packing (choose_layout's max_bytes_per_thread; {MAX_BYTES_PER_THREAD} "
         "by default): a packing A/B",

@@ -140,8 +140,12 @@ def merge(parts: list[dict]) -> dict:
     run's. The runs must be of one GPU, one packing (operand, warp-tile width) and one group size."""
     if not parts:
         raise ValueError("merge takes at least one run's results")
-    for field in ("gpu", "operand", "group_size", "max_bytes_per_thread"):
-        values = {str(part.get(field)) for part in parts}
+    from anybit.kernels.layout import MAX_BYTES_PER_THREAD
+
+    # Runs from before the warp-tile width was recorded packed with the default.
+    setup = {"gpu": None, "operand": None, "group_size": None, "max_bytes_per_thread": MAX_BYTES_PER_THREAD}
+    for field, default in setup.items():
+        values = {str(part.get(field, default)) for part in parts}
         if len(values) > 1:
             raise ValueError(f"the runs differ in {field} ({sorted(values)}): merge runs of one setup only")
     merged = {key: value for key, value in parts[0].items() if key not in ("rows", "crossover", "anchors")}

@@ -34,6 +34,8 @@ MAX_K_CHUNK = 128
 #: The default packing's widest warp tile (8·NT columns) and most weight bytes per thread per chunk.
 MAX_N_TILES = 8
 MAX_BYTES_PER_THREAD = 64
+#: The warp-tile widths ``choose_layout(max_bytes_per_thread=...)`` takes.
+BYTES_PER_THREAD_CHOICES: tuple[int, ...] = (16, 32, 64, 128, 256)
 #: The default packing's tensor-core operand: the weight as the m16 "a" operand (the transposed decode
 #: kernel), measured faster at M ≤ 8 on the H200 (BENCHMARKS.md, fifth session).
 DEFAULT_OPERAND = "a"
@@ -401,7 +403,7 @@ def choose_layout(
     data_type = check_weight_dtype(dtype)
     if operand is None:
         operand = DEFAULT_OPERAND if n % 16 == 0 or gated else "b"
-    if max_bytes_per_thread not in (16, 32, 64, 128, 256):
+    if max_bytes_per_thread not in BYTES_PER_THREAD_CHOICES:
         raise ValueError(f"expected max_bytes_per_thread 16, 32, 64, 128 or 256, got {max_bytes_per_thread}")
     group_size = k if group_size == -1 else group_size
     if group_size < 16 or group_size % 16 or k % group_size:

@@ -230,6 +230,7 @@ def test_merge_takes_each_weight_from_the_latest_run_that_measured_it(tmp_path):
         merge([first, {**second, "gpu": "NVIDIA H100"}])
     with pytest.raises(ValueError, match="the runs differ in max_bytes_per_thread"):
         merge([{**first, "max_bytes_per_thread": 64}, {**second, "max_bytes_per_thread": 128}])
+    assert len(merge([first, {**second, "max_bytes_per_thread": 64}])["rows"]) == 4  # older runs: the default
     for index, part in enumerate((first, second)):
         (tmp_path / f"run{index}.json").write_text(json.dumps(part))
     out = tmp_path / "merged"
