@@ -244,6 +244,8 @@ ALONG_K_CASES = [
     ("int4", 64, 1024, 128, 1, 2, 4, 8, False, F16, True, True, False),  # residual + RMS, split
     ("int8", 64, 512, 128, 2, 1, 2, 8, False, F16, True, False, False),
     ("int4", 64, 512, 128, 1, 1, 2, 8, False, F16, False, True, True),  # gated pair, RMS
+    # 8 warps on one 16-column warp tile, split-K: 4 f32 a thread of partial sum, fewer than the warps
+    ("int8", 32, 2048, 128, 1, 2, 8, 8, False, F16, False, False, False),
 ]
 
 

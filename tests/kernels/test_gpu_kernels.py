@@ -180,6 +180,7 @@ FUSED_GPU_CASES = [
     ("int3", torch.float16, 12, 1, 4, 16, N, True),
     ("float6_e3m2", torch.float16, 1, 2, 2, 8, N, True),
     ("int8", torch.bfloat16, 5, 1, 8, 8, N, True),
+    ("int8", torch.float16, 1, 2, 8, 8, N, True),  # 8 warps on one 16-column tile, split-K
 ]
 
 

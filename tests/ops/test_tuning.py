@@ -409,3 +409,22 @@ def test_build_workers_hand_back_their_compiles(monkeypatch):
             program, source = tuner.built(config, (), "sm_90a")
             assert compile_source(source, arch="sm_90a", program=program).compile_result.cubin
     tuning.decode_tuner.cache_clear()
+
+
+def test_every_configuration_of_the_space_traces_for_every_benchmark_type():
+    """Each configuration the tuner would build for M = 1 and M = 16 on an 8192 × 8192 weight of every type
+    the benchmark measures traces into a program: a configuration that cannot (8 warps on one 16-column warp
+    tile with split-K divided by zero until 2026-11-29) only shows up as a "build failed" log line while
+    tuning, one candidate fewer."""
+    from anybit.ops import tuning
+    from benchmarks.matmul_cases import TYPES
+
+    shapes = [(1, 8192, 8192), (16, 8192, 8192)]
+    for dtype in TYPES:
+        layout = choose_layout(dtype, 8192, 8192, 128, operand="a")
+        specialisation = (layout, torch.float16, dtype.startswith("uint"), False, shapes)
+        for *key, config in tuning._configurations_to_build([specialisation]):
+            try:
+                tuning.decode_tuner(*key).instance(config).program()
+            except Exception as error:
+                pytest.fail(f"{dtype} {config}: {type(error).__name__}: {error}")
