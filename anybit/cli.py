@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--bytes-per-thread",
         type=int,
         choices=BYTES_PER_THREAD_CHOICES,
-        help=f"the packing's warp-tile width (default {MAX_BYTES_PER_THREAD}): a packing A/B",
+        help="the packing's warp-tile width for every weight (default: choose_layout's per weight, "
+        f"{MAX_BYTES_PER_THREAD} or wider for large 5- and 6-bit weights): a packing A/B",
     )
     bench.set_defaults(run=_bench)
     return parser

@@ -97,7 +97,8 @@ class Run:
             "benchmark": "quantized_matmul",
             "quick": self.quick,
             "operand": getattr(options, "operand", "a"),
-            "max_bytes_per_thread": getattr(options, "bytes_per_thread", None) or MAX_BYTES_PER_THREAD,
+            # None: choose_layout's default width per weight (each row records the one it packed with).
+            "max_bytes_per_thread": getattr(options, "bytes_per_thread", None),
             "gpu": gpu_description(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "group_size": cases.GROUP_SIZE,
@@ -239,6 +240,7 @@ class Run:
             return
         for m in case.ms:
             row = {"suite": "crossover" if case.suite == "crossover" else cases.suite_of(m), **base, "m": m}
+            row["bytes_per_thread"] = weight.packed.layout.bytes_per_thread
             try:
                 if case.suite == "crossover":
                     self.crossover_row(weight, m, row)
@@ -349,9 +351,7 @@ class Run:
 class Weight:
     """One random weight of a case, quantized and packed on the GPU, with x and the float64 reference."""
 
-    def __init__(
-        self, case: cases.Case, operand: str = "a", max_bytes_per_thread: int = MAX_BYTES_PER_THREAD
-    ) -> None:
+    def __init__(self, case: cases.Case, operand: str = "a", max_bytes_per_thread: int | None = None) -> None:
         from anybit.kernels import choose_layout, dequantize, pack, quantize
 
         self.case = case
@@ -466,8 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         choices=BYTES_PER_THREAD_CHOICES,
         default=None,
-        help=f"warp-tile width of the packing (choose_layout's max_bytes_per_thread; {MAX_BYTES_PER_THREAD} "
-        "by default): a packing A/B",
+        help="warp-tile width of the packing for every weight (choose_layout's max_bytes_per_thread; by "
+        f"default its choice per weight: {MAX_BYTES_PER_THREAD}, or wider for large 5- and 6-bit weights): a "
+        "packing A/B",
     )
     parser.add_argument(
         "--budget-s",

@@ -63,11 +63,21 @@ OPERAND_NOTES = {
 
 
 def _tile_note(results: dict) -> str:
-    """The packing's warp-tile width where a run asked for another than the default."""
+    """The packing's warp-tile widths: the width a run forced on every weight, or the rows whose default
+    packing took a wider tile than the narrow one (rows from before widths were recorded: the narrow one)."""
     from anybit.kernels.layout import MAX_BYTES_PER_THREAD
 
-    width = results.get("max_bytes_per_thread", MAX_BYTES_PER_THREAD)
-    return "" if width == MAX_BYTES_PER_THREAD else f", warp tiles of up to {width} bytes a thread"
+    forced = results.get("max_bytes_per_thread")
+    if forced is not None and forced != MAX_BYTES_PER_THREAD:
+        return f", warp tiles of up to {forced} bytes a thread"
+    rows = results.get("rows", [])
+    wide = [r for r in rows if r.get("bytes_per_thread", 0) > MAX_BYTES_PER_THREAD]
+    if not wide:
+        return ""
+    widths = "/".join(str(w) for w in sorted({r["bytes_per_thread"] for r in wide}))
+    kinds = ", ".join(dict.fromkeys(f"{r['type']} {r['layer']}" for r in wide))
+    rows_word = "row" if len(wide) == 1 else "rows"
+    return f"; {len(wide)} {rows_word} packed with {widths}-byte warp tiles by default ({kinds})"
 
 
 def header(results: dict) -> list[str]:
@@ -133,22 +143,32 @@ def _row_key(row: dict) -> tuple:
     return tuple(row.get(field) for field in ("suite", "layer", "type", "act_dtype", "m"))
 
 
+def _with_row_widths(part: dict) -> dict:
+    """A run's results as a run of the default packing where it forced the narrow width on every weight:
+    its rows record that width (older runs, from before the width was recorded, packed every weight so)."""
+    from anybit.kernels.layout import MAX_BYTES_PER_THREAD
+
+    if part.get("max_bytes_per_thread") != MAX_BYTES_PER_THREAD:
+        return part  # the default packing (rows record their widths, or predate it) or a forced wide one
+    rows = [{"bytes_per_thread": MAX_BYTES_PER_THREAD, **row} for row in part.get("rows", [])]
+    return {**part, "rows": rows, "max_bytes_per_thread": None}
+
+
 def merge(parts: list[dict]) -> dict:
     """Several runs' results as one: a later run's row (suite, layer, type, activation dtype, M) replaces
     the same row of earlier runs, anchors likewise per (anchor, shape, M, dtype); each row keeps the
     percentages and speedups of its own run. The header keeps the first run's ceilings and lists every
-    run's. The runs must be of one GPU, one packing (operand, warp-tile width) and one group size."""
+    run's. The runs must be of one GPU, operand and group size, and either all pack with the default
+    warp-tile widths or all force one width (the same)."""
     if not parts:
         raise ValueError("merge takes at least one run's results")
-    from anybit.kernels.layout import MAX_BYTES_PER_THREAD
-
-    # Runs from before the warp-tile width was recorded packed with the default.
-    setup = {"gpu": None, "operand": None, "group_size": None, "max_bytes_per_thread": MAX_BYTES_PER_THREAD}
-    for field, default in setup.items():
-        values = {str(part.get(field, default)) for part in parts}
+    parts = [_with_row_widths(part) for part in parts]
+    for field in ("gpu", "operand", "group_size", "max_bytes_per_thread"):
+        values = {str(part.get(field)) for part in parts}
         if len(values) > 1:
             raise ValueError(f"the runs differ in {field} ({sorted(values)}): merge runs of one setup only")
     merged = {key: value for key, value in parts[0].items() if key not in ("rows", "crossover", "anchors")}
+    merged["max_bytes_per_thread"] = parts[0].get("max_bytes_per_thread")
     rows: dict[tuple, dict] = {}
     crossover: dict[tuple, dict] = {}
     anchors: dict[tuple, dict] = {}

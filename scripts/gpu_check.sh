@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_70b,wide_tiles,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_70b,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -107,13 +107,17 @@ step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$RESULTS/lau
 # `python benchmarks/matmul_report.py --merge bench/matmul.json bench_70b/matmul.json --out DIR`.
 step bench 580 "$PYTHON" -m anybit bench --layers "8B qkv,8B o,8B gate_up,8B down,70B qkv" --out "$RESULTS/bench"
 step bench_70b 580 "$PYTHON" -m anybit bench --layers "70B o,70B gate_up,70B down" --out "$RESULTS/bench_70b"
-# Wider warp tiles (128 bytes a thread: twice the columns a warp) against the default 64 for the issue-bound
-# types, in one call: the suite's rows of the three target shapes at M = 1 and 16, both packings (SASS on the
-# CPU: 10–16% fewer main-loop instructions a weight for the 4-, 5- and 6-bit types, more registers).
+# Wider warp tiles (128 bytes a thread: twice the columns a warp) against the narrow 64 for the 5- and
+# 6-bit types and float4_e2m1, in one call: the suite's rows of WIDE_LAYERS (default the three 70B target
+# shapes) at M = 1 and 16, both packings forced on every weight. bench_wide: those types' full rows of the
+# two large 70B shapes with the default packing (wide there since the twenty-first session).
 wide_types="uint5,int6,float4_e2m1,float5_e2m2,float6_e3m2,float6_e2m3"
 step wide_tiles 580 bash -c "for width in 64 128; do $PYTHON -m anybit bench --types $wide_types \
-    --layers '70B gate_up,70B down,70B o' --ms 1,16 --bytes-per-thread \$width --budget-s 200 \
+    --layers '${WIDE_LAYERS:-70B gate_up,70B down,70B o}' --ms 1,16 --bytes-per-thread \$width \
     --out $RESULTS/wide_\$width || exit 1; done"
+wide_default_types="uint5,int6,float5_e2m2,float6_e3m2,float6_e2m3"  # the types packed wide by default
+step bench_wide 400 "$PYTHON" -m anybit bench --types "$wide_default_types" --layers "70B gate_up,70B down" \
+    --out "$RESULTS/bench_wide"
 step e2e_quick 120 "$PYTHON" benchmarks/e2e.py --quick --out "$RESULTS/e2e"
 # `anybit demo` as a newcomer runs it: empty anybit, Inductor and Triton caches (its kernels tuned cold, built
 # in worker processes), then again with the caches it left; the wall time of each.

@@ -16,7 +16,7 @@ from anybit.kernels.dequantize import DequantizeWeight
 from anybit.kernels.gated import gated_reference, interleave_gated, split_gated
 from anybit.kernels.greedy import GreedyToken, greedy_token
 from anybit.kernels.launch import DecodeConfig, decode_matmul, default_decode_config, dequantize_weight
-from anybit.kernels.layout import PackedLayout, check_act_compatible, choose_layout
+from anybit.kernels.layout import PackedLayout, check_act_compatible, choose_layout, default_bytes_per_thread
 from anybit.kernels.pack_scripts import PackWeight, UnpackWeight
 from anybit.kernels.packing import PackedWeight, pack, pack_codes_numpy, unpack, unpack_codes_numpy
 from anybit.kernels.quantize import QuantizedWeight, dequantize, quantize
@@ -36,6 +36,7 @@ __all__ = [
     "choose_layout",
     "decode_attention",
     "decode_matmul",
+    "default_bytes_per_thread",
     "default_decode_config",
     "dequantize",
     "dequantize_weight",

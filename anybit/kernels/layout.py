@@ -34,6 +34,15 @@ MAX_K_CHUNK = 128
 #: The default packing's widest warp tile (8·NT columns) and most weight bytes per thread per chunk.
 MAX_N_TILES = 8
 MAX_BYTES_PER_THREAD = 64
+#: The wider warp tile :func:`choose_layout` takes by default for large 5- and 6-bit weights: on the H200
+#: (BENCHMARKS.md, twenty-first session) 128 bytes a thread ran 1.00–1.11× faster than 64 on the Llama-3-70B
+#: gate_up (470 M weights) and down (235 M) rows of uint5, int6, float5_e2m2 and both float6 types at M = 1
+#: and 16, but 0.91–1.03× on 70B o (67 M: half as many warp tiles to spread over 132 SMs), and float4_e2m1
+#: lost on every shape (0.92–1.02×).
+WIDE_BYTES_PER_THREAD = 128
+WIDE_TILE_BITS: tuple[int, ...] = (5, 6)
+#: The fewest weights (N·K) for which the default packing of a 5- or 6-bit type takes the wide tile.
+WIDE_TILE_MIN_WEIGHTS = 1 << 27
 #: The warp-tile widths ``choose_layout(max_bytes_per_thread=...)`` takes.
 BYTES_PER_THREAD_CHOICES: tuple[int, ...] = (16, 32, 64, 128, 256)
 #: The default packing's tensor-core operand: the weight as the m16 "a" operand (the transposed decode
@@ -363,13 +372,23 @@ def interleave_pairs(layout: RegisterLayout, word_elements: int) -> RegisterLayo
     return RegisterLayout(layout.shape, modes, spatial_modes, [*local_modes, pair, *moved])
 
 
+def default_bytes_per_thread(dtype, n: int, k: int, *, gated: bool = False) -> int:
+    """The warp-tile width :func:`choose_layout` packs an [n, k] weight of ``dtype`` with by default:
+    :data:`WIDE_BYTES_PER_THREAD` for 5- and 6-bit types with N·K ≥ :data:`WIDE_TILE_MIN_WEIGHTS` (fewer
+    instructions per weight pay off once there are warp tiles enough to fill the GPU), else
+    :data:`MAX_BYTES_PER_THREAD`. Gated pairs keep the narrow tile: the fused MLP kernel's block shape
+    follows it, and no wide gated pair has been timed."""
+    wide = check_weight_dtype(dtype).nbits in WIDE_TILE_BITS and n * k >= WIDE_TILE_MIN_WEIGHTS and not gated
+    return WIDE_BYTES_PER_THREAD if wide else MAX_BYTES_PER_THREAD
+
+
 def choose_layout(
     dtype,
     n: int,
     k: int,
     group_size: int,
     *,
-    max_bytes_per_thread: int = MAX_BYTES_PER_THREAD,
+    max_bytes_per_thread: int | None = None,
     operand: str | None = None,
     gated: bool = False,
     planar: bool | None = None,
@@ -377,9 +396,10 @@ def choose_layout(
     """The default packing of an [n, k] weight of ``dtype`` with scale groups of ``group_size``.
 
     k_chunk = group_size when it is at most 128, else 128 (per-channel scales: 128); n_per_warp = 8·NT with
-    NT the largest of 8, 4, 2, 1 that keeps at most ``max_bytes_per_thread`` (default 64) bytes per thread
-    and divides N / 8 (wider tiles — 128 bytes — are an option to measure: fewer instructions per weight,
-    more registers and shared memory per block). Wide warp tiles
+    NT the largest of 8, 4, 2, 1 that keeps at most ``max_bytes_per_thread`` bytes per thread and divides
+    N / 8. ``max_bytes_per_thread`` (one of :data:`BYTES_PER_THREAD_CHOICES`) defaults to
+    :func:`default_bytes_per_thread`: 64, and 128 for 5- and 6-bit weights of at least 2^27 weights that are
+    not a gated pair (measured faster there on the H200, slower on smaller weights). Wide warp tiles
     amortise each chunk's copy, index and scale work over more weights: at k_chunk 128 the main loop's SASS
     instructions per weight fall from 3.97 to 2.83 (uint2, NT 2 → 8), 5.88 to 3.62 (uint4, 1 → 4), 5.53 to
     4.14 (int8, 1 → 2) and 8.47 to 6.80 (float6_e3m2, 1 → 2); see docs/notes/decode-kernel.md. Bits per
@@ -403,6 +423,8 @@ def choose_layout(
     data_type = check_weight_dtype(dtype)
     if operand is None:
         operand = DEFAULT_OPERAND if n % 16 == 0 or gated else "b"
+    if max_bytes_per_thread is None:
+        max_bytes_per_thread = default_bytes_per_thread(data_type, n, k, gated=gated)
     if max_bytes_per_thread not in BYTES_PER_THREAD_CHOICES:
         raise ValueError(f"expected max_bytes_per_thread 16, 32, 64, 128 or 256, got {max_bytes_per_thread}")
     group_size = k if group_size == -1 else group_size

@@ -13,6 +13,7 @@ from anybit.kernels import (
     PackedLayout,
     QuantizedWeight,
     choose_layout,
+    default_bytes_per_thread,
     pack,
     pack_codes_numpy,
     unpack,
@@ -39,6 +40,27 @@ def test_default_layout_per_bit_width(dtype, n_per_warp, bytes_per_thread):
     assert (layout.k_chunk, layout.n_per_warp, layout.bytes_per_thread) == (128, n_per_warp, bytes_per_thread)
     assert layout.packed_shape == (4096 // 128, 4096 // n_per_warp, 32 * bytes_per_thread)
     assert layout.vector_bytes == (8 if bytes_per_thread == 40 else 16)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "gated", "bytes_per_thread"),
+    [
+        ("int6", 57344, 8192, False, 96),  # Llama-3-70B gate_up: 2^27 weights and more take the wide tile
+        ("uint5", 8192, 28672, False, 80),  # 70B down
+        ("float6_e3m2", 8192, 16384, False, 96),  # exactly 2^27
+        ("float5_e2m2", 8192, 8192, False, 40),  # 70B o: too few warp tiles to spread over the GPU
+        ("float6_e2m3", 28672, 4096, False, 48),  # 8B gate_up, just under 2^27
+        ("float4_e2m1", 57344, 8192, False, 64),  # 4-bit: measured slower wide
+        ("int8", 57344, 8192, False, 64),  # 7- and 8-bit: not measured wide
+        ("int6", 57344, 8192, True, 48),  # a gated pair: the fused MLP's block follows the tile
+    ],
+)
+def test_default_width_is_wide_only_for_large_5_and_6_bit_weights(dtype, n, k, gated, bytes_per_thread):
+    layout = choose_layout(dtype, n, k, 128, gated=gated)
+    assert layout.bytes_per_thread == bytes_per_thread
+    assert default_bytes_per_thread(dtype, n, k, gated=gated) == (128 if bytes_per_thread > 64 else 64)
+    # Asking for a width still overrides the default.
+    assert choose_layout(dtype, n, k, 128, gated=gated, max_bytes_per_thread=64).bytes_per_thread <= 64
 
 
 def test_narrow_n_takes_narrower_warp_tiles():

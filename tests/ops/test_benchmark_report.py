@@ -194,6 +194,7 @@ def test_a_run_packs_with_the_warp_tile_width_it_is_given(monkeypatch):
     plain = matmul.Run(types.SimpleNamespace(**base, bytes_per_thread=None))
     assert wide.layout_of(case).n_per_warp == 2 * plain.layout_of(case).n_per_warp
     assert plain.layout_of(case) == choose_layout("int6", 8192, 8192, 128, operand="a")
+    assert plain.results["max_bytes_per_thread"] is None  # the default: choose_layout's width per weight
     assert "warp tiles of up to 128 bytes a thread" in markdown({**results(), "max_bytes_per_thread": 128})
     assert "warp tiles" not in markdown(results())
     wide.run_case(case)  # the stand-in Weight is None: the row records the failure, the packing was asked for
@@ -230,7 +231,13 @@ def test_merge_takes_each_weight_from_the_latest_run_that_measured_it(tmp_path):
         merge([first, {**second, "gpu": "NVIDIA H100"}])
     with pytest.raises(ValueError, match="the runs differ in max_bytes_per_thread"):
         merge([{**first, "max_bytes_per_thread": 64}, {**second, "max_bytes_per_thread": 128}])
-    assert len(merge([first, {**second, "max_bytes_per_thread": 64}])["rows"]) == 4  # older runs: the default
+    # Runs that forced the narrow width on every weight merge with default runs, their rows say the width.
+    narrow = merge([first, {**second, "max_bytes_per_thread": 64}])
+    assert len(narrow["rows"]) == 4 and narrow["max_bytes_per_thread"] is None
+    assert narrow["rows"][0]["bytes_per_thread"] == 64
+    wide_row = {**other, "type": "int6", "bytes_per_thread": 128}
+    text = markdown(merge([first, {**second, "rows": [wide_row]}]))
+    assert "1 row packed with 128-byte warp tiles by default (int6 8B o)" in text
     for index, part in enumerate((first, second)):
         (tmp_path / f"run{index}.json").write_text(json.dumps(part))
     out = tmp_path / "merged"
