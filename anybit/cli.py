@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         choices=BYTES_PER_THREAD_CHOICES,
         help="the packing's warp-tile width for every weight (default: choose_layout's per weight, "
-        f"{MAX_BYTES_PER_THREAD} or wider for large 5- and 6-bit weights): a packing A/B",
+        f"{MAX_BYTES_PER_THREAD} or wider for large 5-, 6- and 8-bit weights): a packing A/B",
     )
     bench.set_defaults(run=_bench)
     return parser

@@ -115,7 +115,7 @@ wide_types="uint5,int6,float4_e2m1,float5_e2m2,float6_e3m2,float6_e2m3"
 step wide_tiles 580 bash -c "for width in 64 128; do $PYTHON -m anybit bench --types ${WIDE_TYPES:-$wide_types} \
     --layers '${WIDE_LAYERS:-70B gate_up,70B down,70B o}' --ms 1,16 --bytes-per-thread \$width \
     --out $RESULTS/wide_\$width || exit 1; done"
-wide_default_types="uint5,int6,float5_e2m2,float6_e3m2,float6_e2m3"  # the types packed wide by default
+wide_default_types="${WIDE_DEFAULT_TYPES:-uint5,int6,float5_e2m2,float6_e3m2,float6_e2m3,int8,float8_e4m3,float8_e5m2}"  # the types packed wide by default
 step bench_wide 400 "$PYTHON" -m anybit bench --types "$wide_default_types" --layers "70B gate_up,70B down" \
     --out "$RESULTS/bench_wide"
 step e2e_quick 120 "$PYTHON" benchmarks/e2e.py --quick --out "$RESULTS/e2e"

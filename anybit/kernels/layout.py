@@ -34,14 +34,16 @@ MAX_K_CHUNK = 128
 #: The default packing's widest warp tile (8·NT columns) and most weight bytes per thread per chunk.
 MAX_N_TILES = 8
 MAX_BYTES_PER_THREAD = 64
-#: The wider warp tile :func:`choose_layout` takes by default for large 5- and 6-bit weights: on the H200
-#: (BENCHMARKS.md, twenty-first session) 128 bytes a thread ran 1.00–1.11× faster than 64 on the Llama-3-70B
+#: The wider warp tile :func:`choose_layout` takes by default for large 5-, 6- and 8-bit weights: on the H200
+#: (BENCHMARKS.md, twenty-first session) 128 bytes a thread ran 1.00–1.11× as fast as 64 on the Llama-3-70B
 #: gate_up (470 M weights) and down (235 M) rows of uint5, int6, float5_e2m2 and both float6 types at M = 1
-#: and 16, but 0.91–1.03× on 70B o (67 M: half as many warp tiles to spread over 132 SMs), and float4_e2m1
-#: lost on every shape (0.92–1.02×).
+#: and 16, and int8 and float8_e4m3 0.98–1.04× at M = 1, 1.01–1.11× at M = 16; but the 5- and 6-bit types
+#: ran 0.89–1.10× (median 0.97–0.99×) on 70B o, qkv and 8B gate_up and down (67–117 M weights: half as many
+#: warp tiles to spread over 132 SMs), and the 3- and 4-bit types lost or were level on every shape
+#: (uint3 0.92–1.03×, uint4 and int4 0.94–1.03×, float4_e2m1 0.85–1.02×).
 WIDE_BYTES_PER_THREAD = 128
-WIDE_TILE_BITS: tuple[int, ...] = (5, 6)
-#: The fewest weights (N·K) for which the default packing of a 5- or 6-bit type takes the wide tile.
+WIDE_TILE_BITS: tuple[int, ...] = (5, 6, 8)
+#: The fewest weights (N·K) for which the default packing of a 5-, 6- or 8-bit type takes the wide tile.
 WIDE_TILE_MIN_WEIGHTS = 1 << 27
 #: The warp-tile widths ``choose_layout(max_bytes_per_thread=...)`` takes.
 BYTES_PER_THREAD_CHOICES: tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -374,7 +376,7 @@ def interleave_pairs(layout: RegisterLayout, word_elements: int) -> RegisterLayo
 
 def default_bytes_per_thread(dtype, n: int, k: int, *, gated: bool = False) -> int:
     """The warp-tile width :func:`choose_layout` packs an [n, k] weight of ``dtype`` with by default:
-    :data:`WIDE_BYTES_PER_THREAD` for 5- and 6-bit types with N·K ≥ :data:`WIDE_TILE_MIN_WEIGHTS` (fewer
+    :data:`WIDE_BYTES_PER_THREAD` for 5-, 6- and 8-bit types with N·K ≥ :data:`WIDE_TILE_MIN_WEIGHTS` (fewer
     instructions per weight pay off once there are warp tiles enough to fill the GPU), else
     :data:`MAX_BYTES_PER_THREAD`. Gated pairs keep the narrow tile: the fused MLP kernel's block shape
     follows it, and no wide gated pair has been timed."""
@@ -398,8 +400,8 @@ def choose_layout(
     k_chunk = group_size when it is at most 128, else 128 (per-channel scales: 128); n_per_warp = 8·NT with
     NT the largest of 8, 4, 2, 1 that keeps at most ``max_bytes_per_thread`` bytes per thread and divides
     N / 8. ``max_bytes_per_thread`` (one of :data:`BYTES_PER_THREAD_CHOICES`) defaults to
-    :func:`default_bytes_per_thread`: 64, and 128 for 5- and 6-bit weights of at least 2^27 weights that are
-    not a gated pair (measured faster there on the H200, slower on smaller weights). Wide warp tiles
+    :func:`default_bytes_per_thread`: 64, and 128 for 5-, 6- and 8-bit weights of at least 2^27 weights that
+    are not a gated pair (measured faster there on the H200, slower on smaller weights). Wide warp tiles
     amortise each chunk's copy, index and scale work over more weights: at k_chunk 128 the main loop's SASS
     instructions per weight fall from 3.97 to 2.83 (uint2, NT 2 → 8), 5.88 to 3.62 (uint4, 1 → 4), 5.53 to
     4.14 (int8, 1 → 2) and 8.47 to 6.80 (float6_e3m2, 1 → 2); see docs/notes/decode-kernel.md. Bits per

@@ -51,11 +51,14 @@ def test_default_layout_per_bit_width(dtype, n_per_warp, bytes_per_thread):
         ("float5_e2m2", 8192, 8192, False, 40),  # 70B o: too few warp tiles to spread over the GPU
         ("float6_e2m3", 28672, 4096, False, 48),  # 8B gate_up, just under 2^27
         ("float4_e2m1", 57344, 8192, False, 64),  # 4-bit: measured slower wide
-        ("int8", 57344, 8192, False, 64),  # 7- and 8-bit: not measured wide
+        ("int8", 57344, 8192, False, 128),
+        ("float8_e5m2", 8192, 28672, False, 128),
+        ("uint7", 57344, 8192, False, 56),  # 7-bit: not measured wide
+        ("int4", 57344, 8192, False, 64),  # 3- and 4-bit: level or slower wide
         ("int6", 57344, 8192, True, 48),  # a gated pair: the fused MLP's block follows the tile
     ],
 )
-def test_default_width_is_wide_only_for_large_5_and_6_bit_weights(dtype, n, k, gated, bytes_per_thread):
+def test_default_width_is_wide_only_for_large_5_6_and_8_bit_weights(dtype, n, k, gated, bytes_per_thread):
     layout = choose_layout(dtype, n, k, 128, gated=gated)
     assert layout.bytes_per_thread == bytes_per_thread
     assert default_bytes_per_thread(dtype, n, k, gated=gated) == (128 if bytes_per_thread > 64 else 64)
