@@ -75,9 +75,10 @@ def _tile_note(results: dict) -> str:
     if not wide:
         return ""
     widths = "/".join(str(w) for w in sorted({r["bytes_per_thread"] for r in wide}))
-    kinds = ", ".join(dict.fromkeys(f"{r['type']} {r['layer']}" for r in wide))
+    types = ", ".join(dict.fromkeys(r["type"] for r in wide))
+    layers = ", ".join(dict.fromkeys(r["layer"] for r in wide))
     rows_word = "row" if len(wide) == 1 else "rows"
-    return f"; {len(wide)} {rows_word} packed with {widths}-byte warp tiles by default ({kinds})"
+    return f"; {len(wide)} {rows_word} packed with {widths}-byte warp tiles by default ({types} on {layers})"
 
 
 def header(results: dict) -> list[str]:

@@ -37,7 +37,7 @@ MAX_BYTES_PER_THREAD = 64
 #: The wider warp tile :func:`choose_layout` takes by default for large 5-, 6- and 8-bit weights: on the H200
 #: (BENCHMARKS.md, twenty-first session) 128 bytes a thread ran 1.00–1.11× as fast as 64 on the Llama-3-70B
 #: gate_up (470 M weights) and down (235 M) rows of uint5, int6, float5_e2m2 and both float6 types at M = 1
-#: and 16, and int8 and float8_e4m3 0.98–1.04× at M = 1, 1.01–1.11× at M = 16; but the 5- and 6-bit types
+#: and 16, and int8 and float8_e4m3 0.98–1.04× at M = 1, 1.03–1.11× at M = 16; but the 5- and 6-bit types
 #: ran 0.89–1.10× (median 0.97–0.99×) on 70B o, qkv and 8B gate_up and down (67–117 M weights: half as many
 #: warp tiles to spread over 132 SMs), and the 3- and 4-bit types lost or were level on every shape
 #: (uint3 0.92–1.03×, uint4 and int4 0.94–1.03×, float4_e2m1 0.85–1.02×).

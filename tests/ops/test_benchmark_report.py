@@ -237,7 +237,7 @@ def test_merge_takes_each_weight_from_the_latest_run_that_measured_it(tmp_path):
     assert narrow["rows"][0]["bytes_per_thread"] == 64
     wide_row = {**other, "type": "int6", "bytes_per_thread": 128}
     text = markdown(merge([first, {**second, "rows": [wide_row]}]))
-    assert "1 row packed with 128-byte warp tiles by default (int6 8B o)" in text
+    assert "1 row packed with 128-byte warp tiles by default (int6 on 8B o)" in text
     for index, part in enumerate((first, second)):
         (tmp_path / f"run{index}.json").write_text(json.dumps(part))
     out = tmp_path / "merged"
