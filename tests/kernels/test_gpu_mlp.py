@@ -19,7 +19,7 @@ pytestmark = [
 HIDDEN, INTERMEDIATE, EPS = 4096, 14336, 1e-5
 
 
-def _mlp(dtype: str, act: torch.dtype):
+def _mlp(dtype: str, act: torch.dtype, down_bytes: int | None = None):
     generator = torch.Generator(device="cuda").manual_seed(11)
     shape = (INTERMEDIATE, HIDDEN)
     gate, up = (torch.randn(shape, device="cuda", generator=generator) * 0.02 for _ in range(2))
@@ -30,7 +30,10 @@ def _mlp(dtype: str, act: torch.dtype):
         q_pair, layout=kernels.choose_layout(dtype, 2 * INTERMEDIATE, HIDDEN, 128, gated=True)
     )
     packed_down = kernels.pack(
-        q_down, layout=kernels.choose_layout(dtype, HIDDEN, INTERMEDIATE, 128, operand="a")
+        q_down,
+        layout=kernels.choose_layout(
+            dtype, HIDDEN, INTERMEDIATE, 128, operand="a", max_bytes_per_thread=down_bytes
+        ),
     )
     return q_pair, pair, q_down, packed_down
 
@@ -43,11 +46,18 @@ def _expected(stream, q_pair, q_down):
 
 
 @pytest.mark.parametrize(
-    ("dtype", "act"), [("int4", torch.float16), ("int4", torch.bfloat16), ("int8", torch.float16)]
+    ("dtype", "act", "down_bytes"),
+    [
+        ("int4", torch.float16, None),
+        ("int4", torch.bfloat16, None),
+        ("int8", torch.float16, None),
+        ("int8", torch.float16, 128),  # down as choose_layout packs a 70B-sized 8-bit down: wide tiles
+        ("int6", torch.bfloat16, 128),
+    ],
 )
 @pytest.mark.parametrize("m", [1, 4, 16])
-def test_fused_mlp_on_cuda(dtype, act, m):
-    q_pair, pair, q_down, down = _mlp(dtype, act)
+def test_fused_mlp_on_cuda(dtype, act, down_bytes, m):
+    q_pair, pair, q_down, down = _mlp(dtype, act, down_bytes)
     stream = torch.randn(m, HIDDEN, dtype=act, device="cuda")
     expected = _expected(stream, q_pair, q_down)
     two = stream.clone()

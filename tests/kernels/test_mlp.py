@@ -14,18 +14,24 @@ from anybit.kernels.mlp import DecodeGatedMLP, decode_gated_mlp_, mlp_warps
 HIDDEN, INTERMEDIATE, OUT = 256, 256, 256
 
 
-def _weights(dtype: str, seed: int, act: torch.dtype = torch.float16):
-    """(quantized gate/up pair, its packing, quantized down, its packing): random normal weights."""
+def _weights(
+    dtype: str, seed: int, act: torch.dtype = torch.float16, down_bytes: int | None = None, out: int = OUT
+):
+    """(quantized gate/up pair, its packing, quantized down, its packing): random normal weights; down's warp
+    tiles of at most ``down_bytes`` a thread (default: choose_layout's), ``out`` its rows."""
     generator = torch.Generator().manual_seed(seed)
     gate, up = (torch.randn(INTERMEDIATE, HIDDEN, generator=generator) * 0.05 for _ in range(2))
-    down = torch.randn(OUT, INTERMEDIATE, generator=generator) * 0.05
+    down = torch.randn(out, INTERMEDIATE, generator=generator) * 0.05
     q_pair = kernels.quantize(interleave_gated(gate, up), dtype, group_size=128, act_dtype=act)
     pair = kernels.pack(
         q_pair, layout=kernels.choose_layout(dtype, 2 * INTERMEDIATE, HIDDEN, 128, gated=True)
     )
     q_down = kernels.quantize(down, dtype, group_size=128, act_dtype=act)
     packed_down = kernels.pack(
-        q_down, layout=kernels.choose_layout(dtype, OUT, INTERMEDIATE, 128, operand="a")
+        q_down,
+        layout=kernels.choose_layout(
+            dtype, out, INTERMEDIATE, 128, operand="a", max_bytes_per_thread=down_bytes
+        ),
     )
     return q_pair, pair, q_down, packed_down
 
@@ -64,6 +70,23 @@ def test_fused_mlp_matches_float64(dtype, m, act, rms_eps, split):
         expected = _expected(x, residual, q_pair, q_down, rms_eps)
         error = float((y.double() - expected).norm() / expected.norm())
         assert error < (4e-3 if act == torch.bfloat16 else 1e-3), error
+
+
+@pytest.mark.parametrize("dtype", ["int6", "int8"])
+def test_fused_mlp_takes_a_wide_down_tile(dtype):
+    """down with 128-byte warp tiles (twice the columns a warp), as choose_layout packs a large 6- or 8-bit
+    down projection (Llama-3-70B's) by default: phase 2 walks down's N in wider steps (16 warps × 32 columns:
+    512 rows of down's output a step)."""
+    out = 512
+    q_pair, pair, q_down, down = _weights(dtype, seed=5, down_bytes=128, out=out)
+    assert down.layout.n_per_warp == 2 * kernels.choose_layout(dtype, out, INTERMEDIATE, 128).n_per_warp
+    x = torch.randn(2, HIDDEN, dtype=torch.float16)
+    residual = torch.randn(2, out, dtype=torch.float16)
+    y = residual.clone()
+    decode_gated_mlp_(y, x, pair, down, rms_eps=1e-5)
+    assert not y.isnan().any()
+    expected = _expected(x, residual, q_pair, q_down, 1e-5)
+    assert float((y.double() - expected).norm() / expected.norm()) < 1e-3
 
 
 def test_fused_mlp_in_place_on_the_residual_stream():
