@@ -39,7 +39,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    # The benchmarks live next to the package in the repository, not in the installed package.
+    # The benchmarks live next to the package in the repository, not in the installed package. Every option
+    # after `bench` is the benchmark's own (its parser is the one list of them: `anybit bench --help`).
     import pathlib
 
     root = pathlib.Path(__file__).resolve().parents[1]
@@ -49,17 +50,11 @@ def _bench(args: argparse.Namespace) -> int:
         sys.path.insert(0, str(root))
     from benchmarks.matmul import main as bench_main
 
-    argv = ["--out", args.out, *(["--quick"] if args.quick else [])]
-    argv += ["--tuning", args.tuning] if args.tuning else []
-    argv += ["--layers", args.layers, "--types", args.types, "--ms", args.ms, "--acts", args.acts]
-    argv += ["--bytes-per-thread", str(args.bytes_per_thread)] if args.bytes_per_thread else []
-    return bench_main(argv + ["--operand", args.operand])
+    return bench_main(args.options, prog="anybit bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
-    from anybit.kernels.layout import BYTES_PER_THREAD_CHOICES, MAX_BYTES_PER_THREAD
-
     parser = argparse.ArgumentParser(
         prog="anybit",
         description="anybit: a virtual machine for GPU kernels over low-precision data of any bit width.",
@@ -87,37 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", choices=("cpu", "cuda"), help="force the CPU or GPU demo (default: GPU if any)"
     )
     demo.set_defaults(run=_demo)
-    bench = commands.add_parser(
-        "bench", help="benchmark quantized matmul (decode, prefill, crossover) against ceilings and cuBLAS"
-    )
-    bench.add_argument("--quick", action="store_true", help="a subset that runs in under 90 s on an H200")
-    bench.add_argument("--out", default="out/bench", help="directory for matmul.json, matmul.md and the plot")
-    bench.add_argument("--tuning", help="tuning.json of an earlier run: pin its configurations first")
-    bench.add_argument(
-        "--operand",
-        choices=("b", "a"),
-        default="a",
-        help="pack weights as the tensor-core A operand (default: the transposed decode kernel) or B",
-    )
-    bench.add_argument("--layers", default="", help='only these layer shapes, e.g. "70B gate_up,70B down"')
-    bench.add_argument("--types", default="", help="only these weight types, e.g. int4,uint2")
-    bench.add_argument("--ms", default="", help="only these rows M, e.g. 1,16")
-    bench.add_argument("--acts", default="", help="only these activation dtypes: float16, bfloat16")
-    bench.add_argument(
-        "--bytes-per-thread",
-        type=int,
-        choices=BYTES_PER_THREAD_CHOICES,
-        help="the packing's warp-tile width for every weight (default: choose_layout's per weight, "
-        f"{MAX_BYTES_PER_THREAD} or wider for large 5-, 6- and 8-bit weights): a packing A/B",
-    )
-    bench.set_defaults(run=_bench)
+    commands.add_parser(
+        "bench",
+        add_help=False,  # `anybit bench --help` is the benchmark's own help
+        help="benchmark quantized matmul (decode, prefill, crossover) against ceilings and cuBLAS; its "
+        "options: anybit bench --help",
+    ).set_defaults(run=_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anybit`` console script and ``python -m anybit``."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.options = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if not getattr(args, "run", None):
         parser.print_help()
         return 0

@@ -441,9 +441,9 @@ def _one_line(row: dict) -> str:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The benchmark's command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The benchmark's command-line options (``prog``: the name its help and errors give the command)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a subset that runs in under 90 s")
     parser.add_argument("--out", default="out/bench", help="directory for matmul.json/.md/_roofline.png")
     parser.add_argument("--tuning", help="a tuning file (from a previous run's tuning.json) to pin first")
@@ -467,8 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BYTES_PER_THREAD_CHOICES,
         default=None,
         help="warp-tile width of the packing for every weight (choose_layout's max_bytes_per_thread; by "
-        f"default its choice per weight: {MAX_BYTES_PER_THREAD}, or wider for large 5- and 6-bit weights): a "
-        "packing A/B",
+        f"default its choice per weight: {MAX_BYTES_PER_THREAD}, or wider for large 5-, 6- and 8-bit "
+        "weights): a packing A/B",
     )
     parser.add_argument(
         "--budget-s",
@@ -480,9 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the benchmark; exit status 1 if a row is wrong or failed, 2 without a GPU."""
-    options = build_parser().parse_args(argv)
+    options = build_parser(prog).parse_args(argv)
     if not torch.cuda.is_available():
         print("benchmarks/matmul.py: no CUDA GPU (torch.cuda.is_available() is False); it only runs on a GPU")
         return 2

@@ -46,3 +46,24 @@ def test_layout_prints_the_thread_grid(capsys, tmp_path):
 def test_layout_reports_a_bad_expression(capsys):
     assert main(["layout", "local(2,1"]) == 2
     assert "layout" in capsys.readouterr().err
+
+
+def test_bench_hands_every_option_to_the_benchmark(monkeypatch, capsys):
+    """`anybit bench ...` runs benchmarks/matmul.py with the options as given (its parser is the one list of
+    them), and its --help is the benchmark's; other commands still refuse options they do not know."""
+    import pytest
+
+    from benchmarks import matmul
+
+    seen = []
+    monkeypatch.setattr(matmul, "main", lambda argv, prog=None: seen.append((argv, prog)) or 0)
+    options = ["--quick", "--out", "x", "--types", "int4", "--budget-s", "5", "--bytes-per-thread", "128"]
+    assert main(["bench", *options]) == 0
+    assert seen == [(options, "anybit bench")]
+    monkeypatch.undo()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0 and "--budget-s" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["info", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
