@@ -3,9 +3,9 @@
 The module holds the :class:`~anybit.kernels.PackedWeight`'s tensors as buffers — ``packed`` (the bytes),
 ``scales``, ``zeros`` (unsigned types with zero points only) and ``input_permutation`` (act-order checkpoints
 only) — plus ``bias``, so ``.to()``, ``state_dict()`` and ``load_state_dict()`` move and save the packed form,
-never a float weight. The weight type, group size and activation dtype travel as the module's extra state;
-the packing itself is recomputed from them with :func:`anybit.kernels.choose_layout` (it is a pure function of
-type, shape and group size).
+never a float weight. The weight type, group size, activation dtype and packing (the
+:class:`~anybit.kernels.PackedLayout`'s fields) travel as the module's extra state, so a layer loads in the
+packing it was saved with even after :func:`anybit.kernels.choose_layout`'s default changes.
 
 ``forward`` calls :func:`anybit.ops.quantized_matmul`: the GPU kernels for CUDA tensors, the interpreter on
 the CPU (exact, but slow: tiny layers only).
@@ -21,6 +21,7 @@ from torch import nn
 
 import anybit
 from anybit import kernels, ops
+from anybit.kernels.layout import MAX_BYTES_PER_THREAD
 
 # The kernels take float16 or bfloat16 activations; the scales, zeros and bias are stored in the same dtype.
 ACTIVATION_DTYPES = (torch.float16, torch.bfloat16)
@@ -391,8 +392,8 @@ class QuantizedLinear(nn.Module):
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Adopt a saved layer's type, group size, activation dtype and packing (a version 2 state without
-        a packing has that version's default: operand "b"; states before version 5 hold codes stored whole,
-        ``planes=()``)."""
+        a packing has that version's default: operand "b", warp tiles of at most 64 bytes a thread; states
+        before version 5 hold codes stored whole, ``planes=()``)."""
         version = state.get("version") if isinstance(state, dict) else None
         if version not in READABLE_STATE_VERSIONS:
             raise ValueError(
@@ -411,7 +412,7 @@ class QuantizedLinear(nn.Module):
         before = (self.weight_dtype, self.group_size, self.act_dtype, self.layout)
         try:
             self._configure(state["dtype"], state["group_size"], getattr(torch, state["act_dtype"]))
-            if packing is None:  # version 2, saved with its default packing (codes whole)
+            if packing is None:  # version 2, saved with its default packing (operand "b", codes whole, 64 B)
                 self.layout = kernels.choose_layout(
                     self.weight_dtype,
                     self.out_features,
@@ -419,6 +420,7 @@ class QuantizedLinear(nn.Module):
                     self.group_size,
                     operand="b",
                     planar=False,
+                    max_bytes_per_thread=MAX_BYTES_PER_THREAD,
                 )
             else:
                 fields = {name: packing[name] for name in PACKING_FIELDS}

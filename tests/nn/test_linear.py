@@ -129,6 +129,19 @@ def test_a_version_2_state_loads_with_that_version_default_packing() -> None:
         target.set_extra_state({**extra, "version": 3})
 
 
+def test_a_version_2_state_of_a_large_layer_keeps_the_narrow_tiles_it_was_saved_with() -> None:
+    """Version 2 predates the wide default for large 5-, 6- and 8-bit weights: its bytes are in 64-byte
+    warp tiles, so the layout it loads with is too (a meta-device layer: no bytes to allocate)."""
+    layer = QuantizedLinear(8192, 16384, dtype="int6", group_size=128, device="meta")
+    assert layer.layout.bytes_per_thread == 96  # today's default for 2^27 int6 weights
+    state = {key: value for key, value in layer.get_extra_state().items() if key != "packing"}
+    layer.set_extra_state({**state, "version": 2})
+    assert layer.layout == kernels.choose_layout(
+        "int6", 16384, 8192, 128, operand="b", planar=False, max_bytes_per_thread=64
+    )
+    assert layer.layout.bytes_per_thread == 48
+
+
 @pytest.mark.parametrize("dtype", ["int3", "uint5", "float6_e2m3"])
 def test_a_planar_packing_survives_the_state_dict(dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A layer packed as bit planes records them (state version 5, ``planes`` a list): a fresh layer loads
