@@ -48,6 +48,7 @@ import torch  # noqa: E402
 
 import anybit  # noqa: E402
 from anybit.kernels import choose_layout  # noqa: E402
+from anybit.kernels.layout import BYTES_PER_THREAD_CHOICES, MAX_BYTES_PER_THREAD  # noqa: E402
 from anybit.ops.tuning import m_bucket, tuner_for  # noqa: E402
 from anybit.runtime.autotune import bucket_text  # noqa: E402
 from benchmarks.sass_counts import main_loop, nvdisasm, opcode  # noqa: E402
@@ -98,10 +99,22 @@ def classify(pct_of_ceiling: float, issue: float, measured: float) -> str:
     return "latency"
 
 
-def kernel_facts(type_name: str, act_name: str, operand: str, config: dict, m: int, n: int, k: int) -> dict:
+def width_cap(results: dict, row: dict) -> int:
+    """The ``max_bytes_per_thread`` that rebuilds the layout ``row`` was packed with: the run's forced width,
+    else the narrowest choice holding the row's recorded width (rows from before widths were recorded: the
+    narrow default they were packed with), not today's default, which may have changed since."""
+    if results.get("max_bytes_per_thread") is not None:
+        return results["max_bytes_per_thread"]
+    width = row.get("bytes_per_thread", MAX_BYTES_PER_THREAD)
+    return min(choice for choice in BYTES_PER_THREAD_CHOICES if choice >= width)
+
+
+def kernel_facts(
+    type_name: str, act_name: str, operand: str, width: int, config: dict, m: int, n: int, k: int
+) -> dict:
     """Registers, shared memory and main-loop SASS of one tuned decode configuration (in a worker process:
     NVRTC and nvdisasm, no GPU)."""
-    layout = choose_layout(type_name, n, k, 128, operand=operand)
+    layout = choose_layout(type_name, n, k, 128, operand=operand, max_bytes_per_thread=width)
     tuner = tuner_for(layout, getattr(torch, act_name), type_name.startswith("uint"), False)
     compiled = anybit.compile(tuner.instance(config), *(None,) * 6, m, n, k, arch=ARCH)
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
@@ -138,7 +151,8 @@ def analyse(
         if not every_row and (n, k) not in TARGET_SHAPES:
             continue
         act = getattr(torch, row["act_dtype"])
-        layout = choose_layout(row["type"], n, k, 128, operand=operand)
+        width = width_cap(results, row)
+        layout = choose_layout(row["type"], n, k, 128, operand=operand, max_bytes_per_thread=width)
         tuner = tuner_for(layout, act, row["type"].startswith("uint"), False)
         entry = {key: row[key] for key in ROW_KEYS if key in row}
         config = configs.get((tuner.identity, bucket_text([m_bucket(m), n, k])))
@@ -148,7 +162,7 @@ def analyse(
             entry["config"] = config
             key = (tuner.identity, json.dumps(config, sort_keys=True))
             entry["_job"] = key
-            jobs.setdefault(key, (row["type"], row["act_dtype"], operand, config, m, n, k))
+            jobs.setdefault(key, (row["type"], row["act_dtype"], operand, width, config, m, n, k))
         entry["_row"] = row
         entries.append(entry)
     facts = _run_jobs(jobs, processes)

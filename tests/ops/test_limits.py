@@ -50,6 +50,21 @@ def suite(tmp_path, records):
     return row
 
 
+def test_a_row_is_rebuilt_with_the_warp_tile_it_was_packed_with():
+    """The layout limits.py rebuilds is the row's, not today's default: a run forcing a width, a row that
+    recorded its width, and a row from before widths were recorded (packed with the narrow default)."""
+    from anybit.kernels import choose_layout
+
+    default_run = {"max_bytes_per_thread": None}
+    assert limits.width_cap({"max_bytes_per_thread": 128}, {"bytes_per_thread": 64}) == 128
+    assert limits.width_cap(default_run, {"bytes_per_thread": 96}) == 128
+    assert limits.width_cap(default_run, {"bytes_per_thread": 48}) == 64
+    assert limits.width_cap({}, {}) == 64
+    for dtype, width in (("int6", 96), ("int6", 48), ("uint5", 80), ("uint3", 48), ("uint1", 32)):
+        cap = limits.width_cap(default_run, {"bytes_per_thread": width})
+        assert choose_layout(dtype, 57344, 8192, 128, max_bytes_per_thread=cap).bytes_per_thread == width
+
+
 def test_a_row_without_its_tuning_record_says_so(tmp_path, capsys):
     suite(tmp_path, [])
     assert limits.main([str(tmp_path)]) == 0
