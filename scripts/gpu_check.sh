@@ -107,17 +107,18 @@ step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$RESULTS/lau
 # `python benchmarks/matmul_report.py --merge bench/matmul.json bench_70b/matmul.json --out DIR`.
 step bench 580 "$PYTHON" -m anybit bench --layers "8B qkv,8B o,8B gate_up,8B down,70B qkv" --out "$RESULTS/bench"
 step bench_70b 580 "$PYTHON" -m anybit bench --layers "70B o,70B gate_up,70B down" --out "$RESULTS/bench_70b"
-# Wider warp tiles (128 bytes a thread: twice the columns a warp) against the narrow 64 for the 5- and
-# 6-bit types and float4_e2m1 (or WIDE_TYPES), in one call: the suite's rows of WIDE_LAYERS (default the three 70B target
-# shapes) at M = 1 and 16, both packings forced on every weight. bench_wide: those types' full rows of the
-# two large 70B shapes with the default packing (wide there since the twenty-first session).
+# Wider warp tiles (128 bytes a thread: twice the columns a warp) against the narrow 64, both forced on
+# every weight, in one call: WIDE_TYPES (default the 5- and 6-bit types and float4_e2m1) on WIDE_LAYERS
+# (default the three 70B target shapes) at M = 1 and 16. bench_wide: every row of the types the default
+# packing widens (choose_layout: 5-, 6- and 8-bit weights of 2^27 weights or more) on the two large 70B
+# shapes, with the default packing.
 wide_types="uint5,int6,float4_e2m1,float5_e2m2,float6_e3m2,float6_e2m3"
 step wide_tiles 580 bash -c "for width in 64 128; do $PYTHON -m anybit bench --types ${WIDE_TYPES:-$wide_types} \
     --layers '${WIDE_LAYERS:-70B gate_up,70B down,70B o}' --ms 1,16 --bytes-per-thread \$width \
     --out $RESULTS/wide_\$width || exit 1; done"
-wide_default_types="${WIDE_DEFAULT_TYPES:-uint5,int6,float5_e2m2,float6_e3m2,float6_e2m3,int8,float8_e4m3,float8_e5m2}"  # the types packed wide by default
-step bench_wide 400 "$PYTHON" -m anybit bench --types "$wide_default_types" --layers "70B gate_up,70B down" \
-    --out "$RESULTS/bench_wide"
+wide_default_types="uint5,int6,float5_e2m2,float6_e3m2,float6_e2m3,int8,float8_e4m3,float8_e5m2"
+step bench_wide 400 "$PYTHON" -m anybit bench --types "${WIDE_DEFAULT_TYPES:-$wide_default_types}" \
+    --layers "70B gate_up,70B down" --out "$RESULTS/bench_wide"
 step e2e_quick 120 "$PYTHON" benchmarks/e2e.py --quick --out "$RESULTS/e2e"
 # `anybit demo` as a newcomer runs it: empty anybit, Inductor and Triton caches (its kernels tuned cold, built
 # in worker processes), then again with the caches it left; the wall time of each.
