@@ -438,11 +438,9 @@ class DecodeMatmul(anybit.Script):
     @property
     def partials_in_flight(self) -> int:
         """Split-K partials the last block loads before adding (:data:`PARTIALS_IN_FLIGHT` at least, more
-        while they fit :data:`PARTIAL_REGISTERS` f32 registers a thread, counted as the block's tile spread
-        over all its threads). With K groups each warp holds the whole sum after :meth:`_sum_k_groups`, so
-        the count is low there (8 warps on a 16-column tile: under one a thread, taken as one); counting the
-        replicated sum would change the CUDA of K-grouped split-K configurations, a change for a GPU run."""
-        per_thread = max(1, self.block_m * self.block_n // (32 * self.warps))
+        while they fit :data:`PARTIAL_REGISTERS` f32 registers a thread: the block's tile spread over the
+        threads of one K group, since after :meth:`_sum_k_groups` every group holds the whole sum)."""
+        per_thread = max(1, self.block_m * self.block_n * self.k_groups // (32 * self.warps))
         return max(PARTIALS_IN_FLIGHT, PARTIAL_REGISTERS // per_thread)
 
     # -- what depends on which tensor-core operand the weight is (overridden by the transposed kernel) ----

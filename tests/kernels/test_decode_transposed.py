@@ -137,6 +137,12 @@ def test_eight_row_blocks_sum_eight_partials_at_once():
     assert DecodeMatmulTransposed(layout, F16, rows=16, warps=4, split=8).partials_in_flight == 4
     b_layout = choose_layout("int4", 256, 1024, 128, operand="b")
     assert DecodeMatmul(b_layout, F16, warps=4, split=8).partials_in_flight == 4
+    # Warps along K: every warp holds the block's whole [block_n, rows] sum (int8: 16 columns a warp), so a
+    # partial is 16 · 16 / 32 = 8 f32 a thread at 16 rows, 4 at 8 rows.
+    wide = choose_layout("int8", 256, 1024, 128, operand="a")
+    along_k = {"warps": 8, "split": 16, "warps_along_k": True}
+    assert DecodeMatmulTransposed(wide, F16, rows=16, **along_k).partials_in_flight == 8
+    assert DecodeMatmulTransposed(wide, F16, rows=8, **along_k).partials_in_flight == 16
 
 
 FUSED_CASES = [

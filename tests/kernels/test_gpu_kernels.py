@@ -181,6 +181,7 @@ FUSED_GPU_CASES = [
     ("float6_e3m2", torch.float16, 1, 2, 2, 8, N, True),
     ("int8", torch.bfloat16, 5, 1, 8, 8, N, True),
     ("int8", torch.float16, 1, 2, 8, 8, N, True),  # 8 warps on one 16-column tile, split-K
+    ("int8", torch.float16, 12, 16, 8, 16, N, True),  # ... at 16 rows, split 16: partials added 8 at a time
 ]
 
 
