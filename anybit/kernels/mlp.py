@@ -29,6 +29,7 @@ import functools
 import torch
 
 import anybit
+from anybit.cuda.generate import generate_cuda
 from anybit.dtypes import float32, int32, uint8
 from anybit.ir import cdiv
 from anybit.ir.expr import minimum
@@ -39,6 +40,7 @@ from anybit.kernels.launch import default_rows, kernel_layout, rms_options
 from anybit.kernels.layout import PackedLayout
 from anybit.kernels.packing import PackedWeight
 from anybit.kernels.planes import decode_tile
+from anybit.runtime.device import DeviceLimits, device_limits
 
 
 class DecodeGatedMLP(DecodeMatmulTransposed):
@@ -279,11 +281,69 @@ FINISH_COLUMNS = 4096
 #: The cached :class:`DecodeGatedMLP` of one specialisation (same arguments).
 gated_mlp_kernel = functools.lru_cache(maxsize=64)(DecodeGatedMLP)
 
+#: Shared memory left for what the generated code declares statically (a few flags) besides the plan's.
+STATIC_SHARED_RESERVE = 1024
+
 
 def mlp_warps(gate_up: PackedLayout, down: PackedLayout) -> int:
     """The warps a :class:`DecodeGatedMLP` block needs so its intermediate slice is one chunk of down's K:
     2 · down.k_chunk / gate_up.n_per_warp."""
     return 2 * down.k_chunk // gate_up.n_per_warp
+
+
+@functools.lru_cache(maxsize=64)
+def planned_shared_bytes(kernel: DecodeGatedMLP, arch: str = "sm_90a") -> int:
+    """The dynamic shared memory ``kernel``'s generated code asks for (its rings as the planner places them:
+    more than :attr:`DecodeGatedMLP.shared_bytes` where phase 2's rings do not fit phase 1's freed space)."""
+    return generate_cuda(kernel.program(), arch=arch).dynamic_shared_bytes
+
+
+def fitting_mlp_kernel(
+    gate_up: PackedLayout,
+    down: PackedLayout,
+    act: torch.dtype,
+    *,
+    rows: int,
+    stages: int,
+    split: int,
+    rms_eps: float | None,
+    rms: dict,
+    limits: DeviceLimits | None,
+) -> DecodeGatedMLP:
+    """The fused MLP kernel with the deepest copy ring of at most ``stages`` whose block fits the shared
+    memory ``limits`` allow a block (None: no limit, for the interpreter). Wide down tiles (128 bytes a
+    thread, the default for 70B-sized 6- and 8-bit downs) double phase 2's ring: 4 stages of an 8-bit one
+    need ~400 KB, 2 stages ~200 KB of the H200's 227 KB.
+
+    Raises
+    ------
+    ValueError
+        If even a 2-stage ring does not fit, with the bytes it needs and the fixes.
+    """
+    warps = mlp_warps(gate_up, down)
+    needs = []
+    for depth in range(max(stages, 2), 1, -1):
+        kernel = gated_mlp_kernel(
+            kernel_layout(gate_up),
+            kernel_layout(down),
+            act,
+            warps=warps,
+            stages=depth,
+            rows=rows,
+            split=split,
+            rms_eps=rms_eps,
+            **rms,
+        )
+        if limits is None:
+            return kernel
+        needs.append(planned_shared_bytes(kernel, limits.arch))
+        if needs[-1] + STATIC_SHARED_RESERVE <= limits.max_shared_memory_per_block:
+            return kernel
+    raise ValueError(
+        f"the fused MLP's block needs {needs[-1]} B of shared memory even with a 2-stage copy ring, "
+        f"{limits.arch} allows {limits.max_shared_memory_per_block} B: pack down with narrower warp tiles "
+        "(choose_layout(..., max_bytes_per_thread=64)) or run the two projections' kernels"
+    )
 
 
 def check_mlp_shapes(gate_up: PackedLayout, down: PackedLayout, warps: int) -> None:
@@ -329,7 +389,8 @@ def decode_gated_mlp_(
     down
         [N, I], packed as the A operand with k_chunk = the slice a block computes (int4: 128 with 8 warps).
     stages, split
-        The kernel's copy ring and gate/up's split-K (see :class:`DecodeGatedMLP`).
+        The kernel's copy ring and gate/up's split-K (see :class:`DecodeGatedMLP`); the ring is made
+        shallower where ``stages`` would not fit the device's shared memory (:func:`fitting_mlp_kernel`).
     """
     for name, weight in (("gate_up", gate_up), ("down", down)):
         if not isinstance(weight, PackedWeight):
@@ -363,16 +424,17 @@ def decode_gated_mlp_(
     if m == 0:
         return y
     rows = default_rows(m)
-    kernel = gated_mlp_kernel(
-        kernel_layout(gate_up.layout),
-        kernel_layout(down.layout),
+    limits = None if x2.device.type == "cpu" else device_limits(x2.device.index)
+    kernel = fitting_mlp_kernel(
+        gate_up.layout,
+        down.layout,
         act,
-        warps=warps,
-        stages=stages,
         rows=rows,
+        stages=stages,
         split=split,
         rms_eps=rms_eps,
-        **(rms_options(m, rows, k) if rms_eps is not None else {}),
+        rms=rms_options(m, rows, k) if rms_eps is not None else {},
+        limits=limits,
     )
     run_kernel(kernel, x2, gate_up.data, gate_up.scales, down.data, down.scales, y, m, intermediate, k, n)
     return y

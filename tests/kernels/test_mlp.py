@@ -4,12 +4,21 @@ residual stream, launched twice (its workspace and counters left clean), and its
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from anybit import kernels
 from anybit.kernels.gated import gated_reference, interleave_gated
-from anybit.kernels.mlp import DecodeGatedMLP, decode_gated_mlp_, mlp_warps
+from anybit.kernels.mlp import (
+    DecodeGatedMLP,
+    decode_gated_mlp_,
+    fitting_mlp_kernel,
+    mlp_warps,
+    planned_shared_bytes,
+)
+from anybit.runtime.device import arch_limits
 
 HIDDEN, INTERMEDIATE, OUT = 256, 256, 256
 
@@ -87,6 +96,31 @@ def test_fused_mlp_takes_a_wide_down_tile(dtype):
     assert not y.isnan().any()
     expected = _expected(x, residual, q_pair, q_down, 1e-5)
     assert float((y.double() - expected).norm() / expected.norm()) < 1e-3
+
+
+def test_fused_mlp_ring_made_shallower_to_fit_shared_memory():
+    """Llama-3-8B's MLP with a wide 8-bit down (as a 70B-sized one is packed): 4 ring stages would ask ~400 KB
+    of shared memory a block, so on sm_90a (227 KB) the kernel drops to the deepest ring that fits; a narrow
+    int4 MLP keeps its 4; a device too small even for 2 stages gets an error naming the fixes."""
+    sm90 = arch_limits("sm_90a")
+
+    def fitted(dtype, down_bytes, limits):
+        pair = kernels.choose_layout(dtype, 2 * 14336, 4096, 128, gated=True)
+        down = kernels.choose_layout(dtype, 4096, 14336, 128, operand="a", max_bytes_per_thread=down_bytes)
+        options = {"rows": 8, "stages": 4, "split": 1, "rms_eps": 1e-5, "rms": {}}
+        return fitting_mlp_kernel(pair, down, torch.float16, limits=limits, **options)
+
+    wide = fitted("int8", 128, sm90)
+    assert wide.stages < 4
+    assert (
+        planned_shared_bytes(wide)
+        <= sm90.max_shared_memory_per_block
+        < planned_shared_bytes(fitted("int8", 128, None))
+    )
+    assert fitted("int4", 64, sm90).stages == 4
+    assert fitted("int8", 128, None).stages == 4  # the interpreter: no limit
+    with pytest.raises(ValueError, match="2-stage copy ring.*max_bytes_per_thread=64"):
+        fitted("int8", 128, dataclasses.replace(sm90, max_shared_memory_per_block=64 * 1024))
 
 
 def test_fused_mlp_in_place_on_the_residual_stream():
