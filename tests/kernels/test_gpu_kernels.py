@@ -37,9 +37,9 @@ CASES = [
 ]
 
 
-def _quantized(dtype, group, act, zero, n=N):
+def _quantized(dtype, group, act, zero, n=N, k=K):
     generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(n, K, generator=generator).cuda()
+    weight = torch.randn(n, k, generator=generator).cuda()
     return quantize(weight, dtype, group_size=group, zero_point=zero, act_dtype=act)
 
 
@@ -181,7 +181,6 @@ FUSED_GPU_CASES = [
     ("float6_e3m2", torch.float16, 1, 2, 2, 8, N, True),
     ("int8", torch.bfloat16, 5, 1, 8, 8, N, True),
     ("int8", torch.float16, 1, 2, 8, 8, N, True),  # 8 warps on one 16-column tile, split-K
-    ("int8", torch.float16, 12, 16, 8, 16, N, True),  # ... at 16 rows, split 16: partials added 8 at a time
 ]
 
 
@@ -196,13 +195,21 @@ def test_residual_and_rms_norm_on_cuda(dtype, act, m, split, warps, rows, n, alo
     _check_folded(dtype, act, m, n, "a", config, accumulate, rms)
 
 
-def _check_folded(dtype, act, m, n, operand, config, accumulate, rms) -> None:
+@pytest.mark.parametrize("fusion", ["none", "both"])
+def test_split_16_partials_at_16_rows_on_cuda(fusion):
+    """Warps along K at 16 rows with split 16 (K = 16 · 8 warps · 128): the last block adds the partials 8
+    at a time (one K group's threads hold a partial), not all 16 at once."""
+    config = {"warps": 8, "stages": 4, "split": 16, "rows": 16, "warps_along_k": True}
+    _check_folded("int8", torch.float16, 12, N, "a", config, fusion == "both", fusion == "both", k=16384)
+
+
+def _check_folded(dtype, act, m, n, operand, config, accumulate, rms, k: int = K) -> None:
     """decode_matmul with ``config``, the residual added (``accumulate``) and x's rows RMS-normalised
     (``rms``), against float64."""
     zero = dtype.startswith("u") or None
-    q = _quantized(dtype, 128, act, zero, n)
-    p = pack(q, layout=choose_layout(dtype, n, K, 128, operand=operand))
-    x = (torch.randn(m, K, device="cuda") * 3.0).to(act)
+    q = _quantized(dtype, 128, act, zero, n, k)
+    p = pack(q, layout=choose_layout(dtype, n, k, 128, operand=operand))
+    x = (torch.randn(m, k, device="cuda") * 3.0).to(act)
     residual = torch.randn(m, n, device="cuda").to(act)
     out = residual.clone() if accumulate else torch.full((m, n), float("nan"), device="cuda", dtype=act)
     y = decode_matmul(x, p, out=out, config=config, accumulate=accumulate, rms_eps=1e-5 if rms else None)
