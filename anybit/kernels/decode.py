@@ -38,10 +38,12 @@ launch only after the main loop, as the fourth session's kernels did, gained not
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 import anybit
-from anybit.dtypes import DataType, float16, float32, int32, scaling_is_exact, uint8
+from anybit.dtypes import DataType, bfloat16, float16, float32, int32, scaling_is_exact, uint8
 from anybit.ir import cdiv
 from anybit.kernels.layout import PackedLayout
 from anybit.kernels.planes import decode_tile
@@ -62,6 +64,44 @@ RMS_ROWS = 8
 #: The most shared memory a block's copy of its rows of x for the row RMS may take (else x is read before
 #: the main loop): 16 KB keeps the blocks a SM of the plain kernel.
 RMS_SHARED_BYTES = 16 * 1024
+
+
+#: bf16 activations times 2^this in registers when float weights are kept as their bit-aligned bf16 bits
+#: (:func:`float_exponents`): it lifts the products value · 2^(bias − 127) · x out of f32's subnormals and
+#: leaves x room up to 2^64 in magnitude.
+BF16_X_EXPONENT = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class FloatExponents:
+    """The powers of two the decode loop works with (``cast(..., exponent=)``): the weights converted as
+    value · 2^``weights``, x's tile times 2^``x``, the scales read times 2^``scales`` and the loop's sum times
+    2^``after``; together they cancel (weights + x + scales + after = 0)."""
+
+    weights: int = 0
+    x: int = 0
+    scales: int = 0
+    after: int = 0
+
+
+def float_exponents(dtype: DataType, act: DataType) -> FloatExponents:
+    """How the decode loop takes the bit-aligning float conversion's re-biasing multiply off the weights.
+
+    float16 activations: weights times 2^(bias − 15) (:func:`weight_exponent`), scales times 2^(15 − bias),
+    exact in f32. bfloat16: the weights' bit-aligned bf16 bits are value · 2^(bias − 127) (subnormal for the
+    smallest codes: the tensor cores take them as such), their products with x would be f32 subnormals, so
+    x's tile is lifted by 2^:data:`BF16_X_EXPONENT` (one multiply a pair of x, not of weights) and the sum
+    of the loop is multiplied by the rest once (a bf16 scale times a power of two is not always an f32).
+    Other types (integers, floats with inf/NaN): nothing."""
+    exponent = weight_exponent(dtype, act)
+    if exponent:
+        return FloatExponents(weights=exponent, scales=-exponent)
+    if act is not bfloat16 or not dtype.is_float or dtype.has_inf or dtype.has_nan:
+        return FloatExponents()
+    weights = dtype.exponent_bias - 127
+    if not scaling_is_exact(dtype, bfloat16, weights):
+        return FloatExponents()
+    return FloatExponents(weights=weights, x=BF16_X_EXPONENT, after=-weights - BF16_X_EXPONENT)
 
 
 def weight_exponent(dtype: DataType, act: DataType) -> int:
@@ -240,7 +280,7 @@ class DecodeMatmul(anybit.Script):
         sw = self.shared_tensor(uint8, [stages, warps, pl.tile_bytes])
         ss = self._scales_ring()
         sz = self._scales_ring() if self.zeros_after_dot else self.shared_tensor(act, [stages, 1, bn])
-        exponent = weight_exponent(pl.dtype, act)  # weights times 2^exponent, scales times 2^−exponent
+        powers = float_exponents(pl.dtype, act)  # the float weights' re-biasing off the weights
         n0 = self.blockIdx.x * bn
         m0 = self.blockIdx.y * rows
         # This block's run of chunks: all of them, or split p's share chunks·p/P ... chunks·(p+1)/P.
@@ -260,7 +300,7 @@ class DecodeMatmul(anybit.Script):
         if split > 1:
             acc = self._sum_splits(acc, m, n, m0, n0)
         if pl.per_channel:
-            acc = acc * self.cast(self._load_columns(gs, n0), float32, exponent=-exponent)
+            acc = acc * self.cast(self._load_columns(gs, n0), float32, exponent=powers.scales)
         if self.rms_eps is not None:
             acc = acc * inverse_rms
         if self.has_bias:
@@ -281,7 +321,7 @@ class DecodeMatmul(anybit.Script):
         kernels built on this one (a fused MLP) run the same loop."""
         pl, act, stages, warps = self.layout, self.act, self.stages, self.warps
         bn, kw = self.block_n, self.k_groups
-        exponent = weight_exponent(pl.dtype, act)
+        powers = float_exponents(pl.dtype, act)
         inverse_rms = None
         prior = None
         # Steps of the main loop: a chunk each, or with K groups k_groups chunks each (one a group).
@@ -346,6 +386,8 @@ class DecodeMatmul(anybit.Script):
             self.copy_async_commit_group()
             current = step % stages
             tile_x = self.load_shared(sx[current])
+            if powers.x:  # bf16 float weights as their bit-aligned bits: x lifted instead (float_exponents)
+                tile_x = tile_x * 2.0**powers.x
             zero = None
             if self.has_zeros and not self.zeros_after_dot:  # codes: subtracted in the conversion, for free
                 zero = zero_row if pl.per_channel else self.load_shared(sz[current])
@@ -356,7 +398,7 @@ class DecodeMatmul(anybit.Script):
                 act,
                 lambda part, first_byte, tile=sw[current]: self._tile_bytes(tile, part, first_byte),
                 zero=zero,
-                exponent=0 if self.has_zeros else exponent,
+                exponent=0 if self.has_zeros else powers.weights,
                 biased=self.bias_after_dot,
             )
             if pl.per_channel:
@@ -371,8 +413,10 @@ class DecodeMatmul(anybit.Script):
                 if ones is not None:  # then the zero points: z · Σx, the chunk's zeros shaped as its scales
                     zeros = self.cast(self._load_scales(sz[current]), float32)
                     partial = partial - self._constant_dot(tile_x, ones) * zeros
-                scale = self.cast(self._load_scales(ss[current]), float32, exponent=-exponent)
+                scale = self.cast(self._load_scales(ss[current]), float32, exponent=powers.scales)
                 acc += partial * scale
+        if powers.after:
+            acc = acc * 2.0**powers.after
         if kw > 1:  # the K groups' partial sums added through shared memory, before anything else
             acc = self._sum_k_groups(acc)
         if x_copy:  # chunk 0's wait covered the copy of x's rows

@@ -458,3 +458,35 @@ def test_bias_after_dot_in_the_x_as_a_kernel_and_its_limits():
         DecodeMatmulTransposed(
             choose_layout("float4_e2m1", 128, 512, 128, operand="a"), F16, bias_after_dot=True
         )
+
+
+@pytest.mark.parametrize("operand", ["a", "b"])
+@pytest.mark.parametrize("dtype", ["float4_e2m1", "float5_e2m2", "float6_e3m2", "float6_e2m3"])
+def test_bf16_float_weights_keep_their_bits_and_x_is_lifted(dtype, operand):
+    """bf16 activations and float weights without inf/NaN: the weights go to the dot as value · 2^(bias −
+    127) (no re-biasing multiply), x's tile times 2^64, the loop's sum times the rest (float_exponents); a
+    weight of random codes, including the type's subnormals, against float64, x's rows 1e-4 to 1e4 apart."""
+    from anybit.kernels.decode import BF16_X_EXPONENT, float_exponents
+
+    source = anybit.dtype(dtype)
+    powers = float_exponents(source, anybit.bfloat16)
+    assert powers.weights == source.exponent_bias - 127 and powers.x == BF16_X_EXPONENT
+    assert powers.weights + powers.x + powers.scales + powers.after == 0
+    q = random_quantized(dtype, 128, 512, 128, BF16, seed=fresh_seed())
+    p = pack(q, layout=choose_layout(dtype, 128, 512, 128, operand=operand))
+    for m in (1, 9):
+        x = (torch.randn(m, 512) * torch.logspace(-4, 4, m).unsqueeze(1)).to(BF16)
+        y = decode_matmul(x, p, out=torch.full((m, 128), float("nan"), dtype=BF16))
+        assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[BF16]
+
+
+def test_float_exponents_by_activation_type():
+    """float16: the weights' and the scales' powers cancel (exact in f32); bfloat16: the sum's; integers
+    and floats with inf/NaN: none."""
+    from anybit.kernels.decode import FloatExponents, float_exponents
+
+    e2m1 = anybit.dtype("float4_e2m1")
+    assert float_exponents(e2m1, anybit.float16) == FloatExponents(weights=-14, scales=14)
+    assert float_exponents(e2m1, anybit.bfloat16) == FloatExponents(weights=-126, x=64, after=62)
+    for name in ("int4", "uint8", "float8_e5m2"):
+        assert float_exponents(anybit.dtype(name), anybit.bfloat16) == FloatExponents()

@@ -4,6 +4,7 @@ on CUDA for every type × group size × act dtype × zero option at a realistic 
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 import torch
@@ -125,31 +126,37 @@ def test_transposed_decode_on_cuda(dtype, act, zero):
     _check_decode_and_dequantize(q, p, act, runs)
 
 
+@pytest.mark.parametrize("act", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("operand", ["a", "b"])
-@pytest.mark.parametrize("dtype", ["float4_e2m1", "float6_e3m2"])
-def test_subnormal_weight_values_reach_the_tensor_cores(dtype, operand):
-    """Float weights go to the mma as value · 2^(bias − 15) (no re-biasing multiply: kernels.decode's
-    weight_exponent), which makes the type's smallest values f16 subnormals: a weight of only those codes
-    must give the float64 result, not zero (tensor cores that flushed subnormal inputs would)."""
+@pytest.mark.parametrize("dtype", ["float4_e2m1", "float6_e3m2", "float5_e2m2"])
+def test_subnormal_weight_values_reach_the_tensor_cores(dtype, operand, act):
+    """Float weights go to the mma as value · 2^(bias − 15) with f16 activations and value · 2^(bias − 127)
+    with bf16 ones, x lifted by 2^64 (no re-biasing multiply: kernels.decode's float_exponents), which makes
+    the type's smallest values subnormals of the activation type: a weight of only those codes must give the
+    float64 result, not zero (tensor cores that flushed subnormal inputs would), with x's rows spanning
+    1e-4 to 1e4 for bf16 (the lifted products stay f32 normals; 1e2 for f16, whose outputs would overflow)."""
     from anybit.kernels import QuantizedWeight, choose_layout
-    from anybit.kernels.decode import weight_exponent
+    from anybit.kernels.decode import float_exponents
 
     source = anybit.dtype(dtype)
-    exponent = weight_exponent(source, anybit.float16)
+    exponent = float_exponents(source, anybit.dtype(act)).weights
+    smallest_normal = 2.0**-14 if act == torch.float16 else 2.0**-126
     values = torch.arange(1 << source.nbits, dtype=torch.uint8)
     decoded = torch.from_numpy(anybit.dtypes.decode(values.numpy(), source))
-    tiny = values[(decoded != 0) & (decoded.abs() * 2.0**exponent < 2.0**-14)]
+    tiny = values[(decoded != 0) & (decoded.abs() * 2.0**exponent < smallest_normal)]
     assert exponent and len(tiny) >= 2, (dtype, exponent)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(random.randrange(2**31))
     codes = tiny[torch.randint(0, len(tiny), (N, K), generator=generator)]
-    scales = (torch.rand(K // 128, N, generator=generator) + 0.5).half()
+    scales = (torch.rand(K // 128, N, generator=generator) + 0.5).to(act)
     q = QuantizedWeight(codes.cuda(), source, 128, scales.cuda(), None)
     p = pack(q, layout=choose_layout(dtype, N, K, 128, operand=operand))
     for m in (1, 16):
-        x = torch.randn(m, K, device="cuda").half()
-        out = torch.full((m, N), float("nan"), dtype=torch.float16, device="cuda")
+        high = 4 if act == torch.bfloat16 else 2  # f16 outputs overflow past ~1e2 here
+        magnitudes = torch.logspace(-4, high, m).unsqueeze(1) if m > 1 else torch.ones(1, 1)
+        x = (torch.randn(m, K, generator=generator) * magnitudes).to(act).cuda()
+        out = torch.full((m, N), float("nan"), dtype=act, device="cuda")
         decode_matmul(x, p, None, out=out)
-        assert relative_error(out, reference_matmul(x, q, None)) <= TOLERANCE[torch.float16]
+        assert relative_error(out, reference_matmul(x, q, None)) <= TOLERANCE[act]
 
 
 @pytest.mark.parametrize("operand", ["a", "b"])

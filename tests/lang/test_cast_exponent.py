@@ -1,6 +1,8 @@
 """``self.cast(codes, dtype, exponent=e)``: the value times 2^e, exactly (the bit-aligning float
 conversions then skip their re-biasing multiply)."""
 
+from __future__ import annotations
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,60 @@ def test_the_value_times_a_power_of_two_on_the_gpu(source, target, exponent):
     ScaledCast(source, target, exponent)(torch.from_numpy(packed).cuda(), out)
     expected = dt.decode(codes.astype(np.uint8), anybit.dtype(source)) * 2.0**exponent
     np.testing.assert_array_equal(out.cpu().numpy(), expected.astype(np.float32))
+
+
+class ScaledTile(anybit.Script):
+    """out [32, 8] = x [32, 8] (16-bit floats) times a Python constant, in x's dtype."""
+
+    def __init__(self, dtype, factor: float) -> None:
+        super().__init__()
+        self.dtype, self.factor = anybit.dtype(dtype), factor
+
+    def __call__(self, x: anybit.ptr(self.dtype), out: anybit.ptr(self.dtype)):  # noqa: F821
+        self.attrs.blocks = [1]
+        self.attrs.warps = 1
+        layout = anybit.layout.spatial(32, 1).local(1, 8)
+        tile = self.load_global(self.global_view(x, self.dtype, [32, 8]), [0, 0], [32, 8], layout=layout)
+        self.store_global(self.global_view(out, self.dtype, [32, 8]), tile * self.factor, [0, 0])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_constant_multiplies_two_elements_an_instruction(dtype):
+    """tile · c runs as paired multiplies (a power of two: how the decode kernel lifts bf16 x), the constant
+    rounded to the tile's type first as the interpreter rounds it (0.1 is no f16 or bf16 value), so the
+    generated code and the interpreter agree; both against numpy."""
+    from anybit.cuda import generate_cuda
+
+    target = anybit.dtype(dtype)
+    paired = "ab_mul_rn_f16x2" if dtype == "float16" else "ab_fma_bf16x2"
+
+    def body(value: float) -> str:  # the kernel's own code, after the prelude's helper definitions
+        return generate_cuda(ScaledTile(dtype, value).program()).source.split('extern "C"')[1]
+
+    rng = np.random.default_rng()
+    x = rng.standard_normal((32, 8)).astype(np.float32)
+    codes = dt.encode(x, target)
+    for value in (2.0**10 if dtype == "float16" else 2.0**64, 0.1):
+        assert body(value).count(f"= {paired}(") == 4  # 8 elements a thread: 4 pairs
+        out = np.zeros_like(codes)
+        anybit.interpret(ScaledTile(dtype, value), codes, out)
+        rounded = dt.decode(dt.encode(np.asarray(value), target), target)
+        expected = dt.encode(dt.decode(codes, target).astype(np.float64) * rounded, target)
+        np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_constant_multiplies_alike_on_the_gpu_and_the_interpreter(dtype):
+    """Paired multiplies by a constant the type holds and by ones it rounds: bit for bit the interpreter."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs an NVIDIA GPU (torch.cuda.is_available() is False)")
+    act = getattr(torch, dtype)
+    x = torch.randn(32, 8, dtype=torch.float32).to(act)
+    for value in (2.0**10 if dtype == "float16" else 2.0**64, 0.1, 3.0):
+        expected = torch.zeros_like(x)
+        anybit.interpret(ScaledTile(dtype, value), x, expected)
+        found = torch.full_like(x, float("nan")).cuda()
+        ScaledTile(dtype, value)(x.cuda(), found)
+        assert torch.equal(found.cpu(), expected), value

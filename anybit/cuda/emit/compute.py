@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from anybit.cuda import conversions
 from anybit.cuda.emit.locality import local_sources, same_map
 from anybit.cuda.emit.scratch import register_scratch
@@ -16,6 +18,7 @@ from anybit.cuda.registers import (
     word_count,
     write_bits,
 )
+from anybit.dtypes import decode, encode, float32
 from anybit.ir import AssignInst, BinaryInst, CastInst, RegisterTensor, UnaryInst, ViewInst, WhereInst
 from anybit.ir.expr import Const
 
@@ -105,10 +108,11 @@ def _binary_value(op: str, a: str, b: str, ctype: str, is_float: bool) -> str:
 _PAIRED = {"add", "sub", "mul"}
 
 
-def _pair_word(ctx: EmitContext, operand, sources, i: int) -> str:
-    """C expression (``uint32_t``) of the operand elements of output elements ``i``, ``i + 1`` as one pair."""
+def _pair_word(ctx: EmitContext, operand, sources, i: int, dtype) -> str:
+    """C expression (``uint32_t``) of the operand elements of output elements ``i``, ``i + 1`` as one pair
+    (a constant as a ``dtype`` pair)."""
     if not isinstance(operand, RegisterTensor):  # a constant (checked by the caller)
-        code = constant_code(operand.value, operand.dtype)
+        code = constant_code(operand.value, dtype)
         return f"{hex(code | code << 16)}u"
     array = ctx.register(operand)
     lo, hi = sources[id(operand)][i], sources[id(operand)][i + 1]
@@ -118,6 +122,15 @@ def _pair_word(ctx: EmitContext, operand, sources, i: int) -> str:
     if lo // 2 == hi // 2:
         return f"__byte_perm({array}[{lo // 2}], 0u, {hex(selector)})"
     return f"__byte_perm({array}[{lo // 2}], {array}[{hi // 2}], {hex(selector + 0x4400)})"
+
+
+def _in_output_type(operand, dtype):
+    """``operand``, or for a constant its value rounded to ``dtype`` (a 16-bit float or narrower): the
+    interpreter converts a scalar operand to the operation's type before computing, so the code does too."""
+    if not isinstance(operand, Const) or not dtype.is_float or dtype.nbits >= 32:
+        return operand
+    value = float(decode(encode(np.asarray(float(operand.value)), dtype), dtype))
+    return Const(value, float32)
 
 
 def _emit_paired(ctx: EmitContext, inst: BinaryInst, sources) -> bool:
@@ -135,11 +148,11 @@ def _emit_paired(ctx: EmitContext, inst: BinaryInst, sources) -> bool:
         if isinstance(operand, RegisterTensor):
             if operand.dtype != out.dtype:
                 return False
-        elif not (isinstance(operand, Const) and operand.dtype == out.dtype):
+        elif not isinstance(operand, Const):  # a constant: in the output type, as the interpreter has it
             return False
     array = ctx.register(out)
     for i in range(0, out.layout.local_size, 2):
-        a, b = (_pair_word(ctx, operand, sources, i) for operand in operands)
+        a, b = (_pair_word(ctx, operand, sources, i, out.dtype) for operand in operands)
         if out.dtype.name == "float16":
             value = f"ab_{inst.op}_rn_f16x2({a}, {b})"
         elif inst.op == "sub":  # sm_80 has only fma for bf16x2: a - b = b·(−1) + a, rounded once
@@ -164,10 +177,13 @@ def emit_binary(ctx: EmitContext, inst: BinaryInst) -> None:
         return
     operand_dtype = next((o.dtype for o in (inst.lhs, inst.rhs) if isinstance(o, RegisterTensor)), out.dtype)
     ctype = compute_ctype(operand_dtype)
+    lhs, rhs = inst.lhs, inst.rhs
+    if inst.op in _PAIRED | {"div", "maximum", "minimum"} and operand_dtype == out.dtype:
+        lhs, rhs = (_in_output_type(operand, out.dtype) for operand in (lhs, rhs))
     array = ctx.register(out)
     for i in range(out.layout.local_size):
-        a = _operand(ctx, inst, out, inst.lhs, sources, i, ctype)
-        b = _operand(ctx, inst, out, inst.rhs, sources, i, ctype)
+        a = _operand(ctx, inst, out, lhs, sources, i, ctype)
+        b = _operand(ctx, inst, out, rhs, sources, i, ctype)
         value = _binary_value(inst.op, a, b, ctype, operand_dtype.is_float)
         ctx.emit(*set_value(array, out.dtype, i, value))
 
@@ -199,7 +215,7 @@ def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
         ctype = compute_ctype(out.dtype)
 
         def zero_pair(p: int) -> str:
-            return _pair_word(ctx, zeros, sources, 2 * p)
+            return _pair_word(ctx, zeros, sources, 2 * p, out.dtype)
 
         def zero_element(i: int) -> str:
             return _operand(ctx, inst, out, zeros, sources, i, ctype)
