@@ -318,11 +318,13 @@ def fitting_mlp_kernel(
     Raises
     ------
     ValueError
-        If even a 2-stage ring does not fit, with the bytes it needs and the fixes.
+        If ``stages`` is below 2, or even a 2-stage ring does not fit (with the bytes it needs and the fixes).
     """
+    if stages < 2:
+        raise ValueError(f"expected stages >= 2 (one tile computes while the next loads), got {stages}")
     warps = mlp_warps(gate_up, down)
     needs = []
-    for depth in range(max(stages, 2), 1, -1):
+    for depth in range(stages, 1, -1):
         kernel = gated_mlp_kernel(
             kernel_layout(gate_up),
             kernel_layout(down),

@@ -119,6 +119,18 @@ def test_fused_mlp_ring_made_shallower_to_fit_shared_memory():
     )
     assert fitted("int4", 64, sm90).stages == 4
     assert fitted("int8", 128, None).stages == 4  # the interpreter: no limit
+    with pytest.raises(ValueError, match="expected stages >= 2"):
+        fitting_mlp_kernel(
+            kernels.choose_layout("int4", 2 * 14336, 4096, 128, gated=True),
+            kernels.choose_layout("int4", 4096, 14336, 128, operand="a"),
+            torch.float16,
+            rows=8,
+            stages=1,
+            split=1,
+            rms_eps=None,
+            rms={},
+            limits=sm90,
+        )
     with pytest.raises(ValueError, match="2-stage copy ring.*max_bytes_per_thread=64"):
         fitted("int8", 128, dataclasses.replace(sm90, max_shared_memory_per_block=64 * 1024))
 
