@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import pathlib
 import sys
 import time
@@ -103,6 +104,9 @@ class Run:
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "group_size": cases.GROUP_SIZE,
             "budget_s": self.budget.seconds,
+            # One run split over GPUs (scripts/bench_gpus.sh): the parts share this id; each names itself.
+            "run_id": os.environ.get("ANYBIT_BENCH_RUN"),
+            "part": os.environ.get("ANYBIT_BENCH_PART"),
             "rows": [],
             "anchors": [],
             "crossover": [],

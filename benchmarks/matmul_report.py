@@ -100,9 +100,7 @@ def header(results: dict) -> list[str]:
         "that must move (weights + scales + zeros + x + y) / µs / the read ceiling below (its kernel time "
         "too); × cuBLAS: both sides' kernel times.",
         "",
-        "### Ceilings (the first run's)"
-        if results.get("merged_from")
-        else "### Ceilings (measured in this run)",
+        _ceilings_title(results),
         "",
         "| what | kernel time | CUDA events |",
         "|---|---|---|",
@@ -123,7 +121,21 @@ def header(results: dict) -> list[str]:
         if key in ceilings:
             lines.append(f"| {label} | – | {_number(ceilings[key], 0)} TFLOP/s |")
     runs = results.get("merged_from", [])
-    if runs:
+    if runs and one_run(runs):
+        lines += [
+            "",
+            f"One run ({runs[0]['run_id']}) in {len(runs)} parts measured side by side, one process per GPU "
+            "of one host (`scripts/bench_gpus.sh`): every row measured once, its % and × from its own "
+            "part's read ceiling and anchors; the ceilings above are the first part's.",
+            "",
+        ]
+        lines += ["| part | started | rows measured | read ceiling | cuBLAS fp16 GEMM |", "|---|---|---|---|---|"]
+        for run in runs:
+            lines.append(
+                f"| {run['part']} | {run['date']} | {run['rows']} | {_number(run['read_tb_s'], 2)} TB/s "
+                f"| {_number(run['cublas_fp16_tflops'], 0)} TFLOP/s |"
+            )
+    elif runs:
         lines += [
             "",
             f"Merged from {len(runs)} runs: a row measured by more than one is the latest run's; each "
@@ -138,6 +150,19 @@ def header(results: dict) -> list[str]:
                 f"| {_number(run['cublas_fp16_tflops'], 0)} TFLOP/s |"
             )
     return lines
+
+
+def one_run(runs: list[dict]) -> bool:
+    """Whether merged results are the parts of one run (``scripts/bench_gpus.sh``: one id for all)."""
+    ids = {run.get("run_id") for run in runs}
+    return len(ids) == 1 and None not in ids
+
+
+def _ceilings_title(results: dict) -> str:
+    runs = results.get("merged_from")
+    if not runs:
+        return "### Ceilings (measured in this run)"
+    return "### Ceilings (the first part's)" if one_run(runs) else "### Ceilings (the first run's)"
 
 
 def _row_key(row: dict) -> tuple:
@@ -185,6 +210,8 @@ def merge(parts: list[dict]) -> dict:
         ceilings = part.get("ceilings", {})
         kept.append(
             {
+                "run_id": part.get("run_id"),
+                "part": part.get("part"),
                 "date": part.get("date", "?"),
                 "rows": taken,
                 "read_tb_s": ceilings.get("read", {}).get("best_tb_s"),
@@ -202,6 +229,13 @@ def merge(parts: list[dict]) -> dict:
         if (skip.get("layer"), skip.get("type"), skip.get("act_dtype")) not in measured
     ]
     merged["merged_from"] = kept
+    if one_run(kept):
+        counted = sum(len(part.get("rows", [])) + len(part.get("crossover", [])) for part in parts)
+        if counted != len(rows) + len(crossover):
+            raise ValueError(
+                f"the parts of run {kept[0]['run_id']} measured some rows twice ({counted} rows, "
+                f"{len(rows) + len(crossover)} distinct): split one run's parts by disjoint --acts/--layers"
+            )
     return merged
 
 
@@ -387,11 +421,11 @@ def crossover_table(crossover: list[dict]) -> list[str]:
     return lines
 
 
-def anchors_table(anchors: list[dict], merged: bool = False) -> list[str]:
-    """cuBLAS and torch int4 rows."""
+def anchors_table(anchors: list[dict], title: str = "same run") -> list[str]:
+    """cuBLAS and torch int4 rows (``title``: where they come from)."""
     lines = [
         "",
-        "### Anchors (each from the latest run that measured it)" if merged else "### Anchors (same run)",
+        f"### Anchors ({title})",
         "",
         "| anchor | N × K | M | µs | events µs | TB/s (weight bytes) | rel. error |",
         "|---|---|---|---|---|---|---|",
@@ -433,7 +467,11 @@ def markdown(results: dict) -> str:
     lines += ["", "### Decode (M ≤ 16: the decode kernel)"] + host_summary(decode)
     lines += decode_summary(decode) + targets_table(decode, prefill) + decode_table(decode)
     lines += prefill_table(prefill) + crossover_table(results.get("crossover", []))
-    lines += anchors_table(results.get("anchors", []), merged=bool(results.get("merged_from")))
+    runs = results.get("merged_from")
+    title = "same run"
+    if runs:
+        title = "each from the last part that measured it" if one_run(runs) else "each from the latest run"
+    lines += anchors_table(results.get("anchors", []), title)
     skipped = results.get("skipped", [])
     if skipped:
         lines += ["", f"{len(skipped)} weights were not measured: {skipped[0]['reason']}."]
@@ -504,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     (options.out / "matmul.json").write_text(json.dumps(results, indent=1, default=str))
     (options.out / "matmul.md").write_text(markdown(results))
     roofline(results, options.out / "matmul_roofline.png")
-    print(f"{len(results['rows'])} rows from {len(results['merged_from'])} runs → {options.out}")
+    kind = "parts of one run" if one_run(results["merged_from"]) else "runs"
+    print(f"{len(results['rows'])} rows from {len(results['merged_from'])} {kind} → {options.out}")
     return 0
 
 

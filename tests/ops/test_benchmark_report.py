@@ -247,3 +247,25 @@ def test_merge_takes_each_weight_from_the_latest_run_that_measured_it(tmp_path):
     )
     assert json.loads((out / "matmul.json").read_text())["rows"] == merged["rows"]
     assert (out / "matmul.md").exists() and (out / "matmul_roofline.png").exists()
+
+
+def test_merge_of_one_runs_parts_says_so_and_refuses_overlaps():
+    import pytest
+
+    first, second = results(), results()
+    for index, part in enumerate((first, second)):
+        part["run_id"], part["part"] = "run-20261129T190000Z", f"{index}: {('float16', 'bfloat16')[index]}"
+    second["rows"] = [{**row, "act_dtype": "float16"} for row in second["rows"]]
+    second["crossover"] = []
+    merged = merge([first, second])
+    assert len(merged["rows"]) == len(first["rows"]) + len(second["rows"])
+    text = markdown(merged)
+    assert "One run (run-20261129T190000Z) in 2 parts measured side by side" in text
+    assert "### Ceilings (the first part's)" in text and "Merged from" not in text
+    assert "| 1: bfloat16 | 2026-11-28 |" in text
+    assert "### Anchors (each from the last part that measured it)" in text
+    # Two parts of one run that measured the same row are a mistake in how the run was split.
+    with pytest.raises(ValueError, match="measured some rows twice"):
+        merge([first, {**second, "rows": first["rows"]}])
+    # Runs without a shared id stay a merge of runs.
+    assert "Merged from 2 runs" in markdown(merge([first, {**second, "run_id": None}]))
