@@ -6,7 +6,9 @@
 # cuBLAS anchors of its own GPU (benchmarks/matmul_report.py lists them).
 # Usage (repository root, on the GPU machine):  bash scripts/bench_gpus.sh OUT_DIR
 #   parts: 2 GPUs: float16 | bfloat16 activations; 4 or more: each of those split into the Llama-3-8B shapes
-#   with 70B qkv | the other three 70B shapes.
+#   with 70B qkv | the other three 70B shapes. BENCH_BUDGET_S (default 430): seconds after its warm-up
+#   compile after which a part starts no new weight (those are listed as skipped), so that the merge runs
+#   inside a 10-minute call.
 set -u
 out="${1:?usage: bash scripts/bench_gpus.sh OUT_DIR}"
 python="${PYTHON:-python3}"
@@ -40,7 +42,8 @@ for index in "${!parts[@]}"; do
     CUDA_VISIBLE_DEVICES=$index ANYBIT_BENCH_PART="$index: $act, $layers" \
         ANYBIT_BUILD_PROCESSES=$(($(nproc) / ${#parts[@]})) \
         ANYBIT_CACHE_DIR="${ANYBIT_CACHE_DIR:-/tmp/anybit-cache}/part$index" \
-        "$python" -m anybit bench --acts "$act" --layers "$layers" --out "$part" >"$out/part$index.log" 2>&1 &
+        "$python" -m anybit bench --acts "$act" --layers "$layers" --budget-s "${BENCH_BUDGET_S:-430}" \
+        --out "$part" >"$out/part$index.log" 2>&1 &
     pids+=($!)
 done
 status=0
