@@ -129,7 +129,10 @@ def header(results: dict) -> list[str]:
             "part's read ceiling and anchors; the ceilings above are the first part's.",
             "",
         ]
-        lines += ["| part | started | rows measured | read ceiling | cuBLAS fp16 GEMM |", "|---|---|---|---|---|"]
+        lines += [
+            "| part | started | rows measured | read ceiling | cuBLAS fp16 GEMM |",
+            "|---|---|---|---|---|",
+        ]
         for run in runs:
             lines.append(
                 f"| {run['part']} | {run['date']} | {run['rows']} | {_number(run['read_tb_s'], 2)} TB/s "
