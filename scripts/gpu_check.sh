@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -218,6 +218,11 @@ step e2e 575 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --types int4,int3 
     $PYTHON benchmarks/e2e.py ${e2e_settings/--batches 1,16/--batches 1} --types int4 --quantize-lm-head \
     --no-baseline --no-agreement --out $RESULTS/e2e_lm_head_int4"
 step e2e_more 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --types int2,float6_e3m2 --out $RESULTS/e2e_more"
+# Both halves in one call on a machine of two GPUs, side by side (each half with its own fp16 baseline).
+step e2e_gpus 585 bash -c "CUDA_VISIBLE_DEVICES=1 $PYTHON benchmarks/e2e.py $e2e_settings --types int2,float6_e3m2 \
+    --out $RESULTS/e2e_more >$RESULTS/e2e_more.log 2>&1 & more=\$!; CUDA_VISIBLE_DEVICES=0 $PYTHON benchmarks/e2e.py \
+    $e2e_settings --types int4,int3 --out $RESULTS/e2e_full; full=\$?; wait \$more; second=\$?; \
+    tail -n 40 $RESULTS/e2e_more.log; [ \$full -eq 0 ] && [ \$second -eq 0 ]"
 # Serving batch sizes end to end: fp16 and int4 at batch 1, 16, 32 and 64 (32 and 64: M above the decode
 # threshold, where branch next/measured-path lets each weight take the faster path).
 step e2e_batches 420 "$PYTHON" benchmarks/e2e.py --compile --fuse --types int4 --batches 1,16,32,64 \
