@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -218,6 +218,16 @@ step e2e 575 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --types int4,int3 
     $PYTHON benchmarks/e2e.py ${e2e_settings/--batches 1,16/--batches 1} --types int4 --quantize-lm-head \
     --no-baseline --no-agreement --out $RESULTS/e2e_lm_head_int4"
 step e2e_more 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --types int2,float6_e3m2 --out $RESULTS/e2e_more"
+# How far one run's figure spreads from the next's at the targets' edge: the M = 1 rows of the types whose cells
+# sit within a few points of 80% on the two large shapes, three runs each from empty caches (tuned anew),
+# float16 on the first GPU and bfloat16 on the second where there are two.
+edge="--types uint5,float4_e2m1,float6_e2m3,float6_e3m2 --ms 1 --layers '70B gate_up,70B down'"
+step edge_spread 560 bash -c "gpus=\$(nvidia-smi -L | wc -l); status=0; pids=(); for act in float16 bfloat16; do \
+    device=0; [ \$gpus -ge 2 ] && [ \$act = bfloat16 ] && device=1; ( for run in 1 2 3; do \
+    CUDA_VISIBLE_DEVICES=\$device ANYBIT_CACHE_DIR=/tmp/edge-\$act-\$run $PYTHON -m anybit bench $edge --acts \$act \
+    --out $RESULTS/edge_\${act}_\$run >$RESULTS/edge_\${act}_\$run.log 2>&1 || exit 1; done ) & \
+    if [ \$gpus -ge 2 ]; then pids+=(\$!); else wait \$! || status=1; fi; done; for pid in \${pids[@]}; do wait \$pid || status=1; done; \
+    tail -qn 1 $RESULTS/edge_*.log; exit \$status"
 # Both halves in one call on a machine of two GPUs, side by side (each half with its own fp16 baseline).
 step e2e_gpus 585 bash -c "CUDA_VISIBLE_DEVICES=1 $PYTHON benchmarks/e2e.py $e2e_settings --types int2,float6_e3m2 \
     --out $RESULTS/e2e_more >$RESULTS/e2e_more.log 2>&1 & more=\$!; CUDA_VISIBLE_DEVICES=0 $PYTHON benchmarks/e2e.py \
