@@ -48,3 +48,20 @@ def test_every_long_step_waits_to_be_named():
     assert not named & DEFAULT_STEPS, f"default steps listed as named-only: {named & DEFAULT_STEPS}"
     unknown = named - set(steps)
     assert not unknown, f"ONLY_WHEN_NAMED lists steps the script does not define: {sorted(unknown)}"
+
+
+def test_the_one_call_suite_asks_for_two_gpus(tmp_path):
+    """scripts/bench_gpus.sh splits the suite over the GPUs it sees; with fewer than two it stops, naming
+    the two-call route, before it starts anything."""
+    import os
+    import subprocess
+    import sys
+
+    script = SCRIPT.parent / "bench_gpus.sh"
+    environment = dict(os.environ, PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run(
+        ["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True, env=environment
+    )
+    assert done.returncode == 2
+    assert "needs 2 or more" in done.stderr and "bench_70b" in done.stderr
+    assert not (tmp_path / "out").exists()
