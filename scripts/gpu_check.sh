@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
+ONLY_WHEN_NAMED="benchmarks,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -228,6 +228,17 @@ step edge_spread 560 bash -c "gpus=\$(nvidia-smi -L | wc -l); status=0; pids=();
     --out $RESULTS/edge_\${act}_\$run >$RESULTS/edge_\${act}_\$run.log 2>&1 || exit 1; done ) & \
     if [ \$gpus -ge 2 ]; then pids+=(\$!); else wait \$! || status=1; fi; done; for pid in \${pids[@]}; do wait \$pid || status=1; done; \
     tail -qn 1 $RESULTS/edge_*.log; exit \$status"
+# Deeper and shallower copy rings for the edge rows at M = 1 (the tuner tries 4 stages at 8 rows): every
+# configuration with 3 to 6 stages, the wide-tile types at their default 128 bytes a thread on one GPU, the
+# 4-bit types at 64 on the other where there are two.
+edge_wide="$PYTHON benchmarks/decode_probe.py --types uint5,float6_e2m3,float6_e3m2 --bytes-per-thread 128 \
+    --shapes 57344x8192,8192x28672 --stages 3,4,5,6 --out $RESULTS/edge_stages_wide"
+edge_narrow="$PYTHON benchmarks/decode_probe.py --types float4_e2m1,int4 --bytes-per-thread 64 \
+    --shapes 57344x8192,8192x28672,8192x8192 --stages 3,4,5,6 --out $RESULTS/edge_stages_narrow"
+step edge_stages 560 bash -c "if [ \$(nvidia-smi -L | wc -l) -ge 2 ]; then CUDA_VISIBLE_DEVICES=1 $edge_narrow \
+    >$RESULTS/edge_narrow.log 2>&1 & narrow=\$!; CUDA_VISIBLE_DEVICES=0 $edge_wide; wide=\$?; wait \$narrow; \
+    second=\$?; tail -n 3 $RESULTS/edge_narrow.log; [ \$wide -eq 0 ] && [ \$second -eq 0 ]; else $edge_wide && \
+    $edge_narrow; fi"
 # Both halves in one call on a machine of two GPUs, side by side (each half with its own fp16 baseline).
 step e2e_gpus 585 bash -c "CUDA_VISIBLE_DEVICES=1 $PYTHON benchmarks/e2e.py $e2e_settings --types int2,float6_e3m2 \
     --out $RESULTS/e2e_more >$RESULTS/e2e_more.log 2>&1 & more=\$!; CUDA_VISIBLE_DEVICES=0 $PYTHON benchmarks/e2e.py \
