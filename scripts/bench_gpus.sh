@@ -28,6 +28,8 @@ if [ "$gpus" -ge 4 ]; then
 else
     parts+=("float16|$small,$large" "bfloat16|$small,$large")
 fi
+# The GPUs this script may use, as the caller's CUDA_VISIBLE_DEVICES names them (all of them if unset).
+IFS=, read -r -a visible <<<"${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((gpus - 1)))}"
 export ANYBIT_BENCH_RUN="run-$(date -u +%Y%m%dT%H%M%SZ)"
 pids=()
 reports=()
@@ -39,7 +41,7 @@ for index in "${!parts[@]}"; do
     reports+=("$part/matmul.json")
     # Each part compiles its warm-up kernels on its share of the host's cores, into a cache of its own (the
     # GPUs are alike, so their tuning records would share keys: one writer a cache).
-    CUDA_VISIBLE_DEVICES=$index ANYBIT_BENCH_PART="$index: $act, $layers" \
+    CUDA_VISIBLE_DEVICES=${visible[$index]} ANYBIT_BENCH_PART="$index: $act, $layers" \
         ANYBIT_BUILD_PROCESSES=$(($(nproc) / ${#parts[@]})) \
         ANYBIT_CACHE_DIR="${ANYBIT_CACHE_DIR:-/tmp/anybit-cache}/part$index" \
         "$python" -m anybit bench --acts "$act" --layers "$layers" --budget-s "${BENCH_BUDGET_S:-430}" \
