@@ -55,8 +55,9 @@ from benchmarks.matmul_timing import (  # noqa: E402
 TOLERANCE = {"float16": 3e-3, "bfloat16": 1.5e-2}
 REFERENCE_ROWS = 64  # rows of x checked against the float64 reference (all of them up to 64)
 DEVICE = "cuda"  # the CPU smoke test of the benchmark's logic sets "cpu"
-#: Seconds of measuring in a run (the full suite takes two device calls: scripts/gpu_check.sh's bench and
-#: bench_70b steps, 580 s each, the warm-up compile in a process pool first).
+#: Seconds of measuring in a run (on one GPU the full suite takes two device calls: scripts/gpu_check.sh's
+#: bench and bench_70b steps, 580 s each, the warm-up compile in a process pool first; on two or more,
+#: scripts/bench_gpus.sh runs it in one call).
 FULL_BUDGET_S = 500.0
 
 

@@ -220,14 +220,14 @@ step e2e 575 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --types int4,int3 
 step e2e_more 560 bash -c "$PYTHON benchmarks/e2e.py $e2e_settings --types int2,float6_e3m2 --out $RESULTS/e2e_more"
 # How far one run's figure spreads from the next's at the targets' edge: the M = 1 rows of the types whose cells
 # sit within a few points of 80% on the two large shapes, three runs each from empty caches (tuned anew),
-# float16 on the first GPU and bfloat16 on the second where there are two.
+# float16 on the first GPU and bfloat16 on the second where there are two (scripts/two_gpus.sh).
 edge="--types uint5,float4_e2m1,float6_e2m3,float6_e3m2 --ms 1 --layers '70B gate_up,70B down'"
-step edge_spread 560 bash -c "gpus=\$(nvidia-smi -L | wc -l); status=0; pids=(); for act in float16 bfloat16; do \
-    device=0; [ \$gpus -ge 2 ] && [ \$act = bfloat16 ] && device=1; ( for run in 1 2 3; do \
-    CUDA_VISIBLE_DEVICES=\$device ANYBIT_CACHE_DIR=/tmp/edge-\$act-\$run $PYTHON -m anybit bench $edge --acts \$act \
-    --out $RESULTS/edge_\${act}_\$run >$RESULTS/edge_\${act}_\$run.log 2>&1 || exit 1; done ) & \
-    if [ \$gpus -ge 2 ]; then pids+=(\$!); else wait \$! || status=1; fi; done; for pid in \${pids[@]}; do wait \$pid || status=1; done; \
-    tail -qn 1 $RESULTS/edge_*.log; exit \$status"
+edge_runs() {  # edge_runs ACT: the three runs' command, for two_gpus.sh
+    echo "for run in 1 2 3; do ANYBIT_CACHE_DIR=/tmp/edge-$1-\$run $PYTHON -m anybit bench $edge --acts $1 \
+        --out $RESULTS/edge_$1_\$run || exit 1; done"
+}
+step edge_spread 560 bash scripts/two_gpus.sh "$RESULTS/edge_bfloat16.log" "$(edge_runs float16)" \
+    "$(edge_runs bfloat16)"
 # Deeper and shallower copy rings for the edge rows at M = 1 (the tuner tries 4 stages at 8 rows): every
 # configuration with 3 to 6 stages, the wide-tile types at their default 128 bytes a thread on one GPU, the
 # 4-bit types at 64 on the other where there are two.
@@ -235,15 +235,12 @@ edge_wide="$PYTHON benchmarks/decode_probe.py --types uint5,float6_e2m3,float6_e
     --shapes 57344x8192,8192x28672 --stages 3,4,5,6 --out $RESULTS/edge_stages_wide"
 edge_narrow="$PYTHON benchmarks/decode_probe.py --types float4_e2m1,int4 --bytes-per-thread 64 \
     --shapes 57344x8192,8192x28672,8192x8192 --stages 3,4,5,6 --out $RESULTS/edge_stages_narrow"
-step edge_stages 560 bash -c "if [ \$(nvidia-smi -L | wc -l) -ge 2 ]; then CUDA_VISIBLE_DEVICES=1 $edge_narrow \
-    >$RESULTS/edge_narrow.log 2>&1 & narrow=\$!; CUDA_VISIBLE_DEVICES=0 $edge_wide; wide=\$?; wait \$narrow; \
-    second=\$?; tail -n 3 $RESULTS/edge_narrow.log; [ \$wide -eq 0 ] && [ \$second -eq 0 ]; else $edge_wide && \
-    $edge_narrow; fi"
-# Both halves in one call on a machine of two GPUs, side by side (each half with its own fp16 baseline).
-step e2e_gpus 585 bash -c "CUDA_VISIBLE_DEVICES=1 $PYTHON benchmarks/e2e.py $e2e_settings --types int2,float6_e3m2 \
-    --out $RESULTS/e2e_more >$RESULTS/e2e_more.log 2>&1 & more=\$!; CUDA_VISIBLE_DEVICES=0 $PYTHON benchmarks/e2e.py \
-    $e2e_settings --types int4,int3 --out $RESULTS/e2e_full; full=\$?; wait \$more; second=\$?; \
-    tail -n 40 $RESULTS/e2e_more.log; [ \$full -eq 0 ] && [ \$second -eq 0 ]"
+step edge_stages 560 bash scripts/two_gpus.sh "$RESULTS/edge_narrow.log" "$edge_wide" "$edge_narrow"
+# Both halves in one call on a machine of two GPUs, side by side (each half with its own fp16 baseline; one
+# after the other on one GPU, too long for one call there).
+step e2e_gpus 585 bash scripts/two_gpus.sh "$RESULTS/e2e_more.log" \
+    "$PYTHON benchmarks/e2e.py $e2e_settings --types int4,int3 --out $RESULTS/e2e_full" \
+    "$PYTHON benchmarks/e2e.py $e2e_settings --types int2,float6_e3m2 --out $RESULTS/e2e_more"
 # Serving batch sizes end to end: fp16 and int4 at batch 1, 16, 32 and 64 (32 and 64: M above the decode
 # threshold, where branch next/measured-path lets each weight take the faster path).
 step e2e_batches 420 "$PYTHON" benchmarks/e2e.py --compile --fuse --types int4 --batches 1,16,32,64 \

@@ -65,3 +65,38 @@ def test_the_one_call_suite_asks_for_two_gpus(tmp_path):
     assert done.returncode == 2
     assert "needs 2 or more" in done.stderr and "bench_70b" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_two_commands_side_by_side_or_in_turn(tmp_path):
+    """scripts/two_gpus.sh: with two GPUs the second command runs on GPU 1 beside the first (its output in
+    the log, printed after); otherwise both run in turn; either failing fails the whole."""
+    import os
+    import subprocess
+
+    script = SCRIPT.parent / "two_gpus.sh"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho GPU 0\necho GPU 1\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    log = tmp_path / "second.log"
+    show = 'echo "$CUDA_VISIBLE_DEVICES"'
+    for path, first, second in (
+        (f"{fake}:{os.environ['PATH']}", "0", "1"),  # two GPUs: side by side
+        ("/usr/bin:/bin", "", ""),  # none: in turn, GPUs as the caller left them
+    ):
+        environment = dict(os.environ, PATH=path, CUDA_VISIBLE_DEVICES="")
+        done = subprocess.run(
+            ["bash", str(script), str(log), f"{show}; echo first", f"{show}; echo second"],
+            capture_output=True,
+            text=True,
+            env=environment,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.split()
+        assert "first" in lines and "second" in lines
+        if second:
+            assert log.read_text().split() == [second, "second"] and lines[0] == first
+    failing = subprocess.run(
+        ["bash", str(script), str(log), "true", "exit 3"], env=dict(os.environ, PATH="/usr/bin:/bin")
+    )
+    assert failing.returncode != 0
