@@ -6,7 +6,11 @@ backend: the backend is chosen at a kernel's first load), next to torch's own sm
 and checks every result against a float64 reference so a backend that launched nothing cannot look fast.
 Tuning is off (the first configuration that suits runs): host time does not depend on the configuration.
 
-    ANYBIT_LAUNCH_BACKEND=compiled python benchmarks/eager_host.py [--out DIR]
+    ANYBIT_LAUNCH_BACKEND=compiled python benchmarks/eager_host.py [--out DIR] [--breakdown]
+
+``--breakdown`` also splits one case's call (int4 8192×8192) into its parts on the same host: the Python
+path with the kernel launch taken out, the kept launch alone, the output's ``torch.empty`` alone, and
+cuBLAS's eager ``x @ w.T`` of the same fp16 weight.
 """
 
 from __future__ import annotations
@@ -49,9 +53,42 @@ def measure(dtype: str, n: int, k: int) -> dict:
     }
 
 
+def breakdown(n: int = 8192, k: int = 8192) -> dict:
+    """Host µs of an int4 N×K call at M = 1 and of its parts, each timed alone on this host."""
+    from anybit import kernels, ops
+
+    weight = torch.randn(n, k, device="cuda") * 0.02
+    packed = kernels.pack(kernels.quantize(weight, "int4", group_size=128, act_dtype=torch.float16))
+    x = torch.randn(1, k, device="cuda", dtype=torch.float16)
+    ops.quantized_matmul(x, packed)  # compiles and keeps the launch for M = 1
+    plan = ops.plan_of(packed)
+    launch = plan.decode_launch(1, has_zeros=False, has_bias=False)
+    y = torch.empty(1, n, dtype=torch.float16, device="cuda")
+    args = (x, packed.data, packed.scales, packed.scales, packed.scales, y, 1, n, k)
+    dense = weight.half()
+    parts = {
+        "call": lambda: ops.quantized_matmul(x, packed),
+        "launch_alone": lambda: launch(args),
+        "torch_empty": lambda: torch.empty((1, n), dtype=torch.float16, device=plan.device),
+        "cublas_eager": lambda: x @ dense.T,
+    }
+    result = {name: round(host_us(call, launches=4000), 2) for name, call in parts.items()}
+    kept = plan._launches[False][False]
+    kept[1] = lambda args: None  # the Python path alone: every check, the output, no launch
+    try:
+        result["python_path"] = round(host_us(lambda: ops.quantized_matmul(x, packed), launches=4000), 2)
+    finally:
+        kept[1] = launch
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print one JSON line per case and write ``eager_host_<backend>.json``; exit 1 if a result is wrong."""
-    options = harness.gpu_options(__doc__.splitlines()[0], argv, "benchmarks/eager_host.py")
+
+    def extra(parser) -> None:
+        parser.add_argument("--breakdown", action="store_true", help="also time one call's parts alone")
+
+    options = harness.gpu_options(__doc__.splitlines()[0], argv, "benchmarks/eager_host.py", extra)
     if options is None:
         return 2
     os.environ.setdefault("ANYBIT_AUTOTUNE", "0")
@@ -66,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         "torch_add_host_us": round(host_us(lambda: one.add_(1), launches=2000), 2),
         "rows": rows,
     }
+    if options.breakdown:
+        result["breakdown"] = breakdown()
+        print(f"breakdown (host µs, int4 8192x8192, M = 1): {result['breakdown']}", flush=True)
     for row in rows:
         print({"backend": backend, **row}, flush=True)
     print(f"torch add_ host µs on this host: {result['torch_add_host_us']}")
