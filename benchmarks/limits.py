@@ -11,8 +11,12 @@ its SASS with ``nvdisasm`` — no GPU needed — and puts per row:
   instructions spread over the 4 schedulers of every SM at the SM clock (a lower bound: one instruction a
   cycle, no stall counted);
 * the **memory time**: the bytes that must move at the measured read ceiling (the suite's ``ideal_us``);
+* with ``--reads`` (the output of ``benchmarks/read_floor.py``): what torch's plain read of the row's
+  bytes takes on the GPU, and its share of the read ceiling: a small weight's read does not reach the 4 GiB
+  rate whoever reads it;
 * the bound these imply against the measured time: ``memory`` where the row reaches 80% of the read
-  ceiling, ``issue`` where the issue time is at least half the measured time (:data:`ISSUE_BOUND_SHARE`),
+  ceiling or 90% of the rate of a plain read of its bytes (:data:`READ_FLOOR_SHARE`), ``issue`` where the
+  issue time is at least half the measured time (:data:`ISSUE_BOUND_SHARE`),
   else ``latency``: neither the memory system nor the schedulers are near full, so launch, first DRAM round
   trips, split-K tails and the dependent chain of each loop step (few warps to hide it) take the time.
 
@@ -22,7 +26,7 @@ DRAM 82–84% busy on the memory-bound rows, the ALU pipe 70% busy on the issue-
 Run it with the code the suite ran: tuning records are keyed by a hash of the kernel's source, so a
 record made by other code is not found (the row says so). Usage (repository root)::
 
-    python benchmarks/limits.py DIR [--all] [--clock-mhz 1980] [--out DIR2]
+    python benchmarks/limits.py DIR [--all] [--clock-mhz 1980] [--reads READ_FLOOR_JSON] [--out DIR2]
 
 ``DIR`` holds the suite's ``matmul.json`` and ``tuning.json``; ``--all`` covers every decode row, not only the
 issue's target shapes; writes ``limits.json`` and ``limits.md`` (to ``--out``, default ``DIR``).
@@ -61,6 +65,8 @@ SM90 = {"registers": 65536, "register_unit": 256, "warps": 64, "blocks": 32, "sh
 SM90_RESERVED_SHARED = 1024
 SMS, SCHEDULERS = 132, 4
 MEMORY_BOUND_PCT = 80.0
+#: A row is memory-bound too where it runs at this share of the rate of a plain read of its own bytes.
+READ_FLOOR_SHARE = 0.9
 #: The loop model counts the K loop only; on the seven kernels Nsight Compute profiled (eighth session) the
 #: schedulers' measured issue activity was 1.25–1.4× the model's share, so a model share of 0.5 means about
 #: 65–70% of the issue slots busy.
@@ -90,9 +96,10 @@ def issue_us(
     return iterations * loop / (SMS * SCHEDULERS) / clock_mhz
 
 
-def classify(pct_of_ceiling: float, issue: float, measured: float) -> str:
-    """``memory``, ``issue`` or ``latency`` (see the module docstring)."""
-    if pct_of_ceiling >= MEMORY_BOUND_PCT:
+def classify(pct_of_ceiling: float, issue: float, measured: float, read: float | None = None) -> str:
+    """``memory``, ``issue`` or ``latency`` (see the module docstring); ``read``: µs of a plain read of the
+    row's bytes, where measured."""
+    if pct_of_ceiling >= MEMORY_BOUND_PCT or (read is not None and read >= READ_FLOOR_SHARE * measured):
         return "memory"
     if issue >= ISSUE_BOUND_SHARE * measured:
         return "issue"
@@ -137,10 +144,20 @@ def kernel_facts(
 
 
 def analyse(
-    results: dict, records: list[dict], *, every_row: bool, clock_mhz: float, processes: int | None = None
+    results: dict,
+    records: list[dict],
+    *,
+    every_row: bool,
+    clock_mhz: float,
+    processes: int | None = None,
+    reads: dict | None = None,
 ) -> list[dict]:
     """One entry per decode row (of the target shapes unless ``every_row``); each distinct configuration is
-    compiled once, in a pool of ``processes`` (default: one per CPU)."""
+    compiled once, in a pool of ``processes`` (default: one per CPU). ``reads``: ``read_floor.py``'s record,
+    whose cells give the rows of the same type, shape and M their plain read."""
+    floors = {
+        (c["type"], c["n"], c["k"], c["m"]): c for c in (reads or {}).get("cells", []) if "read_us" in c
+    }
     operand = results.get("operand", "a")
     configs = {(r["kernel"], r["bucket"]): r["config"] for r in records}
     entries, jobs = [], {}
@@ -163,6 +180,9 @@ def analyse(
             key = (tuner.identity, json.dumps(config, sort_keys=True))
             entry["_job"] = key
             jobs.setdefault(key, (row["type"], row["act_dtype"], operand, width, config, m, n, k))
+        floor = floors.get((row["type"], n, k, m))
+        if floor is not None:
+            entry["read_us"], entry["read_pct_of_ceiling"] = floor["read_us"], floor["read_pct_of_ceiling"]
         entry["_row"] = row
         entries.append(entry)
     facts = _run_jobs(jobs, processes)
@@ -190,7 +210,9 @@ def analyse(
             loop_per_weight=found["loop_instructions"] / found["weights_per_thread"],
             issue_us=issue,
             memory_us=row["ideal_us"],
-            bound=classify(row["pct_of_read_ceiling"], issue, row.get("timed_us", row["graph_us"])),
+            bound=classify(
+                row["pct_of_read_ceiling"], issue, row.get("timed_us", row["graph_us"]), entry.get("read_us")
+            ),
         )
     return entries
 
@@ -214,32 +236,45 @@ def limiting_resource(limits: dict[str, int]) -> str:
 
 
 def markdown(entries: list[dict], clock_mhz: float) -> str:
+    """The table of :func:`analyse`'s entries and the count of each bound; a plain-read column where the
+    entries carry one (``--reads``)."""
+    reads = any("read_us" in e for e in entries)
+    read_head, read_rule = ("plain read µs (% of ceiling) | ", "---|") if reads else ("", "")
     lines = [
         "| type | act | N × K | M | µs | % of ceiling | config (rows, warps, stages, split) | regs | smem KB "
-        "| blocks/SM (limit) | occupancy | loop instr./weight | memory µs | issue µs | bound |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| blocks/SM (limit) | occupancy | loop instr./weight | memory µs | {read_head}issue µs | bound |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + read_rule + "---|---|",
     ]
     for e in entries:
         timed = e.get("timed_us", e["graph_us"])
         head = f"| {e['type']} | {e['act_dtype']} | {e['n']}×{e['k']} | {e['m']} | {timed:.1f} "
         if "missing" in e:
-            lines.append(head + f"| {e['pct_of_read_ceiling']:.0f}% | {e['missing']} |||||||||")
+            lines.append(head + f"| {e['pct_of_read_ceiling']:.0f}% | {e['missing']} |||||||||" + "|" * reads)
             continue
         c = e["config"]
         shape = f"{c.get('rows', 16)}, {c['warps']}, {c['stages']}, {c['split']}"
         if c.get("min_blocks"):
             shape += f", {c['min_blocks']}/SM"
         resident = f"{e['blocks_per_sm']['resident']} ({limiting_resource(e['blocks_per_sm'])})"
+        read = ""
+        if reads:
+            read = f"{e['read_us']:.1f} ({e['read_pct_of_ceiling']:.0f}%) | " if "read_us" in e else "– | "
         lines.append(
             head + f"| {e['pct_of_read_ceiling']:.0f}% | {shape} | {e['registers']} "
             f"| {e['shared_bytes'] / 1024:.0f} | {resident} | {e['occupancy_pct']:.0f}% "
-            f"| {e['loop_per_weight']:.2f} | {e['memory_us']:.1f} | {e['issue_us']:.1f} | {e['bound']} |"
+            f"| {e['loop_per_weight']:.2f} | {e['memory_us']:.1f} | {read}{e['issue_us']:.1f} "
+            f"| {e['bound']} |"
         )
     counts = collections.Counter(e.get("bound", "missing") for e in entries)
     lines += [
         "",
         f"Bounds: {', '.join(f'{name} {count}' for name, count in sorted(counts.items()))} (issue time at "
-        f"{clock_mhz:.0f} MHz, {SMS} SMs × {SCHEDULERS} schedulers, one instruction a cycle: a lower bound).",
+        f"{clock_mhz:.0f} MHz, {SMS} SMs × {SCHEDULERS} schedulers, one instruction a cycle: a lower bound"
+        + (
+            f"; memory also where a row runs at {READ_FLOOR_SHARE:.0%} of a plain read of its bytes)."
+            if reads
+            else ")."
+        ),
     ]
     return "\n".join(lines)
 
@@ -252,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock-mhz", type=float, default=1980.0, help="the SM clock the rows ran at")
     parser.add_argument("--out", type=pathlib.Path, default=None)
     parser.add_argument("--processes", type=int, default=None, help="compiling workers (default: one a CPU)")
+    parser.add_argument("--reads", type=pathlib.Path, default=None, help="read_floor.py's read_floor.json")
     options = parser.parse_args(argv)
     files = [options.directory / name for name in ("matmul.json", "tuning.json")]
     missing = [str(path) for path in files if not path.exists()]
@@ -265,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         every_row=options.all,
         clock_mhz=options.clock_mhz,
         processes=options.processes,
+        reads=json.loads(options.reads.read_text()) if options.reads else None,
     )
     text = markdown(entries, options.clock_mhz)
     out = options.out or options.directory

@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -190,6 +190,9 @@ step compiled_launch 400 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeo
 # launch alone, the output's torch.empty, cuBLAS's eager call), then the bare launch's costs.
 step eager_breakdown 120 bash -c "$PYTHON benchmarks/eager_host.py --breakdown --out $RESULTS/eager_breakdown \
     && $PYTHON -m anybit.runtime.overhead --out $RESULTS/eager_breakdown/launch_overhead.json"
+# What torch's plain read of each target cell's bytes reaches (kernel time, L2 flushed, the read ceiling in the
+# same process): limits.py --reads puts it beside the suite's rows.
+step read_floor 240 "$PYTHON" benchmarks/read_floor.py --out "$RESULTS/read_floor"
 step timing_floor 240 "$PYTHON" benchmarks/timing_floor.py --out "$RESULTS/timing_floor"
 # Narrower warp tiles for the 1- and 2-bit types (16 and 32 bytes a thread against 64: 2-4× the block
 # columns, fewer weights a warp a step): every configuration of each at M = 1 on the issue's three shapes.

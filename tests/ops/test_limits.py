@@ -30,6 +30,10 @@ def test_issue_time_model_and_bounds():
     assert limits.classify(85.0, 10.0, 60.0) == "memory"
     assert limits.classify(60.0, 40.0, 70.0) == "issue"
     assert limits.classify(60.0, 20.0, 70.0) == "latency"
+    # A row within 90% of the rate of a plain read of its own bytes is memory-bound whatever its share of
+    # the 4 GiB ceiling (a small weight's read does not reach that rate).
+    assert limits.classify(60.0, 20.0, 70.0, read=63.0) == "memory"
+    assert limits.classify(60.0, 20.0, 70.0, read=62.9) == "latency"
 
 
 def suite(tmp_path, records):
@@ -105,3 +109,27 @@ def test_a_tuned_row_is_compiled_and_read_from_sass(tmp_path):
     assert found["config"] == config and found["registers"] > 0 and found["weights_per_thread"] == 128
     assert 1.5 < found["loop_per_weight"] < 3.0 and found["hmma"] >= 8
     assert found["bound"] == "latency" and 0 < found["occupancy_pct"] <= 100
+
+
+@pytest.mark.skipif(not has_nvdisasm(), reason="needs nvdisasm (the [sass] extra, or on PATH)")
+def test_a_plain_read_of_the_rows_bytes_goes_beside_it(tmp_path):
+    """--reads puts read_floor.py's plain read of the row's type, shape and M beside it, counts the row
+    memory-bound when it runs within 90% of that read's rate, and adds the column to the report."""
+    pytest.importorskip("cuda.bindings", reason="NVRTC bindings (the [cuda] extra) are not installed")
+    from anybit.kernels import choose_layout
+    from anybit.ops.tuning import tuner_for
+
+    tuner = tuner_for(choose_layout("int4", 8192, 8192, 128), torch.float16, False, False)
+    config = {"rows": 8, "warps": 4, "stages": 4, "split": 4}
+    suite(tmp_path, [{"kernel": tuner.identity, "gpu": "H200", "bucket": "[1,8192,8192]", "config": config}])
+    cell = {"type": "int4", "n": 8192, "k": 8192, "m": 1, "read_us": 15.1, "read_pct_of_ceiling": 52.3}
+    other = dict(cell, m=16, read_us=99.0)  # another M: not this row's
+    reads = tmp_path / "read_floor.json"
+    reads.write_text(json.dumps({"cells": [other, cell]}))
+    assert limits.main([str(tmp_path), "--reads", str(reads)]) == 0
+    (entry,) = json.loads((tmp_path / "limits.json").read_text())
+    assert entry["read_us"] == 15.1 and entry["read_pct_of_ceiling"] == 52.3
+    assert entry["bound"] == "memory"  # 16.2 µs measured against a 15.1 µs read: 93% of its rate
+    text = (tmp_path / "limits.md").read_text()
+    assert "plain read µs (% of ceiling)" in text and "| 15.1 (52%) |" in text
+    assert "of a plain read of its bytes" in text
