@@ -52,14 +52,23 @@ def cells() -> list[dict]:
     ]
 
 
-def read_us(buffer: torch.Tensor, nbytes: int, runs: int) -> dict[str, float | None]:
-    """Kernel µs of each reader over the first ``nbytes`` of ``buffer`` (L2 flushed before each replay)."""
-    readers = {
+def read_buffer(nbytes: int, device: str = "cuda") -> torch.Tensor:
+    """A float16 buffer of at least ``nbytes`` bytes that is also whole float32 elements (random values)."""
+    return torch.randn(2 * ((nbytes + 3) // 4), device=device, dtype=torch.float16)
+
+
+def readers(buffer: torch.Tensor, nbytes: int) -> dict:
+    """The reads of the first ``nbytes`` (a multiple of 4) of a :func:`read_buffer`: name → call."""
+    return {
         "amax_fp16": lambda: torch.amax(buffer[: nbytes // 2]),
         "sum_fp32": lambda: torch.sum(buffer.view(torch.float32)[: nbytes // 4]),
     }
+
+
+def read_us(buffer: torch.Tensor, nbytes: int, runs: int) -> dict[str, float | None]:
+    """Kernel µs of each reader over the first ``nbytes`` of ``buffer`` (L2 flushed before each replay)."""
     found = {}
-    for name, read in readers.items():
+    for name, read in readers(buffer, nbytes).items():
         timing = harness.time_graph_kernels(harness.capture_graph(read), runs=runs)
         found[name] = None if timing is None else round(timing.median_us, 2)
     return found
@@ -71,7 +80,7 @@ def measure(runs: int = 20) -> dict:
     tb_s = ceiling["best_tb_s"]
     rows = cells()
     largest = max(row["bytes"] for row in rows)
-    buffer = torch.randn((largest + 3) // 2, device="cuda", dtype=torch.float16)
+    buffer = read_buffer(largest)
     by_size: dict[int, dict] = {}
     for row in rows:
         size = row["bytes"] - row["bytes"] % 4  # whole f32 elements; at most 3 bytes short

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from benchmarks import matmul_cases as cases
 from benchmarks import read_floor
 from benchmarks.matmul_report import DECODE_TARGETS
@@ -48,3 +50,15 @@ def test_the_report_marks_cells_whose_plain_read_misses_the_target():
     # Columns in DECODE_TARGETS order (57344×8192, 8192×28672, 8192×8192), M = 1 then 16.
     assert "| int4 | – | – | – | – | **55% (14.0 µs)** | 65% (12.0 µs) |" in text
     assert "1 of 2 cells ask for more than a plain read of their bytes reaches." in text
+
+
+def test_the_readers_read_exactly_the_cells_bytes():
+    buffer = read_floor.read_buffer(1001, device="cpu")  # an odd size still views as whole float32
+    assert buffer.numel() * 2 >= 1001 and buffer.numel() % 2 == 0
+    size = 1000
+    for name, read in read_floor.readers(buffer, size).items():
+        value = read()
+        first = buffer[: size // 2] if name == "amax_fp16" else buffer.view(torch.float32)[: size // 4]
+        assert first.numel() * first.element_size() == size
+        expected = torch.amax(first) if name == "amax_fp16" else torch.sum(first)
+        assert torch.equal(value, expected)
