@@ -32,6 +32,7 @@ from anybit.kernels import DecodeMatmul, PackedLayout
 from anybit.kernels.decode import MAX_CLUSTER_SPLIT
 from anybit.kernels.decode_transposed import DecodeMatmulTransposed
 from anybit.kernels.launch import TARGET_BLOCKS, kernel_layout, useful_split
+from anybit.kernels.layout import MAX_BYTES_PER_THREAD
 from anybit.runtime.autotune import Candidate, TunedKernel, bucket_text
 
 logger = logging.getLogger("anybit")
@@ -55,6 +56,13 @@ SPLITS: tuple[int, ...] = (1, 2, 4, 8, 16)
 #: nothing, so the variants join the space instead of replacing it.
 OCCUPANCY_VARIANT: dict = {"stages": 3, "min_blocks": 3}
 OCCUPANCY_WARPS: tuple[int, ...] = (7, 8)
+#: The transposed kernel at 8 rows also tries each configuration with a 3-stage ring where the weight's warp
+#: tiles are wide (more than MAX_BYTES_PER_THREAD a thread) and its codes below 8 bits: a wide tile's stage
+#: carries twice the bytes, so 3 stages keep as many in flight as 4 narrow ones in less shared memory. On
+#: the H200 (2026-11-29, ``decode_probe.py --stages 3,4,5,6`` at M = 1, best configuration by kernel time)
+#: uint5 and both float6 types at 128-byte tiles took 0.4% more to 4.6% less with 3 stages than with 4, less
+#: on five of their six large weights; the 64-byte tiles of float4_e2m1 and int4 gained nothing.
+WIDE_TILE_RING: dict = {"stages": 3}
 #: The environment variable that adds split-K reduced in a thread-block cluster to the space
 #: (:func:`tunes_split_in_cluster`).
 TUNE_SPLIT_IN_CLUSTER_VARIABLE = "ANYBIT_TUNE_SPLIT_IN_CLUSTER"
@@ -82,6 +90,13 @@ def tunes_bias_after_dot() -> bool:
     (2026-11-29) it timed within ±2% of the same configurations without it (int4 Llama-3-8B projections,
     16 in a row)."""
     return os.environ.get(TUNE_BIAS_AFTER_DOT_VARIABLE, "0") == "1"
+
+
+def takes_wide_tile_ring(layout: PackedLayout) -> bool:
+    """Whether the decode tuner also tries 8-row configurations with :data:`WIDE_TILE_RING`: warp tiles
+    wider than :data:`~anybit.kernels.layout.MAX_BYTES_PER_THREAD` of codes below 8 bits, packed as A."""
+    wide = layout.bytes_per_thread > MAX_BYTES_PER_THREAD
+    return layout.operand == "a" and wide and layout.dtype.nbits < 8
 
 
 def with_split_in_cluster(configs: list[dict]) -> list[dict]:
@@ -186,6 +201,8 @@ class DecodeTuner(TunedKernel):
                 for config in self.base_configs
                 if config["rows"] == 16 and config["warps"] in OCCUPANCY_WARPS
             ]
+            if takes_wide_tile_ring(fixed["layout"]):
+                self.configs += [dict(c, **WIDE_TILE_RING) for c in self.base_configs if c["rows"] == 8]
         # The opt-in variants: tuned only when asked, but a stored or shipped record naming one is taken.
         self.variant_configs = self._with_variants(self.configs, split_in_cluster=True, bias_after_dot=True)
         self.configs = self._with_variants(

@@ -428,3 +428,31 @@ def test_every_configuration_of_the_space_traces_for_every_benchmark_type():
                 tuning.decode_tuner(*key).instance(config).program()
             except Exception as error:
                 pytest.fail(f"{dtype} {config}: {type(error).__name__}: {error}")
+
+
+def test_wide_tiles_below_eight_bits_also_try_a_three_stage_ring_at_eight_rows():
+    """Weights packed with wide warp tiles (up to 128 bytes a thread: large 5- and 6-bit weights) add each
+    8-row configuration again with 3 stages; 8-bit wide tiles, narrow tiles and the B packing do not; the
+    variant is a configuration the tuner accepts and builds."""
+    from anybit.ops.tuning import WIDE_TILE_RING, takes_wide_tile_ring
+
+    wide = choose_layout("uint5", 57344, 8192, 128)
+    assert wide.bytes_per_thread == 80 and takes_wide_tile_ring(wide)  # 5-bit codes under the 128-byte cap
+    tuner = tuner_for(wide, torch.float16, True, False)
+    extra = [c for c in tuner.configs if c not in tuner.base_configs and not c.get("min_blocks")]
+    eight_rows = [c for c in tuner.base_configs if c["rows"] == 8]
+    assert extra == [dict(c, **WIDE_TILE_RING) for c in eight_rows]
+    assert all(c["stages"] == 3 and c["rows"] == 8 for c in extra) and all(tuner.accepts(c) for c in extra)
+    kept = [c for c in extra if tuner.unsuited(c, shape_args(1, 57344, 8192)) is None]
+    assert kept
+    program, source = tuner.built(kept[0], (None,) * 6 + (1, 57344, 8192), "sm_90a")
+    assert program is not None and source.source
+    for layout in (
+        choose_layout("int8", 57344, 8192, 128),  # wide, but 8-bit codes: already at the ceiling
+        choose_layout("uint5", 8192, 8192, 128),  # below 2^27 weights: narrow tiles
+        choose_layout("float4_e2m1", 57344, 8192, 128),  # 4-bit: narrow tiles
+        choose_layout("uint5", 57344, 8192, 128, operand="b"),
+    ):
+        assert not takes_wide_tile_ring(layout), layout
+    narrow = tuner_for(choose_layout("int6", 8192, 8192, 128), torch.float16, False, False)
+    assert not any(c["rows"] == 8 and c["stages"] == 3 for c in narrow.configs)
