@@ -39,6 +39,8 @@ _SELECT_LOW_HALF = 0xE4  # lop3: c ? a : b
 _AND_OR = 0xEA  # lop3: (a & b) | c
 _AND_XOR = 0x6A  # lop3: (a & b) ^ c
 _XOR_AND = 0x78  # lop3: a ^ (b & c)
+_OR_AND = 0xA8  # lop3: (a | b) & c
+_AND = 0xC0  # lop3: a & b
 
 
 def contiguous_pairs(layout) -> int:
@@ -344,7 +346,10 @@ def _float_pair(
     native = _native_fp8_pair(src, source, target, lo_bit, hi_bit)
     # floats: align magnitude to the target's mantissa, sign to bit 15, then re-bias by a power of two
     shift, magnitudes, scale = aligned_float_constants(source, target)
-    if lo_bit // 32 == (hi_bit + n - 1) // 32 and hi_bit - lo_bit == 16:
+    by_bytes = _nibble_float_pair(src, source, target, lo_bit, hi_bit)
+    if by_bytes is not None:
+        lines = by_bytes
+    elif lo_bit // 32 == (hi_bit + n - 1) // 32 and hi_bit - lo_bit == 16:
         # A pair-interleaved pair (its codes 16 bits apart in one word): both halves' magnitude and sign bits
         # move into place with one shift each, straight from the stored word.
         word, s0 = f"{src}[{lo_bit // 32}]", lo_bit % 32
@@ -369,6 +374,57 @@ def _float_pair(
     if native is None:
         return lines
     return ["#if __CUDA_ARCH__ >= 890", *native, *scale_pair(target, exponent), "#else", *lines, "#endif"]
+
+
+def nibble_float_byte(source: DataType) -> tuple[int, int] | None:
+    """(t, byte mask) of a 4-bit float code whose bit-aligned f16 value lies in its high byte alone: the
+    magnitude bits go to bits t … t + 2 of that byte and the sign to bit 7; None for other types.
+
+    A 4-bit float without inf/NaN aligned to f16 puts its magnitude at mantissa bit 10 − m (m mantissa bits)
+    and up, its sign at bit 15: for m = 1 (e2m1: t = 1) and m = 2 (e1m2: t = 0) nothing lands in the low byte,
+    which stays zero. (e3m0, t = 2, would overlap the sign's copy below: not taken.)"""
+    if not source.is_float or source.nbits != 4 or source.has_inf or source.has_nan:
+        return None
+    t = 10 - source.mantissa_bits - 8
+    if not 0 <= t <= 1:
+        return None
+    return t, 0x80 | (0x7 << t)
+
+
+def _nibble_float_pair(
+    src: str, source: DataType, target: DataType, lo_bit: int, hi_bit: int
+) -> list[str] | None:
+    """A pair-interleaved pair of 4-bit float codes to their bit-aligned f16 pair (value · 2^(bias − 15)),
+    the word's nibbles taken a byte at a time; None where it does not apply.
+
+    ``A = w & 0x0F0F0F0F`` and ``B = w & 0xF0F0F0F0`` (shared by the word's four pairs) hold every code alone
+    in its byte's low or high nibble. A code's f16 high byte is its magnitude at bits t … t + 2 and its sign
+    at bit 7: ``((A << t) | (A << 4)) & mask`` builds it for low nibbles (the copies' stray bits fall outside
+    the mask), ``((B >> (4 − t)) | B) & mask`` for high ones, and the same with 8 more bits of left shift
+    places a pair stored in bytes 0 and 2 into bytes 1 and 3 — one ``lop3`` a pair after shifts the word's
+    pairs share: 13 instructions a word of four pairs where aligning sign and magnitude apart took 15."""
+    found = nibble_float_byte(source)
+    if found is None or target is not float16 or hi_bit - lo_bit != 16 or lo_bit // 32 != hi_bit // 32:
+        return None
+    t, byte_mask = found
+    word, s0 = f"{src}[{lo_bit // 32}]", lo_bit % 32
+    if s0 >= 16:
+        return None
+    in_byte, high_nibble = divmod(s0, 8)[0], s0 % 8 == 4
+    mask = hex((byte_mask << 8) | (byte_mask << 24)) + "u"
+    # The masks through lop3 (asm): written as C, nvcc moves each shift inside its mask and the word's
+    # pairs no longer share the masked word.
+    if high_nibble:
+        codes = f"ab_lop3<{hex(_AND)}>({word}, 0xf0f0f0f0u, 0u)"
+        parts = (_shifted(codes, t - 4), codes) if in_byte else (_shifted(codes, 4 + t), _shifted(codes, 8))
+    else:
+        codes = f"ab_lop3<{hex(_AND)}>({word}, 0x0f0f0f0fu, 0u)"
+        parts = (
+            (_shifted(codes, t), _shifted(codes, 4))
+            if in_byte
+            else (_shifted(codes, 8 + t), _shifted(codes, 12))
+        )
+    return [f"uint32_t q_ = ab_lop3<{hex(_OR_AND)}>({parts[0]}, {parts[1]}, {mask});"]
 
 
 #: The 8-bit float types sm_89+ converts to f16x2 in one instruction (PTX ``cvt.rn.f16x2.<type>x2``).

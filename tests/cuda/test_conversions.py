@@ -150,6 +150,57 @@ def test_interleaved_float_pair_formula_every_code(source, target) -> None:
         np.testing.assert_array_equal(got, expected, err_msg=f"{source.name} → {target.name} at bit {s0}")
 
 
+def _lop3(lut: int, a, b, c) -> np.ndarray:
+    """PTX ``lop3.b32``: bit j of the result is bit (a_j·4 + b_j·2 + c_j) of ``lut`` (so a=0xF0, b=0xCC,
+    c=0xAA give ``lut`` itself)."""
+    a, b, c = (np.asarray(v, dtype=np.uint32) for v in (a, b, c))
+    out = np.zeros(np.broadcast(a, b, c).shape, dtype=np.uint32)
+    for i in range(8):
+        if lut >> i & 1:
+            out |= (a if i & 4 else ~a) & (b if i & 2 else ~b) & (c if i & 1 else ~c)
+    return out
+
+
+def _evaluate_c(line: str, words: np.ndarray) -> np.ndarray:
+    """The value a generated ``uint32_t q_ = <expression>;`` line assigns, for ``w[0]`` = each of ``words``:
+    the C expression (``ab_lop3<LUT>(...)``, shifts, ``&``, ``u``-suffixed hex constants) read as Python."""
+    import re
+
+    expression = line.split("=", 1)[1].strip().rstrip(";")
+    expression = re.sub(r"ab_lop3<(0x[0-9a-f]+)>\(", r"_lop3(\1, ", expression)
+    expression = re.sub(r"\b(0x[0-9a-f]+|[0-9]+)u\b", r"np.uint32(\1)", expression)
+    expression = expression.replace("w[0]", "w")
+    with np.errstate(over="ignore"):
+        return np.asarray(eval(expression, {"np": np, "_lop3": _lop3, "w": words}), dtype=np.uint32)  # noqa: S307
+
+
+@pytest.mark.parametrize("source", [dt.float4_e2m1, dt.float4_e1m2], ids=lambda t: t.name)
+def test_nibble_float_pair_generated_code_every_code(source) -> None:
+    """4-bit float codes pair-interleaved to float16 a byte at a time (``_nibble_float_pair``): the generated
+    line itself, evaluated over every code pair at each of the four offsets with random codes around them,
+    gives each code's value times 2^(bias − 15) (the decode kernel's cast), bit for bit."""
+    from anybit.cuda.conversions import _float_pair, nibble_float_byte
+
+    assert nibble_float_byte(source) is not None and nibble_float_byte(dt.float4_e3m0) is None
+    scale = aligned_float_constants(source, dt.float16)[2]
+    codes = np.arange(16, dtype=np.uint32)
+    lo, hi = (c.reshape(-1) for c in np.meshgrid(codes, codes, indexing="ij"))
+    expected = _expected_scaled_bits(source, dt.float16, -scale).astype(np.uint32)
+    rng = np.random.default_rng()
+    for s0 in (0, 4, 8, 12):
+        lines = _float_pair("w", source, dt.float16, s0, s0 + 16, -scale)
+        assert len(lines) == 1 and ("0xf0f0f0f0u" in lines[0] or "0x0f0f0f0fu" in lines[0]), lines
+        noise = rng.integers(0, 1 << 32, size=lo.shape, dtype=np.uint64).astype(np.uint32)
+        field = np.uint32(0xF * ((1 << s0) | (1 << (s0 + 16))))
+        words = (noise & ~field) | (lo << s0) | (hi << (s0 + 16))
+        q = _evaluate_c(lines[0], words)
+        np.testing.assert_array_equal(q & 0xFFFF, expected[lo], err_msg=f"{source.name} low half at bit {s0}")
+        np.testing.assert_array_equal(q >> 16, expected[hi], err_msg=f"{source.name} high half at bit {s0}")
+    # bfloat16 and codes that are not 16 bits apart keep the other routes.
+    assert "0xf0f0f0f0u" not in "".join(_float_pair("w", source, dt.bfloat16, 4, 20, 0))
+    assert "0xf0f0f0f0u" not in "".join(_float_pair("w", source, dt.float16, 4, 8, -scale))
+
+
 def _prmt(a: np.ndarray, b: int, selector: int) -> np.ndarray:
     """PTX ``prmt.b32`` (default mode, no sign replication): byte i of the result is byte ``selector`` nibble
     i of the eight bytes {b, a} (a's bytes 0–3, b's 4–7)."""
