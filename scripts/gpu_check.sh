@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -151,6 +151,13 @@ step float_ab 300 bash -c "$PYTHON benchmarks/decode_probe.py --types float4_e2m
     --shapes 8192x8192,8192x28672,57344x8192 --out $RESULTS/float_here && cd \"\${AB_TREE:?}\" && \
     PYTHONPATH=\$PWD $PYTHON benchmarks/decode_probe.py --types float4_e2m1,float5_e2m2,float6_e3m2 \
     --shapes 8192x8192,8192x28672,57344x8192 --out $RESULTS/float_other"
+# float4_e2m1 with float16: every configuration at M = 1 on the three target shapes (and M = 16 on the largest)
+# here and in AB_TREE (a worktree of another commit, carried along): what a conversion change buys.
+step fp4_ab 300 bash -c "for tree in \$PWD \"\${AB_TREE:?}\"; do name=\$( [ \"\$tree\" = \"\$PWD\" ] && echo here || echo other); \
+    (cd \"\$tree\" && PYTHONPATH=\$PWD $PYTHON benchmarks/decode_probe.py --types float4_e2m1 --operands a --m 1 \
+    --shapes 57344x8192,8192x28672,8192x8192 --out $RESULTS/fp4_\$name && PYTHONPATH=\$PWD $PYTHON \
+    benchmarks/decode_probe.py --types float4_e2m1 --operands a --m 16 --shapes 57344x8192 \
+    --out $RESULTS/fp4_\${name}_16) || exit 1; done"
 # Would the next projection's weights read into L2 during a layer's other work pay off (an experiment: a
 # side stream in the graph reads them while attention and the element-wise stand-ins run)?
 step prefetch 200 "$PYTHON" benchmarks/l2_prefetch.py --layers 8 --out "$RESULTS/prefetch"
