@@ -410,18 +410,20 @@ def _nibble_float_pair(
     word, s0 = f"{src}[{lo_bit // 32}]", lo_bit % 32
     if s0 >= 16:
         return None
-    in_byte, high_nibble = divmod(s0, 8)[0], s0 % 8 == 4
+    upper_byte, high_nibble = s0 >= 8, s0 % 8 == 4  # which byte of its half, which nibble of its byte
     mask = hex((byte_mask << 8) | (byte_mask << 24)) + "u"
     # The masks through lop3 (asm): written as C, nvcc moves each shift inside its mask and the word's
     # pairs no longer share the masked word.
     if high_nibble:
         codes = f"ab_lop3<{hex(_AND)}>({word}, 0xf0f0f0f0u, 0u)"
-        parts = (_shifted(codes, t - 4), codes) if in_byte else (_shifted(codes, 4 + t), _shifted(codes, 8))
+        parts = (
+            (_shifted(codes, t - 4), codes) if upper_byte else (_shifted(codes, 4 + t), _shifted(codes, 8))
+        )
     else:
         codes = f"ab_lop3<{hex(_AND)}>({word}, 0x0f0f0f0fu, 0u)"
         parts = (
             (_shifted(codes, t), _shifted(codes, 4))
-            if in_byte
+            if upper_byte
             else (_shifted(codes, 8 + t), _shifted(codes, 12))
         )
     return [f"uint32_t q_ = ab_lop3<{hex(_OR_AND)}>({parts[0]}, {parts[1]}, {mask});"]

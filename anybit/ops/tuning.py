@@ -60,7 +60,7 @@ OCCUPANCY_WARPS: tuple[int, ...] = (7, 8)
 #: tiles are wide (more than MAX_BYTES_PER_THREAD a thread) and its codes below 8 bits: a wide tile's stage
 #: carries twice the bytes, so 3 stages keep as many in flight as 4 narrow ones in less shared memory. On
 #: the H200 (2026-11-29, ``decode_probe.py --stages 3,4,5,6`` at M = 1, best configuration by kernel time)
-#: uint5 and both float6 types at 128-byte tiles took 0.4% more to 4.6% less with 3 stages than with 4, less
+#: uint5 and both float6 types with wide tiles took 0.4% more to 4.6% less with 3 stages than with 4, less
 #: on five of their six large weights; the 64-byte tiles of float4_e2m1 and int4 gained nothing.
 WIDE_TILE_RING: dict = {"stages": 3}
 #: The environment variable that adds split-K reduced in a thread-block cluster to the space
