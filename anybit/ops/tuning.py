@@ -123,11 +123,15 @@ def decode_bucket(args: tuple) -> list[int]:
 
 @functools.cache
 def kernel_revision() -> str:
-    """A hash of the decode kernels' source: stored tunings of an older kernel are not reused."""
+    """A hash of the decode kernels' source and of the code conversions they inline: stored tunings of an
+    older kernel, or of the same kernel with other conversions, are not reused."""
+    from anybit.cuda import conversions
     from anybit.ops import row_timing
 
-    # The timing method is part of it: configurations tuned alone are not the ones tuned in a row.
+    # The timing method is part of it: configurations tuned alone are not the ones tuned in a row. So are
+    # the conversions: a configuration's speed follows its loop's instructions, most of them theirs.
     source = inspect.getsource(DecodeMatmul) + inspect.getsource(DecodeMatmulTransposed)
+    source += inspect.getsource(conversions)
     source += f"row timing: {row_timing.ROW_LAUNCHES} launches, {row_timing.ROW_L2_MULTIPLE} L2"
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 

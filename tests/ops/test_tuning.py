@@ -51,6 +51,28 @@ def test_one_tuner_per_specialisation_whatever_n_and_k():
     assert tuner.fixed["revision"] == kernel_revision()
 
 
+def test_the_revision_follows_the_conversions(monkeypatch):
+    """Stored tunings name the kernel's source and the conversions it inlines: an edit of either retunes."""
+    import inspect
+
+    from anybit.cuda import conversions
+
+    before = kernel_revision()
+    real = inspect.getsource
+
+    def edited(item):
+        return real(item) + ("# an edit" if item is conversions else "")
+
+    monkeypatch.setattr(inspect, "getsource", edited)
+    kernel_revision.cache_clear()
+    try:
+        assert kernel_revision() != before
+    finally:
+        monkeypatch.undo()
+        kernel_revision.cache_clear()
+    assert kernel_revision() == before
+
+
 def shape_args(m: int, n: int, k: int) -> tuple:
     return (None,) * 6 + (m, n, k)
 
