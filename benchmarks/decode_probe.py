@@ -13,6 +13,7 @@ Usage (GPU, repository root)::
     python benchmarks/decode_probe.py --out DIR [--shapes 4096x4096,8192x8192] [--types uint4,uint2]
         [--bytes-per-thread 64,128] [--operands b,a] [--stages 4,8] [--warps 4,7,8] [--m 16]
         [--sm-warps 0,24]   # each configuration also compiled for 24 resident warps an SM (fewer registers)
+        [--wgmma]           # each configuration of 4k warps also with x read by wgmma from shared memory
 
 ``--operands b,a`` compares the weight packed as the tensor-core B operand (x the m16 operand: the decode
 kernel) with the A operand (the transposed kernel, x the n8 operand: half the mma at M = 1).
@@ -65,6 +66,7 @@ def probe(
     sm_warps: tuple[int, ...] = (0,),
     planar: bool | None = None,
     bias_after_dot: bool = False,
+    wgmma: bool = False,
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
@@ -89,7 +91,9 @@ def probe(
     # A target of resident warps per SM becomes a launch bound of target // warps blocks (0: no bound).
     space = [
         dict(config, min_blocks=target // config["warps"]) if target else config
-        for config in tuner.sweep_space(warps=warps, stages=stages, bias_after_dot=bias_after_dot)
+        for config in tuner.sweep_space(
+            warps=warps, stages=stages, bias_after_dot=bias_after_dot, wgmma=wgmma
+        )
         if tuner.unsuited(config, args) is None
         for target in sm_warps
     ]
@@ -168,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         help="every configuration also with the conversion's magic number (and zero points) taken off after "
         "the dot, where the type takes it (an A/B in one process)",
     )
+    parser.add_argument(
+        "--wgmma",
+        action="store_true",
+        help="every configuration of warps in groups of 4 also with x read by wgmma from shared memory",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     if not 1 <= options.m <= 16:
@@ -206,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 sm_warps,
                 planar,
                 options.bias_after_dot,
+                options.wgmma,
             )
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
@@ -224,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 rows_text = f" rows={entry['rows']}" if "rows" in entry else ""
                 rows_text += f" min_blocks={entry['min_blocks']}" if entry.get("min_blocks") else ""
+                rows_text += " wgmma" if entry.get("wgmma") else ""
                 print(
                     f"  warps={entry.get('warps')} stages={entry.get('stages')} split={entry.get('split')}"
                     f"{rows_text}: "

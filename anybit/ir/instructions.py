@@ -486,6 +486,20 @@ class DotInst(Instruction):
 
 
 @dataclass(frozen=True, slots=True)
+class DotSharedInst(Instruction):
+    """``output = a @ b + c`` with ``b`` read by the tensor cores straight from shared memory (sm_90a
+    ``wgmma``, the A operand from registers): a [M, K] in registers, b [K/8, 8, N] in shared memory in the
+    tensor cores' core-matrix form (:func:`~anybit.layout.shared_core_matrices`), c and output [M, N]."""
+
+    output: RegisterTensor
+    a: RegisterTensor
+    b: SharedTensor
+    c: RegisterTensor
+    source: SourceLocation | None = _source_field()
+    WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+@dataclass(frozen=True, slots=True)
 class ReduceInst(Instruction):
     """``output = op(operand, dim)`` (sum, prod, max or min), keeping ``dim`` with size 1 when ``keepdim``."""
 
@@ -580,6 +594,7 @@ INSTRUCTION_CLASSES: tuple[type[Instruction], ...] = (
     ViewInst,
     AssignInst,
     DotInst,
+    DotSharedInst,
     ReduceInst,
     IndexInst,
     AnnotateLayoutInst,

@@ -385,7 +385,7 @@ class DecodeMatmul(anybit.Script):
                 )
             self.copy_async_commit_group()
             current = step % stages
-            tile_x = self.load_shared(sx[current])
+            tile_x = self._x_operand(sx[current])
             if powers.x:  # bf16 float weights as their bit-aligned bits: x lifted instead (float_exponents)
                 tile_x = tile_x * 2.0**powers.x
             zero = None
@@ -524,6 +524,10 @@ class DecodeMatmul(anybit.Script):
     def _scales_ring(self):
         """The shared ring of scale rows [1, block_n]."""
         return self.shared_tensor(self.act, [self.stages, 1, self.block_n])
+
+    def _x_operand(self, slot):
+        """A step's x tile as the dot takes it: loaded from its ring slot into registers."""
+        return self.load_shared(slot)
 
     def _new_accumulator(self):
         """A zero f32 [16, block_n]: the mma's C."""

@@ -22,9 +22,18 @@ import torch
 import anybit
 from anybit.dtypes import float32, uint8
 from anybit.ir import cdiv
-from anybit.kernels.decode import RMS_ROWS, RMS_SHARED_BYTES, DecodeMatmul
+from anybit.kernels.decode import RMS_ROWS, RMS_SHARED_BYTES, DecodeMatmul, float_exponents
 from anybit.kernels.layout import PackedLayout
-from anybit.layout import XorSwizzle, local, permute, reduce, shared_strided, spatial, unsqueeze
+from anybit.layout import (
+    XorSwizzle,
+    local,
+    permute,
+    reduce,
+    shared_core_matrices,
+    shared_strided,
+    spatial,
+    unsqueeze,
+)
 from anybit.passes.layout_rules import mma_layouts
 
 
@@ -55,6 +64,12 @@ class DecodeMatmulTransposed(DecodeMatmul):
         (a batched ``dot``) and their partial sums are added through shared memory after the main loop —
         split-K's parallelism inside the block, without its partials' round trips through L2. K must be a
         multiple of k_chunk · warps · split. Weights without zero points only.
+    wgmma
+        The tensor cores read x^T straight from its ring slot (sm_90a ``wgmma``, the converted weights the A
+        operand from registers: ``dot`` with b in shared memory), x's chunks copied in core-matrix form
+        (:func:`~anybit.layout.shared_core_matrices`): no ``ldmatrix`` of x, one instruction per 16 rows
+        of W and k-step for all of x's rows where ``mma.sync`` takes one per 8 rows of x. Warps a multiple
+        of 4; not with warps along K, the bias after the dot, or bf16 activations with float weights.
     """
 
     def __init__(
@@ -64,6 +79,7 @@ class DecodeMatmulTransposed(DecodeMatmul):
         *,
         rows: int = 8,
         warps_along_k: bool = False,
+        wgmma: bool = False,
         **options,
     ) -> None:
         if layout.operand != "a":
@@ -76,6 +92,15 @@ class DecodeMatmulTransposed(DecodeMatmul):
         super().__init__(layout, act_dtype, **options)
         self.rows = rows
         self.warps_along_k = warps_along_k
+        self.wgmma = wgmma
+        lifted_x = float_exponents(layout.dtype, self.act).x
+        if wgmma and (self.warps % 4 or warps_along_k or self.bias_after_dot or lifted_x):
+            raise ValueError(
+                "wgmma takes warps in groups of 4 owning their columns (not warps_along_k), the conversion's "
+                "bias taken off in it (not bias_after_dot), and x as it is (not bf16 activations with float "
+                f"weights); got {self.warps} warps, warps_along_k={warps_along_k}, "
+                f"bias_after_dot={self.bias_after_dot}, {layout.dtype.name} with {self.act.name}"
+            )
         if warps_along_k and self.has_zeros:
             raise ValueError(
                 "warps_along_k takes weights without zero points (signed integer and float types); "
@@ -99,7 +124,9 @@ class DecodeMatmulTransposed(DecodeMatmul):
 
     def _x_view(self, x, m, k):
         """x^T [K, M]: a transposed view of the row-major x; with K groups [K / k_chunk, k_chunk, M], so a
-        step's chunks are one copy."""
+        step's chunks are one copy; for ``wgmma`` [K / 8, 8, M], the core-matrix form's shape."""
+        if self.wgmma:
+            return self.global_view(x, self.act, [k // 8, 8, m], strides=[8, 1, k])
         if self.k_groups > 1:
             kc = self.layout.k_chunk
             return self.global_view(x, self.act, [k // kc, kc, m], strides=[kc, 1, k])
@@ -143,6 +170,9 @@ class DecodeMatmulTransposed(DecodeMatmul):
         """The shared ring of x^T chunks [KC, rows], k-contiguous, swizzled (:func:`transposed_x_layout`);
         with K groups, a step's chunks [k_groups, KC, rows]."""
         kc, stages, kw = self.layout.k_chunk, self.stages, self.k_groups
+        if self.wgmma:  # read by the tensor cores in place: core matrices, no swizzle
+            layout = shared_core_matrices(kc, self.rows).prepend_dim(stages)
+            return self.shared_tensor(self.act, [stages, kc // 8, 8, self.rows], layout=layout)
         layout = transposed_x_layout(kc, self.rows)
         if kw > 1:
             shape, layout = [stages, kw, kc, self.rows], layout.prepend_dim(kw).prepend_dim(stages)
@@ -157,6 +187,10 @@ class DecodeMatmulTransposed(DecodeMatmul):
             r = self._chunks_a_scale_row
             return self.shared_tensor(self.act, [self.stages, self.k_groups // r, r, self.block_n, 1])
         return self.shared_tensor(self.act, [self.stages, self.block_n, 1])
+
+    def _x_operand(self, slot):
+        """A step's x^T tile: its ring slot itself for ``wgmma``, else loaded into registers."""
+        return slot if self.wgmma else self.load_shared(slot)
 
     def _load_scales(self, slot):
         """A step's scale columns; with K groups as [k_groups, block_n, 1], a group's for each chunk."""
@@ -352,6 +386,9 @@ class DecodeMatmulTransposed(DecodeMatmul):
         made every block copy row M − 1 up to 8 times per chunk, and the H200 timed the same kernel and
         configuration slower the more rows were clamped: int4 57344×8192 at M = 1 / 2 / 4 / 8 took 68.8 /
         67.1 / 65.4 / 64.7 µs, float8_e4m3 126.7 / 125.0 / 122.9 / 120.3 µs."""
+        if self.wgmma:
+            self.copy_async(gx, sx, [chunk * self.layout.k_chunk // 8, 0, m0], in_bounds=(0, 1))
+            return
         if self.k_groups > 1:
             self.copy_async(gx, sx, [chunk, 0, m0], in_bounds=(0, 1))
             return

@@ -19,6 +19,7 @@ from anybit.ir.instructions import (
     BinaryInst,
     CastInst,
     DotInst,
+    DotSharedInst,
     IndexInst,
     ReduceInst,
     UnaryInst,
@@ -26,7 +27,7 @@ from anybit.ir.instructions import (
     WhereInst,
     biased_cast_problem,
 )
-from anybit.ir.tensors import RegisterTensor, Tensor
+from anybit.ir.tensors import RegisterTensor, SharedTensor, Tensor
 from anybit.lang.builder import Builder, current_builder
 
 COMPARISONS = frozenset({"lt", "le", "gt", "ge", "eq", "ne"})
@@ -364,8 +365,15 @@ def dot(a: RegisterTensor, b: RegisterTensor, c: RegisterTensor, out: RegisterTe
     Batched: ``a`` [B, M, K], ``b`` [B, K, N], ``c`` [B, M, N], one product a batch; layout inference spreads
     the batch over warps first (each warp group multiplies its own batch's operands), so a block's warps can
     split K among them (docs/programming-guide.md).
+
+    ``b`` may be a shared tensor [K/8, 8, N] in the tensor cores' core-matrix form
+    (:func:`~anybit.layout.shared_core_matrices`): the tensor cores then read it from shared memory (sm_90a
+    ``wgmma``, each group of 4 warps multiplying its own rows of ``a`` by the same ``b``), float16 or bfloat16
+    into float32, with the block's warps a multiple of 4, all along M.
     """
     builder = current_builder()
+    if isinstance(b, SharedTensor):
+        return _dot_shared(builder, a, b, c, out)
     rank = a.rank if isinstance(a, RegisterTensor) else 2
     for name, value in (("a", a), ("b", b), ("c", c)):
         check_register(builder, value, "dot", f"operand {name}")
@@ -387,6 +395,31 @@ def dot(a: RegisterTensor, b: RegisterTensor, c: RegisterTensor, out: RegisterTe
         _check_out(builder, out, c.dtype, (*batch, m, n), "dot")
     output = out if out is not None else new_register(builder, c.dtype, (*batch, m, n), c.layout)
     builder.emit(DotInst(output, a, b, c, source=builder.location()))
+    return output
+
+
+def _dot_shared(builder: Builder, a, b: SharedTensor, c, out) -> RegisterTensor:
+    """``a @ b + c`` with ``b`` [K/8, 8, N] in shared memory in core-matrix form (``wgmma``; see
+    :func:`dot`)."""
+    for name, value in (("a", a), ("c", c)):
+        check_register(builder, value, "dot", f"operand {name}")
+    if a.rank != 2 or c.rank != 2 or b.rank != 3 or b.shape[1] != 8:
+        raise builder.error(
+            f"expected a [M, K] and c [M, N] in registers and b [K/8, 8, N] in shared memory (core-matrix "
+            f"form), got a {list(a.shape)}, b {list(b.shape)}, c {list(c.shape)}",
+            "dot",
+        )
+    (m, k), n = a.shape, b.shape[2]
+    if b.shape[0] * 8 != k or tuple(c.shape) != (m, n):
+        raise builder.error(
+            f"expected a [M, K], b [K/8, 8, N], c [M, N], got a {list(a.shape)}, b {list(b.shape)}, "
+            f"c {list(c.shape)}",
+            "dot",
+        )
+    if out is not None:
+        _check_out(builder, out, c.dtype, (m, n), "dot")
+    output = out if out is not None else new_register(builder, c.dtype, (m, n), c.layout)
+    builder.emit(DotSharedInst(output, a, b, c, source=builder.location()))
     return output
 
 

@@ -130,6 +130,16 @@ def shared_strided(
     return SharedLayout(tuple(shape), tuple(strides), tuple(swizzles))
 
 
+def shared_core_matrices(k: int, n: int) -> SharedLayout:
+    """The tensor cores' core-matrix form of a [K, N] operand read from shared memory by ``wgmma`` without
+    swizzling, K-major: shape [K/8, 8, N], element (k // 8, k % 8, n) at ((k // 8) · N + n) · 8 + k % 8, so
+    each 8 × 8 core matrix (8 values of k for each of 8 n) is 128 contiguous bytes of 16-bit values, core
+    matrices 8·N elements apart along K and 64 apart along N."""
+    if k % 8 or n % 8 or k <= 0 or n <= 0:
+        raise LayoutError(f"expected K and N positive multiples of 8 for core matrices, got K={k}, N={n}")
+    return SharedLayout((k // 8, 8, n), (8 * n, 1, 8))
+
+
 def shared_row_major(*shape: int) -> SharedLayout:
     """Row-major (last dimension contiguous), no padding."""
     return SharedLayout(tuple(shape), _row_major_strides(_positive("shape", shape)))

@@ -299,6 +299,7 @@ class DecodeTuner(TunedKernel):
         stages: Iterable[int] = (),
         split_in_cluster: bool = False,
         bias_after_dot: bool = False,
+        wgmma: bool = False,
     ) -> list[dict]:
         """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp and stage
         counts replaced by ``warps`` / ``stages`` where given (the benchmarks' sweeps of configurations
@@ -317,6 +318,14 @@ class DecodeTuner(TunedKernel):
         found = with_split_in_cluster(found) if split_in_cluster else found
         if bias_after_dot and self._takes_bias_after_dot():
             found = found + [dict(config, bias_after_dot=True) for config in found]
+        if wgmma:  # each configuration of warps in groups of 4 again with x read from shared memory
+            found = found + [
+                dict(config, wgmma=True)
+                for config in found
+                if config.get("warps", 4) % 4 == 0
+                and not config.get("warps_along_k")
+                and not config.get("bias_after_dot")
+            ]
         return found
 
     def _takes_bias_after_dot(self) -> bool:
@@ -359,6 +368,8 @@ class DecodeTuner(TunedKernel):
         split = config.get("split", 1)
         if config.get("split_in_cluster") and not 1 < split <= MAX_CLUSTER_SPLIT:
             return f"split {split}: a cluster reduces 2 to {MAX_CLUSTER_SPLIT} splits"
+        if config.get("wgmma") and (warps % 4 or config.get("warps_along_k")):
+            return "wgmma takes warps in groups of 4 owning their columns"
         if config.get("bias_after_dot") and not self._takes_bias_after_dot():
             return "bias_after_dot serves integer codes below 8 bits stored whole (zero points with groups)"
         if config.get("warps_along_k"):

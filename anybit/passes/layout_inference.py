@@ -28,6 +28,7 @@ from anybit.ir.instructions import (
     BinaryInst,
     CastInst,
     DotInst,
+    DotSharedInst,
     Instruction,
     LoadGlobalInst,
     ReduceInst,
@@ -107,6 +108,8 @@ class _Solver:
             self._view(inst)
         elif isinstance(inst, DotInst):
             self._dot(inst)
+        elif isinstance(inst, DotSharedInst):
+            self._dot_shared(inst)
         elif isinstance(inst, ReduceInst):
             known = self.get(inst.operand)
             if known is not None:
@@ -210,6 +213,17 @@ class _Solver:
         a, b, c = layouts
         self.set(inst.a, a, inst, "tensor-core operand A")
         self.set(inst.b, b, inst, "tensor-core operand B")
+        self.set(inst.c, c, inst, "tensor-core accumulator C")
+        self.set(inst.output, c, inst, "tensor-core result")
+
+    def _dot_shared(self, inst: DotSharedInst) -> None:
+        """a and c in registers take the tensor cores' A and C layouts (b is read from shared memory)."""
+        (m, k), n = inst.a.shape, inst.b.shape[2]
+        layouts = mma_layouts(m, n, k, inst.a.dtype, self.program.num_warps)
+        if isinstance(layouts, str):
+            raise self.fail(inst, layouts)
+        a, _, c = layouts
+        self.set(inst.a, a, inst, "tensor-core operand A")
         self.set(inst.c, c, inst, "tensor-core accumulator C")
         self.set(inst.output, c, inst, "tensor-core result")
 

@@ -37,6 +37,7 @@ from anybit.ir.instructions import (
     CopyAsyncWaitGroupInst,
     DeclareScalarInst,
     DotInst,
+    DotSharedInst,
     ExitInst,
     FreeSharedInst,
     GlobalViewInst,
@@ -394,6 +395,52 @@ def _dot(inst: DotInst, program) -> None:
                 inst,
                 f"operand {tensor.name} has layout {tensor.layout}, incompatible with the "
                 f"tensor-core {role} layout {expected} for this tile over {program.num_warps} warps",
+            )
+
+
+@_check(DotSharedInst)
+def _dot_shared(inst: DotSharedInst, program) -> None:
+    from anybit.layout import shared_core_matrices
+    from anybit.passes.layout_rules import mma_atom, mma_layouts, warp_grid
+
+    a, b, c, d = inst.a, inst.b, inst.c, inst.output
+    if a.rank != 2 or b.rank != 3 or b.shape[1] != 8 or b.shape[0] * 8 != a.shape[1]:
+        raise _fail(inst, f"expected a [M, K] and b [K/8, 8, N], got a {list(a.shape)}, b {list(b.shape)}")
+    m, k, n = a.shape[0], a.shape[1], b.shape[2]
+    if tuple(c.shape) != (m, n) or tuple(d.shape) != (m, n):
+        raise _fail(inst, f"expected c and the result [M={m}, N={n}], got {list(c.shape)}, {list(d.shape)}")
+    if a.dtype.name not in ("float16", "bfloat16") or b.dtype is not a.dtype or c.dtype.name != "float32":
+        raise _fail(
+            inst,
+            f"expected float16 or bfloat16 a and b into a float32 c (wgmma), got {a.dtype.name}, "
+            f"{b.dtype.name}, {c.dtype.name}",
+        )
+    _same_dtype(inst, c, d)
+    if n not in (8, 16, 24, 32, 64, 128, 256) or n % 8:
+        raise _fail(inst, f"expected N of 8 to 256 (a multiple of 8: wgmma's n), got {n}")
+    expected = shared_core_matrices(k, n)
+    if tuple(b.layout.shape) != expected.shape or b.layout.strides != expected.strides or b.layout.swizzles:
+        raise _fail(
+            inst,
+            f"expected b in core-matrix form {expected} (anybit.layout.shared_core_matrices), got {b.layout}",
+        )
+    warps = program.num_warps
+    grid = warp_grid(m, n, warps, mma_atom(a.dtype))
+    if warps % 4 or grid is None or grid[1] != 1:
+        raise _fail(
+            inst,
+            f"expected the block's warps a multiple of 4 (warpgroups), all along M (each warp its own rows "
+            f"of a, every warp the whole of b), got {warps} warps over a [{m}, {n}] accumulator",
+        )
+    layouts = mma_layouts(m, n, k, a.dtype, warps)
+    if isinstance(layouts, str):
+        raise _fail(inst, layouts)
+    for tensor, expected_layout, role in ((a, layouts[0], "A"), (c, layouts[2], "C"), (d, layouts[2], "C")):
+        if tensor.layout is not None and tensor.layout != expected_layout:
+            raise _fail(
+                inst,
+                f"operand {tensor.name} has layout {tensor.layout}, incompatible with the tensor-core {role} "
+                f"layout {expected_layout} for this tile over {warps} warps",
             )
 
 

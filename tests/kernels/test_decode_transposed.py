@@ -490,3 +490,47 @@ def test_float_exponents_by_activation_type():
     assert float_exponents(e2m1, anybit.bfloat16) == FloatExponents(weights=-126, x=64, after=62)
     for name in ("int4", "uint8", "float8_e5m2"):
         assert float_exponents(anybit.dtype(name), anybit.bfloat16) == FloatExponents()
+
+
+# (type, N, K, group, M, zeros, split, warps, rows, bias, act)
+WGMMA_CASES = [
+    ("uint4", 256, 512, 64, 5, True, 2, 4, 8, False, F16),  # zero points, split-K, 8 rows
+    ("int4", 256, 512, 128, 16, False, 1, 4, 16, True, BF16),  # 16 rows, bias
+    ("uint3", 512, 256, 32, 11, True, 1, 8, 16, False, F16),  # bit planes, two warpgroups
+    ("float6_e3m2", 256, 256, -1, 3, False, 1, 4, 8, False, F16),  # per-channel scales
+    ("int8", 256, 256, 128, 2, False, 2, 4, 8, False, BF16),
+]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "group", "m", "zeros", "split", "warps", "rows", "bias", "act"), WGMMA_CASES
+)
+def test_wgmma_reads_x_from_its_ring_slot(dtype, n, k, group, m, zeros, split, warps, rows, bias, act):
+    """x^T copied in core-matrix form and read by the tensor cores from shared memory (``dot`` with b in
+    shared memory): the same product as the plain kernel, every fold it takes."""
+    q = random_quantized(dtype, n, k, group, act, zero_point=zeros, seed=fresh_seed())
+    p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
+    x = torch.randn(m, k).to(act)
+    b = torch.randn(n).to(act) if bias else None
+    y = torch.full((m, n), float("nan"), dtype=act)
+    kernel = DecodeMatmulTransposed(
+        p.layout, act, has_zeros=zeros, has_bias=bias, warps=warps, split=split, rows=rows, wgmma=True
+    )
+    zero_arg = p.zeros if zeros else p.scales
+    anybit.interpret(kernel, x, p.data, p.scales, zero_arg, p.scales if b is None else b, y, m, n, k)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, reference_matmul(x, q, b)) <= TOLERANCE[act]
+    source = anybit.compile(kernel, *(None,) * 6, m, n, k, arch="sm_90a")
+    assert source.resources.stack_frame_bytes == 0
+
+
+def test_wgmma_refuses_what_it_cannot_take():
+    q = random_quantized("int4", 128, 256, 128, F16, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("int4", 128, 256, 128, operand="a"))
+    for options in (dict(warps=2), dict(warps=4, warps_along_k=True), dict(warps=4, bias_after_dot=True)):
+        with pytest.raises(ValueError, match="wgmma takes warps in groups of 4"):
+            DecodeMatmulTransposed(p.layout, F16, wgmma=True, **options)
+    q = random_quantized("float4_e2m1", 128, 256, 128, BF16, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("float4_e2m1", 128, 256, 128, operand="a"))
+    with pytest.raises(ValueError, match="not bf16 activations with float weights"):
+        DecodeMatmulTransposed(p.layout, BF16, wgmma=True, warps=4)

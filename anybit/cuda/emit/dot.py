@@ -9,10 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from anybit.cuda.emit.locality import layout_inverse, local_sources
+from anybit.cuda.emit.memory import shared_base
 from anybit.cuda.emitter import CodegenError, EmitContext, register_emitter, where
 from anybit.cuda.registers import compute_ctype, get_value, read_bits, set_value, word_count
-from anybit.ir import DotInst
+from anybit.ir import DotInst, DotSharedInst, RegisterTensor
 from anybit.layout import mma as mma_layouts
+from anybit.passes.layout_rules import mma_layouts as mma_layouts_for
 
 
 @dataclass(frozen=True)
@@ -195,3 +197,86 @@ def _emit_simt(ctx: EmitContext, inst: DotInst, target: str) -> None:
                 y = f"({ctype}){get_value(b, inst.b.dtype, b_maps[k][i])}"
                 ctx.emit(f"s_ = fma({x}, {y}, s_);" if ctype in ("float", "double") else f"s_ += {x} * {y};")
             ctx.emit(*set_value(target, out.dtype, i, "s_"))
+
+
+# ------------------------------------------------------------------------------------- b in shared memory
+#: wgmma's matrix-descriptor layout type of an operand without swizzling (bits 62–63 of the descriptor).
+_NO_SWIZZLE = 0
+
+
+def core_matrix_offsets(n: int, element_bytes: int = 2) -> tuple[int, int]:
+    """(leading, stride) byte offsets of a K-major [K/8, 8, N] core-matrix operand
+    (:func:`~anybit.layout.shared_core_matrices`) in wgmma's descriptor: the next core matrix along K is
+    8·N elements on, the next along N 64 elements on."""
+    return 8 * n * element_bytes, 64 * element_bytes
+
+
+def wgmma_calls(inst: DotSharedInst, num_threads: int) -> list[tuple[tuple[int, ...], tuple[int, ...], int]]:
+    """Every warp's wgmma calls, the same local positions in every warp: (A fragment, the C fragments of
+    all N/8 column tiles in order, k-step), one a 16-row tile of the warp's and k-step. Found as the
+    ``mma.sync`` plan of the same dot with b in registers (its A and C fragments are wgmma's per warp)."""
+    (m, k), n = inst.a.shape, inst.b.shape[2]
+    layouts = mma_layouts_for(m, n, k, inst.a.dtype, num_threads // 32)
+    b = RegisterTensor("b_", inst.a.dtype, (k, n), layouts[1])
+    plan = mma_plan(DotInst(inst.output, inst.a, b, inst.c), num_threads)
+    if plan is None:
+        raise CodegenError(f"dot{where(inst)}: no tensor-core plan for a [{m}, {k}] x [{k}, {n}] dot")
+    calls = plan[1]
+    steps, tiles = k // 16, n // 8
+    found = []
+    for tile in range(len(calls) // (steps * tiles)):
+        for step in range(steps):
+            group = [calls[(tile * tiles + column) * steps + step] for column in range(tiles)]
+            found.append((group[0].a, tuple(j for call in group for j in call.c), step))
+    return found
+
+
+@register_emitter(DotSharedInst)
+def emit_dot_shared(ctx: EmitContext, inst: DotSharedInst) -> None:
+    """``wgmma.mma_async`` m64nNk16 with A from registers and B from shared memory (sm_90a), one per 16-row
+    tile of each warp and k-step, issued together, then waited for (the dot completes before the next
+    instruction, as ``dot`` does)."""
+    if ctx.arch < 90:
+        raise CodegenError(f"dot{where(inst)}: b in shared memory needs wgmma (sm_90a), got sm_{ctx.arch}")
+    out, c, a = inst.output, inst.c, inst.a
+    target, accumulator = ctx.register(out), ctx.register(c)
+    if out is not c:
+        for w in range(word_count(out.dtype, out.layout.local_size)):
+            ctx.emit(f"{target}[{w}] = {accumulator}[{w}];")
+    n = inst.b.shape[2]
+    kind = "f16" if a.dtype.name == "float16" else "bf16"
+    ptx = f"wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{kind}.{kind}"
+    calls = wgmma_calls(inst, ctx.num_threads)
+    leading, stride = core_matrix_offsets(n)
+    registers = ctx.register(a)
+    with ctx.block(""):
+        address = ctx.fresh("b_smem")
+        ctx.emit(f"uint32_t {address} = (uint32_t)__cvta_generic_to_shared({shared_base(ctx, inst.b)});")
+        fixed = (leading >> 4) << 16 | (stride >> 4) << 32 | _NO_SWIZZLE << 62
+        accumulators = sorted({j for _, fragments, _ in calls for j in fragments})
+        names = {j: f"d{j}" for j in accumulators}
+        for j in accumulators:
+            ctx.emit(f"float {names[j]} = __uint_as_float({target}[{j}]);")
+        fence = ", ".join(f'"+f"({names[j]})' for j in accumulators)
+        ctx.emit(f'asm volatile("wgmma.fence.sync.aligned;" : {fence} :: "memory");')
+        for a_fragment, fragments, step in calls:
+            words = _words(registers, a_fragment, a.dtype.nbits)
+            outputs = len(fragments)
+            d = ", ".join(f"%{q}" for q in range(outputs))
+            aa = ", ".join(f"%{outputs + q}" for q in range(len(words)))
+            desc, one = f"%{outputs + len(words)}", f"%{outputs + len(words) + 1}"
+            # K-step s starts 2·s core matrices (two along K per k16) into the operand: 2·s·leading bytes.
+            start = f"((({address} + {2 * step * leading}u) & 0x3FFFFu) >> 4)"
+            instruction = f"{ptx} {{{d}}}, {{{aa}}}, {desc}, p, 1, 1, 0;"
+            # scale-d, a predicate: 1 (d += a·b, d holding c's values).
+            body = "{\\n.reg .pred p;\\nsetp.ne.b32 p, " + one + ", 0;\\n" + instruction + "\\n}"
+            outs = ", ".join('"+f"(' + names[j] + ")" for j in fragments)
+            ins = [f'"r"({w})' for w in words]
+            ins += [f'"l"((unsigned long long)({start}) | {fixed}ull)', '"r"(1)']
+            ctx.emit(f'asm volatile("{body}" : {outs} : {", ".join(ins)});')
+        ctx.emit('asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");')
+        # The results are the registers' only once the group completes: the wait names them (as operands
+        # it may change) so the compiler neither reads them earlier nor reuses them before.
+        ctx.emit(f'asm volatile("wgmma.wait_group.sync.aligned 0;" : {fence} :: "memory");')
+        for j in accumulators:
+            ctx.emit(f"{target}[{j}] = __float_as_uint({names[j]});")

@@ -15,7 +15,7 @@ import numpy as np
 
 from anybit import ir
 from anybit.dtypes import boolean, float32, float64, int32
-from anybit.interp import bits
+from anybit.interp import bits, shared
 from anybit.interp.errors import InterpreterError
 from anybit.interp.handlers.registry import register
 from anybit.interp.registers import gather_from_dense, layout_map
@@ -230,7 +230,7 @@ def _accumulation(a_dtype, b_dtype, c_dtype):
 def dot(block: BlockState, inst: ir.DotInst) -> None:
     """``output = a @ b + c``: products exact, sums in float32 (int32 for integer inputs), as tensor cores do;
     the summation order is numpy's, which the hardware's may differ from in the last bits."""
-    a, b, c, output = inst.a, inst.b, inst.c, inst.output
+    a, b, c = inst.a, inst.b, inst.c
     batch = tuple(a.shape[:-2])
     if (
         a.shape[-1] != b.shape[-2]
@@ -241,10 +241,31 @@ def dot(block: BlockState, inst: ir.DotInst) -> None:
             f"dot needs a [(B,) M, K], b [(B,) K, N], c [(B,) M, N]; got a {list(a.shape)}, b "
             f"{list(b.shape)}, c {list(c.shape)}"
         )
-    accumulate, result_dtype = _accumulation(a.dtype, b.dtype, c.dtype)
+    _dot_values(block, a, block.registers.dense_values(b), b.dtype, c, inst.output)
+
+
+@register(ir.DotSharedInst)
+def dot_shared(block: BlockState, inst: ir.DotSharedInst) -> None:
+    """``output = a @ b + c`` with b [K/8, 8, N] read from shared memory by every thread of the block (the
+    tensor cores read it for the whole warpgroup: a write no barrier ordered before is a race), as
+    :func:`dot` computes it."""
+    b = inst.b
+    binding = block.shared_binding(b)
+    indices = np.indices(tuple(b.shape), dtype=np.int64).reshape(b.rank, -1).T  # [elements, rank]
+    threads = block.num_threads
+    positions = np.broadcast_to(binding.bit_positions(indices)[None], (threads, len(indices)))
+    readers = np.broadcast_to(np.arange(threads)[:, None], positions.shape)
+    codes = shared.read(binding, positions, readers, block.epoch)[0]
+    values = values_from_codes(codes.astype(b.dtype.code_dtype), b.dtype)
+    _dot_values(block, inst.a, values.reshape(b.shape[0] * 8, b.shape[2]), b.dtype, inst.c, inst.output)
+
+
+def _dot_values(block: BlockState, a, b_values: np.ndarray, b_dtype, c, output) -> None:
+    """``output = a @ b + c`` of register tensors a and c and b's dense values."""
+    accumulate, result_dtype = _accumulation(a.dtype, b_dtype, c.dtype)
     registers = block.registers
     a_values = registers.dense_values(a).astype(accumulate)
-    b_values = registers.dense_values(b).astype(accumulate)
+    b_values = b_values.astype(accumulate)
     c_values = registers.dense_values(c).astype(accumulate)
     with np.errstate(all="ignore"):
         result = a_values @ b_values + c_values
