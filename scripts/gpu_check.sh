@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_ab"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -167,11 +167,12 @@ wgmma_probe() {  # wgmma_probe TYPE WARPS M SHAPES: the probes, for two_gpus.sh
         --sm-warps 0,24 --wgmma --shapes \$shape --out $RESULTS/wgmma_$1_m$3_\$shape || exit 1; done"
 }
 large="57344x8192 8192x28672 8192x8192"
-step wgmma_ab 585 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 tests/lang/test_dot_shared.py; \
-    $PYTHON scripts/wgmma_offsets_check.py; bash scripts/two_gpus.sh $RESULTS/wgmma_second.log \
-    \"$(wgmma_probe int4 8 16 "$large") && $(wgmma_probe uint4 8 16 "$large")\" \
-    \"$(wgmma_probe float6_e3m2 4,8 16 "$large") && $(wgmma_probe int4 4,8 1 57344x8192) && \
-    $(wgmma_probe uint2 4,8 1 57344x8192)\""
+step wgmma_tests 120 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 tests/lang/test_dot_shared.py \
+    && $PYTHON scripts/wgmma_offsets_check.py"
+step wgmma_ab 585 bash scripts/two_gpus.sh "$RESULTS/wgmma_second.log" \
+    "$(wgmma_probe int4 8 16 "$large") && $(wgmma_probe uint4 8 16 "$large")" \
+    "$(wgmma_probe float6_e3m2 4,8 16 "$large") && $(wgmma_probe int4 4,8 1 57344x8192) && \
+    $(wgmma_probe uint2 4,8 1 57344x8192)"
 # Would the next projection's weights read into L2 during a layer's other work pay off (an experiment: a
 # side stream in the graph reads them while attention and the element-wise stand-ins run)?
 step prefetch 200 "$PYTHON" benchmarks/l2_prefetch.py --layers 8 --out "$RESULTS/prefetch"
