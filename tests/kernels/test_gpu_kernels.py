@@ -247,13 +247,20 @@ def _check_folded(dtype, act, m, n, operand, config, accumulate, rms, k: int = K
         ("bias_after_dot", "uint2", torch.bfloat16, 3, 1, 4, 8, False, "a"),
         ("bias_after_dot", "uint4", torch.float16, 16, 2, 4, 16, False, "a"),
         ("bias_after_dot", "uint2", torch.float16, 5, 2, 2, None, False, "b"),
+        # x read by wgmma from its ring slot (warps in groups of 4)
+        ("wgmma", "int4", torch.float16, 1, 4, 8, 8, False, "a"),
+        ("wgmma", "uint4", torch.bfloat16, 16, 2, 8, 16, False, "a"),
+        ("wgmma", "uint3", torch.float16, 12, 1, 4, 16, False, "a"),
+        ("wgmma", "float6_e3m2", torch.float16, 3, 2, 4, 8, False, "a"),
+        ("wgmma", "int8", torch.bfloat16, 9, 1, 8, 16, False, "a"),
+        ("wgmma", "uint1", torch.float16, 1, 8, 4, 8, False, "a"),
     ],
 )
 @pytest.mark.parametrize("fusion", ["none", "both"])
 def test_kernel_options_on_cuda(option, dtype, act, m, split, warps, rows, along_k, operand, fusion):
-    """Split-K's partials meeting in the block column's thread-block cluster (sm_90), and the weights'
-    magic number taken off by a second dot (the GPU's bias is its conversions' own; zero points after it
-    too), folds included."""
+    """Split-K's partials meeting in the block column's thread-block cluster (sm_90), the weights' magic
+    number taken off by a second dot (the GPU's bias is its conversions' own; zero points after it too), and
+    x read by wgmma from shared memory, folds included."""
     both = fusion == "both" and operand == "a"  # the folds need the transposed kernel
     config = {"warps": warps, "stages": 4, "split": split, option: True}
     if operand == "a":
