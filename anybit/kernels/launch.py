@@ -35,7 +35,8 @@ class DecodeConfig:
     split K instead (``warps_along_k``: the block covers n_per_warp columns); whether split-K's partial
     sums meet in a thread-block cluster (``split_in_cluster``, sm_90, split ≤ 16); and whether the weights'
     conversion leaves its magic number for a second ``dot`` to take off (``bias_after_dot``: integer codes
-    stored whole, without zero points; see :class:`DecodeMatmul`)."""
+    stored whole, without zero points; see :class:`DecodeMatmul`); and whether the tensor cores read x from
+    its ring slot (``wgmma``, operand "a" only, warps in groups of 4; see :class:`DecodeMatmulTransposed`)."""
 
     warps: int = 4
     stages: int = 4
@@ -44,6 +45,7 @@ class DecodeConfig:
     warps_along_k: bool = False  # operand "a" only
     split_in_cluster: bool = False  # split-K reduced in a thread-block cluster (sm_90, split ≤ 16)
     bias_after_dot: bool = False  # the conversion's magic number taken off by a second dot
+    wgmma: bool = False  # operand "a" only: x read by wgmma from shared memory
 
     def block_columns(self, layout: PackedLayout) -> int:
         """Output columns a block of this configuration covers for ``layout``."""
@@ -119,6 +121,7 @@ def decode_kernel(
             rows=config.rows,
             split=config.split,
             warps_along_k=config.warps_along_k,
+            wgmma=config.wgmma,
             **options,
         )
     return DecodeMatmul(layout, act_dtype, split=config.split, **options)
@@ -189,11 +192,12 @@ def decode_matmul(
     config = (
         DecodeConfig(**config) if isinstance(config, dict) else config or default_decode_config(layout, m)
     )
-    if config.warps_along_k and layout.operand != "a":
-        raise ValueError(
-            "config warps_along_k=True applies to weights packed with operand='a' (the transposed kernel); "
-            "this weight is packed as operand 'b': drop warps_along_k"
-        )
+    for option in ("warps_along_k", "wgmma"):
+        if getattr(config, option) and layout.operand != "a":
+            raise ValueError(
+                f"config {option}=True applies to weights packed with operand='a' (the transposed kernel); "
+                f"this weight is packed as operand 'b': drop {option}"
+            )
     if n % config.block_columns(layout):
         raise ValueError(
             f"expected N = {n} to be a multiple of the block's {config.block_columns(layout)} columns "
