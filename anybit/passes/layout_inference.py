@@ -207,25 +207,24 @@ class _Solver:
                 inst,
                 f"expected operands a and b of one dtype, got {inst.a.dtype.name} and {inst.b.dtype.name}",
             )
+        b = self._mma_roles(inst, m, n, k, batch)
+        self.set(inst.b, b, inst, "tensor-core operand B")
+
+    def _dot_shared(self, inst: DotSharedInst) -> None:
+        """a and c in registers take the tensor cores' A and C layouts (b is read from shared memory)."""
+        (m, k), n = inst.a.shape, inst.b.shape[2]
+        self._mma_roles(inst, m, n, k, None)
+
+    def _mma_roles(self, inst, m: int, n: int, k: int, batch: int | None) -> RegisterLayout:
+        """Give a dot's a, c and output the tensor-core A and C layouts; returns the B layout."""
         layouts = mma_layouts(m, n, k, inst.a.dtype, self.program.num_warps, batch)
         if isinstance(layouts, str):
             raise self.fail(inst, layouts)
         a, b, c = layouts
         self.set(inst.a, a, inst, "tensor-core operand A")
-        self.set(inst.b, b, inst, "tensor-core operand B")
         self.set(inst.c, c, inst, "tensor-core accumulator C")
         self.set(inst.output, c, inst, "tensor-core result")
-
-    def _dot_shared(self, inst: DotSharedInst) -> None:
-        """a and c in registers take the tensor cores' A and C layouts (b is read from shared memory)."""
-        (m, k), n = inst.a.shape, inst.b.shape[2]
-        layouts = mma_layouts(m, n, k, inst.a.dtype, self.program.num_warps)
-        if isinstance(layouts, str):
-            raise self.fail(inst, layouts)
-        a, _, c = layouts
-        self.set(inst.a, a, inst, "tensor-core operand A")
-        self.set(inst.c, c, inst, "tensor-core accumulator C")
-        self.set(inst.output, c, inst, "tensor-core result")
+        return b
 
     # ----------------------------------------------------------------------------------------- solve
     def solve(self) -> dict[int, RegisterTensor]:

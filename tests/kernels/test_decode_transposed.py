@@ -47,18 +47,23 @@ CASES = [
     ("dtype", "n", "k", "group", "m", "zeros", "split", "warps", "rows", "bias", "act"), CASES
 )
 def test_transposed_decode_on_the_interpreter(dtype, n, k, group, m, zeros, split, warps, rows, bias, act):
+    _check_transposed(dtype, n, k, group, m, zeros, bias, act, warps=warps, split=split, rows=rows)
+
+
+def _check_transposed(dtype, n, k, group, m, zeros, bias, act, **options) -> DecodeMatmulTransposed:
+    """The transposed kernel with ``options`` on the interpreter against float64 (output poisoned first)."""
     q = random_quantized(dtype, n, k, group, act, zero_point=zeros, seed=fresh_seed())
     p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
     x = torch.randn(m, k).to(act)
     b = torch.randn(n).to(act) if bias else None
     y = torch.full((m, n), float("nan"), dtype=act)
-    kernel = DecodeMatmulTransposed(
-        p.layout, act, has_zeros=zeros, has_bias=bias, warps=warps, split=split, rows=rows
-    )
+    kernel = DecodeMatmulTransposed(p.layout, act, has_zeros=zeros, has_bias=bias, **options)
     zero_arg = p.zeros if zeros else p.scales  # not read without zero points
     bias_arg = p.scales if b is None else b
     anybit.interpret(kernel, x, p.data, p.scales, zero_arg, bias_arg, y, m, n, k)
+    assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, b)) <= TOLERANCE[act]
+    return kernel
 
 
 def test_decode_matmul_and_prefill_take_operand_a_weights():
@@ -508,20 +513,10 @@ WGMMA_CASES = [
 def test_wgmma_reads_x_from_its_ring_slot(dtype, n, k, group, m, zeros, split, warps, rows, bias, act):
     """x^T copied in core-matrix form and read by the tensor cores from shared memory (``dot`` with b in
     shared memory): the same product as the plain kernel, every fold it takes."""
-    q = random_quantized(dtype, n, k, group, act, zero_point=zeros, seed=fresh_seed())
-    p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
-    x = torch.randn(m, k).to(act)
-    b = torch.randn(n).to(act) if bias else None
-    y = torch.full((m, n), float("nan"), dtype=act)
-    kernel = DecodeMatmulTransposed(
-        p.layout, act, has_zeros=zeros, has_bias=bias, warps=warps, split=split, rows=rows, wgmma=True
-    )
-    zero_arg = p.zeros if zeros else p.scales
-    anybit.interpret(kernel, x, p.data, p.scales, zero_arg, p.scales if b is None else b, y, m, n, k)
-    assert torch.isfinite(y).all()
-    assert relative_error(y, reference_matmul(x, q, b)) <= TOLERANCE[act]
-    source = anybit.compile(kernel, *(None,) * 6, m, n, k, arch="sm_90a")
-    assert source.resources.stack_frame_bytes == 0
+    options = dict(warps=warps, split=split, rows=rows, wgmma=True)
+    kernel = _check_transposed(dtype, n, k, group, m, zeros, bias, act, **options)
+    compiled = anybit.compile(kernel, *(None,) * 6, m, n, k, arch="sm_90a")
+    assert compiled.resources.stack_frame_bytes == 0
 
 
 def test_wgmma_refuses_what_it_cannot_take():

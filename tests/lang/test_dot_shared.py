@@ -106,9 +106,7 @@ def test_bad_operands_are_named():
 @pytest.mark.gpu
 @pytest.mark.parametrize(("m", "n", "k", "warps", "dtype"), CASES)
 def test_b_from_shared_memory_on_the_gpu(m, n, k, warps, dtype):
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs an NVIDIA GPU (torch.cuda.is_available() is False)")
+    torch = _cuda_torch()
     act = torch.float16 if dtype is float16 else torch.bfloat16
     a = torch.randn(m, k, device="cuda").to(act)
     b = torch.randn(k, n, device="cuda").to(act)
@@ -117,3 +115,11 @@ def test_b_from_shared_memory_on_the_gpu(m, n, k, warps, dtype):
     SharedDot(m, n, k, warps, dtype)(a, b, c)
     expected = a.double() @ b.double() + c0.double()
     torch.testing.assert_close(c.double(), expected, rtol=1e-5, atol=1e-4)
+
+
+def _cuda_torch():
+    """torch, where a GPU is visible (else the test is skipped)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs an NVIDIA GPU (torch.cuda.is_available() is False)")
+    return torch
