@@ -173,6 +173,16 @@ step wgmma_ab 585 bash scripts/two_gpus.sh "$RESULTS/wgmma_second.log" \
     "$(wgmma_probe int4 8 16 "$large") && $(wgmma_probe uint4 8 16 "$large")" \
     "$(wgmma_probe float6_e3m2 4,8 16 "$large") && $(wgmma_probe int4 4,8 1 57344x8192) && \
     $(wgmma_probe uint2 4,8 1 57344x8192)"
+# The 8192×8192 cells (60% target; a fixed ~5.5 µs a launch beside the bytes): every configuration with
+# more warp counts and ring depths, each split also reduced in a thread-block cluster, timed alone (as the
+# suite times a row) and in the tuner's row; M = 1 on the first GPU, M = 16 on the second. One probe a type.
+small_probe() {  # small_probe TYPES WARPS STAGES M: the probes, for two_gpus.sh
+    echo "for type in $(echo $1 | tr , ' '); do $PYTHON benchmarks/decode_probe.py --types \$type --m $4 \
+        --warps $2 --stages $3 --cluster --shapes 8192x8192 --out $RESULTS/small_\${type}_m$4 || exit 1; done"
+}
+step small_shape 540 bash scripts/two_gpus.sh "$RESULTS/small_second.log" \
+    "$(small_probe int4,uint4,float4_e2m1,uint5 1,2,4,8 3,4,6 1)" \
+    "$(small_probe int6,float6_e3m2,float5_e2m2,int4 2,4,8 2,3,4 16)"
 # Would the next projection's weights read into L2 during a layer's other work pay off (an experiment: a
 # side stream in the graph reads them while attention and the element-wise stand-ins run)?
 step prefetch 200 "$PYTHON" benchmarks/l2_prefetch.py --layers 8 --out "$RESULTS/prefetch"
