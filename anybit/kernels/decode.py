@@ -279,7 +279,7 @@ class DecodeMatmul(anybit.Script):
         sx = self._x_ring()
         sw = self.shared_tensor(uint8, [stages, warps, pl.tile_bytes])
         ss = self._scales_ring()
-        sz = self._scales_ring() if self.zeros_after_dot else self.shared_tensor(act, [stages, 1, bn])
+        sz = self._zeros_ring()
         powers = float_exponents(pl.dtype, act)  # the float weights' re-biasing off the weights
         n0 = self.blockIdx.x * bn
         m0 = self.blockIdx.y * rows
@@ -320,7 +320,7 @@ class DecodeMatmul(anybit.Script):
         rows' inverse RMS or None, the residual tile ``accumulate`` prefetched or None). A helper so that
         kernels built on this one (a fused MLP) run the same loop."""
         pl, act, stages, warps = self.layout, self.act, self.stages, self.warps
-        bn, kw = self.block_n, self.k_groups
+        kw = self.k_groups
         powers = float_exponents(pl.dtype, act)
         inverse_rms = None
         prior = None
@@ -331,7 +331,7 @@ class DecodeMatmul(anybit.Script):
         # Zero points after the dot: Σx a row (a dot of ones, the same for every warp tile) times the zeros.
         ones = self._ones_like(negated_bias) if self.zeros_after_dot else None
         if pl.per_channel and self.has_zeros:
-            zero_row = self.load_global(gz, [0, n0], [1, bn])
+            zero_row = self._load_zero_row(gz, n0)
         # The prologue: weight-side copies of the first S−1 chunks, the wait for the previous kernel (which
         # writes x), then x's copies. A split's run may be shorter than the pipeline: fetch only its own
         # chunks. Commit groups: a group holds every copy issued since the previous commit, so group 0 is
@@ -390,7 +390,7 @@ class DecodeMatmul(anybit.Script):
                 tile_x = tile_x * 2.0**powers.x
             zero = None
             if self.has_zeros and not self.zeros_after_dot:  # codes: subtracted in the conversion, for free
-                zero = zero_row if pl.per_channel else self.load_shared(sz[current])
+                zero = zero_row if pl.per_channel else self._load_zeros(sz[current])
             weights = decode_tile(
                 self,
                 pl,
@@ -594,6 +594,20 @@ class DecodeMatmul(anybit.Script):
         if self.zeros_after_dot:
             return self._scales_view(zeros, group_rows, n)
         return self.global_view(zeros, self.act, [group_rows, n])
+
+    def _zeros_ring(self):
+        """The shared ring of zero-point rows [1, block_n] (shaped as the scales' for ``zeros_after_dot``)."""
+        if self.zeros_after_dot:
+            return self._scales_ring()
+        return self.shared_tensor(self.act, [self.stages, 1, self.block_n])
+
+    def _load_zeros(self, slot):
+        """A step's zero points from their ring slot, [1, block_n]: what the conversion subtracts."""
+        return self.load_shared(slot)
+
+    def _load_zero_row(self, gz, n0):
+        """This block's per-channel zero points [1, block_n], read once before the main loop."""
+        return self.load_global(gz, [0, n0], [1, self.block_n])
 
     def _constant_dot(self, tile_x, tile):
         """A constant weight ``tile`` · x in an accumulator of its own: no chain of dependent ``mma`` after

@@ -63,7 +63,7 @@ class DecodeMatmulTransposed(DecodeMatmul):
         (n_per_warp), each step takes one chunk a warp (``warps`` chunks), the warps multiply their own chunk
         (a batched ``dot``) and their partial sums are added through shared memory after the main loop —
         split-K's parallelism inside the block, without its partials' round trips through L2. K must be a
-        multiple of k_chunk · warps · split. Weights without zero points only.
+        multiple of k_chunk · warps · split. Zero points: each warp subtracts its own chunk's.
     wgmma
         The tensor cores read x^T straight from its ring slot (sm_90a ``wgmma``, the converted weights the A
         operand from registers: ``dot`` with b in shared memory), x's chunks copied in core-matrix form
@@ -101,11 +101,6 @@ class DecodeMatmulTransposed(DecodeMatmul):
                 f"weights); got {self.warps} warps, warps_along_k={warps_along_k}, "
                 f"bias_after_dot={self.bias_after_dot}, {layout.dtype.name} with {self.act.name}"
             )
-        if warps_along_k and self.has_zeros:
-            raise ValueError(
-                "warps_along_k takes weights without zero points (signed integer and float types); "
-                "use warps_along_k=False for zero points"
-            )
 
     @property
     def k_groups(self) -> int:
@@ -140,6 +135,44 @@ class DecodeMatmulTransposed(DecodeMatmul):
             r = self._chunks_a_scale_row
             return self.global_view(scales, self.act, [group_rows, r, n, 1], strides=[n, 0, 1, 1])
         return self.global_view(scales, self.act, [n, group_rows], strides=[1, n])
+
+    @property
+    def _zeros_by_k_group(self) -> bool:
+        """Whether the zero points are read per K group (:meth:`_zeros_view`): with zero points subtracted in
+        the conversion and the warps along K."""
+        return self.k_groups > 1 and self.has_zeros and not self.zeros_after_dot
+
+    def _zeros_view(self, zeros, group_rows, n):
+        """With K groups, the zero-point rows as [groups, r, N] (stride 0 along r, as :meth:`_scales_view`
+        does for the scale columns): a step's k_groups rows, a group's repeated for each of its chunks, are
+        one copy; per channel, the one row repeated for every K group, [1, k_groups, N]."""
+        if self._zeros_by_k_group:
+            r = self.k_groups if self.layout.per_channel else self._chunks_a_scale_row
+            return self.global_view(zeros, self.act, [group_rows, r, n], strides=[n, 0, 1])
+        return super()._zeros_view(zeros, group_rows, n)
+
+    def _zeros_ring(self):
+        """With K groups, the rows of a step's k_groups chunks, [stages, k_groups / r, r, block_n]."""
+        if self._zeros_by_k_group:
+            r = self._chunks_a_scale_row
+            return self.shared_tensor(self.act, [self.stages, self.k_groups // r, r, self.block_n])
+        return super()._zeros_ring()
+
+    def _load_zeros(self, slot):
+        """A step's zero points; with K groups each warp's chunk's row side by side, [1, k_groups ·
+        block_n]: the block tile's columns are the K groups' warp tiles."""
+        zeros = self.load_shared(slot)
+        if self._zeros_by_k_group:
+            return self.view(zeros, shape=[1, self.k_groups * self.block_n])
+        return zeros
+
+    def _load_zero_row(self, gz, n0):
+        """Per-channel zero points; with K groups the block's row once for each group, [1, k_groups ·
+        block_n]."""
+        if self._zeros_by_k_group:
+            row = self.load_global(gz, [0, 0, n0], [1, self.k_groups, self.block_n])
+            return self.view(row, shape=[1, self.k_groups * self.block_n])
+        return super()._load_zero_row(gz, n0)
 
     @property
     def _chunks_a_scale_row(self) -> int:
@@ -371,7 +404,12 @@ class DecodeMatmulTransposed(DecodeMatmul):
         pl = self.layout
         if self.k_groups > 1:
             if not pl.per_channel:  # the step's rows, each repeated for its chunks (a zero stride): one copy
-                self.copy_async(gs, ss, [chunk * pl.k_chunk // pl.group_size, 0, n0, 0], in_bounds=True)
+                row = chunk * pl.k_chunk // pl.group_size
+                self.copy_async(gs, ss, [row, 0, n0, 0], in_bounds=True)
+                if self.has_zeros:
+                    self.copy_async(
+                        gz, sz, [row, 0, n0, 0] if self.zeros_after_dot else [row, 0, n0], in_bounds=True
+                    )
             return
         if not pl.per_channel:
             row = chunk * pl.k_chunk // pl.group_size

@@ -63,6 +63,20 @@ OCCUPANCY_WARPS: tuple[int, ...] = (7, 8)
 #: uint5 and both float6 types with wide tiles took 0.4% more to 4.6% less with 3 stages than with 4, less
 #: on five of their six large weights; the 64-byte tiles of float4_e2m1 and int4 gained nothing.
 WIDE_TILE_RING: dict = {"stages": 3}
+#: Weights of at most this many elements (N · K; 8192 × 8192 and the Llama-3-8B projections below it) spend
+#: a third of a call in a launch's fixed costs (the ring's fill, split-K's partial sums), so the transposed
+#: kernel's tuner also tries, for them only, every configuration with :data:`SMALL_WEIGHT_RING` and every
+#: configuration of split 2 with its split-K reduced in a thread-block cluster (no partial sums through
+#: L2). On the H200 (2026-11-29, ``decode_probe.py --shapes 8192x8192 --stages 3,4 --cluster``, fp16, best
+#: in the tuner's row against the space without them): int4 11.89 → 11.20 µs a launch at M = 1 (its own
+#: kernel time 13.09 → 11.78: 4 warps along K, 3 stages, split 2 in a cluster), float4_e2m1 13.08 → 12.72,
+#: int4 at M = 16 16.11 → 15.55, int6 20.69 → 19.85, float6_e3m2 21.75 → 20.76, float5_e2m2 19.22 →
+#: 17.87; a cluster of 4 or more splits was slower than its splits through L2 (median 1.02–1.30).
+SMALL_WEIGHT_ELEMENTS = 1 << 26
+SMALL_WEIGHT_RING: dict = {"stages": 3}
+SMALL_WEIGHT_CLUSTER_SPLIT = 2
+#: The configuration keys of the opt-in variants (the environment variables below add them to the space).
+OPT_IN_KEYS = ("split_in_cluster", "bias_after_dot")
 #: The environment variable that adds split-K reduced in a thread-block cluster to the space
 #: (:func:`tunes_split_in_cluster`).
 TUNE_SPLIT_IN_CLUSTER_VARIABLE = "ANYBIT_TUNE_SPLIT_IN_CLUSTER"
@@ -102,9 +116,11 @@ def takes_wide_tile_ring(layout: PackedLayout) -> bool:
 def with_split_in_cluster(configs: list[dict]) -> list[dict]:
     """``configs`` and, after them, each of 2 to MAX_CLUSTER_SPLIT splits again with ``split_in_cluster``."""
     clustered = [
-        dict(c, split_in_cluster=True) for c in configs if 1 < c.get("split", 1) <= MAX_CLUSTER_SPLIT
+        dict(c, split_in_cluster=True)
+        for c in configs
+        if 1 < c.get("split", 1) <= MAX_CLUSTER_SPLIT and not c.get("split_in_cluster")
     ]
-    return configs + clustered
+    return configs + [c for c in clustered if c not in configs]
 
 
 def m_bucket(m: int) -> int:
@@ -207,11 +223,38 @@ class DecodeTuner(TunedKernel):
             ]
             if takes_wide_tile_ring(fixed["layout"]):
                 self.configs += [dict(c, **WIDE_TILE_RING) for c in self.base_configs if c["rows"] == 8]
+            self._small_weight_only = self._add_small_weight_variants()
         # The opt-in variants: tuned only when asked, but a stored or shipped record naming one is taken.
         self.variant_configs = self._with_variants(self.configs, split_in_cluster=True, bias_after_dot=True)
         self.configs = self._with_variants(
             self.configs, split_in_cluster=tunes_split_in_cluster(), bias_after_dot=tunes_bias_after_dot()
         )
+
+    def _add_small_weight_variants(self) -> set[str]:
+        """Append the configurations tried for small weights only (:data:`SMALL_WEIGHT_ELEMENTS`): the base
+        ones with :data:`SMALL_WEIGHT_RING`, then each of split 2 (with either ring) reduced in a cluster;
+        returns their keys (``bucket_text``) for :meth:`unsuited`."""
+        ringed = [dict(c, **SMALL_WEIGHT_RING) for c in self.base_configs]
+        clustered = [
+            dict(c, split_in_cluster=True)
+            for c in self.base_configs + ringed
+            if c.get("split", 1) == SMALL_WEIGHT_CLUSTER_SPLIT
+        ]
+        known = {bucket_text(c) for c in self.configs}
+        added = set()
+        for config in ringed + clustered:
+            key = bucket_text(config)
+            if key not in known:
+                self.configs.append(config)
+                known.add(key)
+                added.add(key)
+        return added
+
+    def _small_weight_variant(self, config: dict) -> bool:
+        """Whether ``config`` is one of the small weights' variants, or an opt-in variant of one."""
+        small = getattr(self, "_small_weight_only", ())
+        plain = {key: value for key, value in config.items() if key not in OPT_IN_KEYS}
+        return bucket_text(config) in small or bucket_text(plain) in small
 
     def identity_arguments(self, fixed: dict) -> dict:
         """The fixed arguments without the row RMS's epsilon (a constant in the kernel that changes no
@@ -353,6 +396,8 @@ class DecodeTuner(TunedKernel):
             return None
         layout = self.fixed["layout"]
         m, n, k = (int(value) for value in args[6:9])
+        if n * k > SMALL_WEIGHT_ELEMENTS and self._small_weight_variant(config):
+            return f"{n}×{k} is past the small weights' {SMALL_WEIGHT_ELEMENTS} elements this variant serves"
         rows = config.get("rows")
         if rows == 16 and m <= 8:
             return "M ≤ 8 takes 8 rows a block (half the tensor-core work)"
@@ -373,8 +418,6 @@ class DecodeTuner(TunedKernel):
         if config.get("bias_after_dot") and not self._takes_bias_after_dot():
             return "bias_after_dot serves integer codes below 8 bits stored whole (zero points with groups)"
         if config.get("warps_along_k"):
-            if self.fixed["has_zeros"]:
-                return "warps along K take weights without zero points"
             chunks, step = k // layout.k_chunk, warps * split
             if chunks % step or chunks // step < 2:
                 return f"{chunks} chunks of K are not whole runs of 2+ steps of warps · split = {step}"

@@ -295,11 +295,43 @@ def test_warps_along_k_split_the_chunks_and_sum_through_shared_memory(
     assert relative_error(y, expected) <= TOLERANCE[act]
 
 
-def test_warps_along_k_refuse_zero_points_and_uneven_steps():
-    q = random_quantized("uint4", 64, 512, 128, F16, zero_point=True, seed=fresh_seed())
-    p = pack(q, layout=choose_layout("uint4", 64, 512, 128, operand="a"))
-    with pytest.raises(ValueError, match="warps_along_k takes weights without zero points"):
-        DecodeMatmulTransposed(p.layout, F16, has_zeros=True, warps=2, warps_along_k=True)
+# (type, N, K, group, M, split, warps, rows, act, options): zero points with the warps along K
+ALONG_K_ZERO_CASES = [
+    ("uint4", 64, 1024, 128, 1, 2, 4, 8, F16, {}),  # a chunk a group: each warp its own zero row
+    ("uint4", 64, 1024, 256, 3, 1, 4, 8, BF16, {}),  # two chunks a group: a row for two warps
+    ("uint3", 64, 1024, 128, 12, 1, 2, 16, F16, {}),  # bit planes, 16 rows
+    ("uint5", 128, 2048, 256, 2, 2, 4, 8, BF16, {"split_in_cluster": True}),  # planes, split in a cluster
+    ("uint2", 128, 1024, 1024, 5, 2, 4, 8, F16, {}),  # per channel: the one row for every warp
+    ("uint8", 64, 1024, 128, 1, 1, 8, 8, F16, {}),  # 8 warps, 8 chunks a step
+    ("uint4", 64, 1024, 128, 4, 1, 4, 8, F16, {"bias_after_dot": True}),  # zeros after the dot, as scales
+]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "group", "m", "split", "warps", "rows", "act", "options"), ALONG_K_ZERO_CASES
+)
+def test_warps_along_k_take_zero_points(dtype, n, k, group, m, split, warps, rows, act, options):
+    """Each warp of a step subtracts the zero points of its own chunk's group (a step's rows copied side by
+    side) or, per channel, the one row: the same product as the plain kernel's against float64."""
+    kernel = _check_transposed(
+        dtype,
+        n,
+        k,
+        group,
+        m,
+        True,
+        False,
+        act,
+        warps=warps,
+        split=split,
+        rows=rows,
+        warps_along_k=True,
+        **options,
+    )
+    assert kernel.k_groups == warps and kernel.has_zeros
+
+
+def test_warps_along_k_refuse_uneven_steps():
     q = random_quantized("int4", 64, 384, 128, F16, seed=fresh_seed())
     p = pack(q, layout=choose_layout("int4", 64, 384, 128, operand="a"))
     kernel = DecodeMatmulTransposed(p.layout, F16, warps=4, warps_along_k=True)  # 6 chunks, steps of 4

@@ -188,6 +188,9 @@ FUSED_GPU_CASES = [
     ("float6_e3m2", torch.float16, 1, 2, 2, 8, N, True),
     ("int8", torch.bfloat16, 5, 1, 8, 8, N, True),
     ("int8", torch.float16, 1, 2, 8, 8, N, True),  # 8 warps on one 16-column tile, split-K
+    ("uint4", torch.float16, 1, 2, 4, 8, N, True),  # zero points: each warp its own chunk's
+    ("uint5", torch.bfloat16, 12, 1, 4, 16, N, True),
+    ("uint2", torch.float16, 3, 1, 8, 8, N, True),
 ]
 
 
@@ -237,6 +240,8 @@ def _check_folded(dtype, act, m, n, operand, config, accumulate, rms, k: int = K
         ("split_in_cluster", "int8", torch.float16, 16, 2, 4, 16, False, "a"),
         ("split_in_cluster", "uint4", torch.float16, 9, 4, 2, None, False, "b"),
         ("split_in_cluster", "int4", torch.float16, 1, 16, 2, 8, False, "a"),  # 16 blocks: non-portable
+        ("split_in_cluster", "uint4", torch.float16, 1, 2, 4, 8, True, "a"),  # zero points, warps along K
+        ("split_in_cluster", "uint5", torch.bfloat16, 3, 2, 4, 8, True, "a"),
         ("bias_after_dot", "int4", torch.float16, 1, 2, 8, 8, False, "a"),
         ("bias_after_dot", "int4", torch.float16, 1, 1, 4, 8, True, "a"),
         ("bias_after_dot", "int2", torch.bfloat16, 3, 4, 2, 8, False, "a"),
@@ -247,6 +252,7 @@ def _check_folded(dtype, act, m, n, operand, config, accumulate, rms, k: int = K
         ("bias_after_dot", "uint2", torch.bfloat16, 3, 1, 4, 8, False, "a"),
         ("bias_after_dot", "uint4", torch.float16, 16, 2, 4, 16, False, "a"),
         ("bias_after_dot", "uint2", torch.float16, 5, 2, 2, None, False, "b"),
+        ("bias_after_dot", "uint4", torch.float16, 3, 1, 4, 8, True, "a"),  # after the dot, warps along K
         # x read by wgmma from its ring slot (warps in groups of 4)
         ("wgmma", "int4", torch.float16, 1, 4, 8, 8, False, "a"),
         ("wgmma", "uint4", torch.bfloat16, 16, 2, 8, 16, False, "a"),

@@ -14,6 +14,7 @@ import torch
 from anybit.kernels import choose_layout, pack, quantize
 from anybit.kernels.launch import kernel_layout
 from anybit.ops.tuning import (
+    SMALL_WEIGHT_CLUSTER_SPLIT,
     SPLITS,
     STAGES,
     TUNE_BIAS_AFTER_DOT_VARIABLE,
@@ -25,7 +26,7 @@ from anybit.ops.tuning import (
     m_bucket,
     tuner_for,
 )
-from anybit.runtime.autotune import export_tuning, load_tuning
+from anybit.runtime.autotune import bucket_text, export_tuning, load_tuning
 
 from .helpers import packed_weight
 
@@ -79,20 +80,42 @@ def shape_args(m: int, n: int, k: int) -> tuple:
 
 def test_the_space_is_pruned_per_shape():
     """Blocks that do not divide N and split-K values that do not help are not built: few split candidates
-    on a wide N, the split values up to about 528 blocks on a narrow one, and at most 26 builds."""
+    on a wide N (no small-weight variants: at most 12 builds), the split values up to about 528 blocks on a
+    narrow one (with the small weights' 3-stage ring and clusters of two: at most 70)."""
     tuner = tuner_for(choose_layout("uint4", 8192, 8192, 128), torch.float16, True, False)
-    for (m, n, k), splits in [
-        ((1, 57344, 8192), {1, 2, 4}),
-        ((1, 8192, 8192), {1, 2, 4, 8, 16}),
-        ((16, 4096, 256), {1}),
+    for (m, n, k), splits, most in [
+        ((1, 57344, 8192), {1, 2, 4}, 12),
+        ((1, 8192, 8192), {1, 2, 4, 8, 16}, 70),
+        ((16, 4096, 256), {1}, 12),
     ]:
         kept = [c for c in tuner.configs if tuner.unsuited(c, shape_args(m, n, k)) is None]
-        assert {c["split"] for c in kept} == splits and len(kept) <= 26
+        assert {c["split"] for c in kept} == splits and len(kept) <= most
     assert tuner.unsuited({"warps": 4, "stages": 4, "split": 1}, shape_args(1, 96, 8192)).startswith("N = 96")
     along_k = {"rows": 8, "warps": 4, "stages": 4, "split": 1, "warps_along_k": True}
-    assert (
-        tuner.unsuited(along_k, shape_args(1, 4096, 4096)) == "warps along K take weights without zero points"
-    )
+    assert tuner.unsuited(along_k, shape_args(1, 4096, 4096)) is None  # zero points too
+
+
+def test_small_weights_also_try_a_3_stage_ring_and_clusters_of_two():
+    """Weights of at most 2^26 elements (their launches' fixed costs a third of a call) try every
+    configuration with 3 stages and each split 2 reduced in a cluster; larger weights never build them."""
+    tuner = tuner_for(choose_layout("int4", 8192, 8192, 128), torch.float16, False, False)
+    small = [c for c in tuner.configs if tuner.unsuited(c, shape_args(1, 8192, 8192)) is None]
+    large = [c for c in tuner.configs if tuner.unsuited(c, shape_args(1, 57344, 8192)) is None]
+    clustered = [c for c in small if c.get("split_in_cluster")]
+    assert clustered and all(c["split"] == SMALL_WEIGHT_CLUSTER_SPLIT for c in clustered)
+    assert {
+        "rows": 8,
+        "warps": 4,
+        "stages": 3,
+        "split": 2,
+        "warps_along_k": True,
+        "split_in_cluster": True,
+    } in small
+    assert any(c["stages"] == 3 and not c.get("split_in_cluster") for c in small)
+    assert not any(c["stages"] == 3 or c.get("split_in_cluster") for c in large)
+    ringed = {"rows": 8, "warps": 4, "stages": 3, "split": 1, "warps_along_k": False}
+    assert "small weights" in tuner.unsuited(ringed, shape_args(1, 57344, 8192))
+    assert len(small) == len({bucket_text(c) for c in small})  # each configuration once
 
 
 def test_warps_along_k_join_the_transposed_space_where_the_steps_divide_k():
@@ -258,7 +281,8 @@ def test_the_transposed_kernel_tries_more_resident_warps_at_16_rows():
 
     tuner = tuner_for(choose_layout("int4", 57344, 8192, 128), torch.float16, False, False)
     variants = [config for config in tuner.configs if config.get("min_blocks")]
-    assert variants and len(tuner.configs) == len(tuner.base_configs) + len(variants)
+    small = [config for config in tuner.configs if bucket_text(config) in tuner._small_weight_only]
+    assert variants and len(tuner.configs) == len(tuner.base_configs) + len(variants) + len(small)
     assert all(c["rows"] == 16 and c["warps"] in OCCUPANCY_WARPS for c in variants)
     assert all(c["stages"] == OCCUPANCY_VARIANT["stages"] for c in variants)
     assert {c["split"] for c in variants} == {c["split"] for c in tuner.base_configs}
@@ -272,12 +296,14 @@ def test_the_transposed_kernel_tries_more_resident_warps_at_16_rows():
 
 
 def test_split_k_in_a_cluster_is_left_out_of_the_space_but_builds_when_asked():
-    """The tuner does not time split-K reduced in a cluster (twice the candidates of a split shape, none
-    measured faster yet); a configuration that asks for it (pinned, or ``DecodeConfig``) builds with its
-    cluster shape, and one that cannot take it says why."""
+    """The tuner times split-K reduced in a cluster only for small weights' split 2 (more splits measured
+    slower); a configuration that asks for it (pinned, or ``DecodeConfig``) builds with its cluster shape,
+    and one that cannot take it says why."""
     tuner = tuner_for(choose_layout("int4", 4096, 14336, 128), torch.float16, False, False)
     args = shape_args(1, 4096, 14336)
-    assert not any("split_in_cluster" in config for config in tuner.configs)
+    clustered = [config for config in tuner.configs if config.get("split_in_cluster")]
+    assert clustered and all(config["split"] == 2 for config in clustered)
+    assert all(tuner.unsuited(config, shape_args(1, 57344, 8192)) for config in clustered)
     config = {"warps": 4, "stages": 4, "split": 4, "split_in_cluster": True}
     assert tuner.unsuited(config, args) is None
     program, source = tuner.built(config, (None,) * 6 + args[6:], "sm_90a")
@@ -300,8 +326,13 @@ def test_split_k_in_a_cluster_joins_the_space_when_asked(monkeypatch):
     )
     added = asked.configs[len(plain.configs) :]
     assert asked.configs[: len(plain.configs)] == plain.configs
-    expected = [dict(c, split_in_cluster=True) for c in plain.configs if c["split"] in (2, 4, 8, 16)]
-    assert added == expected and added
+    expected = [
+        dict(c, split_in_cluster=True)
+        for c in plain.configs
+        if c["split"] in (2, 4, 8, 16) and not c.get("split_in_cluster")
+    ]
+    assert added == [c for c in expected if c not in plain.configs] and added
+    assert not any(asked.unsuited(c, shape_args(1, 57344, 8192)) is None and c["stages"] == 3 for c in added)
     assert plain.sweep_space(split_in_cluster=True) == plain.sweep_space() + [
         dict(c, split_in_cluster=True) for c in plain.sweep_space() if c["split"] in (2, 4, 8, 16)
     ]
@@ -339,13 +370,14 @@ def test_bias_after_dot_joins_the_space_when_asked(monkeypatch):
     layout = kernel_layout(choose_layout("int4", 4096, 4096, 128))
     asked = DecodeTuner(layout=layout, act_dtype=torch.float16, has_zeros=False, has_bias=False, revision="t")
     added = [c for c in asked.configs if c.get("bias_after_dot")]
-    assert added == [dict(c, bias_after_dot=True) for c in asked.base_configs if c["rows"] == 8]
+    plain = [c for c in asked.configs if not c.get("bias_after_dot")]
+    assert added == [dict(c, bias_after_dot=True) for c in plain if c["rows"] == 8]
     zero_layout = kernel_layout(choose_layout("uint4", 4096, 4096, 128))
     zeros = DecodeTuner(
         layout=zero_layout, act_dtype=torch.float16, has_zeros=True, has_bias=False, revision="t"
     )
     assert [c for c in zeros.configs if c.get("bias_after_dot")] == [
-        dict(c, bias_after_dot=True) for c in zeros.base_configs if c["rows"] == 8
+        dict(c, bias_after_dot=True) for c in zeros.configs if c["rows"] == 8 and not c.get("bias_after_dot")
     ]
     byte_layout = kernel_layout(choose_layout("uint8", 4096, 4096, 128))
     bytes_ = DecodeTuner(
@@ -461,7 +493,11 @@ def test_wide_tiles_below_eight_bits_also_try_a_three_stage_ring_at_eight_rows()
     wide = choose_layout("uint5", 57344, 8192, 128)
     assert wide.bytes_per_thread == 80 and takes_wide_tile_ring(wide)  # 5-bit codes under the 128-byte cap
     tuner = tuner_for(wide, torch.float16, True, False)
-    extra = [c for c in tuner.configs if c not in tuner.base_configs and not c.get("min_blocks")]
+    extra = [
+        c
+        for c in tuner.configs
+        if c not in tuner.base_configs and not c.get("min_blocks") and not tuner._small_weight_variant(c)
+    ]
     eight_rows = [c for c in tuner.base_configs if c["rows"] == 8]
     assert extra == [dict(c, **WIDE_TILE_RING) for c in eight_rows]
     assert all(c["stages"] == 3 and c["rows"] == 8 for c in extra) and all(tuner.accepts(c) for c in extra)
@@ -477,4 +513,5 @@ def test_wide_tiles_below_eight_bits_also_try_a_three_stage_ring_at_eight_rows()
     ):
         assert not takes_wide_tile_ring(layout), layout
     narrow = tuner_for(choose_layout("int6", 8192, 8192, 128), torch.float16, False, False)
-    assert not any(c["rows"] == 8 and c["stages"] == 3 for c in narrow.configs)
+    ringed = [c for c in narrow.configs if c["rows"] == 8 and c["stages"] == 3]
+    assert all(narrow._small_weight_variant(c) for c in ringed)  # the small weights' ring only
