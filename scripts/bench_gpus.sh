@@ -8,7 +8,8 @@
 #   parts: 2 GPUs: float16 | bfloat16 activations; 4 or more: each of those split into the Llama-3-8B shapes
 #   with 70B qkv | the other three 70B shapes. BENCH_BUDGET_S (default 430): seconds after its warm-up
 #   compile after which a part starts no new weight (those are listed as skipped), so that the merge runs
-#   inside a 10-minute call.
+#   inside a 10-minute call. BENCH_LAYERS (optional): only these layers, split by activation dtype (the rest
+#   of a suite whose call was cut, its parts merged afterwards with benchmarks/matmul_report.py --merge).
 set -u
 out="${1:?usage: bash scripts/bench_gpus.sh OUT_DIR}"
 python="${PYTHON:-python3}"
@@ -21,7 +22,9 @@ fi
 small="8B qkv,8B o,8B gate_up,8B down,70B qkv"
 large="70B o,70B gate_up,70B down"
 parts=()
-if [ "$gpus" -ge 4 ]; then
+if [ -n "${BENCH_LAYERS:-}" ]; then
+    parts+=("float16|$BENCH_LAYERS" "bfloat16|$BENCH_LAYERS")
+elif [ "$gpus" -ge 4 ]; then
     for act in float16 bfloat16; do
         parts+=("$act|$small" "$act|$large")
     done
