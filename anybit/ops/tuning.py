@@ -233,7 +233,7 @@ class DecodeTuner(TunedKernel):
     def _add_small_weight_variants(self) -> set[str]:
         """Append the configurations tried for small weights only (:data:`SMALL_WEIGHT_ELEMENTS`): the base
         ones with :data:`SMALL_WEIGHT_RING`, then each of split 2 (with either ring) reduced in a cluster;
-        returns their keys (``bucket_text``) for :meth:`unsuited`."""
+        returns their keys (``bucket_text``) for :meth:`not_tried`."""
         ringed = [dict(c, **SMALL_WEIGHT_RING) for c in self.base_configs]
         clustered = [
             dict(c, split_in_cluster=True)
@@ -389,15 +389,25 @@ class DecodeTuner(TunedKernel):
         """Adopt (program, CUDA source) of ``config`` built elsewhere (a precompile process)."""
         self._built.setdefault((bucket_text(config), arch), built)
 
+    def not_tried(self, config: dict, args: tuple) -> str | None:
+        """Why tuning does not try ``config`` for the launch ``args``: it does not suit them
+        (:meth:`unsuited`), or it is a small weights' variant and the weight is larger (such a configuration
+        still runs there when a record or a pin names it)."""
+        reason = self.unsuited(config, args)
+        if reason is not None or len(args) != len(DECODE_PARAMETERS):
+            return reason
+        n, k = int(args[7]), int(args[8])
+        if n * k > SMALL_WEIGHT_ELEMENTS and self._small_weight_variant(config):
+            return f"{n}×{k} is past the small weights' {SMALL_WEIGHT_ELEMENTS} elements this variant serves"
+        return None
+
     def unsuited(self, config: dict, args: tuple) -> str | None:
-        """Why ``config`` is not tried for the launch ``args`` (None when it is; any configuration for
+        """Why ``config`` does not suit the launch ``args`` (None when it does; any configuration for
         arguments that are not a decode launch's)."""
         if len(args) != len(DECODE_PARAMETERS):
             return None
         layout = self.fixed["layout"]
         m, n, k = (int(value) for value in args[6:9])
-        if n * k > SMALL_WEIGHT_ELEMENTS and self._small_weight_variant(config):
-            return f"{n}×{k} is past the small weights' {SMALL_WEIGHT_ELEMENTS} elements this variant serves"
         rows = config.get("rows")
         if rows == 16 and m <= 8:
             return "M ≤ 8 takes 8 rows a block (half the tensor-core work)"
@@ -426,7 +436,7 @@ class DecodeTuner(TunedKernel):
 
     def _build(self, candidates: list[Candidate], args: tuple, arch: str) -> None:
         for candidate in candidates:
-            reason = self.unsuited(candidate.config, args)
+            reason = self.not_tried(candidate.config, args)
             if reason is not None:
                 candidate.skipped = f"not for this shape: {reason}"
         if self.key is not None:  # the configurations not built yet, in worker processes where there are many
@@ -566,7 +576,7 @@ def _configurations_to_build(specialisations: Iterable[tuple]) -> list[tuple]:
         tuner = decode_tuner(*key)
         for config in tuner.configs:
             if shapes is not None and all(
-                tuner.unsuited(config, (None,) * 6 + shape) is not None for shape in shapes
+                tuner.not_tried(config, (None,) * 6 + shape) is not None for shape in shapes
             ):
                 continue
             todo.append((*tuner.key, config))

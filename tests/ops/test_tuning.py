@@ -88,7 +88,7 @@ def test_the_space_is_pruned_per_shape():
         ((1, 8192, 8192), {1, 2, 4, 8, 16}, 70),
         ((16, 4096, 256), {1}, 12),
     ]:
-        kept = [c for c in tuner.configs if tuner.unsuited(c, shape_args(m, n, k)) is None]
+        kept = [c for c in tuner.configs if tuner.not_tried(c, shape_args(m, n, k)) is None]
         assert {c["split"] for c in kept} == splits and len(kept) <= most
     assert tuner.unsuited({"warps": 4, "stages": 4, "split": 1}, shape_args(1, 96, 8192)).startswith("N = 96")
     along_k = {"rows": 8, "warps": 4, "stages": 4, "split": 1, "warps_along_k": True}
@@ -99,8 +99,8 @@ def test_small_weights_also_try_a_3_stage_ring_and_clusters_of_two():
     """Weights of at most 2^26 elements (their launches' fixed costs a third of a call) try every
     configuration with 3 stages and each split 2 reduced in a cluster; larger weights never build them."""
     tuner = tuner_for(choose_layout("int4", 8192, 8192, 128), torch.float16, False, False)
-    small = [c for c in tuner.configs if tuner.unsuited(c, shape_args(1, 8192, 8192)) is None]
-    large = [c for c in tuner.configs if tuner.unsuited(c, shape_args(1, 57344, 8192)) is None]
+    small = [c for c in tuner.configs if tuner.not_tried(c, shape_args(1, 8192, 8192)) is None]
+    large = [c for c in tuner.configs if tuner.not_tried(c, shape_args(1, 57344, 8192)) is None]
     clustered = [c for c in small if c.get("split_in_cluster")]
     assert clustered and all(c["split"] == SMALL_WEIGHT_CLUSTER_SPLIT for c in clustered)
     assert {
@@ -114,7 +114,7 @@ def test_small_weights_also_try_a_3_stage_ring_and_clusters_of_two():
     assert any(c["stages"] == 3 and not c.get("split_in_cluster") for c in small)
     assert not any(c["stages"] == 3 or c.get("split_in_cluster") for c in large)
     ringed = {"rows": 8, "warps": 4, "stages": 3, "split": 1, "warps_along_k": False}
-    assert "small weights" in tuner.unsuited(ringed, shape_args(1, 57344, 8192))
+    assert "small weights" in tuner.not_tried(ringed, shape_args(1, 57344, 8192))
     assert len(small) == len({bucket_text(c) for c in small})  # each configuration once
 
 
@@ -303,7 +303,11 @@ def test_split_k_in_a_cluster_is_left_out_of_the_space_but_builds_when_asked():
     args = shape_args(1, 4096, 14336)
     clustered = [config for config in tuner.configs if config.get("split_in_cluster")]
     assert clustered and all(config["split"] == 2 for config in clustered)
-    assert all(tuner.unsuited(config, shape_args(1, 57344, 8192)) for config in clustered)
+    assert all(tuner.not_tried(config, shape_args(1, 57344, 8192)) for config in clustered)
+    # ... but not unsuited for being a cluster: a record or a pin naming one runs on any weight
+    assert not any(
+        "small weights" in (tuner.unsuited(c, shape_args(1, 57344, 8192)) or "") for c in clustered
+    )
     config = {"warps": 4, "stages": 4, "split": 4, "split_in_cluster": True}
     assert tuner.unsuited(config, args) is None
     program, source = tuner.built(config, (None,) * 6 + args[6:], "sm_90a")
@@ -332,7 +336,7 @@ def test_split_k_in_a_cluster_joins_the_space_when_asked(monkeypatch):
         if c["split"] in (2, 4, 8, 16) and not c.get("split_in_cluster")
     ]
     assert added == [c for c in expected if c not in plain.configs] and added
-    assert not any(asked.unsuited(c, shape_args(1, 57344, 8192)) is None and c["stages"] == 3 for c in added)
+    assert not any(asked.not_tried(c, shape_args(1, 57344, 8192)) is None and c["stages"] == 3 for c in added)
     assert plain.sweep_space(split_in_cluster=True) == plain.sweep_space() + [
         dict(c, split_in_cluster=True) for c in plain.sweep_space() if c["split"] in (2, 4, 8, 16)
     ]
