@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,bench_gpus_8b,bench_gpus_70b"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -108,8 +108,15 @@ step launch_overhead 20 "$PYTHON" -m anybit.runtime.overhead --out "$RESULTS/lau
 step bench 580 "$PYTHON" -m anybit bench --layers "8B qkv,8B o,8B gate_up,8B down,70B qkv" --out "$RESULTS/bench"
 step bench_70b 580 "$PYTHON" -m anybit bench --layers "70B o,70B gate_up,70B down" --out "$RESULTS/bench_70b"
 # The whole suite as one run in one call on a machine of 2 or more GPUs (nvidia-h200-x2): parts side by side,
-# one per GPU, merged into bench_gpus/matmul.md (scripts/bench_gpus.sh).
+# one per GPU, merged into bench_gpus/matmul.md (scripts/bench_gpus.sh). Since the small weights' tuning
+# space (twenty-sixth session) its warm-up compile takes ~150 s and two GPUs no longer finish it in one call:
+# run bench_gpus_8b and bench_gpus_70b (a call each) and merge their matmul.json with
+# benchmarks/matmul_report.py --merge.
 step bench_gpus 585 bash scripts/bench_gpus.sh "$RESULTS/bench_gpus"
+step bench_gpus_8b 585 env BENCH_LAYERS="8B qkv,8B o,8B gate_up,8B down,70B qkv" bash scripts/bench_gpus.sh \
+    "$RESULTS/bench_gpus_8b"
+step bench_gpus_70b 585 env BENCH_LAYERS="70B o,70B gate_up,70B down" bash scripts/bench_gpus.sh \
+    "$RESULTS/bench_gpus_70b"
 # Wider warp tiles (128 bytes a thread: twice the columns a warp) against the narrow 64, both forced on
 # every weight, in one call: WIDE_TYPES (default the 5- and 6-bit types and float4_e2m1) on WIDE_LAYERS
 # (default the three 70B target shapes) at M = 1 and 16. bench_wide: every row of the types the default
