@@ -152,8 +152,9 @@ class DecodeMatmulTransposed(DecodeMatmul):
         return super()._zeros_view(zeros, group_rows, n)
 
     def _zeros_ring(self):
-        """With K groups, the rows of a step's k_groups chunks, [stages, k_groups / r, r, block_n]."""
-        if self._zeros_by_k_group:
+        """With K groups and scale groups, the rows of a step's k_groups chunks, [stages, k_groups / r, r,
+        block_n] (per channel the row is read once, before the main loop)."""
+        if self._zeros_by_k_group and not self.layout.per_channel:
             r = self._chunks_a_scale_row
             return self.shared_tensor(self.act, [self.stages, self.k_groups // r, r, self.block_n])
         return super()._zeros_ring()

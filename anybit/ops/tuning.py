@@ -215,6 +215,7 @@ class DecodeTuner(TunedKernel):
         self.key: tuple | None = None
         self._row: list[tuple] | None = None  # the launch arguments of the row being timed (tune)
         self.base_configs = list(self.configs)
+        self._small_weight_only: set[str] = set()  # keys of the small weights' variants (not_tried)
         if transposed:
             self.configs += [
                 dict(config, **OCCUPANCY_VARIANT)
@@ -252,9 +253,8 @@ class DecodeTuner(TunedKernel):
 
     def _small_weight_variant(self, config: dict) -> bool:
         """Whether ``config`` is one of the small weights' variants, or an opt-in variant of one."""
-        small = getattr(self, "_small_weight_only", ())
         plain = {key: value for key, value in config.items() if key not in OPT_IN_KEYS}
-        return bucket_text(config) in small or bucket_text(plain) in small
+        return bool({bucket_text(config), bucket_text(plain)} & self._small_weight_only)
 
     def identity_arguments(self, fixed: dict) -> dict:
         """The fixed arguments without the row RMS's epsilon (a constant in the kernel that changes no
