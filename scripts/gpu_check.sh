@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,bench_gpus_8b,bench_gpus_70b"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,bench_gpus_8b,bench_gpus_70b"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -383,6 +383,28 @@ step first_process 560 bash -c "export ANYBIT_CACHE_DIR=/tmp/anybit-cold TORCHIN
 step zero_bias 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 4 \
     tests/kernels/test_gpu_kernels.py -k 'bias' && $PYTHON benchmarks/decode_probe.py --types uint1,uint2,uint4 \
     --shapes 57344x8192,8192x28672,8192x8192 --bias-after-dot --out $RESULTS/zero_bias"
+# The same packed bytes read as narrower warp tiles (a wide tile is two narrow ones side by side for codes
+# stored whole): every configuration at M = 16 on the two large shapes with 32- and 64-byte tiles (4-bit),
+# 64- and 128-byte tiles (the 6-bit types' planes, packed apart), 16 warps a block included; int4 on
+# 8192x8192 too. One probe a type and shape list at a time on each GPU.
+narrow_probe() {  # narrow_probe TYPES WIDTHS SHAPES M TAG: the probes, for two_gpus.sh
+    echo "for type in $(echo $1 | tr , ' '); do $PYTHON benchmarks/decode_probe.py --types \$type --m $4 \
+        --warps 4,8,16 --stages 2,3,4 --bytes-per-thread $2 --shapes $3 --out $RESULTS/narrow_\${type}_$5 \
+        || exit 1; done"
+}
+step narrow_tiles 585 bash scripts/two_gpus.sh "$RESULTS/narrow_second.log" \
+    "$(narrow_probe int4,float4_e2m1 32,64 57344x8192,8192x28672 16 large)" \
+    "$(narrow_probe int6 64,128 57344x8192,8192x28672 16 large) && $(narrow_probe float6_e3m2 64,128 57344x8192 16 large) \
+    && $(narrow_probe int4 32,64 8192x8192 16 small)"
+# Four blocks of 8 warps an SM at M = 16: a 2-stage ring (41 KB a block) with registers capped at 64
+# (min_blocks 4), against the 3-stage, 3-block variant in the space; 4-warp blocks at 8 an SM too.
+occupancy_probe() {  # occupancy_probe TYPES: the probes, for two_gpus.sh
+    echo "for type in $(echo $1 | tr , ' '); do $PYTHON benchmarks/decode_probe.py --types \$type --m 16 \
+        --warps 4,7,8 --stages 2,3 --sm-warps 0,24,32 --shapes 57344x8192,8192x28672 \
+        --out $RESULTS/occupancy32_\$type || exit 1; done"
+}
+step occupancy32 585 bash scripts/two_gpus.sh "$RESULTS/occupancy32_second.log" \
+    "$(occupancy_probe int4,uint4)" "$(occupancy_probe float4_e2m1,int6,float6_e3m2)"
 # The weights' magic number taken off by a second dot (bias_after_dot): its GPU tests, then every
 # configuration of a Llama-3-8B layer's four shapes in a row with and without it (int4 and int2, M = 1).
 step bias_after_dot 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 4 \

@@ -63,6 +63,13 @@ OCCUPANCY_WARPS: tuple[int, ...] = (7, 8)
 #: uint5 and both float6 types with wide tiles took 0.4% more to 4.6% less with 3 stages than with 4, less
 #: on five of their six large weights; the 64-byte tiles of float4_e2m1 and int4 gained nothing.
 WIDE_TILE_RING: dict = {"stages": 3}
+#: At 16 rows the same wide tiles also try 2- and 3-stage rings (plain, no register cap): a stage there holds
+#: 36 KB at 8 warps (32 KB of weights, 4 KB of x), so the default 4 stages fit one block an SM, 3 stages two
+#: and 2 stages three. On the H200 (2026-11-29, ``decode_probe.py --m 16 --stages 2,3,4``, fp16, best kernel
+#: time) int6 8192×28672 took 51.9 µs with 2 stages and 53.0 with 3 against 61.1 with 4 (the space's pick,
+#: 3 stages capped for 3 blocks, 58.3 by events where 2 stages took 55.7), float6_e3m2 57344×8192 110.2 with
+#: 2 and 111.3 with 3 against 112.7.
+WIDE_TILE_RINGS_16_ROWS: tuple[dict, ...] = ({"stages": 2}, {"stages": 3})
 #: Weights of at most this many elements (N · K; 8192 × 8192 and the Llama-3-8B projections below it) spend
 #: a third of a call in a launch's fixed costs (the ring's fill, split-K's partial sums), so the transposed
 #: kernel's tuner also tries, for them only, every configuration with :data:`SMALL_WEIGHT_RING` and every
@@ -107,7 +114,8 @@ def tunes_bias_after_dot() -> bool:
 
 
 def takes_wide_tile_ring(layout: PackedLayout) -> bool:
-    """Whether the decode tuner also tries 8-row configurations with :data:`WIDE_TILE_RING`: warp tiles
+    """Whether the decode tuner also tries 8-row configurations with :data:`WIDE_TILE_RING` (and 16-row ones
+    with :data:`WIDE_TILE_RINGS_16_ROWS`): warp tiles
     wider than :data:`~anybit.kernels.layout.MAX_BYTES_PER_THREAD` of codes below 8 bits, packed as A."""
     wide = layout.bytes_per_thread > MAX_BYTES_PER_THREAD
     return layout.operand == "a" and wide and layout.dtype.nbits < 8
@@ -224,6 +232,12 @@ class DecodeTuner(TunedKernel):
             ]
             if takes_wide_tile_ring(fixed["layout"]):
                 self.configs += [dict(c, **WIDE_TILE_RING) for c in self.base_configs if c["rows"] == 8]
+                self.configs += [
+                    dict(c, **ring)
+                    for ring in WIDE_TILE_RINGS_16_ROWS
+                    for c in self.base_configs
+                    if c["rows"] == 16
+                ]
             self._small_weight_only = self._add_small_weight_variants()
         # The opt-in variants: tuned only when asked, but a stored or shipped record naming one is taken.
         self.variant_configs = self._with_variants(self.configs, split_in_cluster=True, bias_after_dot=True)

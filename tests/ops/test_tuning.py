@@ -488,11 +488,11 @@ def test_every_configuration_of_the_space_traces_for_every_benchmark_type():
                 pytest.fail(f"{dtype} {config}: {type(error).__name__}: {error}")
 
 
-def test_wide_tiles_below_eight_bits_also_try_a_three_stage_ring_at_eight_rows():
+def test_wide_tiles_below_eight_bits_also_try_shorter_rings():
     """Weights packed with wide warp tiles (up to 128 bytes a thread: large 5- and 6-bit weights) add each
-    8-row configuration again with 3 stages; 8-bit wide tiles, narrow tiles and the B packing do not; the
-    variant is a configuration the tuner accepts and builds."""
-    from anybit.ops.tuning import WIDE_TILE_RING, takes_wide_tile_ring
+    8-row configuration again with 3 stages and each 16-row one with 2 and with 3; 8-bit wide tiles, narrow
+    tiles and the B packing do not; the variants are configurations the tuner accepts and builds."""
+    from anybit.ops.tuning import WIDE_TILE_RING, WIDE_TILE_RINGS_16_ROWS, takes_wide_tile_ring
 
     wide = choose_layout("uint5", 57344, 8192, 128)
     assert wide.bytes_per_thread == 80 and takes_wide_tile_ring(wide)  # 5-bit codes under the 128-byte cap
@@ -503,12 +503,21 @@ def test_wide_tiles_below_eight_bits_also_try_a_three_stage_ring_at_eight_rows()
         if c not in tuner.base_configs and not c.get("min_blocks") and not tuner._small_weight_variant(c)
     ]
     eight_rows = [c for c in tuner.base_configs if c["rows"] == 8]
-    assert extra == [dict(c, **WIDE_TILE_RING) for c in eight_rows]
-    assert all(c["stages"] == 3 and c["rows"] == 8 for c in extra) and all(tuner.accepts(c) for c in extra)
-    kept = [c for c in extra if tuner.unsuited(c, shape_args(1, 57344, 8192)) is None]
-    assert kept
-    program, source = tuner.built(kept[0], (None,) * 6 + (1, 57344, 8192), "sm_90a")
-    assert program is not None and source.source
+    sixteen_rows = [c for c in tuner.base_configs if c["rows"] == 16]
+    assert eight_rows and sixteen_rows
+    assert extra == [dict(c, **WIDE_TILE_RING) for c in eight_rows] + [
+        dict(c, **ring) for ring in WIDE_TILE_RINGS_16_ROWS for c in sixteen_rows
+    ]
+    assert [ring["stages"] for ring in WIDE_TILE_RINGS_16_ROWS] == [2, 3]
+    assert all(tuner.accepts(c) for c in extra)
+    assert len({bucket_text(c) for c in tuner.configs}) == len(tuner.configs)  # each configuration once
+    for m, rows in ((1, 8), (16, 16)):
+        kept = [c for c in extra if c["rows"] == rows and tuner.unsuited(c, shape_args(m, 57344, 8192)) is None]
+        assert kept, rows
+        for config in (kept[0], kept[-1]):
+            program, source = tuner.built(config, (None,) * 6 + (m, 57344, 8192), "sm_90a")
+            assert program is not None and source.source
+            assert tuner.instance(config).stages == config["stages"]
     for layout in (
         choose_layout("int8", 57344, 8192, 128),  # wide, but 8-bit codes: already at the ceiling
         choose_layout("uint5", 8192, 8192, 128),  # below 2^27 weights: narrow tiles
