@@ -512,7 +512,9 @@ def test_wide_tiles_below_eight_bits_also_try_shorter_rings():
     assert all(tuner.accepts(c) for c in extra)
     assert len({bucket_text(c) for c in tuner.configs}) == len(tuner.configs)  # each configuration once
     for m, rows in ((1, 8), (16, 16)):
-        kept = [c for c in extra if c["rows"] == rows and tuner.unsuited(c, shape_args(m, 57344, 8192)) is None]
+        kept = [
+            c for c in extra if c["rows"] == rows and tuner.unsuited(c, shape_args(m, 57344, 8192)) is None
+        ]
         assert kept, rows
         for config in (kept[0], kept[-1]):
             program, source = tuner.built(config, (None,) * 6 + (m, 57344, 8192), "sm_90a")
