@@ -56,20 +56,20 @@ SPLITS: tuple[int, ...] = (1, 2, 4, 8, 16)
 #: nothing, so the variants join the space instead of replacing it.
 OCCUPANCY_VARIANT: dict = {"stages": 3, "min_blocks": 3}
 OCCUPANCY_WARPS: tuple[int, ...] = (7, 8)
-#: The transposed kernel at 8 rows also tries each configuration with a 3-stage ring where the weight's warp
-#: tiles are wide (more than MAX_BYTES_PER_THREAD a thread) and its codes below 8 bits: a wide tile's stage
-#: carries twice the bytes, so 3 stages keep as many in flight as 4 narrow ones in less shared memory. On
-#: the H200 (2026-11-29, ``decode_probe.py --stages 3,4,5,6`` at M = 1, best configuration by kernel time)
-#: uint5 and both float6 types with wide tiles took 0.4% more to 4.6% less with 3 stages than with 4, less
-#: on five of their six large weights; the 64-byte tiles of float4_e2m1 and int4 gained nothing.
-WIDE_TILE_RING: dict = {"stages": 3}
-#: At 16 rows the same wide tiles also try 2- and 3-stage rings (plain, no register cap): a stage there holds
-#: 36 KB at 8 warps (32 KB of weights, 4 KB of x), so the default 4 stages fit one block an SM, 3 stages two
-#: and 2 stages three. On the H200 (2026-11-29, ``decode_probe.py --m 16 --stages 2,3,4``, fp16, best kernel
-#: time) int6 8192×28672 took 51.9 µs with 2 stages and 53.0 with 3 against 61.1 with 4 (the space's pick,
-#: 3 stages capped for 3 blocks, 58.3 by events where 2 stages took 55.7), float6_e3m2 57344×8192 110.2 with
-#: 2 and 111.3 with 3 against 112.7.
-WIDE_TILE_RINGS_16_ROWS: tuple[dict, ...] = ({"stages": 2}, {"stages": 3})
+#: The transposed kernel also tries each configuration with shorter rings where the weight's warp tiles are
+#: wide (more than MAX_BYTES_PER_THREAD a thread) and its codes below 8 bits: a wide tile's stage carries
+#: twice the bytes (at 8 warps 34 KB with 8 rows of x, 36 KB with 16), so the default 4 stages fit one block
+#: an SM, 3 stages two and 2 stages three, each still holding as many bytes in flight as 4 narrow stages
+#: or 2. On the H200 (2026-11-29, ``decode_probe.py``, fp16, best configuration by kernel time): at M = 1
+#: (``--stages 3,4,5,6``) uint5 and both float6 types took 0.4% more to 4.6% less with 3 stages than with
+#: 4, less on five of their six large weights (the 64-byte tiles of float4_e2m1 and int4 gained nothing);
+#: at M = 16 (``--stages 2,3,4``) int6 8192×28672 took 51.9 µs with 2 stages and 53.0 with 3 against 61.1
+#: with 4 (the space then picked 3 stages capped for 3 blocks: 58.3 by events where 2 stages took 55.7),
+#: float6_e3m2 57344×8192 110.2 and 111.3 against 112.7. 2 stages at 8 rows: as at 16, three blocks an SM.
+WIDE_TILE_RINGS: dict[int, tuple[dict, ...]] = {
+    8: ({"stages": 3}, {"stages": 2}),
+    16: ({"stages": 2}, {"stages": 3}),
+}
 #: Weights of at most this many elements (N · K; 8192 × 8192 and the Llama-3-8B projections below it) spend
 #: a third of a call in a launch's fixed costs (the ring's fill, split-K's partial sums), so the transposed
 #: kernel's tuner also tries, for them only, every configuration with :data:`SMALL_WEIGHT_RING` and every
@@ -114,8 +114,8 @@ def tunes_bias_after_dot() -> bool:
 
 
 def takes_wide_tile_ring(layout: PackedLayout) -> bool:
-    """Whether the decode tuner also tries 8-row configurations with :data:`WIDE_TILE_RING` (and 16-row ones
-    with :data:`WIDE_TILE_RINGS_16_ROWS`): warp tiles
+    """Whether the decode tuner also tries every configuration with the shorter rings of
+    :data:`WIDE_TILE_RINGS` (per rows of x): warp tiles
     wider than :data:`~anybit.kernels.layout.MAX_BYTES_PER_THREAD` of codes below 8 bits, packed as A."""
     wide = layout.bytes_per_thread > MAX_BYTES_PER_THREAD
     return layout.operand == "a" and wide and layout.dtype.nbits < 8
@@ -231,12 +231,12 @@ class DecodeTuner(TunedKernel):
                 if config["rows"] == 16 and config["warps"] in OCCUPANCY_WARPS
             ]
             if takes_wide_tile_ring(fixed["layout"]):
-                self.configs += [dict(c, **WIDE_TILE_RING) for c in self.base_configs if c["rows"] == 8]
                 self.configs += [
                     dict(c, **ring)
-                    for ring in WIDE_TILE_RINGS_16_ROWS
+                    for rows, rings in WIDE_TILE_RINGS.items()
+                    for ring in rings
                     for c in self.base_configs
-                    if c["rows"] == 16
+                    if c["rows"] == rows
                 ]
             self._small_weight_only = self._add_small_weight_variants()
         # The opt-in variants: tuned only when asked, but a stored or shipped record naming one is taken.

@@ -490,9 +490,9 @@ def test_every_configuration_of_the_space_traces_for_every_benchmark_type():
 
 def test_wide_tiles_below_eight_bits_also_try_shorter_rings():
     """Weights packed with wide warp tiles (up to 128 bytes a thread: large 5- and 6-bit weights) add each
-    8-row configuration again with 3 stages and each 16-row one with 2 and with 3; 8-bit wide tiles, narrow
+    configuration again with 3 and with 2 stages; 8-bit wide tiles, narrow
     tiles and the B packing do not; the variants are configurations the tuner accepts and builds."""
-    from anybit.ops.tuning import WIDE_TILE_RING, WIDE_TILE_RINGS_16_ROWS, takes_wide_tile_ring
+    from anybit.ops.tuning import WIDE_TILE_RINGS, takes_wide_tile_ring
 
     wide = choose_layout("uint5", 57344, 8192, 128)
     assert wide.bytes_per_thread == 80 and takes_wide_tile_ring(wide)  # 5-bit codes under the 128-byte cap
@@ -505,10 +505,16 @@ def test_wide_tiles_below_eight_bits_also_try_shorter_rings():
     eight_rows = [c for c in tuner.base_configs if c["rows"] == 8]
     sixteen_rows = [c for c in tuner.base_configs if c["rows"] == 16]
     assert eight_rows and sixteen_rows
-    assert extra == [dict(c, **WIDE_TILE_RING) for c in eight_rows] + [
-        dict(c, **ring) for ring in WIDE_TILE_RINGS_16_ROWS for c in sixteen_rows
+    assert extra == [
+        dict(c, **ring)
+        for rows, configs in ((8, eight_rows), (16, sixteen_rows))
+        for ring in WIDE_TILE_RINGS[rows]
+        for c in configs
     ]
-    assert [ring["stages"] for ring in WIDE_TILE_RINGS_16_ROWS] == [2, 3]
+    assert {rows: [ring["stages"] for ring in rings] for rows, rings in WIDE_TILE_RINGS.items()} == {
+        8: [3, 2],
+        16: [2, 3],
+    }
     assert all(tuner.accepts(c) for c in extra)
     assert len({bucket_text(c) for c in tuner.configs}) == len(tuner.configs)  # each configuration once
     for m, rows in ((1, 8), (16, 16)):
