@@ -490,8 +490,8 @@ def test_every_configuration_of_the_space_traces_for_every_benchmark_type():
 
 def test_wide_tiles_below_eight_bits_also_try_shorter_rings():
     """Weights packed with wide warp tiles (up to 128 bytes a thread: large 5- and 6-bit weights) add each
-    configuration again with 3 and with 2 stages; 8-bit wide tiles, narrow
-    tiles and the B packing do not; the variants are configurations the tuner accepts and builds."""
+    configuration again with the shorter rings of its rows (WIDE_TILE_RINGS); 8-bit wide tiles, narrow tiles
+    and the B packing do not; the variants are configurations the tuner accepts and builds."""
     from anybit.ops.tuning import WIDE_TILE_RINGS, takes_wide_tile_ring
 
     wide = choose_layout("uint5", 57344, 8192, 128)
