@@ -60,13 +60,14 @@ OCCUPANCY_WARPS: tuple[int, ...] = (7, 8)
 #: wide (more than MAX_BYTES_PER_THREAD a thread) and its codes below 8 bits: a wide tile's stage carries
 #: twice the bytes (at 8 warps 34 KB with 8 rows of x, 36 KB with 16), so the default 4 stages fit one block
 #: an SM, 3 stages two and 2 stages three. On the H200 (2026-11-29, ``decode_probe.py``, fp16, best
-#: configuration by kernel time): at M = 1 (``--stages 3,4,5,6``) uint5 and both float6 types took 0.4% more to 4.6% less with 3 stages than with
-#: 4, less on five of their six large weights (the 64-byte tiles of float4_e2m1 and int4 gained nothing);
-#: at M = 16 (``--stages 2,3,4``) int6 8192×28672 took 51.9 µs with 2 stages and 53.0 with 3 against 61.1
-#: with 4 (the space then picked 3 stages capped for 3 blocks: 58.3 by events where 2 stages took 55.7),
-#: float6_e3m2 57344×8192 110.2 and 111.3 against 112.7; in the suite the wide 16-row rows then took a median
-#: 0.98 of their time (uint5 and int6 on 57344×8192 0.93). 2 stages at 8 rows, three blocks an SM as at 16:
-#: the tuner's row picked it for 4 of 20 wide weights at M = 1, level with the space before by kernel time.
+#: configuration by kernel time): at M = 1 (``--stages 3,4,5,6``) uint5 and both float6 types took 0.4% more
+#: to 4.6% less with 3 stages than with 4, less on five of their six large weights (the 64-byte tiles of
+#: float4_e2m1 and int4 gained nothing); at M = 16 (``--stages 2,3,4``) int6 8192×28672 took 51.9 µs with 2
+#: stages and 53.0 with 3 against 61.1 with 4 (the space then picked 3 stages capped for 3 blocks: 58.3 by
+#: events where 2 stages took 55.7), float6_e3m2 57344×8192 110.2 and 111.3 against 112.7; in the suite the
+#: wide 16-row rows then took a median 0.98 of their time (uint5 and int6 on 57344×8192 0.93). 2 stages at 8
+#: rows, three blocks an SM as at 16: the tuner's row picked it for 4 of 20 wide weights at M = 1, level with
+#: the space before by kernel time.
 WIDE_TILE_RINGS: dict[int, tuple[dict, ...]] = {
     8: ({"stages": 3}, {"stages": 2}),
     16: ({"stages": 2}, {"stages": 3}),
