@@ -320,6 +320,13 @@ class DecodeTuner(TunedKernel):
             self._row = row_arguments(args, self.fixed["has_zeros"])
         return graph_row(lambda launch_args: launch_script(instance, launch_args), self._row)
 
+    def alone_run(self, instance, args: tuple):
+        """One launch by itself (the L2 flushed before it, as a single call sees it): what breaks ties among
+        candidates the row cannot tell apart; None for arguments :meth:`timed_run` does not time in a row."""
+        if len(args) != len(DECODE_PARAMETERS) or not args[1].is_cuda:
+            return None
+        return super().timed_run(instance, args)
+
     def built(self, config: dict, args: tuple, arch: str) -> tuple | str:
         """(program, CUDA source) of one configuration for ``arch``, or why it cannot be built (cached)."""
         key = (bucket_text(config), arch)

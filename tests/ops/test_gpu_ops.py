@@ -121,6 +121,30 @@ def test_torch_compile_fullgraph_on_the_gpu():
         check(layer(x), expected, torch.bfloat16, f"torch.compile M={m}")
 
 
+def test_ties_in_the_row_are_timed_alone_on_the_gpu(monkeypatch):
+    """Every candidate counted a tie (TIE_WITHIN raised): the tuner times the row's fastest TIE_CANDIDATES
+    once each by themselves on the GPU, keeps the fastest alone and records both times; the call is right."""
+    from anybit.ops import tuning
+    from anybit.runtime import autotune
+
+    monkeypatch.setattr(autotune, "TIE_WITHIN", 100.0)
+    tuning.decode_tuner.cache_clear()  # no tuner of an earlier test keeps this bucket's choice in memory
+    q, p = packed_weight("int4", 1536, 3072, device="cuda")
+    x = torch.randn(1, 3072, device="cuda").half()
+    check(ops.quantized_matmul(x, p), reference(x, q), torch.float16, "int4 1536x3072 tuned with ties alone")
+    tuner = tuning.tuner_for(p.layout, torch.float16, False, False)
+    records = autotune._read_records(tuner.identity)
+    (record,) = [r for buckets in records.values() for b, r in buckets.items() if b == "[1,1536,3072]"]
+    alone = [c for c in record["candidates"] if c.get("alone_milliseconds") is not None]
+    assert len(alone) == autotune.TIE_CANDIDATES, record["candidates"]
+    assert all(0 < c["alone_milliseconds"] < 1.0 and c["milliseconds"] > 0 for c in alone)
+    assert record["config"] == min(alone, key=lambda c: c["alone_milliseconds"])["config"]
+    ranked = sorted((c for c in record["candidates"] if c["milliseconds"]), key=lambda c: c["milliseconds"])
+    fastest_in_row = sorted(json.dumps(c["config"], sort_keys=True) for c in ranked[: len(alone)])
+    assert fastest_in_row == sorted(json.dumps(c["config"], sort_keys=True) for c in alone)
+    tuning.decode_tuner.cache_clear()
+
+
 def test_first_call_tunes_fast_and_a_cached_call_compiles_nothing(monkeypatch, capsys):
     q, p = packed_weight("int6", 3072, 4096, device="cuda")
     x = torch.randn(1, 4096, device="cuda").half()

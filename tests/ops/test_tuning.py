@@ -536,3 +536,28 @@ def test_wide_tiles_below_eight_bits_also_try_shorter_rings():
     narrow = tuner_for(choose_layout("int6", 8192, 8192, 128), torch.float16, False, False)
     ringed = [c for c in narrow.configs if c["rows"] == 8 and c["stages"] == 3]
     assert all(narrow._small_weight_variant(c) for c in ringed)  # the small weights' ring only
+
+
+def test_decode_ties_are_broken_by_one_launch_alone_on_the_gpu_only(monkeypatch):
+    """The decode tuner times a GPU launch's candidates in a row and breaks the row's ties by one launch by
+    itself (a single run of the plain launch); for arguments it does not time in a row (CPU tensors, other
+    signatures) there is nothing to break ties with."""
+    import types
+
+    import anybit.runtime.compiler as compiler_module
+
+    tuner = tuner_for(choose_layout("int4", 8192, 8192, 128), torch.float16, False, False)
+    instance = tuner.instance(tuner.configs[0])
+    cpu = (torch.zeros(1, 8192, dtype=torch.float16), torch.zeros(4, dtype=torch.uint8)) + (None,) * 4
+    assert tuner.alone_run(instance, cpu + (1, 8192, 8192)) is None
+    assert tuner.alone_run(instance, (None, None)) is None
+    launched = []
+    monkeypatch.setattr(
+        compiler_module, "launch_script", lambda script, args: launched.append((script, args))
+    )
+    gpu_weight = types.SimpleNamespace(is_cuda=True)
+    args = (None, gpu_weight, None, None, None, None, 1, 8192, 8192)
+    run = tuner.alone_run(instance, args)
+    assert run.launches == 1
+    run()
+    assert launched == [(instance, args)]

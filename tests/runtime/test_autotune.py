@@ -210,6 +210,81 @@ def test_a_finalist_that_fails_when_timed_again_is_skipped(monkeypatch, private_
     assert calls == [1, 1, 2, 4, 1, 2, 4, 2, 4]
 
 
+class RowTuner(TunedKernel):
+    """A tuner that times a row of launches and one launch alone (as the decode tuner does on the GPU)."""
+
+    def timed_run(self, instance, args):
+        return tuning.TimedRun(lambda: None, launches=4)
+
+    def alone_run(self, instance, args):
+        return tuning.TimedRun(lambda: None)
+
+
+def row_tuner(monkeypatch, row_ms: dict, alone_ms: dict, timed: list) -> RowTuner:
+    """A RowTuner over blocks 1, 2, 4, 6 whose rows take ``row_ms`` a launch and single launches
+    ``alone_ms``; every timing is appended to ``timed`` as (block, "row" or "alone")."""
+    monkeypatch.setattr(compiler, "generate_source", fake_generate)
+
+    def timer(run, config):
+        block, alone = config["block"], run.launches == 1
+        timed.append((block, "alone" if alone else "row"))
+        return alone_ms[block] if alone else row_ms[block] * run.launches
+
+    monkeypatch.setattr(tuning, "tune_space", lambda cls: (("block", (1, 2, 4, 6)),))
+    return RowTuner(FakeScript, timer=timer)
+
+
+def test_ties_in_the_row_go_to_the_fastest_alone(monkeypatch, private_cache, tmp_path):
+    """Candidates within TIE_WITHIN of the best row time (at most TIE_CANDIDATES) are timed once alone and
+    the fastest alone wins; the record keeps both times. Block 6, 2% behind in the row, is not a tie."""
+    assert tuning.TIE_WITHIN == 1.01 and tuning.TIE_CANDIDATES == 4
+    timed: list = []
+    row = {1: 1.000, 2: 1.004, 4: 1.009, 6: 1.02}
+    kernel = row_tuner(monkeypatch, row, {1: 1.30, 2: 1.10, 4: 1.20, 6: 0.5}, timed)
+    assert kernel.select(call_args(1000)) == {"block": 2}
+    assert sorted(b for b, kind in timed if kind == "alone") == [1, 2, 4]
+    stored = json.loads(next((private_cache / "tuning").glob("FakeScript-*.json")).read_text())
+    (record,) = stored["results"].values()
+    (record,) = record.values()
+    alone = {c["config"]["block"]: c.get("alone_milliseconds") for c in record["candidates"]}
+    assert alone == {1: 1.30, 2: 1.10, 4: 1.20, 6: None}
+    assert record["config"] == {"block": 2} and record["milliseconds"] == pytest.approx(1.004)
+
+
+def test_a_clear_row_winner_is_not_timed_alone(monkeypatch, private_cache):
+    """No other candidate within TIE_WITHIN: the row's best wins without any timing alone, however fast
+    another runs by itself; a plain TunedKernel (no alone_run) never times alone."""
+    timed: list = []
+    kernel = row_tuner(
+        monkeypatch, {1: 1.0, 2: 1.05, 4: 1.2, 6: 2.0}, {1: 9.0, 2: 0.1, 4: 0.1, 6: 0.1}, timed
+    )
+    assert kernel.select(call_args(1000)) == {"block": 1}
+    assert all(kind == "row" for _, kind in timed)
+    assert TunedKernel.alone_run(kernel, None, ()) is None
+
+
+class FailsAlone(dict):
+    """Single-launch times where a block missing from the dict fails its launch."""
+
+    def __missing__(self, block):
+        raise RuntimeError(f"block {block} failed alone")
+
+
+@pytest.mark.parametrize(
+    "alone, winner",
+    [({2: 1.5}, 2), ({}, 1)],
+    ids=["one tie fails alone: the other wins", "every tie fails alone: the row's best"],
+)
+def test_a_tie_that_fails_alone_is_logged_and_left_out(monkeypatch, private_cache, caplog, alone, winner):
+    """A tie whose single launch fails is logged and left out of the comparison alone (it ran in the row, so
+    it stays a candidate); when every tie fails alone the row's best stands."""
+    timed: list = []
+    kernel = row_tuner(monkeypatch, {1: 1.0, 2: 1.001, 4: 3.0, 6: 3.0}, FailsAlone(alone), timed)
+    caplog.set_level(logging.WARNING, logger="anybit")
+    assert kernel.select(call_args(1000)) == {"block": winner}
+    assert "{'block': 1} alone: RuntimeError: block 1 failed alone" in caplog.text
+
+
 def test_disk_cache_is_reused_by_a_new_process(tuned, monkeypatch):
     tuned.select(call_args(100))
     again = TunedKernel(FakeScript, timer=lambda run, config: pytest.fail("tuned twice"))
