@@ -143,7 +143,9 @@ class AssignScalarInst(Instruction):
 class LoadGlobalInst(Instruction):
     """Load the tile of ``output.shape`` at ``offsets`` of ``tensor`` into registers.
 
-    Elements outside the global tensor's shape, or where ``mask`` is false, read as ``other``.
+    Elements outside the global tensor's shape, or where ``mask`` is false, read as ``other`` — except along
+    the dimensions of ``tensor`` listed in ``in_bounds``: there the program promises the tile lies inside (no
+    check is generated; the interpreter checks the promise).
     """
 
     output: RegisterTensor
@@ -151,6 +153,7 @@ class LoadGlobalInst(Instruction):
     offsets: Offsets
     mask: RegisterTensor | None = None
     other: int | float = 0
+    in_bounds: tuple[int, ...] = ()
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
 

@@ -264,8 +264,22 @@ def free_shared(tensor: SharedTensor) -> None:
 
 
 # ------------------------------------------------------------------------------------------- transfer
-def load_global(tensor: GlobalTensor, offsets, shape, layout=None, mask=None, other=0) -> RegisterTensor:
-    """Load the tile of ``shape`` at ``offsets``; out-of-bounds or masked-off elements read as ``other``."""
+def load_global(
+    tensor: GlobalTensor,
+    offsets,
+    shape,
+    layout=None,
+    mask=None,
+    other=0,
+    in_bounds: bool | Sequence[int] = (),
+) -> RegisterTensor:
+    """Load the tile of ``shape`` at ``offsets``; out-of-bounds or masked-off elements read as ``other``.
+
+    ``in_bounds`` (True for every dimension, or the dimensions of ``tensor`` by index) promises that the tile
+    lies inside ``tensor`` along those dimensions, as :func:`copy_async`'s does: no bounds check is generated
+    there (a compare and a select per vector saved in a hot loop). The interpreter verifies the promise and
+    raises where it is broken; the GPU reads whatever lies there.
+    """
     builder = current_builder()
     if not isinstance(tensor, GlobalTensor):
         raise builder.error(f"expected a global tensor, got {tensor!r}", "load_global")
@@ -274,6 +288,7 @@ def load_global(tensor: GlobalTensor, offsets, shape, layout=None, mask=None, ot
     offsets = _offsets(builder, offsets, tensor, "load_global")
     if layout is not None and tuple(layout.shape) != shape:
         raise builder.error(f"expected a layout of shape {list(shape)}, got {layout!r}", "load_global")
+    promised = _dimension_set(builder, in_bounds, tensor.rank, "in_bounds", "load_global")
     output = new_register(builder, tensor.dtype, shape, layout)
     builder.emit(
         LoadGlobalInst(
@@ -282,6 +297,7 @@ def load_global(tensor: GlobalTensor, offsets, shape, layout=None, mask=None, ot
             offsets,
             _mask(builder, mask, shape, "load_global"),
             other,
+            promised,
             source=builder.location(),
         )
     )
@@ -422,7 +438,7 @@ def copy_async(
     )
 
 
-def _dimension_set(builder, value, rank: int, argument: str) -> tuple[int, ...]:
+def _dimension_set(builder, value, rank: int, argument: str, where: str = "copy_async") -> tuple[int, ...]:
     """``value`` (True: every dimension; False or (): none; else dimension indices) as sorted indices."""
     if value is True:
         return tuple(range(rank))
@@ -434,7 +450,7 @@ def _dimension_set(builder, value, rank: int, argument: str) -> tuple[int, ...]:
         dims = None
     if dims is None or any(isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < rank for d in dims):
         raise builder.error(
-            f"expected {argument} True or dimension indices in [0, {rank}), got {value!r}", "copy_async"
+            f"expected {argument} True or dimension indices in [0, {rank}), got {value!r}", where
         )
     return dims
 

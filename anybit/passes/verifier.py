@@ -188,6 +188,13 @@ def _load(inst, program) -> None:
     _tile(inst, inst.tensor, inst.output.shape, inst.offsets)
     _same_dtype(inst, inst.output, inst.tensor)
     _mask(inst, getattr(inst, "mask", None), inst.output)
+    _dimensions(inst, "in_bounds", getattr(inst, "in_bounds", ()))
+
+
+def _dimensions(inst, name: str, dims) -> None:
+    """``dims`` (an instruction's ``in_bounds`` or ``clamp``) are dimensions of its global tensor."""
+    if any(not 0 <= d < inst.tensor.rank for d in dims):
+        raise _fail(inst, f"{name} names dimensions {dims} of a rank-{inst.tensor.rank} tensor")
 
 
 @_check(StoreGlobalInst, AtomicAddGlobalInst, StoreSharedInst)
@@ -202,8 +209,7 @@ def _copy_async(inst: CopyAsyncInst, program) -> None:
     _tile(inst, inst.tensor, inst.destination.shape, inst.offsets)
     _same_dtype(inst, inst.destination, inst.tensor)
     for name, dims in (("in_bounds", inst.in_bounds), ("clamp", inst.clamp)):
-        if any(not 0 <= d < inst.tensor.rank for d in dims):
-            raise _fail(inst, f"{name} names dimensions {dims} of a rank-{inst.tensor.rank} tensor")
+        _dimensions(inst, name, dims)
     if set(inst.in_bounds) & set(inst.clamp):
         both = sorted(set(inst.in_bounds) & set(inst.clamp))
         raise _fail(inst, f"dimensions {both} are both in_bounds and clamp")

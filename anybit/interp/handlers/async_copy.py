@@ -14,7 +14,7 @@ from anybit import ir
 from anybit.interp import shared
 from anybit.interp.errors import InterpreterError
 from anybit.interp.handlers.registry import register
-from anybit.interp.handlers.transfer import tile_indices
+from anybit.interp.handlers.transfer import check_promise, tile_indices
 from anybit.interp.state import BlockState, PendingCopy
 from anybit.interp.values import convert_codes
 
@@ -30,7 +30,7 @@ def copy_async(block: BlockState, inst: ir.CopyAsyncInst) -> None:
         if int(source.shape[d]) < 1:
             raise InterpreterError(f"copy_async of {inst.tensor.name}: clamped dimension {d} is empty")
         indices[..., d] = np.clip(indices[..., d], 0, int(source.shape[d]) - 1)
-    _check_promise(inst, source.shape, indices)
+    check_promise(inst, "copy_async", source.shape, indices)
     valid = source.in_bounds(indices)
     codes = np.zeros(valid.shape, dtype=np.uint64)
     codes[valid] = source.read(source.bit_positions(indices[valid]))
@@ -38,21 +38,6 @@ def copy_async(block: BlockState, inst: ir.CopyAsyncInst) -> None:
     positions = destination.bit_positions(local)
     shared.mark_pending(destination, positions, +1)
     block.uncommitted.append(PendingCopy(destination, positions, codes))
-
-
-def _check_promise(inst: ir.CopyAsyncInst, shape, indices: np.ndarray) -> None:
-    """Raise where the tile leaves the tensor along a dimension ``in_bounds`` promised (the GPU would read
-    whatever lies there instead of zeros)."""
-    for d in inst.in_bounds:
-        column, extent = indices[..., d], int(shape[d])
-        bad = (column < 0) | (column >= extent)
-        if bad.any():
-            raise InterpreterError(
-                f"copy_async of {inst.tensor.name}: the tile reaches index {int(column[bad].flat[0])} of "
-                f"dimension {d} (extent {extent}), which in_bounds promised it stays inside; drop the "
-                "dimension from in_bounds (out-of-range elements then read as zero) or keep the offsets "
-                "in range"
-            )
 
 
 def _land(block: BlockState, copies: list) -> None:

@@ -45,10 +45,26 @@ def _mask(block: BlockState, mask, register_tensor) -> np.ndarray | None:
     return gather_from_dense(block.registers.dense_values(mask).astype(bool), register_tensor)
 
 
+def check_promise(inst, what: str, shape, indices: np.ndarray) -> None:
+    """Raise where the tile leaves the tensor along a dimension ``inst.in_bounds`` promised (the GPU would
+    read whatever lies there instead of the out-of-bounds value)."""
+    for d in inst.in_bounds:
+        column, extent = indices[..., d], int(shape[d])
+        bad = (column < 0) | (column >= extent)
+        if bad.any():
+            raise InterpreterError(
+                f"{what} of {inst.tensor.name}: the tile reaches index {int(column[bad].flat[0])} of "
+                f"dimension {d} (extent {extent}), which in_bounds promised it stays inside; drop the "
+                "dimension from in_bounds (out-of-range elements then read as zero) or keep the offsets "
+                "in range"
+            )
+
+
 @register(ir.LoadGlobalInst)
 def load_global(block: BlockState, inst: ir.LoadGlobalInst) -> None:
     binding = block.global_binding(inst.tensor)
     indices = _tile_indices(block, inst.tensor, inst.offsets, inst.output)
+    check_promise(inst, "load_global", binding.shape, indices)
     valid = binding.in_bounds(indices)
     mask = _mask(block, inst.mask, inst.output)
     if mask is not None:
