@@ -15,6 +15,7 @@ Usage (GPU, repository root)::
         [--sm-warps 0,24]   # each configuration also compiled for 24 resident warps an SM (fewer registers)
         [--wgmma]           # each configuration of 4k warps also with x read by wgmma from shared memory
         [--cluster]         # each split configuration also with split-K reduced in a thread-block cluster
+        [--weights-in-registers]  # each configuration also with the weight bytes loaded into registers
 
 ``--operands b,a`` compares the weight packed as the tensor-core B operand (x the m16 operand: the decode
 kernel) with the A operand (the transposed kernel, x the n8 operand: half the mma at M = 1).
@@ -69,6 +70,7 @@ def probe(
     bias_after_dot: bool = False,
     wgmma: bool = False,
     cluster: bool = False,
+    weights_in_registers: bool = False,
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
@@ -94,7 +96,12 @@ def probe(
     space = [
         dict(config, min_blocks=target // config["warps"]) if target else config
         for config in tuner.sweep_space(
-            warps=warps, stages=stages, split_in_cluster=cluster, bias_after_dot=bias_after_dot, wgmma=wgmma
+            warps=warps,
+            stages=stages,
+            split_in_cluster=cluster,
+            bias_after_dot=bias_after_dot,
+            wgmma=wgmma,
+            weights_in_registers=weights_in_registers,
         )
         if tuner.unsuited(config, args) is None
         for target in sm_warps
@@ -184,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every configuration of 2 to 16 splits also with its split-K reduced in a thread-block cluster",
     )
+    parser.add_argument(
+        "--weights-in-registers",
+        action="store_true",
+        help="every configuration also with the weight bytes loaded straight into registers a chunk ahead "
+        "(no shared-memory ring for them)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     if not 1 <= options.m <= 16:
@@ -224,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                 options.bias_after_dot,
                 options.wgmma,
                 options.cluster,
+                options.weights_in_registers,
             )
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
@@ -244,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows_text += f" min_blocks={entry['min_blocks']}" if entry.get("min_blocks") else ""
                 rows_text += " wgmma" if entry.get("wgmma") else ""
                 rows_text += " cluster" if entry.get("split_in_cluster") else ""
+                rows_text += " registers" if entry.get("weights_in_registers") else ""
                 print(
                     f"  warps={entry.get('warps')} stages={entry.get('stages')} split={entry.get('split')}"
                     f"{rows_text}: "

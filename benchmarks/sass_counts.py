@@ -10,7 +10,7 @@ Usage (repository root; needs the ``sass`` extra, ``pip install -e ".[sass]"``, 
 
     python benchmarks/sass_counts.py [--types uint4,int4] [--warps 4] [--stages 4] [--split 1] [--no-pdl]
         [--act bfloat16] [--operand b] [--accumulate] [--rms [--rms-rows 1]] [--bias-after-dot]
-        [--rows 16] [--bytes-per-thread 128]
+        [--rows 16] [--bytes-per-thread 128] [--weights-in-registers]
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ def count(
         cubin.flush()
         text = subprocess.run([tool, "-c", cubin.name], capture_output=True, text=True, check=True).stdout
     loop = main_loop(text)
-    weights = layout.k_chunk * layout.n_per_warp // 32
+    # Weights in registers unroll the K loop twice (two chunks a pass).
+    weights = layout.k_chunk * layout.n_per_warp // 32 * (2 if fused.get("weights_in_registers") else 1)
     return {
         "type": type_name,
         "weights_per_thread": weights,
@@ -167,8 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         help="the magic number left in the weights and taken off by a second dot (integer types; their "
         "zero points after the dot too)",
     )
+    parser.add_argument(
+        "--weights-in-registers",
+        action="store_true",
+        help="the weight bytes loaded straight into registers a chunk ahead (no shared-memory ring for them)",
+    )
     options = parser.parse_args(argv)
     along_k = {"warps_along_k": True} if options.warps_along_k else {}
+    if options.weights_in_registers:
+        along_k["weights_in_registers"] = True
     if options.bias_after_dot:
         along_k["bias_after_dot"] = True
     tool = nvdisasm()

@@ -167,6 +167,13 @@ class DecodeMatmul(anybit.Script):
         tile of zero codes (constants), into the same accumulator: fewer instructions where the conversion,
         not the tensor cores, bounds the loop (8 rows of x). Integer codes stored whole; with zero points
         (scale groups only) those come off after the dot too, as z · Σx a chunk (Σx: a dot of ones).
+    weights_in_registers
+        Load each thread's weight bytes straight from global memory into registers, one chunk ahead of the
+        one it converts, instead of through the shared-memory ring: every byte of a warp tile is read by
+        one thread only, so the ring buys the weights nothing but asynchrony, and costs a copy, a shared
+        load and a slot of capacity a chunk. x, the scales and the zero points keep the ring (x is read by
+        every warp of the block). Shared memory per block drops to x's ring; registers rise by a chunk's
+        bytes a thread / 4.
     """
 
     def __init__(
@@ -187,6 +194,7 @@ class DecodeMatmul(anybit.Script):
         rms_rows: int | None = None,
         rms_k: int | None = None,
         bias_after_dot: bool = False,
+        weights_in_registers: bool = False,
     ) -> None:
         super().__init__()
         if stages < 2:
@@ -231,6 +239,7 @@ class DecodeMatmul(anybit.Script):
                 f"{' in bit planes' if layout.planar else ''}; use bias_after_dot=False"
             )
         self.bias_after_dot = bias_after_dot
+        self.weights_in_registers = weights_in_registers
         # A gated pair (layout.gated, the transposed kernel): y [M, N/2] = silu(x·gateᵀ)·(x·upᵀ), the pairing
         # in f32 before the one rounding (DecodeMatmulTransposed._gate).
         self.gated = layout.gated
@@ -277,7 +286,7 @@ class DecodeMatmul(anybit.Script):
         gz = self._zeros_view(zeros, group_rows, n)
         gy = self._y_view(y, m, n // 2 if self.gated else n)
         sx = self._x_ring()
-        sw = self.shared_tensor(uint8, [stages, warps, pl.tile_bytes])
+        sw = None if self.weights_in_registers else self.shared_tensor(uint8, [stages, warps, pl.tile_bytes])
         ss = self._scales_ring()
         sz = self._zeros_ring()
         powers = float_exponents(pl.dtype, act)  # the float weights' re-biasing off the weights
@@ -296,7 +305,8 @@ class DecodeMatmul(anybit.Script):
             # memory rather than adding to the block's shared memory.
             self.sync()
             for ring in (sx, sw, ss, sz):
-                self.free_shared(ring)
+                if ring is not None:
+                    self.free_shared(ring)
         if split > 1:
             acc = self._sum_splits(acc, m, n, m0, n0)
         if pl.per_channel:
@@ -344,7 +354,11 @@ class DecodeMatmul(anybit.Script):
         # past M are zero-filled (see _copy_x).
         for stage in range(stages - 1):
             if stage < runs:
-                self._copy_weights(gw, gs, gz, sw[stage], ss[stage], sz[stage], first + stage * kw, n0)
+                self._copy_weights(
+                    gw, gs, gz, self._weight_slot(sw, stage), ss[stage], sz[stage], first + stage * kw, n0
+                )
+        # Weights in registers: chunk first's bytes before the wait (the previous kernel does not write them).
+        weights_ahead = self._load_weight_bytes(gw, first) if self.weights_in_registers else None
         if self.dependent_launch:
             self.wait_prior_grids()
             # The previous kernel has completed: let the next one launch now, so its blocks take the SMs'
@@ -374,17 +388,38 @@ class DecodeMatmul(anybit.Script):
                     squares = self._rms_add(squares, self._rms_load(gx_rows, m0 + part * RMS_ROWS, rms_step))
                 self._rms_stash(table, squares, part)
             inverse_rms = self._rms_finish(table, k)
-        for step in self.range(runs):
+        # Weights in registers: two buffers, the loop unrolled twice so the compiler can alternate them
+        # instead of copying one into the other a chunk.
+        for step in self.range(runs, unroll=2 if self.weights_in_registers else None):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
             # prefetch below. Prefetches past the end of the run are skipped (a uniform branch: cheaper than
             # the bounds checks and zero-fill selects of every copy it lets the copies drop).
             ahead, slot = self._ring_step(step)
             if ahead < runs:
                 self._copy_chunk(
-                    gx, gw, gs, gz, sx[slot], sw[slot], ss[slot], sz[slot], first + ahead * kw, m0, n0
+                    gx,
+                    gw,
+                    gs,
+                    gz,
+                    sx[slot],
+                    self._weight_slot(sw, slot),
+                    ss[slot],
+                    sz[slot],
+                    first + ahead * kw,
+                    m0,
+                    n0,
                 )
             self.copy_async_commit_group()
             current = step % stages
+            if self.weights_in_registers:  # this chunk's bytes out of the way, the next chunk's loads issued
+                weight_bytes = self._copy_registers(weights_ahead)
+                if step + 1 < runs:
+                    self._reload_weight_bytes(weights_ahead, gw, first + (step + 1) * kw)
+                load_weight_bytes = lambda part, first_byte, loaded=weight_bytes: loaded[first_byte]  # noqa: E731
+            else:
+                load_weight_bytes = lambda part, first_byte, tile=sw[current]: self._tile_bytes(  # noqa: E731
+                    tile, part, first_byte
+                )
             tile_x = self._x_operand(sx[current])
             if powers.x:  # bf16 float weights as their bit-aligned bits: x lifted instead (float_exponents)
                 tile_x = tile_x * 2.0**powers.x
@@ -396,7 +431,7 @@ class DecodeMatmul(anybit.Script):
                 pl,
                 warps,
                 act,
-                lambda part, first_byte, tile=sw[current]: self._tile_bytes(tile, part, first_byte),
+                load_weight_bytes,
                 zero=zero,
                 exponent=0 if self.has_zeros else powers.weights,
                 biased=self.bias_after_dot,
@@ -660,8 +695,55 @@ class DecodeMatmul(anybit.Script):
         return self.global_view(weight, uint8, [k // pl.k_chunk, n // pl.n_per_warp, pl.tile_bytes])
 
     def _copy_weight_tiles(self, gw, sw, chunk) -> None:
-        """Start copying chunk ``chunk``'s packed weight tiles of this block's warps."""
-        self.copy_async(gw, sw, [chunk, self.blockIdx.x * self.warps, 0], in_bounds=True)
+        """Start copying chunk ``chunk``'s packed weight tiles of this block's warps (none: weights in
+        registers)."""
+        if sw is not None:
+            self.copy_async(gw, sw, [chunk, self.blockIdx.x * self.warps, 0], in_bounds=True)
+
+    def _weight_slot(self, sw, index):
+        """The weight ring's slot ``index``, or None with the weights in registers (no ring)."""
+        return None if sw is None else sw[index]
+
+    def _weight_parts(self) -> dict:
+        """{first byte: part} of a block tile: the packed layout itself, or its two bit planes."""
+        pl = self.layout
+        if pl.planar:
+            return dict(zip(pl.plane_byte_offsets, pl.plane_layouts(), strict=True))
+        return {0: pl}
+
+    def _load_weight_bytes(self, gw, chunk) -> dict:
+        """{first byte: the bytes [warps, part.tile_bytes] of chunk ``chunk``'s block tile part, in
+        registers} (:meth:`_weight_parts`), loaded from global memory in ``part.block_byte_layout``: each
+        thread its own 16-byte vectors of the packed tile."""
+        return {
+            first_byte: self._load_weight_part(gw, chunk, part, first_byte)
+            for first_byte, part in self._weight_parts().items()
+        }
+
+    def _load_weight_part(self, gw, chunk, part, first_byte):
+        """Chunk ``chunk``'s bytes of one part of this block's tile (every chunk below K / k_chunk and every
+        block column inside N: no bounds checks)."""
+        return self.load_global(
+            gw,
+            [chunk, self.blockIdx.x * self.warps, first_byte],
+            [self.warps, part.tile_bytes],
+            layout=part.block_byte_layout(self.warps),
+            in_bounds=True,
+        )
+
+    def _reload_weight_bytes(self, loaded: dict, gw, chunk) -> None:
+        """Chunk ``chunk``'s weight bytes into the registers of ``loaded`` (:meth:`_load_weight_bytes`)."""
+        for first_byte, part in self._weight_parts().items():
+            self.assign(loaded[first_byte], self._load_weight_part(gw, chunk, part, first_byte))
+
+    def _copy_registers(self, loaded: dict) -> dict:
+        """A copy of each register tile of ``loaded`` (the chunk converted now, while its registers take the
+        next chunk's loads)."""
+        copies = {}
+        for first_byte, tile in loaded.items():
+            copies[first_byte] = self.register_tensor(tile.dtype, list(tile.shape), layout=tile.layout)
+            self.assign(copies[first_byte], tile)
+        return copies
 
     def _load_scales(self, slot):
         """A step's scale row(s) from their ring slot, shaped to multiply the step's partial sum."""

@@ -394,10 +394,24 @@ class DecodeMatmulTransposed(DecodeMatmul):
     def _copy_weight_tiles(self, gw, sw, chunk) -> None:
         """With K groups, chunks chunk … chunk + k_groups − 1 of this block's warp tile, a warp's each."""
         if self.k_groups > 1:
-            tile_bytes = self.layout.tile_bytes
-            self.copy_async(gw, sw, [chunk, self.blockIdx.x * tile_bytes], in_bounds=True)
+            if sw is not None:
+                tile_bytes = self.layout.tile_bytes
+                self.copy_async(gw, sw, [chunk, self.blockIdx.x * tile_bytes], in_bounds=True)
             return
         super()._copy_weight_tiles(gw, sw, chunk)
+
+    def _load_weight_part(self, gw, chunk, part, first_byte):
+        """With K groups, chunks chunk … chunk + k_groups − 1 of one part of this block's warp tile, a warp's
+        each, straight into registers."""
+        if self.k_groups > 1:
+            return self.load_global(
+                gw,
+                [chunk, self.blockIdx.x * self.layout.tile_bytes + first_byte],
+                [self.k_groups, part.tile_bytes],
+                layout=part.block_byte_layout(self.k_groups),
+                in_bounds=True,
+            )
+        return super()._load_weight_part(gw, chunk, part, first_byte)
 
     def _copy_group_rows(self, gs, gz, ss, sz, chunk, n0) -> None:
         """Start copying chunk ``chunk``'s scale column (transposed view) and zero-point row; with K groups,

@@ -36,7 +36,9 @@ class DecodeConfig:
     sums meet in a thread-block cluster (``split_in_cluster``, sm_90, split ≤ 16); and whether the weights'
     conversion leaves its magic number for a second ``dot`` to take off (``bias_after_dot``: integer codes
     stored whole, without zero points; see :class:`DecodeMatmul`); and whether the tensor cores read x from
-    its ring slot (``wgmma``, operand "a" only, warps in groups of 4; see :class:`DecodeMatmulTransposed`)."""
+    its ring slot (``wgmma``, operand "a" only, warps in groups of 4; see :class:`DecodeMatmulTransposed`);
+    and whether each thread's weight bytes go straight into registers a chunk ahead instead of through the
+    shared-memory ring (``weights_in_registers``; see :class:`DecodeMatmul`)."""
 
     warps: int = 4
     stages: int = 4
@@ -46,6 +48,7 @@ class DecodeConfig:
     split_in_cluster: bool = False  # split-K reduced in a thread-block cluster (sm_90, split ≤ 16)
     bias_after_dot: bool = False  # the conversion's magic number taken off by a second dot
     wgmma: bool = False  # operand "a" only: x read by wgmma from shared memory
+    weights_in_registers: bool = False  # the weight bytes loaded into registers, not through the ring
 
     def block_columns(self, layout: PackedLayout) -> int:
         """Output columns a block of this configuration covers for ``layout``."""
@@ -114,6 +117,7 @@ def decode_kernel(
     options = dict(has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages)
     options.update(split_in_cluster=config.split_in_cluster, bias_after_dot=config.bias_after_dot)
     options.update(accumulate=accumulate, rms_eps=rms_eps, rms_rows=rms_rows, rms_k=rms_k)
+    options.update(weights_in_registers=config.weights_in_registers)
     if layout.operand == "a":
         return DecodeMatmulTransposed(
             layout,

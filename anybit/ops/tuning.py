@@ -366,13 +366,15 @@ class DecodeTuner(TunedKernel):
         split_in_cluster: bool = False,
         bias_after_dot: bool = False,
         wgmma: bool = False,
+        weights_in_registers: bool = False,
     ) -> list[dict]:
         """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp and stage
         counts replaced by ``warps`` / ``stages`` where given (the benchmarks' sweeps of configurations
         outside it), each configuration once; with ``split_in_cluster``, each of 2 to 16 splits also with its
         split-K reduced in a cluster (:func:`with_split_in_cluster`); with ``bias_after_dot``, each
         configuration also with the conversion's bias taken off by a second dot, where the weight type takes
-        it (integer codes stored whole, no zero points)."""
+        it (integer codes stored whole, no zero points); with ``weights_in_registers``, each configuration
+        also with the weight bytes loaded straight into registers (no shared ring for them)."""
         warps, stages = tuple(warps), tuple(stages)
         found: list[dict] = []
         for config in self.base_configs:
@@ -392,6 +394,8 @@ class DecodeTuner(TunedKernel):
                 and not config.get("warps_along_k")
                 and not config.get("bias_after_dot")
             ]
+        if weights_in_registers:
+            found = found + [dict(config, weights_in_registers=True) for config in found]
         return found
 
     def _takes_bias_after_dot(self) -> bool:

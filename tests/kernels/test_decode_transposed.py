@@ -561,3 +561,81 @@ def test_wgmma_refuses_what_it_cannot_take():
     p = pack(q, layout=choose_layout("float4_e2m1", 128, 256, 128, operand="a"))
     with pytest.raises(ValueError, match="not bf16 activations with float weights"):
         DecodeMatmulTransposed(p.layout, BF16, wgmma=True, warps=4)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "group", "m", "zeros", "split", "warps", "rows", "bias", "act"), CASES
+)
+def test_weights_in_registers_on_the_interpreter(dtype, n, k, group, m, zeros, split, warps, rows, bias, act):
+    """Each thread's weight bytes loaded straight into registers a chunk ahead (no shared ring for them):
+    the same product, bit planes, zero points, split-K and uneven runs included."""
+    options = dict(warps=warps, split=split, rows=rows, weights_in_registers=True)
+    kernel = _check_transposed(dtype, n, k, group, m, zeros, bias, act, **options)
+    assert kernel.weights_in_registers
+
+
+# (type, zero points, M, act, options): weights in registers with the kernel's folds
+REGISTER_FOLD_CASES = [
+    ("int4", False, 3, F16, dict(warps=4, split=2, warps_along_k=True, accumulate=True, rms=True)),
+    ("uint4", True, 1, F16, dict(warps=4, split=1, warps_along_k=True)),  # zero points by K group
+    ("int5", False, 2, BF16, dict(warps=2, split=4, split_in_cluster=True, accumulate=True)),  # planes
+    ("uint4", True, 5, F16, dict(warps=2, split=2, bias_after_dot=True)),  # zero points after the dot
+    ("int4", False, 16, F16, dict(warps=4, split=2, rows=16, wgmma=True)),
+]
+
+
+@pytest.mark.parametrize(("dtype", "zeros", "m", "act", "options"), REGISTER_FOLD_CASES)
+def test_weights_in_registers_take_every_fold(dtype, zeros, m, act, options):
+    """Weights in registers with the warps along K (a step's chunks, one a warp), split-K in a cluster,
+    the bias after the dot, ``wgmma``, the residual and the row RMS: the same result as the reference."""
+    n, k, group = 128, 1024, 128
+    options = dict(options)
+    rms, accumulate, rows = (
+        options.pop("rms", False),
+        options.get("accumulate", False),
+        options.pop("rows", 8),
+    )
+    q = random_quantized(dtype, n, k, group, act, zero_point=zeros, seed=fresh_seed())
+    p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
+    x, residual, y = _fold_inputs(m, k, n, act, accumulate)
+    eps = 1e-5
+    kernel = _folded_kernel(
+        p, act, rms, eps, m, k, rows=rows, has_zeros=zeros, weights_in_registers=True, **options
+    )
+    anybit.interpret(kernel, x, p.data, p.scales, p.zeros if zeros else p.scales, p.scales, y, m, n, k)
+    expected = _fold_reference(x, q, eps, rms, residual, accumulate)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, expected) <= TOLERANCE[act]
+
+
+def test_weights_in_registers_leave_shared_memory_to_x():
+    """The weight ring is gone: the block's shared memory is x's, the scales' and the zero points' rings
+    (int4 at 8 warps and 4 stages: 4 × 8 tiles of weight slots less), and nothing spills."""
+    p = pack(
+        random_quantized("int4", 2048, 1024, 128, F16, seed=fresh_seed()),
+        layout=choose_layout("int4", 2048, 1024, 128, operand="a"),
+    )
+    used = {}
+    for in_registers in (False, True):
+        kernel = DecodeMatmulTransposed(
+            p.layout, F16, warps=8, stages=4, rows=16, weights_in_registers=in_registers
+        )
+        compiled = anybit.compile(kernel, *(None,) * 6, 16, 2048, 1024, arch="sm_90a")
+        assert compiled.resources.stack_frame_bytes == 0
+        used[in_registers] = compiled.kernel_source.dynamic_shared_bytes
+    assert used[False] - used[True] == 4 * 8 * p.layout.tile_bytes
+
+
+@pytest.mark.parametrize(("dtype", "m", "split"), [("uint2", 5, 2), ("int5", 16, 1), ("float4_e2m1", 3, 3)])
+def test_weights_in_registers_with_the_weight_as_the_b_operand(dtype, m, split):
+    """The x-as-A decode kernel (weights packed as the B operand) takes the option too."""
+    n, k, group, act = 256, 512, 128, F16
+    zeros = dtype.startswith("u")
+    q = random_quantized(dtype, n, k, group, act, zero_point=zeros, seed=fresh_seed())
+    p = pack(q, layout=choose_layout(dtype, n, k, group, operand="b"))
+    x = torch.randn(m, k).to(act)
+    out = torch.full((m, n), float("nan"), dtype=act)
+    config = dict(warps=2, stages=3, split=split, weights_in_registers=True)
+    y = decode_matmul(x, p, out=out, config=config)
+    assert y is out and torch.isfinite(y).all()
+    assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]

@@ -260,13 +260,22 @@ def _check_folded(dtype, act, m, n, operand, config, accumulate, rms, k: int = K
         ("wgmma", "float6_e3m2", torch.float16, 3, 2, 4, 8, False, "a"),
         ("wgmma", "int8", torch.bfloat16, 9, 1, 8, 16, False, "a"),
         ("wgmma", "uint1", torch.float16, 1, 8, 4, 8, False, "a"),
+        # the weight bytes straight into registers a chunk ahead (no shared ring for them)
+        ("weights_in_registers", "int4", torch.float16, 1, 2, 8, 8, False, "a"),
+        ("weights_in_registers", "uint4", torch.bfloat16, 16, 1, 8, 16, False, "a"),
+        ("weights_in_registers", "float4_e2m1", torch.float16, 13, 2, 4, 16, False, "a"),
+        ("weights_in_registers", "int6", torch.float16, 16, 1, 8, 16, False, "a"),  # bit planes
+        ("weights_in_registers", "uint3", torch.bfloat16, 3, 4, 4, 8, True, "a"),  # planes, warps along K
+        ("weights_in_registers", "float8_e4m3", torch.float16, 2, 4, 4, 8, False, "a"),
+        ("weights_in_registers", "uint2", torch.float16, 5, 2, 4, None, False, "b"),
     ],
 )
 @pytest.mark.parametrize("fusion", ["none", "both"])
 def test_kernel_options_on_cuda(option, dtype, act, m, split, warps, rows, along_k, operand, fusion):
     """Split-K's partials meeting in the block column's thread-block cluster (sm_90), the weights' magic
-    number taken off by a second dot (the GPU's bias is its conversions' own; zero points after it too), and
-    x read by wgmma from shared memory, folds included."""
+    number taken off by a second dot (the GPU's bias is its conversions' own; zero points after it too),
+    x read by wgmma from shared memory, and the weight bytes loaded straight into registers, folds
+    included."""
     both = fusion == "both" and operand == "a"  # the folds need the transposed kernel
     config = {"warps": warps, "stages": 4, "split": split, option: True}
     if operand == "a":
