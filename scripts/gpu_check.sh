@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,bench_gpus_8b,bench_gpus_70b"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -405,6 +405,21 @@ occupancy_probe() {  # occupancy_probe TYPES: the probes, for two_gpus.sh
 }
 step occupancy32 585 bash scripts/two_gpus.sh "$RESULTS/occupancy32_second.log" \
     "$(occupancy_probe int4,uint4)" "$(occupancy_probe float4_e2m1,int6,float6_e3m2)"
+# The weight bytes straight into registers a chunk ahead (weights_in_registers: no shared ring for them, x's
+# ring and barrier kept): this session's GPU tests on GPU 0 (the kernels' tier, load_global's promise, the
+# tuner's tie-break, the runtime tier), then every configuration with and without it at M = 16 on the two
+# large shapes (int4 and float4_e2m1 on GPU 0; int6, uint4 and int4 at M = 1 on GPU 1).
+registers_probe() {  # registers_probe TYPES M STAGES: the probes, for two_gpus.sh
+    echo "for type in $(echo $1 | tr , ' '); do $PYTHON benchmarks/decode_probe.py --types \$type --m $2 \
+        --warps 4,8 --stages $3 --weights-in-registers --shapes 57344x8192,8192x28672 \
+        --out $RESULTS/registers_\${type}_m$2 || exit 1; done"
+}
+step registers 585 bash scripts/two_gpus.sh "$RESULTS/registers_second.log" \
+    "$PYTHON -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels tests/lang/test_load_in_bounds.py \
+    && $PYTHON -m pytest -m gpu -q -p timeout --timeout=150 -n 4 tests/runtime \
+    && $PYTHON -m pytest -m gpu -q -p timeout --timeout=150 tests/ops/test_gpu_ops.py -k ties \
+    && $(registers_probe int4,float4_e2m1 16 3,4)" \
+    "$(registers_probe int6 16 2,3) && $(registers_probe uint4 16 3,4) && $(registers_probe int4 1 3,4)"
 # The weights' magic number taken off by a second dot (bias_after_dot): its GPU tests, then every
 # configuration of a Llama-3-8B layer's four shapes in a row with and without it (int4 and int2, M = 1).
 step bias_after_dot 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 4 \
