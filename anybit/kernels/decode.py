@@ -415,17 +415,19 @@ class DecodeMatmul(anybit.Script):
                 weight_bytes = self._copy_registers(weights_ahead)
                 if step + 1 < runs:
                     self._reload_weight_bytes(weights_ahead, gw, first + (step + 1) * kw)
-                load_weight_bytes = lambda part, first_byte, loaded=weight_bytes: loaded[first_byte]  # noqa: E731
-            else:
-                load_weight_bytes = lambda part, first_byte, tile=sw[current]: self._tile_bytes(  # noqa: E731
-                    tile, part, first_byte
-                )
             tile_x = self._x_operand(sx[current])
             if powers.x:  # bf16 float weights as their bit-aligned bits: x lifted instead (float_exponents)
                 tile_x = tile_x * 2.0**powers.x
             zero = None
             if self.has_zeros and not self.zeros_after_dot:  # codes: subtracted in the conversion, for free
                 zero = zero_row if pl.per_channel else self._load_zeros(sz[current])
+            # (The ring slot's view is taken here, after x's: the shipped tunings' kernels are this code.)
+            if self.weights_in_registers:
+                load_weight_bytes = lambda part, first_byte, loaded=weight_bytes: loaded[first_byte]  # noqa: E731
+            else:
+                load_weight_bytes = lambda part, first_byte, tile=sw[current]: self._tile_bytes(  # noqa: E731
+                    tile, part, first_byte
+                )
             weights = decode_tile(
                 self,
                 pl,

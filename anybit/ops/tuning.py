@@ -72,6 +72,13 @@ WIDE_TILE_RINGS: dict[int, tuple[dict, ...]] = {
     8: ({"stages": 3}, {"stages": 2}),
     16: ({"stages": 2}, {"stages": 3}),
 }
+#: The transposed kernel at 16 rows also tries each configuration (but the occupancy variants) with the weight
+#: bytes loaded straight into registers a chunk ahead (``weights_in_registers``: no shared ring for them) for
+#: codes below 8 bits. On the H200 (2026-11-30, ``decode_probe.py --m 16 --warps 4,8 --weights-in-registers``,
+#: fp16, best configuration by kernel time with and without): int4 57344×8192 77.5 against 80.9 µs,
+#: 8192×28672 37.9 against 40.4; float4_e2m1 8192×28672 40.2 against 43.2; uint4 0.96–0.99, int6 (64-byte
+#: tiles) 0.99–1.04. At 8 rows it was mixed (int4 0.97 and 1.06 on the two large shapes), so not there.
+REGISTER_WEIGHT_ROWS = 16
 #: Weights of at most this many elements (N · K; 8192 × 8192 and the Llama-3-8B projections below it) spend
 #: a third of a call in a launch's fixed costs (the ring's fill, split-K's partial sums), so the transposed
 #: kernel's tuner also tries, for them only, every configuration with :data:`SMALL_WEIGHT_RING` and every
@@ -239,6 +246,12 @@ class DecodeTuner(TunedKernel):
                     for ring in rings
                     for c in self.base_configs
                     if c["rows"] == rows
+                ]
+            if fixed["layout"].dtype.nbits < 8:
+                self.configs += [
+                    dict(c, weights_in_registers=True)
+                    for c in self.configs
+                    if c["rows"] == REGISTER_WEIGHT_ROWS and not c.get("min_blocks")
                 ]
             self._small_weight_only = self._add_small_weight_variants()
         # The opt-in variants: tuned only when asked, but a stored or shipped record naming one is taken.

@@ -282,7 +282,9 @@ def test_the_transposed_kernel_tries_more_resident_warps_at_16_rows():
     tuner = tuner_for(choose_layout("int4", 57344, 8192, 128), torch.float16, False, False)
     variants = [config for config in tuner.configs if config.get("min_blocks")]
     small = [config for config in tuner.configs if bucket_text(config) in tuner._small_weight_only]
-    assert variants and len(tuner.configs) == len(tuner.base_configs) + len(variants) + len(small)
+    in_registers = [config for config in tuner.configs if config.get("weights_in_registers")]
+    assert len(tuner.configs) == len(tuner.base_configs) + len(variants) + len(small) + len(in_registers)
+    assert variants
     assert all(c["rows"] == 16 and c["warps"] in OCCUPANCY_WARPS for c in variants)
     assert all(c["stages"] == OCCUPANCY_VARIANT["stages"] for c in variants)
     assert {c["split"] for c in variants} == {c["split"] for c in tuner.base_configs}
@@ -500,7 +502,10 @@ def test_wide_tiles_below_eight_bits_also_try_shorter_rings():
     extra = [
         c
         for c in tuner.configs
-        if c not in tuner.base_configs and not c.get("min_blocks") and not tuner._small_weight_variant(c)
+        if c not in tuner.base_configs
+        and not c.get("min_blocks")
+        and not c.get("weights_in_registers")
+        and not tuner._small_weight_variant(c)
     ]
     eight_rows = [c for c in tuner.base_configs if c["rows"] == 8]
     sixteen_rows = [c for c in tuner.base_configs if c["rows"] == 16]
@@ -561,3 +566,39 @@ def test_decode_ties_are_broken_by_one_launch_alone_on_the_gpu_only(monkeypatch)
     assert run.launches == 1
     run()
     assert launched == [(instance, args)]
+
+
+def test_sixteen_rows_below_eight_bits_also_try_weights_in_registers():
+    """Each 16-row configuration of a weight below 8 bits (its shorter rings included, not the occupancy
+    variants) is tried again with the weight bytes loaded straight into registers; 8 rows, 8-bit codes and
+    the B packing are not; the variants build and run."""
+    from anybit.ops.tuning import REGISTER_WEIGHT_ROWS
+
+    for type_name in ("int4", "uint5"):
+        tuner = tuner_for(
+            choose_layout(type_name, 57344, 8192, 128), torch.float16, type_name[0] == "u", False
+        )
+        plain = [
+            c
+            for c in tuner.configs
+            if not c.get("weights_in_registers") and not tuner._small_weight_variant(c)
+        ]
+        in_registers = [c for c in tuner.configs if c.get("weights_in_registers")]
+        expected = [
+            dict(c, weights_in_registers=True)
+            for c in plain
+            if c["rows"] == REGISTER_WEIGHT_ROWS and not c.get("min_blocks")
+        ]
+        assert in_registers == expected and len(expected) > 4
+        assert all(tuner.accepts(c) for c in in_registers)
+        assert len({bucket_text(c) for c in tuner.configs}) == len(tuner.configs)
+        config = next(c for c in in_registers if tuner.unsuited(c, shape_args(16, 57344, 8192)) is None)
+        program, source = tuner.built(config, (None,) * 6 + (16, 57344, 8192), "sm_90a")
+        assert program is not None and source.source
+        assert tuner.instance(config).weights_in_registers
+    for layout in (
+        choose_layout("int8", 57344, 8192, 128),
+        choose_layout("int4", 57344, 8192, 128, operand="b"),
+    ):
+        tuner = tuner_for(layout, torch.float16, False, False)
+        assert not any(c.get("weights_in_registers") for c in tuner.configs)
