@@ -1,5 +1,6 @@
-"""``copy_async(..., in_bounds=..., clamp=...)``: tiles the program promises lie inside their tensor (no
-checks), and tiles whose indices past the end read the edge element instead of zero."""
+"""``copy_async(..., in_bounds=..., clamp=...)`` and ``load_global(..., in_bounds=...)``: tiles the program
+promises lie inside their tensor (no checks), and tiles whose indices past the end read the edge element
+instead of zero."""
 
 import numpy as np
 import pytest
@@ -33,6 +34,22 @@ class ChunkCopy(anybit.Script):
         self.store_global(gy, self.load_shared(tile), [0, self.blockIdx.x * COLS])
 
 
+class ChunkLoad(ChunkCopy):
+    """The same chunks loaded straight into registers with ``load_global`` (``in_bounds`` as given)."""
+
+    def __call__(self, x: anybit.ptr(float16), y: anybit.ptr(float16), chunks: anybit.int32):
+        self.attrs.blocks = [chunks]
+        self.attrs.warps = 2
+        gx = self.global_view(x, float16, [ROWS, chunks * COLS])
+        gy = self.global_view(y, float16, [ROWS, chunks * COLS])
+        column = (self.blockIdx.x + self.shift) * COLS
+        tile = self.load_global(gx, [0, column], [ROWS, COLS], in_bounds=self.in_bounds)
+        self.store_global(gy, tile, [0, self.blockIdx.x * COLS])
+
+
+CHUNK_KERNELS = [ChunkCopy, ChunkLoad]
+
+
 def _run(kernel, chunks: int = 3):
     x = np.random.default_rng().standard_normal((ROWS, chunks * COLS)).astype(np.float16)
     y = np.full_like(x, np.nan)
@@ -40,34 +57,44 @@ def _run(kernel, chunks: int = 3):
     return x, y
 
 
+@pytest.mark.parametrize("kernel", CHUNK_KERNELS)
 @pytest.mark.parametrize("in_bounds", [(), (1,), (0, 1), True])
-def test_a_kept_promise_copies_the_same(in_bounds):
-    x, y = _run(ChunkCopy(in_bounds))
+def test_a_kept_promise_copies_the_same(kernel, in_bounds):
+    x, y = _run(kernel(in_bounds))
     np.testing.assert_array_equal(y, x)
 
 
-def test_without_a_promise_past_the_end_reads_zeros():
-    x, y = _run(ChunkCopy((), shift=1))
+@pytest.mark.parametrize("kernel", CHUNK_KERNELS)
+def test_without_a_promise_past_the_end_reads_zeros(kernel):
+    x, y = _run(kernel((), shift=1))
     np.testing.assert_array_equal(y[:, : 2 * COLS], x[:, COLS:])
     np.testing.assert_array_equal(y[:, 2 * COLS :], 0)
 
 
-def test_a_broken_promise_is_reported():
-    with pytest.raises(InterpreterError, match="in_bounds promised"):
-        _run(ChunkCopy((1,), shift=1))
+@pytest.mark.parametrize(("kernel", "name"), [(ChunkCopy, "copy_async"), (ChunkLoad, "load_global")])
+def test_a_broken_promise_is_reported(kernel, name):
+    with pytest.raises(InterpreterError, match=f"{name} of .*in_bounds promised"):
+        _run(kernel((1,), shift=1))
 
 
+@pytest.mark.parametrize("kernel", CHUNK_KERNELS)
 @pytest.mark.parametrize("bad", [(2,), (-1,), ("1",), 1.5, (True,)])
-def test_in_bounds_must_name_dimensions(bad):
+def test_in_bounds_must_name_dimensions(kernel, bad):
     with pytest.raises(KernelDefinitionError, match="in_bounds"):
-        _run(ChunkCopy(bad))
+        _run(kernel(bad))
 
 
-def _source(in_bounds, clamp=()) -> str:
+def _source(in_bounds, clamp=(), kernel=ChunkCopy) -> str:
     from anybit.runtime import compiler
 
-    program = ChunkCopy(in_bounds, clamp=clamp).program(None, None, 3)
+    program = kernel(in_bounds, clamp=clamp).program(None, None, 3)
     return compiler.generate_source(program, "sm_90a").source
+
+
+def test_a_promised_load_gets_no_check():
+    checked, promised = (_source(b, kernel=ChunkLoad).split("__global__")[-1] for b in ((), True))
+    assert "*(const uint4*)" in checked and "*(const uint4*)" in promised  # 16-byte vectors either way
+    assert "} else {" in checked and "} else {" not in promised  # no bound compare, no zero-fill
 
 
 class RowsCopy(anybit.Script):
@@ -127,14 +154,15 @@ def test_clamped_rows_on_the_gpu(m):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("kernel", CHUNK_KERNELS)
 @pytest.mark.parametrize("in_bounds", [(), True])
-def test_promised_copies_on_the_gpu(in_bounds):
+def test_promised_copies_on_the_gpu(kernel, in_bounds):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("needs an NVIDIA GPU (torch.cuda.is_available() is False)")
     chunks = 40
     x = torch.randn(ROWS, chunks * COLS, device="cuda", dtype=torch.float16)
     y = torch.full_like(x, float("nan"))
-    ChunkCopy(in_bounds)(x, y, chunks)
+    kernel(in_bounds)(x, y, chunks)
     torch.cuda.synchronize()
     assert torch.equal(y, x)
