@@ -415,7 +415,7 @@ registers_probe() {  # registers_probe TYPES M STAGES: the probes, for two_gpus.
         --out $RESULTS/registers_\${type}_m$2 || exit 1; done"
 }
 step registers 585 bash scripts/two_gpus.sh "$RESULTS/registers_second.log" \
-    "$PYTHON -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels \
+    "$PYTHON -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 16 tests/kernels tests/lang/test_copy_in_bounds.py \
     && $PYTHON -m pytest -m gpu -q -p timeout --timeout=150 -n 4 tests/runtime \
     && $PYTHON -m pytest -m gpu -q -p timeout --timeout=150 tests/ops/test_gpu_ops.py -k ties \
     && $(registers_probe int4,float4_e2m1 16 3,4)" \
