@@ -71,6 +71,7 @@ def probe(
     wgmma: bool = False,
     cluster: bool = False,
     weights_in_registers: bool = False,
+    late_weight_loads: bool = False,
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
@@ -102,6 +103,7 @@ def probe(
             bias_after_dot=bias_after_dot,
             wgmma=wgmma,
             weights_in_registers=weights_in_registers,
+            late_weight_loads=late_weight_loads,
         )
         if tuner.unsuited(config, args) is None
         for target in sm_warps
@@ -197,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         help="every configuration also with the weight bytes loaded straight into registers a chunk ahead "
         "(no shared-memory ring for them)",
     )
+    parser.add_argument(
+        "--late-weight-loads",
+        action="store_true",
+        help="every configuration also with the weight bytes in registers, the next chunk's loads issued after "
+        "the conversion (one chunk's bytes held)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     if not 1 <= options.m <= 16:
@@ -238,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                 options.wgmma,
                 options.cluster,
                 options.weights_in_registers,
+                options.late_weight_loads,
             )
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
@@ -259,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows_text += " wgmma" if entry.get("wgmma") else ""
                 rows_text += " cluster" if entry.get("split_in_cluster") else ""
                 rows_text += " registers" if entry.get("weights_in_registers") else ""
+                rows_text += " late" if entry.get("late_weight_loads") else ""
                 print(
                     f"  warps={entry.get('warps')} stages={entry.get('stages')} split={entry.get('split')}"
                     f"{rows_text}: "

@@ -174,6 +174,10 @@ class DecodeMatmul(anybit.Script):
         load and a slot of capacity a chunk. x, the scales and the zero points keep the ring (x is read by
         every warp of the block). Shared memory per block drops to x's ring; registers rise by a chunk's
         bytes a thread / 4.
+    late_weight_loads
+        With ``weights_in_registers``: issue the next chunk's weight loads after this chunk's conversion, into
+        the same registers (one chunk's bytes held, no copy, the loop not unrolled) instead of before it
+        (two chunks' bytes): fewer registers, less time to hide the loads behind.
     """
 
     def __init__(
@@ -195,6 +199,7 @@ class DecodeMatmul(anybit.Script):
         rms_k: int | None = None,
         bias_after_dot: bool = False,
         weights_in_registers: bool = False,
+        late_weight_loads: bool = False,
     ) -> None:
         super().__init__()
         if stages < 2:
@@ -240,6 +245,11 @@ class DecodeMatmul(anybit.Script):
             )
         self.bias_after_dot = bias_after_dot
         self.weights_in_registers = weights_in_registers
+        if late_weight_loads and not weights_in_registers:
+            raise ValueError(
+                "late_weight_loads orders the weights' register loads: set weights_in_registers=True"
+            )
+        self.late_weight_loads = late_weight_loads
         # A gated pair (layout.gated, the transposed kernel): y [M, N/2] = silu(x·gateᵀ)·(x·upᵀ), the pairing
         # in f32 before the one rounding (DecodeMatmulTransposed._gate).
         self.gated = layout.gated
@@ -390,7 +400,8 @@ class DecodeMatmul(anybit.Script):
             inverse_rms = self._rms_finish(table, k)
         # Weights in registers: two buffers, the loop unrolled twice so the compiler can alternate them
         # instead of copying one into the other a chunk.
-        for step in self.range(runs, unroll=2 if self.weights_in_registers else None):
+        two_buffers = self.weights_in_registers and not self.late_weight_loads
+        for step in self.range(runs, unroll=2 if two_buffers else None):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
             # prefetch below. Prefetches past the end of the run are skipped (a uniform branch: cheaper than
             # the bounds checks and zero-fill selects of every copy it lets the copies drop).
@@ -411,7 +422,11 @@ class DecodeMatmul(anybit.Script):
                 )
             self.copy_async_commit_group()
             current = step % stages
-            if self.weights_in_registers:  # this chunk's bytes out of the way, the next chunk's loads issued
+            if self.late_weight_loads:  # converted in place; the next chunk's loads go out after it
+                weight_bytes = weights_ahead
+            elif (
+                self.weights_in_registers
+            ):  # this chunk's bytes out of the way, the next chunk's loads issued
                 weight_bytes = self._copy_registers(weights_ahead)
                 if step + 1 < runs:
                     self._reload_weight_bytes(weights_ahead, gw, first + (step + 1) * kw)
@@ -438,6 +453,8 @@ class DecodeMatmul(anybit.Script):
                 exponent=0 if self.has_zeros else powers.weights,
                 biased=self.bias_after_dot,
             )
+            if self.late_weight_loads and step + 1 < runs:  # the converted bytes are dead: reuse them
+                self._reload_weight_bytes(weights_ahead, gw, first + (step + 1) * kw)
             if pl.per_channel:
                 self._dot(tile_x, weights, acc)
                 if negated_bias is not None:

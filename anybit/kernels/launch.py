@@ -49,6 +49,7 @@ class DecodeConfig:
     bias_after_dot: bool = False  # the conversion's magic number taken off by a second dot
     wgmma: bool = False  # operand "a" only: x read by wgmma from shared memory
     weights_in_registers: bool = False  # the weight bytes loaded into registers, not through the ring
+    late_weight_loads: bool = False  # with weights_in_registers: the next chunk's loads after the conversion
 
     def block_columns(self, layout: PackedLayout) -> int:
         """Output columns a block of this configuration covers for ``layout``."""
@@ -117,7 +118,9 @@ def decode_kernel(
     options = dict(has_zeros=has_zeros, has_bias=has_bias, warps=config.warps, stages=config.stages)
     options.update(split_in_cluster=config.split_in_cluster, bias_after_dot=config.bias_after_dot)
     options.update(accumulate=accumulate, rms_eps=rms_eps, rms_rows=rms_rows, rms_k=rms_k)
-    options.update(weights_in_registers=config.weights_in_registers)
+    options.update(
+        weights_in_registers=config.weights_in_registers, late_weight_loads=config.late_weight_loads
+    )
     if layout.operand == "a":
         return DecodeMatmulTransposed(
             layout,

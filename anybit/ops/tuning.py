@@ -380,6 +380,7 @@ class DecodeTuner(TunedKernel):
         bias_after_dot: bool = False,
         wgmma: bool = False,
         weights_in_registers: bool = False,
+        late_weight_loads: bool = False,
     ) -> list[dict]:
         """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp and stage
         counts replaced by ``warps`` / ``stages`` where given (the benchmarks' sweeps of configurations
@@ -407,8 +408,13 @@ class DecodeTuner(TunedKernel):
                 and not config.get("warps_along_k")
                 and not config.get("bias_after_dot")
             ]
+        plain = list(found)
         if weights_in_registers:
-            found = found + [dict(config, weights_in_registers=True) for config in found]
+            found = found + [dict(config, weights_in_registers=True) for config in plain]
+        if late_weight_loads:
+            found = found + [
+                dict(config, weights_in_registers=True, late_weight_loads=True) for config in plain
+            ]
         return found
 
     def _takes_bias_after_dot(self) -> bool:
