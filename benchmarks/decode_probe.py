@@ -202,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--late-weight-loads",
         action="store_true",
-        help="every configuration also with the weight bytes in registers, the next chunk's loads issued after "
-        "the conversion (one chunk's bytes held)",
+        help="every configuration also with the weight bytes in registers, the next chunk's loads issued "
+        "after the conversion (one chunk's bytes held)",
     )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
