@@ -639,3 +639,16 @@ def test_weights_in_registers_with_the_weight_as_the_b_operand(dtype, m, split):
     y = decode_matmul(x, p, out=out, config=config)
     assert y is out and torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "group", "m", "zeros", "split", "warps", "rows", "bias", "act"), CASES[:8]
+)
+def test_late_weight_loads_on_the_interpreter(dtype, n, k, group, m, zeros, split, warps, rows, bias, act):
+    """The next chunk's weight loads issued after this chunk's conversion, into the same registers: the same
+    product; without weights in registers the option is refused."""
+    options = dict(warps=warps, split=split, rows=rows, weights_in_registers=True, late_weight_loads=True)
+    kernel = _check_transposed(dtype, n, k, group, m, zeros, bias, act, **options)
+    assert kernel.late_weight_loads
+    with pytest.raises(ValueError, match="set weights_in_registers=True"):
+        DecodeMatmulTransposed(kernel.layout, act, late_weight_loads=True)

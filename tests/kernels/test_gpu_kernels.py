@@ -268,6 +268,9 @@ def _check_folded(dtype, act, m, n, operand, config, accumulate, rms, k: int = K
         ("weights_in_registers", "uint3", torch.bfloat16, 3, 4, 4, 8, True, "a"),  # planes, warps along K
         ("weights_in_registers", "float8_e4m3", torch.float16, 2, 4, 4, 8, False, "a"),
         ("weights_in_registers", "uint2", torch.float16, 5, 2, 4, None, False, "b"),
+        ("late_weight_loads", "int4", torch.float16, 16, 4, 8, 16, False, "a"),
+        ("late_weight_loads", "uint5", torch.bfloat16, 3, 2, 4, 8, False, "a"),
+        ("late_weight_loads", "float6_e3m2", torch.float16, 16, 1, 8, 16, True, "a"),
     ],
 )
 @pytest.mark.parametrize("fusion", ["none", "both"])
@@ -278,6 +281,8 @@ def test_kernel_options_on_cuda(option, dtype, act, m, split, warps, rows, along
     included."""
     both = fusion == "both" and operand == "a"  # the folds need the transposed kernel
     config = {"warps": warps, "stages": 4, "split": split, option: True}
+    if option == "late_weight_loads":
+        config["weights_in_registers"] = True
     if operand == "a":
         config.update(rows=rows, warps_along_k=along_k)
     _check_folded(dtype, act, m, N, operand, config, both, both)
