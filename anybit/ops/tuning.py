@@ -77,8 +77,16 @@ WIDE_TILE_RINGS: dict[int, tuple[dict, ...]] = {
 #: codes below 8 bits. On the H200 (2026-11-30, ``decode_probe.py --m 16 --warps 4,8 --weights-in-registers``,
 #: fp16, best configuration by kernel time with and without): int4 57344×8192 77.5 against 80.9 µs,
 #: 8192×28672 37.9 against 40.4; float4_e2m1 8192×28672 40.2 against 43.2; uint4 0.96–0.99, int6 (64-byte
-#: tiles) 0.99–1.04. At 8 rows it was mixed (int4 0.97 and 1.06 on the two large shapes), so not there.
+#: tiles) 0.99–1.04. At 8 rows it was mixed for 4-bit tiles (int4 0.97 and 1.06 on the two large shapes)
+#: and 0.93–0.98 for the wide 5- and 6-bit tiles (float6_e3m2 8192×28672 44.5 against 48.0 µs, uint5 42.7
+#: against 44.8), so at 8 rows it is tried for wide tiles (:func:`takes_wide_tile_ring`) only.
 REGISTER_WEIGHT_ROWS = 16
+#: 4-bit codes stored whole without zero points (int4, float4_e2m1) also try each 16-row configuration with
+#: the weights in registers loaded late (``late_weight_loads``: after the conversion, one chunk's bytes held,
+#: 78 registers for int4 instead of 102). On the H200 (2026-11-30, M = 16, best by kernel time): int4
+#: 8192×28672 36.9 µs against 38.3 loaded early, float4_e2m1 39.7 against 41.3; int4 57344×8192 79.3
+#: against 77.3. Types with zero points or bit planes were 2–14% slower (nvcc hoists their loads anyway).
+LATE_LOAD_BITS = 4
 #: Weights of at most this many elements (N · K; 8192 × 8192 and the Llama-3-8B projections below it) spend
 #: a third of a call in a launch's fixed costs (the ring's fill, split-K's partial sums), so the transposed
 #: kernel's tuner also tries, for them only, every configuration with :data:`SMALL_WEIGHT_RING` and every
@@ -247,18 +255,31 @@ class DecodeTuner(TunedKernel):
                     for c in self.base_configs
                     if c["rows"] == rows
                 ]
-            if fixed["layout"].dtype.nbits < 8:
-                self.configs += [
-                    dict(c, weights_in_registers=True)
-                    for c in self.configs
-                    if c["rows"] == REGISTER_WEIGHT_ROWS and not c.get("min_blocks")
-                ]
+            self.configs += self._register_weight_variants(fixed["layout"], fixed["has_zeros"])
             self._small_weight_only = self._add_small_weight_variants()
         # The opt-in variants: tuned only when asked, but a stored or shipped record naming one is taken.
         self.variant_configs = self._with_variants(self.configs, split_in_cluster=True, bias_after_dot=True)
         self.configs = self._with_variants(
             self.configs, split_in_cluster=tunes_split_in_cluster(), bias_after_dot=tunes_bias_after_dot()
         )
+
+    def _register_weight_variants(self, layout: PackedLayout, has_zeros: bool) -> list[dict]:
+        """The configurations tried again with the weights in registers (codes below 8 bits): every 16-row
+        one but the occupancy variants (:data:`REGISTER_WEIGHT_ROWS`), every 8-row one of wide tiles, and
+        for 4-bit codes stored whole without zero points the 16-row ones with late loads as well
+        (:data:`LATE_LOAD_BITS`)."""
+        if layout.dtype.nbits >= 8:
+            return []
+        rows = {REGISTER_WEIGHT_ROWS, 8} if takes_wide_tile_ring(layout) else {REGISTER_WEIGHT_ROWS}
+        plain = [c for c in self.configs if c["rows"] in rows and not c.get("min_blocks")]
+        variants = [dict(c, weights_in_registers=True) for c in plain]
+        if layout.dtype.nbits == LATE_LOAD_BITS and not layout.planar and not has_zeros:
+            variants += [
+                dict(c, weights_in_registers=True, late_weight_loads=True)
+                for c in plain
+                if c["rows"] == REGISTER_WEIGHT_ROWS
+            ]
+        return variants
 
     def _add_small_weight_variants(self) -> set[str]:
         """Append the configurations tried for small weights only (:data:`SMALL_WEIGHT_ELEMENTS`): the base

@@ -568,34 +568,46 @@ def test_decode_ties_are_broken_by_one_launch_alone_on_the_gpu_only(monkeypatch)
     assert launched == [(instance, args)]
 
 
-def test_sixteen_rows_below_eight_bits_also_try_weights_in_registers():
+def test_weights_below_eight_bits_also_try_weights_in_registers():
     """Each 16-row configuration of a weight below 8 bits (its shorter rings included, not the occupancy
-    variants) is tried again with the weight bytes loaded straight into registers; 8 rows, 8-bit codes and
-    the B packing are not; the variants build and run."""
-    from anybit.ops.tuning import REGISTER_WEIGHT_ROWS
+    variants) is tried again with the weight bytes loaded straight into registers, and each 8-row one too for
+    wide tiles; 4-bit codes stored whole without zero points also with late loads; 8-bit codes and the B
+    packing are not; the variants build and run."""
+    from anybit.ops.tuning import LATE_LOAD_BITS, REGISTER_WEIGHT_ROWS, takes_wide_tile_ring
 
-    for type_name in ("int4", "uint5"):
-        tuner = tuner_for(
-            choose_layout(type_name, 57344, 8192, 128), torch.float16, type_name[0] == "u", False
-        )
+    for type_name in ("int4", "uint5", "uint4"):
+        layout = choose_layout(type_name, 57344, 8192, 128)
+        zeros = type_name[0] == "u"
+        tuner = tuner_for(layout, torch.float16, zeros, False)
         plain = [
             c
             for c in tuner.configs
             if not c.get("weights_in_registers") and not tuner._small_weight_variant(c)
         ]
-        in_registers = [c for c in tuner.configs if c.get("weights_in_registers")]
+        rows = {REGISTER_WEIGHT_ROWS, 8} if takes_wide_tile_ring(layout) else {REGISTER_WEIGHT_ROWS}
         expected = [
-            dict(c, weights_in_registers=True)
-            for c in plain
-            if c["rows"] == REGISTER_WEIGHT_ROWS and not c.get("min_blocks")
+            dict(c, weights_in_registers=True) for c in plain if c["rows"] in rows and not c.get("min_blocks")
         ]
+        if layout.dtype.nbits == LATE_LOAD_BITS and not zeros:
+            expected += [
+                dict(c, weights_in_registers=True, late_weight_loads=True)
+                for c in plain
+                if c["rows"] == REGISTER_WEIGHT_ROWS and not c.get("min_blocks")
+            ]
+        in_registers = [c for c in tuner.configs if c.get("weights_in_registers")]
         assert in_registers == expected and len(expected) > 4
+        assert (type_name == "uint5") == any(c["rows"] == 8 for c in in_registers)  # wide tiles only
+        assert (type_name == "int4") == any(c.get("late_weight_loads") for c in in_registers)
         assert all(tuner.accepts(c) for c in in_registers)
         assert len({bucket_text(c) for c in tuner.configs}) == len(tuner.configs)
-        config = next(c for c in in_registers if tuner.unsuited(c, shape_args(16, 57344, 8192)) is None)
-        program, source = tuner.built(config, (None,) * 6 + (16, 57344, 8192), "sm_90a")
-        assert program is not None and source.source
-        assert tuner.instance(config).weights_in_registers
+        for kept in ([c for c in in_registers if c["rows"] == r] for r in sorted(rows)):
+            m = 16 if kept[0]["rows"] == 16 else 1
+            config = next(c for c in reversed(kept) if tuner.unsuited(c, shape_args(m, 57344, 8192)) is None)
+            program, source = tuner.built(config, (None,) * 6 + (m, 57344, 8192), "sm_90a")
+            assert program is not None and source.source
+            instance = tuner.instance(config)
+            assert instance.weights_in_registers
+            assert instance.late_weight_loads == bool(config.get("late_weight_loads"))
     for layout in (
         choose_layout("int8", 57344, 8192, 128),
         choose_layout("int4", 57344, 8192, 128, operand="b"),
