@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import pathlib
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -58,20 +58,50 @@ def time_cuda(fn: Callable[[], object], *, warmup: int = 10, runs: int = 100, fl
     Before each start event the GPU spins long enough for the host to enqueue ``fn`` (as
     :func:`anybit.runtime.timing.time_cuda` does), so a slow host's launch time is not timed.
     """
+    return time_cuda_interleaved([fn], warmup=warmup, runs=runs, flush=flush)[0]
+
+
+def interleaved_order(count: int, runs: int) -> list[int]:
+    """Which of ``count`` timed regions each slot runs: ``runs`` rounds of each once, the order rotated
+    round to round (A B, B A, ...) so that none always runs first after the flush or after another."""
+    return [(round_ + slot) % count for round_ in range(runs) for slot in range(count)]
+
+
+def timings_by_region(order: Sequence[int], samples_us: Sequence[float]) -> list[Timing]:
+    """The :func:`timing_of` each region, from samples taken in ``order`` (a region index per sample)."""
+    if len(order) != len(samples_us):
+        raise ValueError(f"{len(samples_us)} samples for {len(order)} timed slots")
+    regions: list[list[float]] = [[] for _ in range(max(order) + 1)]
+    for index, sample in zip(order, samples_us, strict=True):
+        regions[index].append(sample)
+    return [timing_of(each) for each in regions]
+
+
+def time_cuda_interleaved(
+    fns: Sequence[Callable[[], object]], *, warmup: int = 10, runs: int = 100, flush: bool = True
+) -> list[Timing]:
+    """:func:`time_cuda` of several functions at once, their launches interleaved (:func:`interleaved_order`).
+
+    Long compute-bound calls (a prefill GEMM: milliseconds at full power) run into the GPU's power cap and
+    lower clocks for a while; two of them timed one after the other can each meet a different clock. Timed
+    in turns, both meet the same ones: their ratio is what the comparison is after.
+    """
     flusher = L2Flusher(mode=FLUSH_MODE["mode"]) if flush else None
     device = torch.cuda.current_device()
-    spin_us = spin_us_for(host_enqueue_us(fn, warmup))
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(runs)]
-    for start, end in zip(starts, ends, strict=True):
+    spin_us = max(spin_us_for(host_enqueue_us(fn, warmup)) for fn in fns)
+    order = interleaved_order(len(fns), runs)
+    starts = [torch.cuda.Event(enable_timing=True) for _ in order]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in order]
+    for index, start, end in zip(order, starts, ends, strict=True):
         if flusher is not None:
             flusher()
         spin(device, spin_us)
         start.record()
-        fn()
+        fns[index]()
         end.record()
     torch.cuda.synchronize()
-    return timing_of([start.elapsed_time(end) * 1000.0 for start, end in zip(starts, ends, strict=True)])
+    samples = [start.elapsed_time(end) * 1000.0 for start, end in zip(starts, ends, strict=True)]
+    return timings_by_region(order, samples)
 
 
 def capture_graph(fn: Callable[[], object], *, warmup: int = 3) -> torch.cuda.CUDAGraph:
@@ -141,19 +171,29 @@ def time_graph_kernels(graph: torch.cuda.CUDAGraph, *, runs: int = 50, flush: bo
     where it starts and ends in the profile. None where the profiler is unavailable or its record does not
     pair up (the figure is then left out, never guessed).
     """
+    timings = time_graphs_kernels_interleaved([graph], runs=runs, flush=flush)
+    return None if timings is None else timings[0]
+
+
+def time_graphs_kernels_interleaved(
+    graphs: Sequence[torch.cuda.CUDAGraph], *, runs: int = 50, flush: bool = True
+) -> list[Timing] | None:
+    """:func:`time_graph_kernels` of several graphs at once, their replays interleaved
+    (:func:`interleaved_order`, see :func:`time_cuda_interleaved` for why); None as there."""
     from torch.profiler import ProfilerActivity, profile
 
     flusher = L2Flusher(mode=FLUSH_MODE["mode"]) if flush else None
     device = torch.cuda.current_device()
-    spin_us = spin_us_for(host_enqueue_us(graph.replay, 3))
+    spin_us = max(spin_us_for(host_enqueue_us(graph.replay, 3)) for graph in graphs)
+    order = interleaved_order(len(graphs), runs)
     try:
         marker = _spin_kernel_name(device)
         with profile(activities=[ProfilerActivity.CUDA]) as profiler:
-            for _ in range(runs):
+            for index in order:
                 if flusher is not None:
                     flusher()
                 spin(device, spin_us)
-                graph.replay()
+                graphs[index].replay()
                 spin(device, 1.0)
             torch.cuda.synchronize()
         events = [
@@ -166,7 +206,9 @@ def time_graph_kernels(graph: torch.cuda.CUDAGraph, *, runs: int = 50, flush: bo
     if marker is None:
         return None
     spans = spans_between_markers(events, marker)
-    return None if spans is None or len(spans) != runs else timing_of(spans)
+    if spans is None or len(spans) != len(order):
+        return None
+    return timings_by_region(order, spans)
 
 
 _spin_names: dict[int, str | None] = {}

@@ -38,7 +38,9 @@ from benchmarks import matmul_cases as cases  # noqa: E402
 from benchmarks.harness import gpu_description  # noqa: E402
 from benchmarks.matmul_anchors import (  # noqa: E402
     CublasAnchors,
+    anchor_acts,
     compute_ceilings,
+    cublas_call,
     int4pack_rows,
     read_ceilings,
     relative_error,
@@ -48,6 +50,7 @@ from benchmarks.matmul_timing import (  # noqa: E402
     graph_and_kernel_us,
     graph_us,
     host_us,
+    interleaved_us,
     rotation_count,
 )
 
@@ -291,6 +294,8 @@ class Run:
             from anybit.kernels import dequantize_weight
 
             row["dequantize_us"] = graph_us(lambda: dequantize_weight(p), runs=20)
+        if not small:
+            row["paired"] = paired_with_cublas(x, p, weight.case.n, weight.case.act_dtype)
         self.derive(row, weight)
 
     def crossover_row(self, weight: Weight, m: int, row: dict) -> None:
@@ -332,9 +337,7 @@ class Run:
         row["ideal_us"] = moved / (self.ceiling_tb_s * 1e12) * 1e6
         row["tflops"] = cases.flops(m, case.n, case.k) / seconds / 1e12
         row["intensity_flop_per_byte"] = cases.flops(m, case.n, case.k) / moved
-        acts = ("float16", "bfloat16") if case.act_dtype == "bfloat16" else ("float16",)
-        for act in acts:
-            name = "fp16" if act == "float16" else "bf16"
+        for act, name in anchor_acts(case.act_dtype):
             ours, theirs, basis = comparable(row, self.cublas.row(m, case.n, case.k, act))
             row[f"cublas_{name}_us"] = theirs
             row[f"speedup_vs_cublas_{name}"] = theirs / ours
@@ -424,9 +427,29 @@ def settle(weight: Weight) -> None:
     graph_us(lambda: torch.count_nonzero(data), runs=100)
 
 
+def paired_with_cublas(x: torch.Tensor, packed, n: int, act_dtype: str) -> dict:
+    """``quantized_matmul(x, packed)`` and cuBLAS at the same shape in each anchor dtype, their graphs
+    replayed in turns (``matmul_timing.interleaved_us``): the basis, our µs and each anchor's µs."""
+    from anybit.ops import quantized_matmul
+
+    m, k = x.shape
+    acts = anchor_acts(act_dtype)
+    calls = [lambda: quantized_matmul(x, packed)] + [cublas_call(m, n, k, act) for act, _ in acts]
+    times, basis = interleaved_us(calls, runs=20)
+    record = {"basis": basis, "us": times[0]}
+    for (_, name), us in zip(acts, times[1:], strict=True):
+        record[f"cublas_{name}_us"] = us
+    return record
+
+
 def comparable(row: dict, anchor: dict) -> tuple[float, float, str]:
-    """(our µs, the anchor's µs, which basis) on one basis: both kernel times where both have one, else
-    both event times (NaN for an anchor that failed)."""
+    """(our µs, the anchor's µs, which basis) on one basis: a prefill row's paired times (our call and the
+    anchor's timed in turns, see ``paired_with_cublas``) where it has them, else both kernel times where
+    both have one, else both event times (NaN for an anchor that failed)."""
+    paired = row.get("paired")
+    name = "fp16" if anchor.get("act_dtype", "float16") == "float16" else "bf16"
+    if paired is not None and f"cublas_{name}_us" in paired:
+        return paired["us"], paired[f"cublas_{name}_us"], f"paired {paired['basis']}"
     if "kernel_us" in row and "kernel_us" in anchor:
         return row["kernel_us"], anchor["kernel_us"], "kernel"
     return row["graph_us"], anchor.get("us", float("nan")), "events"

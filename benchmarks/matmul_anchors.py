@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +84,21 @@ def compute_ceilings() -> dict:
     }
 
 
+def anchor_acts(act_dtype: str) -> tuple[tuple[str, str], ...]:
+    """The cuBLAS anchors a row of ``act_dtype`` is compared with, as (dtype, short name): fp16 always (the
+    issue's baseline), bf16 too for bf16 rows."""
+    fp16 = ("float16", "fp16")
+    return (fp16, ("bfloat16", "bf16")) if act_dtype == "bfloat16" else (fp16,)
+
+
+def cublas_call(m: int, n: int, k: int, act_dtype: str) -> Callable[[], torch.Tensor]:
+    """cuBLAS's [m, k] × [n, k]^T matmul (``F.linear``) in ``act_dtype`` on fresh random operands."""
+    dtype = getattr(torch, act_dtype)
+    weight = torch.randn(n, k, device="cuda", dtype=dtype)
+    x = torch.randn(m, k, device="cuda", dtype=dtype)
+    return lambda: F.linear(x, weight)
+
+
 class CublasAnchors:
     """cuBLAS ``F.linear`` µs per (M, N, K, act dtype), measured once each (CUDA graph, L2 flushed): by
     events (``us``) and by its kernels' device time (``kernel_us``, where the profiler gave it)."""
@@ -99,13 +115,10 @@ class CublasAnchors:
 
     @staticmethod
     def _measure(m: int, n: int, k: int, act_dtype: str) -> dict:
-        dtype = getattr(torch, act_dtype)
         row: dict = {"anchor": f"cuBLAS {act_dtype}", "m": m, "n": n, "k": k, "act_dtype": act_dtype}
         try:
-            weight = torch.randn(n, k, device="cuda", dtype=dtype)
-            x = torch.randn(m, k, device="cuda", dtype=dtype)
             row["us"], kernel_us = graph_and_kernel_us(
-                lambda: F.linear(x, weight), runs=30 if m > 16 else 100
+                cublas_call(m, n, k, act_dtype), runs=30 if m > 16 else 100
             )
             if kernel_us is not None:
                 row["kernel_us"] = kernel_us

@@ -98,7 +98,9 @@ def header(results: dict) -> list[str]:
         "around each replay, which add the graph's launch and the event pair (~3.5–5 µs on the H200). "
         '"eager": wall clock per call over back-to-back eager calls (host + device). % of ceiling: bytes '
         "that must move (weights + scales + zeros + x + y) / µs / the read ceiling below (its kernel time "
-        "too); × cuBLAS: both sides' kernel times.",
+        "too); × cuBLAS: both sides' kernel times — for prefill rows (M > 16) both timed in turns in one "
+        'loop ("in turns": the two graphs replayed alternately, so that both meet the same clocks; a prefill '
+        "GEMM runs into the GPU's power cap).",
         "",
         _ceilings_title(results),
         "",
@@ -353,22 +355,30 @@ def prefill_table(rows: list[dict]) -> list[str]:
         "### Prefill (M > 16: dequantize + cuBLAS)",
         "",
         "| layer | N × K | type | act | M | µs | events µs | of which dequantize (events) µs | TFLOP/s "
-        "| × cuBLAS fp16 | × cuBLAS bf16 | rel. error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| in turns: µs / cuBLAS fp16 µs | × cuBLAS fp16 | × cuBLAS bf16 | rel. error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         prefix = _row_prefix(row)
         if _failed(row):
-            lines.append(prefix + f"| failed: {_failed(row)} |||||||")
+            lines.append(prefix + f"| failed: {_failed(row)} ||||||||")
             continue
         lines.append(
             prefix + f"| {_number(_timed(row))} | {_number(row['graph_us'])} "
             f"| {_number(row.get('dequantize_us'))} "
-            f"| {_number(row['tflops'], 0)} "
+            f"| {_number(row['tflops'], 0)} | {_paired(row)} "
             f"| {_speedup(row['speedup_vs_cublas_fp16'])} | {_speedup(row.get('speedup_vs_cublas_bf16'))} "
             f"| {_error(row)} |"
         )
     return lines
+
+
+def _paired(row: dict) -> str:
+    """A prefill row's call and cuBLAS fp16's timed in turns (the speedups' basis), else –."""
+    paired = row.get("paired")
+    if not paired or "cublas_fp16_us" not in paired:
+        return "–"
+    return f"{_number(paired['us'])} / {_number(paired['cublas_fp16_us'])}"
 
 
 def recommended_threshold(crossover: list[dict]) -> int | None:

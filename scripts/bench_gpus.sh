@@ -10,6 +10,7 @@
 #   compile after which a part starts no new weight (those are listed as skipped), so that the merge runs
 #   inside a 10-minute call. BENCH_LAYERS (optional): only these layers, split by activation dtype (the rest
 #   of a suite whose call was cut, its parts merged afterwards with benchmarks/matmul_report.py --merge).
+#   BENCH_MS (optional): only these rows M, e.g. 512,4096 for the prefill rows alone.
 set -u
 out="${1:?usage: bash scripts/bench_gpus.sh OUT_DIR}"
 python="${PYTHON:-python3}"
@@ -48,7 +49,7 @@ for index in "${!parts[@]}"; do
         ANYBIT_BUILD_PROCESSES=$(($(nproc) / ${#parts[@]})) \
         ANYBIT_CACHE_DIR="${ANYBIT_CACHE_DIR:-/tmp/anybit-cache}/part$index" \
         "$python" -m anybit bench --acts "$act" --layers "$layers" --budget-s "${BENCH_BUDGET_S:-430}" \
-        --out "$part" >"$out/part$index.log" 2>&1 &
+        ${BENCH_MS:+--ms "$BENCH_MS"} --out "$part" >"$out/part$index.log" 2>&1 &
     pids+=($!)
 done
 status=0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from benchmarks.harness import spans_between_markers, timing_of
+import pytest
+
+from benchmarks.harness import interleaved_order, spans_between_markers, timing_of, timings_by_region
 from benchmarks.matmul_anchors import best_read
 
 SPIN = "void at::cuda::spin_kernel(long)"
@@ -41,3 +43,18 @@ def test_read_ceiling_is_kernel_time_only_when_every_candidate_has_one():
     assert (record["basis"], record["best"], record["best_tb_s"]) == ("kernel", "amax", 4.45)
     record = best_read(events, {"sum": 4.41, "amax": None})
     assert (record["basis"], record["best"], record["best_tb_s"]) == ("events", "sum", 4.39)
+
+
+def test_regions_timed_in_turns_take_each_place_equally_often():
+    order = interleaved_order(2, 4)
+    assert order == [0, 1, 1, 0, 0, 1, 1, 0]  # A B, B A: neither always runs first after the flush
+    three = interleaved_order(3, 3)
+    assert sorted(three) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert {three[slot * 3] for slot in range(3)} == {0, 1, 2}  # each region leads one round
+
+
+def test_samples_in_turns_go_back_to_their_regions():
+    timings = timings_by_region([0, 1, 1, 0, 0, 1], [1.0, 10.0, 12.0, 3.0, 2.0, 11.0])
+    assert [t.median_us for t in timings] == [2.0, 11.0] and [t.runs for t in timings] == [3, 3]
+    with pytest.raises(ValueError, match="5 samples for 6 timed slots"):
+        timings_by_region([0, 1, 1, 0, 0, 1], [1.0] * 5)

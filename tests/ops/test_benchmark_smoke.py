@@ -24,6 +24,12 @@ def run_each(calls, **_) -> float:
     return 2.0
 
 
+def in_turns(calls, **_) -> tuple[list[float], str]:
+    for call in calls:
+        call()
+    return [2.0] + [1.8] * (len(calls) - 1), "kernel"
+
+
 def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(matmul, "DEVICE", "cpu")
     small = (("8B o", 64, 256), ("70B o", 128, 256), ("70B gate_up", 256, 128))
@@ -33,6 +39,8 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(matmul, "eager_us", run_each)
     monkeypatch.setattr(matmul, "host_us", run_once)
     monkeypatch.setattr(matmul, "rotation_count", lambda nbytes: 2)
+    monkeypatch.setattr(matmul, "interleaved_us", in_turns)
+    monkeypatch.setattr(matmul, "cublas_call", lambda m, n, k, act: lambda: torch.zeros(m, n))
     monkeypatch.setattr(matmul, "gpu_description", lambda: "CPU (smoke test)")
     monkeypatch.setattr(
         matmul,
@@ -77,6 +85,11 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     assert suites.count("decode") == 2 * (3 * 5 + 1) and suites.count("prefill") == 1
     prefill = next(row for row in results["rows"] if row["suite"] == "prefill")
     assert prefill["path"] == "dequantize" and prefill["m"] == 4096 and "dequantize_us" in prefill
+    # Prefill speedups from our call and cuBLAS's timed in turns (2.0 µs ours, 1.8 µs cuBLAS's), not from
+    # the anchors measured on their own.
+    assert prefill["paired"]["us"] == 2.0 and prefill["paired"]["cublas_fp16_us"] == 1.8
+    assert prefill["speedup_vs_cublas_fp16"] == pytest.approx(0.9)
+    assert prefill["speedup_vs_cublas_fp16_basis"] == "paired kernel"
     decode = results["rows"][0]
     assert decode["path"] == "decode" and "host_us" in decode
     # Percentages and speedups from kernel times on both sides (0.5 µs ours, 1.5 µs cuBLAS's).
@@ -96,6 +109,7 @@ def test_quick_run_on_the_cpu(monkeypatch, tmp_path):
     assert [row["m"] for row in int4] == [1, 16]  # on the CPU they fail (a CUDA op), and say so
     text = (tmp_path / "matmul.md").read_text()
     assert "### Decode" in text and "### Prefill" in text and "### Anchors" in text
+    assert "| 2.0 / 1.8 |" in text  # the prefill row's times in turns
     assert (tmp_path / "matmul_roofline.png").exists() and (tmp_path / "tuning.json").exists()
 
 
