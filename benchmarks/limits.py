@@ -55,7 +55,7 @@ from anybit.kernels import choose_layout  # noqa: E402
 from anybit.kernels.layout import BYTES_PER_THREAD_CHOICES, MAX_BYTES_PER_THREAD  # noqa: E402
 from anybit.ops.tuning import m_bucket, tuner_for  # noqa: E402
 from anybit.runtime.autotune import bucket_text  # noqa: E402
-from benchmarks.sass_counts import main_loop, nvdisasm, opcode  # noqa: E402
+from benchmarks.sass_counts import chunks_per_pass, main_loop, nvdisasm, opcode  # noqa: E402
 
 TARGET_SHAPES = ((57344, 8192), (8192, 28672), (8192, 8192))
 ARCH = "sm_90a"
@@ -139,7 +139,7 @@ def kernel_facts(
         "shared_bytes": compiled.kernel_source.dynamic_shared_bytes + resources.shared_memory_bytes,
         "loop_instructions": len(loop),
         "hmma": collections.Counter(opcode(i) for i in loop)["HMMA"],
-        "weights_per_thread": fixed.k_chunk * fixed.n_per_warp // 32,
+        "weights_per_thread": fixed.k_chunk * fixed.n_per_warp // 32 * chunks_per_pass(config),
     }
 
 

@@ -57,6 +57,12 @@ def nvdisasm() -> str:
     raise SystemExit("nvdisasm not found: pip install -e '.[sass]' (nvidia-cuda-nvdisasm) or put it on PATH")
 
 
+def chunks_per_pass(config: dict) -> int:
+    """K chunks one pass of a decode configuration's main loop handles: 2 with the weights in registers
+    loaded a chunk ahead (two buffers, the loop unrolled twice), else 1 (the later loads keep one buffer)."""
+    return 2 if config.get("weights_in_registers") and not config.get("late_weight_loads") else 1
+
+
 def main_loop(text: str) -> list[str]:
     """The instructions of the longest loop (a branch back to an earlier label) in nvdisasm's output."""
     labels: dict[int, int] = {}
@@ -121,8 +127,7 @@ def count(
         cubin.flush()
         text = subprocess.run([tool, "-c", cubin.name], capture_output=True, text=True, check=True).stdout
     loop = main_loop(text)
-    # Weights in registers unroll the K loop twice (two chunks a pass).
-    weights = layout.k_chunk * layout.n_per_warp // 32 * (2 if fused.get("weights_in_registers") else 1)
+    weights = layout.k_chunk * layout.n_per_warp // 32 * chunks_per_pass(fused)
     return {
         "type": type_name,
         "weights_per_thread": weights,

@@ -95,7 +95,8 @@ def test_a_tuned_row_is_compiled_and_read_from_sass(tmp_path):
 
     tuner = tuner_for(choose_layout("int4", 8192, 8192, 128), torch.float16, False, False)
     config = {"rows": 8, "warps": 4, "stages": 4, "split": 4}
-    other = {"rows": 8, "warps": 2, "stages": 4, "split": 4}
+    # The weights in registers loaded a chunk ahead: the loop unrolled twice, two chunks' weights a pass.
+    other = {"rows": 8, "warps": 2, "stages": 4, "split": 4, "weights_in_registers": True}
     records = [
         {"kernel": tuner.identity, "gpu": "H200", "bucket": "[1,8192,8192]", "config": config},
         {"kernel": tuner.identity, "gpu": "H200", "bucket": "[1,4096,4096]", "config": other},
@@ -105,6 +106,7 @@ def test_a_tuned_row_is_compiled_and_read_from_sass(tmp_path):
     entries = json.loads((tmp_path / "limits.json").read_text())
     assert [entry["config"] for entry in entries] == [config, other]
     assert entries[1]["blocks_per_sm"]["warps"] == 32  # 2-warp blocks
+    assert entries[1]["weights_per_thread"] == 256 and 1.5 < entries[1]["loop_per_weight"] < 3.0
     found = entries[0]
     assert found["config"] == config and found["registers"] > 0 and found["weights_per_thread"] == 128
     assert 1.5 < found["loop_per_weight"] < 3.0 and found["hmma"] >= 8
@@ -133,3 +135,11 @@ def test_a_plain_read_of_the_rows_bytes_goes_beside_it(tmp_path):
     text = (tmp_path / "limits.md").read_text()
     assert "plain read µs (% of ceiling)" in text and "| 15.1 (52%) |" in text
     assert "of a plain read of its bytes" in text
+
+
+def test_chunks_a_main_loop_pass_handles():
+    from benchmarks.sass_counts import chunks_per_pass
+
+    assert chunks_per_pass({"rows": 16}) == 1
+    assert chunks_per_pass({"rows": 16, "weights_in_registers": True}) == 2  # two buffers, unrolled twice
+    assert chunks_per_pass({"weights_in_registers": True, "late_weight_loads": True}) == 1  # one buffer
