@@ -64,6 +64,8 @@ def time_cuda(fn: Callable[[], object], *, warmup: int = 10, runs: int = 100, fl
 def interleaved_order(count: int, runs: int) -> list[int]:
     """Which of ``count`` timed regions each slot runs: ``runs`` rounds of each once, the order rotated
     round to round (A B, B A, ...) so that none always runs first after the flush or after another."""
+    if count < 1 or runs < 1:
+        raise ValueError(f"timing in turns needs at least one region and one run, got {count} and {runs}")
     return [(round_ + slot) % count for round_ in range(runs) for slot in range(count)]
 
 

@@ -338,7 +338,7 @@ class Run:
         row["tflops"] = cases.flops(m, case.n, case.k) / seconds / 1e12
         row["intensity_flop_per_byte"] = cases.flops(m, case.n, case.k) / moved
         for act, name in anchor_acts(case.act_dtype):
-            ours, theirs, basis = comparable(row, self.cublas.row(m, case.n, case.k, act))
+            ours, theirs, basis = comparable(row, self.cublas.row(m, case.n, case.k, act), name)
             row[f"cublas_{name}_us"] = theirs
             row[f"speedup_vs_cublas_{name}"] = theirs / ours
             row[f"speedup_vs_cublas_{name}_basis"] = basis
@@ -442,12 +442,12 @@ def paired_with_cublas(x: torch.Tensor, packed, n: int, act_dtype: str) -> dict:
     return record
 
 
-def comparable(row: dict, anchor: dict) -> tuple[float, float, str]:
-    """(our µs, the anchor's µs, which basis) on one basis: a prefill row's paired times (our call and the
-    anchor's timed in turns, see ``paired_with_cublas``) where it has them, else both kernel times where
-    both have one, else both event times (NaN for an anchor that failed)."""
+def comparable(row: dict, anchor: dict, name: str) -> tuple[float, float, str]:
+    """(our µs, the anchor's µs, which basis) on one basis: a prefill row's paired times with the anchor of
+    short name ``name`` ("fp16", "bf16": our call and the anchor's timed in turns, see
+    ``paired_with_cublas``) where it has them, else both kernel times where both have one, else both event
+    times (NaN for an anchor that failed)."""
     paired = row.get("paired")
-    name = "fp16" if anchor.get("act_dtype", "float16") == "float16" else "bf16"
     if paired is not None and f"cublas_{name}_us" in paired:
         return paired["us"], paired[f"cublas_{name}_us"], f"paired {paired['basis']}"
     if "kernel_us" in row and "kernel_us" in anchor:

@@ -51,6 +51,8 @@ def test_regions_timed_in_turns_take_each_place_equally_often():
     three = interleaved_order(3, 3)
     assert sorted(three) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert {three[slot * 3] for slot in range(3)} == {0, 1, 2}  # each region leads one round
+    with pytest.raises(ValueError, match="at least one region and one run"):
+        interleaved_order(0, 4)
 
 
 def test_samples_in_turns_go_back_to_their_regions():
