@@ -16,6 +16,7 @@ Usage (GPU, repository root)::
         [--wgmma]           # each configuration of 4k warps also with x read by wgmma from shared memory
         [--cluster]         # each split configuration also with split-K reduced in a thread-block cluster
         [--weights-in-registers]  # each configuration also with the weight bytes loaded into registers
+        [--splits 1,2,3,4,5,6,7,8]  # these split-K counts, any grid size (runs of at least 2 chunks)
 
 ``--operands b,a`` compares the weight packed as the tensor-core B operand (x the m16 operand: the decode
 kernel) with the A operand (the transposed kernel, x the n8 operand: half the mma at M = 1).
@@ -55,6 +56,20 @@ def eligible_for_planes(type_name: str) -> bool:
     return True
 
 
+def probe_suits(tuner, config: dict, args: tuple, any_grid: bool) -> bool:
+    """Whether the probe times ``config``: the tuner's :meth:`~anybit.ops.tuning.DecodeTuner.unsuited` check,
+    or with ``any_grid`` (``--splits``) that check of the configuration unsplit and runs of at least two
+    chunks of K each, whatever the grid's size (the tuner stops splitting at a size the sweep looks past)."""
+    if not any_grid:
+        return tuner.unsuited(config, args) is None
+    chunks = int(args[8]) // tuner.fixed["layout"].k_chunk
+    steps = config.get("split", 1) * (config["warps"] if config.get("warps_along_k") else 1)
+    unsplit = dict(config, split=1)
+    if config.get("warps_along_k"):
+        return chunks % steps == 0 and chunks // steps >= 2 and tuner.unsuited(unsplit, args) is None
+    return chunks // config.get("split", 1) >= 2 and tuner.unsuited(unsplit, args) is None
+
+
 def probe(
     n: int,
     k: int,
@@ -72,6 +87,7 @@ def probe(
     cluster: bool = False,
     weights_in_registers: bool = False,
     late_weight_loads: bool = False,
+    splits: tuple[int, ...] = (),
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
@@ -104,8 +120,9 @@ def probe(
             wgmma=wgmma,
             weights_in_registers=weights_in_registers,
             late_weight_loads=late_weight_loads,
+            splits=splits,
         )
-        if tuner.unsuited(config, args) is None
+        if probe_suits(tuner, config, args, bool(splits))
         for target in sm_warps
     ]
     precompile_configurations((packed.layout, torch.float16, packed.zeros is not None, False), space)
@@ -205,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         help="every configuration also with the weight bytes in registers, the next chunk's loads issued "
         "after the conversion (one chunk's bytes held)",
     )
+    parser.add_argument(
+        "--splits",
+        default="",
+        help="comma-separated split-K counts to time instead of the space's, at any grid size (runs of 2+ "
+        "chunks): e.g. 1,2,3,4,5,6,7,8 for grids that fill the last wave",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     if not 1 <= options.m <= 16:
@@ -247,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 options.cluster,
                 options.weights_in_registers,
                 options.late_weight_loads,
+                tuple(int(count) for count in options.splits.split(",") if count),
             )
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)

@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,wave_splits"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -423,6 +423,21 @@ step registers 585 bash scripts/two_gpus.sh "$RESULTS/registers_second.log" \
     && $PYTHON -m pytest -m gpu -q -p timeout --timeout=150 tests/ops/test_gpu_ops.py -k ties \
     && $(registers_probe int4,float4_e2m1 16 3,4)" \
     "$(registers_probe int6 16 2,3) && $(registers_probe uint4 16 3,4) && $(registers_probe int4 1 3,4)"
+# Grids that fill the last wave: split-K counts past the powers of two and past the tuner's grid target (runs
+# of 2+ chunks), so that blocks come close to a whole number of waves of the SMs' resident blocks. M = 1 on
+# the first GPU (the issue-bound low-bit types, 1.13–1.36 waves in the suite), M = 16 on the second.
+split_probe() {  # split_probe TYPES SHAPES M EXTRA: the probes, for two_gpus.sh
+    echo "for type in $(echo $1 | tr , ' '); do $PYTHON benchmarks/decode_probe.py --types \$type --m $3 \
+        --shapes $2 --splits 1,2,3,4,5,6,7,8,12 $4 --out $RESULTS/splits_\${type}_m$3 || exit 1; done"
+}
+step wave_splits 585 bash scripts/two_gpus.sh "$RESULTS/splits_second.log" \
+    "$(split_probe uint3,uint1,uint2,float4_e2m1 57344x8192 1 '--warps 4,8') && \
+    $(split_probe uint5 57344x8192 1 '--warps 4,8 --bytes-per-thread 128 --stages 2,4 --weights-in-registers') && \
+    $(split_probe float4_e2m1,uint3,uint2,uint1 8192x28672 1 '--warps 4,8')" \
+    "$(split_probe int4,uint4,float4_e2m1 57344x8192 16 '--warps 8 --stages 3 --sm-warps 0,24 --weights-in-registers') && \
+    $(split_probe int6,float6_e3m2,uint5 57344x8192 16 '--warps 8 --stages 2,3 --bytes-per-thread 128 \
+        --weights-in-registers') && \
+    $(split_probe int4,uint4 8192x28672 16 '--warps 8 --stages 3,4 --weights-in-registers')"
 # The weights' magic number taken off by a second dot (bias_after_dot): its GPU tests, then every
 # configuration of a Llama-3-8B layer's four shapes in a row with and without it (int4 and int2, M = 1).
 step bias_after_dot 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 4 \

@@ -397,27 +397,29 @@ class DecodeTuner(TunedKernel):
         *,
         warps: Iterable[int] = (),
         stages: Iterable[int] = (),
+        splits: Iterable[int] = (),
         split_in_cluster: bool = False,
         bias_after_dot: bool = False,
         wgmma: bool = False,
         weights_in_registers: bool = False,
         late_weight_loads: bool = False,
     ) -> list[dict]:
-        """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp and stage
-        counts replaced by ``warps`` / ``stages`` where given (the benchmarks' sweeps of configurations
-        outside it), each configuration once; with ``split_in_cluster``, each of 2 to 16 splits also with its
-        split-K reduced in a cluster (:func:`with_split_in_cluster`); with ``bias_after_dot``, each
+        """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp, stage and
+        split counts replaced by ``warps`` / ``stages`` / ``splits`` where given (the benchmarks' sweeps of
+        configurations outside it), each configuration once; with ``split_in_cluster``, each of 2 to 16
+        splits also with its split-K reduced in a cluster (:func:`with_split_in_cluster`); with ``bias_after_dot``, each
         configuration also with the conversion's bias taken off by a second dot, where the weight type takes
         it (integer codes stored whole, no zero points); with ``weights_in_registers``, each configuration
         also with the weight bytes loaded straight into registers (no shared ring for them)."""
-        warps, stages = tuple(warps), tuple(stages)
+        warps, stages, splits = tuple(warps), tuple(stages), tuple(splits)
         found: list[dict] = []
         for config in self.base_configs:
             for count in warps or (config["warps"],):
                 for depth in stages or (config["stages"],):
-                    candidate = dict(config, warps=count, stages=depth)
-                    if candidate not in found:
-                        found.append(candidate)
+                    for parts in splits or (config["split"],):
+                        candidate = dict(config, warps=count, stages=depth, split=parts)
+                        if candidate not in found:
+                            found.append(candidate)
         found = with_split_in_cluster(found) if split_in_cluster else found
         if bias_after_dot and self._takes_bias_after_dot():
             found = found + [dict(config, bias_after_dot=True) for config in found]

@@ -274,6 +274,18 @@ def test_sweep_space_replaces_warp_and_stage_counts_and_keeps_the_splits():
     assert len(space) == len({tuple(sorted(c.items())) for c in space})
 
 
+def test_sweep_space_replaces_the_split_counts_and_an_odd_split_builds():
+    """``splits`` replaces the space's split-K counts (the probes' grids that fill the last wave), and a
+    split that is not a power of two builds (runs of uneven length)."""
+    tuner = tuner_for(choose_layout("uint3", 57344, 8192, 128), torch.float16, True, False)
+    space = tuner.sweep_space(warps=(4,), splits=(3, 7))
+    assert {c["split"] for c in space} == {3, 7} and {c["warps"] for c in space} == {4}
+    assert len(space) == len({tuple(sorted(c.items())) for c in space})
+    config = next(c for c in space if c["split"] == 7 and not c.get("warps_along_k"))
+    program, _ = tuner.built(config, (None,) * 6 + (1, 57344, 8192), "sm_90a")
+    assert str(program.grid[-1]) == "7"
+
+
 def test_the_transposed_kernel_tries_more_resident_warps_at_16_rows():
     """7- and 8-warp blocks of 16 rows come once more with 3 stages and registers capped for 3 blocks an SM;
     nothing else does, the sweeps leave them out, and a variant builds with its launch bound."""
