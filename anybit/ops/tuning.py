@@ -407,10 +407,11 @@ class DecodeTuner(TunedKernel):
         """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp, stage and
         split counts replaced by ``warps`` / ``stages`` / ``splits`` where given (the benchmarks' sweeps of
         configurations outside it), each configuration once; with ``split_in_cluster``, each of 2 to 16
-        splits also with its split-K reduced in a cluster (:func:`with_split_in_cluster`); with ``bias_after_dot``, each
-        configuration also with the conversion's bias taken off by a second dot, where the weight type takes
-        it (integer codes stored whole, no zero points); with ``weights_in_registers``, each configuration
-        also with the weight bytes loaded straight into registers (no shared ring for them)."""
+        splits also with its split-K reduced in a cluster (:func:`with_split_in_cluster`); with
+        ``bias_after_dot``, each configuration also with the conversion's bias taken off by a second dot,
+        where the weight type takes it (integer codes stored whole, no zero points); with
+        ``weights_in_registers``, each configuration also with the weight bytes loaded straight into
+        registers (no shared ring for them)."""
         warps, stages, splits = tuple(warps), tuple(stages), tuple(splits)
         found: list[dict] = []
         for config in self.base_configs:
