@@ -2,13 +2,18 @@
 
 Issue #6 sets its decode targets as a share of the read ceiling, a rate measured on 4 GiB reads. A cell of
 8192×8192 moves 10–70 MB, and a read that small does not reach that rate: the GPU must launch, fill the
-memory pipeline and drain it, whoever reads. This probe times torch reading exactly the bytes of each
-target cell (``benchmarks.matmul_cases.bytes_moved``: weights, scales, zero points, x and y of the suite's
-row) as the suite times its rows — captured in a CUDA graph, the L2 flushed before each replay, the
-kernels' device time from the profiler — with two readers (``amax`` over float16, ``sum`` over float32 of
-the same bytes), keeping the faster, and measures the read ceiling in the same process
-(:func:`benchmarks.matmul_anchors.read_ceilings`). ``benchmarks/limits.py --reads`` puts the result beside
-each row.
+memory pipeline and drain it, whoever reads. This probe times readers of exactly the bytes of each target
+cell (``benchmarks.matmul_cases.bytes_moved``: weights, scales, zero points, x and y of the suite's row) as
+the suite times its rows — captured in a CUDA graph, the L2 flushed before each replay, the kernels' device
+time from the profiler — and keeps the fastest:
+
+* torch's reductions: ``amax`` over float16 and ``sum`` over float32 of the same bytes;
+* cuBLAS's fp16 GEMM at M = 16 and its GEMV at M = 1 over an fp16 weight of the same bytes ([N', 4096]);
+* :class:`benchmarks.stream_read.StreamRead`, a VM kernel that does nothing but stream them (persistent
+  blocks, 16-byte loads, the best of :data:`benchmarks.stream_read.CONFIGURATIONS`).
+
+It measures the read ceiling in the same process (:func:`benchmarks.matmul_anchors.read_ceilings`).
+``benchmarks/limits.py --reads`` puts the result beside each row.
 
 Usage (GPU, repository root)::
 
@@ -28,9 +33,12 @@ from benchmarks import harness  # noqa: E402
 from benchmarks import matmul_cases as cases  # noqa: E402
 from benchmarks.matmul_anchors import read_ceilings  # noqa: E402
 from benchmarks.matmul_report import DECODE_TARGETS  # noqa: E402
+from benchmarks.stream_read import CONFIGURATIONS, StreamRead  # noqa: E402
 
 #: Rows of x of the target cells.
 TARGET_MS = (1, 16)
+#: K of the fp16 weight the cuBLAS readers multiply (N' = bytes / (2 · K) rows).
+GEMM_K = 4096
 
 
 def cell_bytes(dtype: str, n: int, k: int, m: int) -> int:
@@ -58,19 +66,52 @@ def read_buffer(nbytes: int, device: str = "cuda") -> torch.Tensor:
 
 
 def readers(buffer: torch.Tensor, nbytes: int) -> dict:
-    """The reads of the first ``nbytes`` (a multiple of 4) of a :func:`read_buffer`: name → call."""
-    return {
-        "amax_fp16": lambda: torch.amax(buffer[: nbytes // 2]),
-        "sum_fp32": lambda: torch.sum(buffer.view(torch.float32)[: nbytes // 4]),
+    """The reads of the first ``nbytes`` (a multiple of 4) of a :func:`read_buffer`: name → (call, the bytes
+    it reads: ``nbytes``, or a little less for readers that take whole rows or tiles)."""
+    found = {
+        "amax_fp16": (lambda: torch.amax(buffer[: nbytes // 2]), nbytes),
+        "sum_fp32": (lambda: torch.sum(buffer.view(torch.float32)[: nbytes // 4]), nbytes),
     }
+    rows = nbytes // (2 * GEMM_K)
+    if rows >= 8:  # cuBLAS reading an fp16 weight of (about) these bytes, as a GEMM at M = 16 and at M = 1
+        weight = buffer[: rows * GEMM_K].view(rows, GEMM_K)
+        for m in (16, 1):
+            x = torch.randn(m, GEMM_K, device=buffer.device, dtype=torch.float16)
+            call = lambda x=x: torch.nn.functional.linear(x, weight)  # noqa: E731
+            found[f"cublas_fp16_m{m}"] = (call, 2 * rows * GEMM_K)
+    found.update(stream_readers(buffer.view(torch.float32), nbytes))
+    return found
+
+
+def stream_readers(data: torch.Tensor, nbytes: int) -> dict:
+    """:class:`StreamRead` of the first ``nbytes`` of ``data`` (f32), whole tiles of each configuration:
+    name → (call, bytes read); none off the GPU (the kernel's values are tested on the interpreter)."""
+    from anybit.runtime.compiler import launch_script
+
+    if not data.is_cuda:
+        return {}
+    sms = torch.cuda.get_device_properties(data.device).multi_processor_count
+    found = {}
+    for warps, vectors, per_sm in CONFIGURATIONS:
+        kernel = StreamRead(warps=warps, vectors=vectors)
+        n = nbytes // 4 - nbytes // 4 % kernel.tile()
+        if n == 0:
+            continue
+        grid = sms * per_sm
+        out = torch.empty(grid, device=data.device, dtype=torch.float32)
+        args = (data, out, n, grid)
+        call = lambda kernel=kernel, args=args: launch_script(kernel, args)  # noqa: E731
+        found[f"stream_vm_w{warps}_v{vectors}_b{per_sm}"] = (call, 4 * n)
+    return found
 
 
 def read_us(buffer: torch.Tensor, nbytes: int, runs: int) -> dict[str, float | None]:
-    """Kernel µs of each reader over the first ``nbytes`` of ``buffer`` (L2 flushed before each replay)."""
+    """Kernel µs of each reader over the first ``nbytes`` of ``buffer`` (L2 flushed before each replay),
+    a reader of fewer bytes scaled up to ``nbytes`` at its rate."""
     found = {}
-    for name, read in readers(buffer, nbytes).items():
+    for name, (read, read_bytes) in readers(buffer, nbytes).items():
         timing = harness.time_graph_kernels(harness.capture_graph(read), runs=runs)
-        found[name] = None if timing is None else round(timing.median_us, 2)
+        found[name] = None if timing is None else round(timing.median_us * nbytes / read_bytes, 2)
     return found
 
 
@@ -101,7 +142,8 @@ def markdown(result: dict) -> str:
     found = {(c["type"], c["n"], c["k"], c["m"]): c for c in result["cells"]}
     header = " | ".join(f"{n}×{k} M={m} (≥ {DECODE_TARGETS[n, k]}%)" for n, k, m in columns)
     lines = [
-        "Plain read of each target cell's bytes (torch, best of amax fp16 / sum fp32, kernel time, L2 "
+        "Plain read of each target cell's bytes (best of torch's amax fp16 / sum fp32, cuBLAS fp16 at "
+        "M = 16 and 1 over a weight of those bytes, a VM streaming read; kernel time, L2 "
         f"flushed; read ceiling {result['ceiling']['best_tb_s']:.2f} TB/s in the same process), % of the "
         "ceiling; bold where the read itself is below the cell's target.",
         "",

@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,wave_splits"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,wave_splits,floor_pdl"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -234,7 +234,7 @@ step eager_breakdown 120 bash -c "$PYTHON benchmarks/eager_host.py --breakdown -
     && $PYTHON -m anybit.runtime.overhead --out $RESULTS/eager_breakdown/launch_overhead.json"
 # What torch's plain read of each target cell's bytes reaches (kernel time, L2 flushed, the read ceiling in the
 # same process): limits.py --reads puts it beside the suite's rows.
-step read_floor 240 "$PYTHON" benchmarks/read_floor.py --out "$RESULTS/read_floor"
+step read_floor 480 "$PYTHON" benchmarks/read_floor.py --out "$RESULTS/read_floor"
 step timing_floor 240 "$PYTHON" benchmarks/timing_floor.py --out "$RESULTS/timing_floor"
 # Narrower warp tiles for the 1- and 2-bit types (16 and 32 bytes a thread against 64: 2-4× the block
 # columns, fewer weights a warp a step): every configuration of each at M = 1 on the issue's three shapes.
@@ -438,6 +438,16 @@ step wave_splits 585 bash scripts/two_gpus.sh "$RESULTS/splits_second.log" \
     $(split_probe int6,float6_e3m2,uint5 57344x8192 16 '--warps 8 --stages 2,3 --bytes-per-thread 128 \
         --weights-in-registers') && \
     $(split_probe int4,uint4 8192x28672 16 '--warps 8 --stages 3,4 --weights-in-registers')"
+# The read floor's readers (torch, cuBLAS, the VM's streaming read) on the first GPU; on the second, every
+# configuration of 8192×8192 and 57344×8192 at M = 1 timed as the suite times a row with the kernel launched
+# as a programmatic dependent (the default) and without (ANYBIT_PDL=0): does the launch mode change the
+# kernel's own measured time?
+pdl_probe() {  # pdl_probe PDL: the probe, for two_gpus.sh
+    echo "ANYBIT_PDL=$1 $PYTHON benchmarks/decode_probe.py --types int4,uint4,uint2 --shapes 8192x8192,57344x8192 \
+        --out $RESULTS/pdl_$1"
+}
+step floor_pdl 585 bash scripts/two_gpus.sh "$RESULTS/floor_pdl_second.log" \
+    "$PYTHON benchmarks/read_floor.py --out $RESULTS/read_floor" "$(pdl_probe 0) && $(pdl_probe 1)"
 # The weights' magic number taken off by a second dot (bias_after_dot): its GPU tests, then every
 # configuration of a Llama-3-8B layer's four shapes in a row with and without it (int4 and int2, M = 1).
 step bias_after_dot 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 4 \

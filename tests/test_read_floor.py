@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from benchmarks import matmul_cases as cases
@@ -56,9 +58,41 @@ def test_the_readers_read_exactly_the_cells_bytes():
     buffer = read_floor.read_buffer(1001, device="cpu")  # an odd size still views as whole float32
     assert buffer.numel() * 2 >= 1001 and buffer.numel() % 2 == 0
     size = 1000
-    for name, read in read_floor.readers(buffer, size).items():
+    found = read_floor.readers(buffer, size)
+    assert set(found) == {"amax_fp16", "sum_fp32"}  # no GEMM below 8 rows; the VM reader on the GPU only
+    for name, (read, read_bytes) in found.items():
         value = read()
         first = buffer[: size // 2] if name == "amax_fp16" else buffer.view(torch.float32)[: size // 4]
-        assert first.numel() * first.element_size() == size
+        assert first.numel() * first.element_size() == size == read_bytes
         expected = torch.amax(first) if name == "amax_fp16" else torch.sum(first)
         assert torch.equal(value, expected)
+
+
+def test_the_gemm_readers_read_an_fp16_weight_of_about_the_cells_bytes():
+    """cuBLAS's readers multiply [M, GEMM_K] by a weight of whole rows of the buffer: they say how many
+    bytes that is (at most a row short), and read the buffer's own values."""
+    size = 9 * 2 * read_floor.GEMM_K + 100
+    buffer = read_floor.read_buffer(size, device="cpu")
+    found = read_floor.readers(buffer, size)
+    for m in (16, 1):
+        read, read_bytes = found[f"cublas_fp16_m{m}"]
+        assert read_bytes == 9 * 2 * read_floor.GEMM_K and size - read_bytes < 2 * read_floor.GEMM_K
+        product = read()
+        assert product.shape == (m, 9) and torch.isfinite(product).all()
+
+
+def test_the_stream_read_kernel_sums_its_blocks_tiles_on_the_interpreter():
+    """Block b sums tiles b, b + grid, ... of the data (float64 reference), every block's total written."""
+    import anybit
+    from benchmarks.stream_read import StreamRead
+
+    kernel = StreamRead(warps=2, vectors=2)
+    tiles, grid = 7, 3
+    data = np.random.default_rng(5).standard_normal(tiles * kernel.tile()).astype(np.float32)
+    out = np.full(grid, np.nan, dtype=np.float32)
+    anybit.interpret(kernel, data, out, data.size, grid)
+    by_tile = data.reshape(tiles, -1).astype(np.float64)
+    expected = [by_tile[block::grid].sum() for block in range(grid)]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="warps"):
+        StreamRead(warps=0)
