@@ -11,9 +11,9 @@ its SASS with ``nvdisasm`` — no GPU needed — and puts per row:
   instructions spread over the 4 schedulers of every SM at the SM clock (a lower bound: one instruction a
   cycle, no stall counted);
 * the **memory time**: the bytes that must move at the measured read ceiling (the suite's ``ideal_us``);
-* with ``--reads`` (the output of ``benchmarks/read_floor.py``): what torch's plain read of the row's
-  bytes takes on the GPU, and its share of the read ceiling: a small weight's read does not reach the 4 GiB
-  rate whoever reads it;
+* with ``--reads`` (the output of ``benchmarks/read_floor.py``): what the fastest plain read of the row's
+  bytes (torch, cuBLAS or the VM's streaming read) takes on the GPU, and its share of the read ceiling: a
+  small weight's read does not reach the 4 GiB rate whoever reads it;
 * the bound these imply against the measured time: ``memory`` where the row reaches 80% of the read
   ceiling or 90% of the rate of a plain read of its bytes (:data:`READ_FLOOR_SHARE`), ``issue`` where the
   issue time is at least half the measured time (:data:`ISSUE_BOUND_SHARE`),

@@ -1,7 +1,8 @@
 """Ceilings and anchors of the quantized-matmul benchmark, measured in the same run as our kernels.
 
 * Read ceiling: the best of a few streaming reads (torch amax and sum over 4 GiB of fp32, amax over 4 GiB of
-  fp16, and a cuBLAS fp16 GEMV over a 4 GiB weight, whose weight bytes / time is also a read rate), each
+  fp16, a cuBLAS fp16 GEMV over a 4 GiB weight, whose weight bytes / time is also a read rate, and the VM's
+  own streaming read, :class:`benchmarks.stream_read.StreamRead`, best of its configurations), each
   timed by CUDA events and, captured in a CUDA graph, by its kernels' own device time (the profiler); the
   ceiling is the best kernel-time rate, as the rows it divides are kernel times.
 * Compute ceiling: cuBLAS fp16 and bf16 GEMM at 8192³.
@@ -38,6 +39,23 @@ def _reduction_rates(dtype: torch.dtype, reduce) -> tuple[float, float | None]:
     return _read_rates(lambda: reduce(data), data.numel() * data.element_size())
 
 
+def _stream_rates() -> tuple[float, float | None]:
+    """The VM's streaming read of 4 GiB of f32 (:class:`~benchmarks.stream_read.StreamRead`): the best of
+    its configurations by kernel time (by events where the profiler gave none)."""
+    from anybit.runtime.compiler import launch_script
+    from benchmarks.stream_read import CONFIGURATIONS, StreamRead
+
+    data = torch.randn(GIB, device="cuda", dtype=torch.float32)  # 4 GiB, a whole number of every tile
+    sms = torch.cuda.get_device_properties(data.device).multi_processor_count
+    found = []
+    for warps, vectors, per_sm in CONFIGURATIONS:
+        kernel, grid = StreamRead(warps=warps, vectors=vectors), sms * per_sm
+        out = torch.empty(grid, device="cuda", dtype=torch.float32)
+        args = (data, out, data.numel(), grid)
+        found.append(_read_rates(lambda kernel=kernel, args=args: launch_script(kernel, args), 4 * GIB))
+    return max(found, key=lambda rates: (rates[1] or 0.0, rates[0]))
+
+
 def _gemv_rates() -> tuple[float, float | None]:
     weight = torch.randn(65536, 32768, device="cuda", dtype=torch.float16)  # 4 GiB
     x = torch.randn(1, 32768, device="cuda", dtype=torch.float16)
@@ -54,6 +72,7 @@ def read_ceilings() -> dict:
         "torch sum fp32 4 GiB": _reduction_rates(torch.float32, torch.sum),
         "torch amax fp16 4 GiB": _reduction_rates(torch.float16, torch.amax),
         "cuBLAS fp16 GEMV 1x65536x32768 (weight bytes)": _gemv_rates(),
+        "anybit StreamRead f32 4 GiB (best configuration)": _stream_rates(),
     }
     torch.cuda.empty_cache()
     return best_read(

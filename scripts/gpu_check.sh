@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,wave_splits,floor_pdl"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,wave_splits,floor_pdl,small_registers"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -448,6 +448,17 @@ pdl_probe() {  # pdl_probe PDL: the probe, for two_gpus.sh
 }
 step floor_pdl 585 bash scripts/two_gpus.sh "$RESULTS/floor_pdl_second.log" \
     "$PYTHON benchmarks/read_floor.py --out $RESULTS/read_floor" "$(pdl_probe 0) && $(pdl_probe 1)"
+# 8192×8192 with the weight bytes loaded straight into registers (no shared ring for them) at 8 rows too, where
+# the tuning space has them for wide tiles only: every configuration with and without, M = 1 on the first GPU
+# and M = 16 on the second (a streaming read of those bytes reaches 80–92% of the ceiling; the kernels 50–65%).
+small_registers_probe() {  # small_registers_probe TYPES M WARPS STAGES: the probes, for two_gpus.sh
+    echo "for type in $(echo $1 | tr , ' '); do $PYTHON benchmarks/decode_probe.py --types \$type --m $2 \
+        --warps $3 --stages $4 --cluster --weights-in-registers --shapes 8192x8192 \
+        --out $RESULTS/small_registers_\${type}_m$2 || exit 1; done"
+}
+step small_registers 585 bash scripts/two_gpus.sh "$RESULTS/small_registers_second.log" \
+    "$(small_registers_probe int4,uint4,float4_e2m1,uint5,float5_e2m2,uint3 1 2,4,8 3,4)" \
+    "$(small_registers_probe int4,float4_e2m1,int6,float6_e3m2,float5_e2m2,uint4 16 4,8 2,3,4)"
 # The weights' magic number taken off by a second dot (bias_after_dot): its GPU tests, then every
 # configuration of a Llama-3-8B layer's four shapes in a row with and without it (int4 and int2, M = 1).
 step bias_after_dot 300 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=120 -n 4 \
