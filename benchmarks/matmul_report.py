@@ -81,6 +81,19 @@ def _tile_note(results: dict) -> str:
     return f"; {len(wide)} {rows_word} packed with {widths}-byte warp tiles by default ({types} on {layers})"
 
 
+def _tuning_note(results: dict) -> list[str]:
+    """A line saying the run's decode configurations were pinned from a tuning file (``--tuning``), if so:
+    its rows were not tuned, and their first calls carry no tuning."""
+    pinned = results.get("tuning_loaded")
+    if not pinned:
+        return []
+    return [
+        "",
+        f"Tuning: {pinned} configurations pinned from a previous run's tuning file (`--tuning`): a row "
+        "whose (weight, M bucket) it names was not tuned in this run, and its first call includes no tuning.",
+    ]
+
+
 def header(results: dict) -> list[str]:
     """GPU, date and ceilings."""
     ceilings = results.get("ceilings", {})
@@ -101,6 +114,7 @@ def header(results: dict) -> list[str]:
         "too); × cuBLAS: both sides' kernel times — for prefill rows (M > 16) both timed in turns in one "
         'loop ("in turns": the two graphs replayed alternately, so that both meet the same clocks; a prefill '
         "GEMM runs into the GPU's power cap).",
+        *_tuning_note(results),
         "",
         _ceilings_title(results),
         "",

@@ -327,6 +327,15 @@ class DecodeTuner(TunedKernel):
         variants (a record tuned with ``ANYBIT_TUNE_*`` set runs without it)."""
         return config in self.configs or config in self.variant_configs
 
+    def recorded(self, shape: tuple[int, int, int], arch: str) -> dict | None:
+        """The configuration pinned, in the tuning cache or shipped for launches of ``shape`` (M, N, K) on
+        ``arch``'s GPU — what the first such call takes without tuning — if this space accepts it."""
+        from anybit.runtime.autotune import gpu_key, stored_config
+
+        bucket = bucket_text(decode_bucket((None,) * 6 + tuple(shape)))
+        config = stored_config(self.identity, gpu_key(arch), bucket)
+        return config if config is not None and self.accepts(config) else None
+
     def instance(self, config: dict):
         """The Script instance of one configuration; an axis ``config`` does not name (a record made before
         the axis existed, e.g. ``warps_along_k``) takes its first value."""
@@ -572,7 +581,9 @@ def precompile_decode(
     """Build and compile the configurations of each ``(layout, act_dtype, has_zeros, has_bias)`` now.
 
     An item may carry a fifth element, the launch shapes ``[(m, n, k), ...]`` it will run: then only the
-    configurations some shape keeps (:meth:`DecodeTuner.unsuited`) are built, not the whole space.
+    configurations some shape keeps (:meth:`DecodeTuner.unsuited`) are built, not the whole space, and for a
+    shape whose M bucket already has a configuration pinned, in the tuning cache or shipped for this GPU
+    (:meth:`DecodeTuner.recorded`: what the first call takes without tuning) only that one.
     Building a configuration (tracing the Script, generating its CUDA source) is Python, so threads would
     run it one at a time: with ``processes`` > 1 (default: ``ANYBIT_BUILD_PROCESSES``, else one per CPU)
     build worker processes (:mod:`anybit.runtime.build_pool`) build and compile them and send back each
@@ -581,7 +592,10 @@ def precompile_decode(
     compile cache, so the first call of each shape only times. Returns counts of ``compiled`` and
     ``failed`` configurations and the ``processes`` used.
     """
-    return _precompile(_configurations_to_build(specialisations), arch, processes)
+    from anybit.runtime.device import current_arch
+
+    arch = arch or current_arch()
+    return _precompile(_configurations_to_build(specialisations, arch), arch, processes)
 
 
 def precompile_configurations(
@@ -630,8 +644,10 @@ def _precompile(
     return {"compiled": len(todo) - failed, "failed": failed, "processes": workers}
 
 
-def _configurations_to_build(specialisations: Iterable[tuple]) -> list[tuple]:
-    """``(layout, act_dtype, has_zeros, has_bias, config)`` of every configuration some item needs."""
+def _configurations_to_build(specialisations: Iterable[tuple], arch: str | None = None) -> list[tuple]:
+    """``(layout, act_dtype, has_zeros, has_bias, config)`` of every configuration some item needs: for each
+    shape the recorded configuration where ``arch`` has one (:meth:`DecodeTuner.recorded`), else every one
+    the shape keeps."""
     shapes_of: dict[tuple, set | None] = {}
     for item in specialisations:
         layout, act_dtype, has_zeros, has_bias = item[:4]
@@ -644,12 +660,23 @@ def _configurations_to_build(specialisations: Iterable[tuple]) -> list[tuple]:
     todo = []
     for key, shapes in shapes_of.items():
         tuner = decode_tuner(*key)
+        recorded: list[dict] = []
+        open_shapes = set() if shapes is not None else None
+        for shape in shapes or ():
+            config = tuner.recorded(shape, arch) if arch is not None else None
+            if config is None:
+                open_shapes.add(shape)
+            elif config not in recorded:
+                recorded.append(config)
         for config in tuner.configs:
-            if shapes is not None and all(
-                tuner.not_tried(config, (None,) * 6 + shape) is not None for shape in shapes
+            if config in recorded:
+                recorded.remove(config)
+            elif open_shapes is not None and all(
+                tuner.not_tried(config, (None,) * 6 + shape) is not None for shape in open_shapes
             ):
                 continue
             todo.append((*tuner.key, config))
+        todo += [(*tuner.key, config) for config in recorded]  # opt-in variants a record names
     return todo
 
 

@@ -152,6 +152,13 @@ def test_the_header_names_the_packing():
     assert "B operand" in markdown({key: value for key, value in results().items() if key != "operand"})
 
 
+def test_the_header_says_when_the_tuning_was_pinned():
+    """A run given a tuning file (``--tuning``) says so: its rows were not tuned in the run."""
+    assert "configurations pinned from a previous run's tuning file" not in markdown(results())
+    text = markdown({**results(), "tuning_loaded": 561})
+    assert "Tuning: 561 configurations pinned from a previous run's tuning file (`--tuning`)" in text
+
+
 def test_recommended_threshold():
     assert recommended_threshold(results()["crossover"]) == 16
     assert recommended_threshold([]) is None

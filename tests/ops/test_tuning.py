@@ -198,6 +198,41 @@ def test_selection_compiles_ranks_stores_exports_and_pins(monkeypatch, tmp_path)
     assert pinned.select(decode_args(p, 3)) == {"warps": 8}
 
 
+def test_precompile_takes_the_recorded_configuration_of_a_shape(tmp_path):
+    """A shape whose M bucket has a pinned (or cached, or shipped) configuration builds only that one — an
+    opt-in variant outside the space included — while a shape without a record builds all it keeps."""
+    from anybit.ops import tuning
+    from anybit.runtime import autotune
+
+    layout = choose_layout("int4", 8192, 8192, 128, operand="a")
+    tuner = tuning.decode_tuner(kernel_layout(layout), torch.float16, False, False)
+    shapes = [(1, 8192, 8192), (16, 8192, 8192)]
+
+    def built(of_shapes):
+        found = tuning._configurations_to_build([(layout, torch.float16, False, False, of_shapes)], "sm_90a")
+        return sorted(bucket_text(config) for *_, config in found)
+
+    everything, at_16 = built(shapes), built(shapes[1:])
+    chosen = dict(rows=8, warps=4, stages=4, split=2, warps_along_k=False, bias_after_dot=True)
+    assert chosen not in tuner.configs and tuner.accepts(chosen)
+    record = {
+        "kernel": tuner.identity,
+        "gpu": autotune.gpu_key("sm_90a"),
+        "bucket": bucket_text(decode_bucket((None,) * 6 + shapes[0])),
+        "config": chosen,
+    }
+    pins = tmp_path / "pins.json"
+    pins.write_text(json.dumps({"format": autotune.TUNING_FORMAT, "records": [record]}))
+    try:
+        assert load_tuning(pins) == 1
+        assert tuner.recorded(shapes[0], "sm_90a") == chosen
+        assert tuner.recorded(shapes[1], "sm_90a") is None
+        assert built(shapes) == sorted(at_16 + [bucket_text(chosen)])
+        assert len(built(shapes)) < len(everything)
+    finally:
+        autotune.clear_pinned()
+
+
 @pytest.mark.parametrize("processes", [1, 2])
 def test_precompile_builds_every_kept_configuration_and_the_tuner_reuses_them(tmp_path, processes):
     """Built here or in spawned processes, every configuration the shape keeps lands in the compile cache
