@@ -11,7 +11,10 @@ in a worktree of the tree the file was made with and in this one, and rewrites t
 
 Any configuration whose CUDA differs stops it: tune again on the GPU the file names (the test's message says
 how). The records are matched to the Llama-3-8B model's projections of every weight type, folded as the
-end-to-end benchmark folds them (``tests/ops/test_shipped_tuning.py``'s ``llama_tuners``).
+end-to-end benchmark folds them (``tests/ops/test_shipped_tuning.py``'s ``llama_tuners``). The suite's
+tuning file (``benchmarks/tunings/*.json``, pinned by ``STEPS=bench_gpus_pinned``) is carried over the same
+way, its records matched to the suite's weights (every layer shape, type and activation dtype of
+``benchmarks/matmul_cases.py``, unfused) and to their quantized-matmul path records.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ sys.path.insert(0, str(HERE))
 from tests.ops.test_shipped_tuning import LLAMA_3_8B, WEIGHT_TYPES  # noqa: E402  (the test's model, here)
 
 TUNINGS = HERE / "anybit/runtime/tunings"
+SUITE_TUNINGS = HERE / "benchmarks/tunings"
 
 # Run in a tree (its path first on sys.path), given [[key, bucket, config], ...] to build: {"identities":
 # {"<type> <projection> <M>": identity}, "sources": {"<key> <bucket> <config>": CUDA hash}}.
@@ -56,12 +60,42 @@ print(json.dumps({"identities": {key: t.identity for key, t in tuners.items()}, 
 """
 
 
-def probe(tree: pathlib.Path, build: list) -> dict:
+# The same for the suite's weights: {"identities": {"<type> <N>x<K> <act>": identity, "<...> path": path
+# identity}, "sources": ...}.
+SUITE_PROBE = """
+import hashlib, json, sys
+import torch
+from anybit import kernels
+from anybit.ops.path_choice import path_chooser
+from anybit.ops.tuning import tuner_for
+from benchmarks import matmul_cases as cases
+tuners, identities = {}, {}
+for t in cases.TYPES:
+    for _, n, k in cases.SHAPES:
+        for act in ("float16", "bfloat16"):
+            layout = kernels.choose_layout(t, n, k, cases.GROUP_SIZE)
+            tuner = tuner_for(layout, getattr(torch, act), t.startswith("u"), False)
+            key = f"{t} {n}x{k} {act}"
+            tuners[key] = tuner
+            identities[key] = tuner.identity
+            identities[key + " path"] = path_chooser(tuner.identity).identity
+sources = {}
+for key, bucket, config in json.loads(sys.argv[1]):
+    built = tuners[key].built(config, (None,) * 6 + tuple(json.loads(bucket)), "sm_90a")
+    if not isinstance(built, tuple):
+        raise SystemExit(f"{key} {bucket} {config}: {built}")
+    sources[f"{key} {bucket} {json.dumps(config, sort_keys=True)}"] = hashlib.sha256(
+        built[1].source.encode()).hexdigest()
+print(json.dumps({"identities": identities, "sources": sources}))
+"""
+
+
+def probe(tree: pathlib.Path, build: list, program: str = PROBE) -> dict:
     """The Llama-3-8B tuners' identities of every weight type, and the CUDA hashes of ``build``'s
     configurations, computed in ``tree``."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(build), json.dumps(WEIGHT_TYPES), json.dumps(LLAMA_3_8B)],
+        [sys.executable, "-c", program, json.dumps(build), json.dumps(WEIGHT_TYPES), json.dumps(LLAMA_3_8B)],
         cwd=tree,
         env=env,
         check=True,
@@ -76,9 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("before", type=pathlib.Path, help="a worktree of the commit the files were made with")
     options = parser.parse_args(argv)
     before_tree = options.before.resolve()
-    names = {identity: key for key, identity in probe(before_tree, [])["identities"].items()}
-    after_names = probe(HERE, [])["identities"]
-    for path in sorted(TUNINGS.glob("*.json")):
+    files = sorted(TUNINGS.glob("*.json"))
+    status = rekey(files, before_tree, PROBE) if files else 0
+    suite_files = sorted(SUITE_TUNINGS.glob("*.json"))
+    if status == 0 and suite_files:
+        status = rekey(suite_files, before_tree, SUITE_PROBE)
+    return status
+
+
+def rekey(files: list[pathlib.Path], before_tree: pathlib.Path, program: str) -> int:
+    """Re-key the records of ``files`` (tuners named by ``program``'s probe) from ``before_tree``'s kernels
+    to this tree's, where every decode configuration's CUDA is unchanged; 1 (and nothing written) where
+    not. Path records (``QuantizedMatmulPath-…``: no CUDA of their own) follow their decode kernel."""
+    names = {identity: key for key, identity in probe(before_tree, [], program)["identities"].items()}
+    after_names = probe(HERE, [], program)["identities"]
+    for path in files:
         data = json.loads(path.read_text())
         records = data["records"]
         keyed = {identity: key for key, identity in after_names.items()}  # records keyed already
@@ -87,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.name}: records of no projection {orphans}: is {before_tree} the files' tree?")
             return 1
         stale = [r for r in records if r["kernel"] in names]
-        build = [[names[r["kernel"]], r["bucket"], r["config"]] for r in stale]
-        if build and probe(before_tree, build)["sources"] != probe(HERE, build)["sources"]:
+        build = [[names[r["kernel"]], r["bucket"], r["config"]] for r in stale if "path" not in r["config"]]
+        if build and probe(before_tree, build, program)["sources"] != probe(HERE, build, program)["sources"]:
             print(f"{path.name}: the generated CUDA differs: tune again on the GPU it names", file=sys.stderr)
             return 1
         moved = 0
