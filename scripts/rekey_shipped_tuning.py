@@ -33,9 +33,23 @@ from tests.ops.test_shipped_tuning import LLAMA_3_8B, WEIGHT_TYPES  # noqa: E402
 TUNINGS = HERE / "anybit/runtime/tunings"
 SUITE_TUNINGS = HERE / "benchmarks/tunings"
 
+# The tail both probes share: the CUDA hash of each [key, bucket, config] of argv[1] built by its tuner, and
+# the identities, printed as JSON.
+SOURCES = """
+sources = {}
+for key, bucket, config in json.loads(sys.argv[1]):
+    built = tuners[key].built(config, (None,) * 6 + tuple(json.loads(bucket)), "sm_90a")
+    if not isinstance(built, tuple):
+        raise SystemExit(f"{key} {bucket} {config}: {built}")
+    sources[f"{key} {bucket} {json.dumps(config, sort_keys=True)}"] = hashlib.sha256(
+        built[1].source.encode()).hexdigest()
+print(json.dumps({"identities": identities, "sources": sources}))
+"""
+
 # Run in a tree (its path first on sys.path), given [[key, bucket, config], ...] to build: {"identities":
 # {"<type> <projection> <M>": identity}, "sources": {"<key> <bucket> <config>": CUDA hash}}.
-PROBE = """
+PROBE = (
+    """
 import hashlib, json, sys
 import torch
 from anybit import kernels
@@ -49,20 +63,15 @@ for t in types:
         for m in (1, 16):
             tuner = plan.fused_tuner(m, t.startswith("u"), False, residual, 1e-5 if rms else None)
             tuners[f"{t} {name} {m}"] = tuner
-sources = {}
-for key, bucket, config in json.loads(sys.argv[1]):
-    built = tuners[key].built(config, (None,) * 6 + tuple(json.loads(bucket)), "sm_90a")
-    if not isinstance(built, tuple):
-        raise SystemExit(f"{key} {bucket} {config}: {built}")
-    sources[f"{key} {bucket} {json.dumps(config, sort_keys=True)}"] = hashlib.sha256(
-        built[1].source.encode()).hexdigest()
-print(json.dumps({"identities": {key: t.identity for key, t in tuners.items()}, "sources": sources}))
+identities = {key: tuner.identity for key, tuner in tuners.items()}
 """
-
+    + SOURCES
+)
 
 # The same for the suite's weights: {"identities": {"<type> <N>x<K> <act>": identity, "<...> path": path
 # identity}, "sources": ...}.
-SUITE_PROBE = """
+SUITE_PROBE = (
+    """
 import hashlib, json, sys
 import torch
 from anybit import kernels
@@ -79,15 +88,9 @@ for t in cases.TYPES:
             tuners[key] = tuner
             identities[key] = tuner.identity
             identities[key + " path"] = path_chooser(tuner.identity).identity
-sources = {}
-for key, bucket, config in json.loads(sys.argv[1]):
-    built = tuners[key].built(config, (None,) * 6 + tuple(json.loads(bucket)), "sm_90a")
-    if not isinstance(built, tuple):
-        raise SystemExit(f"{key} {bucket} {config}: {built}")
-    sources[f"{key} {bucket} {json.dumps(config, sort_keys=True)}"] = hashlib.sha256(
-        built[1].source.encode()).hexdigest()
-print(json.dumps({"identities": identities, "sources": sources}))
 """
+    + SOURCES
+)
 
 
 def probe(tree: pathlib.Path, build: list, program: str = PROBE) -> dict:
