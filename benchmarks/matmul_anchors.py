@@ -42,17 +42,10 @@ def _reduction_rates(dtype: torch.dtype, reduce) -> tuple[float, float | None]:
 def _stream_rates() -> tuple[float, float | None]:
     """The VM's streaming read of 4 GiB of f32 (:class:`~benchmarks.stream_read.StreamRead`): the best of
     its configurations by kernel time (by events where the profiler gave none)."""
-    from anybit.runtime.compiler import launch_script
-    from benchmarks.stream_read import CONFIGURATIONS, StreamRead
+    from benchmarks.stream_read import stream_reads
 
     data = torch.randn(GIB, device="cuda", dtype=torch.float32)  # 4 GiB, a whole number of every tile
-    sms = torch.cuda.get_device_properties(data.device).multi_processor_count
-    found = []
-    for warps, vectors, per_sm in CONFIGURATIONS:
-        kernel, grid = StreamRead(warps=warps, vectors=vectors), sms * per_sm
-        out = torch.empty(grid, device="cuda", dtype=torch.float32)
-        args = (data, out, data.numel(), grid)
-        found.append(_read_rates(lambda kernel=kernel, args=args: launch_script(kernel, args), 4 * GIB))
+    found = [_read_rates(call, nbytes) for call, nbytes in stream_reads(data, 4 * GIB).values()]
     return max(found, key=lambda rates: (rates[1] or 0.0, rates[0]))
 
 

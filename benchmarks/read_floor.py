@@ -33,7 +33,7 @@ from benchmarks import harness  # noqa: E402
 from benchmarks import matmul_cases as cases  # noqa: E402
 from benchmarks.matmul_anchors import read_ceilings  # noqa: E402
 from benchmarks.matmul_report import DECODE_TARGETS  # noqa: E402
-from benchmarks.stream_read import CONFIGURATIONS, StreamRead  # noqa: E402
+from benchmarks.stream_read import stream_reads  # noqa: E402
 
 #: Rows of x of the target cells.
 TARGET_MS = (1, 16)
@@ -84,25 +84,9 @@ def readers(buffer: torch.Tensor, nbytes: int) -> dict:
 
 
 def stream_readers(data: torch.Tensor, nbytes: int) -> dict:
-    """:class:`StreamRead` of the first ``nbytes`` of ``data`` (f32), whole tiles of each configuration:
-    name → (call, bytes read); none off the GPU (the kernel's values are tested on the interpreter)."""
-    from anybit.runtime.compiler import launch_script
-
-    if not data.is_cuda:
-        return {}
-    sms = torch.cuda.get_device_properties(data.device).multi_processor_count
-    found = {}
-    for warps, vectors, per_sm in CONFIGURATIONS:
-        kernel = StreamRead(warps=warps, vectors=vectors)
-        n = nbytes // 4 - nbytes // 4 % kernel.tile()
-        if n == 0:
-            continue
-        grid = sms * per_sm
-        out = torch.empty(grid, device=data.device, dtype=torch.float32)
-        args = (data, out, n, grid)
-        call = lambda kernel=kernel, args=args: launch_script(kernel, args)  # noqa: E731
-        found[f"stream_vm_w{warps}_v{vectors}_b{per_sm}"] = (call, 4 * n)
-    return found
+    """:func:`~benchmarks.stream_read.stream_reads` of ``data`` (f32) on the GPU; none off it (the kernel's
+    values are tested on the interpreter)."""
+    return stream_reads(data, nbytes) if data.is_cuda else {}
 
 
 def read_us(buffer: torch.Tensor, nbytes: int, runs: int) -> dict[str, float | None]:

@@ -10,6 +10,8 @@ floor a decode kernel of the same bytes is held to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anybit
 from anybit.layout import local
 
@@ -59,3 +61,26 @@ class StreamRead(anybit.Script):
             acc += tile
         total = self.sum(self.sum(acc, 1, keepdim=True), 0, keepdim=True)
         self.store_global(totals, total, [self.blockIdx.x, 0])
+
+
+def stream_reads(data, nbytes: int) -> dict[str, tuple[Callable[[], object], int]]:
+    """Launches of each of :data:`CONFIGURATIONS` reading the first ``nbytes`` of ``data`` (a CUDA f32
+    tensor) in whole tiles, as name → (call, the bytes it reads: at most a tile less than ``nbytes``); a
+    configuration whose tile is larger than ``nbytes`` is left out."""
+    import torch
+
+    from anybit.runtime.compiler import launch_script
+
+    sms = torch.cuda.get_device_properties(data.device).multi_processor_count
+    found = {}
+    for warps, vectors, per_sm in CONFIGURATIONS:
+        kernel = StreamRead(warps=warps, vectors=vectors)
+        n = nbytes // 4 - nbytes // 4 % kernel.tile()
+        if n == 0:
+            continue
+        grid = sms * per_sm
+        out = torch.empty(grid, device=data.device, dtype=torch.float32)
+        args = (data, out, n, grid)
+        call = lambda kernel=kernel, args=args: launch_script(kernel, args)  # noqa: E731
+        found[f"stream_vm_w{warps}_v{vectors}_b{per_sm}"] = (call, 4 * n)
+    return found

@@ -238,8 +238,8 @@ step compiled_launch 400 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeo
 # launch alone, the output's torch.empty, cuBLAS's eager call), then the bare launch's costs.
 step eager_breakdown 120 bash -c "$PYTHON benchmarks/eager_host.py --breakdown --out $RESULTS/eager_breakdown \
     && $PYTHON -m anybit.runtime.overhead --out $RESULTS/eager_breakdown/launch_overhead.json"
-# What torch's plain read of each target cell's bytes reaches (kernel time, L2 flushed, the read ceiling in the
-# same process): limits.py --reads puts it beside the suite's rows.
+# What the fastest plain read of each target cell's bytes reaches (torch, cuBLAS, the VM's streaming read; kernel
+# time, L2 flushed, the read ceiling in the same process): limits.py --reads puts it beside the suite's rows.
 step read_floor 480 "$PYTHON" benchmarks/read_floor.py --out "$RESULTS/read_floor"
 step timing_floor 240 "$PYTHON" benchmarks/timing_floor.py --out "$RESULTS/timing_floor"
 # Narrower warp tiles for the 1- and 2-bit types (16 and 32 bytes a thread against 64: 2-4× the block
@@ -434,7 +434,7 @@ step registers 585 bash scripts/two_gpus.sh "$RESULTS/registers_second.log" \
 # the first GPU (the issue-bound low-bit types, 1.13–1.36 waves in the suite), M = 16 on the second.
 split_probe() {  # split_probe TYPES SHAPES M EXTRA: the probes, for two_gpus.sh
     echo "for type in $(echo $1 | tr , ' '); do $PYTHON benchmarks/decode_probe.py --types \$type --m $3 \
-        --shapes $2 --splits 1,2,3,4,5,6,7,8,12 $4 --out $RESULTS/splits_\${type}_m$3 || exit 1; done"
+        --shapes $2 --splits 1,2,3,4,5,6,7,8,12 $4 --out $RESULTS/splits_\${type}_m$3_$2 || exit 1; done"
 }
 step wave_splits 585 bash scripts/two_gpus.sh "$RESULTS/splits_second.log" \
     "$(split_probe uint3,uint1,uint2,float4_e2m1 57344x8192 1 '--warps 4,8') && \
