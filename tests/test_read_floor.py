@@ -70,7 +70,7 @@ def test_the_readers_read_exactly_the_cells_bytes():
 
 def test_the_gemm_readers_read_an_fp16_weight_of_about_the_cells_bytes():
     """cuBLAS's readers multiply [M, GEMM_K] by a weight of whole rows of the buffer: they say how many
-    bytes that is (at most a row short), and read the buffer's own values."""
+    bytes that is (at most a row short), and run to an [M, rows] product."""
     size = 9 * 2 * read_floor.GEMM_K + 100
     buffer = read_floor.read_buffer(size, device="cpu")
     found = read_floor.readers(buffer, size)
