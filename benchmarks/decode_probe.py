@@ -25,6 +25,7 @@ kernel) with the A operand (the transposed kernel, x the n8 operand: half the mm
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import sys
 import time
@@ -33,6 +34,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+import anybit  # noqa: E402
 from anybit.kernels import choose_layout, dequantize_weight, pack, quantize  # noqa: E402
 from anybit.ops.tuning import precompile_configurations, tuner_for  # noqa: E402
 from anybit.runtime.compiler import launch_script  # noqa: E402
@@ -88,12 +90,17 @@ def probe(
     weights_in_registers: bool = False,
     late_weight_loads: bool = False,
     splits: tuple[int, ...] = (),
+    interleaved_1bit: bool = False,
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
     layout = choose_layout(
         type_name, n, k, 128, max_bytes_per_thread=tile_bytes, operand=operand, planar=planar
     )
+    if interleaved_1bit and layout.nbits == 1:
+        # 1-bit codes stored pair-interleaved, as a 1-bit plane of a planar layout is: a pair's two codes 16
+        # bits apart, one lop3 (after a shift shared by six pairs) where the plain order needs a prmt a byte
+        layout = dataclasses.replace(layout, plane=True)
     packed = pack(q, layout=layout)
     x = torch.randn(m, k, device="cuda", dtype=torch.float16)
     y = torch.empty(m, n, device="cuda", dtype=torch.float16)
@@ -228,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated split-K counts to time instead of the space's, at any grid size (runs of 2+ "
         "chunks): e.g. 1,2,3,4,5,6,7,8 for grids that fill the last wave",
     )
+    parser.add_argument(
+        "--interleave-1bit",
+        default="off",
+        choices=("off", "on", "both"),
+        help="1-bit codes stored pair-interleaved as a 1-bit plane is (on), in the plain order (off), or "
+        "both in turn (an A/B in one process)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     if not 1 <= options.m <= 16:
@@ -238,7 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     widths = [int(w) for w in options.bytes_per_thread.split(",") if w]
     operands = [o for o in options.operands.split(",") if o]
     storage = {"auto": (None,), "on": (True,), "off": (False,), "both": (False, True)}[options.planar]
-    variants = [(width, operand, planar) for width in widths for operand in operands for planar in storage]
+    interleaved = {"off": (False,), "on": (True,), "both": (False, True)}[options.interleave_1bit]
+    variants = [
+        (width, operand, planar, pairs)
+        for width in widths
+        for operand in operands
+        for planar in storage
+        for pairs in interleaved
+    ]
     stages = tuple(int(count) for count in options.stages.split(",") if count)
     warps = tuple(int(count) for count in options.warps.split(",") if count)
     try:
@@ -250,8 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = []
     for type_name in types:
-        for (n, k), (width, operand, planar) in ((s, v) for s in shapes for v in variants):
+        for (n, k), (width, operand, planar, pairs) in ((s, v) for s in shapes for v in variants):
             if planar and not eligible_for_planes(type_name):
+                continue
+            if pairs and anybit.dtype(type_name).nbits != 1:
                 continue
             row = probe(
                 n,
@@ -271,10 +294,12 @@ def main(argv: list[str] | None = None) -> int:
                 options.weights_in_registers,
                 options.late_weight_loads,
                 tuple(int(count) for count in options.splits.split(",") if count),
+                pairs,
             )
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
             stored = "" if planar is None else (", bit planes" if planar else ", whole codes")
+            stored += ", pair-interleaved" if pairs else ""
             print(
                 f"\n{type_name} {n}x{k} M={options.m} ({width} B/thread tiles, operand {operand}{stored}): "
                 f"{row['bytes'] / 1e6:.1f} MB, "
@@ -293,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows_text += " cluster" if entry.get("split_in_cluster") else ""
                 rows_text += " registers" if entry.get("weights_in_registers") else ""
                 rows_text += " late" if entry.get("late_weight_loads") else ""
+                rows_text += " bias_after_dot" if entry.get("bias_after_dot") else ""
                 print(
                     f"  warps={entry.get('warps')} stages={entry.get('stages')} split={entry.get('split')}"
                     f"{rows_text}: "

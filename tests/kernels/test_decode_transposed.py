@@ -3,6 +3,7 @@ feature of the decode kernel, against float64, outputs poisoned with NaN; its pa
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
@@ -471,6 +472,32 @@ def test_zero_points_taken_off_after_the_dot(dtype, act, m, warps, split, rows, 
     else:
         kernel = DecodeMatmul(layout, act, **options)
     assert kernel.zeros_after_dot
+    anybit.interpret(kernel, x, p.data, p.scales, p.zeros, p.scales, y, m, n, k)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
+
+
+@pytest.mark.parametrize(
+    ("act", "m", "split", "bias_after_dot"),
+    [(F16, 1, 2, False), (F16, 3, 1, True), (BF16, 2, 2, True)],
+)
+def test_whole_1bit_codes_stored_pair_interleaved(act, m, split, bias_after_dot):
+    """A whole uint1 weight packed as a 1-bit plane is (``plane=True``: each word's pairs 16 bits apart, the
+    form ``decode_probe.py --interleave-1bit`` times against the plain order): packed, unpacked and run on
+    the interpreter against float64, with zero points, the conversion's bias after the dot or not."""
+    n, k = 128, 512
+    q = random_quantized("uint1", n, k, 128, act, zero_point=True, seed=fresh_seed())
+    plain = choose_layout("uint1", n, k, 128, operand="a")
+    layout = dataclasses.replace(plain, plane=True)
+    assert layout.interleaved and not plain.interleaved
+    p = pack(q, layout=layout)
+    assert torch.equal(unpack(p).codes, q.codes)
+    assert not torch.equal(p.data, pack(q, layout=plain).data)  # another order of the same codes
+    x = torch.randn(m, k).to(act)
+    y = torch.full((m, n), float("nan"), dtype=act)
+    kernel = DecodeMatmulTransposed(
+        layout, act, has_zeros=True, warps=2, split=split, bias_after_dot=bias_after_dot
+    )
     anybit.interpret(kernel, x, p.data, p.scales, p.zeros, p.scales, y, m, n, k)
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
