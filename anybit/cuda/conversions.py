@@ -564,6 +564,15 @@ def emit_cast(
             ctx, [plane], source, dst, target, count, zero_pair=zero_pair, zero_element=zero_element
         )
         return
+    if (
+        fast
+        and zero_pair is None
+        and zero_element is None
+        and byte_field_words(order, source, target, exponent, count)
+    ):
+        for word in range(count // 4):
+            ctx.emit(f"{dst}[{word}] = {byte_field_word(src, order, source, exponent, word)};")
+        return
     pairs = count // 2 if fast and has_fast_path(source, target) else 0
     folded: set[int] = set()  # output elements whose zero the fast path already subtracted
     for p in range(pairs):
@@ -604,6 +613,41 @@ def emit_cast(
     if zero_element is not None:  # the elements the fold did not cover: cast, then subtract, rounded once
         for i in (i for i in range(count) if i not in folded):
             ctx.emit(*set_value(dst, target, i, f"({get_value(dst, target, i)} - {zero_element(i)})"))
+
+
+def byte_field_words(order: list[int], source: DataType, target: DataType, exponent: int, count: int) -> bool:
+    """Whether every output word of a cast of unsigned ``source`` codes to int8 times 2^``exponent`` takes its
+    four codes from one source word, 8 bits apart and at the same place of each byte (see
+    :func:`byte_field_word`)."""
+    n = source.nbits
+    if target.name != "int8" or source.kind != "uint" or n > 4 or exponent < 0 or exponent + n > 7:
+        return False
+    if count % 4:
+        return False
+    for word in range(count // 4):
+        bits = [order[4 * word + j] * n for j in range(4)]
+        base = bits[0] % 32
+        if (
+            base > 8 - n
+            or any(bit != bits[0] + 8 * j for j, bit in enumerate(bits))
+            or bits[0] // 32 != bits[3] // 32
+        ):
+            return False
+    return True
+
+
+def byte_field_word(src: str, order: list[int], source: DataType, exponent: int, word: int) -> str:
+    """Output word ``word`` of an int8 cast of unsigned n-bit codes times 2^``exponent``: its four codes sit
+    at bits b, b+8, b+16, b+24 of one source word (b + n ≤ 8), so one shift (none where b = exponent; a
+    left one nvcc may issue as ``IMAD.SHL`` on the FMA pipe) and one ``lop3`` mask put each at bits
+    [exponent, exponent + n) of its byte: four weights an ALU instruction, where a 16-bit float pair takes
+    one for two."""
+    n = source.nbits
+    bit = order[4 * word] * n
+    base = bit % 32
+    mask = (((1 << n) - 1) << exponent) * 0x01010101
+    shifted = _shifted(f"{src}[{bit // 32}]", exponent - base)
+    return f"({shifted} & {hex(mask)}u)"
 
 
 def _pairs_sixteen_apart(order: list[int], n: int, count: int) -> bool:

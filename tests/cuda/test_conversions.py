@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from cuda_support import requires_gpu, requires_nvrtc
 
+import anybit
 from anybit import dtypes as dt
 from anybit.cuda.conversions import (
     aligned_float_constants,
+    byte_field_word,
+    byte_field_words,
     byte_pair_constants,
     conversion_kernel_name,
     conversion_test_kernel,
@@ -491,3 +495,45 @@ def _wrong_codes(kernel, source_type, target, expected: np.ndarray, name: str) -
                 f"{int(bits[bad]):#06x}, expected {int(expected[bad]):#06x}"
             )
     return failures
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_byte_field_words_formula_every_code(n) -> None:
+    """Unsigned n-bit codes to int8 times 2^e, four a word (:func:`byte_field_word`): the emitted shift and
+    mask evaluated on words holding every code at every place of each byte, other codes' bits around them,
+    against code · 2^e."""
+    source = anybit.dtype(f"uint{n}")
+    rng = np.random.default_rng()
+    for exponent in range(0, 8 - n):
+        for base in range(0, 9 - n):
+            codes = rng.integers(0, 1 << n, size=(256, 4), dtype=np.uint32)
+            codes[: 1 << n, :] = np.arange(1 << n, dtype=np.uint32)[:, None]  # every code in every byte
+            field = (1 << n) - 1
+            words = rng.integers(0, 1 << 32, size=256, dtype=np.uint64).astype(np.uint32)
+            for j in range(4):
+                words &= np.uint32(~(field << (base + 8 * j)) & 0xFFFFFFFF)
+                words |= codes[:, j] << np.uint32(base + 8 * j)
+            # the codes of output word 0 are source locals base/n + 8j/n of word 0 (in n-bit slots)
+            order = [(base + 8 * j) // n for j in range(4)] if base % n == 0 else None
+            if order is None:
+                continue
+            assert byte_field_words(order, source, dt.int8, exponent, 4)
+            expression = byte_field_word("src", order, source, exponent, 0)
+            src = [words.astype(np.uint64)]
+            got = eval(re.sub(r"(0x[0-9a-f]+)u", r"\1", expression), {"src": src}) & 0xFFFFFFFF
+            got_bytes = np.stack([(got >> np.uint64(8 * j)) & np.uint64(0xFF) for j in range(4)], -1)
+            np.testing.assert_array_equal(got_bytes, codes.astype(np.uint64) << np.uint64(exponent))
+
+
+def test_byte_field_words_refuses_what_it_cannot_do() -> None:
+    """Only unsigned codes of at most 4 bits to int8, values below 128, four codes of one word 8 bits
+    apart a word."""
+    uint1, uint2 = anybit.dtype("uint1"), anybit.dtype("uint2")
+    assert byte_field_words([0, 8, 16, 24], uint1, dt.int8, 6, 4)
+    assert not byte_field_words([0, 8, 16, 24], uint1, dt.int8, 7, 4)  # 128 is not an int8
+    assert not byte_field_words([0, 8, 16, 24], uint1, dt.uint8, 6, 4)
+    assert not byte_field_words([0, 1, 2, 3], uint1, dt.int8, 6, 4)  # adjacent codes
+    assert not byte_field_words([0, 8, 16, 32], uint1, dt.int8, 6, 4)  # two words
+    assert not byte_field_words([0, 1, 2, 3], uint2, dt.int8, 5, 4)  # adjacent codes of one byte
+    assert not byte_field_words([0, 4, 8, 12], uint2, dt.int8, 6, 4)  # 3 · 64 is not an int8
+    assert byte_field_words([3, 7, 11, 15], uint2, dt.int8, 5, 4)  # bits 6, 14, 22, 30

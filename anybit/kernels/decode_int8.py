@@ -1,0 +1,317 @@
+"""A decode kernel for 1-, 2- and 4-bit unsigned codes through the int8 tensor cores (a prototype).
+
+The f16 route (:mod:`anybit.kernels.decode_transposed`) converts a pair of codes into an f16x2 register with
+one ``lop3`` at best: for 1-bit codes that alone is 0.5 ALU-pipe instructions a weight, and uint1's loop
+spends ~0.74 (SASS), more than 80% of the read ceiling leaves on a 57344 × 8192 layer
+(docs/notes/decode-kernel.md, thirty-first session). Here the codes become int8 values code · 2^e, four a
+``lop3`` (:func:`anybit.cuda.conversions.byte_field_word`: a shift, which nvcc may issue on the FMA pipe, and
+a mask), and ``mma.m16n8k32`` multiplies them by x held as fixed point: each row of x and scale group g
+rounded to X = round(x / r), |X| ≤ 8191 (r = max |x| / 8191), split exactly into two int8 planes
+X = 128·H + L. A group's products come out as int32, exact:
+
+    Σ_k x·(q − z)·s  ≈  s · (r · Σ_k X·q − z · r · Σ_k X),   Σ_k X·q = (128·Σ H·A + Σ L·A) / 2^e,  A = q·2^e
+
+so the only rounding beside the output's is x's fixed point (2^-14 of the group's largest |x|).
+
+Prototype scope (branch ``next/int8-route``): unsigned 1-, 2- and 4-bit codes with zero points, scale groups
+of one chunk (``group`` = k_chunk), M ≤ 8 (x the n8 operand), x prepared by torch (:func:`prepare_x`), the
+weight packed by numpy (:func:`pack_int8_route`); no split-K, no ring: every warp loads its own weight bytes
+and x fragments and never meets the others.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import anybit
+from anybit.dtypes import float32, int8, int32, uint8
+from anybit.kernels.quantize import QuantizedWeight
+from anybit.layout import RegisterLayout, local, reduce, spatial, squeeze, unsqueeze
+from anybit.layout.mma import MMA_M16N8K32_I8_A, MMA_M16N8K32_I8_B
+
+#: x's fixed point: |X| ≤ X_MAX, split as 128·H + L with H, L int8.
+X_MAX = 8191
+#: Rows of x a block multiplies (the mma's n).
+ROWS = 8
+
+
+def code_exponent(nbits: int) -> int:
+    """e of the int8 values code · 2^e: the codes' field at the top of a non-negative int8 (bits 7−n to 6)."""
+    return 7 - nbits
+
+
+def byte_fields(layout: RegisterLayout, nbits: int) -> RegisterLayout:
+    """``layout`` (an int8 mma operand: 4 bytes a register, the least significant local mode) with the local
+    order of every word of n-bit codes changed from (register, byte) to (byte, register), so that the four
+    codes of each int8 register sit 8 bits apart in one 32-bit word of codes."""
+    modes = list(layout.mode_shape)
+    local_modes = list(layout.local_modes)
+    spatial_modes = list(layout.spatial_modes)
+    if not local_modes or modes[local_modes[-1]] != 4:
+        raise ValueError(
+            f"expected a layout whose least significant local mode is a register's 4 bytes, got {layout}"
+        )
+    byte = local_modes.pop()
+    needed, moved = 8 // nbits, []  # registers a word of codes fills
+    while needed > 1:
+        mode = local_modes.pop()
+        size = modes[mode]
+        if size <= needed:
+            if needed % size:
+                raise ValueError(f"cannot split {layout}'s local modes into words of {32 // nbits} codes")
+            moved.insert(0, mode)
+            needed //= size
+            continue
+        if size % needed:
+            raise ValueError(f"cannot split {layout}'s local modes into words of {32 // nbits} codes")
+        modes[mode : mode + 1] = [size // needed, needed]
+        local_modes = [m + (m > mode) for m in local_modes]
+        moved = [m + (m > mode) for m in moved]
+        spatial_modes = [m if m < 0 else m + (m > mode) for m in spatial_modes]
+        byte += byte > mode
+        local_modes.append(mode)
+        moved.insert(0, mode + 1)
+        needed = 1
+    return RegisterLayout(layout.shape, modes, spatial_modes, [*local_modes, byte, *moved])
+
+
+def warp_operand_layout(tiles: int, k_chunk: int) -> RegisterLayout:
+    """One warp's weight tile as the int8 A operand: [16·tiles, k_chunk], ``tiles`` m16 tiles of N."""
+    return local(tiles, k_chunk // 32) * MMA_M16N8K32_I8_A
+
+
+def x_operand_layout(k_chunk: int) -> RegisterLayout:
+    """One warp's x plane chunk as the int8 B operand: [k_chunk, 8] (x^T: k by row of x)."""
+    return local(k_chunk // 32, 1) * MMA_M16N8K32_I8_B
+
+
+def x_byte_layout(k_chunk: int) -> RegisterLayout:
+    """A warp's bytes of one x plane chunk [1, 8·k_chunk]: each lane's k_chunk / 4 bytes (its B fragments in
+    local order) as 16-byte vectors, a vector of every lane after another."""
+    per_lane = k_chunk // 4
+    return local(1, per_lane // 16).spatial(1, 32).local(1, 16)
+
+
+def replicated(layout: RegisterLayout, warps: int) -> RegisterLayout:
+    """``layout`` held by every one of ``warps`` warps (each warp the same elements)."""
+    return squeeze(reduce(spatial(warps, *[1] * layout.rank) * unsqueeze(layout, 0), [0], keepdims=True), [0])
+
+
+def fragment_order(planes: torch.Tensor, k_chunk: int) -> torch.Tensor:
+    """x planes int8 [2, 8, K] → bytes [K / k_chunk, 2, 8·k_chunk]: chunk c of plane p as a warp loads it
+    with :func:`x_byte_layout` and views it as :func:`x_operand_layout` (lane l's fragments contiguous)."""
+    k = planes.shape[-1]
+    operand = x_operand_layout(k_chunk).map_array()  # [lane, local, (k, row)]
+    places = x_byte_layout(k_chunk).map_array()[..., 1]  # [lane, local]: the byte's place in the chunk
+    chunks = planes.view(2, ROWS, k // k_chunk, k_chunk)
+    picked = chunks[:, torch.from_numpy(operand[..., 1]), :, torch.from_numpy(operand[..., 0])]
+    # picked: [lane, local, 2, chunks] (advanced indices first)
+    out = torch.empty(k // k_chunk, 2, 8 * k_chunk, dtype=torch.int8, device=planes.device)
+    out[:, :, torch.from_numpy(places).reshape(-1)] = picked.reshape(-1, 2, k // k_chunk).permute(2, 1, 0)
+    return out
+
+
+def fixed_point(x: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x [M ≤ 8, K] in fixed point per row and scale group, rows past M zero: (planes int8 [2, 8, K], H and L
+    of X = 128·H + L, |X| ≤ X_MAX; r [8, K / group] f64, the group's largest |x| / X_MAX (1 where all are
+    zero); X int32 [8, K])."""
+    m, k = x.shape
+    xf = torch.zeros(ROWS, k, dtype=torch.float64, device=x.device)
+    xf[:m] = x.double()
+    groups = xf.view(ROWS, k // group, group)
+    r = groups.abs().amax(-1, keepdim=True) / X_MAX
+    r = torch.where(r > 0, r, torch.ones_like(r))
+    fixed = torch.round(groups / r).clamp(-X_MAX, X_MAX).to(torch.int32)
+    high = torch.div(fixed + 64, 128, rounding_mode="floor")
+    low = fixed - 128 * high
+    planes = torch.stack([high.view(ROWS, k), low.view(ROWS, k)]).to(torch.int8)
+    return planes, r.squeeze(-1), fixed.view(ROWS, k)
+
+
+def prepare_x(x: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x [M ≤ 8, K] as the kernel takes it: (the planes of :func:`fixed_point` in fragment order, int8
+    [K / group, 2, 8·group] (:func:`fragment_order`); ``inverse`` [K / group, 8] f32: each group's r;
+    ``sums`` [K / group, 8] f32: r·Σ X over the group). Rows past M are zero."""
+    planes, r, fixed = fixed_point(x, group)
+    k = x.shape[1]
+    inverse = r.t().contiguous().float()
+    sums = (r * fixed.view(ROWS, k // group, group).sum(-1).double()).t().contiguous().float()
+    return fragment_order(planes, group), inverse, sums
+
+
+def pack_int8_route(codes: np.ndarray, nbits: int, tiles: int, k_chunk: int) -> np.ndarray:
+    """uint8 codes [N, K] → bytes [K / k_chunk, N / (16·tiles), 32·bpt] in :func:`byte_fields` order: thread
+    l of warp tile (c, t) holds, at bit i·n of its bpt bytes, the code its code layout's local i names."""
+    n_rows, k = codes.shape
+    rows = 16 * tiles
+    layout = byte_fields(warp_operand_layout(tiles, k_chunk), nbits)
+    coords = layout.map_array()  # [thread, local, 2]: (row, column) in the warp tile
+    per_thread = coords.shape[1]
+    bpt = per_thread * nbits // 8
+    tiles_n = n_rows // rows
+    view = codes.reshape(tiles_n, rows, k // k_chunk, k_chunk)
+    # picked[c, t, lane, i] = codes[t·rows + row(lane, i), c·k_chunk + column(lane, i)]
+    picked = view[:, coords[..., 0], :, coords[..., 1]]  # [lane, i, tiles_n, chunks]
+    picked = np.moveaxis(picked, (2, 3), (1, 0)).astype(np.uint32)  # [chunks, tiles_n, lane, i]
+    bits = np.zeros((*picked.shape[:3], bpt * 8), dtype=np.uint8)
+    for b in range(nbits):
+        bits[..., b::nbits] = (picked >> b) & 1
+    packed = np.packbits(bits, axis=-1, bitorder="little")  # [chunks, tiles_n, lane, bpt]
+    # In memory a thread's 16-byte vectors are strided by the warp's 512 (the kernel's byte layout): each
+    # load instruction of the warp reads 512 contiguous bytes.
+    vector = min(16, bpt)
+    packed = packed.reshape(k // k_chunk, tiles_n, 32, bpt // vector, vector).transpose(0, 1, 3, 2, 4)
+    return np.ascontiguousarray(packed.reshape(k // k_chunk, tiles_n, 32 * bpt))
+
+
+class DecodeInt8(anybit.Script):
+    """y [M ≤ 8, N] = x @ dequant(W)^T for unsigned ``nbits``-bit codes with zero points and scale groups of
+    ``k_chunk``, through int8 ``mma`` (see the module docstring)."""
+
+    def __init__(self, nbits: int, act, *, warps: int = 4, tiles: int = 2, k_chunk: int = 128) -> None:
+        super().__init__()
+        if nbits not in (1, 2, 4):
+            raise ValueError(f"expected 1-, 2- or 4-bit unsigned codes, got {nbits} bits")
+        act = anybit.dtype(act)
+        if act.name not in ("float16", "bfloat16"):
+            raise ValueError(f"expected float16 or bfloat16 activations, got {act.name}")
+        if warps < 1 or warps > 32 or tiles < 1 or k_chunk % 128:
+            raise ValueError(
+                f"expected 1 to 32 warps, at least one m16 tile a warp and k_chunk a multiple of 128, got "
+                f"warps={warps}, tiles={tiles}, k_chunk={k_chunk}"
+            )
+        self.nbits, self.act, self.warps, self.tiles, self.k_chunk = nbits, act, warps, tiles, k_chunk
+        #: N rows a block multiplies (its warps' m16 tiles): N must be a multiple.
+        self.rows_n = warps * 16 * tiles
+        self.bytes_per_thread = 16 * tiles * k_chunk // 32 * nbits // 8
+
+    def __call__(
+        self,
+        w: anybit.ptr(anybit.uint8),
+        planes: anybit.ptr(anybit.int8),
+        inverse: anybit.ptr(anybit.float32),
+        sums: anybit.ptr(anybit.float32),
+        scales: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
+        zeros: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
+        y: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
+        m: anybit.int32,
+        n: anybit.int32,
+        k: anybit.int32,
+    ):
+        warps, kc, bpt, rows_n = self.warps, self.k_chunk, self.bytes_per_thread, self.rows_n
+        self.attrs.blocks = [n // rows_n]
+        self.attrs.warps = warps
+        self.assume_divisible(n, rows_n)
+        self.assume_divisible(k, kc)
+        e = code_exponent(self.nbits)
+        code_type = anybit.dtype(f"uint{self.nbits}")
+        operand = spatial(warps, 1) * warp_operand_layout(self.tiles, kc)
+        codes_layout = spatial(warps, 1) * byte_fields(warp_operand_layout(self.tiles, kc), self.nbits)
+        vector = min(16, bpt)
+        byte_layout = spatial(warps, 1) * local(1, bpt // vector).spatial(1, 32).local(1, vector)
+        tiles_n = n // (16 * self.tiles)
+        gw = self.global_view(w, uint8, [k // kc * tiles_n, 32 * bpt])
+        gx = self.global_view(planes, int8, [k // kc * 2, 8 * kc])
+        x_bytes = replicated(x_byte_layout(kc), warps)
+        x_operand = replicated(x_operand_layout(kc), warps)
+        gr = self.global_view(inverse, float32, [k // kc, ROWS])
+        gc = self.global_view(sums, float32, [k // kc, ROWS])
+        gs = self.global_view(scales, self.act, [n, k // kc], strides=[1, n])
+        gz = self.global_view(zeros, self.act, [n, k // kc], strides=[1, n])
+        gy = self.global_view(y, self.act, [n, m], strides=[1, n])
+        n0 = self.blockIdx.x * rows_n
+        acc = self.register_tensor(float32, [rows_n, ROWS], init=0.0)
+        for chunk in self.range(k // kc):
+            raw = self.load_global(
+                gw,
+                [chunk * tiles_n + self.blockIdx.x * warps, 0],
+                [warps, 32 * bpt],
+                layout=byte_layout,
+                in_bounds=True,
+            )
+            codes = self.view(raw, code_type, codes_layout)
+            weights = self.cast(codes, int8, layout=operand, exponent=e)
+            high = self.load_global(gx, [chunk * 2, 0], [1, 8 * kc], layout=x_bytes, in_bounds=True)
+            low = self.load_global(gx, [chunk * 2 + 1, 0], [1, 8 * kc], layout=x_bytes, in_bounds=True)
+            high, low = self.view(high, int8, x_operand), self.view(low, int8, x_operand)
+            zero32 = self.register_tensor(int32, [rows_n, ROWS], init=0)
+            sum_high = self.dot(weights, high, zero32)
+            sum_low = self.dot(weights, low, zero32)
+            total = self.cast(sum_high * 128 + sum_low, float32)
+            r = self.load_global(gr, [chunk, 0], [1, ROWS], in_bounds=True)
+            c = self.load_global(gc, [chunk, 0], [1, ROWS], in_bounds=True)
+            s = self.cast(self.load_global(gs, [n0, chunk], [rows_n, 1], in_bounds=True), float32)
+            z = self.cast(self.load_global(gz, [n0, chunk], [rows_n, 1], in_bounds=True), float32)
+            acc += (total * (r * 2.0**-e) - z * c) * s
+        self.store_global(gy, self.cast(acc, self.act), [n0, 0])
+
+
+@dataclass(frozen=True)
+class Int8RouteWeight:
+    """A weight packed for :class:`DecodeInt8`: ``data`` from :func:`pack_int8_route`, ``scales`` and
+    ``zeros`` [K / k_chunk, N] in the activation dtype (the quantized weight's own)."""
+
+    data: torch.Tensor
+    scales: torch.Tensor
+    zeros: torch.Tensor
+    nbits: int
+    n: int
+    k: int
+    tiles: int
+    k_chunk: int
+
+
+def pack_for_int8_route(q: QuantizedWeight, *, tiles: int = 2) -> Int8RouteWeight:
+    """An unsigned 1-, 2- or 4-bit :class:`~anybit.kernels.QuantizedWeight` with zero points, packed for
+    :class:`DecodeInt8` (scale groups of 128 or more, the kernel's k_chunk; N a multiple of 16·tiles)."""
+    nbits = q.dtype.nbits
+    if q.dtype.kind != "uint" or nbits not in (1, 2, 4) or q.zeros is None:
+        raise ValueError(
+            f"the int8 route takes unsigned 1-, 2- or 4-bit codes with zero points, got {q.dtype.name}"
+            f"{' without zero points' if q.zeros is None else ''}"
+        )
+    if q.group_size % 128 or q.k % q.group_size or q.n % (16 * tiles):
+        raise ValueError(
+            f"the int8 route takes scale groups of a multiple of 128 and N a multiple of {16 * tiles} "
+            f"(16·tiles), got group_size {q.group_size}, N = {q.n}, K = {q.k}"
+        )
+    data = pack_int8_route(q.codes.cpu().numpy(), nbits, tiles, q.group_size)
+    return Int8RouteWeight(
+        torch.from_numpy(data).to(q.codes.device), q.scales, q.zeros, nbits, q.n, q.k, tiles, q.group_size
+    )
+
+
+def int8_route_matmul(x: torch.Tensor, weight: Int8RouteWeight, *, warps: int = 4) -> torch.Tensor:
+    """y [M, N] = x [M ≤ 8, K] @ dequant(W)^T through :class:`DecodeInt8` (x prepared by :func:`prepare_x`;
+    on CPU tensors the interpreter runs it)."""
+    m, k = x.shape
+    if m > ROWS or k != weight.k or x.dtype != weight.scales.dtype:
+        raise ValueError(
+            f"expected x [M ≤ {ROWS}, K = {weight.k}] in {weight.scales.dtype}, got {list(x.shape)} {x.dtype}"
+        )
+    if weight.n % (warps * 16 * weight.tiles):
+        raise ValueError(
+            f"expected N = {weight.n} a multiple of warps·16·tiles = {warps * 16 * weight.tiles}; "
+            "pass fewer warps"
+        )
+    planes, inverse, sums = prepare_x(x, weight.k_chunk)
+    y = torch.full((m, weight.n), float("nan"), dtype=x.dtype, device=x.device)
+    kernel = kernel_for(weight.nbits, x.dtype, warps, weight.tiles, weight.k_chunk)
+    args = (weight.data, planes, inverse, sums, weight.scales, weight.zeros, y, m, weight.n, k)
+    if x.is_cuda:
+        from anybit.runtime.compiler import launch_script
+
+        launch_script(kernel, args)
+    else:
+        anybit.interpret(kernel, *args)
+    return y
+
+
+@functools.lru_cache(maxsize=64)
+def kernel_for(nbits: int, act: torch.dtype, warps: int, tiles: int, k_chunk: int) -> DecodeInt8:
+    """One :class:`DecodeInt8` a configuration (its compiled forms cached with it)."""
+    return DecodeInt8(nbits, act, warps=warps, tiles=tiles, k_chunk=k_chunk)
