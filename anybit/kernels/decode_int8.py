@@ -172,7 +172,9 @@ class DecodeInt8(anybit.Script):
     """y [M ≤ 8, N] = x @ dequant(W)^T for unsigned ``nbits``-bit codes with zero points and scale groups of
     ``k_chunk``, through int8 ``mma`` (see the module docstring)."""
 
-    def __init__(self, nbits: int, act, *, warps: int = 4, tiles: int = 2, k_chunk: int = 128) -> None:
+    def __init__(
+        self, nbits: int, act, *, warps: int = 4, tiles: int = 2, k_chunk: int = 128, split: int = 1
+    ) -> None:
         super().__init__()
         if nbits not in (1, 2, 4):
             raise ValueError(f"expected 1-, 2- or 4-bit unsigned codes, got {nbits} bits")
@@ -184,7 +186,11 @@ class DecodeInt8(anybit.Script):
                 f"expected 1 to 32 warps, at least one m16 tile a warp and k_chunk a multiple of 128, got "
                 f"warps={warps}, tiles={tiles}, k_chunk={k_chunk}"
             )
+        if split < 1:
+            raise ValueError(f"expected split ≥ 1 (blocks along K), got {split}")
         self.nbits, self.act, self.warps, self.tiles, self.k_chunk = nbits, act, warps, tiles, k_chunk
+        #: Blocks along K: with more than one, y is f32 and zero, and each block adds its part atomically.
+        self.split = split
         #: N rows a block multiplies (its warps' m16 tiles): N must be a multiple.
         self.rows_n = warps * 16 * tiles
         self.bytes_per_thread = 16 * tiles * k_chunk // 32 * nbits // 8
@@ -197,13 +203,13 @@ class DecodeInt8(anybit.Script):
         sums: anybit.ptr(anybit.float32),
         scales: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
         zeros: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
-        y: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
+        y: anybit.ptr(self.out_dtype),  # noqa: F821 - evaluated with the instance
         m: anybit.int32,
         n: anybit.int32,
         k: anybit.int32,
     ):
         warps, kc, bpt, rows_n = self.warps, self.k_chunk, self.bytes_per_thread, self.rows_n
-        self.attrs.blocks = [n // rows_n]
+        self.attrs.blocks = [n // rows_n, self.split]
         self.attrs.warps = warps
         self.assume_divisible(n, rows_n)
         self.assume_divisible(k, kc)
@@ -222,10 +228,13 @@ class DecodeInt8(anybit.Script):
         gc = self.global_view(sums, float32, [k // kc, ROWS])
         gs = self.global_view(scales, self.act, [n, k // kc], strides=[1, n])
         gz = self.global_view(zeros, self.act, [n, k // kc], strides=[1, n])
-        gy = self.global_view(y, self.act, [n, m], strides=[1, n])
+        gy = self.global_view(y, self.out_dtype, [n, m], strides=[1, n])
+        first = self.blockIdx.y * (k // kc) // self.split
+        count = (self.blockIdx.y + 1) * (k // kc) // self.split - first
         n0 = self.blockIdx.x * rows_n
         acc = self.register_tensor(float32, [rows_n, ROWS], init=0.0)
-        for chunk in self.range(k // kc):
+        for step in self.range(count):
+            chunk = first + step
             raw = self.load_global(
                 gw,
                 [chunk * tiles_n + self.blockIdx.x * warps, 0],
@@ -247,7 +256,15 @@ class DecodeInt8(anybit.Script):
             s = self.cast(self.load_global(gs, [n0, chunk], [rows_n, 1], in_bounds=True), float32)
             z = self.cast(self.load_global(gz, [n0, chunk], [rows_n, 1], in_bounds=True), float32)
             acc += (total * (r * 2.0**-e) - z * c) * s
-        self.store_global(gy, self.cast(acc, self.act), [n0, 0])
+        if self.split > 1:
+            self.atomic_add(gy, acc, [n0, 0])
+        else:
+            self.store_global(gy, self.cast(acc, self.act), [n0, 0])
+
+    @property
+    def out_dtype(self):
+        """y's type: the activation dtype, or f32 partial sums added atomically when split."""
+        return float32 if self.split > 1 else self.act
 
 
 @dataclass(frozen=True)
@@ -285,7 +302,9 @@ def pack_for_int8_route(q: QuantizedWeight, *, tiles: int = 2) -> Int8RouteWeigh
     )
 
 
-def int8_route_matmul(x: torch.Tensor, weight: Int8RouteWeight, *, warps: int = 4) -> torch.Tensor:
+def int8_route_matmul(
+    x: torch.Tensor, weight: Int8RouteWeight, *, warps: int = 4, split: int = 1
+) -> torch.Tensor:
     """y [M, N] = x [M ≤ 8, K] @ dequant(W)^T through :class:`DecodeInt8` (x prepared by :func:`prepare_x`;
     on CPU tensors the interpreter runs it)."""
     m, k = x.shape
@@ -299,8 +318,11 @@ def int8_route_matmul(x: torch.Tensor, weight: Int8RouteWeight, *, warps: int = 
             "pass fewer warps"
         )
     planes, inverse, sums = prepare_x(x, weight.k_chunk)
-    y = torch.full((m, weight.n), float("nan"), dtype=x.dtype, device=x.device)
-    kernel = kernel_for(weight.nbits, x.dtype, warps, weight.tiles, weight.k_chunk)
+    if split > 1:  # f32 partial sums added into zeros
+        y = torch.zeros((m, weight.n), dtype=torch.float32, device=x.device)
+    else:
+        y = torch.full((m, weight.n), float("nan"), dtype=x.dtype, device=x.device)
+    kernel = kernel_for(weight.nbits, x.dtype, warps, weight.tiles, weight.k_chunk, split)
     args = (weight.data, planes, inverse, sums, weight.scales, weight.zeros, y, m, weight.n, k)
     if x.is_cuda:
         from anybit.runtime.compiler import launch_script
@@ -308,10 +330,12 @@ def int8_route_matmul(x: torch.Tensor, weight: Int8RouteWeight, *, warps: int = 
         launch_script(kernel, args)
     else:
         anybit.interpret(kernel, *args)
-    return y
+    return y.to(x.dtype)
 
 
 @functools.lru_cache(maxsize=64)
-def kernel_for(nbits: int, act: torch.dtype, warps: int, tiles: int, k_chunk: int) -> DecodeInt8:
+def kernel_for(
+    nbits: int, act: torch.dtype, warps: int, tiles: int, k_chunk: int, split: int = 1
+) -> DecodeInt8:
     """One :class:`DecodeInt8` a configuration (its compiled forms cached with it)."""
-    return DecodeInt8(nbits, act, warps=warps, tiles=tiles, k_chunk=k_chunk)
+    return DecodeInt8(nbits, act, warps=warps, tiles=tiles, k_chunk=k_chunk, split=split)

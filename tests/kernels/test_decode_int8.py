@@ -32,23 +32,24 @@ def fresh_seed() -> int:
 
 
 @pytest.mark.parametrize(
-    ("dtype", "n", "k", "group", "m", "warps", "tiles", "act"),
+    ("dtype", "n", "k", "group", "m", "warps", "tiles", "split", "act"),
     [
-        ("uint1", 256, 512, 128, 1, 4, 2, F16),
-        ("uint1", 128, 1024, 256, 8, 2, 4, BF16),  # a chunk of two k32 pairs a group, 8 rows
-        ("uint2", 256, 512, 128, 3, 2, 2, F16),
-        ("uint2", 64, 256, 128, 5, 1, 4, BF16),
-        ("uint4", 128, 384, 128, 2, 2, 2, F16),
-        ("uint4", 256, 256, 128, 7, 8, 2, F16),
+        ("uint1", 256, 512, 128, 1, 4, 2, 1, F16),
+        ("uint1", 128, 1024, 256, 8, 2, 4, 1, BF16),  # a chunk of 256: eight k32 steps a group, 8 rows
+        ("uint1", 128, 1024, 128, 2, 2, 2, 3, F16),  # split-K: 8 chunks in runs of 2, 3 and 3
+        ("uint2", 256, 512, 128, 3, 2, 2, 1, F16),
+        ("uint2", 64, 256, 128, 5, 1, 4, 2, BF16),
+        ("uint4", 128, 384, 128, 2, 2, 2, 1, F16),
+        ("uint4", 256, 256, 128, 7, 8, 2, 1, F16),
     ],
 )
-def test_int8_route_on_the_interpreter(dtype, n, k, group, m, warps, tiles, act):
+def test_int8_route_on_the_interpreter(dtype, n, k, group, m, warps, tiles, split, act):
     """x @ dequant(W)^T through the int8 tensor cores, x in fixed point: within the activation dtype's
     tolerance of float64 (the fixed point rounds x by at most 2^-14 of its group's largest |x|)."""
     q = random_quantized(dtype, n, k, group, act, zero_point=True, seed=fresh_seed())
     weight = pack_for_int8_route(q, tiles=tiles)
     x = torch.randn(m, k).to(act)
-    y = int8_route_matmul(x, weight, warps=warps)  # poisoned with NaN before the run
+    y = int8_route_matmul(x, weight, warps=warps, split=split)  # poisoned with NaN unless split
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
 
