@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -247,6 +247,11 @@ step uint1_pairs 300 bash scripts/two_gpus.sh "$RESULTS/uint1_pairs_second.log" 
     --bias-after-dot --interleave-1bit both --out $RESULTS/uint1_pairs_0" \
     "$PYTHON benchmarks/decode_probe.py --types uint1 --shapes 8192x28672 --warps 4,8 --stages 3,4 \
     --bias-after-dot --interleave-1bit both --out $RESULTS/uint1_pairs_1"
+# The int8 route (branch next/int8-route, a prototype: 1-, 2- and 4-bit codes made int8 four a lop3, x in two
+# int8 fixed-point planes, mma.m16n8k32): its GPU tests, then every configuration against quantized_matmul on
+# the three target shapes at M = 1 (benchmarks/int8_route.py).
+step int8_route 560 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=150 tests/kernels/test_gpu_int8.py \
+    && $PYTHON benchmarks/int8_route.py --out $RESULTS/int8_route"
 # What the fastest plain read of each target cell's bytes reaches (torch, cuBLAS, the VM's streaming read; kernel
 # time, L2 flushed, the read ceiling in the same process): limits.py --reads puts it beside the suite's rows.
 step read_floor 480 "$PYTHON" benchmarks/read_floor.py --out "$RESULTS/read_floor"

@@ -233,15 +233,30 @@ class DecodeInt8(anybit.Script):
         count = (self.blockIdx.y + 1) * (k // kc) // self.split - first
         n0 = self.blockIdx.x * rows_n
         acc = self.register_tensor(float32, [rows_n, ROWS], init=0.0)
-        for step in self.range(count):
+        # The weight bytes one chunk ahead in registers (two buffers, the loop unrolled twice so that the
+        # compiler alternates them): a chunk's loads are in flight while the one before converts.
+        ahead = self.load_global(
+            gw,
+            [first * tiles_n + self.blockIdx.x * warps, 0],
+            [warps, 32 * bpt],
+            layout=byte_layout,
+            in_bounds=True,
+        )
+        for step in self.range(count, unroll=2):
             chunk = first + step
-            raw = self.load_global(
-                gw,
-                [chunk * tiles_n + self.blockIdx.x * warps, 0],
-                [warps, 32 * bpt],
-                layout=byte_layout,
-                in_bounds=True,
-            )
+            raw = self.register_tensor(uint8, [warps, 32 * bpt], layout=byte_layout)
+            self.assign(raw, ahead)
+            if step + 1 < count:
+                self.assign(
+                    ahead,
+                    self.load_global(
+                        gw,
+                        [(chunk + 1) * tiles_n + self.blockIdx.x * warps, 0],
+                        [warps, 32 * bpt],
+                        layout=byte_layout,
+                        in_bounds=True,
+                    ),
+                )
             codes = self.view(raw, code_type, codes_layout)
             weights = self.cast(codes, int8, layout=operand, exponent=e)
             high = self.load_global(gx, [chunk * 2, 0], [1, 8 * kc], layout=x_bytes, in_bounds=True)

@@ -1,0 +1,154 @@
+"""The int8 route (:mod:`anybit.kernels.decode_int8`, a prototype) against ``quantized_matmul`` on the same
+weights: 1-, 2- and 4-bit unsigned codes with zero points, group 128, float16, decode rows.
+
+For each type, shape and M it times every configuration of the int8-route kernel (warps, m16 tiles a warp,
+split-K) and ``quantized_matmul``'s tuned decode kernel, both by their kernels' own device time (CUDA graph,
+L2 flushed before each replay, median), checks both against float64 (outputs poisoned), and reports each as
+% of the read ceiling measured in the same process for the bytes that must move. x's fixed point is
+prepared by torch here (timed apart, as ``prepare_x``): a kernel of its own or the previous layer's epilogue
+would make it.
+
+Usage (repository root, on the GPU machine)::
+
+    python benchmarks/int8_route.py [--types uint1,uint2,uint4] [--shapes 57344x8192,8192x28672,8192x8192]
+        [--ms 1] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import anybit  # noqa: E402
+from anybit.kernels import dequantize, pack, quantize  # noqa: E402
+from anybit.kernels.decode_int8 import kernel_for, pack_for_int8_route, prepare_x  # noqa: E402
+from anybit.runtime.compiler import launch_script  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks.matmul_anchors import read_ceilings  # noqa: E402
+
+WARPS = (2, 4, 8)
+TILES = (2, 4)
+SPLITS = (1, 2, 4, 8)
+
+
+def configurations(n: int, k: int) -> list[tuple[int, int, int]]:
+    """(warps, tiles, split) the probe times on an [n, k] weight: blocks that divide N, runs of ≥ 4 chunks."""
+    found = []
+    for warps in WARPS:
+        for tiles in TILES:
+            for split in SPLITS:
+                if n % (warps * 16 * tiles) == 0 and k // 128 // split >= 4:
+                    found.append((warps, tiles, split))
+    return found
+
+
+def kernel_us(call, graph: bool = True) -> float | None:
+    """The kernels' own device time of ``call`` captured in a graph (median, L2 flushed); with ``graph``
+    False (torch ops that allocate), CUDA events around eager calls."""
+    if not graph:
+        return harness.time_cuda(call, runs=30).median_us
+    timing = harness.time_graph_kernels(harness.capture_graph(call), runs=30)
+    return None if timing is None else timing.median_us
+
+
+def relative_error(y: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((y.double() - reference).norm() / reference.norm())
+
+
+def probe(
+    type_name: str, n: int, k: int, m: int, ceiling_tb_s: float, *, device: str = "cuda", timer=kernel_us
+) -> dict:
+    """One weight: every int8-route configuration and quantized_matmul, timed (``timer``: a call's µs) and
+    checked. On ``device="cpu"`` the kernels run on the interpreter (a check of the probe itself)."""
+    from anybit.ops import quantized_matmul
+
+    weight = torch.randn(n, k, device=device, dtype=torch.float16) * 0.02
+    q = quantize(weight, type_name, group_size=128, zero_point=True, act_dtype=torch.float16)
+    x = torch.randn(m, k, device=device, dtype=torch.float16)
+    launch = launch_script if device == "cuda" else lambda kernel, args: anybit.interpret(kernel, *args)
+    reference = x.double() @ dequantize(q).double().t()
+    nbytes = n * k * q.dtype.nbits // 8 + 2 * q.scales.numel() * 2 + x.numel() * 2 + m * n * 2
+    row: dict = {"type": type_name, "n": n, "k": k, "m": m, "bytes": nbytes, "configs": []}
+    packed = pack(q)
+    y = quantized_matmul(x, packed)  # tunes this shape's M bucket first (outside the timing)
+    row["quantized_matmul_error"] = relative_error(y, reference)
+    row["quantized_matmul_us"] = timer(lambda: quantized_matmul(x, packed))
+    planes, inverse, sums = prepare_x(x, 128)
+    row["prepare_x_us"] = timer(lambda: prepare_x(x, 128), graph=False)
+    by_tiles = {tiles: pack_for_int8_route(q, tiles=tiles) for tiles in TILES if n % (16 * tiles) == 0}
+    for warps, tiles, split in configurations(n, k):
+        route = by_tiles[tiles]
+        kernel = kernel_for(route.nbits, torch.float16, warps, tiles, 128, split)
+        entry: dict = {"warps": warps, "tiles": tiles, "split": split}
+        try:
+            if split > 1:
+                out = torch.zeros(m, n, device=device, dtype=torch.float32)
+            else:
+                out = torch.full((m, n), float("nan"), device=device, dtype=torch.float16)
+            args = (route.data, planes, inverse, sums, route.scales, route.zeros, out, m, n, k)
+            launch(kernel, args)
+            entry["error"] = relative_error(out.half(), reference)
+            entry["us"] = timer(lambda kernel=kernel, args=args: launch(kernel, args))
+        except Exception as failure:  # a failing configuration is a result
+            entry["failure"] = f"{type(failure).__name__}: {str(failure)[:200]}"
+        row["configs"].append(entry)
+    timed = [c for c in row["configs"] if c.get("us")]
+    if timed:
+        row["best"] = min(timed, key=lambda c: c["us"])
+    for key, us in (
+        ("int8", row.get("best", {}).get("us")),
+        ("quantized_matmul", row["quantized_matmul_us"]),
+    ):
+        row[f"{key}_pct"] = None if not us else nbytes / (us * 1e-6) / (ceiling_tb_s * 1e12) * 100
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    def extra(parser) -> None:
+        parser.add_argument("--types", default="uint1,uint2,uint4")
+        parser.add_argument("--shapes", default="57344x8192,8192x28672,8192x8192")
+        parser.add_argument("--ms", default="1")
+
+    options = harness.gpu_options(__doc__.split("\n\n")[0], argv, "int8_route.py", extra)
+    if options is None:
+        return 2
+    started = time.perf_counter()
+    ceilings = read_ceilings()
+    ceiling = ceilings["best_tb_s"]
+    print(f"{harness.gpu_description()}; read ceiling {ceiling:.2f} TB/s", flush=True)
+    print(
+        "| type | N × K | M | int8 route µs (warps, tiles, split) | % | quantized_matmul µs | % | "
+        "int8 / qmm | errors (int8, qmm) | prepare_x µs |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for type_name in options.types.split(","):
+        for shape in options.shapes.split(","):
+            n, k = (int(v) for v in shape.split("x"))
+            for m in (int(v) for v in options.ms.split(",")):
+                row = probe(type_name, n, k, m, ceiling)
+                rows.append(row)
+                best = row.get("best", {})
+                nan = float("nan")
+                int8_us, qmm_us = best.get("us", nan), row["quantized_matmul_us"] or nan
+                print(
+                    f"| {type_name} | {n}×{k} | {m} | {int8_us:.1f} "
+                    f"({best.get('warps')}, {best.get('tiles')}, {best.get('split')}) | "
+                    f"{row['int8_pct'] or nan:.0f}% | {qmm_us:.1f} | "
+                    f"{row['quantized_matmul_pct'] or nan:.0f}% | {int8_us / qmm_us:.3f} | "
+                    f"{best.get('error', nan):.1e}, {row['quantized_matmul_error']:.1e} | "
+                    f"{row['prepare_x_us']:.1f} |",
+                    flush=True,
+                )
+    harness.write_json(options.out, "int8_route.json", {"ceilings": ceilings, "rows": rows})
+    print(f"total {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

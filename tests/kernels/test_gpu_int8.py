@@ -1,0 +1,38 @@
+"""GPU tier of the int8-route decode kernel (prototype, :mod:`anybit.kernels.decode_int8`; skipped without a
+GPU): uint1, uint2 and uint4 with zero points at a realistic size, both activation dtypes, split-K or not,
+against float64, outputs poisoned."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import torch
+
+from anybit.kernels.decode_int8 import int8_route_matmul, pack_for_int8_route
+
+from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU"),
+]
+
+#: (warps, m16 tiles a warp, split-K)
+CONFIGS = ((4, 2, 1), (2, 4, 4), (8, 2, 2))
+CASES = list(itertools.product(("uint1", "uint2", "uint4"), (torch.float16, torch.bfloat16), (1, 8), CONFIGS))
+
+
+@pytest.mark.parametrize(("dtype", "act", "m", "config"), CASES)
+def test_int8_route_on_the_gpu(dtype, act, m, config):
+    warps, tiles, split = config
+    n, k = 1024, 2048
+    q = random_quantized(dtype, n, k, 128, act, zero_point=True, seed=random.randrange(2**31))
+    q = type(q)(q.codes.cuda(), q.dtype, q.group_size, q.scales.cuda(), q.zeros.cuda())
+    weight = pack_for_int8_route(q, tiles=tiles)
+    x = torch.randn(m, k, device="cuda").to(act)
+    y = int8_route_matmul(x, weight, warps=warps, split=split)
+    torch.cuda.synchronize()
+    assert torch.isfinite(y).all()
+    assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]

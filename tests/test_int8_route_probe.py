@@ -1,0 +1,22 @@
+"""benchmarks/int8_route.py on the CPU: its configurations and one probe row run on the interpreter (the
+timing needs a GPU)."""
+
+from __future__ import annotations
+
+from benchmarks import int8_route
+
+
+def test_configurations_divide_the_weight_and_keep_runs_of_four_chunks():
+    for warps, tiles, split in int8_route.configurations(8192, 8192):
+        assert 8192 % (warps * 16 * tiles) == 0 and 8192 // 128 // split >= 4
+    assert (4, 2, 8) in int8_route.configurations(57344, 8192)
+    assert all(split <= 2 for _, _, split in int8_route.configurations(256, 1024))
+
+
+def test_a_probe_row_checks_every_configuration_against_float64():
+    row = int8_route.probe("uint2", 256, 1024, 1, 4.0, device="cpu", timer=lambda call, graph=True: 10.0)
+    assert row["configs"] and all(entry["error"] < 1e-3 for entry in row["configs"])
+    assert row["quantized_matmul_error"] < 1e-3
+    assert row["best"]["us"] == 10.0 and row["int8_pct"] == row["quantized_matmul_pct"]
+    # bytes that must move: 2-bit codes, fp16 scales and zero points a group of 128, x and y
+    assert row["bytes"] == 256 * 1024 // 4 + 2 * (1024 // 128) * 256 * 2 + 1024 * 2 + 256 * 2
