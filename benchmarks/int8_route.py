@@ -26,24 +26,34 @@ import torch  # noqa: E402
 
 import anybit  # noqa: E402
 from anybit.kernels import dequantize, pack, quantize  # noqa: E402
-from anybit.kernels.decode_int8 import kernel_for, pack_for_int8_route, prepare_x  # noqa: E402
+from anybit.kernels.decode_int8 import (  # noqa: E402
+    kernel_for,
+    pack_for_int8_route,
+    prepare_x,
+    prepare_x_columns,
+)
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from benchmarks.matmul_anchors import read_ceilings  # noqa: E402
 
-WARPS = (2, 4, 8)
+WARPS = (4, 8)
 TILES = (2, 4)
 SPLITS = (1, 2, 4, 8)
 
 
-def configurations(n: int, k: int) -> list[tuple[int, int, int]]:
-    """(warps, tiles, split) the probe times on an [n, k] weight: blocks that divide N, runs of ≥ 4 chunks."""
+def configurations(n: int, k: int, m: int = 1) -> list[tuple[int, int, int, bool]]:
+    """(warps, tiles, split, group columns) the probe times on an [n, k] weight at M = m: blocks that divide
+    N, runs of ≥ 4 chunks a block (of ≥ 8, whole runs of 8 groups, in the group-columns form, M = 1 only)."""
     found = []
     for warps in WARPS:
         for tiles in TILES:
             for split in SPLITS:
-                if n % (warps * 16 * tiles) == 0 and k // 128 // split >= 4:
-                    found.append((warps, tiles, split))
+                if n % (warps * 16 * tiles):
+                    continue
+                if k // 128 // split >= 4:
+                    found.append((warps, tiles, split, False))
+                if m == 1 and k % 1024 == 0 and k // 1024 // split >= 1:
+                    found.append((warps, tiles, split, True))
     return found
 
 
@@ -80,11 +90,17 @@ def probe(
     row["quantized_matmul_us"] = timer(lambda: quantized_matmul(x, packed))
     planes, inverse, sums = prepare_x(x, 128)
     row["prepare_x_us"] = timer(lambda: prepare_x(x, 128), graph=False)
-    by_tiles = {tiles: pack_for_int8_route(q, tiles=tiles) for tiles in TILES if n % (16 * tiles) == 0}
-    for warps, tiles, split in configurations(n, k):
-        route = by_tiles[tiles]
-        kernel = kernel_for(route.nbits, torch.float16, warps, tiles, 128, split)
-        entry: dict = {"warps": warps, "tiles": tiles, "split": split}
+    prepared = {False: (planes, inverse, sums)}
+    if m == 1 and k % 1024 == 0:
+        prepared[True] = prepare_x_columns(x, 128)
+    routes = {}
+    for warps, tiles, split, columns in configurations(n, k, m):
+        if (tiles, columns) not in routes:
+            routes[tiles, columns] = pack_for_int8_route(q, tiles=tiles, group_columns=columns)
+        route = routes[tiles, columns]
+        planes, inverse, sums = prepared[columns]
+        kernel = kernel_for(route.nbits, torch.float16, warps, tiles, 128, split, columns)
+        entry: dict = {"warps": warps, "tiles": tiles, "split": split, "group_columns": columns}
         try:
             if split > 1:
                 out = torch.zeros(m, n, device=device, dtype=torch.float32)
@@ -138,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                 int8_us, qmm_us = best.get("us", nan), row["quantized_matmul_us"] or nan
                 print(
                     f"| {type_name} | {n}×{k} | {m} | {int8_us:.1f} "
-                    f"({best.get('warps')}, {best.get('tiles')}, {best.get('split')}) | "
+                    f"({best.get('warps')}, {best.get('tiles')}, {best.get('split')}"
+                    f"{', group columns' if best.get('group_columns') else ''}) | "
                     f"{row['int8_pct'] or nan:.0f}% | {qmm_us:.1f} | "
                     f"{row['quantized_matmul_pct'] or nan:.0f}% | {int8_us / qmm_us:.3f} | "
                     f"{best.get('error', nan):.1e}, {row['quantized_matmul_error']:.1e} | "

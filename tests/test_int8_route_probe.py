@@ -7,15 +7,19 @@ from benchmarks import int8_route
 
 
 def test_configurations_divide_the_weight_and_keep_runs_of_four_chunks():
-    for warps, tiles, split in int8_route.configurations(8192, 8192):
-        assert 8192 % (warps * 16 * tiles) == 0 and 8192 // 128 // split >= 4
-    assert (4, 2, 8) in int8_route.configurations(57344, 8192)
-    assert all(split <= 2 for _, _, split in int8_route.configurations(256, 1024))
+    for warps, tiles, split, columns in int8_route.configurations(8192, 8192):
+        assert 8192 % (warps * 16 * tiles) == 0
+        assert (8192 // 1024 // split >= 1) if columns else (8192 // 128 // split >= 4)
+    assert (4, 2, 8, False) in int8_route.configurations(57344, 8192)
+    assert (4, 2, 8, True) in int8_route.configurations(57344, 8192)
+    assert not any(columns for *_, columns in int8_route.configurations(57344, 8192, m=4))
+    assert all(split <= 2 for _, _, split, _ in int8_route.configurations(256, 1024))
 
 
 def test_a_probe_row_checks_every_configuration_against_float64():
     row = int8_route.probe("uint2", 256, 1024, 1, 4.0, device="cpu", timer=lambda call, graph=True: 10.0)
     assert row["configs"] and all(entry["error"] < 1e-3 for entry in row["configs"])
+    assert {entry["group_columns"] for entry in row["configs"]} == {False, True}
     assert row["quantized_matmul_error"] < 1e-3
     assert row["best"]["us"] == 10.0 and row["int8_pct"] == row["quantized_matmul_pct"]
     # bytes that must move: 2-bit codes, fp16 scales and zero points a group of 128, x and y

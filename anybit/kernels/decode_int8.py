@@ -143,6 +143,41 @@ def prepare_x(x: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, 
     return fragment_order(planes, group), inverse, sums
 
 
+#: Scale groups a step of the group-columns form multiplies at once (the mma's 8 columns, M = 1).
+COLUMN_GROUPS = 8
+
+
+def column_order(k: int, group: int) -> np.ndarray:
+    """The group-columns form's order of K: position p = group·u + 32·s + 4·b + i of each run of 8 groups
+    (sub-chunk u, k32 step s, block b of 4 k, i) holds k = group·b + 16·u + 4·s + i of that run, so every k32
+    step of every sub-chunk takes 4 k of each of the 8 groups, group b in rows 4b..4b+3 of the mma's B."""
+    run = COLUMN_GROUPS * group
+    position = np.arange(run)
+    u, s, b, i = position // group, position % group // 32, position % 32 // 4, position % 4
+    within = group * b + 16 * u + 4 * s + i
+    return (np.arange(k // run)[:, None] * run + within[None, :]).reshape(-1)
+
+
+def prepare_x_columns(x: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x [1, K] for the group-columns form: (planes in fragment order as :func:`prepare_x`, of the B operand
+    whose column j holds group j of each run of 8 in rows 4j..4j+3 of every k32 step (K in
+    :func:`column_order`) and zeros elsewhere; ``inverse`` and ``sums`` [K / (8·group), 8]: r and r·Σ X of
+    group 8·run + j in column j)."""
+    if x.shape[0] != 1:
+        raise ValueError(f"the group-columns form takes one row of x (M = 1), got {x.shape[0]}")
+    k = x.shape[1]
+    planes, r, fixed = fixed_point(x, group)
+    order = torch.from_numpy(column_order(k, group)).to(x.device)
+    block = (torch.arange(k, device=x.device) % 32) // 4  # the group (column) each position feeds
+    columns = torch.zeros(2, ROWS, k, dtype=torch.int8, device=x.device)
+    for j in range(COLUMN_GROUPS):
+        columns[:, j] = torch.where(block == j, planes[:, 0, order], torch.zeros_like(planes[:, 0, order]))
+    runs = k // (COLUMN_GROUPS * group)
+    inverse = r[0].reshape(runs, COLUMN_GROUPS).float()
+    sums = (r[0] * fixed[0].view(k // group, group).sum(-1).double()).reshape(runs, COLUMN_GROUPS).float()
+    return fragment_order(columns, group), inverse, sums
+
+
 def pack_int8_route(codes: np.ndarray, nbits: int, tiles: int, k_chunk: int) -> np.ndarray:
     """uint8 codes [N, K] → bytes [K / k_chunk, N / (16·tiles), 32·bpt] in :func:`byte_fields` order: thread
     l of warp tile (c, t) holds, at bit i·n of its bpt bytes, the code its code layout's local i names."""
@@ -173,7 +208,15 @@ class DecodeInt8(anybit.Script):
     ``k_chunk``, through int8 ``mma`` (see the module docstring)."""
 
     def __init__(
-        self, nbits: int, act, *, warps: int = 4, tiles: int = 2, k_chunk: int = 128, split: int = 1
+        self,
+        nbits: int,
+        act,
+        *,
+        warps: int = 4,
+        tiles: int = 2,
+        k_chunk: int = 128,
+        split: int = 1,
+        group_columns: bool = False,
     ) -> None:
         super().__init__()
         if nbits not in (1, 2, 4):
@@ -191,6 +234,9 @@ class DecodeInt8(anybit.Script):
         self.nbits, self.act, self.warps, self.tiles, self.k_chunk = nbits, act, warps, tiles, k_chunk
         #: Blocks along K: with more than one, y is f32 and zero, and each block adds its part atomically.
         self.split = split
+        #: M = 1 only: the mma's 8 columns carry 8 scale groups of the one row of x (:func:`column_order`,
+        #: :func:`prepare_x_columns`): a group's int32 sums are scaled once every 8 chunks, not every chunk.
+        self.group_columns = group_columns
         #: N rows a block multiplies (its warps' m16 tiles): N must be a multiple.
         self.rows_n = warps * 16 * tiles
         self.bytes_per_thread = 16 * tiles * k_chunk // 32 * nbits // 8
@@ -212,7 +258,8 @@ class DecodeInt8(anybit.Script):
         self.attrs.blocks = [n // rows_n, self.split]
         self.attrs.warps = warps
         self.assume_divisible(n, rows_n)
-        self.assume_divisible(k, kc)
+        step_chunks = COLUMN_GROUPS if self.group_columns else 1  # chunks a scaling step covers
+        self.assume_divisible(k, kc * step_chunks)
         e = code_exponent(self.nbits)
         code_type = anybit.dtype(f"uint{self.nbits}")
         operand = spatial(warps, 1) * warp_operand_layout(self.tiles, kc)
@@ -224,15 +271,19 @@ class DecodeInt8(anybit.Script):
         gx = self.global_view(planes, int8, [k // kc * 2, 8 * kc])
         x_bytes = replicated(x_byte_layout(kc), warps)
         x_operand = replicated(x_operand_layout(kc), warps)
-        gr = self.global_view(inverse, float32, [k // kc, ROWS])
-        gc = self.global_view(sums, float32, [k // kc, ROWS])
+        gr = self.global_view(inverse, float32, [k // kc // step_chunks, ROWS])
+        gc = self.global_view(sums, float32, [k // kc // step_chunks, ROWS])
         gs = self.global_view(scales, self.act, [n, k // kc], strides=[1, n])
         gz = self.global_view(zeros, self.act, [n, k // kc], strides=[1, n])
         gy = self.global_view(y, self.out_dtype, [n, m], strides=[1, n])
-        first = self.blockIdx.y * (k // kc) // self.split
-        count = (self.blockIdx.y + 1) * (k // kc) // self.split - first
+        runs = k // kc // step_chunks
+        first = self.blockIdx.y * runs // self.split * step_chunks
+        count = (self.blockIdx.y + 1) * runs // self.split * step_chunks - first
         n0 = self.blockIdx.x * rows_n
         acc = self.register_tensor(float32, [rows_n, ROWS], init=0.0)
+        if self.group_columns:  # each group's int32 sums, over the 8 chunks of a step
+            sums_high = self.register_tensor(int32, [rows_n, ROWS], init=0)
+            sums_low = self.register_tensor(int32, [rows_n, ROWS], init=0)
         # The weight bytes one chunk ahead in registers (two buffers, the loop unrolled twice so that the
         # compiler alternates them): a chunk's loads are in flight while the one before converts.
         ahead = self.load_global(
@@ -262,19 +313,39 @@ class DecodeInt8(anybit.Script):
             high = self.load_global(gx, [chunk * 2, 0], [1, 8 * kc], layout=x_bytes, in_bounds=True)
             low = self.load_global(gx, [chunk * 2 + 1, 0], [1, 8 * kc], layout=x_bytes, in_bounds=True)
             high, low = self.view(high, int8, x_operand), self.view(low, int8, x_operand)
-            zero32 = self.register_tensor(int32, [rows_n, ROWS], init=0)
-            sum_high = self.dot(weights, high, zero32)
-            sum_low = self.dot(weights, low, zero32)
-            total = self.cast(sum_high * 128 + sum_low, float32)
-            r = self.load_global(gr, [chunk, 0], [1, ROWS], in_bounds=True)
-            c = self.load_global(gc, [chunk, 0], [1, ROWS], in_bounds=True)
-            s = self.cast(self.load_global(gs, [n0, chunk], [rows_n, 1], in_bounds=True), float32)
-            z = self.cast(self.load_global(gz, [n0, chunk], [rows_n, 1], in_bounds=True), float32)
-            acc += (total * (r * 2.0**-e) - z * c) * s
+            if self.group_columns:
+                self.dot(weights, high, sums_high, out=sums_high)
+                self.dot(weights, low, sums_low, out=sums_low)
+                if step % COLUMN_GROUPS == COLUMN_GROUPS - 1:  # the step's 8 groups, one a column
+                    run = chunk // COLUMN_GROUPS
+                    acc += self._scaled(
+                        sums_high, sums_low, gr, gc, gs, gz, run, [n0, run * COLUMN_GROUPS], e
+                    )
+                    self.assign(sums_high, self.register_tensor(int32, [rows_n, ROWS], init=0))
+                    self.assign(sums_low, self.register_tensor(int32, [rows_n, ROWS], init=0))
+            else:
+                zero32 = self.register_tensor(int32, [rows_n, ROWS], init=0)
+                sum_high = self.dot(weights, high, zero32)
+                sum_low = self.dot(weights, low, zero32)
+                acc += self._scaled(sum_high, sum_low, gr, gc, gs, gz, chunk, [n0, chunk], e)
+        if self.group_columns:  # y = the sum of the groups' columns
+            acc = self.sum(acc, 1, keepdim=True)
         if self.split > 1:
             self.atomic_add(gy, acc, [n0, 0])
         else:
             self.store_global(gy, self.cast(acc, self.act), [n0, 0])
+
+    def _scaled(self, sum_high, sum_low, gr, gc, gs, gz, row, scale_offsets, e):
+        """A step's group sums as f32 [rows_n, 8], scaled: (X·A / 2^e · r − z · r·Σ X) · s, with r and r·Σ X
+        from row ``row`` of ``gr``/``gc`` and the scales and zero points at ``scale_offsets`` (a column
+        each, or 8 groups' columns in the group-columns form)."""
+        width = COLUMN_GROUPS if self.group_columns else 1
+        total = self.cast(sum_high * 128 + sum_low, float32)
+        r = self.load_global(gr, [row, 0], [1, ROWS], in_bounds=True)
+        c = self.load_global(gc, [row, 0], [1, ROWS], in_bounds=True)
+        s = self.cast(self.load_global(gs, scale_offsets, [self.rows_n, width], in_bounds=True), float32)
+        z = self.cast(self.load_global(gz, scale_offsets, [self.rows_n, width], in_bounds=True), float32)
+        return (total * (r * 2.0**-e) - z * c) * s
 
     @property
     def out_dtype(self):
@@ -295,11 +366,15 @@ class Int8RouteWeight:
     k: int
     tiles: int
     k_chunk: int
+    group_columns: bool = False
 
 
-def pack_for_int8_route(q: QuantizedWeight, *, tiles: int = 2) -> Int8RouteWeight:
+def pack_for_int8_route(
+    q: QuantizedWeight, *, tiles: int = 2, group_columns: bool = False
+) -> Int8RouteWeight:
     """An unsigned 1-, 2- or 4-bit :class:`~anybit.kernels.QuantizedWeight` with zero points, packed for
-    :class:`DecodeInt8` (scale groups of 128 or more, the kernel's k_chunk; N a multiple of 16·tiles)."""
+    :class:`DecodeInt8` (scale groups of 128 or more, the kernel's k_chunk; N a multiple of 16·tiles); with
+    ``group_columns``, K in :func:`column_order` for the M = 1 form (K a multiple of 8 groups)."""
     nbits = q.dtype.nbits
     if q.dtype.kind != "uint" or nbits not in (1, 2, 4) or q.zeros is None:
         raise ValueError(
@@ -311,9 +386,25 @@ def pack_for_int8_route(q: QuantizedWeight, *, tiles: int = 2) -> Int8RouteWeigh
             f"the int8 route takes scale groups of a multiple of 128 and N a multiple of {16 * tiles} "
             f"(16·tiles), got group_size {q.group_size}, N = {q.n}, K = {q.k}"
         )
-    data = pack_int8_route(q.codes.cpu().numpy(), nbits, tiles, q.group_size)
+    codes = q.codes.cpu().numpy()
+    if group_columns:
+        if q.k % (COLUMN_GROUPS * q.group_size):
+            raise ValueError(
+                f"the group-columns form takes K a multiple of {COLUMN_GROUPS} groups "
+                f"({COLUMN_GROUPS * q.group_size}), got K = {q.k}"
+            )
+        codes = codes[:, column_order(q.k, q.group_size)]
+    data = pack_int8_route(codes, nbits, tiles, q.group_size)
     return Int8RouteWeight(
-        torch.from_numpy(data).to(q.codes.device), q.scales, q.zeros, nbits, q.n, q.k, tiles, q.group_size
+        torch.from_numpy(data).to(q.codes.device),
+        q.scales,
+        q.zeros,
+        nbits,
+        q.n,
+        q.k,
+        tiles,
+        q.group_size,
+        group_columns,
     )
 
 
@@ -332,12 +423,17 @@ def int8_route_matmul(
             f"expected N = {weight.n} a multiple of warps·16·tiles = {warps * 16 * weight.tiles}; "
             "pass fewer warps"
         )
-    planes, inverse, sums = prepare_x(x, weight.k_chunk)
+    if weight.group_columns:
+        planes, inverse, sums = prepare_x_columns(x, weight.k_chunk)
+    else:
+        planes, inverse, sums = prepare_x(x, weight.k_chunk)
     if split > 1:  # f32 partial sums added into zeros
         y = torch.zeros((m, weight.n), dtype=torch.float32, device=x.device)
     else:
         y = torch.full((m, weight.n), float("nan"), dtype=x.dtype, device=x.device)
-    kernel = kernel_for(weight.nbits, x.dtype, warps, weight.tiles, weight.k_chunk, split)
+    kernel = kernel_for(
+        weight.nbits, x.dtype, warps, weight.tiles, weight.k_chunk, split, weight.group_columns
+    )
     args = (weight.data, planes, inverse, sums, weight.scales, weight.zeros, y, m, weight.n, k)
     if x.is_cuda:
         from anybit.runtime.compiler import launch_script
@@ -350,7 +446,15 @@ def int8_route_matmul(
 
 @functools.lru_cache(maxsize=64)
 def kernel_for(
-    nbits: int, act: torch.dtype, warps: int, tiles: int, k_chunk: int, split: int = 1
+    nbits: int,
+    act: torch.dtype,
+    warps: int,
+    tiles: int,
+    k_chunk: int,
+    split: int = 1,
+    group_columns: bool = False,
 ) -> DecodeInt8:
     """One :class:`DecodeInt8` a configuration (its compiled forms cached with it)."""
-    return DecodeInt8(nbits, act, warps=warps, tiles=tiles, k_chunk=k_chunk, split=split)
+    return DecodeInt8(
+        nbits, act, warps=warps, tiles=tiles, k_chunk=k_chunk, split=split, group_columns=group_columns
+    )

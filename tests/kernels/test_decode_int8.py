@@ -14,6 +14,7 @@ from anybit.kernels.decode_int8 import (
     X_MAX,
     Int8RouteWeight,
     byte_fields,
+    column_order,
     fixed_point,
     int8_route_matmul,
     pack_for_int8_route,
@@ -52,6 +53,35 @@ def test_int8_route_on_the_interpreter(dtype, n, k, group, m, warps, tiles, spli
     y = int8_route_matmul(x, weight, warps=warps, split=split)  # poisoned with NaN unless split
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "warps", "tiles", "split", "act"),
+    [
+        ("uint1", 128, 2048, 2, 2, 1, F16),  # two runs of 8 groups
+        ("uint1", 256, 3072, 4, 2, 3, BF16),  # split-K by whole runs
+        ("uint2", 64, 1024, 1, 4, 1, F16),
+        ("uint4", 128, 2048, 2, 2, 2, F16),
+    ],
+)
+def test_group_columns_form_on_the_interpreter(dtype, n, k, warps, tiles, split, act):
+    """M = 1 with the mma's 8 columns carrying 8 scale groups (K in :func:`column_order`, x block-diagonal):
+    the same product, each group scaled once every 8 chunks."""
+    q = random_quantized(dtype, n, k, 128, act, zero_point=True, seed=fresh_seed())
+    weight = pack_for_int8_route(q, tiles=tiles, group_columns=True)
+    x = torch.randn(1, k).to(act)
+    y = int8_route_matmul(x, weight, warps=warps, split=split)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
+
+
+def test_column_order_gives_each_k32_step_four_k_of_every_group():
+    order = column_order(2048, 128)
+    assert sorted(order.tolist()) == list(range(2048))  # a permutation of K
+    for start in range(0, 2048, 32):  # every k32 step: rows 4b..4b+3 from group b of its run of 8
+        run = start // 1024
+        groups = order[start : start + 32] // 128 - 8 * run
+        assert groups.tolist() == [b for b in range(8) for _ in range(4)]
 
 
 @pytest.mark.parametrize("nbits", [1, 2, 4])
@@ -102,6 +132,17 @@ def test_int8_route_rejects_what_it_cannot_take():
     weight = pack_for_int8_route(q)
     with pytest.raises(ValueError, match=r"M ≤ 8"):
         int8_route_matmul(torch.randn(9, 256).half(), weight)
+    with pytest.raises(ValueError, match="M = 1"):
+        int8_route_matmul(
+            torch.randn(2, 1024).half(),
+            pack_for_int8_route(
+                random_quantized("uint1", 64, 1024, 128, F16, zero_point=True, seed=fresh_seed()),
+                group_columns=True,
+            ),
+            warps=2,
+        )
+    with pytest.raises(ValueError, match="multiple of 8 groups"):
+        pack_for_int8_route(q, group_columns=True)  # K = 256: two groups
     with pytest.raises(ValueError, match="fewer warps"):
         int8_route_matmul(torch.randn(1, 256).half(), weight, warps=4)
     assert isinstance(weight, Int8RouteWeight) and weight.data.dtype == torch.uint8

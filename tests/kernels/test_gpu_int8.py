@@ -21,7 +21,8 @@ pytestmark = [
 
 #: (warps, m16 tiles a warp, split-K)
 CONFIGS = ((4, 2, 1), (2, 4, 4), (8, 2, 2))
-CASES = list(itertools.product(("uint1", "uint2", "uint4"), (torch.float16, torch.bfloat16), (1, 8), CONFIGS))
+ACTS = (torch.float16, torch.bfloat16)
+CASES = list(itertools.product(("uint1", "uint2", "uint4"), ACTS, (1, 8), CONFIGS))
 
 
 @pytest.mark.parametrize(("dtype", "act", "m", "config"), CASES)
@@ -32,6 +33,23 @@ def test_int8_route_on_the_gpu(dtype, act, m, config):
     q = type(q)(q.codes.cuda(), q.dtype, q.group_size, q.scales.cuda(), q.zeros.cuda())
     weight = pack_for_int8_route(q, tiles=tiles)
     x = torch.randn(m, k, device="cuda").to(act)
+    y = int8_route_matmul(x, weight, warps=warps, split=split)
+    torch.cuda.synchronize()
+    assert torch.isfinite(y).all()
+    assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "act", "config"), itertools.product(("uint1", "uint2", "uint4"), ACTS, CONFIGS)
+)
+def test_group_columns_form_on_the_gpu(dtype, act, config):
+    """M = 1 with 8 scale groups in the mma's columns, on CUDA, against float64."""
+    warps, tiles, split = config
+    n, k = 1024, 4096
+    q = random_quantized(dtype, n, k, 128, act, zero_point=True, seed=random.randrange(2**31))
+    q = type(q)(q.codes.cuda(), q.dtype, q.group_size, q.scales.cuda(), q.zeros.cuda())
+    weight = pack_for_int8_route(q, tiles=tiles, group_columns=True)
+    x = torch.randn(1, k, device="cuda").to(act)
     y = int8_route_matmul(x, weight, warps=warps, split=split)
     torch.cuda.synchronize()
     assert torch.isfinite(y).all()
