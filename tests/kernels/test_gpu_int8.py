@@ -22,7 +22,8 @@ pytestmark = [
 #: (warps, m16 tiles a warp, split-K)
 CONFIGS = ((4, 2, 1), (2, 4, 4), (8, 2, 2))
 ACTS = (torch.float16, torch.bfloat16)
-CASES = list(itertools.product(("uint1", "uint2", "uint4"), ACTS, (1, 8), CONFIGS))
+TYPES = ("uint1", "uint2", "uint4")
+CASES = list(itertools.product(TYPES, ACTS, (1, 8), CONFIGS))
 
 
 @pytest.mark.parametrize(("dtype", "act", "m", "config"), CASES)
@@ -39,9 +40,7 @@ def test_int8_route_on_the_gpu(dtype, act, m, config):
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
 
 
-@pytest.mark.parametrize(
-    ("dtype", "act", "config"), itertools.product(("uint1", "uint2", "uint4"), ACTS, CONFIGS)
-)
+@pytest.mark.parametrize(("dtype", "act", "config"), list(itertools.product(TYPES, ACTS, CONFIGS)))
 def test_group_columns_form_on_the_gpu(dtype, act, config):
     """M = 1 with 8 scale groups in the mma's columns, on CUDA, against float64."""
     warps, tiles, split = config
