@@ -29,6 +29,7 @@ import torch
 
 import anybit
 from anybit.dtypes import float32, int8, int32, uint8
+from anybit.kernels.layout import swap_least_local_mode
 from anybit.kernels.quantize import QuantizedWeight
 from anybit.layout import RegisterLayout, local, reduce, spatial, squeeze, unsqueeze
 from anybit.layout.mma import MMA_M16N8K32_I8_A, MMA_M16N8K32_I8_B
@@ -48,35 +49,7 @@ def byte_fields(layout: RegisterLayout, nbits: int) -> RegisterLayout:
     """``layout`` (an int8 mma operand: 4 bytes a register, the least significant local mode) with the local
     order of every word of n-bit codes changed from (register, byte) to (byte, register), so that the four
     codes of each int8 register sit 8 bits apart in one 32-bit word of codes."""
-    modes = list(layout.mode_shape)
-    local_modes = list(layout.local_modes)
-    spatial_modes = list(layout.spatial_modes)
-    if not local_modes or modes[local_modes[-1]] != 4:
-        raise ValueError(
-            f"expected a layout whose least significant local mode is a register's 4 bytes, got {layout}"
-        )
-    byte = local_modes.pop()
-    needed, moved = 8 // nbits, []  # registers a word of codes fills
-    while needed > 1:
-        mode = local_modes.pop()
-        size = modes[mode]
-        if size <= needed:
-            if needed % size:
-                raise ValueError(f"cannot split {layout}'s local modes into words of {32 // nbits} codes")
-            moved.insert(0, mode)
-            needed //= size
-            continue
-        if size % needed:
-            raise ValueError(f"cannot split {layout}'s local modes into words of {32 // nbits} codes")
-        modes[mode : mode + 1] = [size // needed, needed]
-        local_modes = [m + (m > mode) for m in local_modes]
-        moved = [m + (m > mode) for m in moved]
-        spatial_modes = [m if m < 0 else m + (m > mode) for m in spatial_modes]
-        byte += byte > mode
-        local_modes.append(mode)
-        moved.insert(0, mode + 1)
-        needed = 1
-    return RegisterLayout(layout.shape, modes, spatial_modes, [*local_modes, byte, *moved])
+    return swap_least_local_mode(layout, 4, 8 // nbits)
 
 
 def warp_operand_layout(tiles: int, k_chunk: int) -> RegisterLayout:

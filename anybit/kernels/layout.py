@@ -342,36 +342,45 @@ def interleave_pairs(layout: RegisterLayout, word_elements: int) -> RegisterLayo
     The pair element is the least significant local mode (size 2) of the tensor-core layouts; the modes
     above it that make up word/2 locals are moved below it (the last one split if needed).
     """
+    return swap_least_local_mode(layout, 2, word_elements // 2)
+
+
+def swap_least_local_mode(layout: RegisterLayout, least: int, run: int) -> RegisterLayout:
+    """``layout`` whose least significant local mode has size ``least`` (a pair's element, a register's
+    byte), with the local modes above it that make up ``run`` of its runs moved below it (the last one split
+    if needed): within every ``least · run`` locals, slot ``least · r + e`` becomes ``run · e + r``."""
     modes = list(layout.mode_shape)
     local_modes = list(layout.local_modes)
     spatial_modes = list(layout.spatial_modes)
-    if not local_modes or modes[local_modes[-1]] != 2:
-        raise ValueError(f"expected a layout whose least significant local mode is a pair, got {layout}")
-    pair = local_modes.pop()
-    needed, moved = word_elements // 2, []
+    if not local_modes or modes[local_modes[-1]] != least:
+        raise ValueError(
+            f"expected a layout whose least significant local mode has size {least}, got {layout}"
+        )
+    element = local_modes.pop()
+    needed, moved = run, []
     while needed > 1:
         if not local_modes:
-            raise ValueError(f"{layout} holds fewer than {word_elements} elements per thread")
+            raise ValueError(f"{layout} holds fewer than {least * run} elements per thread")
         mode = local_modes.pop()
         size = modes[mode]
         if size <= needed:
             if needed % size:
-                raise ValueError(f"cannot split {layout}'s local modes into runs of {word_elements}")
+                raise ValueError(f"cannot split {layout}'s local modes into runs of {least * run}")
             moved.insert(0, mode)
             needed //= size
             continue
         if size % needed:
-            raise ValueError(f"cannot split {layout}'s local modes into runs of {word_elements}")
-        # Split mode into (size / needed, needed): the low part moves below the pair element.
+            raise ValueError(f"cannot split {layout}'s local modes into runs of {least * run}")
+        # Split mode into (size / needed, needed): the low part moves below the least significant mode.
         modes[mode : mode + 1] = [size // needed, needed]
         local_modes = [m + (m > mode) for m in local_modes]  # the modes after the split one move up by one
         moved = [m + (m > mode) for m in moved]
         spatial_modes = [m if m < 0 else m + (m > mode) for m in spatial_modes]  # −k: replication, not a mode
-        pair += pair > mode
+        element += element > mode
         local_modes.append(mode)
         moved.insert(0, mode + 1)
         needed = 1
-    return RegisterLayout(layout.shape, modes, spatial_modes, [*local_modes, pair, *moved])
+    return RegisterLayout(layout.shape, modes, spatial_modes, [*local_modes, element, *moved])
 
 
 def default_bytes_per_thread(dtype, n: int, k: int, *, gated: bool = False) -> int:
