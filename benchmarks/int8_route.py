@@ -5,8 +5,8 @@ For each type, shape and M it times every configuration of the int8-route kernel
 split-K) and ``quantized_matmul``'s tuned decode kernel, both by their kernels' own device time (CUDA graph,
 L2 flushed before each replay, median), checks both against float64 (outputs poisoned), and reports each as
 % of the read ceiling measured in the same process for the bytes that must move. x's fixed point is
-prepared by torch here (timed apart, as ``prepare_x``): a kernel of its own or the previous layer's epilogue
-would make it.
+prepared by the ``PrepareX`` kernel, timed apart (``prepare_x_us``; the previous layer's epilogue could
+make it instead).
 
 Usage (repository root, on the GPU machine)::
 
@@ -29,8 +29,8 @@ from anybit.kernels import dequantize, pack, quantize  # noqa: E402
 from anybit.kernels.decode_int8 import (  # noqa: E402
     kernel_for,
     pack_for_int8_route,
-    prepare_x,
-    prepare_x_columns,
+    prepare_kernel_for,
+    prepare_x_on_device,
 )
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
@@ -88,11 +88,15 @@ def probe(
     y = quantized_matmul(x, packed)  # tunes this shape's M bucket first (outside the timing)
     row["quantized_matmul_error"] = relative_error(y, reference)
     row["quantized_matmul_us"] = timer(lambda: quantized_matmul(x, packed))
-    planes, inverse, sums = prepare_x(x, 128)
-    row["prepare_x_us"] = timer(lambda: prepare_x(x, 128), graph=False)
-    prepared = {False: (planes, inverse, sums)}
-    if m == 1 and k % 1024 == 0:
-        prepared[True] = prepare_x_columns(x, 128)
+    prepared, prepare_us = {}, {}
+    for columns in (False, True) if m == 1 and k % 1024 == 0 else (False,):
+        # x prepared by the PrepareX kernel, timed alone (its launch with the buffers it fills)
+        prepared[columns] = prepare_x_on_device(x, 128, group_columns=columns)
+        arguments = (x, *prepared[columns], m, k)
+        kernel = prepare_kernel_for(torch.float16, 128, columns)
+        prepare_us[columns] = timer(lambda kernel=kernel, arguments=arguments: launch(kernel, arguments))
+    row["prepare_x_us"] = prepare_us[False]
+    row["prepare_x_columns_us"] = prepare_us.get(True)
     routes = {}
     for warps, tiles, split, columns in configurations(n, k, m):
         if (tiles, columns) not in routes:
@@ -101,6 +105,7 @@ def probe(
         planes, inverse, sums = prepared[columns]
         kernel = kernel_for(route.nbits, torch.float16, warps, tiles, 128, split, columns)
         entry: dict = {"warps": warps, "tiles": tiles, "split": split, "group_columns": columns}
+        entry["prepare_x_us"] = prepare_us[columns]
         try:
             if split > 1:
                 out = torch.zeros(m, n, device=device, dtype=torch.float32)
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{row['int8_pct'] or nan:.0f}% | {qmm_us:.1f} | "
                     f"{row['quantized_matmul_pct'] or nan:.0f}% | {int8_us / qmm_us:.3f} | "
                     f"{best.get('error', nan):.1e}, {row['quantized_matmul_error']:.1e} | "
-                    f"{row['prepare_x_us']:.1f} |",
+                    f"{best.get('prepare_x_us') or nan:.1f} |",
                     flush=True,
                 )
     harness.write_json(options.out, "int8_route.json", {"ceilings": ceilings, "rows": rows})

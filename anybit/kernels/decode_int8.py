@@ -31,7 +31,7 @@ import anybit
 from anybit.dtypes import float32, int8, int32, uint8
 from anybit.kernels.layout import swap_least_local_mode
 from anybit.kernels.quantize import QuantizedWeight
-from anybit.layout import RegisterLayout, local, reduce, spatial, squeeze, unsqueeze
+from anybit.layout import RegisterLayout, local, reduce, reshape, spatial, squeeze, unsqueeze
 from anybit.layout.mma import MMA_M16N8K32_I8_A, MMA_M16N8K32_I8_B
 
 #: x's fixed point: |X| ≤ X_MAX, split as 128·H + L with H, L int8.
@@ -396,10 +396,7 @@ def int8_route_matmul(
             f"expected N = {weight.n} a multiple of warps·16·tiles = {warps * 16 * weight.tiles}; "
             "pass fewer warps"
         )
-    if weight.group_columns:
-        planes, inverse, sums = prepare_x_columns(x, weight.k_chunk)
-    else:
-        planes, inverse, sums = prepare_x(x, weight.k_chunk)
+    planes, inverse, sums = prepare_x_on_device(x, weight.k_chunk, group_columns=weight.group_columns)
     if split > 1:  # f32 partial sums added into zeros
         y = torch.zeros((m, weight.n), dtype=torch.float32, device=x.device)
     else:
@@ -431,3 +428,120 @@ def kernel_for(
     return DecodeInt8(
         nbits, act, warps=warps, tiles=tiles, k_chunk=k_chunk, split=split, group_columns=group_columns
     )
+
+
+class PrepareX(anybit.Script):
+    """x [M ≤ 8, K] as :class:`DecodeInt8` takes it, on the GPU: what :func:`prepare_x` (or, with
+    ``group_columns``, :func:`prepare_x_columns`, M = 1) computes with torch — the fixed point per row and
+    scale group (X = round(x / r), r = the group's largest |x| / 8191, the quotient rounded once in f32), its
+    two int8 planes in fragment order, r and r·Σ X. One warp a chunk of K (a run of 8 groups with
+    ``group_columns``); each lane computes the very fragments it stores."""
+
+    def __init__(self, act, *, k_chunk: int = 128, group_columns: bool = False) -> None:
+        super().__init__()
+        self.act, self.k_chunk, self.group_columns = anybit.dtype(act), k_chunk, group_columns
+
+    def __call__(
+        self,
+        x: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
+        planes: anybit.ptr(anybit.int8),
+        inverse: anybit.ptr(anybit.float32),
+        sums: anybit.ptr(anybit.float32),
+        m: anybit.int32,
+        k: anybit.int32,
+    ):
+        kc = self.k_chunk
+        step = COLUMN_GROUPS * kc if self.group_columns else kc
+        self.attrs.blocks = [k // step]
+        self.attrs.warps = 1
+        self.assume_divisible(k, step)
+        operand = x_operand_layout(kc)
+        gp = self.global_view(planes, int8, [k // kc * 2, 8 * kc])
+        gr = self.global_view(inverse, float32, [k // step, ROWS])
+        gc = self.global_view(sums, float32, [k // step, ROWS])
+        if self.group_columns:
+            # x's row as [run, sub-chunk u, k32 step s, group b, i, column j] (j: stride 0), so that the B
+            # tile of (run, u) is [s, b, i, j] = x[1024·run + 128·b + 16·u + 4·s + i] (column_order), kept
+            # where b == j (the block-diagonal B: group j in column j).
+            gx = self.global_view(
+                x,
+                self.act,
+                [k // step, COLUMN_GROUPS, 4, COLUMN_GROUPS, 4, ROWS],
+                strides=[step, 16, 4, kc, 1, 0],
+            )
+            tile_layout = reshape(operand, [1, 1, 4, COLUMN_GROUPS, 4, ROWS])
+            diagonal = self.eq(
+                self.index([1, 1, 4, 8, 4, 8], 3, layout=tile_layout),
+                self.index([1, 1, 4, 8, 4, 8], 5, layout=tile_layout),
+            )
+            largest = self.register_tensor(float32, [1, ROWS], init=0.0)
+            for u in range(COLUMN_GROUPS):  # pass 1: each group's largest |x| (a column each)
+                tile = self._column_tile(gx, u, tile_layout, diagonal, operand)
+                largest = self.maximum(largest, self.max(abs(tile), 0, keepdim=True))
+            r = self.where(largest > 0.0, largest * (1.0 / X_MAX), 1.0)
+            total = self.register_tensor(int32, [1, ROWS], init=0)
+            for u in range(COLUMN_GROUPS):  # pass 2: the fixed point, its planes and sums
+                tile = self._column_tile(gx, u, tile_layout, diagonal, operand)
+                total += self._store_planes(gp, tile, r, self.blockIdx.x * COLUMN_GROUPS + u, operand)
+        else:
+            gx = self.global_view(x, self.act, [k, m], strides=[1, k])  # x^T: rows past M read as zeros
+            tile = self.cast(
+                self.load_global(gx, [self.blockIdx.x * kc, 0], [kc, ROWS], layout=operand), float32
+            )
+            largest = self.max(abs(tile), 0, keepdim=True)
+            r = self.where(largest > 0.0, largest * (1.0 / X_MAX), 1.0)
+            total = self._store_planes(gp, tile, r, self.blockIdx.x, operand)
+        self.store_global(gr, r, [self.blockIdx.x, 0])
+        self.store_global(gc, self.cast(total, float32) * r, [self.blockIdx.x, 0])
+
+    def _column_tile(self, gx, u, tile_layout, diagonal, operand):
+        """The f32 B tile [kc, 8] of sub-chunk ``u`` of this block's run: group j's values in column j."""
+        loaded = self.load_global(
+            gx, [self.blockIdx.x, u, 0, 0, 0, 0], [1, 1, 4, 8, 4, 8], layout=tile_layout
+        )
+        kept = self.where(diagonal, self.cast(loaded, float32), 0.0)
+        return self.view(kept, layout=operand)
+
+    def _store_planes(self, gp, tile, r, chunk, operand):
+        """X = round(tile / r), its planes H = (X + 64) >> 7 and L = X − 128·H stored for ``chunk`` in
+        fragment order; returns Σ X over the chunk's rows [1, 8] (int32)."""
+        fixed = self.cast(tile / r, int32)
+        high = (fixed + 64) >> 7
+        low = fixed - high * 128
+        for plane, values in enumerate((high, low)):
+            as_bytes = self.view(self.cast(values, int8, layout=operand), int8, x_byte_layout(self.k_chunk))
+            self.store_global(gp, as_bytes, [chunk * 2 + plane, 0])
+        return self.sum(fixed, 0, keepdim=True)
+
+
+def prepare_x_on_device(
+    x: torch.Tensor, group: int, *, group_columns: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`prepare_x` (or :func:`prepare_x_columns`) by the :class:`PrepareX` kernel: on CUDA tensors on
+    the GPU, on CPU tensors on the interpreter. The outputs are poisoned before the run."""
+    m, k = x.shape
+    if m > ROWS or (group_columns and m != 1):
+        raise ValueError(
+            f"expected x [M ≤ {ROWS}, K] (M = 1 for the group-columns form), got {list(x.shape)}"
+        )
+    step = COLUMN_GROUPS * group if group_columns else group
+    if k % step:
+        raise ValueError(f"expected K a multiple of {step}, got {k}")
+    planes = torch.full((k // group, 2, 8 * group), 99, dtype=torch.int8, device=x.device)
+    inverse = torch.full((k // step, ROWS), float("nan"), dtype=torch.float32, device=x.device)
+    sums = torch.full_like(inverse, float("nan"))
+    kernel = prepare_kernel_for(x.dtype, group, group_columns)
+    args = (x.contiguous(), planes, inverse, sums, m, k)
+    if x.is_cuda:
+        from anybit.runtime.compiler import launch_script
+
+        launch_script(kernel, args)
+    else:
+        anybit.interpret(kernel, *args)
+    return planes, inverse, sums
+
+
+@functools.lru_cache(maxsize=16)
+def prepare_kernel_for(act: torch.dtype, group: int, group_columns: bool) -> PrepareX:
+    """One :class:`PrepareX` a form (its compiled forms cached with it)."""
+    return PrepareX(act, k_chunk=group, group_columns=group_columns)

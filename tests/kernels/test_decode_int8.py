@@ -19,6 +19,8 @@ from anybit.kernels.decode_int8 import (
     int8_route_matmul,
     pack_for_int8_route,
     prepare_x,
+    prepare_x_columns,
+    prepare_x_on_device,
     warp_operand_layout,
 )
 
@@ -119,6 +121,20 @@ def test_x_fixed_point_is_exact_in_two_int8_planes():
         sums.double().t()[:5], (r[:5, :, None] * fixed[:5].view(5, 4, 128)).sum(-1), rtol=1e-6
     )
     assert sorted(fragments[0, 0].tolist()) == sorted(planes[0, :, :128].reshape(-1).tolist())
+
+
+@pytest.mark.parametrize(
+    ("m", "k", "columns", "act"), [(3, 512, False, F16), (8, 256, False, BF16), (1, 2048, True, F16)]
+)
+def test_the_preparation_kernel_matches_torchs(m, k, columns, act):
+    """:class:`PrepareX` on the interpreter: the same planes, r and r·Σ X as :func:`prepare_x` /
+    :func:`prepare_x_columns` (the kernel rounds x / r in f32, torch in f64: a code may differ by one)."""
+    x = (torch.randn(m, k) * 3).to(act)
+    expected = (prepare_x_columns if columns else prepare_x)(x, 128)
+    planes, inverse, sums = prepare_x_on_device(x, 128, group_columns=columns)
+    assert (planes.int() - expected[0].int()).abs().max() <= 1
+    assert torch.allclose(inverse, expected[1], rtol=1e-6)
+    assert torch.allclose(sums, expected[2], rtol=1e-4, atol=1e-6)
 
 
 def test_int8_route_rejects_what_it_cannot_take():

@@ -10,7 +10,13 @@ import random
 import pytest
 import torch
 
-from anybit.kernels.decode_int8 import int8_route_matmul, pack_for_int8_route
+from anybit.kernels.decode_int8 import (
+    int8_route_matmul,
+    pack_for_int8_route,
+    prepare_x,
+    prepare_x_columns,
+    prepare_x_on_device,
+)
 
 from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
 
@@ -53,3 +59,17 @@ def test_group_columns_form_on_the_gpu(dtype, act, config):
     torch.cuda.synchronize()
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
+
+
+@pytest.mark.parametrize(
+    ("m", "columns", "act"), [(1, False, torch.float16), (8, False, torch.bfloat16), (1, True, torch.float16)]
+)
+def test_the_preparation_kernel_on_the_gpu(m, columns, act):
+    """PrepareX on CUDA against torch's preparation (a code may differ by one: f32 against f64 quotients)."""
+    x = (torch.randn(m, 8192, device="cuda") * 3).to(act)
+    expected = (prepare_x_columns if columns else prepare_x)(x, 128)
+    planes, inverse, sums = prepare_x_on_device(x, 128, group_columns=columns)
+    torch.cuda.synchronize()
+    assert (planes.int() - expected[0].int()).abs().max() <= 1
+    assert torch.allclose(inverse, expected[1], rtol=1e-6)
+    assert torch.allclose(sums, expected[2], rtol=1e-4, atol=1e-6)
