@@ -57,15 +57,16 @@ def warp_operand_layout(tiles: int, k_chunk: int) -> RegisterLayout:
     return local(tiles, k_chunk // 32) * MMA_M16N8K32_I8_A
 
 
-def x_operand_layout(k_chunk: int) -> RegisterLayout:
-    """One warp's x plane chunk as the int8 B operand: [k_chunk, 8] (x^T: k by row of x)."""
-    return local(k_chunk // 32, 1) * MMA_M16N8K32_I8_B
+def x_operand_layout(k_chunk: int, rows: int = ROWS) -> RegisterLayout:
+    """One warp's x plane chunk as the int8 B operand: [k_chunk, rows] (x^T: k by row of x; rows 8 or 16,
+    one n8 tile or two)."""
+    return local(k_chunk // 32, rows // 8) * MMA_M16N8K32_I8_B
 
 
-def x_byte_layout(k_chunk: int) -> RegisterLayout:
-    """A warp's bytes of one x plane chunk [1, 8·k_chunk]: each lane's k_chunk / 4 bytes (its B fragments in
-    local order) as 16-byte vectors, a vector of every lane after another."""
-    per_lane = k_chunk // 4
+def x_byte_layout(k_chunk: int, rows: int = ROWS) -> RegisterLayout:
+    """A warp's bytes of one x plane chunk [1, rows·k_chunk]: each lane's rows·k_chunk / 32 bytes (its B
+    fragments in local order) as 16-byte vectors, a vector of every lane after another."""
+    per_lane = k_chunk * rows // 32
     return local(1, per_lane // 16).spatial(1, 32).local(1, 16)
 
 
@@ -75,44 +76,48 @@ def replicated(layout: RegisterLayout, warps: int) -> RegisterLayout:
 
 
 def fragment_order(planes: torch.Tensor, k_chunk: int) -> torch.Tensor:
-    """x planes int8 [2, 8, K] → bytes [K / k_chunk, 2, 8·k_chunk]: chunk c of plane p as a warp loads it
-    with :func:`x_byte_layout` and views it as :func:`x_operand_layout` (lane l's fragments contiguous)."""
-    k = planes.shape[-1]
-    operand = x_operand_layout(k_chunk).map_array()  # [lane, local, (k, row)]
-    places = x_byte_layout(k_chunk).map_array()[..., 1]  # [lane, local]: the byte's place in the chunk
-    chunks = planes.view(2, ROWS, k // k_chunk, k_chunk)
+    """x planes int8 [2, rows, K] → bytes [K / k_chunk, 2, rows·k_chunk]: chunk c of plane p as a warp loads
+    it with :func:`x_byte_layout` and views it as :func:`x_operand_layout` (lane l's fragments contiguous)."""
+    rows, k = planes.shape[1:]
+    operand = x_operand_layout(k_chunk, rows).map_array()  # [lane, local, (k, row)]
+    places = x_byte_layout(k_chunk, rows).map_array()[..., 1]  # [lane, local]: the byte's place in the chunk
+    chunks = planes.view(2, rows, k // k_chunk, k_chunk)
     picked = chunks[:, torch.from_numpy(operand[..., 1]), :, torch.from_numpy(operand[..., 0])]
     # picked: [lane, local, 2, chunks] (advanced indices first)
-    out = torch.empty(k // k_chunk, 2, 8 * k_chunk, dtype=torch.int8, device=planes.device)
+    out = torch.empty(k // k_chunk, 2, rows * k_chunk, dtype=torch.int8, device=planes.device)
     out[:, :, torch.from_numpy(places).reshape(-1)] = picked.reshape(-1, 2, k // k_chunk).permute(2, 1, 0)
     return out
 
 
-def fixed_point(x: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """x [M ≤ 8, K] in fixed point per row and scale group, rows past M zero: (planes int8 [2, 8, K], H and L
-    of X = 128·H + L, |X| ≤ X_MAX; r [8, K / group] f64, the group's largest |x| / X_MAX (1 where all are
-    zero); X int32 [8, K])."""
+def fixed_point(
+    x: torch.Tensor, group: int, rows: int = ROWS
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x [M ≤ rows, K] in fixed point per row and scale group, rows past M zero: (planes int8 [2, rows, K], H
+    and L of X = 128·H + L, |X| ≤ X_MAX; r [rows, K / group] f64, the group's largest |x| / X_MAX (1 where
+    all are zero); X int32 [rows, K])."""
     m, k = x.shape
-    xf = torch.zeros(ROWS, k, dtype=torch.float64, device=x.device)
+    xf = torch.zeros(rows, k, dtype=torch.float64, device=x.device)
     xf[:m] = x.double()
-    groups = xf.view(ROWS, k // group, group)
+    groups = xf.view(rows, k // group, group)
     r = groups.abs().amax(-1, keepdim=True) / X_MAX
     r = torch.where(r > 0, r, torch.ones_like(r))
     fixed = torch.round(groups / r).clamp(-X_MAX, X_MAX).to(torch.int32)
     high = torch.div(fixed + 64, 128, rounding_mode="floor")
     low = fixed - 128 * high
-    planes = torch.stack([high.view(ROWS, k), low.view(ROWS, k)]).to(torch.int8)
-    return planes, r.squeeze(-1), fixed.view(ROWS, k)
+    planes = torch.stack([high.view(rows, k), low.view(rows, k)]).to(torch.int8)
+    return planes, r.squeeze(-1), fixed.view(rows, k)
 
 
-def prepare_x(x: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """x [M ≤ 8, K] as the kernel takes it: (the planes of :func:`fixed_point` in fragment order, int8
-    [K / group, 2, 8·group] (:func:`fragment_order`); ``inverse`` [K / group, 8] f32: each group's r;
-    ``sums`` [K / group, 8] f32: r·Σ X over the group). Rows past M are zero."""
-    planes, r, fixed = fixed_point(x, group)
+def prepare_x(
+    x: torch.Tensor, group: int, rows: int = ROWS
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x [M ≤ rows, K] as the kernel takes it: (the planes of :func:`fixed_point` in fragment order, int8
+    [K / group, 2, rows·group] (:func:`fragment_order`); ``inverse`` [K / group, rows] f32: each group's r;
+    ``sums`` [K / group, rows] f32: r·Σ X over the group). Rows past M are zero."""
+    planes, r, fixed = fixed_point(x, group, rows)
     k = x.shape[1]
     inverse = r.t().contiguous().float()
-    sums = (r * fixed.view(ROWS, k // group, group).sum(-1).double()).t().contiguous().float()
+    sums = (r * fixed.view(rows, k // group, group).sum(-1).double()).t().contiguous().float()
     return fragment_order(planes, group), inverse, sums
 
 
@@ -177,8 +182,8 @@ def pack_int8_route(codes: np.ndarray, nbits: int, tiles: int, k_chunk: int) -> 
 
 
 class DecodeInt8(anybit.Script):
-    """y [M ≤ 8, N] = x @ dequant(W)^T for unsigned ``nbits``-bit codes with zero points and scale groups of
-    ``k_chunk``, through int8 ``mma`` (see the module docstring)."""
+    """y [M ≤ rows, N] = x @ dequant(W)^T for unsigned ``nbits``-bit codes with zero points and scale groups
+    of ``k_chunk``, through int8 ``mma`` (see the module docstring); ``rows`` 8 or 16 (the mma's n8 tiles)."""
 
     def __init__(
         self,
@@ -190,8 +195,12 @@ class DecodeInt8(anybit.Script):
         k_chunk: int = 128,
         split: int = 1,
         group_columns: bool = False,
+        rows: int = ROWS,
     ) -> None:
         super().__init__()
+        if rows not in (8, 16) or (group_columns and rows != 8):
+            raise ValueError(f"expected 8 or 16 rows of x (8 with group_columns), got {rows}")
+        self.rows = rows
         if nbits not in (1, 2, 4):
             raise ValueError(f"expected 1-, 2- or 4-bit unsigned codes, got {nbits} bits")
         act = anybit.dtype(act)
@@ -227,7 +236,7 @@ class DecodeInt8(anybit.Script):
         n: anybit.int32,
         k: anybit.int32,
     ):
-        warps, kc, bpt, rows_n = self.warps, self.k_chunk, self.bytes_per_thread, self.rows_n
+        warps, kc, bpt, rows_n, rows = self.warps, self.k_chunk, self.bytes_per_thread, self.rows_n, self.rows
         self.attrs.blocks = [n // rows_n, self.split]
         self.attrs.warps = warps
         self.assume_divisible(n, rows_n)
@@ -241,11 +250,11 @@ class DecodeInt8(anybit.Script):
         byte_layout = spatial(warps, 1) * local(1, bpt // vector).spatial(1, 32).local(1, vector)
         tiles_n = n // (16 * self.tiles)
         gw = self.global_view(w, uint8, [k // kc * tiles_n, 32 * bpt])
-        gx = self.global_view(planes, int8, [k // kc * 2, 8 * kc])
-        x_bytes = replicated(x_byte_layout(kc), warps)
-        x_operand = replicated(x_operand_layout(kc), warps)
-        gr = self.global_view(inverse, float32, [k // kc // step_chunks, ROWS])
-        gc = self.global_view(sums, float32, [k // kc // step_chunks, ROWS])
+        gx = self.global_view(planes, int8, [k // kc * 2, rows * kc])
+        x_bytes = replicated(x_byte_layout(kc, rows), warps)
+        x_operand = replicated(x_operand_layout(kc, rows), warps)
+        gr = self.global_view(inverse, float32, [k // kc // step_chunks, rows])
+        gc = self.global_view(sums, float32, [k // kc // step_chunks, rows])
         gs = self.global_view(scales, self.act, [n, k // kc], strides=[1, n])
         gz = self.global_view(zeros, self.act, [n, k // kc], strides=[1, n])
         gy = self.global_view(y, self.out_dtype, [n, m], strides=[1, n])
@@ -253,10 +262,10 @@ class DecodeInt8(anybit.Script):
         first = self.blockIdx.y * runs // self.split * step_chunks
         count = (self.blockIdx.y + 1) * runs // self.split * step_chunks - first
         n0 = self.blockIdx.x * rows_n
-        acc = self.register_tensor(float32, [rows_n, ROWS], init=0.0)
+        acc = self.register_tensor(float32, [rows_n, rows], init=0.0)
         if self.group_columns:  # each group's int32 sums, over the 8 chunks of a step
-            sums_high = self.register_tensor(int32, [rows_n, ROWS], init=0)
-            sums_low = self.register_tensor(int32, [rows_n, ROWS], init=0)
+            sums_high = self.register_tensor(int32, [rows_n, rows], init=0)
+            sums_low = self.register_tensor(int32, [rows_n, rows], init=0)
         # The weight bytes one chunk ahead in registers (two buffers, the loop unrolled twice so that the
         # compiler alternates them): a chunk's loads are in flight while the one before converts.
         ahead = self.load_global(
@@ -283,8 +292,8 @@ class DecodeInt8(anybit.Script):
                 )
             codes = self.view(raw, code_type, codes_layout)
             weights = self.cast(codes, int8, layout=operand, exponent=e)
-            high = self.load_global(gx, [chunk * 2, 0], [1, 8 * kc], layout=x_bytes, in_bounds=True)
-            low = self.load_global(gx, [chunk * 2 + 1, 0], [1, 8 * kc], layout=x_bytes, in_bounds=True)
+            high = self.load_global(gx, [chunk * 2, 0], [1, rows * kc], layout=x_bytes, in_bounds=True)
+            low = self.load_global(gx, [chunk * 2 + 1, 0], [1, rows * kc], layout=x_bytes, in_bounds=True)
             high, low = self.view(high, int8, x_operand), self.view(low, int8, x_operand)
             if self.group_columns:
                 self.dot(weights, high, sums_high, out=sums_high)
@@ -294,10 +303,10 @@ class DecodeInt8(anybit.Script):
                     acc += self._scaled(
                         sums_high, sums_low, gr, gc, gs, gz, run, [n0, run * COLUMN_GROUPS], e
                     )
-                    self.assign(sums_high, self.register_tensor(int32, [rows_n, ROWS], init=0))
-                    self.assign(sums_low, self.register_tensor(int32, [rows_n, ROWS], init=0))
+                    self.assign(sums_high, self.register_tensor(int32, [rows_n, rows], init=0))
+                    self.assign(sums_low, self.register_tensor(int32, [rows_n, rows], init=0))
             else:
-                zero32 = self.register_tensor(int32, [rows_n, ROWS], init=0)
+                zero32 = self.register_tensor(int32, [rows_n, rows], init=0)
                 sum_high = self.dot(weights, high, zero32)
                 sum_low = self.dot(weights, low, zero32)
                 acc += self._scaled(sum_high, sum_low, gr, gc, gs, gz, chunk, [n0, chunk], e)
@@ -314,8 +323,8 @@ class DecodeInt8(anybit.Script):
         each, or 8 groups' columns in the group-columns form)."""
         width = COLUMN_GROUPS if self.group_columns else 1
         total = self.cast(sum_high * 128 + sum_low, float32)
-        r = self.load_global(gr, [row, 0], [1, ROWS], in_bounds=True)
-        c = self.load_global(gc, [row, 0], [1, ROWS], in_bounds=True)
+        r = self.load_global(gr, [row, 0], [1, self.rows], in_bounds=True)
+        c = self.load_global(gc, [row, 0], [1, self.rows], in_bounds=True)
         s = self.cast(self.load_global(gs, scale_offsets, [self.rows_n, width], in_bounds=True), float32)
         z = self.cast(self.load_global(gz, scale_offsets, [self.rows_n, width], in_bounds=True), float32)
         return (total * (r * 2.0**-e) - z * c) * s
@@ -384,25 +393,29 @@ def pack_for_int8_route(
 def int8_route_matmul(
     x: torch.Tensor, weight: Int8RouteWeight, *, warps: int = 4, split: int = 1
 ) -> torch.Tensor:
-    """y [M, N] = x [M ≤ 8, K] @ dequant(W)^T through :class:`DecodeInt8` (x prepared by :func:`prepare_x`;
-    on CPU tensors the interpreter runs it)."""
+    """y [M, N] = x [M ≤ 16, K] @ dequant(W)^T through :class:`DecodeInt8` (x prepared by :class:`PrepareX`;
+    8 rows of x a block up to M = 8, 16 beyond; on CPU tensors the interpreter runs both kernels)."""
     m, k = x.shape
-    if m > ROWS or k != weight.k or x.dtype != weight.scales.dtype:
+    if m > 2 * ROWS or k != weight.k or x.dtype != weight.scales.dtype:
         raise ValueError(
-            f"expected x [M ≤ {ROWS}, K = {weight.k}] in {weight.scales.dtype}, got {list(x.shape)} {x.dtype}"
+            f"expected x [M ≤ {2 * ROWS}, K = {weight.k}] in {weight.scales.dtype}, got {list(x.shape)} "
+            f"{x.dtype}"
         )
+    rows = ROWS if m <= ROWS else 2 * ROWS
     if weight.n % (warps * 16 * weight.tiles):
         raise ValueError(
             f"expected N = {weight.n} a multiple of warps·16·tiles = {warps * 16 * weight.tiles}; "
             "pass fewer warps"
         )
-    planes, inverse, sums = prepare_x_on_device(x, weight.k_chunk, group_columns=weight.group_columns)
+    planes, inverse, sums = prepare_x_on_device(
+        x, weight.k_chunk, group_columns=weight.group_columns, rows=rows
+    )
     if split > 1:  # f32 partial sums added into zeros
         y = torch.zeros((m, weight.n), dtype=torch.float32, device=x.device)
     else:
         y = torch.full((m, weight.n), float("nan"), dtype=x.dtype, device=x.device)
     kernel = kernel_for(
-        weight.nbits, x.dtype, warps, weight.tiles, weight.k_chunk, split, weight.group_columns
+        weight.nbits, x.dtype, warps, weight.tiles, weight.k_chunk, split, weight.group_columns, rows
     )
     args = (weight.data, planes, inverse, sums, weight.scales, weight.zeros, y, m, weight.n, k)
     if x.is_cuda:
@@ -423,23 +436,38 @@ def kernel_for(
     k_chunk: int,
     split: int = 1,
     group_columns: bool = False,
+    rows: int = ROWS,
 ) -> DecodeInt8:
     """One :class:`DecodeInt8` a configuration (its compiled forms cached with it)."""
     return DecodeInt8(
-        nbits, act, warps=warps, tiles=tiles, k_chunk=k_chunk, split=split, group_columns=group_columns
+        nbits,
+        act,
+        warps=warps,
+        tiles=tiles,
+        k_chunk=k_chunk,
+        split=split,
+        group_columns=group_columns,
+        rows=rows,
     )
 
 
 class PrepareX(anybit.Script):
-    """x [M ≤ 8, K] as :class:`DecodeInt8` takes it, on the GPU: what :func:`prepare_x` (or, with
+    """x [M ≤ rows, K] as :class:`DecodeInt8` takes it, on the GPU: what :func:`prepare_x` (or, with
     ``group_columns``, :func:`prepare_x_columns`, M = 1) computes with torch — the fixed point per row and
     scale group (X = round(x / r), r = the group's largest |x| / 8191, the quotient rounded once in f32), its
     two int8 planes in fragment order, r and r·Σ X. One warp a chunk of K (a run of 8 groups with
     ``group_columns``); each lane computes the very fragments it stores."""
 
-    def __init__(self, act, *, k_chunk: int = 128, group_columns: bool = False) -> None:
+    def __init__(self, act, *, k_chunk: int = 128, group_columns: bool = False, rows: int = ROWS) -> None:
         super().__init__()
-        self.act, self.k_chunk, self.group_columns = anybit.dtype(act), k_chunk, group_columns
+        if rows not in (8, 16) or (group_columns and rows != 8):
+            raise ValueError(f"expected 8 or 16 rows of x (8 with group_columns), got {rows}")
+        self.act, self.k_chunk, self.group_columns, self.rows = (
+            anybit.dtype(act),
+            k_chunk,
+            group_columns,
+            rows,
+        )
 
     def __call__(
         self,
@@ -455,10 +483,11 @@ class PrepareX(anybit.Script):
         self.attrs.blocks = [k // step]
         self.attrs.warps = 1
         self.assume_divisible(k, step)
-        operand = x_operand_layout(kc)
-        gp = self.global_view(planes, int8, [k // kc * 2, 8 * kc])
-        gr = self.global_view(inverse, float32, [k // step, ROWS])
-        gc = self.global_view(sums, float32, [k // step, ROWS])
+        rows = self.rows
+        operand = x_operand_layout(kc, rows)
+        gp = self.global_view(planes, int8, [k // kc * 2, rows * kc])
+        gr = self.global_view(inverse, float32, [k // step, rows])
+        gc = self.global_view(sums, float32, [k // step, rows])
         if self.group_columns:
             # x's row as [run, sub-chunk u, k32 step s, group b, i, column j] (j: stride 0), so that the B
             # tile of (run, u) is [s, b, i, j] = x[1024·run + 128·b + 16·u + 4·s + i] (column_order), kept
@@ -486,7 +515,7 @@ class PrepareX(anybit.Script):
         else:
             gx = self.global_view(x, self.act, [k, m], strides=[1, k])  # x^T: rows past M read as zeros
             tile = self.cast(
-                self.load_global(gx, [self.blockIdx.x * kc, 0], [kc, ROWS], layout=operand), float32
+                self.load_global(gx, [self.blockIdx.x * kc, 0], [kc, rows], layout=operand), float32
             )
             largest = self.max(abs(tile), 0, keepdim=True)
             r = self.where(largest > 0.0, largest * (1.0 / X_MAX), 1.0)
@@ -509,28 +538,30 @@ class PrepareX(anybit.Script):
         high = (fixed + 64) >> 7
         low = fixed - high * 128
         for plane, values in enumerate((high, low)):
-            as_bytes = self.view(self.cast(values, int8, layout=operand), int8, x_byte_layout(self.k_chunk))
+            as_bytes = self.view(
+                self.cast(values, int8, layout=operand), int8, x_byte_layout(self.k_chunk, self.rows)
+            )
             self.store_global(gp, as_bytes, [chunk * 2 + plane, 0])
         return self.sum(fixed, 0, keepdim=True)
 
 
 def prepare_x_on_device(
-    x: torch.Tensor, group: int, *, group_columns: bool = False
+    x: torch.Tensor, group: int, *, group_columns: bool = False, rows: int = ROWS
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`prepare_x` (or :func:`prepare_x_columns`) by the :class:`PrepareX` kernel: on CUDA tensors on
     the GPU, on CPU tensors on the interpreter. The outputs are poisoned before the run."""
     m, k = x.shape
-    if m > ROWS or (group_columns and m != 1):
+    if m > rows or (group_columns and m != 1):
         raise ValueError(
-            f"expected x [M ≤ {ROWS}, K] (M = 1 for the group-columns form), got {list(x.shape)}"
+            f"expected x [M ≤ {rows}, K] (M = 1 for the group-columns form), got {list(x.shape)}"
         )
     step = COLUMN_GROUPS * group if group_columns else group
     if k % step:
         raise ValueError(f"expected K a multiple of {step}, got {k}")
-    planes = torch.full((k // group, 2, 8 * group), 99, dtype=torch.int8, device=x.device)
-    inverse = torch.full((k // step, ROWS), float("nan"), dtype=torch.float32, device=x.device)
+    planes = torch.full((k // group, 2, rows * group), 99, dtype=torch.int8, device=x.device)
+    inverse = torch.full((k // step, rows), float("nan"), dtype=torch.float32, device=x.device)
     sums = torch.full_like(inverse, float("nan"))
-    kernel = prepare_kernel_for(x.dtype, group, group_columns)
+    kernel = prepare_kernel_for(x.dtype, group, group_columns, rows)
     args = (x.contiguous(), planes, inverse, sums, m, k)
     if x.is_cuda:
         from anybit.runtime.compiler import launch_script
@@ -542,6 +573,6 @@ def prepare_x_on_device(
 
 
 @functools.lru_cache(maxsize=16)
-def prepare_kernel_for(act: torch.dtype, group: int, group_columns: bool) -> PrepareX:
+def prepare_kernel_for(act: torch.dtype, group: int, group_columns: bool, rows: int = ROWS) -> PrepareX:
     """One :class:`PrepareX` a form (its compiled forms cached with it)."""
-    return PrepareX(act, k_chunk=group, group_columns=group_columns)
+    return PrepareX(act, k_chunk=group, group_columns=group_columns, rows=rows)

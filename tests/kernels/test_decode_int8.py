@@ -44,6 +44,8 @@ def fresh_seed() -> int:
         ("uint2", 64, 256, 128, 5, 1, 4, 2, BF16),
         ("uint4", 128, 384, 128, 2, 2, 2, 1, F16),
         ("uint4", 256, 256, 128, 7, 8, 2, 1, F16),
+        ("uint4", 128, 512, 128, 16, 2, 2, 2, F16),  # 16 rows of x: two n8 tiles
+        ("uint1", 256, 256, 128, 11, 4, 2, 1, BF16),
     ],
 )
 def test_int8_route_on_the_interpreter(dtype, n, k, group, m, warps, tiles, split, act):
@@ -124,14 +126,15 @@ def test_x_fixed_point_is_exact_in_two_int8_planes():
 
 
 @pytest.mark.parametrize(
-    ("m", "k", "columns", "act"), [(3, 512, False, F16), (8, 256, False, BF16), (1, 2048, True, F16)]
+    ("m", "k", "columns", "act", "rows"),
+    [(3, 512, False, F16, 8), (8, 256, False, BF16, 8), (1, 2048, True, F16, 8), (13, 256, False, F16, 16)],
 )
-def test_the_preparation_kernel_matches_torchs(m, k, columns, act):
+def test_the_preparation_kernel_matches_torchs(m, k, columns, act, rows):
     """:class:`PrepareX` on the interpreter: the same planes, r and r·Σ X as :func:`prepare_x` /
     :func:`prepare_x_columns` (the kernel rounds x / r in f32, torch in f64: a code may differ by one)."""
     x = (torch.randn(m, k) * 3).to(act)
-    expected = (prepare_x_columns if columns else prepare_x)(x, 128)
-    planes, inverse, sums = prepare_x_on_device(x, 128, group_columns=columns)
+    expected = prepare_x_columns(x, 128) if columns else prepare_x(x, 128, rows)
+    planes, inverse, sums = prepare_x_on_device(x, 128, group_columns=columns, rows=rows)
     assert (planes.int() - expected[0].int()).abs().max() <= 1
     assert torch.allclose(inverse, expected[1], rtol=1e-6)
     assert torch.allclose(sums, expected[2], rtol=1e-4, atol=1e-6)
@@ -146,8 +149,8 @@ def test_int8_route_rejects_what_it_cannot_take():
         pack_for_int8_route(q)
     q = random_quantized("uint1", 64, 256, 128, F16, zero_point=True, seed=fresh_seed())
     weight = pack_for_int8_route(q)
-    with pytest.raises(ValueError, match=r"M ≤ 8"):
-        int8_route_matmul(torch.randn(9, 256).half(), weight)
+    with pytest.raises(ValueError, match=r"M ≤ 16"):
+        int8_route_matmul(torch.randn(17, 256).half(), weight)
     with pytest.raises(ValueError, match="M = 1"):
         int8_route_matmul(
             torch.randn(2, 1024).half(),

@@ -29,7 +29,7 @@ pytestmark = [
 CONFIGS = ((4, 2, 1), (2, 4, 4), (8, 2, 2))
 ACTS = (torch.float16, torch.bfloat16)
 TYPES = ("uint1", "uint2", "uint4")
-CASES = list(itertools.product(TYPES, ACTS, (1, 8), CONFIGS))
+CASES = list(itertools.product(TYPES, ACTS, (1, 8, 16), CONFIGS))
 
 
 @pytest.mark.parametrize(("dtype", "act", "m", "config"), CASES)
