@@ -13,14 +13,15 @@ X = 128·H + L. A group's products come out as int32, exact:
 
 so the only rounding beside the output's is x's fixed point (2^-14 of the group's largest |x|).
 
-Prototype scope (branch ``next/int8-route``, outside the dispatch until timed on the GPU: ``STEPS=int8_route``,
-``benchmarks/int8_route.py``): unsigned 1-, 2- and 4-bit codes with zero points, scale groups of one chunk
-(``group`` = k_chunk), M ≤ 16 (8 or 16 rows of x a block: x the n8 operand, one tile or two), split-K with f32
-partial sums added atomically; x prepared by the :class:`PrepareX` kernel (:func:`prepare_x` is its torch
-reference), the weight packed by numpy (:func:`pack_int8_route`). No ring and no barrier: every warp loads its
-own weight bytes a chunk ahead and its x fragments (stored in fragment order) and never meets the others. At
-M = 1 the group-columns form (``group_columns``) puts 8 scale groups in the mma's 8 columns, so a group's
-int32 sums are scaled once every 8 chunks (:func:`column_order`, :func:`prepare_x_columns`).
+Prototype scope (branch ``next/int8-route``, outside the dispatch until timed on the GPU:
+``STEPS=int8_route``, ``benchmarks/int8_route.py``): unsigned 1-, 2- and 4-bit codes with zero points,
+scale groups of one chunk (``group`` = k_chunk), M ≤ 16 (8 or 16 rows of x a block: x the n8 operand, one
+tile or two), split-K with f32 partial sums added atomically; x prepared by the :class:`PrepareX` kernel
+(:func:`prepare_x` is its torch reference), the weight packed by numpy (:func:`pack_int8_route`). No ring
+and no barrier: every warp loads its own weight bytes a chunk ahead and its x fragments (stored in fragment
+order) and never meets the others. At M = 1 the group-columns form (``group_columns``) puts 8 scale groups
+in the mma's 8 columns, so a group's int32 sums are scaled once every 8 chunks (:func:`column_order`,
+:func:`prepare_x_columns`).
 """
 
 from __future__ import annotations
