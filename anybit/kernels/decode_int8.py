@@ -161,29 +161,27 @@ def prepare_x_columns(x: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.
     return fragment_order(columns, group), inverse, sums
 
 
-def pack_int8_route(codes: np.ndarray, nbits: int, tiles: int, k_chunk: int) -> np.ndarray:
-    """uint8 codes [N, K] → bytes [K / k_chunk, N / (16·tiles), 32·bpt] in :func:`byte_fields` order: thread
-    l of warp tile (c, t) holds, at bit i·n of its bpt bytes, the code its code layout's local i names."""
+def pack_int8_route(codes: torch.Tensor, nbits: int, tiles: int, k_chunk: int) -> torch.Tensor:
+    """uint8 codes [N, K] (on any device) → bytes [K / k_chunk, N / (16·tiles), 32·bpt] in :func:`byte_fields`
+    order: thread l of warp tile (c, t) holds, at bit i·n of its bpt bytes, the code its code layout's local i
+    names; its 16-byte vectors strided by the warp's 512 bytes (the kernel's byte layout: each load
+    instruction of a warp reads 512 contiguous bytes). Torch ops, so a large weight packs on the GPU."""
     n_rows, k = codes.shape
     rows = 16 * tiles
     layout = byte_fields(warp_operand_layout(tiles, k_chunk), nbits)
-    coords = layout.map_array()  # [thread, local, 2]: (row, column) in the warp tile
+    coords = torch.from_numpy(layout.map_array()).to(codes.device)  # [lane, local, (row, column)]
     per_thread = coords.shape[1]
     bpt = per_thread * nbits // 8
-    tiles_n = n_rows // rows
-    view = codes.reshape(tiles_n, rows, k // k_chunk, k_chunk)
-    # picked[c, t, lane, i] = codes[t·rows + row(lane, i), c·k_chunk + column(lane, i)]
-    picked = view[:, coords[..., 0], :, coords[..., 1]]  # [lane, i, tiles_n, chunks]
-    picked = np.moveaxis(picked, (2, 3), (1, 0)).astype(np.uint32)  # [chunks, tiles_n, lane, i]
-    bits = np.zeros((*picked.shape[:3], bpt * 8), dtype=np.uint8)
-    for b in range(nbits):
-        bits[..., b::nbits] = (picked >> b) & 1
-    packed = np.packbits(bits, axis=-1, bitorder="little")  # [chunks, tiles_n, lane, bpt]
-    # In memory a thread's 16-byte vectors are strided by the warp's 512 (the kernel's byte layout): each
-    # load instruction of the warp reads 512 contiguous bytes.
+    tiles_n, chunks = n_rows // rows, k // k_chunk
+    view = codes.reshape(tiles_n, rows, chunks, k_chunk)
+    picked = view[:, coords[..., 0], :, coords[..., 1]]  # [lane, local, tiles_n, chunks] (advanced first)
+    picked = picked.permute(3, 2, 0, 1).to(torch.int32)  # [chunks, tiles_n, lane, local]
+    per_byte = 8 // nbits
+    shifts = torch.arange(per_byte, device=codes.device, dtype=torch.int32) * nbits
+    packed = (picked.reshape(chunks, tiles_n, 32, bpt, per_byte) << shifts).sum(-1).to(torch.uint8)
     vector = min(16, bpt)
-    packed = packed.reshape(k // k_chunk, tiles_n, 32, bpt // vector, vector).transpose(0, 1, 3, 2, 4)
-    return np.ascontiguousarray(packed.reshape(k // k_chunk, tiles_n, 32 * bpt))
+    packed = packed.reshape(chunks, tiles_n, 32, bpt // vector, vector).permute(0, 1, 3, 2, 4)
+    return packed.reshape(chunks, tiles_n, 32 * bpt).contiguous()
 
 
 class DecodeInt8(anybit.Script):
@@ -373,17 +371,17 @@ def pack_for_int8_route(
             f"the int8 route takes scale groups of a multiple of 128 and N a multiple of {16 * tiles} "
             f"(16·tiles), got group_size {q.group_size}, N = {q.n}, K = {q.k}"
         )
-    codes = q.codes.cpu().numpy()
+    codes = q.codes
     if group_columns:
         if q.k % (COLUMN_GROUPS * q.group_size):
             raise ValueError(
                 f"the group-columns form takes K a multiple of {COLUMN_GROUPS} groups "
                 f"({COLUMN_GROUPS * q.group_size}), got K = {q.k}"
             )
-        codes = codes[:, column_order(q.k, q.group_size)]
+        codes = codes[:, torch.from_numpy(column_order(q.k, q.group_size)).to(codes.device)]
     data = pack_int8_route(codes, nbits, tiles, q.group_size)
     return Int8RouteWeight(
-        torch.from_numpy(data).to(q.codes.device),
+        data,
         q.scales,
         q.zeros,
         nbits,
