@@ -37,6 +37,8 @@ from benchmarks import harness  # noqa: E402
 from benchmarks.matmul_anchors import read_ceilings  # noqa: E402
 
 WARPS = (4, 8)
+#: The suite's pinned tuning (benchmarks/tunings): quantized_matmul's configurations without tuning.
+SUITE_TUNING = pathlib.Path(__file__).resolve().parent / "tunings" / "nvidia-h200-suite.json"
 TILES = (2, 4)
 SPLITS = (1, 2, 4, 8)
 
@@ -131,6 +133,13 @@ def probe(
 
 def main(argv: list[str] | None = None) -> int:
     def extra(parser) -> None:
+        parser.add_argument(
+            "--tuning",
+            type=pathlib.Path,
+            default=SUITE_TUNING,
+            help="a tuning file pinned for quantized_matmul (default: the suite's, so that nothing tunes; "
+            "a missing file pins nothing)",
+        )
         parser.add_argument("--types", default="uint1,uint2,uint4")
         parser.add_argument("--shapes", default="57344x8192,8192x28672,8192x8192")
         parser.add_argument("--ms", default="1")
@@ -139,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     if options is None:
         return 2
     started = time.perf_counter()
+    pinned = anybit.runtime.load_tuning(options.tuning) if options.tuning.exists() else 0
+    print(f"quantized_matmul: {pinned} tuned configurations pinned from {options.tuning}")
     ceilings = read_ceilings()
     ceiling = ceilings["best_tb_s"]
     print(f"{harness.gpu_description()}; read ceiling {ceiling:.2f} TB/s", flush=True)
@@ -167,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{best.get('prepare_x_us') or nan:.1f} |",
                     flush=True,
                 )
-    harness.write_json(options.out, "int8_route.json", {"ceilings": ceilings, "rows": rows})
+    harness.write_json(
+        options.out, "int8_route.json", {"ceilings": ceilings, "tuning_pinned": pinned, "rows": rows}
+    )
     print(f"total {time.perf_counter() - started:.0f}s")
     return 0
 
