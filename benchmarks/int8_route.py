@@ -27,6 +27,7 @@ import torch  # noqa: E402
 import anybit  # noqa: E402
 from anybit.kernels import dequantize, pack, quantize  # noqa: E402
 from anybit.kernels.decode_int8 import (  # noqa: E402
+    build_configuration,
     kernel_for,
     pack_for_int8_route,
     prepare_kernel_for,
@@ -57,6 +58,20 @@ def configurations(n: int, k: int, m: int = 1) -> list[tuple[int, int, int, bool
                 if m == 1 and k % 1024 == 0 and k // 1024 // split >= 1:
                     found.append((warps, tiles, split, True))
     return found
+
+
+def precompile(jobs: list[tuple]) -> None:
+    """Every configuration of the run built in worker processes first (NVRTC is most of a build); where the
+    workers cannot start, each builds at its first launch instead."""
+    from anybit.runtime.build_pool import BuildPoolError, default_processes, run_jobs
+
+    try:
+        results = run_jobs(build_configuration, jobs, default_processes())
+    except BuildPoolError as error:
+        print(f"build workers unavailable ({error}); building at first launch")
+        return
+    failed = [job for job, (ok, _) in zip(jobs, results, strict=True) if not ok]
+    print(f"precompiled {len(jobs) - len(failed)} of {len(jobs)} configurations", flush=True)
 
 
 def kernel_us(call, graph: bool = True) -> float | None:
@@ -90,12 +105,13 @@ def probe(
     y = quantized_matmul(x, packed)  # tunes this shape's M bucket first (outside the timing)
     row["quantized_matmul_error"] = relative_error(y, reference)
     row["quantized_matmul_us"] = timer(lambda: quantized_matmul(x, packed))
+    rows = 8 if m <= 8 else 16  # rows of x a block: one n8 tile or two
     prepared, prepare_us = {}, {}
     for columns in (False, True) if m == 1 and k % 1024 == 0 else (False,):
         # x prepared by the PrepareX kernel, timed alone (its launch with the buffers it fills)
-        prepared[columns] = prepare_x_on_device(x, 128, group_columns=columns)
+        prepared[columns] = prepare_x_on_device(x, 128, group_columns=columns, rows=rows)
         arguments = (x, *prepared[columns], m, k)
-        kernel = prepare_kernel_for(torch.float16, 128, columns)
+        kernel = prepare_kernel_for(torch.float16, 128, columns, rows)
         prepare_us[columns] = timer(lambda kernel=kernel, arguments=arguments: launch(kernel, arguments))
     row["prepare_x_us"] = prepare_us[False]
     row["prepare_x_columns_us"] = prepare_us.get(True)
@@ -105,7 +121,7 @@ def probe(
             routes[tiles, columns] = pack_for_int8_route(q, tiles=tiles, group_columns=columns)
         route = routes[tiles, columns]
         planes, inverse, sums = prepared[columns]
-        kernel = kernel_for(route.nbits, torch.float16, warps, tiles, 128, split, columns)
+        kernel = kernel_for(route.nbits, torch.float16, warps, tiles, 128, split, columns, rows)
         entry: dict = {"warps": warps, "tiles": tiles, "split": split, "group_columns": columns}
         entry["prepare_x_us"] = prepare_us[columns]
         try:
@@ -158,11 +174,23 @@ def main(argv: list[str] | None = None) -> int:
         "int8 / qmm | errors (int8, qmm) | prepare_x µs |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
+    from anybit.runtime.device import current_arch
+
+    ms = [int(v) for v in options.ms.split(",")]
+    shapes = [tuple(int(v) for v in shape.split("x")) for shape in options.shapes.split(",")]
+    precompile(
+        [
+            (anybit.dtype(type_name).nbits, *config, 8 if m <= 8 else 16, m, n, k, current_arch())
+            for type_name in options.types.split(",")
+            for n, k in shapes
+            for m in ms
+            for config in configurations(n, k, m)
+        ]
+    )
     rows = []
     for type_name in options.types.split(","):
-        for shape in options.shapes.split(","):
-            n, k = (int(v) for v in shape.split("x"))
-            for m in (int(v) for v in options.ms.split(",")):
+        for n, k in shapes:
+            for m in ms:
                 row = probe(type_name, n, k, m, ceiling)
                 rows.append(row)
                 best = row.get("best", {})

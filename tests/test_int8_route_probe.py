@@ -3,6 +3,7 @@ timing needs a GPU)."""
 
 from __future__ import annotations
 
+from anybit.kernels.decode_int8 import build_configuration
 from benchmarks import int8_route
 
 
@@ -24,3 +25,18 @@ def test_a_probe_row_checks_every_configuration_against_float64():
     assert row["best"]["us"] == 10.0 and row["int8_pct"] == row["quantized_matmul_pct"]
     # bytes that must move: 2-bit codes, fp16 scales and zero points a group of 128, x and y
     assert row["bytes"] == 256 * 1024 // 4 + 2 * (1024 // 128) * 256 * 2 + 1024 * 2 + 256 * 2
+
+
+def test_a_probe_row_at_sixteen_rows():
+    row = int8_route.probe("uint4", 128, 512, 16, 4.0, device="cpu", timer=lambda call, graph=True: 5.0)
+    assert row["configs"] and all(
+        entry["error"] < 1e-3 and not entry["group_columns"] for entry in row["configs"]
+    )
+    assert row["prepare_x_columns_us"] is None
+
+
+def test_every_build_job_makes_a_kernel(tmp_path, monkeypatch):
+    """A build worker's job compiles what the probe launches (here in this process, for sm_90a)."""
+    monkeypatch.setenv("ANYBIT_CACHE_DIR", str(tmp_path))
+    assert build_configuration(2, 4, 2, 2, False, 16, 16, 256, 1024, "sm_90a") == 0
+    assert build_configuration(1, 4, 2, 1, True, 8, 1, 256, 1024, "sm_90a") == 0

@@ -579,3 +579,23 @@ def prepare_x_on_device(
 def prepare_kernel_for(act: torch.dtype, group: int, group_columns: bool, rows: int = ROWS) -> PrepareX:
     """One :class:`PrepareX` a form (its compiled forms cached with it)."""
     return PrepareX(act, k_chunk=group, group_columns=group_columns, rows=rows)
+
+
+def build_configuration(
+    nbits: int,
+    warps: int,
+    tiles: int,
+    split: int,
+    group_columns: bool,
+    rows: int,
+    m: int,
+    n: int,
+    k: int,
+    arch: str,
+) -> int:
+    """Trace, generate and compile one fp16 :class:`DecodeInt8` configuration for ``arch`` (a build worker's
+    job, :mod:`anybit.runtime.build_pool`; no GPU needed): its NVRTC output lands in the disk cache, where a
+    launch of the same configuration finds it."""
+    kernel = kernel_for(nbits, torch.float16, warps, tiles, 128, split, group_columns, rows)
+    anybit.compile(kernel, *(None,) * 7, m, n, k, arch=arch)
+    return 0
