@@ -83,6 +83,11 @@ def kernel_us(call, graph: bool = True) -> float | None:
     return None if timing is None else timing.median_us
 
 
+def route_bits(type_name: str) -> int:
+    """The code width of an unsigned type name (``uint2`` → 2)."""
+    return anybit.dtype(type_name).nbits
+
+
 def relative_error(y: torch.Tensor, reference: torch.Tensor) -> float:
     return float((y.double() - reference).norm() / reference.norm())
 
@@ -125,10 +130,7 @@ def probe(
         entry: dict = {"warps": warps, "tiles": tiles, "split": split, "group_columns": columns}
         entry["prepare_x_us"] = prepare_us[columns]
         try:
-            if split > 1:
-                out = torch.zeros(m, n, device=device, dtype=torch.float32)
-            else:
-                out = torch.full((m, n), float("nan"), device=device, dtype=torch.float16)
+            out = torch.full((m, n), float("nan"), device=device, dtype=torch.float16)
             args = (route.data, planes, inverse, sums, route.scales, route.zeros, out, m, n, k)
             launch(kernel, args)
             entry["error"] = relative_error(out.half(), reference)
@@ -139,12 +141,48 @@ def probe(
     timed = [c for c in row["configs"] if c.get("us")]
     if timed:
         row["best"] = min(timed, key=lambda c: c["us"])
+    for columns in prepared:  # the route's whole call, x's preparation and the kernel, for each form's best
+        form = [c for c in timed if c["group_columns"] == columns]
+        if not form:
+            continue
+        best = min(form, key=lambda c: c["us"])
+        kernel = kernel_for(
+            route_bits(type_name),
+            torch.float16,
+            best["warps"],
+            best["tiles"],
+            128,
+            best["split"],
+            columns,
+            rows,
+        )
+        route = routes[best["tiles"], columns]
+        planes, inverse, sums = prepared[columns]
+        prepare = prepare_kernel_for(torch.float16, 128, columns, rows)
+        out = torch.full((m, n), float("nan"), device=device, dtype=torch.float16)
+        args = (route.data, planes, inverse, sums, route.scales, route.zeros, out, m, n, k)
+
+        def whole(kernel=kernel, args=args, prepare=prepare, columns=columns):
+            launch(prepare, (x, *prepared[columns], m, k))
+            launch(kernel, args)
+
+        best["total_us"] = timer(whole)
+    totals = [c for c in timed if c.get("total_us")]
+    if totals:
+        row["best_total"] = min(totals, key=lambda c: c["total_us"])
     for key, us in (
         ("int8", row.get("best", {}).get("us")),
+        ("int8_total", row.get("best_total", {}).get("total_us")),
         ("quantized_matmul", row["quantized_matmul_us"]),
     ):
         row[f"{key}_pct"] = None if not us else nbytes / (us * 1e-6) / (ceiling_tb_s * 1e12) * 100
     return row
+
+
+def describe(config: dict) -> str:
+    """(warps, tiles, split[, group columns]) of a timed configuration."""
+    columns = ", group columns" if config.get("group_columns") else ""
+    return f"({config.get('warps')}, {config.get('tiles')}, {config.get('split')}{columns})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = ceilings["best_tb_s"]
     print(f"{harness.gpu_description()}; read ceiling {ceiling:.2f} TB/s", flush=True)
     print(
-        "| type | N × K | M | int8 route µs (warps, tiles, split) | % | quantized_matmul µs | % | "
-        "int8 / qmm | errors (int8, qmm) | prepare_x µs |"
+        "| type | N × K | M | int8 kernel µs (warps, tiles, split) | % | with x's preparation µs | % | "
+        "quantized_matmul µs | % | whole / qmm | errors (int8, qmm) | prepare_x µs (plain, columns) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     from anybit.runtime.device import current_arch
 
     ms = [int(v) for v in options.ms.split(",")]
@@ -193,17 +231,17 @@ def main(argv: list[str] | None = None) -> int:
             for m in ms:
                 row = probe(type_name, n, k, m, ceiling)
                 rows.append(row)
-                best = row.get("best", {})
+                best, whole = row.get("best", {}), row.get("best_total", {})
                 nan = float("nan")
                 int8_us, qmm_us = best.get("us", nan), row["quantized_matmul_us"] or nan
+                total_us = whole.get("total_us", nan)
                 print(
-                    f"| {type_name} | {n}×{k} | {m} | {int8_us:.1f} "
-                    f"({best.get('warps')}, {best.get('tiles')}, {best.get('split')}"
-                    f"{', group columns' if best.get('group_columns') else ''}) | "
-                    f"{row['int8_pct'] or nan:.0f}% | {qmm_us:.1f} | "
-                    f"{row['quantized_matmul_pct'] or nan:.0f}% | {int8_us / qmm_us:.3f} | "
+                    f"| {type_name} | {n}×{k} | {m} | {int8_us:.1f} {describe(best)} | "
+                    f"{row['int8_pct'] or nan:.0f}% | {total_us:.1f} {describe(whole)} | "
+                    f"{row['int8_total_pct'] or nan:.0f}% | {qmm_us:.1f} | "
+                    f"{row['quantized_matmul_pct'] or nan:.0f}% | {total_us / qmm_us:.3f} | "
                     f"{best.get('error', nan):.1e}, {row['quantized_matmul_error']:.1e} | "
-                    f"{best.get('prepare_x_us') or nan:.1f} |",
+                    f"{row['prepare_x_us'] or nan:.1f}, {row['prepare_x_columns_us'] or nan:.1f} |",
                     flush=True,
                 )
     harness.write_json(

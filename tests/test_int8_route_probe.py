@@ -18,8 +18,17 @@ def test_configurations_divide_the_weight_and_keep_runs_of_four_chunks():
 
 
 def test_a_probe_row_checks_every_configuration_against_float64():
-    row = int8_route.probe("uint2", 256, 1024, 1, 4.0, device="cpu", timer=lambda call, graph=True: 10.0)
+    calls = []
+
+    def timer(call, graph=True):  # every timed call runs once (on the interpreter)
+        calls.append(call())
+        return 10.0
+
+    row = int8_route.probe("uint2", 256, 1024, 1, 4.0, device="cpu", timer=timer)
     assert row["configs"] and all(entry["error"] < 1e-3 for entry in row["configs"])
+    # x's preparation and the kernel timed together, for each form's best configuration
+    assert row["best_total"]["total_us"] == 10.0 and row["int8_total_pct"] == row["int8_pct"]
+    assert len(calls) == 1 + 2 + len(row["configs"]) + 2
     assert {entry["group_columns"] for entry in row["configs"]} == {False, True}
     assert row["quantized_matmul_error"] < 1e-3
     assert row["best"]["us"] == 10.0 and row["int8_pct"] == row["quantized_matmul_pct"]

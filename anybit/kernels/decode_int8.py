@@ -16,7 +16,7 @@ so the only rounding beside the output's is x's fixed point (2^-14 of the group'
 Prototype scope (branch ``next/int8-route``, outside the dispatch until timed on the GPU:
 ``STEPS=int8_route``, ``benchmarks/int8_route.py``): unsigned 1-, 2- and 4-bit codes with zero points,
 scale groups of one chunk (``group`` = k_chunk), M ≤ 16 (8 or 16 rows of x a block: x the n8 operand, one
-tile or two), split-K with f32 partial sums added atomically; x prepared by the :class:`PrepareX` kernel
+tile or two), split-K whose last block adds the partial sums; x prepared by the :class:`PrepareX` kernel
 (:func:`prepare_x` is its torch reference), the weight packed by numpy (:func:`pack_int8_route`). No ring
 and no barrier: every warp loads its own weight bytes a chunk ahead and its x fragments (stored in fragment
 order) and never meets the others. At M = 1 the group-columns form (``group_columns``) puts 8 scale groups
@@ -36,7 +36,7 @@ import anybit
 from anybit.dtypes import float32, int8, int32, uint8
 from anybit.kernels.layout import swap_least_local_mode
 from anybit.kernels.quantize import QuantizedWeight
-from anybit.layout import RegisterLayout, local, reduce, reshape, spatial, squeeze, unsqueeze
+from anybit.layout import RegisterLayout, local, reduce, spatial, squeeze, unsqueeze
 from anybit.layout.mma import MMA_M16N8K32_I8_A, MMA_M16N8K32_I8_B
 
 #: x's fixed point: |X| ≤ X_MAX, split as 128·H + L with H, L int8.
@@ -217,7 +217,7 @@ class DecodeInt8(anybit.Script):
         if split < 1:
             raise ValueError(f"expected split ≥ 1 (blocks along K), got {split}")
         self.nbits, self.act, self.warps, self.tiles, self.k_chunk = nbits, act, warps, tiles, k_chunk
-        #: Blocks along K: with more than one, y is f32 and zero, and each block adds its part atomically.
+        #: Blocks along K: the last of a block column's splits to finish adds their partial sums.
         self.split = split
         #: M = 1 only: the mma's 8 columns carry 8 scale groups of the one row of x (:func:`column_order`,
         #: :func:`prepare_x_columns`): a group's int32 sums are scaled once every 8 chunks, not every chunk.
@@ -234,7 +234,7 @@ class DecodeInt8(anybit.Script):
         sums: anybit.ptr(anybit.float32),
         scales: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
         zeros: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
-        y: anybit.ptr(self.out_dtype),  # noqa: F821 - evaluated with the instance
+        y: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
         m: anybit.int32,
         n: anybit.int32,
         k: anybit.int32,
@@ -260,7 +260,7 @@ class DecodeInt8(anybit.Script):
         gc = self.global_view(sums, float32, [k // kc // step_chunks, rows])
         gs = self.global_view(scales, self.act, [n, k // kc], strides=[1, n])
         gz = self.global_view(zeros, self.act, [n, k // kc], strides=[1, n])
-        gy = self.global_view(y, self.out_dtype, [n, m], strides=[1, n])
+        gy = self.global_view(y, self.act, [n, m], strides=[1, n])
         runs = k // kc // step_chunks
         first = self.blockIdx.y * runs // self.split * step_chunks
         count = (self.blockIdx.y + 1) * runs // self.split * step_chunks - first
@@ -316,9 +316,26 @@ class DecodeInt8(anybit.Script):
         if self.group_columns:  # y = the sum of the groups' columns
             acc = self.sum(acc, 1, keepdim=True)
         if self.split > 1:
-            self.atomic_add(gy, acc, [n0, 0])
-        else:
-            self.store_global(gy, self.cast(acc, self.act), [n0, 0])
+            acc = self._sum_splits(acc, n, n0)
+        self.store_global(gy, self.cast(acc, self.act), [n0, 0])
+
+    @anybit.runtime_helper
+    def _sum_splits(self, acc, n, n0):
+        """Split-K's reduction without atomics on y or a fill before the launch: every split stores its
+        partial sum into its slice of a workspace and arrives at its block column's counter; all but the
+        last to arrive exit, and the last adds the partials in split order (the same sum whatever order the
+        blocks ran in). The counter wraps back to 0 on the last arrival."""
+        width = acc.shape[1]
+        partials = self.global_tensor(float32, [self.split * n, width])
+        counters = self.global_tensor(int32, [n // self.rows_n], kept_clean=True)
+        self.store_global(partials, acc, [self.blockIdx.y * n + n0, 0])
+        if self.arrive(counters, [self.blockIdx.x], self.split) < self.split - 1:
+            self.exit()
+        tiles = [self.load_global(partials, [s * n + n0, 0], [self.rows_n, width]) for s in range(self.split)]
+        total = tiles[0]
+        for tile in tiles[1:]:
+            total = total + tile
+        return total
 
     def _scaled(self, sum_high, sum_low, gr, gc, gs, gz, row, scale_offsets, e):
         """A step's group sums as f32 [rows_n, 8], scaled: (X·A / 2^e · r − z · r·Σ X) · s, with r and r·Σ X
@@ -331,11 +348,6 @@ class DecodeInt8(anybit.Script):
         s = self.cast(self.load_global(gs, scale_offsets, [self.rows_n, width], in_bounds=True), float32)
         z = self.cast(self.load_global(gz, scale_offsets, [self.rows_n, width], in_bounds=True), float32)
         return (total * (r * 2.0**-e) - z * c) * s
-
-    @property
-    def out_dtype(self):
-        """y's type: the activation dtype, or f32 partial sums added atomically when split."""
-        return float32 if self.split > 1 else self.act
 
 
 @dataclass(frozen=True)
@@ -413,10 +425,7 @@ def int8_route_matmul(
     planes, inverse, sums = prepare_x_on_device(
         x, weight.k_chunk, group_columns=weight.group_columns, rows=rows
     )
-    if split > 1:  # f32 partial sums added into zeros
-        y = torch.zeros((m, weight.n), dtype=torch.float32, device=x.device)
-    else:
-        y = torch.full((m, weight.n), float("nan"), dtype=x.dtype, device=x.device)
+    y = torch.full((m, weight.n), float("nan"), dtype=x.dtype, device=x.device)
     kernel = kernel_for(
         weight.nbits, x.dtype, warps, weight.tiles, weight.k_chunk, split, weight.group_columns, rows
     )
@@ -427,7 +436,7 @@ def int8_route_matmul(
         launch_script(kernel, args)
     else:
         anybit.interpret(kernel, *args)
-    return y.to(x.dtype)
+    return y
 
 
 @functools.lru_cache(maxsize=64)
@@ -457,9 +466,10 @@ def kernel_for(
 class PrepareX(anybit.Script):
     """x [M ≤ rows, K] as :class:`DecodeInt8` takes it, on the GPU: what :func:`prepare_x` (or, with
     ``group_columns``, :func:`prepare_x_columns`, M = 1) computes with torch — the fixed point per row and
-    scale group (X = round(x / r), r = the group's largest |x| / 8191, the quotient rounded once in f32), its
-    two int8 planes in fragment order, r and r·Σ X. One warp a chunk of K (a run of 8 groups with
-    ``group_columns``); each lane computes the very fragments it stores."""
+    scale group (X = round(x · 8191 / m) in f32, m the group's largest |x|: one division a group), its two
+    int8 planes in fragment order, r = m / 8191 and r·Σ X. One warp a chunk of K; with ``group_columns``
+    a block a run of 8 groups, a warp each of its 8 sub-chunks, in one pass (a group's largest |x| across
+    the warps). Each lane computes the very fragments it stores."""
 
     def __init__(self, act, *, k_chunk: int = 128, group_columns: bool = False, rows: int = ROWS) -> None:
         super().__init__()
@@ -481,71 +491,95 @@ class PrepareX(anybit.Script):
         m: anybit.int32,
         k: anybit.int32,
     ):
-        kc = self.k_chunk
+        kc, rows = self.k_chunk, self.rows
         step = COLUMN_GROUPS * kc if self.group_columns else kc
         self.attrs.blocks = [k // step]
-        self.attrs.warps = 1
         self.assume_divisible(k, step)
-        rows = self.rows
-        operand = x_operand_layout(kc, rows)
-        gp = self.global_view(planes, int8, [k // kc * 2, rows * kc])
-        gr = self.global_view(inverse, float32, [k // step, rows])
-        gc = self.global_view(sums, float32, [k // step, rows])
         if self.group_columns:
-            # x's row as [run, sub-chunk u, k32 step s, group b, i, column j] (j: stride 0), so that the B
-            # tile of (run, u) is [s, b, i, j] = x[1024·run + 128·b + 16·u + 4·s + i] (column_order), kept
-            # where b == j (the block-diagonal B: group j in column j).
-            gx = self.global_view(
-                x,
-                self.act,
-                [k // step, COLUMN_GROUPS, 4, COLUMN_GROUPS, 4, ROWS],
-                strides=[step, 16, 4, kc, 1, 0],
-            )
-            tile_layout = reshape(operand, [1, 1, 4, COLUMN_GROUPS, 4, ROWS])
-            diagonal = self.eq(
-                self.index([1, 1, 4, 8, 4, 8], 3, layout=tile_layout),
-                self.index([1, 1, 4, 8, 4, 8], 5, layout=tile_layout),
-            )
-            largest = self.register_tensor(float32, [1, ROWS], init=0.0)
-            for u in range(COLUMN_GROUPS):  # pass 1: each group's largest |x| (a column each)
-                tile = self._column_tile(gx, u, tile_layout, diagonal, operand)
-                largest = self.maximum(largest, self.max(abs(tile), 0, keepdim=True))
-            r = self.where(largest > 0.0, largest * (1.0 / X_MAX), 1.0)
-            total = self.register_tensor(int32, [1, ROWS], init=0)
-            for u in range(COLUMN_GROUPS):  # pass 2: the fixed point, its planes and sums
-                tile = self._column_tile(gx, u, tile_layout, diagonal, operand)
-                total += self._store_planes(gp, tile, r, self.blockIdx.x * COLUMN_GROUPS + u, operand)
-        else:
-            gx = self.global_view(x, self.act, [k, m], strides=[1, k])  # x^T: rows past M read as zeros
-            tile = self.cast(
-                self.load_global(gx, [self.blockIdx.x * kc, 0], [kc, rows], layout=operand), float32
-            )
-            largest = self.max(abs(tile), 0, keepdim=True)
-            r = self.where(largest > 0.0, largest * (1.0 / X_MAX), 1.0)
-            total = self._store_planes(gp, tile, r, self.blockIdx.x, operand)
-        self.store_global(gr, r, [self.blockIdx.x, 0])
-        self.store_global(gc, self.cast(total, float32) * r, [self.blockIdx.x, 0])
-
-    def _column_tile(self, gx, u, tile_layout, diagonal, operand):
-        """The f32 B tile [kc, 8] of sub-chunk ``u`` of this block's run: group j's values in column j."""
-        loaded = self.load_global(
-            gx, [self.blockIdx.x, u, 0, 0, 0, 0], [1, 1, 4, 8, 4, 8], layout=tile_layout
+            self._prepare_columns(x, planes, inverse, sums, k)
+            return
+        self.attrs.warps = 1
+        operand = unsqueeze(x_operand_layout(kc, rows), 0)
+        gx = self.global_view(x, self.act, [1, k, m], strides=[0, 1, k])  # x^T: rows past M read as zeros
+        tile = self.cast(
+            self.load_global(gx, [0, self.blockIdx.x * kc, 0], [1, kc, rows], layout=operand), float32
         )
-        kept = self.where(diagonal, self.cast(loaded, float32), 0.0)
-        return self.view(kept, layout=operand)
-
-    def _store_planes(self, gp, tile, r, chunk, operand):
-        """X = round(tile / r), its planes H = (X + 64) >> 7 and L = X − 128·H stored for ``chunk`` in
-        fragment order; returns Σ X over the chunk's rows [1, 8] (int32)."""
-        fixed = self.cast(tile / r, int32)
-        high = (fixed + 64) >> 7
-        low = fixed - high * 128
-        for plane, values in enumerate((high, low)):
+        largest = self.max(abs(tile), 1, keepdim=True)  # [1, 1, rows]
+        r, fixed, planes_of_x = self._fixed_point(tile, largest)
+        gp = self.global_view(planes, int8, [k // kc, 2, rows * kc])
+        for plane, values in enumerate(planes_of_x):
             as_bytes = self.view(
-                self.cast(values, int8, layout=operand), int8, x_byte_layout(self.k_chunk, self.rows)
+                self.cast(values, int8, layout=operand), int8, unsqueeze(x_byte_layout(kc, rows), 0)
             )
-            self.store_global(gp, as_bytes, [chunk * 2 + plane, 0])
-        return self.sum(fixed, 0, keepdim=True)
+            self.store_global(gp, as_bytes, [self.blockIdx.x, plane, 0])
+        total = self.sum(fixed, 1, keepdim=True)
+        gr = self.global_view(inverse, float32, [k // kc, 1, rows])
+        gc = self.global_view(sums, float32, [k // kc, 1, rows])
+        self.store_global(gr, r, [self.blockIdx.x, 0, 0])
+        self.store_global(gc, self.cast(total, float32) * r, [self.blockIdx.x, 0, 0])
+
+    def _prepare_columns(self, x, planes, inverse, sums, k):
+        """The group-columns form: a block a run of 8 groups (1024 k), a warp each of its 8 sub-chunks u,
+        each lane 4 consecutive k of one group b in one k32 step s (s = 2·s1 + s0, b = 4·b1 + b0). Only the
+        B operand's diagonal is written — group b's bytes of (u, s) go to lane 4·b + b % 4's register
+        b // 4 — as plain strided stores: the planes' other bytes (zeros) are the caller's, written once
+        (:func:`column_planes`)."""
+        run = COLUMN_GROUPS * 128
+        self.attrs.warps = COLUMN_GROUPS
+        shape = [1, COLUMN_GROUPS, 2, 2, 2, 4, 4]  # [run, u, s1, s0, b1, b0, i]
+        gx = self.global_view(x, self.act, [k // run, *shape[1:]], strides=[run, 16, 8, 4, 512, 128, 1])
+        layout = spatial(1, COLUMN_GROUPS, 2, 2, 2, 4, 1) * local(1, 1, 1, 1, 1, 1, 4)
+        tile = self.cast(
+            self.load_global(gx, [self.blockIdx.x, 0, 0, 0, 0, 0, 0], shape, layout=layout), float32
+        )
+        largest = abs(tile)
+        for dim in (6, 3, 2, 1):  # i, s0, s1, u: a group's largest |x| [1, 1, 1, 1, 2, 4, 1]
+            largest = self.max(largest, dim, keepdim=True)
+        r, fixed, planes_of_x = self._fixed_point(tile, largest)
+        # byte (u, plane, s, b, i) of the run's planes: chunk u, plane, 16-byte vector s1 of lane 4·b + b0,
+        # byte 8·s0 + 4·b1 + i of it (x_byte_layout of the B operand's fragments)
+        gp = self.global_view(
+            planes,
+            int8,
+            [k // run, COLUMN_GROUPS, 2, 2, 2, 2, 4, 4],
+            strides=[COLUMN_GROUPS * 2048, 2048, 1024, 512, 8, 4 + 256, 16 * 4 + 16, 1],
+        )
+        for plane, values in enumerate(planes_of_x):
+            as_bytes = self.view(self.cast(values, int8, layout=layout), layout=unsqueeze(layout, 2))
+            self.store_global(gp, as_bytes, [self.blockIdx.x, 0, plane, 0, 0, 0, 0, 0])
+        total = fixed
+        for dim in (6, 3, 2, 1):
+            total = self.sum(total, dim, keepdim=True)
+        gr = self.global_view(inverse, float32, [k // run, 1, 1, 1, 2, 4, 1], strides=[8, 0, 0, 0, 4, 1, 0])
+        gc = self.global_view(sums, float32, [k // run, 1, 1, 1, 2, 4, 1], strides=[8, 0, 0, 0, 4, 1, 0])
+        self.store_global(gr, r, [self.blockIdx.x, 0, 0, 0, 0, 0, 0])
+        self.store_global(gc, self.cast(total, float32) * r, [self.blockIdx.x, 0, 0, 0, 0, 0, 0])
+
+    def _fixed_point(self, tile, largest):
+        """(r, X, (H, L)) of an f32 tile and its groups' largest |x| m (broadcast): X = round(x · 8191 / m)
+        (one division a group, then products: m's own quotient still rounds to 8191), r = m / 8191 (1 where
+        a group is all zeros), H = (X + 64) >> 7 and L = X − 128·H."""
+        positive = largest > 0.0
+        r = self.where(positive, largest * (1.0 / X_MAX), 1.0)
+        fixed = self.cast(tile * self.where(positive, X_MAX / largest, 1.0), int32)
+        high = (fixed + 64) >> 7
+        return r, fixed, (high, fixed - high * 128)
+
+
+def column_planes(
+    k: int, group: int = 128, device: torch.device | str = "cpu", fill: int = 0
+) -> torch.Tensor:
+    """The group-columns form's planes buffer [K / group, 2, 8·group] int8: zeros (``fill``) where the
+    :class:`PrepareX` kernel writes nothing (the B operand off its diagonal); allocated once, reused."""
+    return torch.full((k // group, 2, ROWS * group), fill, dtype=torch.int8, device=device)
+
+
+def column_diagonal(planes: torch.Tensor) -> torch.Tensor:
+    """The bytes of a :func:`column_planes` buffer that :class:`PrepareX` writes (a strided view)."""
+    runs = planes.shape[0] // COLUMN_GROUPS
+    return planes.as_strided(
+        (runs, COLUMN_GROUPS, 2, 2, 2, 2, 4, 4), (COLUMN_GROUPS * 2048, 2048, 1024, 512, 8, 260, 80, 1)
+    )
 
 
 def prepare_x_on_device(
@@ -561,7 +595,11 @@ def prepare_x_on_device(
     step = COLUMN_GROUPS * group if group_columns else group
     if k % step:
         raise ValueError(f"expected K a multiple of {step}, got {k}")
-    planes = torch.full((k // group, 2, rows * group), 99, dtype=torch.int8, device=x.device)
+    if group_columns:  # zeros off the diagonal, the diagonal poisoned
+        planes = column_planes(k, group, x.device)
+        column_diagonal(planes).fill_(99)
+    else:
+        planes = torch.full((k // group, 2, rows * group), 99, dtype=torch.int8, device=x.device)
     inverse = torch.full((k // step, rows), float("nan"), dtype=torch.float32, device=x.device)
     sums = torch.full_like(inverse, float("nan"))
     kernel = prepare_kernel_for(x.dtype, group, group_columns, rows)

@@ -47,3 +47,14 @@ def reference_matmul(x: torch.Tensor, q: QuantizedWeight, bias: torch.Tensor | N
 def relative_error(result: torch.Tensor, reference: torch.Tensor) -> float:
     """‖result − reference‖ / ‖reference‖ in float64 (NaN when the result has a NaN)."""
     return float((result.double() - reference).norm() / reference.norm())
+
+
+def assert_prepared_like(prepared, expected) -> None:
+    """The int8 route's x preparation (planes, r, r·Σ X) against torch's: a fixed-point value may round the
+    other way (f32 x · 8191 / max|x| against f64 x / r), moving its group's r·Σ X by r."""
+    planes, inverse, sums = prepared
+    fixed, expected_fixed = (128 * p[:, 0].int() + p[:, 1].int() for p in (planes, expected[0]))
+    assert (fixed - expected_fixed).abs().max() <= 1
+    assert ((fixed == 0) == (expected_fixed == 0)).float().mean() > 0.99  # the zeros off the diagonal kept
+    assert torch.allclose(inverse, expected[1], rtol=1e-6)
+    assert ((sums - expected[2]).abs() <= 2.5 * inverse + 1e-4 * expected[2].abs()).all()

@@ -24,7 +24,7 @@ from anybit.kernels.decode_int8 import (
     warp_operand_layout,
 )
 
-from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
+from .helpers import TOLERANCE, assert_prepared_like, random_quantized, reference_matmul, relative_error
 
 F16, BF16 = torch.float16, torch.bfloat16
 
@@ -131,13 +131,11 @@ def test_x_fixed_point_is_exact_in_two_int8_planes():
 )
 def test_the_preparation_kernel_matches_torchs(m, k, columns, act, rows):
     """:class:`PrepareX` on the interpreter: the same planes, r and r·Σ X as :func:`prepare_x` /
-    :func:`prepare_x_columns` (the kernel rounds x / r in f32, torch in f64: a code may differ by one)."""
+    :func:`prepare_x_columns` (the kernel rounds x · 8191 / max|x| in f32, torch x / r in f64: a fixed-point
+    value may differ by one)."""
     x = (torch.randn(m, k) * 3).to(act)
     expected = prepare_x_columns(x, 128) if columns else prepare_x(x, 128, rows)
-    planes, inverse, sums = prepare_x_on_device(x, 128, group_columns=columns, rows=rows)
-    assert (planes.int() - expected[0].int()).abs().max() <= 1
-    assert torch.allclose(inverse, expected[1], rtol=1e-6)
-    assert torch.allclose(sums, expected[2], rtol=1e-4, atol=1e-6)
+    assert_prepared_like(prepare_x_on_device(x, 128, group_columns=columns, rows=rows), expected)
 
 
 def test_int8_route_rejects_what_it_cannot_take():
