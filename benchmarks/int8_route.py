@@ -42,21 +42,25 @@ WARPS = (4, 8)
 SUITE_TUNING = pathlib.Path(__file__).resolve().parent / "tunings" / "nvidia-h200-suite.json"
 TILES = (2, 4)
 SPLITS = (1, 2, 4, 8)
+#: Chunks of weight bytes in flight ahead of the converting one (DecodeInt8's ``ahead``).
+AHEAD = (1, 2, 4)
 
 
-def configurations(n: int, k: int, m: int = 1) -> list[tuple[int, int, int, bool]]:
-    """(warps, tiles, split, group columns) the probe times on an [n, k] weight at M = m: blocks that divide
-    N, runs of ≥ 4 chunks a block (of ≥ 8, whole runs of 8 groups, in the group-columns form, M = 1 only)."""
+def configurations(n: int, k: int, m: int = 1) -> list[tuple[int, int, int, bool, int]]:
+    """(warps, tiles, split, group columns, ahead) the probe times on an [n, k] weight at M = m: blocks that
+    divide N, runs of ≥ 4 chunks a block (of ≥ 8, whole runs of 8 groups, in the group-columns form, M = 1
+    only)."""
     found = []
     for warps in WARPS:
         for tiles in TILES:
             for split in SPLITS:
                 if n % (warps * 16 * tiles):
                     continue
-                if k // 128 // split >= 4:
-                    found.append((warps, tiles, split, False))
-                if m == 1 and k % 1024 == 0 and k // 1024 // split >= 1:
-                    found.append((warps, tiles, split, True))
+                for ahead in AHEAD:
+                    if k // 128 // split >= 4:
+                        found.append((warps, tiles, split, False, ahead))
+                    if m == 1 and k % 1024 == 0 and k // 1024 // split >= 1:
+                        found.append((warps, tiles, split, True, ahead))
     return found
 
 
@@ -121,13 +125,19 @@ def probe(
     row["prepare_x_us"] = prepare_us[False]
     row["prepare_x_columns_us"] = prepare_us.get(True)
     routes = {}
-    for warps, tiles, split, columns in configurations(n, k, m):
+    for warps, tiles, split, columns, ahead in configurations(n, k, m):
         if (tiles, columns) not in routes:
             routes[tiles, columns] = pack_for_int8_route(q, tiles=tiles, group_columns=columns)
         route = routes[tiles, columns]
         planes, inverse, sums = prepared[columns]
-        kernel = kernel_for(route.nbits, torch.float16, warps, tiles, 128, split, columns, rows)
-        entry: dict = {"warps": warps, "tiles": tiles, "split": split, "group_columns": columns}
+        kernel = kernel_for(route.nbits, torch.float16, warps, tiles, 128, split, columns, rows, ahead)
+        entry: dict = {
+            "warps": warps,
+            "tiles": tiles,
+            "split": split,
+            "group_columns": columns,
+            "ahead": ahead,
+        }
         entry["prepare_x_us"] = prepare_us[columns]
         try:
             out = torch.full((m, n), float("nan"), device=device, dtype=torch.float16)
@@ -155,6 +165,7 @@ def probe(
             best["split"],
             columns,
             rows,
+            best["ahead"],
         )
         route = routes[best["tiles"], columns]
         planes, inverse, sums = prepared[columns]
@@ -180,9 +191,12 @@ def probe(
 
 
 def describe(config: dict) -> str:
-    """(warps, tiles, split[, group columns]) of a timed configuration."""
+    """(warps, tiles, split, ahead[, group columns]) of a timed configuration."""
     columns = ", group columns" if config.get("group_columns") else ""
-    return f"({config.get('warps')}, {config.get('tiles')}, {config.get('split')}{columns})"
+    return (
+        f"({config.get('warps')}, {config.get('tiles')}, {config.get('split')}, {config.get('ahead')}"
+        f"{columns})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = ceilings["best_tb_s"]
     print(f"{harness.gpu_description()}; read ceiling {ceiling:.2f} TB/s", flush=True)
     print(
-        "| type | N × K | M | int8 kernel µs (warps, tiles, split) | % | with x's preparation µs | % | "
-        "quantized_matmul µs | % | whole / qmm | errors (int8, qmm) | prepare_x µs (plain, columns) |"
+        "| type | N × K | M | int8 kernel µs (warps, tiles, split, ahead) | % | with x's preparation µs | "
+        "% | quantized_matmul µs | % | whole / qmm | errors (int8, qmm) | prepare_x µs (plain, columns) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     from anybit.runtime.device import current_arch

@@ -8,13 +8,14 @@ from benchmarks import int8_route
 
 
 def test_configurations_divide_the_weight_and_keep_runs_of_four_chunks():
-    for warps, tiles, split, columns in int8_route.configurations(8192, 8192):
+    for warps, tiles, split, columns, ahead in int8_route.configurations(8192, 8192):
         assert 8192 % (warps * 16 * tiles) == 0
         assert (8192 // 1024 // split >= 1) if columns else (8192 // 128 // split >= 4)
-    assert (4, 2, 8, False) in int8_route.configurations(57344, 8192)
-    assert (4, 2, 8, True) in int8_route.configurations(57344, 8192)
-    assert not any(columns for *_, columns in int8_route.configurations(57344, 8192, m=4))
-    assert all(split <= 2 for _, _, split, _ in int8_route.configurations(256, 1024))
+        assert ahead in int8_route.AHEAD
+    assert (4, 2, 8, False, 2) in int8_route.configurations(57344, 8192)
+    assert (4, 2, 8, True, 4) in int8_route.configurations(57344, 8192)
+    assert not any(columns for *_, columns, _ in int8_route.configurations(57344, 8192, m=4))
+    assert all(split <= 2 for _, _, split, *_ in int8_route.configurations(256, 1024))
 
 
 def test_a_probe_row_checks_every_configuration_against_float64():
@@ -47,5 +48,5 @@ def test_a_probe_row_at_sixteen_rows():
 def test_every_build_job_makes_a_kernel(tmp_path, monkeypatch):
     """A build worker's job compiles what the probe launches (here in this process, for sm_90a)."""
     monkeypatch.setenv("ANYBIT_CACHE_DIR", str(tmp_path))
-    assert build_configuration(2, 4, 2, 2, False, 16, 16, 256, 1024, "sm_90a") == 0
-    assert build_configuration(1, 4, 2, 1, True, 8, 1, 256, 1024, "sm_90a") == 0
+    assert build_configuration(2, 4, 2, 2, False, 2, 16, 16, 256, 1024, "sm_90a") == 0
+    assert build_configuration(1, 4, 2, 1, True, 4, 8, 1, 256, 1024, "sm_90a") == 0

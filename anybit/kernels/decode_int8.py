@@ -199,10 +199,15 @@ class DecodeInt8(anybit.Script):
         split: int = 1,
         group_columns: bool = False,
         rows: int = ROWS,
+        ahead: int = 1,
     ) -> None:
         super().__init__()
         if rows not in (8, 16) or (group_columns and rows != 8):
             raise ValueError(f"expected 8 or 16 rows of x (8 with group_columns), got {rows}")
+        if ahead < 1:
+            raise ValueError(f"expected the weight bytes at least one chunk ahead, got ahead={ahead}")
+        #: Chunks of weight bytes in flight ahead of the one converting (registers: ahead · bytes_per_thread).
+        self.ahead = ahead
         self.rows = rows
         if nbits not in (1, 2, 4):
             raise ValueError(f"expected 1-, 2- or 4-bit unsigned codes, got {nbits} bits")
@@ -269,30 +274,25 @@ class DecodeInt8(anybit.Script):
         if self.group_columns:  # each group's int32 sums, over the 8 chunks of a step
             sums_high = self.register_tensor(int32, [rows_n, rows], init=0)
             sums_low = self.register_tensor(int32, [rows_n, rows], init=0)
-        # The weight bytes one chunk ahead in registers (two buffers, the loop unrolled twice so that the
-        # compiler alternates them): a chunk's loads are in flight while the one before converts.
-        ahead = self.load_global(
-            gw,
-            [first * tiles_n + self.blockIdx.x * warps, 0],
-            [warps, 32 * bpt],
-            layout=byte_layout,
-            in_bounds=True,
-        )
-        for step in self.range(count, unroll=2):
+        # The weight bytes ``ahead`` chunks ahead in registers (a queue of ahead + 1 buffers, the loop
+        # unrolled as many times so that the compiler renames instead of moving): 1-bit codes are 8 bytes a
+        # thread a chunk, too few in flight for the memory system with one chunk ahead. The first chunks
+        # are loaded before waiting for the kernel that prepares x (they do not depend on it).
+        queue = []
+        for index in range(self.ahead):
+            queue.append(self.register_tensor(uint8, [warps, 32 * bpt], layout=byte_layout))
+            if index < count:
+                self.assign(queue[index], self._load_chunk(gw, first + index, tiles_n, byte_layout))
+        self.wait_prior_grids()
+        self.allow_dependent_grids()
+        for step in self.range(count, unroll=max(2, self.ahead)):
             chunk = first + step
             raw = self.register_tensor(uint8, [warps, 32 * bpt], layout=byte_layout)
-            self.assign(raw, ahead)
-            if step + 1 < count:
-                self.assign(
-                    ahead,
-                    self.load_global(
-                        gw,
-                        [(chunk + 1) * tiles_n + self.blockIdx.x * warps, 0],
-                        [warps, 32 * bpt],
-                        layout=byte_layout,
-                        in_bounds=True,
-                    ),
-                )
+            self.assign(raw, queue[0])
+            for index in range(self.ahead - 1):
+                self.assign(queue[index], queue[index + 1])
+            if step + self.ahead < count:
+                self.assign(queue[-1], self._load_chunk(gw, chunk + self.ahead, tiles_n, byte_layout))
             codes = self.view(raw, code_type, codes_layout)
             weights = self.cast(codes, int8, layout=operand, exponent=e)
             high = self.load_global(gx, [chunk * 2, 0], [1, rows * kc], layout=x_bytes, in_bounds=True)
@@ -318,6 +318,16 @@ class DecodeInt8(anybit.Script):
         if self.split > 1:
             acc = self._sum_splits(acc, n, n0)
         self.store_global(gy, self.cast(acc, self.act), [n0, 0])
+
+    def _load_chunk(self, gw, chunk, tiles_n, byte_layout):
+        """This block's warps' weight bytes of chunk ``chunk``."""
+        return self.load_global(
+            gw,
+            [chunk * tiles_n + self.blockIdx.x * self.warps, 0],
+            [self.warps, 32 * self.bytes_per_thread],
+            layout=byte_layout,
+            in_bounds=True,
+        )
 
     @anybit.runtime_helper
     def _sum_splits(self, acc, n, n0):
@@ -406,10 +416,11 @@ def pack_for_int8_route(
 
 
 def int8_route_matmul(
-    x: torch.Tensor, weight: Int8RouteWeight, *, warps: int = 4, split: int = 1
+    x: torch.Tensor, weight: Int8RouteWeight, *, warps: int = 4, split: int = 1, ahead: int = 1
 ) -> torch.Tensor:
     """y [M, N] = x [M ≤ 16, K] @ dequant(W)^T through :class:`DecodeInt8` (x prepared by :class:`PrepareX`;
-    8 rows of x a block up to M = 8, 16 beyond; on CPU tensors the interpreter runs both kernels)."""
+    8 rows of x a block up to M = 8, 16 beyond; weight bytes ``ahead`` chunks ahead; on CPU tensors the
+    interpreter runs both kernels)."""
     m, k = x.shape
     if m > 2 * ROWS or k != weight.k or x.dtype != weight.scales.dtype:
         raise ValueError(
@@ -427,7 +438,7 @@ def int8_route_matmul(
     )
     y = torch.full((m, weight.n), float("nan"), dtype=x.dtype, device=x.device)
     kernel = kernel_for(
-        weight.nbits, x.dtype, warps, weight.tiles, weight.k_chunk, split, weight.group_columns, rows
+        weight.nbits, x.dtype, warps, weight.tiles, weight.k_chunk, split, weight.group_columns, rows, ahead
     )
     args = (weight.data, planes, inverse, sums, weight.scales, weight.zeros, y, m, weight.n, k)
     if x.is_cuda:
@@ -449,6 +460,7 @@ def kernel_for(
     split: int = 1,
     group_columns: bool = False,
     rows: int = ROWS,
+    ahead: int = 1,
 ) -> DecodeInt8:
     """One :class:`DecodeInt8` a configuration (its compiled forms cached with it)."""
     return DecodeInt8(
@@ -460,6 +472,7 @@ def kernel_for(
         split=split,
         group_columns=group_columns,
         rows=rows,
+        ahead=ahead,
     )
 
 
@@ -495,6 +508,10 @@ class PrepareX(anybit.Script):
         step = COLUMN_GROUPS * kc if self.group_columns else kc
         self.attrs.blocks = [k // step]
         self.assume_divisible(k, step)
+        # x is the previous kernel's output; the decode kernel after this one may start at once (it loads
+        # its first weight bytes, then waits for this kernel to complete)
+        self.wait_prior_grids()
+        self.allow_dependent_grids()
         if self.group_columns:
             self._prepare_columns(x, planes, inverse, sums, k)
             return
@@ -625,6 +642,7 @@ def build_configuration(
     tiles: int,
     split: int,
     group_columns: bool,
+    ahead: int,
     rows: int,
     m: int,
     n: int,
@@ -634,6 +652,6 @@ def build_configuration(
     """Trace, generate and compile one fp16 :class:`DecodeInt8` configuration for ``arch`` (a build worker's
     job, :mod:`anybit.runtime.build_pool`; no GPU needed): its NVRTC output lands in the disk cache, where a
     launch of the same configuration finds it."""
-    kernel = kernel_for(nbits, torch.float16, warps, tiles, 128, split, group_columns, rows)
+    kernel = kernel_for(nbits, torch.float16, warps, tiles, 128, split, group_columns, rows, ahead)
     anybit.compile(kernel, *(None,) * 7, m, n, k, arch=arch)
     return 0

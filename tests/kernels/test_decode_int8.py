@@ -35,46 +35,47 @@ def fresh_seed() -> int:
 
 
 @pytest.mark.parametrize(
-    ("dtype", "n", "k", "group", "m", "warps", "tiles", "split", "act"),
+    ("dtype", "n", "k", "group", "m", "warps", "tiles", "split", "act", "ahead"),
     [
-        ("uint1", 256, 512, 128, 1, 4, 2, 1, F16),
-        ("uint1", 128, 1024, 256, 8, 2, 4, 1, BF16),  # a chunk of 256: eight k32 steps a group, 8 rows
-        ("uint1", 128, 1024, 128, 2, 2, 2, 3, F16),  # split-K: 8 chunks in runs of 2, 3 and 3
-        ("uint2", 256, 512, 128, 3, 2, 2, 1, F16),
-        ("uint2", 64, 256, 128, 5, 1, 4, 2, BF16),
-        ("uint4", 128, 384, 128, 2, 2, 2, 1, F16),
-        ("uint4", 256, 256, 128, 7, 8, 2, 1, F16),
-        ("uint4", 128, 512, 128, 16, 2, 2, 2, F16),  # 16 rows of x: two n8 tiles
-        ("uint1", 256, 256, 128, 11, 4, 2, 1, BF16),
+        ("uint1", 256, 512, 128, 1, 4, 2, 1, F16, 1),
+        ("uint1", 128, 1024, 256, 8, 2, 4, 1, BF16, 2),  # a chunk of 256: eight k32 steps a group, 8 rows
+        ("uint1", 128, 1024, 128, 2, 2, 2, 3, F16, 3),  # split-K: 8 chunks in runs of 2, 3 and 3 (< ahead)
+        ("uint2", 256, 512, 128, 3, 2, 2, 1, F16, 4),  # as many chunks as ahead
+        ("uint2", 64, 256, 128, 5, 1, 4, 2, BF16, 2),
+        ("uint4", 128, 384, 128, 2, 2, 2, 1, F16, 1),
+        ("uint4", 256, 256, 128, 7, 8, 2, 1, F16, 1),
+        ("uint4", 128, 512, 128, 16, 2, 2, 2, F16, 2),  # 16 rows of x: two n8 tiles
+        ("uint1", 256, 256, 128, 11, 4, 2, 1, BF16, 1),
     ],
 )
-def test_int8_route_on_the_interpreter(dtype, n, k, group, m, warps, tiles, split, act):
+def test_int8_route_on_the_interpreter(dtype, n, k, group, m, warps, tiles, split, act, ahead):
     """x @ dequant(W)^T through the int8 tensor cores, x in fixed point: within the activation dtype's
-    tolerance of float64 (the fixed point rounds x by at most 2^-14 of its group's largest |x|)."""
+    tolerance of float64 (the fixed point rounds x by at most 2^-14 of its group's largest |x|); the weight
+    bytes ``ahead`` chunks ahead, also past the end of a split's run."""
     q = random_quantized(dtype, n, k, group, act, zero_point=True, seed=fresh_seed())
     weight = pack_for_int8_route(q, tiles=tiles)
     x = torch.randn(m, k).to(act)
-    y = int8_route_matmul(x, weight, warps=warps, split=split)  # poisoned with NaN unless split
+    y = int8_route_matmul(x, weight, warps=warps, split=split, ahead=ahead)  # y poisoned with NaN
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
 
 
 @pytest.mark.parametrize(
-    ("dtype", "n", "k", "warps", "tiles", "split", "act"),
+    ("dtype", "n", "k", "warps", "tiles", "split", "act", "ahead"),
     [
-        ("uint1", 128, 2048, 2, 2, 1, F16),  # two runs of 8 groups
-        ("uint1", 256, 3072, 4, 2, 3, BF16),  # split-K by whole runs
-        ("uint2", 64, 1024, 1, 4, 1, F16),
-        ("uint4", 128, 2048, 2, 2, 2, F16),
+        ("uint1", 128, 2048, 2, 2, 1, F16, 4),  # two runs of 8 groups
+        ("uint1", 256, 3072, 4, 2, 3, BF16, 2),  # split-K by whole runs
+        ("uint2", 64, 1024, 1, 4, 1, F16, 1),
+        ("uint4", 128, 2048, 2, 2, 2, F16, 2),
     ],
 )
-def test_group_columns_form_on_the_interpreter(dtype, n, k, warps, tiles, split, act):
+def test_group_columns_form_on_the_interpreter(dtype, n, k, warps, tiles, split, act, ahead):
     """M = 1 with the mma's 8 columns carrying 8 scale groups (K in :func:`column_order`, x block-diagonal):
     the same product, each group scaled once every 8 chunks."""
     q = random_quantized(dtype, n, k, 128, act, zero_point=True, seed=fresh_seed())
     weight = pack_for_int8_route(q, tiles=tiles, group_columns=True)
     x = torch.randn(1, k).to(act)
-    y = int8_route_matmul(x, weight, warps=warps, split=split)
+    y = int8_route_matmul(x, weight, warps=warps, split=split, ahead=ahead)
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
 

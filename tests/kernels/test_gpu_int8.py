@@ -25,8 +25,8 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU"),
 ]
 
-#: (warps, m16 tiles a warp, split-K)
-CONFIGS = ((4, 2, 1), (2, 4, 4), (8, 2, 2))
+#: (warps, m16 tiles a warp, split-K, chunks of weight bytes ahead)
+CONFIGS = ((4, 2, 1, 1), (2, 4, 4, 2), (8, 2, 2, 4))
 ACTS = (torch.float16, torch.bfloat16)
 TYPES = ("uint1", "uint2", "uint4")
 CASES = list(itertools.product(TYPES, ACTS, (1, 8, 16), CONFIGS))
@@ -34,13 +34,13 @@ CASES = list(itertools.product(TYPES, ACTS, (1, 8, 16), CONFIGS))
 
 @pytest.mark.parametrize(("dtype", "act", "m", "config"), CASES)
 def test_int8_route_on_the_gpu(dtype, act, m, config):
-    warps, tiles, split = config
+    warps, tiles, split, ahead = config
     n, k = 1024, 2048
     q = random_quantized(dtype, n, k, 128, act, zero_point=True, seed=random.randrange(2**31))
     q = type(q)(q.codes.cuda(), q.dtype, q.group_size, q.scales.cuda(), q.zeros.cuda())
     weight = pack_for_int8_route(q, tiles=tiles)
     x = torch.randn(m, k, device="cuda").to(act)
-    y = int8_route_matmul(x, weight, warps=warps, split=split)
+    y = int8_route_matmul(x, weight, warps=warps, split=split, ahead=ahead)
     torch.cuda.synchronize()
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
@@ -49,18 +49,18 @@ def test_int8_route_on_the_gpu(dtype, act, m, config):
 @pytest.mark.parametrize(("dtype", "act", "config"), list(itertools.product(TYPES, ACTS, CONFIGS)))
 def test_group_columns_form_on_the_gpu(dtype, act, config):
     """M = 1 with 8 scale groups in the mma's columns, on CUDA, against float64."""
-    warps, tiles, split = config
+    warps, tiles, split, ahead = config
     n, k = 1024, 4096
     q = random_quantized(dtype, n, k, 128, act, zero_point=True, seed=random.randrange(2**31))
     q = type(q)(q.codes.cuda(), q.dtype, q.group_size, q.scales.cuda(), q.zeros.cuda())
     weight = pack_for_int8_route(q, tiles=tiles, group_columns=True)
     x = torch.randn(1, k, device="cuda").to(act)
-    y = int8_route_matmul(x, weight, warps=warps, split=split)
+    y = int8_route_matmul(x, weight, warps=warps, split=split, ahead=ahead)
     torch.cuda.synchronize()
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
     # split-K's counters left clean and its partials added in split order: a second call, the same bits
-    assert torch.equal(int8_route_matmul(x, weight, warps=warps, split=split), y)
+    assert torch.equal(int8_route_matmul(x, weight, warps=warps, split=split, ahead=ahead), y)
 
 
 @pytest.mark.parametrize(
