@@ -1,12 +1,12 @@
-"""The int8 route (:mod:`anybit.kernels.decode_int8`, a prototype) against ``quantized_matmul`` on the same
-weights: 1-, 2- and 4-bit unsigned codes with zero points, group 128, float16, decode rows.
+"""The int8 route (:mod:`anybit.kernels.decode_int8`) against ``quantized_matmul`` on the same packed
+weight: 1-, 2- and 4-bit unsigned codes with zero points, group 128, float16, decode rows.
 
 For each type, shape and M it times every configuration of the int8-route kernel (warps, m16 tiles a warp,
-split-K) and ``quantized_matmul``'s tuned decode kernel, both by their kernels' own device time (CUDA graph,
-L2 flushed before each replay, median), checks both against float64 (outputs poisoned), and reports each as
-% of the read ceiling measured in the same process for the bytes that must move. x's fixed point is
-prepared by the ``PrepareX`` kernel, timed apart (``prepare_x_us``; the previous layer's epilogue could
-make it instead).
+split-K, chunks ahead, form) and ``quantized_matmul``'s tuned decode kernel (the suite's tuning pinned), by
+their kernels' own device time (CUDA graph, L2 flushed before each replay, median), checks both against
+float64 (outputs poisoned), and reports each as % of the read ceiling measured in the same process for the
+bytes that must move. The route's whole call — the ``PrepareX`` kernel that makes x's fixed point, then the
+decode kernel, a dependent launch — is timed for each form's best configuration; ``PrepareX`` alone too.
 
 Usage (repository root, on the GPU machine)::
 
@@ -26,13 +26,8 @@ import torch  # noqa: E402
 
 import anybit  # noqa: E402
 from anybit.kernels import dequantize, pack, quantize  # noqa: E402
-from anybit.kernels.decode_int8 import (  # noqa: E402
-    build_configuration,
-    kernel_for,
-    pack_for_int8_route,
-    prepare_kernel_for,
-    prepare_x_on_device,
-)
+from anybit.kernels.decode_int8 import build_configuration, check_int8_route, kernel_for  # noqa: E402
+from anybit.kernels.int8_activations import prepare_kernel_for, prepare_x_on_device  # noqa: E402
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from benchmarks.matmul_anchors import read_ceilings  # noqa: E402
@@ -40,19 +35,33 @@ from benchmarks.matmul_anchors import read_ceilings  # noqa: E402
 WARPS = (4, 8)
 #: The suite's pinned tuning (benchmarks/tunings): quantized_matmul's configurations without tuning.
 SUITE_TUNING = pathlib.Path(__file__).resolve().parent / "tunings" / "nvidia-h200-suite.json"
-TILES = (2, 4)
 SPLITS = (1, 2, 4, 8)
 #: Chunks of weight bytes in flight ahead of the converting one (DecodeInt8's ``ahead``).
-AHEAD = (1, 2, 4)
+AHEAD = (1, 2)
 
 
-def configurations(n: int, k: int, m: int = 1) -> list[tuple[int, int, int, bool, int]]:
-    """(warps, tiles, split, group columns, ahead) the probe times on an [n, k] weight at M = m: blocks that
-    divide N, runs of ≥ 4 chunks a block (of ≥ 8, whole runs of 8 groups, in the group-columns form, M = 1
-    only)."""
+def tile_choices(type_name: str, n: int, k: int) -> list[int]:
+    """m16 tiles a warp the int8 route can take on the default packing of an [n, k] weight (groups of 128)."""
+    from anybit.kernels import choose_layout
+
+    layout = choose_layout(anybit.dtype(type_name), n, k, 128)
+    choices = []
+    for tiles in (1, 2, 4, 8):
+        try:
+            check_int8_route(layout, tiles)
+        except ValueError:
+            continue
+        choices.append(tiles)
+    return choices
+
+
+def configurations(type_name: str, n: int, k: int, m: int = 1) -> list[tuple[int, int, int, bool, int]]:
+    """(warps, tiles, split, group columns, ahead) the probe times on an [n, k] weight at M = m: tiles the
+    packing allows, blocks that divide N, runs of ≥ 4 chunks a block (of ≥ 8, whole runs of 8 chunks, in
+    the group-columns form, M = 1 only)."""
     found = []
     for warps in WARPS:
-        for tiles in TILES:
+        for tiles in tile_choices(type_name, n, k):
             for split in SPLITS:
                 if n % (warps * 16 * tiles):
                     continue
@@ -87,11 +96,6 @@ def kernel_us(call, graph: bool = True) -> float | None:
     return None if timing is None else timing.median_us
 
 
-def route_bits(type_name: str) -> int:
-    """The code width of an unsigned type name (``uint2`` → 2)."""
-    return anybit.dtype(type_name).nbits
-
-
 def relative_error(y: torch.Tensor, reference: torch.Tensor) -> float:
     return float((y.double() - reference).norm() / reference.norm())
 
@@ -115,35 +119,29 @@ def probe(
     row["quantized_matmul_error"] = relative_error(y, reference)
     row["quantized_matmul_us"] = timer(lambda: quantized_matmul(x, packed))
     rows = 8 if m <= 8 else 16  # rows of x a block: one n8 tile or two
+    nbits = q.dtype.nbits
     prepared, prepare_us = {}, {}
     for columns in (False, True) if m == 1 and k % 1024 == 0 else (False,):
         # x prepared by the PrepareX kernel, timed alone (its launch with the buffers it fills)
-        prepared[columns] = prepare_x_on_device(x, 128, group_columns=columns, rows=rows)
+        prepared[columns] = prepare_x_on_device(x, 128, nbits, group_columns=columns, rows=rows)
         arguments = (x, *prepared[columns], m, k)
-        kernel = prepare_kernel_for(torch.float16, 128, columns, rows)
+        kernel = prepare_kernel_for(torch.float16, nbits, 128, columns, rows)
         prepare_us[columns] = timer(lambda kernel=kernel, arguments=arguments: launch(kernel, arguments))
     row["prepare_x_us"] = prepare_us[False]
     row["prepare_x_columns_us"] = prepare_us.get(True)
-    routes = {}
-    for warps, tiles, split, columns, ahead in configurations(n, k, m):
-        if (tiles, columns) not in routes:
-            routes[tiles, columns] = pack_for_int8_route(q, tiles=tiles, group_columns=columns)
-        route = routes[tiles, columns]
-        planes, inverse, sums = prepared[columns]
-        kernel = kernel_for(route.nbits, torch.float16, warps, tiles, 128, split, columns, rows, ahead)
-        entry: dict = {
-            "warps": warps,
-            "tiles": tiles,
-            "split": split,
-            "group_columns": columns,
-            "ahead": ahead,
-        }
-        entry["prepare_x_us"] = prepare_us[columns]
+
+    def arguments_of(columns: bool) -> tuple:
+        out = torch.full((m, n), float("nan"), device=device, dtype=torch.float16)
+        return (packed.data, *prepared[columns], packed.scales, packed.zeros, out, m, n, k)
+
+    for warps, tiles, split, columns, ahead in configurations(type_name, n, k, m):
+        kernel = kernel_for(nbits, torch.float16, warps, tiles, 128, split, columns, rows, ahead)
+        entry: dict = {"warps": warps, "tiles": tiles, "split": split, "group_columns": columns}
+        entry["ahead"] = ahead
         try:
-            out = torch.full((m, n), float("nan"), device=device, dtype=torch.float16)
-            args = (route.data, planes, inverse, sums, route.scales, route.zeros, out, m, n, k)
+            args = arguments_of(columns)
             launch(kernel, args)
-            entry["error"] = relative_error(out.half(), reference)
+            entry["error"] = relative_error(args[-4], reference)
             entry["us"] = timer(lambda kernel=kernel, args=args: launch(kernel, args))
         except Exception as failure:  # a failing configuration is a result
             entry["failure"] = f"{type(failure).__name__}: {str(failure)[:200]}"
@@ -157,7 +155,7 @@ def probe(
             continue
         best = min(form, key=lambda c: c["us"])
         kernel = kernel_for(
-            route_bits(type_name),
+            nbits,
             torch.float16,
             best["warps"],
             best["tiles"],
@@ -167,17 +165,15 @@ def probe(
             rows,
             best["ahead"],
         )
-        route = routes[best["tiles"], columns]
-        planes, inverse, sums = prepared[columns]
-        prepare = prepare_kernel_for(torch.float16, 128, columns, rows)
-        out = torch.full((m, n), float("nan"), device=device, dtype=torch.float16)
-        args = (route.data, planes, inverse, sums, route.scales, route.zeros, out, m, n, k)
+        prepare = prepare_kernel_for(torch.float16, nbits, 128, columns, rows)
+        args = arguments_of(columns)
 
         def whole(kernel=kernel, args=args, prepare=prepare, columns=columns):
             launch(prepare, (x, *prepared[columns], m, k))
             launch(kernel, args)
 
         best["total_us"] = timer(whole)
+        best["total_error"] = relative_error(args[-4], reference)
     totals = [c for c in timed if c.get("total_us")]
     if totals:
         row["best_total"] = min(totals, key=lambda c: c["total_us"])
@@ -236,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             for type_name in options.types.split(",")
             for n, k in shapes
             for m in ms
-            for config in configurations(n, k, m)
+            for config in configurations(type_name, n, k, m)
         ]
     )
     rows = []

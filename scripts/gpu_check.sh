@@ -247,11 +247,12 @@ step uint1_pairs 300 bash scripts/two_gpus.sh "$RESULTS/uint1_pairs_second.log" 
     --bias-after-dot --interleave-1bit both --out $RESULTS/uint1_pairs_0" \
     "$PYTHON benchmarks/decode_probe.py --types uint1 --shapes 8192x28672 --warps 4,8 --stages 3,4 \
     --bias-after-dot --interleave-1bit both --out $RESULTS/uint1_pairs_1"
-# The int8 route (branch next/int8-route, a prototype: 1-, 2- and 4-bit codes made int8 four a lop3, x in two
-# int8 fixed-point planes, mma.m16n8k32): its GPU tests, then every configuration against quantized_matmul on
-# the three target shapes at M = 1 and 16 (benchmarks/int8_route.py).
+# The int8 route (the packed 1-, 2- and 4-bit codes made int8 four a lop3, x in two int8 fixed-point planes,
+# mma.m16n8k32; quantized_matmul takes it at M = 1 where its first call measures it faster): its GPU tests
+# (the kernels, and through quantized_matmul), then every configuration against quantized_matmul on the three
+# target shapes at M = INT8_MS (default 1; benchmarks/int8_route.py).
 step int8_route 560 bash -c "$PYTHON -m pytest -m gpu -q -p timeout --timeout=150 tests/kernels/test_gpu_int8.py \
-    && $PYTHON benchmarks/int8_route.py --ms 1,16 --out $RESULTS/int8_route"
+    tests/ops/test_gpu_int8_route.py && $PYTHON benchmarks/int8_route.py --ms ${INT8_MS:-1} --out $RESULTS/int8_route"
 # What the fastest plain read of each target cell's bytes reaches (torch, cuBLAS, the VM's streaming read; kernel
 # time, L2 flushed, the read ceiling in the same process): limits.py --reads puts it beside the suite's rows.
 step read_floor 480 "$PYTHON" benchmarks/read_floor.py --out "$RESULTS/read_floor"

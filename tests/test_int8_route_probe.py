@@ -8,14 +8,15 @@ from benchmarks import int8_route
 
 
 def test_configurations_divide_the_weight_and_keep_runs_of_four_chunks():
-    for warps, tiles, split, columns, ahead in int8_route.configurations(8192, 8192):
+    for warps, tiles, split, columns, ahead in int8_route.configurations("uint2", 8192, 8192):
         assert 8192 % (warps * 16 * tiles) == 0
         assert (8192 // 1024 // split >= 1) if columns else (8192 // 128 // split >= 4)
         assert ahead in int8_route.AHEAD
-    assert (4, 2, 8, False, 2) in int8_route.configurations(57344, 8192)
-    assert (4, 2, 8, True, 4) in int8_route.configurations(57344, 8192)
-    assert not any(columns for *_, columns, _ in int8_route.configurations(57344, 8192, m=4))
-    assert all(split <= 2 for _, _, split, *_ in int8_route.configurations(256, 1024))
+    assert (4, 2, 8, False, 2) in int8_route.configurations("uint1", 57344, 8192)
+    assert (4, 1, 8, True, 1) in int8_route.configurations("uint2", 57344, 8192)  # a quarter packed tile
+    assert not any(tiles == 1 for _, tiles, *_ in int8_route.configurations("uint1", 57344, 8192))
+    assert not any(columns for *_, columns, _ in int8_route.configurations("uint4", 57344, 8192, m=4))
+    assert all(split <= 2 for _, _, split, *_ in int8_route.configurations("uint4", 256, 1024))
 
 
 def test_a_probe_row_checks_every_configuration_against_float64():

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from anybit.kernels import PackedLayout, PackedWeight, decode_matmul, dequantize_weight, gated_reference
 from anybit.kernels.launch import default_decode_config, default_rows, rms_options
+from anybit.ops import int8_choice
 from anybit.ops.checks import raise_bad_input
 from anybit.ops.dispatch import DECODE, DEQUANTIZE, threshold
 from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
@@ -208,7 +209,37 @@ class WeightPlan:
                 config = dataclasses.asdict(default)  # warps, stages and split, as the default chose them
             compiled = launch_script(tuner.instance(config), args)
             m = args[DECODE_PARAMETERS.index("m")]
-            self._launches[has_zeros][has_bias][m] = _launch_function(compiled)
+            launch = _launch_function(compiled)
+            if self.on_cuda and int8_choice.eligible(self.layout, self.act_dtype, m, has_bias):
+                launch = self._int8_route(args, launch, tuner.identity, has_zeros) or launch
+            self._launches[has_zeros][has_bias][m] = launch
+
+    def _int8_route(
+        self, args: tuple, decode_launch: Callable[[tuple], None], identity: str, has_zeros: bool
+    ) -> Callable[[tuple], None] | None:
+        """The int8 route's launch for this one-row call where it is the faster
+        (:mod:`anybit.ops.int8_choice`: stored, else timed now against ``decode_launch`` on these
+        arguments), else None."""
+        from anybit.ops.row_timing import row_arguments
+        from anybit.runtime.device import current_arch
+
+        def route(config: dict) -> int8_choice.Int8RouteLaunch:
+            return int8_choice.Int8RouteLaunch(self.layout, self.act_dtype, config, has_zeros, self.device)
+
+        def measure() -> list:
+            routes = {str(c): (c, route(c)) for c in int8_choice.candidates(self.layout)}
+            return int8_choice.measure(decode_launch, routes, row_arguments(args, has_zeros))
+
+        capturing = torch.cuda.is_current_stream_capturing()
+        config = int8_choice.int8_route_chooser(identity).choose(
+            [1, self.n, self.k], current_arch(), None if capturing else measure
+        )
+        if config.get("route") != "int8":
+            return None
+        launch = route(config)
+        if not capturing:
+            launch(args)  # compiles both kernels and keeps their launchers (y written again, the same)
+        return launch
 
     def _check_fused(self, shape: torch.Size, rms_eps: float | None, into: torch.Tensor | None) -> None:
         """Refuse fused options the kernels cannot take, naming the fix."""

@@ -1,5 +1,6 @@
-"""The int8-route decode kernel (prototype, :mod:`anybit.kernels.decode_int8`) on the interpreter: against
-float64, outputs poisoned with NaN, fresh random inputs; its layouts, packing, x's fixed point and errors."""
+"""The int8-route decode kernel (:mod:`anybit.kernels.decode_int8`) on the interpreter, on the weights
+:func:`~anybit.kernels.pack` makes: against float64, outputs poisoned with NaN, fresh random inputs; its
+relabelled k order, x's fixed point and preparation, and errors."""
 
 from __future__ import annotations
 
@@ -9,20 +10,19 @@ import numpy as np
 import pytest
 import torch
 
+from anybit import dtype
 from anybit.cuda.conversions import byte_field_words
-from anybit.kernels.decode_int8 import (
+from anybit.kernels import PackedLayout, pack
+from anybit.kernels.decode_int8 import int8_route_matmul
+from anybit.kernels.int8_activations import (
     X_MAX,
-    Int8RouteWeight,
-    byte_fields,
-    column_order,
     fixed_point,
-    int8_route_matmul,
-    pack_for_int8_route,
+    logical_order,
     prepare_x,
     prepare_x_columns,
     prepare_x_on_device,
-    warp_operand_layout,
 )
+from anybit.kernels.int8_order import code_layout, k_order, k_strides, operand_layout
 
 from .helpers import TOLERANCE, assert_prepared_like, random_quantized, reference_matmul, relative_error
 
@@ -35,27 +35,27 @@ def fresh_seed() -> int:
 
 
 @pytest.mark.parametrize(
-    ("dtype", "n", "k", "group", "m", "warps", "tiles", "split", "act", "ahead"),
+    ("dtype", "n", "k", "group", "m", "warps", "tiles", "split", "act", "ahead", "zeros"),
     [
-        ("uint1", 256, 512, 128, 1, 4, 2, 1, F16, 1),
-        ("uint1", 128, 1024, 256, 8, 2, 4, 1, BF16, 2),  # a chunk of 256: eight k32 steps a group, 8 rows
-        ("uint1", 128, 1024, 128, 2, 2, 2, 3, F16, 3),  # split-K: 8 chunks in runs of 2, 3 and 3 (< ahead)
-        ("uint2", 256, 512, 128, 3, 2, 2, 1, F16, 4),  # as many chunks as ahead
-        ("uint2", 64, 256, 128, 5, 1, 4, 2, BF16, 2),
-        ("uint4", 128, 384, 128, 2, 2, 2, 1, F16, 1),
-        ("uint4", 256, 256, 128, 7, 8, 2, 1, F16, 1),
-        ("uint4", 128, 512, 128, 16, 2, 2, 2, F16, 2),  # 16 rows of x: two n8 tiles
-        ("uint1", 256, 256, 128, 11, 4, 2, 1, BF16, 1),
+        ("uint1", 256, 512, 128, 1, 4, 2, 1, F16, 1, True),
+        ("uint1", 128, 1024, 128, 8, 2, 4, 1, BF16, 2, True),  # the packing's whole warp tile, 8 rows
+        ("uint1", 128, 1024, 128, 2, 2, 2, 3, F16, 3, False),  # split-K: runs of 2, 3 and 3 (< ahead)
+        ("uint2", 256, 512, 128, 3, 2, 1, 1, F16, 4, True),  # a quarter of a packed warp tile a warp
+        ("uint2", 64, 256, 128, 5, 1, 4, 2, BF16, 2, True),
+        ("uint4", 128, 384, 128, 2, 2, 2, 1, F16, 1, True),
+        ("uint4", 256, 256, 128, 7, 8, 1, 1, F16, 1, False),
+        ("uint4", 128, 512, 128, 16, 2, 2, 2, F16, 2, True),  # 16 rows of x: two n8 tiles
+        ("uint1", 256, 256, 128, 11, 4, 2, 1, BF16, 1, True),
     ],
 )
-def test_int8_route_on_the_interpreter(dtype, n, k, group, m, warps, tiles, split, act, ahead):
-    """x @ dequant(W)^T through the int8 tensor cores, x in fixed point: within the activation dtype's
-    tolerance of float64 (the fixed point rounds x by at most 2^-14 of its group's largest |x|); the weight
-    bytes ``ahead`` chunks ahead, also past the end of a split's run."""
-    q = random_quantized(dtype, n, k, group, act, zero_point=True, seed=fresh_seed())
-    weight = pack_for_int8_route(q, tiles=tiles)
+def test_int8_route_on_the_interpreter(dtype, n, k, group, m, warps, tiles, split, act, ahead, zeros):
+    """x @ dequant(W)^T through the int8 tensor cores on the packed weight, x in fixed point: within the
+    activation dtype's tolerance of float64 (the fixed point rounds x by at most 2^-14 of its group's largest
+    |x|); with zero points or without; the weight bytes ``ahead`` chunks ahead, also past a split's end."""
+    q = random_quantized(dtype, n, k, group, act, zero_point=zeros, seed=fresh_seed())
+    weight = pack(q)  # the default packing: the same bytes quantized_matmul reads
     x = torch.randn(m, k).to(act)
-    y = int8_route_matmul(x, weight, warps=warps, split=split, ahead=ahead)  # y poisoned with NaN
+    y = int8_route_matmul(x, weight, warps=warps, tiles=tiles, split=split, ahead=ahead)  # poisoned: NaN
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
 
@@ -70,38 +70,45 @@ def test_int8_route_on_the_interpreter(dtype, n, k, group, m, warps, tiles, spli
     ],
 )
 def test_group_columns_form_on_the_interpreter(dtype, n, k, warps, tiles, split, act, ahead):
-    """M = 1 with the mma's 8 columns carrying 8 scale groups (K in :func:`column_order`, x block-diagonal):
-    the same product, each group scaled once every 8 chunks."""
+    """M = 1 with the mma's 8 columns carrying 8 chunks of x (x block-diagonal): the same product, each
+    group scaled once every 8 chunks."""
     q = random_quantized(dtype, n, k, 128, act, zero_point=True, seed=fresh_seed())
-    weight = pack_for_int8_route(q, tiles=tiles, group_columns=True)
+    weight = pack(q)
     x = torch.randn(1, k).to(act)
-    y = int8_route_matmul(x, weight, warps=warps, split=split, ahead=ahead)
+    y = int8_route_matmul(x, weight, warps=warps, tiles=tiles, split=split, ahead=ahead, group_columns=True)
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
 
 
-def test_column_order_gives_each_k32_step_four_k_of_every_group():
-    order = column_order(2048, 128)
-    assert sorted(order.tolist()) == list(range(2048))  # a permutation of K
-    for start in range(0, 2048, 32):  # every k32 step: rows 4b..4b+3 from group b of its run of 8
-        run = start // 1024
-        groups = order[start : start + 32] // 128 - 8 * run
-        assert groups.tolist() == [b for b in range(8) for _ in range(4)]
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_the_logical_k_order_is_a_permutation_of_binary_digits(nbits):
+    """k_order permutes a chunk's k; its digits' strides rebuild it (the views of x use them)."""
+    order = k_order(nbits, 128)
+    assert sorted(order.tolist()) == list(range(128))
+    strides = k_strides(nbits, 128)
+    rebuilt = [sum((p >> (6 - i) & 1) * stride for i, stride in enumerate(strides)) for p in range(128)]
+    assert rebuilt == order.tolist()
+    assert logical_order(256, 128, nbits).tolist() == [*order.tolist(), *(order + 128).tolist()]
 
 
 @pytest.mark.parametrize("nbits", [1, 2, 4])
 @pytest.mark.parametrize("tiles", [1, 2, 4])
-def test_every_int8_register_takes_its_codes_from_one_word_eight_bits_apart(nbits, tiles):
-    """The code layout (:func:`byte_fields`) holds the operand's elements in an order where each int8
-    register's four codes sit at bits b, b+8, b+16, b+24 of one word: the conversion's four-a-lop3 form."""
-    operand = warp_operand_layout(tiles, 128)
-    codes = byte_fields(operand, nbits)
+def test_the_packed_codes_are_the_int8_operand_with_k_relabelled(nbits, tiles):
+    """:func:`code_layout` — the packing's code layout (operand "a") with k relabelled — holds each lane's
+    elements of the int8 A operand, each int8 register's four codes at bits b, b+8, b+16, b+24 of one word
+    (the conversion's four-a-lop3 form), and is the packing's own map with k through :func:`k_order`."""
+    operand = operand_layout(tiles, 128)
+    codes = code_layout(nbits, tiles, 128)
     assert codes.holds_same_elements(operand)
     source = {tuple(c): i for i, c in enumerate(codes.map_array()[0])}
     order = [source[tuple(c)] for c in operand.map_array()[0]]
-    from anybit import dtype
-
     assert byte_field_words(order, dtype(f"uint{nbits}"), dtype("int8"), 7 - nbits, len(order))
+    bpt = 16 * tiles * 128 * nbits // 8 // 32
+    packed = PackedLayout(dtype(f"uint{nbits}"), 16 * tiles, 128, 128, 128, 16 * tiles, bpt, "a")
+    actual = packed.code_layout.map_array()  # [lane, local, (k, n)]
+    logical = codes.map_array()  # [lane, local, (n, k')]
+    assert np.array_equal(actual[..., 1], logical[..., 0])
+    assert np.array_equal(actual[..., 0], k_order(nbits, 128)[logical[..., 1]])
 
 
 def test_x_fixed_point_is_exact_in_two_int8_planes():
@@ -117,7 +124,7 @@ def test_x_fixed_point_is_exact_in_two_int8_planes():
     error = (r[:5, :, None] * fixed[:5].view(5, 4, 128).double() - groups).abs()
     assert (error <= r[:5, :, None] / 2 + 1e-12).all()
     assert (fixed[5:] == 0).all()
-    fragments, inverse, sums = prepare_x(x, 128)
+    fragments, inverse, sums = prepare_x(x, 128, 4)
     assert fragments.dtype == torch.int8 and tuple(fragments.shape) == (4, 2, 1024)
     assert torch.allclose(inverse.double().t(), r.float().double())
     assert torch.allclose(
@@ -127,41 +134,38 @@ def test_x_fixed_point_is_exact_in_two_int8_planes():
 
 
 @pytest.mark.parametrize(
-    ("m", "k", "columns", "act", "rows"),
-    [(3, 512, False, F16, 8), (8, 256, False, BF16, 8), (1, 2048, True, F16, 8), (13, 256, False, F16, 16)],
+    ("m", "k", "columns", "act", "rows", "nbits"),
+    [
+        (3, 512, False, F16, 8, 4),
+        (8, 256, False, BF16, 8, 1),
+        (1, 2048, True, F16, 8, 2),
+        (1, 1024, True, BF16, 8, 1),
+        (13, 256, False, F16, 16, 2),
+    ],
 )
-def test_the_preparation_kernel_matches_torchs(m, k, columns, act, rows):
+def test_the_preparation_kernel_matches_torchs(m, k, columns, act, rows, nbits):
     """:class:`PrepareX` on the interpreter: the same planes, r and r·Σ X as :func:`prepare_x` /
     :func:`prepare_x_columns` (the kernel rounds x · 8191 / max|x| in f32, torch x / r in f64: a fixed-point
     value may differ by one)."""
     x = (torch.randn(m, k) * 3).to(act)
-    expected = prepare_x_columns(x, 128) if columns else prepare_x(x, 128, rows)
-    assert_prepared_like(prepare_x_on_device(x, 128, group_columns=columns, rows=rows), expected)
+    expected = prepare_x_columns(x, 128, nbits) if columns else prepare_x(x, 128, nbits, rows)
+    assert_prepared_like(prepare_x_on_device(x, 128, nbits, group_columns=columns, rows=rows), expected)
 
 
 def test_int8_route_rejects_what_it_cannot_take():
+    x = torch.randn(1, 256).half()
     q = random_quantized("int4", 64, 256, 128, F16, zero_point=False, seed=fresh_seed())
     with pytest.raises(ValueError, match="unsigned 1-, 2- or 4-bit"):
-        pack_for_int8_route(q)
-    q = random_quantized("uint2", 64, 256, 64, F16, zero_point=True, seed=fresh_seed())
-    with pytest.raises(ValueError, match="multiple of 128"):
-        pack_for_int8_route(q)
-    q = random_quantized("uint1", 64, 256, 128, F16, zero_point=True, seed=fresh_seed())
-    weight = pack_for_int8_route(q)
+        int8_route_matmul(x, pack(q))
+    q = random_quantized("uint2", 64, 256, 256, F16, zero_point=True, seed=fresh_seed())
+    with pytest.raises(ValueError, match="scale groups of one chunk"):
+        int8_route_matmul(x, pack(q))
+    weight = pack(random_quantized("uint1", 64, 256, 128, F16, zero_point=True, seed=fresh_seed()))
     with pytest.raises(ValueError, match=r"M ≤ 16"):
         int8_route_matmul(torch.randn(17, 256).half(), weight)
-    with pytest.raises(ValueError, match="M = 1"):
-        int8_route_matmul(
-            torch.randn(2, 1024).half(),
-            pack_for_int8_route(
-                random_quantized("uint1", 64, 1024, 128, F16, zero_point=True, seed=fresh_seed()),
-                group_columns=True,
-            ),
-            warps=2,
-        )
-    with pytest.raises(ValueError, match="multiple of 8 groups"):
-        pack_for_int8_route(q, group_columns=True)  # K = 256: two groups
+    with pytest.raises(ValueError, match="whole 16-byte vectors"):
+        int8_route_matmul(x, weight, tiles=1)  # 8 bytes a thread: half of each thread's vector
+    with pytest.raises(ValueError, match="group-columns form takes M = 1"):
+        int8_route_matmul(x, weight, warps=2, group_columns=True)  # K = 256: two chunks, not a run of 8
     with pytest.raises(ValueError, match="fewer warps"):
-        int8_route_matmul(torch.randn(1, 256).half(), weight, warps=4)
-    assert isinstance(weight, Int8RouteWeight) and weight.data.dtype == torch.uint8
-    assert np.prod(weight.data.shape) == 64 * 256 // 8  # one bit a weight, nothing else
+        int8_route_matmul(x, weight, warps=4)

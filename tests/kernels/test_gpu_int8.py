@@ -1,6 +1,6 @@
-"""GPU tier of the int8-route decode kernel (prototype, :mod:`anybit.kernels.decode_int8`; skipped without a
-GPU): uint1, uint2 and uint4 with zero points at a realistic size, both activation dtypes, split-K or not,
-against float64, outputs poisoned."""
+"""GPU tier of the int8-route decode kernel (:mod:`anybit.kernels.decode_int8`; skipped without a GPU) on
+the weights :func:`~anybit.kernels.pack` makes: uint1, uint2 and uint4 with zero points at a realistic size,
+both activation dtypes, split-K or not, against float64, outputs poisoned."""
 
 from __future__ import annotations
 
@@ -10,13 +10,9 @@ import random
 import pytest
 import torch
 
-from anybit.kernels.decode_int8 import (
-    int8_route_matmul,
-    pack_for_int8_route,
-    prepare_x,
-    prepare_x_columns,
-    prepare_x_on_device,
-)
+from anybit.kernels import pack
+from anybit.kernels.decode_int8 import int8_route_matmul
+from anybit.kernels.int8_activations import prepare_x, prepare_x_columns, prepare_x_on_device
 
 from .helpers import TOLERANCE, assert_prepared_like, random_quantized, reference_matmul, relative_error
 
@@ -25,8 +21,8 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU"),
 ]
 
-#: (warps, m16 tiles a warp, split-K, chunks of weight bytes ahead)
-CONFIGS = ((4, 2, 1, 1), (2, 4, 4, 2), (8, 2, 2, 4))
+#: (warps, m16 tiles a warp (None: the packing's whole warp tile), split-K, chunks of weight bytes ahead)
+CONFIGS = ((4, 2, 1, 1), (2, None, 4, 2), (8, 2, 2, 4))
 ACTS = (torch.float16, torch.bfloat16)
 TYPES = ("uint1", "uint2", "uint4")
 CASES = list(itertools.product(TYPES, ACTS, (1, 8, 16), CONFIGS))
@@ -38,9 +34,10 @@ def test_int8_route_on_the_gpu(dtype, act, m, config):
     n, k = 1024, 2048
     q = random_quantized(dtype, n, k, 128, act, zero_point=True, seed=random.randrange(2**31))
     q = type(q)(q.codes.cuda(), q.dtype, q.group_size, q.scales.cuda(), q.zeros.cuda())
-    weight = pack_for_int8_route(q, tiles=tiles)
+    weight = pack(q)
+    tiles = tiles or weight.layout.n_per_warp // 16
     x = torch.randn(m, k, device="cuda").to(act)
-    y = int8_route_matmul(x, weight, warps=warps, split=split, ahead=ahead)
+    y = int8_route_matmul(x, weight, warps=warps, tiles=tiles, split=split, ahead=ahead, group_columns=False)
     torch.cuda.synchronize()
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
@@ -53,23 +50,30 @@ def test_group_columns_form_on_the_gpu(dtype, act, config):
     n, k = 1024, 4096
     q = random_quantized(dtype, n, k, 128, act, zero_point=True, seed=random.randrange(2**31))
     q = type(q)(q.codes.cuda(), q.dtype, q.group_size, q.scales.cuda(), q.zeros.cuda())
-    weight = pack_for_int8_route(q, tiles=tiles, group_columns=True)
+    weight = pack(q)
+    tiles = tiles or weight.layout.n_per_warp // 16
     x = torch.randn(1, k, device="cuda").to(act)
-    y = int8_route_matmul(x, weight, warps=warps, split=split, ahead=ahead)
+    y = int8_route_matmul(x, weight, warps=warps, tiles=tiles, split=split, ahead=ahead)
     torch.cuda.synchronize()
     assert torch.isfinite(y).all()
     assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
     # split-K's counters left clean and its partials added in split order: a second call, the same bits
-    assert torch.equal(int8_route_matmul(x, weight, warps=warps, split=split, ahead=ahead), y)
+    assert torch.equal(int8_route_matmul(x, weight, warps=warps, tiles=tiles, split=split, ahead=ahead), y)
 
 
 @pytest.mark.parametrize(
-    ("m", "columns", "act"), [(1, False, torch.float16), (8, False, torch.bfloat16), (1, True, torch.float16)]
+    ("m", "columns", "act", "nbits"),
+    [
+        (1, False, torch.float16, 4),
+        (8, False, torch.bfloat16, 1),
+        (1, True, torch.float16, 2),
+        (1, True, torch.bfloat16, 1),
+    ],
 )
-def test_the_preparation_kernel_on_the_gpu(m, columns, act):
+def test_the_preparation_kernel_on_the_gpu(m, columns, act, nbits):
     """PrepareX on CUDA against torch's preparation (a code may differ by one: f32 against f64 quotients)."""
     x = (torch.randn(m, 8192, device="cuda") * 3).to(act)
-    expected = (prepare_x_columns if columns else prepare_x)(x, 128)
-    prepared = prepare_x_on_device(x, 128, group_columns=columns)
+    expected = (prepare_x_columns if columns else prepare_x)(x, 128, nbits)
+    prepared = prepare_x_on_device(x, 128, nbits, group_columns=columns)
     torch.cuda.synchronize()
     assert_prepared_like(prepared, expected)

@@ -1,0 +1,221 @@
+"""Whether a one-row quantized matmul takes the int8 route, decided by timing on its first call.
+
+At M = 1 the int8 route (:mod:`anybit.kernels.decode_int8`: the packed 1-, 2- and 4-bit codes through the
+int8 tensor cores, x in fixed point made by a small kernel first) beat the tuned decode kernel on most
+Llama shapes on the H200 — by 15–32% for uint1, 11–13% for uint2, 0–12% for uint4, and lost on uint4
+8192×8192 by 4% (BENCHMARKS.md, thirty-second session). So the first one-row call of an eligible weight
+(unsigned 1-, 2- or 4-bit codes of the default packing in scale groups of 128, K a multiple of 1024, no bias,
+no folded norm or residual add) times the tuned decode kernel and each int8 configuration of
+:data:`WARPS` × :data:`SPLITS`, both as a row of launches replayed from a CUDA graph
+(:mod:`anybit.ops.row_timing`, the decode tuner's method), and keeps the faster in the autotune cache
+(exported, pinned and disabled with the rest: ``ANYBIT_AUTOTUNE=0``). Where it cannot time — a CUDA graph
+being captured, tuning disabled with nothing stored — the call takes the decode kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import threading
+from collections.abc import Callable
+
+import torch
+
+from anybit.kernels.layout import PackedLayout
+from anybit.runtime.autotune import (
+    Candidate,
+    bucket_text,
+    gpu_key,
+    store_tuned,
+    stored_config,
+    tuning_enabled,
+)
+
+#: The decode kernel's route (the choice's other value is an int8 configuration).
+DECODE_ROUTE = {"route": "decode"}
+#: Warps a block and blocks along K the first call times (m16 tiles a warp: two, or the packing's one).
+WARPS: tuple[int, ...] = (4, 8)
+SPLITS: tuple[int, ...] = (1, 2, 4, 8)
+#: Milliseconds of timed runs per candidate and round (5 to 100 replays, the L2 flushed before each).
+BUDGET_MS = 8.0
+#: The decode kernel and the FINALISTS fastest int8 configurations are timed ROUNDS more times, interleaved,
+#: and ranked by their median (one timing cannot tell candidates a few percent apart).
+FINALISTS = 2
+ROUNDS = 2
+
+
+def eligible(layout: PackedLayout, act_dtype: torch.dtype, m: int, has_bias: bool) -> bool:
+    """Whether a call of ``m`` rows on a weight of ``layout`` may take the int8 route (group-columns form)."""
+    from anybit.kernels.decode_int8 import check_int8_route
+    from anybit.kernels.int8_activations import COLUMN_CHUNK, COLUMN_GROUPS
+
+    if m != 1 or has_bias or act_dtype not in (torch.float16, torch.bfloat16):
+        return False
+    if layout.k_chunk != COLUMN_CHUNK or layout.k % (COLUMN_GROUPS * COLUMN_CHUNK):
+        return False
+    try:
+        check_int8_route(layout, route_tiles(layout))
+    except ValueError:
+        return False
+    return True
+
+
+def route_tiles(layout: PackedLayout) -> int:
+    """m16 tiles a warp of the int8 route: two where the packing's warp tile has more (16-byte vectors a
+    thread allow it), else the packing's."""
+    packed = max(layout.n_per_warp // 16, 1)
+    return 2 if packed > 2 and layout.bytes_per_thread * 2 // packed >= 16 else packed
+
+
+def candidates(layout: PackedLayout) -> list[dict]:
+    """The int8 configurations the first call times on ``layout``: blocks that divide N, at least one run of
+    8 chunks a block."""
+    tiles = route_tiles(layout)
+    runs = layout.k // 1024
+    return [
+        {"route": "int8", "warps": warps, "tiles": tiles, "split": split}
+        for warps in WARPS
+        for split in SPLITS
+        if layout.n % (warps * 16 * tiles) == 0 and split <= runs
+    ]
+
+
+@functools.cache
+def route_revision() -> str:
+    """A hash of the int8 route's kernels and layouts: stored choices of older ones are not reused."""
+    from anybit.kernels import decode_int8, int8_activations, int8_order
+
+    source = "".join(inspect.getsource(module) for module in (decode_int8, int8_activations, int8_order))
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+class Int8RouteChooser:
+    """The measured route per (N, K, GPU) of one decode specialisation at M = 1 (``decode_identity``: its
+    tuner's kernel identity, so a changed decode kernel or int8 route measures again)."""
+
+    def __init__(self, decode_identity: str) -> None:
+        digest = hashlib.sha256((decode_identity + route_revision()).encode()).hexdigest()[:16]
+        self.identity = f"QuantizedMatmulInt8Route-{digest}"
+        self._chosen: dict[tuple[str, str], dict] = {}
+        self._lock = threading.Lock()
+
+    def choose(self, bucket: list, arch: str, measure: Callable[[], list[Candidate]] | None) -> dict:
+        """The route for ``bucket`` ([1, N, K]): chosen before, pinned or stored, else measured now by
+        ``measure()`` (the timed candidates; None when this call cannot time: then the decode kernel, and a
+        later call may measure)."""
+        text, gpu = bucket_text(bucket), gpu_key(arch)
+        found = self._chosen.get((gpu, text))
+        if found is not None:
+            return found
+        with self._lock:
+            config = stored_config(self.identity, gpu, text)
+            if config is None or config.get("route") not in ("decode", "int8"):
+                if measure is None or not tuning_enabled():
+                    return DECODE_ROUTE
+                config = store_tuned(
+                    self.identity, "quantized_matmul int8 route", gpu, text, measure()
+                ).config
+            self._chosen[(gpu, text)] = config
+            return config
+
+
+_choosers: dict[str, Int8RouteChooser] = {}
+_choosers_lock = threading.Lock()
+
+
+def int8_route_chooser(decode_identity: str) -> Int8RouteChooser:
+    """The shared :class:`Int8RouteChooser` of one decode specialisation."""
+    with _choosers_lock:
+        found = _choosers.get(decode_identity)
+        if found is None:
+            found = _choosers[decode_identity] = Int8RouteChooser(decode_identity)
+        return found
+
+
+def measure(decode_launch: Callable[[tuple], None], routes: dict[str, Callable], rows: list[tuple]):
+    """Candidates timed as rows of launches from CUDA graphs (:func:`~anybit.ops.row_timing.graph_row` on
+    ``rows``, distinct weight copies): the decode kernel's ``decode_launch`` and each int8 configuration's
+    launch (``routes``: bucket text of its config → (config, launch)); milliseconds a launch."""
+    from anybit.ops.row_timing import graph_row
+    from anybit.runtime.timing import time_cuda
+
+    def timed(run) -> float:
+        return time_cuda(run, budget_ms=BUDGET_MS) / run.launches
+
+    found = [Candidate(dict(DECODE_ROUTE))]
+    runs = {0: graph_row(decode_launch, rows)}
+    for config, launch in routes.values():
+        candidate = Candidate(dict(config))
+        try:
+            runs[len(found)] = graph_row(launch, rows)
+        except Exception as error:  # a configuration that cannot run only removes itself
+            candidate.skipped = f"launch failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        found.append(candidate)
+    timed(runs[0])  # one discarded timing: the first on a fresh weight runs slow
+    samples = {index: [timed(run)] for index, run in runs.items()}
+    ranked = sorted((index for index in samples if index), key=lambda index: samples[index][0])
+    for _ in range(ROUNDS):
+        for index in [0, *ranked[:FINALISTS]]:
+            samples[index].append(timed(runs[index]))
+    for index, values in samples.items():
+        found[index].milliseconds = float(sorted(values)[len(values) // 2])
+    return found
+
+
+class Int8RouteLaunch:
+    """The int8 route's launch of one configuration for a plan: x's fixed point by ``PrepareX`` into buffers
+    kept here (the group-columns planes' zeros written once), then ``DecodeInt8`` — a dependent launch that
+    loads its first weight bytes while the first kernel runs. Called with the decode launch's arguments
+    ``(x, weight, scales, zeros, bias, y, m, n, k)`` (bias None)."""
+
+    def __init__(self, layout: PackedLayout, act_dtype: torch.dtype, config: dict, has_zeros: bool, device):
+        from anybit.kernels.decode_int8 import kernel_for
+        from anybit.kernels.int8_activations import COLUMN_GROUPS, ROWS, column_planes, prepare_kernel_for
+
+        runs = layout.k // (COLUMN_GROUPS * layout.k_chunk)
+        self.planes = column_planes(layout.k, layout.k_chunk, device)
+        self.inverse = torch.empty((runs, ROWS), dtype=torch.float32, device=device)
+        self.sums = torch.empty_like(self.inverse)
+        self.prepare = prepare_kernel_for(act_dtype, layout.nbits, layout.k_chunk, True)
+        self.kernel = kernel_for(
+            layout.nbits,
+            act_dtype,
+            config["warps"],
+            config["tiles"],
+            layout.k_chunk,
+            config["split"],
+            True,
+            ROWS,
+            1,
+            has_zeros,
+        )
+        self.has_zeros = has_zeros
+        self._launches: tuple[Callable, Callable] | None = None
+
+    def __call__(self, args: tuple) -> None:
+        x, weight, scales, zeros, _, y, m, n, k = args
+        prepare_args = (x, self.planes, self.inverse, self.sums, m, k)
+        kernel_args = (weight, self.planes, self.inverse, self.sums, scales, zeros, y, m, n, k)
+        if self._launches is None:  # first call: compile (cached) and keep both launchers
+            from anybit.runtime.compiler import launch_script
+
+            self._launches = (
+                _ordered(launch_script(self.prepare, prepare_args), PREPARE_PARAMETERS),
+                _ordered(launch_script(self.kernel, kernel_args), KERNEL_PARAMETERS),
+            )
+            return
+        self._launches[0](prepare_args)
+        self._launches[1](kernel_args)
+
+
+PREPARE_PARAMETERS = ("x", "planes", "inverse", "sums", "m", "k")
+KERNEL_PARAMETERS = ("w", "planes", "inverse", "sums", "scales", "zeros", "y", "m", "n", "k")
+
+
+def _ordered(compiled, names: tuple[str, ...]) -> Callable[[tuple], None]:
+    """The compiled kernel's launch taking the arguments in ``names`` order (the code generator may have
+    dropped some)."""
+    launch = compiled.launcher.launch
+    positions = tuple(names.index(parameter.name) for parameter in compiled.launcher.user_params)
+    return lambda args: launch(tuple(args[i] for i in positions))
