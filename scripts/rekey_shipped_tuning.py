@@ -38,6 +38,9 @@ SUITE_TUNINGS = HERE / "benchmarks/tunings"
 SOURCES = """
 sources = {}
 for key, bucket, config in json.loads(sys.argv[1]):
+    if config.get("route") == "int8":  # the int8 route's two kernels (suite probe only)
+        sources[f"{key} {bucket} {json.dumps(config, sort_keys=True)}"] = int8_source(key, config)
+        continue
     built = tuners[key].built(config, (None,) * 6 + tuple(json.loads(bucket)), "sm_90a")
     if not isinstance(built, tuple):
         raise SystemExit(f"{key} {bucket} {config}: {built}")
@@ -69,7 +72,7 @@ identities = {key: tuner.identity for key, tuner in tuners.items()}
 )
 
 # The same for the suite's weights: {"identities": {"<type> <N>x<K> <act>": identity, "<...> path": path
-# identity}, "sources": ...}.
+# identity, "<...> int8 route": its int8-route choice's identity}, "sources": ...}.
 SUITE_PROBE = (
     """
 import hashlib, json, sys
@@ -78,6 +81,10 @@ from anybit import kernels
 from anybit.ops.path_choice import path_chooser
 from anybit.ops.tuning import tuner_for
 from benchmarks import matmul_cases as cases
+try:  # the int8 route's choice records (a tree from before it has none)
+    from anybit.ops.int8_choice import int8_route_chooser
+except ImportError:
+    int8_route_chooser = None
 tuners, identities = {}, {}
 for t in cases.TYPES:
     for _, n, k in cases.SHAPES:
@@ -88,6 +95,24 @@ for t in cases.TYPES:
             tuners[key] = tuner
             identities[key] = tuner.identity
             identities[key + " path"] = path_chooser(tuner.identity).identity
+            if int8_route_chooser is not None:
+                identities[key + " int8 route"] = int8_route_chooser(tuner.identity).identity
+
+
+def int8_source(key, config):  # the CUDA hash of an int8-route record's two kernels
+    import anybit
+    from anybit.kernels.decode_int8 import kernel_for
+    from anybit.kernels.int8_activations import prepare_kernel_for
+    from anybit.runtime.compiler import generate_source
+
+    t, shape, act = key.split()[:3]
+    n, k = (int(v) for v in shape.split("x"))
+    nbits, act = anybit.dtype(t).nbits, getattr(torch, act)
+    kernel = kernel_for(nbits, act, config["warps"], config["tiles"], 128, config["split"], True, 8, 1, True)
+    prepare = prepare_kernel_for(act, nbits, 128, True)
+    text = generate_source(kernel.program(*(None,) * 7, 1, n, k), "sm_90a").source
+    text += generate_source(prepare.program(None, None, None, None, 1, k), "sm_90a").source
+    return hashlib.sha256(text.encode()).hexdigest()
 """
     + SOURCES
 )
@@ -124,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
 def rekey(files: list[pathlib.Path], before_tree: pathlib.Path, program: str) -> int:
     """Re-key the records of ``files`` (tuners named by ``program``'s probe) from ``before_tree``'s kernels
     to this tree's, where every decode configuration's CUDA is unchanged; 1 (and nothing written) where
-    not. Path records (``QuantizedMatmulPath-…``: no CUDA of their own) follow their decode kernel."""
+    not. Path records (``QuantizedMatmulPath-…``: no CUDA of their own) follow their decode kernel, and so
+    do the int8 route's records (``QuantizedMatmulInt8Route-…``) where their int8 kernels' CUDA is unchanged
+    too."""
     names = {identity: key for key, identity in probe(before_tree, [], program)["identities"].items()}
     after_names = probe(HERE, [], program)["identities"]
     for path in files:
@@ -136,7 +163,11 @@ def rekey(files: list[pathlib.Path], before_tree: pathlib.Path, program: str) ->
             print(f"{path.name}: records of no projection {orphans}: is {before_tree} the files' tree?")
             return 1
         stale = [r for r in records if r["kernel"] in names]
-        build = [[names[r["kernel"]], r["bucket"], r["config"]] for r in stale if "path" not in r["config"]]
+        build = [
+            [names[r["kernel"]], r["bucket"], r["config"]]
+            for r in stale
+            if "path" not in r["config"] and r["config"].get("route", "int8") == "int8"
+        ]
         if build and probe(before_tree, build, program)["sources"] != probe(HERE, build, program)["sources"]:
             print(f"{path.name}: the generated CUDA differs: tune again on the GPU it names", file=sys.stderr)
             return 1

@@ -30,6 +30,7 @@ import torch
 
 import anybit
 from anybit.dtypes import float32, int8, int32, uint8
+from anybit.kernels.checks import run_kernel
 from anybit.kernels.int8_activations import (
     COLUMN_CHUNK,
     COLUMN_GROUPS,
@@ -312,12 +313,7 @@ def int8_route_matmul(
     )
     zeros = weight.zeros if has_zeros else weight.scales
     args = (weight.data, planes, inverse, sums, weight.scales, zeros, y, m, layout.n, k)
-    if x.is_cuda:
-        from anybit.runtime.compiler import launch_script
-
-        launch_script(kernel, args)
-    else:
-        anybit.interpret(kernel, *args)
+    run_kernel(kernel, *args)
     return y
 
 

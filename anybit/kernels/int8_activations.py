@@ -20,6 +20,7 @@ import torch
 
 import anybit
 from anybit.dtypes import float32, int8, int32
+from anybit.kernels.checks import run_kernel
 from anybit.kernels.int8_order import k_order, k_strides
 from anybit.layout import RegisterLayout, local, reshape, spatial, unsqueeze
 from anybit.layout.mma import MMA_M16N8K32_I8_B
@@ -279,12 +280,7 @@ def prepare_x_on_device(
         out = (planes, inverse, torch.full_like(inverse, float("nan")))
     kernel = prepare_kernel_for(x.dtype, nbits, group, group_columns, rows)
     args = (x.contiguous(), *out, m, k)
-    if x.is_cuda:
-        from anybit.runtime.compiler import launch_script
-
-        launch_script(kernel, args)
-    else:
-        anybit.interpret(kernel, *args)
+    run_kernel(kernel, *args)
     return out
 
 

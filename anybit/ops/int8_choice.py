@@ -120,17 +120,11 @@ class Int8RouteChooser:
             return config
 
 
-_choosers: dict[str, Int8RouteChooser] = {}
-_choosers_lock = threading.Lock()
-
-
 def int8_route_chooser(decode_identity: str) -> Int8RouteChooser:
     """The shared :class:`Int8RouteChooser` of one decode specialisation."""
-    with _choosers_lock:
-        found = _choosers.get(decode_identity)
-        if found is None:
-            found = _choosers[decode_identity] = Int8RouteChooser(decode_identity)
-        return found
+    from anybit.ops.path_choice import shared_chooser
+
+    return shared_chooser(Int8RouteChooser, decode_identity)
 
 
 def measure(decode_launch: Callable[[tuple], None], routes: dict[str, Callable], rows: list[tuple]):

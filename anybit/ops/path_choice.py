@@ -64,14 +64,19 @@ class PathChooser:
             return config["path"]
 
 
-_choosers: dict[str, PathChooser] = {}
+_choosers: dict[tuple[type, str], object] = {}
 _choosers_lock = threading.Lock()
+
+
+def shared_chooser(kind: type, decode_identity: str):
+    """The one ``kind(decode_identity)`` of a decode specialisation (a measured choice kept per process)."""
+    with _choosers_lock:
+        found = _choosers.get((kind, decode_identity))
+        if found is None:
+            found = _choosers[kind, decode_identity] = kind(decode_identity)
+        return found
 
 
 def path_chooser(decode_identity: str) -> PathChooser:
     """The shared :class:`PathChooser` of one decode specialisation."""
-    with _choosers_lock:
-        found = _choosers.get(decode_identity)
-        if found is None:
-            found = _choosers[decode_identity] = PathChooser(decode_identity)
-        return found
+    return shared_chooser(PathChooser, decode_identity)
