@@ -28,15 +28,20 @@ TYPES = ("uint1", "uint2", "uint4")
 CASES = list(itertools.product(TYPES, ACTS, (1, 8, 16), CONFIGS))
 
 
+def packed_on_the_gpu(dtype: str, act: torch.dtype, k: int, tiles: int | None):
+    """(QuantizedWeight, its default packing, tiles) of a fresh random [1024, k] weight with zero points on
+    the GPU; ``tiles`` None: the packing's whole warp tile."""
+    q = random_quantized(dtype, 1024, k, 128, act, zero_point=True, seed=random.randrange(2**31))
+    q = type(q)(q.codes.cuda(), q.dtype, q.group_size, q.scales.cuda(), q.zeros.cuda())
+    weight = pack(q)
+    return q, weight, tiles or weight.layout.n_per_warp // 16
+
+
 @pytest.mark.parametrize(("dtype", "act", "m", "config"), CASES)
 def test_int8_route_on_the_gpu(dtype, act, m, config):
     warps, tiles, split, ahead = config
-    n, k = 1024, 2048
-    q = random_quantized(dtype, n, k, 128, act, zero_point=True, seed=random.randrange(2**31))
-    q = type(q)(q.codes.cuda(), q.dtype, q.group_size, q.scales.cuda(), q.zeros.cuda())
-    weight = pack(q)
-    tiles = tiles or weight.layout.n_per_warp // 16
-    x = torch.randn(m, k, device="cuda").to(act)
+    q, weight, tiles = packed_on_the_gpu(dtype, act, 2048, tiles)
+    x = torch.randn(m, 2048, device="cuda").to(act)
     y = int8_route_matmul(x, weight, warps=warps, tiles=tiles, split=split, ahead=ahead, group_columns=False)
     torch.cuda.synchronize()
     assert torch.isfinite(y).all()
@@ -47,12 +52,8 @@ def test_int8_route_on_the_gpu(dtype, act, m, config):
 def test_group_columns_form_on_the_gpu(dtype, act, config):
     """M = 1 with 8 scale groups in the mma's columns, on CUDA, against float64."""
     warps, tiles, split, ahead = config
-    n, k = 1024, 4096
-    q = random_quantized(dtype, n, k, 128, act, zero_point=True, seed=random.randrange(2**31))
-    q = type(q)(q.codes.cuda(), q.dtype, q.group_size, q.scales.cuda(), q.zeros.cuda())
-    weight = pack(q)
-    tiles = tiles or weight.layout.n_per_warp // 16
-    x = torch.randn(1, k, device="cuda").to(act)
+    q, weight, tiles = packed_on_the_gpu(dtype, act, 4096, tiles)
+    x = torch.randn(1, 4096, device="cuda").to(act)
     y = int8_route_matmul(x, weight, warps=warps, tiles=tiles, split=split, ahead=ahead)
     torch.cuda.synchronize()
     assert torch.isfinite(y).all()
