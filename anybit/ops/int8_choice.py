@@ -1,9 +1,10 @@
 """Whether a one-row quantized matmul takes the int8 route, decided by timing on its first call.
 
 At M = 1 the int8 route (:mod:`anybit.kernels.decode_int8`: the packed 1-, 2- and 4-bit codes through the
-int8 tensor cores, x in fixed point made by a small kernel first) beat the tuned decode kernel on most
-Llama shapes on the H200 — by 15–32% for uint1, 11–13% for uint2, 0–12% for uint4, and lost on uint4
-8192×8192 by 4% (BENCHMARKS.md, thirty-second session). So the first one-row call of an eligible weight
+int8 tensor cores, x in fixed point made by a small kernel first) beat the tuned decode kernel on the H200
+in this measurement for uint1 (33.5 against 48.0 µs on 57344×8192, 5–7% on the smaller target shapes) and
+uint2 (5–9%), and lost for uint4 (level on 57344×8192, 9–13% behind on the others: its x preparation and
+second launch), BENCHMARKS.md, thirty-second session. So the first one-row call of an eligible weight
 (unsigned 1-, 2- or 4-bit codes of the default packing in scale groups of 128, K a multiple of 1024, no bias,
 no folded norm or residual add) times the tuned decode kernel and each int8 configuration of
 :data:`WARPS` × :data:`SPLITS`, both as a row of launches replayed from a CUDA graph
