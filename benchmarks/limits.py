@@ -5,7 +5,8 @@ suite (``python -m anybit bench``) measures the first and writes the configurati
 (``tuning.json``); this script rebuilds each of those kernels, compiles it for sm_90a with NVRTC and reads
 its SASS with ``nvdisasm`` — no GPU needed — and puts per row:
 
-* the tuned configuration, registers a thread, shared memory a block, and the blocks an SM can hold
+* the tuned configuration (at M = 1, the int8 route's where the run's dispatch chose it:
+  ``anybit.ops.int8_choice``), registers a thread, shared memory a block, and the blocks an SM can hold
   (theoretical occupancy: the smallest of the register, shared-memory, warp and block limits of sm_90);
 * the main loop's SASS instructions per weight, and from them the **issue time**: every warp's loop
   instructions spread over the 4 schedulers of every SM at the SM clock (a lower bound: one instruction a
@@ -53,6 +54,8 @@ import torch  # noqa: E402
 import anybit  # noqa: E402
 from anybit.kernels import choose_layout  # noqa: E402
 from anybit.kernels.layout import BYTES_PER_THREAD_CHOICES, MAX_BYTES_PER_THREAD  # noqa: E402
+from anybit.ops import int8_choice  # noqa: E402
+from anybit.ops.int8_choice import int8_route_chooser  # noqa: E402
 from anybit.ops.tuning import m_bucket, tuner_for  # noqa: E402
 from anybit.runtime.autotune import bucket_text  # noqa: E402
 from benchmarks.sass_counts import chunks_per_pass, main_loop, nvdisasm, opcode  # noqa: E402
@@ -121,9 +124,38 @@ def kernel_facts(
 ) -> dict:
     """Registers, shared memory and main-loop SASS of one tuned decode configuration (in a worker process:
     NVRTC and nvdisasm, no GPU)."""
+    if config.get("route") == "int8":
+        return int8_facts(type_name, act_name, config, n, k)
     layout = choose_layout(type_name, n, k, 128, operand=operand, max_bytes_per_thread=width)
     tuner = tuner_for(layout, getattr(torch, act_name), type_name.startswith("uint"), False)
     compiled = anybit.compile(tuner.instance(config), *(None,) * 6, m, n, k, arch=ARCH)
+    fixed = tuner.fixed["layout"]
+    return sass_facts(compiled, fixed.k_chunk * fixed.n_per_warp // 32 * chunks_per_pass(config))
+
+
+def int8_facts(type_name: str, act_name: str, config: dict, n: int, k: int) -> dict:
+    """:func:`kernel_facts` of an int8-route choice at M = 1 (``DecodeInt8``, the group-columns form: its
+    loop unrolled twice, two chunks of 16·tiles × 128 weights a warp a pass)."""
+    from anybit.kernels.decode_int8 import kernel_for
+
+    kernel = kernel_for(
+        anybit.dtype(type_name).nbits,
+        getattr(torch, act_name),
+        config["warps"],
+        config["tiles"],
+        128,
+        config["split"],
+        True,
+        8,
+        1,
+        type_name.startswith("uint"),
+    )
+    compiled = anybit.compile(kernel, *(None,) * 7, 1, n, k, arch=ARCH)
+    return sass_facts(compiled, 16 * config["tiles"] * 128 // 32 * 2, mma="IMMA")
+
+
+def sass_facts(compiled, weights_per_thread: int, mma: str = "HMMA") -> dict:
+    """Registers, shared memory and the main loop's SASS (nvdisasm) of a compiled kernel."""
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
         cubin.write(compiled.cubin)
         cubin.flush()
@@ -132,14 +164,13 @@ def kernel_facts(
         ).stdout
     loop = main_loop(text)
     resources = compiled.resources
-    fixed = tuner.fixed["layout"]
     return {
         "registers": resources.registers,
         "spills": resources.spills,
         "shared_bytes": compiled.kernel_source.dynamic_shared_bytes + resources.shared_memory_bytes,
         "loop_instructions": len(loop),
-        "hmma": collections.Counter(opcode(i) for i in loop)["HMMA"],
-        "weights_per_thread": fixed.k_chunk * fixed.n_per_warp // 32 * chunks_per_pass(config),
+        "hmma": collections.Counter(opcode(i) for i in loop)[mma],
+        "weights_per_thread": weights_per_thread,
     }
 
 
@@ -173,6 +204,10 @@ def analyse(
         tuner = tuner_for(layout, act, row["type"].startswith("uint"), False)
         entry = {key: row[key] for key in ROW_KEYS if key in row}
         config = configs.get((tuner.identity, bucket_text([m_bucket(m), n, k])))
+        if int8_choice.eligible(layout, act, m, has_bias=False):  # the int8 route where it was chosen
+            route = configs.get((int8_route_chooser(tuner.identity).identity, bucket_text([1, n, k])))
+            if route is not None and route.get("route") == "int8":
+                config = route
         if config is None:
             entry["missing"] = "no tuning record for this kernel (tuned by other code?)"
         else:
@@ -192,7 +227,7 @@ def analyse(
             continue
         found = facts[entry.pop("_job")]
         config = entry["config"]
-        warps, rows = config["warps"], config.get("rows", 16)
+        warps, rows = config["warps"], config.get("rows", 8 if config.get("route") == "int8" else 16)
         occupancy = blocks_per_sm(found["registers"], warps, found["shared_bytes"])
         issue = issue_us(
             row["n"],
@@ -252,7 +287,10 @@ def markdown(entries: list[dict], clock_mhz: float) -> str:
             lines.append(head + f"| {e['pct_of_read_ceiling']:.0f}% | {e['missing']} |||||||||" + "|" * reads)
             continue
         c = e["config"]
-        shape = f"{c.get('rows', 16)}, {c['warps']}, {c['stages']}, {c['split']}"
+        if c.get("route") == "int8":
+            shape = f"int8 route: {c['warps']} warps, {c['tiles']} tiles, split {c['split']}"
+        else:
+            shape = f"{c.get('rows', 16)}, {c['warps']}, {c['stages']}, {c['split']}"
         if c.get("min_blocks"):
             shape += f", {c['min_blocks']}/SM"
         resident = f"{e['blocks_per_sm']['resident']} ({limiting_resource(e['blocks_per_sm'])})"

@@ -143,3 +143,36 @@ def test_chunks_a_main_loop_pass_handles():
     assert chunks_per_pass({"rows": 16}) == 1
     assert chunks_per_pass({"rows": 16, "weights_in_registers": True}) == 2  # two buffers, unrolled twice
     assert chunks_per_pass({"weights_in_registers": True, "late_weight_loads": True}) == 1  # one buffer
+
+
+@pytest.mark.skipif(not has_nvdisasm(), reason="needs nvdisasm (the [sass] extra, or on PATH)")
+def test_a_row_the_int8_route_ran_is_read_from_its_kernel(tmp_path):
+    """A one-row uint2 row whose dispatch chose the int8 route: its configuration and SASS are the route's
+    (``DecodeInt8``: IMMA, two chunks of 32 × 128 weights a warp a loop pass), not the decode kernel's."""
+    pytest.importorskip("cuda.bindings", reason="NVRTC bindings (the [cuda] extra) are not installed")
+    from anybit.kernels import choose_layout
+    from anybit.ops.int8_choice import int8_route_chooser
+    from anybit.ops.tuning import tuner_for
+
+    tuner = tuner_for(choose_layout("uint2", 8192, 8192, 128), torch.float16, True, False)
+    decode = {"rows": 8, "warps": 4, "stages": 4, "split": 4}
+    route = {"route": "int8", "warps": 4, "tiles": 2, "split": 8}
+    records = [
+        {"kernel": tuner.identity, "gpu": "H200", "bucket": "[1,8192,8192]", "config": decode},
+        {
+            "kernel": int8_route_chooser(tuner.identity).identity,
+            "gpu": "H200",
+            "bucket": "[1,8192,8192]",
+            "config": route,
+        },
+    ]
+    row = suite(tmp_path, records)
+    matmul = json.loads((tmp_path / "matmul.json").read_text())
+    for entry in matmul["rows"]:
+        entry["type"] = "uint2"
+    (tmp_path / "matmul.json").write_text(json.dumps(matmul))
+    assert row and limits.main([str(tmp_path)]) == 0
+    (entry,) = json.loads((tmp_path / "limits.json").read_text())
+    assert entry["config"] == route and entry["hmma"] == 32  # 2 tiles × 4 k32 steps × 2 planes × 2 chunks
+    assert entry["weights_per_thread"] == 256 and 0.5 < entry["loop_per_weight"] < 2.0
+    assert "int8 route: 4 warps, 2 tiles, split 8" in (tmp_path / "limits.md").read_text()
