@@ -278,10 +278,31 @@ def prepare_x_on_device(
             planes = torch.full((k // group, 2, rows * group), 99, dtype=torch.int8, device=x.device)
         inverse = torch.full((k // step, rows), float("nan"), dtype=torch.float32, device=x.device)
         out = (planes, inverse, torch.full_like(inverse, float("nan")))
+    else:
+        _check_buffers(out, (k // group, 2, rows * group), (k // step, rows), x.device)
     kernel = prepare_kernel_for(x.dtype, nbits, group, group_columns, rows)
     args = (x.contiguous(), *out, m, k)
     run_kernel(kernel, *args)
     return out
+
+
+def _check_buffers(out, planes_shape: tuple, group_shape: tuple, device) -> None:
+    """That ``out`` is (planes int8 ``planes_shape``, inverse and sums f32 ``group_shape``) on ``device``."""
+    expected = ((torch.int8, planes_shape), (torch.float32, group_shape), (torch.float32, group_shape))
+    if len(out) != 3 or any(
+        not isinstance(t, torch.Tensor)
+        or t.dtype != dtype
+        or tuple(t.shape) != shape
+        or t.device != device
+        or not t.is_contiguous()
+        for t, (dtype, shape) in zip(out, expected, strict=False)
+    ):
+        got = [(getattr(t, "dtype", type(t).__name__), list(getattr(t, "shape", []))) for t in out]
+        raise ValueError(
+            f"expected out = (planes int8 {list(planes_shape)}, inverse and sums float32 "
+            f"{list(group_shape)}), contiguous on {device}, got {got}; column_planes() makes the "
+            "group-columns planes"
+        )
 
 
 @functools.lru_cache(maxsize=32)

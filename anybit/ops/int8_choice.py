@@ -84,10 +84,14 @@ def candidates(layout: PackedLayout) -> list[dict]:
 
 @functools.cache
 def route_revision() -> str:
-    """A hash of the int8 route's kernels and layouts: stored choices of older ones are not reused."""
-    from anybit.kernels import decode_int8, int8_activations, int8_order
+    """A hash of the int8 route's two kernels, its k order and the conversions they inline (not of the
+    entry points around them): stored choices made with other kernels are not reused."""
+    from anybit.cuda import conversions
+    from anybit.kernels import int8_order
+    from anybit.kernels.decode_int8 import DecodeInt8
+    from anybit.kernels.int8_activations import PrepareX
 
-    source = "".join(inspect.getsource(module) for module in (decode_int8, int8_activations, int8_order))
+    source = "".join(inspect.getsource(part) for part in (DecodeInt8, PrepareX, int8_order, conversions))
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 

@@ -169,3 +169,6 @@ def test_int8_route_rejects_what_it_cannot_take():
         int8_route_matmul(x, weight, warps=2, group_columns=True)  # K = 256: two chunks, not a run of 8
     with pytest.raises(ValueError, match="fewer warps"):
         int8_route_matmul(x, weight, warps=4)
+    wrong = (torch.zeros(2, 2, 1024, dtype=torch.int8), torch.zeros(2, 8), torch.zeros(1, 8))
+    with pytest.raises(ValueError, match=r"expected out = \(planes int8 \[2, 2, 1024\]"):
+        prepare_x_on_device(x, 128, 1, out=wrong)  # sums of the wrong shape
