@@ -277,13 +277,15 @@ def int8_route_matmul(
     :func:`~anybit.kernels.pack` (x prepared by :class:`~anybit.kernels.int8_activations.PrepareX`; 8 rows
     of x a block up to M = 8, 16 beyond; the group-columns form at M = 1 unless ``group_columns`` says
     otherwise). On CPU tensors the interpreter runs both kernels."""
-    m, k = x.shape
     layout = weight.layout
-    if m > 2 * ROWS or k != layout.k or x.dtype != weight.act_dtype:
+    if x.dim() != 2 or x.shape[0] > 2 * ROWS or x.shape[1] != layout.k or x.dtype != weight.act_dtype:
         raise ValueError(
             f"expected x [M ≤ {2 * ROWS}, K = {layout.k}] in {weight.act_dtype}, got {list(x.shape)} "
             f"{x.dtype}"
         )
+    if x.device != weight.device:
+        raise ValueError(f"expected x on the weight's device {weight.device}, got {x.device}; move one")
+    m, k = x.shape
     check_int8_route(layout, tiles)
     if layout.n % (warps * 16 * tiles):
         raise ValueError(

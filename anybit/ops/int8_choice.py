@@ -132,10 +132,12 @@ def int8_route_chooser(decode_identity: str) -> Int8RouteChooser:
     return shared_chooser(Int8RouteChooser, decode_identity)
 
 
-def measure(decode_launch: Callable[[tuple], None], routes: dict[str, Callable], rows: list[tuple]):
+def measure(
+    decode_launch: Callable[[tuple], None], routes: list[tuple[dict, Callable]], rows: list[tuple]
+) -> list[Candidate]:
     """Candidates timed as rows of launches from CUDA graphs (:func:`~anybit.ops.row_timing.graph_row` on
     ``rows``, distinct weight copies): the decode kernel's ``decode_launch`` and each int8 configuration's
-    launch (``routes``: bucket text of its config → (config, launch)); milliseconds a launch."""
+    launch (``routes``: (config, launch) pairs); milliseconds a launch."""
     from anybit.ops.row_timing import graph_row
     from anybit.runtime.timing import time_cuda
 
@@ -144,7 +146,7 @@ def measure(decode_launch: Callable[[tuple], None], routes: dict[str, Callable],
 
     found = [Candidate(dict(DECODE_ROUTE))]
     runs = {0: graph_row(decode_launch, rows)}
-    for config, launch in routes.values():
+    for config, launch in routes:
         candidate = Candidate(dict(config))
         try:
             runs[len(found)] = graph_row(launch, rows)
@@ -189,7 +191,6 @@ class Int8RouteLaunch:
             1,
             has_zeros,
         )
-        self.has_zeros = has_zeros
         self._launches: tuple[Callable, Callable] | None = None
 
     def __call__(self, args: tuple) -> None:
@@ -197,11 +198,12 @@ class Int8RouteLaunch:
         prepare_args = (x, self.planes, self.inverse, self.sums, m, k)
         kernel_args = (weight, self.planes, self.inverse, self.sums, scales, zeros, y, m, n, k)
         if self._launches is None:  # first call: compile (cached) and keep both launchers
+            from anybit.ops.plan import launch_function
             from anybit.runtime.compiler import launch_script
 
             self._launches = (
-                _ordered(launch_script(self.prepare, prepare_args), PREPARE_PARAMETERS),
-                _ordered(launch_script(self.kernel, kernel_args), KERNEL_PARAMETERS),
+                launch_function(launch_script(self.prepare, prepare_args), PREPARE_PARAMETERS),
+                launch_function(launch_script(self.kernel, kernel_args), KERNEL_PARAMETERS),
             )
             return
         self._launches[0](prepare_args)
@@ -210,11 +212,3 @@ class Int8RouteLaunch:
 
 PREPARE_PARAMETERS = ("x", "planes", "inverse", "sums", "m", "k")
 KERNEL_PARAMETERS = ("w", "planes", "inverse", "sums", "scales", "zeros", "y", "m", "n", "k")
-
-
-def _ordered(compiled, names: tuple[str, ...]) -> Callable[[tuple], None]:
-    """The compiled kernel's launch taking the arguments in ``names`` order (the code generator may have
-    dropped some)."""
-    launch = compiled.launcher.launch
-    positions = tuple(names.index(parameter.name) for parameter in compiled.launcher.user_params)
-    return lambda args: launch(tuple(args[i] for i in positions))

@@ -209,7 +209,7 @@ class WeightPlan:
                 config = dataclasses.asdict(default)  # warps, stages and split, as the default chose them
             compiled = launch_script(tuner.instance(config), args)
             m = args[DECODE_PARAMETERS.index("m")]
-            launch = _launch_function(compiled)
+            launch = launch_function(compiled)
             if self.on_cuda and int8_choice.eligible(self.layout, self.act_dtype, m, has_bias):
                 launch = self._int8_route(args, launch, tuner.identity, has_zeros) or launch
             self._launches[has_zeros][has_bias][m] = launch
@@ -227,7 +227,7 @@ class WeightPlan:
             return int8_choice.Int8RouteLaunch(self.layout, self.act_dtype, config, has_zeros, self.device)
 
         def measure() -> list:
-            routes = {str(c): (c, route(c)) for c in int8_choice.candidates(self.layout)}
+            routes = [(c, route(c)) for c in int8_choice.candidates(self.layout)]
             return int8_choice.measure(decode_launch, routes, row_arguments(args, has_zeros))
 
         capturing = torch.cuda.is_current_stream_capturing()
@@ -302,7 +302,7 @@ class WeightPlan:
                 config = dataclasses.asdict(default_decode_config(self.layout, m))
             instance = tuner.script_class(**tuner.fixed, **config)
             compiled = launch_script(instance, args)
-            launches[m] = _launch_function(compiled)
+            launches[m] = launch_function(compiled)
 
     def decode_launch(self, m: int, *, has_zeros: bool, has_bias: bool) -> Callable[[tuple], None] | None:
         """The kept launch function for M rows (None before the first decode call of that M)."""
@@ -312,12 +312,13 @@ class WeightPlan:
 PATHS = (DECODE, DEQUANTIZE)
 
 
-def _launch_function(compiled) -> Callable[[tuple], None]:
-    """The compiled kernel's launch, taking the arguments in :data:`DECODE_PARAMETERS` order."""
+def launch_function(compiled, order: tuple[str, ...] = DECODE_PARAMETERS) -> Callable[[tuple], None]:
+    """The compiled kernel's launch, taking the arguments in ``order`` (the kernel's parameter names;
+    default :data:`DECODE_PARAMETERS`)."""
     names = tuple(parameter.name for parameter in compiled.launcher.user_params)
-    if names == DECODE_PARAMETERS:
+    if names == order:
         return compiled.launcher.launch
-    positions = tuple(DECODE_PARAMETERS.index(name) for name in names)  # the code generator dropped some
+    positions = tuple(order.index(name) for name in names)  # the code generator dropped some
     launch = compiled.launcher.launch
     return lambda args: launch(tuple(args[i] for i in positions))
 

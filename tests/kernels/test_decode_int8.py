@@ -163,6 +163,8 @@ def test_int8_route_rejects_what_it_cannot_take():
     weight = pack(random_quantized("uint1", 64, 256, 128, F16, zero_point=True, seed=fresh_seed()))
     with pytest.raises(ValueError, match=r"M ≤ 16"):
         int8_route_matmul(torch.randn(17, 256).half(), weight)
+    with pytest.raises(ValueError, match=r"M ≤ 16"):
+        int8_route_matmul(torch.randn(256).half(), weight)  # one dimension
     with pytest.raises(ValueError, match="whole 16-byte vectors"):
         int8_route_matmul(x, weight, tiles=1)  # 8 bytes a thread: half of each thread's vector
     with pytest.raises(ValueError, match="group-columns form takes M = 1"):

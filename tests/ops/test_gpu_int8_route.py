@@ -34,8 +34,16 @@ def test_the_first_one_row_call_measures_the_route_and_both_agree_with_float64(d
     torch.cuda.synchronize()
     for y in (first, second):
         assert torch.isfinite(y).all() and relative_error(y, reference(x, q)) <= TOLERANCE[act]
-    launch = one_row_launch(weight)
-    assert launch is not None
+    # the kept launch is the route the first call measured faster, and that choice is stored
+    from anybit.ops.tuning import tuner_for
+    from anybit.runtime.device import current_arch
+
+    tuner = tuner_for(weight.layout, act, True, False)
+    chosen = int8_choice.int8_route_chooser(tuner.identity).choose(
+        [1, 2048, 4096], current_arch(), lambda: pytest.fail("measured twice")
+    )
+    assert chosen["route"] in ("decode", "int8")
+    assert isinstance(one_row_launch(weight), Int8RouteLaunch) == (chosen["route"] == "int8")
 
 
 @pytest.mark.parametrize("dtype", ["uint1", "uint2", "uint4"])
@@ -45,7 +53,7 @@ def test_the_int8_route_where_it_measures_faster(dtype, monkeypatch):
     chosen = {}
 
     def measure(decode_launch, routes, rows):
-        config = next(iter(routes.values()))[0]
+        config = routes[0][0]
         chosen["config"] = config
         return [Candidate(dict(DECODE_ROUTE), milliseconds=2.0), Candidate(dict(config), milliseconds=1.0)]
 
