@@ -679,3 +679,75 @@ def test_late_weight_loads_on_the_interpreter(dtype, n, k, group, m, zeros, spli
     assert kernel.late_weight_loads
     with pytest.raises(ValueError, match="set weights_in_registers=True"):
         DecodeMatmulTransposed(kernel.layout, act, late_weight_loads=True)
+
+
+# (type, N, K, M, zero points, split, rows, options): the ring refilled a batch of chunks at a time
+RING_BATCH_CASES = [
+    ("int4", 128, 2048, 3, False, 1, 8, dict(stages=4, ring_batch=2)),  # 16 steps, 8 batches
+    ("uint4", 128, 1792, 1, True, 3, 8, dict(stages=4, ring_batch=2)),  # runs 4, 5, 5: a part batch
+    ("uint2", 128, 512, 16, True, 1, 16, dict(stages=8, ring_batch=4)),  # 4 steps: all in the prologue
+    ("int5", 128, 1536, 9, False, 2, 16, dict(stages=6, ring_batch=2)),  # bit planes, 3 batches a ring
+    ("float6_e3m2", 128, 1024, 2, False, 1, 8, dict(stages=4, ring_batch=2, weights_in_registers=False)),
+    ("int4", 128, 2048, 4, False, 2, 8, dict(stages=4, ring_batch=2, warps_along_k=True)),
+]
+
+
+@pytest.mark.parametrize(("dtype", "n", "k", "m", "zeros", "split", "rows", "options"), RING_BATCH_CASES)
+def test_ring_batch_on_the_interpreter(dtype, n, k, m, zeros, split, rows, options):
+    """The ring refilled B slots past one barrier every B steps (``ring_batch``): the same product with the
+    weights in registers or in the ring, zero points, bit planes, 16 rows, split-K's uneven runs (a last
+    batch cut short), runs shorter than the ring and the warps along K; the interpreter's hazard checks
+    see every shared read after its copy landed and its slot's refill after every warp's last read."""
+    options = dict(dict(weights_in_registers=True), **options)
+    kernel = _check_transposed(
+        dtype, n, k, 128, m, zeros, False, F16, warps=2, split=split, rows=rows, **options
+    )
+    assert kernel.ring_batch == options["ring_batch"]
+
+
+def test_ring_batch_takes_the_folds():
+    """A batched ring with the row RMS and the residual folded in (bf16): the reference's result."""
+    n, k, m, act, eps = 128, 2048, 2, BF16, 1e-5
+    q = random_quantized("int4", n, k, 128, act, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("int4", n, k, 128, operand="a"))
+    x, residual, y = _fold_inputs(m, k, n, act, True)
+    options = dict(warps=2, stages=8, ring_batch=4, weights_in_registers=True, accumulate=True)
+    kernel = _folded_kernel(p, act, True, eps, m, k, rows=8, **options)
+    anybit.interpret(kernel, x, p.data, p.scales, p.scales, p.scales, y, m, n, k)
+    assert torch.isfinite(y).all()
+    assert relative_error(y, _fold_reference(x, q, eps, True, residual, True)) <= TOLERANCE[act]
+
+
+def test_ring_batch_with_the_weight_as_the_b_operand():
+    """The x-as-A decode kernel takes a batched ring too."""
+    n, k, m, act = 256, 1024, 5, F16
+    q = random_quantized("uint4", n, k, 128, act, zero_point=True, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("uint4", n, k, 128, operand="b"))
+    x = torch.randn(m, k).to(act)
+    out = torch.full((m, n), float("nan"), dtype=act)
+    config = dict(warps=2, stages=4, split=1, ring_batch=2, weights_in_registers=True)
+    y = decode_matmul(x, p, out=out, config=config)
+    assert y is out and torch.isfinite(y).all()
+    assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
+
+
+@pytest.mark.parametrize(("stages", "batch"), [(4, 3), (6, 4), (2, 2), (4, 0)])
+def test_ring_batch_needs_whole_batches(stages, batch):
+    """A ring of whole batches, two at least (one computes while the next lands): else a clear error."""
+    layout = choose_layout("int4", 128, 1024, 128, operand="a")
+    with pytest.raises(ValueError, match="ring_batch"):
+        DecodeMatmulTransposed(layout, F16, stages=stages, ring_batch=batch)
+
+
+def test_ring_batch_keeps_one_barrier_a_batch():
+    """The compiled main loop of a batched ring has one block barrier (in the batch's first step), where the
+    ring of one chunk a step has one a step: the loop unrolled twice shows 2 against 1 (sm_90a PTX)."""
+    layout = choose_layout("int4", 2048, 1024, 128, operand="a")
+    barriers = {}
+    for batch, stages in ((1, 4), (4, 8)):
+        kernel = DecodeMatmulTransposed(
+            layout, F16, warps=8, stages=stages, rows=16, weights_in_registers=True, ring_batch=batch
+        )
+        compiled = anybit.compile(kernel, *(None,) * 6, 16, 2048, 1024, arch="sm_90a")
+        barriers[batch] = len(re.findall(r"\bbar\.sync\b|\bbarrier\.sync\b", compiled.ptx))
+    assert barriers[4] < barriers[1]
