@@ -359,7 +359,9 @@ class DecodeTuner(TunedKernel):
         from anybit.ops.row_timing import graph_row, row_arguments
         from anybit.runtime.compiler import launch_script
 
-        if self._row is None:
+        # The row's first launch reads the caller's own x and weight: a row made for other arguments (the
+        # tuner is shared by every shape of its specialisation) is made again.
+        if self._row is None or self._row[0][0] is not args[0] or self._row[0][1] is not args[1]:
             self._row = row_arguments(args, self.fixed["has_zeros"])
         return graph_row(lambda launch_args: launch_script(instance, launch_args), self._row)
 

@@ -661,3 +661,24 @@ def test_weights_below_eight_bits_also_try_weights_in_registers():
     ):
         tuner = tuner_for(layout, torch.float16, False, False)
         assert not any(c.get("weights_in_registers") for c in tuner.configs)
+
+
+def test_a_row_is_made_again_for_other_arguments(monkeypatch):
+    """The decode tuner is shared by every shape of one specialisation: a row timed for one weight is not
+    replayed for the next one's arguments (the row's launches would read the first weight)."""
+    from anybit.ops import row_timing
+
+    class OnTheGpu:  # stands for a CUDA tensor: timed_run only asks where it lives
+        is_cuda = True
+
+    made = []
+    monkeypatch.setattr(row_timing, "row_arguments", lambda args, has_zeros: made.append(args) or [args])
+    monkeypatch.setattr(row_timing, "graph_row", lambda launch, rows: rows)
+    layout = choose_layout("int4", 1024, 1024, 128, operand="a")
+    tuner = tuner_for(layout, torch.float16, False, False)
+    first = (OnTheGpu(), OnTheGpu(), None, None, None, None, 1, 1024, 1024)
+    second = (first[0], OnTheGpu(), None, None, None, None, 1, 2048, 1024)
+    assert tuner.timed_run(None, first) == [first]
+    assert tuner.timed_run(None, first) == [first]  # the same arguments: the same row, not made again
+    assert tuner.timed_run(None, second) == [second]
+    assert made == [first, second]
