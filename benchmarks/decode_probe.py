@@ -17,8 +17,6 @@ Usage (GPU, repository root)::
         [--cluster]         # each split configuration also with split-K reduced in a thread-block cluster
         [--weights-in-registers]  # each configuration also with the weight bytes loaded into registers
         [--splits 1,2,3,4,5,6,7,8]  # these split-K counts, any grid size (runs of at least 2 chunks)
-        [--ring-batches 2,4]  # each weights-in-registers configuration also with a ring of 2B slots
-                              # refilled B at a time, past one barrier every B steps
 
 ``--operands b,a`` compares the weight packed as the tensor-core B operand (x the m16 operand: the decode
 kernel) with the A operand (the transposed kernel, x the n8 operand: half the mma at M = 1).
@@ -93,7 +91,6 @@ def probe(
     late_weight_loads: bool = False,
     splits: tuple[int, ...] = (),
     interleaved_1bit: bool = False,
-    ring_batches: tuple[int, ...] = (),
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
@@ -131,7 +128,6 @@ def probe(
             weights_in_registers=weights_in_registers,
             late_weight_loads=late_weight_loads,
             splits=splits,
-            ring_batches=ring_batches,
         )
         if probe_suits(tuner, config, args, bool(splits))
         for target in sm_warps
@@ -246,12 +242,6 @@ def main(argv: list[str] | None = None) -> int:
         help="1-bit codes stored pair-interleaved as a 1-bit plane is (on), in the plain order (off), or "
         "both in turn (an A/B in one process)",
     )
-    parser.add_argument(
-        "--ring-batches",
-        default="",
-        help="comma-separated B: every weights-in-registers configuration also with a ring of 2B slots "
-        "refilled B at a time, one block barrier every B steps (e.g. 2,4)",
-    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     if not 1 <= options.m <= 16:
@@ -305,7 +295,6 @@ def main(argv: list[str] | None = None) -> int:
                 options.late_weight_loads,
                 tuple(int(count) for count in options.splits.split(",") if count),
                 pairs,
-                tuple(int(count) for count in options.ring_batches.split(",") if count),
             )
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
@@ -329,7 +318,6 @@ def main(argv: list[str] | None = None) -> int:
                 rows_text += " cluster" if entry.get("split_in_cluster") else ""
                 rows_text += " registers" if entry.get("weights_in_registers") else ""
                 rows_text += " late" if entry.get("late_weight_loads") else ""
-                rows_text += f" batch={entry['ring_batch']}" if entry.get("ring_batch") else ""
                 rows_text += " bias_after_dot" if entry.get("bias_after_dot") else ""
                 print(
                     f"  warps={entry.get('warps')} stages={entry.get('stages')} split={entry.get('split')}"

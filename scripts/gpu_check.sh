@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,ring_batch,registers_occupancy"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -480,19 +480,6 @@ small_registers_probe() {  # small_registers_probe TYPES M WARPS STAGES: the pro
 step small_registers 585 bash scripts/two_gpus.sh "$RESULTS/small_registers_second.log" \
     "$(small_registers_probe int4,uint4,float4_e2m1,uint5,float5_e2m2,uint3 1 2,4,8 3,4)" \
     "$(small_registers_probe int4,float4_e2m1,int6,float6_e3m2,float5_e2m2,uint4 16 4,8 2,3,4)"
-# The ring refilled a batch of B chunks past one block barrier every B steps (ring_batch, weights in
-# registers): its GPU tests (and the int8 route's), then each configuration plain, with the weights in
-# registers and with batches of 2 and 4, at M = 1 on the first GPU and M = 16 on the second.
-ring_batch_probe() {  # ring_batch_probe TYPES M WARPS: the probes, for two_gpus.sh
-    echo "for type in $(echo $1 | tr , ' '); do ANYBIT_AUTOTUNE=0 $PYTHON benchmarks/decode_probe.py --types \$type \
-        --m $2 --warps $3 --splits 2,4,8 --weights-in-registers --ring-batches 2,4 \
-        --shapes 57344x8192,8192x28672 --out $RESULTS/ring_batch_\${type}_m$2 || exit 1; done"
-}
-step ring_batch 585 bash scripts/two_gpus.sh "$RESULTS/ring_batch_second.log" \
-    "$PYTHON -m pytest -m gpu -q -p timeout --timeout=150 -n 8 tests/kernels/test_gpu_kernels.py -k ring_batch \
-    && $PYTHON -m pytest -m gpu -q -p timeout --timeout=150 tests/kernels/test_gpu_int8.py \
-    tests/ops/test_gpu_int8_route.py && $(ring_batch_probe uint5,float6_e2m3,float4_e2m1,int4 1 4)" \
-    "$(ring_batch_probe int4,uint4,float4_e2m1,int6,uint5 16 8)"
 # The 16-row loop with the weight bytes in registers and registers capped for 3 blocks of 8 warps an SM
 # (min_blocks, the occupancy variant's bound, which the space tries with the ring only): every configuration
 # of 3 and 4 stages with and without either, on the two large shapes (4- and 5-bit types on the first GPU,

@@ -178,14 +178,6 @@ class DecodeMatmul(anybit.Script):
         With ``weights_in_registers``: issue the next chunk's weight loads after this chunk's conversion, into
         the same registers (one chunk's bytes held, no copy, the loop not unrolled) instead of before it
         (two chunks' bytes): fewer registers, less time to hide the loads behind.
-    ring_batch
-        B ≥ 1: chunks the ring takes in one refill, and the main loop's steps between block barriers. B = 1
-        (the default) refills one slot a step, past a barrier a step. B > 1 (``stages`` a multiple of B, at
-        least 2B) refills B slots at once every B steps, past one barrier: the warps run B steps apart from
-        each other's phase (their conversions, shared loads and ``mma`` interleave instead of every warp
-        reaching the same instruction together), and the copies of a batch have B steps to land. Meant
-        with ``weights_in_registers``, which leaves only x, the scales and the zero points in the ring (a
-        weight ring of 2B slots is large).
     """
 
     def __init__(
@@ -208,18 +200,10 @@ class DecodeMatmul(anybit.Script):
         bias_after_dot: bool = False,
         weights_in_registers: bool = False,
         late_weight_loads: bool = False,
-        ring_batch: int = 1,
     ) -> None:
         super().__init__()
         if stages < 2:
             raise ValueError(f"expected stages >= 2 (one chunk computes while the next loads), got {stages}")
-        if ring_batch < 1 or stages % ring_batch or stages < 2 * ring_batch:
-            raise ValueError(
-                f"expected ring_batch B ≥ 1 with stages a multiple of B and at least 2B (one batch computes "
-                f"while the next loads), got ring_batch {ring_batch} with {stages} stages; use stages = "
-                f"{2 * max(1, ring_batch)}"
-            )
-        self.ring_batch = ring_batch
         if warps < 1 or warps > 32:
             raise ValueError(f"expected 1 to 32 warps, got {warps}")
         if split < 1:
@@ -368,19 +352,17 @@ class DecodeMatmul(anybit.Script):
         ones = self._ones_like(negated_bias) if self.zeros_after_dot else None
         if pl.per_channel and self.has_zeros:
             zero_row = self._load_zero_row(gz, n0)
-        # The prologue: weight-side copies of the first S−1 chunks (S−B with ring_batch B: then every
-        # "chunk" below reads "batch of B chunks", S/B batches in the ring), the wait for the previous
-        # kernel (which writes x), then x's copies. A split's run may be shorter than the pipeline: fetch
-        # only its own chunks. Commit groups: a group holds every copy issued since the previous commit, so
-        # group 0 is all prologue weight copies plus chunk 0's x, and group g (1 ≤ g ≤ S−2) chunk g's x;
-        # the main loop commits group g for g ≥ S−1, holding all of chunk g. Step s waits until at most
-        # S−2 groups are in flight out of the S−1+s committed, i.e. groups 0…s have landed: chunk s's
-        # weights (group 0 or s) and x (group s) both, as with one group per chunk.
+        # The prologue: weight-side copies of the first S−1 chunks, the wait for the previous kernel (which
+        # writes x), then x's copies. A split's run may be shorter than the pipeline: fetch only its own
+        # chunks. Commit groups: a group holds every copy issued since the previous commit, so group 0 is
+        # all prologue weight copies plus chunk 0's x, and group g (1 ≤ g ≤ S−2) chunk g's x; the main loop
+        # commits group g for g ≥ S−1, holding all of chunk g. Step s waits until at most S−2 groups are in
+        # flight out of the S−1+s committed, i.e. groups 0…s have landed: chunk s's weights (group 0 or s)
+        # and x (group s) both, as with one group per chunk.
         # Every copy is of a chunk below first + count ≤ K / k_chunk (the guards say so), in block columns
         # the grid keeps inside N: the copies promise it (in_bounds) and carry no bounds checks; x's rows
         # past M are zero-filled (see _copy_x).
-        batch = self.ring_batch
-        for stage in range(stages - batch):
+        for stage in range(stages - 1):
             if stage < runs:
                 self._copy_weights(
                     gw, gs, gz, self._weight_slot(sw, stage), ss[stage], sz[stage], first + stage * kw, n0
@@ -404,11 +386,10 @@ class DecodeMatmul(anybit.Script):
             x_rows = self._copy_x_rows(gx_rows, m0)
         if self.accumulate:  # the residual y, copied with chunk 0: its latency hidden behind the main loop
             prior = self._prefetch_y(gy, m0, n0)
-        for stage in range(stages - batch):
+        for stage in range(stages - 1):
             if stage < runs:
                 self._copy_x(gx, sx[stage], first + stage * kw, m0)
-            if (stage + 1) % batch == 0:  # a commit group a batch (a chunk at B = 1)
-                self.copy_async_commit_group()
+            self.copy_async_commit_group()
         if self.rms_eps is not None and not x_copy:
             gx_rows, steps, table = self._rms_start(x, m, k)
             for part in range(self.block_m // RMS_ROWS):  # 8 rows at a time: fewer registers at 16 rows
@@ -422,13 +403,24 @@ class DecodeMatmul(anybit.Script):
         two_buffers = self.weights_in_registers and not self.late_weight_loads
         for step in self.range(runs, unroll=2 if two_buffers else None):
             # This step's chunk has landed; the sync also frees the slot read in the previous step for the
-            # prefetch below (ring_batch B > 1: every B steps, the batch's B slots of the previous batch).
-            if batch == 1:
-                ahead, slot = self._ring_step(step)
-                self._refill(gx, gw, gs, gz, sx, sw, ss, sz, ahead, slot, runs, first, m0, n0)
-                self.copy_async_commit_group()
-            else:
-                self._refill_batch(gx, gw, gs, gz, sx, sw, ss, sz, step, runs, first, m0, n0)
+            # prefetch below. Prefetches past the end of the run are skipped (a uniform branch: cheaper than
+            # the bounds checks and zero-fill selects of every copy it lets the copies drop).
+            ahead, slot = self._ring_step(step)
+            if ahead < runs:
+                self._copy_chunk(
+                    gx,
+                    gw,
+                    gs,
+                    gz,
+                    sx[slot],
+                    self._weight_slot(sw, slot),
+                    ss[slot],
+                    sz[slot],
+                    first + ahead * kw,
+                    m0,
+                    n0,
+                )
+            self.copy_async_commit_group()
             current = step % stages
             if self.late_weight_loads:  # converted in place; the next chunk's loads go out after it
                 weight_bytes = weights_ahead
@@ -535,45 +527,11 @@ class DecodeMatmul(anybit.Script):
     def _ring_step(self, step):
         """Wait until step ``step``'s slot of the copy ring has landed (and, past the barrier, every warp is
         done with the slot read in the previous step); returns (the step whose copies go out now, its slot).
-        With ``ring_batch`` B > 1 at a batch's first step: until the batch landed (B slots a commit group,
-        ``stages / B`` groups in the ring), every warp done with the previous batch's slots."""
-        self.copy_async_wait_group(self.stages // self.ring_batch - 2)
+        """
+        self.copy_async_wait_group(self.stages - 2)
         self.sync()
         ahead = step + self.stages - 1
         return ahead, ahead % self.stages
-
-    @anybit.runtime_helper
-    def _refill_batch(self, gx, gw, gs, gz, sx, sw, ss, sz, step, runs, first, m0, n0) -> None:
-        """``ring_batch`` B > 1: at a batch's first step (step a multiple of B), wait for the batch and the
-        barrier, then start the copies of the batch ``stages / B − 1`` ahead into the previous batch's B
-        slots, one commit group; other steps: nothing."""
-        batch, stages = self.ring_batch, self.stages
-        if step % batch == 0:
-            self._ring_step(step)
-            for part in range(batch):
-                ahead = step + stages - batch + part
-                self._refill(gx, gw, gs, gz, sx, sw, ss, sz, ahead, ahead % stages, runs, first, m0, n0)
-            self.copy_async_commit_group()
-
-    @anybit.runtime_helper
-    def _refill(self, gx, gw, gs, gz, sx, sw, ss, sz, ahead, slot, runs, first, m0, n0) -> None:
-        """Start copying step ``ahead``'s chunks into ring slot ``slot``; steps past the end of the run are
-        skipped (a uniform branch: cheaper than the bounds checks and zero-fill selects of every copy it
-        lets the copies drop)."""
-        if ahead < runs:
-            self._copy_chunk(
-                gx,
-                gw,
-                gs,
-                gz,
-                sx[slot],
-                self._weight_slot(sw, slot),
-                ss[slot],
-                sz[slot],
-                first + ahead * self.k_groups,
-                m0,
-                n0,
-            )
 
     @property
     def partials_in_flight(self) -> int:

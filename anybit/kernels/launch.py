@@ -38,8 +38,7 @@ class DecodeConfig:
     stored whole, without zero points; see :class:`DecodeMatmul`); and whether the tensor cores read x from
     its ring slot (``wgmma``, operand "a" only, warps in groups of 4; see :class:`DecodeMatmulTransposed`);
     and whether each thread's weight bytes go straight into registers a chunk ahead instead of through the
-    shared-memory ring (``weights_in_registers``; see :class:`DecodeMatmul`); and how many chunks the ring
-    takes in one refill, past one block barrier (``ring_batch``; see :class:`DecodeMatmul`)."""
+    shared-memory ring (``weights_in_registers``; see :class:`DecodeMatmul`)."""
 
     warps: int = 4
     stages: int = 4
@@ -51,7 +50,6 @@ class DecodeConfig:
     wgmma: bool = False  # operand "a" only: x read by wgmma from shared memory
     weights_in_registers: bool = False  # the weight bytes loaded into registers, not through the ring
     late_weight_loads: bool = False  # with weights_in_registers: the next chunk's loads after the conversion
-    ring_batch: int = 1  # chunks a refill of the ring and steps a barrier (stages a multiple, at least twice)
 
     def block_columns(self, layout: PackedLayout) -> int:
         """Output columns a block of this configuration covers for ``layout``."""
@@ -123,7 +121,6 @@ def decode_kernel(
     options.update(
         weights_in_registers=config.weights_in_registers, late_weight_loads=config.late_weight_loads
     )
-    options.update(ring_batch=config.ring_batch)
     if layout.operand == "a":
         return DecodeMatmulTransposed(
             layout,

@@ -414,7 +414,6 @@ class DecodeTuner(TunedKernel):
         wgmma: bool = False,
         weights_in_registers: bool = False,
         late_weight_loads: bool = False,
-        ring_batches: Iterable[int] = (),
     ) -> list[dict]:
         """The tuning space without its occupancy variants (:data:`OCCUPANCY_VARIANT`), its warp, stage and
         split counts replaced by ``warps`` / ``stages`` / ``splits`` where given (the benchmarks' sweeps of
@@ -423,8 +422,7 @@ class DecodeTuner(TunedKernel):
         ``bias_after_dot``, each configuration also with the conversion's bias taken off by a second dot,
         where the weight type takes it (integer codes stored whole, no zero points); with
         ``weights_in_registers``, each configuration also with the weight bytes loaded straight into
-        registers (no shared ring for them); for each B of ``ring_batches``, each configuration with the
-        weights in registers also with a ring of 2B slots refilled B at a time (``ring_batch``)."""
+        registers (no shared ring for them)."""
         warps, stages, splits = tuple(warps), tuple(stages), tuple(splits)
         found: list[dict] = []
         for config in self.base_configs:
@@ -452,9 +450,6 @@ class DecodeTuner(TunedKernel):
             found = found + [
                 dict(config, weights_in_registers=True, late_weight_loads=True) for config in plain
             ]
-        in_registers = [config for config in found if config.get("weights_in_registers")]
-        for batch in ring_batches:
-            found = found + [dict(config, stages=2 * batch, ring_batch=batch) for config in in_registers]
         return found
 
     def _takes_bias_after_dot(self) -> bool:

@@ -271,26 +271,18 @@ def _check_folded(dtype, act, m, n, operand, config, accumulate, rms, k: int = K
         ("late_weight_loads", "int4", torch.float16, 16, 4, 8, 16, False, "a"),
         ("late_weight_loads", "uint5", torch.bfloat16, 3, 2, 4, 8, False, "a"),
         ("late_weight_loads", "float6_e3m2", torch.float16, 16, 1, 8, 16, True, "a"),
-        # the ring refilled 4 chunks at a time past one barrier (8 stages, weights in registers)
-        ("ring_batch", "int4", torch.float16, 16, 2, 8, 16, False, "a"),
-        ("ring_batch", "uint4", torch.bfloat16, 1, 1, 8, 8, False, "a"),  # zero points
-        ("ring_batch", "int6", torch.float16, 13, 1, 4, 16, False, "a"),  # bit planes
-        ("ring_batch", "float4_e2m1", torch.bfloat16, 3, 1, 4, 8, True, "a"),  # warps along K
-        ("ring_batch", "uint2", torch.float16, 5, 1, 4, None, False, "b"),
     ],
 )
 @pytest.mark.parametrize("fusion", ["none", "both"])
 def test_kernel_options_on_cuda(option, dtype, act, m, split, warps, rows, along_k, operand, fusion):
     """Split-K's partials meeting in the block column's thread-block cluster (sm_90), the weights' magic
     number taken off by a second dot (the GPU's bias is its conversions' own; zero points after it too),
-    x read by wgmma from shared memory, the weight bytes loaded straight into registers and the ring
-    refilled a batch at a time, folds included."""
+    x read by wgmma from shared memory, and the weight bytes loaded straight into registers, folds
+    included."""
     both = fusion == "both" and operand == "a"  # the folds need the transposed kernel
     config = {"warps": warps, "stages": 4, "split": split, option: True}
     if option == "late_weight_loads":
         config["weights_in_registers"] = True
-    if option == "ring_batch":
-        config.update(weights_in_registers=True, stages=8, ring_batch=4)
     if operand == "a":
         config.update(rows=rows, warps_along_k=along_k)
     _check_folded(dtype, act, m, N, operand, config, both, both)
