@@ -178,6 +178,10 @@ class DecodeMatmul(anybit.Script):
         With ``weights_in_registers``: issue the next chunk's weight loads after this chunk's conversion, into
         the same registers (one chunk's bytes held, no copy, the loop not unrolled) instead of before it
         (two chunks' bytes): fewer registers, less time to hide the loads behind.
+    io_dtype
+        The dtype of the scales, zero points, bias and y (default: ``act_dtype``, x's and the conversion's).
+        Another one (bf16 beside fp16 x: :class:`~anybit.kernels.decode_half_x.DecodeMatmulHalfX`) is read
+        and written as it is; the zero points become ``act_dtype`` before the conversion subtracts them.
     """
 
     def __init__(
@@ -200,6 +204,7 @@ class DecodeMatmul(anybit.Script):
         bias_after_dot: bool = False,
         weights_in_registers: bool = False,
         late_weight_loads: bool = False,
+        io_dtype: torch.dtype | anybit.DataType | None = None,
     ) -> None:
         super().__init__()
         if stages < 2:
@@ -216,6 +221,7 @@ class DecodeMatmul(anybit.Script):
         self.split_in_cluster = split_in_cluster and split > 1
         self.layout = layout
         self.act = anybit.dtype(act_dtype)
+        self.io = self.act if io_dtype is None else anybit.dtype(io_dtype)
         self.has_zeros, self.has_bias = has_zeros, has_bias
         self.warps, self.stages, self.split = warps, stages, split
         self.dependent_launch = dependent_launch
@@ -269,15 +275,20 @@ class DecodeMatmul(anybit.Script):
         self,
         x: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
         weight: anybit.ptr(anybit.uint8),
-        scales: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
-        zeros: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
-        bias: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
-        y: anybit.ptr(self.act),  # noqa: F821 - evaluated with the instance
+        scales: anybit.ptr(self.io),  # noqa: F821 - evaluated with the instance
+        zeros: anybit.ptr(self.io),  # noqa: F821 - evaluated with the instance
+        bias: anybit.ptr(self.io),  # noqa: F821 - evaluated with the instance
+        y: anybit.ptr(self.io),  # noqa: F821 - evaluated with the instance
         m: anybit.int32,
         n: anybit.int32,
         k: anybit.int32,
     ):
-        pl, act, stages, warps, split = self.layout, self.act, self.stages, self.warps, self.split
+        self._program(x, weight, scales, zeros, bias, y, m, n, k)
+
+    @anybit.runtime_helper
+    def _program(self, x, weight, scales, zeros, bias, y, m, n, k):
+        """The kernel's body (``__call__``'s; a subclass with more arguments calls it from its own)."""
+        pl, stages, warps, split = self.layout, self.stages, self.warps, self.split
         kc, bn, rows = pl.k_chunk, self.block_n, self.block_m
         self.attrs.blocks = [n // bn, cdiv(m, rows), split]
         self.attrs.warps = warps
@@ -299,7 +310,7 @@ class DecodeMatmul(anybit.Script):
         sw = None if self.weights_in_registers else self.shared_tensor(uint8, [stages, warps, pl.tile_bytes])
         ss = self._scales_ring()
         sz = self._zeros_ring()
-        powers = float_exponents(pl.dtype, act)  # the float weights' re-biasing off the weights
+        powers = self._float_exponents()  # the float weights' re-biasing off the weights
         n0 = self.blockIdx.x * bn
         m0 = self.blockIdx.y * rows
         # This block's run of chunks: all of them, or split p's share chunks·p/P ... chunks·(p+1)/P.
@@ -319,6 +330,7 @@ class DecodeMatmul(anybit.Script):
                     self.free_shared(ring)
         if split > 1:
             acc = self._sum_splits(acc, m, n, m0, n0)
+        acc = self._row_factors(acc, m0)
         if pl.per_channel:
             acc = acc * self.cast(self._load_columns(gs, n0), float32, exponent=powers.scales)
         if self.rms_eps is not None:
@@ -329,9 +341,9 @@ class DecodeMatmul(anybit.Script):
         if self.accumulate:
             acc = acc + self.cast(self._prior_y(prior), float32)
         if self.gated:
-            self._store_y(gy, self.cast(self._gate(acc), act), m0, n0 // 2)
+            self._store_y(gy, self.cast(self._gate(acc), self.io), m0, n0 // 2)
         else:
-            self._store_y(gy, self.cast(acc, act), m0, n0)
+            self._store_y(gy, self.cast(acc, self.io), m0, n0)
 
     @anybit.runtime_helper
     def _main_loop(self, x, m, k, gx, gw, gs, gz, gy, sx, sw, ss, sz, n0, m0, first, count):
@@ -341,7 +353,7 @@ class DecodeMatmul(anybit.Script):
         kernels built on this one (a fused MLP) run the same loop."""
         pl, act, stages, warps = self.layout, self.act, self.stages, self.warps
         kw = self.k_groups
-        powers = float_exponents(pl.dtype, act)
+        powers = self._float_exponents()
         inverse_rms = None
         prior = None
         # Steps of the main loop: a chunk each, or with K groups k_groups chunks each (one a group).
@@ -436,6 +448,8 @@ class DecodeMatmul(anybit.Script):
             zero = None
             if self.has_zeros and not self.zeros_after_dot:  # codes: subtracted in the conversion, for free
                 zero = zero_row if pl.per_channel else self._load_zeros(sz[current])
+                if self.io is not act:  # integers: exact in either 16-bit type
+                    zero = self.cast(zero, act)
             # (The ring slot's view is taken here, after x's: the shipped tunings' kernels are this code.)
             if self.weights_in_registers:
                 load_weight_bytes = lambda part, first_byte, loaded=weight_bytes: loaded[first_byte]  # noqa: E731
@@ -524,6 +538,19 @@ class DecodeMatmul(anybit.Script):
             self.exit()
         return total
 
+    def _float_exponents(self) -> FloatExponents:
+        """:func:`float_exponents` of the kernel's weights and activation dtype; with scales of another dtype
+        (``io_dtype``: bf16 beside fp16 x, whose range a factor on every scale could overflow in f32) the
+        scales' power moves onto the loop's sum, once."""
+        powers = float_exponents(self.layout.dtype, self.act)
+        if self.io is self.act or not powers.scales:
+            return powers
+        return dataclasses.replace(powers, scales=0, after=powers.after + powers.scales)
+
+    def _row_factors(self, acc, m0):
+        """The block's sum times a factor per row of x (a subclass's; here none: ``acc`` as it is)."""
+        return acc
+
     def _ring_step(self, step):
         """Wait until step ``step``'s slot of the copy ring has landed (and, past the barrier, every warp is
         done with the slot read in the previous step); returns (the step whose copies go out now, its slot).
@@ -553,7 +580,7 @@ class DecodeMatmul(anybit.Script):
 
     def _scales_view(self, scales, group_rows, n):
         """The scales as the kernel indexes them: [groups, N]."""
-        return self.global_view(scales, self.act, [group_rows, n])
+        return self.global_view(scales, self.io, [group_rows, n])
 
     def _gate(self, acc):
         """silu(gate) · up of a gated pair's accumulator: the transposed kernel's (PackedLayout refuses a
@@ -562,11 +589,11 @@ class DecodeMatmul(anybit.Script):
 
     def _y_view(self, y, m, n):
         """y as the kernel indexes it: row-major [M, N]."""
-        return self.global_view(y, self.act, [m, n])
+        return self.global_view(y, self.io, [m, n])
 
     def _bias_view(self, bias, n):
         """The bias as a row [1, N]."""
-        return self.global_view(bias, self.act, [1, n])
+        return self.global_view(bias, self.io, [1, n])
 
     def _x_ring(self):
         """The shared ring of x chunks [16, KC], swizzled for ldmatrix."""
@@ -577,7 +604,7 @@ class DecodeMatmul(anybit.Script):
 
     def _scales_ring(self):
         """The shared ring of scale rows [1, block_n]."""
-        return self.shared_tensor(self.act, [self.stages, 1, self.block_n])
+        return self.shared_tensor(self.io, [self.stages, 1, self.block_n])
 
     def _x_operand(self, slot):
         """A step's x tile as the dot takes it: loaded from its ring slot into registers."""
@@ -647,13 +674,13 @@ class DecodeMatmul(anybit.Script):
         """The zero points in global memory: rows [group_rows, N], or shaped as the scales."""
         if self.zeros_after_dot:
             return self._scales_view(zeros, group_rows, n)
-        return self.global_view(zeros, self.act, [group_rows, n])
+        return self.global_view(zeros, self.io, [group_rows, n])
 
     def _zeros_ring(self):
         """The shared ring of zero-point rows [1, block_n] (shaped as the scales' for ``zeros_after_dot``)."""
         if self.zeros_after_dot:
             return self._scales_ring()
-        return self.shared_tensor(self.act, [self.stages, 1, self.block_n])
+        return self.shared_tensor(self.io, [self.stages, 1, self.block_n])
 
     def _load_zeros(self, slot):
         """A step's zero points from their ring slot, [1, block_n]: what the conversion subtracts."""

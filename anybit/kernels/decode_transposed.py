@@ -133,8 +133,8 @@ class DecodeMatmulTransposed(DecodeMatmul):
         a step's k_groups scale columns, a group's repeated for each of its chunks, are one copy."""
         if self.k_groups > 1 and not self.layout.per_channel:
             r = self._chunks_a_scale_row
-            return self.global_view(scales, self.act, [group_rows, r, n, 1], strides=[n, 0, 1, 1])
-        return self.global_view(scales, self.act, [n, group_rows], strides=[1, n])
+            return self.global_view(scales, self.io, [group_rows, r, n, 1], strides=[n, 0, 1, 1])
+        return self.global_view(scales, self.io, [n, group_rows], strides=[1, n])
 
     @property
     def _zeros_by_k_group(self) -> bool:
@@ -148,7 +148,7 @@ class DecodeMatmulTransposed(DecodeMatmul):
         one copy; per channel, the one row repeated for every K group, [1, k_groups, N]."""
         if self._zeros_by_k_group:
             r = self.k_groups if self.layout.per_channel else self._chunks_a_scale_row
-            return self.global_view(zeros, self.act, [group_rows, r, n], strides=[n, 0, 1])
+            return self.global_view(zeros, self.io, [group_rows, r, n], strides=[n, 0, 1])
         return super()._zeros_view(zeros, group_rows, n)
 
     def _zeros_ring(self):
@@ -156,7 +156,7 @@ class DecodeMatmulTransposed(DecodeMatmul):
         block_n] (per channel the row is read once, before the main loop)."""
         if self._zeros_by_k_group and not self.layout.per_channel:
             r = self._chunks_a_scale_row
-            return self.shared_tensor(self.act, [self.stages, self.k_groups // r, r, self.block_n])
+            return self.shared_tensor(self.io, [self.stages, self.k_groups // r, r, self.block_n])
         return super()._zeros_ring()
 
     def _load_zeros(self, slot):
@@ -194,11 +194,11 @@ class DecodeMatmulTransposed(DecodeMatmul):
 
     def _y_view(self, y, m, n):
         """y^T [N, M]: a transposed view of the row-major y."""
-        return self.global_view(y, self.act, [n, m], strides=[1, n])
+        return self.global_view(y, self.io, [n, m], strides=[1, n])
 
     def _bias_view(self, bias, n):
         """The bias as a column [N, 1]."""
-        return self.global_view(bias, self.act, [n, 1])
+        return self.global_view(bias, self.io, [n, 1])
 
     def _x_ring(self):
         """The shared ring of x^T chunks [KC, rows], k-contiguous, swizzled (:func:`transposed_x_layout`);
@@ -219,8 +219,8 @@ class DecodeMatmulTransposed(DecodeMatmul):
         r, block_n, 1] (see :meth:`_scales_view`)."""
         if self.k_groups > 1 and not self.layout.per_channel:
             r = self._chunks_a_scale_row
-            return self.shared_tensor(self.act, [self.stages, self.k_groups // r, r, self.block_n, 1])
-        return self.shared_tensor(self.act, [self.stages, self.block_n, 1])
+            return self.shared_tensor(self.io, [self.stages, self.k_groups // r, r, self.block_n, 1])
+        return self.shared_tensor(self.io, [self.stages, self.block_n, 1])
 
     def _x_operand(self, slot):
         """A step's x^T tile: its ring slot itself for ``wgmma``, else loaded into registers."""
@@ -275,7 +275,7 @@ class DecodeMatmulTransposed(DecodeMatmul):
         """Start copying this block's tile of yᵀ [block_n, rows] (rows past M: zeros) into shared memory,
         n-contiguous as y is: what ``accumulate`` adds, read at the end without a global round trip."""
         tile = self.shared_tensor(
-            self.act,
+            self.io,
             [self.block_n, self.rows],
             layout=shared_strided([self.block_n, self.rows], [1, self.block_n]),
         )

@@ -8,9 +8,7 @@ second launch), BENCHMARKS.md, thirty-second session. So the first one-row call 
 (unsigned 1-, 2- or 4-bit codes of the default packing in scale groups of 128, K a multiple of 1024, no bias,
 no folded norm or residual add) times the tuned decode kernel and each int8 configuration of
 :data:`WARPS` × :data:`SPLITS`, both as a row of launches replayed from a CUDA graph
-(:mod:`anybit.ops.row_timing`, the decode tuner's method), and keeps the faster in the autotune cache
-(exported, pinned and disabled with the rest: ``ANYBIT_AUTOTUNE=0``). Where it cannot time — a CUDA graph
-being captured, tuning disabled with nothing stored — the call takes the decode kernel.
+(:mod:`anybit.ops.route_choice`, the decode tuner's method), and keeps the faster in the autotune cache.
 """
 
 from __future__ import annotations
@@ -18,32 +16,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-import threading
 from collections.abc import Callable
 
 import torch
 
 from anybit.kernels.layout import PackedLayout
-from anybit.runtime.autotune import (
-    Candidate,
-    bucket_text,
-    gpu_key,
-    store_tuned,
-    stored_config,
-    tuning_enabled,
-)
+from anybit.ops.route_choice import RouteChooser
 
-#: The decode kernel's route (the choice's other value is an int8 configuration).
-DECODE_ROUTE = {"route": "decode"}
 #: Warps a block and blocks along K the first call times (m16 tiles a warp: two, or the packing's one).
 WARPS: tuple[int, ...] = (4, 8)
 SPLITS: tuple[int, ...] = (1, 2, 4, 8)
-#: Milliseconds of timed runs per candidate and round (5 to 100 replays, the L2 flushed before each).
-BUDGET_MS = 8.0
-#: The decode kernel and the FINALISTS fastest int8 configurations are timed ROUNDS more times, interleaved,
-#: and ranked by their median (one timing cannot tell candidates a few percent apart).
-FINALISTS = 2
-ROUNDS = 2
 
 
 def eligible(layout: PackedLayout, act_dtype: torch.dtype, m: int, has_bias: bool) -> bool:
@@ -95,34 +77,13 @@ def route_revision() -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-class Int8RouteChooser:
+class Int8RouteChooser(RouteChooser):
     """The measured route per (N, K, GPU) of one decode specialisation at M = 1 (``decode_identity``: its
     tuner's kernel identity, so a changed decode kernel or int8 route measures again)."""
 
     def __init__(self, decode_identity: str) -> None:
         digest = hashlib.sha256((decode_identity + route_revision()).encode()).hexdigest()[:16]
-        self.identity = f"QuantizedMatmulInt8Route-{digest}"
-        self._chosen: dict[tuple[str, str], dict] = {}
-        self._lock = threading.Lock()
-
-    def choose(self, bucket: list, arch: str, measure: Callable[[], list[Candidate]] | None) -> dict:
-        """The route for ``bucket`` ([1, N, K]): chosen before, pinned or stored, else measured now by
-        ``measure()`` (the timed candidates; None when this call cannot time: then the decode kernel, and a
-        later call may measure)."""
-        text, gpu = bucket_text(bucket), gpu_key(arch)
-        found = self._chosen.get((gpu, text))
-        if found is not None:
-            return found
-        with self._lock:
-            config = stored_config(self.identity, gpu, text)
-            if config is None or config.get("route") not in ("decode", "int8"):
-                if measure is None or not tuning_enabled():
-                    return DECODE_ROUTE
-                config = store_tuned(
-                    self.identity, "quantized_matmul int8 route", gpu, text, measure()
-                ).config
-            self._chosen[(gpu, text)] = config
-            return config
+        super().__init__(f"QuantizedMatmulInt8Route-{digest}", "int8")
 
 
 def int8_route_chooser(decode_identity: str) -> Int8RouteChooser:
@@ -130,38 +91,6 @@ def int8_route_chooser(decode_identity: str) -> Int8RouteChooser:
     from anybit.ops.path_choice import shared_chooser
 
     return shared_chooser(Int8RouteChooser, decode_identity)
-
-
-def measure(
-    decode_launch: Callable[[tuple], None], routes: list[tuple[dict, Callable]], rows: list[tuple]
-) -> list[Candidate]:
-    """Candidates timed as rows of launches from CUDA graphs (:func:`~anybit.ops.row_timing.graph_row` on
-    ``rows``, distinct weight copies): the decode kernel's ``decode_launch`` and each int8 configuration's
-    launch (``routes``: (config, launch) pairs); milliseconds a launch."""
-    from anybit.ops.row_timing import graph_row
-    from anybit.runtime.timing import time_cuda
-
-    def timed(run) -> float:
-        return time_cuda(run, budget_ms=BUDGET_MS) / run.launches
-
-    found = [Candidate(dict(DECODE_ROUTE))]
-    runs = {0: graph_row(decode_launch, rows)}
-    for config, launch in routes:
-        candidate = Candidate(dict(config))
-        try:
-            runs[len(found)] = graph_row(launch, rows)
-        except Exception as error:  # a configuration that cannot run only removes itself
-            candidate.skipped = f"launch failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
-        found.append(candidate)
-    timed(runs[0])  # one discarded timing: the first on a fresh weight runs slow
-    samples = {index: [timed(run)] for index, run in runs.items()}
-    ranked = sorted((index for index in samples if index), key=lambda index: samples[index][0])
-    for _ in range(ROUNDS):
-        for index in [0, *ranked[:FINALISTS]]:
-            samples[index].append(timed(runs[index]))
-    for index, values in samples.items():
-        found[index].milliseconds = float(sorted(values)[len(values) // 2])
-    return found
 
 
 class Int8RouteLaunch:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from anybit.kernels import PackedLayout, PackedWeight, decode_matmul, dequantize_weight, gated_reference
 from anybit.kernels.launch import default_decode_config, default_rows, rms_options
-from anybit.ops import int8_choice
+from anybit.ops import half_choice, int8_choice, route_choice
 from anybit.ops.checks import raise_bad_input
 from anybit.ops.dispatch import DECODE, DEQUANTIZE, threshold
 from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
@@ -210,9 +210,12 @@ class WeightPlan:
             compiled = launch_script(tuner.instance(config), args)
             m = args[DECODE_PARAMETERS.index("m")]
             launch = launch_function(compiled)
+            route = None
             if self.on_cuda and int8_choice.eligible(self.layout, self.act_dtype, m, has_bias):
-                launch = self._int8_route(args, launch, tuner.identity, has_zeros) or launch
-            self._launches[has_zeros][has_bias][m] = launch
+                route = self._int8_route(args, launch, tuner.identity, has_zeros)
+            if route is None and self.on_cuda and half_choice.eligible(self.layout, self.act_dtype, m):
+                route = self._half_route(args, launch, tuner.identity, has_zeros, has_bias)
+            self._launches[has_zeros][has_bias][m] = route or launch
 
     def _int8_route(
         self, args: tuple, decode_launch: Callable[[tuple], None], identity: str, has_zeros: bool
@@ -228,13 +231,52 @@ class WeightPlan:
 
         def measure() -> list:
             routes = [(c, route(c)) for c in int8_choice.candidates(self.layout)]
-            return int8_choice.measure(decode_launch, routes, row_arguments(args, has_zeros))
+            return route_choice.measure(decode_launch, routes, row_arguments(args, has_zeros))
 
         capturing = torch.cuda.is_current_stream_capturing()
         config = int8_choice.int8_route_chooser(identity).choose(
             [1, self.n, self.k], current_arch(), None if capturing else measure
         )
         if config.get("route") != "int8":
+            return None
+        launch = route(config)
+        if not capturing:
+            launch(args)  # compiles both kernels and keeps their launchers (y written again, the same)
+        return launch
+
+    def _half_route(
+        self,
+        args: tuple,
+        decode_launch: Callable[[tuple], None],
+        identity: str,
+        has_zeros: bool,
+        has_bias: bool,
+    ) -> Callable[[tuple], None] | None:
+        """The bf16-through-fp16 route's launch for this call where it is the faster
+        (:mod:`anybit.ops.half_choice`: stored, else timed now against ``decode_launch`` on these arguments),
+        else None."""
+        from anybit.ops.row_timing import row_arguments
+        from anybit.runtime.device import current_arch
+
+        m = args[DECODE_PARAMETERS.index("m")]
+
+        def route(config: dict) -> half_choice.HalfRouteLaunch:
+            kernel_config = {key: value for key, value in config.items() if key != "route"}
+            return half_choice.HalfRouteLaunch(
+                self.layout, kernel_config, has_zeros, has_bias, self.device, m
+            )
+
+        def measure() -> list:
+            config = {"route": "half", **half_choice.fp16_config(self.layout, args, has_zeros, has_bias)}
+            return route_choice.measure(
+                decode_launch, [(config, route(config))], row_arguments(args, has_zeros)
+            )
+
+        capturing = torch.cuda.is_current_stream_capturing()
+        config = half_choice.half_route_chooser(identity).choose(
+            [m_bucket(m), self.n, self.k], current_arch(), None if capturing else measure
+        )
+        if config.get("route") != "half":
             return None
         launch = route(config)
         if not capturing:

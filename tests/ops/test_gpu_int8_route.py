@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import anybit.ops as ops
-from anybit.ops import int8_choice
-from anybit.ops.int8_choice import DECODE_ROUTE, Int8RouteLaunch
+from anybit.ops import int8_choice, route_choice
+from anybit.ops.int8_choice import Int8RouteLaunch
+from anybit.ops.route_choice import DECODE_ROUTE
 from anybit.runtime.autotune import Candidate
 
 from .helpers import packed_weight, reference, relative_error, requires_gpu
@@ -57,7 +58,7 @@ def test_the_int8_route_where_it_measures_faster(dtype, monkeypatch):
         chosen["config"] = config
         return [Candidate(dict(DECODE_ROUTE), milliseconds=2.0), Candidate(dict(config), milliseconds=1.0)]
 
-    monkeypatch.setattr(int8_choice, "measure", measure)
+    monkeypatch.setattr(route_choice, "measure", measure)
     q, weight = packed_weight(dtype, 1024, 2048, device="cuda", seed=11)
     x = torch.randn(1, 2048, device="cuda").half()
     ops.quantized_matmul(x, weight)

@@ -9,7 +9,8 @@ import torch
 import anybit
 from anybit.kernels import choose_layout
 from anybit.ops import int8_choice
-from anybit.ops.int8_choice import DECODE_ROUTE, Int8RouteChooser
+from anybit.ops.int8_choice import Int8RouteChooser
+from anybit.ops.route_choice import DECODE_ROUTE
 from anybit.runtime import autotune
 from anybit.runtime.autotune import Candidate
 

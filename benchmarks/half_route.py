@@ -1,0 +1,151 @@
+"""bf16 activations through the fp16 decode loop (:mod:`anybit.ops.half_choice`) against the bf16 decode
+kernel, on the same packed bf16 weight, decode rows.
+
+For each type, shape and M: the bf16 decode kernel in its tuned configuration and the route (x's fp16 copy
+by ``PrepareHalfX``, then ``DecodeMatmulHalfX`` in the fp16 decode kernel's tuned configuration; the suite's
+tuning pinned, so nothing tunes) — each by its kernels' own device time (CUDA graph, L2 flushed, median)
+and per launch in a row (the dispatch's own measurement: launches on distinct weight copies from a CUDA
+graph) — then ``quantized_matmul`` with the route the dispatch chose, all checked against float64 (outputs
+poisoned) and reported as % of the read ceiling measured in the same process.
+
+Usage (repository root, on the GPU machine)::
+
+    python benchmarks/half_route.py [--types int4,float6_e3m2,int8] [--shapes 57344x8192,8192x28672,8192x8192]
+        [--ms 1,16] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import anybit  # noqa: E402
+from anybit.kernels import dequantize, pack, quantize  # noqa: E402
+from anybit.kernels.half_activations import prepare_half_x_on_device, prepare_kernel  # noqa: E402
+from anybit.ops import half_choice, route_choice  # noqa: E402
+from anybit.ops.int8_choice import Int8RouteLaunch  # noqa: E402
+from anybit.ops.row_timing import row_arguments  # noqa: E402
+from anybit.ops.tuning import tuner_for  # noqa: E402
+from anybit.runtime.compiler import launch_script  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks.matmul_anchors import read_ceilings  # noqa: E402
+
+SUITE_TUNING = pathlib.Path(__file__).resolve().parent / "tunings" / "nvidia-h200-suite.json"
+TYPES = "uint4,int4,float4_e2m1,uint5,float6_e3m2,float6_e2m3,int8"
+
+
+def kernel_us(call) -> float | None:
+    """The kernels' own device time of ``call`` captured in a graph (median, L2 flushed)."""
+    timing = harness.time_graph_kernels(harness.capture_graph(call), runs=30)
+    return None if timing is None else timing.median_us
+
+
+def relative_error(y: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((y.double() - reference).norm() / reference.norm())
+
+
+def probe(type_name: str, n: int, k: int, m: int, ceiling_tb_s: float) -> dict:
+    """One weight at M = m: the bf16 decode kernel, the route and quantized_matmul, timed and checked."""
+    from anybit.ops import quantized_matmul
+
+    zeros = type_name.startswith("u")
+    weight = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02
+    q = quantize(weight, type_name, group_size=128, zero_point=zeros, act_dtype=torch.bfloat16)
+    packed = pack(q)
+    x = (torch.randn(m, k, device="cuda") * 3).to(torch.bfloat16)
+    reference = x.double() @ dequantize(q).double().t()
+    groups = q.scales.numel() * 2 * (2 if zeros else 1)
+    nbytes = n * k * q.dtype.nbits // 8 + groups + x.numel() * 2 + m * n * 2
+    y = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    zero_arg = packed.zeros if zeros else packed.scales
+    args = (x, packed.data, packed.scales, zero_arg, packed.scales, y, m, n, k)
+    tuner = tuner_for(packed.layout, torch.bfloat16, zeros, False)
+    native_config = tuner.select(args)
+    native = tuner.instance(native_config)
+    launch_script(native, args)
+    row: dict = {"type": type_name, "n": n, "k": k, "m": m, "bytes": nbytes, "native_config": native_config}
+    row["native_error"] = relative_error(y, reference)
+    row["native_us"] = kernel_us(lambda: launch_script(native, args))
+    half_config = half_choice.fp16_config(packed.layout, args, zeros, False)
+    route = half_choice.HalfRouteLaunch(packed.layout, half_config, zeros, False, x.device, m)
+    y.fill_(float("nan"))
+    route(args)  # compiles both kernels
+    route(args)
+    row["half_config"] = half_config
+    row["half_error"] = relative_error(y, reference)
+    row["half_us"] = kernel_us(lambda: route(args))
+    prepared = prepare_half_x_on_device(x)
+    prepare_args = (x, *prepared, m, k)
+    row["prepare_us"] = kernel_us(lambda: launch_script(prepare_kernel(), prepare_args))
+    in_a_row = route_choice.measure(
+        lambda launch_args: launch_script(native, launch_args),
+        [({"route": "half", **half_config}, route)],
+        row_arguments(args, zeros),
+    )
+    row["native_row_us"], row["half_row_us"] = (c.milliseconds * 1e3 for c in in_a_row)
+    qmm = quantized_matmul(x, packed)  # the dispatch measures its routes on this first call
+    row["quantized_matmul_error"] = relative_error(qmm, reference)
+    kernel_us(lambda: quantized_matmul(x, packed))  # the first timing on a fresh weight runs slow
+    row["quantized_matmul_us"] = kernel_us(lambda: quantized_matmul(x, packed))
+    launch = anybit.ops.plan_of(packed).decode_launch(m, has_zeros=zeros, has_bias=False)
+    row["chosen"] = {half_choice.HalfRouteLaunch: "half", Int8RouteLaunch: "int8"}.get(type(launch), "decode")
+    for key in ("native", "half", "quantized_matmul"):
+        us = row[f"{key}_us"]
+        row[f"{key}_pct"] = None if not us else nbytes / (us * 1e-6) / (ceiling_tb_s * 1e12) * 100
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    def extra(parser) -> None:
+        parser.add_argument("--tuning", type=pathlib.Path, default=SUITE_TUNING)
+        parser.add_argument("--types", default=TYPES)
+        parser.add_argument("--shapes", default="57344x8192,8192x28672,8192x8192")
+        parser.add_argument("--ms", default="1,16")
+
+    options = harness.gpu_options(__doc__.split("\n\n")[0], argv, "half_route.py", extra)
+    if options is None:
+        return 2
+    started = time.perf_counter()
+    pinned = anybit.runtime.load_tuning(options.tuning) if options.tuning.exists() else 0
+    print(f"{pinned} tuned configurations pinned from {options.tuning}")
+    ceilings = read_ceilings()
+    ceiling = ceilings["best_tb_s"]
+    print(f"{harness.gpu_description()}; read ceiling {ceiling:.2f} TB/s", flush=True)
+    print(
+        "| type | N × K | M | bf16 decode µs | % | route µs | % | x's fp16 copy µs | in a row: decode / "
+        "route µs | quantized_matmul µs | % | chosen | errors (decode, route, qmm) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    shapes = [tuple(int(v) for v in shape.split("x")) for shape in options.shapes.split(",")]
+    for type_name in options.types.split(","):
+        for n, k in shapes:
+            for m in (int(v) for v in options.ms.split(",")):
+                try:
+                    row = probe(type_name, n, k, m, ceiling)
+                except Exception as failure:  # one failing weight is a result, not the end of the run
+                    print(f"| {type_name} | {n}×{k} | {m} | failed: {type(failure).__name__}: {failure} |")
+                    rows.append({"type": type_name, "n": n, "k": k, "m": m, "failure": str(failure)[:500]})
+                    continue
+                rows.append(row)
+                print(
+                    f"| {type_name} | {n}×{k} | {m} | {row['native_us']:.1f} | {row['native_pct']:.0f}% | "
+                    f"{row['half_us']:.1f} | {row['half_pct']:.0f}% | {row['prepare_us']:.1f} | "
+                    f"{row['native_row_us']:.1f} / {row['half_row_us']:.1f} | "
+                    f"{row['quantized_matmul_us']:.1f} | "
+                    f"{row['quantized_matmul_pct']:.0f}% | {row['chosen']} | {row['native_error']:.1e}, "
+                    f"{row['half_error']:.1e}, {row['quantized_matmul_error']:.1e} |",
+                    flush=True,
+                )
+    harness.write_json(options.out, "half_route.json", {"ceilings": ceilings, "pinned": pinned, "rows": rows})
+    print(f"total {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

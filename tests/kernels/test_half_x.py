@@ -1,0 +1,126 @@
+"""bf16 activations through the fp16 decode loop on the interpreter: x's fp16 copy and row factors
+(:mod:`anybit.kernels.half_activations`) against torch, and :class:`DecodeMatmulHalfX` against float64,
+outputs poisoned with NaN; the errors of what they refuse."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from anybit.kernels import choose_layout, pack
+from anybit.kernels.decode_half_x import DecodeMatmulHalfX, half_x_matmul
+from anybit.kernels.half_activations import TOP_EXPONENT, prepare_half_x, prepare_half_x_on_device
+
+from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
+
+BF16 = torch.bfloat16
+
+
+def fresh_seed() -> int:
+    """A new seed per run: fresh random inputs every time."""
+    return random.randrange(2**31)
+
+
+def test_the_fp16_copy_times_its_factor_is_x():
+    """Rows of every magnitude (bf16's range is f32's): x == half · factor exactly for every element within
+    2^28 of its row's largest |x| (all of them but in the row whose largest is near bf16's limit), each
+    row's largest lands in [2^14, 2^15), the factors are powers of two; a row of zeros keeps zeros."""
+    torch.manual_seed(fresh_seed())
+    x = torch.randn(5, 2048).bfloat16()
+    x[1] *= 1e-30
+    x[2] *= 1e30
+    x[3] = 0.0
+    x[4, 7] = 3.0e38  # near bf16's largest
+    half, factors = prepare_half_x(x)
+    assert half.dtype == torch.float16 and factors.dtype == torch.float32
+    within = x.float().abs() >= x.float().abs().amax(dim=1, keepdim=True) * 2.0**-28
+    assert torch.equal((half.float() * factors[:, None])[within], x.float()[within])
+    assert within[:4].all()  # every element of the first four rows
+    largest = half[[0, 1, 2, 4]].float().abs().amax(dim=1)
+    assert ((largest >= 2.0**TOP_EXPONENT) & (largest < 2.0 ** (TOP_EXPONENT + 1))).all()
+    assert torch.equal(torch.frexp(factors).mantissa, torch.full_like(factors, 0.5))
+    assert not half[3].any()
+
+
+def test_elements_far_below_the_rows_largest_round_to_fp16_subnormals():
+    """An element 2^30 below its row's largest is an fp16 subnormal after scaling: rounded, not lost."""
+    x = torch.tensor([[1.0, 2.0**-30 * 1.5, 2.0**-45]], dtype=BF16)
+    half, factors = prepare_half_x(x)
+    assert float(half[0, 1]) * float(factors[0]) == pytest.approx(2.0**-30 * 1.5, rel=2.0**-9)
+    assert float(half[0, 2]) == 0.0  # below fp16's smallest subnormal after scaling
+
+
+@pytest.mark.parametrize(("m", "k"), [(1, 4096), (3, 1032), (16, 2048)])
+def test_the_preparation_kernel_matches_torch(m, k):
+    """PrepareHalfX on the interpreter: bit for bit torch's (K past a step and not a multiple of one)."""
+    torch.manual_seed(fresh_seed())
+    x = (torch.randn(m, k) * torch.logspace(-8, 8, m)[:, None]).bfloat16()
+    half, factors = prepare_half_x_on_device(x)
+    expected_half, expected_factors = prepare_half_x(x)
+    assert torch.equal(half, expected_half) and torch.equal(factors[:m], expected_factors)
+
+
+def test_the_preparation_refuses_what_it_cannot_take():
+    with pytest.raises(ValueError, match="bf16 x"):
+        prepare_half_x_on_device(torch.randn(2, 64).half())
+    with pytest.raises(ValueError, match="multiple of 8"):
+        prepare_half_x_on_device(torch.randn(2, 60).bfloat16())
+    with pytest.raises(ValueError, match="expected out"):
+        prepare_half_x_on_device(torch.randn(2, 64).bfloat16(), out=(torch.empty(2, 64), torch.empty(2)))
+
+
+# (type, N, K, M, zero points, bias, config)
+CASES = [
+    ("int4", 256, 1024, 1, False, False, {}),
+    ("uint4", 256, 1024, 3, True, True, {"split": 2}),
+    ("float6_e3m2", 128, 1024, 12, False, False, {}),  # float weights: the scales' power after the loop
+    ("int8", 128, 512, 16, False, True, {"warps": 2, "weights_in_registers": True}),
+    ("uint3", 256, 1024, 2, True, False, {"warps": 2, "warps_along_k": True}),  # bit planes, warps along K
+    ("float4_e2m1", 128, 512, 5, False, False, {"split": 2, "split_in_cluster": True}),
+    ("uint2", 128, 512, 1, True, False, {"warps": 2, "bias_after_dot": True}),  # zero points after the dot
+    ("uint4", 128, 512, 2, True, False, {"group": -1}),  # per-channel scales and zero points
+]
+
+
+@pytest.mark.parametrize(("dtype", "n", "k", "m", "zeros", "bias", "config"), CASES)
+def test_the_fp16_loop_gives_the_bf16_product(dtype, n, k, m, zeros, bias, config):
+    """x of a wide range of magnitudes through PrepareHalfX and DecodeMatmulHalfX: the float64 product of
+    the bf16 inputs within bf16's tolerance, for integer, float and bit-plane weights, zero points in the
+    conversion or after the dot, per-channel scales, bias, split-K (through L2 or a cluster), warps along K
+    and the weights in registers."""
+    config = dict(config)
+    group = config.pop("group", 128)
+    q = random_quantized(dtype, n, k, group, BF16, zero_point=zeros, seed=fresh_seed())
+    p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
+    x = (torch.randn(m, k) * torch.logspace(-6, 6, m)[:, None]).to(BF16)
+    b = torch.randn(n).to(BF16) if bias else None
+    out = torch.full((m, n), float("nan"), dtype=BF16)
+    y = half_x_matmul(x, p, b, config=config, out=out)
+    assert y is out and torch.isfinite(y).all()
+    for row in range(m):  # each row's own scale: a relative error a row
+        assert relative_error(y[row : row + 1], reference_matmul(x[row : row + 1], q, b)) <= TOLERANCE[BF16]
+
+
+def test_the_kernel_refuses_the_folds():
+    layout = choose_layout("int4", 256, 1024, 128, operand="a")
+    with pytest.raises(ValueError, match="no row RMS, residual add or gated pair"):
+        DecodeMatmulHalfX(layout, rms_eps=1e-5)
+    with pytest.raises(ValueError, match="no row RMS, residual add or gated pair"):
+        DecodeMatmulHalfX(layout, accumulate=True)
+    gated = choose_layout("int4", 256, 1024, 128, operand="a", gated=True)
+    with pytest.raises(ValueError, match="gated pair"):
+        DecodeMatmulHalfX(gated)
+
+
+def test_the_entry_point_names_what_it_takes():
+    q = random_quantized("int4", 128, 512, 128, BF16, seed=fresh_seed())
+    p = pack(q, layout=choose_layout("int4", 128, 512, 128, operand="a"))
+    with pytest.raises(ValueError, match="M ≤ 16"):
+        half_x_matmul(torch.randn(17, 512).to(BF16), p)
+    with pytest.raises(ValueError, match="expected x bf16"):
+        half_x_matmul(torch.randn(1, 512).half(), p)
+    fp16 = pack(random_quantized("int4", 128, 512, 128, torch.float16, seed=fresh_seed()))
+    with pytest.raises(ValueError, match="bf16 weight packed as the A operand"):
+        half_x_matmul(torch.randn(1, 512).half(), fp16)
