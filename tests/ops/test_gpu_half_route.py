@@ -54,7 +54,7 @@ def test_the_route_where_it_measures_faster(dtype, m, bias, monkeypatch):
     """With the route measured faster (the measurement stubbed), calls take it: eager, and replayed from a
     CUDA graph with fresh x of other magnitudes (the rows' factors made again each replay)."""
 
-    def measure(decode_launch, routes, rows):
+    def measure(decode_launch, routes, rows):  # (the int8 route's too: not for these weights and calls)
         config = routes[0][0]
         assert config["route"] == "half"
         return [Candidate(dict(DECODE_ROUTE), milliseconds=2.0), Candidate(dict(config), milliseconds=1.0)]
