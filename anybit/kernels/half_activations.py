@@ -10,7 +10,7 @@ and nothing overflows. The product x · W is then 2^s · (x · 2^−s) · W: the
 row's factor 2^s, exact, before the bias (:class:`~anybit.kernels.decode_half_x.DecodeMatmulHalfX`).
 
 :class:`PrepareHalfX` makes both in one small kernel (a block a row: the row's largest |x| by a block
-reduction, then its fp16 copy); :func:`prepare_half_x` is its torch reference.
+reduction across a thread-block cluster, then its fp16 copy); :func:`prepare_half_x` is its torch reference.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from anybit.layout import spatial
 
 #: The exponent the row's largest |x| takes in fp16: [2^14, 2^15), below fp16's largest finite 65504.
 TOP_EXPONENT = 14
-#: Warps of the preparation's block (one block a row of x); each thread reads 16-byte vectors, UNROLL steps
-#: of them in flight (at K = 28672 a block of 8 warps reading one vector a step took 8 µs on the H200).
-WARPS = 16
+#: Blocks a row of x, one thread-block cluster: each takes 1/CLUSTER of the row, their largest |x| meet in
+#: distributed shared memory (one block a row, 8 warps, took 3 µs at K = 8192 and 8 at K = 28672 on the
+#: H200: two passes over the row one load round trip after another).
+CLUSTER = 8
+#: Warps a block; each thread reads 16-byte vectors, UNROLL steps of them in flight.
+WARPS = 4
 VECTOR = 8  # bf16 elements in 16 bytes
 UNROLL = 4
-#: Elements of a row the block reads a step.
-STEP = 32 * WARPS * VECTOR
 #: f32 exponent field values: the factor 2^(e − 127 − TOP_EXPONENT) of a largest |x| with exponent field e
 #: is an f32 normal for e ≥ LOWEST_FIELD (rows whose largest |x| is below 2^−112, zeros among them, are
 #: scaled as if it were 2^−112: their fp16 copy then sits below 2^15 too).
@@ -62,12 +63,13 @@ def prepare_half_x(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class PrepareHalfX(anybit.Script):
     """bf16 x [M, K] → (x · 2^−s in fp16 [M, K], 2^s in f32 [M]), s per row (see the module docstring).
 
-    A block of :data:`WARPS` warps a row: each thread reads 16-byte vectors of the row a step
-    (:data:`UNROLL` steps unrolled, their loads in flight together), keeps the largest |x| it saw, the
-    block takes the largest of those, then reads the row again (from L1/L2) and stores its fp16 copy. K a
-    multiple of 8; elements past K read as zeros. A dependent launch: it waits for the kernel before it
-    (which writes x) and lets the next one (the decode kernel, which loads its first weight bytes
-    meanwhile) launch at once."""
+    A cluster of :data:`CLUSTER` blocks a row, each block 1/CLUSTER of it: each thread reads 16-byte vectors
+    of the block's part (:data:`UNROLL` steps unrolled, their loads in flight together) and keeps the
+    largest |x| it saw; the block's largest goes to its shared memory, every block of the cluster takes the
+    largest of the cluster's (distributed shared memory, between two cluster barriers), then reads its part
+    again (from L1/L2) and stores its fp16 copy. K a multiple of 8 · CLUSTER (every packed weight's K is). A
+    dependent launch: it waits for the kernel before it (which writes x) and lets the next one (the decode
+    kernel, which loads its first weight bytes meanwhile) launch at once."""
 
     def __init__(self, warps: int = WARPS) -> None:
         super().__init__()
@@ -85,27 +87,36 @@ class PrepareHalfX(anybit.Script):
     ):
         warps = self.warps
         step = 32 * warps * VECTOR
-        self.attrs.blocks = [m]
+        self.attrs.blocks = [CLUSTER, m]
+        self.attrs.cluster = [CLUSTER, 1]
         self.attrs.warps = warps
-        self.assume_divisible(k, VECTOR)
+        self.assume_divisible(k, VECTOR * CLUSTER)
         self.wait_prior_grids()
         self.allow_dependent_grids()
-        layout = spatial(1, 32 * warps).local(1, VECTOR)
-        gx = self.global_view(x, bfloat16, [m, k])
-        row = self.blockIdx.x
-        largest = self.register_tensor(float32, [1, step], layout=layout, init=0.0)
-        for part in self.range(cdiv(k, step), unroll=UNROLL):
-            tile = self.load_global(gx, [row, part * step], [1, step], layout=layout)
+        part_k = k // CLUSTER
+        layout = spatial(1, 1, 32 * warps).local(1, 1, VECTOR)
+        gx = self.global_view(x, bfloat16, [m, CLUSTER, part_k], strides=[k, part_k, 1])
+        row, part = self.blockIdx.y, self.blockIdx.x
+        largest = self.register_tensor(float32, [1, 1, step], layout=layout, init=0.0)
+        for index in self.range(cdiv(part_k, step), unroll=UNROLL):
+            tile = self.load_global(gx, [row, part, index * step], [1, 1, step], layout=layout)
             largest = self.maximum(largest, abs(self.cast(tile, float32)))
-        field = (self.view(self.max(largest, 1, keepdim=True), int32) >> 23) & 255
-        field = self.maximum(field, LOWEST_FIELD)
+        mine = self.shared_tensor(float32, [1, 1, 1])
+        self.store_shared(mine, self.max(largest, 2, keepdim=True))
+        self.cluster_sync()
+        row_largest = self.load_shared(mine, rank=0)
+        for rank in range(1, CLUSTER):
+            row_largest = self.maximum(row_largest, self.load_shared(mine, rank=rank))
+        self.cluster_sync()  # no block's shared memory goes while another reads it
+        field = self.maximum((self.view(row_largest, int32) >> 23) & 255, LOWEST_FIELD)
         scale = self.view((127 + 127 + TOP_EXPONENT - field) << 23, float32)
-        gh = self.global_view(half, float16, [m, k])
-        for part in self.range(cdiv(k, step), unroll=UNROLL):
-            tile = self.load_global(gx, [row, part * step], [1, step], layout=layout)
-            self.store_global(gh, self.cast(self.cast(tile, float32) * scale, float16), [row, part * step])
-        gf = self.global_view(factors, float32, [1, m])
-        self.store_global(gf, self.view((field - TOP_EXPONENT) << 23, float32), [0, row])
+        gh = self.global_view(half, float16, [m, CLUSTER, part_k], strides=[k, part_k, 1])
+        for index in self.range(cdiv(part_k, step), unroll=UNROLL):
+            tile = self.load_global(gx, [row, part, index * step], [1, 1, step], layout=layout)
+            converted = self.cast(self.cast(tile, float32) * scale, float16)
+            self.store_global(gh, converted, [row, part, index * step])
+        gf = self.global_view(factors, float32, [1, 1, m])
+        self.store_global(gf, self.view((field - TOP_EXPONENT) << 23, float32), [0, 0, row])
 
 
 def prepare_half_x_on_device(
@@ -116,8 +127,11 @@ def prepare_half_x_on_device(
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.dtype != torch.bfloat16:
         raise ValueError(f"expected bf16 x [M, K], got {getattr(x, 'dtype', type(x).__name__)}")
     m, k = x.shape
-    if k % VECTOR:
-        raise ValueError(f"expected K a multiple of {VECTOR} (16-byte rows of bf16), got {k}")
+    if k % (VECTOR * CLUSTER):
+        raise ValueError(
+            f"expected K a multiple of {VECTOR * CLUSTER} (a cluster's {CLUSTER} blocks a row, 16-byte "
+            f"vectors of bf16), got {k}"
+        )
     x = x.contiguous()
     if out is None:
         out = (

@@ -52,9 +52,10 @@ def test_elements_far_below_the_rows_largest_round_to_fp16_subnormals():
     assert float(half[0, 2]) == 0.0  # below fp16's smallest subnormal after scaling
 
 
-@pytest.mark.parametrize(("m", "k"), [(1, 4096), (3, 1032), (16, 2048)])
+@pytest.mark.parametrize(("m", "k"), [(1, 4096), (3, 1088), (16, 2048), (2, 64)])
 def test_the_preparation_kernel_matches_torch(m, k):
-    """PrepareHalfX on the interpreter: bit for bit torch's (K past a step and not a multiple of one)."""
+    """PrepareHalfX on the interpreter: bit for bit torch's (a block's part of K past a step and not a
+    multiple of one, or less than one)."""
     torch.manual_seed(fresh_seed())
     x = (torch.randn(m, k) * torch.logspace(-8, 8, m)[:, None]).bfloat16()
     half, factors = prepare_half_x_on_device(x)
@@ -65,8 +66,8 @@ def test_the_preparation_kernel_matches_torch(m, k):
 def test_the_preparation_refuses_what_it_cannot_take():
     with pytest.raises(ValueError, match="bf16 x"):
         prepare_half_x_on_device(torch.randn(2, 64).half())
-    with pytest.raises(ValueError, match="multiple of 8"):
-        prepare_half_x_on_device(torch.randn(2, 60).bfloat16())
+    with pytest.raises(ValueError, match="multiple of 64"):
+        prepare_half_x_on_device(torch.randn(2, 1000).bfloat16())
     with pytest.raises(ValueError, match="expected out"):
         prepare_half_x_on_device(torch.randn(2, 64).bfloat16(), out=(torch.empty(2, 64), torch.empty(2)))
 
