@@ -6,7 +6,8 @@ suite (``python -m anybit bench``) measures the first and writes the configurati
 its SASS with ``nvdisasm`` — no GPU needed — and puts per row:
 
 * the tuned configuration (at M = 1, the int8 route's where the run's dispatch chose it:
-  ``anybit.ops.int8_choice``), registers a thread, shared memory a block, and the blocks an SM can hold
+  ``anybit.ops.int8_choice``; for bf16 rows that the dispatch ran through the fp16 loop,
+  ``anybit.ops.half_choice``, the fp16 kernel's), registers a thread, shared memory a block, and the blocks an SM can hold
   (theoretical occupancy: the smallest of the register, shared-memory, warp and block limits of sm_90);
 * the main loop's SASS instructions per weight, and from them the **issue time**: every warp's loop
   instructions spread over the 4 schedulers of every SM at the SM clock (a lower bound: one instruction a
@@ -54,7 +55,8 @@ import torch  # noqa: E402
 import anybit  # noqa: E402
 from anybit.kernels import choose_layout  # noqa: E402
 from anybit.kernels.layout import BYTES_PER_THREAD_CHOICES, MAX_BYTES_PER_THREAD  # noqa: E402
-from anybit.ops import int8_choice  # noqa: E402
+from anybit.ops import half_choice, int8_choice  # noqa: E402
+from anybit.ops.half_choice import half_route_chooser  # noqa: E402
 from anybit.ops.int8_choice import int8_route_chooser  # noqa: E402
 from anybit.ops.tuning import m_bucket, tuner_for  # noqa: E402
 from anybit.runtime.autotune import bucket_text  # noqa: E402
@@ -126,6 +128,9 @@ def kernel_facts(
     NVRTC and nvdisasm, no GPU)."""
     if config.get("route") == "int8":
         return int8_facts(type_name, act_name, config, n, k)
+    if config.get("route") == "half":  # bf16 through the fp16 loop: the fp16 kernel's loop, its configuration
+        config = {key: value for key, value in config.items() if key != "route"}
+        act_name = "float16"
     layout = choose_layout(type_name, n, k, 128, operand=operand, max_bytes_per_thread=width)
     tuner = tuner_for(layout, getattr(torch, act_name), type_name.startswith("uint"), False)
     compiled = anybit.compile(tuner.instance(config), *(None,) * 6, m, n, k, arch=ARCH)
@@ -208,6 +213,11 @@ def analyse(
             route = configs.get((int8_route_chooser(tuner.identity).identity, bucket_text([1, n, k])))
             if route is not None and route.get("route") == "int8":
                 config = route
+        if half_choice.eligible(layout, act, m) and (config or {}).get("route") != "int8":  # bf16 as fp16
+            chooser = half_route_chooser(tuner.identity)
+            route = configs.get((chooser.identity, bucket_text([m_bucket(m), n, k])))
+            if route is not None and route.get("route") == "half":
+                config = route
         if config is None:
             entry["missing"] = "no tuning record for this kernel (tuned by other code?)"
         else:
@@ -289,6 +299,8 @@ def markdown(entries: list[dict], clock_mhz: float) -> str:
         c = e["config"]
         if c.get("route") == "int8":
             shape = f"int8 route: {c['warps']} warps, {c['tiles']} tiles, split {c['split']}"
+        elif c.get("route") == "half":
+            shape = f"fp16 loop: {c.get('rows', 16)}, {c['warps']}, {c['stages']}, {c['split']}"
         else:
             shape = f"{c.get('rows', 16)}, {c['warps']}, {c['stages']}, {c['split']}"
         if c.get("min_blocks"):

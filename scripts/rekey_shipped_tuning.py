@@ -41,6 +41,9 @@ for key, bucket, config in json.loads(sys.argv[1]):
     if config.get("route") == "int8":  # the int8 route's two kernels (suite probe only)
         sources[f"{key} {bucket} {json.dumps(config, sort_keys=True)}"] = int8_source(key, config)
         continue
+    if config.get("route") == "half":  # bf16 through the fp16 loop: its two kernels (suite probe only)
+        sources[f"{key} {bucket} {json.dumps(config, sort_keys=True)}"] = half_source(key, bucket, config)
+        continue
     built = tuners[key].built(config, (None,) * 6 + tuple(json.loads(bucket)), "sm_90a")
     if not isinstance(built, tuple):
         raise SystemExit(f"{key} {bucket} {config}: {built}")
@@ -85,6 +88,10 @@ try:  # the int8 route's choice records (a tree from before it has none)
     from anybit.ops.int8_choice import int8_route_chooser
 except ImportError:
     int8_route_chooser = None
+try:  # the bf16-through-fp16 route's choice records (a tree from before it has none)
+    from anybit.ops.half_choice import half_route_chooser
+except ImportError:
+    half_route_chooser = None
 tuners, identities = {}, {}
 for t in cases.TYPES:
     for _, n, k in cases.SHAPES:
@@ -97,6 +104,8 @@ for t in cases.TYPES:
             identities[key + " path"] = path_chooser(tuner.identity).identity
             if int8_route_chooser is not None:
                 identities[key + " int8 route"] = int8_route_chooser(tuner.identity).identity
+            if half_route_chooser is not None and act == "bfloat16":
+                identities[key + " half route"] = half_route_chooser(tuner.identity).identity
 
 
 def int8_source(key, config):  # the CUDA hash of an int8-route record's two kernels
@@ -112,6 +121,21 @@ def int8_source(key, config):  # the CUDA hash of an int8-route record's two ker
     prepare = prepare_kernel_for(act, nbits, 128, True)
     text = generate_source(kernel.program(*(None,) * 7, 1, n, k), "sm_90a").source
     text += generate_source(prepare.program(None, None, None, None, 1, k), "sm_90a").source
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def half_source(key, bucket, config):  # the CUDA hash of a half-route record's two kernels
+    from anybit.kernels.decode_half_x import DecodeMatmulHalfX
+    from anybit.kernels.half_activations import prepare_kernel
+    from anybit.runtime.compiler import generate_source
+
+    t, shape = key.split()[:2]
+    m, n, k = json.loads(bucket)
+    layout = kernels.choose_layout(t, n, k, cases.GROUP_SIZE)
+    options = {name: value for name, value in config.items() if name != "route"}
+    kernel = DecodeMatmulHalfX(layout, has_zeros=t.startswith("u"), **options)
+    text = generate_source(kernel.program(*(None,) * 7, m, n, k), "sm_90a").source
+    text += generate_source(prepare_kernel().program(None, None, None, m, k), "sm_90a").source
     return hashlib.sha256(text.encode()).hexdigest()
 """
     + SOURCES
@@ -150,8 +174,8 @@ def rekey(files: list[pathlib.Path], before_tree: pathlib.Path, program: str) ->
     """Re-key the records of ``files`` (tuners named by ``program``'s probe) from ``before_tree``'s kernels
     to this tree's, where every decode configuration's CUDA is unchanged; 1 (and nothing written) where
     not. Path records (``QuantizedMatmulPath-…``: no CUDA of their own) follow their decode kernel, and so
-    do the int8 route's records (``QuantizedMatmulInt8Route-…``) where their int8 kernels' CUDA is unchanged
-    too."""
+    do the int8 route's and the bf16-through-fp16 route's records (``QuantizedMatmulInt8Route-…``,
+    ``QuantizedMatmulHalfRoute-…``) where their own kernels' CUDA is unchanged too."""
     names = {identity: key for key, identity in probe(before_tree, [], program)["identities"].items()}
     after_names = probe(HERE, [], program)["identities"]
     for path in files:
@@ -166,7 +190,7 @@ def rekey(files: list[pathlib.Path], before_tree: pathlib.Path, program: str) ->
         build = [
             [names[r["kernel"]], r["bucket"], r["config"]]
             for r in stale
-            if "path" not in r["config"] and r["config"].get("route", "int8") == "int8"
+            if "path" not in r["config"] and r["config"].get("route") in (None, "int8", "half")
         ]
         if build and probe(before_tree, build, program)["sources"] != probe(HERE, build, program)["sources"]:
             print(f"{path.name}: the generated CUDA differs: tune again on the GPU it names", file=sys.stderr)

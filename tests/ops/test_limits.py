@@ -176,3 +176,33 @@ def test_a_row_the_int8_route_ran_is_read_from_its_kernel(tmp_path):
     assert entry["config"] == route and entry["hmma"] == 32  # 2 tiles × 4 k32 steps × 2 planes × 2 chunks
     assert entry["weights_per_thread"] == 256 and 0.5 < entry["loop_per_weight"] < 2.0
     assert "int8 route: 4 warps, 2 tiles, split 8" in (tmp_path / "limits.md").read_text()
+
+
+@pytest.mark.skipif(not has_nvdisasm(), reason="needs nvdisasm (the [sass] extra, or on PATH)")
+def test_a_bf16_row_the_fp16_loop_ran_is_read_from_that_loop(tmp_path):
+    """A bf16 int8 row whose dispatch ran it through the fp16 loop (the half route): its configuration is the
+    route's and its SASS the fp16 kernel's (8-bit codes into fp16 without f32: fewer instructions a weight
+    than the bf16 kernel's)."""
+    pytest.importorskip("cuda.bindings", reason="NVRTC bindings (the [cuda] extra) are not installed")
+    from anybit.kernels import choose_layout
+    from anybit.ops.half_choice import half_route_chooser
+    from anybit.ops.tuning import tuner_for
+
+    tuner = tuner_for(choose_layout("int8", 8192, 8192, 128), torch.bfloat16, False, False)
+    decode = {"rows": 8, "warps": 4, "stages": 4, "split": 4}
+    route = {"route": "half", "rows": 8, "warps": 4, "stages": 4, "split": 4}
+    records = [{"kernel": tuner.identity, "gpu": "H200", "bucket": "[1,8192,8192]", "config": decode}]
+    suite(tmp_path, records)
+    matmul = json.loads((tmp_path / "matmul.json").read_text())
+    for entry in matmul["rows"]:
+        entry.update(type="int8", act_dtype="bfloat16")
+    (tmp_path / "matmul.json").write_text(json.dumps(matmul))
+    assert limits.main([str(tmp_path)]) == 0
+    (native,) = json.loads((tmp_path / "limits.json").read_text())
+    chosen = {"kernel": half_route_chooser(tuner.identity).identity, "gpu": "H200", "bucket": "[1,8192,8192]"}
+    records.append(dict(chosen, config=route))
+    (tmp_path / "tuning.json").write_text(json.dumps({"format": 1, "records": records}))
+    assert limits.main([str(tmp_path)]) == 0
+    (entry,) = json.loads((tmp_path / "limits.json").read_text())
+    assert entry["config"] == route and entry["loop_per_weight"] < native["loop_per_weight"]
+    assert "fp16 loop: 8, 4, 4, 4" in (tmp_path / "limits.md").read_text()
