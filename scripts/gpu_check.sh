@@ -87,7 +87,7 @@ step gpu_runtime 90 "${gpu_pytest[@]}" tests/runtime
 # ops tunes every M bucket of several types (16-row buckets: the occupancy variants too; 16 < M ≤ 128: both
 # paths timed): one process took 230 s for 15 of its 25 tests on a fresh machine (2026-11-29), so both
 # tiers spread over processes (the picks of tuning beside other tests are slower, never wrong).
-step gpu_ops 240 "${gpu_pytest[@]}" -n 8 tests/ops
+step gpu_ops 420 "${gpu_pytest[@]}" -n 8 tests/ops
 step gpu_nn 240 "${gpu_pytest[@]}" -n 8 tests/nn
 # Any other GPU test (exit 5: none collected, which is fine).
 step gpu_other 60 bash -c '"$@"; status=$?; [ $status -eq 5 ] && exit 0; exit $status' _ "${gpu_pytest[@]}" \
