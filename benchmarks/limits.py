@@ -7,7 +7,8 @@ its SASS with ``nvdisasm`` — no GPU needed — and puts per row:
 
 * the tuned configuration (at M = 1, the int8 route's where the run's dispatch chose it:
   ``anybit.ops.int8_choice``; for bf16 rows that the dispatch ran through the fp16 loop,
-  ``anybit.ops.half_choice``, the fp16 kernel's), registers a thread, shared memory a block, and the blocks an SM can hold
+  ``anybit.ops.half_choice``, the fp16 kernel's), registers a thread, shared memory a block, and the blocks
+  an SM can hold
   (theoretical occupancy: the smallest of the register, shared-memory, warp and block limits of sm_90);
 * the main loop's SASS instructions per weight, and from them the **issue time**: every warp's loop
   instructions spread over the 4 schedulers of every SM at the SM clock (a lower bound: one instruction a

@@ -17,12 +17,12 @@ import dataclasses
 import functools
 import hashlib
 import inspect
-from collections.abc import Callable
 
 import torch
 
+from anybit.kernels.decode_half_x import HALF_PARAMETERS
 from anybit.kernels.layout import PackedLayout
-from anybit.ops.route_choice import RouteChooser
+from anybit.ops.route_choice import PreparedLaunch, RouteChooser
 
 
 def eligible(layout: PackedLayout, act_dtype: torch.dtype, m: int) -> bool:
@@ -80,11 +80,12 @@ def fp16_config(layout: PackedLayout, args: tuple, has_zeros: bool, has_bias: bo
     return dict(config)
 
 
-class HalfRouteLaunch:
+class HalfRouteLaunch(PreparedLaunch):
     """The route's launch of one decode configuration: x's fp16 copy and factors by ``PrepareHalfX`` into
-    buffers kept here, then ``DecodeMatmulHalfX`` — a dependent launch that loads its first weight bytes
-    while the first kernel runs. Called with the decode launch's arguments ``(x, weight, scales, zeros,
-    bias, y, m, n, k)``."""
+    buffers kept here, then ``DecodeMatmulHalfX``."""
+
+    PREPARE_PARAMETERS = ("x", "half", "factors", "m", "k")
+    KERNEL_PARAMETERS = HALF_PARAMETERS
 
     def __init__(self, layout: PackedLayout, config: dict, has_zeros: bool, has_bias: bool, device, m: int):
         from anybit.kernels.decode_half_x import DecodeMatmulHalfX
@@ -94,24 +95,8 @@ class HalfRouteLaunch:
         self.factors = torch.empty((m,), dtype=torch.float32, device=device)
         self.prepare = prepare_kernel()
         self.kernel = DecodeMatmulHalfX(layout, has_zeros=has_zeros, has_bias=has_bias, **config)
-        self._launches: tuple[Callable, Callable] | None = None
 
-    def __call__(self, args: tuple) -> None:
+    def arguments(self, args: tuple) -> tuple[tuple, tuple]:
         x, weight, scales, zeros, bias, y, m, n, k = args
         prepare_args = (x, self.half, self.factors, m, k)
-        kernel_args = (self.half, weight, scales, zeros, bias, y, self.factors, m, n, k)
-        if self._launches is None:  # first call: compile (cached) and keep both launchers
-            from anybit.kernels.decode_half_x import HALF_PARAMETERS
-            from anybit.ops.plan import launch_function
-            from anybit.runtime.compiler import launch_script
-
-            self._launches = (
-                launch_function(launch_script(self.prepare, prepare_args), PREPARE_PARAMETERS),
-                launch_function(launch_script(self.kernel, kernel_args), HALF_PARAMETERS),
-            )
-            return
-        self._launches[0](prepare_args)
-        self._launches[1](kernel_args)
-
-
-PREPARE_PARAMETERS = ("x", "half", "factors", "m", "k")
+        return prepare_args, (self.half, weight, scales, zeros, bias, y, self.factors, m, n, k)

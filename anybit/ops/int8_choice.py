@@ -16,12 +16,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-from collections.abc import Callable
 
 import torch
 
 from anybit.kernels.layout import PackedLayout
-from anybit.ops.route_choice import RouteChooser
+from anybit.ops.route_choice import PreparedLaunch, RouteChooser
 
 #: Warps a block and blocks along K the first call times (m16 tiles a warp: two, or the packing's one).
 WARPS: tuple[int, ...] = (4, 8)
@@ -93,11 +92,13 @@ def int8_route_chooser(decode_identity: str) -> Int8RouteChooser:
     return shared_chooser(Int8RouteChooser, decode_identity)
 
 
-class Int8RouteLaunch:
+class Int8RouteLaunch(PreparedLaunch):
     """The int8 route's launch of one configuration for a plan: x's fixed point by ``PrepareX`` into buffers
-    kept here (the group-columns planes' zeros written once), then ``DecodeInt8`` — a dependent launch that
-    loads its first weight bytes while the first kernel runs. Called with the decode launch's arguments
-    ``(x, weight, scales, zeros, bias, y, m, n, k)`` (bias None)."""
+    kept here (the group-columns planes' zeros written once), then ``DecodeInt8``. Called with the decode
+    launch's arguments (bias None)."""
+
+    PREPARE_PARAMETERS = ("x", "planes", "inverse", "sums", "m", "k")
+    KERNEL_PARAMETERS = ("w", "planes", "inverse", "sums", "scales", "zeros", "y", "m", "n", "k")
 
     def __init__(self, layout: PackedLayout, act_dtype: torch.dtype, config: dict, has_zeros: bool, device):
         from anybit.kernels.decode_int8 import kernel_for
@@ -120,24 +121,8 @@ class Int8RouteLaunch:
             1,
             has_zeros,
         )
-        self._launches: tuple[Callable, Callable] | None = None
 
-    def __call__(self, args: tuple) -> None:
+    def arguments(self, args: tuple) -> tuple[tuple, tuple]:
         x, weight, scales, zeros, _, y, m, n, k = args
         prepare_args = (x, self.planes, self.inverse, self.sums, m, k)
-        kernel_args = (weight, self.planes, self.inverse, self.sums, scales, zeros, y, m, n, k)
-        if self._launches is None:  # first call: compile (cached) and keep both launchers
-            from anybit.ops.plan import launch_function
-            from anybit.runtime.compiler import launch_script
-
-            self._launches = (
-                launch_function(launch_script(self.prepare, prepare_args), PREPARE_PARAMETERS),
-                launch_function(launch_script(self.kernel, kernel_args), KERNEL_PARAMETERS),
-            )
-            return
-        self._launches[0](prepare_args)
-        self._launches[1](kernel_args)
-
-
-PREPARE_PARAMETERS = ("x", "planes", "inverse", "sums", "m", "k")
-KERNEL_PARAMETERS = ("w", "planes", "inverse", "sums", "scales", "zeros", "y", "m", "n", "k")
+        return prepare_args, (weight, self.planes, self.inverse, self.sums, scales, zeros, y, m, n, k)

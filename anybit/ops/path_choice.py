@@ -34,34 +34,53 @@ MEASURED_MAX_M = 128
 PATH_BUDGET_MS = 10.0
 
 
-class PathChooser:
-    """The measured path per (M bucket, N, K, GPU) of one decode specialisation (``decode_identity``: its
-    tuner's kernel identity, so a changed kernel measures again)."""
+class MeasuredChoice:
+    """A configuration per (bucket, GPU) under one kernel ``identity``: chosen before in this process, pinned
+    or stored, else measured now and stored with the tuned configurations (a choice whose ``key`` is not one
+    of ``values`` is not this chooser's: measured again)."""
 
-    def __init__(self, decode_identity: str) -> None:
-        digest = hashlib.sha256(decode_identity.encode()).hexdigest()[:16]
-        self.identity = f"QuantizedMatmulPath-{digest}"
-        self._chosen: dict[tuple[str, str], str] = {}
+    def __init__(self, identity: str, description: str, key: str, values: tuple[str, ...]) -> None:
+        self.identity, self.description, self.key, self.values = identity, description, key, values
+        self._chosen: dict[tuple[str, str], dict] = {}
         self._lock = threading.Lock()
 
-    def choose(self, bucket: list, arch: str, measure: Callable[[], dict[str, float]] | None) -> str | None:
-        """The path for ``bucket`` ([M bucket, N, K]): chosen before, pinned or stored, else measured now by
-        ``measure()`` (milliseconds per path; pass None when this call cannot time); None when undecided
-        (the caller takes dequantize + cuBLAS this time, and a later call may measure)."""
+    def _choose(self, bucket: list, arch: str, measure: Callable[[], list[Candidate]] | None) -> dict | None:
+        """The configuration for ``bucket``, or None when there is none and ``measure`` is None (this call
+        cannot time) or tuning is off."""
         text, gpu = bucket_text(bucket), gpu_key(arch)
         found = self._chosen.get((gpu, text))
         if found is not None:
             return found
         with self._lock:
             config = stored_config(self.identity, gpu, text)
-            if config is None or config.get("path") not in (DECODE, DEQUANTIZE):
+            if config is None or config.get(self.key) not in self.values:
                 if measure is None or not tuning_enabled():
                     return None
-                timings = measure()
-                candidates = [Candidate({"path": path}, milliseconds=ms) for path, ms in timings.items()]
-                config = store_tuned(self.identity, "quantized_matmul path", gpu, text, candidates).config
-            self._chosen[(gpu, text)] = config["path"]
-            return config["path"]
+                config = store_tuned(self.identity, self.description, gpu, text, measure()).config
+            self._chosen[(gpu, text)] = config
+            return config
+
+
+class PathChooser(MeasuredChoice):
+    """The measured path per (M bucket, N, K, GPU) of one decode specialisation (``decode_identity``: its
+    tuner's kernel identity, so a changed kernel measures again)."""
+
+    def __init__(self, decode_identity: str) -> None:
+        digest = hashlib.sha256(decode_identity.encode()).hexdigest()[:16]
+        super().__init__(
+            f"QuantizedMatmulPath-{digest}", "quantized_matmul path", "path", (DECODE, DEQUANTIZE)
+        )
+
+    def choose(self, bucket: list, arch: str, measure: Callable[[], dict[str, float]] | None) -> str | None:
+        """The path for ``bucket`` ([M bucket, N, K]): chosen before, pinned or stored, else measured now by
+        ``measure()`` (milliseconds per path; pass None when this call cannot time); None when undecided
+        (the caller takes dequantize + cuBLAS this time, and a later call may measure)."""
+
+        def candidates() -> list[Candidate]:
+            return [Candidate({"path": path}, milliseconds=ms) for path, ms in measure().items()]
+
+        config = self._choose(bucket, arch, None if measure is None else candidates)
+        return None if config is None else config["path"]
 
 
 _choosers: dict[tuple[type, str], object] = {}

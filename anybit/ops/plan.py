@@ -221,28 +221,19 @@ class WeightPlan:
         self, args: tuple, decode_launch: Callable[[tuple], None], identity: str, has_zeros: bool
     ) -> Callable[[tuple], None] | None:
         """The int8 route's launch for this one-row call where it is the faster
-        (:mod:`anybit.ops.int8_choice`: stored, else timed now against ``decode_launch`` on these
-        arguments), else None."""
-        from anybit.ops.row_timing import row_arguments
-        from anybit.runtime.device import current_arch
+        (:mod:`anybit.ops.int8_choice`: stored, else its configurations timed now against ``decode_launch``
+        on these arguments), else None."""
 
         def route(config: dict) -> int8_choice.Int8RouteLaunch:
             return int8_choice.Int8RouteLaunch(self.layout, self.act_dtype, config, has_zeros, self.device)
 
-        def measure() -> list:
-            routes = [(c, route(c)) for c in int8_choice.candidates(self.layout)]
-            return route_choice.measure(decode_launch, routes, row_arguments(args, has_zeros))
+        def candidates() -> list[dict]:
+            return int8_choice.candidates(self.layout)
 
-        capturing = torch.cuda.is_current_stream_capturing()
-        config = int8_choice.int8_route_chooser(identity).choose(
-            [1, self.n, self.k], current_arch(), None if capturing else measure
+        chooser = int8_choice.int8_route_chooser(identity)
+        return self._measured_route(
+            chooser, [1, self.n, self.k], route, candidates, args, decode_launch, has_zeros
         )
-        if config.get("route") != "int8":
-            return None
-        launch = route(config)
-        if not capturing:
-            launch(args)  # compiles both kernels and keeps their launchers (y written again, the same)
-        return launch
 
     def _half_route(
         self,
@@ -253,11 +244,8 @@ class WeightPlan:
         has_bias: bool,
     ) -> Callable[[tuple], None] | None:
         """The bf16-through-fp16 route's launch for this call where it is the faster
-        (:mod:`anybit.ops.half_choice`: stored, else timed now against ``decode_launch`` on these arguments),
-        else None."""
-        from anybit.ops.row_timing import row_arguments
-        from anybit.runtime.device import current_arch
-
+        (:mod:`anybit.ops.half_choice`: stored, else timed now against ``decode_launch`` in the fp16 decode
+        kernel's configuration), else None."""
         m = args[DECODE_PARAMETERS.index("m")]
 
         def route(config: dict) -> half_choice.HalfRouteLaunch:
@@ -266,17 +254,38 @@ class WeightPlan:
                 self.layout, kernel_config, has_zeros, has_bias, self.device, m
             )
 
+        def candidates() -> list[dict]:
+            return [{"route": "half", **half_choice.fp16_config(self.layout, args, has_zeros, has_bias)}]
+
+        chooser = half_choice.half_route_chooser(identity)
+        return self._measured_route(
+            chooser, [m_bucket(m), self.n, self.k], route, candidates, args, decode_launch, has_zeros
+        )
+
+    def _measured_route(
+        self,
+        chooser: route_choice.RouteChooser,
+        bucket: list,
+        route: Callable[[dict], Callable[[tuple], None]],
+        candidates: Callable[[], list[dict]],
+        args: tuple,
+        decode_launch: Callable[[tuple], None],
+        has_zeros: bool,
+    ) -> Callable[[tuple], None] | None:
+        """``chooser``'s route for ``bucket`` where it is the faster — stored, else each of ``candidates()``
+        (configurations; ``route(config)`` makes a launch) timed now against ``decode_launch`` on these
+        arguments (:func:`~anybit.ops.route_choice.measure`) — compiled and kept; else None (while a CUDA
+        graph is being captured nothing is timed or compiled)."""
+        from anybit.ops.row_timing import row_arguments
+        from anybit.runtime.device import current_arch
+
         def measure() -> list:
-            config = {"route": "half", **half_choice.fp16_config(self.layout, args, has_zeros, has_bias)}
-            return route_choice.measure(
-                decode_launch, [(config, route(config))], row_arguments(args, has_zeros)
-            )
+            routes = [(config, route(config)) for config in candidates()]
+            return route_choice.measure(decode_launch, routes, row_arguments(args, has_zeros))
 
         capturing = torch.cuda.is_current_stream_capturing()
-        config = half_choice.half_route_chooser(identity).choose(
-            [m_bucket(m), self.n, self.k], current_arch(), None if capturing else measure
-        )
-        if config.get("route") != "half":
+        config = chooser.choose(bucket, current_arch(), None if capturing else measure)
+        if config.get("route") != chooser.route:
             return None
         launch = route(config)
         if not capturing:

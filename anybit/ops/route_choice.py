@@ -11,17 +11,10 @@ decode kernel.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
-from anybit.runtime.autotune import (
-    Candidate,
-    bucket_text,
-    gpu_key,
-    store_tuned,
-    stored_config,
-    tuning_enabled,
-)
+from anybit.ops.path_choice import MeasuredChoice
+from anybit.runtime.autotune import Candidate
 
 #: The decode kernel's route (a choice's other values name a route and its configuration).
 DECODE_ROUTE = {"route": "decode"}
@@ -33,33 +26,19 @@ FINALISTS = 2
 ROUNDS = 2
 
 
-class RouteChooser:
+class RouteChooser(MeasuredChoice):
     """The measured route per (bucket, GPU) under one kernel ``identity`` (it names the decode kernel and
     the route's kernels, so a changed kernel measures again); ``route`` is the other route's name."""
 
     def __init__(self, identity: str, route: str) -> None:
-        self.identity = identity
+        super().__init__(identity, f"quantized_matmul {route} route", "route", ("decode", route))
         self.route = route
-        self._chosen: dict[tuple[str, str], dict] = {}
-        self._lock = threading.Lock()
 
     def choose(self, bucket: list, arch: str, measure: Callable[[], list[Candidate]] | None) -> dict:
         """The route for ``bucket`` ([M bucket, N, K]): chosen before, pinned or stored, else measured now by
         ``measure()`` (the timed candidates; None when this call cannot time: then the decode kernel, and a
         later call may measure)."""
-        text, gpu = bucket_text(bucket), gpu_key(arch)
-        found = self._chosen.get((gpu, text))
-        if found is not None:
-            return found
-        with self._lock:
-            config = stored_config(self.identity, gpu, text)
-            if config is None or config.get("route") not in ("decode", self.route):
-                if measure is None or not tuning_enabled():
-                    return DECODE_ROUTE
-                description = f"quantized_matmul {self.route} route"
-                config = store_tuned(self.identity, description, gpu, text, measure()).config
-            self._chosen[(gpu, text)] = config
-            return config
+        return self._choose(bucket, arch, measure) or DECODE_ROUTE
 
 
 def measure(
@@ -92,3 +71,35 @@ def measure(
     for index, values in samples.items():
         found[index].milliseconds = float(sorted(values)[len(values) // 2])
     return found
+
+
+class PreparedLaunch:
+    """A route's launch: a kernel that prepares x, then the route's decode kernel (a dependent launch that
+    loads its first weight bytes while the first one runs), both compiled on the first call and their
+    launchers kept. Subclasses set ``prepare`` and ``kernel`` (Scripts), ``PREPARE_PARAMETERS`` and
+    ``KERNEL_PARAMETERS`` (their parameter names in order) and :meth:`arguments`; called with the decode
+    launch's arguments ``(x, weight, scales, zeros, bias, y, m, n, k)``."""
+
+    PREPARE_PARAMETERS: tuple[str, ...] = ()
+    KERNEL_PARAMETERS: tuple[str, ...] = ()
+    prepare: object
+    kernel: object
+    _launches: tuple[Callable, Callable] | None = None
+
+    def arguments(self, args: tuple) -> tuple[tuple, tuple]:
+        """(the preparation's arguments, the route kernel's) for the decode launch's ``args``."""
+        raise NotImplementedError
+
+    def __call__(self, args: tuple) -> None:
+        prepare_args, kernel_args = self.arguments(args)
+        if self._launches is None:  # first call: compile (cached) and keep both launchers
+            from anybit.ops.plan import launch_function
+            from anybit.runtime.compiler import launch_script
+
+            self._launches = (
+                launch_function(launch_script(self.prepare, prepare_args), self.PREPARE_PARAMETERS),
+                launch_function(launch_script(self.kernel, kernel_args), self.KERNEL_PARAMETERS),
+            )
+            return
+        self._launches[0](prepare_args)
+        self._launches[1](kernel_args)

@@ -90,3 +90,82 @@ def test_the_route_runs_the_fp16_kernels_configuration(monkeypatch):
     )
     monkeypatch.setattr("anybit.runtime.device.current_arch", lambda: ARCH)
     assert half_choice.fp16_config(weight, args, False, False) == config
+
+
+class _Launcher:
+    """Stands for a compiled kernel's launcher: its parameters' names, and the launches it was given."""
+
+    def __init__(self, names, launches):
+        self.user_params = [type("Param", (), {"name": name})() for name in names]
+        self.launch = launches.append
+
+
+def test_a_routes_launch_compiles_both_kernels_once_then_launches_them_in_order(monkeypatch):
+    """A route's launch (the preparation, then the route's kernel): the first call compiles and runs both,
+    later calls launch the kept launchers with each kernel's arguments in its parameters' order."""
+    from anybit.ops.route_choice import PreparedLaunch
+    from anybit.runtime import compiler
+
+    launched, compiled = [], []
+
+    def launch_script(kernel, args):
+        compiled.append((kernel, args))
+        names = {"prepare": ("k", "x"), "kernel": ("y", "x", "n")}[kernel]  # the generator's own order
+        return type("Compiled", (), {"launcher": _Launcher(names, launched)})()
+
+    class Route(PreparedLaunch):
+        PREPARE_PARAMETERS = ("x", "k")
+        KERNEL_PARAMETERS = ("x", "y", "n")
+        prepare, kernel = "prepare", "kernel"
+
+        def arguments(self, args):
+            x, y, n, k = args
+            return (x, k), (x, y, n)
+
+    monkeypatch.setattr(compiler, "launch_script", launch_script)
+    route = Route()
+    route(("x0", "y0", 3, 8))
+    assert compiled == [("prepare", ("x0", 8)), ("kernel", ("x0", "y0", 3))] and not launched
+    route(("x1", "y1", 3, 8))
+    assert len(compiled) == 2 and launched == [(8, "x1"), ("y1", "x1", 3)]
+
+
+def test_a_measured_route_is_kept_and_run_where_it_is_faster(monkeypatch):
+    """The plan's route choice: the candidates timed against the decode launch (the measurement stubbed),
+    the faster route made, run once (compiling it) and returned; the decode kernel's choice returns None."""
+    from anybit.ops import route_choice
+    from anybit.ops.plan import WeightPlan
+    from anybit.ops.route_choice import RouteChooser
+
+    monkeypatch.setattr("anybit.runtime.device.current_arch", lambda: ARCH)
+    monkeypatch.setattr("anybit.ops.row_timing.row_arguments", lambda args, has_zeros: [args])
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)  # no CUDA here
+    plan = WeightPlan(layout("int4", n=1024, k=1024), BF16, torch.device("cpu"))
+    ran = []
+
+    def route(config):
+        return lambda args: ran.append((config["split"], args))
+
+    for faster, chooser in (
+        ("half", RouteChooser("Test-half", "half")),
+        ("decode", RouteChooser("Test-d", "half")),
+    ):
+
+        def measure(decode_launch, routes, rows, faster=faster):
+            ((config, launch),) = routes
+            times = {"decode": 1.0, "half": 2.0} if faster == "decode" else {"decode": 2.0, "half": 1.0}
+            return [
+                Candidate(dict(DECODE_ROUTE), milliseconds=times["decode"]),
+                Candidate(dict(config), milliseconds=times["half"]),
+            ]
+
+        monkeypatch.setattr(route_choice, "measure", measure)
+
+        def candidates() -> list[dict]:
+            return [{"route": "half", "split": 4}]
+
+        found = plan._measured_route(chooser, [1, 1024, 1024], route, candidates, ("args",), None, False)
+        if faster == "half":
+            assert found is not None and ran == [(4, ("args",))]
+        else:
+            assert found is None and len(ran) == 1  # nothing more ran
