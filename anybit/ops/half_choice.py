@@ -26,8 +26,13 @@ from anybit.ops.route_choice import PreparedLaunch, RouteChooser
 
 
 def eligible(layout: PackedLayout, act_dtype: torch.dtype, m: int) -> bool:
-    """Whether a plain decode call of ``m`` rows on a weight of ``layout`` may take the route."""
-    return act_dtype == torch.bfloat16 and layout.operand == "a" and not layout.gated and 1 <= m <= 16
+    """Whether a plain decode call of ``m`` rows on a weight of ``layout`` may take the route (K in whole
+    16-byte vectors for each of the preparation's blocks a row)."""
+    from anybit.kernels.half_activations import CLUSTER, VECTOR
+
+    if act_dtype != torch.bfloat16 or layout.operand != "a" or layout.gated or not 1 <= m <= 16:
+        return False
+    return layout.k % (VECTOR * CLUSTER) == 0
 
 
 @functools.cache

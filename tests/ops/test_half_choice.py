@@ -20,8 +20,8 @@ ARCH = "sm_90a"
 BF16 = torch.bfloat16
 
 
-def layout(type_name: str, n: int = 8192, k: int = 8192, **options):
-    return choose_layout(anybit.dtype(type_name), n, k, 128, **options)
+def layout(type_name: str, n: int = 8192, k: int = 8192, group: int = 128, **options):
+    return choose_layout(anybit.dtype(type_name), n, k, group, **options)
 
 
 def test_bf16_decode_calls_of_a_weights_packed_as_a_are_eligible():
@@ -31,6 +31,7 @@ def test_bf16_decode_calls_of_a_weights_packed_as_a_are_eligible():
     assert not half_choice.eligible(layout("int4"), BF16, 17)  # past the decode kernel's rows
     assert not half_choice.eligible(layout("int4", operand="b"), BF16, 1)  # the transposed kernel's only
     assert not half_choice.eligible(layout("int4", gated=True), BF16, 1)  # silu · up is the fused kernel's
+    assert not half_choice.eligible(layout("int4", k=8192 + 32, group=32), BF16, 1)  # K past 64-multiples
 
 
 def test_the_faster_route_is_measured_once_and_kept(tmp_path, monkeypatch):
