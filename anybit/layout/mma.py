@@ -44,6 +44,12 @@ MMA_M16N8K32_I8_A = column_local(2, 2).spatial(8, 4).local(1, 4)
 MMA_M16N8K32_I8_B = local(2, 1).column_spatial(4, 8).local(4, 1)
 MMA_M16N8K32_I8_C = MMA_M16N8_C
 
+# mma.sync.aligned.m16n8k256 with .b1 inputs, .and.popc and .s32 accumulators: c += popc(a_row & b_column),
+# i.e. the dot product of 0/1 values. The int8 fragments with 32 one-bit elements a register instead of 4.
+MMA_M16N8K256_B1_A = column_local(2, 2).spatial(8, 4).local(1, 32)
+MMA_M16N8K256_B1_B = local(2, 1).column_spatial(4, 8).local(32, 1)
+MMA_M16N8K256_B1_C = MMA_M16N8_C
+
 MMA_ATOMS: dict[str, MmaAtom] = {
     atom.name: atom
     for atom in (
@@ -52,6 +58,7 @@ MMA_ATOMS: dict[str, MmaAtom] = {
         MmaAtom("m16n8k16.bf16", 16, 8, 16, MMA_M16N8K16_F16_A, MMA_M16N8K16_F16_B, MMA_M16N8K16_F16_C),
         MmaAtom("m16n8k32.s8", 16, 8, 32, MMA_M16N8K32_I8_A, MMA_M16N8K32_I8_B, MMA_M16N8K32_I8_C),
         MmaAtom("m16n8k32.u8", 16, 8, 32, MMA_M16N8K32_I8_A, MMA_M16N8K32_I8_B, MMA_M16N8K32_I8_C),
+        MmaAtom("m16n8k256.b1", 16, 8, 256, MMA_M16N8K256_B1_A, MMA_M16N8K256_B1_B, MMA_M16N8K256_B1_C),
     )
 }
 

@@ -2,8 +2,9 @@
 
 MMA rule (documented in docs/programming-guide.md). For ``dot`` with ``c`` of shape [M, N], ``a`` [M, K],
 ``b`` [K, N] and W warps, the atom is ``mma.m16n8k16`` for float16/bfloat16 operands and ``mma.m16n8k32``
-for int8/uint8. The warps form a (wm, wn) grid with wm * wn = W, wm dividing M/16 and wn dividing N/8,
-choosing the grid whose warp tile (M/wm, N/wn) is closest to square (ties: more warps along M). With
+for int8/uint8, ``mma.m16n8k256`` (``.and.popc``) for uint1. The warps form a (wm, wn) grid with
+wm * wn = W, wm dividing M/16 and wn dividing N/8, choosing the grid whose warp tile (M/wm, N/wn) is
+closest to square (ties: more warps along M). With
 rm = M/(16 wm), rn = N/(8 wn), rk = K/k_atom:
 
 * C (and the result): ``spatial(wm, wn) * local(rm, rn) * atom.c``
@@ -32,6 +33,7 @@ def mma_atom(dtype: DataType) -> MmaAtom | None:
         "bfloat16": "m16n8k16.bf16",
         "int8": "m16n8k32.s8",
         "uint8": "m16n8k32.u8",
+        "uint1": "m16n8k256.b1",
     }.get(dtype.name)
     return MMA_ATOMS[name] if name else None
 
@@ -59,7 +61,7 @@ def mma_layouts(m: int, n: int, k: int, dtype: DataType, warps: int, batch: int 
         return _batched_mma_layouts(batch, m, n, k, dtype, warps)
     atom = mma_atom(dtype)
     if atom is None:
-        return f"expected float16, bfloat16, int8 or uint8 operands for tensor cores, got {dtype.name}"
+        return f"expected float16, bfloat16, int8, uint8 or uint1 operands for tensor cores, got {dtype.name}"
     if m % atom.m or n % atom.n or k % atom.k:
         return (
             f"expected M, N, K to be multiples of {atom.m}, {atom.n}, {atom.k} (mma.{atom.name}), "

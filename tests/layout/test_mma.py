@@ -60,6 +60,20 @@ def b_m16n8k32_s8(lane: int, i: int) -> tuple[int, int]:
     return row, group(lane)
 
 
+def a_m16n8k256_b1(lane: int, i: int) -> tuple[int, int]:
+    """A of m16n8k256 .b1 (a0..a3, 32 elements each): row = groupID (+8 for registers 1 and 3), col =
+    threadID_in_group*32 + (i & 31) (+128 for registers 2 and 3)."""
+    register = i // 32
+    row = group(lane) + (8 if register in (1, 3) else 0)
+    return row, thread_in_group(lane) * 32 + (i & 31) + (128 if register >= 2 else 0)
+
+
+def b_m16n8k256_b1(lane: int, i: int) -> tuple[int, int]:
+    """B of m16n8k256 .b1 (b0, b1, 32 elements each): row = threadID_in_group*32 + (i & 31) (+128 for b1),
+    col = groupID."""
+    return thread_in_group(lane) * 32 + (i & 31) + (128 if i >= 32 else 0), group(lane)
+
+
 def ldmatrix(lane: int, i: int, *, count: int, trans: bool) -> tuple[int, int]:
     """ldmatrix .m8n8 .b16: register r = i // 2 holds matrix r; lane gets row lane>>2, cols 2*(lane%4)+{0,1}
     (transposed with .trans). Matrices of .x2 are stacked vertically; .x4 ones sit at (r % 2, r // 2)."""
@@ -81,6 +95,9 @@ CASES = [
     (mma.MMA_M16N8K32_I8_A, (16, 32), 16, a_m16n8k32_s8),
     (mma.MMA_M16N8K32_I8_B, (32, 8), 8, b_m16n8k32_s8),
     (mma.MMA_M16N8K32_I8_C, (16, 8), 4, c_m16n8),
+    (mma.MMA_M16N8K256_B1_A, (16, 256), 128, a_m16n8k256_b1),
+    (mma.MMA_M16N8K256_B1_B, (256, 8), 64, b_m16n8k256_b1),
+    (mma.MMA_M16N8K256_B1_C, (16, 8), 4, c_m16n8),
 ]
 for count in (1, 2, 4):
     for trans in (False, True):

@@ -1,4 +1,5 @@
-"""``dot``: ``mma.sync`` m16n8k16 (f16/bf16 → f32) and m16n8k32 (s8/u8 → s32) when the operand layouts are
+"""``dot``: ``mma.sync`` m16n8k16 (f16/bf16 → f32), m16n8k32 (s8/u8 → s32) and m16n8k256 (b1 → s32, the
+AND-popcount form: the dot product of 0/1 values) when the operand layouts are
 the MMA operand layouts tiled over warps (``anybit.layout.mma``); otherwise a SIMT dot when each thread holds
 the rows of ``a`` and columns of ``b`` its outputs need."""
 
@@ -32,6 +33,8 @@ def _atom(inst: DotInst):
         return mma_layouts.MMA_ATOMS[f"m16n8k16.{'f16' if a == 'float16' else 'bf16'}"]
     if a == b and a in ("int8", "uint8") and c == "int32":
         return mma_layouts.MMA_ATOMS[f"m16n8k32.{'s8' if a == 'int8' else 'u8'}"]
+    if a == b == "uint1" and c == "int32":
+        return mma_layouts.MMA_ATOMS["m16n8k256.b1"]
     return None
 
 
@@ -133,6 +136,8 @@ def _emit_mma(ctx: EmitContext, inst: DotInst, atom, calls: list[MmaCall], targe
     if atom.k == 16:
         kind = "f16" if inst.a.dtype.name == "float16" else "bf16"
         ptx = f"mma.sync.aligned.m16n8k16.row.col.f32.{kind}.{kind}.f32"
+    elif atom.k == 256:
+        ptx = "mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc"
     else:
         kind = "s8" if inst.a.dtype.name == "int8" else "u8"
         ptx = f"mma.sync.aligned.m16n8k32.row.col.s32.{kind}.{kind}.s32"
