@@ -84,6 +84,7 @@ class DecodePopc(anybit.Script):
         vectors = bpt // 16  # a lane's 16-byte vectors a chunk: one an m16 tile
         byte_layout = spatial(warps, 1) * local(1, vectors).spatial(1, 32).local(1, 16)
         # each word twice (η = 0, 1: the rows g and g + 8 of its tile), in the A operand's register order
+        word_layout = self._word_layout()
         masked_layout = spatial(warps, 1, 1) * local(1, vectors, 1).spatial(1, 32, 1).local(1, 4, 2)
         operand_a = spatial(warps, 1) * local(2, nbits) * MMA_M16N8K256_B1_A
         x_bytes = replicated(local(1, nbits).spatial(1, 32).local(1, 16), warps)
@@ -108,38 +109,26 @@ class DecodePopc(anybit.Script):
             masks.append(self.cast(low, uint32) << shift)
         acc = self.register_tensor(float32, [rows_n, PLANES], init=0.0)
         zero_terms = self.register_tensor(float32, [rows_n, 1], init=0.0)
-        # Everything a chunk reads — the weight words, x's planes, the scales, zero points, r and r·ΣX — is
-        # loaded ``ahead`` chunks ahead into registers (a queue, the loop unrolled as many times so that the
-        # compiler renames instead of moving): one chunk's loads are too few in flight for the memory system,
-        # and a scale loaded where it is used waits a DRAM latency every chunk. The first chunks' weight words
-        # are loaded before waiting for the kernel that prepares x (they do not depend on it).
-        sources = self._sources(gw, gx, gs, gz, gr, gc, tiles_n, n0, byte_layout, x_bytes)
+        # The weight words ``ahead`` chunks ahead in registers (a queue, the loop unrolled as many times so
+        # that the compiler renames instead of moving): 16 bytes a lane a chunk are too few in flight for the
+        # memory system with one chunk at a time. The first chunks are loaded before waiting for the kernel
+        # that prepares x (they do not depend on it).
         queue = []
         for index in range(self.ahead):
-            entry = [self.register_tensor(dtype, shape, layout=layout) for dtype, shape, layout, _ in sources]
-            queue.append(entry)
+            queue.append(self.register_tensor(uint32, [warps, 8 * bpt, 1], layout=word_layout))
             if index < count:
-                self.assign(entry[0], sources[0][3](first + index))
+                self.assign(queue[index], self._load_words(gw, first + index, tiles_n, byte_layout))
         self.wait_prior_grids()
         self.allow_dependent_grids()
-        for index in range(self.ahead):
-            if index < count:
-                for slot in range(1, len(sources)):
-                    self.assign(queue[index][slot], sources[slot][3](first + index))
         for step in self.range(count, unroll=max(2, self.ahead)):
             chunk = first + step
-            current = [
-                self.register_tensor(dtype, shape, layout=layout) for dtype, shape, layout, _ in sources
-            ]
-            for slot in range(len(sources)):
-                self.assign(current[slot], queue[0][slot])
+            words = self.register_tensor(uint32, [warps, 8 * bpt, 1], layout=word_layout)
+            self.assign(words, queue[0])
             for index in range(self.ahead - 1):
-                for slot in range(len(sources)):
-                    self.assign(queue[index][slot], queue[index + 1][slot])
+                self.assign(queue[index], queue[index + 1])
             if step + self.ahead < count:
-                for slot in range(len(sources)):
-                    self.assign(queue[-1][slot], sources[slot][3](chunk + self.ahead))
-            words, x_raw, scale, r = current[:4]
+                self.assign(queue[-1], self._load_words(gw, chunk + self.ahead, tiles_n, byte_layout))
+            x_raw = self.load_global(gx, [chunk, 0], [1, nbits * STEP_BYTES], layout=x_bytes, in_bounds=True)
             x_planes = self.view(x_raw, uint1, operand_b)
             total = None
             for bit in range(nbits):
@@ -148,11 +137,12 @@ class DecodePopc(anybit.Script):
                 codes = self.view(masked, uint1, operand_a)
                 counts = self.dot(codes, x_planes, self.register_tensor(int32, [rows_n, PLANES], init=0))
                 total = counts if total is None else total + (counts << bit)
-            s = self.cast(scale, float32)
+            r = self.load_global(gr, [chunk, 0], [1, 1], in_bounds=True)
+            s = self.cast(self.load_global(gs, [n0, chunk], [rows_n, 1], in_bounds=True), float32)
             acc += self.cast(total, float32) * (s * r)
             if self.has_zeros:
-                zero, c = current[4:]
-                zero_terms += self.cast(zero, float32) * s * c
+                z = self.cast(self.load_global(gz, [n0, chunk], [rows_n, 1], in_bounds=True), float32)
+                zero_terms += z * s * self.load_global(gc, [chunk, 0], [1, 1], in_bounds=True)
         column = self.index([1, PLANES], 1)
         weights = self.exp2(self.cast(column, float32)) * self.where(column == PLANES - 1, -1.0, 1.0)
         result = self.sum(acc * weights, 1, keepdim=True)
@@ -162,57 +152,16 @@ class DecodePopc(anybit.Script):
             result = self._sum_splits(result, n, n0)
         self.store_global(gy, self.cast(result, self.act), [n0, 0])
 
-    def _sources(self, gw, gx, gs, gz, gr, gc, tiles_n, n0, byte_layout, x_bytes) -> list:
-        """What a chunk reads, as (dtype, shape, layout or None, load(chunk)): the weight words first, then
-        x's planes' bytes, the scales, r, and with zero points the zero points and r·ΣX."""
-        warps, rows_n, bytes_per_step = self.warps, self.rows_n, self.nbits * STEP_BYTES
-
-        def words(chunk):
-            raw = self.load_global(
-                gw,
-                [chunk * tiles_n + self.blockIdx.x * warps, 0],
-                [warps, 32 * self.bytes_per_thread],
-                layout=byte_layout,
-                in_bounds=True,
-            )
-            return self.view(raw, uint32, layout=self._word_layout())
-
-        found = [
-            (uint32, [warps, 8 * self.bytes_per_thread, 1], self._word_layout(), words),
-            (
-                uint8,
-                [1, bytes_per_step],
-                x_bytes,
-                lambda chunk: self.load_global(
-                    gx, [chunk, 0], [1, bytes_per_step], layout=x_bytes, in_bounds=True
-                ),
-            ),
-            (
-                self.act,
-                [rows_n, 1],
-                None,
-                lambda chunk: self.load_global(gs, [n0, chunk], [rows_n, 1], in_bounds=True),
-            ),
-            (float32, [1, 1], None, lambda chunk: self.load_global(gr, [chunk, 0], [1, 1], in_bounds=True)),
-        ]
-        if self.has_zeros:
-            found.append(
-                (
-                    self.act,
-                    [rows_n, 1],
-                    None,
-                    lambda chunk: self.load_global(gz, [n0, chunk], [rows_n, 1], in_bounds=True),
-                )
-            )
-            found.append(
-                (
-                    float32,
-                    [1, 1],
-                    None,
-                    lambda chunk: self.load_global(gc, [chunk, 0], [1, 1], in_bounds=True),
-                )
-            )
-        return found
+    def _load_words(self, gw, chunk, tiles_n, byte_layout):
+        """This block's warps' weight words of chunk ``chunk``."""
+        raw = self.load_global(
+            gw,
+            [chunk * tiles_n + self.blockIdx.x * self.warps, 0],
+            [self.warps, 32 * self.bytes_per_thread],
+            layout=byte_layout,
+            in_bounds=True,
+        )
+        return self.view(raw, uint32, layout=self._word_layout())
 
     def _word_layout(self):
         """A block's weight words of a chunk [warps, 8·bpt, 1]: each lane's words in load order."""
