@@ -1,12 +1,13 @@
 """The binary route (:mod:`anybit.kernels.decode_popc`: 1- and 2-bit codes on ``mma.m16n8k256 .and.popc``)
-against ``quantized_matmul`` on the same packed weight, one row of x, float16, zero points, group 128.
+against ``quantized_matmul`` and the int8 route's kernel on the same packed weight, one row of x, float16,
+zero points, group 128.
 
 For each type and shape it times every binary-route configuration (warps, split-K, chunks ahead) by its
 kernel's own device time (CUDA graph, L2 flushed before each replay, median; x's bit planes made once
-outside the timing), the route's whole call for the best (``PreparePopcX``, then the kernel), and
-``quantized_matmul`` (the suite's tuning pinned: the decode kernel or the int8 route, as the dispatch chose,
-with x's preparation); checks each against float64 (outputs poisoned) and reports them as % of the read
-ceiling measured in the same process for the bytes that must move.
+outside the timing by the torch reference), ``quantized_matmul`` (the suite's tuning pinned: the decode
+kernel or the int8 route, as the dispatch chose, with x's preparation) and the int8 route's decode kernel
+alone in its pinned configuration, checks each against float64 (outputs poisoned), and reports them as % of
+the read ceiling measured in the same process for the bytes that must move.
 
 Usage (repository root, on the GPU machine)::
 
@@ -26,7 +27,7 @@ import torch  # noqa: E402
 import anybit  # noqa: E402
 from anybit.kernels import dequantize, pack, quantize  # noqa: E402
 from anybit.kernels.decode_popc import build_configuration, kernel_for  # noqa: E402
-from anybit.kernels.popc_activations import prepare_kernel_for, prepare_popc_x_on_device  # noqa: E402
+from anybit.kernels.popc_activations import prepare_popc_x  # noqa: E402
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from benchmarks.int8_route import SUITE_TUNING, kernel_us, precompile, relative_error  # noqa: E402
@@ -67,10 +68,7 @@ def probe(
     row["quantized_matmul_error"] = relative_error(y, reference)
     timer(lambda: quantized_matmul(x, packed))  # the first timing on a fresh weight runs slow
     row["quantized_matmul_us"] = timer(lambda: quantized_matmul(x, packed))
-    planes, inverse, sums = prepare_popc_x_on_device(x, q.dtype.nbits)
-    prepare = prepare_kernel_for(torch.float16, q.dtype.nbits)
-    prepare_args = (x, planes, inverse, sums, k)
-    row["prepare_x_us"] = timer(lambda: launch(prepare, prepare_args))
+    planes, inverse, sums = prepare_popc_x(x, q.dtype.nbits)
     for warps, split, ahead in configurations(n, k):
         kernel = kernel_for(q.dtype.nbits, torch.float16, warps, split, ahead, True)
         entry: dict = {"warps": warps, "split": split, "ahead": ahead}
@@ -84,21 +82,10 @@ def probe(
             entry["failure"] = f"{type(failure).__name__}: {str(failure)[:200]}"
         row["configs"].append(entry)
     timed = [c for c in row["configs"] if c.get("us")]
-    if timed:  # the route's whole call, x's preparation then the kernel (a dependent launch), for the best
-        best = row["best"] = min(timed, key=lambda c: c["us"])
-        kernel = kernel_for(q.dtype.nbits, torch.float16, best["warps"], best["split"], best["ahead"], True)
-        out = torch.full((1, n), float("nan"), device=device, dtype=torch.float16)
-        args = (packed.data, planes, inverse, sums, packed.scales, packed.zeros, out, n, k)
-
-        def whole() -> None:
-            launch(prepare, prepare_args)
-            launch(kernel, args)
-
-        best["total_us"] = timer(whole)
-        best["total_error"] = relative_error(out, reference)
+    if timed:
+        row["best"] = min(timed, key=lambda c: c["us"])
     for key, us in (
         ("popc", row.get("best", {}).get("us")),
-        ("popc_total", row.get("best", {}).get("total_us")),
         ("quantized_matmul", row["quantized_matmul_us"]),
     ):
         row[f"{key}_pct"] = None if not us else nbytes / (us * 1e-6) / (ceiling_tb_s * 1e12) * 100
@@ -119,11 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"quantized_matmul: {pinned} tuned configurations pinned from {options.tuning}")
     ceiling = read_ceilings()["best_tb_s"]
     print(f"{harness.gpu_description()}; read ceiling {ceiling:.2f} TB/s", flush=True)
-    print(
-        "| type | N × K | binary kernel µs (warps, split, ahead) | % | with x's preparation µs | % | "
-        "quantized_matmul µs | % | errors (kernel, whole, qmm) | prepare µs |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| type | N × K | binary kernel µs (warps, split, ahead) | % | quantized_matmul µs | % | errors |")
+    print("|---|---|---|---|---|---|---|")
     shapes = [tuple(int(v) for v in shape.split("x")) for shape in options.shapes.split(",")]
     from anybit.runtime.device import current_arch
 
@@ -146,11 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"| {type_name} | {n}×{k} | {best.get('us', nan):.1f} ({best.get('warps')}, "
                 f"{best.get('split')}, {best.get('ahead')}) | {row['popc_pct'] or nan:.0f}% | "
-                f"{best.get('total_us', nan):.1f} | {row['popc_total_pct'] or nan:.0f}% | "
                 f"{row['quantized_matmul_us'] or nan:.1f} | "
                 f"{row['quantized_matmul_pct'] or nan:.0f}% | {best.get('error', nan):.1e}, "
-                f"{best.get('total_error', nan):.1e}, {row['quantized_matmul_error']:.1e} | "
-                f"{row['prepare_x_us'] or nan:.1f} |",
+                f"{row['quantized_matmul_error']:.1e} |",
                 flush=True,
             )
             for config in row["configs"]:

@@ -28,13 +28,7 @@ from anybit.dtypes import float32, int32, uint1, uint8, uint32
 from anybit.kernels.checks import run_kernel
 from anybit.kernels.decode_int8 import replicated
 from anybit.kernels.packing import PackedWeight
-from anybit.kernels.popc_activations import (
-    PLANES,
-    STEP_BYTES,
-    operand_layout,
-    plane_weights,
-    prepare_popc_x_on_device,
-)
+from anybit.kernels.popc_activations import PLANES, STEP_BYTES, operand_layout, plane_weights, prepare_popc_x
 from anybit.kernels.popc_order import CHUNK, WARP_ROWS, check_popc_route, popc_view
 from anybit.lang.compute import elementwise
 from anybit.layout import local, spatial
@@ -187,8 +181,8 @@ def popc_route_matmul(
     x: torch.Tensor, weight: PackedWeight, *, warps: int = 4, split: int = 1, ahead: int = 2
 ) -> torch.Tensor:
     """y [1, N] = x [1, K] @ dequant(W)^T through :class:`DecodePopc` on a weight from
-    :func:`~anybit.kernels.pack` (x prepared by :class:`~anybit.kernels.popc_activations.PreparePopcX`). On
-    CPU tensors the interpreter runs both kernels."""
+    :func:`~anybit.kernels.pack` (x prepared by :func:`~anybit.kernels.popc_activations.prepare_popc_x`). On
+    CPU tensors the interpreter runs the kernel."""
     layout = weight.layout
     if x.dim() != 2 or x.shape[0] != 1 or x.shape[1] != layout.k or x.dtype != weight.act_dtype:
         raise ValueError(
@@ -201,7 +195,7 @@ def popc_route_matmul(
         raise ValueError(
             f"expected N = {layout.n} a multiple of warps·{WARP_ROWS} = {warps * WARP_ROWS}; pass fewer warps"
         )
-    planes, inverse, sums = prepare_popc_x_on_device(x, layout.nbits)
+    planes, inverse, sums = prepare_popc_x(x, layout.nbits)
     y = torch.full((1, layout.n), float("nan"), dtype=x.dtype, device=x.device)
     has_zeros = weight.zeros is not None
     kernel = kernel_for(layout.nbits, x.dtype, warps, split, ahead, has_zeros)

@@ -55,9 +55,6 @@ class PopcView:
     slot_k: np.ndarray
     #: ``masks[1] == masks[0] << row_shift``: row g + 8's bits sit ``row_shift`` above row g's.
     row_shift: int
-    #: The k stride of each binary digit of the slot index κ·256 + s, most significant first (0 for the
-    #: digits that repeat a k: η, β): a chunk's x in slot order is a strided view of x.
-    slot_strides: tuple[int, ...]
 
     @property
     def words_per_tile(self) -> int:
@@ -127,11 +124,6 @@ def popc_view(nbits: int) -> PopcView:
             slot_k[step, 128 * h : 128 * h + 128] = block[0].reshape(-1)
     counts = np.bincount(slot_k.reshape(-1), minlength=CHUNK)
     assert np.all(counts == counts[0]) and counts.size == CHUNK, "every k of the chunk in as many slots"
-    flat = slot_k.reshape(-1)  # slot index κ·256 + s: a permutation of binary digits, duplicates stride 0
-    digits = flat.size.bit_length() - 1
-    strides = [int(flat[1 << d]) for d in reversed(range(digits))]
-    rebuilt = sum(((np.arange(flat.size) >> d) & 1) * strides[digits - 1 - d] for d in range(digits))
-    assert np.array_equal(rebuilt, flat), "each slot digit a fixed k stride"
     row_shift = 2
     assert np.all(masks[1] == masks[0] << np.uint64(row_shift)) and np.all(masks[0] < 2**31), (
         "row g + 8's bits two above row g's, row g's mask positive as an int32"
@@ -139,4 +131,4 @@ def popc_view(nbits: int) -> PopcView:
     masks = masks.astype(np.uint32)
     masks.setflags(write=False)
     slot_k.setflags(write=False)
-    return PopcView(nbits, masks, slot_k, row_shift, tuple(strides))
+    return PopcView(nbits, masks, slot_k, row_shift)

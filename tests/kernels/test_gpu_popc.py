@@ -11,7 +11,6 @@ import torch
 
 from anybit.kernels import pack
 from anybit.kernels.decode_popc import popc_route_matmul
-from anybit.kernels.popc_activations import prepare_popc_x, prepare_popc_x_on_device
 
 from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
 
@@ -19,16 +18,6 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU"),
 ]
-
-
-@pytest.mark.parametrize(("nbits", "k"), [(1, 8192), (2, 28672)])
-def test_the_preparation_kernel_matches_torch_on_the_gpu(nbits, k):
-    x = (torch.randn(1, k, device="cuda") * torch.logspace(-6, 6, k, device="cuda")[None]).half()
-    got = prepare_popc_x_on_device(x, nbits)
-    torch.cuda.synchronize()
-    for mine, reference in zip(got, prepare_popc_x(x, nbits), strict=True):
-        assert torch.equal(mine, reference)
-
 
 CASES = [
     ("uint1", True, 4, 1, 2),

@@ -11,14 +11,7 @@ import torch
 
 from anybit.kernels import pack
 from anybit.kernels.decode_popc import DecodePopc, popc_route_matmul
-from anybit.kernels.popc_activations import (
-    X_MAX,
-    fixed_point,
-    operand_layout,
-    plane_weights,
-    prepare_popc_x,
-    prepare_popc_x_on_device,
-)
+from anybit.kernels.popc_activations import X_MAX, fixed_point, operand_layout, plane_weights, prepare_popc_x
 from anybit.kernels.popc_order import check_popc_route, popc_view
 
 from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
@@ -55,9 +48,8 @@ def test_the_planes_hold_x_fixed_point_at_every_slot():
     planes, inverse, sums = prepare_popc_x(x, 2)
     fixed, r = fixed_point(x)
     assert int(fixed.abs().max()) == X_MAX
-    assert torch.equal(inverse, r) and torch.equal(sums, r * fixed.sum(-1).float())
-    exact = (x.double().view(4, 128) / r.double()[:, None]).round()  # f64: at most 1 apart
-    assert (fixed.double() - exact).abs().max() <= 1
+    torch.testing.assert_close(inverse, r.float())
+    torch.testing.assert_close(sums, (r * fixed.double().sum(-1)).float())
     coords = operand_layout().map_array()  # [lane, bit, (slot, plane)]
     bits = np.unpackbits(
         planes.numpy().reshape(4, 2, 32, 16), axis=-1, bitorder="little"
@@ -71,15 +63,6 @@ def test_the_planes_hold_x_fixed_point_at_every_slot():
                 values[:, slot] += bits[:, step, lane, bit] * plane_weights()[plane]  # each plane in one lane
         expected = fixed.numpy()[:, view.slot_k[step]]
         np.testing.assert_array_equal(values, expected)
-
-
-@pytest.mark.parametrize("nbits", [1, 2])
-def test_the_preparation_kernel_is_the_torch_reference_bit_for_bit(nbits):
-    x = (torch.randn(1, 640) * torch.logspace(-4, 4, 640)).to(torch.bfloat16)
-    x[0, 128:256] = 0  # an all-zero group: r = 1, X = 0
-    expected = prepare_popc_x(x, nbits)
-    for got, want in zip(prepare_popc_x_on_device(x, nbits), expected, strict=True):
-        assert torch.equal(got, want)
 
 
 CASES = [
