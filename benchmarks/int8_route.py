@@ -73,14 +73,13 @@ def configurations(type_name: str, n: int, k: int, m: int = 1) -> list[tuple[int
     return found
 
 
-def precompile(jobs: list[tuple], build=build_configuration) -> None:
-    """Every configuration of the run built in worker processes first (NVRTC is most of a build; ``build`` a
-    module-level function of one job); where the workers cannot start, each builds at its first launch
-    instead."""
+def precompile(jobs: list[tuple]) -> None:
+    """Every configuration of the run built in worker processes first (NVRTC is most of a build); where the
+    workers cannot start, each builds at its first launch instead."""
     from anybit.runtime.build_pool import BuildPoolError, default_processes, run_jobs
 
     try:
-        results = run_jobs(build, jobs, default_processes())
+        results = run_jobs(build_configuration, jobs, default_processes())
     except BuildPoolError as error:
         print(f"build workers unavailable ({error}); building at first launch")
         return
