@@ -75,7 +75,7 @@ PY"
 # test_examples_gpu every case runs in a process of its own as well. -v and a per-test limit
 # (pytest-timeout): a hanging kernel shows up by name instead of eating the step.
 gpu_pytest=("$PYTHON" -m pytest -m gpu -v -rs -p timeout --timeout=120)  # a test tuning on cold caches: ~45 s
-step gpu_conversions 60 "${gpu_pytest[@]}" tests/cuda/test_conversions.py
+step gpu_conversions 60 "${gpu_pytest[@]}" tests/cuda/test_conversions.py tests/cuda/test_binary_dot.py
 step gpu_programs 70 "${gpu_pytest[@]}" -n 8 tests/cuda/test_gpu_programs.py
 step gpu_examples 75 "${gpu_pytest[@]}" -n 8 tests/cuda/test_examples_gpu.py
 # The kernel library's sweep (every type x group x activation dtype x zero option) compiles hundreds of
