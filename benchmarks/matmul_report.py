@@ -493,8 +493,8 @@ def markdown(results: dict) -> str:
     lines = header(results)
     lines += [
         "",
-        "### Decode (M ≤ 16: the decode kernel; at M = 1 on 1-, 2- and 4-bit codes the int8 route where it "
-        "measured faster)",
+        "### Decode (M ≤ 16: the decode kernel; at M = 1 on 1-, 2- and 4-bit codes the int8 route, and bf16 "
+        "rows through the fp16 loop, where measured faster)",
     ] + host_summary(decode)
     lines += decode_summary(decode) + targets_table(decode, prefill) + decode_table(decode)
     lines += prefill_table(prefill) + crossover_table(results.get("crossover", []))
