@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route,mma_rates"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -491,6 +491,8 @@ step half_route 585 bash scripts/two_gpus.sh "$RESULTS/half_route_second.log" \
     "$PYTHON -m pytest -m gpu -q -p timeout --timeout=200 tests/kernels/test_gpu_half_x.py \
     tests/ops/test_gpu_half_route.py tests/ops/test_gpu_int8_route.py && $(half_route_probe uint4,int4,float4_e2m1)" \
     "$(half_route_probe int8,float6_e3m2,uint5,float6_e2m3)"
+# Warp mma issue rates of f16, int8 and binary operands (operands in registers, no memory in the loop).
+step mma_rates 120 "$PYTHON" benchmarks/mma_rates.py --out "$RESULTS/mma_rates"
 # The 16-row loop with the weight bytes in registers and registers capped for 3 blocks of 8 warps an SM
 # (min_blocks, the occupancy variant's bound, which the space tries with the ring only): every configuration
 # of 3 and 4 stages with and without either, on the two large shapes (4- and 5-bit types on the first GPU,
