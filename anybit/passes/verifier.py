@@ -389,6 +389,12 @@ def _dot(inst: DotInst, program) -> None:
         )
     _same_dtype(inst, a, b)
     _same_dtype(inst, c, d)
+    if a.dtype.is_integer and c.dtype.name != "int32":
+        raise _fail(
+            inst,
+            f"expected an int32 accumulator for {a.dtype.name} operands (the tensor cores sum integer "
+            f"products in s32), got {c.dtype.name}; cast the result afterwards",
+        )
     layouts = mma_layouts(
         a.shape[-2], b.shape[-1], a.shape[-1], a.dtype, program.num_warps, batch[0] if batch else None
     )

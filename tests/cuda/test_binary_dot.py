@@ -9,7 +9,7 @@ import torch
 from cuda_support import requires_gpu, requires_nvrtc
 
 import anybit
-from anybit.dtypes import int32, uint1
+from anybit.dtypes import float32, int32, uint1
 
 
 class BinaryDot(anybit.Script):
@@ -58,6 +58,37 @@ def run(shape, device: str, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
 def test_binary_dot_on_the_interpreter(shape):
     got, expected = run(shape, "cpu", np.random.default_rng())
     np.testing.assert_array_equal(got, expected)
+
+
+class FloatAccumulator(BinaryDot):
+    """The same dot with a float32 accumulator, which the tensor cores do not have for integer operands."""
+
+    def __call__(
+        self, a: anybit.ptr(anybit.uint8), b: anybit.ptr(anybit.uint8), c: anybit.ptr(anybit.float32)
+    ):
+        self.attrs.blocks = [1]
+        self.attrs.warps = self.warps
+        ga = self.global_view(a, uint1, [self.m, self.k])
+        gb = self.global_view(b, uint1, [self.k, self.n], strides=[1, self.k])
+        acc = self.register_tensor(float32, [self.m, self.n], init=0.0)
+        acc = self.dot(
+            self.load_global(ga, [0, 0], [self.m, self.k]),
+            self.load_global(gb, [0, 0], [self.k, self.n]),
+            acc,
+        )
+        self.store_global(self.global_view(c, float32, [self.m, self.n]), acc, [0, 0])
+
+
+def test_binary_dot_refuses_a_float_accumulator_and_partial_tiles():
+    rng = np.random.default_rng()
+    _, a = random_bits(16, 256, rng)
+    _, b = random_bits(8, 256, rng)
+    with pytest.raises(Exception, match="int32 accumulator for uint1 operands"):
+        anybit.interpret(FloatAccumulator(16, 8, 256, 1), a, b, torch.zeros(16, 8))
+    _, a = random_bits(16, 128, rng)
+    _, b = random_bits(8, 128, rng)
+    with pytest.raises(Exception, match=r"multiples of 16, 8, 256 \(mma.m16n8k256.b1\)"):
+        anybit.interpret(BinaryDot(16, 8, 128, 1), a, b, torch.zeros(16, 8, dtype=torch.int32))
 
 
 @requires_nvrtc

@@ -146,7 +146,7 @@ def test_dot_with_unsupported_dtype():
             b = self.register_tensor(float32, [16, 8], init=0)
             self.dot(a, b, self.register_tensor(float32, [16, 8], init=0))
 
-    with pytest.raises(VerificationError, match=r"in `dot`: expected float16, bfloat16, int8 or uint8"):
+    with pytest.raises(VerificationError, match=r"in `dot`: expected float16, bfloat16, int8, uint8 or uint1"):
         verify(F32Dot().trace())
 
 
