@@ -33,20 +33,10 @@ from anybit.ops.row_timing import row_arguments  # noqa: E402
 from anybit.ops.tuning import tuner_for  # noqa: E402
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
-from benchmarks.matmul_anchors import read_ceilings  # noqa: E402
+from benchmarks.harness import SUITE_TUNING, kernel_us  # noqa: E402
+from benchmarks.matmul_anchors import read_ceilings, relative_error  # noqa: E402
 
-SUITE_TUNING = pathlib.Path(__file__).resolve().parent / "tunings" / "nvidia-h200-suite.json"
 TYPES = "uint4,int4,float4_e2m1,uint5,float6_e3m2,float6_e2m3,int8"
-
-
-def kernel_us(call) -> float | None:
-    """The kernels' own device time of ``call`` captured in a graph (median, L2 flushed)."""
-    timing = harness.time_graph_kernels(harness.capture_graph(call), runs=30)
-    return None if timing is None else timing.median_us
-
-
-def relative_error(y: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((y.double() - reference).norm() / reference.norm())
 
 
 def probe(type_name: str, n: int, k: int, m: int, ceiling_tb_s: float) -> dict:
@@ -112,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if options is None:
         return 2
     started = time.perf_counter()
-    pinned = anybit.runtime.load_tuning(options.tuning) if options.tuning.exists() else 0
-    print(f"{pinned} tuned configurations pinned from {options.tuning}")
+    pinned = harness.pin_tuning(options.tuning)
     ceilings = read_ceilings()
     ceiling = ceilings["best_tb_s"]
     print(f"{harness.gpu_description()}; read ceiling {ceiling:.2f} TB/s", flush=True)

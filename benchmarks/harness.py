@@ -265,3 +265,25 @@ def write_json(out: pathlib.Path | None, name: str, data: object) -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     (out / name).write_text(json.dumps(data, indent=1))
+
+
+#: The suite's pinned tuning (benchmarks/tunings): the route probes' quantized_matmul without tuning.
+SUITE_TUNING = pathlib.Path(__file__).resolve().parent / "tunings" / "nvidia-h200-suite.json"
+
+
+def kernel_us(call: Callable[[], object], graph: bool = True) -> float | None:
+    """The kernels' own device time of ``call`` captured in a graph (median of 30, L2 flushed); with
+    ``graph`` False (torch ops that allocate), CUDA events around eager calls."""
+    if not graph:
+        return time_cuda(call, runs=30).median_us
+    timing = time_graph_kernels(capture_graph(call), runs=30)
+    return None if timing is None else timing.median_us
+
+
+def pin_tuning(path: pathlib.Path, what: str = "") -> int:
+    """Pin the tuning file at ``path`` (nothing when it is missing) and say how many configurations."""
+    import anybit
+
+    pinned = anybit.runtime.load_tuning(path) if path.exists() else 0
+    print(f"{what}{pinned} tuned configurations pinned from {path}")
+    return pinned

@@ -30,11 +30,10 @@ from anybit.kernels.decode_int8 import build_configuration, check_int8_route, ke
 from anybit.kernels.int8_activations import prepare_kernel_for, prepare_x_on_device  # noqa: E402
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
-from benchmarks.matmul_anchors import read_ceilings  # noqa: E402
+from benchmarks.harness import SUITE_TUNING, kernel_us  # noqa: E402
+from benchmarks.matmul_anchors import read_ceilings, relative_error  # noqa: E402
 
 WARPS = (4, 8)
-#: The suite's pinned tuning (benchmarks/tunings): quantized_matmul's configurations without tuning.
-SUITE_TUNING = pathlib.Path(__file__).resolve().parent / "tunings" / "nvidia-h200-suite.json"
 SPLITS = (1, 2, 4, 8)
 #: Chunks of weight bytes in flight ahead of the converting one (DecodeInt8's ``ahead``).
 AHEAD = (1, 2)
@@ -85,19 +84,6 @@ def precompile(jobs: list[tuple]) -> None:
         return
     failed = [job for job, (ok, _) in zip(jobs, results, strict=True) if not ok]
     print(f"precompiled {len(jobs) - len(failed)} of {len(jobs)} configurations", flush=True)
-
-
-def kernel_us(call, graph: bool = True) -> float | None:
-    """The kernels' own device time of ``call`` captured in a graph (median, L2 flushed); with ``graph``
-    False (torch ops that allocate), CUDA events around eager calls."""
-    if not graph:
-        return harness.time_cuda(call, runs=30).median_us
-    timing = harness.time_graph_kernels(harness.capture_graph(call), runs=30)
-    return None if timing is None else timing.median_us
-
-
-def relative_error(y: torch.Tensor, reference: torch.Tensor) -> float:
-    return float((y.double() - reference).norm() / reference.norm())
 
 
 def probe(
@@ -215,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if options is None:
         return 2
     started = time.perf_counter()
-    pinned = anybit.runtime.load_tuning(options.tuning) if options.tuning.exists() else 0
-    print(f"quantized_matmul: {pinned} tuned configurations pinned from {options.tuning}")
+    pinned = harness.pin_tuning(options.tuning, "quantized_matmul: ")
     ceilings = read_ceilings()
     ceiling = ceilings["best_tb_s"]
     print(f"{harness.gpu_description()}; read ceiling {ceiling:.2f} TB/s", flush=True)
