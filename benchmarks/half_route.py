@@ -33,7 +33,7 @@ from anybit.ops.row_timing import row_arguments  # noqa: E402
 from anybit.ops.tuning import tuner_for  # noqa: E402
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
-from benchmarks.harness import SUITE_TUNING, kernel_us  # noqa: E402
+from benchmarks.harness import kernel_us  # noqa: E402
 from benchmarks.matmul_anchors import read_ceilings, relative_error  # noqa: E402
 
 TYPES = "uint4,int4,float4_e2m1,uint5,float6_e3m2,float6_e2m3,int8"
@@ -92,13 +92,7 @@ def probe(type_name: str, n: int, k: int, m: int, ceiling_tb_s: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def extra(parser) -> None:
-        parser.add_argument("--tuning", type=pathlib.Path, default=SUITE_TUNING)
-        parser.add_argument("--types", default=TYPES)
-        parser.add_argument("--shapes", default="57344x8192,8192x28672,8192x8192")
-        parser.add_argument("--ms", default="1,16")
-
-    options = harness.gpu_options(__doc__.split("\n\n")[0], argv, "half_route.py", extra)
+    options = harness.route_probe_options(__doc__.split("\n\n")[0], argv, "half_route.py", TYPES, "1,16")
     if options is None:
         return 2
     started = time.perf_counter()

@@ -287,3 +287,23 @@ def pin_tuning(path: pathlib.Path, what: str = "") -> int:
     pinned = anybit.runtime.load_tuning(path) if path.exists() else 0
     print(f"{what}{pinned} tuned configurations pinned from {path}")
     return pinned
+
+
+def route_probe_options(description: str, argv: list[str] | None, script: str, types: str, ms: str):
+    """A route probe's options (:func:`gpu_options`): ``--tuning`` (default the suite's, so that nothing
+    tunes; a missing file pins nothing), ``--types``, ``--shapes`` (the issue's target shapes) and ``--ms``;
+    None without a GPU."""
+
+    def extra(parser) -> None:
+        parser.add_argument(
+            "--tuning",
+            type=pathlib.Path,
+            default=SUITE_TUNING,
+            help="a tuning file pinned for quantized_matmul (default: the suite's, so that nothing tunes; "
+            "a missing file pins nothing)",
+        )
+        parser.add_argument("--types", default=types)
+        parser.add_argument("--shapes", default="57344x8192,8192x28672,8192x8192")
+        parser.add_argument("--ms", default=ms)
+
+    return gpu_options(description, argv, script, extra)

@@ -30,7 +30,7 @@ from anybit.kernels.decode_int8 import build_configuration, check_int8_route, ke
 from anybit.kernels.int8_activations import prepare_kernel_for, prepare_x_on_device  # noqa: E402
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
-from benchmarks.harness import SUITE_TUNING, kernel_us  # noqa: E402
+from benchmarks.harness import kernel_us  # noqa: E402
 from benchmarks.matmul_anchors import read_ceilings, relative_error  # noqa: E402
 
 WARPS = (4, 8)
@@ -185,19 +185,9 @@ def describe(config: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def extra(parser) -> None:
-        parser.add_argument(
-            "--tuning",
-            type=pathlib.Path,
-            default=SUITE_TUNING,
-            help="a tuning file pinned for quantized_matmul (default: the suite's, so that nothing tunes; "
-            "a missing file pins nothing)",
-        )
-        parser.add_argument("--types", default="uint1,uint2,uint4")
-        parser.add_argument("--shapes", default="57344x8192,8192x28672,8192x8192")
-        parser.add_argument("--ms", default="1")
-
-    options = harness.gpu_options(__doc__.split("\n\n")[0], argv, "int8_route.py", extra)
+    options = harness.route_probe_options(
+        __doc__.split("\n\n")[0], argv, "int8_route.py", "uint1,uint2,uint4", "1"
+    )
     if options is None:
         return 2
     started = time.perf_counter()

@@ -1,9 +1,9 @@
-"""The bf16-through-fp16 route's choice (:mod:`anybit.ops.half_choice`): which calls may take it, the choice
-stored and pinned like the tuned configurations, and the fp16 decode configuration it runs."""
+"""The bf16-through-fp16 route's choice (:mod:`anybit.ops.half_choice`): which calls may take it, its
+choices apart from the int8 route's, and the fp16 decode configuration it runs (the choice's storing and
+pinning: tests/ops/test_route_choice.py)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 import anybit
@@ -32,33 +32,6 @@ def test_bf16_decode_calls_of_a_weights_packed_as_a_are_eligible():
     assert not half_choice.eligible(layout("int4", operand="b"), BF16, 1)  # the transposed kernel's only
     assert not half_choice.eligible(layout("int4", gated=True), BF16, 1)  # silu · up is the fused kernel's
     assert not half_choice.eligible(layout("int4", k=8192 + 32, group=32), BF16, 1)  # K past 64-multiples
-
-
-def test_the_faster_route_is_measured_once_and_kept(tmp_path, monkeypatch):
-    half = {"route": "half", "rows": 8, "warps": 4, "stages": 4, "split": 2, "warps_along_k": False}
-    calls = []
-
-    def measure():
-        calls.append(1)
-        return [
-            Candidate(dict(DECODE_ROUTE), milliseconds=0.0978),
-            Candidate(dict(half), milliseconds=0.0915),
-        ]
-
-    chooser = HalfRouteChooser("DecodeKernel-0123")
-    assert chooser.choose([1, 57344, 8192], ARCH, measure) == half
-    assert chooser.choose([1, 57344, 8192], ARCH, measure) == half and len(calls) == 1
-    again = HalfRouteChooser("DecodeKernel-0123")  # another process reads the stored choice
-    assert again.choose([1, 57344, 8192], ARCH, lambda: pytest.fail("timed again")) == half
-    slower = [Candidate(dict(DECODE_ROUTE), milliseconds=0.0126), Candidate(dict(half), milliseconds=0.0141)]
-    assert chooser.choose([16, 8192, 8192], ARCH, lambda: slower) == DECODE_ROUTE
-    assert chooser.choose([4, 4096, 4096], ARCH, None) == DECODE_ROUTE  # cannot time: the decode kernel
-    assert autotune.export_tuning(tmp_path / "tuning.json") >= 2
-    monkeypatch.setenv("ANYBIT_CACHE_DIR", str(tmp_path / "serving"))
-    monkeypatch.setenv("ANYBIT_AUTOTUNE", "0")
-    assert autotune.load_tuning(tmp_path / "tuning.json") >= 2
-    serving = HalfRouteChooser("DecodeKernel-0123")
-    assert serving.choose([1, 57344, 8192], ARCH, lambda: pytest.fail("timed in serving")) == half
 
 
 def test_the_routes_choices_are_kept_apart():

@@ -1,5 +1,5 @@
-"""The int8 route's choice at M = 1 (:mod:`anybit.ops.int8_choice`): which weights may take it, what the first
-call times, and the choice stored, exported and pinned like the tuned configurations."""
+"""The int8 route's choice at M = 1 (:mod:`anybit.ops.int8_choice`): which weights may take it and what the
+first call times (the choice's storing and pinning: tests/ops/test_route_choice.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ import torch
 import anybit
 from anybit.kernels import choose_layout
 from anybit.ops import int8_choice
-from anybit.ops.int8_choice import Int8RouteChooser
-from anybit.ops.route_choice import DECODE_ROUTE
-from anybit.runtime import autotune
-from anybit.runtime.autotune import Candidate
 
 ARCH = "sm_90a"
 F16 = torch.float16
@@ -53,40 +49,3 @@ def test_the_timed_configurations_divide_n_and_take_two_m16_tiles_a_warp():
         assert {c["split"] for c in found} == set(int8_choice.SPLITS)
     narrow = int8_choice.candidates(layout("uint2", n=6272, k=1024))  # 49·128: 8 warps do not divide it
     assert {c["warps"] for c in narrow} == {4} and {c["split"] for c in narrow} == {1}  # one run of 8 chunks
-
-
-def test_the_faster_route_is_measured_once_and_kept_on_disk():
-    calls = []
-    int8 = {"route": "int8", "warps": 4, "tiles": 2, "split": 2}
-
-    def measure():
-        calls.append(1)
-        return [Candidate(dict(DECODE_ROUTE), milliseconds=0.049), Candidate(dict(int8), milliseconds=0.034)]
-
-    chooser = Int8RouteChooser("DecodeKernel-0123")
-    assert chooser.choose([1, 57344, 8192], ARCH, measure) == int8
-    assert chooser.choose([1, 57344, 8192], ARCH, measure) == int8 and len(calls) == 1
-    again = Int8RouteChooser("DecodeKernel-0123")  # another process reads the stored choice
-    assert again.choose([1, 57344, 8192], ARCH, lambda: pytest.fail("timed again")) == int8
-    slower = [Candidate(dict(DECODE_ROUTE), milliseconds=0.0126), Candidate(dict(int8), milliseconds=0.0132)]
-    assert chooser.choose([1, 8192, 8192], ARCH, lambda: slower) == DECODE_ROUTE
-
-
-def test_the_decode_kernel_without_timing_and_nothing_stored(monkeypatch):
-    chooser = Int8RouteChooser("DecodeKernel-89ab")
-    assert chooser.choose([1, 4096, 4096], ARCH, None) == DECODE_ROUTE  # e.g. during CUDA graph capture
-    monkeypatch.setenv("ANYBIT_AUTOTUNE", "0")
-    assert chooser.choose([1, 4096, 4096], ARCH, lambda: pytest.fail("timed with tuning off")) == DECODE_ROUTE
-
-
-def test_an_exported_choice_is_pinned_in_serving(tmp_path, monkeypatch):
-    int8 = {"route": "int8", "warps": 8, "tiles": 2, "split": 8}
-    chooser = Int8RouteChooser("DecodeKernel-cdef")
-    found = chooser.choose([1, 8192, 28672], ARCH, lambda: [Candidate(dict(int8), milliseconds=1.0)])
-    assert found == int8
-    assert autotune.export_tuning(tmp_path / "tuning.json") >= 1
-    monkeypatch.setenv("ANYBIT_CACHE_DIR", str(tmp_path / "serving"))
-    monkeypatch.setenv("ANYBIT_AUTOTUNE", "0")
-    assert autotune.load_tuning(tmp_path / "tuning.json") >= 1
-    serving = Int8RouteChooser("DecodeKernel-cdef")
-    assert serving.choose([1, 8192, 28672], ARCH, lambda: pytest.fail("timed in serving")) == int8
