@@ -424,6 +424,9 @@ class CastInst(Instruction):
     operand holding its low ``operand.dtype.nbits`` bits and ``high`` the rest: the code is
     ``operand | high << operand.dtype.nbits``, a code of ``code_dtype`` (whose width is the two widths
     summed), and the cast converts that code. The planes' layouts hold the output's elements per thread.
+    ``high`` may also be ``uint1`` of the operand's shape plus a trailing axis of h bits (bit b of the code's
+    high part at ``high[..., b]``): its layout then places each code's high bits anywhere in the thread's
+    registers, e.g. as far apart as the conversion puts them (:func:`high_plane_width`).
 
     With ``biased`` (integer codes of at most 8 bits to float16/bfloat16, none of the above): ``output =
     value + B``, B a per-element bias that depends only on the types and the element's place in the layouts
@@ -439,6 +442,17 @@ class CastInst(Instruction):
     biased: bool = False
     source: SourceLocation | None = _source_field()
     WRITES: ClassVar[tuple[str, ...]] = ("output",)
+
+
+def high_plane_width(operand: RegisterTensor, high: RegisterTensor) -> int | None:
+    """The bits of each code a cast's ``high`` plane holds: its width where it has the operand's shape, h
+    where it is ``uint1`` of the operand's shape plus a trailing axis of h bits; None for any other shape."""
+    low_shape, shape = tuple(operand.shape), tuple(high.shape)
+    if shape == low_shape:
+        return high.dtype.nbits
+    if shape[:-1] == low_shape and len(shape) == len(low_shape) + 1 and high.dtype.name == "uint1":
+        return shape[-1]
+    return None
 
 
 def biased_cast_problem(

@@ -26,6 +26,7 @@ from anybit.ir.instructions import (
     ViewInst,
     WhereInst,
     biased_cast_problem,
+    high_plane_width,
 )
 from anybit.ir.tensors import RegisterTensor, SharedTensor, Tensor
 from anybit.lang.builder import Builder, current_builder
@@ -222,7 +223,10 @@ def cast(
     ``tensor`` the low bits, ``high`` the high bits — are the codes ``tensor | high << tensor.dtype.nbits``
     of ``code_dtype`` (its width the two summed); the cast converts those. Each plane's layout must hold the
     result's elements per thread (``layout``). A plane pair whose two codes of every result pair sit 16 bits
-    apart in one word converts with a shift and a ``lop3`` per plane: no code straddles a word.
+    apart in one word converts with a shift and a ``lop3`` per plane: no code straddles a word. ``high`` may
+    instead be ``uint1`` with a trailing axis of the high bits ([..., h], bit b of each code's high part at
+    [..., b]): a layout of that view may store a code's high bits apart, where the conversion puts them, so
+    that one shift places them all (:attr:`anybit.kernels.PackedLayout.top_plane_stride`).
 
     ``biased`` (integer codes of at most 8 bits to float16/bfloat16, without ``subtract``, ``exponent`` or
     planes): each result is its value plus a bias B that depends only on the element's place — the same for
@@ -246,13 +250,16 @@ def cast(
                     f"expected {name} of bit planes in an unsigned integer type, got {plane.dtype.name}",
                     "cast",
                 )
-        if tuple(high.shape) != tuple(tensor.shape):
+        high_bits = high_plane_width(tensor, high)
+        if high_bits is None:
             raise builder.error(
-                f"expected high of the operand's shape {list(tensor.shape)}, got {list(high.shape)}", "cast"
+                f"expected high of the operand's shape {list(tensor.shape)}, or uint1 of that shape plus a "
+                f"trailing axis of the high bits, got {high.dtype.name}{list(high.shape)}",
+                "cast",
             )
-        if tensor.dtype.nbits + high.dtype.nbits != code_dtype.nbits:
+        if tensor.dtype.nbits + high_bits != code_dtype.nbits:
             raise builder.error(
-                f"expected the planes' widths ({tensor.dtype.nbits} + {high.dtype.nbits}) to sum to "
+                f"expected the planes' widths ({tensor.dtype.nbits} + {high_bits}) to sum to "
                 f"{code_dtype.name}'s {code_dtype.nbits} bits",
                 "cast",
             )

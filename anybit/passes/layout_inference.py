@@ -144,6 +144,8 @@ class _Solver:
         local order (a cast that reorders, e.g. pair-interleaved codes into tensor-core order); ``subtract``
         gets the output's layout reduced over its broadcast dimensions."""
         for plane in (inst.operand,) if inst.high is None else (inst.operand, inst.high):
+            if plane.rank > inst.output.rank:  # a uint1 plane [..., h]: its layout is its view's own
+                continue
             output, operand = self.get(inst.output), self.get(plane)
             reorders = output is not None and operand is not None and output.holds_same_elements(operand)
             if not reorders:

@@ -60,10 +60,12 @@ from anybit.ir.instructions import (
     WhereInst,
     biased_cast_problem,
     defined_tensor,
+    high_plane_width,
     register_operand_tensors,
 )
 from anybit.ir.statements import BreakStmt, ForStmt, IfStmt, Program, WhileStmt, instructions
 from anybit.ir.tensors import SharedTensor, Tensor
+from anybit.layout import reduce
 from anybit.passes.dependent_launch import check_dependent_launch
 
 _CHECKS: dict[type, Callable] = {}
@@ -277,6 +279,8 @@ def _cast(inst: CastInst, program) -> None:
     planes = [inst.operand] if inst.high is None else [inst.operand, inst.high]
     for plane in planes:
         a, b = plane.layout, inst.output.layout
+        if a is not None and plane.rank > inst.output.rank:  # a uint1 plane [..., h]: its bits per element
+            a = reduce(a, [plane.rank - 1])
         if a is not None and b is not None and a != b and not a.holds_same_elements(b):
             raise _fail(
                 inst, f"expected cast to keep the layout {a} (or to reorder each thread's elements), got {b}"
@@ -284,17 +288,18 @@ def _cast(inst: CastInst, program) -> None:
     source = inst.operand.dtype
     if inst.high is not None:
         source = inst.code_dtype
-        widths = inst.operand.dtype.nbits + inst.high.dtype.nbits
+        high_bits = high_plane_width(inst.operand, inst.high)
         if (
             source is None
             or inst.operand.dtype.kind != "uint"
             or inst.high.dtype.kind != "uint"
-            or tuple(inst.high.shape) != tuple(inst.operand.shape)
-            or widths != source.nbits
+            or high_bits is None
+            or inst.operand.dtype.nbits + high_bits != source.nbits
         ):
             raise _fail(
                 inst,
-                f"expected two unsigned bit planes of one shape whose widths sum to the code type's, got "
+                f"expected two unsigned bit planes of one shape (or the high one uint1 [..., its bits]) "
+                f"whose widths sum to the code type's, got "
                 f"{_type(inst.operand)} and {_type(inst.high)} for "
                 f"{source.name if source is not None else 'no code type'}",
             )

@@ -178,17 +178,23 @@ def plane_layouts(dtype, operand: str = "a"):
     ]
 
 
-def planar_dequant(dtype=dt.int6, target=dt.float16, operand: str = "a") -> Program:
+def planar_dequant(dtype=dt.int6, target=dt.float16, operand: str = "a", stride: int = 1) -> Program:
     """One warp tile's codes stored as two bit planes (the packing's plane layouts: 2- and 4-bit planes
     pair-interleaved): load each plane's bytes, view them as its codes, cast both planes at once into the
-    tensor-core tile, store."""
+    tensor-core tile, store. ``stride`` > 1: the 2-bit top plane's bits that far apart, viewed as uint1
+    [..., 2] in the spread layout (``PackedLayout.top_plane_stride``)."""
+    from anybit.kernels.layout import spread_bits_layout
+
     planes = plane_layouts(dtype, operand)
     params, body, codes = [], [], []
     for index, plane in enumerate(planes):
         pointer_var = pointer(f"plane{index}", dt.uint8)
         view_tensor, view_inst = global_view(f"g{index}", pointer_var, dt.uint8, plane.tile_bytes)
         raw = reg(f"raw{index}", dt.uint8, plane.byte_layout)
-        code = reg(f"codes{index}", plane.dtype, plane.code_layout)
+        if index == len(planes) - 1 and stride > 1:
+            code = reg(f"bits{index}", dt.uint1, spread_bits_layout(plane.code_layout, plane.nbits, stride))
+        else:
+            code = reg(f"codes{index}", plane.dtype, plane.code_layout)
         params.append(pointer_var)
         body += [view_inst, LoadGlobalInst(raw, view_tensor, (0,)), ViewInst(code, raw)]
         codes.append(code)
@@ -197,7 +203,8 @@ def planar_dequant(dtype=dt.int6, target=dt.float16, operand: str = "a") -> Prog
     go, vo = global_view("go", po, target, *tile.shape)
     out = reg("out", target, tile)
     body += [vo, CastInst(out, codes[0], high=codes[1], code_dtype=dtype), StoreGlobalInst(go, out, (0, 0))]
-    return program(f"planar_{dtype.name}_{target.name}_{operand}", [*params, po], body, warps=1)
+    suffix = f"_spread{stride}" if stride > 1 else ""
+    return program(f"planar_{dtype.name}_{target.name}_{operand}{suffix}", [*params, po], body, warps=1)
 
 
 def reductions(dtype=dt.float32) -> Program:
@@ -353,6 +360,8 @@ def all_programs() -> dict[str, Program]:
         "planar_e3m2_f16": planar_dequant(dt.float6_e3m2, dt.float16),
         "planar_e2m3_bf16": planar_dequant(dt.float6_e2m3, dt.bfloat16),
         "planar_e2m2_f16_b": planar_dequant(dt.float5_e2m2, dt.float16, "b"),
+        "planar_e2m3_f16_spread": planar_dequant(dt.float6_e2m3, dt.float16, stride=4),
+        "planar_int6_bf16_b_spread": planar_dequant(dt.int6, dt.bfloat16, "b", stride=2),
         "split_k": split_k(),
         "shared_roundtrip": shared_roundtrip(),
     }

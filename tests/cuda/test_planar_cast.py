@@ -14,7 +14,7 @@ from anybit import dtypes as dt
 from anybit.cuda import conversions
 from anybit.dtypes import decode
 from anybit.interp import interpret
-from anybit.kernels.packing import pack_codes_numpy
+from anybit.kernels.packing import pack_codes_numpy, spread_word_bits
 
 PLANAR_TYPES = [
     dt.uint3,
@@ -31,12 +31,17 @@ PLANAR_TYPES = [
 ]
 
 
-def _planes_bytes(codes: np.ndarray, dtype, operand: str) -> list[np.ndarray]:
-    """Each plane of [16, 64] ``codes`` packed with its plane layout, as one warp tile's bytes."""
+def _planes_bytes(codes: np.ndarray, dtype, operand: str, stride: int = 1) -> list[np.ndarray]:
+    """Each plane of [16, 64] ``codes`` packed with its plane layout, as one warp tile's bytes (the top
+    plane's words spread by ``stride``: the numpy reference of ``PackedLayout.top_plane_stride``)."""
     out, first = [], 0
-    for plane in plane_layouts(dtype, operand):
+    planes = plane_layouts(dtype, operand)
+    for index, plane in enumerate(planes):
         part = (codes >> first) & ((1 << plane.nbits) - 1)
-        out.append(pack_codes_numpy(part.astype(np.uint8), plane).reshape(-1))
+        packed = pack_codes_numpy(part.astype(np.uint8), plane).reshape(-1)
+        if index == len(planes) - 1 and stride > 1:
+            packed = spread_word_bits(packed.view("<u4"), stride).astype("<u4").view(np.uint8)
+        out.append(packed)
         first += plane.nbits
     return out
 
@@ -54,6 +59,46 @@ def test_interpreter_casts_the_reassembled_codes(dtype, target, operand) -> None
     got = decode(out, target).astype(np.float64)
     expected = decode(codes, dtype).astype(np.float64).T  # the tile is W^T [K, N]
     np.testing.assert_array_equal(got, expected)
+
+
+#: (type, activation, top-plane stride): the spread the packing picks (float6_e2m3 → float16, float6_e4m1 →
+#: float16, float6_e1m4 → bfloat16), and spreads no conversion asks for (the gather takes any).
+SPREAD_CASES = [
+    (dt.float6_e2m3, dt.float16, 4),
+    (dt.float6_e4m1, dt.float16, 2),
+    (dt.float6_e1m4, dt.bfloat16, 8),
+    (dt.int6, dt.float16, 2),
+    (dt.uint6, dt.bfloat16, 8),
+    (dt.float6_e3m2, dt.float16, 4),
+]
+
+
+@pytest.mark.parametrize("operand", ["a", "b"])
+@pytest.mark.parametrize(("dtype", "target", "stride"), SPREAD_CASES, ids=lambda v: getattr(v, "name", v))
+def test_interpreter_casts_codes_whose_top_bits_are_spread(dtype, target, stride, operand) -> None:
+    """The top plane as uint1 [..., 2] in the spread layout: the same values as the codes, every code."""
+    rng = np.random.default_rng()
+    codes = rng.integers(0, 1 << dtype.nbits, size=(16, 64), dtype=np.uint8)
+    out = np.full((64, 16), 0xFFFF, dtype=np.uint16)  # poisoned: NaN in both f16 and bf16
+    planes = _planes_bytes(codes, dtype, operand, stride)
+    interpret(planar_dequant(dtype, target, operand, stride), *planes, out)
+    expected = decode(codes, dtype).astype(np.float64).T
+    np.testing.assert_array_equal(decode(out, target).astype(np.float64), expected)
+
+
+def test_spread_top_plane_gathers_a_pair_with_one_lop3_less() -> None:
+    """float6_e2m3 into float16 with the sign and top exponent bit 4 apart: two ``lop3`` a pair (the low
+    plane's and the top plane's), where the plain top plane takes three; the CUDA compiles for sm_90a."""
+    from anybit.cuda import generate_cuda
+    from anybit.runtime.nvrtc import compile_cubin
+
+    counts = {}
+    for stride in (1, 4):
+        kernel = generate_cuda(planar_dequant(dt.float6_e2m3, dt.float16, stride=stride), arch="sm_90a")
+        counts[stride] = kernel.source.split("__global__", 1)[1].count("ab_lop3<")
+        compile_cubin(kernel.source, kernel.name, "sm_90a")
+    pairs = 64 * 16 // 32 // 2
+    assert counts == {1: 3 * pairs, 4: 2 * pairs}
 
 
 def _rotl(word: int, amount: int) -> int:
@@ -128,18 +173,27 @@ def test_misuse_is_refused_with_a_clear_error() -> None:
     layout = anybit.layout.spatial(32).local(4)
 
     class BadPlanes(anybit.Script):
-        def __init__(self, high_dtype, code_dtype) -> None:
+        def __init__(self, high_dtype, code_dtype, bits: int = 0) -> None:
             super().__init__()
-            self.high_dtype, self.code_dtype = high_dtype, code_dtype
+            self.high_dtype, self.code_dtype, self.bits = high_dtype, code_dtype, bits
 
         def __call__(self, out: anybit.ptr(anybit.float16)):
             self.attrs.blocks = 1
             self.attrs.warps = 1
             low = self.register_tensor(anybit.uint4, [128], layout=layout, init=1)
-            high = self.register_tensor(self.high_dtype, [128], layout=layout, init=1)
+            if self.bits:  # a trailing axis of the high bits
+                bits_layout = anybit.layout.spatial(32, 1).local(4, self.bits)
+                high = self.register_tensor(self.high_dtype, [128, self.bits], layout=bits_layout, init=1)
+            else:
+                high = self.register_tensor(self.high_dtype, [128], layout=layout, init=1)
             self.cast(low, anybit.float16, high=high, code_dtype=self.code_dtype)
 
     with pytest.raises(Exception, match="sum to"):
         BadPlanes(anybit.uint2, anybit.uint5).program(None)
     with pytest.raises(Exception, match="unsigned integer type"):
         BadPlanes(anybit.int2, anybit.int6).program(None)
+    with pytest.raises(Exception, match=r"sum to float6_e2m3's 6 bits"):
+        BadPlanes(anybit.uint1, anybit.float6_e2m3, bits=3).program(None)
+    with pytest.raises(Exception, match=r"or uint1 of that shape plus a trailing axis of the high bits"):
+        BadPlanes(anybit.uint2, anybit.float6_e2m3, bits=2).program(None)
+    BadPlanes(anybit.uint1, anybit.float6_e2m3, bits=2).program(None)  # the high bits as uint1 [128, 2]

@@ -223,6 +223,10 @@ def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
     if inst.high is not None:  # bit planes: each output pair gathers its code bits from both
         planes = []
         for plane in (src, inst.high):
+            if plane.rank > out.rank:  # uint1 [..., h]: each high bit a plane of its own, in one array
+                for bit in range(plane.shape[-1]):
+                    planes.append((ctx.register(plane), plane.dtype, _bit_order(ctx, inst, plane, bit)))
+                continue
             plane_order = _cast_order(ctx, inst, plane)
             local = list(range(plane.layout.local_size)) if plane_order is None else plane_order
             planes.append((ctx.register(plane), plane.dtype, local))
@@ -252,6 +256,19 @@ def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
         exponent=inst.exponent,
         biased=inst.biased,
     )
+
+
+def _bit_order(ctx: EmitContext, inst: CastInst, plane: RegisterTensor, bit: int) -> list[int]:
+    """The local of a uint1 plane [..., h] holding bit ``bit`` of each output local's code."""
+    order = local_sources(
+        inst.output.layout, plane.layout, ctx.num_threads, index_map=lambda index: (*index, bit)
+    )
+    if order is None:
+        raise CodegenError(
+            f"cast{where(inst)}: expected the high bits' layout {plane.layout} to hold bit {bit} of every "
+            f"element of the output layout {inst.output.layout} in the same thread"
+        )
+    return order
 
 
 def _cast_order(ctx: EmitContext, inst: CastInst, plane: RegisterTensor) -> list[int] | None:

@@ -158,7 +158,12 @@ def cast(block: BlockState, inst: ir.CastInst) -> None:
     codes = _codes_in_output_layout(block, operand, output)
     source = operand.dtype
     if inst.high is not None:  # bit planes: the code is low | high << (the low plane's width)
-        high = _codes_in_output_layout(block, inst.high, output).astype(np.uint64)
+        if inst.high.rank > output.rank:  # uint1 [..., h]: bit b of the high part at [..., b]
+            bits = block.registers.dense_codes(inst.high).astype(np.uint64)
+            dense = sum(bits[..., b] << np.uint64(b) for b in range(bits.shape[-1]))
+            high = gather_from_dense(dense, output)
+        else:
+            high = _codes_in_output_layout(block, inst.high, output).astype(np.uint64)
         source = inst.code_dtype
         codes = (codes.astype(np.uint64) | (high << np.uint64(operand.dtype.nbits))).astype(source.code_dtype)
     if inst.exponent:  # exact by the builder's check: the source value times 2^exponent, encoded
