@@ -91,16 +91,26 @@ def probe(
     late_weight_loads: bool = False,
     splits: tuple[int, ...] = (),
     interleaved_1bit: bool = False,
+    plain_top_plane: bool = False,
 ) -> dict:
     weight = torch.randn(n, k, device="cuda", dtype=torch.float16) * 0.02
     q = quantize(weight, type_name, group_size=128)
     layout = choose_layout(
-        type_name, n, k, 128, max_bytes_per_thread=tile_bytes, operand=operand, planar=planar
+        type_name,
+        n,
+        k,
+        128,
+        max_bytes_per_thread=tile_bytes,
+        operand=operand,
+        planar=planar,
+        act_dtype=torch.float16,
     )
     if interleaved_1bit and layout.nbits == 1:
         # 1-bit codes stored pair-interleaved, as a 1-bit plane of a planar layout is: a pair's two codes 16
         # bits apart, one lop3 (after a shift shared by six pairs) where the plain order needs a prmt a byte
         layout = dataclasses.replace(layout, plane=True)
+    if plain_top_plane:  # a top plane stored as plain uint2 codes, as before top_plane_stride
+        layout = dataclasses.replace(layout, top_plane_stride=1)
     packed = pack(q, layout=layout)
     x = torch.randn(m, k, device="cuda", dtype=torch.float16)
     y = torch.empty(m, n, device="cuda", dtype=torch.float16)
@@ -242,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         help="1-bit codes stored pair-interleaved as a 1-bit plane is (on), in the plain order (off), or "
         "both in turn (an A/B in one process)",
     )
+    parser.add_argument(
+        "--top-plane",
+        default="auto",
+        choices=("auto", "plain", "both"),
+        help="a 6-bit type's top plane with its bits spread as choose_layout picks for float16 (auto), "
+        "stored as plain uint2 codes (plain), or both in turn (an A/B in one process)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
     options = parser.parse_args(argv)
     if not 1 <= options.m <= 16:
@@ -253,12 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     operands = [o for o in options.operands.split(",") if o]
     storage = {"auto": (None,), "on": (True,), "off": (False,), "both": (False, True)}[options.planar]
     interleaved = {"off": (False,), "on": (True,), "both": (False, True)}[options.interleave_1bit]
+    top_planes = {"auto": (False,), "plain": (True,), "both": (True, False)}[options.top_plane]
     variants = [
-        (width, operand, planar, pairs)
+        (width, operand, planar, (pairs, plain))
         for width in widths
         for operand in operands
         for planar in storage
         for pairs in interleaved
+        for plain in top_planes
     ]
     stages = tuple(int(count) for count in options.stages.split(",") if count)
     warps = tuple(int(count) for count in options.warps.split(",") if count)
@@ -271,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = []
     for type_name in types:
-        for (n, k), (width, operand, planar, pairs) in ((s, v) for s in shapes for v in variants):
+        for (n, k), (width, operand, planar, (pairs, plain)) in ((s, v) for s in shapes for v in variants):
             if planar and not eligible_for_planes(type_name):
                 continue
             if pairs and anybit.dtype(type_name).nbits != 1:
@@ -295,11 +314,13 @@ def main(argv: list[str] | None = None) -> int:
                 options.late_weight_loads,
                 tuple(int(count) for count in options.splits.split(",") if count),
                 pairs,
+                plain,
             )
             row["max_bytes_per_thread"], row["operand"] = width, operand
             rows.append(row)
             stored = "" if planar is None else (", bit planes" if planar else ", whole codes")
             stored += ", pair-interleaved" if pairs else ""
+            stored += ", plain top plane" if plain and options.top_plane != "auto" else ""
             print(
                 f"\n{type_name} {n}x{k} M={options.m} ({width} B/thread tiles, operand {operand}{stored}): "
                 f"{row['bytes'] / 1e6:.1f} MB, "

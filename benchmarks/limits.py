@@ -132,8 +132,9 @@ def kernel_facts(
     if config.get("route") == "half":  # bf16 through the fp16 loop: the fp16 kernel's loop, its configuration
         config = {key: value for key, value in config.items() if key != "route"}
         act_name = "float16"
-    layout = choose_layout(type_name, n, k, 128, operand=operand, max_bytes_per_thread=width)
-    tuner = tuner_for(layout, getattr(torch, act_name), type_name.startswith("uint"), False)
+    act = getattr(torch, act_name)
+    layout = choose_layout(type_name, n, k, 128, operand=operand, max_bytes_per_thread=width, act_dtype=act)
+    tuner = tuner_for(layout, act, type_name.startswith("uint"), False)
     compiled = anybit.compile(tuner.instance(config), *(None,) * 6, m, n, k, arch=ARCH)
     fixed = tuner.fixed["layout"]
     return sass_facts(compiled, fixed.k_chunk * fixed.n_per_warp // 32 * chunks_per_pass(config))
@@ -206,7 +207,9 @@ def analyse(
             continue
         act = getattr(torch, row["act_dtype"])
         width = width_cap(results, row)
-        layout = choose_layout(row["type"], n, k, 128, operand=operand, max_bytes_per_thread=width)
+        layout = choose_layout(
+            row["type"], n, k, 128, operand=operand, max_bytes_per_thread=width, act_dtype=act
+        )
         tuner = tuner_for(layout, act, row["type"].startswith("uint"), False)
         entry = {key: row[key] for key in ROW_KEYS if key in row}
         config = configs.get((tuner.identity, bucket_text([m_bucket(m), n, k])))

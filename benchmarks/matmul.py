@@ -198,6 +198,7 @@ class Run:
             cases.GROUP_SIZE,
             operand=self.results["operand"],
             max_bytes_per_thread=self.results["max_bytes_per_thread"],
+            act_dtype=getattr(torch, case.act_dtype),
         )
 
     def precompile(self, todo: list[cases.Case]) -> None:
@@ -376,6 +377,7 @@ class Weight:
             cases.GROUP_SIZE,
             operand=operand,
             max_bytes_per_thread=max_bytes_per_thread,
+            act_dtype=act,
         )
         self.packed = pack(self.q, layout=layout)
         self.x = torch.randn(max(case.ms), case.k, device=DEVICE, dtype=act, generator=generator)

@@ -108,7 +108,9 @@ def count(
     bytes_per_thread: int = 64,
     **fused,
 ) -> dict:
-    layout = choose_layout(type_name, 8192, 8192, 128, operand=operand, max_bytes_per_thread=bytes_per_thread)
+    layout = choose_layout(
+        type_name, 8192, 8192, 128, operand=operand, max_bytes_per_thread=bytes_per_thread, act_dtype=act
+    )
     options = dict(
         has_zeros=type_name.startswith("uint"),
         warps=warps,

@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route,mma_rates"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route,mma_rates,top_plane"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -491,6 +491,22 @@ step half_route 585 bash scripts/two_gpus.sh "$RESULTS/half_route_second.log" \
     "$PYTHON -m pytest -m gpu -q -p timeout --timeout=200 tests/kernels/test_gpu_half_x.py \
     tests/ops/test_gpu_half_route.py tests/ops/test_gpu_int8_route.py && $(half_route_probe uint4,int4,float4_e2m1)" \
     "$(half_route_probe int8,float6_e3m2,uint5,float6_e2m3)"
+# A 6-bit float's top plane with its bits spread where float16 puts them (PackedLayout.top_plane_stride:
+# float6_e2m3's sign and top exponent bit 4 apart) against the plain uint2 top plane: every configuration of
+# 4 and 8 warps, 3 and 4 stages and the splits around the suite's picks, on the three target shapes at M = 1
+# and 16 (GPU 1), beside the GPU tiers of the kernels and the test programs (GPU 0).
+top_plane_probe() {  # top_plane_probe M: both top planes of float6_e2m3 on the target shapes at M rows
+    local probe="$PYTHON benchmarks/decode_probe.py --types float6_e2m3 --m $1 --top-plane both --warps 4,8"
+    probe="$probe --stages 3,4"
+    local out="$RESULTS/top_plane_m$1"
+    echo "$probe --shapes 57344x8192 --bytes-per-thread 128 --splits 1,2 --out ${out}_70b_gate_up \
+        && $probe --shapes 8192x28672 --bytes-per-thread 128 --splits 4,8 --out ${out}_70b_down \
+        && $probe --shapes 8192x8192 --splits 4,8 --out ${out}_70b_o"
+}
+step top_plane 585 bash scripts/two_gpus.sh "$RESULTS/top_plane_second.log" \
+    "$PYTHON -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 12 tests/kernels \
+    tests/cuda/test_gpu_programs.py tests/cuda/test_conversions.py tests/nn" \
+    "$(top_plane_probe 1) && $(top_plane_probe 16)"
 # Warp mma issue rates of f16, int8 and binary operands (operands in registers, no memory in the loop).
 step mma_rates 120 "$PYTHON" benchmarks/mma_rates.py --out "$RESULTS/mma_rates"
 # The 16-row loop with the weight bytes in registers and registers capped for 3 blocks of 8 warps an SM

@@ -54,6 +54,9 @@ DEFAULT_OPERAND = "a"
 #: the fast pair conversions take (1, 2, 4 bits, all pair-interleaved), where 3-, 5- and 6-bit codes straddle
 #: bytes and words and need shifts and masks per pair.
 PLANE_WIDTHS: dict[int, tuple[int, int]] = {3: (2, 1), 5: (4, 1), 6: (4, 2)}
+#: The spacings :attr:`PackedLayout.top_plane_stride` may put a 2-bit top plane's bits at (a power of two
+#: below the 16 bits between a pair's two codes: the spread is a permutation of each word's bit digits).
+TOP_PLANE_STRIDES: tuple[int, ...] = (1, 2, 4, 8)
 #: Whether :func:`choose_layout` stores eligible types as bit planes unless told otherwise (the decode and
 #: dequantize kernels convert both planes of a pair with a shift and a ``lop3`` each, where codes stored
 #: whole straddle bytes and words: see ``cast(..., high=)``).
@@ -98,6 +101,13 @@ class PackedLayout:
     plane
         This layout is one plane of a planar layout (a ``uint1``/``uint2``/``uint4`` layout): 1-bit codes are
         then stored pair-interleaved like 2- and 4-bit ones (see :attr:`interleaved`).
+    top_plane_stride
+        1 (the default): the top plane's codes are stored as ``uint<w>`` codes are, each code's bits side by
+        side. 2, 4 or 8 (a top plane of 2 bits): within each 32-bit word each code's two bits sit that many
+        bits apart (:func:`spread_bits_layout` of the plane's code layout; the pairs' two codes still 16 bits
+        apart) — where the conversion puts them: a float's top plane holds its sign and its top exponent bit,
+        which float16 puts 4 bits apart for float6_e2m3, so one shift and one ``lop3`` place both where two
+        of each would (:func:`top_plane_stride_for`).
     """
 
     dtype: DataType
@@ -111,6 +121,7 @@ class PackedLayout:
     gated: bool = False
     planes: tuple[int, ...] = ()
     plane: bool = False
+    top_plane_stride: int = 1
 
     def __post_init__(self) -> None:
         kc, npw = self.k_chunk, self.n_per_warp
@@ -146,6 +157,8 @@ class PackedLayout:
             self._check_plane()
         if self.planes:
             self._check_planes()
+        if self.top_plane_stride != 1:
+            self._check_top_plane_stride()
 
     def _check_plane(self) -> None:
         if self.planes or self.dtype.kind != "uint" or self.nbits not in (1, 2, 4):
@@ -192,6 +205,21 @@ class PackedLayout:
                     f"planes {planes}: the {plane.nbits}-bit plane cannot be pair-interleaved in this tile "
                     f"(k_chunk {self.k_chunk}, n_per_warp {self.n_per_warp}): {error}; use planes=()"
                 ) from error
+
+    def _check_top_plane_stride(self) -> None:
+        stride, planes = self.top_plane_stride, self.planes
+        if not planes or planes[-1] != 2 or stride not in TOP_PLANE_STRIDES:
+            raise ValueError(
+                f"top_plane_stride spreads the two bits of a 2-bit top plane 2, 4 or 8 bits apart: expected "
+                f"planes with a 2-bit top plane and a stride in {TOP_PLANE_STRIDES}, got planes {planes} and "
+                f"stride {stride}; use top_plane_stride=1"
+            )
+
+    def top_plane_bits_layout(self, warps: int) -> RegisterLayout:
+        """The top plane of ``warps`` adjacent warp tiles as ``uint1`` [KC, warps·8·NT, w] (bit b of each
+        code's top part at [..., b]): its code layout's bits, spread by :attr:`top_plane_stride`."""
+        top = self.plane_layouts()[-1]
+        return spread_bits_layout(top.block_code_layout(warps), top.nbits, self.top_plane_stride)
 
     @property
     def nbits(self) -> int:
@@ -351,36 +379,73 @@ def swap_least_local_mode(layout: RegisterLayout, least: int, run: int) -> Regis
     if needed): within every ``least · run`` locals, slot ``least · r + e`` becomes ``run · e + r``."""
     modes = list(layout.mode_shape)
     local_modes = list(layout.local_modes)
-    spatial_modes = list(layout.spatial_modes)
     if not local_modes or modes[local_modes[-1]] != least:
         raise ValueError(
             f"expected a layout whose least significant local mode has size {least}, got {layout}"
         )
     element = local_modes.pop()
+    modes, local_modes, moved, spatial_modes, renumber = _split_least_locals(
+        layout, modes, local_modes, run, least * run
+    )
+    return RegisterLayout(layout.shape, modes, spatial_modes, [*local_modes, renumber(element), *moved])
+
+
+def spread_bits_layout(code_layout: RegisterLayout, width: int, stride: int) -> RegisterLayout:
+    """The bits of ``width``-bit codes in ``code_layout`` as ``uint1`` [*shape, width] (bit b of each code at
+    [..., b]), bit b of local code j at bit ``(j mod stride) + stride · b + width · stride · (j div stride)``
+    of the thread's registers: with ``stride`` 1 the codes' own bits (``width · j + b``), with a larger power
+    of two each code's bits ``stride`` apart — the code's local modes below ``stride`` moved under its bit."""
+    if stride < 1 or stride & (stride - 1):
+        raise ValueError(f"expected a power-of-two stride, got {stride}")
+    modes = [*code_layout.mode_shape]
+    local_modes = list(code_layout.local_modes)
+    moved: list[int] = []
+    spatial_modes = list(code_layout.spatial_modes)
+    if stride > 1:
+        modes, local_modes, moved, spatial_modes, _ = _split_least_locals(
+            code_layout, modes, local_modes, stride, stride
+        )
+    bit_mode = len(modes)  # the new last dimension's one mode
+    shape = (*code_layout.shape, width)
+    return RegisterLayout(shape, [*modes, width], spatial_modes, [*local_modes, bit_mode, *moved])
+
+
+def _split_least_locals(
+    layout: RegisterLayout, modes: list[int], local_modes: list[int], run: int, what: int
+):
+    """Pop the least significant local modes of ``local_modes`` that make up ``run`` locals, splitting the
+    last one if needed: (modes, the remaining local modes, the popped ones, the spatial modes, a function
+    renumbering a mode id of before the split). ``what``: the run's size in the error messages."""
+    spatial_modes = list(layout.spatial_modes)
     needed, moved = run, []
+    split_at = None
     while needed > 1:
         if not local_modes:
-            raise ValueError(f"{layout} holds fewer than {least * run} elements per thread")
+            raise ValueError(f"{layout} holds fewer than {what} elements per thread")
         mode = local_modes.pop()
         size = modes[mode]
         if size <= needed:
             if needed % size:
-                raise ValueError(f"cannot split {layout}'s local modes into runs of {least * run}")
+                raise ValueError(f"cannot split {layout}'s local modes into runs of {what}")
             moved.insert(0, mode)
             needed //= size
             continue
         if size % needed:
-            raise ValueError(f"cannot split {layout}'s local modes into runs of {least * run}")
-        # Split mode into (size / needed, needed): the low part moves below the least significant mode.
+            raise ValueError(f"cannot split {layout}'s local modes into runs of {what}")
+        # Split mode into (size / needed, needed): the low part moves.
         modes[mode : mode + 1] = [size // needed, needed]
         local_modes = [m + (m > mode) for m in local_modes]  # the modes after the split one move up by one
         moved = [m + (m > mode) for m in moved]
         spatial_modes = [m if m < 0 else m + (m > mode) for m in spatial_modes]  # −k: replication, not a mode
-        element += element > mode
+        split_at = mode
         local_modes.append(mode)
         moved.insert(0, mode + 1)
         needed = 1
-    return RegisterLayout(layout.shape, modes, spatial_modes, [*local_modes, element, *moved])
+
+    def renumber(mode: int) -> int:
+        return mode if split_at is None else mode + (mode > split_at)
+
+    return modes, local_modes, moved, spatial_modes, renumber
 
 
 def default_bytes_per_thread(dtype, n: int, k: int, *, gated: bool = False) -> int:
@@ -403,6 +468,7 @@ def choose_layout(
     operand: str | None = None,
     gated: bool = False,
     planar: bool | None = None,
+    act_dtype: torch.dtype | None = None,
 ) -> PackedLayout:
     """The default packing of an [n, k] weight of ``dtype`` with scale groups of ``group_size``.
 
@@ -424,6 +490,9 @@ def choose_layout(
     the type (:func:`planes_supported`) and tile shape (every plane whole 32-bit words per thread: k_chunk ·
     NT a multiple of 128 for a 1-bit plane, of 64 for a 2-bit one) allow. The tile shape is chosen as for
     codes stored whole, so bytes_per_thread and the packed shape do not depend on ``planar``.
+    ``act_dtype``: the activation dtype the weight will be multiplied in (:func:`~anybit.kernels.pack` passes
+    the quantized weight's); with it, bit planes take the :attr:`PackedLayout.top_plane_stride` the
+    conversion into that dtype wants (:func:`top_plane_stride_for`), without it the plain one.
 
     Raises
     ------
@@ -480,7 +549,29 @@ def choose_layout(
         operand=operand,
         gated=gated,
         planes=widths if use_planes else (),
+        top_plane_stride=top_plane_stride_for(data_type, act_dtype) if use_planes and act_dtype else 1,
     )
+
+
+def top_plane_stride_for(dtype, act_dtype: torch.dtype) -> int:
+    """The :attr:`PackedLayout.top_plane_stride` that lets the conversion of ``dtype`` codes stored as bit
+    planes into ``act_dtype`` place each code's two top-plane bits with one shift: the distance between
+    the places it puts them, where that is a power of two of :data:`TOP_PLANE_STRIDES`, else 1 (two groups
+    a pair, as stored plainly). Integers' top bits land side by side (1); float16 puts float6_e2m3's sign and
+    top exponent bit 4 apart, float6_e3m2's 3 (1: no spread reaches it), bfloat16 both 6 or 7 apart (1)."""
+    from anybit.cuda.conversions import planar_placements  # the conversion's own placement: one source
+
+    data_type = check_weight_dtype(dtype)
+    widths = PLANE_WIDTHS.get(data_type.nbits, ())
+    target = resolve_dtype(act_dtype)
+    if not widths or widths[-1] != 2 or not planes_supported(data_type):
+        return 1
+    placements = planar_placements(data_type, target)
+    if len(placements) != 1:  # integers pick a base per pair: their top bits always side by side
+        return 1
+    places = placements[0][0]
+    distance = places[widths[0] + 1] - places[widths[0]]
+    return distance if distance in TOP_PLANE_STRIDES else 1
 
 
 def check_act_compatible(dtype: DataType, act_dtype: torch.dtype) -> None:

@@ -5,7 +5,9 @@ into the stored code layout (the tensor-core layout, pair-interleaved for 2- and
 planes), narrows each code to ``uint<b>`` (the bits are the code, whatever the weight type: a float's or a
 signed int's bits are its code), ``view``s the thread's bits as bytes in the byte layout and stores them.
 Unpacking is the same in reverse. A planar layout runs the programs once per plane
-(:mod:`anybit.kernels.packing`), each on a ``plane=True`` tile.
+(:mod:`anybit.kernels.packing`), each on a ``plane=True`` tile; a top plane whose codes' bits are spread
+(:attr:`~anybit.kernels.PackedLayout.top_plane_stride`) goes through ``uint1`` [..., 2] in the spread bit
+layout (:func:`~anybit.kernels.layout.spread_bits_layout`), the layout the kernels' casts read it in.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import functools
 
 import anybit
-from anybit.dtypes import DataType, uint8
-from anybit.kernels.layout import PackedLayout
+from anybit.dtypes import DataType, uint1, uint8
+from anybit.kernels.layout import PackedLayout, spread_bits_layout
+from anybit.layout import unsqueeze
 
 
 def _bits_type(nbits: int) -> DataType:
@@ -22,12 +25,22 @@ def _bits_type(nbits: int) -> DataType:
 
 
 class PackWeight(anybit.Script):
-    """codes uint8 [N, K] → packed bytes [K/KC, N/(8·NT), 32·bpt]; grid = one 1-warp block per warp tile."""
+    """codes uint8 [N, K] → packed bytes [K/KC, N/(8·NT), 32·bpt]; grid = one 1-warp block per warp tile.
+    ``stride`` > 1: 2-bit codes of a top plane with each code's bits that far apart in its word."""
 
     def __init__(
-        self, nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b", plane: bool = False
+        self,
+        nbits: int,
+        k_chunk: int,
+        n_per_warp: int,
+        operand: str = "b",
+        plane: bool = False,
+        stride: int = 1,
     ) -> None:
         super().__init__()
+        if stride != 1 and (nbits != 2 or not plane):
+            raise ValueError(f"a bit stride spreads a 2-bit plane's codes, got {nbits} bits, plane={plane}")
+        self.stride = stride
         layout = PackedLayout(
             _bits_type(nbits),
             n_per_warp,
@@ -51,7 +64,13 @@ class PackWeight(anybit.Script):
         gpacked = self.global_view(packed, uint8, [k // kc, n // npw, tile.tile_bytes])
         chunk, column = self.blockIdx.x, self.blockIdx.y
         natural = self.load_global(gcodes, [chunk * kc, column * npw], [kc, npw], layout=tile.code_layout)
-        bits = natural if tile.nbits == 8 else self.cast(natural, tile.dtype)
+        if self.stride > 1:  # each code's two bits [..., 2] in the spread layout
+            spread = spread_bits_layout(tile.code_layout, 2, self.stride)
+            column_codes = self.view(natural, layout=unsqueeze(tile.code_layout, 2))
+            which = self.index([kc, npw, 2], 2, layout=spread)
+            bits = self.cast(self.where(which < 1, column_codes & 1, column_codes >> 1), uint1)
+        else:
+            bits = natural if tile.nbits == 8 else self.cast(natural, tile.dtype)
         as_bytes = self.view(bits, dtype=uint8, layout=tile.byte_layout)
         self.store_global(gpacked, as_bytes, [chunk, column, 0])
 
@@ -60,10 +79,17 @@ class UnpackWeight(anybit.Script):
     """The inverse of :class:`PackWeight`: packed bytes → codes uint8 [N, K]."""
 
     def __init__(
-        self, nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b", plane: bool = False
+        self,
+        nbits: int,
+        k_chunk: int,
+        n_per_warp: int,
+        operand: str = "b",
+        plane: bool = False,
+        stride: int = 1,
     ) -> None:
         super().__init__()
-        self.tile = PackWeight(nbits, k_chunk, n_per_warp, operand, plane).tile
+        packer = PackWeight(nbits, k_chunk, n_per_warp, operand, plane, stride)
+        self.tile, self.stride = packer.tile, stride
 
     def __call__(self, packed: anybit.ptr(uint8), codes: anybit.ptr(uint8), n: anybit.int32, k: anybit.int32):
         tile = self.tile
@@ -74,23 +100,30 @@ class UnpackWeight(anybit.Script):
         gpacked = self.global_view(packed, uint8, [k // kc, n // npw, tile.tile_bytes])
         chunk, column = self.blockIdx.x, self.blockIdx.y
         as_bytes = self.load_global(gpacked, [chunk, column, 0], [tile.tile_bytes], layout=tile.byte_layout)
-        bits = self.view(as_bytes, dtype=tile.dtype, layout=tile.code_layout)
-        natural = bits if tile.nbits == 8 else self.cast(bits, uint8)
+        if self.stride > 1:  # the spread bits [..., 2] summed back into codes
+            spread = spread_bits_layout(tile.code_layout, 2, self.stride)
+            bits = self.cast(self.view(as_bytes, dtype=uint1, layout=spread), uint8)
+            which = self.index([kc, npw, 2], 2, layout=spread)
+            natural = self.sum(self.where(which < 1, bits, bits << 1), 2)
+        else:
+            bits = self.view(as_bytes, dtype=tile.dtype, layout=tile.code_layout)
+            natural = bits if tile.nbits == 8 else self.cast(bits, uint8)
         self.store_global(gcodes, natural, [chunk * kc, column * npw])
 
 
 @functools.cache
 def pack_script(
-    nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b", plane: bool = False
+    nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b", plane: bool = False, stride: int = 1
 ) -> PackWeight:
     """The (cached) packing program for one tile shape and operand (``plane``: one plane of a planar layout,
-    :attr:`~anybit.kernels.PackedLayout.plane`)."""
-    return PackWeight(nbits, k_chunk, n_per_warp, operand, plane)
+    :attr:`~anybit.kernels.PackedLayout.plane`; ``stride``: its top plane's bit spacing)."""
+    return PackWeight(nbits, k_chunk, n_per_warp, operand, plane, stride)
 
 
 @functools.cache
 def unpack_script(
-    nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b", plane: bool = False
+    nbits: int, k_chunk: int, n_per_warp: int, operand: str = "b", plane: bool = False, stride: int = 1
 ) -> UnpackWeight:
-    """The (cached) unpacking program for one tile shape and operand (``plane``: as for pack_script)."""
-    return UnpackWeight(nbits, k_chunk, n_per_warp, operand, plane)
+    """The (cached) unpacking program for one tile shape and operand (``plane``, ``stride``: as for
+    pack_script)."""
+    return UnpackWeight(nbits, k_chunk, n_per_warp, operand, plane, stride)

@@ -90,13 +90,38 @@ def _element_grid(layout: PackedLayout) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _planes(layout: PackedLayout):
-    """(plane layout, first byte within a warp tile, first code bit, code mask) of each plane."""
+    """(plane layout, first byte within a warp tile, first code bit, code mask, bit stride) of each plane
+    (the stride: :attr:`~anybit.kernels.PackedLayout.top_plane_stride` for the top plane, else 1)."""
+    planes = layout.plane_layouts()
     return [
-        (plane, start, offset, (1 << plane.nbits) - 1)
-        for plane, start, offset in zip(
-            layout.plane_layouts(), layout.plane_byte_offsets, layout.plane_bit_offsets, strict=True
+        (plane, start, offset, (1 << plane.nbits) - 1, layout.top_plane_stride if p == len(planes) - 1 else 1)
+        for p, (plane, start, offset) in enumerate(
+            zip(planes, layout.plane_byte_offsets, layout.plane_bit_offsets, strict=True)
         )
     ]
+
+
+def spread_word_bits(words: np.ndarray, stride: int, *, inverse: bool = False) -> np.ndarray:
+    """The numpy reference of a spread 2-bit plane: each uint32 word's bit ``2j + b`` (bit b of code slot j,
+    as ``uint2`` codes are stored) moved to ``(j mod stride) + stride · b + 2 · stride · (j div stride)``
+    (``inverse``: back)."""
+    words = np.asarray(words, dtype=np.uint32)
+    out = np.zeros_like(words)
+    for position in range(32):
+        slot, bit = divmod(position, 2)
+        spread = slot % stride + stride * bit + 2 * stride * (slot // stride)
+        source, target = (spread, position) if inverse else (position, spread)
+        out |= ((words >> np.uint32(source)) & np.uint32(1)) << np.uint32(target)
+    return out
+
+
+def _spread_plane_bytes(data: np.ndarray, stride: int, *, inverse: bool = False) -> np.ndarray:
+    """A packed plane's bytes [..., tile_bytes] with every thread's words spread (every 4 aligned bytes of a
+    plane are one little-endian word of one thread: planes fill whole words, in vectors of 4 to 16 bytes)."""
+    if stride == 1:
+        return data
+    words = np.ascontiguousarray(data).view("<u4")
+    return spread_word_bits(words, stride, inverse=inverse).astype("<u4").view(np.uint8).reshape(data.shape)
 
 
 def pack_codes_numpy(codes: np.ndarray, layout: PackedLayout) -> np.ndarray:
@@ -104,7 +129,10 @@ def pack_codes_numpy(codes: np.ndarray, layout: PackedLayout) -> np.ndarray:
     if layout.planar:
         # [K/KC, N/NPW, 32·bpt_p] per plane: concatenated on the last axis = back to back in each warp tile.
         codes = np.asarray(codes, dtype=np.uint8)
-        parts = [pack_codes_numpy((codes >> at) & mask, plane) for plane, _, at, mask in _planes(layout)]
+        parts = [
+            _spread_plane_bytes(pack_codes_numpy((codes >> at) & mask, plane), stride)
+            for plane, _, at, mask, stride in _planes(layout)
+        ]
         return np.concatenate(parts, axis=-1)
     n, k = layout.n, layout.k
     kc, npw, b = layout.k_chunk, layout.n_per_warp, layout.nbits
@@ -124,8 +152,11 @@ def unpack_codes_numpy(data: np.ndarray, layout: PackedLayout) -> np.ndarray:
     if layout.planar:
         data = np.asarray(data, dtype=np.uint8).reshape(layout.packed_shape)
         codes = np.zeros((layout.n, layout.k), dtype=np.uint8)
-        for plane, start, offset, _ in _planes(layout):
-            codes |= unpack_codes_numpy(data[..., start : start + plane.tile_bytes], plane) << offset
+        for plane, start, offset, _, stride in _planes(layout):
+            plane_bytes = _spread_plane_bytes(
+                data[..., start : start + plane.tile_bytes], stride, inverse=True
+            )
+            codes |= unpack_codes_numpy(plane_bytes, plane) << offset
         return codes
     n, k = layout.n, layout.k
     kc, npw, b = layout.k_chunk, layout.n_per_warp, layout.nbits
@@ -153,26 +184,32 @@ def _use_vm(device: torch.device, size: int, method: Method) -> bool:
     return method == "vm" or (method == "auto" and size <= INTERPRETER_LIMIT)
 
 
-def _pack_vm(codes: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
-    """The packing program over ``codes`` [N, K] (planar: once per plane on its bits, then concatenated)."""
+def _pack_vm(codes: torch.Tensor, layout: PackedLayout, stride: int = 1) -> torch.Tensor:
+    """The packing program over ``codes`` [N, K] (planar: once per plane on its bits, then concatenated;
+    ``stride``: a plane's bit spacing)."""
     if layout.planar:
-        parts = [_pack_vm((codes >> offset) & mask, plane) for plane, _, offset, mask in _planes(layout)]
+        parts = [
+            _pack_vm((codes >> offset) & mask, plane, stride)
+            for plane, _, offset, mask, stride in _planes(layout)
+        ]
         return torch.cat(parts, dim=-1)
     data = torch.empty(layout.packed_shape, dtype=torch.uint8, device=codes.device)
-    script = pack_script(layout.nbits, layout.k_chunk, layout.n_per_warp, layout.operand, layout.plane)
+    pl = layout
+    script = pack_script(pl.nbits, pl.k_chunk, pl.n_per_warp, pl.operand, pl.plane, stride)
     run_kernel(script, codes.contiguous(), data, layout.n, layout.k)
     return data
 
 
-def _unpack_vm(data: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+def _unpack_vm(data: torch.Tensor, layout: PackedLayout, stride: int = 1) -> torch.Tensor:
     """The unpacking program over ``data`` (planar: once per plane, the plane codes shifted and OR-ed)."""
     if layout.planar:
         codes = torch.zeros((layout.n, layout.k), dtype=torch.uint8, device=data.device)
-        for plane, start, offset, _ in _planes(layout):
-            codes |= _unpack_vm(data[..., start : start + plane.tile_bytes], plane) << offset
+        for plane, start, offset, _, stride in _planes(layout):
+            codes |= _unpack_vm(data[..., start : start + plane.tile_bytes], plane, stride) << offset
         return codes
     codes = torch.empty((layout.n, layout.k), dtype=torch.uint8, device=data.device)
-    script = unpack_script(layout.nbits, layout.k_chunk, layout.n_per_warp, layout.operand, layout.plane)
+    pl = layout
+    script = unpack_script(pl.nbits, pl.k_chunk, pl.n_per_warp, pl.operand, pl.plane, stride)
     run_kernel(script, data.contiguous(), codes, layout.n, layout.k)
     return codes
 
@@ -185,7 +222,7 @@ def pack(q: QuantizedWeight, *, layout: PackedLayout | None = None, method: Meth
     q
         The natural quantized weight (codes [N, K]).
     layout
-        The packing; default :func:`choose_layout` for the type, shape and group size.
+        The packing; default :func:`choose_layout` for the type, shape, group size and activation dtype.
     method
         "vm": the packing program (a GPU launch, or the interpreter on CPU); "numpy": the reference (CPU
         only); "auto": the VM program, except for large CPU weights.
@@ -197,7 +234,7 @@ def pack(q: QuantizedWeight, *, layout: PackedLayout | None = None, method: Meth
         activation dtype cannot hold (float16 with float8_e6m1, …), or zero points that are not codes.
     """
     n, k = q.codes.shape
-    layout = layout or choose_layout(q.dtype, n, k, q.group_size)
+    layout = layout or choose_layout(q.dtype, n, k, q.group_size, act_dtype=q.act_dtype)
     found = (layout.dtype, layout.n, layout.k, layout.group_size)
     if found != (q.dtype, n, k, q.group_size):
         raise ValueError(

@@ -5,7 +5,9 @@ Codes of 3, 5 and 6 bits may be stored as two bit planes of 1, 2 and 4 bits (:at
 <anybit.kernels.PackedLayout>`), each plane laid out as unsigned codes of its width are (2- and 4-bit planes
 pair-interleaved, so are 1-bit planes): the two codes of every tensor-core pair then sit 16 bits apart in
 one word of each plane, and one ``cast`` of both planes (``high=``) gathers each pair's bits with a shift
-and a ``lop3`` per plane — no code straddles a byte or a word, as the same codes stored whole do.
+and a ``lop3`` per plane — no code straddles a byte or a word, as the same codes stored whole do. A top plane
+whose codes' bits are spread (:attr:`PackedLayout.top_plane_stride`) is read as ``uint1`` [..., 2] in its
+spread layout: one shift and one ``lop3`` a pair for its two bits.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import anybit
+from anybit.dtypes import uint1
 from anybit.kernels.layout import PackedLayout
 
 
@@ -40,9 +43,14 @@ def decode_tile(
     if layout.planar:
         (low, high), (low_first, high_first) = layout.plane_layouts(), layout.plane_byte_offsets
         codes = script.view(load_bytes(low, low_first), dtype=low.dtype, layout=low.block_code_layout(warps))
-        high_codes = script.view(
-            load_bytes(high, high_first), dtype=high.dtype, layout=high.block_code_layout(warps)
-        )
+        if layout.top_plane_stride > 1:  # each code's top bits [..., 2], spread where the cast puts them
+            high_codes = script.view(
+                load_bytes(high, high_first), dtype=uint1, layout=layout.top_plane_bits_layout(warps)
+            )
+        else:
+            high_codes = script.view(
+                load_bytes(high, high_first), dtype=high.dtype, layout=high.block_code_layout(warps)
+            )
         planes = {"high": high_codes, "code_dtype": layout.dtype}
     else:
         codes = script.view(load_bytes(layout, 0), dtype=layout.dtype, layout=layout.block_code_layout(warps))

@@ -32,14 +32,16 @@ PACKED_BUFFERS = ("packed", "scales", "zeros", "input_permutation")
 #: to operand "a"); version 2 files (2- and 4-bit codes pair-interleaved) name their packing only when it
 #: was not that version's default, operand "b", and load as such; version 1 files hold the plain order and
 #: are refused rather than misread.
-STATE_VERSION = 5
-READABLE_STATE_VERSIONS = (2, 3, 4, 5)
+STATE_VERSION = 6
+READABLE_STATE_VERSIONS = (2, 3, 4, 5, 6)
 #: The PackedLayout fields a saved layer records (beyond type, group size and shape); version 4 adds
 #: ``gated`` (a gated pair, :mod:`anybit.kernels.gated`), False in older files; version 5 adds ``planes``
-#: (the bit-plane widths, a list; empty: codes stored whole), empty in older files (they packed codes whole).
+#: (the bit-plane widths, a list; empty: codes stored whole), empty in older files (they packed codes whole);
+#: version 6 adds ``top_plane_stride`` (a top plane's bit spacing), 1 in older files.
 PACKING_FIELDS = ("k_chunk", "n_per_warp", "bytes_per_thread", "operand")
 GATED_FIELD = "gated"
 PLANES_FIELD = "planes"
+STRIDE_FIELD = "top_plane_stride"
 
 
 def default_act_dtype(weight_dtype: torch.dtype) -> torch.dtype:
@@ -127,7 +129,9 @@ class QuantizedLinear(nn.Module):
             raise ValueError(f"expected act_dtype torch.float16 or torch.bfloat16, got {act_dtype}")
         weight_dtype = anybit.dtype(dtype)
         try:
-            layout = kernels.choose_layout(weight_dtype, self.out_features, self.in_features, group_size)
+            layout = kernels.choose_layout(
+                weight_dtype, self.out_features, self.in_features, group_size, act_dtype=act_dtype
+            )
         except ValueError as error:
             raise ValueError(
                 f"QuantizedLinear(in_features={self.in_features}, out_features={self.out_features}, "
@@ -189,7 +193,9 @@ class QuantizedLinear(nn.Module):
         """Pack a :class:`~anybit.kernels.QuantizedWeight` (codes [N, K], scales, zeros) into a layer."""
         n, k = quantized.codes.shape
         try:
-            layout = kernels.choose_layout(quantized.dtype, n, k, quantized.group_size)
+            layout = kernels.choose_layout(
+                quantized.dtype, n, k, quantized.group_size, act_dtype=quantized.act_dtype
+            )
         except ValueError as error:
             raise ValueError(
                 f"QuantizedLinear(in_features={k}, out_features={n}, dtype={quantized.dtype.name}, "
@@ -247,7 +253,7 @@ class QuantizedLinear(nn.Module):
             gated = bool(getattr(linear, GATED_MARKER, False))
         try:  # fail before quantizing: the packing decides which shapes are possible
             layout = kernels.choose_layout(
-                dtype, n, k, group_size, operand=operand, gated=gated, planar=planar
+                dtype, n, k, group_size, operand=operand, gated=gated, planar=planar, act_dtype=act_dtype
             )
         except ValueError as error:
             raise ValueError(
@@ -387,13 +393,14 @@ class QuantizedLinear(nn.Module):
             "packing": {
                 **{name: getattr(self.layout, name) for name in (*PACKING_FIELDS, GATED_FIELD)},
                 PLANES_FIELD: list(self.layout.planes),
+                STRIDE_FIELD: self.layout.top_plane_stride,
             },
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Adopt a saved layer's type, group size, activation dtype and packing (a version 2 state without
         a packing has that version's default: operand "b", warp tiles of at most 64 bytes a thread; states
-        before version 5 hold codes stored whole, ``planes=()``)."""
+        before version 5 hold codes stored whole, ``planes=()``, and before version 6 plain top planes)."""
         version = state.get("version") if isinstance(state, dict) else None
         if version not in READABLE_STATE_VERSIONS:
             raise ValueError(
@@ -426,6 +433,7 @@ class QuantizedLinear(nn.Module):
                 fields = {name: packing[name] for name in PACKING_FIELDS}
                 fields[GATED_FIELD] = bool(packing.get(GATED_FIELD, False))  # absent before version 4
                 fields[PLANES_FIELD] = tuple(planes)  # before version 5 the codes were packed whole
+                fields[STRIDE_FIELD] = int(packing.get(STRIDE_FIELD, 1)) if version >= 6 else 1
                 self.layout = dataclasses.replace(self.layout, **fields)
         except ValueError:  # a refused state leaves the layer as it was
             self.weight_dtype, self.group_size, self.act_dtype, self.layout = before

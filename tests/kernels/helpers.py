@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import torch
 
 import anybit
@@ -26,6 +28,11 @@ WIDE_FLOAT = "float8_e6m1"  # 6 exponent bits: bfloat16 activations only
 # accumulation and the final rounding to the activation dtype: about 2^-12/√3 (float16) and 2^-9/√3
 # (bfloat16) on average, so bfloat16 gets a 4x looser bound.
 TOLERANCE = {torch.float16: 1e-3, torch.bfloat16: 4e-3}
+
+
+def fresh_seed() -> int:
+    """A new seed per run: fresh random inputs every time."""
+    return random.randrange(2**31)
 
 
 def random_quantized(

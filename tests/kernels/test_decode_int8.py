@@ -4,8 +4,6 @@ relabelled k order, x's fixed point and preparation, and errors."""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 import torch
@@ -24,14 +22,16 @@ from anybit.kernels.int8_activations import (
 )
 from anybit.kernels.int8_order import code_layout, k_order, k_strides, operand_layout
 
-from .helpers import TOLERANCE, assert_prepared_like, random_quantized, reference_matmul, relative_error
+from .helpers import (
+    TOLERANCE,
+    assert_prepared_like,
+    fresh_seed,
+    random_quantized,
+    reference_matmul,
+    relative_error,
+)
 
 F16, BF16 = torch.float16, torch.bfloat16
-
-
-def fresh_seed() -> int:
-    """A new seed per run: fresh random inputs every time."""
-    return random.randrange(2**31)
 
 
 @pytest.mark.parametrize(

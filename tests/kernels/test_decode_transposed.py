@@ -4,7 +4,6 @@ feature of the decode kernel, against float64, outputs poisoned with NaN; its pa
 from __future__ import annotations
 
 import dataclasses
-import random
 import re
 
 import pytest
@@ -17,14 +16,9 @@ from anybit.kernels.decode_transposed import DecodeMatmulTransposed
 from anybit.kernels.launch import rms_options
 from anybit.kernels.packing import pack_codes_numpy, unpack_codes_numpy
 
-from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
+from .helpers import TOLERANCE, fresh_seed, random_quantized, reference_matmul, relative_error
 
 F16, BF16 = torch.float16, torch.bfloat16
-
-
-def fresh_seed() -> int:
-    """A new seed per run: fresh random inputs every time."""
-    return random.randrange(2**31)
 
 
 # (type, N, K, group, M, zero points, split, warps, rows, bias, act)
@@ -679,3 +673,32 @@ def test_late_weight_loads_on_the_interpreter(dtype, n, k, group, m, zeros, spli
     assert kernel.late_weight_loads
     with pytest.raises(ValueError, match="set weights_in_registers=True"):
         DecodeMatmulTransposed(kernel.layout, act, late_weight_loads=True)
+
+
+# (type, act, operand, M, config): weights whose top plane's bits are spread (PackedLayout.top_plane_stride)
+SPREAD_CASES = [
+    ("float6_e2m3", F16, "a", 1, {"warps": 2}),
+    ("float6_e2m3", F16, "a", 11, {"warps": 2, "rows": 16, "split": 2}),
+    ("float6_e2m3", F16, "a", 3, {"warps": 2, "weights_in_registers": True, "stages": 3}),
+    ("float6_e2m3", F16, "a", 2, {"warps": 2, "warps_along_k": True}),
+    ("float6_e2m3", F16, "b", 5, {"warps": 2, "split": 2}),
+    ("float6_e1m4", BF16, "a", 1, {"warps": 2, "split": 4}),
+]
+
+
+@pytest.mark.parametrize(("dtype", "act", "operand", "m", "config"), SPREAD_CASES)
+def test_weights_with_a_spread_top_plane(dtype, act, operand, m, config):
+    """``pack`` spreads a float's top-plane bits where the activation dtype's conversion puts them; the decode
+    kernels (8 and 16 rows, split-K, weights in registers, warps along K, operand "b") and the dequantize
+    path of ``quantized_matmul`` read them, against float64."""
+    q = random_quantized(dtype, 128, 512, 128, act, seed=fresh_seed())
+    p = pack(q, layout=choose_layout(dtype, 128, 512, 128, operand=operand, act_dtype=act))
+    assert p.layout.top_plane_stride > 1
+    x = torch.randn(m, 512).to(act)
+    y = decode_matmul(x, p, out=torch.full((m, 128), float("nan"), dtype=act), config=config)
+    assert relative_error(y, reference_matmul(x, q, None)) <= TOLERANCE[act]
+    if m == 11:  # past 16 rows: dequantize + a matmul
+        x = torch.randn(40, 512).to(act)
+        assert (
+            relative_error(anybit.ops.quantized_matmul(x, p), reference_matmul(x, q, None)) <= TOLERANCE[act]
+        )

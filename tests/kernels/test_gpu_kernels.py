@@ -49,7 +49,7 @@ def _quantized(dtype, group, act, zero, n=N, k=K):
 def test_decode_and_dequantize_on_cuda(dtype, group, act, zero, operand):
     """Both packings (operand "a", the default: the transposed kernel; "b": the decode kernel)."""
     q = _quantized(dtype, group, act, zero)
-    layout = choose_layout(dtype, N, K, group, operand=operand)
+    layout = choose_layout(dtype, N, K, group, operand=operand, act_dtype=act)  # as pack(q) chooses it
     p = pack(q, layout=layout)
     assert p.data.is_cuda
     # The GPU packing program agrees with the numpy reference and unpacks exactly.
@@ -120,7 +120,7 @@ def test_transposed_decode_on_cuda(dtype, act, zero):
     from anybit.kernels import choose_layout
 
     q = _quantized(dtype, 128, act, zero)
-    p = pack(q, layout=choose_layout(dtype, N, K, 128, operand="a"))
+    p = pack(q, layout=choose_layout(dtype, N, K, 128, operand="a", act_dtype=act))
     assert torch.equal(unpack(p).codes, q.codes)
     runs = ((1, None), (5, {"warps": 2, "split": 4, "rows": 8}), (16, None), (12, {"rows": 8}))
     _check_decode_and_dequantize(q, p, act, runs)

@@ -4,8 +4,6 @@ outputs poisoned with NaN; the errors of what they refuse."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 
@@ -13,14 +11,9 @@ from anybit.kernels import choose_layout, pack
 from anybit.kernels.decode_half_x import DecodeMatmulHalfX, half_x_matmul
 from anybit.kernels.half_activations import TOP_EXPONENT, prepare_half_x, prepare_half_x_on_device
 
-from .helpers import TOLERANCE, random_quantized, reference_matmul, relative_error
+from .helpers import TOLERANCE, fresh_seed, random_quantized, reference_matmul, relative_error
 
 BF16 = torch.bfloat16
-
-
-def fresh_seed() -> int:
-    """A new seed per run: fresh random inputs every time."""
-    return random.randrange(2**31)
 
 
 def test_the_fp16_copy_times_its_factor_is_x():

@@ -20,7 +20,7 @@ from anybit.kernels import (
     unpack_codes_numpy,
 )
 
-from .helpers import WEIGHT_TYPES, WIDE_FLOAT, random_quantized
+from .helpers import WEIGHT_TYPES, WIDE_FLOAT, fresh_seed, random_quantized
 
 
 @pytest.mark.parametrize(
@@ -352,3 +352,82 @@ def test_a_plane_layout_must_be_narrow_unsigned_whole_words():
         dataclasses.replace(plane, dtype=anybit.int2, bytes_per_thread=2 * plane.bytes_per_thread)
     with pytest.raises(ValueError, match="whole 32-bit words"):
         PackedLayout(anybit.uint1, 16, 16, 16, 16, 16, 1, plane=True)  # 8 codes per thread: one byte
+
+
+# --- a top plane's bits spread where the conversion puts them ------------------------------------------
+@pytest.mark.parametrize(
+    ("dtype", "act", "stride"),
+    [
+        ("float6_e2m3", torch.float16, 4),  # sign at 15, top exponent bit at 11
+        ("float6_e4m1", torch.float16, 2),
+        ("float6_e1m4", torch.bfloat16, 8),
+        ("float6_e2m3", torch.bfloat16, 1),  # 7 apart: no power of two
+        ("float6_e3m2", torch.float16, 1),  # 3 apart
+        ("int6", torch.float16, 1),  # integers' top bits side by side
+        ("uint5", torch.float16, 1),  # a 1-bit top plane
+    ],
+)
+def test_top_plane_stride_is_where_the_conversion_puts_the_top_bits(dtype, act, stride):
+    assert anybit.kernels.layout.top_plane_stride_for(dtype, act) == stride
+    assert choose_layout(dtype, 64, 256, 128, act_dtype=act).top_plane_stride == stride
+    assert choose_layout(dtype, 64, 256, 128).top_plane_stride == 1  # no activation dtype: plain
+    assert choose_layout(dtype, 64, 256, 128, act_dtype=act, planar=False).top_plane_stride == 1
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4, 8])
+def test_spread_bits_layout_puts_each_codes_bits_stride_apart(stride):
+    """Bit b of code local j at (j mod s) + s·b + 2s·(j div s) of the thread's bits; stride 1 = the codes'
+    own bits (2j + b), the layout a ``view`` of the plane's bytes as uint1 reads."""
+    from anybit.kernels.layout import spread_bits_layout
+
+    codes = choose_layout("float6_e2m3", 64, 256, 128, planar=True).plane_layouts()[1].code_layout
+    spread = spread_bits_layout(codes, 2, stride)
+    assert spread.shape == (*codes.shape, 2) and spread.local_size == 2 * codes.local_size
+    code_map, bit_map = codes.map_array(), spread.map_array()
+    for thread in (0, 7, 31):
+        for j in range(codes.local_size):
+            for b in (0, 1):
+                position = j % stride + stride * b + 2 * stride * (j // stride)
+                assert tuple(bit_map[thread, position]) == (*code_map[thread, j], b)
+
+
+@pytest.mark.parametrize("operand", ["a", "b"])
+@pytest.mark.parametrize(("dtype", "act"), [("float6_e2m3", torch.float16), ("float6_e1m4", torch.bfloat16)])
+def test_spread_top_plane_packs_by_vm_as_numpy_and_round_trips(dtype, act, operand):
+    """The packing programs (interpreter) and numpy give the same bytes: the low plane as plainly packed,
+    the top plane's words the plain ones with their bits spread (spread_word_bits); both unpack exactly."""
+    from anybit.kernels.packing import spread_word_bits
+
+    q = random_quantized(dtype, 64, 512, 128, act, seed=fresh_seed())
+    layout = choose_layout(dtype, 64, 512, 128, operand=operand, act_dtype=act)
+    stride = layout.top_plane_stride
+    assert stride > 1 and pack(q).layout == choose_layout(dtype, 64, 512, 128, act_dtype=act)
+    by_vm, by_numpy = pack(q, layout=layout, method="vm"), pack(q, layout=layout, method="numpy")
+    assert torch.equal(by_vm.data, by_numpy.data)
+    plain = pack(q, layout=dataclasses.replace(layout, top_plane_stride=1), method="numpy").data.numpy()
+    top = layout.plane_byte_offsets[1]
+    assert np.array_equal(by_vm.data.numpy()[..., :top], plain[..., :top])
+    spread_top = spread_word_bits(np.ascontiguousarray(plain[..., top:]).view("<u4"), stride)
+    assert np.array_equal(by_vm.data.numpy()[..., top:].view("<u4"), spread_top)
+    assert not np.array_equal(by_vm.data.numpy(), plain)
+    for method in ("vm", "numpy"):
+        assert torch.equal(unpack(by_vm, method=method).codes, q.codes)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "changes", "message"),
+    [
+        (
+            "float6_e2m3",
+            {"top_plane_stride": 3},
+            r"a stride in \(1, 2, 4, 8\), got planes \(4, 2\) and stride 3",
+        ),
+        ("float6_e2m3", {"top_plane_stride": 16}, "top_plane_stride=1"),
+        ("uint5", {"top_plane_stride": 2}, r"a 2-bit top plane .* got planes \(4, 1\)"),
+        ("int4", {"top_plane_stride": 2}, r"got planes \(\) and stride 2"),
+    ],
+)
+def test_bad_top_plane_strides_are_refused_with_the_fix(dtype, changes, message):
+    layout = choose_layout(dtype, 64, 256, 128)
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(layout, **changes)

@@ -144,15 +144,21 @@ def test_a_version_2_state_of_a_large_layer_keeps_the_narrow_tiles_it_was_saved_
 
 @pytest.mark.parametrize("dtype", ["int3", "uint5", "float6_e2m3"])
 def test_a_planar_packing_survives_the_state_dict(dtype: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A layer packed as bit planes records them (state version 5, ``planes`` a list): a fresh layer loads
-    the same layout, unpacks the same codes and computes the same product (CPU interpreter)."""
+    """A layer packed as bit planes records them (state version 6, ``planes`` a list, the top plane's bit
+    stride: 4 for float6_e2m3 with float16): a fresh layer loads the same layout, unpacks the same codes and
+    computes the same product (CPU interpreter)."""
     linear = make_linear(k=256, n=64)
     q = kernels.quantize(linear.weight.detach(), dtype, group_size=128, act_dtype=torch.float16)
-    layout = kernels.choose_layout(dtype, 64, 256, 128, planar=True)
+    layout = kernels.choose_layout(dtype, 64, 256, 128, planar=True, act_dtype=torch.float16)
     source = QuantizedLinear.from_packed(kernels.pack(q, layout=layout), bias=linear.bias.detach().half())
     assert source.layout.planar and source.layout == layout
     extra = source.get_extra_state()
-    assert extra["version"] == 5 and extra["packing"]["planes"] == list(layout.planes)
+    assert extra["version"] == 6 and extra["packing"]["planes"] == list(layout.planes)
+    assert (
+        extra["packing"]["top_plane_stride"]
+        == layout.top_plane_stride
+        == (4 if dtype == "float6_e2m3" else 1)
+    )
     buffer = io.BytesIO()
     torch.save(source.state_dict(), buffer)
     buffer.seek(0)
@@ -256,3 +262,20 @@ def test_wrong_input_width_is_refused() -> None:
     layer = QuantizedLinear.from_linear(make_linear(), "int4", group_size=128)
     with pytest.raises(ValueError, match=r"expected input \[\.\.\., 128\]"):
         layer(torch.randn(1, 64))
+
+
+def test_a_version_5_state_keeps_its_plain_top_plane() -> None:
+    """States before version 6 stored every top plane plainly: a float6_e2m3 layer saved so loads with
+    top_plane_stride 1 into a fresh layer (whose default spreads it for float16) and keeps its codes."""
+    linear = make_linear(k=256, n=64)
+    q = kernels.quantize(linear.weight.detach(), "float6_e2m3", group_size=128, act_dtype=torch.float16)
+    plain = kernels.pack(q, layout=kernels.choose_layout("float6_e2m3", 64, 256, 128, planar=True))
+    state = QuantizedLinear.from_packed(plain).state_dict()
+    extra = state["_extra_state"]
+    packing = {key: value for key, value in extra["packing"].items() if key != "top_plane_stride"}
+    state["_extra_state"] = {**extra, "version": 5, "packing": packing}
+    target = QuantizedLinear(256, 64, dtype="float6_e2m3", group_size=128, bias=False)
+    assert target.layout.top_plane_stride == 4
+    target.load_state_dict(state)
+    assert target.layout == plain.layout and target.layout.top_plane_stride == 1
+    assert torch.equal(target.quantized().codes, q.codes)

@@ -146,7 +146,8 @@ def test_dot_with_unsupported_dtype():
             b = self.register_tensor(float32, [16, 8], init=0)
             self.dot(a, b, self.register_tensor(float32, [16, 8], init=0))
 
-    with pytest.raises(VerificationError, match=r"in `dot`: expected float16, bfloat16, int8, uint8 or uint1"):
+    message = r"in `dot`: expected float16, bfloat16, int8, uint8 or uint1"
+    with pytest.raises(VerificationError, match=message):
         verify(F32Dot().trace())
 
 
