@@ -15,11 +15,11 @@ import torch
 
 from anybit.kernels import PackedLayout, PackedWeight
 from anybit.kernels.mlp import decode_gated_mlp_
-from anybit.ops.library import NAMESPACE, _fake, _plan, layout_arguments, layout_of
+from anybit.ops.library import NAMESPACE, _fake, _plan, layout_arguments, layout_from_arguments
 
 _LAYOUT = (
     "str dtype, int n, int k, int group_size, int k_chunk, int n_per_warp, int bytes_per_thread, "
-    "str operand, bool gated, int[] planes"
+    "str operand, bool gated, int[] planes, int top_plane_stride"
 )
 SCHEMA_RMS = (
     "quantized_matmul_rms(Tensor x, Tensor data, Tensor scales, Tensor? zeros, Tensor? bias, "
@@ -68,9 +68,8 @@ def _mlp_weights(pair_data, pair_scales, down_data, down_scales, layouts_and_eps
     """The op's arguments as (gate/up pair, down) packed weights and rms_eps (the launch's stages and split,
     when given, are left out)."""
     layout_args, rms_eps = layouts_and_eps[: 2 * _LAYOUT_FIELDS], layouts_and_eps[2 * _LAYOUT_FIELDS]
-    pair_layout = layout_of(*layout_args[:_LAYOUT_FIELDS][:-1], tuple(layout_args[_LAYOUT_FIELDS - 1]))
-    down_args = layout_args[_LAYOUT_FIELDS:]
-    down_layout = layout_of(*down_args[:-1], tuple(down_args[-1]))
+    pair_layout = layout_from_arguments(layout_args[:_LAYOUT_FIELDS])
+    down_layout = layout_from_arguments(layout_args[_LAYOUT_FIELDS:])
     pair = PackedWeight(pair_data, pair_scales, None, pair_layout, pair_scales.dtype)
     down = PackedWeight(down_data, down_scales, None, down_layout, down_scales.dtype)
     return pair, down, float(rms_eps)

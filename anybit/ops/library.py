@@ -20,7 +20,7 @@ NAMESPACE = "anybit"
 SCHEMA = (
     "quantized_matmul(Tensor x, Tensor data, Tensor scales, Tensor? zeros, Tensor? bias, str dtype, int n, "
     "int k, int group_size, int k_chunk, int n_per_warp, int bytes_per_thread, str operand, "
-    "bool gated=False, int[] planes=[]) -> Tensor"
+    "bool gated=False, int[] planes=[], int top_plane_stride=1) -> Tensor"
 )
 
 _library = torch.library.Library(NAMESPACE, "FRAGMENT")
@@ -39,9 +39,10 @@ def layout_of(
     operand: str = "b",
     gated: bool = False,
     planes: tuple[int, ...] = (),
+    top_plane_stride: int = 1,
 ) -> PackedLayout:
     """The :class:`~anybit.kernels.PackedLayout` of the op's layout arguments (checked by its constructor;
-    ``planes`` a tuple: the op's ``int[]`` arrives as a list)."""
+    ``planes`` a tuple: the op's ``int[]`` arrives as a list, see :func:`layout_from_arguments`)."""
     import anybit
 
     return PackedLayout(
@@ -55,12 +56,24 @@ def layout_of(
         operand,
         gated,
         planes=tuple(planes),
+        top_plane_stride=top_plane_stride,
     )
 
 
-def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int, int, str, bool, tuple]:
+#: Where the op's layout arguments hold the bit-plane widths (an ``int[]``, a list when the op is called).
+PLANES_ARGUMENT = 9
+
+
+def layout_from_arguments(layout_args) -> PackedLayout:
+    """:func:`layout_of` the op's layout arguments as the op receives them (planes a list)."""
+    fields = list(layout_args)
+    fields[PLANES_ARGUMENT] = tuple(fields[PLANES_ARGUMENT])
+    return layout_of(*fields)
+
+
+def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int, int, str, bool, tuple, int]:
     """The op's layout arguments of a layout: (dtype name, n, k, group_size, k_chunk, n_per_warp, bpt,
-    operand, gated, planes)."""
+    operand, gated, planes, top_plane_stride)."""
     return (
         layout.dtype.name,
         layout.n,
@@ -72,12 +85,13 @@ def layout_arguments(layout: PackedLayout) -> tuple[str, int, int, int, int, int
         layout.operand,
         layout.gated,
         tuple(layout.planes),
+        layout.top_plane_stride,
     )
 
 
 def _plan(x: torch.Tensor, data, scales, zeros, layout_args: tuple) -> WeightPlan:
     try:
-        layout = layout_of(*layout_args[:-1], tuple(layout_args[-1]))
+        layout = layout_from_arguments(layout_args)
     except (ValueError, TypeError, KeyError) as error:
         raise ValueError(
             f"{OP}: the layout arguments {layout_args} do not make a packed layout: {error}"
@@ -102,10 +116,14 @@ def _kernel(
     operand: str,
     gated: bool = False,
     planes: list[int] | None = None,
+    top_plane_stride: int = 1,
 ) -> torch.Tensor:
     """The op on real tensors (CPU: interpreter; CUDA: the decode kernel or dequantize + cuBLAS)."""
     planes = planes or []
-    layout_args = (dtype, n, k, group_size, k_chunk, n_per_warp, bytes_per_thread, operand, gated, planes)
+    layout_args = (
+        *(dtype, n, k, group_size, k_chunk, n_per_warp, bytes_per_thread, operand, gated, planes),
+        top_plane_stride,
+    )
     plan = _plan(x, data, scales, zeros, layout_args)
     return plan(x, data, scales, zeros, bias)
 
@@ -131,6 +149,7 @@ def _fake(
     operand: str,
     gated: bool = False,
     planes: list[int] | None = None,
+    top_plane_stride: int = 1,
 ) -> torch.Tensor:
     """Output shape and dtype only: [..., N] ([..., N/2] for a gated pair) in the dtype of x (the same checks
     on what is known)."""
@@ -170,4 +189,5 @@ def call_op(
         layout.operand,
         layout.gated,
         list(layout.planes),
+        layout.top_plane_stride,
     )

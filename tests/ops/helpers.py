@@ -24,7 +24,8 @@ def packed_weight(
     generator = torch.Generator().manual_seed(seed)
     weight = torch.randn(n, k, generator=generator).to(device)
     q = kernels.quantize(weight, dtype, group_size=group_size, act_dtype=act_dtype)
-    return q, kernels.pack(q, layout=kernels.choose_layout(dtype, n, k, group_size, operand=operand))
+    layout = kernels.choose_layout(dtype, n, k, group_size, operand=operand, act_dtype=act_dtype)
+    return q, kernels.pack(q, layout=layout)
 
 
 def reference(x: torch.Tensor, q, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -85,10 +85,13 @@ def test_op_rejects_a_bad_layout(weight):
             x, p.data, p.scales, p.zeros, None, "uint4", 32, 128, 128, 100, 8, 16, "b"
         )
     with pytest.raises(ValueError, match="expected operand 'a' or 'b'"):
-        arguments = (*layout_arguments(p.layout)[:-3], "c", False, [])
+        arguments = (*layout_arguments(p.layout)[:-4], "c", False, [], 1)
         torch.ops.anybit.quantized_matmul(x, p.data, p.scales, p.zeros, None, *arguments)
     with pytest.raises(ValueError, match="a gated pair is packed as the A operand"):
-        arguments = (*layout_arguments(p.layout)[:-3], "b", True, [])
+        arguments = (*layout_arguments(p.layout)[:-4], "b", True, [], 1)
+        torch.ops.anybit.quantized_matmul(x, p.data, p.scales, p.zeros, None, *arguments)
+    with pytest.raises(ValueError, match="top_plane_stride spreads the two bits of a 2-bit top plane"):
+        arguments = (*layout_arguments(p.layout)[:-1], 4)  # a uint4 weight has no planes
         torch.ops.anybit.quantized_matmul(x, p.data, p.scales, p.zeros, None, *arguments)
 
 

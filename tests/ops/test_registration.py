@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -58,15 +59,19 @@ def test_opcheck_passes():
     assert all(value == "SUCCESS" for value in result.values()), result
 
 
-def test_op_called_directly_matches_the_reference():
-    q, p = packed_weight("float6_e3m2", 32, 256)
+@pytest.mark.parametrize("dtype", ["float6_e3m2", "float6_e2m3"])
+def test_op_called_directly_matches_the_reference(dtype):
+    """The layout travels as the op's arguments, float6_e2m3's spread top plane (stride 4) included."""
+    q, p = packed_weight(dtype, 32, 256)
+    assert p.layout.top_plane_stride == (4 if dtype == "float6_e2m3" else 1)
     x = torch.randn(2, 256).half()
     y = torch.ops.anybit.quantized_matmul(*op_arguments(x, p))
     assert relative_error(y, reference(x, q)) < 2e-3
 
 
-def test_torch_compile_fullgraph():
-    q, p = packed_weight("uint2", 32, 256)
+@pytest.mark.parametrize("dtype", ["uint2", "float6_e2m3"])
+def test_torch_compile_fullgraph(dtype):
+    q, p = packed_weight(dtype, 32, 256)
     bias = torch.randn(32).half()
 
     def layer(x):
