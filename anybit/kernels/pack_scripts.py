@@ -24,9 +24,9 @@ def _bits_type(nbits: int) -> DataType:
     return anybit.dtype(f"uint{nbits}")
 
 
-class PackWeight(anybit.Script):
-    """codes uint8 [N, K] → packed bytes [K/KC, N/(8·NT), 32·bpt]; grid = one 1-warp block per warp tile.
-    ``stride`` > 1: 2-bit codes of a top plane with each code's bits that far apart in its word."""
+class _TileProgram(anybit.Script):
+    """A packing program's tile: one warp tile of ``nbits``-bit codes (``plane``: one plane of a planar
+    layout; ``stride`` > 1: a 2-bit top plane with each code's bits that far apart in its word)."""
 
     def __init__(
         self,
@@ -41,7 +41,7 @@ class PackWeight(anybit.Script):
         if stride != 1 and (nbits != 2 or not plane):
             raise ValueError(f"a bit stride spreads a 2-bit plane's codes, got {nbits} bits, plane={plane}")
         self.stride = stride
-        layout = PackedLayout(
+        self.tile = PackedLayout(
             _bits_type(nbits),
             n_per_warp,
             k_chunk,
@@ -52,7 +52,10 @@ class PackWeight(anybit.Script):
             operand,
             plane=plane,  # a plane's 1-bit codes are pair-interleaved (PackedLayout.interleaved)
         )
-        self.tile = layout
+
+
+class PackWeight(_TileProgram):
+    """codes uint8 [N, K] → packed bytes [K/KC, N/(8·NT), 32·bpt]; grid = one 1-warp block per warp tile."""
 
     def __call__(self, codes: anybit.ptr(uint8), packed: anybit.ptr(uint8), n: anybit.int32, k: anybit.int32):
         tile = self.tile
@@ -75,21 +78,8 @@ class PackWeight(anybit.Script):
         self.store_global(gpacked, as_bytes, [chunk, column, 0])
 
 
-class UnpackWeight(anybit.Script):
+class UnpackWeight(_TileProgram):
     """The inverse of :class:`PackWeight`: packed bytes → codes uint8 [N, K]."""
-
-    def __init__(
-        self,
-        nbits: int,
-        k_chunk: int,
-        n_per_warp: int,
-        operand: str = "b",
-        plane: bool = False,
-        stride: int = 1,
-    ) -> None:
-        super().__init__()
-        packer = PackWeight(nbits, k_chunk, n_per_warp, operand, plane, stride)
-        self.tile, self.stride = packer.tile, stride
 
     def __call__(self, packed: anybit.ptr(uint8), codes: anybit.ptr(uint8), n: anybit.int32, k: anybit.int32):
         tile = self.tile
