@@ -34,7 +34,7 @@ from anybit.ops.tuning import tuner_for  # noqa: E402
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from benchmarks.harness import kernel_us  # noqa: E402
-from benchmarks.matmul_anchors import read_ceilings, relative_error  # noqa: E402
+from benchmarks.matmul_anchors import relative_error  # noqa: E402
 
 TYPES = "uint4,int4,float4_e2m1,uint5,float6_e3m2,float6_e2m3,int8"
 
@@ -95,11 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     options = harness.route_probe_options(__doc__.split("\n\n")[0], argv, "half_route.py", TYPES, "1,16")
     if options is None:
         return 2
-    started = time.perf_counter()
-    pinned = harness.pin_tuning(options.tuning)
-    ceilings = read_ceilings()
+    started, pinned, ceilings = harness.start_route_probe(options.tuning)
     ceiling = ceilings["best_tb_s"]
-    print(f"{harness.gpu_description()}; read ceiling {ceiling:.2f} TB/s", flush=True)
     print(
         "| type | N × K | M | bf16 decode µs | % | route µs | % | x's fp16 copy µs | in a row: decode / "
         "route µs | quantized_matmul µs | % | chosen | errors (decode, route, qmm) |"

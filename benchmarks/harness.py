@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import pathlib
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -287,6 +288,18 @@ def pin_tuning(path: pathlib.Path, what: str = "") -> int:
     pinned = anybit.runtime.load_tuning(path) if path.exists() else 0
     print(f"{what}{pinned} tuned configurations pinned from {path}")
     return pinned
+
+
+def start_route_probe(tuning: pathlib.Path, what: str = "") -> tuple[float, int, dict]:
+    """A route probe's start: (its start time, the configurations pinned from ``tuning`` (:func:`pin_tuning`),
+    the read ceilings measured now), the GPU and its read ceiling printed."""
+    from benchmarks.matmul_anchors import read_ceilings
+
+    started = time.perf_counter()
+    pinned = pin_tuning(tuning, what)
+    ceilings = read_ceilings()
+    print(f"{gpu_description()}; read ceiling {ceilings['best_tb_s']:.2f} TB/s", flush=True)
+    return started, pinned, ceilings
 
 
 def route_probe_options(description: str, argv: list[str] | None, script: str, types: str, ms: str):

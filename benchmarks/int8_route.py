@@ -31,7 +31,7 @@ from anybit.kernels.int8_activations import prepare_kernel_for, prepare_x_on_dev
 from anybit.runtime.compiler import launch_script  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from benchmarks.harness import kernel_us  # noqa: E402
-from benchmarks.matmul_anchors import read_ceilings, relative_error  # noqa: E402
+from benchmarks.matmul_anchors import relative_error  # noqa: E402
 
 WARPS = (4, 8)
 SPLITS = (1, 2, 4, 8)
@@ -190,11 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if options is None:
         return 2
-    started = time.perf_counter()
-    pinned = harness.pin_tuning(options.tuning, "quantized_matmul: ")
-    ceilings = read_ceilings()
+    started, pinned, ceilings = harness.start_route_probe(options.tuning, "quantized_matmul: ")
     ceiling = ceilings["best_tb_s"]
-    print(f"{harness.gpu_description()}; read ceiling {ceiling:.2f} TB/s", flush=True)
     print(
         "| type | N × K | M | int8 kernel µs (warps, tiles, split, ahead) | % | with x's preparation µs | "
         "% | quantized_matmul µs | % | whole / qmm | errors (int8, qmm) | prepare_x µs (plain, columns) |"
