@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route,mma_rates,top_plane"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route,mma_rates,top_plane,tree_ab"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -507,6 +507,16 @@ step top_plane 585 bash scripts/two_gpus.sh "$RESULTS/top_plane_second.log" \
     "$PYTHON -m pytest -m gpu -q -rs -p timeout --timeout=150 -n 12 tests/kernels \
     tests/cuda/test_gpu_programs.py tests/cuda/test_conversions.py tests/nn" \
     "$(top_plane_probe 1) && $(top_plane_probe 16)"
+# The suite's rows of some types on trees made by scripts/ab_trees.sh (ab/<tree>/), in turns: AB_TREES (e.g.
+# "main next_joint-gathers-2"), AB_TYPES, AB_LAYERS (default the three 70B target shapes), AB_MS (default
+# 1,16), AB_ROUNDS (default 2), the suite's pinned tuning in every run, a cache of its own a tree.
+ab_layers="${AB_LAYERS:-70B o,70B gate_up,70B down}"
+step tree_ab 585 bash -c "for round in \$(seq ${AB_ROUNDS:-2}); do for tree in ${AB_TREES:-main}; do \
+    echo \"=== round \$round \$tree (\$(date -u +%T) UTC)\"; (cd ab/\$tree && \
+    ANYBIT_CACHE_DIR=$ANYBIT_CACHE_DIR/ab-\$tree PYTHONPATH=\$PWD timeout 200 $PYTHON -m anybit bench \
+    --types ${AB_TYPES:-int4} --layers '$ab_layers' --ms ${AB_MS:-1,16} \
+    --tuning $PWD/benchmarks/tunings/nvidia-h200-suite.json --out $RESULTS/tree_ab/\$tree-\$round) || exit 1; \
+    done; done"
 # Warp mma issue rates of f16, int8 and binary operands (operands in registers, no memory in the loop).
 step mma_rates 120 "$PYTHON" benchmarks/mma_rates.py --out "$RESULTS/mma_rates"
 # The 16-row loop with the weight bytes in registers and registers capped for 3 blocks of 8 warps an SM
