@@ -28,12 +28,16 @@ DESIGN §4.1), use the generic per-element path, which is correct for every (sou
 
 from __future__ import annotations
 
+import functools
+import math
+import random
 from collections.abc import Callable
 
 import numpy as np
 
 from anybit.cuda.registers import decode_code, get_value, read_bits, set_value, word_count, write_bits
 from anybit.dtypes import DataType, all_types, bfloat16, float16
+from anybit.dtypes import dtype as dtype_named
 
 _SELECT_LOW_HALF = 0xE4  # lop3: c ? a : b
 _AND_OR = 0xEA  # lop3: (a & b) | c
@@ -715,25 +719,15 @@ def _shifted_source(word: str, rotation: int, mask: int) -> tuple[str, float]:
     return f"__funnelshift_l({word}, {word}, {rotation})", 1.5
 
 
-def planar_groups(
-    planes: list[Plane],
-    source: DataType,
-    target: DataType,
-    p: int,
-    subtrahend_cost: Callable[[int], float] | None = None,
-) -> tuple[int, int, list[tuple[str, int, int, int]]] | None:
-    """How output pair ``p`` gathers its codes from bit ``planes``: (constant pair bits, subtrahend pair
-    word, groups of (word array, word, left rotation, mask)) — the pair word is the constant XOR each
-    group's rotated word masked — or None where no such form applies (:func:`planar_placements`).
+#: A pair's gather in one placement: (constant pair bits, subtrahend pair word, groups of (word array, word,
+#: left rotation, mask)); see :func:`planar_groups`.
+PairGather = tuple[int, int, list[tuple[str, int, int, int]]]
 
-    Every code bit goes to its place; bits that share a word and a rotation form one group. Planes stored so
-    that the two codes of a pair sit 16 bits apart in one word (pair-interleaved) take one group per plane,
-    or two for a float plane holding the sign and another bit (they land at unrelated places). Of the
-    placements, the one whose groups cost the fewest shift instructions (:func:`_shifted_source`) wins,
-    plus ``subtrahend_cost(subtrahend)`` where given (the zero-point fold adds the zero pair to each distinct
-    subtrahend once: a base no other pair of that column uses costs that addition).
-    """
-    best = None
+
+def planar_candidates(planes: list[Plane], source: DataType, target: DataType, p: int) -> list[PairGather]:
+    """Output pair ``p``'s gather in every placement :func:`planar_placements` allows (one for floats, one a
+    base for integers), or an empty list where the planes do not hold the code's bits."""
+    found = []
     for targets, constant, subtrahend in planar_placements(source, target):
         groups: dict[tuple[str, int, int], int] = {}
         first_bit = 0
@@ -747,38 +741,153 @@ def planar_groups(
                     groups[key] = groups.get(key, 0) | (1 << destination)
             first_bit += width
         if first_bit != source.nbits:
-            return None
+            return []
         ordered = sorted(groups.items(), key=lambda item: (item[0][2] != 0, item[0]))
-        cost = sum(_shifted_source("w", rotation, mask)[1] for (_, _, rotation), mask in ordered)
-        cost += subtrahend_cost(subtrahend) if subtrahend_cost is not None else 0.0
-        if best is None or cost < best[0]:
-            flat = [(array, word, rotation, mask) for (array, word, rotation), mask in ordered]
-            best = (cost, (constant, subtrahend, flat))
-    return None if best is None else best[1]
+        found.append((constant, subtrahend, [(a, w, r, mask) for (a, w, r), mask in ordered]))
+    return found
 
 
-def planar_gather(
+def _shifts(gather: PairGather) -> list[tuple[str, float]]:
+    """The shifted words a gather reads, as (expression, cost) (:func:`_shifted_source`; none for 0)."""
+    groups = gather[2]
+    shifted = (_shifted_source(f"{array}[{word}]", rotation, mask) for array, word, rotation, mask in groups)
+    return [(text, cost) for text, cost in shifted if cost]
+
+
+def planar_groups(
     planes: list[Plane],
     source: DataType,
     target: DataType,
     p: int,
     subtrahend_cost: Callable[[int], float] | None = None,
-) -> tuple[list[str], int] | None:
-    """Statements leaving output pair ``p``'s codes gathered from their planes in ``q_`` (before any
-    subtraction or re-biasing; :func:`planar_groups`) — per group one shift (none for 0) and one ``lop3``
-    that masks it and merges it into the pair word — and the pair word an integer pair then subtracts.
-    None where no such form applies."""
-    found = planar_groups(planes, source, target, p, subtrahend_cost)
-    if found is None:
+) -> PairGather | None:
+    """How output pair ``p`` gathers its codes from bit ``planes``: (constant pair bits, subtrahend pair
+    word, groups of (word array, word, left rotation, mask)) — the pair word is the constant XOR each
+    group's rotated word masked — or None where no such form applies (:func:`planar_placements`).
+
+    Every code bit goes to its place; bits that share a word and a rotation form one group. Planes stored so
+    that the two codes of a pair sit 16 bits apart in one word (pair-interleaved) take one group per plane,
+    or two for a float plane holding the sign and another bit (they land at unrelated places) unless its
+    bits are stored as far apart as they land (a spread top plane: ``cast(high=)`` of uint1 [..., h]). Of
+    the placements, the one whose groups cost the fewest shift instructions (:func:`_shifted_source`) wins,
+    plus ``subtrahend_cost(subtrahend)`` where given (the zero-point fold adds the zero pair to each distinct
+    subtrahend once: a base no other pair of that column uses costs that addition).
+    """
+    best = None
+    for gather in planar_candidates(planes, source, target, p):
+        cost = sum(cost for _, cost in _shifts(gather))
+        cost += subtrahend_cost(gather[1]) if subtrahend_cost is not None else 0.0
+        if best is None or cost < best[0]:
+            best = (cost, gather)
+    return None if best is None else best[1]
+
+
+#: The placements' joint search (:func:`choose_planar_gathers`): its moves and its annealing's first
+#: temperature, and a fixed seed, so that the same planes always make the same code.
+JOINT_SEARCH_MOVES = 20000
+JOINT_SEARCH_TEMPERATURE = 2.0
+JOINT_SEARCH_SEED = 0
+#: What the search counts a distinct (subtrahend, zero pair) addition as, against a shift's cost.
+ZERO_FOLD_COST = 2.0
+
+
+def choose_planar_gathers(
+    planes: list[Plane],
+    source: DataType,
+    target: DataType,
+    pairs: int,
+    zero_pair: Callable[[int], str] | None = None,
+) -> list[PairGather] | None:
+    """Each output pair's gather (:func:`planar_candidates`), chosen together: a shifted word several pairs
+    read is one instruction (nvcc computes it once), and with zero points folded in each distinct
+    (subtrahend, zero pair) costs one addition. Integers may take any base a pair, so the pairs of one plane
+    word can agree on a rotation that serves several of them, which choosing per pair never finds: the
+    search starts from the per-pair choice (:func:`planar_groups`'s, pair by pair) and anneals, changing one
+    or two pairs' bases at a time (deterministic: a fixed seed, count and schedule), keeping the cheapest
+    choice it met. None where some pair has no gather."""
+    zeros = tuple(zero_pair(p) if zero_pair is not None else None for p in range(pairs))
+    key = tuple((array, dtype.name, tuple(order)) for array, dtype, order in planes)
+    chosen = _joint_choice(key, source.name, target.name, pairs, zeros)
+    if chosen is None:
         return None
-    constant, subtrahend, groups = found
+    return [planar_candidates(planes, source, target, p)[c] for p, c in enumerate(chosen)]
+
+
+@functools.lru_cache(maxsize=256)
+def _joint_choice(
+    key: tuple, source_name: str, target_name: str, pairs: int, zeros: tuple
+) -> tuple[int, ...] | None:
+    """:func:`choose_planar_gathers`'s candidate index per pair (cached: a kernel's configurations share
+    their planes' orders)."""
+    planes = [(array, dtype_named(name), list(order)) for array, name, order in key]
+    source, target = dtype_named(source_name), dtype_named(target_name)
+    candidates = [planar_candidates(planes, source, target, p) for p in range(pairs)]
+    if any(not found for found in candidates):
+        return None
+    shifts = [[_shifts(gather) for gather in found] for found in candidates]
+    choice: list[int] = []
+    summed: set[tuple[int, str]] = set()
+    for p, found in enumerate(candidates):  # the per-pair choice, as planar_groups makes it
+        costs = [
+            sum(cost for _, cost in shifts[p][c])
+            + (float((gather[1], zeros[p]) not in summed) if zeros[p] is not None else 0.0)
+            for c, gather in enumerate(found)
+        ]
+        choice.append(costs.index(min(costs)))
+        if zeros[p] is not None:
+            summed.add((found[choice[p]][1], zeros[p]))
+    counts: dict[object, int] = {}
+
+    def change(p: int, c: int, sign: int) -> float:
+        """Add (sign 1) or remove (−1) pair p's candidate c; the total's change."""
+        items = list(shifts[p][c])
+        if zeros[p] is not None:
+            items.append(((candidates[p][c][1], zeros[p]), ZERO_FOLD_COST))
+        delta = 0.0
+        for item, cost in items:
+            before = counts.get(item, 0)
+            counts[item] = before + sign
+            if (before == 0) != (before + sign == 0):
+                delta += cost * sign
+        return delta
+
+    total = sum(change(p, c, 1) for p, c in enumerate(choice))
+    best = (total, tuple(choice))
+    movable = [p for p in range(pairs) if len(candidates[p]) > 1]
+    rng = random.Random(JOINT_SEARCH_SEED)
+    moves = JOINT_SEARCH_MOVES if movable else 0
+    for move in range(moves):
+        temperature = JOINT_SEARCH_TEMPERATURE * (1 - move / moves)
+        moved = rng.sample(movable, min(len(movable), 1 + (rng.random() < 0.5)))
+        old = [choice[p] for p in moved]
+        delta = 0.0
+        for p in moved:
+            delta += change(p, choice[p], -1)
+            choice[p] = rng.randrange(len(candidates[p]))
+            delta += change(p, choice[p], 1)
+        if delta <= 0 or (temperature > 0 and rng.random() < math.exp(-delta / temperature)):
+            total += delta
+            if total < best[0] - 1e-9:
+                best = (total, tuple(choice))
+        else:  # undo
+            for p, c in zip(moved, old, strict=True):
+                change(p, choice[p], -1)
+                choice[p] = c
+                change(p, c, 1)
+    return best[1]
+
+
+def planar_gather_lines(gather: PairGather) -> list[str]:
+    """Statements leaving a pair's codes gathered in ``q_`` (before any subtraction or re-biasing): per
+    group one shift (none for 0) and one ``lop3`` that masks it and merges it into the pair word."""
+    constant, _, groups = gather
     lines, merged = [], hex(constant) + "u"
     for index, (array, word, rotation, mask) in enumerate(groups):
         value = _shifted_source(f"{array}[{word}]", rotation, mask)[0]
         declare = "uint32_t q_ = " if index == 0 else "q_ = "
         lines.append(f"{declare}ab_lop3<{hex(_AND_XOR)}>({value}, {hex(mask)}u, {merged});")
         merged = "q_"
-    return lines, subtrahend
+    return lines
 
 
 def emit_planar_cast(
@@ -803,22 +912,12 @@ def emit_planar_cast(
     """
     pairs = count // 2
     folded: set[int] = set()
-    summed: set[tuple[int, str]] = set()  # (subtrahend, zero pair) sums already emitted (nvcc shares them)
-    for p in range(pairs):
-        cost = None
-        if zero_pair is not None:
-            zero = zero_pair(p)
-
-            def cost(subtrahend: int, zero: str = zero) -> float:
-                return 0.0 if (subtrahend, zero) in summed else 1.0
-
-        gathered = planar_gather(planes, source, target, p, cost)
-        if gathered is None:
-            break
-        lines, subtrahend = gathered
+    gathers = choose_planar_gathers(planes, source, target, pairs, zero_pair)
+    p = 0
+    for p, gather in enumerate(gathers or []):
+        lines, subtrahend = planar_gather_lines(gather), gather[1]
         if source.kind in ("int", "uint"):
             if zero_pair is not None:
-                summed.add((subtrahend, zero_pair(p)))
                 if target is float16:
                     total = f"ab_add_rn_f16x2({hex(subtrahend)}u, {zero_pair(p)})"
                 else:
@@ -834,8 +933,7 @@ def emit_planar_cast(
             else:
                 lines += [*scale_pair(target, scale), *scale_pair(target, exponent)]
         ctx.emit("{", *["  " + line for line in lines], f"  {dst}[{p}] = q_;", "}")
-    else:
-        p = pairs
+    p = pairs if gathers is not None else 0
     for i in range(2 * p, count):
         code, first_bit = [], 0
         for array, plane_dtype, order in planes:

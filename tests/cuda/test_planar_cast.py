@@ -109,21 +109,13 @@ def _half_value(bits: int, target) -> float:
     return float(decode(np.array([bits], dtype=np.uint16), target)[0])
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["per-pair", "shared-subtrahends"])
-@pytest.mark.parametrize("interleaved", [True, False])
-@pytest.mark.parametrize("target", [dt.float16, dt.bfloat16], ids=lambda t: t.name)
-@pytest.mark.parametrize("dtype", PLANAR_TYPES, ids=lambda t: t.name)
-def test_pair_gather_places_every_code_bit(dtype, target, interleaved, shared) -> None:
-    """planar_groups' rotations and masks, evaluated bit by bit on random plane words: after the magic
-    subtraction (integers) or the re-biasing power of two (floats) every pair holds the codes' values —
-    with each pair's cheapest base, and with bases steered towards subtrahends already used (as the
-    zero-point fold does)."""
-    widths = PLANE_WIDTHS[dtype.nbits]
-    count = 32  # elements per thread: one word of each plane holds a whole number of pairs
+def _random_planes(dtype, interleaved: bool, count: int = 32):
+    """(planes, their random words) of ``count`` elements a thread: one word of each plane holds a whole
+    number of pairs; ``interleaved``: element 2p + e of a word's run at slot e · per_word/2 + p."""
     planes, words = [], {}
-    for index, width in enumerate(widths):
+    for index, width in enumerate(PLANE_WIDTHS[dtype.nbits]):
         per_word = 32 // width
-        if interleaved:  # element 2p + e of a word's run at slot e · per_word/2 + p (pairs 16 bits apart)
+        if interleaved:
             half_word = per_word // 2
             order = [i - i % per_word + (i % 2) * half_word + (i % per_word) // 2 for i in range(count)]
         else:
@@ -131,31 +123,87 @@ def test_pair_gather_places_every_code_bit(dtype, target, interleaved, shared) -
         name = f"w{index}"
         planes.append((name, anybit.dtype(f"uint{width}"), order))
         words[name] = [int(w) for w in np.random.default_rng().integers(0, 2**32, size=count * width // 32)]
+    return planes, words
+
+
+def _assert_pair_holds_its_codes(dtype, target, planes, words, p, gather) -> None:
+    """A pair's gather evaluated bit by bit: after the magic subtraction (integers) or the re-biasing power
+    of two (floats) each half holds its code's value."""
+    constant, subtrahend, groups = gather
+    pair = constant
+    for array, word, rotation, mask in groups:
+        pair ^= _rotl(words[array][word], rotation) & mask
+    for half in range(2):
+        code, first = 0, 0
+        for name, plane_dtype, order in planes:
+            width = plane_dtype.nbits
+            word, bit = divmod(order[2 * p + half] * width, 32)
+            code |= ((words[name][word] >> bit) & ((1 << width) - 1)) << first
+            first += width
+        value = _half_value((pair >> (16 * half)) & 0xFFFF, target)
+        if dtype.kind in ("int", "uint"):
+            value -= _half_value((subtrahend >> (16 * half)) & 0xFFFF, target)
+        else:
+            value *= 2.0 ** conversions.aligned_float_constants(dtype, target)[2]
+        assert value == float(decode(np.array([code], dtype=np.uint8), dtype)[0]), (p, half, code)
+
+
+@pytest.mark.parametrize("choice", ["per-pair", "shared-subtrahends", "joint"])
+@pytest.mark.parametrize("interleaved", [True, False])
+@pytest.mark.parametrize("target", [dt.float16, dt.bfloat16], ids=lambda t: t.name)
+@pytest.mark.parametrize("dtype", PLANAR_TYPES, ids=lambda t: t.name)
+def test_pair_gather_places_every_code_bit(dtype, target, interleaved, choice) -> None:
+    """The gathers' rotations and masks, evaluated bit by bit on random plane words: every pair holds the
+    codes' values — with each pair's cheapest base (planar_groups), with bases steered towards subtrahends
+    already used (as the zero-point fold does), and with the bases chosen together (choose_planar_gathers,
+    zero pairs of three columns)."""
     if not conversions.planar_placements(dtype, target):
         pytest.skip(f"{dtype.name} → {target.name} has no bit-gathering form (generic path)")
-    used: set[int] = set()
-    for p in range(count // 2):
-        cost = (lambda subtrahend: 0.0 if subtrahend in used else 1.0) if shared else None
-        constant, subtrahend, groups = conversions.planar_groups(planes, dtype, target, p, cost)
-        used.add(subtrahend)
-        pair = constant
-        for array, word, rotation, mask in groups:
-            pair ^= _rotl(words[array][word], rotation) & mask
-        for half in range(2):
-            code, first = 0, 0
-            for (name, _, order), width in zip(planes, widths, strict=True):
-                local = order[2 * p + half]
-                word, bit = divmod(local * width, 32)
-                code |= ((words[name][word] >> bit) & ((1 << width) - 1)) << first
-                first += width
-            value = _half_value((pair >> (16 * half)) & 0xFFFF, target)
-            if dtype.kind in ("int", "uint"):
-                value -= _half_value((subtrahend >> (16 * half)) & 0xFFFF, target)
-            else:
-                value *= 2.0 ** conversions.aligned_float_constants(dtype, target)[2]
-            assert value == float(decode(np.array([code], dtype=np.uint8), dtype)[0]), (p, half, code)
+    count = 32
+    planes, words = _random_planes(dtype, interleaved, count)
+    if choice == "joint":
+        gathers = conversions.choose_planar_gathers(planes, dtype, target, count // 2, lambda p: f"z{p % 3}")
+    else:
+        used: set[int] = set()
+        gathers = []
+        for p in range(count // 2):
+            cost = (lambda subtrahend: 0.0 if subtrahend in used else 1.0) if choice != "per-pair" else None
+            gathers.append(conversions.planar_groups(planes, dtype, target, p, cost))
+            used.add(gathers[-1][1])
+    for p, gather in enumerate(gathers):
+        _assert_pair_holds_its_codes(dtype, target, planes, words, p, gather)
         if interleaved:  # one group per integer plane; a float's top plane may take two
-            assert len(groups) <= len(widths) + (1 if dtype.is_float else 0)
+            assert len(gather[2]) <= len(PLANE_WIDTHS[dtype.nbits]) + (1 if dtype.is_float else 0)
+
+
+@pytest.mark.parametrize("target", [dt.float16, dt.bfloat16], ids=lambda t: t.name)
+@pytest.mark.parametrize("dtype", [dt.uint3, dt.int3, dt.uint5, dt.int6], ids=lambda t: t.name)
+def test_joint_choice_shares_shifts_the_per_pair_choice_repeats(dtype, target) -> None:
+    """Choosing the integers' bases together costs no more than pair by pair (shifted words counted once,
+    each distinct subtrahend and zero pair once), and less for 3-bit codes; the same planes give the same
+    choice every time (the search is seeded)."""
+    planes, _ = _random_planes(dtype, True, 128)
+    pairs, zero = 64, lambda p: f"z{p % 2}"
+
+    def cost(gathers) -> float:
+        shifts = {text: c for gather in gathers for text, c in conversions._shifts(gather)}
+        folds = {(gather[1], zero(p)) for p, gather in enumerate(gathers)}
+        return sum(shifts.values()) + conversions.ZERO_FOLD_COST * len(folds)
+
+    used: set[tuple[int, str]] = set()
+    per_pair = []
+    for p in range(pairs):
+        gather = conversions.planar_groups(
+            planes, dtype, target, p, lambda subtrahend, p=p: float((subtrahend, zero(p)) not in used)
+        )
+        per_pair.append(gather)
+        used.add((gather[1], zero(p)))
+    joint = conversions.choose_planar_gathers(planes, dtype, target, pairs, zero)
+    assert cost(joint) <= cost(per_pair)
+    if dtype.nbits == 3:  # a 2-bit and a 1-bit plane: room to agree on rotations
+        assert cost(joint) < cost(per_pair)
+    conversions._joint_choice.cache_clear()
+    assert conversions.choose_planar_gathers(planes, dtype, target, pairs, zero) == joint
 
 
 def test_generated_cuda_gathers_with_lop3_and_compiles_for_sm90() -> None:
