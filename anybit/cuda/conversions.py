@@ -805,8 +805,13 @@ def choose_planar_gathers(
     search starts from the per-pair choice (:func:`planar_groups`'s, pair by pair) and anneals, changing one
     or two pairs' bases at a time (deterministic: a fixed seed, count and schedule), keeping the cheapest
     choice it met. None where some pair has no gather."""
-    zeros = tuple(zero_pair(p) if zero_pair is not None else None for p in range(pairs))
-    key = tuple((array, dtype.name, tuple(order)) for array, dtype, order in planes)
+    # The choice depends only on which planes share an array and which pairs share a zero pair, not on the
+    # registers' names: cached under canonical names, kernels of one weight's configurations share it.
+    arrays = {array: f"a{index}" for index, array in enumerate(dict.fromkeys(a for a, _, _ in planes))}
+    key = tuple((arrays[array], dtype.name, tuple(order)) for array, dtype, order in planes)
+    named = [zero_pair(p) if zero_pair is not None else None for p in range(pairs)]
+    first = {name: index for index, name in reversed(list(enumerate(named)))}
+    zeros = tuple(None if name is None else f"z{first[name]}" for name in named)
     chosen = _joint_choice(key, source.name, target.name, pairs, zeros)
     if chosen is None:
         return None
