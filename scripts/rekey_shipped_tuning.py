@@ -96,7 +96,7 @@ tuners, identities = {}, {}
 for t in cases.TYPES:
     for _, n, k in cases.SHAPES:
         for act in ("float16", "bfloat16"):
-            layout = kernels.choose_layout(t, n, k, cases.GROUP_SIZE)
+            layout = kernels.choose_layout(t, n, k, cases.GROUP_SIZE, act_dtype=getattr(torch, act))
             tuner = tuner_for(layout, getattr(torch, act), t.startswith("u"), False)
             key = f"{t} {n}x{k} {act}"
             tuners[key] = tuner
@@ -131,7 +131,7 @@ def half_source(key, bucket, config):  # the CUDA hash of a half-route record's 
 
     t, shape = key.split()[:2]
     m, n, k = json.loads(bucket)
-    layout = kernels.choose_layout(t, n, k, cases.GROUP_SIZE)
+    layout = kernels.choose_layout(t, n, k, cases.GROUP_SIZE, act_dtype=torch.bfloat16)
     options = {name: value for name, value in config.items() if name != "route"}
     kernel = DecodeMatmulHalfX(layout, has_zeros=t.startswith("u"), **options)
     text = generate_source(kernel.program(*(None,) * 7, m, n, k), "sm_90a").source
@@ -160,22 +160,31 @@ def probe(tree: pathlib.Path, build: list, program: str = PROBE) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("before", type=pathlib.Path, help="a worktree of the commit the files were made with")
+    parser.add_argument(
+        "--carry-changed",
+        action="store_true",
+        help="the suite's file only: also carry records whose CUDA changed (their configurations were picked "
+        "for the previous code; listed as they are carried). The shipped files always need identical CUDA",
+    )
     options = parser.parse_args(argv)
     before_tree = options.before.resolve()
     files = sorted(TUNINGS.glob("*.json"))
     status = rekey(files, before_tree, PROBE) if files else 0
     suite_files = sorted(SUITE_TUNINGS.glob("*.json"))
     if status == 0 and suite_files:
-        status = rekey(suite_files, before_tree, SUITE_PROBE)
+        status = rekey(suite_files, before_tree, SUITE_PROBE, carry_changed=options.carry_changed)
     return status
 
 
-def rekey(files: list[pathlib.Path], before_tree: pathlib.Path, program: str) -> int:
+def rekey(
+    files: list[pathlib.Path], before_tree: pathlib.Path, program: str, *, carry_changed: bool = False
+) -> int:
     """Re-key the records of ``files`` (tuners named by ``program``'s probe) from ``before_tree``'s kernels
     to this tree's, where every decode configuration's CUDA is unchanged; 1 (and nothing written) where
     not. Path records (``QuantizedMatmulPath-…``: no CUDA of their own) follow their decode kernel, and so
     do the int8 route's and the bf16-through-fp16 route's records (``QuantizedMatmulInt8Route-…``,
-    ``QuantizedMatmulHalfRoute-…``) where their own kernels' CUDA is unchanged too."""
+    ``QuantizedMatmulHalfRoute-…``) where their own kernels' CUDA is unchanged too. With ``carry_changed``
+    records whose CUDA changed are re-keyed as well, each listed."""
     names = {identity: key for key, identity in probe(before_tree, [], program)["identities"].items()}
     after_names = probe(HERE, [], program)["identities"]
     for path in files:
@@ -192,9 +201,14 @@ def rekey(files: list[pathlib.Path], before_tree: pathlib.Path, program: str) ->
             for r in stale
             if "path" not in r["config"] and r["config"].get("route") in (None, "int8", "half")
         ]
-        if build and probe(before_tree, build, program)["sources"] != probe(HERE, build, program)["sources"]:
+        before = probe(before_tree, build, program)["sources"] if build else {}
+        after = probe(HERE, build, program)["sources"] if build else {}
+        changed = sorted(key for key in before if before[key] != after.get(key))
+        if changed and not carry_changed:
             print(f"{path.name}: the generated CUDA differs: tune again on the GPU it names", file=sys.stderr)
             return 1
+        for key in changed:
+            print(f"{path.name}: carried with changed CUDA (configuration picked for the previous code): {key}")
         moved = 0
         for record in stale:
             new = after_names[names[record["kernel"]]]
@@ -202,7 +216,8 @@ def rekey(files: list[pathlib.Path], before_tree: pathlib.Path, program: str) ->
             record["kernel"] = new
         records.sort(key=lambda record: (record["kernel"], record["gpu"], record["bucket"]))
         path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        print(f"{path.name}: {moved} of {len(records)} records re-keyed, the configurations' CUDA unchanged")
+        unchanged = "" if changed else ", the configurations' CUDA unchanged"
+        print(f"{path.name}: {moved} of {len(records)} records re-keyed{unchanged}")
     return 0
 
 
