@@ -208,7 +208,7 @@ def rekey(
             print(f"{path.name}: the generated CUDA differs: tune again on the GPU it names", file=sys.stderr)
             return 1
         for key in changed:
-            print(f"{path.name}: carried with changed CUDA (configuration picked for the previous code): {key}")
+            print(f"{path.name}: carried, its CUDA changed (configuration picked for older code): {key}")
         moved = 0
         for record in stale:
             new = after_names[names[record["kernel"]]]
