@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route,mma_rates,top_plane,tree_ab"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route,mma_rates,top_plane,tree_ab,bench_one_gpu"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -123,6 +123,11 @@ step bench_gpus_70b 585 env BENCH_LAYERS="70B o,70B gate_up,70B down" bash scrip
 # the current kernels (an older kernel's records are not found: those rows tune, as without it).
 step bench_gpus_pinned 585 env BENCH_TUNING="$PWD/benchmarks/tunings/nvidia-h200-suite.json" \
     bash scripts/bench_gpus.sh "$RESULTS/bench_gpus_pinned"
+# The whole suite in one process on one GPU (~430 s on an H200 with the pinned tuning: ~90 s of warm-up
+# compile on 16 cores, then both activation dtypes' rows), for when no machine of two GPUs is lent;
+# BENCH_BUDGET_S (default 400) stops starting new weights that long after the compile, inside the call.
+step bench_one_gpu 585 "$PYTHON" -m anybit bench --tuning "$PWD/benchmarks/tunings/nvidia-h200-suite.json" \
+    --budget-s "${BENCH_BUDGET_S:-400}" --out "$RESULTS/bench_one_gpu"
 # The suite's prefill rows alone (M = 512 and 4096, every layer, type and activation dtype; each row and
 # its cuBLAS anchors timed in turns): to re-measure them after a change to the prefill path.
 step bench_prefill 585 env BENCH_MS="512,4096" bash scripts/bench_gpus.sh "$RESULTS/bench_prefill"
