@@ -123,8 +123,8 @@ step bench_gpus_70b 585 env BENCH_LAYERS="70B o,70B gate_up,70B down" bash scrip
 # the current kernels (an older kernel's records are not found: those rows tune, as without it).
 step bench_gpus_pinned 585 env BENCH_TUNING="$PWD/benchmarks/tunings/nvidia-h200-suite.json" \
     bash scripts/bench_gpus.sh "$RESULTS/bench_gpus_pinned"
-# The whole suite in one process on one GPU (~430 s on an H200 with the pinned tuning: ~90 s of warm-up
-# compile on 16 cores, then both activation dtypes' rows), for when no machine of two GPUs is lent;
+# The whole suite in one process on one GPU (301 s on an H200 with the pinned tuning, 19.5 s of it the
+# warm-up compile on 16 cores, thirty-sixth session), for when no machine of two GPUs is lent;
 # BENCH_BUDGET_S (default 400) stops starting new weights that long after the compile, inside the call.
 step bench_one_gpu 585 "$PYTHON" -m anybit bench --tuning "$PWD/benchmarks/tunings/nvidia-h200-suite.json" \
     --budget-s "${BENCH_BUDGET_S:-400}" --out "$RESULTS/bench_one_gpu"
@@ -517,6 +517,7 @@ step top_plane 585 bash scripts/two_gpus.sh "$RESULTS/top_plane_second.log" \
 # 1,16), AB_ROUNDS (default 2), the suite's pinned tuning in every run, a cache of its own a tree.
 ab_layers="${AB_LAYERS:-70B o,70B gate_up,70B down}"
 step tree_ab 585 bash -c "for round in \$(seq ${AB_ROUNDS:-2}); do for tree in ${AB_TREES:-main}; do \
+    [ -d ab/\$tree ] || { echo \"tree_ab: no ab/\$tree: run scripts/ab_trees.sh <branch> first\"; exit 1; }; \
     echo \"=== round \$round \$tree (\$(date -u +%T) UTC)\"; (cd ab/\$tree && \
     ANYBIT_CACHE_DIR=$ANYBIT_CACHE_DIR/ab-\$tree PYTHONPATH=\$PWD timeout 200 $PYTHON -m anybit bench \
     --types ${AB_TYPES:-int4} --layers '$ab_layers' --ms ${AB_MS:-1,16} \

@@ -10,7 +10,9 @@ in a worktree of the tree the file was made with and in this one, and rewrites t
     python scripts/rekey_shipped_tuning.py /tmp/before
 
 Any configuration whose CUDA differs stops it: tune again on the GPU the file names (the test's message says
-how). The records are matched to the Llama-3-8B model's projections of every weight type, folded as the
+how). ``--carry-changed`` carries the suite's records whose CUDA differs as well, each listed (their
+configurations were picked for the code before; the shipped files always need identical CUDA).
+The records are matched to the Llama-3-8B model's projections of every weight type, folded as the
 end-to-end benchmark folds them (``tests/ops/test_shipped_tuning.py``'s ``llama_tuners``). The suite's
 tuning file (``benchmarks/tunings/*.json``, pinned by ``STEPS=bench_gpus_pinned``) is carried over the same
 way, its records matched to the suite's weights (every layer shape, type and activation dtype of
