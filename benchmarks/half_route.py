@@ -70,9 +70,9 @@ def probe(type_name: str, n: int, k: int, m: int, ceiling_tb_s: float) -> dict:
     row["half_config"] = half_config
     row["half_error"] = relative_error(y, reference)
     row["half_us"] = kernel_us(lambda: route(args))
-    prepared = prepare_half_x_on_device(x)
+    prepared = prepare_half_x_on_device(x, packed.layout.k_chunk)
     prepare_args = (x, *prepared, m, k)
-    row["prepare_us"] = kernel_us(lambda: launch_script(prepare_kernel(), prepare_args))
+    row["prepare_us"] = kernel_us(lambda: launch_script(prepare_kernel(packed.layout.k_chunk), prepare_args))
     in_a_row = route_choice.measure(
         lambda launch_args: launch_script(native, launch_args),
         [({"route": "half", **half_config}, route)],

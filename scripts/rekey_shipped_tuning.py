@@ -137,7 +137,11 @@ def half_source(key, bucket, config):  # the CUDA hash of a half-route record's 
     options = {name: value for name, value in config.items() if name != "route"}
     kernel = DecodeMatmulHalfX(layout, has_zeros=t.startswith("u"), **options)
     text = generate_source(kernel.program(*(None,) * 7, m, n, k), "sm_90a").source
-    text += generate_source(prepare_kernel().program(None, None, None, m, k), "sm_90a").source
+    try:  # a factor a row and chunk (its kernel per k_chunk), or, in an older tree, a factor a row
+        prepare = prepare_kernel(layout.k_chunk)
+    except TypeError:
+        prepare = prepare_kernel()
+    text += generate_source(prepare.program(None, None, None, m, k), "sm_90a").source
     return hashlib.sha256(text.encode()).hexdigest()
 """
     + SOURCES

@@ -330,7 +330,6 @@ class DecodeMatmul(anybit.Script):
                     self.free_shared(ring)
         if split > 1:
             acc = self._sum_splits(acc, m, n, m0, n0)
-        acc = self._row_factors(acc, m0)
         if pl.per_channel:
             acc = acc * self.cast(self._load_columns(gs, n0), float32, exponent=powers.scales)
         if self.rms_eps is not None:
@@ -359,6 +358,7 @@ class DecodeMatmul(anybit.Script):
         # Steps of the main loop: a chunk each, or with K groups k_groups chunks each (one a group).
         runs = count // kw if kw > 1 else count
         acc = self._new_accumulator()
+        sf = self._factors_ring()  # x's factors a row and chunk (the bf16 route's), or None
         negated_bias = self._negated_bias() if self.bias_after_dot else None
         # Zero points after the dot: Σx a row (a dot of ones, the same for every warp tile) times the zeros.
         ones = self._ones_like(negated_bias) if self.zeros_after_dot else None
@@ -401,6 +401,8 @@ class DecodeMatmul(anybit.Script):
         for stage in range(stages - 1):
             if stage < runs:
                 self._copy_x(gx, sx[stage], first + stage * kw, m0)
+                if sf is not None:
+                    self._copy_factors(sf[stage], first + stage * kw, m0)
             self.copy_async_commit_group()
         if self.rms_eps is not None and not x_copy:
             gx_rows, steps, table = self._rms_start(x, m, k)
@@ -432,6 +434,8 @@ class DecodeMatmul(anybit.Script):
                     m0,
                     n0,
                 )
+                if sf is not None:
+                    self._copy_factors(sf[slot], first + ahead * kw, m0)
             self.copy_async_commit_group()
             current = step % stages
             if self.late_weight_loads:  # converted in place; the next chunk's loads go out after it
@@ -469,10 +473,16 @@ class DecodeMatmul(anybit.Script):
             )
             if self.late_weight_loads and step + 1 < runs:  # the converted bytes are dead: reuse them
                 self._reload_weight_bytes(weights_ahead, gw, first + (step + 1) * kw)
-            if pl.per_channel:
+            if pl.per_channel and sf is None:
                 self._dot(tile_x, weights, acc)
                 if negated_bias is not None:
                     acc += self._constant_dot(tile_x, negated_bias)
+            elif pl.per_channel:  # x's factors a chunk: the chunk's sum on its own, then times them
+                partial = self._new_accumulator()
+                self._dot(tile_x, weights, partial)
+                if negated_bias is not None:
+                    partial = partial + self._constant_dot(tile_x, negated_bias)
+                acc += self._times_factors(partial, sf[current])
             else:
                 partial = self._new_accumulator()
                 self._dot(tile_x, weights, partial)
@@ -481,6 +491,8 @@ class DecodeMatmul(anybit.Script):
                 if ones is not None:  # then the zero points: z · Σx, the chunk's zeros shaped as its scales
                     zeros = self.cast(self._load_scales(sz[current]), float32)
                     partial = partial - self._constant_dot(tile_x, ones) * zeros
+                if sf is not None:  # x's factors of the chunk's rows (the bf16 route's exact scaling)
+                    partial = self._times_factors(partial, sf[current])
                 scale = self.cast(self._load_scales(ss[current]), float32, exponent=powers.scales)
                 acc += partial * scale
         if powers.after:
@@ -547,9 +559,17 @@ class DecodeMatmul(anybit.Script):
             return powers
         return dataclasses.replace(powers, scales=0, after=powers.after + powers.scales)
 
-    def _row_factors(self, acc, m0):
-        """The block's sum times a factor per row of x (a subclass's; here none: ``acc`` as it is)."""
-        return acc
+    def _factors_ring(self):
+        """A shared ring of x's factors a row and chunk, copied with x (a subclass's; here none)."""
+        return None
+
+    def _copy_factors(self, slot, chunk, m0) -> None:
+        """Start copying chunk ``chunk``'s factors of this block's rows into ``slot`` (with a ring)."""
+        raise NotImplementedError("a kernel with a factors ring copies its factors")
+
+    def _times_factors(self, partial, slot):
+        """A chunk's partial sum times its rows' factors from ``slot`` (with a ring)."""
+        raise NotImplementedError("a kernel with a factors ring applies its factors")
 
     def _ring_step(self, step):
         """Wait until step ``step``'s slot of the copy ring has landed (and, past the barrier, every warp is

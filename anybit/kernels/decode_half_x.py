@@ -1,13 +1,16 @@
-"""The decode kernel for bf16 activations through the fp16 loop: x as fp16 times a power of two per row.
+"""The decode kernel for bf16 activations through the fp16 loop: x as fp16 times a power of two a row and
+chunk.
 
 :class:`DecodeMatmulHalfX` is :class:`~anybit.kernels.decode_transposed.DecodeMatmulTransposed` with fp16 as
 the activation dtype of its loop (x's ring, the weights' conversion, the ``mma``) and bf16 as the dtype of
 everything else (scales, zero points, bias, y: read and written as they are; the zero points, small
 integers, become fp16 before the conversion subtracts them). Its x is :func:`~anybit.kernels.
-half_activations.prepare_half_x`'s fp16 copy x · 2^−s with the factors 2^s [M]: the block's f32 sum is
-multiplied by its rows' factors before the bias (exact: powers of two), then rounded once to bf16. So a
-bf16 model gets the fp16 conversions (one shift a pair of 4-bit codes less, 8-bit codes without f32) for
-one small kernel before: which is faster for a weight is measured (:mod:`anybit.ops.half_choice`).
+half_activations.prepare_half_x`'s fp16 copy x · 2^−s with the factors 2^s a row and chunk: each chunk's
+factors travel in the copy ring with its x, and the chunk's f32 partial sum is multiplied by its rows'
+factors before the scales (exact: powers of two), then the sum is rounded once to bf16. So a bf16 model gets
+the fp16 conversions (one shift a pair of 4-bit codes less, 8-bit codes without f32) for one small kernel
+before and one multiply an accumulator a chunk: which is faster for a weight is measured
+(:mod:`anybit.ops.half_choice`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import anybit
 from anybit.dtypes import float32
 from anybit.kernels.checks import run_kernel
 from anybit.kernels.decode_transposed import DecodeMatmulTransposed
-from anybit.kernels.half_activations import prepare_half_x_on_device
+from anybit.kernels.half_activations import FACTOR_ROWS, prepare_half_x_on_device
 from anybit.kernels.launch import DecodeConfig, default_decode_config, default_rows
 from anybit.kernels.packing import PackedWeight
 
@@ -27,7 +30,8 @@ HALF_PARAMETERS = ("x", "weight", "scales", "zeros", "bias", "y", "factors", "m"
 
 
 class DecodeMatmulHalfX(DecodeMatmulTransposed):
-    """y [M, N] bf16 = (x16 [M, K] fp16 · factors [M]) @ W^T (+ bias), the weight packed as the A operand.
+    """y [M, N] bf16 = (x16 [M, K] fp16 · factors) @ W^T (+ bias), the weight packed as the A operand; the
+    factors [K / k_chunk, FACTOR_ROWS] f32, one a row of x and chunk (rows past M: zeros).
 
     Options as :class:`~anybit.kernels.decode_transposed.DecodeMatmulTransposed` (any decode configuration:
     rows, warps, stages, split, warps along K, ...), without the folds: no row RMS (x is scaled), no
@@ -37,10 +41,12 @@ class DecodeMatmulHalfX(DecodeMatmulTransposed):
         folded = [name for name in ("rms_eps", "accumulate") if options.get(name)]
         if folded or layout.gated:
             raise ValueError(
-                "DecodeMatmulHalfX multiplies x by a factor per row: it takes no row RMS, residual add or "
-                f"gated pair (got {', '.join(folded) or 'a gated pair'}); use DecodeMatmulTransposed"
+                "DecodeMatmulHalfX multiplies x by a factor per row and chunk: it takes no row RMS, residual "
+                f"add or gated pair (got {', '.join(folded) or 'a gated pair'}); use DecodeMatmulTransposed"
             )
         super().__init__(layout, torch.float16, io_dtype=torch.bfloat16, **options)
+        if self.block_m > FACTOR_ROWS:
+            raise ValueError(f"expected at most {FACTOR_ROWS} rows of x a block, got {self.block_m}")
 
     def __call__(
         self,
@@ -55,14 +61,28 @@ class DecodeMatmulHalfX(DecodeMatmulTransposed):
         n: anybit.int32,
         k: anybit.int32,
     ):
-        self._factors = (factors, m)  # viewed in the epilogue: the body sets the grid first
+        self._factors = (factors, k)  # viewed with the ring: the body sets the grid first
         self._program(x, weight, scales, zeros, bias, y, m, n, k)
 
-    def _row_factors(self, acc, m0):
-        """The block's yᵀ [block_n, rows] times its rows' factors 2^s (rows past M: zeros, never stored)."""
-        factors, m = self._factors
-        gf = self.global_view(factors, float32, [1, m])
-        return acc * self.load_global(gf, [0, m0], [1, self.rows])
+    def _factors_ring(self):
+        """A step's factors [k_groups, 1, rows] a slot (a chunk's row of them for each K group); the factors'
+        global view [K / k_chunk, 1, FACTOR_ROWS] made with it."""
+        factors, k = self._factors
+        self._factors_view = self.global_view(factors, float32, [k // self.layout.k_chunk, 1, FACTOR_ROWS])
+        return self.shared_tensor(float32, [self.stages, self.k_groups, 1, self.rows])
+
+    def _copy_factors(self, slot, chunk, m0) -> None:
+        """Chunks ``chunk`` … ``chunk + k_groups − 1``'s factors of rows m0 … m0 + rows − 1: whole rows of
+        the padded factors (:data:`~anybit.kernels.half_activations.FACTOR_ROWS`), no bounds to check."""
+        self.copy_async(self._factors_view, slot, [chunk, 0, m0], in_bounds=True)
+
+    def _times_factors(self, partial, slot):
+        """The partial sum yᵀ [block_n, rows] (with K groups [k_groups, block_n, rows]) times its chunk's
+        factors, a column a row of x."""
+        factors = self.load_shared(slot)
+        if self.k_groups > 1:
+            return partial * factors
+        return partial * self.view(factors, shape=[1, self.rows])
 
 
 def half_x_matmul(
@@ -92,7 +112,7 @@ def half_x_matmul(
     options = dict(config if isinstance(config, dict) else vars(config or default_decode_config(layout, m)))
     options["rows"] = options.get("rows") or default_rows(m)
     kernel = DecodeMatmulHalfX(layout, has_zeros=p.zeros is not None, has_bias=bias is not None, **options)
-    half, factors = prepare_half_x_on_device(x)
+    half, factors = prepare_half_x_on_device(x, layout.k_chunk)
     y = out if out is not None else torch.empty((m, layout.n), dtype=torch.bfloat16, device=x.device)
     zeros = p.scales if p.zeros is None else p.zeros
     bias_arg = p.scales if bias is None else bias

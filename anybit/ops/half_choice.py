@@ -26,13 +26,13 @@ from anybit.ops.route_choice import PreparedLaunch, RouteChooser
 
 
 def eligible(layout: PackedLayout, act_dtype: torch.dtype, m: int) -> bool:
-    """Whether a plain decode call of ``m`` rows on a weight of ``layout`` may take the route (K in whole
-    16-byte vectors for each of the preparation's blocks a row)."""
-    from anybit.kernels.half_activations import CLUSTER, VECTOR
+    """Whether a plain decode call of ``m`` rows on a weight of ``layout`` may take the route (chunks of K in
+    whole 16-byte vectors of bf16: the preparation's factor a row and chunk)."""
+    from anybit.kernels.half_activations import VECTOR
 
     if act_dtype != torch.bfloat16 or layout.operand != "a" or layout.gated or not 1 <= m <= 16:
         return False
-    return layout.k % (VECTOR * CLUSTER) == 0
+    return layout.k_chunk % VECTOR == 0
 
 
 @functools.cache
@@ -94,11 +94,11 @@ class HalfRouteLaunch(PreparedLaunch):
 
     def __init__(self, layout: PackedLayout, config: dict, has_zeros: bool, has_bias: bool, device, m: int):
         from anybit.kernels.decode_half_x import DecodeMatmulHalfX
-        from anybit.kernels.half_activations import prepare_kernel
+        from anybit.kernels.half_activations import new_factors, prepare_kernel
 
         self.half = torch.empty((m, layout.k), dtype=torch.float16, device=device)
-        self.factors = torch.empty((m,), dtype=torch.float32, device=device)
-        self.prepare = prepare_kernel()
+        self.factors = new_factors(layout.k, layout.k_chunk, device)  # rows past M stay zeros
+        self.prepare = prepare_kernel(layout.k_chunk)
         self.kernel = DecodeMatmulHalfX(layout, has_zeros=has_zeros, has_bias=has_bias, **config)
 
     def arguments(self, args: tuple) -> tuple[tuple, tuple]:

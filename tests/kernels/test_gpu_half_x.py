@@ -22,13 +22,17 @@ pytestmark = [
 BF16 = torch.bfloat16
 
 
-@pytest.mark.parametrize(("m", "k"), [(1, 8192), (5, 28672), (16, 4160)])
-def test_the_preparation_kernel_matches_torch_on_the_gpu(m, k):
-    x = (torch.randn(m, k, device="cuda") * torch.logspace(-20, 20, m, device="cuda")[:, None]).to(BF16)
-    half, factors = prepare_half_x_on_device(x)
-    expected_half, expected_factors = prepare_half_x(x)
+@pytest.mark.parametrize(
+    ("m", "k", "k_chunk"), [(1, 8192, 128), (5, 28672, 128), (16, 4160, 64), (3, 1056, 32)]
+)
+def test_the_preparation_kernel_matches_torch_on_the_gpu(m, k, k_chunk):
+    x = torch.randn(m, k, device="cuda") * torch.logspace(-20, 20, m, device="cuda")[:, None]
+    x[:, : k // 3] *= 2.0**50  # chunks of one row far apart: each its own factor
+    x = x.to(BF16)
+    half, factors = prepare_half_x_on_device(x, k_chunk)
+    expected_half, expected_factors = prepare_half_x(x, k_chunk)
     torch.cuda.synchronize()
-    assert torch.equal(half, expected_half) and torch.equal(factors[:m], expected_factors)
+    assert torch.equal(half, expected_half) and torch.equal(factors, expected_factors)
 
 
 # (type, zero points, M, config)
