@@ -1,12 +1,13 @@
 """bf16 activations through the fp16 decode loop (:mod:`anybit.ops.half_choice`) against the bf16 decode
 kernel, on the same packed bf16 weight, decode rows.
 
-For each type, shape and M: the bf16 decode kernel in its tuned configuration and the route (x's fp16 copy
-by ``PrepareHalfX``, then ``DecodeMatmulHalfX`` in the fp16 decode kernel's tuned configuration; the suite's
-tuning pinned, so nothing tunes) — each by its kernels' own device time (CUDA graph, L2 flushed, median)
-and per launch in a row (the dispatch's own measurement: launches on distinct weight copies from a CUDA
-graph) — then ``quantized_matmul`` with the route the dispatch chose, all checked against float64 (outputs
-poisoned) and reported as % of the read ceiling measured in the same process.
+For each type, shape and M: the bf16 decode kernel in its tuned configuration and the route in both forms
+(x's fp16 copy and factors, a row or a row and chunk, then ``DecodeMatmulHalfX`` in the fp16 decode
+kernel's tuned configuration; the suite's tuning pinned, so nothing tunes) — each by its kernels' own
+device time (CUDA graph, L2 flushed, median) and per launch in a row (the dispatch's own measurement:
+launches on distinct weight copies from a CUDA graph) — then ``quantized_matmul`` with the route the
+dispatch chose, all checked against float64 (outputs poisoned) and reported as % of the read ceiling
+measured in the same process.
 
 Usage (repository root, on the GPU machine)::
 
@@ -63,29 +64,33 @@ def probe(type_name: str, n: int, k: int, m: int, ceiling_tb_s: float) -> dict:
     kernel_us(lambda: launch_script(native, args))  # the first timing on a fresh weight runs slow
     row["native_us"] = kernel_us(lambda: launch_script(native, args))
     half_config = half_choice.fp16_config(packed.layout, args, zeros, False)
-    route = half_choice.HalfRouteLaunch(packed.layout, half_config, zeros, False, x.device, m)
-    y.fill_(float("nan"))
-    route(args)  # compiles both kernels
-    route(args)
     row["half_config"] = half_config
-    row["half_error"] = relative_error(y, reference)
-    row["half_us"] = kernel_us(lambda: route(args))
-    prepared = prepare_half_x_on_device(x, packed.layout.k_chunk)
-    prepare_args = (x, *prepared, m, k)
-    row["prepare_us"] = kernel_us(lambda: launch_script(prepare_kernel(packed.layout.k_chunk), prepare_args))
+    routes = []
+    for form in half_choice.FORMS:  # each form of the route: its error, kernel time and preparation's time
+        route = half_choice.HalfRouteLaunch(packed.layout, half_config, zeros, False, x.device, m, form)
+        y.fill_(float("nan"))
+        route(args)  # compiles both kernels
+        route(args)
+        row[f"{form}_error"] = relative_error(y, reference)
+        row[f"{form}_us"] = kernel_us(lambda route=route: route(args))
+        k_chunk = packed.layout.k_chunk if form == "chunk" else None
+        prepare_args = (x, *prepare_half_x_on_device(x, k_chunk), m, k)
+        prepare = prepare_kernel(k_chunk)
+        row[f"{form}_prepare_us"] = kernel_us(lambda p=prepare, a=prepare_args: launch_script(p, a))
+        routes.append(({"route": "half", "factors": form, **half_config}, route))
     in_a_row = route_choice.measure(
-        lambda launch_args: launch_script(native, launch_args),
-        [({"route": "half", **half_config}, route)],
-        row_arguments(args, zeros),
+        lambda launch_args: launch_script(native, launch_args), routes, row_arguments(args, zeros)
     )
-    row["native_row_us"], row["half_row_us"] = (c.milliseconds * 1e3 for c in in_a_row)
+    row["native_row_us"], row["row_row_us"], row["chunk_row_us"] = (c.milliseconds * 1e3 for c in in_a_row)
     qmm = quantized_matmul(x, packed)  # the dispatch measures its routes on this first call
     row["quantized_matmul_error"] = relative_error(qmm, reference)
     kernel_us(lambda: quantized_matmul(x, packed))  # the first timing on a fresh weight runs slow
     row["quantized_matmul_us"] = kernel_us(lambda: quantized_matmul(x, packed))
     launch = anybit.ops.plan_of(packed).decode_launch(m, has_zeros=zeros, has_bias=False)
     row["chosen"] = {half_choice.HalfRouteLaunch: "half", Int8RouteLaunch: "int8"}.get(type(launch), "decode")
-    for key in ("native", "half", "quantized_matmul"):
+    if row["chosen"] == "half":
+        row["chosen"] += f" ({launch.form})"
+    for key in ("native", *half_choice.FORMS, "quantized_matmul"):
         us = row[f"{key}_us"]
         row[f"{key}_pct"] = None if not us else nbytes / (us * 1e-6) / (ceiling_tb_s * 1e12) * 100
     return row
@@ -98,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     started, pinned, ceilings = harness.start_route_probe(options.tuning)
     ceiling = ceilings["best_tb_s"]
     print(
-        "| type | N × K | M | bf16 decode µs | % | route µs | % | x's fp16 copy µs | in a row: decode / "
-        "route µs | quantized_matmul µs | % | chosen | errors (decode, route, qmm) |"
+        "| type | N × K | M | bf16 decode µs | % | route, a factor a row µs | % | route, a factor a chunk µs "
+        "| % | x's fp16 copy µs (row / chunk) | in a row: decode / row / chunk µs | quantized_matmul µs | % "
+        "| chosen | errors (decode, row, chunk, qmm) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     shapes = [tuple(int(v) for v in shape.split("x")) for shape in options.shapes.split(",")]
     for type_name in options.types.split(","):
@@ -116,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(
                     f"| {type_name} | {n}×{k} | {m} | {row['native_us']:.1f} | {row['native_pct']:.0f}% | "
-                    f"{row['half_us']:.1f} | {row['half_pct']:.0f}% | {row['prepare_us']:.1f} | "
-                    f"{row['native_row_us']:.1f} / {row['half_row_us']:.1f} | "
-                    f"{row['quantized_matmul_us']:.1f} | "
-                    f"{row['quantized_matmul_pct']:.0f}% | {row['chosen']} | {row['native_error']:.1e}, "
-                    f"{row['half_error']:.1e}, {row['quantized_matmul_error']:.1e} |",
+                    f"{row['row_us']:.1f} | {row['row_pct']:.0f}% | {row['chunk_us']:.1f} | "
+                    f"{row['chunk_pct']:.0f}% | {row['row_prepare_us']:.1f} / "
+                    f"{row['chunk_prepare_us']:.1f} | {row['native_row_us']:.1f} / {row['row_row_us']:.1f} / "
+                    f"{row['chunk_row_us']:.1f} | {row['quantized_matmul_us']:.1f} | "
+                    f"{row['quantized_matmul_pct']:.0f}% | {row['chosen']} | "
+                    f"{row['native_error']:.1e}, {row['row_error']:.1e}, {row['chunk_error']:.1e}, "
+                    f"{row['quantized_matmul_error']:.1e} |",
                     flush=True,
                 )
     harness.write_json(options.out, "half_route.json", {"ceilings": ceilings, "pinned": pinned, "rows": rows})

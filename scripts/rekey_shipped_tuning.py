@@ -134,13 +134,12 @@ def half_source(key, bucket, config):  # the CUDA hash of a half-route record's 
     t, shape = key.split()[:2]
     m, n, k = json.loads(bucket)
     layout = kernels.choose_layout(t, n, k, cases.GROUP_SIZE, act_dtype=torch.bfloat16)
-    options = {name: value for name, value in config.items() if name != "route"}
-    kernel = DecodeMatmulHalfX(layout, has_zeros=t.startswith("u"), **options)
+    options = {name: value for name, value in config.items() if name not in ("route", "factors")}
+    # A record without "factors" comes from a tree of the row form alone (whose kernels take no form)
+    chunks = {"chunk_factors": True} if config.get("factors") == "chunk" else {}
+    kernel = DecodeMatmulHalfX(layout, has_zeros=t.startswith("u"), **chunks, **options)
     text = generate_source(kernel.program(*(None,) * 7, m, n, k), "sm_90a").source
-    try:  # a factor a row and chunk (its kernel per k_chunk), or, in an older tree, a factor a row
-        prepare = prepare_kernel(layout.k_chunk)
-    except TypeError:
-        prepare = prepare_kernel()
+    prepare = prepare_kernel(layout.k_chunk) if chunks else prepare_kernel()
     text += generate_source(prepare.program(None, None, None, m, k), "sm_90a").source
     return hashlib.sha256(text.encode()).hexdigest()
 """

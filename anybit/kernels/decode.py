@@ -330,6 +330,7 @@ class DecodeMatmul(anybit.Script):
                     self.free_shared(ring)
         if split > 1:
             acc = self._sum_splits(acc, m, n, m0, n0)
+        acc = self._row_factors(acc, m0)
         if pl.per_channel:
             acc = acc * self.cast(self._load_columns(gs, n0), float32, exponent=powers.scales)
         if self.rms_eps is not None:
@@ -558,6 +559,10 @@ class DecodeMatmul(anybit.Script):
         if self.io is self.act or not powers.scales:
             return powers
         return dataclasses.replace(powers, scales=0, after=powers.after + powers.scales)
+
+    def _row_factors(self, acc, m0):
+        """The block's sum times a factor per row of x (a subclass's; here none: ``acc`` as it is)."""
+        return acc
 
     def _factors_ring(self):
         """A shared ring of x's factors a row and chunk, copied with x (a subclass's; here none)."""

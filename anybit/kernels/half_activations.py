@@ -1,21 +1,28 @@
-"""bf16 activations as fp16 times a power of two per row and chunk: what lets a bf16 model use the fp16 loop.
+"""bf16 activations as fp16 times a power of two a row, or a row and chunk: what lets a bf16 model use the
+fp16 decode loop.
 
 The decode kernels' conversions into bf16 cost more than into fp16 (bf16's 7-bit mantissa holds one 4-bit
 code a half where fp16's 10 bits take a shifted pair, and 8-bit codes go through f32): on the H200 the bf16
 rows of the suite run 3–15% behind their fp16 twins (BENCHMARKS.md, thirty-third session). A bf16 value has 8
 significant bits and fp16 11, so x · 2^−s in fp16 is exact wherever it lands in fp16's normal range: with s
-chosen per row and chunk of K (the packing's ``k_chunk``) so that the chunk's largest |x| lands in
-[2^14, 2^15) (:data:`TOP_EXPONENT`), every element within 2^28 of it converts exactly, smaller ones to fp16's
-subnormals (2^−24 steps: 2^−38 of the largest), and nothing overflows. The chunk's products are then 2^s
-times the fp16 loop's f32 partial sum, exact (:class:`~anybit.kernels.decode_half_x.DecodeMatmulHalfX`
-multiplies each chunk's partial sum by its rows' factors before the scales).
+chosen so that the largest |x| it covers lands in [2^14, 2^15) (:data:`TOP_EXPONENT`), every element within
+2^28 of it converts exactly, smaller ones to fp16's subnormals (2^−24 steps: 2^−38 of the largest), and
+nothing overflows. The products are then 2^s times the fp16 loop's f32 sums, exact
+(:class:`~anybit.kernels.decode_half_x.DecodeMatmulHalfX`).
 
-A factor a chunk, not a row, because it needs no reduction across blocks: :class:`PrepareHalfX` is one pass
-of independent blocks, each a run of a row's chunks (the thirty-third session's factor a row took a cluster
-of 8 blocks and two passes over the row: 2.8 µs at K = 8192, 5.7 at K = 28672 on the H200, more than the fp16
-loop saved on those shapes). :func:`prepare_half_x` is its torch reference. The factors are stored chunk by
-chunk, :data:`FACTOR_ROWS` a chunk (rows past M: zeros), so that a decode block copies its rows' factors of
-a chunk as whole 16-byte vectors with its x.
+Two forms of s, each a kernel here and a form of the dispatch's route (:mod:`anybit.ops.half_choice`):
+
+* **a factor a row** (``k_chunk=None``; :class:`PrepareHalfXRows`): factors [M]; the decode kernel
+  multiplies its f32 sums once, before the bias. The row's largest |x| needs a reduction across the
+  row: a cluster of :data:`CLUSTER` blocks and two passes over it (2.8 µs at K = 8192, 5.7 at K = 28672
+  on the H200).
+* **a factor a row and chunk of K** (``k_chunk``, the packing's; :class:`PrepareHalfX`): factors
+  [K / k_chunk, :data:`FACTOR_ROWS`] (rows past M: zeros), stored chunk by chunk so that a decode block
+  copies its rows' factors of a chunk as whole 16-byte vectors with its x; the decode kernel multiplies
+  each chunk's partial sum by them. One pass of independent blocks (1.4–1.7 µs), but a multiply an
+  accumulator a chunk in the loop, which the 16-row loop (twice the accumulators) pays most for.
+
+:func:`prepare_half_x` is the torch reference of both.
 """
 
 from __future__ import annotations
@@ -30,43 +37,72 @@ from anybit.ir import cdiv
 from anybit.kernels.checks import run_kernel
 from anybit.layout import spatial
 
-#: The exponent a chunk's largest |x| takes in fp16: [2^14, 2^15), below fp16's largest finite 65504.
+#: The exponent the largest |x| a factor covers takes in fp16: [2^14, 2^15), below fp16's largest 65504.
 TOP_EXPONENT = 14
-#: Warps a block of the preparation; each thread converts one 16-byte vector of bf16.
+#: Warps a block of either preparation: the chunk form's threads convert one 16-byte vector of bf16 each.
 WARPS = 4
 VECTOR = 8  # bf16 elements in 16 bytes
-#: Rows of the factors a chunk ([K / k_chunk, FACTOR_ROWS] f32): the decode route's largest M.
+#: The row form's blocks a row of x, one thread-block cluster: each takes 1/CLUSTER of the row, their largest
+#: |x| meet in distributed shared memory (one block a row, 8 warps, took 3 µs at K = 8192 and 8 at K = 28672
+#: on the H200: two passes over the row one load round trip after another); UNROLL steps of 16-byte vectors
+#: a thread in flight.
+CLUSTER = 8
+UNROLL = 4
+#: Rows of the chunk form's factors a chunk ([K / k_chunk, FACTOR_ROWS] f32): the decode route's largest M.
 FACTOR_ROWS = 16
 #: f32 exponent field values: the factor 2^(e − 127 − TOP_EXPONENT) of a largest |x| with exponent field e
-#: is an f32 normal for e ≥ LOWEST_FIELD (chunks whose largest |x| is below 2^−112, zeros among them, are
-#: scaled as if it were 2^−112: their fp16 copy then sits below 2^15 too).
+#: is an f32 normal for e ≥ LOWEST_FIELD (rows or chunks whose largest |x| is below 2^−112, zeros among
+#: them, are scaled as if it were 2^−112: their fp16 copy then sits below 2^15 too).
 LOWEST_FIELD = TOP_EXPONENT + 1
 
 
-def chunk_exponents(x: torch.Tensor, k_chunk: int) -> torch.Tensor:
-    """The f32 exponent field e of each chunk's largest |x| (at least :data:`LOWEST_FIELD`), int32
-    [M, K / k_chunk]."""
+def largest_exponents(x: torch.Tensor, k_chunk: int | None = None) -> torch.Tensor:
+    """The f32 exponent field e of the largest |x| of each row (``k_chunk`` None: int32 [M]) or of each row
+    and chunk (int32 [M, K / k_chunk]), at least :data:`LOWEST_FIELD`."""
     m, k = x.shape
-    largest = x.float().abs().view(m, k // k_chunk, k_chunk).amax(dim=-1)
-    field = (largest.view(torch.int32) >> 23) & 255
-    return torch.clamp(field, min=LOWEST_FIELD)
+    grouped = x.float().abs().view(m, 1 if k_chunk is None else k // k_chunk, -1)
+    field = (grouped.amax(dim=-1).view(torch.int32) >> 23) & 255
+    field = torch.clamp(field, min=LOWEST_FIELD)
+    return field[:, 0] if k_chunk is None else field
 
 
-def prepare_half_x(x: torch.Tensor, k_chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x · 2^−s in fp16 [M, K], 2^s in f32 [K / k_chunk, FACTOR_ROWS]) for bf16 x [M ≤ 16, K]: torch's form
-    of :class:`PrepareHalfX`, s per row and chunk of ``k_chunk`` from its largest |x| (:data:`TOP_EXPONENT`);
-    rows of the factors past M are zeros. Exact: x == half · factor for every element within 2^28 of its
-    chunk's largest."""
-    if x.dim() != 2 or x.dtype != torch.bfloat16 or not 1 <= x.shape[0] <= FACTOR_ROWS:
-        raise ValueError(f"expected bf16 x [M ≤ {FACTOR_ROWS}, K], got {x.dtype} {list(x.shape)}")
+def check_x(x, k_chunk: int | None) -> None:
+    """Raise a ValueError naming what is wrong with bf16 ``x`` [M, K] for a preparation (``k_chunk``: the
+    chunk form's; M ≤ :data:`FACTOR_ROWS` and K a multiple of it) — the row form: K in whole 16-byte
+    vectors for each of the cluster's :data:`CLUSTER` blocks."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.dtype != torch.bfloat16:
+        shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"expected bf16 x [M, K], got {getattr(x, 'dtype', '')} {shape}")
     m, k = x.shape
+    if k_chunk is None:
+        if k % (VECTOR * CLUSTER):
+            raise ValueError(
+                f"expected K a multiple of {VECTOR * CLUSTER} (a cluster's {CLUSTER} blocks a row, 16-byte "
+                f"vectors of bf16), got {k}"
+            )
+        return
+    if not 1 <= m <= FACTOR_ROWS:
+        raise ValueError(f"expected 1 to {FACTOR_ROWS} rows of x (the factors' rows a chunk), got {m}")
     if k_chunk <= 0 or k % k_chunk:
-        raise ValueError(f"expected K a multiple of k_chunk, got K = {k}, k_chunk = {k_chunk}")
-    field = chunk_exponents(x, k_chunk)
+        raise ValueError(f"expected K a multiple of k_chunk {k_chunk} (a factor a chunk), got {k}")
+
+
+def prepare_half_x(x: torch.Tensor, k_chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x · 2^−s in fp16 [M, K], 2^s in f32) for bf16 x [M, K]: torch's form of both preparations, s from the
+    largest |x| it covers (:data:`TOP_EXPONENT`). ``k_chunk`` None: s a row, factors [M]
+    (:class:`PrepareHalfXRows`); else s a row and chunk of ``k_chunk``, factors [K / k_chunk,
+    :data:`FACTOR_ROWS`] with the rows past M zeros (:class:`PrepareHalfX`). Exact: x == half · factor for
+    every element within 2^28 of the largest its factor covers."""
+    check_x(x, k_chunk)
+    m, k = x.shape
+    field = largest_exponents(x, k_chunk)
     scale = ((127 + 127 + TOP_EXPONENT - field) << 23).view(torch.float32)
+    factor = ((field - TOP_EXPONENT) << 23).view(torch.float32)
+    if k_chunk is None:
+        return (x.float() * scale[:, None]).to(torch.float16), factor
     half = (x.float().view(m, k // k_chunk, k_chunk) * scale[..., None]).to(torch.float16).view(m, k)
     factors = torch.zeros((k // k_chunk, FACTOR_ROWS), dtype=torch.float32, device=x.device)
-    factors[:, :m] = ((field - TOP_EXPONENT) << 23).view(torch.float32).T
+    factors[:, :m] = factor.T
     return half, factors
 
 
@@ -119,48 +155,105 @@ class PrepareHalfX(anybit.Script):
         self.store_global(gf, self.view((field - TOP_EXPONENT) << 23, float32), [0, first, row])
 
 
-def new_factors(k: int, k_chunk: int, device) -> torch.Tensor:
-    """A factors buffer [K / k_chunk, FACTOR_ROWS] f32 for :class:`PrepareHalfX`: zeros (the rows past M,
-    which no launch writes, stay zeros: a decode block multiplies its rows past M, zero sums, by them)."""
+class PrepareHalfXRows(anybit.Script):
+    """bf16 x [M, K] → (x · 2^−s in fp16 [M, K], 2^s in f32 [M]), s a row (see the module docstring).
+
+    A cluster of :data:`CLUSTER` blocks a row, each block 1/CLUSTER of it: each thread reads 16-byte vectors
+    of the block's part (:data:`UNROLL` steps unrolled, their loads in flight together) and keeps the
+    largest |x| it saw; the block's largest goes to its shared memory, every block of the cluster takes the
+    largest of the cluster's (distributed shared memory, between two cluster barriers), then reads its part
+    again (from L1/L2) and stores its fp16 copy. K a multiple of 8 · CLUSTER (every packed weight's K is). A
+    dependent launch, as :class:`PrepareHalfX`."""
+
+    def __init__(self, warps: int = WARPS) -> None:
+        super().__init__()
+        if warps < 1 or warps > 32:
+            raise ValueError(f"expected 1 to 32 warps, got {warps}")
+        self.warps = warps
+
+    def __call__(
+        self,
+        x: anybit.ptr(anybit.bfloat16),
+        half: anybit.ptr(anybit.float16),
+        factors: anybit.ptr(anybit.float32),
+        m: anybit.int32,
+        k: anybit.int32,
+    ):
+        warps = self.warps
+        step = 32 * warps * VECTOR
+        self.attrs.blocks = [CLUSTER, m]
+        self.attrs.cluster = [CLUSTER, 1]
+        self.attrs.warps = warps
+        self.assume_divisible(k, VECTOR * CLUSTER)
+        self.wait_prior_grids()
+        self.allow_dependent_grids()
+        part_k = k // CLUSTER
+        layout = spatial(1, 1, 32 * warps).local(1, 1, VECTOR)
+        gx = self.global_view(x, bfloat16, [m, CLUSTER, part_k], strides=[k, part_k, 1])
+        row, part = self.blockIdx.y, self.blockIdx.x
+        largest = self.register_tensor(float32, [1, 1, step], layout=layout, init=0.0)
+        for index in self.range(cdiv(part_k, step), unroll=UNROLL):
+            tile = self.load_global(gx, [row, part, index * step], [1, 1, step], layout=layout)
+            largest = self.maximum(largest, abs(self.cast(tile, float32)))
+        mine = self.shared_tensor(float32, [1, 1, 1])
+        self.store_shared(mine, self.max(largest, 2, keepdim=True))
+        self.cluster_sync()
+        row_largest = self.load_shared(mine, rank=0)
+        for rank in range(1, CLUSTER):
+            row_largest = self.maximum(row_largest, self.load_shared(mine, rank=rank))
+        self.cluster_sync()  # no block's shared memory goes while another reads it
+        field = self.maximum((self.view(row_largest, int32) >> 23) & 255, LOWEST_FIELD)
+        scale = self.view((127 + 127 + TOP_EXPONENT - field) << 23, float32)
+        gh = self.global_view(half, float16, [m, CLUSTER, part_k], strides=[k, part_k, 1])
+        for index in self.range(cdiv(part_k, step), unroll=UNROLL):
+            tile = self.load_global(gx, [row, part, index * step], [1, 1, step], layout=layout)
+            converted = self.cast(self.cast(tile, float32) * scale, float16)
+            self.store_global(gh, converted, [row, part, index * step])
+        gf = self.global_view(factors, float32, [1, 1, m])
+        self.store_global(gf, self.view((field - TOP_EXPONENT) << 23, float32), [0, 0, row])
+
+
+def new_factors(m: int, k: int, k_chunk: int | None, device) -> torch.Tensor:
+    """A factors buffer for a preparation: [M] f32 for the row form (``k_chunk`` None), else [K / k_chunk,
+    :data:`FACTOR_ROWS`] f32 zeros (the rows past M, which no launch writes, stay zeros: a decode block
+    multiplies its rows past M, zero sums, by them)."""
+    if k_chunk is None:
+        return torch.empty((m,), dtype=torch.float32, device=device)
     return torch.zeros((k // k_chunk, FACTOR_ROWS), dtype=torch.float32, device=device)
 
 
 def prepare_half_x_on_device(
-    x: torch.Tensor, k_chunk: int, out: tuple[torch.Tensor, torch.Tensor] | None = None
+    x: torch.Tensor, k_chunk: int | None = None, out: tuple[torch.Tensor, torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`prepare_half_x` by the :class:`PrepareHalfX` kernel (CUDA tensors on the GPU, CPU tensors on
-    the interpreter); ``out``: (half [M, K] fp16, factors [K / k_chunk, FACTOR_ROWS] f32, rows past M zeros:
-    :func:`new_factors`) to fill, else new ones, their rows of x poisoned first."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.dtype != torch.bfloat16:
-        raise ValueError(f"expected bf16 x [M, K], got {getattr(x, 'dtype', type(x).__name__)}")
+    """:func:`prepare_half_x` by its kernel (:func:`prepare_kernel`; CUDA tensors on the GPU, CPU tensors on
+    the interpreter); ``out``: (half [M, K] fp16, factors as :func:`new_factors` makes them) to fill, else
+    new ones, x's rows of them poisoned first."""
+    check_x(x, k_chunk)
     m, k = x.shape
-    if not 1 <= m <= FACTOR_ROWS:
-        raise ValueError(f"expected 1 to {FACTOR_ROWS} rows of x (the factors' rows a chunk), got {m}")
-    if k % k_chunk:
-        raise ValueError(f"expected K a multiple of k_chunk {k_chunk} (a factor a chunk), got {k}")
     kernel = prepare_kernel(k_chunk)  # checks k_chunk
     x = x.contiguous()
     if out is None:
-        factors = new_factors(k, k_chunk, x.device)
-        factors[:, :m] = float("nan")
+        factors = new_factors(m, k, k_chunk, x.device)
+        factors[..., :m] = float("nan")
         out = (torch.full((m, k), float("nan"), dtype=torch.float16, device=x.device), factors)
     half, factors = out
+    expected = new_factors(m, k, k_chunk, "meta").shape
     if (
         half.shape != (m, k)
         or half.dtype != torch.float16
-        or factors.shape != (k // k_chunk, FACTOR_ROWS)
-        or factors.dtype != torch.float32
+        or factors.shape != expected
+        or (factors.dtype != torch.float32)
     ):
         raise ValueError(
-            f"expected out (fp16 [{m}, {k}], f32 [{k // k_chunk}, {FACTOR_ROWS}]), got ({half.dtype} "
-            f"{list(half.shape)}, {factors.dtype} {list(factors.shape)})"
+            f"expected out (fp16 [{m}, {k}], f32 {list(expected)}), got ({half.dtype} {list(half.shape)}, "
+            f"{factors.dtype} {list(factors.shape)})"
         )
     run_kernel(kernel, x, half, factors, m, k)
     return half, factors
 
 
 @functools.cache
-def prepare_kernel(k_chunk: int) -> PrepareHalfX:
-    """The shared preparation kernel of one chunk width (one instance each: its compiled forms are cached
-    with it)."""
-    return PrepareHalfX(k_chunk)
+def prepare_kernel(k_chunk: int | None = None) -> PrepareHalfX | PrepareHalfXRows:
+    """The shared preparation kernel of one form: a factor a row (``k_chunk`` None) or a row and chunk of
+    ``k_chunk`` (one instance each: its compiled forms are cached with it)."""
+    return PrepareHalfXRows() if k_chunk is None else PrepareHalfX(k_chunk)

@@ -1,14 +1,20 @@
-"""Whether a bf16 decode call runs the fp16 loop (x as fp16 times a power of two a row), decided by timing.
+"""Whether a bf16 decode call runs the fp16 loop (x as fp16 times a power of two a row, or a row and chunk),
+decided by timing.
 
 The decode kernels' conversions into bf16 cost more instructions than into fp16 (BENCHMARKS.md, thirty-third
-session), so a bf16 call may run faster as :class:`~anybit.kernels.half_activations.PrepareHalfX` (x's fp16
-copy and each row's factor, one small kernel) followed by
-:class:`~anybit.kernels.decode_half_x.DecodeMatmulHalfX` (the fp16 loop, bf16 scales and output) — or
-slower, where the weight's bf16 conversion is cheap or the call is short enough that the extra kernel
-shows. So the first decode call of each (M bucket, N, K) of an eligible bf16 weight (packed as the A
-operand, not a gated pair, without a folded norm or residual add) times the tuned decode kernel against
-that route (:mod:`anybit.ops.route_choice`) and keeps the faster. The route's decode configuration is the
-fp16 decode kernel's tuned one for the same shape (the same loop): stored, pinned, or tuned then.
+session), so a bf16 call may run faster as x's fp16 copy and factors (one small kernel,
+:mod:`anybit.kernels.half_activations`) followed by :class:`~anybit.kernels.decode_half_x.DecodeMatmulHalfX`
+(the fp16 loop, bf16 scales and output) — or slower, where the weight's bf16 conversion is cheap or the
+call is short enough that the extra kernel shows. The route has two forms (:data:`FORMS`): a factor a row
+(its preparation a cluster reduction and two passes over x; the loop as fp16's) and a factor a row and
+chunk (its preparation one pass, 1.4–1.7 µs on the H200 where the row form's took 2.8–5.7; a multiply an
+accumulator a chunk in the loop). The chunk form won every M = 1 weight timed, the row form every one at
+M = 16 (BENCHMARKS.md, thirty-seventh session), so the route takes the chunk form up to 8 rows of x and
+the row form past them (:func:`route_form`). The first decode call of each (M bucket, N, K) of an eligible
+bf16 weight (packed as the A operand, not a gated pair, without a folded norm or residual add) times the
+tuned decode kernel against the route (:mod:`anybit.ops.route_choice`) and keeps the faster. The
+route's decode configuration is the fp16 decode kernel's tuned one for the same shape (the same loop):
+stored, pinned, or tuned then.
 """
 
 from __future__ import annotations
@@ -24,25 +30,47 @@ from anybit.kernels.decode_half_x import HALF_PARAMETERS
 from anybit.kernels.layout import PackedLayout
 from anybit.ops.route_choice import PreparedLaunch, RouteChooser
 
+#: The route's forms, a route configuration's ``factors``: a factor a row of x, or a row and chunk.
+FORMS = ("row", "chunk")
+#: The most rows of x the chunk form is the route's form for: one 8-row block (its multiply an accumulator
+#: a chunk is cheap there; the 16-row loop's twice the accumulators take the row form).
+CHUNK_ROWS = 8
 
-def eligible(layout: PackedLayout, act_dtype: torch.dtype, m: int) -> bool:
-    """Whether a plain decode call of ``m`` rows on a weight of ``layout`` may take the route (chunks of K in
-    whole 16-byte vectors of bf16: the preparation's factor a row and chunk)."""
-    from anybit.kernels.half_activations import VECTOR
+
+def eligible_forms(layout: PackedLayout, act_dtype: torch.dtype, m: int) -> list[str]:
+    """The route's forms a plain decode call of ``m`` rows on a weight of ``layout`` may take (none unless
+    bf16, packed as the A operand, not a gated pair, 1 ≤ m ≤ 16): the row form where K is in whole 16-byte
+    vectors for each of its preparation's cluster blocks, the chunk form where a chunk of K is."""
+    from anybit.kernels.half_activations import CLUSTER, VECTOR
 
     if act_dtype != torch.bfloat16 or layout.operand != "a" or layout.gated or not 1 <= m <= 16:
-        return False
-    return layout.k_chunk % VECTOR == 0
+        return []
+    fits = {"row": layout.k % (VECTOR * CLUSTER) == 0, "chunk": layout.k_chunk % VECTOR == 0}
+    return [form for form in FORMS if fits[form]]
+
+
+def route_form(layout: PackedLayout, act_dtype: torch.dtype, m: int) -> str | None:
+    """The form the route takes for ``m`` rows (None: not eligible): the chunk form up to
+    :data:`CHUNK_ROWS` rows, the row form past them — each where the other cannot take the call."""
+    forms = eligible_forms(layout, act_dtype, m)
+    preferred = "chunk" if m <= CHUNK_ROWS else "row"
+    return preferred if preferred in forms else next(iter(forms), None)
+
+
+def eligible(layout: PackedLayout, act_dtype: torch.dtype, m: int) -> bool:
+    """Whether a plain decode call of ``m`` rows on a weight of ``layout`` may take the route in some form."""
+    return route_form(layout, act_dtype, m) is not None
 
 
 @functools.cache
 def route_revision() -> str:
-    """A hash of the route's two kernels (not of the entry points around them): stored choices made with
-    other kernels are not reused (the decode kernels' own revision is in the decode identity)."""
+    """A hash of the route's kernels (not of the entry points around them): stored choices made with other
+    kernels are not reused (the decode kernels' own revision is in the decode identity)."""
     from anybit.kernels.decode_half_x import DecodeMatmulHalfX
-    from anybit.kernels.half_activations import PrepareHalfX
+    from anybit.kernels.half_activations import PrepareHalfX, PrepareHalfXRows
 
-    source = "".join(inspect.getsource(part) for part in (DecodeMatmulHalfX, PrepareHalfX))
+    parts = (DecodeMatmulHalfX, PrepareHalfX, PrepareHalfXRows)
+    source = "".join(inspect.getsource(part) for part in parts)
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
@@ -86,20 +114,34 @@ def fp16_config(layout: PackedLayout, args: tuple, has_zeros: bool, has_bias: bo
 
 
 class HalfRouteLaunch(PreparedLaunch):
-    """The route's launch of one decode configuration: x's fp16 copy and factors by ``PrepareHalfX`` into
-    buffers kept here, then ``DecodeMatmulHalfX``."""
+    """The route's launch of one decode configuration in one form (``factors``: a value of :data:`FORMS`):
+    x's fp16 copy and factors by its preparation kernel into buffers kept here, then ``DecodeMatmulHalfX``."""
 
     PREPARE_PARAMETERS = ("x", "half", "factors", "m", "k")
     KERNEL_PARAMETERS = HALF_PARAMETERS
 
-    def __init__(self, layout: PackedLayout, config: dict, has_zeros: bool, has_bias: bool, device, m: int):
+    def __init__(
+        self,
+        layout: PackedLayout,
+        config: dict,
+        has_zeros: bool,
+        has_bias: bool,
+        device,
+        m: int,
+        factors: str,
+    ):
         from anybit.kernels.decode_half_x import DecodeMatmulHalfX
         from anybit.kernels.half_activations import new_factors, prepare_kernel
 
+        if factors not in FORMS:
+            raise ValueError(f"expected the route's factors one of {FORMS}, got {factors!r}")
+        self.form = factors
+        k_chunk = layout.k_chunk if factors == "chunk" else None
         self.half = torch.empty((m, layout.k), dtype=torch.float16, device=device)
-        self.factors = new_factors(layout.k, layout.k_chunk, device)  # rows past M stay zeros
-        self.prepare = prepare_kernel(layout.k_chunk)
-        self.kernel = DecodeMatmulHalfX(layout, has_zeros=has_zeros, has_bias=has_bias, **config)
+        self.factors = new_factors(m, layout.k, k_chunk, device)  # the chunk form's rows past M stay zeros
+        self.prepare = prepare_kernel(k_chunk)
+        chunks = factors == "chunk"
+        self.kernel = DecodeMatmulHalfX(layout, chunks, has_zeros=has_zeros, has_bias=has_bias, **config)
 
     def arguments(self, args: tuple) -> tuple[tuple, tuple]:
         x, weight, scales, zeros, bias, y, m, n, k = args

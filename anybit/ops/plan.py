@@ -245,17 +245,20 @@ class WeightPlan:
     ) -> Callable[[tuple], None] | None:
         """The bf16-through-fp16 route's launch for this call where it is the faster
         (:mod:`anybit.ops.half_choice`: stored, else timed now against ``decode_launch`` in the fp16 decode
-        kernel's configuration), else None."""
+        kernel's configuration and the form for M), else None."""
         m = args[DECODE_PARAMETERS.index("m")]
 
         def route(config: dict) -> half_choice.HalfRouteLaunch:
-            kernel_config = {key: value for key, value in config.items() if key != "route"}
+            kernel_config = {key: value for key, value in config.items() if key not in ("route", "factors")}
             return half_choice.HalfRouteLaunch(
-                self.layout, kernel_config, has_zeros, has_bias, self.device, m
+                self.layout, kernel_config, has_zeros, has_bias, self.device, m, config["factors"]
             )
 
         def candidates() -> list[dict]:
-            return [{"route": "half", **half_choice.fp16_config(self.layout, args, has_zeros, has_bias)}]
+            config = half_choice.fp16_config(self.layout, args, has_zeros, has_bias)
+            return [
+                {"route": "half", "factors": half_choice.route_form(self.layout, self.act_dtype, m), **config}
+            ]
 
         chooser = half_choice.half_route_chooser(identity)
         return self._measured_route(

@@ -1,6 +1,6 @@
 """GPU tier of bf16 activations through the fp16 decode loop (skipped without a GPU): x's fp16 copy and
-row factors bit for bit torch's, and :class:`DecodeMatmulHalfX` against float64 over the weight types,
-decode configurations and rows of x, outputs poisoned."""
+factors (a row, or a row and chunk) bit for bit torch's, and :class:`DecodeMatmulHalfX` in both forms
+against float64 over the weight types, decode configurations and rows of x, outputs poisoned."""
 
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ BF16 = torch.bfloat16
 
 
 @pytest.mark.parametrize(
-    ("m", "k", "k_chunk"), [(1, 8192, 128), (5, 28672, 128), (16, 4160, 64), (3, 1056, 32)]
+    ("m", "k", "k_chunk"),
+    [(1, 8192, 128), (5, 28672, 128), (16, 4160, 64), (3, 1056, 32), (1, 8192, None), (5, 28672, None)],
 )
 def test_the_preparation_kernel_matches_torch_on_the_gpu(m, k, k_chunk):
     x = torch.randn(m, k, device="cuda") * torch.logspace(-20, 20, m, device="cuda")[:, None]
-    x[:, : k // 3] *= 2.0**50  # chunks of one row far apart: each its own factor
+    if k_chunk:
+        x[:, : k // 3] *= 2.0**50  # chunks of one row far apart: each its own factor
     x = x.to(BF16)
     half, factors = prepare_half_x_on_device(x, k_chunk)
     expected_half, expected_factors = prepare_half_x(x, k_chunk)
@@ -51,7 +53,8 @@ CASES = [
 
 @pytest.mark.parametrize(("dtype", "zeros", "m", "config"), CASES)
 @pytest.mark.parametrize("bias", [False, True])
-def test_the_fp16_loop_gives_the_bf16_product_on_the_gpu(dtype, zeros, m, config, bias):
+@pytest.mark.parametrize("chunk_factors", [True, False])
+def test_the_fp16_loop_gives_the_bf16_product_on_the_gpu(dtype, zeros, m, config, bias, chunk_factors):
     q = random_quantized(dtype, 2048, 4096, 128, BF16, zero_point=zeros, seed=random.randrange(2**31))
     q = type(q)(
         q.codes.cuda(), q.dtype, q.group_size, q.scales.cuda(), None if q.zeros is None else q.zeros.cuda()
@@ -60,7 +63,7 @@ def test_the_fp16_loop_gives_the_bf16_product_on_the_gpu(dtype, zeros, m, config
     x = (torch.randn(m, 4096, device="cuda") * torch.logspace(-8, 8, m, device="cuda")[:, None]).to(BF16)
     b = torch.randn(2048, device="cuda").to(BF16) if bias else None
     out = torch.full((m, 2048), float("nan"), dtype=BF16, device="cuda")
-    y = half_x_matmul(x, weight, b, config=config, out=out)
+    y = half_x_matmul(x, weight, b, config=config, chunk_factors=chunk_factors, out=out)
     torch.cuda.synchronize()
     assert y is out and torch.isfinite(y).all()
     expected = reference_matmul(x.cpu(), q_cpu(q), None if b is None else b.cpu())

@@ -1,6 +1,6 @@
-"""bf16 activations through the fp16 decode loop on the interpreter: x's fp16 copy and its factors a row and
-chunk (:mod:`anybit.kernels.half_activations`) against torch, and :class:`DecodeMatmulHalfX` against float64,
-outputs poisoned with NaN; the errors of what they refuse."""
+"""bf16 activations through the fp16 decode loop on the interpreter: x's fp16 copy and its factors, a row or a
+row and chunk (:mod:`anybit.kernels.half_activations`), against torch, and :class:`DecodeMatmulHalfX` in both
+forms against float64, outputs poisoned with NaN; the errors of what they refuse."""
 
 from __future__ import annotations
 
@@ -28,7 +28,28 @@ def copy_times_factors(half: torch.Tensor, factors: torch.Tensor, k_chunk: int) 
     return chunked.view(m, k)
 
 
-def test_the_fp16_copy_times_its_factor_is_x():
+def test_the_fp16_copy_times_its_row_factor_is_x():
+    """Rows of every magnitude (bf16's range is f32's): x == half · factor exactly for every element within
+    2^28 of its row's largest |x| (all of them but in the row whose largest is near bf16's limit), each
+    row's largest lands in [2^14, 2^15), the factors are powers of two; a row of zeros keeps zeros."""
+    torch.manual_seed(fresh_seed())
+    x = torch.randn(5, 2048).bfloat16()
+    x[1] *= 1e-30
+    x[2] *= 1e30
+    x[3] = 0.0
+    x[4, 7] = 3.0e38  # near bf16's largest
+    half, factors = prepare_half_x(x)
+    assert half.dtype == torch.float16 and factors.dtype == torch.float32 and factors.shape == (5,)
+    within = x.float().abs() >= x.float().abs().amax(dim=1, keepdim=True) * 2.0**-28
+    assert torch.equal((half.float() * factors[:, None])[within], x.float()[within])
+    assert within[:4].all()  # every element of the first four rows
+    largest = half[[0, 1, 2, 4]].float().abs().amax(dim=1)
+    assert ((largest >= 2.0**TOP_EXPONENT) & (largest < 2.0 ** (TOP_EXPONENT + 1))).all()
+    assert torch.equal(torch.frexp(factors).mantissa, torch.full_like(factors, 0.5))
+    assert not half[3].any()
+
+
+def test_the_fp16_copy_times_its_chunk_factor_is_x():
     """Rows and chunks of every magnitude (bf16's range is f32's): x == half · factor exactly for every
     element within 2^28 of its chunk's largest |x| (all of them but in the chunk whose largest is near
     bf16's limit), each chunk's largest lands in [2^14, 2^15), the factors are powers of two and zeros past
@@ -63,10 +84,22 @@ def test_elements_far_below_the_chunks_largest_round_to_fp16_subnormals():
     assert float(half[0, 2]) == 0.0  # below fp16's smallest subnormal after scaling
 
 
-@pytest.mark.parametrize(("m", "k", "k_chunk"), [(1, 4096, 128), (3, 1088, 64), (16, 2048, 128), (2, 64, 32)])
+@pytest.mark.parametrize(
+    ("m", "k", "k_chunk"),
+    [
+        (1, 4096, 128),
+        (3, 1088, 64),
+        (16, 2048, 128),
+        (2, 64, 32),
+        (1, 4096, None),
+        (3, 1088, None),
+        (2, 64, None),
+    ],
+)
 def test_the_preparation_kernel_matches_torch(m, k, k_chunk):
-    """PrepareHalfX on the interpreter: bit for bit torch's (K not a multiple of a block's chunks, or less
-    than one block; chunks of 32, 64 and 128)."""
+    """Both preparations on the interpreter, bit for bit torch's: PrepareHalfX (K not a multiple of a
+    block's chunks, or less than one block; chunks of 32, 64 and 128) and PrepareHalfXRows (k_chunk None:
+    a cluster block's part of K past a step and not a multiple of one, or less than one)."""
     torch.manual_seed(fresh_seed())
     x = (torch.randn(m, k) * torch.logspace(-8, 8, m)[:, None]).bfloat16()
     half, factors = prepare_half_x_on_device(x, k_chunk)
@@ -85,6 +118,11 @@ def test_the_preparation_refuses_what_it_cannot_take():
         prepare_half_x_on_device(torch.randn(2, 60).bfloat16(), 12)
     with pytest.raises(ValueError, match="expected out"):
         prepare_half_x_on_device(torch.randn(2, 64).bfloat16(), 32, out=(torch.empty(2, 64), torch.empty(2)))
+    with pytest.raises(ValueError, match="multiple of 64"):  # the row form: a cluster's 8 blocks a row
+        prepare_half_x_on_device(torch.randn(2, 1000).bfloat16())
+    half = torch.empty(2, 64, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"expected out \(fp16 \[2, 64\], f32 \[2\]\)"):
+        prepare_half_x_on_device(torch.randn(2, 64).bfloat16(), out=(half, torch.empty(4, 16)))
 
 
 # (type, N, K, M, zero points, bias, config)
@@ -100,22 +138,24 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("chunk_factors", [True, False])
 @pytest.mark.parametrize(("dtype", "n", "k", "m", "zeros", "bias", "config"), CASES)
-def test_the_fp16_loop_gives_the_bf16_product(dtype, n, k, m, zeros, bias, config):
-    """x of a wide range of magnitudes through PrepareHalfX and DecodeMatmulHalfX: the float64 product of
-    the bf16 inputs within bf16's tolerance, for integer, float and bit-plane weights, zero points in the
-    conversion or after the dot, per-channel scales, bias, split-K (through L2 or a cluster), warps along K
-    and the weights in registers."""
+def test_the_fp16_loop_gives_the_bf16_product(dtype, n, k, m, zeros, bias, config, chunk_factors):
+    """x of a wide range of magnitudes through either preparation and DecodeMatmulHalfX: the float64
+    product of the bf16 inputs within bf16's tolerance, for integer, float and bit-plane weights, zero
+    points in the conversion or after the dot, per-channel scales, bias, split-K (through L2 or a cluster),
+    warps along K and the weights in registers; with a factor a chunk, chunks of one row 2^40 apart."""
     config = dict(config)
     group = config.pop("group", 128)
     q = random_quantized(dtype, n, k, group, BF16, zero_point=zeros, seed=fresh_seed())
     p = pack(q, layout=choose_layout(dtype, n, k, group, operand="a"))
     x = torch.randn(m, k) * torch.logspace(-6, 6, m)[:, None]
-    x[:, : k // 4] *= 2.0**40  # a quarter of K far above the rest: only a factor a chunk keeps both exact
+    if chunk_factors:
+        x[:, : k // 4] *= 2.0**40  # a quarter of K far above the rest: only a factor a chunk keeps both exact
     x = x.to(BF16)
     b = torch.randn(n).to(BF16) if bias else None
     out = torch.full((m, n), float("nan"), dtype=BF16)
-    y = half_x_matmul(x, p, b, config=config, out=out)
+    y = half_x_matmul(x, p, b, config=config, chunk_factors=chunk_factors, out=out)
     assert y is out and torch.isfinite(y).all()
     for row in range(m):  # each row's own scale: a relative error a row
         assert relative_error(y[row : row + 1], reference_matmul(x[row : row + 1], q, b)) <= TOLERANCE[BF16]

@@ -48,15 +48,23 @@ def test_the_first_call_measures_the_route_and_both_agree_with_float64(dtype, m)
 
 
 @pytest.mark.parametrize(
-    ("dtype", "m", "bias"), [("uint4", 2, False), ("int4", 16, True), ("float4_e2m1", 1, True)]
+    ("dtype", "m", "bias", "form"),
+    [
+        ("uint4", 2, False, "chunk"),
+        ("int4", 16, True, "row"),
+        ("float4_e2m1", 1, True, "chunk"),
+        ("float6_e3m2", 12, False, "row"),
+        ("uint5", 8, True, "chunk"),
+    ],
 )
-def test_the_route_where_it_measures_faster(dtype, m, bias, monkeypatch):
-    """With the route measured faster (the measurement stubbed), calls take it: eager, and replayed from a
-    CUDA graph with fresh x of other magnitudes (the rows' factors made again each replay)."""
+def test_the_route_where_it_measures_faster(dtype, m, bias, form, monkeypatch):
+    """With the route measured faster (the measurement stubbed), calls take it in the form for M (a factor
+    a chunk up to 8 rows, a row past them): eager, and replayed from a CUDA graph with fresh x of other
+    magnitudes (the factors made again each replay)."""
 
     def measure(decode_launch, routes, rows):  # (the int8 route's too: not for these weights and calls)
-        config = routes[0][0]
-        assert config["route"] == "half"
+        ((config, _),) = routes
+        assert config["route"] == "half" and config["factors"] == form
         return [Candidate(dict(DECODE_ROUTE), milliseconds=2.0), Candidate(dict(config), milliseconds=1.0)]
 
     monkeypatch.setattr(route_choice, "measure", measure)
@@ -64,7 +72,8 @@ def test_the_route_where_it_measures_faster(dtype, m, bias, monkeypatch):
     b = torch.randn(1024, device="cuda").to(BF16) if bias else None
     x = torch.randn(m, 2048, device="cuda").to(BF16)
     ops.quantized_matmul(x, weight, b)
-    assert isinstance(kept_launch(weight, m, bias), HalfRouteLaunch)
+    launch = kept_launch(weight, m, bias)
+    assert isinstance(launch, HalfRouteLaunch) and launch.form == form
     y = ops.quantized_matmul(x, weight, b)
     torch.cuda.synchronize()
     assert relative_error(y, reference(x, q, b)) <= TOLERANCE

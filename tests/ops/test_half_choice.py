@@ -34,6 +34,23 @@ def test_bf16_decode_calls_of_a_weights_packed_as_a_are_eligible():
     assert half_choice.eligible(layout("int4", k=8192 + 32, group=32), BF16, 1)  # any K: a factor a chunk
 
 
+def test_each_form_takes_the_ks_it_can_prepare():
+    """Both forms where K is in whole vectors for the row form's 8 cluster blocks; the chunk form alone
+    where it is not (a factor a chunk needs only whole vectors a chunk); none where the route is not."""
+    assert half_choice.eligible_forms(layout("int4"), BF16, 16) == ["row", "chunk"]
+    assert half_choice.eligible_forms(layout("int4", k=8192 + 32, group=32), BF16, 1) == ["chunk"]
+    assert half_choice.eligible_forms(layout("int4"), torch.float16, 1) == []
+
+
+def test_the_route_takes_the_chunk_form_up_to_eight_rows_and_the_row_form_past_them():
+    """Each where the other cannot take the call."""
+    assert [half_choice.route_form(layout("int4"), BF16, m) for m in (1, 8, 9, 16)] == ["chunk"] * 2 + [
+        "row"
+    ] * 2
+    assert half_choice.route_form(layout("int4", k=8192 + 32, group=32), BF16, 16) == "chunk"
+    assert half_choice.route_form(layout("int4"), BF16, 17) is None
+
+
 def test_the_routes_choices_are_kept_apart():
     """The int8 route's and this route's choices of one decode kernel have their own identities."""
     assert HalfRouteChooser("DecodeKernel-0123").identity != Int8RouteChooser("DecodeKernel-0123").identity
