@@ -202,8 +202,9 @@ class Run:
         )
 
     def precompile(self, todo: list[cases.Case]) -> None:
-        """Compile every decode specialisation the suites need, NVRTC in parallel (one thread pool)."""
-        from anybit.ops import precompile_decode
+        """Compile every decode specialisation the suites need, and the kernels of the bf16 route's forms
+        their first calls will time, NVRTC in parallel (build worker processes)."""
+        from anybit.ops import half_choice, precompile_decode
 
         started = time.perf_counter()
         specialisations = [
@@ -218,6 +219,7 @@ class Run:
         ]
         try:
             counts = precompile_decode(specialisations)
+            counts["routes"] = half_choice.precompile_routes(specialisations)  # bf16 calls' fp16 loop
         except Exception as error:  # compiling again per shape later still works; say why it did not here
             counts = {"error": f"{type(error).__name__}: {error}"}
         counts["seconds"] = round(time.perf_counter() - started, 1)

@@ -8,11 +8,11 @@ session), so a bf16 call may run faster as x's fp16 copy and factors (one small 
 call is short enough that the extra kernel shows. The route has two forms (:data:`FORMS`): a factor a row
 (its preparation a cluster reduction and two passes over x; the loop as fp16's) and a factor a row and
 chunk (its preparation one pass, 1.4–1.7 µs on the H200 where the row form's took 2.8–5.7; a multiply an
-accumulator a chunk in the loop). The chunk form won every M = 1 weight timed, the row form every one at
-M = 16 (BENCHMARKS.md, thirty-seventh session), so the route takes the chunk form up to 8 rows of x and
-the row form past them (:func:`route_form`). The first decode call of each (M bucket, N, K) of an eligible
-bf16 weight (packed as the A operand, not a gated pair, without a folded norm or residual add) times the
-tuned decode kernel against the route (:mod:`anybit.ops.route_choice`) and keeps the faster. The
+accumulator a chunk in the loop). Which is faster depends on the weight (on the H200 the chunk form at
+M = 1 on K = 28672 and on small weights, the row form on 57344×8192 and at M = 16: BENCHMARKS.md,
+thirty-seventh session), so the first decode call of each (M bucket, N, K) of an eligible bf16 weight
+(packed as the A operand, not a gated pair, without a folded norm or residual add) times the tuned decode
+kernel against both forms (:mod:`anybit.ops.route_choice`) and keeps the fastest. The
 route's decode configuration is the fp16 decode kernel's tuned one for the same shape (the same loop):
 stored, pinned, or tuned then.
 """
@@ -32,9 +32,6 @@ from anybit.ops.route_choice import PreparedLaunch, RouteChooser
 
 #: The route's forms, a route configuration's ``factors``: a factor a row of x, or a row and chunk.
 FORMS = ("row", "chunk")
-#: The most rows of x the chunk form is the route's form for: one 8-row block (its multiply an accumulator
-#: a chunk is cheap there; the 16-row loop's twice the accumulators take the row form).
-CHUNK_ROWS = 8
 
 
 def eligible_forms(layout: PackedLayout, act_dtype: torch.dtype, m: int) -> list[str]:
@@ -49,17 +46,9 @@ def eligible_forms(layout: PackedLayout, act_dtype: torch.dtype, m: int) -> list
     return [form for form in FORMS if fits[form]]
 
 
-def route_form(layout: PackedLayout, act_dtype: torch.dtype, m: int) -> str | None:
-    """The form the route takes for ``m`` rows (None: not eligible): the chunk form up to
-    :data:`CHUNK_ROWS` rows, the row form past them — each where the other cannot take the call."""
-    forms = eligible_forms(layout, act_dtype, m)
-    preferred = "chunk" if m <= CHUNK_ROWS else "row"
-    return preferred if preferred in forms else next(iter(forms), None)
-
-
 def eligible(layout: PackedLayout, act_dtype: torch.dtype, m: int) -> bool:
     """Whether a plain decode call of ``m`` rows on a weight of ``layout`` may take the route in some form."""
-    return route_form(layout, act_dtype, m) is not None
+    return bool(eligible_forms(layout, act_dtype, m))
 
 
 @functools.cache
@@ -147,3 +136,69 @@ class HalfRouteLaunch(PreparedLaunch):
         x, weight, scales, zeros, bias, y, m, n, k = args
         prepare_args = (x, self.half, self.factors, m, k)
         return prepare_args, (self.half, weight, scales, zeros, bias, y, self.factors, m, n, k)
+
+
+def route_configuration(layout: PackedLayout, has_zeros: bool, has_bias: bool, shape: tuple, arch: str):
+    """The route's decode configuration for launches of ``shape`` (M, N, K) where it is known without
+    tuning or tensors: the fp16 decode kernel's recorded one (pinned, cached or shipped for ``arch``), or
+    the default where that cannot cover N (as :func:`fp16_config`); None where nothing is recorded."""
+    from anybit.kernels.launch import default_decode_config
+    from anybit.ops.tuning import block_columns, tuner_for
+
+    config = tuner_for(layout, torch.float16, has_zeros, has_bias).recorded(shape, arch)
+    if config is not None and shape[1] % block_columns(config, layout):
+        return dataclasses.asdict(default_decode_config(layout, shape[0]))
+    return None if config is None else dict(config)
+
+
+def build_route_kernel(item: tuple, arch: str) -> str:
+    """Build and compile the route's decode kernel ``(layout, has_zeros, has_bias, config, form, (M, N,
+    K))`` for ``arch`` (its compiled form lands in the disk compile cache, where the first call that times
+    the route finds it); the kernel's name. Runs in a build worker (no GPU there)."""
+    from anybit.kernels.decode_half_x import DecodeMatmulHalfX
+    from anybit.runtime.compiler import compile_source, generate_source
+
+    layout, has_zeros, has_bias, config, form, (m, n, k) = item
+    kernel = DecodeMatmulHalfX(layout, form == "chunk", has_zeros=has_zeros, has_bias=has_bias, **config)
+    source = generate_source(kernel.program(*(None,) * 7, m, n, k), arch)
+    compile_source(source, arch=arch)
+    return source.name
+
+
+def precompile_routes(specialisations, *, arch: str | None = None, processes: int | None = None) -> dict:
+    """Compile, in build worker processes, the route kernels that first calls would time: for each
+    ``(layout, act_dtype, has_zeros, has_bias, [(M, N, K), ...])`` every eligible form of every shape whose
+    route is not chosen yet (pinned, cached or shipped) and whose fp16 decode configuration is recorded
+    (:func:`route_configuration`). NVRTC is most of a route's first call (two forms, ~0.5 s each): a suite
+    of many bf16 weights compiles them in parallel first. Returns counts of ``compiled`` and ``failed``
+    kernels."""
+    from anybit.ops.tuning import m_bucket, tuner_for
+    from anybit.runtime.autotune import bucket_text, gpu_key, stored_config
+    from anybit.runtime.build_pool import BuildPoolError, default_processes, run_jobs
+    from anybit.runtime.device import current_arch
+
+    arch = arch or current_arch()
+    jobs = []
+    for layout, act_dtype, has_zeros, has_bias, shapes in specialisations:
+        if not eligible_forms(layout, act_dtype, 1):
+            continue
+        chooser = half_route_chooser(tuner_for(layout, act_dtype, has_zeros, has_bias).identity)
+        for shape in shapes:
+            m, n, k = shape
+            if stored_config(chooser.identity, gpu_key(arch), bucket_text([m_bucket(m), n, k])) is not None:
+                continue
+            forms = eligible_forms(layout, act_dtype, m)
+            config = route_configuration(layout, has_zeros, has_bias, shape, arch) if forms else None
+            jobs += [
+                (layout, has_zeros, has_bias, config, form, shape) for form in forms if config is not None
+            ]
+    if not jobs:
+        return {"compiled": 0, "failed": 0}
+    try:
+        results = run_jobs(
+            build_route_kernel, [(job, arch) for job in jobs], processes or default_processes()
+        )
+    except BuildPoolError as error:  # each compiles at its first call instead
+        return {"compiled": 0, "failed": 0, "error": str(error)}
+    failed = sum(not ok for ok, _ in results)
+    return {"compiled": len(jobs) - failed, "failed": failed}

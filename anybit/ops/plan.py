@@ -244,8 +244,8 @@ class WeightPlan:
         has_bias: bool,
     ) -> Callable[[tuple], None] | None:
         """The bf16-through-fp16 route's launch for this call where it is the faster
-        (:mod:`anybit.ops.half_choice`: stored, else timed now against ``decode_launch`` in the fp16 decode
-        kernel's configuration and the form for M), else None."""
+        (:mod:`anybit.ops.half_choice`: stored, else its forms timed now against ``decode_launch`` in the
+        fp16 decode kernel's configuration), else None."""
         m = args[DECODE_PARAMETERS.index("m")]
 
         def route(config: dict) -> half_choice.HalfRouteLaunch:
@@ -256,9 +256,8 @@ class WeightPlan:
 
         def candidates() -> list[dict]:
             config = half_choice.fp16_config(self.layout, args, has_zeros, has_bias)
-            return [
-                {"route": "half", "factors": half_choice.route_form(self.layout, self.act_dtype, m), **config}
-            ]
+            forms = half_choice.eligible_forms(self.layout, self.act_dtype, m)
+            return [{"route": "half", "factors": form, **config} for form in forms]
 
         chooser = half_choice.half_route_chooser(identity)
         return self._measured_route(

@@ -53,19 +53,26 @@ def test_the_first_call_measures_the_route_and_both_agree_with_float64(dtype, m)
         ("uint4", 2, False, "chunk"),
         ("int4", 16, True, "row"),
         ("float4_e2m1", 1, True, "chunk"),
-        ("float6_e3m2", 12, False, "row"),
-        ("uint5", 8, True, "chunk"),
+        ("float6_e3m2", 12, False, "chunk"),
+        ("uint5", 8, True, "row"),
     ],
 )
 def test_the_route_where_it_measures_faster(dtype, m, bias, form, monkeypatch):
-    """With the route measured faster (the measurement stubbed), calls take it in the form for M (a factor
-    a chunk up to 8 rows, a row past them): eager, and replayed from a CUDA graph with fresh x of other
-    magnitudes (the factors made again each replay)."""
+    """With one form of the route measured fastest (the measurement stubbed: both forms are timed), calls
+    take it: eager, and replayed from a CUDA graph with fresh x of other magnitudes (the factors made again
+    each replay)."""
 
     def measure(decode_launch, routes, rows):  # (the int8 route's too: not for these weights and calls)
-        ((config, _),) = routes
-        assert config["route"] == "half" and config["factors"] == form
-        return [Candidate(dict(DECODE_ROUTE), milliseconds=2.0), Candidate(dict(config), milliseconds=1.0)]
+        configs = [config for config, _ in routes]
+        assert [(config["route"], config["factors"]) for config in configs] == [
+            ("half", "row"),
+            ("half", "chunk"),
+        ]
+        times = {"row": 3.0, "chunk": 3.0, form: 1.0}
+        return [
+            Candidate(dict(DECODE_ROUTE), milliseconds=2.0),
+            *(Candidate(dict(config), milliseconds=times[config["factors"]]) for config in configs),
+        ]
 
     monkeypatch.setattr(route_choice, "measure", measure)
     q, weight = packed_weight(dtype, 1024, 2048, act_dtype=BF16, device="cuda", seed=13)

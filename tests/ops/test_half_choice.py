@@ -42,15 +42,6 @@ def test_each_form_takes_the_ks_it_can_prepare():
     assert half_choice.eligible_forms(layout("int4"), torch.float16, 1) == []
 
 
-def test_the_route_takes_the_chunk_form_up_to_eight_rows_and_the_row_form_past_them():
-    """Each where the other cannot take the call."""
-    assert [half_choice.route_form(layout("int4"), BF16, m) for m in (1, 8, 9, 16)] == ["chunk"] * 2 + [
-        "row"
-    ] * 2
-    assert half_choice.route_form(layout("int4", k=8192 + 32, group=32), BF16, 16) == "chunk"
-    assert half_choice.route_form(layout("int4"), BF16, 17) is None
-
-
 def test_the_routes_choices_are_kept_apart():
     """The int8 route's and this route's choices of one decode kernel have their own identities."""
     assert HalfRouteChooser("DecodeKernel-0123").identity != Int8RouteChooser("DecodeKernel-0123").identity
@@ -160,3 +151,35 @@ def test_a_measured_route_is_kept_and_run_where_it_is_faster(monkeypatch):
             assert found is not None and ran == [(4, ("args",))]
         else:
             assert found is None and len(ran) == 1  # nothing more ran
+
+
+def test_precompile_compiles_both_forms_of_the_shapes_a_first_call_will_time():
+    """For a bf16 weight: both forms of a shape whose fp16 configuration is recorded and whose route is not
+    chosen yet, compiled in build worker processes into the disk cache where the route's launch finds them;
+    a shape with a stored choice, or without a recorded fp16 configuration, is left to its first call."""
+    from anybit.kernels.decode_half_x import DecodeMatmulHalfX
+    from anybit.runtime.cache import cache_key, read_entry
+    from anybit.runtime.compiler import generate_source
+
+    weight = layout("int4", n=1024, k=1024)
+    fp16_tuner = tuner_for(weight, torch.float16, False, False)
+    config = {"rows": 8, "warps": 2, "stages": 4, "split": 2, "warps_along_k": False}
+    for m in (1, 4):
+        bucket = bucket_text([m, 1024, 1024])
+        autotune.store_tuned(fp16_tuner.identity, "decode", gpu_key(ARCH), bucket, [Candidate(config, 1.0)])
+    chooser = half_choice.half_route_chooser(tuner_for(weight, BF16, False, False).identity)
+    chosen = bucket_text([4, 1024, 1024])
+    autotune.store_tuned(
+        chooser.identity, "route", gpu_key(ARCH), chosen, [Candidate(dict(DECODE_ROUTE), 1.0)]
+    )
+    shapes = [(1, 1024, 1024), (4, 1024, 1024), (16, 1024, 1024)]
+    counts = half_choice.precompile_routes([(weight, BF16, False, False, shapes)], arch=ARCH, processes=2)
+    assert counts == {"compiled": 2, "failed": 0}
+    for chunks in (False, True):
+        kernel = DecodeMatmulHalfX(weight, chunks, has_zeros=False, has_bias=False, **config)
+        source = generate_source(kernel.program(*(None,) * 7, 1, 1024, 1024), ARCH)
+        assert read_entry(cache_key(source.source, source.name, ARCH)) is not None
+    assert half_choice.precompile_routes([(weight, torch.float16, False, False, shapes)], arch=ARCH) == {
+        "compiled": 0,
+        "failed": 0,
+    }
