@@ -7,9 +7,9 @@ its SASS with ``nvdisasm`` — no GPU needed — and puts per row:
 
 * the tuned configuration (at M = 1, the int8 route's where the run's dispatch chose it:
   ``anybit.ops.int8_choice``; for bf16 rows that the dispatch ran through the fp16 loop,
-  ``anybit.ops.half_choice``, the fp16 kernel's), registers a thread, shared memory a block, and the blocks
-  an SM can hold
-  (theoretical occupancy: the smallest of the register, shared-memory, warp and block limits of sm_90);
+  ``anybit.ops.half_choice``, the route's kernel in its form, in the fp16 kernel's configuration),
+  registers a thread, shared memory a block, and the blocks an SM can hold (theoretical occupancy: the
+  smallest of the register, shared-memory, warp and block limits of sm_90);
 * the main loop's SASS instructions per weight, and from them the **issue time**: every warp's loop
   instructions spread over the 4 schedulers of every SM at the SM clock (a lower bound: one instruction a
   cycle, no stall counted);
@@ -129,13 +129,20 @@ def kernel_facts(
     NVRTC and nvdisasm, no GPU)."""
     if config.get("route") == "int8":
         return int8_facts(type_name, act_name, config, n, k)
-    if config.get("route") == "half":  # bf16 through the fp16 loop: the fp16 kernel's loop, its configuration
-        config = {key: value for key, value in config.items() if key != "route"}
-        act_name = "float16"
     act = getattr(torch, act_name)
     layout = choose_layout(type_name, n, k, 128, operand=operand, max_bytes_per_thread=width, act_dtype=act)
-    tuner = tuner_for(layout, act, type_name.startswith("uint"), False)
-    compiled = anybit.compile(tuner.instance(config), *(None,) * 6, m, n, k, arch=ARCH)
+    if config.get("route") == "half":  # bf16 through the fp16 loop: the route's kernel in its form
+        from anybit.kernels.decode_half_x import DecodeMatmulHalfX
+
+        options = {key: value for key, value in config.items() if key not in ("route", "factors")}
+        tuner = tuner_for(layout, torch.float16, type_name.startswith("uint"), False)
+        kernel = DecodeMatmulHalfX(
+            layout, config.get("factors") == "chunk", has_zeros=type_name.startswith("uint"), **options
+        )
+        compiled = anybit.compile(kernel, *(None,) * 7, m, n, k, arch=ARCH)
+    else:
+        tuner = tuner_for(layout, act, type_name.startswith("uint"), False)
+        compiled = anybit.compile(tuner.instance(config), *(None,) * 6, m, n, k, arch=ARCH)
     fixed = tuner.fixed["layout"]
     return sass_facts(compiled, fixed.k_chunk * fixed.n_per_warp // 32 * chunks_per_pass(config))
 
@@ -304,7 +311,8 @@ def markdown(entries: list[dict], clock_mhz: float) -> str:
         if c.get("route") == "int8":
             shape = f"int8 route: {c['warps']} warps, {c['tiles']} tiles, split {c['split']}"
         elif c.get("route") == "half":
-            shape = f"fp16 loop: {c.get('rows', 16)}, {c['warps']}, {c['stages']}, {c['split']}"
+            shape = f"fp16 loop, a factor a {c.get('factors', 'row')}: "
+            shape += f"{c.get('rows', 16)}, {c['warps']}, {c['stages']}, {c['split']}"
         else:
             shape = f"{c.get('rows', 16)}, {c['warps']}, {c['stages']}, {c['split']}"
         if c.get("min_blocks"):

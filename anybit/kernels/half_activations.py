@@ -19,8 +19,8 @@ Two forms of s, each a kernel here and a form of the dispatch's route (:mod:`any
 * **a factor a row and chunk of K** (``k_chunk``, the packing's; :class:`PrepareHalfX`): factors
   [K / k_chunk, :data:`FACTOR_ROWS`] (rows past M: zeros), stored chunk by chunk so that a decode block
   copies its rows' factors of a chunk as whole 16-byte vectors with its x; the decode kernel multiplies
-  each chunk's partial sum by them. One pass of independent blocks (1.4–1.7 µs), but a multiply an
-  accumulator a chunk in the loop, which the 16-row loop (twice the accumulators) pays most for.
+  each chunk's partial sum by them. One pass of independent blocks (1.3–1.7 µs), but a multiply an
+  accumulator a chunk in the loop, which long loops (57344×8192) pay for.
 
 :func:`prepare_half_x` is the torch reference of both.
 """

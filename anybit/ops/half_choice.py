@@ -7,13 +7,13 @@ session), so a bf16 call may run faster as x's fp16 copy and factors (one small 
 (the fp16 loop, bf16 scales and output) — or slower, where the weight's bf16 conversion is cheap or the
 call is short enough that the extra kernel shows. The route has two forms (:data:`FORMS`): a factor a row
 (its preparation a cluster reduction and two passes over x; the loop as fp16's) and a factor a row and
-chunk (its preparation one pass, 1.4–1.7 µs on the H200 where the row form's took 2.8–5.7; a multiply an
-accumulator a chunk in the loop). Which is faster depends on the weight (on the H200 the chunk form at
-M = 1 on K = 28672 and on small weights, the row form on 57344×8192 and at M = 16: BENCHMARKS.md,
-thirty-seventh session), so the first decode call of each (M bucket, N, K) of an eligible bf16 weight
-(packed as the A operand, not a gated pair, without a folded norm or residual add) times the tuned decode
-kernel against both forms (:mod:`anybit.ops.route_choice`) and keeps the fastest. The
-route's decode configuration is the fp16 decode kernel's tuned one for the same shape (the same loop):
+chunk (its preparation one pass, 1.3–1.7 µs on the H200 where the row form's took 2.8–5.7; a multiply an
+accumulator a chunk in the loop). Which is faster depends on the weight (on the H200 the chunk form on
+8192×28672 and 8192×8192, where x's copy is a large part of the call, the row form on 57344×8192, where the
+loop is: BENCHMARKS.md, thirty-seventh session), so the first decode call of each (M bucket, N, K) of an
+eligible bf16 weight (packed as the A operand, not a gated pair, without a folded norm or residual add)
+times the tuned decode kernel against both forms (:mod:`anybit.ops.route_choice`) and keeps the fastest.
+The route's decode configuration is the fp16 decode kernel's tuned one for the same shape (the same loop):
 stored, pinned, or tuned then.
 """
 
