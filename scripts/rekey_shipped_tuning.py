@@ -108,6 +108,10 @@ for t in cases.TYPES:
                 identities[key + " int8 route"] = int8_route_chooser(tuner.identity).identity
             if half_route_chooser is not None and act == "bfloat16":
                 identities[key + " half route"] = half_route_chooser(tuner.identity).identity
+                # the route's configurations: the fp16 kernel on the bf16 packing (a layout of its own)
+                loop = tuner_for(layout, torch.float16, t.startswith("u"), False)
+                tuners[key + " half loop"] = loop
+                identities[key + " half loop"] = loop.identity
 
 
 def int8_source(key, config):  # the CUDA hash of an int8-route record's two kernels

@@ -43,8 +43,9 @@ class DecodeMatmulHalfX(DecodeMatmulTransposed):
         folded = [name for name in ("rms_eps", "accumulate") if options.get(name)]
         if folded or layout.gated:
             raise ValueError(
-                "DecodeMatmulHalfX multiplies x by a factor per row and chunk: it takes no row RMS, residual "
-                f"add or gated pair (got {', '.join(folded) or 'a gated pair'}); use DecodeMatmulTransposed"
+                "DecodeMatmulHalfX multiplies x by a factor per row (or row and chunk): it takes no row RMS, "
+                f"residual add or gated pair (got {', '.join(folded) or 'a gated pair'}); use "
+                "DecodeMatmulTransposed"
             )
         super().__init__(layout, torch.float16, io_dtype=torch.bfloat16, **options)
         self.chunk_factors = chunk_factors

@@ -83,8 +83,7 @@ def fp16_config(layout: PackedLayout, args: tuple, has_zeros: bool, has_bias: bo
     """The fp16 decode kernel's configuration for the launch ``args`` (the decode arguments of a bf16
     call): recorded, pinned or tuned now. Tuning times the fp16 kernel on the call's own tensors with the
     bf16 ones read as fp16 (the same bytes: timing does not depend on their values)."""
-    from anybit.kernels.launch import default_decode_config
-    from anybit.ops.tuning import block_columns, tuner_for
+    from anybit.ops.tuning import tuner_for
 
     x, weight, scales, zeros, bias, y, m, n, k = args
     as_half = [t.view(torch.float16) for t in (x, scales, zeros, bias)]
@@ -97,6 +96,15 @@ def fp16_config(layout: PackedLayout, args: tuple, has_zeros: bool, has_bias: bo
         torch.empty_like(y, dtype=torch.float16),
     )
     config = tuner_for(layout, torch.float16, has_zeros, has_bias).select((*standing, m, n, k))
+    return covering(layout, config, m, n)
+
+
+def covering(layout: PackedLayout, config: dict, m: int, n: int) -> dict:
+    """``config``, or the default decode configuration for M where a stored one cannot cover N (its block
+    columns do not divide N)."""
+    from anybit.kernels.launch import default_decode_config
+    from anybit.ops.tuning import block_columns
+
     if n % block_columns(config, layout):
         return dataclasses.asdict(default_decode_config(layout, m))
     return dict(config)
@@ -141,14 +149,11 @@ class HalfRouteLaunch(PreparedLaunch):
 def route_configuration(layout: PackedLayout, has_zeros: bool, has_bias: bool, shape: tuple, arch: str):
     """The route's decode configuration for launches of ``shape`` (M, N, K) where it is known without
     tuning or tensors: the fp16 decode kernel's recorded one (pinned, cached or shipped for ``arch``), or
-    the default where that cannot cover N (as :func:`fp16_config`); None where nothing is recorded."""
-    from anybit.kernels.launch import default_decode_config
-    from anybit.ops.tuning import block_columns, tuner_for
+    the default where that cannot cover N (:func:`covering`); None where nothing is recorded."""
+    from anybit.ops.tuning import tuner_for
 
     config = tuner_for(layout, torch.float16, has_zeros, has_bias).recorded(shape, arch)
-    if config is not None and shape[1] % block_columns(config, layout):
-        return dataclasses.asdict(default_decode_config(layout, shape[0]))
-    return None if config is None else dict(config)
+    return None if config is None else covering(layout, config, shape[0], shape[1])
 
 
 def build_route_kernel(item: tuple, arch: str) -> str:
@@ -166,7 +171,9 @@ def build_route_kernel(item: tuple, arch: str) -> str:
 
 
 def precompile_routes(specialisations, *, arch: str | None = None, processes: int | None = None) -> dict:
-    """Compile, in build worker processes, the route kernels that first calls would time: for each
+    """Compile, in ``processes`` build worker processes (default :func:`~anybit.runtime.build_pool.
+    default_processes`; here with fewer than two, or where they cannot start), the route kernels that first
+    calls would time: for each
     ``(layout, act_dtype, has_zeros, has_bias, [(M, N, K), ...])`` every eligible form of every shape whose
     route is not chosen yet (pinned, cached or shipped) and whose fp16 decode configuration is recorded
     (:func:`route_configuration`). NVRTC is most of a route's first call (two forms, ~0.5 s each): a suite
@@ -192,13 +199,22 @@ def precompile_routes(specialisations, *, arch: str | None = None, processes: in
             jobs += [
                 (layout, has_zeros, has_bias, config, form, shape) for form in forms if config is not None
             ]
-    if not jobs:
-        return {"compiled": 0, "failed": 0}
-    try:
-        results = run_jobs(
-            build_route_kernel, [(job, arch) for job in jobs], processes or default_processes()
-        )
-    except BuildPoolError as error:  # each compiles at its first call instead
-        return {"compiled": 0, "failed": 0, "error": str(error)}
+    workers = default_processes() if processes is None else processes
+    results = None
+    if workers > 1 and len(jobs) > 1:
+        try:
+            results = run_jobs(build_route_kernel, [(job, arch) for job in jobs], workers)
+        except BuildPoolError:  # workers that cannot start (or died): build here instead
+            results = None
+    if results is None:
+        results = [_build_here(job, arch) for job in jobs]
     failed = sum(not ok for ok, _ in results)
     return {"compiled": len(jobs) - failed, "failed": failed}
+
+
+def _build_here(job: tuple, arch: str) -> tuple[bool, str]:
+    """:func:`build_route_kernel` in this process, as a worker reports it: (True, name) or (False, why)."""
+    try:
+        return True, build_route_kernel(job, arch)
+    except Exception as error:  # a kernel that cannot build is left to its first call, which says why
+        return False, f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"

@@ -4,6 +4,7 @@ pinning: tests/ops/test_route_choice.py)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import anybit
@@ -153,10 +154,12 @@ def test_a_measured_route_is_kept_and_run_where_it_is_faster(monkeypatch):
             assert found is None and len(ran) == 1  # nothing more ran
 
 
-def test_precompile_compiles_both_forms_of_the_shapes_a_first_call_will_time():
+@pytest.mark.parametrize("processes", [0, 2])
+def test_precompile_compiles_both_forms_of_the_shapes_a_first_call_will_time(processes):
     """For a bf16 weight: both forms of a shape whose fp16 configuration is recorded and whose route is not
-    chosen yet, compiled in build worker processes into the disk cache where the route's launch finds them;
-    a shape with a stored choice, or without a recorded fp16 configuration, is left to its first call."""
+    chosen yet, compiled in build worker processes (or here, with none) into the disk cache where the
+    route's launch finds them; a shape with a stored choice, or without a recorded fp16 configuration, is
+    left to its first call."""
     from anybit.kernels.decode_half_x import DecodeMatmulHalfX
     from anybit.runtime.cache import cache_key, read_entry
     from anybit.runtime.compiler import generate_source
@@ -173,7 +176,8 @@ def test_precompile_compiles_both_forms_of_the_shapes_a_first_call_will_time():
         chooser.identity, "route", gpu_key(ARCH), chosen, [Candidate(dict(DECODE_ROUTE), 1.0)]
     )
     shapes = [(1, 1024, 1024), (4, 1024, 1024), (16, 1024, 1024)]
-    counts = half_choice.precompile_routes([(weight, BF16, False, False, shapes)], arch=ARCH, processes=2)
+    specialisation = (weight, BF16, False, False, shapes)
+    counts = half_choice.precompile_routes([specialisation], arch=ARCH, processes=processes)
     assert counts == {"compiled": 2, "failed": 0}
     for chunks in (False, True):
         kernel = DecodeMatmulHalfX(weight, chunks, has_zeros=False, has_bias=False, **config)
