@@ -11,6 +11,8 @@
 #   inside a 10-minute call. BENCH_LAYERS (optional): only these layers, split by activation dtype (the rest
 #   of a suite whose call was cut, its parts merged afterwards with benchmarks/matmul_report.py --merge).
 #   BENCH_MS (optional): only these rows M, e.g. 512,4096 for the prefill rows alone.
+#   BENCH_TYPES (optional): only these weight types, e.g. uint3,uint5,int6 to tune them again (no BENCH_TUNING:
+#   their rows tune in the run; each part's tuning.json then merges into the suite's file).
 #   BENCH_TUNING (optional): a tuning file (a previous run's tuning.json, or several merged) pinned in every
 #   part: the weights and M buckets it names are neither tuned nor precompiled beyond their configuration.
 set -u
@@ -51,7 +53,8 @@ for index in "${!parts[@]}"; do
         ANYBIT_BUILD_PROCESSES=$(($(nproc) / ${#parts[@]})) \
         ANYBIT_CACHE_DIR="${ANYBIT_CACHE_DIR:-/tmp/anybit-cache}/part$index" \
         "$python" -m anybit bench --acts "$act" --layers "$layers" --budget-s "${BENCH_BUDGET_S:-430}" \
-        ${BENCH_MS:+--ms "$BENCH_MS"} ${BENCH_TUNING:+--tuning "$BENCH_TUNING"} --out "$part" \
+        ${BENCH_MS:+--ms "$BENCH_MS"} ${BENCH_TYPES:+--types "$BENCH_TYPES"} \
+        ${BENCH_TUNING:+--tuning "$BENCH_TUNING"} --out "$part" \
         >"$out/part$index.log" 2>&1 &
     pids+=($!)
 done
