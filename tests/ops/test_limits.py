@@ -205,4 +205,4 @@ def test_a_bf16_row_the_fp16_loop_ran_is_read_from_that_loop(tmp_path):
     assert limits.main([str(tmp_path)]) == 0
     (entry,) = json.loads((tmp_path / "limits.json").read_text())
     assert entry["config"] == route and entry["loop_per_weight"] < native["loop_per_weight"]
-    assert "fp16 loop: 8, 4, 4, 4" in (tmp_path / "limits.md").read_text()
+    assert "fp16 loop, a factor a row: 8, 4, 4, 4" in (tmp_path / "limits.md").read_text()
