@@ -3,7 +3,8 @@ kernel, on the same packed bf16 weight, decode rows.
 
 For each type, shape and M: the bf16 decode kernel in its tuned configuration and the route in both forms
 (x's fp16 copy and factors, a row or a row and chunk, then ``DecodeMatmulHalfX`` in the fp16 decode
-kernel's tuned configuration; the suite's tuning pinned, so nothing tunes) — each by its kernels' own
+kernel's tuned configuration, and where it differs in the bf16 kernel's, which the dispatch takes where
+no fp16 configuration is recorded; the suite's tuning pinned, so nothing tunes) — each by its kernels' own
 device time (CUDA graph, L2 flushed, median) and per launch in a row (the dispatch's own measurement:
 launches on distinct weight copies from a CUDA graph) — then ``quantized_matmul`` with the route the
 dispatch chose, all checked against float64 (outputs poisoned) and reported as % of the read ceiling
@@ -63,21 +64,33 @@ def probe(type_name: str, n: int, k: int, m: int, ceiling_tb_s: float) -> dict:
     row["native_error"] = relative_error(y, reference)
     kernel_us(lambda: launch_script(native, args))  # the first timing on a fresh weight runs slow
     row["native_us"] = kernel_us(lambda: launch_script(native, args))
-    half_config = half_choice.fp16_config(packed.layout, args, zeros, False)
+    # The fp16 kernel's configuration, tuned where none is recorded (the dispatch's default would take the
+    # bf16 kernel's there: each form is timed in that configuration too, where it differs)
+    half_config = half_choice.fp16_config(packed.layout, args, zeros, False, native_config, tune=True)
     row["half_config"] = half_config
+    bf16_config = half_choice.covering(packed.layout, native_config, m, n)
     routes = []
-    for form in half_choice.FORMS:  # each form of the route: its error, kernel time and preparation's time
-        route = half_choice.HalfRouteLaunch(packed.layout, half_config, zeros, False, x.device, m, form)
+
+    def timed_route(config: dict, form: str, name: str) -> half_choice.HalfRouteLaunch:
+        """The route in ``config`` and ``form``: compiled, checked, its kernels timed (as ``name``)."""
+        route = half_choice.HalfRouteLaunch(packed.layout, config, zeros, False, x.device, m, form)
         y.fill_(float("nan"))
         route(args)  # compiles both kernels
         route(args)
-        row[f"{form}_error"] = relative_error(y, reference)
-        row[f"{form}_us"] = kernel_us(lambda route=route: route(args))
+        row[f"{name}_error"] = relative_error(y, reference)
+        row[f"{name}_us"] = kernel_us(lambda: route(args))
+        return route
+
+    for form in half_choice.FORMS:  # each form of the route: its error, kernel time and preparation's time
+        route = timed_route(half_config, form, form)
         k_chunk = packed.layout.k_chunk if form == "chunk" else None
         prepare_args = (x, *prepare_half_x_on_device(x, k_chunk), m, k)
         prepare = prepare_kernel(k_chunk)
         row[f"{form}_prepare_us"] = kernel_us(lambda p=prepare, a=prepare_args: launch_script(p, a))
         routes.append(({"route": "half", "factors": form, **half_config}, route))
+        row[f"{form}_bf16_config_us"] = None
+        if bf16_config != half_config:
+            timed_route(bf16_config, form, f"{form}_bf16_config")
     in_a_row = route_choice.measure(
         lambda launch_args: launch_script(native, launch_args), routes, row_arguments(args, zeros)
     )
@@ -96,6 +109,13 @@ def probe(type_name: str, n: int, k: int, m: int, ceiling_tb_s: float) -> dict:
     return row
 
 
+def _bf16_config_us(row: dict) -> str:
+    """Both forms' µs in the bf16 kernel's configuration ("same" where it is the fp16 kernel's)."""
+    if row["row_bf16_config_us"] is None:
+        return "same"
+    return f"{row['row_bf16_config_us']:.1f} / {row['chunk_bf16_config_us']:.1f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     options = harness.route_probe_options(__doc__.split("\n\n")[0], argv, "half_route.py", TYPES, "1,16")
     if options is None:
@@ -105,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "| type | N × K | M | bf16 decode µs | % | route, a factor a row µs | % | route, a factor a chunk µs "
         "| % | x's fp16 copy µs (row / chunk) | in a row: decode / row / chunk µs | quantized_matmul µs | % "
-        "| chosen | errors (decode, row, chunk, qmm) |"
+        "| chosen | route in the bf16 kernel's configuration: row / chunk µs "
+        "| errors (decode, row, chunk, qmm) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     shapes = [tuple(int(v) for v in shape.split("x")) for shape in options.shapes.split(",")]
     for type_name in options.types.split(","):
@@ -126,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{row['chunk_pct']:.0f}% | {row['row_prepare_us']:.1f} / "
                     f"{row['chunk_prepare_us']:.1f} | {row['native_row_us']:.1f} / {row['row_row_us']:.1f} / "
                     f"{row['chunk_row_us']:.1f} | {row['quantized_matmul_us']:.1f} | "
-                    f"{row['quantized_matmul_pct']:.0f}% | {row['chosen']} | "
+                    f"{row['quantized_matmul_pct']:.0f}% | {row['chosen']} | {_bf16_config_us(row)} | "
                     f"{row['native_error']:.1e}, {row['row_error']:.1e}, {row['chunk_error']:.1e}, "
                     f"{row['quantized_matmul_error']:.1e} |",
                     flush=True,

@@ -13,8 +13,11 @@ accumulator a chunk in the loop). Which is faster depends on the weight (on the 
 loop is: BENCHMARKS.md, thirty-seventh session), so the first decode call of each (M bucket, N, K) of an
 eligible bf16 weight (packed as the A operand, not a gated pair, without a folded norm or residual add)
 times the tuned decode kernel against both forms (:mod:`anybit.ops.route_choice`) and keeps the fastest.
-The route's decode configuration is the fp16 decode kernel's tuned one for the same shape (the same loop):
-stored, pinned, or tuned then.
+The route's decode configuration is the fp16 decode kernel's for the same shape (the same loop) where one is
+recorded (pinned, cached or shipped); where none is, the bf16 kernel's own tuned configuration, so that a
+first call tunes once and not twice (an fp16 tuning can take as long as the bf16 one: float6_e2m3's space
+keeps ~170 configurations a shape). ``ANYBIT_TUNE_HALF_ROUTE=1`` (the benchmarks set it) tunes the fp16
+kernel for it instead, as offline tuning wants.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import dataclasses
 import functools
 import hashlib
 import inspect
+import os
 
 import torch
 
@@ -79,23 +83,50 @@ def half_route_chooser(decode_identity: str) -> HalfRouteChooser:
     return shared_chooser(HalfRouteChooser, decode_identity)
 
 
-def fp16_config(layout: PackedLayout, args: tuple, has_zeros: bool, has_bias: bool) -> dict:
-    """The fp16 decode kernel's configuration for the launch ``args`` (the decode arguments of a bf16
-    call): recorded, pinned or tuned now. Tuning times the fp16 kernel on the call's own tensors with the
-    bf16 ones read as fp16 (the same bytes: timing does not depend on their values)."""
+#: The environment variable that has the route's configuration tuned on the fp16 decode kernel where none is
+#: recorded (``"1"``), rather than taken from the bf16 kernel's (:func:`fp16_config`).
+TUNE_ROUTE_VARIABLE = "ANYBIT_TUNE_HALF_ROUTE"
+
+
+def tunes_route_configuration() -> bool:
+    """Whether a first call without a recorded fp16 configuration tunes one for the route
+    (``ANYBIT_TUNE_HALF_ROUTE=1``) rather than take the bf16 kernel's."""
+    return os.environ.get(TUNE_ROUTE_VARIABLE, "0") == "1"
+
+
+def fp16_config(
+    layout: PackedLayout,
+    args: tuple,
+    has_zeros: bool,
+    has_bias: bool,
+    decode_config: dict,
+    *,
+    tune: bool | None = None,
+) -> dict:
+    """The route's decode configuration for the launch ``args`` (the decode arguments of a bf16 call): the
+    fp16 decode kernel's where one is recorded for the shape (pinned, cached or shipped); else, with
+    ``tune`` (default :func:`tunes_route_configuration`), the fp16 kernel tuned now on the call's own tensors
+    with the bf16 ones read as fp16 (the same bytes: timing does not depend on their values); else
+    ``decode_config``, the bf16 decode kernel's configuration for this call (the same loop and layout)."""
     from anybit.ops.tuning import tuner_for
+    from anybit.runtime.device import current_arch
 
     x, weight, scales, zeros, bias, y, m, n, k = args
-    as_half = [t.view(torch.float16) for t in (x, scales, zeros, bias)]
-    standing = (
-        as_half[0],
-        weight,
-        as_half[1],
-        as_half[2],
-        as_half[3],
-        torch.empty_like(y, dtype=torch.float16),
-    )
-    config = tuner_for(layout, torch.float16, has_zeros, has_bias).select((*standing, m, n, k))
+    tuner = tuner_for(layout, torch.float16, has_zeros, has_bias)
+    config = tuner.recorded((m, n, k), current_arch())
+    if config is None and not (tunes_route_configuration() if tune is None else tune):
+        config = decode_config
+    if config is None:
+        as_half = [t.view(torch.float16) for t in (x, scales, zeros, bias)]
+        standing = (
+            as_half[0],
+            weight,
+            as_half[1],
+            as_half[2],
+            as_half[3],
+            torch.empty_like(y, dtype=torch.float16),
+        )
+        config = tuner.select((*standing, m, n, k))
     return covering(layout, config, m, n)
 
 
@@ -148,11 +179,14 @@ class HalfRouteLaunch(PreparedLaunch):
 
 def route_configuration(layout: PackedLayout, has_zeros: bool, has_bias: bool, shape: tuple, arch: str):
     """The route's decode configuration for launches of ``shape`` (M, N, K) where it is known without
-    tuning or tensors: the fp16 decode kernel's recorded one (pinned, cached or shipped for ``arch``), or
-    the default where that cannot cover N (:func:`covering`); None where nothing is recorded."""
+    tuning or tensors: the fp16 decode kernel's recorded one (pinned, cached or shipped for ``arch``), else
+    (unless :func:`tunes_route_configuration`) the bf16 kernel's recorded one, as :func:`fp16_config`
+    takes them; the default where that cannot cover N (:func:`covering`); None where nothing is recorded."""
     from anybit.ops.tuning import tuner_for
 
     config = tuner_for(layout, torch.float16, has_zeros, has_bias).recorded(shape, arch)
+    if config is None and not tunes_route_configuration():
+        config = tuner_for(layout, torch.bfloat16, has_zeros, has_bias).recorded(shape, arch)
     return None if config is None else covering(layout, config, shape[0], shape[1])
 
 

@@ -214,7 +214,7 @@ class WeightPlan:
             if self.on_cuda and int8_choice.eligible(self.layout, self.act_dtype, m, has_bias):
                 route = self._int8_route(args, launch, tuner.identity, has_zeros)
             if route is None and self.on_cuda and half_choice.eligible(self.layout, self.act_dtype, m):
-                route = self._half_route(args, launch, tuner.identity, has_zeros, has_bias)
+                route = self._half_route(args, launch, tuner.identity, has_zeros, has_bias, config)
             self._launches[has_zeros][has_bias][m] = route or launch
 
     def _int8_route(
@@ -242,10 +242,12 @@ class WeightPlan:
         identity: str,
         has_zeros: bool,
         has_bias: bool,
+        decode_config: dict,
     ) -> Callable[[tuple], None] | None:
         """The bf16-through-fp16 route's launch for this call where it is the faster
         (:mod:`anybit.ops.half_choice`: stored, else its forms timed now against ``decode_launch`` in the
-        fp16 decode kernel's configuration), else None."""
+        fp16 decode kernel's recorded configuration, else in ``decode_config``, the bf16 kernel's, see
+        :func:`~anybit.ops.half_choice.fp16_config`), else None."""
         m = args[DECODE_PARAMETERS.index("m")]
 
         def route(config: dict) -> half_choice.HalfRouteLaunch:
@@ -255,7 +257,7 @@ class WeightPlan:
             )
 
         def candidates() -> list[dict]:
-            config = half_choice.fp16_config(self.layout, args, has_zeros, has_bias)
+            config = half_choice.fp16_config(self.layout, args, has_zeros, has_bias, decode_config)
             forms = half_choice.eligible_forms(self.layout, self.act_dtype, m)
             return [{"route": "half", "factors": form, **config} for form in forms]
 

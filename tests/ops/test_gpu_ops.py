@@ -174,6 +174,40 @@ def test_first_call_tunes_fast_and_a_cached_call_compiles_nothing(monkeypatch, c
     check(ops.quantized_matmul(x, p), reference(x, q), torch.float16, "cached call")
 
 
+def test_a_bf16_first_call_tunes_once_and_under_20_s(monkeypatch, capsys):
+    """A bf16 weight's first call tunes the bf16 decode kernel and times the route's two forms in its
+    configuration, without tuning the fp16 kernel as well (nothing recorded for it): float6_e2m3, whose
+    tuning space is the largest (wide tiles), under the 20 s target, and correct."""
+    from anybit.ops import half_choice
+    from anybit.ops.tuning import DecodeTuner
+
+    monkeypatch.delenv(half_choice.TUNE_ROUTE_VARIABLE, raising=False)
+    tuned = []
+    tune = DecodeTuner.tune
+
+    def counted(self, args, **kwargs):
+        tuned.append(self.fixed["act_dtype"])
+        return tune(self, args, **kwargs)
+
+    monkeypatch.setattr(DecodeTuner, "tune", counted)
+    q, p = packed_weight("float6_e2m3", 4096, 4096, act_dtype=torch.bfloat16, device="cuda")
+    x = torch.randn(1, 4096, device="cuda").to(torch.bfloat16)
+    started = time.perf_counter()
+    y = ops.quantized_matmul(x, p)
+    torch.cuda.synchronize()
+    first = time.perf_counter() - started
+    check(y, reference(x, q), torch.bfloat16, "bf16 first call")
+    launch = ops.plan_of(p).decode_launch(1, has_zeros=False, has_bias=False)
+    with capsys.disabled():
+        print(
+            f"\nfirst call of a new bf16 shape (float6_e2m3 4096x4096, M = 1, cold caches): {first:.2f} s, "
+            f"{type(launch).__name__}"
+        )
+    assert tuned == [torch.bfloat16], f"expected one tuning (the bf16 kernel's), got {tuned}"
+    assert first < 20.0, f"first-call tuning took {first:.1f} s, the target is < 20 s"
+    check(ops.quantized_matmul(x, p), reference(x, q), torch.bfloat16, "bf16 second call")
+
+
 def test_eager_host_time_per_call(capsys):
     # A small layer, so that each kernel takes less time on the GPU than its call takes on the host: then the
     # loop below measures host time, not a queue waiting for the GPU.

@@ -49,30 +49,100 @@ def test_the_routes_choices_are_kept_apart():
     assert HalfRouteChooser("DecodeKernel-0123").identity.startswith("QuantizedMatmulHalfRoute-")
 
 
-def test_the_route_runs_the_fp16_kernels_configuration(monkeypatch):
-    """The route's decode configuration is the fp16 decode kernel's, as recorded for the shape (tuning off:
-    nothing is timed), the call's bf16 tensors standing in as fp16."""
-    weight = layout("int4", n=1024, k=1024)
-    tuner = tuner_for(weight, torch.float16, False, False)
-    config = {"rows": 8, "warps": 2, "stages": 4, "split": 2, "warps_along_k": False}
-    args = (
-        torch.zeros(1, 1024, dtype=BF16),
-        torch.zeros(1024 * 1024 // 2, dtype=torch.uint8),
-        torch.zeros(8, 1024, dtype=BF16),
-        torch.zeros(8, 1024, dtype=BF16),
-        torch.zeros(8, 1024, dtype=BF16),
-        torch.zeros(1, 1024, dtype=BF16),
-        1,
-        1024,
-        1024,
-    )
-    monkeypatch.setenv("ANYBIT_AUTOTUNE", "0")
+def _decode_args(n: int = 1024, k: int = 1024, m: int = 1) -> tuple:
+    """A bf16 decode launch's arguments (their values never read: nothing runs)."""
+    shaped = [(m, k), (n * k // 2,), (k // 128, n), (k // 128, n), (n,), (m, n)]
+    dtypes = [BF16, torch.uint8, BF16, BF16, BF16, BF16]
+    return (*(torch.zeros(shape, dtype=dtype) for shape, dtype in zip(shaped, dtypes, strict=True)), m, n, k)
+
+
+def _store(tuner, args: tuple, config: dict) -> None:
     bucket = bucket_text(decode_bucket(args))
-    autotune.store_tuned(
-        tuner.identity, "decode", gpu_key(ARCH), bucket, [Candidate(config, milliseconds=1.0)]
-    )
+    record = [Candidate(config, milliseconds=1.0)]
+    autotune.store_tuned(tuner.identity, "decode", gpu_key(ARCH), bucket, record)
+
+
+FP16_CONFIG = {"rows": 8, "warps": 2, "stages": 4, "split": 2, "warps_along_k": False}
+BF16_CONFIG = {"rows": 8, "warps": 4, "stages": 3, "split": 1, "warps_along_k": False}
+
+
+def _no_fp16_tuning(monkeypatch):
+    """Make tuning the fp16 decode kernel fail the test (the tuner's own select), or stand for it."""
+    from anybit.ops.tuning import DecodeTuner
+
+    tuned = []
+
+    def select(self, args):
+        tuned.append(self.fixed["act_dtype"])
+        return FP16_CONFIG
+
+    monkeypatch.setattr(DecodeTuner, "select", select)
+    return tuned
+
+
+def test_the_route_runs_the_fp16_kernels_recorded_configuration(monkeypatch):
+    """Where the fp16 decode kernel has a configuration recorded for the shape, the route runs it (whatever
+    the bf16 kernel's), and nothing is tuned."""
+    weight = layout("int4", n=1024, k=1024)
+    args = _decode_args()
     monkeypatch.setattr("anybit.runtime.device.current_arch", lambda: ARCH)
-    assert half_choice.fp16_config(weight, args, False, False) == config
+    _store(tuner_for(weight, torch.float16, False, False), args, FP16_CONFIG)
+    tuned = _no_fp16_tuning(monkeypatch)
+    assert half_choice.fp16_config(weight, args, False, False, BF16_CONFIG) == FP16_CONFIG
+    assert half_choice.fp16_config(weight, args, False, False, BF16_CONFIG, tune=True) == FP16_CONFIG
+    assert tuned == []
+
+
+def test_without_an_fp16_record_the_route_runs_the_bf16_configuration_unless_asked_to_tune(monkeypatch):
+    """Nothing recorded for the fp16 kernel: the route takes the bf16 kernel's configuration (a first call
+    tunes once, not twice); with ``ANYBIT_TUNE_HALF_ROUTE=1`` (or ``tune=True``) the fp16 kernel is tuned
+    for it on the call's tensors read as fp16."""
+    weight = layout("int4", n=1024, k=1024)
+    args = _decode_args()
+    monkeypatch.setattr("anybit.runtime.device.current_arch", lambda: ARCH)
+    monkeypatch.delenv(half_choice.TUNE_ROUTE_VARIABLE, raising=False)
+    tuned = _no_fp16_tuning(monkeypatch)
+    assert not half_choice.tunes_route_configuration()
+    assert half_choice.fp16_config(weight, args, False, False, BF16_CONFIG) == BF16_CONFIG
+    assert tuned == []
+    assert half_choice.fp16_config(weight, args, False, False, BF16_CONFIG, tune=True) == FP16_CONFIG
+    assert tuned == [torch.float16]
+    monkeypatch.setenv(half_choice.TUNE_ROUTE_VARIABLE, "1")
+    assert half_choice.tunes_route_configuration()
+    assert half_choice.fp16_config(weight, args, False, False, BF16_CONFIG) == FP16_CONFIG
+    assert half_choice.fp16_config(weight, args, False, False, BF16_CONFIG, tune=False) == BF16_CONFIG
+    assert tuned == [torch.float16, torch.float16]
+
+
+def test_a_configuration_that_cannot_cover_n_gives_way_to_the_default():
+    """The bf16 kernel's configuration, like a stored one, where its block columns do not divide N: the
+    default decode configuration for M instead."""
+    import dataclasses
+
+    from anybit.kernels.launch import default_decode_config
+    from anybit.ops.tuning import block_columns
+
+    weight = layout("int4", n=1024 + 16, k=1024)
+    wide = dict(BF16_CONFIG, warps=8)
+    assert (1024 + 16) % block_columns(wide, weight)
+    default = dataclasses.asdict(default_decode_config(weight, 1))
+    assert half_choice.covering(weight, wide, 1, 1024 + 16) == default
+    assert half_choice.covering(weight, BF16_CONFIG, 1, 1024) == BF16_CONFIG
+
+
+def test_the_precompile_takes_the_bf16_record_where_the_fp16_kernel_has_none(monkeypatch):
+    """What the precompile builds for a shape without an fp16 record: the bf16 kernel's recorded
+    configuration (what the first call will run), or nothing where the route's configuration is tuned."""
+    weight = layout("int4", n=1024, k=1024)
+    args = _decode_args(m=16)
+    monkeypatch.delenv(half_choice.TUNE_ROUTE_VARIABLE, raising=False)
+    _store(tuner_for(weight, BF16, False, False), args, BF16_CONFIG)
+    shape = (16, 1024, 1024)
+    assert half_choice.route_configuration(weight, False, False, shape, ARCH) == BF16_CONFIG
+    monkeypatch.setenv(half_choice.TUNE_ROUTE_VARIABLE, "1")
+    assert half_choice.route_configuration(weight, False, False, shape, ARCH) is None
+    _store(tuner_for(weight, torch.float16, False, False), args, FP16_CONFIG)
+    assert half_choice.route_configuration(weight, False, False, shape, ARCH) == FP16_CONFIG
 
 
 class _Launcher:
@@ -187,3 +257,25 @@ def test_precompile_compiles_both_forms_of_the_shapes_a_first_call_will_time(pro
         "compiled": 0,
         "failed": 0,
     }
+
+
+def test_the_plans_route_candidates_take_the_bf16_configuration_without_an_fp16_record(monkeypatch):
+    """What a bf16 first call times against the decode kernel: each eligible form in the configuration the
+    bf16 kernel was given for this call, where the fp16 kernel has none recorded (nothing tuned)."""
+    from anybit.ops.plan import WeightPlan
+
+    monkeypatch.setattr("anybit.runtime.device.current_arch", lambda: ARCH)
+    monkeypatch.delenv(half_choice.TUNE_ROUTE_VARIABLE, raising=False)
+    tuned = _no_fp16_tuning(monkeypatch)
+    plan = WeightPlan(layout("int4", n=1024, k=1024), BF16, torch.device("cpu"))
+    timed = []
+
+    def measured_route(chooser, bucket, route, candidates, args, decode_launch, has_zeros):
+        timed.extend(candidates())
+        return None
+
+    monkeypatch.setattr(plan, "_measured_route", measured_route)
+    args = _decode_args(m=4)
+    assert plan._half_route(args, None, "DecodeKernel-0123", False, False, BF16_CONFIG) is None
+    assert timed == [{"route": "half", "factors": form, **BF16_CONFIG} for form in half_choice.FORMS]
+    assert tuned == []
