@@ -131,11 +131,11 @@ step bench_one_gpu 585 "$PYTHON" -m anybit bench --tuning "$PWD/benchmarks/tunin
 # The suite's prefill rows alone (M = 512 and 4096, every layer, type and activation dtype; each row and
 # its cuBLAS anchors timed in turns): to re-measure them after a change to the prefill path.
 step bench_prefill 585 env BENCH_MS="512,4096" bash scripts/bench_gpus.sh "$RESULTS/bench_prefill"
-# The suite's rows of RETUNE_TYPES (default the types whose conversion changed after the suite's file was
-# tuned: uint3, uint5, int6) tuned again in the run, nothing pinned; merge each part's tuning.json after the
-# suite's file (benchmarks/merge_tuning.py, later wins) to carry the new configurations into it.
-step retune_types 585 env BENCH_TYPES="${RETUNE_TYPES:-uint3,uint5,int6}" bash scripts/bench_gpus.sh \
-    "$RESULTS/retune_types"
+# The suite's decode rows of RETUNE_TYPES (default the types whose conversion changed after the suite's file
+# was tuned: uint3, uint5, int6) tuned again in the run, nothing pinned; merge each part's tuning.json after
+# the suite's file (benchmarks/merge_tuning.py, later wins) to carry the new configurations into it.
+step retune_types 585 env BENCH_TYPES="${RETUNE_TYPES:-uint3,uint5,int6}" BENCH_MS="1,4,16" \
+    bash scripts/bench_gpus.sh "$RESULTS/retune_types"
 # Wider warp tiles (128 bytes a thread: twice the columns a warp) against the narrow 64, both forced on
 # every weight, in one call: WIDE_TYPES (default the 5- and 6-bit types and float4_e2m1) on WIDE_LAYERS
 # (default the three 70B target shapes) at M = 1 and 16. bench_wide: every row of the types the default
