@@ -34,7 +34,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from anybit.kernels.layout import BYTES_PER_THREAD_CHOICES, MAX_BYTES_PER_THREAD  # noqa: E402
-from anybit.ops import half_choice  # noqa: E402
+from anybit.ops import half_choice, tuning  # noqa: E402
 from benchmarks import matmul_cases as cases  # noqa: E402
 from benchmarks.harness import gpu_description  # noqa: E402
 from benchmarks.matmul_anchors import (  # noqa: E402
@@ -520,8 +520,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print("benchmarks/matmul.py: no CUDA GPU (torch.cuda.is_available() is False); it only runs on a GPU")
         return 2
     # The suite tunes as offline tuning does: a bf16 weight's route in the fp16 kernel's own tuned
-    # configuration where the run has none recorded (a library call would take the bf16 kernel's)
+    # configuration where the run has none recorded (a library call would take the bf16 kernel's), and
+    # every configuration of a large space timed (a library call stages them: tuning.STAGED_ABOVE)
     os.environ.setdefault(half_choice.TUNE_ROUTE_VARIABLE, "1")
+    os.environ.setdefault(tuning.TUNE_EXHAUSTIVE_VARIABLE, "1")
     run = Run(options)
     try:
         return run.run()

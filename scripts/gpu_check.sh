@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route,mma_rates,top_plane,tree_ab,bench_one_gpu,retune_types"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route,mma_rates,top_plane,tree_ab,bench_one_gpu,retune_types,first_call"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -136,6 +136,10 @@ step bench_prefill 585 env BENCH_MS="512,4096" bash scripts/bench_gpus.sh "$RESU
 # the suite's file (benchmarks/merge_tuning.py, later wins) to carry the new configurations into it.
 step retune_types 585 env BENCH_TYPES="${RETUNE_TYPES:-uint3,uint5,int6}" BENCH_MS="1,4,16" \
     bash scripts/bench_gpus.sh "$RESULTS/retune_types"
+# The first call of a new shape on the suite's largest tuning spaces, cold, in fresh processes (the < 20 s
+# target), the cached call after it (no NVRTC), and the staged tuning's picks against every configuration
+# timed (benchmarks/first_call.py; ~3 minutes on one H200).
+step first_call 400 "$PYTHON" benchmarks/first_call.py --grid --out "$RESULTS/first_call"
 # Wider warp tiles (128 bytes a thread: twice the columns a warp) against the narrow 64, both forced on
 # every weight, in one call: WIDE_TYPES (default the 5- and 6-bit types and float4_e2m1) on WIDE_LAYERS
 # (default the three 70B target shapes) at M = 1 and 16. bench_wide: every row of the types the default

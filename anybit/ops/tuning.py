@@ -111,6 +111,18 @@ TUNE_BIAS_AFTER_DOT_VARIABLE = "ANYBIT_TUNE_BIAS_AFTER_DOT"
 TUNING_TARGET_BLOCKS = 2 * TARGET_BLOCKS
 #: Milliseconds of timed runs per candidate while tuning (5 to 100 runs, the L2 flushed before each).
 TUNING_BUDGET_MS = 10.0
+#: A shape with more than STAGED_ABOVE configurations to try (the wide tiles' spaces with their shorter rings:
+#: 156 at 8 rows, 167 at 16) is tuned in two rounds: first one ring depth of each family (a configuration
+#: but its ``stages``), :data:`STAGED_FIRST_STAGES` where the family has it; then the other depths of the
+#: :data:`STAGED_FAMILIES` fastest families. Building is most of a first call's time (NVRTC and tracing,
+#: ~0.5 s a configuration a core): on a 16-core H200 host (2026-11-30) float6_e2m3 8192×28672 at M = 16
+#: took 26 s, 21 of them building 167 configurations in 16 worker processes, 3.4 timing them.
+#: ``ANYBIT_TUNE_EXHAUSTIVE=1`` times every configuration in one round (offline tuning: the benchmarks).
+STAGED_ABOVE = 64
+STAGED_FIRST_STAGES = 3
+STAGED_FAMILIES = 4
+#: The environment variable that makes the decode tuner time every configuration (no staged rounds).
+TUNE_EXHAUSTIVE_VARIABLE = "ANYBIT_TUNE_EXHAUSTIVE"
 
 
 def tunes_split_in_cluster() -> bool:
@@ -119,6 +131,17 @@ def tunes_split_in_cluster() -> bool:
     default: it adds a third to a half of a shape's candidates, and on the H200 (2026-11-29) the int4
     Llama-3-8B projections' winners with it came within 1% of the best without it."""
     return os.environ.get(TUNE_SPLIT_IN_CLUSTER_VARIABLE, "0") == "1"
+
+
+def tunes_exhaustively() -> bool:
+    """Whether ``ANYBIT_TUNE_EXHAUSTIVE=1`` asks the decode tuner to time every configuration of a large
+    space in one round instead of staging it (:data:`STAGED_ABOVE`)."""
+    return os.environ.get(TUNE_EXHAUSTIVE_VARIABLE, "0") == "1"
+
+
+def ring_family(config: dict) -> str:
+    """A configuration's family in staged tuning: the configuration but its ring depth (``stages``)."""
+    return bucket_text({key: value for key, value in config.items() if key != "stages"})
 
 
 def tunes_bias_after_dot() -> bool:
@@ -239,6 +262,7 @@ class DecodeTuner(TunedKernel):
         #: ``decode_tuner``'s arguments when made there: a build worker makes the same tuner from them.
         self.key: tuple | None = None
         self._row: list[tuple] | None = None  # the launch arguments of the row being timed (tune)
+        self._staged: list[tuple[Candidate, list[Candidate]]] = []  # (first timed, held back) per family
         self.base_configs = list(self.configs)
         self._small_weight_only: set[str] = set()  # keys of the small weights' variants (not_tried)
         if transposed:
@@ -343,12 +367,57 @@ class DecodeTuner(TunedKernel):
         return super().instance({**config, **missing} if missing else config)
 
     def tune(self, args: tuple, *, arch: str, gpu: str, bucket: str) -> dict:
-        """Tune as :class:`TunedKernel` does, each candidate timed in a row (:meth:`timed_run`)."""
+        """Tune as :class:`TunedKernel` does, each candidate timed in a row (:meth:`timed_run`), a large
+        space in two rounds (:meth:`first_round`)."""
         self._row = None
         try:
             return super().tune(args, arch=arch, gpu=gpu, bucket=bucket)
         finally:
-            self._row = None  # the weight copies and scratch output go with the tuning
+            self._row, self._staged = None, []  # the weight copies and scratch output go with the tuning
+
+    def first_round(self, candidates: list[Candidate], args: tuple) -> list[Candidate]:
+        """Every configuration that suits the shape, or for a space of more than :data:`STAGED_ABOVE` of
+        them (unless :func:`tunes_exhaustively`) one ring depth of each family (:func:`ring_family`):
+        :data:`STAGED_FIRST_STAGES` where the family has it, else its first; the rest wait for
+        :meth:`next_round`."""
+        self._staged = []
+        tried = []
+        for candidate in candidates:
+            reason = self.not_tried(candidate.config, args)
+            if reason is None:
+                tried.append(candidate)
+            else:
+                candidate.skipped = f"not for this shape: {reason}"
+        if len(tried) <= STAGED_ABOVE or tunes_exhaustively():
+            return tried
+        families: dict[str, list[Candidate]] = {}
+        for candidate in tried:
+            families.setdefault(ring_family(candidate.config), []).append(candidate)
+        for members in families.values():
+            first = next((c for c in members if c.config.get("stages") == STAGED_FIRST_STAGES), members[0])
+            self._staged.append((first, [c for c in members if c is not first]))
+        return [first for first, _ in self._staged]
+
+    def next_round(self, candidates: list[Candidate], args: tuple) -> list[Candidate]:
+        """After a staged first round: the other ring depths of the :data:`STAGED_FAMILIES` families whose
+        first depth timed fastest; the rest are marked not timed. Nothing after that."""
+        staged, self._staged = self._staged, []
+        ranked = sorted(
+            (first for first, rest in staged if rest and first.milliseconds is not None),
+            key=lambda candidate: candidate.milliseconds,
+        )
+        chosen = {id(first) for first in ranked[:STAGED_FAMILIES]}
+        batch = []
+        for first, rest in staged:
+            if id(first) in chosen:
+                batch += rest
+                continue
+            for candidate in rest:
+                candidate.skipped = (
+                    f"staged tuning: its family at {first.config.get('stages')} stages was not among the "
+                    f"{STAGED_FAMILIES} fastest"
+                )
+        return batch
 
     def timed_run(self, instance, args: tuple):
         """The candidate launched :data:`~anybit.ops.row_timing.ROW_LAUNCHES` times in a row on distinct

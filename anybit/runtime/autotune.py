@@ -29,6 +29,7 @@ import os
 import re
 import statistics
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -263,13 +264,23 @@ class TunedKernel:
         return config in self.configs
 
     def tune(self, args: tuple, *, arch: str, gpu: str, bucket: str) -> dict:
-        """Build, compile, filter and time every configuration; store and return the fastest."""
+        """Build, compile, filter and time the configurations round by round (:meth:`first_round`,
+        :meth:`next_round`: every one in one round unless a subclass stages them); store and return the
+        fastest."""
         candidates = [Candidate(dict(config)) for config in self.configs]
         name = self.script_class.__qualname__
-        self._build(candidates, args, arch)
-        _compile_all(candidates, arch, name)
-        _check_limits(candidates, arch)
-        self._time(candidates, args)
+        started = time.perf_counter()
+        runs: dict[int, TimedRun] = {}
+        batch = self.first_round(candidates, args)
+        rounds = 0
+        while batch:
+            rounds += 1
+            self._build(batch, args, arch)
+            _compile_all(batch, arch, name)
+            _check_limits(batch, arch)
+            self._time_round(batch, args, runs, settle=not runs)
+            batch = self.next_round(candidates, args)
+        _refine(candidates, runs, self.timer or _default_timer)
         for candidate in candidates:
             if candidate.skipped:
                 logger.info(
@@ -283,16 +294,28 @@ class TunedKernel:
             )
         best = self._break_ties(timed, args)
         logger.info(
-            "autotune %s %s on %s: %s (%.4f ms) out of %d timed",
+            "autotune %s %s on %s: %s (%.4f ms) out of %d timed in %d round(s), %.1f s",
             name,
             bucket,
             gpu,
             best.config,
             best.milliseconds,
             len(timed),
+            rounds,
+            time.perf_counter() - started,
         )
         _write_record(self.identity, name, gpu, bucket, best, candidates)
         return best.config
+
+    def first_round(self, candidates: list[Candidate], args: tuple) -> list[Candidate]:
+        """The candidates :meth:`tune` builds and times first: all of them (a subclass may hold some back
+        for :meth:`next_round`, marking the ones it never times ``skipped``)."""
+        return candidates
+
+    def next_round(self, candidates: list[Candidate], args: tuple) -> list[Candidate]:
+        """The candidates to build and time after a round (none: tuning ends); ``candidates`` holds every
+        one with the timings so far."""
+        return []
 
     def _build(self, candidates: list[Candidate], args: tuple, arch: str) -> None:
         """Program and CUDA source of each candidate, serially (the front end is not thread-safe)."""
@@ -306,28 +329,26 @@ class TunedKernel:
             except Exception as error:  # any build/verify/codegen failure disqualifies only this candidate
                 candidate.skipped = f"build failed: {_first_line(error)}"
 
-    def _time(self, candidates: list[Candidate], args: tuple) -> None:
-        """Time every candidate once, then the finalists again (:data:`REFINE_FINALISTS`)."""
+    def _time_round(self, candidates: list[Candidate], args: tuple, runs: dict, *, settle: bool) -> None:
+        """Time every built candidate of a round once (after :data:`SETTLE_TIMINGS` discarded timings of
+        the first, with ``settle``); keep each one's run in ``runs`` for :func:`_refine`."""
         from anybit.runtime.compiler import register_compiled
 
         timer = self.timer or _default_timer
-        runs = {}
-        settled = False
         for candidate in candidates:
             if candidate.skipped:
                 continue
             register_compiled(candidate.instance, args, candidate.compiled)
             try:
                 run = self.timed_run(candidate.instance, args)
-                if not settled:  # one discarded timing first (SETTLE_TIMINGS)
+                if settle:  # one discarded timing first (SETTLE_TIMINGS)
                     for _ in range(SETTLE_TIMINGS):
                         timer(run, candidate.config)
-                    settled = True
+                    settle = False
                 candidate.milliseconds = float(timer(run, candidate.config)) / run.launches
                 runs[id(candidate)] = run
             except Exception as error:
                 candidate.skipped = f"launch failed: {_first_line(error)}"
-        _refine(candidates, runs, timer)
 
     def timed_run(self, instance: Any, args: tuple) -> TimedRun:
         """What timing a candidate runs: one launch with ``args`` (a subclass may time a row of launches, as

@@ -175,24 +175,28 @@ def test_first_call_tunes_fast_and_a_cached_call_compiles_nothing(monkeypatch, c
 
 
 @pytest.mark.parametrize("act", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
-def test_a_first_call_of_the_largest_tuning_space_tunes_once_under_20_s(act, monkeypatch, capsys):
+def test_a_first_call_of_the_largest_tuning_space_tunes_once_in_two_rounds(act, monkeypatch, capsys):
     """A first call of a new shape on the suite's largest tuning space — float6_e2m3 on 8192×28672 at 16
-    rows, 167 configurations (wide tiles) — tunes one decode kernel and is under the 20 s target, cold, with
-    a user's build workers: with bf16 x the bf16 kernel, then the route's two forms timed in its
-    configuration, not the fp16 kernel tuned as well (nothing recorded for it)."""
-    from anybit.ops import half_choice
-    from anybit.ops.tuning import DecodeTuner
+    rows, 167 configurations (wide tiles) — tunes one decode kernel, cold, with a user's build workers: with
+    bf16 x the bf16 kernel, then the route's two forms timed in its configuration, not the fp16 kernel tuned
+    as well (nothing recorded for it); in two rounds (``DecodeTuner.first_round``): one ring depth of each
+    family, then the other depths of the fastest few, 71 configurations built and timed, not 167. Its time
+    (the < 20 s target) is measured by ``benchmarks/first_call.py``, not asserted here."""
+    from anybit.ops import half_choice, tuning
+    from anybit.runtime import autotune
+    from anybit.runtime.device import current_arch
 
     monkeypatch.delenv(half_choice.TUNE_ROUTE_VARIABLE, raising=False)
+    monkeypatch.delenv(tuning.TUNE_EXHAUSTIVE_VARIABLE, raising=False)
     monkeypatch.delenv("ANYBIT_BUILD_PROCESSES", raising=False)  # build workers as a user has them (tests: 1)
     tuned = []
-    tune = DecodeTuner.tune
+    tune = tuning.DecodeTuner.tune
 
     def counted(self, args, **kwargs):
         tuned.append(self.fixed["act_dtype"])
         return tune(self, args, **kwargs)
 
-    monkeypatch.setattr(DecodeTuner, "tune", counted)
+    monkeypatch.setattr(tuning.DecodeTuner, "tune", counted)
     q, p = packed_weight("float6_e2m3", 8192, 28672, act_dtype=act, device="cuda")
     x = torch.randn(16, 28672, device="cuda").to(act)
     started = time.perf_counter()
@@ -200,14 +204,20 @@ def test_a_first_call_of_the_largest_tuning_space_tunes_once_under_20_s(act, mon
     torch.cuda.synchronize()
     first = time.perf_counter() - started
     check(y, reference(x, q), act, "first call")
-    launch = ops.plan_of(p).decode_launch(16, has_zeros=False, has_bias=False)
+    assert tuned == [act], f"expected one tuning (the {act} kernel's), got {tuned}"
+    tuner = tuning.tuner_for(p.layout, act, False, False)
+    bucket = autotune.bucket_text(tuning.decode_bucket((None,) * 6 + (16, 8192, 28672)))
+    record = autotune._read_records(tuner.identity)[autotune.gpu_key(current_arch())][bucket]
+    timed = [c for c in record["candidates"] if c["milliseconds"] is not None]
+    held = [c for c in record["candidates"] if (c["skipped"] or "").startswith("staged tuning")]
     with capsys.disabled():
         print(
             f"\nfirst call of a new shape (float6_e2m3 8192x28672 {act}, M = 16, cold caches): "
-            f"{first:.2f} s, {type(launch).__name__}"
+            f"{first:.2f} s, "
+            f"{len(timed)} configurations timed, {len(held)} held back"
         )
-    assert tuned == [act], f"expected one tuning (the {act} kernel's), got {tuned}"
-    assert first < 20.0, f"first-call tuning took {first:.1f} s, the target is < 20 s"
+    assert len(timed) <= 71 and len(held) >= 90, (len(timed), len(held))
+    assert record["config"] in [c["config"] for c in timed]
     check(ops.quantized_matmul(x, p), reference(x, q), act, "second call")
 
 

@@ -682,3 +682,72 @@ def test_a_row_is_made_again_for_other_arguments(monkeypatch):
     assert tuner.timed_run(None, first) == [first]  # the same arguments: the same row, not made again
     assert tuner.timed_run(None, second) == [second]
     assert made == [first, second]
+
+
+def staged_candidates(type_name: str, n: int, k: int, m: int):
+    """The fp16 decode tuner of a weight's default packing, its candidates and a launch's shape arguments."""
+    from anybit.ops import tuning
+    from anybit.runtime.autotune import Candidate
+
+    layout = choose_layout(type_name, n, k, 128, act_dtype=torch.float16)
+    tuner = tuning.tuner_for(layout, torch.float16, False, False)
+    return tuner, [Candidate(dict(config)) for config in tuner.configs], (None,) * 6 + (m, n, k)
+
+
+def test_a_large_space_is_tuned_in_two_rounds(monkeypatch):
+    """float6_e2m3 8192×28672 at 16 rows (wide tiles: 167 configurations suit it): the first round times
+    one ring depth a family (3 stages where the family has them), the second the other depths of the four
+    fastest families; the rest are marked, and nothing comes after. ``ANYBIT_TUNE_EXHAUSTIVE=1`` times all
+    in one round."""
+    import random
+
+    from anybit.ops import tuning
+
+    monkeypatch.delenv(tuning.TUNE_EXHAUSTIVE_VARIABLE, raising=False)
+    tuner, candidates, args = staged_candidates("float6_e2m3", 8192, 28672, 16)
+    tried = [c for c in candidates if tuner.not_tried(c.config, args) is None]
+    assert len(tried) == 167 > tuning.STAGED_ABOVE
+    first = tuner.first_round(candidates, args)
+    families = {}
+    for candidate in tried:
+        families.setdefault(tuning.ring_family(candidate.config), []).append(candidate)
+    assert len(first) == len(families) == 63
+    assert {tuning.ring_family(c.config) for c in first} == set(families)
+    for candidate in first:
+        members = families[tuning.ring_family(candidate.config)]
+        if len(members) > 1:
+            assert candidate.config["stages"] == tuning.STAGED_FIRST_STAGES
+    generator = random.Random(7)
+    for candidate in first:
+        candidate.milliseconds = generator.uniform(0.05, 0.1)
+    fastest = sorted(
+        (c for c in first if len(families[tuning.ring_family(c.config)]) > 1), key=lambda c: c.milliseconds
+    )
+    chosen = {tuning.ring_family(c.config) for c in fastest[: tuning.STAGED_FAMILIES]}
+    second = tuner.next_round(candidates, args)
+    assert len(second) == 2 * tuning.STAGED_FAMILIES
+    assert {tuning.ring_family(c.config) for c in second} == chosen
+    assert not set(map(id, second)) & set(map(id, first))
+    held = [c for c in tried if c not in first and c not in second]
+    assert len(held) == 167 - 71 and all(c.skipped.startswith("staged tuning") for c in held)
+    assert tuner.next_round(candidates, args) == []
+    not_suited = [c for c in candidates if c not in tried]
+    assert all(c.skipped.startswith("not for this shape") for c in not_suited)
+
+    monkeypatch.setenv(tuning.TUNE_EXHAUSTIVE_VARIABLE, "1")
+    _, candidates, _ = staged_candidates("float6_e2m3", 8192, 28672, 16)
+    assert len(tuner.first_round(candidates, args)) == 167
+    assert tuner.next_round(candidates, args) == []
+
+
+@pytest.mark.parametrize("type_name, n, k, m", [("int4", 57344, 8192, 16), ("uint4", 4096, 4096, 1)])
+def test_a_space_of_at_most_staged_above_is_tuned_in_one_round(monkeypatch, type_name, n, k, m):
+    """Spaces without the wide tiles' rings (43 and 60 configurations here) are timed whole."""
+    from anybit.ops import tuning
+
+    monkeypatch.delenv(tuning.TUNE_EXHAUSTIVE_VARIABLE, raising=False)
+    tuner, candidates, args = staged_candidates(type_name, n, k, m)
+    first = tuner.first_round(candidates, args)
+    assert 0 < len(first) <= tuning.STAGED_ABOVE
+    assert first == [c for c in candidates if tuner.not_tried(c.config, args) is None]
+    assert tuner.next_round(candidates, args) == []

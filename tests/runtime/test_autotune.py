@@ -382,3 +382,50 @@ def test_a_timed_run_of_several_launches_is_timed_a_launch(monkeypatch, private_
     (record_file,) = (private_cache / "tuning").glob("FakeScript-*.json")
     (records,) = json.loads(record_file.read_text())["results"].values()
     assert next(iter(records.values()))["milliseconds"] == 2.0
+
+
+class TwoRoundKernel(TunedKernel):
+    """Blocks 1 and 4 first; then 2 (when 4 timed faster than 1); block 6 is never built."""
+
+    def first_round(self, candidates, args):
+        self.rounds = 0
+        return [c for c in candidates if c.config["block"] in (1, 4)]
+
+    def next_round(self, candidates, args):
+        self.rounds += 1
+        if self.rounds > 1:
+            return []
+        by_block = {c.config["block"]: c for c in candidates}
+        by_block[6].skipped = "held back"
+        return [by_block[2]] if by_block[4].milliseconds < by_block[1].milliseconds else []
+
+
+def test_a_staged_tuning_builds_and_times_each_round_and_picks_over_all(monkeypatch, private_cache):
+    """``first_round`` / ``next_round``: each round is built, compiled and timed before the next is asked
+    for; the settling timing happens once; the fastest over every round wins, the finalists of all rounds
+    timed again; a candidate never timed keeps its reason in the record."""
+    built = []
+
+    def generate(program, arch):
+        built.append(program.block)
+        return fake_generate(program, arch)
+
+    monkeypatch.setattr(compiler, "generate_source", generate)
+    times = {1: 3.0, 4: 2.0, 2: 1.9, 6: 0.1}
+    timed = []
+
+    def timer(run, config):
+        timed.append(config["block"])
+        return times[config["block"]]
+
+    monkeypatch.setattr(tuning, "tune_space", lambda cls: (("block", (1, 2, 4, 6)),))
+    kernel = TwoRoundKernel(FakeScript, timer=timer)
+    assert kernel.select(call_args(1000)) == {"block": 2}
+    assert sorted(built) == [1, 2, 4]  # block 6 never built
+    # settling (block 1), round one, round two, then the finalists within 15%, fastest first, twice
+    assert timed == [1, 1, 4, 2, 2, 4, 2, 4]
+    files = list((private_cache / "tuning").glob("FakeScript-*.json"))
+    record = json.loads(files[0].read_text())["results"]
+    (buckets,) = record.values()
+    (entry,) = buckets.values()
+    assert {c["config"]["block"]: c["skipped"] for c in entry["candidates"]}[6] == "held back"
