@@ -253,10 +253,16 @@ class Binary(Expr):
     op: str
     lhs: Expr
     rhs: Expr
+    # The result dtype, worked out once: computed on each access, a deep expression's dtype walked its
+    # whole tree every time (a quarter of a decode kernel's code generation).
+    _dtype: DataType = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_dtype", binary_result_dtype(self.op, self.lhs.dtype, self.rhs.dtype))
 
     @property
     def dtype(self) -> DataType:
-        return binary_result_dtype(self.op, self.lhs.dtype, self.rhs.dtype)
+        return self._dtype
 
     def __repr__(self) -> str:
         if self.op in ("min", "max"):
@@ -302,10 +308,15 @@ class Select(Expr):
     condition: Expr
     on_true: Expr
     on_false: Expr
+    _dtype: DataType = field(init=False, repr=False, compare=False)  # worked out once, as Binary's
+
+    def __post_init__(self) -> None:
+        dtype = binary_result_dtype("add", self.on_true.dtype, self.on_false.dtype)
+        object.__setattr__(self, "_dtype", dtype)
 
     @property
     def dtype(self) -> DataType:
-        return binary_result_dtype("add", self.on_true.dtype, self.on_false.dtype)
+        return self._dtype
 
     def __repr__(self) -> str:
         return f"({self.on_true!r} if {self.condition!r} else {self.on_false!r})"

@@ -39,6 +39,8 @@ def transform(node, fn: Callable):
         ):
             changes = {}
             for f in dataclasses.fields(value):
+                if not f.init:  # worked out from the others (an expression's dtype): made again by replace
+                    continue
                 old = getattr(value, f.name)
                 new = visit(old)
                 if new is not old:

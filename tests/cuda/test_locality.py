@@ -13,13 +13,16 @@ import random
 import numpy as np
 import pytest
 
-from anybit.cuda.emit.locality import layout_inverse, local_sources
+from anybit.cuda.emit.locality import append_coordinate, layout_inverse, local_sources, replace_coordinate
 from anybit.layout import column_local, column_spatial, local, spatial
 from anybit.layout import mma as mma_layouts
 
 
-def reference_sources(target, source, num_threads: int, broadcast: bool = True) -> list[int] | None:
-    """The definition, element by element: every thread must hold the element at the same local index."""
+def reference_sources(
+    target, source, num_threads: int, broadcast: bool = True, index_map=None
+) -> list[int] | None:
+    """The definition, element by element: every thread must hold the element at the same local index
+    (``index_map``: a target index tuple to a source index tuple)."""
     data, held = target.map_array(), source.map_array()
     offset = target.rank - source.rank
     result = []
@@ -27,7 +30,9 @@ def reference_sources(target, source, num_threads: int, broadcast: bool = True) 
         chosen = None
         for t in range(num_threads):
             index = tuple(int(x) for x in data[t % target.num_threads, i])
-            if broadcast:
+            if index_map is not None:
+                index = index_map(index)
+            elif broadcast:
                 index = tuple(0 if source.shape[d] == 1 else index[d + offset] for d in range(source.rank))
             row = held[t % source.num_threads]
             hits = [j for j in range(row.shape[0]) if tuple(int(x) for x in row[j]) == index]
@@ -102,3 +107,31 @@ def test_mma_operand_layouts_match_the_definition() -> None:
         tiled = local(2, 1) * layout
         assert local_sources(tiled, tiled, 32) == list(range(tiled.local_size))
         assert local_sources(layout, tiled, 32) == reference_sources(layout, tiled, 32, broadcast=False)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_mapped_sources_match_the_definition(seed: int) -> None:
+    """``index_map`` on whole index arrays against the per-element definition: a bit plane's trailing bit
+    appended (the bit-plane cast) and one coordinate set to a constant (the SIMT dot's row or column at k),
+    on random layouts, including maps to elements no thread holds there or outside the source."""
+    rng = random.Random(seed)
+    rows, cols = rng.choice([(8, 8), (16, 8), (4, 16)])
+    target, reordered, unrelated = random_layouts(rng, (rows, cols))
+    bits = rng.choice([2, 4])
+    plane = rng.choice([local(1, 1, bits), local(1, 2, bits)]) * spatial(rows, cols // 2, 1)
+    plane_target = local(1, 1) * spatial(rows, cols // 2)
+    for bit in range(bits):
+        mapped = local_sources(plane_target, plane, 32, index_map=append_coordinate(bit))
+        assert mapped == reference_sources(
+            plane_target, plane, 32, index_map=lambda index, b=bit: (*index, b)
+        )
+    for source in (target, reordered, unrelated):
+        threads = max(target.num_threads, source.num_threads)
+        for dim, value in ((0, 0), (1, cols - 1), (0, rows)):  # the last: outside the source
+            mapped = local_sources(target, source, threads, index_map=replace_coordinate(dim, value))
+
+            def by_element(index, dim=dim, value=value):
+                return tuple(value if d == dim else x for d, x in enumerate(index))
+
+            expected = reference_sources(target, source, threads, index_map=by_element)
+            assert mapped == expected, (dim, value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from anybit.cuda import conversions
-from anybit.cuda.emit.locality import local_sources, same_map
+from anybit.cuda.emit.locality import append_coordinate, local_sources, same_map
 from anybit.cuda.emit.scratch import register_scratch
 from anybit.cuda.emitter import CodegenError, EmitContext, register_emitter, where
 from anybit.cuda.expressions import C_INFIX
@@ -260,9 +260,7 @@ def emit_cast(ctx: EmitContext, inst: CastInst) -> None:
 
 def _bit_order(ctx: EmitContext, inst: CastInst, plane: RegisterTensor, bit: int) -> list[int]:
     """The local of a uint1 plane [..., h] holding bit ``bit`` of each output local's code."""
-    order = local_sources(
-        inst.output.layout, plane.layout, ctx.num_threads, index_map=lambda index: (*index, bit)
-    )
+    order = local_sources(inst.output.layout, plane.layout, ctx.num_threads, index_map=append_coordinate(bit))
     if order is None:
         raise CodegenError(
             f"cast{where(inst)}: expected the high bits' layout {plane.layout} to hold bit {bit} of every "

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anybit.cuda.emit.locality import layout_inverse, local_sources
+from anybit.cuda.emit.locality import layout_inverse, local_sources, replace_coordinate
 from anybit.cuda.emit.memory import shared_base
 from anybit.cuda.emitter import CodegenError, EmitContext, register_emitter, where
 from anybit.cuda.registers import compute_ctype, get_value, read_bits, set_value, word_count
@@ -176,12 +176,8 @@ def _emit_simt(ctx: EmitContext, inst: DotInst, target: str) -> None:
     k_extent = inst.a.shape[1]
     a_maps, b_maps = [], []
     for k in range(k_extent):
-        a_map = local_sources(
-            out.layout, inst.a.layout, ctx.num_threads, index_map=lambda idx, k=k: (idx[0], k)
-        )
-        b_map = local_sources(
-            out.layout, inst.b.layout, ctx.num_threads, index_map=lambda idx, k=k: (k, idx[1])
-        )
+        a_map = local_sources(out.layout, inst.a.layout, ctx.num_threads, index_map=replace_coordinate(1, k))
+        b_map = local_sources(out.layout, inst.b.layout, ctx.num_threads, index_map=replace_coordinate(0, k))
         if a_map is None or b_map is None:
             raise CodegenError(
                 f"dot{where(inst)}: no tensor-core instruction applies (a {inst.a.dtype.name}"

@@ -8,17 +8,6 @@ import math
 import numpy as np
 
 
-@functools.lru_cache(maxsize=256)
-def _inverse(layout) -> dict:
-    """``{(thread, logical index): local index}`` of a layout (thread counted modulo its thread count)."""
-    table = {}
-    data = layout.map_array()
-    for t in range(data.shape[0]):
-        for i in range(data.shape[1]):
-            table.setdefault((t, tuple(int(x) for x in data[t, i])), i)
-    return table
-
-
 class LayoutInverse:
     """``(thread, logical index) → local index`` of a layout: the first local index holding the element, −1
     where the thread holds nothing. Kept as the sorted keys of the elements the threads hold (thread ·
@@ -64,24 +53,14 @@ def layout_inverse(layout) -> LayoutInverse:
     return LayoutInverse(layout)
 
 
-@functools.lru_cache(maxsize=1024)
-def _broadcast_sources(target, source, num_threads: int, broadcast: bool) -> tuple[int, ...] | None:
-    """:func:`local_sources` without ``index_map``, vectorised over threads and elements (it runs for
-    every element-wise instruction: the per-element loop took most of a decode kernel's code generation)."""
-    data = target.map_array()  # [target threads, local, rank]
-    threads = np.arange(num_threads)
-    index = data[threads % target.num_threads]  # [threads, local, rank]
-    if broadcast:
-        offset = target.rank - source.rank
-        index = index[..., offset:].copy()
-        for d in range(source.rank):
-            if source.shape[d] == 1:
-                index[..., d] = 0
-    elif target.rank != source.rank:
+def _held_sources(index: np.ndarray, source, num_threads: int) -> tuple[int, ...] | None:
+    """For ``index`` (``[threads, target locals, source rank]``: the source element each thread's target
+    local reads), the source local every thread holds it at, per target local; None where a thread does not
+    hold its element or the locals differ between threads."""
+    if np.any(index < 0) or np.any(index >= np.asarray(source.shape, dtype=np.int64)):
         return None
-    if np.any(index < 0) or np.any(index >= np.asarray(source.shape)):
-        return None
-    j = layout_inverse(source).lookup((threads % source.num_threads)[:, None], *np.moveaxis(index, -1, 0))
+    threads = np.arange(num_threads) % source.num_threads
+    j = layout_inverse(source).lookup(threads[:, None], *np.moveaxis(index, -1, 0))
     if j.size == 0:
         return ()
     if np.any(j < 0) or np.any(j != j[0]):
@@ -89,34 +68,63 @@ def _broadcast_sources(target, source, num_threads: int, broadcast: bool) -> tup
     return tuple(int(value) for value in j[0])
 
 
+def _target_indices(target, num_threads: int) -> np.ndarray:
+    """Every thread's logical index of each target local: ``[threads, locals, rank]`` (threads past the
+    layout's own count wrap around)."""
+    return target.map_array()[np.arange(num_threads) % target.num_threads].astype(np.int64)
+
+
+@functools.lru_cache(maxsize=1024)
+def _broadcast_sources(target, source, num_threads: int, broadcast: bool) -> tuple[int, ...] | None:
+    """:func:`local_sources` without ``index_map`` (cached: it runs for every element-wise instruction)."""
+    index = _target_indices(target, num_threads)
+    if broadcast:
+        index = index[..., target.rank - source.rank :].copy()
+        for d in range(source.rank):
+            if source.shape[d] == 1:
+                index[..., d] = 0
+    elif target.rank != source.rank:
+        return None
+    return _held_sources(index, source, num_threads)
+
+
 def local_sources(
     target, source, num_threads: int, *, broadcast: bool = True, index_map=None
 ) -> list[int] | None:
     """For each local element ``i`` of ``target``, the local index ``j`` of ``source`` that every thread
     holds for the same logical index (numpy broadcasting from the trailing dimensions when ``broadcast``;
-    ``index_map`` maps a target index to a source index instead). None when some thread does not hold it or
-    the position differs between threads (register indices must be compile-time constants)."""
+    ``index_map`` maps target indices to source indices instead: an array ``[..., target rank]`` to one
+    ``[..., source rank]``, e.g. :func:`append_coordinate`). None when some thread does not hold it or the
+    position differs between threads (register indices must be compile-time constants). Vectorised over
+    threads and elements: a loop over them took most of a bit-plane decode kernel's code generation."""
     if index_map is None:
         found = _broadcast_sources(target, source, num_threads, broadcast)
-        return None if found is None else list(found)
-    inverse = _inverse(source)
-    data = target.map_array()
-    offset = target.rank - source.rank
-    result = []
-    for i in range(target.local_size):
-        chosen = None
-        for t in range(num_threads):
-            index = tuple(int(x) for x in data[t % target.num_threads, i])
-            if index_map is not None:
-                index = index_map(index)
-            elif broadcast:
-                index = tuple(0 if source.shape[d] == 1 else index[d + offset] for d in range(source.rank))
-            j = inverse.get((t % source.num_threads, index))
-            if j is None or (chosen is not None and j != chosen):
-                return None
-            chosen = j
-        result.append(chosen)
-    return result
+    else:
+        index = np.asarray(index_map(_target_indices(target, num_threads)))
+        found = _held_sources(index, source, num_threads)
+    return None if found is None else list(found)
+
+
+def append_coordinate(value: int):
+    """An ``index_map`` for :func:`local_sources`: each target index with ``value`` appended (a bit plane's
+    bit, a new trailing dimension)."""
+
+    def mapped(index: np.ndarray) -> np.ndarray:
+        return np.concatenate([index, np.full((*index.shape[:-1], 1), value, dtype=index.dtype)], axis=-1)
+
+    return mapped
+
+
+def replace_coordinate(dim: int, value: int):
+    """An ``index_map`` for :func:`local_sources`: each target index with dimension ``dim`` set to
+    ``value`` (a dot's operand row or column at one k)."""
+
+    def mapped(index: np.ndarray) -> np.ndarray:
+        index = index.copy()
+        index[..., dim] = value
+        return index
+
+    return mapped
 
 
 def same_map(first, second) -> bool:
