@@ -115,8 +115,10 @@ TUNING_BUDGET_MS = 10.0
 #: 156 at 8 rows, 167 at 16) is tuned in two rounds: first one ring depth of each family (a configuration
 #: but its ``stages``), :data:`STAGED_FIRST_STAGES` where the family has it; then the other depths of the
 #: :data:`STAGED_FAMILIES` fastest families. Building is most of a first call's time (NVRTC and tracing,
-#: ~0.5 s a configuration a core): on a 16-core H200 host (2026-11-30) float6_e2m3 8192×28672 at M = 16
-#: took 26 s, 21 of them building 167 configurations in 16 worker processes, 3.4 timing them.
+#: ~0.45 s a configuration a core): on a 16-core H200 host (2026-11-30) float6_e2m3 8192×28672 at M = 16
+#: took 26 s, 22 of them building 167 configurations in 16 worker processes, 3.5 timing them; replayed on
+#: every configuration's timing of four such shapes the two rounds picked the best each time
+#: (``benchmarks/first_call.py``).
 #: ``ANYBIT_TUNE_EXHAUSTIVE=1`` times every configuration in one round (offline tuning: the benchmarks).
 STAGED_ABOVE = 64
 STAGED_FIRST_STAGES = 3
