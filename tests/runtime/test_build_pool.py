@@ -120,8 +120,11 @@ def test_the_process_count_comes_from_the_environment(monkeypatch):
 
 def test_a_pool_is_reused_for_fewer_processes_and_replaced_for_more(fresh_pool):
     """A request for fewer workers than are running takes the first of them (no restart: a staged tuning's
-    second round asks for fewer than its first); a request for more starts a larger pool."""
+    second round asks for fewer than its first); a request for more starts a larger pool.
+    ``running_workers`` counts the running pool's workers (0 before one starts)."""
+    assert build_pool.running_workers() == 0
     build_pool.run_jobs(os.getpid, [()] * 4, 3)
+    assert build_pool.running_workers() == 3
     running = build_pool._pool
     first = {worker.process.pid for worker in running.workers}
     fewer = build_pool.run_jobs(os.getpid, [()] * 6, 2)
@@ -129,6 +132,6 @@ def test_a_pool_is_reused_for_fewer_processes_and_replaced_for_more(fresh_pool):
     assert {pid for _, pid in fewer} <= {worker.process.pid for worker in running.workers[:2]}
     assert all(ok for ok, _ in fewer) and len(fewer) == 6
     build_pool.run_jobs(os.getpid, [()] * 4, 4)
-    assert build_pool._pool is not running and len(build_pool._pool.workers) == 4
+    assert build_pool._pool is not running and build_pool.running_workers() == 4
     assert all(worker.process.poll() is not None for worker in running.workers)  # the small pool stopped
     assert first.isdisjoint(worker.process.pid for worker in build_pool._pool.workers)
