@@ -1,5 +1,7 @@
 """The first call of a new shape (tuning on cold caches) and the cached call after it, on the suite's largest
-tuning spaces; and what the staged tuning of those spaces picks against timing every configuration.
+tuning spaces and on shapes whose first call also times a route (the int8 route's configurations at M = 1,
+and for bf16 the fp16 loop's forms); and what the staged tuning of the largest spaces picks against timing
+every configuration.
 
 1. **First call** (each case in a fresh process with an empty cache directory, build workers as a user has
    them): wall time of the first ``quantized_matmul`` (the plan, building and compiling the configurations in
@@ -37,7 +39,10 @@ from benchmarks import harness  # noqa: E402
 
 #: ``type:NxK:M:act``: the suite's largest spaces (wide tiles with their shorter rings: 167 configurations at
 #: 16 rows, 156 at 8).
-FIRST_CALL_CASES = "float6_e2m3:8192x28672:16:fp16,float6_e2m3:8192x28672:16:bf16"
+FIRST_CALL_CASES = (
+    "float6_e2m3:8192x28672:16:fp16,float6_e2m3:8192x28672:16:bf16,uint4:57344x8192:1:fp16,"
+    "uint1:57344x8192:1:bf16"
+)
 PICK_CASES = (
     "float6_e2m3:8192x28672:16:fp16,float6_e2m3:8192x28672:1:fp16,int6:57344x8192:16:fp16,"
     "uint5:8192x28672:16:fp16"

@@ -204,49 +204,6 @@ def build_route_kernel(item: tuple, arch: str) -> str:
     return source.name
 
 
-def build_route_part(item: tuple, part: str, arch: str) -> str:
-    """Build and compile one kernel of the route ``item`` (as :func:`build_route_kernel` takes it) for
-    ``arch`` into the disk compile cache: its decode kernel (``part`` "decode") or x's preparation kernel of
-    its form and shape ("prepare"); the kernel's name. Runs in a build worker."""
-    from anybit.kernels.half_activations import prepare_kernel
-    from anybit.runtime.compiler import compile_source, generate_source
-
-    if part == "decode":
-        return build_route_kernel(item, arch)
-    layout, _, _, _, form, (m, _, k) = item
-    kernel = prepare_kernel(layout.k_chunk if form == "chunk" else None)
-    source = generate_source(kernel.program(None, None, None, m, k), arch)
-    compile_source(source, arch=arch)
-    return source.name
-
-
-def prebuild_forms(
-    layout: PackedLayout, has_zeros: bool, has_bias: bool, config: dict, forms: list[str], shape: tuple
-) -> int:
-    """Compile the route's kernels of ``forms`` for ``shape`` (M, N, K) — each form's decode kernel in
-    ``config`` and its preparation kernel — side by side in the build workers where they already run, so
-    that a first call's timing of the forms finds them in the disk compile cache instead of compiling four
-    kernels one after another (~1.5 s). The decode tuning before a first call starts the workers; where none
-    run (the bf16 configuration was recorded), nothing is built: starting them costs more than the compiles.
-    Returns the kernels compiled (one that fails is left to its first launch, which says why)."""
-    from anybit.runtime.build_pool import BuildPoolError, run_jobs, running_workers
-    from anybit.runtime.device import current_arch
-
-    arch = current_arch()
-    items = [
-        ((layout, has_zeros, has_bias, config, form, shape), part, arch)
-        for form in forms
-        for part in ("decode", "prepare")
-    ]
-    workers = min(running_workers(), len(items))
-    if workers < 2:
-        return 0
-    try:
-        return sum(ok for ok, _ in run_jobs(build_route_part, items, workers))
-    except BuildPoolError:  # the workers stopped: the first launches compile here
-        return 0
-
-
 def precompile_routes(specialisations, *, arch: str | None = None, processes: int | None = None) -> dict:
     """Compile, in ``processes`` build worker processes (default :func:`~anybit.runtime.build_pool.
     default_processes`; here with fewer than two, or where they cannot start), the route kernels that first

@@ -259,8 +259,6 @@ class WeightPlan:
         def candidates() -> list[dict]:
             config = half_choice.fp16_config(self.layout, args, has_zeros, has_bias, decode_config)
             forms = half_choice.eligible_forms(self.layout, self.act_dtype, m)
-            shape = (m, self.n, self.k)
-            half_choice.prebuild_forms(self.layout, has_zeros, has_bias, config, forms, shape)
             return [{"route": "half", "factors": form, **config} for form in forms]
 
         chooser = half_choice.half_route_chooser(identity)
@@ -287,6 +285,7 @@ class WeightPlan:
 
         def measure() -> list:
             routes = [(config, route(config)) for config in candidates()]
+            route_choice.prebuild([launch for _, launch in routes], args)
             return route_choice.measure(decode_launch, routes, row_arguments(args, has_zeros))
 
         capturing = torch.cuda.is_current_stream_capturing()

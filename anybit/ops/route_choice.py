@@ -73,6 +73,19 @@ def measure(
     return found
 
 
+def prebuild(launches: list, args: tuple) -> int:
+    """Compile the kernels of a first call's route ``launches`` (:class:`PreparedLaunch`; others are left
+    alone) for the decode launch's ``args`` side by side in the running build workers
+    (:func:`~anybit.runtime.compiler.precompile_calls`): the decode tuning before a first call starts them,
+    and the route's candidates — up to 8 int8 configurations and their preparation, the fp16 loop's two
+    forms — otherwise compile one after another in this process (~0.4 s each) before they are timed.
+    Returns the kernels compiled there."""
+    from anybit.runtime.compiler import precompile_calls
+
+    calls = [call for launch in launches if isinstance(launch, PreparedLaunch) for call in launch.calls(args)]
+    return precompile_calls(calls)
+
+
 class PreparedLaunch:
     """A route's launch: a kernel that prepares x, then the route's decode kernel (a dependent launch that
     loads its first weight bytes while the first one runs), both compiled on the first call and their
@@ -89,6 +102,11 @@ class PreparedLaunch:
     def arguments(self, args: tuple) -> tuple[tuple, tuple]:
         """(the preparation's arguments, the route kernel's) for the decode launch's ``args``."""
         raise NotImplementedError
+
+    def calls(self, args: tuple) -> list[tuple[object, tuple]]:
+        """The two Script calls of a launch with the decode launch's ``args``: (Script, its arguments)."""
+        prepare_args, kernel_args = self.arguments(args)
+        return [(self.prepare, prepare_args), (self.kernel, kernel_args)]
 
     def __call__(self, args: tuple) -> None:
         prepare_args, kernel_args = self.arguments(args)

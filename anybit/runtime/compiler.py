@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,3 +206,52 @@ def launch_script(kernel: Any, args: tuple, *, arch: str | None = None) -> Compi
     positions = state.binding.runtime_positions
     compiled.launcher.launch(tuple(args[i] for i in positions))
     return compiled
+
+
+# -- compiling calls in the build workers -------------------------------------------------------------------
+
+
+def build_call(kernel: Any, stand_ins: tuple, arch: str) -> tuple:
+    """(program, CUDA source, NVRTC result) of ``kernel`` traced on ``stand_ins`` (its call's arguments with
+    tensors as None) for ``arch``. Runs in a build worker (:mod:`anybit.runtime.build_pool`)."""
+    program = kernel.program(*stand_ins)
+    source = generate_source(program, arch)
+    return program, source, compile_source(source, arch=arch, program=program).compile_result
+
+
+def precompile_calls(calls: Sequence[tuple[Any, tuple]], *, arch: str | None = None) -> int:
+    """Compile Script calls ``(kernel, args)`` side by side in the build workers where they already run and
+    register each, so that its first :func:`launch_script` with those arguments compiles nothing here.
+
+    A program depends on its compile-time arguments and the tensors' declared types, not on the tensors, so
+    tensors travel as None. Nothing is sent where fewer than two workers run or fewer than two calls are
+    left (starting 16 workers costs ~9 s on a 16-core host, more than a few compiles). Returns the calls
+    registered; one whose build fails is left to its launch, which compiles it here and says why.
+    """
+    from anybit.runtime.build_pool import BuildPoolError, run_jobs, running_workers
+    from anybit.runtime.cache import remember
+
+    arch = arch or current_arch()
+    todo: dict[tuple, tuple[Any, tuple, tuple]] = {}
+    for kernel, args in calls:
+        stand_ins = tuple(None if hasattr(arg, "data_ptr") else arg for arg in args)
+        state = _state_of(kernel)
+        if state.binding is not None and _specialisation(args, state.binding, arch) in state.kernels:
+            continue  # compiled in this process already
+        todo.setdefault((id(kernel), stand_ins), (kernel, args, stand_ins))
+    workers = min(running_workers(), len(todo))
+    if workers < 2:
+        return 0
+    jobs = list(todo.values())
+    try:
+        results = run_jobs(build_call, [(kernel, stand_ins, arch) for kernel, _, stand_ins in jobs], workers)
+    except BuildPoolError:  # the workers stopped: each launch compiles here
+        return 0
+    registered = 0
+    for (kernel, args, _), (ok, built) in zip(jobs, results, strict=True):
+        if ok:
+            program, source, result = built
+            remember(source.source, result)
+            register_compiled(kernel, args, compile_source(source, arch=arch, program=program))
+            registered += 1
+    return registered

@@ -259,47 +259,6 @@ def test_precompile_compiles_both_forms_of_the_shapes_a_first_call_will_time(pro
     }
 
 
-def test_a_first_calls_forms_are_built_in_running_workers_as_their_launches_compile_them(monkeypatch):
-    """With build workers running (the decode tuning before a bf16 first call starts them), each eligible
-    form's decode kernel and x's preparation kernel are compiled there side by side, under the sources the
-    route's launches generate from the call's own tensors (so those find them in the disk cache); with none
-    running, nothing is built (starting workers costs more than four compiles)."""
-    from anybit.ops.half_choice import HalfRouteLaunch
-    from anybit.runtime import build_pool
-    from anybit.runtime.cache import cache_key, read_entry
-    from anybit.runtime.compiler import generate_source
-
-    monkeypatch.setattr("anybit.runtime.device.current_arch", lambda: ARCH)
-    weight = layout("int4", n=1024, k=1024)
-    args, shape = _decode_args(m=4), (4, 1024, 1024)
-    forms = half_choice.eligible_forms(weight, BF16, 4)
-    assert forms == ["row", "chunk"]
-    launches = [HalfRouteLaunch(weight, FP16_CONFIG, False, False, torch.device("cpu"), 4, f) for f in forms]
-    sources = [
-        generate_source(script.program(*script_args), ARCH)
-        for launch in launches
-        for script, script_args in zip((launch.prepare, launch.kernel), launch.arguments(args), strict=True)
-    ]
-    assert len({source.source for source in sources}) == 4
-
-    def cached() -> list[bool]:
-        return [read_entry(cache_key(s.source, s.name, ARCH)) is not None for s in sources]
-
-    monkeypatch.setattr(build_pool, "running_workers", lambda: 0)
-    assert half_choice.prebuild_forms(weight, False, False, FP16_CONFIG, forms, shape) == 0
-    assert cached() == [False] * 4
-    pools = []
-
-    def run_jobs(function, items, workers):  # the workers' replies, made here
-        pools.append(workers)
-        return [(True, function(*item)) for item in items]
-
-    monkeypatch.setattr(build_pool, "running_workers", lambda: 16)
-    monkeypatch.setattr(build_pool, "run_jobs", run_jobs)
-    assert half_choice.prebuild_forms(weight, False, False, FP16_CONFIG, forms, shape) == 4
-    assert pools == [4] and cached() == [True] * 4
-
-
 def test_the_plans_route_candidates_take_the_bf16_configuration_without_an_fp16_record(monkeypatch):
     """What a bf16 first call times against the decode kernel: each eligible form in the configuration the
     bf16 kernel was given for this call, where the fp16 kernel has none recorded (nothing tuned)."""
