@@ -180,9 +180,10 @@ def test_a_first_call_of_the_largest_tuning_space_tunes_once_in_two_rounds(act, 
     rows, 167 configurations (wide tiles) — tunes one decode kernel, cold, with a user's build workers: with
     bf16 x the bf16 kernel, then the route's two forms timed in its configuration, not the fp16 kernel tuned
     as well (nothing recorded for it); in two rounds (``DecodeTuner.first_round``): one ring depth of each
-    family, then the other depths of the fastest few, 71 configurations built and timed, not 167. Its time
+    family, then the other depths of the fastest few, 71 configurations built and timed, not 167; the
+    route's four kernels built in the build workers the tuning started (``route_choice.prebuild``). Its time
     (the < 20 s target) is measured by ``benchmarks/first_call.py``, not asserted here."""
-    from anybit.ops import half_choice, tuning
+    from anybit.ops import half_choice, route_choice, tuning
     from anybit.runtime import autotune
     from anybit.runtime.device import current_arch
 
@@ -197,6 +198,9 @@ def test_a_first_call_of_the_largest_tuning_space_tunes_once_in_two_rounds(act, 
         return tune(self, args, **kwargs)
 
     monkeypatch.setattr(tuning.DecodeTuner, "tune", counted)
+    prebuilt = []
+    prebuild = route_choice.prebuild
+    monkeypatch.setattr(route_choice, "prebuild", lambda *a: prebuilt.append(prebuild(*a)) or prebuilt[-1])
     q, p = packed_weight("float6_e2m3", 8192, 28672, act_dtype=act, device="cuda")
     x = torch.randn(16, 28672, device="cuda").to(act)
     started = time.perf_counter()
@@ -217,6 +221,7 @@ def test_a_first_call_of_the_largest_tuning_space_tunes_once_in_two_rounds(act, 
             f"{len(timed)} configurations timed, {len(held)} held back"
         )
     assert len(timed) <= 71 and len(held) >= 90, (len(timed), len(held))
+    assert prebuilt == ([4] if act is torch.bfloat16 else []), prebuilt  # two forms, two kernels each
     assert record["config"] in [c["config"] for c in timed]
     check(ops.quantized_matmul(x, p), reference(x, q), act, "second call")
 
