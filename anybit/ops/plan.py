@@ -26,6 +26,18 @@ from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
 from anybit.ops.tuning import DECODE_PARAMETERS, DecodeTuner, block_columns, m_bucket, tuner_for
 
 
+def output_shape(shape: torch.Size, width: int) -> tuple[int, ...]:
+    """x's shape with its last extent replaced by ``width``. Indexing the common 2- and 3-D shapes is
+    cheaper than ``(*shape[:-1], width)``, whose slice of a ``torch.Size`` made an eager call ~0.8 µs slower
+    (CPU, torch 2.13) — about 2 µs on the H200 hosts, where the call's host-time target is 10 µs."""
+    rank = len(shape)
+    if rank == 2:
+        return (shape[0], width)
+    if rank == 3:
+        return (shape[0], shape[1], width)
+    return (*shape[:-1], width)
+
+
 def rms_normalized(x: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x², last dim) + eps), in f32 and rounded once to x's dtype, as a Llama RMSNorm does
     before its weight (the torch form of the decode kernel's ``rms_eps`` prologue)."""
@@ -102,10 +114,7 @@ class WeightPlan:
                 return self.decode_reference(x, data, scales, zeros, bias, **options)
             if x.data_ptr() & 15:
                 x = x.clone()  # the kernel reads x with 16-byte vectors; a view may start anywhere
-            if into is not None:
-                y = into
-            else:
-                y = torch.empty((*shape[:-1], self.width), dtype=self.act_dtype, device=self.device)
+            y = into if into is not None else x.new_empty(output_shape(shape, self.width))
             args = (
                 x,
                 data,

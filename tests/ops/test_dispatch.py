@@ -129,3 +129,11 @@ def test_gpu_path_tunes_once_then_launches_the_kept_kernel(monkeypatch):
     assert launched[0] is x and launched[4] is bias and launched[5] is y and launched[6:] == (2, 32, 128)
     ops.quantized_matmul(x, p)  # without bias: another specialisation, selected once more
     assert len(tuner.selected) == 2 and first[1][1][4] is p.scales
+    for leading in [(), (1, 2), (2, 1, 1)]:  # the output keeps x's leading dimensions, its dtype and device
+        y = ops.quantized_matmul(torch.randn(*leading, 128).half(), p)
+        assert y.shape == (*leading, 32) and y.dtype == torch.float16 and y.is_contiguous()
+
+
+def test_the_output_shape_replaces_the_last_extent():
+    for shape in [(7,), (2, 7), (2, 3, 7), (2, 3, 4, 7)]:
+        assert plan_module.output_shape(torch.Size(shape), 5) == (*shape[:-1], 5)
