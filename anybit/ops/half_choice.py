@@ -190,20 +190,6 @@ def route_configuration(layout: PackedLayout, has_zeros: bool, has_bias: bool, s
     return None if config is None else covering(layout, config, shape[0], shape[1])
 
 
-def build_route_kernel(item: tuple, arch: str) -> str:
-    """Build and compile the route's decode kernel ``(layout, has_zeros, has_bias, config, form, (M, N,
-    K))`` for ``arch`` (its compiled form lands in the disk compile cache, where the first call that times
-    the route finds it); the kernel's name. Runs in a build worker (no GPU there)."""
-    from anybit.kernels.decode_half_x import DecodeMatmulHalfX
-    from anybit.runtime.compiler import compile_source, generate_source
-
-    layout, has_zeros, has_bias, config, form, (m, n, k) = item
-    kernel = DecodeMatmulHalfX(layout, form == "chunk", has_zeros=has_zeros, has_bias=has_bias, **config)
-    source = generate_source(kernel.program(*(None,) * 7, m, n, k), arch)
-    compile_source(source, arch=arch)
-    return source.name
-
-
 def precompile_routes(specialisations, *, arch: str | None = None, processes: int | None = None) -> dict:
     """Compile, in ``processes`` build worker processes (default :func:`~anybit.runtime.build_pool.
     default_processes`; here with fewer than two, or where they cannot start), the route kernels that first
@@ -213,13 +199,15 @@ def precompile_routes(specialisations, *, arch: str | None = None, processes: in
     (:func:`route_configuration`). NVRTC is most of a route's first call (two forms, ~0.5 s each): a suite
     of many bf16 weights compiles them in parallel first. Returns counts of ``compiled`` and ``failed``
     kernels."""
+    from anybit.kernels.decode_half_x import DecodeMatmulHalfX
     from anybit.ops.tuning import m_bucket, tuner_for
     from anybit.runtime.autotune import bucket_text, gpu_key, stored_config
     from anybit.runtime.build_pool import BuildPoolError, default_processes, run_jobs
+    from anybit.runtime.compiler import build_call
     from anybit.runtime.device import current_arch
 
     arch = arch or current_arch()
-    jobs = []
+    items = []  # build_call's (kernel, stand-ins, arch) of each route kernel
     for layout, act_dtype, has_zeros, has_bias, shapes in specialisations:
         if not eligible_forms(layout, act_dtype, 1):
             continue
@@ -230,25 +218,36 @@ def precompile_routes(specialisations, *, arch: str | None = None, processes: in
                 continue
             forms = eligible_forms(layout, act_dtype, m)
             config = route_configuration(layout, has_zeros, has_bias, shape, arch) if forms else None
-            jobs += [
-                (layout, has_zeros, has_bias, config, form, shape) for form in forms if config is not None
-            ]
+            if config is not None:
+                items += [
+                    (
+                        DecodeMatmulHalfX(
+                            layout, form == "chunk", has_zeros=has_zeros, has_bias=has_bias, **config
+                        ),
+                        (None,) * 7 + shape,
+                        arch,
+                    )
+                    for form in forms
+                ]
     workers = default_processes() if processes is None else processes
     results = None
-    if workers > 1 and len(jobs) > 1:
+    if workers > 1 and len(items) > 1:
         try:
-            results = run_jobs(build_route_kernel, [(job, arch) for job in jobs], workers)
+            results = run_jobs(build_call, items, workers)
         except BuildPoolError:  # workers that cannot start (or died): build here instead
             results = None
     if results is None:
-        results = [_build_here(job, arch) for job in jobs]
+        results = [_build_here(item) for item in items]
     failed = sum(not ok for ok, _ in results)
-    return {"compiled": len(jobs) - failed, "failed": failed}
+    return {"compiled": len(items) - failed, "failed": failed}
 
 
-def _build_here(job: tuple, arch: str) -> tuple[bool, str]:
-    """:func:`build_route_kernel` in this process, as a worker reports it: (True, name) or (False, why)."""
+def _build_here(item: tuple) -> tuple[bool, object]:
+    """:func:`~anybit.runtime.compiler.build_call` in this process, as a worker reports it: (True, its
+    build) or (False, why)."""
+    from anybit.runtime.compiler import build_call
+
     try:
-        return True, build_route_kernel(job, arch)
+        return True, build_call(*item)
     except Exception as error:  # a kernel that cannot build is left to its first call, which says why
         return False, f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
