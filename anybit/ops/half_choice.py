@@ -224,7 +224,7 @@ def precompile_routes(specialisations, *, arch: str | None = None, processes: in
                         DecodeMatmulHalfX(
                             layout, form == "chunk", has_zeros=has_zeros, has_bias=has_bias, **config
                         ),
-                        (None,) * 7 + shape,
+                        (None,) * 7 + tuple(shape),
                         arch,
                     )
                     for form in forms
