@@ -9,8 +9,8 @@ Tuning is off (the first configuration that suits runs): host time does not depe
     ANYBIT_LAUNCH_BACKEND=compiled python benchmarks/eager_host.py [--out DIR] [--breakdown]
 
 ``--breakdown`` also splits one case's call (int4 8192×8192) into its parts on the same host: the Python
-path with the kernel launch taken out, the kept launch alone, the output's ``torch.empty`` alone, and
-cuBLAS's eager ``x @ w.T`` of the same fp16 weight.
+path with the kernel launch taken out, the kept (checked) launch alone, the bound launch eager calls take
+alone, the output's ``torch.empty`` alone, and cuBLAS's eager ``x @ w.T`` of the same fp16 weight.
 """
 
 from __future__ import annotations
@@ -61,24 +61,26 @@ def breakdown(n: int = 8192, k: int = 8192) -> dict:
     packed = kernels.pack(kernels.quantize(weight, "int4", group_size=128, act_dtype=torch.float16))
     x = torch.randn(1, k, device="cuda", dtype=torch.float16)
     ops.quantized_matmul(x, packed)  # compiles and keeps the launch for M = 1
+    ops.quantized_matmul(x, packed)  # binds it
     plan = ops.plan_of(packed)
     launch = plan.decode_launch(1, has_zeros=False, has_bias=False)
+    bound = plan._bound[False][1]
     y = torch.empty(1, n, dtype=torch.float16, device="cuda")
     args = (x, packed.data, packed.scales, packed.scales, packed.scales, y, 1, n, k)
     dense = weight.half()
     parts = {
         "call": lambda: ops.quantized_matmul(x, packed),
         "launch_alone": lambda: launch(args),
+        "bound_launch_alone": lambda: bound(args),
         "torch_empty": lambda: torch.empty((1, n), dtype=torch.float16, device=plan.device),
         "cublas_eager": lambda: x @ dense.T,
     }
     result = {name: round(host_us(call, launches=4000), 2) for name, call in parts.items()}
-    kept = plan._launches[False][False]
-    kept[1] = lambda args: None  # the Python path alone: every check, the output, no launch
+    plan._bound[False][1] = lambda args: None  # the Python path alone: its checks, the output, no launch
     try:
         result["python_path"] = round(host_us(lambda: ops.quantized_matmul(x, packed), launches=4000), 2)
     finally:
-        kept[1] = launch
+        plan._bound[False][1] = bound
     return result
 
 

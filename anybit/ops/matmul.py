@@ -20,8 +20,9 @@ from anybit.ops.fused_library import call_add_op, call_mlp_op, call_rms_op
 from anybit.ops.library import call_op
 from anybit.ops.plan import WeightPlan, plan_for
 
-# id(PackedWeight) -> (weak reference to it, its plan); the reference tells a reused id from the same weight.
-_by_weight: dict[int, tuple[weakref.ref, WeightPlan]] = {}
+# id(PackedWeight) -> (weak reference to it, its plan, whether its tensors are 16-byte aligned: its eager
+# calls may then skip the launcher's per-tensor checks); the reference tells a reused id from the same weight.
+_by_weight: dict[int, tuple[weakref.ref, WeightPlan, bool]] = {}
 _by_weight_lock = threading.Lock()
 _is_compiling = torch.compiler.is_compiling
 _Tensor = torch.Tensor
@@ -61,6 +62,8 @@ def quantized_matmul(
     if entry is None or entry[0]() is not packed_weight:
         entry = _register(packed_weight)
     p = packed_weight
+    if bias is None and entry[2]:
+        return entry[1].call_registered(x, p.data, p.scales, p.zeros)
     return entry[1](x, p.data, p.scales, p.zeros, bias)
 
 
@@ -146,7 +149,7 @@ def plan_of(packed_weight: PackedWeight) -> WeightPlan:
     return _register(packed_weight)[1]
 
 
-def _register(packed_weight: PackedWeight) -> tuple[weakref.ref, WeightPlan]:
+def _register(packed_weight: PackedWeight) -> tuple[weakref.ref, WeightPlan, bool]:
     """Check a weight once and remember its plan by identity until it is garbage collected."""
     p = check_packed_weight(packed_weight)
     key = id(p)
@@ -154,7 +157,10 @@ def _register(packed_weight: PackedWeight) -> tuple[weakref.ref, WeightPlan]:
         entry = _by_weight.get(key)
         if entry is not None and entry[0]() is p:
             return entry
-        entry = (weakref.ref(p, lambda _, key=key: _forget(key)), plan_for(p.layout, p.act_dtype, p.device))
+        tensors = (p.data, p.scales) if p.zeros is None else (p.data, p.scales, p.zeros)
+        aligned = not any(tensor.data_ptr() & 15 for tensor in tensors)
+        plan = plan_for(p.layout, p.act_dtype, p.device)
+        entry = (weakref.ref(p, lambda _, key=key: _forget(key)), plan, aligned)
         _by_weight[key] = entry
     return entry
 

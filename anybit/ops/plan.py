@@ -11,6 +11,7 @@ and launch.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from collections.abc import Callable
 
@@ -56,8 +57,13 @@ class WeightPlan:
         self.k = layout.k
         self.width = layout.n // 2 if layout.gated else layout.n  # a gated pair gives silu(gate) · up
         self.on_cuda = device.type == "cuda"
+        self.index = device.index if self.on_cuda else -1  # what x.get_device() gives for x on `device`
         # m -> launch function, one dictionary per (zeros, bias) variant: [has_zeros][has_bias]
         self._launches: tuple[tuple[dict, dict], tuple[dict, dict]] = (({}, {}), ({}, {}))
+        # m -> the decode kernel's compiled kernel where no route took its place, [has_zeros], no bias
+        self._compiled: tuple[dict, dict] = ({}, {})
+        # m -> the bound launch of registered weights' calls (False: none can be made), [has_zeros], no bias
+        self._bound: tuple[dict, dict] = ({}, {})
         # (has_zeros, has_bias, m) -> the measured path, for decode_max_m < m ≤ MEASURED_MAX_M
         self._paths: dict[tuple[bool, bool, int], str] = {}
         # (has_zeros, has_bias, accumulate, rms_eps) -> m -> launch function of the fused kernels
@@ -138,6 +144,57 @@ class WeightPlan:
         if path == DEQUANTIZE:
             return self.dequantize_matmul(x, data, scales, zeros, bias, **options)
         raise ValueError(f"quantized_matmul: expected path 'decode', 'dequantize' or None, got {path!r}")
+
+    def call_registered(
+        self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None
+    ) -> torch.Tensor:
+        """y = x @ W^T, no bias, for a weight :func:`~anybit.ops.matmul.quantized_matmul` registered (its
+        tensors checked by ``check_packed_weight``, 16-byte aligned): the eager decode call.
+
+        From the second call of an M on, x is checked here (dtype, device, K, contiguous, 16-byte aligned)
+        and the launch is bound (:meth:`~anybit.runtime.launch.Launcher.bind`): the kernel's scalars and
+        grid fixed, the tensors' addresses read without the launcher's per-tensor checks, which x, the fresh
+        output and the registered weight have passed. Anything else — another M, rows past the decode
+        threshold, an x that fails a check — takes :meth:`__call__`, which says what is wrong.
+        """
+        shape = x.shape
+        if (
+            x.dtype is self.act_dtype
+            and shape
+            and shape[-1] == self.k
+            and x.get_device() == self.index
+            and x.is_contiguous()
+        ):
+            m = x.numel() // self.k
+            bound = self._bound[zeros is not None].get(m)
+            if bound and m <= threshold.decode_max_m and not x.data_ptr() & 15:
+                y = x.new_empty(output_shape(shape, self.width))
+                bound((x, data, scales, scales if zeros is None else zeros, scales, y, m, self.n, self.k))
+                return y
+            if bound is None and self.on_cuda and 0 < m <= threshold.decode_max_m and not x.data_ptr() & 15:
+                y = self(x, data, scales, zeros, None)
+                self._bind(
+                    (x, data, scales, scales if zeros is None else zeros, scales, y, m, self.n, self.k),
+                    zeros is not None,
+                )
+                return y
+        return self(x, data, scales, zeros, None)
+
+    def _bind(self, args: tuple, has_zeros: bool) -> None:
+        """Bind the kept launch of ``args``'s M (no bias; the decode kernel, or the route that took its
+        place), or remember that none can be bound; nothing before that M's first launch."""
+        m = args[DECODE_PARAMETERS.index("m")]
+        with self._lock:
+            launch = self._launches[has_zeros][False].get(m)
+            if launch is None:
+                return  # not launched yet (a CUDA graph's capture launches nothing new)
+            if not binds_launches():
+                bound = None
+            elif isinstance(launch, route_choice.PreparedLaunch):
+                bound = launch.bind(args)
+            else:
+                bound = bound_launch(self._compiled[has_zeros][m], args)
+            self._bound[has_zeros][m] = bound or False
 
     def measured_path(self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros, bias) -> str:
         """The faster path for this call's M bucket (:mod:`anybit.ops.path_choice`): stored, else timed now
@@ -225,6 +282,8 @@ class WeightPlan:
             if route is None and self.on_cuda and half_choice.eligible(self.layout, self.act_dtype, m):
                 route = self._half_route(args, launch, tuner.identity, has_zeros, has_bias, config)
             self._launches[has_zeros][has_bias][m] = route or launch
+            if route is None and not has_bias:
+                self._compiled[has_zeros][m] = compiled
 
     def _int8_route(
         self, args: tuple, decode_launch: Callable[[tuple], None], identity: str, has_zeros: bool
@@ -386,6 +445,21 @@ def launch_function(compiled, order: tuple[str, ...] = DECODE_PARAMETERS) -> Cal
     positions = tuple(order.index(name) for name in names)  # the code generator dropped some
     launch = compiled.launcher.launch
     return lambda args: launch(tuple(args[i] for i in positions))
+
+
+def binds_launches() -> bool:
+    """False when ``ANYBIT_BIND_LAUNCHES=0``: eager calls then launch through the checked launcher every time
+    (for A/B measurements; read when an M's launch would be bound)."""
+    return os.environ.get("ANYBIT_BIND_LAUNCHES", "1") != "0"
+
+
+def bound_launch(
+    compiled, args: tuple, order: tuple[str, ...] = DECODE_PARAMETERS
+) -> Callable[[tuple], None] | None:
+    """The compiled kernel's launch bound to ``args`` (in ``order``, the kernel's parameter names; default
+    :data:`DECODE_PARAMETERS`): see :meth:`~anybit.runtime.launch.Launcher.bind`; None where it cannot be."""
+    positions = tuple(order.index(parameter.name) for parameter in compiled.launcher.user_params)
+    return compiled.launcher.bind(args, positions)
 
 
 _plans: dict[tuple, WeightPlan] = {}

@@ -97,6 +97,7 @@ class PreparedLaunch:
     KERNEL_PARAMETERS: tuple[str, ...] = ()
     prepare: object
     kernel: object
+    _compiled: tuple = ()  # (the preparation's compiled kernel, the route kernel's), from the first call
     _launches: tuple[Callable, Callable] | None = None
 
     def arguments(self, args: tuple) -> tuple[tuple, tuple]:
@@ -114,10 +115,36 @@ class PreparedLaunch:
             from anybit.ops.plan import launch_function
             from anybit.runtime.compiler import launch_script
 
+            self._compiled = (
+                launch_script(self.prepare, prepare_args),
+                launch_script(self.kernel, kernel_args),
+            )
             self._launches = (
-                launch_function(launch_script(self.prepare, prepare_args), self.PREPARE_PARAMETERS),
-                launch_function(launch_script(self.kernel, kernel_args), self.KERNEL_PARAMETERS),
+                launch_function(self._compiled[0], self.PREPARE_PARAMETERS),
+                launch_function(self._compiled[1], self.KERNEL_PARAMETERS),
             )
             return
         self._launches[0](prepare_args)
         self._launches[1](kernel_args)
+
+    def bind(self, args: tuple) -> Callable[[tuple], None] | None:
+        """Both launches bound to the decode launch's ``args`` (:func:`anybit.ops.plan.bound_launch`: their
+        scalars fixed, their tensors read unchecked), called like this launch; None before the first call or
+        where either cannot be bound."""
+        from anybit.ops.plan import bound_launch
+
+        if not self._compiled:
+            return None
+        prepare_args, kernel_args = self.arguments(args)
+        prepare = bound_launch(self._compiled[0], prepare_args, self.PREPARE_PARAMETERS)
+        kernel = bound_launch(self._compiled[1], kernel_args, self.KERNEL_PARAMETERS)
+        if prepare is None or kernel is None:
+            return None
+        arguments = self.arguments
+
+        def launch(args: tuple) -> None:
+            prepare_args, kernel_args = arguments(args)
+            prepare(prepare_args)
+            kernel(kernel_args)
+
+        return launch

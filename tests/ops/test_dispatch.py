@@ -87,6 +87,11 @@ class FakeCompiled:
     def launch(self, args: tuple) -> None:
         self.launches.append(args)
 
+    def bind(self, args: tuple, positions: tuple) -> object:
+        """A bound launch recording its calls in ``bound`` (what a Launcher binds, as the plan asks)."""
+        self.bound_to, self.bound = (args, positions), []
+        return self.bound.append
+
 
 class FakeTuner:
     def __init__(self) -> None:
@@ -127,8 +132,18 @@ def test_gpu_path_tunes_once_then_launches_the_kept_kernel(monkeypatch):
     assert len(tuner.selected) == 1 and len(compiled.launches) == 1
     launched = compiled.launches[0]
     assert launched[0] is x and launched[4] is bias and launched[5] is y and launched[6:] == (2, 32, 128)
-    ops.quantized_matmul(x, p)  # without bias: another specialisation, selected once more
+    y = ops.quantized_matmul(x, p)  # without bias: another specialisation, selected once more
     assert len(tuner.selected) == 2 and first[1][1][4] is p.scales
+    # A registered weight's first call without bias also binds its launch; later calls go through it alone.
+    assert compiled.bound_to[1] == tuple(range(9)) and compiled.bound_to[0][5] is y
+    assert len(compiled.launches) == 1 and compiled.bound == []
+    x2 = torch.randn(2, 128).half()
+    y2 = ops.quantized_matmul(x2, p)
+    ((called),) = compiled.bound
+    assert called[0] is x2 and called[1] is p.data and called[3] is p.zeros and called[5] is y2
+    assert called[6:] == (2, 32, 128) and len(compiled.launches) == 1
+    ops.quantized_matmul(x2, p, bias)  # with a bias: the checked launch
+    assert len(compiled.bound) == 1 and len(compiled.launches) == 2
     for leading in [(), (1, 2), (2, 1, 1)]:  # the output keeps x's leading dimensions, its dtype and device
         y = ops.quantized_matmul(torch.randn(*leading, 128).half(), p)
         assert y.shape == (*leading, 32) and y.dtype == torch.float16 and y.is_contiguous()
@@ -137,3 +152,20 @@ def test_gpu_path_tunes_once_then_launches_the_kept_kernel(monkeypatch):
 def test_the_output_shape_replaces_the_last_extent():
     for shape in [(7,), (2, 7), (2, 3, 7), (2, 3, 4, 7)]:
         assert plan_module.output_shape(torch.Size(shape), 5) == (*shape[:-1], 5)
+
+
+def test_a_weight_whose_tensors_are_misaligned_is_never_launched_unchecked():
+    """Registration notes whether a weight's tensors are 16-byte aligned; one that is not keeps the checked
+    launch (whose alignment check then names the problem on the GPU)."""
+    import dataclasses
+
+    from anybit.ops import matmul
+
+    _, p = packed_weight("uint4", 32, 128)
+    storage = torch.empty(p.data.numel() + 1, dtype=torch.uint8)
+    shifted = storage[1:].view(p.data.shape)
+    shifted.copy_(p.data)
+    misaligned = dataclasses.replace(p, data=shifted)
+    assert matmul._register(p)[2] and not matmul._register(misaligned)[2]
+    x = torch.randn(1, 128).half()
+    torch.testing.assert_close(ops.quantized_matmul(x, misaligned), ops.quantized_matmul(x, p))
