@@ -62,8 +62,8 @@ def quantized_matmul(
     if entry is None or entry[0]() is not packed_weight:
         entry = _register(packed_weight)
     p = packed_weight
-    if bias is None and entry[2]:
-        return entry[1].call_registered(x, p.data, p.scales, p.zeros)
+    if entry[2]:
+        return entry[1].call_registered(x, p.data, p.scales, p.zeros, bias)
     return entry[1](x, p.data, p.scales, p.zeros, bias)
 
 

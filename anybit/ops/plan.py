@@ -60,10 +60,10 @@ class WeightPlan:
         self.index = device.index if self.on_cuda else -1  # what x.get_device() gives for x on `device`
         # m -> launch function, one dictionary per (zeros, bias) variant: [has_zeros][has_bias]
         self._launches: tuple[tuple[dict, dict], tuple[dict, dict]] = (({}, {}), ({}, {}))
-        # m -> the decode kernel's compiled kernel where no route took its place, [has_zeros], no bias
-        self._compiled: tuple[dict, dict] = ({}, {})
-        # m -> the bound launch of registered weights' calls (False: none can be made), [has_zeros], no bias
-        self._bound: tuple[dict, dict] = ({}, {})
+        # m -> the decode kernel's compiled kernel where no route took its place, [has_zeros][has_bias]
+        self._compiled: tuple[tuple[dict, dict], tuple[dict, dict]] = (({}, {}), ({}, {}))
+        # m -> the bound launch of registered weights' calls (False: none can be made), [has_zeros][has_bias]
+        self._bound: tuple[tuple[dict, dict], tuple[dict, dict]] = (({}, {}), ({}, {}))
         # (has_zeros, has_bias, m) -> the measured path, for decode_max_m < m ≤ MEASURED_MAX_M
         self._paths: dict[tuple[bool, bool, int], str] = {}
         # (has_zeros, has_bias, accumulate, rms_eps) -> m -> launch function of the fused kernels
@@ -146,16 +146,22 @@ class WeightPlan:
         raise ValueError(f"quantized_matmul: expected path 'decode', 'dequantize' or None, got {path!r}")
 
     def call_registered(
-        self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        data: torch.Tensor,
+        scales: torch.Tensor,
+        zeros: torch.Tensor | None,
+        bias: torch.Tensor | None,
     ) -> torch.Tensor:
-        """y = x @ W^T, no bias, for a weight :func:`~anybit.ops.matmul.quantized_matmul` registered (its
+        """y = x @ W^T (+ bias) for a weight :func:`~anybit.ops.matmul.quantized_matmul` registered (its
         tensors checked by ``check_packed_weight``, 16-byte aligned): the eager decode call.
 
-        From the second call of an M on, x is checked here (dtype, device, K, contiguous, 16-byte aligned)
-        and the launch is bound (:meth:`~anybit.runtime.launch.Launcher.bind`): the kernel's scalars and
-        grid fixed, the tensors' addresses read without the launcher's per-tensor checks, which x, the fresh
-        output and the registered weight have passed. Anything else — another M, rows past the decode
-        threshold, an x that fails a check — takes :meth:`__call__`, which says what is wrong.
+        x (dtype, device, K, contiguous, 16-byte aligned) and a bias (dtype, [N], device, contiguous, 16-byte
+        aligned) are checked here; the first call of an M binds its launch
+        (:meth:`~anybit.runtime.launch.Launcher.bind`: the kernel's scalars and grid fixed, the tensors'
+        addresses read without the launcher's per-tensor checks, which x, the bias, the fresh output and the
+        registered weight have passed), later ones launch through it. Anything else — rows past the decode
+        threshold, an x or bias that fails a check — takes :meth:`__call__`, which says what is wrong.
         """
         shape = x.shape
         if (
@@ -164,28 +170,45 @@ class WeightPlan:
             and shape[-1] == self.k
             and x.get_device() == self.index
             and x.is_contiguous()
+            and (bias is None or self._bias_fits(bias))
         ):
             m = x.numel() // self.k
-            bound = self._bound[zeros is not None].get(m)
-            if bound and m <= threshold.decode_max_m and not x.data_ptr() & 15:
-                y = x.new_empty(output_shape(shape, self.width))
-                bound((x, data, scales, scales if zeros is None else zeros, scales, y, m, self.n, self.k))
-                return y
-            if bound is None and self.on_cuda and 0 < m <= threshold.decode_max_m and not x.data_ptr() & 15:
-                y = self(x, data, scales, zeros, None)
-                self._bind(
-                    (x, data, scales, scales if zeros is None else zeros, scales, y, m, self.n, self.k),
-                    zeros is not None,
-                )
-                return y
-        return self(x, data, scales, zeros, None)
+            bound = self._bound[zeros is not None][bias is not None].get(m)
+            if (bound or bound is None and self.on_cuda) and 0 < m <= threshold.decode_max_m:
+                if not x.data_ptr() & 15:
+                    z = scales if zeros is None else zeros  # the kernels' stand-ins for absent tensors
+                    b = scales if bias is None else bias
+                    if bound:
+                        y = x.new_empty(output_shape(shape, self.width))
+                        bound((x, data, scales, z, b, y, m, self.n, self.k))
+                        return y
+                    y = self(x, data, scales, zeros, bias)
+                    self._bind(
+                        (x, data, scales, z, b, y, m, self.n, self.k), zeros is not None, bias is not None
+                    )
+                    return y
+        return self(x, data, scales, zeros, bias)
 
-    def _bind(self, args: tuple, has_zeros: bool) -> None:
-        """Bind the kept launch of ``args``'s M (no bias; the decode kernel, or the route that took its
-        place), or remember that none can be bound; nothing before that M's first launch."""
+    def _bias_fits(self, bias: object) -> bool:
+        """Whether ``bias`` can go to a bound launch as it is: a contiguous, 16-byte aligned [N] tensor of the
+        activation dtype on the plan's device."""
+        return (
+            type(bias) is torch.Tensor
+            and bias.dtype is self.act_dtype
+            and bias.dim() == 1
+            and bias.shape[0] == self.n
+            and bias.get_device() == self.index
+            and bias.is_contiguous()
+            and not bias.data_ptr() & 15
+        )
+
+    def _bind(self, args: tuple, has_zeros: bool, has_bias: bool) -> None:
+        """Bind the kept launch of the decode launch's ``args`` (of its M, with or without zero points and
+        bias: the decode kernel, or the route that took its place), or remember that none can be bound;
+        nothing before that M's first launch."""
         m = args[DECODE_PARAMETERS.index("m")]
         with self._lock:
-            launch = self._launches[has_zeros][False].get(m)
+            launch = self._launches[has_zeros][has_bias].get(m)
             if launch is None:
                 return  # not launched yet (a CUDA graph's capture launches nothing new)
             if not binds_launches():
@@ -193,8 +216,8 @@ class WeightPlan:
             elif isinstance(launch, route_choice.PreparedLaunch):
                 bound = launch.bind(args)
             else:
-                bound = bound_launch(self._compiled[has_zeros][m], args)
-            self._bound[has_zeros][m] = bound or False
+                bound = bound_launch(self._compiled[has_zeros][has_bias][m], args)
+            self._bound[has_zeros][has_bias][m] = bound or False
 
     def measured_path(self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros, bias) -> str:
         """The faster path for this call's M bucket (:mod:`anybit.ops.path_choice`): stored, else timed now
@@ -282,8 +305,8 @@ class WeightPlan:
             if route is None and self.on_cuda and half_choice.eligible(self.layout, self.act_dtype, m):
                 route = self._half_route(args, launch, tuner.identity, has_zeros, has_bias, config)
             self._launches[has_zeros][has_bias][m] = route or launch
-            if route is None and not has_bias:
-                self._compiled[has_zeros][m] = compiled
+            if route is None:
+                self._compiled[has_zeros][has_bias][m] = compiled
 
     def _int8_route(
         self, args: tuple, decode_launch: Callable[[tuple], None], identity: str, has_zeros: bool

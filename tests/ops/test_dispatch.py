@@ -81,6 +81,7 @@ class FakeCompiled:
         from types import SimpleNamespace
 
         self.launches = []
+        self.bindings = []
         self.launcher = self
         self.user_params = [SimpleNamespace(name=name) for name in plan_module.DECODE_PARAMETERS]
 
@@ -88,9 +89,10 @@ class FakeCompiled:
         self.launches.append(args)
 
     def bind(self, args: tuple, positions: tuple) -> object:
-        """A bound launch recording its calls in ``bound`` (what a Launcher binds, as the plan asks)."""
-        self.bound_to, self.bound = (args, positions), []
-        return self.bound.append
+        """A bound launch recording its calls (each binding in ``bindings``: args, positions, calls)."""
+        calls = []
+        self.bindings.append((args, positions, calls))
+        return calls.append
 
 
 class FakeTuner:
@@ -128,22 +130,26 @@ def test_gpu_path_tunes_once_then_launches_the_kept_kernel(monkeypatch):
         args[0] is x and args[1] is p.data and args[2] is p.scales and args[3] is p.zeros and args[4] is bias
     )
     assert args[5].shape == (2, 32) and args[6:] == (2, 32, 128)
-    y = ops.quantized_matmul(x, p, bias)
+    # Its first call also bound its launch; the checked launch takes the same arguments in the same order.
+    y = ops.quantized_matmul_path(x, p, bias, path="decode")
     assert len(tuner.selected) == 1 and len(compiled.launches) == 1
     launched = compiled.launches[0]
     assert launched[0] is x and launched[4] is bias and launched[5] is y and launched[6:] == (2, 32, 128)
-    y = ops.quantized_matmul(x, p)  # without bias: another specialisation, selected once more
+    y = ops.quantized_matmul(x, p)  # without bias: another specialisation, selected and bound once more
     assert len(tuner.selected) == 2 and first[1][1][4] is p.scales
-    # A registered weight's first call without bias also binds its launch; later calls go through it alone.
-    assert compiled.bound_to[1] == tuple(range(9)) and compiled.bound_to[0][5] is y
-    assert len(compiled.launches) == 1 and compiled.bound == []
+    (with_bias, positions, bias_calls), (bound_to, positions, calls) = compiled.bindings
+    assert with_bias[4] is bias and bound_to[4] is p.scales and bound_to[5] is y
+    assert positions == tuple(range(9)) and bias_calls == calls == []
     x2 = torch.randn(2, 128).half()
-    y2 = ops.quantized_matmul(x2, p)
-    ((called),) = compiled.bound
+    y2 = ops.quantized_matmul(x2, p)  # later calls: the bound launch alone
+    ((called),) = calls
     assert called[0] is x2 and called[1] is p.data and called[3] is p.zeros and called[5] is y2
     assert called[6:] == (2, 32, 128) and len(compiled.launches) == 1
-    ops.quantized_matmul(x2, p, bias)  # with a bias: the checked launch
-    assert len(compiled.bound) == 1 and len(compiled.launches) == 2
+    y2 = ops.quantized_matmul(x2, p, bias)
+    ((called),) = bias_calls
+    assert called[4] is bias and called[5] is y2 and len(compiled.launches) == 1
+    ops.quantized_matmul(x2, p, torch.randn(64).half()[1:33])  # a misaligned bias: the checked launch
+    assert len(bias_calls) == 1 and len(compiled.launches) == 2
     for leading in [(), (1, 2), (2, 1, 1)]:  # the output keeps x's leading dimensions, its dtype and device
         y = ops.quantized_matmul(torch.randn(*leading, 128).half(), p)
         assert y.shape == (*leading, 32) and y.dtype == torch.float16 and y.is_contiguous()

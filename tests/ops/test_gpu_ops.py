@@ -108,48 +108,59 @@ def test_cuda_graph_capture_and_replay():
 
 
 @pytest.mark.parametrize(
-    ("dtype", "act", "m"),
+    ("dtype", "act", "m", "with_bias"),
     [
-        ("int4", torch.float16, 1),
-        ("uint4", torch.float16, 16),
-        ("uint1", torch.float16, 1),  # the int8 route where the first call measured it faster
-        ("uint4", torch.bfloat16, 1),  # the fp16 loop where measured faster
-        ("float6_e3m2", torch.bfloat16, 4),
+        ("int4", torch.float16, 1, False),
+        ("uint4", torch.float16, 16, False),
+        ("uint1", torch.float16, 1, False),  # the int8 route where the first call measured it faster
+        ("uint4", torch.bfloat16, 1, False),  # the fp16 loop where measured faster
+        ("float6_e3m2", torch.bfloat16, 4, True),
+        ("int8", torch.float16, 2, True),
     ],
-    ids=["int4-fp16-1", "uint4-fp16-16", "uint1-fp16-1", "uint4-bf16-1", "float6_e3m2-bf16-4"],
+    ids=[
+        "int4-fp16-1",
+        "uint4-fp16-16",
+        "uint1-fp16-1",
+        "uint4-bf16-1",
+        "float6_e3m2-bf16-4-bias",
+        "int8-bias",
+    ],
 )
-def test_eager_calls_after_the_first_take_the_bound_launch(dtype, act, m):
+def test_eager_calls_after_the_first_take_the_bound_launch(dtype, act, m, with_bias):
     """From the second eager call of an M on, a registered weight's call launches through its bound launch
     (scalars fixed, tensors unchecked): right on fresh inputs every call (the output's memory is the
     allocator's reused block, so a launch that ran nothing would show the last call's result), on another
     stream, in a CUDA graph, and an x the bound launch cannot take goes the checked way."""
     q, p = packed_weight(dtype, N, K, act_dtype=act, device="cuda")
+    bias = torch.randn(N, device="cuda").to(act) if with_bias else None
     plan = ops.plan_of(p)
     for call in range(4):
         x = torch.randn(m, K, device="cuda").to(act)
-        check(ops.quantized_matmul(x, p), reference(x, q), act, f"{dtype} {act} M={m}, call {call}")
-    bound = plan._bound[p.zeros is not None].get(m)
-    kept = type(plan.decode_launch(m, has_zeros=p.zeros is not None, has_bias=False)).__name__
+        check(
+            ops.quantized_matmul(x, p, bias), reference(x, q, bias), act, f"{dtype} {act} M={m}, call {call}"
+        )
+    bound = plan._bound[p.zeros is not None][with_bias].get(m)
+    kept = type(plan.decode_launch(m, has_zeros=p.zeros is not None, has_bias=with_bias)).__name__
     assert callable(bound), f"no bound launch kept for M={m} ({kept})"
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         x = torch.randn(m, K, device="cuda").to(act)
-        y = ops.quantized_matmul(x, p)
+        y = ops.quantized_matmul(x, p, bias)
     torch.cuda.current_stream().wait_stream(stream)
-    check(y, reference(x, q), act, f"{kept}, bound, on another stream")
+    check(y, reference(x, q, bias), act, f"{kept}, bound, on another stream")
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        y = ops.quantized_matmul(x, p)
+        y = ops.quantized_matmul(x, p, bias)
     for replay in range(2):
         x.copy_(torch.randn(m, K, device="cuda").to(act))
         y.fill_(float("nan"))
         graph.replay()
         torch.cuda.synchronize()
-        check(y, reference(x, q), act, f"{kept}, bound, graph replay {replay}")
+        check(y, reference(x, q, bias), act, f"{kept}, bound, graph replay {replay}")
     shifted = torch.randn(m * K + 8, device="cuda").to(act)[1 : m * K + 1].view(m, K)  # 2 bytes in
     assert shifted.is_contiguous() and shifted.data_ptr() % 16
-    check(ops.quantized_matmul(shifted, p), reference(shifted, q), act, f"{kept}, a misaligned x")
+    check(ops.quantized_matmul(shifted, p, bias), reference(shifted, q, bias), act, f"{kept}, a misaligned x")
 
 
 def test_torch_compile_fullgraph_on_the_gpu():
