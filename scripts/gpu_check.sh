@@ -35,7 +35,7 @@ if command -v nvidia-smi >/dev/null; then
     clock_logger=$!
     trap 'kill $clock_logger 2>/dev/null' EXIT
 fi
-ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route,mma_rates,top_plane,tree_ab,bench_one_gpu,retune_types,first_call,bound_launch"
+ONLY_WHEN_NAMED="benchmarks,eager_breakdown,read_floor,fp4_ab,bench_quick,planes,bench_planes,bench,bench_70b,bench_gpus,e2e_gpus,edge_spread,edge_stages,wide_tiles,bench_wide,bench_b,probe,e2e,e2e_more,e2e_operands,e2e_lm_head,sequence,pdl_ab,sweep,stages,warps,float_ab,prefetch,rows,ncu,occupancy,tensor,e2e_batches,e2e_gated,e2e_folded,fused_probe,floor,e2e_inductor_pdl,attention,mlp,e2e_mlp,attention_tests,e2e_int4,cluster,cluster_tuning,bias_after_dot,cluster16,variants,first_process,e2e_quick,zero_bias,demo,tiles,timing_floor,compiled_launch,wgmma_tests,wgmma_ab,small_shape,narrow_tiles,occupancy32,registers,bench_gpus_8b,bench_gpus_70b,bench_prefill,bench_gpus_pinned,wave_splits,floor_pdl,small_registers,uint1_pairs,int8_route,registers_occupancy,half_route,mma_rates,top_plane,tree_ab,bench_one_gpu,retune_types,first_call,bound_launch,bound_e2e"
 failed=()
 
 step() {  # step NAME TIMEOUT_SECONDS COMMAND...: run one step, tee its output to $RESULTS/NAME.log
@@ -260,7 +260,14 @@ step bound_launch 300 bash -c "${gpu_pytest[*]} -n 8 tests/ops/test_gpu_ops.py t
     && ${gpu_pytest[*]} tests/runtime/test_gpu.py tests/runtime/test_compiled_launch.py \
     tests/runtime/test_bound_launch.py \
     && ANYBIT_BIND_LAUNCHES=0 $PYTHON benchmarks/eager_host.py --out $RESULTS/bound_launch_off \
-    && $PYTHON benchmarks/eager_host.py --breakdown --out $RESULTS/bound_launch_on"
+    && $PYTHON benchmarks/eager_host.py --breakdown --out $RESULTS/bound_launch_on \
+    && ANYBIT_BIND_LAUNCHES=0 $PYTHON benchmarks/eager_host.py --out $RESULTS/bound_launch_off_again \
+    && $PYTHON benchmarks/eager_host.py --out $RESULTS/bound_launch_on_again"
+# Eager decode end to end (no CUDA graph: each step's launches paced by the host) with binding off and on:
+# int4, 8 Llama-3-8B layers, batch 1 and 16.
+step bound_e2e 300 bash -c "for run in 0a 1a 0b 1b; do ANYBIT_BIND_LAUNCHES=\${run:0:1} $PYTHON \
+    benchmarks/e2e.py --no-graph --types int4 --layers 8 --batches 1,16 --new-tokens 32 --prompts 8 \
+    --repeats 3 --out $RESULTS/bound_e2e_\$run || exit 1; grep -h 'int4' $RESULTS/bound_e2e_\$run/e2e.md | head -4; done"
 # 1-bit codes stored pair-interleaved (as a 1-bit plane is) against the plain order, each with and without
 # the conversion's bias after the dot: uint1 at M = 1 on the two large shapes, one per GPU. In SASS the
 # interleaved order takes the ALU pipe's share of a chunk from 191 to 167 instructions (no PRMT): whether
