@@ -64,23 +64,24 @@ def breakdown(n: int = 8192, k: int = 8192) -> dict:
     ops.quantized_matmul(x, packed)  # binds it
     plan = ops.plan_of(packed)
     launch = plan.decode_launch(1, has_zeros=False, has_bias=False)
-    bound = plan._bound[False][1]
+    bound = plan._bound[False][False][1]  # False where ANYBIT_BIND_LAUNCHES=0
     y = torch.empty(1, n, dtype=torch.float16, device="cuda")
     args = (x, packed.data, packed.scales, packed.scales, packed.scales, y, 1, n, k)
     dense = weight.half()
     parts = {
         "call": lambda: ops.quantized_matmul(x, packed),
         "launch_alone": lambda: launch(args),
-        "bound_launch_alone": lambda: bound(args),
+        **({"bound_launch_alone": lambda: bound(args)} if bound else {}),
         "torch_empty": lambda: torch.empty((1, n), dtype=torch.float16, device=plan.device),
         "cublas_eager": lambda: x @ dense.T,
     }
     result = {name: round(host_us(call, launches=4000), 2) for name, call in parts.items()}
-    plan._bound[False][1] = lambda args: None  # the Python path alone: its checks, the output, no launch
+    kept = plan._bound[False][False] if bound else plan._launches[False][False]
+    kept[1] = lambda args: None  # the Python path alone: its checks, the output, no launch
     try:
         result["python_path"] = round(host_us(lambda: ops.quantized_matmul(x, packed), launches=4000), 2)
     finally:
-        plan._bound[False][1] = bound
+        kept[1] = bound or launch
     return result
 
 

@@ -237,7 +237,7 @@ def test_a_first_call_of_the_largest_tuning_space_tunes_once_in_two_rounds(act, 
     bf16 x the bf16 kernel, then the route's two forms timed in its configuration, not the fp16 kernel tuned
     as well (nothing recorded for it); in two rounds (``DecodeTuner.first_round``): one ring depth of each
     family, then the other depths of the fastest few, 71 configurations built and timed, not 167; the
-    route's four kernels built in the build workers the tuning started (``route_choice.prebuild``). Its time
+    route's kernels built in the build workers the tuning started (``route_choice.prebuild``). Its time
     (the < 20 s target) is measured by ``benchmarks/first_call.py``, not asserted here."""
     from anybit.ops import half_choice, route_choice, tuning
     from anybit.runtime import autotune
@@ -277,7 +277,9 @@ def test_a_first_call_of_the_largest_tuning_space_tunes_once_in_two_rounds(act, 
             f"{len(timed)} configurations timed, {len(held)} held back"
         )
     assert len(timed) <= 71 and len(held) >= 90, (len(timed), len(held))
-    assert prebuilt == ([4] if act is torch.bfloat16 else []), prebuilt  # two forms, two kernels each
+    # Two forms, two kernels each: both decode kernels are new to the process, the preparations (which do
+    # not depend on the shape) may have been compiled by an earlier test in the same process.
+    assert prebuilt == [] if act is torch.float16 else len(prebuilt) == 1 and 2 <= prebuilt[0] <= 4, prebuilt
     assert record["config"] in [c["config"] for c in timed]
     check(ops.quantized_matmul(x, p), reference(x, q), act, "second call")
 
