@@ -58,7 +58,7 @@ def quantized_matmul(
             raise TypeError(f"{OP}: expected x to be a torch.Tensor, got {type(x).__name__}")
         p = packed_weight if _is_compiling() else check_packed_weight(packed_weight)
         return call_op(x, p.data, p.scales, p.zeros, bias, p.layout)
-    entry = _by_weight.get(id(packed_weight))
+    entry = _by_weight.get(id(packed_weight))  # _entry's lookup inline: this is the hottest call
     if entry is None or entry[0]() is not packed_weight:
         entry = _register(packed_weight)
     p = packed_weight
@@ -89,7 +89,10 @@ def quantized_matmul_rms(
         p = packed_weight if _is_compiling() else check_packed_weight(packed_weight)
         return call_rms_op(x, p.data, p.scales, p.zeros, bias, p.layout, rms_eps)
     p = packed_weight
-    return _register(p)[1](x, p.data, p.scales, p.zeros, bias, rms_eps=rms_eps)
+    _, plan, aligned = _entry(p)
+    if aligned:
+        return plan.call_registered(x, p.data, p.scales, p.zeros, bias, rms_eps=rms_eps)
+    return plan(x, p.data, p.scales, p.zeros, bias, rms_eps=rms_eps)
 
 
 def quantized_matmul_add_(
@@ -104,7 +107,10 @@ def quantized_matmul_add_(
         p = packed_weight if _is_compiling() else check_packed_weight(packed_weight)
         return call_add_op(out, x, p.data, p.scales, p.zeros, bias, p.layout)
     p = packed_weight
-    return _register(p)[1](x, p.data, p.scales, p.zeros, bias, into=out)
+    _, plan, aligned = _entry(p)
+    if aligned:
+        return plan.call_registered(x, p.data, p.scales, p.zeros, bias, into=out)
+    return plan(x, p.data, p.scales, p.zeros, bias, into=out)
 
 
 def gated_mlp_(
@@ -147,6 +153,14 @@ def quantized_matmul_path(
 def plan_of(packed_weight: PackedWeight) -> WeightPlan:
     """The plan eager calls with this weight use (made and the weight checked on first use)."""
     return _register(packed_weight)[1]
+
+
+def _entry(packed_weight: PackedWeight) -> tuple[weakref.ref, WeightPlan, bool]:
+    """The weight's registry entry: found by identity, else made (:func:`_register`)."""
+    entry = _by_weight.get(id(packed_weight))
+    if entry is None or entry[0]() is not packed_weight:
+        entry = _register(packed_weight)
+    return entry
 
 
 def _register(packed_weight: PackedWeight) -> tuple[weakref.ref, WeightPlan, bool]:

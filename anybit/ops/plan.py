@@ -68,6 +68,9 @@ class WeightPlan:
         self._paths: dict[tuple[bool, bool, int], str] = {}
         # (has_zeros, has_bias, accumulate, rms_eps) -> m -> launch function of the fused kernels
         self._fused: dict[tuple[bool, bool, bool, float | None], dict[int, Callable[[tuple], None]]] = {}
+        # the same key -> m -> the fused kernel's compiled kernel, and its bound launch (False: none)
+        self._fused_compiled: dict[tuple[bool, bool, bool, float | None], dict[int, object]] = {}
+        self._fused_bound: dict[tuple[bool, bool, bool, float | None], dict[int, object]] = {}
         self._lock = threading.Lock()
 
     def __call__(
@@ -152,16 +155,20 @@ class WeightPlan:
         scales: torch.Tensor,
         zeros: torch.Tensor | None,
         bias: torch.Tensor | None,
+        rms_eps: float | None = None,
+        into: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """y = x @ W^T (+ bias) for a weight :func:`~anybit.ops.matmul.quantized_matmul` registered (its
-        tensors checked by ``check_packed_weight``, 16-byte aligned): the eager decode call.
+        tensors checked by ``check_packed_weight``, 16-byte aligned): the eager decode call; ``rms_eps`` and
+        ``into`` as :meth:`__call__`'s (the fused kernels).
 
-        x (dtype, device, K, contiguous, 16-byte aligned) and a bias (dtype, [N], device, contiguous, 16-byte
-        aligned) are checked here; the first call of an M binds its launch
-        (:meth:`~anybit.runtime.launch.Launcher.bind`: the kernel's scalars and grid fixed, the tensors'
-        addresses read without the launcher's per-tensor checks, which x, the bias, the fresh output and the
-        registered weight have passed), later ones launch through it. Anything else — rows past the decode
-        threshold, an x or bias that fails a check — takes :meth:`__call__`, which says what is wrong.
+        x (dtype, device, K, contiguous, 16-byte aligned), a bias (dtype, [N], device, contiguous, 16-byte
+        aligned) and ``into`` (dtype, x's leading shape and the width, device, contiguous, aligned) are
+        checked here; the first call of an M binds its launch (:meth:`~anybit.runtime.launch.Launcher.bind`:
+        the kernel's scalars and grid fixed, the tensors' addresses read without the launcher's per-tensor
+        checks, which x, the bias, the output and the registered weight have passed), later ones launch
+        through it. Anything else — rows past the decode threshold, an argument that fails a check — takes
+        :meth:`__call__`, which says what is wrong.
         """
         shape = x.shape
         if (
@@ -173,21 +180,26 @@ class WeightPlan:
             and (bias is None or self._bias_fits(bias))
         ):
             m = x.numel() // self.k
-            bound = self._bound[zeros is not None][bias is not None].get(m)
+            if rms_eps is None and into is None:
+                bound = self._bound[zeros is not None][bias is not None].get(m)
+            elif into is None or self._into_fits(into, shape):
+                key = (zeros is not None, bias is not None, into is not None, rms_eps)
+                bound = self._fused_bound.get(key, {}).get(m)
+            else:
+                bound = False
             if (bound or bound is None and self.on_cuda) and 0 < m <= threshold.decode_max_m:
                 if not x.data_ptr() & 15:
                     z = scales if zeros is None else zeros  # the kernels' stand-ins for absent tensors
                     b = scales if bias is None else bias
                     if bound:
-                        y = x.new_empty(output_shape(shape, self.width))
+                        y = x.new_empty(output_shape(shape, self.width)) if into is None else into
                         bound((x, data, scales, z, b, y, m, self.n, self.k))
                         return y
-                    y = self(x, data, scales, zeros, bias)
-                    self._bind(
-                        (x, data, scales, z, b, y, m, self.n, self.k), zeros is not None, bias is not None
-                    )
+                    y = self(x, data, scales, zeros, bias, rms_eps=rms_eps, into=into)
+                    args = (x, data, scales, z, b, y, m, self.n, self.k)
+                    self._bind(args, zeros is not None, bias is not None, into is not None, rms_eps)
                     return y
-        return self(x, data, scales, zeros, bias)
+        return self(x, data, scales, zeros, bias, rms_eps=rms_eps, into=into)
 
     def _bias_fits(self, bias: object) -> bool:
         """Whether ``bias`` can go to a bound launch as it is: a contiguous, 16-byte aligned [N] tensor of the
@@ -202,13 +214,40 @@ class WeightPlan:
             and not bias.data_ptr() & 15
         )
 
-    def _bind(self, args: tuple, has_zeros: bool, has_bias: bool) -> None:
-        """Bind the kept launch of the decode launch's ``args`` (of its M, with or without zero points and
-        bias: the decode kernel, or the route that took its place), or remember that none can be bound;
-        nothing before that M's first launch."""
+    def _into_fits(self, into: object, shape: torch.Size) -> bool:
+        """Whether ``into`` can go to a bound launch as it is: a contiguous, 16-byte aligned tensor of the
+        activation dtype on the plan's device, of x's leading shape and the weight's width."""
+        return (
+            type(into) is torch.Tensor
+            and into.dtype is self.act_dtype
+            and into.get_device() == self.index
+            and into.shape == output_shape(shape, self.width)
+            and into.is_contiguous()
+            and not into.data_ptr() & 15
+        )
+
+    def _bind(
+        self,
+        args: tuple,
+        has_zeros: bool,
+        has_bias: bool,
+        accumulate: bool = False,
+        rms_eps: float | None = None,
+    ) -> None:
+        """Bind the kept launch of the decode launch's ``args`` (of its M, with or without zero points, bias,
+        the residual add and the row RMS: the decode kernel, a fused one, or the route that took the decode
+        kernel's place), or remember that none can be bound; nothing before that M's first launch."""
         m = args[DECODE_PARAMETERS.index("m")]
         with self._lock:
-            launch = self._launches[has_zeros][has_bias].get(m)
+            if accumulate or rms_eps is not None:
+                key = (has_zeros, has_bias, accumulate, rms_eps)
+                launch = self._fused.get(key, {}).get(m)
+                compiled = self._fused_compiled.get(key, {}).get(m)
+                table = self._fused_bound.setdefault(key, {})
+            else:
+                launch = self._launches[has_zeros][has_bias].get(m)
+                compiled = self._compiled[has_zeros][has_bias].get(m)
+                table = self._bound[has_zeros][has_bias]
             if launch is None:
                 return  # not launched yet (a CUDA graph's capture launches nothing new)
             if not binds_launches():
@@ -216,8 +255,8 @@ class WeightPlan:
             elif isinstance(launch, route_choice.PreparedLaunch):
                 bound = launch.bind(args)
             else:
-                bound = bound_launch(self._compiled[has_zeros][has_bias][m], args)
-            self._bound[has_zeros][has_bias][m] = bound or False
+                bound = bound_launch(compiled, args)
+            table[m] = bound or False
 
     def measured_path(self, x: torch.Tensor, data: torch.Tensor, scales: torch.Tensor, zeros, bias) -> str:
         """The faster path for this call's M bucket (:mod:`anybit.ops.path_choice`): stored, else timed now
@@ -450,6 +489,7 @@ class WeightPlan:
             instance = tuner.script_class(**tuner.fixed, **config)
             compiled = launch_script(instance, args)
             launches[m] = launch_function(compiled)
+            self._fused_compiled.setdefault((has_zeros, has_bias, accumulate, rms_eps), {})[m] = compiled
 
     def decode_launch(self, m: int, *, has_zeros: bool, has_bias: bool) -> Callable[[tuple], None] | None:
         """The kept launch function for M rows (None before the first decode call of that M)."""

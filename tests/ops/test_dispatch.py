@@ -106,6 +106,11 @@ class FakeTuner:
     def instance(self, config: dict) -> str:
         return f"instance {config}"
 
+    fixed: dict = {}
+
+    def script_class(self, **config) -> str:
+        return f"fused instance {config}"
+
 
 def test_gpu_path_tunes_once_then_launches_the_kept_kernel(monkeypatch):
     """The CUDA branch of a plan, on CPU tensors with the tuner and the launch faked: argument order, and
@@ -175,3 +180,32 @@ def test_a_weight_whose_tensors_are_misaligned_is_never_launched_unchecked():
     assert matmul._register(p)[2] and not matmul._register(misaligned)[2]
     x = torch.randn(1, 128).half()
     torch.testing.assert_close(ops.quantized_matmul(x, misaligned), ops.quantized_matmul(x, p))
+
+
+def test_fused_eager_calls_bind_their_launch_too(monkeypatch):
+    """quantized_matmul_rms and quantized_matmul_add_ on a registered weight bind each M's fused launch at
+    its first call, per (zero points, bias, add, rms_eps); an output to add into that does not fit the bound
+    launch (misaligned) goes the checked way."""
+    import anybit.runtime.compiler as compiler
+
+    tuner, compiled = FakeTuner(), FakeCompiled()
+    monkeypatch.setattr(plan_module, "tuner_for", lambda *a, **k: tuner)
+    monkeypatch.setattr(compiler, "launch_script", lambda kernel, args: compiled)
+    _, p = packed_weight("int4", 32, 128, operand="a")
+    plan = ops.plan_of(p)
+    plan.on_cuda = True
+    x = torch.randn(1, 128).half()
+    ops.quantized_matmul_rms(x, p, 1e-5)
+    ops.quantized_matmul_rms(x, p, 1e-6)  # another eps: another kernel, another binding
+    assert len(compiled.bindings) == 2
+    y = ops.quantized_matmul_rms(x, p, 1e-5)
+    (called,) = compiled.bindings[0][2]
+    assert called[0] is x and called[5] is y and compiled.bindings[1][2] == []
+    out = torch.randn(1, 32).half()
+    ops.quantized_matmul_add_(out, x, p)  # binds
+    assert ops.quantized_matmul_add_(out, x, p) is out
+    (called,) = compiled.bindings[2][2]
+    assert called[5] is out
+    shifted = torch.randn(40).half()[1:33].view(1, 32)
+    ops.quantized_matmul_add_(shifted, x, p)  # misaligned: the checked launch
+    assert len(compiled.bindings[2][2]) == 1 and compiled.launches[-1][5] is shifted

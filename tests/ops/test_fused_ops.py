@@ -145,6 +145,15 @@ def test_fused_ops_on_the_gpu_eager_and_in_a_cuda_graph(m):
     torch.cuda.synchronize()
     assert relative_error(normed, expected_rms) < 2e-3
     assert relative_error(static_out, expected_add) < 2e-3
+    # Later eager calls (through the launches bound at the first ones, up to 16 rows) on fresh inputs.
+    for _ in range(2):
+        x = (torch.randn(m, 2048, device="cuda") * 2.0).half()
+        assert relative_error(ops.quantized_matmul_rms(x, p, EPS), normalised(x) @ dense.t()) < 2e-3
+        out = residual.clone()
+        ops.quantized_matmul_add_(out, x, p)
+        assert relative_error(out, residual.double() + x.double() @ dense.t()) < 2e-3
+    bound = [table[m] for table in ops.plan_of(p)._fused_bound.values() if m in table]
+    assert len(bound) == (2 if m <= 16 else 0) and all(callable(launch) for launch in bound), bound
 
 
 def test_opcheck_passes_for_the_gated_mlp_op():
