@@ -285,8 +285,11 @@ class Launcher:
         workspace: tuple = ()
         if self._workspace is not None:
             nbytes, clean_bytes = (int(size) for size in self._workspace_size(call_args))
-            workspace = (self._workspace.pointer, nbytes, clean_bytes)
-            pointers.append("workspace(device, workspace_bytes, clean_bytes)")
+            if nbytes > 0:
+                workspace = (self._workspace.pointer, nbytes, clean_bytes)
+                pointers.append("workspace(device, workspace_bytes, clean_bytes)")
+            else:
+                slots = slots[:-4]  # the last parameter's slot: no workspace at these sizes, its pointer 0
         names = {
             "launch_frame": compiled_launch_module().launch_frame,
             "checked": self.launch,

@@ -27,6 +27,7 @@ class Workspace:
         self.keeps_clean = keeps_clean
         self._zero_upto: dict[int, int] = {}  # device -> bytes [0, n) known to be zero
         self._buffers: dict[int, object] = {}
+        self._held: dict[int, tuple[int, int]] = {}  # device -> (its buffer's bytes, address)
         self._zero_views: dict[tuple[int, int], object] = {}
 
     def pointer(self, device: int, nbytes: int, clean_bytes: int = 0) -> int:
@@ -34,24 +35,27 @@ class Workspace:
         ``clean``, else its first ``clean_bytes`` are zero when the launch starts."""
         if nbytes <= 0:
             return 0
-        buffer = self._buffers.get(device)
-        if buffer is None or buffer.numel() < nbytes:
-            buffer = self._grow(device, nbytes)
+        held = self._held.get(device)
+        if held is None or held[0] < nbytes:
+            self._grow(device, nbytes)
+            held = self._held[device]
         if self.clean:
             view = self._zero_views.get((device, nbytes))
             if view is None:
-                view = self._zero_views[(device, nbytes)] = buffer.narrow(0, 0, nbytes)
+                view = self._zero_views[(device, nbytes)] = self._buffers[device].narrow(0, 0, nbytes)
             view.zero_()
         elif clean_bytes > 0:
             zero_upto = self._zero_upto.get(device, 0)
             if clean_bytes > zero_upto:  # an earlier launch's scratch lies where this one keeps counters
-                buffer.narrow(0, zero_upto, clean_bytes - zero_upto).zero_()
-            self._zero_upto[device] = clean_bytes  # the scratch after it is dirty from now on
-        return buffer.data_ptr()
+                self._buffers[device].narrow(0, zero_upto, clean_bytes - zero_upto).zero_()
+                self._zero_upto[device] = clean_bytes  # the scratch after it is dirty from now on
+            elif clean_bytes < zero_upto:
+                self._zero_upto[device] = clean_bytes
+        return held[1]
 
     def reserve(self, device: int, nbytes: int) -> None:
         """Allocate ``nbytes`` now (before a CUDA-graph capture, say)."""
-        if nbytes > 0 and (device not in self._buffers or self._buffers[device].numel() < nbytes):
+        if nbytes > 0 and (device not in self._held or self._held[device][0] < nbytes):
             self._grow(device, nbytes)
 
     def _grow(self, device: int, nbytes: int):
@@ -70,5 +74,6 @@ class Workspace:
         buffer = make(size, dtype=torch.uint8, device=f"cuda:{device}")
         self._zero_upto[device] = size if self.keeps_clean else 0
         self._buffers[device] = buffer
+        self._held[device] = (size, buffer.data_ptr())
         self._zero_views = {key: view for key, view in self._zero_views.items() if key[0] != device}
         return buffer

@@ -178,3 +178,14 @@ def test_the_frame_packing_rejects_bad_layouts():
         module.frame(frame, offsets, struct.pack("<I", 8), -1)
     with pytest.raises(ValueError, match="a frame of 4104 bytes"):
         module.frame(bytes(4104), offsets, b"")
+
+
+def test_a_bound_launch_without_workspace_at_its_sizes_passes_a_null_one(bound_driver, monkeypatch):
+    params = (KernelParam("n", "scalar", int32), KernelParam("__workspace", "pointer", int32))
+    monkeypatch.setattr(launch, "pointer_setter", fake_pointer_setter)
+    launcher = Launcher(source(params, workspace=(Var("n", int32) - 64) * 4), load=loader)
+    launcher._functions[0] = 77
+    launcher.backend = launch.launch_backend("compiled")
+    monkeypatch.setattr(launcher._workspace, "pointer", lambda *a: pytest.fail("no workspace is needed"))
+    launcher.bind((64,))((64,))
+    assert struct.unpack("<iiQ", bound_driver.launches[0][-1]) == (64, 0, 0)
