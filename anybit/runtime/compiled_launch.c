@@ -104,22 +104,16 @@ static PyObject *launch(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLong(status);
 }
 
-/* launch_dependent(function, gx, gy, gz, block_threads, shared, stream, params) -> CUresult: a launch with
+/* The error of a dependent launch where the driver has no cuLaunchKernelEx; returns NULL. */
+static PyObject *no_launch_ex(void) {
+    PyErr_SetString(PyExc_OSError, "anybit compiled launch: this driver has no cuLaunchKernelEx (CUDA 12+) for "
+                    "dependent launches; set ANYBIT_PDL=0");
+    return NULL;
+}
+
+/* cuLaunchKernelEx of v = (function, gx, gy, gz, block_threads, shared, stream, ...) with ``params``, with
  * programmatic stream serialization allowed (the kernel may start while the previous one still runs). */
-static PyObject *launch_dependent(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    unsigned long long v[8];
-    if (nargs != 8) {
-        PyErr_Format(PyExc_TypeError, "anybit compiled launch: launch_dependent takes 8 ints, got %zd",
-                     nargs);
-        return NULL;
-    }
-    if (read_ints(args, 8, v) < 0) return NULL;
-    if (launch_kernel == NULL && resolve_driver() < 0) return NULL;
-    if (launch_kernel_ex == NULL) {
-        PyErr_SetString(PyExc_OSError, "anybit compiled launch: this driver has no cuLaunchKernelEx (CUDA 12+)"
-                        " for dependent launches; set ANYBIT_PDL=0");
-        return NULL;
-    }
+static CUresult launch_as_dependent(const unsigned long long *v, void **params) {
     anybit_launch_attribute attribute = {0};
     attribute.id = ANYBIT_PROGRAMMATIC_STREAM_SERIALIZATION;
     attribute.value.programmaticStreamSerializationAllowed = 1;
@@ -134,8 +128,22 @@ static PyObject *launch_dependent(PyObject *self, PyObject *const *args, Py_ssiz
     config.hStream = (CUstream)(uintptr_t)v[6];
     config.attrs = &attribute;
     config.numAttrs = 1;
-    CUresult status = launch_kernel_ex(&config, (CUfunction)(uintptr_t)v[0], (void **)(uintptr_t)v[7], NULL);
-    return PyLong_FromLong(status);
+    return launch_kernel_ex(&config, (CUfunction)(uintptr_t)v[0], params, NULL);
+}
+
+/* launch_dependent(function, gx, gy, gz, block_threads, shared, stream, params) -> CUresult: a launch with
+ * programmatic stream serialization allowed (the kernel may start while the previous one still runs). */
+static PyObject *launch_dependent(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    unsigned long long v[8];
+    if (nargs != 8) {
+        PyErr_Format(PyExc_TypeError, "anybit compiled launch: launch_dependent takes 8 ints, got %zd",
+                     nargs);
+        return NULL;
+    }
+    if (read_ints(args, 8, v) < 0) return NULL;
+    if (launch_kernel == NULL && resolve_driver() < 0) return NULL;
+    if (launch_kernel_ex == NULL) return no_launch_ex();
+    return PyLong_FromLong(launch_as_dependent(v, (void **)(uintptr_t)v[7]));
 }
 
 /* The most parameter bytes a launch takes (CUDA's classic limit; anybit's kernels take a few dozen). */
@@ -217,26 +225,8 @@ static PyObject *launch_frame(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (launch_kernel == NULL && resolve_driver() < 0) return NULL;
     CUresult status;
     if (v[7]) {
-        if (launch_kernel_ex == NULL) {
-            PyErr_SetString(PyExc_OSError, "anybit compiled launch: this driver has no cuLaunchKernelEx (CUDA "
-                            "12+) for dependent launches; set ANYBIT_PDL=0");
-            return NULL;
-        }
-        anybit_launch_attribute attribute = {0};
-        attribute.id = ANYBIT_PROGRAMMATIC_STREAM_SERIALIZATION;
-        attribute.value.programmaticStreamSerializationAllowed = 1;
-        anybit_launch_config config = {0};
-        config.gridDimX = (unsigned int)v[1];
-        config.gridDimY = (unsigned int)v[2];
-        config.gridDimZ = (unsigned int)v[3];
-        config.blockDimX = (unsigned int)v[4];
-        config.blockDimY = 1;
-        config.blockDimZ = 1;
-        config.sharedMemBytes = (unsigned int)v[5];
-        config.hStream = (CUstream)(uintptr_t)v[6];
-        config.attrs = &attribute;
-        config.numAttrs = 1;
-        status = launch_kernel_ex(&config, (CUfunction)(uintptr_t)v[0], params, NULL);
+        if (launch_kernel_ex == NULL) return no_launch_ex();
+        status = launch_as_dependent(v, params);
     } else {
         status = launch_kernel((CUfunction)(uintptr_t)v[0], (unsigned int)v[1], (unsigned int)v[2],
                                (unsigned int)v[3], (unsigned int)v[4], 1, 1, (unsigned int)v[5],
