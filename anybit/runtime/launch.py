@@ -266,8 +266,11 @@ class Launcher:
         yet launched on the current device, an empty grid.
         """
         order = tuple(range(self._count)) if positions is None else tuple(positions)
-        if len(order) != self._count:
-            raise ValueError(f"kernel '{self.name}': {len(order)} positions for {self._count} parameters")
+        if len(order) != self._count or not all(0 <= i < len(args) for i in order):
+            raise ValueError(
+                f"kernel '{self.name}': positions {list(order)} for {self._count} parameters must name "
+                f"one of the {len(args)} arguments each"
+            )
         call_args = tuple(args[i] for i in order)
         device = _device_now()
         self.check(call_args, device)

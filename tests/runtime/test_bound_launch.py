@@ -159,8 +159,10 @@ def test_binding_checks_the_arguments_and_refuses_other_backends(bound_driver, m
     launcher.launch((1.0, 64))
     with pytest.raises(TypeError, match="expected a Python int, got float"):
         launcher.bind((1.0, 64.0))
-    with pytest.raises(ValueError, match="3 positions for 2 parameters"):
+    with pytest.raises(ValueError, match=r"positions \[0, 1, 1\] for 2 parameters must name one of the 2"):
         launcher.bind((1.0, 64), positions=(0, 1, 1))
+    with pytest.raises(ValueError, match=r"positions \[0, 2\] for 2 parameters"):
+        launcher.bind((1.0, 64), positions=(0, 2))
     assert launcher.bind((1.0, 0)) is None  # an empty grid launches nothing
     launcher.backend = LaunchBackend("bindings", None, None, None)
     assert launcher.bind((1.0, 64)) is None
