@@ -158,6 +158,8 @@ def test_gpu_path_tunes_once_then_launches_the_kept_kernel(monkeypatch):
     for leading in [(), (1, 2), (2, 1, 1)]:  # the output keeps x's leading dimensions, its dtype and device
         y = ops.quantized_matmul(torch.randn(*leading, 128).half(), p)
         assert y.shape == (*leading, 32) and y.dtype == torch.float16 and y.is_contiguous()
+        again = ops.quantized_matmul(torch.randn(*leading, 128).half(), p)  # made like a kept template
+        assert again.shape == y.shape and again.is_contiguous() and again.data_ptr() != y.data_ptr()
 
 
 def test_the_output_shape_replaces_the_last_extent():
