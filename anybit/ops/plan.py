@@ -27,6 +27,7 @@ from anybit.ops.path_choice import MEASURED_MAX_M, PATH_BUDGET_MS, path_chooser
 from anybit.ops.tuning import DECODE_PARAMETERS, DecodeTuner, block_columns, m_bucket, tuner_for
 
 _empty_like = torch.empty_like
+_FUSED_EPS = (float, type(None))  # the rms_eps a bound fused launch is keyed by (anything else: the checks)
 
 
 def output_shape(shape: torch.Size, width: int) -> tuple[int, ...]:
@@ -186,7 +187,7 @@ class WeightPlan:
             m = x.numel() // self.k
             if rms_eps is None and into is None:
                 bound = self._bound[zeros is not None][bias is not None].get(m)
-            elif into is None or self._into_fits(into, shape):
+            elif type(rms_eps) in _FUSED_EPS and (into is None or self._into_fits(into, shape)):
                 key = (zeros is not None, bias is not None, into is not None, rms_eps)
                 bound = self._fused_bound.get(key, {}).get(m)
             else:

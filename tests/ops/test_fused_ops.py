@@ -89,6 +89,8 @@ def test_misuse_is_refused_with_clear_errors():
     x = torch.randn(1, 256).half()
     with pytest.raises(ValueError, match="rms_eps"):
         ops.quantized_matmul_rms(x, p, 0.0)
+    with pytest.raises(ValueError, match="expected rms_eps a positive float"):
+        ops.quantized_matmul_rms(x, p, [EPS])  # not a float (nor hashable): the checked path says so
     with pytest.raises(ValueError, match="add into"):
         ops.quantized_matmul_add_(torch.zeros(1, 64).half(), x, p)
     with pytest.raises(ValueError, match="add into"):
