@@ -17,6 +17,13 @@ its SASS with ``nvdisasm`` — no GPU needed — and puts per row:
 * with ``--reads`` (the output of ``benchmarks/read_floor.py``): what the fastest plain read of the row's
   bytes (torch, cuBLAS or the VM's streaming read) takes on the GPU, and its share of the read ceiling: a
   small weight's read does not reach the 4 GiB rate whoever reads it;
+* the **tensor time**: the loop's ``mma.sync`` (HMMA, or IMMA on the int8 route) at the rate the tensor cores
+  issue them (:data:`MMA_SYNC_PER_SM_CYCLE`, ``benchmarks/mma_rates.py``), another lower bound;
+* for each target cell short of its target (:data:`~benchmarks.matmul_report.DECODE_TARGETS`, M = 1 and
+  16), the time it **needs** (its memory time over the target share) and the first floor that already
+  exceeds it: ``read`` (a plain read of its bytes takes longer), ``tensor`` or ``issue`` — such a cell is
+  out of reach of the kernel's design — or none: the kernel's own gap, in the summary with the cells within
+  :data:`NEAR_SHARE` of their time;
 * the bound these imply against the measured time: ``memory`` where the row reaches 80% of the read
   ceiling or 90% of the rate of a plain read of its bytes (:data:`READ_FLOOR_SHARE`), ``issue`` where the
   issue time is at least half the measured time (:data:`ISSUE_BOUND_SHARE`),
@@ -44,6 +51,7 @@ import math
 import multiprocessing
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +69,7 @@ from anybit.ops.half_choice import half_route_chooser  # noqa: E402
 from anybit.ops.int8_choice import int8_route_chooser  # noqa: E402
 from anybit.ops.tuning import m_bucket, tuner_for  # noqa: E402
 from anybit.runtime.autotune import bucket_text  # noqa: E402
+from benchmarks.matmul_report import DECODE_TARGETS  # noqa: E402
 from benchmarks.sass_counts import chunks_per_pass, main_loop, nvdisasm, opcode  # noqa: E402
 
 TARGET_SHAPES = ((57344, 8192), (8192, 28672), (8192, 8192))
@@ -77,6 +86,13 @@ READ_FLOOR_SHARE = 0.9
 #: schedulers' measured issue activity was 1.25–1.4× the model's share, so a model share of 0.5 means about
 #: 65–70% of the issue slots busy.
 ISSUE_BOUND_SHARE = 0.5
+#: Warp-level ``mma.sync`` an SM issues a cycle on the H200 (m16n8k16 f16 and m16n8k32 int8 alike; 0.57–0.59
+#: measured by ``benchmarks/mma_rates.py``, thirty-fourth session).
+MMA_SYNC_PER_SM_CYCLE = 0.58
+#: A missed cell "within reach" in the summary: its time at most this share over the time it needs.
+NEAR_SHARE = 1.05
+#: The rows M the issue's decode targets name.
+TARGET_MS = (1, 16)
 ROW_KEYS = ("type", "act_dtype", "n", "k", "m", "graph_us", "timed_us", "pct_of_read_ceiling")
 
 
@@ -100,6 +116,31 @@ def issue_us(
     block, ``loop`` instructions each, over every scheduler of the GPU at one instruction a cycle."""
     iterations = n * k / (32 * weights_per_thread) * math.ceil(m / rows)
     return iterations * loop / (SMS * SCHEDULERS) / clock_mhz
+
+
+def tensor_us(
+    n: int, k: int, m: int, rows: int, weights_per_thread: int, mma_per_iteration: int, clock_mhz: float
+) -> float:
+    """µs of the tensor cores' work: every warp-iteration's ``mma_per_iteration`` at
+    :data:`MMA_SYNC_PER_SM_CYCLE` on every SM (the iterations as :func:`issue_us` counts them)."""
+    iterations = n * k / (32 * weights_per_thread) * math.ceil(m / rows)
+    return iterations * mma_per_iteration / (SMS * MMA_SYNC_PER_SM_CYCLE) / clock_mhz
+
+
+def target_floor(entry: dict) -> dict:
+    """For a target cell (:data:`DECODE_TARGETS` shape, M in :data:`TARGET_MS`): its target share, the µs it
+    needs (memory µs over the share) and, when it misses, the first floor past that time (``read``,
+    ``tensor``, ``issue``) or None; an empty dict for other rows."""
+    share = DECODE_TARGETS.get((entry["n"], entry["k"]))
+    if share is None or entry["m"] not in TARGET_MS:
+        return {}
+    need = entry["memory_us"] * 100.0 / share
+    facts = {"target_pct": share, "need_us": need, "met": entry["pct_of_read_ceiling"] >= share}
+    if not facts["met"]:
+        floors = (("read", entry.get("read_us")), ("tensor", entry["tensor_us"]))
+        floors += (("issue", entry["issue_us"]),)
+        facts["floor"] = next((name for name, floor in floors if floor is not None and floor > need), None)
+    return facts
 
 
 def classify(pct_of_ceiling: float, issue: float, measured: float, read: float | None = None) -> str:
@@ -265,11 +306,15 @@ def analyse(
             occupancy_pct=100.0 * occupancy["resident"] * warps / SM90["warps"],
             loop_per_weight=found["loop_instructions"] / found["weights_per_thread"],
             issue_us=issue,
+            tensor_us=tensor_us(
+                row["n"], row["k"], row["m"], rows, found["weights_per_thread"], found["hmma"], clock_mhz
+            ),
             memory_us=row["ideal_us"],
             bound=classify(
                 row["pct_of_read_ceiling"], issue, row.get("timed_us", row["graph_us"]), entry.get("read_us")
             ),
         )
+        entry.update(target_floor(entry))
     return entries
 
 
@@ -298,14 +343,16 @@ def markdown(entries: list[dict], clock_mhz: float) -> str:
     read_head, read_rule = ("plain read µs (% of ceiling) | ", "---|") if reads else ("", "")
     lines = [
         "| type | act | N × K | M | µs | % of ceiling | config (rows, warps, stages, split) | regs | smem KB "
-        f"| blocks/SM (limit) | occupancy | loop instr./weight | memory µs | {read_head}issue µs | bound |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + read_rule + "---|---|",
+        f"| blocks/SM (limit) | occupancy | loop instr./weight | memory µs | {read_head}issue µs | tensor µs "
+        "| bound |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + read_rule + "---|---|---|",
     ]
     for e in entries:
         timed = e.get("timed_us", e["graph_us"])
         head = f"| {e['type']} | {e['act_dtype']} | {e['n']}×{e['k']} | {e['m']} | {timed:.1f} "
         if "missing" in e:
-            lines.append(head + f"| {e['pct_of_read_ceiling']:.0f}% | {e['missing']} |||||||||" + "|" * reads)
+            cells = f"| {e['pct_of_read_ceiling']:.0f}% | {e['missing']} ||||||||||"
+            lines.append(head + cells + "|" * reads)
             continue
         c = e["config"]
         if c.get("route") == "int8":
@@ -325,7 +372,7 @@ def markdown(entries: list[dict], clock_mhz: float) -> str:
             head + f"| {e['pct_of_read_ceiling']:.0f}% | {shape} | {e['registers']} "
             f"| {e['shared_bytes'] / 1024:.0f} | {resident} | {e['occupancy_pct']:.0f}% "
             f"| {e['loop_per_weight']:.2f} | {e['memory_us']:.1f} | {read}{e['issue_us']:.1f} "
-            f"| {e['bound']} |"
+            f"| {e['tensor_us']:.1f} | {e['bound']} |"
         )
     counts = collections.Counter(e.get("bound", "missing") for e in entries)
     lines += [
@@ -338,7 +385,35 @@ def markdown(entries: list[dict], clock_mhz: float) -> str:
             else ")."
         ),
     ]
-    return "\n".join(lines)
+    summary = targets_summary(entries)
+    return "\n".join(lines + ([""] + summary if summary else []))
+
+
+def targets_summary(entries: list[dict]) -> list[str]:
+    """The target cells among ``entries``: how many are met, and of the missed ones which are past a floor
+    (:func:`target_floor`) and which are the kernel's own gap — those within :data:`NEAR_SHARE` of the time
+    they need named, and the median missed cell's time over its need."""
+    cells = [e for e in entries if "met" in e]
+    missed = [e for e in cells if not e["met"]]
+    if not cells:
+        return []
+    text = f"Target cells: {len(cells) - len(missed)} of {len(cells)} met"
+    if not missed:
+        return [text + "."]
+    floors = collections.Counter(e["floor"] for e in missed if e["floor"])
+    gaps = {id(e): e.get("timed_us", e["graph_us"]) / e["need_us"] for e in missed}
+    near = [e for e in missed if not e["floor"] and gaps[id(e)] <= NEAR_SHARE]
+    past = ", ".join(f"{count} the {name} floor" for name, count in sorted(floors.items())) or "none"
+    text += (
+        f"; of the {len(missed)} missed, past a floor (it already takes longer than the cell's time at its "
+        f"target): {past}; the other {len(missed) - sum(floors.values())} are the kernel's gap, "
+        f"{len(near)} of them within {NEAR_SHARE - 1:.0%} of the time they need"
+    )
+    if near:
+        text += " (" + ", ".join(f"{e['type']} {e['act_dtype']} {e['n']}×{e['k']} M = {e['m']}" for e in near)
+        text += ")"
+    median, worst = statistics.median(gaps.values()), max(gaps.values())
+    return [text + f"; the median missed cell takes {median:.2f}× its time, the worst {worst:.2f}×."]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,59 @@ def test_issue_time_model_and_bounds():
     assert limits.classify(60.0, 20.0, 70.0, read=62.9) == "latency"
 
 
+def test_tensor_time_and_what_a_missed_target_cell_is_past():
+    # 57344 x 8192 at M = 16 in 16-row blocks, 128 weights a thread, 32 mma a loop pass: 3.67 M mma.sync.
+    us = limits.tensor_us(57344, 8192, 16, 16, 128, 32, 1980.0)
+    assert us == pytest.approx(57344 * 8192 / (32 * 128) * 32 / (132 * limits.MMA_SYNC_PER_SM_CYCLE) / 1980.0)
+    assert 23.0 < us < 25.0  # the twentieth session's ~24 µs of mma.sync
+    cell = {"n": 57344, "k": 8192, "m": 16, "memory_us": 16.6, "issue_us": 27.5, "tensor_us": us}
+    facts = limits.target_floor(dict(cell, pct_of_read_ceiling=25.0, read_us=18.6))
+    assert facts["need_us"] == pytest.approx(16.6 / 0.8) and facts["floor"] == "tensor"  # read 18.6 < 20.75
+    assert limits.target_floor(dict(cell, pct_of_read_ceiling=25.0, read_us=21.0))["floor"] == "read"
+    assert limits.target_floor(dict(cell, pct_of_read_ceiling=25.0, tensor_us=1.0))["floor"] == "issue"
+    assert (
+        limits.target_floor(dict(cell, pct_of_read_ceiling=70.0, memory_us=55.0, tensor_us=1.0))["floor"]
+        is None
+    )
+    assert limits.target_floor(dict(cell, pct_of_read_ceiling=81.0)) == {
+        "target_pct": 80,
+        "need_us": pytest.approx(16.6 / 0.8),
+        "met": True,
+    }
+    assert limits.target_floor(dict(cell, m=4, pct_of_read_ceiling=25.0)) == {}  # not a target row
+    assert limits.target_floor(dict(cell, n=4096, k=4096, pct_of_read_ceiling=25.0)) == {}
+
+
+def test_the_summary_names_the_cells_within_reach():
+    def cell(type_name, timed, need, floor=None, met=False):
+        return {
+            "type": type_name,
+            "act_dtype": "float16",
+            "n": 8192,
+            "k": 8192,
+            "m": 1,
+            "graph_us": timed,
+            "timed_us": timed,
+            "need_us": need,
+            "met": met,
+            "floor": floor,
+        }
+
+    entries = [
+        cell("int8", 10.0, 11.0, met=True),
+        cell("uint4", 10.4, 10.0),  # 1.04x: within reach
+        cell("uint3", 15.0, 10.0),
+        cell("uint1", 30.0, 10.0, floor="read"),
+        {"type": "int4", "m": 4},  # not a target cell
+    ]
+    (text,) = limits.targets_summary(entries)
+    assert text.startswith("Target cells: 1 of 4 met; of the 3 missed, past a floor")
+    assert "1 the read floor" in text and "the other 2 are the kernel's gap, 1 of them within 5%" in text
+    assert "(uint4 float16 8192×8192 M = 1)" in text and "median missed cell takes 1.50×" in text
+    assert "the worst 3.00×" in text
+    assert limits.targets_summary([{"type": "int4", "m": 4}]) == []
+
+
 def suite(tmp_path, records):
     row = {
         "suite": "decode",
@@ -135,6 +188,10 @@ def test_a_plain_read_of_the_rows_bytes_goes_beside_it(tmp_path):
     text = (tmp_path / "limits.md").read_text()
     assert "plain read µs (% of ceiling)" in text and "| 15.1 (52%) |" in text
     assert "of a plain read of its bytes" in text
+    # A target cell (8192 x 8192 at M = 1, 60%) at 49%: it needs 7.9 / 0.6 µs, less than the read takes.
+    assert entry["target_pct"] == 60 and not entry["met"] and entry["need_us"] == pytest.approx(7.9 / 0.6)
+    assert entry["floor"] == "read" and 0 < entry["tensor_us"] < entry["issue_us"]
+    assert "| tensor µs |" in text and "Target cells: 0 of 1 met" in text and "1 the read floor" in text
 
 
 def test_chunks_a_main_loop_pass_handles():
