@@ -109,21 +109,26 @@ def blocks_per_sm(registers: int, warps: int, shared_bytes: int) -> dict[str, in
     return limits
 
 
+def warp_iterations(n: int, k: int, m: int, rows: int, weights_per_thread: int) -> float:
+    """Main-loop iterations of every warp of a call: N·K over the weights a warp-iteration converts, once per
+    block of ``rows`` rows of x."""
+    return n * k / (32 * weights_per_thread) * math.ceil(m / rows)
+
+
 def issue_us(
     n: int, k: int, m: int, rows: int, weights_per_thread: int, loop: int, clock_mhz: float
 ) -> float:
-    """µs to issue every warp's main-loop instructions: (N·K / weights a warp-iteration) iterations per row
-    block, ``loop`` instructions each, over every scheduler of the GPU at one instruction a cycle."""
-    iterations = n * k / (32 * weights_per_thread) * math.ceil(m / rows)
-    return iterations * loop / (SMS * SCHEDULERS) / clock_mhz
+    """µs to issue every warp's main-loop instructions: :func:`warp_iterations` of ``loop`` instructions each,
+    over every scheduler of the GPU at one instruction a cycle."""
+    return warp_iterations(n, k, m, rows, weights_per_thread) * loop / (SMS * SCHEDULERS) / clock_mhz
 
 
 def tensor_us(
     n: int, k: int, m: int, rows: int, weights_per_thread: int, mma_per_iteration: int, clock_mhz: float
 ) -> float:
-    """µs of the tensor cores' work: every warp-iteration's ``mma_per_iteration`` at
-    :data:`MMA_SYNC_PER_SM_CYCLE` on every SM (the iterations as :func:`issue_us` counts them)."""
-    iterations = n * k / (32 * weights_per_thread) * math.ceil(m / rows)
+    """µs of the tensor cores' work: every warp-iteration's ``mma_per_iteration`` (:func:`warp_iterations`)
+    at :data:`MMA_SYNC_PER_SM_CYCLE` on every SM."""
+    iterations = warp_iterations(n, k, m, rows, weights_per_thread)
     return iterations * mma_per_iteration / (SMS * MMA_SYNC_PER_SM_CYCLE) / clock_mhz
 
 
